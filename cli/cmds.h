@@ -1,0 +1,17 @@
+/* cmds.h - the verbs of the `spate` command; each takes argv with argv[0] = the verb
+ * and returns the process exit code. */
+#ifndef SPATE_CLI_CMDS_H
+#define SPATE_CLI_CMDS_H
+
+int spate_cmd_run(int argc, char **argv);
+int spate_cmd_config(int argc, char **argv);
+int spate_cmd_log(int argc, char **argv);
+int spate_cmd_produce(int argc, char **argv);
+int spate_cmd_checkpoint(int argc, char **argv);
+
+/* Read a config file of key=value lines (# comments) into conf. On an error prints
+ * "FILE:LINE: message" naming the key and returns -1. */
+struct spate_conf_s;
+int spate_cli_load_config(struct spate_conf_s *conf, const char *path);
+
+#endif

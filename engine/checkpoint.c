@@ -1,0 +1,107 @@
+/* checkpoint.c - the coordinator that loads checkpoints at start and flushes the
+ * tracker's watermarks to the store: on an interval, after a count of DONE records, and
+ * at stop.
+ *
+ * At start each partition's checkpoint is loaded; a partition without one starts at
+ * starting.position, which is resolved once by the source and saved at once
+ * (guarantee 6: a later restart never re-resolves "latest" and skips records).
+ * A failed save is logged and retried on the next tick; the tracker's state is not lost.
+ * @locality the engine thread only.
+ */
+#include "engine/engine.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int save_dirty(sp_engine_t *e, char *err, size_t sz)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < e->nparts; i++)
+		if (e->parts[i]->eng->dirty)
+			n++;
+	if (!n)
+		return SPATE_OK;
+	if (!e->store_open) {
+		for (size_t i = 0; i < e->nparts; i++)
+			e->parts[i]->eng->dirty = false;
+		return SPATE_OK;
+	}
+	sp_store_entry_t stack[64];
+	sp_store_entry_t *ents = n <= 64 ? stack : malloc(n * sizeof(*ents));
+	if (!ents)
+		return sp_err(err, sz, SPATE_ERR_NOMEM, "out of memory");
+	size_t k = 0;
+	for (size_t i = 0; i < e->nparts; i++) {
+		sp_part_t *p = e->parts[i];
+		if (p->eng->dirty)
+			ents[k++] = (sp_store_entry_t){p->pub.name, p->eng->ckpt};
+	}
+	int rc = e->store.ops->save(&e->store, ents, k, err, sz);
+	if (rc == SPATE_OK) {
+		for (size_t i = 0; i < e->nparts; i++) {
+			sp_part_t *p = e->parts[i];
+			if (p->eng->dirty) {
+				p->eng->saved = p->eng->ckpt;
+				p->eng->dirty = false;
+			}
+		}
+	}
+	if (ents != stack)
+		free(ents);
+	return rc;
+}
+
+int sp_checkpoint_maybe_flush(sp_engine_t *e, bool force)
+{
+	int64_t now = sp_now_ms();
+	if (!force && now - e->last_flush_ms < e->ckpt_interval_ms &&
+	    e->done_since_flush < (uint64_t)e->ckpt_records)
+		return SPATE_OK;
+	char err[512] = "";
+	int rc = save_dirty(e, err, sizeof(err));
+	e->last_flush_ms = now;
+	if (rc) {
+		e->store_errors++;
+		sp_log(e, SP_LOG_ERROR, "checkpoint store: %s (will retry; %" PRIu64 " failures so far)", err,
+		       e->store_errors);
+		return rc;
+	}
+	e->done_since_flush = 0;
+	return SPATE_OK;
+}
+
+int sp_checkpoint_load_and_seek(sp_engine_t *e, char *err, size_t sz)
+{
+	bool any_resolved = false;
+	for (size_t i = 0; i < e->nparts; i++) {
+		sp_part_t *p = e->parts[i];
+		sp_ckpt_t ck;
+		int rc = SPATE_ERR_NOT_FOUND;
+		if (e->store_open) {
+			rc = e->store.ops->load(&e->store, p->pub.name, &ck, err, sz);
+			if (rc && rc != SPATE_ERR_NOT_FOUND)
+				return rc;
+		}
+		if (rc == SPATE_OK) {
+			if ((rc = e->src.ops->seek(&e->src, p, &ck, NULL, err, sz)))
+				return rc;
+			p->eng->ckpt = p->eng->saved = ck;
+			char b[80];
+			sp_log(e, SP_LOG_DEBUG, "%s: resuming after checkpoint %s", p->pub.name, sp_ckpt_fmt(&ck, b, sizeof(b)));
+		} else {
+			sp_ckpt_t resolved = {.beginning = true};
+			if ((rc = e->src.ops->seek(&e->src, p, NULL, &resolved, err, sz)))
+				return rc;
+			p->eng->ckpt = resolved;
+			p->eng->dirty = true; /* checkpointed at once (guarantee 6) */
+			any_resolved = true;
+		}
+	}
+	if (any_resolved && e->store_open) {
+		int rc = save_dirty(e, err, sz);
+		if (rc)
+			return rc;
+	}
+	return SPATE_OK;
+}

@@ -1,0 +1,600 @@
+/* engine.c - lifecycle: new, start, run, drain, stop; wires source, lanes, workers,
+ * tracker, checkpoints.
+ *
+ * spate_engine_run() is the engine thread: it polls the source for chunks while the
+ * in-flight bounds allow, dispatches them into lanes, drains the workers' completion
+ * rings in bursts into the tracker, flushes checkpoints, and sleeps on an eventfd (plus
+ * the source's fd) when there is nothing to do. Workers wake it only when it sleeps.
+ */
+#include "engine/engine.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+/* Chunks asked of the source per poll call. */
+#define SP_POLL_BATCH 16
+
+static int level_of(const char *s)
+{
+	if (!strcmp(s, "error"))
+		return SP_LOG_ERROR;
+	if (!strcmp(s, "warn"))
+		return SP_LOG_WARN;
+	if (!strcmp(s, "debug"))
+		return SP_LOG_DEBUG;
+	return SP_LOG_INFO;
+}
+
+const spate_conf_t *sp_engine_conf(sp_engine_t *e)
+{
+	return e->conf;
+}
+
+size_t sp_engine_partition_count(sp_engine_t *e)
+{
+	return e->nparts;
+}
+
+sp_part_t *sp_engine_partition(sp_engine_t *e, size_t i)
+{
+	return i < e->nparts ? e->parts[i] : NULL;
+}
+
+void sp_engine_report(sp_engine_t *e, void *fp)
+{
+	if (e->handler_created && e->op->report)
+		e->op->report(&e->h, fp);
+}
+
+void sp_engine_wake(sp_engine_t *e)
+{
+	uint64_t one = 1;
+	ssize_t r = write(e->wakefd, &one, sizeof(one));
+	(void)r; /* EAGAIN: the counter is already non-zero, the engine will wake */
+}
+
+sp_part_t *sp_engine_add_partition(sp_engine_t *e, const char *source, const char *topic,
+                                   int32_t partition, const char *shard)
+{
+	if (e->nparts == e->parts_cap) {
+		size_t cap = e->parts_cap ? e->parts_cap * 2 : 16;
+		sp_part_t **np = realloc(e->parts, cap * sizeof(*np));
+		if (!np)
+			return NULL;
+		e->parts = np;
+		e->parts_cap = cap;
+	}
+	sp_part_t *p = calloc(1, sizeof(*p) + sizeof(struct sp_part_eng));
+	if (!p)
+		return NULL;
+	p->eng = (struct sp_part_eng *)(p + 1);
+	char name[512];
+	if (shard)
+		snprintf(name, sizeof(name), "%s/%s/%s", source, topic, shard);
+	else
+		snprintf(name, sizeof(name), "%s/%s/%" PRId32, source, topic, partition);
+	p->pub.source = strdup(source);
+	p->pub.topic = strdup(topic);
+	p->pub.partition = partition;
+	p->pub.shard = shard ? strdup(shard) : NULL;
+	p->pub.name = strdup(name);
+	if (!p->pub.source || !p->pub.topic || !p->pub.name || (shard && !p->pub.shard)) {
+		free((char *)p->pub.source);
+		free((char *)p->pub.topic);
+		free((char *)p->pub.shard);
+		free((char *)p->pub.name);
+		free(p);
+		return NULL;
+	}
+	p->index = (int)e->nparts;
+	p->eng->ckpt.beginning = true;
+	p->eng->saved.beginning = true;
+	e->parts[e->nparts++] = p;
+	return p;
+}
+
+sp_chunk_t *sp_chunk_new(sp_part_t *p, uint32_t n, uint32_t hdr_cap)
+{
+	size_t sz = sizeof(sp_chunk_t);
+	size_t off_recs = (sz + 63) & ~(size_t)63;
+	size_t off_st = off_recs + (size_t)n * sizeof(spate_record_t);
+	size_t off_order = off_st + (size_t)n * sizeof(sp_rstate_t);
+	size_t off_hdrs = (off_order + (size_t)n * sizeof(uint32_t) + 15) & ~(size_t)15;
+	size_t total = off_hdrs + (size_t)hdr_cap * sizeof(spate_header_t);
+	char *m = malloc(total);
+	if (!m)
+		return NULL;
+	sp_chunk_t *c = (sp_chunk_t *)m;
+	memset(c, 0, sizeof(*c));
+	c->part = p;
+	c->n = n;
+	c->pending = n;
+	c->recs = (spate_record_t *)(m + off_recs);
+	c->st = (sp_rstate_t *)(m + off_st);
+	c->order = (uint32_t *)(m + off_order);
+	c->hdrs = hdr_cap ? (spate_header_t *)(m + off_hdrs) : NULL;
+	c->hdr_cap = hdr_cap;
+	memset(c->st, 0, (size_t)n * sizeof(sp_rstate_t));
+	for (uint32_t i = 0; i < n; i++) {
+		spate_record_t *r = &c->recs[i];
+		memset(r, 0, sizeof(*r));
+		r->version = SPATE_RECORD_VERSION;
+		r->partition = &p->pub;
+	}
+	return c;
+}
+
+void sp_chunk_free(sp_chunk_t *c)
+{
+	if (!c)
+		return;
+	if (c->release)
+		c->release(c, c->release_opaque);
+	free(c);
+}
+
+static int read_settings(spate_engine_t *e, char *err, size_t sz)
+{
+	const spate_conf_t *c = e->conf;
+	e->log_level = level_of(sp_conf_str(c, "log.level"));
+	e->batch_size = (uint32_t)sp_conf_int(c, "batch.size");
+	e->batch_max_bytes = (uint64_t)sp_conf_int(c, "batch.max.bytes");
+	e->factor = (uint32_t)sp_conf_int(c, "parallelization.factor");
+	e->max_retry = sp_conf_int(c, "max.retry.attempts");
+	e->max_age_ms = sp_conf_int(c, "max.record.age.ms");
+	e->backoff_ms = sp_conf_int(c, "retry.backoff.ms");
+	e->backoff_max_ms = sp_conf_int(c, "retry.backoff.max.ms");
+	e->bisect = sp_conf_bool(c, "bisect.on.error");
+	e->item_failures = sp_conf_bool(c, "report.item.failures");
+	e->stop_at_end = sp_conf_bool(c, "stop.at.end");
+	e->max_inflight_bytes = (uint64_t)sp_conf_int(c, "max.inflight.bytes");
+	e->max_inflight_records = (uint64_t)sp_conf_int(c, "max.inflight.records");
+	e->shutdown_timeout_ms = sp_conf_int(c, "shutdown.timeout.ms");
+	e->ckpt_interval_ms = sp_conf_int(c, "checkpoint.interval.ms");
+	e->ckpt_records = sp_conf_int(c, "checkpoint.records");
+	e->nworkers = (int)sp_conf_int(c, "max.concurrency");
+	if (e->backoff_max_ms < e->backoff_ms)
+		return sp_err(err, sz, SPATE_ERR_INVALID,
+		              "retry.backoff.max.ms: %" PRId64 " is below retry.backoff.ms (%" PRId64 ")",
+		              e->backoff_max_ms, e->backoff_ms);
+	if (e->max_age_ms >= 0 && e->max_age_ms < 1)
+		return sp_err(err, sz, SPATE_ERR_INVALID, "max.record.age.ms: must be -1 or positive");
+	return SPATE_OK;
+}
+
+spate_engine_t *spate_engine_new(spate_conf_t *conf, const spate_handler_t *handler, char *err,
+                                 size_t sz)
+{
+	if (!conf) {
+		sp_err(err, sz, 0, "conf: must not be NULL");
+		return NULL;
+	}
+	spate_engine_t *e = calloc(1, sizeof(*e));
+	if (!e) {
+		sp_err(err, sz, 0, "out of memory");
+		return NULL;
+	}
+	e->conf = conf;
+	e->wakefd = -1;
+	if (read_settings(e, err, sz))
+		goto fail;
+	if (handler) {
+		if (handler->version != SPATE_HANDLER_VERSION || !handler->handle) {
+			sp_err(err, sz, 0, "handler: version %d or a NULL handle callback is not supported (want %d)",
+			       handler->version, SPATE_HANDLER_VERSION);
+			goto fail;
+		}
+		e->h = *handler;
+	} else {
+		char name[64];
+		const char *hv = sp_conf_str(conf, "handler");
+		const char *arg = sp_split_uri(hv, name, sizeof(name));
+		e->op = sp_find_operator(name);
+		if (!e->op) {
+			sp_err(err, sz, 0, "handler: unknown handler \"%s\"", hv);
+			goto fail;
+		}
+		if (e->op->create(arg, conf, e, &e->h, err, sz) != SPATE_OK)
+			goto fail;
+		e->handler_created = true;
+	}
+	e->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (e->wakefd < 0) {
+		sp_err(err, sz, 0, "eventfd: %s", strerror(errno));
+		goto fail;
+	}
+	pthread_mutex_init(&e->mu, NULL);
+	pthread_cond_init(&e->work_cv, NULL);
+	e->rng = (uint64_t)sp_now_ns() | 1;
+	return e;
+fail:
+	if (e->handler_created && e->op->destroy)
+		e->op->destroy(&e->h);
+	if (e->wakefd >= 0)
+		close(e->wakefd);
+	free(e);
+	return NULL;
+}
+
+static int open_plugins(spate_engine_t *e, char *err, size_t sz)
+{
+	char name[64];
+	const char *v = sp_conf_str(e->conf, "source");
+	const char *arg = sp_split_uri(v, name, sizeof(name));
+	const sp_source_ops_t *so = sp_find_source(name);
+	if (!so)
+		return sp_err(err, sz, SPATE_ERR_INVALID, "source: unknown source \"%s\"", v);
+	e->src = (sp_source_t){.ops = so, .eng = e, .arg = arg};
+	int rc = so->open(&e->src, err, sz);
+	if (rc)
+		return rc;
+	e->src_open = true;
+	if (e->nparts == 0)
+		return sp_err(err, sz, SPATE_ERR_INVALID, "source: \"%s\" has no partitions", v);
+	if (e->nparts * e->factor > SP_MAX_LANES)
+		return sp_err(err, sz, SPATE_ERR_INVALID,
+		              "parallelization.factor: %u lanes per partition x %zu partitions is more than %d lanes",
+		              e->factor, e->nparts, SP_MAX_LANES);
+
+	v = sp_conf_str(e->conf, "store");
+	if (*v) {
+		arg = sp_split_uri(v, name, sizeof(name));
+		const sp_store_ops_t *st = sp_find_store(name);
+		if (!st)
+			return sp_err(err, sz, SPATE_ERR_INVALID, "store: unknown store \"%s\"", v);
+		e->store = (sp_store_t){.ops = st, .eng = e, .arg = arg};
+		if ((rc = st->open(&e->store, err, sz)))
+			return rc;
+		e->store_open = true;
+	}
+	v = sp_conf_str(e->conf, "dlq");
+	if (*v) {
+		arg = sp_split_uri(v, name, sizeof(name));
+		const sp_sink_ops_t *dk = sp_find_sink(name);
+		if (!dk)
+			return sp_err(err, sz, SPATE_ERR_INVALID, "dlq: unknown DLQ \"%s\"", v);
+		e->dlq = (sp_sink_t){.ops = dk, .eng = e, .arg = arg};
+		if ((rc = dk->open(&e->dlq, err, sz)))
+			return rc;
+		e->dlq_open = true;
+	}
+	return SPATE_OK;
+}
+
+static int make_lanes(spate_engine_t *e, char *err, size_t sz)
+{
+	e->nlanes = e->nparts * e->factor;
+	e->lanes = aligned_alloc(64, ((e->nlanes * sizeof(sp_lane_t)) + 63) & ~(size_t)63);
+	if (!e->lanes)
+		return sp_err(err, sz, SPATE_ERR_NOMEM, "out of memory for %zu lanes", e->nlanes);
+	memset(e->lanes, 0, e->nlanes * sizeof(sp_lane_t));
+	for (size_t i = 0; i < e->nparts; i++) {
+		sp_part_t *p = e->parts[i];
+		p->eng->lanes = calloc(e->factor, sizeof(sp_lane_t *));
+		if (!p->eng->lanes)
+			return sp_err(err, sz, SPATE_ERR_NOMEM, "out of memory");
+		for (uint32_t l = 0; l < e->factor; l++) {
+			sp_lane_t *ln = &e->lanes[i * e->factor + l];
+			ln->part = p;
+			ln->index = l;
+			p->eng->lanes[l] = ln;
+		}
+	}
+	return SPATE_OK;
+}
+
+spate_err_t spate_engine_start(spate_engine_t *e, char *err, size_t sz)
+{
+	if (e->started)
+		return sp_err(err, sz, SPATE_ERR_STATE, "engine already started");
+	e->started = true;
+	e->start_ns = sp_now_ns();
+	int rc = open_plugins(e, err, sz);
+	if (!rc)
+		rc = make_lanes(e, err, sz);
+	if (!rc)
+		rc = sp_checkpoint_load_and_seek(e, err, sz);
+	if (!rc)
+		rc = sp_workers_start(e, err, sz);
+	if (rc)
+		return rc;
+	e->running = true;
+	e->last_flush_ms = sp_now_ms();
+	sp_log(e, SP_LOG_DEBUG, "started: %zu partitions, %zu lanes, %d workers", e->nparts, e->nlanes,
+	       e->nworkers);
+	return SPATE_OK;
+}
+
+void spate_engine_stop(spate_engine_t *e)
+{
+	/* async-signal-safe: an atomic and a write(2) */
+	int prev = atomic_fetch_add(&e->stop_req, 1);
+	(void)prev;
+	uint64_t one = 1;
+	ssize_t r = write(e->wakefd, &one, sizeof(one));
+	(void)r;
+}
+
+static bool all_at_end(spate_engine_t *e)
+{
+	if (e->inflight_records || e->held)
+		return false;
+	if (!e->src.ops->ended || !e->src.ops->ended(&e->src))
+		return false;
+	for (size_t i = 0; i < e->nparts; i++) {
+		sp_part_t *p = e->parts[i];
+		if (!p->has_end)
+			continue;
+		const sp_ckpt_t *c = &p->eng->ckpt;
+		if (c->beginning || spate_position_cmp(&c->after, &p->end) < 0)
+			return false;
+	}
+	return true;
+}
+
+static bool rings_nonempty(spate_engine_t *e)
+{
+	for (int i = 0; i < e->nworkers; i++) {
+		sp_worker_t *w = e->workers[i];
+		if (atomic_load_explicit(&w->chead, memory_order_acquire) !=
+		    atomic_load_explicit(&w->ctail, memory_order_relaxed))
+			return true;
+	}
+	return false;
+}
+
+/* Sleep until a worker completes something, the source has data, a stop, or timeout. */
+static void engine_sleep(spate_engine_t *e, int timeout_ms)
+{
+	atomic_store(&e->sleeping, 1);
+	if (rings_nonempty(e) || (atomic_load(&e->stop_req) && !e->inflight_records)) {
+		atomic_store(&e->sleeping, 0);
+		return;
+	}
+	struct pollfd pf[2] = {{.fd = e->wakefd, .events = POLLIN}, {.fd = -1}};
+	int n = 1;
+	if (e->src.ops->fd && !atomic_load(&e->stop_req)) {
+		int fd = e->src.ops->fd(&e->src);
+		if (fd >= 0) {
+			pf[1] = (struct pollfd){.fd = fd, .events = POLLIN};
+			n = 2;
+		}
+	}
+	poll(pf, n, timeout_ms);
+	atomic_store(&e->sleeping, 0);
+	if (pf[0].revents & POLLIN) {
+		uint64_t v;
+		ssize_t r = read(e->wakefd, &v, sizeof(v));
+		(void)r;
+	}
+}
+
+/* Hold a chunk that lanes had no room for, behind any already held (order matters). */
+static void hold(spate_engine_t *e, sp_chunk_t *c)
+{
+	c->next = NULL;
+	if (!e->held) {
+		e->held = c;
+		return;
+	}
+	sp_chunk_t *t = e->held;
+	while (t->next)
+		t = t->next;
+	t->next = c;
+}
+
+/* Poll the source while the bounds allow; dispatch what it returns. Returns chunks
+ * dispatched, or a negative error. */
+static int feed(spate_engine_t *e, char *err, size_t sz)
+{
+	int moved = 0;
+	while (e->held) {
+		sp_chunk_t *h = e->held, *nx = h->next;
+		if (!sp_dispatch(e, h)) /* on failure h->next is untouched */
+			return moved;
+		e->held = nx;
+		moved++;
+	}
+	while (!atomic_load(&e->stop_req) && !e->held) {
+		/* One chunk is always admitted when nothing is in flight (no deadlock). */
+		bool empty = e->inflight_records == 0;
+		if (!empty && (e->inflight_bytes >= e->max_inflight_bytes ||
+		               e->inflight_records >= e->max_inflight_records))
+			break;
+		uint64_t budget = e->inflight_bytes < e->max_inflight_bytes
+		                      ? e->max_inflight_bytes - e->inflight_bytes
+		                      : 1;
+		sp_chunk_t *out[SP_POLL_BATCH];
+		int n = e->src.ops->poll(&e->src, out, SP_POLL_BATCH, budget, err, sz);
+		if (n < 0)
+			return n;
+		for (int i = 0; i < n; i++) {
+			if (out[i]->n == 0) {
+				sp_chunk_free(out[i]);
+				continue;
+			}
+			if (e->held || !sp_dispatch(e, out[i])) {
+				hold(e, out[i]);
+				continue;
+			}
+			moved++;
+		}
+		if (n < SP_POLL_BATCH)
+			break;
+	}
+	return moved;
+}
+
+static int timeout_for(spate_engine_t *e)
+{
+	int t = SP_TICK_MS;
+	int64_t since = sp_now_ms() - e->last_flush_ms;
+	int64_t left = e->ckpt_interval_ms - since;
+	if (left < t)
+		t = left < 1 ? 1 : (int)left;
+	if (e->src.ops->next_ms && !atomic_load(&e->stop_req)) {
+		int n = e->src.ops->next_ms(&e->src);
+		if (n >= 0 && n < t)
+			t = n;
+	}
+	return t;
+}
+
+spate_err_t spate_engine_run(spate_engine_t *e, char *err, size_t sz)
+{
+	if (!e->running)
+		return sp_err(err, sz, SPATE_ERR_STATE, "engine not started (call spate_engine_start)");
+	int rc = SPATE_OK;
+	int64_t stop_deadline = 0;
+	for (;;) {
+		size_t drained = sp_tracker_drain(e);
+		if (e->init_failed) {
+			rc = sp_err(err, sz, SPATE_ERR_HANDLER, "%s", e->init_err);
+			break;
+		}
+		int st = atomic_load(&e->stop_req);
+		if (st >= 2)
+			break;
+		int fed = 0;
+		if (!st) {
+			fed = feed(e, err, sz);
+			if (fed < 0) {
+				rc = fed;
+				break;
+			}
+		} else {
+			if (!stop_deadline)
+				stop_deadline = sp_now_ms() + e->shutdown_timeout_ms;
+			if (!e->inflight_records)
+				break;
+			if (sp_now_ms() >= stop_deadline) {
+				sp_log(e, SP_LOG_WARN,
+				       "shutdown.timeout.ms passed with %" PRIu64 " records in flight; stopping without them",
+				       e->inflight_records);
+				break;
+			}
+		}
+		if (sp_checkpoint_maybe_flush(e, false) == SPATE_OK && e->stop_at_end && all_at_end(e)) {
+			/* the checkpoints reach the ends; make sure the store has them */
+			if (sp_checkpoint_maybe_flush(e, true) == SPATE_OK)
+				break;
+		}
+		if (!drained && !fed)
+			engine_sleep(e, timeout_for(e));
+	}
+	bool at_once = atomic_load(&e->stop_req) >= 2;
+	sp_workers_stop(e);
+	if (!at_once) {
+		sp_tracker_drain(e);
+		int frc = sp_checkpoint_maybe_flush(e, true);
+		if (frc && !rc)
+			rc = sp_err(err, sz, frc, "final checkpoint failed (see the log)");
+	}
+	e->running = false;
+	e->finished = true;
+	e->end_ns = sp_now_ns();
+	return rc;
+}
+
+void spate_engine_summary(spate_engine_t *e, spate_summary_t *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->records = e->records_done;
+	for (int i = 0; e->workers && i < e->nworkers; i++) {
+		sp_worker_t *w = e->workers[i];
+		if (!w)
+			continue;
+		s->batches += atomic_load_explicit(&w->st.batches, memory_order_relaxed);
+		s->failed += atomic_load_explicit(&w->st.failed, memory_order_relaxed);
+		s->dlq += atomic_load_explicit(&w->st.dlq, memory_order_relaxed);
+		s->dropped += atomic_load_explicit(&w->st.dropped, memory_order_relaxed);
+		s->retries += atomic_load_explicit(&w->st.retries, memory_order_relaxed);
+	}
+	int64_t end = e->finished ? e->end_ns : sp_now_ns();
+	s->elapsed_s = e->start_ns ? (double)(end - e->start_ns) / 1e9 : 0;
+	int64_t first = atomic_load(&e->first_ns);
+	if (first && e->last_done_ns > first)
+		s->first_to_last_s = (double)(e->last_done_ns - first) / 1e9;
+	s->records_per_s = s->first_to_last_s > 0 ? (double)s->records / s->first_to_last_s : 0;
+	s->workers_min = s->workers_max = e->nworkers;
+	s->workers_mean = e->nworkers;
+}
+
+int spate_summary_json(const spate_summary_t *s, char *buf, size_t size)
+{
+	return snprintf(buf, size,
+	                "{\"records\":%" PRIu64 ",\"batches\":%" PRIu64 ",\"failed\":%" PRIu64
+	                ",\"dlq\":%" PRIu64 ",\"dropped\":%" PRIu64 ",\"retries\":%" PRIu64
+	                ",\"filtered\":%" PRIu64 ",\"elapsed_s\":%.6f,\"first_to_last_s\":%.6f"
+	                ",\"records_per_s\":%.0f,\"workers_min\":%d,\"workers_max\":%d,\"workers_mean\":%.3f}",
+	                s->records, s->batches, s->failed, s->dlq, s->dropped, s->retries, s->filtered,
+	                s->elapsed_s, s->first_to_last_s, s->records_per_s, s->workers_min, s->workers_max,
+	                s->workers_mean);
+}
+
+void spate_engine_destroy(spate_engine_t *e)
+{
+	if (!e)
+		return;
+	if (e->running) {
+		atomic_store(&e->stop_req, 2);
+		e->running = false;
+	}
+	sp_workers_stop(e);
+	sp_workers_free(e);
+	sp_tracker_free_all(e);
+	while (e->held) {
+		sp_chunk_t *n = e->held->next;
+		sp_chunk_free(e->held);
+		e->held = n;
+	}
+	if (e->src_open && e->src.ops->close)
+		e->src.ops->close(&e->src);
+	if (e->store_open && e->store.ops->close)
+		e->store.ops->close(&e->store);
+	if (e->dlq_open && e->dlq.ops->close)
+		e->dlq.ops->close(&e->dlq);
+	for (size_t i = 0; i < e->nparts; i++) {
+		sp_part_t *p = e->parts[i];
+		free(p->eng->lanes);
+		free((char *)p->pub.source);
+		free((char *)p->pub.topic);
+		free((char *)p->pub.shard);
+		free((char *)p->pub.name);
+		free(p);
+	}
+	free(e->parts);
+	free(e->lanes);
+	if (e->handler_created && e->op->destroy)
+		e->op->destroy(&e->h);
+	if (e->wakefd >= 0)
+		close(e->wakefd);
+	pthread_mutex_destroy(&e->mu);
+	pthread_cond_destroy(&e->work_cv);
+	spate_conf_destroy(e->conf);
+	free(e);
+}
+
+int spate_push(spate_engine_t *e, int32_t partition, const spate_push_record_t *recs, size_t cnt)
+{
+	if (!e->started || !e->src.ops || !e->src.ops->push)
+		return SPATE_ERR_STATE;
+	int n = e->src.ops->push(&e->src, partition, recs, cnt);
+	if (n > 0 && atomic_load(&e->sleeping))
+		sp_engine_wake(e);
+	return n;
+}
+
+void spate_push_close(spate_engine_t *e)
+{
+	if (e->src.ops && e->src.ops->push_close) {
+		e->src.ops->push_close(&e->src);
+		sp_engine_wake(e);
+	}
+}

@@ -1,0 +1,218 @@
+/* engine.h - the engine's own structures, shared by the files of engine/ only.
+ *
+ * Threads and who owns what:
+ *  - the engine thread (the caller of spate_engine_run) owns the source, the tracker
+ *    (every partition's chunk FIFO and checkpoint), the checkpoint coordinator and the
+ *    producer side of every lane's run ring;
+ *  - a worker owns the lane it has claimed (the consumer side of its ring and its retry
+ *    state) and the producer side of its own completion ring;
+ *  - e->mu guards only the ready queue, lane states and the parked list: it is taken
+ *    once per dispatched chunk and once per lane claim, never per record.
+ */
+#ifndef SPATE_ENGINE_ENGINE_H
+#define SPATE_ENGINE_ENGINE_H
+
+#include "engine/internal.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+/* Runs a lane can queue: a run is one chunk's records for that lane. When a lane's ring
+ * is full the engine holds the next chunk back (backpressure), so this bounds memory per
+ * lane, not throughput. Power of two. */
+#define SP_LANE_RING 256
+/* Completion entries per worker ring: a batch produces one entry per chunk it spans.
+ * Power of two. */
+#define SP_COMP_RING 4096
+/* Batches a worker runs back to back on one lane before it requeues the lane behind
+ * others, so one busy lane cannot starve the rest. */
+#define SP_LANE_BURST 8
+/* The most lanes an engine runs (partitions x parallelization.factor). */
+#define SP_MAX_LANES 65536
+/* The engine thread's longest sleep when nothing wakes it: the tick of the checkpoint
+ * coordinator and of the stop checks. */
+#define SP_TICK_MS 100
+
+enum lane_state { LANE_IDLE = 0, LANE_QUEUED, LANE_RUNNING, LANE_PARKED };
+
+typedef struct sp_run {
+	sp_chunk_t *c;
+	uint32_t begin; /* into c->order */
+	uint32_t len;
+} sp_run_t;
+
+struct sp_lane {
+	/* producer side: the engine thread */
+	_Alignas(64) _Atomic uint32_t head;
+	/* consumer side: the claiming worker */
+	_Alignas(64) _Atomic uint32_t tail;
+	uint32_t off;          /* records of ring[tail] already consumed */
+	uint32_t bisect_limit; /* 0 = batch.size; else the largest batch while bisecting */
+	uint32_t bisect_left;  /* records of the failed region still to pass */
+	uint32_t dlq_pending;  /* head records exhausted and waiting for the DLQ */
+	int dlq_condition;     /* their condition */
+	int64_t park_until_ms; /* monotonic; valid in LANE_PARKED */
+	char last_err[256];    /* the last error seen at the head (for the DLQ) */
+	/* under e->mu */
+	int state;
+	sp_lane_t *next; /* ready queue or parked list */
+	/* constant */
+	sp_part_t *part;
+	uint32_t index;
+	sp_run_t ring[SP_LANE_RING];
+};
+
+/* The engine's per-partition state (tracker and lanes), owned by the engine thread. */
+struct sp_part_eng {
+	sp_lane_t **lanes; /* factor lanes */
+	sp_chunk_t *fifo_head, *fifo_tail;
+	uint64_t next_seq;
+	sp_ckpt_t ckpt;        /* what the tracker has DONE */
+	sp_ckpt_t saved;       /* what the store holds */
+	bool dirty;
+	bool head_dirty;       /* completions touched the head chunk since the last advance */
+	uint64_t done;         /* records DONE */
+};
+
+enum comp_kind { COMP_DONE = 1 };
+
+typedef struct sp_comp {
+	sp_chunk_t *c;
+	uint32_t begin; /* into c->order */
+	uint32_t len;
+} sp_comp_t;
+
+/* Worker counters: written by the worker only, read relaxed by anyone. */
+typedef struct sp_wstats {
+	_Atomic uint64_t batches, failed, dlq, dropped, retries, dlq_errors, busy_ns, records_in;
+} sp_wstats_t;
+
+typedef struct sp_worker {
+	sp_engine_t *e;
+	int id;
+	pthread_t th;
+	bool started;
+	/* completion ring: this worker produces, the engine thread consumes */
+	_Alignas(64) _Atomic uint32_t chead;
+	_Alignas(64) _Atomic uint32_t ctail;
+	sp_comp_t ring[SP_COMP_RING];
+	_Alignas(64) sp_wstats_t st;
+	/* scratch for one batch (worker only) */
+	const spate_record_t **ptrs;
+	struct sp_bref *refs;
+	uint8_t *failed;
+	uint32_t *item_err; /* offsets into errbuf, per failed item */
+	char *errbuf;
+	size_t errbuf_len, errbuf_cap;
+	char *dlqbuf; /* header values for DLQ records */
+	size_t dlqbuf_cap;
+	spate_push_record_t *dlqrecs;
+	spate_header_t *dlqhdrs;
+	size_t dlqhdrs_cap;
+	void *hctx;
+	uint64_t rng;
+} sp_worker_t;
+
+/* A record of the current batch: where it lives. */
+typedef struct sp_bref {
+	sp_chunk_t *c;
+	uint32_t ord; /* index into c->order */
+} sp_bref_t;
+
+struct spate_batch {
+	const spate_record_t *const *recs;
+	size_t n;
+	uint8_t *failed;
+	uint32_t nfailed;
+	sp_worker_t *w;
+	char err[256];
+};
+
+struct spate_engine_s {
+	spate_conf_t *conf;
+	spate_handler_t h;
+	const sp_operator_ops_t *op; /* when the handler is built in */
+	bool handler_created;
+	int log_level;
+
+	/* settings read once */
+	uint32_t batch_size;
+	uint64_t batch_max_bytes;
+	uint32_t factor;
+	int64_t max_retry, max_age_ms, backoff_ms, backoff_max_ms;
+	bool bisect, item_failures, stop_at_end;
+	uint64_t max_inflight_bytes, max_inflight_records;
+	int64_t shutdown_timeout_ms, ckpt_interval_ms, ckpt_records;
+	int nworkers;
+
+	sp_source_t src;
+	bool src_open;
+	sp_store_t store;
+	bool store_open;
+	sp_sink_t dlq;
+	bool dlq_open;
+
+	sp_part_t **parts;
+	size_t nparts, parts_cap;
+	sp_lane_t *lanes; /* nparts * factor */
+	size_t nlanes;
+
+	sp_worker_t **workers;
+
+	/* ready queue and parked lanes, under mu */
+	pthread_mutex_t mu;
+	pthread_cond_t work_cv;
+	sp_lane_t *ready_head, *ready_tail;
+	sp_lane_t *parked;
+	int idle_workers;
+	bool quit; /* workers exit */
+	int init_failed;
+	char init_err[256];
+
+	/* engine thread state */
+	int wakefd;
+	_Atomic int sleeping;
+	_Atomic int stop_req; /* 1: graceful, 2: at once */
+	bool started, running, finished;
+	sp_chunk_t *held;     /* a chunk that could not be dispatched yet */
+	uint64_t inflight_bytes, inflight_records;
+	uint64_t peak_inflight_bytes;
+	uint64_t done_since_flush;
+	int64_t last_flush_ms;
+	uint64_t records_done;
+	uint64_t store_errors;
+	int64_t start_ns, end_ns;
+	_Atomic int64_t first_ns;
+	int64_t last_done_ns;
+	uint64_t rng;
+};
+
+/* dispatch.c */
+/** Dispatch chunk c into its partition's lanes. Returns false (and does nothing) when a
+ *  lane's ring has no room: the caller holds the chunk and tries again later. */
+bool sp_dispatch(sp_engine_t *e, sp_chunk_t *c);
+/** Lane of a record: XXH3_64bits(key) % factor; keyless records by position. */
+uint32_t sp_lane_of(const spate_record_t *r, uint32_t factor);
+
+/* worker.c */
+int sp_workers_start(sp_engine_t *e, char *errstr, size_t size);
+void sp_workers_stop(sp_engine_t *e);
+void sp_workers_free(sp_engine_t *e);
+/** Make lanes ready under e->mu and wake workers. */
+void sp_lanes_ready(sp_engine_t *e, sp_lane_t **lanes, size_t n);
+
+/* tracker.c */
+/** Drain every worker's completion ring; returns the number of entries. */
+size_t sp_tracker_drain(sp_engine_t *e);
+/** Append a dispatched chunk to its partition's FIFO. */
+void sp_tracker_add(sp_engine_t *e, sp_chunk_t *c);
+/** Free every chunk still held (at destroy). */
+void sp_tracker_free_all(sp_engine_t *e);
+
+/* checkpoint.c */
+/** Flush dirty checkpoints when due (force: now). Returns SPATE_OK or a store error. */
+int sp_checkpoint_maybe_flush(sp_engine_t *e, bool force);
+/** Load every partition's checkpoint and seek the source; checkpoint resolved starts. */
+int sp_checkpoint_load_and_seek(sp_engine_t *e, char *errstr, size_t size);
+
+#endif

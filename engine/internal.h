@@ -1,0 +1,294 @@
+/* internal.h - what the engine, connectors and operators share, and nobody else sees.
+ *
+ * The engine knows sources, stores, sinks and operators only through the vtables
+ * declared here (each a `const struct` with a version, a name and callbacks, like
+ * Fluent Bit's plugins). Connectors and operators include this header and never each
+ * other; the one table that lists them all is lib/registry.c.
+ *
+ * Data path objects:
+ *  - sp_chunk_t: the bytes of one read or fetch of one partition, parsed once into an
+ *    array of public spate_record_t descriptors that point into those bytes. A chunk
+ *    lives until its last record is DONE; the tracker thread owns that count.
+ *  - sp_part_t: the engine's state of one partition: its lanes, its chunk FIFO, its
+ *    checkpoint.
+ */
+#ifndef SPATE_ENGINE_INTERNAL_H
+#define SPATE_ENGINE_INTERNAL_H
+
+#include <spate/spate.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct sp_chunk sp_chunk_t;
+typedef struct sp_part sp_part_t;
+typedef struct sp_lane sp_lane_t;
+typedef struct sp_source sp_source_t;
+typedef struct sp_store sp_store_t;
+typedef struct sp_sink sp_sink_t;
+typedef struct spate_engine_s sp_engine_t; /* the same object as spate_engine_t */
+
+/* ---- time and logging ------------------------------------------------------------ */
+
+/** Monotonic milliseconds / nanoseconds. */
+int64_t sp_now_ms(void);
+int64_t sp_now_ns(void);
+/** Wall clock ms since the epoch (record timestamps). */
+int64_t sp_wall_ms(void);
+
+enum sp_log_level { SP_LOG_ERROR = 0, SP_LOG_WARN = 1, SP_LOG_INFO = 2, SP_LOG_DEBUG = 3 };
+
+/** Log through the engine's logger (stderr by default; level from log.level).
+ *  e may be NULL (then stderr at info). Thread-safe. Never pass secrets. */
+void sp_log(sp_engine_t *e, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+bool sp_log_enabled(sp_engine_t *e, int level);
+
+/** snprintf into an errstr that may be NULL. Returns err so callers can `return sp_err(...)`. */
+int sp_err(char *errstr, size_t size, int err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* ---- configuration (engine/conf.c) ---------------------------------------------- */
+
+/** Typed getters for keys of the property table; abort on an unknown key (a bug). */
+int64_t sp_conf_int(const spate_conf_t *c, const char *key);
+bool sp_conf_bool(const spate_conf_t *c, const char *key);
+const char *sp_conf_str(const spate_conf_t *c, const char *key); /* never NULL ("" when unset) */
+/** True when the key was set explicitly (not a default). */
+bool sp_conf_is_set(const spate_conf_t *c, const char *key);
+/** Call fn for every pass-through key that starts with prefix ("kafka."). */
+void sp_conf_foreach_prefix(const spate_conf_t *c, const char *prefix,
+                            void (*fn)(void *arg, const char *key, const char *val), void *arg);
+/** Parse "123", "1k", "4M", "1G" (binary multiples) into *out. 0 or -1. */
+int sp_parse_size(const char *s, int64_t *out);
+
+/* ---- positions and checkpoints ---------------------------------------------------- */
+
+/** A checkpoint: either "nothing of this partition is DONE yet" (beginning) or "every
+ *  record up to and including `after` is DONE". */
+typedef struct sp_ckpt {
+	bool beginning;
+	spate_position_t after;
+} sp_ckpt_t;
+
+/** "beginning" or the position's text (spate_position_fmt) into buf. */
+char *sp_ckpt_fmt(const sp_ckpt_t *c, char *buf, size_t size);
+/** Parse what sp_ckpt_fmt wrote. 0 or -1. */
+int sp_ckpt_parse(const char *s, sp_ckpt_t *out);
+/** Parse a position as spate_position_fmt writes it. 0 or -1. */
+int sp_position_parse(const char *s, spate_position_t *out);
+
+static inline spate_position_t sp_pos(uint64_t off)
+{
+	spate_position_t p = {{0, 0, off}};
+	return p;
+}
+
+/* ---- chunks and partitions ------------------------------------------------------ */
+
+/** Per-record state the engine keeps beside each descriptor. */
+typedef struct sp_rstate {
+	uint8_t done;        /* set by the tracker thread only */
+	uint8_t pad;
+	uint16_t attempts;   /* failed invocations that counted (worker that owns the lane) */
+	uint32_t lane;       /* lane index within the partition */
+	int64_t first_fail_ms;
+	int64_t last_fail_ms;
+} sp_rstate_t;
+
+/** Called when the chunk's last record is DONE (on the tracker thread). Frees what the
+ *  source put in buf; the engine frees the chunk itself afterwards. */
+typedef void (*sp_chunk_release_fn)(sp_chunk_t *c, void *opaque);
+
+struct sp_chunk {
+	sp_part_t *part;
+	uint32_t n;               /* records */
+	uint32_t pending;         /* records not DONE (tracker thread) */
+	uint32_t cursor;          /* tracker: records [0, cursor) are DONE */
+	uint64_t bytes;           /* what this chunk counts toward max.inflight.bytes */
+	spate_record_t *recs;     /* n descriptors, filled by the source */
+	sp_rstate_t *st;          /* n states, zeroed */
+	uint32_t *order;          /* n record indices grouped by lane (dispatch) */
+	spate_header_t *hdrs;     /* header storage the source may use (hdr_cap entries) */
+	uint32_t hdr_cap;
+	void *buf;                /* the source's bytes (optional) */
+	sp_chunk_release_fn release;
+	void *release_opaque;
+	sp_chunk_t *next;         /* partition FIFO (tracker thread) */
+	uint64_t seq;             /* chunk number within the partition */
+	int64_t created_ns;
+	bool end_marker;          /* the source says: nothing follows in this partition (stop.at.end) */
+};
+
+/** Allocate a chunk for n records and hdr_cap headers, all in one allocation, with
+ *  recs[i].version, .partition set and states zeroed. NULL when out of memory.
+ *  @locality the engine thread (sources call it from poll). */
+sp_chunk_t *sp_chunk_new(sp_part_t *p, uint32_t n, uint32_t hdr_cap);
+/** Free a chunk that was never handed to the engine. */
+void sp_chunk_free(sp_chunk_t *c);
+
+/** The engine's view of one partition. Sources add partitions while they open. */
+struct sp_part {
+	spate_partition_t pub;
+	int index;                /* in the engine's partition array */
+	void *src_ctx;            /* the source's per-partition state */
+	/* stop.at.end: the last position at start; has_end=false when the partition was empty */
+	bool has_end;
+	spate_position_t end;
+	/* engine-owned state follows in engine.c (opaque to sources) */
+	struct sp_part_eng *eng;
+};
+
+/** Register a partition of the source. topic and shard are copied (shard may be NULL).
+ *  @locality the engine thread, inside source open(). */
+sp_part_t *sp_engine_add_partition(sp_engine_t *e, const char *source, const char *topic,
+                                   int32_t partition, const char *shard);
+size_t sp_engine_partition_count(sp_engine_t *e);
+sp_part_t *sp_engine_partition(sp_engine_t *e, size_t i);
+const spate_conf_t *sp_engine_conf(sp_engine_t *e);
+/** Let a built-in handler print what it counted (fraud flags) to fp (a FILE *). */
+void sp_engine_report(sp_engine_t *e, void *fp);
+/** Wake the engine thread (from any thread, or a signal handler). */
+void sp_engine_wake(sp_engine_t *e);
+
+/* ---- sources ---------------------------------------------------------------------- */
+
+#define SP_SOURCE_OPS_VERSION 1
+
+struct sp_source {
+	const struct sp_source_ops *ops;
+	sp_engine_t *eng;
+	const char *arg; /* what followed "name:" in the source key ("" when none) */
+	void *ctx;
+};
+
+typedef struct sp_source_ops {
+	int version;
+	const char *name; /* what the "source" key says before any ':' */
+	const char *desc;
+	/** Check the conf, open the stream and register every partition with
+	 *  sp_engine_add_partition(). Sets has_end/end of each partition when
+	 *  stop.at.end is on. Returns SPATE_OK or an error with errstr naming the key. */
+	int (*open)(sp_source_t *s, char *errstr, size_t size);
+	/** Start reading partition p after ckpt (the store's checkpoint), or, when ckpt is
+	 *  NULL, at starting.position; in that case write the resolved start into *resolved
+	 *  so the engine can checkpoint it at once. */
+	int (*seek)(sp_source_t *s, sp_part_t *p, const sp_ckpt_t *ckpt, sp_ckpt_t *resolved,
+	            char *errstr, size_t size);
+	/** Return up to max parsed chunks in out without blocking; 0 when nothing is ready;
+	 *  a negative spate_err_t on a fatal error (message in errstr). budget_bytes is a
+	 *  hint of how much may be admitted. @locality the engine thread */
+	int (*poll)(sp_source_t *s, sp_chunk_t **out, int max, uint64_t budget_bytes, char *errstr,
+	            size_t size);
+	/** An fd the engine thread polls for POLLIN before calling poll again, or -1 when
+	 *  poll should be called on the engine's tick. May be NULL. */
+	int (*fd)(sp_source_t *s);
+	/** Milliseconds until the source has more (gen.rate), or -1 for "when fd says".
+	 *  May be NULL. */
+	int (*next_ms)(sp_source_t *s);
+	/** Records known to exist but not yet returned by poll (-1 unknown). May be NULL. */
+	int64_t (*lag)(sp_source_t *s);
+	/** push source only: copy records in (any thread). */
+	int (*push)(sp_source_t *s, int32_t partition, const spate_push_record_t *recs, size_t cnt);
+	void (*push_close)(sp_source_t *s);
+	/** True once the source will produce nothing more for any partition (gen with a
+	 *  record count, push after close, log/kafka with stop.at.end past the noted ends). */
+	bool (*ended)(sp_source_t *s);
+	void (*close)(sp_source_t *s);
+} sp_source_ops_t;
+
+/* ---- checkpoint stores ---------------------------------------------------------------- */
+
+#define SP_STORE_OPS_VERSION 1
+
+struct sp_store {
+	const struct sp_store_ops *ops;
+	sp_engine_t *eng; /* NULL when opened by the CLI outside an engine */
+	const char *arg;
+	void *ctx;
+};
+
+/** One partition's checkpoint, by partition name ("source/topic/partition"). */
+typedef struct sp_store_entry {
+	const char *name;
+	sp_ckpt_t ckpt;
+} sp_store_entry_t;
+
+typedef struct sp_store_ops {
+	int version;
+	const char *name;
+	const char *desc;
+	int (*open)(sp_store_t *s, char *errstr, size_t size);
+	/** Load the checkpoint of one partition: SPATE_OK, SPATE_ERR_NOT_FOUND, or an error. */
+	int (*load)(sp_store_t *s, const char *name, sp_ckpt_t *out, char *errstr, size_t size);
+	/** Save these partitions' checkpoints, durably. Others keep theirs. */
+	int (*save)(sp_store_t *s, const sp_store_entry_t *ents, size_t n, char *errstr, size_t size);
+	/** List every entry: fn per entry. May be NULL. */
+	int (*list)(sp_store_t *s, void (*fn)(void *arg, const sp_store_entry_t *ent), void *arg,
+	            char *errstr, size_t size);
+	/** Remove one partition's checkpoint (name) or all of them (NULL). May be NULL. */
+	int (*reset)(sp_store_t *s, const char *name, char *errstr, size_t size);
+	void (*close)(sp_store_t *s);
+} sp_store_ops_t;
+
+/* ---- sinks (the DLQ, and later outputs) --------------------------------------------- */
+
+#define SP_SINK_OPS_VERSION 1
+
+struct sp_sink {
+	const struct sp_sink_ops *ops;
+	sp_engine_t *eng;
+	const char *arg;
+	void *ctx;
+};
+
+typedef struct sp_sink_ops {
+	int version;
+	const char *name;
+	const char *desc;
+	int (*open)(sp_sink_t *s, char *errstr, size_t size);
+	/** Write n records; when it returns SPATE_OK they are durable. Thread-safe: worker
+	 *  threads call it. The key picks the partition. */
+	int (*write)(sp_sink_t *s, const spate_push_record_t *recs, size_t n, char *errstr,
+	             size_t size);
+	/** The largest record (key + value + headers) the target takes. */
+	size_t (*max_record_bytes)(sp_sink_t *s);
+	void (*close)(sp_sink_t *s);
+} sp_sink_ops_t;
+
+/* ---- operators (built-in handlers) ------------------------------------------------- */
+
+#define SP_OPERATOR_OPS_VERSION 1
+
+typedef struct sp_operator_ops {
+	int version;
+	const char *name; /* what the "handler" key says before any ':' */
+	const char *desc;
+	/** Fill *h for handler=name:arg. Returns SPATE_OK or an error naming the key. */
+	int (*create)(const char *arg, const spate_conf_t *conf, spate_engine_t *e,
+	              spate_handler_t *h, char *errstr, size_t size);
+	/** Free what create allocated (h->opaque). May be NULL. */
+	void (*destroy)(spate_handler_t *h);
+	/** Print what the operator counted (e.g. fraud flags) at the end. May be NULL. */
+	void (*report)(spate_handler_t *h, void *fp_stdio_file);
+} sp_operator_ops_t;
+
+/* ---- the registry (lib/registry.c) --------------------------------------------------- */
+
+const sp_source_ops_t *sp_find_source(const char *name);
+const sp_store_ops_t *sp_find_store(const char *name);
+const sp_sink_ops_t *sp_find_sink(const char *name);
+const sp_operator_ops_t *sp_find_operator(const char *name);
+/** NULL-terminated lists, for --help. */
+const sp_source_ops_t *const *sp_sources(void);
+const sp_store_ops_t *const *sp_stores(void);
+const sp_sink_ops_t *const *sp_sinks(void);
+const sp_operator_ops_t *const *sp_operators(void);
+
+/** Split "name:arg" at the first ':' into name (copied into buf) and arg (pointer into s).
+ *  "redis://h:p" keeps the whole string as arg with name "redis". */
+const char *sp_split_uri(const char *s, char *name, size_t name_size);
+
+/** Open a store from a "store" value (file:PATH, ...) outside an engine (the CLI). */
+int sp_store_open_uri(const char *uri, sp_store_t *st, char *errstr, size_t size);
+
+#endif /* SPATE_ENGINE_INTERNAL_H */

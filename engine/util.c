@@ -1,0 +1,195 @@
+/* util.c - small shared pieces: clocks, error strings, logging, positions, checkpoints.
+ *
+ * Logging goes through the engine (sp_log(e, ...)) so two engines in one process can
+ * log at different levels; with e == NULL it writes to stderr at info level.
+ */
+#include "engine/engine.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int64_t sp_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+int64_t sp_now_ms(void)
+{
+	return sp_now_ns() / 1000000;
+}
+
+int64_t sp_wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int spate_version(void)
+{
+	return SPATE_VERSION;
+}
+
+const char *spate_version_str(void)
+{
+	return SPATE_VERSION_STR;
+}
+
+static const struct {
+	const char *name, *str;
+} errs[] = {
+    [0] = {"OK", "success"},
+    [1] = {"ERR_INVALID", "invalid argument or configuration"},
+    [2] = {"ERR_UNKNOWN", "unknown key or name"},
+    [3] = {"ERR_NOMEM", "out of memory"},
+    [4] = {"ERR_IO", "I/O error"},
+    [5] = {"ERR_STATE", "not valid in the current state"},
+    [6] = {"ERR_CORRUPT", "corrupt data"},
+    [7] = {"ERR_NOT_FOUND", "not found"},
+    [8] = {"ERR_UNSUPPORTED", "unsupported"},
+    [9] = {"ERR_OUT_OF_RANGE", "position out of range"},
+    [10] = {"ERR_TIMEOUT", "timed out"},
+    [11] = {"ERR_FULL", "queue or buffer full"},
+    [12] = {"ERR_BUSY", "held by another user"},
+    [13] = {"ERR_HANDLER", "handler failed"},
+    [14] = {"ERR_STORE", "checkpoint store failed"},
+    [15] = {"ERR_SOURCE", "source failed"},
+    [16] = {"ERR_SINK", "sink or DLQ failed"},
+};
+
+const char *spate_err2str(spate_err_t err)
+{
+	int i = -(int)err;
+	if (i < 0 || i >= (int)(sizeof(errs) / sizeof(errs[0])))
+		return "unknown error code";
+	return errs[i].str;
+}
+
+const char *spate_err2name(spate_err_t err)
+{
+	int i = -(int)err;
+	if (i < 0 || i >= (int)(sizeof(errs) / sizeof(errs[0])))
+		return "ERR_UNKNOWN_CODE";
+	return errs[i].name;
+}
+
+int sp_err(char *errstr, size_t size, int err, const char *fmt, ...)
+{
+	if (errstr && size) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(errstr, size, fmt, ap);
+		va_end(ap);
+	}
+	return err;
+}
+
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+bool sp_log_enabled(sp_engine_t *e, int level)
+{
+	return level <= (e ? e->log_level : SP_LOG_INFO);
+}
+
+void sp_log(sp_engine_t *e, int level, const char *fmt, ...)
+{
+	if (!sp_log_enabled(e, level))
+		return;
+	char line[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	/* One fprintf per line: stdio locks the stream, so lines from threads do not mix. */
+	fprintf(stderr, "spate: %s: %s\n", level_names[level < 0 ? 0 : level > 3 ? 3 : level], line);
+}
+
+int spate_position_cmp(const spate_position_t *a, const spate_position_t *b)
+{
+	for (int i = 0; i < 3; i++)
+		if (a->w[i] != b->w[i])
+			return a->w[i] < b->w[i] ? -1 : 1;
+	return 0;
+}
+
+char *spate_position_fmt(const spate_position_t *p, char *buf, size_t size)
+{
+	if (!p->w[0] && !p->w[1])
+		snprintf(buf, size, "%" PRIu64, p->w[2]);
+	else
+		snprintf(buf, size, "%" PRIx64 ":%016" PRIx64 ":%016" PRIx64, p->w[0], p->w[1], p->w[2]);
+	return buf;
+}
+
+int sp_position_parse(const char *s, spate_position_t *out)
+{
+	char *end;
+	if (!s || !*s || *s == '-' || *s == ' ')
+		return -1;
+	if (strchr(s, ':')) {
+		uint64_t w[3];
+		const char *q = s;
+		for (int i = 0; i < 3; i++) {
+			if (*q == '-' || !*q)
+				return -1;
+			w[i] = strtoull(q, &end, 16);
+			if (end == q || (i < 2 ? *end != ':' : *end != 0))
+				return -1;
+			q = end + 1;
+		}
+		memcpy(out->w, w, sizeof(w));
+		return 0;
+	}
+	uint64_t v = strtoull(s, &end, 10);
+	if (end == s || *end)
+		return -1;
+	*out = sp_pos(v);
+	return 0;
+}
+
+char *sp_ckpt_fmt(const sp_ckpt_t *c, char *buf, size_t size)
+{
+	if (c->beginning)
+		snprintf(buf, size, "beginning");
+	else
+		spate_position_fmt(&c->after, buf, size);
+	return buf;
+}
+
+int sp_ckpt_parse(const char *s, sp_ckpt_t *out)
+{
+	if (!strcmp(s, "beginning")) {
+		memset(out, 0, sizeof(*out));
+		out->beginning = true;
+		return 0;
+	}
+	out->beginning = false;
+	return sp_position_parse(s, &out->after);
+}
+
+size_t spate_record_id(const spate_record_t *rec, char *buf, size_t size)
+{
+	char pos[64];
+	spate_position_fmt(&rec->position, pos, sizeof(pos));
+	int n = snprintf(buf, buf ? size : 0, "%s/%s", rec->partition->name, pos);
+	return n < 0 ? 0 : (size_t)n;
+}
+
+const char *sp_split_uri(const char *s, char *name, size_t name_size)
+{
+	size_t n = strcspn(s, ":");
+	if (n >= name_size)
+		n = name_size - 1;
+	memcpy(name, s, n);
+	name[n] = 0;
+	if (s[n] != ':')
+		return "";
+	if (!strncmp(s + n, "://", 3))
+		return s; /* redis://host:port keeps the whole URI */
+	return s + n + 1;
+}

@@ -1,0 +1,338 @@
+/* spate.h - the one public header of libspate.
+ *
+ * spate reads partitioned streams (the embedded log, Kafka, Kinesis, a synthetic
+ * generator, or records pushed by the embedding application), fans the records out to
+ * stateless handlers that run on a pool of worker threads, tracks which records are
+ * DONE, and writes per-partition checkpoints to a store. Poison records go to a
+ * dead-letter queue.
+ *
+ * Control-plane objects (configuration, engine) are opaque handles. The record is a
+ * public, versioned struct handed to handlers in batches, so a handler reads fields
+ * directly instead of calling a function per field per record.
+ *
+ * Threads: every spate_conf_* function may be called from any thread on a conf that is
+ * not used by another thread at the same time. spate_engine_* functions are documented
+ * one by one. Handler callbacks run on worker threads (see spate_handler_t).
+ */
+#ifndef SPATE_SPATE_H
+#define SPATE_SPATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(SPATE_BUILDING) && defined(__GNUC__)
+#define SPATE_API __attribute__((visibility("default")))
+#else
+#define SPATE_API
+#endif
+
+/** Version of the library, as 0xMMmmpp (major, minor, patch). */
+#define SPATE_VERSION 0x000100
+/** Version of the library as a string. */
+#define SPATE_VERSION_STR "0.1.0"
+
+/** The library's version at run time (may differ from SPATE_VERSION at build time). */
+SPATE_API int spate_version(void);
+/** The library's version string at run time. */
+SPATE_API const char *spate_version_str(void);
+
+/* ------------------------------------------------------------------------------------
+ * Errors
+ * ---------------------------------------------------------------------------------- */
+
+/** Error codes. SPATE_OK is 0; every error is negative. */
+typedef enum spate_err {
+	SPATE_OK = 0,
+	SPATE_ERR_INVALID = -1,     /**< an argument or configuration value is invalid */
+	SPATE_ERR_UNKNOWN = -2,     /**< unknown configuration key or name */
+	SPATE_ERR_NOMEM = -3,       /**< out of memory */
+	SPATE_ERR_IO = -4,          /**< an I/O error (the message names the file) */
+	SPATE_ERR_STATE = -5,       /**< the call is not valid in the object's state */
+	SPATE_ERR_CORRUPT = -6,     /**< stored data failed a checksum or format check */
+	SPATE_ERR_NOT_FOUND = -7,   /**< no such partition, file or entry */
+	SPATE_ERR_UNSUPPORTED = -8, /**< valid data this version cannot handle */
+	SPATE_ERR_OUT_OF_RANGE = -9,/**< a position outside what the stream holds */
+	SPATE_ERR_TIMEOUT = -10,    /**< a deadline passed */
+	SPATE_ERR_FULL = -11,       /**< a bounded queue or buffer is full; try again */
+	SPATE_ERR_BUSY = -12,       /**< a resource is held by someone else (a lock) */
+	SPATE_ERR_HANDLER = -13,    /**< the handler failed */
+	SPATE_ERR_STORE = -14,      /**< the checkpoint store failed */
+	SPATE_ERR_SOURCE = -15,     /**< the source failed */
+	SPATE_ERR_SINK = -16,       /**< a sink or the DLQ failed */
+	SPATE_ERR__END = -17        /**< (not an error: one past the last code) */
+} spate_err_t;
+
+/** A human-readable description of err, never NULL. */
+SPATE_API const char *spate_err2str(spate_err_t err);
+/** The enum name of err without the SPATE_ prefix, e.g. "ERR_INVALID", never NULL. */
+SPATE_API const char *spate_err2name(spate_err_t err);
+
+/* ------------------------------------------------------------------------------------
+ * Configuration
+ * ---------------------------------------------------------------------------------- */
+
+/** An opaque set of key=value pairs that describes a pipeline. */
+typedef struct spate_conf_s spate_conf_t;
+
+/** Result of spate_conf_set(). */
+typedef enum spate_conf_res {
+	SPATE_CONF_OK = 0,
+	SPATE_CONF_INVALID = -1, /**< the key is known but the value is not allowed */
+	SPATE_CONF_UNKNOWN = -2  /**< no such key */
+} spate_conf_res_t;
+
+/** A new configuration holding every key's default. NULL only when out of memory. */
+SPATE_API spate_conf_t *spate_conf_new(void);
+/** A deep copy of conf. NULL only when out of memory. */
+SPATE_API spate_conf_t *spate_conf_dup(const spate_conf_t *conf);
+/** Free conf. Do not call it on a conf whose ownership passed to spate_engine_new(). */
+SPATE_API void spate_conf_destroy(spate_conf_t *conf);
+
+/**
+ * Set key to value after checking it against the key's type and range.
+ * On failure a message naming the key and what is allowed is written to errstr
+ * (which may be NULL), and the conf is unchanged.
+ * Keys that start with "kafka." or "kinesis." pass through to those connectors.
+ */
+SPATE_API spate_conf_res_t spate_conf_set(spate_conf_t *conf, const char *key, const char *value,
+                                          char *errstr, size_t errstr_size);
+
+/**
+ * Copy the value of key (its default if never set) into dest, NUL-terminated.
+ * *dest_size is set to the size needed including the NUL; dest may be NULL to ask it.
+ * Returns SPATE_CONF_UNKNOWN for an unknown key.
+ */
+SPATE_API spate_conf_res_t spate_conf_get(const spate_conf_t *conf, const char *key, char *dest,
+                                          size_t *dest_size);
+
+/** One key of the property table, as spate_conf_properties() returns them. */
+typedef struct spate_conf_prop {
+	const char *name;    /**< the key, e.g. "batch.size" */
+	const char *type;    /**< "int", "bool", "string", "enum" */
+	int64_t min, max;    /**< range for ints */
+	const char *allowed; /**< for enums: values separated by '|'; else NULL */
+	const char *def;     /**< default value as a string ("" for none) */
+	const char *doc;     /**< one line */
+} spate_conf_prop_t;
+
+/** The property table: *cnt entries, in documentation order. Static storage. */
+SPATE_API const spate_conf_prop_t *spate_conf_properties(size_t *cnt);
+
+/* ------------------------------------------------------------------------------------
+ * Records and batches
+ * ---------------------------------------------------------------------------------- */
+
+/** The version of spate_record_t this header describes. */
+#define SPATE_RECORD_VERSION 1
+
+/** Where a record came from: the source, its topic or stream, and its partition or shard. */
+typedef struct spate_partition {
+	const char *source;  /**< "gen", "push", "log", "kafka", "kinesis" */
+	const char *topic;   /**< topic, stream or log directory name */
+	int32_t partition;   /**< partition number; -1 for Kinesis shards */
+	const char *shard;   /**< Kinesis shard id, else NULL */
+	const char *name;    /**< "source/topic/partition": the prefix of every record id */
+} spate_partition_t;
+
+/**
+ * An opaque, totally ordered position in a partition: compare with
+ * spate_position_cmp(). Kafka and log offsets and gen sequence numbers fill w[2];
+ * wider positions (Kinesis sequence numbers) use all three words, most significant first.
+ */
+typedef struct spate_position {
+	uint64_t w[3];
+} spate_position_t;
+
+/** <0, 0, >0 as a is before, equal to, or after b. */
+SPATE_API int spate_position_cmp(const spate_position_t *a, const spate_position_t *b);
+/** Format a position in decimal into buf (at least 64 bytes). Returns buf. */
+SPATE_API char *spate_position_fmt(const spate_position_t *pos, char *buf, size_t size);
+
+/** A record header: a key and an optional binary value. */
+typedef struct spate_header {
+	const char *key;
+	size_t key_len;
+	const void *value; /**< NULL for a null value */
+	size_t value_len;
+} spate_header_t;
+
+/**
+ * A record as a handler sees it. Pointers stay valid until the handler returns; copy
+ * what must outlive the call. Fields are appended in later versions; check version.
+ */
+typedef struct spate_record {
+	int32_t version;                   /**< SPATE_RECORD_VERSION */
+	uint32_t flags;                    /**< reserved, 0 */
+	const void *key;                   /**< NULL for a keyless record */
+	size_t key_len;
+	const void *value;                 /**< NULL for a null (tombstone) value */
+	size_t value_len;
+	const spate_header_t *headers;     /**< header_cnt headers, or NULL */
+	size_t header_cnt;
+	int64_t timestamp_ms;              /**< stream timestamp, ms since the epoch */
+	const spate_partition_t *partition;/**< the record's partition, never NULL */
+	spate_position_t position;         /**< the record's position in its partition */
+} spate_record_t;
+
+/**
+ * The record's stable id, "source/topic/partition/position", into buf. The same
+ * record always has the same id, across restarts and redeliveries, so a handler can
+ * use it to be idempotent. Returns the length written (truncated to size-1), or the
+ * length needed when buf is NULL.
+ */
+SPATE_API size_t spate_record_id(const spate_record_t *rec, char *buf, size_t size);
+
+/** A batch of records from one lane of one partition, in position order. */
+typedef struct spate_batch spate_batch_t;
+
+/** Number of records in the batch. */
+SPATE_API size_t spate_batch_count(const spate_batch_t *batch);
+/** The batch's records (count of them). Valid until the handler returns. */
+SPATE_API const spate_record_t *const *spate_batch_records(const spate_batch_t *batch);
+/**
+ * Mark record i of the batch as failed (like Lambda's batchItemFailures). With
+ * report.item.failures=true, only the lanes holding failed items retry, from their
+ * first failed item. errmsg (may be NULL) is copied and travels to the DLQ as
+ * spate.error. Only valid inside the handler call. Returns SPATE_ERR_INVALID for a bad i.
+ */
+SPATE_API spate_err_t spate_batch_fail_item(spate_batch_t *batch, size_t i, const char *errmsg);
+/** Set the error message of a whole-batch failure (copied). Only inside the handler call. */
+SPATE_API void spate_batch_set_error(spate_batch_t *batch, const char *errmsg);
+
+/** What a handler returns. */
+typedef enum spate_handler_res {
+	SPATE_HANDLER_OK = 0,           /**< every record succeeded (marked items fail, see below) */
+	SPATE_HANDLER_FAIL = 1,         /**< the whole batch failed */
+	SPATE_HANDLER_ITEM_FAILURES = 2 /**< only items marked with spate_batch_fail_item() failed */
+} spate_handler_res_t;
+
+/**
+ * A handler: the operator that processes batches. Copy into spate_engine_new's argument;
+ * the struct is read once. All callbacks may be NULL except handle.
+ *
+ * A worker thread is like a Lambda execution environment: init runs on the worker
+ * thread when it starts, fini on the same thread when it stops; whatever init stores in
+ * *worker_ctx is passed to every handle call on that worker.
+ */
+typedef struct spate_handler {
+	int32_t version; /**< SPATE_HANDLER_VERSION */
+	const char *name;
+	/** @locality a worker thread, once when it starts. Return SPATE_OK or an error,
+	 *  which stops the engine with that error. */
+	int (*init)(void *opaque, int worker_id, void **worker_ctx);
+	/** @locality a worker thread, once per batch; never two calls for one lane at once.
+	 *  Returns a spate_handler_res_t. */
+	int (*handle)(void *opaque, void *worker_ctx, spate_batch_t *batch);
+	/** @locality the worker thread that ran init, once when it stops. */
+	void (*fini)(void *opaque, void *worker_ctx);
+	/** passed to every callback */
+	void *opaque;
+} spate_handler_t;
+
+/** The version of spate_handler_t this header describes. */
+#define SPATE_HANDLER_VERSION 1
+
+/* ------------------------------------------------------------------------------------
+ * Engine
+ * ---------------------------------------------------------------------------------- */
+
+/** An opaque running pipeline. */
+typedef struct spate_engine_s spate_engine_t;
+
+/**
+ * Create an engine from conf. handler may be NULL, then the conf's "handler" key names
+ * a built-in handler; when not NULL it overrides that key. On success the engine owns
+ * conf; on failure conf still belongs to the caller and errstr names the key at fault.
+ * @locality any thread
+ */
+SPATE_API spate_engine_t *spate_engine_new(spate_conf_t *conf, const spate_handler_t *handler,
+                                           char *errstr, size_t errstr_size);
+
+/**
+ * Open the source, store and DLQ, load checkpoints and start the worker threads.
+ * Returns SPATE_OK or an error with its message in errstr.
+ * @locality the thread that will call spate_engine_run()
+ */
+SPATE_API spate_err_t spate_engine_start(spate_engine_t *e, char *errstr, size_t errstr_size);
+
+/**
+ * Run the pipeline on the calling thread until the source ends (stop.at.end), or
+ * spate_engine_stop() is called, or a fatal error. Drains in-flight batches (up to
+ * shutdown.timeout.ms) and writes the final checkpoint before it returns.
+ * @locality the thread that called spate_engine_start()
+ */
+SPATE_API spate_err_t spate_engine_run(spate_engine_t *e, char *errstr, size_t errstr_size);
+
+/**
+ * Ask the engine to stop: no new records are read; in-flight batches finish, then a
+ * final checkpoint. Async-signal-safe. A second call stops at once without waiting for
+ * unfinished batches (and without checkpointing past them).
+ * @locality any thread, or a signal handler
+ */
+SPATE_API void spate_engine_stop(spate_engine_t *e);
+
+/** Stop if running, join the workers, close everything and free e. */
+SPATE_API void spate_engine_destroy(spate_engine_t *e);
+
+/** End-of-run (or so-far) counters. */
+typedef struct spate_summary {
+	uint64_t records;          /**< records handled (DONE, including dlq and dropped) */
+	uint64_t batches;          /**< handler invocations */
+	uint64_t failed;           /**< records in failed handler attempts */
+	uint64_t dlq;              /**< records written to the DLQ */
+	uint64_t dropped;          /**< records dropped after retries, with no DLQ */
+	uint64_t retries;          /**< retried batches */
+	uint64_t filtered;         /**< records skipped by design (DONE without a handler call) */
+	double elapsed_s;          /**< from start to the end of run */
+	double first_to_last_s;    /**< from the first record handed to a handler to the last DONE */
+	double records_per_s;      /**< records / first_to_last_s */
+	int workers_min, workers_max;
+	double workers_mean;       /**< time-weighted mean of the active worker count */
+} spate_summary_t;
+
+/** Fill *s with the engine's counters. @locality any thread */
+SPATE_API void spate_engine_summary(spate_engine_t *e, spate_summary_t *s);
+
+/** Write the summary as one JSON object into buf. Returns the length (as snprintf). */
+SPATE_API int spate_summary_json(const spate_summary_t *s, char *buf, size_t size);
+
+/* ------------------------------------------------------------------------------------
+ * The push source (source=push): the application pushes records
+ * ---------------------------------------------------------------------------------- */
+
+/** A record to push: what is copied into the engine. */
+typedef struct spate_push_record {
+	const void *key;
+	size_t key_len;
+	const void *value;
+	size_t value_len;
+	const spate_header_t *headers;
+	size_t header_cnt;
+	int64_t timestamp_ms; /**< 0: now */
+} spate_push_record_t;
+
+/**
+ * Copy cnt records into partition (0..push.partitions-1). Positions are assigned in
+ * order, starting after the partition's checkpoint. Returns the number of records
+ * accepted (cnt, or fewer when in-flight bounds are reached: push again later), or a
+ * negative spate_err_t. One lock per call, not per record: push in batches.
+ * @locality any thread, after spate_engine_start()
+ */
+SPATE_API int spate_push(spate_engine_t *e, int32_t partition, const spate_push_record_t *recs,
+                         size_t cnt);
+
+/**
+ * Tell the push source no more records come: with stop.at.end=true the run then ends
+ * once everything pushed is DONE and checkpointed.
+ * @locality any thread
+ */
+SPATE_API void spate_push_close(spate_engine_t *e);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SPATE_SPATE_H */

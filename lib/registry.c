@@ -1,0 +1,52 @@
+/* registry.c - the one table that knows every connector and operator.
+ *
+ * The engine finds sources, stores, sinks and handlers by name through these
+ * functions; engine/ itself includes nothing from connectors/ or operators/.
+ */
+#include "engine/internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+extern const sp_source_ops_t sp_source_gen, sp_source_push, sp_source_log;
+extern const sp_store_ops_t sp_store_file;
+extern const sp_sink_ops_t sp_sink_log;
+extern const sp_operator_ops_t sp_op_noop, sp_op_fraud, sp_op_sleep, sp_op_spin, sp_op_fail_if;
+
+static const sp_source_ops_t *const sources[] = {&sp_source_gen, &sp_source_push, &sp_source_log, NULL};
+static const sp_store_ops_t *const stores[] = {&sp_store_file, NULL};
+static const sp_sink_ops_t *const sinks[] = {&sp_sink_log, NULL};
+static const sp_operator_ops_t *const operators[] = {&sp_op_noop, &sp_op_fraud, &sp_op_sleep,
+                                                     &sp_op_spin, &sp_op_fail_if, NULL};
+
+#define FIND(list, name)                                                                          \
+	do {                                                                                      \
+		for (size_t i = 0; list[i]; i++)                                                  \
+			if (!strcmp(list[i]->name, name))                                         \
+				return list[i];                                                   \
+		return NULL;                                                                      \
+	} while (0)
+
+const sp_source_ops_t *sp_find_source(const char *name) { FIND(sources, name); }
+const sp_store_ops_t *sp_find_store(const char *name) { FIND(stores, name); }
+const sp_sink_ops_t *sp_find_sink(const char *name) { FIND(sinks, name); }
+const sp_operator_ops_t *sp_find_operator(const char *name) { FIND(operators, name); }
+
+const sp_source_ops_t *const *sp_sources(void) { return sources; }
+const sp_store_ops_t *const *sp_stores(void) { return stores; }
+const sp_sink_ops_t *const *sp_sinks(void) { return sinks; }
+const sp_operator_ops_t *const *sp_operators(void) { return operators; }
+
+int sp_store_open_uri(const char *uri, sp_store_t *st, char *errstr, size_t size)
+{
+	char name[64];
+	const char *arg = sp_split_uri(uri, name, sizeof(name));
+	const sp_store_ops_t *ops = sp_find_store(name);
+	if (!ops)
+		return sp_err(errstr, size, SPATE_ERR_UNKNOWN, "store: unknown kind \"%s\" in \"%s\" (allowed: file:PATH)",
+		              name, uri);
+	memset(st, 0, sizeof(*st));
+	st->ops = ops;
+	st->arg = arg;
+	return ops->open(st, errstr, size);
+}

@@ -1,0 +1,18 @@
+#!/bin/bash
+# demo.sh - the main job: install what is missing, build, produce a fraud demo stream
+# into the embedded log, run the fraud pipeline on it with checkpoints, print the summary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+[ -f build/build.ninja ] || meson setup build >/dev/null
+ninja -C build >/dev/null
+demo=${SPATE_DEMO_DIR:-/tmp/spate-demo}
+rm -rf "$demo"
+mkdir -p "$demo"
+echo "== producing 1,000,000 fraud-like transactions into $demo/stream (8 partitions)"
+build/cli/spate produce "$demo/stream" --partitions 8 --gen fraud --records 1000000
+echo "== running the fraud pipeline (examples/fraud.conf)"
+build/cli/spate run examples/fraud.conf -X source=log:"$demo/stream" -X store=file:"$demo/checkpoints" \
+	-X dlq=log:"$demo/dlq" -X summary.json="$demo/summary.json"
+echo "== checkpoints"
+build/cli/spate checkpoint show file:"$demo/checkpoints"

@@ -1,0 +1,19 @@
+#!/bin/bash
+# deps.sh - install the Debian packages spate needs to build and test, when missing.
+# Runs apt-get only if something is missing; needs root (or sudo) for that.
+set -euo pipefail
+pkgs=(gcc meson ninja-build pkg-config libcriterion-dev libxxhash-dev liburing-dev
+      librdkafka-dev libisal-dev libjansson-dev)
+[ "${1:-}" = "--bench" ] && pkgs+=(gnuplot-nox linux-perf)
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "deps: installing ${missing[*]}" >&2
+	SUDO=""
+	[ "$(id -u)" -ne 0 ] && SUDO=sudo
+	export DEBIAN_FRONTEND=noninteractive
+	$SUDO apt-get update -qq
+	$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

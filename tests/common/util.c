@@ -1,0 +1,95 @@
+/* util.c - helpers shared by the tests. */
+#include "tests/common/util.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+char *t_mkdtemp(char *buf, size_t size)
+{
+	snprintf(buf, size, "/tmp/spate-test-XXXXXX");
+	if (!mkdtemp(buf))
+		cr_assert_fail("mkdtemp: %s", strerror(errno));
+	return buf;
+}
+
+void t_rmrf(const char *path)
+{
+	char *const argv[] = {"rm", "-rf", (char *)path, NULL};
+	t_run(argv, NULL, NULL);
+}
+
+static char *slurp_fd(int fd)
+{
+	size_t cap = 4096, len = 0;
+	char *b = malloc(cap);
+	for (;;) {
+		if (len + 1 >= cap)
+			b = realloc(b, cap *= 2);
+		ssize_t n = read(fd, b + len, cap - len - 1);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	b[len] = 0;
+	return b;
+}
+
+int t_run(char *const argv[], char **out, char **err)
+{
+	char ofile[] = "/tmp/spate-t-out-XXXXXX", efile[] = "/tmp/spate-t-err-XXXXXX";
+	int ofd = mkstemp(ofile), efd = mkstemp(efile);
+	cr_assert(ofd >= 0 && efd >= 0);
+	unlink(ofile);
+	unlink(efile);
+	pid_t pid = fork();
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		dup2(ofd, 1);
+		dup2(efd, 2);
+		int nul = open("/dev/null", O_RDONLY);
+		dup2(nul, 0);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	int st;
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	lseek(ofd, 0, SEEK_SET);
+	lseek(efd, 0, SEEK_SET);
+	if (out)
+		*out = slurp_fd(ofd);
+	if (err)
+		*err = slurp_fd(efd);
+	close(ofd);
+	close(efd);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+const char *t_spate_cli(void)
+{
+	const char *c = getenv("SPATE_CLI");
+	return c && *c ? c : "build/cli/spate";
+}
+
+char *t_read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	long n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	char *b = malloc((size_t)n + 1);
+	size_t got = fread(b, 1, (size_t)n, f);
+	fclose(f);
+	b[got] = 0;
+	if (len)
+		*len = got;
+	return b;
+}

@@ -1,0 +1,19 @@
+/* util.h - helpers shared by the tests: temp dirs, running the CLI, reading files. */
+#ifndef SPATE_TESTS_UTIL_H
+#define SPATE_TESTS_UTIL_H
+
+#include <stddef.h>
+
+/* A fresh directory under /tmp (path written into buf). Aborts the test on failure. */
+char *t_mkdtemp(char *buf, size_t size);
+/* rm -rf path. */
+void t_rmrf(const char *path);
+/* Run argv (argv[0] resolved via PATH unless it has a '/'), capture stdout and stderr into
+ * malloc'd strings (may be NULL), return the exit status (or 128+signal). */
+int t_run(char *const argv[], char **out, char **err);
+/* The built `spate` command (SPATE_CLI, else build/cli/spate). */
+const char *t_spate_cli(void);
+/* Whole file into a malloc'd NUL-terminated buffer, or NULL. */
+char *t_read_file(const char *path, size_t *len);
+
+#endif
