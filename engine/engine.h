@@ -33,6 +33,9 @@
  * coordinator and of the stop checks. */
 #define SP_TICK_MS 100
 
+/* Depth of the bisect stack: halving batch.size (at most 10,000) reaches 1 in 14 steps. */
+#define SP_BISECT_DEPTH 32
+
 enum lane_state { LANE_IDLE = 0, LANE_QUEUED, LANE_RUNNING, LANE_PARKED };
 
 typedef struct sp_run {
@@ -47,8 +50,9 @@ struct sp_lane {
 	/* consumer side: the claiming worker */
 	_Alignas(64) _Atomic uint32_t tail;
 	uint32_t off;          /* records of ring[tail] already consumed */
-	uint32_t bisect_limit; /* 0 = batch.size; else the largest batch while bisecting */
-	uint32_t bisect_left;  /* records of the failed region still to pass */
+	uint32_t bisect_limit; /* 0 = batch.size; else the size of the next batch while bisecting */
+	uint32_t bisect_depth; /* pending second halves on the stack */
+	uint32_t bisect_stack[SP_BISECT_DEPTH];
 	uint32_t dlq_pending;  /* head records exhausted and waiting for the DLQ */
 	int dlq_condition;     /* their condition */
 	int64_t park_until_ms; /* monotonic; valid in LANE_PARKED */

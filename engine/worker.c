@@ -403,6 +403,15 @@ static void first_record(sp_engine_t *e)
 	}
 }
 
+/* A batch of the bisect region is done: the next batch is the pending second half of the
+ * innermost split, or a normal batch once no split is pending. */
+static void bisect_next(sp_lane_t *l)
+{
+	if (!l->bisect_limit)
+		return;
+	l->bisect_limit = l->bisect_depth ? l->bisect_stack[--l->bisect_depth] : 0;
+}
+
 /* Run one batch of the lane. Returns false when the lane should be released (empty,
  * parked, or stopping). */
 static bool run_batch(sp_worker_t *w, sp_lane_t *l)
@@ -434,11 +443,7 @@ static bool run_batch(sp_worker_t *w, sp_lane_t *l)
 	bool whole = !items && (res == SPATE_HANDLER_FAIL || (res == SPATE_HANDLER_ITEM_FAILURES && b.nfailed));
 	if (!items && !whole) {
 		consume(w, l, w->refs, n);
-		if (l->bisect_left) {
-			l->bisect_left = l->bisect_left > n ? l->bisect_left - n : 0;
-			if (!l->bisect_left)
-				l->bisect_limit = 0;
-		}
+		bisect_next(l);
 		return true;
 	}
 	int64_t wall = sp_wall_ms();
@@ -467,9 +472,9 @@ static bool run_batch(sp_worker_t *w, sp_lane_t *l)
 	         b.err[0] ? b.err : (res == SPATE_HANDLER_FAIL ? "handler failed the batch" : "item failed"));
 	if (e->bisect && n > 1) {
 		/* split: retry at once with half the size; no attempt is charged */
+		if (l->bisect_depth < SP_BISECT_DEPTH)
+			l->bisect_stack[l->bisect_depth++] = n - n / 2;
 		l->bisect_limit = n / 2;
-		if (l->bisect_left < n)
-			l->bisect_left = n;
 		atomic_fetch_add_explicit(&w->st.retries, 1, memory_order_relaxed);
 		return true;
 	}
@@ -489,11 +494,8 @@ static bool run_batch(sp_worker_t *w, sp_lane_t *l)
 	if (k) {
 		if (!dead_letter(w, l, w->refs, k, cond, NULL))
 			return false;
-		if (l->bisect_left) {
-			l->bisect_left = l->bisect_left > k ? l->bisect_left - k : 0;
-			if (!l->bisect_left)
-				l->bisect_limit = 0;
-		}
+		if (k == n)
+			bisect_next(l);
 		return true;
 	}
 	park(w, l, st_of(&w->refs[0])->attempts);

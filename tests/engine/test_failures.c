@@ -1,0 +1,311 @@
+/* test_failures.c - failure semantics through the public API (push source, no DLQ):
+ * bisect isolates exactly the poison records, bisect off drops whole failing batches,
+ * item failures retry from the failed item only, a poison key does not stall the other
+ * lanes, record age is judged only on records that failed themselves. */
+#include <spate/spate.h>
+
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <xxhash.h>
+
+enum { PARTS = 2 };
+
+typedef struct st {
+	size_t n;
+	_Atomic uint32_t *ok;      /* successful deliveries per id */
+	_Atomic uint32_t *fails;   /* failed deliveries per id */
+	int poison_mod;            /* id % poison_mod == poison_rem is poison (always fails) */
+	int poison_rem;
+	int transient;             /* poison fails this many times, then succeeds (0 = always) */
+	bool items;                /* report failures per item */
+	int poison_key;            /* >= 0: every record of this key is poison */
+	int keys;
+	_Atomic int64_t last_healthy_ns, last_poison_ns;
+	_Atomic int64_t first_other_done_ns; /* when every record of the other lanes was handled */
+	_Atomic size_t other_left;           /* records of lanes other than the poison's, not yet handled */
+	uint32_t poison_lane;
+	_Atomic uint64_t batches_with_poison, records_in_poison_batches;
+	int64_t ts_old_ms;          /* records with id % 2 == 0 get this timestamp when non-zero */
+} st_t;
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static uint32_t lane_of(unsigned key, uint32_t factor)
+{
+	char k[16];
+	int kl = snprintf(k, sizeof(k), "k%u", key);
+	return (uint32_t)(XXH3_64bits(k, (size_t)kl + 1) % factor);
+}
+
+static bool is_poison(st_t *s, unsigned id, unsigned key)
+{
+	if (s->poison_key >= 0)
+		return (int)id == s->poison_key; /* one poison record, of key poison_key % keys */
+	if (s->poison_mod && (int)(id % (unsigned)s->poison_mod) == s->poison_rem)
+		return !s->transient || atomic_load(&s->fails[id]) < (uint32_t)s->transient;
+	return false;
+}
+
+static int handle(void *opaque, void *ctx, spate_batch_t *b)
+{
+	st_t *s = opaque;
+	const spate_record_t *const *r = spate_batch_records(b);
+	size_t n = spate_batch_count(b);
+	bool any = false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned id, key;
+		sscanf(r[i]->value, "%u", &id);
+		sscanf(r[i]->key, "k%u", &key);
+		if (is_poison(s, id, key)) {
+			any = true;
+			if (s->items)
+				spate_batch_fail_item(b, i, "poison record");
+		}
+	}
+	if (any) {
+		atomic_fetch_add(&s->batches_with_poison, 1);
+		atomic_fetch_add(&s->records_in_poison_batches, n);
+	}
+	/* count deliveries: with item failures, items before the first failed one succeed */
+	size_t first_fail = n;
+	if (any && s->items) {
+		for (size_t i = 0; i < n && first_fail == n; i++) {
+			unsigned id, key;
+			sscanf(r[i]->value, "%u", &id);
+			sscanf(r[i]->key, "k%u", &key);
+			if (is_poison(s, id, key))
+				first_fail = i;
+		}
+	} else if (any) {
+		first_fail = 0;
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned id;
+		sscanf(r[i]->value, "%u", &id);
+		if (i < first_fail) {
+			if (atomic_fetch_add(&s->ok[id], 1) == 0 && s->poison_key >= 0 &&
+			    lane_of(id % (unsigned)s->keys, 8) != s->poison_lane &&
+			    atomic_fetch_sub(&s->other_left, 1) == 1)
+				atomic_store(&s->first_other_done_ns, now_ns());
+		}
+		else
+			atomic_fetch_add(&s->fails[id], 1);
+	}
+	int64_t t = now_ns();
+	if (any)
+		atomic_store(&s->last_poison_ns, t);
+	else
+		atomic_store(&s->last_healthy_ns, t);
+	if (!any)
+		return SPATE_HANDLER_OK;
+	if (s->items)
+		return SPATE_HANDLER_ITEM_FAILURES;
+	spate_batch_set_error(b, "batch has a poison record");
+	return SPATE_HANDLER_FAIL;
+}
+
+typedef struct pusher {
+	spate_engine_t *e;
+	st_t *s;
+} pusher_t;
+
+static void *push_all(void *arg)
+{
+	pusher_t *p = arg;
+	st_t *s = p->s;
+	enum { CH = 100 };
+	char vals[CH][16], keys[CH][16];
+	spate_push_record_t recs[CH];
+	for (size_t id = 0; id < s->n;) {
+		int part = (int)((id / CH) % PARTS);
+		size_t k = 0;
+		for (; k < CH && id + k < s->n; k++) {
+			int vl = snprintf(vals[k], 16, "%zu", id + k);
+			int kl = snprintf(keys[k], 16, "k%zu", (id + k) % (size_t)s->keys);
+			recs[k] = (spate_push_record_t){.key = keys[k], .key_len = (size_t)kl + 1, .value = vals[k],
+			                                .value_len = (size_t)vl + 1};
+			if (s->ts_old_ms && (id + k) % 2 == 0)
+				recs[k].timestamp_ms = s->ts_old_ms;
+		}
+		for (size_t off = 0; off < k;) {
+			int n = spate_push(p->e, part, recs + off, k - off);
+			cr_assert_geq(n, 0);
+			off += (size_t)n;
+		}
+		id += k;
+	}
+	spate_push_close(p->e);
+	return NULL;
+}
+
+static spate_summary_t run(st_t *s, const char *const *kv)
+{
+	char err[512];
+	spate_conf_t *c = spate_conf_new();
+	const char *base[] = {"source", "push", "push.partitions", "2", "stop.at.end", "true", "max.concurrency", "2",
+	                      "retry.backoff.ms", "1", "retry.backoff.max.ms", "4", "log.level", "error", NULL};
+	for (int i = 0; base[i]; i += 2)
+		cr_assert_eq(spate_conf_set(c, base[i], base[i + 1], err, sizeof(err)), SPATE_CONF_OK, "%s", err);
+	for (int i = 0; kv[i]; i += 2)
+		cr_assert_eq(spate_conf_set(c, kv[i], kv[i + 1], err, sizeof(err)), SPATE_CONF_OK, "%s", err);
+	spate_handler_t h = {.version = SPATE_HANDLER_VERSION, .handle = handle, .opaque = s};
+	spate_engine_t *e = spate_engine_new(c, &h, err, sizeof(err));
+	cr_assert_not_null(e, "%s", err);
+	cr_assert_eq(spate_engine_start(e, err, sizeof(err)), SPATE_OK, "%s", err);
+	pusher_t p = {e, s};
+	pthread_t th;
+	pthread_create(&th, NULL, push_all, &p);
+	cr_assert_eq(spate_engine_run(e, err, sizeof(err)), SPATE_OK, "%s", err);
+	pthread_join(th, NULL);
+	spate_summary_t sum;
+	spate_engine_summary(e, &sum);
+	spate_engine_destroy(e);
+	return sum;
+}
+
+static void init(st_t *s, size_t n)
+{
+	memset(s, 0, sizeof(*s));
+	s->n = n;
+	s->ok = calloc(n, sizeof(*s->ok));
+	s->fails = calloc(n, sizeof(*s->fails));
+	s->poison_key = -1;
+	s->keys = 1000;
+}
+
+Test(failures, bisect_isolates_exactly_the_poison_records)
+{
+	st_t s;
+	init(&s, 50000);
+	s.poison_mod = 10000 / 2; /* 1 in 5,000 ... */
+	s.poison_rem = 1234;
+	const char *kv[] = {"bisect.on.error", "true", "max.retry.attempts", "2", "batch.size", "100", NULL};
+	spate_summary_t sum = run(&s, kv);
+	size_t poison = 0;
+	for (size_t i = 0; i < s.n; i++) {
+		if ((int)(i % (size_t)s.poison_mod) == s.poison_rem) {
+			poison++;
+			cr_assert_eq(atomic_load(&s.ok[i]), 0);
+		} else {
+			cr_assert_geq(atomic_load(&s.ok[i]), 1, "healthy record %zu never succeeded", i);
+		}
+	}
+	cr_assert_eq(poison, 10);
+	cr_assert_eq(sum.dropped, poison, "dropped %llu, poison %zu", (unsigned long long)sum.dropped, poison);
+	cr_assert_eq(sum.records, s.n);
+	free(s.ok);
+	free(s.fails);
+}
+
+Test(failures, bisect_off_drops_whole_failing_batches)
+{
+	st_t s;
+	init(&s, 20000);
+	s.poison_mod = 5000;
+	s.poison_rem = 777;
+	const char *kv[] = {"bisect.on.error", "false", "max.retry.attempts", "1", "batch.size", "100", NULL};
+	spate_summary_t sum = run(&s, kv);
+	/* every dropped record was in a failing batch; healthy records that shared one are
+	 * dropped with it (as Lambda does without bisect) */
+	cr_assert_gt(sum.dropped, 4, "only the poison records were dropped: %llu", (unsigned long long)sum.dropped);
+	cr_assert_eq(sum.records, s.n);
+	size_t never_ok = 0;
+	for (size_t i = 0; i < s.n; i++)
+		if (!atomic_load(&s.ok[i]))
+			never_ok++;
+	cr_assert_eq(never_ok, sum.dropped, "records never handled %zu != dropped %llu", never_ok,
+	             (unsigned long long)sum.dropped);
+	free(s.ok);
+	free(s.fails);
+}
+
+Test(failures, item_failures_retry_from_the_failed_item_only)
+{
+	st_t s;
+	init(&s, 20000);
+	s.poison_mod = 1000;
+	s.poison_rem = 500;
+	s.transient = 3; /* fails 3 times, then succeeds */
+	s.items = true;
+	s.keys = 1; /* one key: one lane per partition, so the batch order is the lane order */
+	const char *kv[] = {"report.item.failures", "true", "max.retry.attempts", "-1", "batch.size", "50", NULL};
+	spate_summary_t sum = run(&s, kv);
+	cr_assert_eq(sum.records, s.n);
+	cr_assert_eq(sum.dropped, 0);
+	for (size_t i = 0; i < s.n; i++) {
+		if (i % 1000 == 500) {
+			cr_assert_eq(atomic_load(&s.fails[i]), 3, "record %zu failed %u times", i, atomic_load(&s.fails[i]));
+			cr_assert_eq(atomic_load(&s.ok[i]), 1);
+		} else {
+			/* records before the failed item are never redelivered */
+			cr_assert_eq(atomic_load(&s.ok[i]), 1, "record %zu succeeded %u times", i, atomic_load(&s.ok[i]));
+		}
+	}
+	free(s.ok);
+	free(s.fails);
+}
+
+Test(failures, poison_key_does_not_stall_other_lanes)
+{
+	st_t s;
+	init(&s, 40000);
+	s.keys = 64;
+	s.poison_key = 5; /* record 5, key k5 */
+	s.poison_lane = lane_of(5, 8);
+	for (size_t i = 0; i < s.n; i++)
+		if (lane_of((unsigned)(i % 64), 8) != s.poison_lane)
+			s.other_left++;
+	/* 6 attempts with backoff 200..800 ms: the poison record retries for about 2 s */
+	const char *kv[] = {"parallelization.factor", "8", "max.retry.attempts", "5", "retry.backoff.ms", "200",
+	                    "retry.backoff.max.ms", "800", "batch.size", "20", "bisect.on.error", "true", NULL};
+	spate_summary_t sum = run(&s, kv);
+	cr_assert_eq(sum.records, s.n);
+	cr_assert_eq(sum.dropped, 1);
+	cr_assert_geq(atomic_load(&s.fails[5]), 6); /* bisect splits, then 6 counted attempts */
+	uint32_t poison_lane = s.poison_lane;
+	size_t other = 0;
+	for (size_t i = 0; i < s.n; i++) {
+		if (i == 5)
+			continue;
+		cr_assert_geq(atomic_load(&s.ok[i]), 1, "healthy record %zu not handled", i);
+		if (lane_of((unsigned)(i % 64), 8) != poison_lane)
+			other++;
+	}
+	cr_assert_gt(other, s.n / 2);
+	cr_assert_eq(atomic_load(&s.other_left), 0);
+	/* every record of the other lanes was handled before the poison record's last
+	 * attempt: s.last_healthy_ns is only written by batches without poison, and the
+	 * poison lane's later records wait behind it (per-key order) */
+	cr_assert_lt(atomic_load(&s.first_other_done_ns), atomic_load(&s.last_poison_ns));
+	free(s.ok);
+	free(s.fails);
+}
+
+Test(failures, record_age_only_for_records_that_failed)
+{
+	st_t s;
+	init(&s, 4000);
+	s.poison_mod = 1000;
+	s.poison_rem = 2; /* even ids: old timestamps; the poison ones are even too */
+	s.ts_old_ms = 1000; /* 1970: older than any max.record.age.ms */
+	const char *kv[] = {"bisect.on.error", "true", "max.retry.attempts", "-1", "max.record.age.ms", "60000",
+	                    "batch.size", "10", NULL};
+	spate_summary_t sum = run(&s, kv);
+	cr_assert_eq(sum.records, s.n);
+	cr_assert_eq(sum.dropped, 4, "dropped %llu", (unsigned long long)sum.dropped);
+	for (size_t i = 0; i < s.n; i++)
+		if (i % 1000 != 2)
+			cr_assert_geq(atomic_load(&s.ok[i]), 1, "old healthy record %zu was not handled", i);
+	free(s.ok);
+	free(s.fails);
+}
