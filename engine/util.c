@@ -5,6 +5,8 @@
  */
 #include "engine/engine.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,27 +128,38 @@ char *spate_position_fmt(const spate_position_t *p, char *buf, size_t size)
 	return buf;
 }
 
-int sp_position_parse(const char *s, spate_position_t *out)
+/* Parse one unsigned word: digits only (no sign, no space), no overflow. */
+static int parse_word(const char *s, int base, char stop, uint64_t *out, const char **next)
 {
 	char *end;
-	if (!s || !*s || *s == '-' || *s == ' ')
+	if (!isxdigit((unsigned char)*s) || (base == 10 && !isdigit((unsigned char)*s)))
 		return -1;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, base);
+	if (errno == ERANGE || *end != stop)
+		return -1;
+	*out = v;
+	*next = end;
+	return 0;
+}
+
+int sp_position_parse(const char *s, spate_position_t *out)
+{
+	if (!s)
+		return -1;
+	const char *q = s;
 	if (strchr(s, ':')) {
 		uint64_t w[3];
-		const char *q = s;
 		for (int i = 0; i < 3; i++) {
-			if (*q == '-' || !*q)
+			if (parse_word(q, 16, i < 2 ? ':' : 0, &w[i], &q) < 0)
 				return -1;
-			w[i] = strtoull(q, &end, 16);
-			if (end == q || (i < 2 ? *end != ':' : *end != 0))
-				return -1;
-			q = end + 1;
+			q++;
 		}
 		memcpy(out->w, w, sizeof(w));
 		return 0;
 	}
-	uint64_t v = strtoull(s, &end, 10);
-	if (end == s || *end)
+	uint64_t v;
+	if (parse_word(s, 10, 0, &v, &q) < 0)
 		return -1;
 	*out = sp_pos(v);
 	return 0;

@@ -149,7 +149,8 @@ typedef struct spate_position {
 
 /** <0, 0, >0 as a is before, equal to, or after b. */
 SPATE_API int spate_position_cmp(const spate_position_t *a, const spate_position_t *b);
-/** Format a position in decimal into buf (at least 64 bytes). Returns buf. */
+/** Format a position into buf (at least 64 bytes): decimal when only w[2] is used, else
+ *  "w0:w1:w2" in hex. Returns buf. */
 SPATE_API char *spate_position_fmt(const spate_position_t *pos, char *buf, size_t size);
 
 /** A record header: a key and an optional binary value. */

@@ -176,3 +176,19 @@ Test(conf, positions_and_checkpoints_round_trip)
 	cr_assert_eq(sp_position_parse("12z", &x), -1);
 	cr_assert_eq(sp_position_parse("", &x), -1);
 }
+
+Test(conf, position_parse_rejects_overflow_and_signs)
+{
+	spate_position_t x;
+	cr_assert_eq(sp_position_parse("18446744073709551615", &x), 0);
+	cr_assert_eq(x.w[2], UINT64_MAX);
+	cr_assert_eq(sp_position_parse("18446744073709551616", &x), -1);
+	cr_assert_eq(sp_position_parse("+5", &x), -1);
+	cr_assert_eq(sp_position_parse(" 5", &x), -1);
+	cr_assert_eq(sp_position_parse("1: 2:3", &x), -1);
+	cr_assert_eq(sp_position_parse("1:+2:3", &x), -1);
+	cr_assert_eq(sp_position_parse("1:2", &x), -1);
+	cr_assert_eq(sp_position_parse("1:2:3", &x), 0);
+	cr_assert_eq(x.w[0], 1);
+	cr_assert_eq(x.w[2], 3);
+}

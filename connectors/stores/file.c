@@ -1,0 +1,1028 @@
+/* file.c - the file checkpoint store: every partition's checkpoint in one local file.
+ *
+ * store=file:PATH is the embedded default store, for one process on one machine. The
+ * whole set of checkpoints lives in memory and in the file at PATH; a save merges the
+ * new checkpoints into that set and rewrites the file the crash-safe way: write PATH.tmp,
+ * fsync it, rename it over PATH, fsync the directory. A crash at any instant therefore
+ * leaves PATH holding either the old set or the new one, never a mix. An flock on
+ * PATH.lock, held while the store is open, keeps a second process (or a second open in
+ * this one) away; the lock file is left in place on close, since unlinking a lock file
+ * races with the next process that opens it.
+ *
+ * The file (format version 1) is text, so an operator can read it:
+ *
+ *   spate-checkpoints 1 epoch=<16 hex digits> created=<ms since the Unix epoch>
+ *   <name>TAB<checkpoint>                 one line per partition, sorted by name
+ *   #end entries=<count> crc32c=<8 hex digits>
+ *
+ * The checkpoint is what sp_ckpt_fmt() writes ("beginning" or a decimal position). In a
+ * name, the bytes '%', '#', DEL and those below 0x20 are written as %XX, so an entry line
+ * never starts with '#' and never holds a tab or newline of its own. The CRC-32C on the
+ * last line covers every byte before that line; a file that fails it, or fails to parse,
+ * is SPATE_ERR_CORRUPT with the file and line named, never an empty store. The epoch is a
+ * random value written when the file is created and renewed when every checkpoint is
+ * reset, so a file that was replaced can be told from the one that was saved.
+ *
+ * Tests stop a save between its steps with sp_store_file_save_fault() (file.h), and
+ * integration tests make saves fail with SPATE_FAULT_STORE=fail or fail:N (the next N
+ * saves), read once at open into the store instance.
+ */
+#include "connectors/stores/file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <isa-l/crc.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* The format version this code writes; a file with a larger one is refused as
+ * SPATE_ERR_UNSUPPORTED (a newer spate wrote it), never guessed at. */
+#define FSTORE_VERSION 1
+/* The first word of the header line. */
+#define FSTORE_MAGIC "spate-checkpoints"
+/* The first word of the checksum line, the last line of the file. */
+#define FSTORE_TRAILER "#end"
+/* A checkpoint file larger than this is refused rather than read: at about 40 bytes a
+ * line it is millions of partitions, and it keeps lengths within crc32_iscsi()'s int. */
+#define FSTORE_MAX_BYTES ((size_t)256 << 20)
+/* The longest checkpoint text accepted in a line; a wide position is 50 characters. */
+#define FSTORE_CKPT_MAX 96
+/* The longest header or checksum line accepted. */
+#define FSTORE_META_MAX 160
+/* The environment switch that makes save() fail, read at open. */
+#define FSTORE_FAULT_ENV "SPATE_FAULT_STORE"
+/* fault_left value for SPATE_FAULT_STORE=fail: every save fails. */
+#define FSTORE_FAULT_ALWAYS (-1L)
+
+/* One checkpoint held in memory; name is owned by the array that holds it. */
+typedef struct fent {
+	char *name;
+	sp_ckpt_t ckpt;
+} fent_t;
+
+/* A store instance (sp_store_t.ctx). mu guards everything below it. */
+typedef struct fstore {
+	sp_engine_t *eng;
+	char *path;      /* PATH */
+	char *tmp_path;  /* PATH.tmp: the next version while it is written */
+	char *lock_path; /* PATH.lock: flocked while open */
+	char *dir_path;  /* the directory that holds PATH, fsynced after a rename */
+	int lock_fd;
+	pthread_mutex_t mu;
+	fent_t *ents; /* n entries, sorted by name (strcmp), names unique */
+	size_t n;
+	uint64_t epoch;
+	int64_t created_ms;
+	long fault_left; /* SPATE_FAULT_STORE: saves still to fail; FSTORE_FAULT_ALWAYS; 0 off */
+} fstore_t;
+
+/* ---- small helpers ----------------------------------------------------------------- */
+
+static void fents_free(fent_t *ents, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(ents[i].name);
+	free(ents);
+}
+
+/* A random, non-zero epoch; the clock and pid stand in if getrandom() is refused. */
+static uint64_t new_epoch(void)
+{
+	uint64_t v = 0;
+	if (getrandom(&v, sizeof v, GRND_NONBLOCK) != (ssize_t)sizeof v)
+		v = ((uint64_t)sp_wall_ms() << 20) ^ (uint64_t)sp_now_ns() ^ ((uint64_t)getpid() << 40);
+	return v ? v : 1;
+}
+
+static uint32_t crc32c(const void *buf, size_t len)
+{
+	return crc32_iscsi((unsigned char *)buf, (int)len, 0xFFFFFFFFu) ^ 0xFFFFFFFFu;
+}
+
+/* A growable output buffer; oom latches so callers check once at the end. */
+typedef struct sbuf {
+	char *p;
+	size_t len, cap;
+	bool oom;
+} sbuf_t;
+
+static void sbuf_add(sbuf_t *b, const void *data, size_t len)
+{
+	if (b->oom)
+		return;
+	if (b->len + len > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		while (cap < b->len + len)
+			cap *= 2;
+		char *p = realloc(b->p, cap);
+		if (!p) {
+			b->oom = true;
+			return;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, data, len);
+	b->len += len;
+}
+
+static void sbuf_str(sbuf_t *b, const char *s)
+{
+	sbuf_add(b, s, strlen(s));
+}
+
+/* True for the bytes a name carries as %XX in the file. */
+static bool name_byte_escaped(unsigned char c)
+{
+	return c < 0x20 || c == 0x7f || c == '%' || c == '#';
+}
+
+static void sbuf_name(sbuf_t *b, const char *name)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+		if (name_byte_escaped(*p)) {
+			char esc[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+			sbuf_add(b, esc, sizeof esc);
+		} else {
+			sbuf_add(b, p, 1);
+		}
+	}
+}
+
+/* The value of a hex digit, or -1. The file writes one case in each place (names
+ * escape as %XX, numbers are lowercase) and reads only that case, so a flipped case bit
+ * is never read as the same value. */
+static int hexval(char c, bool upper)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (!upper && c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (upper && c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Decode an escaped name of len bytes into a new string. NULL with *bad set when the
+ * text is not what sbuf_name() writes; NULL with *bad clear when out of memory. */
+static char *name_unescape(const char *s, size_t len, bool *bad)
+{
+	*bad = true;
+	if (len == 0)
+		return NULL;
+	char *out = malloc(len + 1), *o = out;
+	if (!out) {
+		*bad = false;
+		return NULL;
+	}
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '%') {
+			int hi = i + 2 < len ? hexval(s[i + 1], true) : -1;
+			int lo = i + 2 < len ? hexval(s[i + 2], true) : -1;
+			if (i + 2 >= len || hi < 0 || lo < 0 || (hi | lo) == 0)
+				goto bad;
+			*o++ = (char)(hi << 4 | lo);
+			i += 2;
+		} else if (name_byte_escaped(c)) {
+			goto bad;
+		} else {
+			*o++ = (char)c;
+		}
+	}
+	*o = '\0';
+	return out;
+bad:
+	free(out);
+	return NULL;
+}
+
+/* Parse exactly `digits` lowercase hex digits (0: one to 16) at *p into *out; advances *p. */
+static bool take_hex(const char **p, int digits, uint64_t *out)
+{
+	uint64_t v = 0;
+	int k = 0;
+	while (hexval((*p)[k], false) >= 0 && (digits == 0 || k < digits) && k < 16)
+		v = v << 4 | (uint64_t)hexval((*p)[k++], false);
+	if (k == 0 || (digits && k != digits) || hexval((*p)[k], false) >= 0)
+		return false;
+	*p += k;
+	*out = v;
+	return true;
+}
+
+/* Parse a decimal number without sign or leading blanks at *p; advances *p. */
+static bool take_dec(const char **p, uint64_t *out)
+{
+	if (**p < '0' || **p > '9')
+		return false;
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(*p, &end, 10);
+	if (errno)
+		return false;
+	*p = end;
+	*out = v;
+	return true;
+}
+
+static bool take_lit(const char **p, const char *lit)
+{
+	size_t n = strlen(lit);
+	if (strncmp(*p, lit, n) != 0)
+		return false;
+	*p += n;
+	return true;
+}
+
+/* ---- parsing ------------------------------------------------------------------------ */
+
+/* What a parse found. Entries come only from complete, well-formed lines, in order, so
+ * after a failed parse they are what the file held up to the bad line. */
+typedef struct fparse {
+	fent_t *ents;
+	size_t n, cap;
+	bool have_header;
+	uint64_t epoch;
+	int64_t created_ms;
+} fparse_t;
+
+#define CORRUPT(line, ...) parse_err(errstr, size, SPATE_ERR_CORRUPT, file, line, __VA_ARGS__)
+
+static int parse_err(char *errstr, size_t size, int code, const char *file, size_t line, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+
+static int parse_err(char *errstr, size_t size, int code, const char *file, size_t line, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	return sp_err(errstr, size, code, "checkpoint file %s line %zu: %s", file, line, msg);
+}
+
+/* Copy a header or checksum line into buf as a string; false when it is too long or
+ * holds a NUL byte. */
+static bool meta_line(const char *line, size_t len, char *buf, size_t bufsize)
+{
+	if (len >= bufsize || memchr(line, '\0', len))
+		return false;
+	memcpy(buf, line, len);
+	buf[len] = '\0';
+	return true;
+}
+
+static int parse_header(const char *file, const char *line, size_t len, fparse_t *out, char *errstr,
+                        size_t size)
+{
+	char buf[FSTORE_META_MAX];
+	const char *p = buf;
+	uint64_t version, epoch, created;
+	if (!meta_line(line, len, buf, sizeof buf) || !take_lit(&p, FSTORE_MAGIC " "))
+		return CORRUPT(1, "not a spate checkpoint file (no \"%s\" header)", FSTORE_MAGIC);
+	if (!take_dec(&p, &version) || *p != ' ' || version == 0)
+		return CORRUPT(1, "bad format version in the header");
+	if (version > FSTORE_VERSION)
+		return parse_err(errstr, size, SPATE_ERR_UNSUPPORTED, file, 1,
+		                 "format version %" PRIu64 " is newer than this spate reads (%d)", version,
+		                 FSTORE_VERSION);
+	if (!take_lit(&p, " epoch=") || !take_hex(&p, 16, &epoch) || !take_lit(&p, " created=") ||
+	    !take_dec(&p, &created) || created > INT64_MAX || *p != '\0')
+		return CORRUPT(1, "bad header (expected \"%s %d epoch=HEX16 created=MS\")", FSTORE_MAGIC,
+		               FSTORE_VERSION);
+	out->have_header = true;
+	out->epoch = epoch;
+	out->created_ms = (int64_t)created;
+	return SPATE_OK;
+}
+
+static int parse_entry(const char *file, size_t lineno, const char *line, size_t len, fparse_t *out,
+                       char *errstr, size_t size)
+{
+	const char *tab = memchr(line, '\t', len);
+	if (!tab)
+		return CORRUPT(lineno, "no tab between partition name and checkpoint");
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)line[i];
+		if ((c < 0x20 || c == 0x7f) && line + i != tab)
+			return CORRUPT(lineno, "control byte 0x%02x at column %zu", c, i + 1);
+	}
+	size_t nlen = (size_t)(tab - line), clen = len - nlen - 1;
+	char ctext[FSTORE_CKPT_MAX + 1];
+	sp_ckpt_t ckpt;
+	if (clen == 0 || clen > FSTORE_CKPT_MAX)
+		return CORRUPT(lineno, "checkpoint of %zu bytes", clen);
+	memcpy(ctext, tab + 1, clen);
+	ctext[clen] = '\0';
+	if (sp_ckpt_parse(ctext, &ckpt) != 0)
+		return CORRUPT(lineno, "bad checkpoint \"%s\"", ctext);
+	bool bad;
+	char *name = name_unescape(line, nlen, &bad);
+	if (!name && bad)
+		return CORRUPT(lineno, "bad partition name \"%.*s\"", (int)(nlen > 64 ? 64 : nlen), line);
+	if (!name)
+		return sp_err(errstr, size, SPATE_ERR_NOMEM, "checkpoint file %s: out of memory", file);
+	if (out->n && strcmp(out->ents[out->n - 1].name, name) >= 0) {
+		int r = CORRUPT(lineno, "partition \"%s\" is out of order or repeated", name);
+		free(name);
+		return r;
+	}
+	if (out->n == out->cap) {
+		size_t cap = out->cap ? out->cap * 2 : 64;
+		fent_t *e = realloc(out->ents, cap * sizeof *e);
+		if (!e) {
+			free(name);
+			return sp_err(errstr, size, SPATE_ERR_NOMEM, "checkpoint file %s: out of memory",
+			              file);
+		}
+		out->ents = e;
+		out->cap = cap;
+	}
+	out->ents[out->n].name = name;
+	out->ents[out->n].ckpt = ckpt;
+	out->n++;
+	return SPATE_OK;
+}
+
+static int parse_trailer(const char *file, size_t lineno, const char *buf, size_t off, size_t len,
+                         size_t file_len, const fparse_t *out, char *errstr, size_t size)
+{
+	char meta[FSTORE_META_MAX];
+	const char *p = meta;
+	uint64_t cnt, crc;
+	if (!meta_line(buf + off, len, meta, sizeof meta) || !take_lit(&p, FSTORE_TRAILER " entries=") ||
+	    !take_dec(&p, &cnt) || !take_lit(&p, " crc32c=") || !take_hex(&p, 8, &crc) || *p != '\0')
+		return CORRUPT(lineno, "bad checksum line (expected \"%s entries=N crc32c=HEX8\")",
+		               FSTORE_TRAILER);
+	uint32_t have = crc32c(buf, off);
+	if (have != (uint32_t)crc)
+		return CORRUPT(lineno,
+		               "checksum mismatch (stored %08" PRIx32 ", computed %08" PRIx32
+		               "): the file is torn or was altered",
+		               (uint32_t)crc, have);
+	if (cnt != out->n)
+		return CORRUPT(lineno, "the checksum line counts %" PRIu64 " entries, the file has %zu", cnt,
+		               out->n);
+	if (off + len + 1 != file_len)
+		return CORRUPT(lineno + 1, "data after the checksum line");
+	return SPATE_OK;
+}
+
+/* Parse a whole checkpoint file held in buf. SPATE_OK when it is complete and its
+ * checksum matches; else SPATE_ERR_CORRUPT (or _UNSUPPORTED, _NOMEM) with the file and
+ * line in errstr, and *out holding what parsed before the bad line. The caller frees
+ * out->ents either way. */
+static int parse_file(const char *file, const char *buf, size_t file_len, fparse_t *out, char *errstr,
+                      size_t size)
+{
+	size_t off = 0, lineno = 0;
+	memset(out, 0, sizeof *out);
+	if (file_len == 0)
+		return CORRUPT(1, "the file is empty");
+	while (off < file_len) {
+		const char *line = buf + off;
+		const char *nl = memchr(line, '\n', file_len - off);
+		lineno++;
+		if (!nl)
+			return CORRUPT(lineno, "truncated: the last line is cut off and the checksum line "
+			                       "is missing");
+		size_t len = (size_t)(nl - line);
+		int r;
+		if (lineno == 1)
+			r = parse_header(file, line, len, out, errstr, size);
+		else if (len > 0 && line[0] == '#')
+			return parse_trailer(file, lineno, buf, off, len, file_len, out, errstr, size);
+		else
+			r = parse_entry(file, lineno, line, len, out, errstr, size);
+		if (r != SPATE_OK)
+			return r;
+		off += len + 1;
+	}
+	return CORRUPT(lineno + 1, "truncated: the checksum line is missing");
+}
+
+#undef CORRUPT
+
+/* Read all of path into a new buffer. SPATE_ERR_NOT_FOUND (no message) when it does not
+ * exist; SPATE_ERR_IO or SPATE_ERR_CORRUPT (too large) with a message naming it. */
+static int read_whole(const char *path, char **bufp, size_t *lenp, char *errstr, size_t size)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return SPATE_ERR_NOT_FOUND;
+		return sp_err(errstr, size, SPATE_ERR_IO, "checkpoint file %s: cannot open: %s", path,
+		              strerror(errno));
+	}
+	struct stat st;
+	if (fstat(fd, &st) != 0) {
+		int r = sp_err(errstr, size, SPATE_ERR_IO, "checkpoint file %s: cannot stat: %s", path,
+		               strerror(errno));
+		close(fd);
+		return r;
+	}
+	if ((uint64_t)st.st_size > FSTORE_MAX_BYTES) {
+		close(fd);
+		return sp_err(errstr, size, SPATE_ERR_CORRUPT,
+		              "checkpoint file %s: %lld bytes is more than a checkpoint file holds (%zu)",
+		              path, (long long)st.st_size, FSTORE_MAX_BYTES);
+	}
+	size_t cap = (size_t)st.st_size + 1, len = 0;
+	char *buf = malloc(cap);
+	if (!buf) {
+		close(fd);
+		return sp_err(errstr, size, SPATE_ERR_NOMEM, "checkpoint file %s: out of memory", path);
+	}
+	for (;;) {
+		ssize_t got = read(fd, buf + len, cap - len);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0) {
+			int r = sp_err(errstr, size, SPATE_ERR_IO, "checkpoint file %s: read failed: %s",
+			               path, strerror(errno));
+			free(buf);
+			close(fd);
+			return r;
+		}
+		if (got == 0)
+			break;
+		len += (size_t)got;
+		if (len == cap) { /* it grew since fstat: nobody else should write it */
+			free(buf);
+			close(fd);
+			return sp_err(errstr, size, SPATE_ERR_IO,
+			              "checkpoint file %s: changed while it was read", path);
+		}
+	}
+	close(fd);
+	*bufp = buf;
+	*lenp = len;
+	return SPATE_OK;
+}
+
+/* Fill fs->ents from PATH, or from PATH.tmp when only that exists (a save that crashed
+ * before its rename, on a store that had no file yet): then whatever parses from it is
+ * loaded, and logged. A missing PATH and PATH.tmp is an empty store with a new epoch. */
+static int load_files(fstore_t *fs, char *errstr, size_t size)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	fparse_t fp;
+	int r = read_whole(fs->path, &buf, &len, errstr, size);
+	if (r == SPATE_OK) {
+		r = parse_file(fs->path, buf, len, &fp, errstr, size);
+		free(buf);
+		if (r != SPATE_OK) {
+			fents_free(fp.ents, fp.n);
+			return r;
+		}
+		if (access(fs->tmp_path, F_OK) == 0)
+			sp_log(fs->eng, SP_LOG_INFO,
+			       "file store: ignoring %s, left by an interrupted save; %s holds the last "
+			       "complete one",
+			       fs->tmp_path, fs->path);
+	} else if (r != SPATE_ERR_NOT_FOUND) {
+		return r;
+	} else {
+		r = read_whole(fs->tmp_path, &buf, &len, errstr, size);
+		if (r == SPATE_ERR_NOT_FOUND) {
+			fs->epoch = new_epoch();
+			fs->created_ms = sp_wall_ms();
+			return SPATE_OK;
+		}
+		if (r != SPATE_OK)
+			return r;
+		char why[512];
+		r = parse_file(fs->tmp_path, buf, len, &fp, why, sizeof why);
+		free(buf);
+		if (r == SPATE_ERR_UNSUPPORTED || r == SPATE_ERR_NOMEM) {
+			fents_free(fp.ents, fp.n);
+			return sp_err(errstr, size, r, "%s", why);
+		}
+		if (r == SPATE_OK)
+			sp_log(fs->eng, SP_LOG_WARN,
+			       "file store: %s is missing; loaded %zu checkpoints from %s, a complete "
+			       "save that was not renamed",
+			       fs->path, fp.n, fs->tmp_path);
+		else
+			sp_log(fs->eng, SP_LOG_WARN,
+			       "file store: %s is missing; loaded %zu checkpoints from the torn %s (%s)",
+			       fs->path, fp.n, fs->tmp_path, why);
+		if (!fp.have_header) {
+			fp.epoch = new_epoch();
+			fp.created_ms = sp_wall_ms();
+		}
+	}
+	fs->ents = fp.ents;
+	fs->n = fp.n;
+	fs->epoch = fp.epoch;
+	fs->created_ms = fp.created_ms;
+	return SPATE_OK;
+}
+
+/* ---- writing ------------------------------------------------------------------------- */
+
+/* The file's bytes for this set of entries. SPATE_OK, or SPATE_ERR_NOMEM. */
+static int serialize(const fent_t *ents, size_t n, uint64_t epoch, int64_t created_ms, sbuf_t *b)
+{
+	char line[FSTORE_META_MAX];
+	snprintf(line, sizeof line, "%s %d epoch=%016" PRIx64 " created=%" PRId64 "\n", FSTORE_MAGIC,
+	         FSTORE_VERSION, epoch, created_ms < 0 ? 0 : created_ms);
+	sbuf_str(b, line);
+	for (size_t i = 0; i < n; i++) {
+		char ctext[FSTORE_CKPT_MAX];
+		sbuf_name(b, ents[i].name);
+		sbuf_add(b, "\t", 1);
+		sbuf_str(b, sp_ckpt_fmt(&ents[i].ckpt, ctext, sizeof ctext));
+		sbuf_add(b, "\n", 1);
+	}
+	if (b->oom)
+		return SPATE_ERR_NOMEM;
+	snprintf(line, sizeof line, "%s entries=%zu crc32c=%08" PRIx32 "\n", FSTORE_TRAILER, n,
+	         crc32c(b->p, b->len));
+	sbuf_str(b, line);
+	return b->oom ? SPATE_ERR_NOMEM : SPATE_OK;
+}
+
+static int write_all(int fd, const char *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t w = write(fd, p, len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -1;
+		p += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+static int fault_stop(fstore_t *fs, int step, char *errstr, size_t size)
+{
+	static const char *const what[] = {"", "a partial write of the tmp file",
+	                                   "the full write, before fsync", "fsync, before rename",
+	                                   "rename, before the directory fsync"};
+	return sp_err(errstr, size, SPATE_ERR_STORE, "file store %s: fault injected after step %d (%s)",
+	              fs->path, step, what[step]);
+}
+
+/* Write ents as the new content of PATH, crash-safe. stop_after (sp_file_fault_step)
+ * ends the save early for tests. On a real failure PATH.tmp is removed and PATH is the
+ * old version (unless the rename already happened: then only the directory fsync
+ * failed). Returns SPATE_OK or SPATE_ERR_STORE naming the file. Caller holds fs->mu. */
+static int write_file(fstore_t *fs, const fent_t *ents, size_t n, uint64_t epoch, int64_t created_ms,
+                      int stop_after, char *errstr, size_t size)
+{
+	sbuf_t b = {0};
+	int r = serialize(ents, n, epoch, created_ms, &b);
+	if (r != SPATE_OK) {
+		free(b.p);
+		return sp_err(errstr, size, r, "file store %s: out of memory", fs->path);
+	}
+	const char *op = "open";
+	int fd = open(fs->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		goto fail;
+	if (stop_after == SP_FILE_FAULT_PARTIAL_WRITE) {
+		r = write_all(fd, b.p, b.len / 2);
+		close(fd);
+		free(b.p);
+		return r ? sp_err(errstr, size, SPATE_ERR_STORE, "%s: write: %s", fs->tmp_path,
+		                  strerror(errno))
+		         : fault_stop(fs, stop_after, errstr, size);
+	}
+	op = "write";
+	if (write_all(fd, b.p, b.len) != 0)
+		goto fail_fd;
+	if (stop_after == SP_FILE_FAULT_BEFORE_FSYNC) {
+		close(fd);
+		free(b.p);
+		return fault_stop(fs, stop_after, errstr, size);
+	}
+	op = "fsync";
+	if (fsync(fd) != 0)
+		goto fail_fd;
+	op = "close";
+	if (close(fd) != 0)
+		goto fail;
+	free(b.p);
+	b.p = NULL;
+	if (stop_after == SP_FILE_FAULT_BEFORE_RENAME)
+		return fault_stop(fs, stop_after, errstr, size);
+	if (rename(fs->tmp_path, fs->path) != 0) {
+		r = sp_err(errstr, size, SPATE_ERR_STORE, "file store: cannot rename %s to %s: %s",
+		           fs->tmp_path, fs->path, strerror(errno));
+		unlink(fs->tmp_path);
+		return r;
+	}
+	if (stop_after == SP_FILE_FAULT_BEFORE_DIRSYNC)
+		return fault_stop(fs, stop_after, errstr, size);
+	int dfd = open(fs->dir_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 || fsync(dfd) != 0) {
+		r = sp_err(errstr, size, SPATE_ERR_STORE, "file store %s: cannot fsync its directory %s: %s",
+		           fs->path, fs->dir_path, strerror(errno));
+		if (dfd >= 0)
+			close(dfd);
+		return r;
+	}
+	close(dfd);
+	return SPATE_OK;
+
+fail_fd:
+	r = errno;
+	close(fd);
+	errno = r;
+fail:
+	r = sp_err(errstr, size, SPATE_ERR_STORE, "file store %s: %s of %s failed: %s", fs->path, op,
+	           fs->tmp_path, strerror(errno));
+	free(b.p);
+	unlink(fs->tmp_path);
+	return r;
+}
+
+/* ---- merging ------------------------------------------------------------------------- */
+
+typedef struct upd_ref {
+	const char *name;
+	size_t idx; /* position in the caller's array: the later of two equal names wins */
+} upd_ref_t;
+
+static int upd_cmp(const void *a, const void *b)
+{
+	const upd_ref_t *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+	if (c)
+		return c;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* The sorted union of fs->ents and ents (ents win) in *outp and *outn. Names of fs->ents
+ * are shared with the result; names new to the store are copies, flagged in *freshp so a
+ * failed save frees just those. SPATE_OK, SPATE_ERR_INVALID or SPATE_ERR_NOMEM. */
+static int merge(const fstore_t *fs, const sp_store_entry_t *ents, size_t n, fent_t **outp, size_t *outn,
+                 bool **freshp, char *errstr, size_t size)
+{
+	upd_ref_t *u = malloc((n ? n : 1) * sizeof *u);
+	fent_t *out = malloc((fs->n + n ? fs->n + n : 1) * sizeof *out);
+	bool *fresh = calloc(fs->n + n ? fs->n + n : 1, sizeof *fresh);
+	size_t i = 0, j = 0, k = 0;
+	if (!u || !out || !fresh)
+		goto nomem;
+	for (size_t x = 0; x < n; x++) {
+		if (!ents[x].name || !ents[x].name[0]) {
+			free(u);
+			free(out);
+			free(fresh);
+			return sp_err(errstr, size, SPATE_ERR_INVALID,
+			              "file store %s: entry %zu of the save has no partition name", fs->path,
+			              x);
+		}
+		u[x].name = ents[x].name;
+		u[x].idx = x;
+	}
+	qsort(u, n, sizeof *u, upd_cmp);
+	while (i < fs->n || j < n) {
+		/* of several updates to one name, only the last (highest idx) counts */
+		while (j + 1 < n && strcmp(u[j].name, u[j + 1].name) == 0)
+			j++;
+		int c = i == fs->n ? 1 : j == n ? -1 : strcmp(fs->ents[i].name, u[j].name);
+		if (c < 0) {
+			out[k++] = fs->ents[i++];
+		} else if (c == 0) {
+			out[k].name = fs->ents[i++].name;
+			out[k++].ckpt = ents[u[j++].idx].ckpt;
+		} else {
+			out[k].name = strdup(u[j].name);
+			if (!out[k].name)
+				goto nomem;
+			fresh[k] = true;
+			out[k++].ckpt = ents[u[j++].idx].ckpt;
+		}
+	}
+	free(u);
+	*outp = out;
+	*outn = k;
+	*freshp = fresh;
+	return SPATE_OK;
+nomem:
+	for (size_t x = 0; x < k; x++)
+		if (fresh[x])
+			free(out[x].name);
+	free(u);
+	free(out);
+	free(fresh);
+	return sp_err(errstr, size, SPATE_ERR_NOMEM, "file store %s: out of memory", fs->path);
+}
+
+/* ---- the vtable ------------------------------------------------------------------------- */
+
+/* SPATE_FAULT_STORE: unset or "" is off, "fail" fails every save, "fail:N" the next N. */
+static int parse_fault_env(const char *v, long *out, char *errstr, size_t size)
+{
+	*out = 0;
+	if (!v || !*v)
+		return SPATE_OK;
+	if (strcmp(v, "fail") == 0) {
+		*out = FSTORE_FAULT_ALWAYS;
+		return SPATE_OK;
+	}
+	const char *p = v;
+	uint64_t cnt;
+	if (take_lit(&p, "fail:") && take_dec(&p, &cnt) && *p == '\0' && cnt <= LONG_MAX) {
+		*out = (long)cnt;
+		return SPATE_OK;
+	}
+	return sp_err(errstr, size, SPATE_ERR_INVALID,
+	              "%s=%s: expected \"fail\" or \"fail:N\" (fail the next N saves)", FSTORE_FAULT_ENV, v);
+}
+
+static void fstore_free(fstore_t *fs)
+{
+	if (!fs)
+		return;
+	fents_free(fs->ents, fs->n);
+	if (fs->lock_fd >= 0)
+		close(fs->lock_fd); /* releases the flock */
+	pthread_mutex_destroy(&fs->mu);
+	free(fs->path);
+	free(fs->tmp_path);
+	free(fs->lock_path);
+	free(fs->dir_path);
+	free(fs);
+}
+
+/* path followed by suffix, in a new string; NULL when out of memory. */
+static char *path_with(const char *path, const char *suffix)
+{
+	size_t a = strlen(path), b = strlen(suffix);
+	char *p = malloc(a + b + 1);
+	if (p) {
+		memcpy(p, path, a);
+		memcpy(p + a, suffix, b + 1);
+	}
+	return p;
+}
+
+static char *dir_of(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	if (!slash)
+		return strdup(".");
+	if (slash == path)
+		return strdup("/");
+	return strndup(path, (size_t)(slash - path));
+}
+
+/* Open store=file:PATH: take the lock, then load PATH (see load_files). Errors:
+ * SPATE_ERR_INVALID (no path, bad SPATE_FAULT_STORE), SPATE_ERR_BUSY (locked by
+ * another), SPATE_ERR_IO, SPATE_ERR_CORRUPT, SPATE_ERR_UNSUPPORTED, SPATE_ERR_NOMEM. */
+static int fstore_open(sp_store_t *s, char *errstr, size_t size)
+{
+	const char *path = s->arg;
+	if (!path || !*path)
+		return sp_err(errstr, size, SPATE_ERR_INVALID, "store=file: needs a path (file:PATH)");
+	if (path[strlen(path) - 1] == '/')
+		return sp_err(errstr, size, SPATE_ERR_INVALID,
+		              "store=file:%s names a directory; give a file path (file:DIR/ckpt)", path);
+	long fault;
+	int r = parse_fault_env(getenv(FSTORE_FAULT_ENV), &fault, errstr, size);
+	if (r != SPATE_OK)
+		return r;
+	fstore_t *fs = calloc(1, sizeof *fs);
+	if (!fs)
+		return sp_err(errstr, size, SPATE_ERR_NOMEM, "file store %s: out of memory", path);
+	fs->lock_fd = -1;
+	fs->eng = s->eng;
+	fs->fault_left = fault;
+	pthread_mutex_init(&fs->mu, NULL);
+	fs->path = strdup(path);
+	fs->tmp_path = path_with(path, ".tmp");
+	fs->lock_path = path_with(path, ".lock");
+	fs->dir_path = dir_of(path);
+	if (!fs->path || !fs->tmp_path || !fs->lock_path || !fs->dir_path) {
+		r = sp_err(errstr, size, SPATE_ERR_NOMEM, "file store %s: out of memory", path);
+		goto fail;
+	}
+	fs->lock_fd = open(fs->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fs->lock_fd < 0) {
+		r = sp_err(errstr, size, SPATE_ERR_IO, "file store %s: cannot open its lock file %s: %s",
+		           path, fs->lock_path, strerror(errno));
+		goto fail;
+	}
+	while (flock(fs->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+		if (errno == EINTR)
+			continue;
+		if (errno == EWOULDBLOCK)
+			r = sp_err(errstr, size, SPATE_ERR_BUSY,
+			           "file store %s is in use by another process (%s is locked); a file "
+			           "store serves one process",
+			           path, fs->lock_path);
+		else
+			r = sp_err(errstr, size, SPATE_ERR_IO, "file store %s: cannot lock %s: %s", path,
+			           fs->lock_path, strerror(errno));
+		goto fail;
+	}
+	r = load_files(fs, errstr, size);
+	if (r != SPATE_OK)
+		goto fail;
+	if (fs->fault_left < 0)
+		sp_log(fs->eng, SP_LOG_WARN, "file store %s: %s is set: every save will fail", path,
+		       FSTORE_FAULT_ENV);
+	else if (fs->fault_left > 0)
+		sp_log(fs->eng, SP_LOG_WARN, "file store %s: %s is set: the next %ld saves will fail", path,
+		       FSTORE_FAULT_ENV, fs->fault_left);
+	s->ctx = fs;
+	return SPATE_OK;
+fail:
+	fstore_free(fs);
+	return r;
+}
+
+static const fent_t *find(const fstore_t *fs, const char *name)
+{
+	size_t lo = 0, hi = fs->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(fs->ents[mid].name, name);
+		if (c == 0)
+			return &fs->ents[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* SPATE_OK with *out set, or SPATE_ERR_NOT_FOUND (no message: it is not a failure). */
+static int fstore_load(sp_store_t *s, const char *name, sp_ckpt_t *out, char *errstr, size_t size)
+{
+	fstore_t *fs = s->ctx;
+	if (!name)
+		return sp_err(errstr, size, SPATE_ERR_INVALID, "file store %s: load without a name",
+		              fs->path);
+	pthread_mutex_lock(&fs->mu);
+	const fent_t *e = find(fs, name);
+	if (e)
+		*out = e->ckpt;
+	pthread_mutex_unlock(&fs->mu);
+	return e ? SPATE_OK : SPATE_ERR_NOT_FOUND;
+}
+
+static int save_locked(fstore_t *fs, const sp_store_entry_t *ents, size_t n, int stop_after, char *errstr,
+                       size_t size)
+{
+	if (fs->fault_left) {
+		if (fs->fault_left > 0)
+			fs->fault_left--;
+		return sp_err(errstr, size, SPATE_ERR_STORE,
+		              "file store %s: save failed on purpose (%s is set)", fs->path,
+		              FSTORE_FAULT_ENV);
+	}
+	fent_t *merged = NULL;
+	size_t mn = 0;
+	bool *fresh = NULL;
+	int r = merge(fs, ents, n, &merged, &mn, &fresh, errstr, size);
+	if (r != SPATE_OK)
+		return r;
+	r = write_file(fs, merged, mn, fs->epoch, fs->created_ms, stop_after, errstr, size);
+	if (r != SPATE_OK || stop_after != SP_FILE_FAULT_NONE) {
+		for (size_t i = 0; i < mn; i++)
+			if (fresh[i])
+				free(merged[i].name);
+		free(merged);
+	} else {
+		free(fs->ents); /* the names moved into merged */
+		fs->ents = merged;
+		fs->n = mn;
+	}
+	free(fresh);
+	return r;
+}
+
+/* Merge ents into the store and write it, durably. On failure the store (memory and
+ * PATH) still holds the previous set. @locality any thread; saves are serialized. */
+static int fstore_save(sp_store_t *s, const sp_store_entry_t *ents, size_t n, char *errstr, size_t size)
+{
+	fstore_t *fs = s->ctx;
+	pthread_mutex_lock(&fs->mu);
+	int r = save_locked(fs, ents, n, SP_FILE_FAULT_NONE, errstr, size);
+	pthread_mutex_unlock(&fs->mu);
+	return r;
+}
+
+int sp_store_file_save_fault(sp_store_t *s, const sp_store_entry_t *ents, size_t n, int stop_after,
+                             char *errstr, size_t size)
+{
+	fstore_t *fs = s->ctx;
+	if (stop_after < SP_FILE_FAULT_NONE || stop_after > SP_FILE_FAULT_BEFORE_DIRSYNC)
+		return sp_err(errstr, size, SPATE_ERR_INVALID, "file store %s: no fault step %d", fs->path,
+		              stop_after);
+	pthread_mutex_lock(&fs->mu);
+	int r = save_locked(fs, ents, n, stop_after, errstr, size);
+	pthread_mutex_unlock(&fs->mu);
+	return r;
+}
+
+uint64_t sp_store_file_epoch(sp_store_t *s)
+{
+	fstore_t *fs = s->ctx;
+	pthread_mutex_lock(&fs->mu);
+	uint64_t e = fs->epoch;
+	pthread_mutex_unlock(&fs->mu);
+	return e;
+}
+
+/* fn is called with the store's lock held: it must not call back into the store. */
+static int fstore_list(sp_store_t *s, void (*fn)(void *arg, const sp_store_entry_t *ent), void *arg,
+                       char *errstr, size_t size)
+{
+	fstore_t *fs = s->ctx;
+	(void)errstr; /* listing memory cannot fail */
+	(void)size;
+	pthread_mutex_lock(&fs->mu);
+	for (size_t i = 0; i < fs->n; i++) {
+		sp_store_entry_t ent = {fs->ents[i].name, fs->ents[i].ckpt};
+		fn(arg, &ent);
+	}
+	pthread_mutex_unlock(&fs->mu);
+	return SPATE_OK;
+}
+
+/* Remove one checkpoint (SPATE_ERR_NOT_FOUND naming it when absent) or, with name NULL,
+ * all of them under a new epoch. Written like a save. */
+static int fstore_reset(sp_store_t *s, const char *name, char *errstr, size_t size)
+{
+	fstore_t *fs = s->ctx;
+	int r;
+	pthread_mutex_lock(&fs->mu);
+	if (!name) {
+		uint64_t epoch = new_epoch();
+		int64_t created = sp_wall_ms();
+		r = write_file(fs, NULL, 0, epoch, created, SP_FILE_FAULT_NONE, errstr, size);
+		if (r == SPATE_OK) {
+			fents_free(fs->ents, fs->n);
+			fs->ents = NULL;
+			fs->n = 0;
+			fs->epoch = epoch;
+			fs->created_ms = created;
+		}
+		goto out;
+	}
+	const fent_t *e = find(fs, name);
+	if (!e) {
+		r = sp_err(errstr, size, SPATE_ERR_NOT_FOUND, "file store %s: no checkpoint for partition %s",
+		           fs->path, name);
+		goto out;
+	}
+	size_t at = (size_t)(e - fs->ents);
+	fent_t *rest = malloc((fs->n > 1 ? fs->n - 1 : 1) * sizeof *rest);
+	if (!rest) {
+		r = sp_err(errstr, size, SPATE_ERR_NOMEM, "file store %s: out of memory", fs->path);
+		goto out;
+	}
+	memcpy(rest, fs->ents, at * sizeof *rest);
+	memcpy(rest + at, fs->ents + at + 1, (fs->n - at - 1) * sizeof *rest);
+	r = write_file(fs, rest, fs->n - 1, fs->epoch, fs->created_ms, SP_FILE_FAULT_NONE, errstr, size);
+	if (r == SPATE_OK) {
+		free(fs->ents[at].name);
+		free(fs->ents);
+		fs->ents = rest;
+		fs->n--;
+	} else {
+		free(rest);
+	}
+out:
+	pthread_mutex_unlock(&fs->mu);
+	return r;
+}
+
+static void fstore_close(sp_store_t *s)
+{
+	fstore_free(s->ctx);
+	s->ctx = NULL;
+}
+
+const sp_store_ops_t sp_store_file = {
+    .version = SP_STORE_OPS_VERSION,
+    .name = "file",
+    .desc = "file:PATH - every checkpoint in one local file, written crash-safe (one process)",
+    .open = fstore_open,
+    .load = fstore_load,
+    .save = fstore_save,
+    .list = fstore_list,
+    .reset = fstore_reset,
+    .close = fstore_close,
+};
