@@ -1,0 +1,452 @@
+/* log.h - the embedded log's internal API: format, segments, writer, reader.
+ *
+ * A log is a directory with a metadata file and a folder per partition; a partition is
+ * a sequence of segment files of Kafka RecordBatch v2 (magic 2) batches, each with a
+ * sparse offset index, plus a small `durable` file in which the one writer of the
+ * partition publishes how much of it is fsync'd. docs/log.md describes the bytes.
+ *
+ * Layers, bottom up (one file each):
+ *  - format.c:  CRC32C, varints, RecordBatch v2 encode/decode (no I/O)
+ *  - segment.c: directory layout, metadata, segment lists, the index, the durable
+ *               file, a buffered batch scanner (pread) used by recovery, verify, seek
+ *  - writer.c:  one partition's writer (flock, recovery, batching, rolling, fsync
+ *               policy) and a producer over all partitions (key hash / round robin)
+ *  - reader.c:  the io_uring (or pread) reader over all partitions, producing parsed
+ *               sp_chunk_t descriptors that point into the read buffers
+ *  - source.c, sink.c: the engine vtables sp_source_log and sp_sink_log
+ * The CLI (cli/cmd_log.c, cli/cmd_produce.c) and the tests use this header.
+ *
+ * Nothing here but the writer changes a file, and the writer repairs only the torn
+ * tail of a partition's last segment.
+ */
+#ifndef SPATE_CONNECTORS_LOG_H
+#define SPATE_CONNECTORS_LOG_H
+
+#include "engine/internal.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- format (format.c) ------------------------------------------------------------ */
+
+/** The on-disk format version this code writes and reads (the metadata file says it). */
+#define SP_LOG_FORMAT_VERSION 1
+
+/** Bytes before batchLength's end: baseOffset (8) + batchLength (4). */
+#define SP_LOG_LOG_OVERHEAD 12
+/** Fixed RecordBatch v2 header bytes, from baseOffset through the records count. */
+#define SP_LOG_BATCH_HEADER 61
+/** Where the CRC'd bytes start: the attributes field. */
+#define SP_LOG_CRC_START 21
+/** Largest batch (whole, with its header) this code accepts: anything longer is taken
+ *  to be a corrupt length field. Kafka's default message.max.bytes is about 1 MiB. */
+#define SP_LOG_MAX_BATCH_BYTES ((size_t)64 << 20)
+/** Largest record (key + value + headers) the writer and sink take. */
+#define SP_LOG_MAX_RECORD_BYTES ((size_t)16 << 20)
+
+/* attributes bits of a RecordBatch v2 */
+#define SP_LOG_ATTR_CODEC_MASK 0x07
+#define SP_LOG_ATTR_TS_LOG_APPEND 0x08
+#define SP_LOG_ATTR_TRANSACTIONAL 0x10
+#define SP_LOG_ATTR_CONTROL 0x20
+
+/** The header of a RecordBatch v2, as the Kafka protocol guide lays it out. */
+typedef struct sp_log_batch_hdr {
+	int64_t base_offset;
+	int32_t length; /* batchLength: bytes after this field */
+	int32_t leader_epoch;
+	int8_t magic;
+	uint32_t crc;
+	int16_t attributes;
+	int32_t last_offset_delta;
+	int64_t base_ts;
+	int64_t max_ts;
+	int64_t producer_id;
+	int16_t producer_epoch;
+	int32_t base_seq;
+	int32_t count;
+} sp_log_batch_hdr_t;
+
+/** What sp_log_batch_header() found at a position. */
+enum sp_log_hdr_res {
+	SP_LOG_HDR_OK = 0,    /* a sane header; the whole batch is `total` bytes */
+	SP_LOG_HDR_SHORT = 1, /* fewer bytes than the header needs: read more */
+	SP_LOG_HDR_BAD = 2    /* not a v2 batch header (bad length, magic or count) */
+};
+
+/** CRC-32C (Castagnoli) of buf, as Kafka computes it. */
+uint32_t sp_log_crc32c(const void *buf, size_t len);
+
+/**
+ * Parse and sanity-check the batch header at p (avail bytes there). On SP_LOG_HDR_OK
+ * fills *h and *total (the whole batch's bytes, which may exceed avail). On
+ * SP_LOG_HDR_BAD, *why (when not NULL) says what is wrong in a static string.
+ * Does not check the CRC.
+ */
+int sp_log_batch_header(const uint8_t *p, size_t avail, sp_log_batch_hdr_t *h, size_t *total,
+                        const char **why);
+/** True when the CRC of the complete batch at p (total bytes) matches; *computed gets
+ *  the computed value when not NULL. */
+bool sp_log_batch_crc_ok(const uint8_t *p, size_t total, uint32_t *computed);
+/** The compression codec (attributes & 7) and its name: "none", "gzip", "snappy", "lz4",
+ *  "zstd", or "unknown" for 5..7. */
+int sp_log_batch_codec(const sp_log_batch_hdr_t *h);
+const char *sp_log_codec_name(int codec);
+/** The last offset a batch covers. */
+static inline int64_t sp_log_batch_last(const sp_log_batch_hdr_t *h)
+{
+	return h->base_offset + h->last_offset_delta;
+}
+
+/** Zigzag varint / varlong: bytes written (at most 5 / 10). */
+size_t sp_log_put_varint(uint8_t *p, int32_t v);
+size_t sp_log_put_varlong(uint8_t *p, int64_t v);
+size_t sp_log_varlong_size(int64_t v);
+/** Read a zigzag varlong from [p, end): bytes consumed, or 0 when malformed or cut. */
+size_t sp_log_get_varlong(const uint8_t *p, const uint8_t *end, int64_t *v);
+
+/** One decoded record of a batch: pointers into the batch bytes. */
+typedef struct sp_log_rec {
+	int64_t offset;
+	int64_t timestamp;
+	const uint8_t *key; /* NULL when key_len == -1 */
+	int32_t key_len;
+	const uint8_t *value; /* NULL when value_len == -1 */
+	int32_t value_len;
+	int32_t hdr_cnt;
+	const uint8_t *hdrs; /* hdr_cnt raw headers in [hdrs, hdrs_end) */
+	const uint8_t *hdrs_end;
+} sp_log_rec_t;
+
+typedef struct sp_log_rec_iter {
+	const uint8_t *p, *end;
+	int32_t left;
+	int64_t base_offset, base_ts;
+} sp_log_rec_iter_t;
+
+/** Iterate the records of an uncompressed batch (p, total bytes, header h). */
+void sp_log_rec_iter_init(sp_log_rec_iter_t *it, const uint8_t *p, size_t total,
+                          const sp_log_batch_hdr_t *h);
+/** 1 and *r for the next record; 0 after the last (when the bytes were used exactly);
+ *  -1 when the framing is wrong (*why says how). Headers are not walked here. */
+int sp_log_rec_next(sp_log_rec_iter_t *it, sp_log_rec_t *r, const char **why);
+/** Decode the next raw header at *p (before end) into *h (pointers into the bytes);
+ *  0, or -1 when malformed. */
+int sp_log_hdr_next(const uint8_t **p, const uint8_t *end, spate_header_t *h);
+/** Walk all headers of r to check their framing: 0 or -1. */
+int sp_log_rec_check_hdrs(const sp_log_rec_t *r);
+
+/** Builds one RecordBatch v2 in memory, as the writer appends it. */
+typedef struct sp_log_enc {
+	uint8_t *buf;
+	size_t len, cap;
+	int64_t base_offset, base_ts, max_ts;
+	int32_t count;
+} sp_log_enc_t;
+
+/** The batch-level fields every batch this code writes carries (documented in docs/log.md). */
+#define SP_LOG_WRITE_LEADER_EPOCH 0
+#define SP_LOG_WRITE_PRODUCER_ID (-1)
+#define SP_LOG_WRITE_PRODUCER_EPOCH (-1)
+#define SP_LOG_WRITE_BASE_SEQ (-1)
+
+void sp_log_enc_init(sp_log_enc_t *e);
+void sp_log_enc_free(sp_log_enc_t *e);
+/** Start a batch at base_offset whose first record has timestamp base_ts. */
+void sp_log_enc_begin(sp_log_enc_t *e, int64_t base_offset, int64_t base_ts);
+/** Bytes record r at timestamp ts would add to the current batch (with its length). */
+size_t sp_log_enc_record_size(const sp_log_enc_t *e, const spate_push_record_t *r, int64_t ts);
+/** Append r with timestamp ts (its offset is base_offset + count). SPATE_OK or
+ *  SPATE_ERR_NOMEM / SPATE_ERR_INVALID (a field over 2 GiB). */
+int sp_log_enc_add(sp_log_enc_t *e, const spate_push_record_t *r, int64_t ts);
+/** Fill in the header and CRC; returns the batch's bytes (e->buf[0..n)). */
+size_t sp_log_enc_finish(sp_log_enc_t *e);
+
+/* ---- layout, index, durable file, scanner (segment.c) ---------------------------- */
+
+/** The metadata file in the log directory. */
+#define SP_LOG_META_NAME "spate-log.meta"
+/** The per-partition file where the writer publishes the durable length. */
+#define SP_LOG_DURABLE_NAME "durable"
+/** Most partitions a log may have. */
+#define SP_LOG_MAX_PARTITIONS 4096
+/** One sparse index entry per this many bytes of segment (Kafka's index.interval.bytes). */
+#define SP_LOG_INDEX_INTERVAL 4096
+/** An index entry: 4-byte relative offset, 4-byte file position, both big-endian (the
+ *  layout of Kafka's .index files). */
+#define SP_LOG_INDEX_ENTRY 8
+/** Paths are built into buffers of this size. */
+#define SP_LOG_PATH_MAX 4096
+
+/** Create the log at dir with `partitions` partitions (mkdir -p of dir, a folder per
+ *  partition, the metadata file written atomically). An existing log is fine when its
+ *  partition count matches (or partitions <= 0); otherwise SPATE_ERR_INVALID naming both
+ *  counts. */
+int sp_log_create(const char *dir, int partitions, char *errstr, size_t size);
+/** Read the metadata: SPATE_OK and *partitions, SPATE_ERR_NOT_FOUND when dir holds no
+ *  log, SPATE_ERR_CORRUPT / SPATE_ERR_UNSUPPORTED (another format version) naming the file. */
+int sp_log_meta_read(const char *dir, int *partitions, char *errstr, size_t size);
+
+/** "DIR/P" and "PDIR/%020llu.EXT" into buf. */
+void sp_log_part_path(char *buf, size_t size, const char *dir, int partition);
+void sp_log_seg_path(char *buf, size_t size, const char *pdir, uint64_t base, const char *ext);
+
+/** The segments of a partition, by base offset, ascending. */
+typedef struct sp_log_seglist {
+	uint64_t *base;
+	size_t n, cap;
+} sp_log_seglist_t;
+
+/** List PDIR/ *.log. SPATE_OK (possibly n == 0) or SPATE_ERR_IO naming the folder. */
+int sp_log_seglist(const char *pdir, sp_log_seglist_t *out, char *errstr, size_t size);
+void sp_log_seglist_free(sp_log_seglist_t *l);
+
+/** What the writer published: the segment being written, how many of its bytes are
+ *  fsync'd, and the offset after the last fsync'd record. Segments before `seg` are
+ *  complete and durable in full. */
+typedef struct sp_log_durable {
+	uint64_t seg;
+	uint64_t len;
+	uint64_t next;
+} sp_log_durable_t;
+
+/** Read PDIR/durable: SPATE_OK, SPATE_ERR_NOT_FOUND (no writer ever opened the
+ *  partition), or SPATE_ERR_CORRUPT naming the file. */
+int sp_log_durable_read(const char *pdir, sp_log_durable_t *d, char *errstr, size_t size);
+/** Write it atomically (temporary file, rename) in the folder dirfd. */
+int sp_log_durable_write(int dirfd, const char *pdir, const sp_log_durable_t *d, char *errstr,
+                         size_t size);
+
+/** Encode one index entry. */
+void sp_log_index_put(uint8_t *p, uint32_t rel, uint32_t pos);
+/**
+ * Look up target in the index file of the segment at seg_base: the file position of the
+ * last entry whose offset is <= target and whose position is < limit (entries past the
+ * readable bytes are not trusted). 0 when the file is missing, short or holds nothing
+ * useful (the caller scans from there). Entries stop at the first one that does not
+ * increase (Kafka pre-allocates its index files with zeros).
+ */
+uint64_t sp_log_index_lookup(const char *pdir, uint64_t seg_base, uint64_t target, uint64_t limit);
+
+/** Scanner statuses beyond the batch itself. */
+enum sp_log_scan_res {
+	SP_LOG_SCAN_BATCH = 1, /* a complete batch (CRC checked when asked) */
+	SP_LOG_SCAN_END = 0,   /* exactly at the limit */
+	SP_LOG_SCAN_TORN = -1, /* the bytes up to the limit end inside a batch */
+	SP_LOG_SCAN_BAD = -2,  /* a bad header or a CRC mismatch */
+	SP_LOG_SCAN_IO = -3    /* read error (errno in err_no) */
+};
+
+/** A buffered, forward-only batch reader over [pos, limit) of a segment file (pread). */
+typedef struct sp_log_scan {
+	int fd;
+	uint64_t limit;
+	uint64_t pos; /* the next batch's file position */
+	uint8_t *buf;
+	size_t cap;
+	uint64_t buf_pos; /* file position of buf[0] */
+	size_t buf_len;
+	/* the current batch (after SP_LOG_SCAN_BATCH) or the problem */
+	sp_log_batch_hdr_t h;
+	uint64_t bpos;       /* its file position */
+	size_t total;        /* its bytes */
+	const uint8_t *data; /* its bytes in buf (when read whole) */
+	uint32_t crc_computed;
+	const char *why; /* static text for BAD / TORN */
+	int err_no;
+} sp_log_scan_t;
+
+/** Start at pos with limit (the readable bytes). SPATE_OK or SPATE_ERR_NOMEM. */
+int sp_log_scan_init(sp_log_scan_t *s, int fd, uint64_t pos, uint64_t limit);
+void sp_log_scan_free(sp_log_scan_t *s);
+/** The next batch. With whole, the batch's bytes are read (s->data) and, with crc, its
+ *  CRC checked; without whole only the header is. On SP_LOG_SCAN_BATCH the scanner
+ *  advances past the batch; otherwise it stays at the problem (s->bpos). */
+int sp_log_scan_next(sp_log_scan_t *s, bool whole, bool crc);
+/** Move to pos (a batch boundary found some other way). */
+void sp_log_scan_seek(sp_log_scan_t *s, uint64_t pos);
+/**
+ * Search for the next valid batch (sane header, magic 2, CRC match, base offset >=
+ * min_offset) starting after the bad batch at `from`. 1 and *found when there is one
+ * before the limit, 0 when none, SP_LOG_SCAN_IO on a read error.
+ */
+int sp_log_scan_resync(sp_log_scan_t *s, uint64_t from, int64_t min_offset, uint64_t *found);
+
+/** fsync a directory by path or fd (SPATE_OK or SPATE_ERR_IO naming it). */
+int sp_log_fsync_dir(int dirfd, const char *path, char *errstr, size_t size);
+
+/* ---- writer (writer.c) ---------------------------------------------------------------- */
+
+/** Writer settings (sp_log_wopts_from_conf fills them from segment.bytes, flush.ms,
+ *  flush.records). */
+typedef struct sp_log_wopts {
+	uint64_t segment_bytes; /* roll past this size */
+	int64_t flush_ms;       /* fsync at least this often; 0 = at every append call */
+	int64_t flush_records;  /* fsync after this many records; 0 = off */
+	size_t batch_bytes;     /* close a batch at this size; 0 = SP_LOG_BATCH_BYTES */
+	sp_engine_t *eng;       /* for sp_log; may be NULL */
+} sp_log_wopts_t;
+
+/** Default target size of a batch the writer builds: big enough to amortize the
+ *  header and CRC, small enough that the reader's carry headroom holds a split one. */
+#define SP_LOG_BATCH_BYTES ((size_t)64 << 10)
+
+void sp_log_wopts_default(sp_log_wopts_t *o);
+void sp_log_wopts_from_conf(sp_log_wopts_t *o, const spate_conf_t *conf);
+
+typedef struct sp_log_writer sp_log_writer_t;
+
+/**
+ * Open partition `partition` of the log at dir for writing: take the flock on its folder
+ * (SPATE_ERR_BUSY when another writer holds it), truncate a torn tail of the last segment
+ * (keeping every complete batch before it; corruption with valid data after it is
+ * logged with file and byte offset and left alone), rebuild that segment's index,
+ * fsync, and publish the durable length.
+ * @locality any thread; one thread at a time per writer
+ */
+int sp_log_writer_open(const char *dir, int partition, const sp_log_wopts_t *o,
+                       sp_log_writer_t **out, char *errstr, size_t size);
+/** Add one record (ts = its timestamp; 0 in r is replaced by the caller). Full batches
+ *  are written to the segment (not fsync'd). *offset gets the record's offset when not
+ *  NULL. */
+int sp_log_writer_put(sp_log_writer_t *w, const spate_push_record_t *r, int64_t ts,
+                      uint64_t *offset, char *errstr, size_t size);
+/** Write the open batch, fsync, publish the durable length. */
+int sp_log_writer_flush(sp_log_writer_t *w, char *errstr, size_t size);
+/** Close the open batch: write it to the segment without fsync (the next record starts
+ *  a new batch). Not durable until a flush. */
+int sp_log_writer_end_batch(sp_log_writer_t *w, char *errstr, size_t size);
+/** Flush when the policy says so (flush.ms elapsed, flush.records reached, or flush.ms
+ *  = 0 and something is pending). */
+int sp_log_writer_maybe_flush(sp_log_writer_t *w, int64_t now_ms, char *errstr, size_t size);
+/** Milliseconds until a time-based flush is due; -1 when nothing is pending. */
+int64_t sp_log_writer_flush_due(const sp_log_writer_t *w, int64_t now_ms);
+/** put every record (timestamp 0 = now) then maybe_flush. */
+int sp_log_writer_append(sp_log_writer_t *w, const spate_push_record_t *recs, size_t n,
+                         char *errstr, size_t size);
+/** The next offset to be assigned, and what is published durable. */
+uint64_t sp_log_writer_next_offset(const sp_log_writer_t *w);
+void sp_log_writer_durable(const sp_log_writer_t *w, sp_log_durable_t *d);
+/** Bytes truncated at open (the torn tail); for tests and logs. */
+uint64_t sp_log_writer_truncated(const sp_log_writer_t *w);
+/** Flush, close and unlock. Returns the flush's result (the writer is freed anyway). */
+int sp_log_writer_close(sp_log_writer_t *w, char *errstr, size_t size);
+
+typedef struct sp_log_producer sp_log_producer_t;
+
+/** Open the log at dir for appending, creating it with create_partitions partitions when
+ *  missing (create_partitions <= 0: it must exist). Partition writers open lazily. */
+int sp_log_producer_open(const char *dir, int create_partitions, const sp_log_wopts_t *o,
+                         sp_log_producer_t **out, char *errstr, size_t size);
+int sp_log_producer_partitions(const sp_log_producer_t *p);
+/** The partition a key goes to: XXH3_64bits(key) % partitions; keyless: round robin. */
+int sp_log_producer_pick(sp_log_producer_t *p, const void *key, size_t key_len, bool keyless);
+/** Append n records (timestamp 0 = now) to `partition`, or by key when partition < 0,
+ *  then apply the flush policy to the partitions touched. */
+int sp_log_producer_send(sp_log_producer_t *p, const spate_push_record_t *recs, size_t n,
+                         int partition, char *errstr, size_t size);
+/** Flush every open partition. */
+int sp_log_producer_flush(sp_log_producer_t *p, char *errstr, size_t size);
+/** Apply the time-based policy; returns ms until the next flush is due (-1 none). */
+int64_t sp_log_producer_tick(sp_log_producer_t *p, char *errstr, size_t size, int *err);
+/** Flush and close everything. */
+int sp_log_producer_close(sp_log_producer_t *p, char *errstr, size_t size);
+
+/* ---- reader (reader.c) ------------------------------------------------------------- */
+
+/** About this many bytes per read. */
+#define SP_LOG_READ_BYTES ((size_t)1 << 20)
+/** Reads in flight per partition. */
+#define SP_LOG_READS_IN_FLIGHT 2
+/** Room in front of each read buffer for the tail of the previous read (a batch split by
+ *  the read boundary); a longer tail re-reads from the batch's start instead. */
+#define SP_LOG_READ_HEADROOM ((size_t)256 << 10)
+
+/** What the reader reports when log.on.corruption=skip skips a bad region. */
+typedef struct sp_log_corrupt_info {
+	int partition;
+	const char *file;     /* the segment file */
+	uint64_t byte;        /* where the bad region starts */
+	uint64_t bytes;       /* its length */
+	uint64_t first_offset;/* offsets the region may have held (first..last, approximate) */
+	uint64_t last_offset;
+	const char *why;
+} sp_log_corrupt_info_t;
+
+typedef void (*sp_log_corrupt_fn)(void *opaque, const sp_log_corrupt_info_t *info);
+/** Make a chunk for n records and hdr_cap headers of partition p (the engine's
+ *  sp_chunk_new, or a test's own); NULL when out of memory. */
+typedef sp_chunk_t *(*sp_log_chunk_alloc_fn)(void *opaque, sp_part_t *p, uint32_t n,
+                                             uint32_t hdr_cap);
+/** Free a chunk that was never handed out (its buffer is released before). */
+typedef void (*sp_log_chunk_free_fn)(void *opaque, sp_chunk_t *c);
+
+typedef struct sp_log_ropts {
+	bool skip_corrupt; /* log.on.corruption=skip */
+	bool no_uring;     /* use pread (also when SPATE_LOG_NO_URING=1 is in the environment) */
+	sp_log_chunk_alloc_fn alloc;
+	sp_log_chunk_free_fn free;
+	void *alloc_opaque;
+	sp_log_corrupt_fn on_corrupt; /* may be NULL */
+	void *corrupt_opaque;
+	sp_engine_t *eng; /* for sp_log; may be NULL */
+} sp_log_ropts_t;
+
+typedef struct sp_log_reader sp_log_reader_t;
+
+/** Open the log at dir for reading every partition (none is read until seeked). Watches
+ *  each partition folder with inotify. Never changes a file. */
+int sp_log_reader_open(const char *dir, const sp_log_ropts_t *o, sp_log_reader_t **out,
+                       char *errstr, size_t size);
+int sp_log_reader_partitions(const sp_log_reader_t *r);
+/** The engine partition chunks of partition i belong to. */
+void sp_log_reader_bind(sp_log_reader_t *r, int i, sp_part_t *p);
+/** Re-read partition i's durable file: *start = its first offset, *next = the offset
+ *  after its last durable record. */
+int sp_log_reader_bounds(sp_log_reader_t *r, int i, uint64_t *start, uint64_t *next,
+                         char *errstr, size_t size);
+/** Read partition i from offset (start <= offset <= next, else SPATE_ERR_OUT_OF_RANGE
+ *  naming the partition and the range). Drops whatever was read before. */
+int sp_log_reader_seek(sp_log_reader_t *r, int i, uint64_t offset, char *errstr, size_t size);
+/** The offset of the first record of partition i with timestamp >= ts, or next when
+ *  none (scans batch headers). */
+int sp_log_reader_find_ts(sp_log_reader_t *r, int i, int64_t ts, uint64_t *offset,
+                          char *errstr, size_t size);
+/** Deliver partition i only up to last (stop.at.end); has_end=false: nothing. */
+void sp_log_reader_set_end(sp_log_reader_t *r, int i, bool has_end, uint64_t last);
+/**
+ * Up to max parsed chunks into out, their bytes summed at most budget_bytes; 0 when
+ * nothing is ready; a negative spate_err_t (message in errstr) on a partition error:
+ * SPATE_ERR_CORRUPT (file and byte offset named), SPATE_ERR_UNSUPPORTED (a compressed
+ * batch, codec named), SPATE_ERR_IO. Never blocks.
+ */
+int sp_log_reader_poll(sp_log_reader_t *r, sp_chunk_t **out, int max, uint64_t budget_bytes,
+                       char *errstr, size_t size);
+/** An fd that is readable when poll has something to do (an epoll fd). */
+int sp_log_reader_fd(const sp_log_reader_t *r);
+/** Records between what was delivered and the durable end, all partitions. */
+int64_t sp_log_reader_lag(const sp_log_reader_t *r);
+/** True when every partition with an end (set_end) was delivered up to it. */
+bool sp_log_reader_ended(const sp_log_reader_t *r);
+bool sp_log_reader_uses_uring(const sp_log_reader_t *r);
+/** Bad regions skipped so far (log.on.corruption=skip). */
+uint64_t sp_log_reader_skipped(const sp_log_reader_t *r);
+/** Batch headers walked by the last seek of partition i (to show the index was used). */
+uint64_t sp_log_reader_seek_steps(const sp_log_reader_t *r, int i);
+void sp_log_reader_close(sp_log_reader_t *r);
+
+/* ---- verify (segment.c), used by `spate log verify` and the tests --------------------- */
+
+typedef struct sp_log_verify_stats {
+	uint64_t segments, batches, records, bytes;
+	uint64_t compressed;     /* batches whose records were not decoded (codec) */
+	uint64_t torn_tail;      /* bytes past the durable length in a partial batch */
+} sp_log_verify_stats_t;
+
+/** Check every batch of partition i (CRC, header, record framing, offsets). SPATE_OK, or
+ *  SPATE_ERR_CORRUPT with errstr naming the file and byte offset of the first bad batch. */
+int sp_log_verify_partition(const char *dir, int partition, sp_log_verify_stats_t *st,
+                            char *errstr, size_t size);
+
+#endif /* SPATE_CONNECTORS_LOG_H */

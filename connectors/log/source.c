@@ -1,0 +1,216 @@
+/* source.c - the embedded log as a source: `source=log:DIR`.
+ *
+ * A thin layer over reader.c: open() registers every partition of the log with the
+ * engine (topic = the directory's base name, so ids are "log/NAME/P/OFFSET") and, with
+ * stop.at.end, notes each partition's last durable offset as its end; seek() turns a
+ * checkpoint or starting.position into an offset; poll() hands out the reader's chunks.
+ * Positions are offsets: sp_pos(offset).
+ *
+ * log.on.corruption=fail stops the run with SPATE_ERR_CORRUPT naming the segment file
+ * and byte offset; skip skips to the next valid batch and reports the range through
+ * the reader's hook (logged and counted here; the engine can route it to the DLQ with
+ * condition Corrupt once it has a call for that).
+ *
+ * @locality every callback runs on the engine thread.
+ */
+#include "connectors/log/log.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The topic name is the directory's base name, cut to this many bytes. */
+#define TOPIC_MAX 256
+
+typedef struct src {
+	sp_log_reader_t *rd;
+	char topic[TOPIC_MAX];
+	bool stop_at_end;
+	uint64_t corrupt_regions;
+	sp_engine_t *eng;
+} src_t;
+
+static sp_chunk_t *chunk_alloc(void *opaque, sp_part_t *p, uint32_t n, uint32_t hdr_cap)
+{
+	(void)opaque;
+	return sp_chunk_new(p, n, hdr_cap);
+}
+
+static void chunk_free(void *opaque, sp_chunk_t *c)
+{
+	(void)opaque;
+	c->release = NULL; /* the reader released the buffer already */
+	c->buf = NULL;
+	sp_chunk_free(c);
+}
+
+/* The reader logged the range; count it. Hook for the DLQ (condition Corrupt) later. */
+static void on_corrupt(void *opaque, const sp_log_corrupt_info_t *info)
+{
+	src_t *x = opaque;
+	x->corrupt_regions++;
+	(void)info;
+}
+
+static void topic_of(const char *dir, char *out, size_t size)
+{
+	size_t n = strlen(dir);
+	while (n > 1 && dir[n - 1] == '/')
+		n--;
+	size_t b = n;
+	while (b > 0 && dir[b - 1] != '/')
+		b--;
+	size_t len = n - b;
+	if (len >= size)
+		len = size - 1;
+	memcpy(out, dir + b, len);
+	out[len] = 0;
+}
+
+static int log_open(sp_source_t *s, char *errstr, size_t size)
+{
+	const char *dir = s->arg;
+	if (!dir || !*dir)
+		return sp_err(errstr, size, SPATE_ERR_INVALID, "source: log needs a directory (source=log:DIR)");
+	const spate_conf_t *conf = sp_engine_conf(s->eng);
+	src_t *x = calloc(1, sizeof(*x));
+	if (!x)
+		return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
+	x->eng = s->eng;
+	x->stop_at_end = sp_conf_bool(conf, "stop.at.end");
+	topic_of(dir, x->topic, sizeof(x->topic));
+	sp_log_ropts_t o = {0};
+	o.skip_corrupt = !strcmp(sp_conf_str(conf, "log.on.corruption"), "skip");
+	o.alloc = chunk_alloc;
+	o.free = chunk_free;
+	o.on_corrupt = on_corrupt;
+	o.corrupt_opaque = x;
+	o.eng = s->eng;
+	char err[1024];
+	int rc = sp_log_reader_open(dir, &o, &x->rd, err, sizeof(err));
+	if (rc) {
+		free(x);
+		return sp_err(errstr, size, rc, "source=log:%s: %s", dir, err);
+	}
+	int n = sp_log_reader_partitions(x->rd);
+	for (int i = 0; i < n; i++) {
+		sp_part_t *p = sp_engine_add_partition(s->eng, "log", x->topic, i, NULL);
+		if (!p) {
+			sp_log_reader_close(x->rd);
+			free(x);
+			return sp_err(errstr, size, SPATE_ERR_NOMEM, "source=log:%s: out of memory", dir);
+		}
+		sp_log_reader_bind(x->rd, i, p);
+		if (!x->stop_at_end)
+			continue;
+		uint64_t start, next;
+		if ((rc = sp_log_reader_bounds(x->rd, i, &start, &next, err, sizeof(err)))) {
+			sp_log_reader_close(x->rd);
+			free(x);
+			return sp_err(errstr, size, rc, "source=log:%s: %s", dir, err);
+		}
+		p->has_end = next > start;
+		p->end = sp_pos(next > 0 ? next - 1 : 0);
+		sp_log_reader_set_end(x->rd, i, p->has_end, next > 0 ? next - 1 : 0);
+	}
+	s->ctx = x;
+	return SPATE_OK;
+}
+
+static int log_seek(sp_source_t *s, sp_part_t *p, const sp_ckpt_t *ckpt, sp_ckpt_t *resolved,
+                    char *errstr, size_t size)
+{
+	src_t *x = s->ctx;
+	int i = p->pub.partition;
+	uint64_t start, next, off;
+	int rc = sp_log_reader_bounds(x->rd, i, &start, &next, errstr, size);
+	if (rc)
+		return rc;
+	if (ckpt) {
+		if (ckpt->beginning) {
+			off = start;
+		} else {
+			if (ckpt->after.w[0] || ckpt->after.w[1] || ckpt->after.w[2] == UINT64_MAX)
+				return sp_err(errstr, size, SPATE_ERR_INVALID,
+				              "%s: checkpoint is not a log offset", p->pub.name);
+			off = ckpt->after.w[2] + 1;
+		}
+		return sp_log_reader_seek(x->rd, i, off, errstr, size);
+	}
+	const char *sp = sp_conf_str(sp_engine_conf(s->eng), "starting.position");
+	if (!strcmp(sp, "latest")) {
+		off = next;
+	} else if (!strncmp(sp, "at-timestamp:", 13)) {
+		int64_t ts = strtoll(sp + 13, NULL, 10);
+		if ((rc = sp_log_reader_find_ts(x->rd, i, ts, &off, errstr, size)))
+			return rc;
+	} else {
+		off = start;
+	}
+	if ((rc = sp_log_reader_seek(x->rd, i, off, errstr, size)))
+		return rc;
+	if (resolved) {
+		memset(resolved, 0, sizeof(*resolved));
+		if (off <= start) {
+			resolved->beginning = true;
+		} else {
+			resolved->beginning = false;
+			resolved->after = sp_pos(off - 1);
+		}
+	}
+	return SPATE_OK;
+}
+
+static int log_poll(sp_source_t *s, sp_chunk_t **out, int max, uint64_t budget_bytes, char *errstr,
+                    size_t size)
+{
+	src_t *x = s->ctx;
+	return sp_log_reader_poll(x->rd, out, max, budget_bytes, errstr, size);
+}
+
+static int log_fd(sp_source_t *s)
+{
+	src_t *x = s->ctx;
+	return sp_log_reader_fd(x->rd);
+}
+
+static int64_t log_lag(sp_source_t *s)
+{
+	src_t *x = s->ctx;
+	return sp_log_reader_lag(x->rd);
+}
+
+static bool log_ended(sp_source_t *s)
+{
+	src_t *x = s->ctx;
+	return x->stop_at_end && sp_log_reader_ended(x->rd);
+}
+
+static void log_close(sp_source_t *s)
+{
+	src_t *x = s->ctx;
+	if (!x)
+		return;
+	if (x->corrupt_regions)
+		sp_log(x->eng, SP_LOG_WARN, "log: %" PRIu64 " corrupt regions were skipped (log.on.corruption=skip)",
+		       x->corrupt_regions);
+	sp_log_reader_close(x->rd);
+	free(x);
+	s->ctx = NULL;
+}
+
+const sp_source_ops_t sp_source_log = {
+    .version = SP_SOURCE_OPS_VERSION,
+    .name = "log",
+    .desc = "the embedded log: log:DIR (Kafka RecordBatch v2 segments, io_uring reads)",
+    .open = log_open,
+    .seek = log_seek,
+    .poll = log_poll,
+    .fd = log_fd,
+    .next_ms = NULL,
+    .lag = log_lag,
+    .push = NULL,
+    .push_close = NULL,
+    .ended = log_ended,
+    .close = log_close,
+};
