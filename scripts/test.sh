@@ -20,8 +20,10 @@ run_suite() { # name, build dir, meson options...
 	echo "=== $name: testing"
 	meson test -C "$dir" --print-errorlogs --num-processes 2 || fail=1
 	local ok bad
-	ok=$(grep -c '"result": "OK"' "$dir/meson-logs/testlog.json" 2>/dev/null || echo 0)
-	bad=$(grep -c -E '"result": "(FAIL|TIMEOUT|ERROR)"' "$dir/meson-logs/testlog.json" 2>/dev/null || echo 0)
+	ok=$(grep -c '"result": "OK"' "$dir/meson-logs/testlog.json" 2>/dev/null)
+	bad=$(grep -c -E '"result": "(FAIL|TIMEOUT|ERROR)"' "$dir/meson-logs/testlog.json" 2>/dev/null)
+	ok=${ok:-0}
+	bad=${bad:-0}
 	total_ok=$((total_ok + ok))
 	total_fail=$((total_fail + bad))
 }
