@@ -94,7 +94,8 @@ static int show(sp_store_t *st, const char *uri)
 		rc = EXIT_FAILED;
 	} else {
 		/* stores list in their own order; sort so the output can be diffed */
-		qsort(c.ents, c.n, sizeof *c.ents, shown_cmp);
+		if (c.n)
+			qsort(c.ents, c.n, sizeof *c.ents, shown_cmp);
 		for (size_t i = 0; i < c.n; i++) {
 			char ctext[128];
 			printf("%s %s\n", c.ents[i].name, sp_ckpt_fmt(&c.ents[i].ckpt, ctext, sizeof ctext));
