@@ -27,7 +27,7 @@
 /* dump: chunks taken per poll, and how long one wait for the reader may take before
  * the dump gives up on data that was published but cannot be read. */
 #define DUMP_POLL_MAX 16
-#define DUMP_WAIT_MS 10000
+#define DUMP_WAIT_MS  10000
 
 static const char usage_text[] =
     "usage: spate log create DIR [--partitions N]\n"
@@ -112,7 +112,7 @@ static int parse_opts(int argc, char **argv, const char *allowed, opts_t *o)
 			fprintf(stderr, "spate log: --%s needs a value\n", name);
 			return -1;
 		}
-		long long *dst = !strcmp(name, "partitions") ? &o->partitions
+		long long *dst = !strcmp(name, "partitions")  ? &o->partitions
 		                 : !strcmp(name, "partition") ? &o->partition
 		                 : !strcmp(name, "from")      ? &o->from
 		                                              : &o->count;
@@ -330,7 +330,9 @@ static int dump_partition(const opts_t *o, int i, int parts)
 	if (from < start)
 		from = start;
 	if (from > next)
-		fprintf(stderr, "spate log dump: partition %d: --from %" PRIu64 " is past its end (next offset %" PRIu64 ")\n",
+		fprintf(stderr,
+		        "spate log dump: partition %d: --from %" PRIu64
+		        " is past its end (next offset %" PRIu64 ")\n",
 		        i, from, next);
 	for (int j = 0; j < parts; j++)
 		sp_log_reader_set_end(rd, j, j == i && next > from, next ? next - 1 : 0);
@@ -344,7 +346,8 @@ static int dump_partition(const opts_t *o, int i, int parts)
 	while (left != 0 && !sp_log_reader_ended(rd)) {
 		struct pollfd pf = {sp_log_reader_fd(rd), POLLIN, 0};
 		if (poll(&pf, 1, DUMP_WAIT_MS) == 0) {
-			fprintf(stderr, "spate log dump: partition %d: no progress in %d ms\n", i, DUMP_WAIT_MS);
+			fprintf(stderr, "spate log dump: partition %d: no progress in %d ms\n", i,
+			        DUMP_WAIT_MS);
 			rc = 1;
 			break;
 		}
@@ -378,8 +381,8 @@ static int cmd_dump(const opts_t *o)
 		return 1;
 	}
 	if (o->partition >= parts) {
-		fprintf(stderr, "spate log dump: %s: partition %lld does not exist (the log has %d)\n", o->dir,
-		        o->partition, parts);
+		fprintf(stderr, "spate log dump: %s: partition %lld does not exist (the log has %d)\n",
+		        o->dir, o->partition, parts);
 		return 1;
 	}
 	int rc = 0;
@@ -415,13 +418,15 @@ static int cmd_verify(const opts_t *o)
 			bad = 1;
 			continue;
 		}
-		printf("partition %d: ok: %" PRIu64 " segments, %" PRIu64 " batches, %" PRIu64 " records, %" PRIu64
-		       " bytes",
+		printf("partition %d: ok: %" PRIu64 " segments, %" PRIu64 " batches, %" PRIu64
+		       " records, %" PRIu64 " bytes",
 		       i, st.segments, st.batches, st.records, st.bytes);
 		if (st.compressed)
-			printf(", %" PRIu64 " compressed batches (CRC checked, records not decoded)", st.compressed);
+			printf(", %" PRIu64 " compressed batches (CRC checked, records not decoded)",
+			       st.compressed);
 		if (st.torn_tail)
-			printf(", %" PRIu64 " bytes of torn tail past the durable length (the writer truncates them)",
+			printf(", %" PRIu64
+			       " bytes of torn tail past the durable length (the writer truncates them)",
 			       st.torn_tail);
 		printf("\n");
 	}
@@ -435,9 +440,9 @@ int spate_cmd_log(int argc, char **argv)
 		return argc < 2 ? 2 : 0;
 	}
 	const char *sub = argv[1];
-	const char *allowed = !strcmp(sub, "create") ? " partitions "
-	                      : !strcmp(sub, "ls")   ? " "
-	                      : !strcmp(sub, "dump") ? " partition from count "
+	const char *allowed = !strcmp(sub, "create")   ? " partitions "
+	                      : !strcmp(sub, "ls")     ? " "
+	                      : !strcmp(sub, "dump")   ? " partition from count "
 	                      : !strcmp(sub, "verify") ? " partition "
 	                                               : NULL;
 	if (!allowed) {

@@ -35,10 +35,10 @@
 /* Records in the gen pool at most (the pool is replayed to reach --records). */
 #define GEN_POOL_MAX 65536
 /* gen defaults, as the gen.* keys' defaults */
-#define GEN_DEFAULT_RECORDS 1000000
-#define GEN_DEFAULT_KEYS 10000
+#define GEN_DEFAULT_RECORDS     1000000
+#define GEN_DEFAULT_KEYS        10000
 #define GEN_DEFAULT_VALUE_BYTES 100
-#define GEN_DEFAULT_SEED 1
+#define GEN_DEFAULT_SEED        1
 
 static const char usage_text[] =
     "usage: spate produce DIR [--partitions N] [--partition P] [--key-separator C]\n"
@@ -171,7 +171,9 @@ static int parse(int argc, char **argv, popts_t *o)
 			o->gen = v;
 		else if (!strcmp(name, "--key-separator")) {
 			if (strlen(v) != 1) {
-				fprintf(stderr, "spate produce: --key-separator takes one character, not \"%s\"\n", v);
+				fprintf(stderr,
+				        "spate produce: --key-separator takes one character, not \"%s\"\n",
+				        v);
 				return -1;
 			}
 			o->sep = (unsigned char)v[0];
@@ -278,7 +280,8 @@ static int from_stdin(sp_log_producer_t *p, const popts_t *o, progress_t *pg)
 		if (len == cap) {
 			char *nb = realloc(buf, cap * 2);
 			if (!nb) {
-				fprintf(stderr, "spate produce: out of memory for a line of %zu bytes\n", len);
+				fprintf(stderr, "spate produce: out of memory for a line of %zu bytes\n",
+				        len);
 				rc = -1;
 				break;
 			}

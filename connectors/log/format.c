@@ -138,7 +138,7 @@ int sp_log_batch_header(const uint8_t *p, size_t avail, sp_log_batch_hdr_t *h, s
 	}
 	/* Compressed record bytes can be smaller than MIN_RECORD_BYTES per record. */
 	if (h->count < 0 || ((h->attributes & SP_LOG_ATTR_CODEC_MASK) == 0 &&
-	                         (size_t)h->count * MIN_RECORD_BYTES > t - SP_LOG_BATCH_HEADER)) {
+	                     (size_t)h->count * MIN_RECORD_BYTES > t - SP_LOG_BATCH_HEADER)) {
 		if (why)
 			*why = "record count does not fit the batch length";
 		return SP_LOG_HDR_BAD;
@@ -224,8 +224,7 @@ static inline bool get_varint32(const uint8_t **p, const uint8_t *end, int32_t *
 }
 
 /* A length-prefixed byte field: -1 is null; anything else must fit before end. */
-static inline bool get_bytes(const uint8_t **p, const uint8_t *end, const uint8_t **out,
-                             int32_t *len)
+static inline bool get_bytes(const uint8_t **p, const uint8_t *end, const uint8_t **out, int32_t *len)
 {
 	if (!get_varint32(p, end, len) || *len < -1 || (*len > 0 && *len > end - *p))
 		return false;
@@ -240,8 +239,7 @@ static inline bool get_bytes(const uint8_t **p, const uint8_t *end, const uint8_
 
 /* ---- decode ------------------------------------------------------------------------ */
 
-void sp_log_rec_iter_init(sp_log_rec_iter_t *it, const uint8_t *p, size_t total,
-                          const sp_log_batch_hdr_t *h)
+void sp_log_rec_iter_init(sp_log_rec_iter_t *it, const uint8_t *p, size_t total, const sp_log_batch_hdr_t *h)
 {
 	it->p = p + SP_LOG_BATCH_HEADER;
 	it->end = p + total;
@@ -279,13 +277,11 @@ int sp_log_rec_next(sp_log_rec_iter_t *it, sp_log_rec_t *r, const char **why)
 		*why = "bad offset delta";
 		return -1;
 	}
-	if (!get_bytes(&p, rend, &r->key, &r->key_len) ||
-	    !get_bytes(&p, rend, &r->value, &r->value_len)) {
+	if (!get_bytes(&p, rend, &r->key, &r->key_len) || !get_bytes(&p, rend, &r->value, &r->value_len)) {
 		*why = "key or value length out of range";
 		return -1;
 	}
-	if (!get_varint32(&p, rend, &r->hdr_cnt) || r->hdr_cnt < 0 ||
-	    r->hdr_cnt > (rend - p) / 2) {
+	if (!get_varint32(&p, rend, &r->hdr_cnt) || r->hdr_cnt < 0 || r->hdr_cnt > (rend - p) / 2) {
 		*why = "bad header count";
 		return -1;
 	}

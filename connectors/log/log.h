@@ -46,10 +46,10 @@
 #define SP_LOG_MAX_RECORD_BYTES ((size_t)16 << 20)
 
 /* attributes bits of a RecordBatch v2 */
-#define SP_LOG_ATTR_CODEC_MASK 0x07
+#define SP_LOG_ATTR_CODEC_MASK    0x07
 #define SP_LOG_ATTR_TS_LOG_APPEND 0x08
 #define SP_LOG_ATTR_TRANSACTIONAL 0x10
-#define SP_LOG_ATTR_CONTROL 0x20
+#define SP_LOG_ATTR_CONTROL       0x20
 
 /** The header of a RecordBatch v2, as the Kafka protocol guide lays it out. */
 typedef struct sp_log_batch_hdr {
@@ -126,8 +126,7 @@ typedef struct sp_log_rec_iter {
 } sp_log_rec_iter_t;
 
 /** Iterate the records of an uncompressed batch (p, total bytes, header h). */
-void sp_log_rec_iter_init(sp_log_rec_iter_t *it, const uint8_t *p, size_t total,
-                          const sp_log_batch_hdr_t *h);
+void sp_log_rec_iter_init(sp_log_rec_iter_t *it, const uint8_t *p, size_t total, const sp_log_batch_hdr_t *h);
 /** 1 and *r for the next record; 0 after the last (when the bytes were used exactly);
  *  -1 when the framing is wrong (*why says how). Headers are not walked here. */
 int sp_log_rec_next(sp_log_rec_iter_t *it, sp_log_rec_t *r, const char **why);
@@ -146,10 +145,10 @@ typedef struct sp_log_enc {
 } sp_log_enc_t;
 
 /** The batch-level fields every batch this code writes carries (documented in docs/log.md). */
-#define SP_LOG_WRITE_LEADER_EPOCH 0
-#define SP_LOG_WRITE_PRODUCER_ID (-1)
+#define SP_LOG_WRITE_LEADER_EPOCH   0
+#define SP_LOG_WRITE_PRODUCER_ID    (-1)
 #define SP_LOG_WRITE_PRODUCER_EPOCH (-1)
-#define SP_LOG_WRITE_BASE_SEQ (-1)
+#define SP_LOG_WRITE_BASE_SEQ       (-1)
 
 void sp_log_enc_init(sp_log_enc_t *e);
 void sp_log_enc_free(sp_log_enc_t *e);
@@ -215,8 +214,7 @@ typedef struct sp_log_durable {
  *  partition), or SPATE_ERR_CORRUPT naming the file. */
 int sp_log_durable_read(const char *pdir, sp_log_durable_t *d, char *errstr, size_t size);
 /** Write it atomically (temporary file, rename) in the folder dirfd. */
-int sp_log_durable_write(int dirfd, const char *pdir, const sp_log_durable_t *d, char *errstr,
-                         size_t size);
+int sp_log_durable_write(int dirfd, const char *pdir, const sp_log_durable_t *d, char *errstr, size_t size);
 
 /** Encode one index entry. */
 void sp_log_index_put(uint8_t *p, uint32_t rel, uint32_t pos);
@@ -305,13 +303,13 @@ typedef struct sp_log_writer sp_log_writer_t;
  * fsync, and publish the durable length.
  * @locality any thread; one thread at a time per writer
  */
-int sp_log_writer_open(const char *dir, int partition, const sp_log_wopts_t *o,
-                       sp_log_writer_t **out, char *errstr, size_t size);
+int sp_log_writer_open(const char *dir, int partition, const sp_log_wopts_t *o, sp_log_writer_t **out,
+                       char *errstr, size_t size);
 /** Add one record (ts = its timestamp; 0 in r is replaced by the caller). Full batches
  *  are written to the segment (not fsync'd). *offset gets the record's offset when not
  *  NULL. */
-int sp_log_writer_put(sp_log_writer_t *w, const spate_push_record_t *r, int64_t ts,
-                      uint64_t *offset, char *errstr, size_t size);
+int sp_log_writer_put(sp_log_writer_t *w, const spate_push_record_t *r, int64_t ts, uint64_t *offset,
+                      char *errstr, size_t size);
 /** Write the open batch, fsync, publish the durable length. */
 int sp_log_writer_flush(sp_log_writer_t *w, char *errstr, size_t size);
 /** Close the open batch: write it to the segment without fsync (the next record starts
@@ -323,8 +321,8 @@ int sp_log_writer_maybe_flush(sp_log_writer_t *w, int64_t now_ms, char *errstr, 
 /** Milliseconds until a time-based flush is due; -1 when nothing is pending. */
 int64_t sp_log_writer_flush_due(const sp_log_writer_t *w, int64_t now_ms);
 /** put every record (timestamp 0 = now) then maybe_flush. */
-int sp_log_writer_append(sp_log_writer_t *w, const spate_push_record_t *recs, size_t n,
-                         char *errstr, size_t size);
+int sp_log_writer_append(sp_log_writer_t *w, const spate_push_record_t *recs, size_t n, char *errstr,
+                         size_t size);
 /** The next offset to be assigned, and what is published durable. */
 uint64_t sp_log_writer_next_offset(const sp_log_writer_t *w);
 void sp_log_writer_durable(const sp_log_writer_t *w, sp_log_durable_t *d);
@@ -344,14 +342,32 @@ int sp_log_producer_partitions(const sp_log_producer_t *p);
 int sp_log_producer_pick(sp_log_producer_t *p, const void *key, size_t key_len, bool keyless);
 /** Append n records (timestamp 0 = now) to `partition`, or by key when partition < 0,
  *  then apply the flush policy to the partitions touched. */
-int sp_log_producer_send(sp_log_producer_t *p, const spate_push_record_t *recs, size_t n,
-                         int partition, char *errstr, size_t size);
+int sp_log_producer_send(sp_log_producer_t *p, const spate_push_record_t *recs, size_t n, int partition,
+                         char *errstr, size_t size);
 /** Flush every open partition. */
 int sp_log_producer_flush(sp_log_producer_t *p, char *errstr, size_t size);
 /** Apply the time-based policy; returns ms until the next flush is due (-1 none). */
 int64_t sp_log_producer_tick(sp_log_producer_t *p, char *errstr, size_t size, int *err);
 /** Flush and close everything. */
 int sp_log_producer_close(sp_log_producer_t *p, char *errstr, size_t size);
+
+/* ---- locating (locate.c) ----------------------------------------------------------- */
+
+/** In the segment at seg_base (fd, limit readable bytes): the file position of the batch
+ *  holding target (the first whose last offset >= target; the limit when none does, or
+ *  a bad batch's position, which reading then reports), found from the index and a walk
+ *  of batch headers. *base gets that batch's base offset, *steps the headers walked.
+ *  SPATE_OK or SPATE_ERR_NOMEM. */
+int sp_log_locate(const char *pdir, uint64_t seg_base, int fd, uint64_t limit, uint64_t target, uint64_t *pos,
+                  uint64_t *base, uint64_t *steps);
+/** The offset of the first record with timestamp >= ts among what d says is durable
+ *  (segments segs), or d->next when there is none. */
+int sp_log_find_ts(const char *pdir, const sp_log_durable_t *d, const sp_log_seglist_t *segs, int64_t ts,
+                   uint64_t *offset, char *errstr, size_t size);
+/** The offset of the last durable record (skipping trailing control batches and offsets
+ *  compaction removed); *has=false when there is none. */
+int sp_log_last_record(const char *pdir, const sp_log_durable_t *d, const sp_log_seglist_t *segs, bool *has,
+                       uint64_t *last, char *errstr, size_t size);
 
 /* ---- reader (reader.c) ------------------------------------------------------------- */
 
@@ -363,13 +379,68 @@ int sp_log_producer_close(sp_log_producer_t *p, char *errstr, size_t size);
  *  the read boundary); a longer tail re-reads from the batch's start instead. */
 #define SP_LOG_READ_HEADROOM ((size_t)256 << 10)
 
+/* ---- parsing a read buffer (parse.c) ------------------------------------------------- */
+
+enum sp_log_parse_stop {
+	SP_LOG_PARSE_MORE = 0,        /* parsed to the end of the bytes (maybe a partial batch left) */
+	SP_LOG_PARSE_CORRUPT = 1,     /* a bad batch at `used` (why says how) */
+	SP_LOG_PARSE_UNSUPPORTED = 2, /* a compressed batch at `used` (h is its header) */
+	SP_LOG_PARSE_END = 3          /* past `end`: nothing more to deliver */
+};
+
+/** One parse of a buffer: what goes in, what comes out. */
+typedef struct sp_log_parse {
+	/* in */
+	uint64_t from; /* records before this offset are skipped */
+	bool has_end;
+	uint64_t end;    /* records after this offset are skipped */
+	uint64_t passed; /* in and out: the offset after the last batch parsed */
+	/* out */
+	size_t used;         /* bytes of complete, valid batches from the start */
+	size_t need;         /* bytes from `used` the next batch needs (0: none begun) */
+	uint32_t nrec, nhdr; /* records to deliver, and their headers */
+	uint64_t next;       /* `from` after them */
+	int stop;            /* enum sp_log_parse_stop */
+	const char *why;
+	sp_log_batch_hdr_t h; /* the header at `used` when stop is CORRUPT/UNSUPPORTED */
+} sp_log_parse_t;
+
+/** Validate and count the complete batches of data[0..len) (ps's in-fields set). */
+void sp_log_parse_scan(const uint8_t *data, size_t len, sp_log_parse_t *ps);
+/** Fill c (ps->nrec records, ps->nhdr headers) from what sp_log_parse_scan accepted. */
+void sp_log_parse_fill(const uint8_t *data, const sp_log_parse_t *ps, sp_chunk_t *c);
+
+/* ---- read buffers (bufpool.c) -------------------------------------------------------- */
+
+/** Bytes of a full-size read buffer: headroom for a carried batch tail, then the read. */
+#define SP_LOG_POOL_BUF_BYTES (SP_LOG_READ_HEADROOM + SP_LOG_READ_BYTES)
+
+typedef struct sp_log_pool sp_log_pool_t;
+
+/** A pool with one reference (the caller's). NULL when out of memory. */
+sp_log_pool_t *sp_log_pool_new(void);
+/** Hand the pool n registered buffers of SP_LOG_POOL_BUF_BYTES at mem (one allocation,
+ *  which the pool frees). */
+int sp_log_pool_adopt(sp_log_pool_t *pl, uint8_t *mem, size_t n);
+size_t sp_log_pool_registered(const sp_log_pool_t *pl);
+/** A buffer of cap bytes; *reg gets its registered index, or -1. Takes a reference.
+ *  NULL when out of memory. @locality any thread */
+uint8_t *sp_log_pool_get(sp_log_pool_t *pl, size_t cap, int *reg);
+/** Give a buffer back; drops its reference. @locality any thread */
+void sp_log_pool_put(sp_log_pool_t *pl, uint8_t *b);
+/** Drop the caller's reference; the pool goes with its last one. */
+void sp_log_pool_unref(sp_log_pool_t *pl);
+/** The chunk release callback (opaque = the pool): gives chunk->buf back.
+ *  @locality the engine's tracker thread, any time, also after the reader closed */
+void sp_log_pool_chunk_release(sp_chunk_t *c, void *opaque);
+
 /** What the reader reports when log.on.corruption=skip skips a bad region. */
 typedef struct sp_log_corrupt_info {
 	int partition;
-	const char *file;     /* the segment file */
-	uint64_t byte;        /* where the bad region starts */
-	uint64_t bytes;       /* its length */
-	uint64_t first_offset;/* offsets the region may have held (first..last, approximate) */
+	const char *file;      /* the segment file */
+	uint64_t byte;         /* where the bad region starts */
+	uint64_t bytes;        /* its length */
+	uint64_t first_offset; /* offsets the region may have held (first..last, approximate) */
 	uint64_t last_offset;
 	const char *why;
 } sp_log_corrupt_info_t;
@@ -377,8 +448,7 @@ typedef struct sp_log_corrupt_info {
 typedef void (*sp_log_corrupt_fn)(void *opaque, const sp_log_corrupt_info_t *info);
 /** Make a chunk for n records and hdr_cap headers of partition p (the engine's
  *  sp_chunk_new, or a test's own); NULL when out of memory. */
-typedef sp_chunk_t *(*sp_log_chunk_alloc_fn)(void *opaque, sp_part_t *p, uint32_t n,
-                                             uint32_t hdr_cap);
+typedef sp_chunk_t *(*sp_log_chunk_alloc_fn)(void *opaque, sp_part_t *p, uint32_t n, uint32_t hdr_cap);
 /** Free a chunk that was never handed out (its buffer is released before). */
 typedef void (*sp_log_chunk_free_fn)(void *opaque, sp_chunk_t *c);
 
@@ -397,22 +467,25 @@ typedef struct sp_log_reader sp_log_reader_t;
 
 /** Open the log at dir for reading every partition (none is read until seeked). Watches
  *  each partition folder with inotify. Never changes a file. */
-int sp_log_reader_open(const char *dir, const sp_log_ropts_t *o, sp_log_reader_t **out,
-                       char *errstr, size_t size);
+int sp_log_reader_open(const char *dir, const sp_log_ropts_t *o, sp_log_reader_t **out, char *errstr,
+                       size_t size);
 int sp_log_reader_partitions(const sp_log_reader_t *r);
 /** The engine partition chunks of partition i belong to. */
 void sp_log_reader_bind(sp_log_reader_t *r, int i, sp_part_t *p);
 /** Re-read partition i's durable file: *start = its first offset, *next = the offset
  *  after its last durable record. */
-int sp_log_reader_bounds(sp_log_reader_t *r, int i, uint64_t *start, uint64_t *next,
-                         char *errstr, size_t size);
+int sp_log_reader_bounds(sp_log_reader_t *r, int i, uint64_t *start, uint64_t *next, char *errstr,
+                         size_t size);
 /** Read partition i from offset (start <= offset <= next, else SPATE_ERR_OUT_OF_RANGE
  *  naming the partition and the range). Drops whatever was read before. */
 int sp_log_reader_seek(sp_log_reader_t *r, int i, uint64_t offset, char *errstr, size_t size);
 /** The offset of the first record of partition i with timestamp >= ts, or next when
  *  none (scans batch headers). */
-int sp_log_reader_find_ts(sp_log_reader_t *r, int i, int64_t ts, uint64_t *offset,
-                          char *errstr, size_t size);
+int sp_log_reader_find_ts(sp_log_reader_t *r, int i, int64_t ts, uint64_t *offset, char *errstr, size_t size);
+/** The offset of partition i's last durable record (skipping trailing control batches
+ *  and offsets compaction removed): *has=false when it holds none. For stop.at.end. */
+int sp_log_reader_last_record(sp_log_reader_t *r, int i, bool *has, uint64_t *last, char *errstr,
+                              size_t size);
 /** Deliver partition i only up to last (stop.at.end); has_end=false: nothing. */
 void sp_log_reader_set_end(sp_log_reader_t *r, int i, bool has_end, uint64_t last);
 /**
@@ -421,8 +494,8 @@ void sp_log_reader_set_end(sp_log_reader_t *r, int i, bool has_end, uint64_t las
  * SPATE_ERR_CORRUPT (file and byte offset named), SPATE_ERR_UNSUPPORTED (a compressed
  * batch, codec named), SPATE_ERR_IO. Never blocks.
  */
-int sp_log_reader_poll(sp_log_reader_t *r, sp_chunk_t **out, int max, uint64_t budget_bytes,
-                       char *errstr, size_t size);
+int sp_log_reader_poll(sp_log_reader_t *r, sp_chunk_t **out, int max, uint64_t budget_bytes, char *errstr,
+                       size_t size);
 /** An fd that is readable when poll has something to do (an epoll fd). */
 int sp_log_reader_fd(const sp_log_reader_t *r);
 /** Records between what was delivered and the durable end, all partitions. */
@@ -432,6 +505,16 @@ bool sp_log_reader_ended(const sp_log_reader_t *r);
 bool sp_log_reader_uses_uring(const sp_log_reader_t *r);
 /** Bad regions skipped so far (log.on.corruption=skip). */
 uint64_t sp_log_reader_skipped(const sp_log_reader_t *r);
+
+/** I/O counters, for tests and debugging. */
+typedef struct sp_log_reader_stats {
+	uint64_t reads;       /* reads issued (a resubmitted short read counts again) */
+	uint64_t fixed_reads; /* of them into registered buffers (READ_FIXED) */
+	uint64_t short_reads; /* short reads resubmitted for the rest */
+	size_t registered;    /* registered buffers */
+} sp_log_reader_stats_t;
+
+void sp_log_reader_stats(const sp_log_reader_t *r, sp_log_reader_stats_t *st);
 /** Batch headers walked by the last seek of partition i (to show the index was used). */
 uint64_t sp_log_reader_seek_steps(const sp_log_reader_t *r, int i);
 void sp_log_reader_close(sp_log_reader_t *r);
@@ -440,13 +523,13 @@ void sp_log_reader_close(sp_log_reader_t *r);
 
 typedef struct sp_log_verify_stats {
 	uint64_t segments, batches, records, bytes;
-	uint64_t compressed;     /* batches whose records were not decoded (codec) */
-	uint64_t torn_tail;      /* bytes past the durable length in a partial batch */
+	uint64_t compressed; /* batches whose records were not decoded (codec) */
+	uint64_t torn_tail;  /* bytes past the durable length in a partial batch */
 } sp_log_verify_stats_t;
 
 /** Check every batch of partition i (CRC, header, record framing, offsets). SPATE_OK, or
  *  SPATE_ERR_CORRUPT with errstr naming the file and byte offset of the first bad batch. */
-int sp_log_verify_partition(const char *dir, int partition, sp_log_verify_stats_t *st,
-                            char *errstr, size_t size);
+int sp_log_verify_partition(const char *dir, int partition, sp_log_verify_stats_t *st, char *errstr,
+                            size_t size);
 
 #endif /* SPATE_CONNECTORS_LOG_H */

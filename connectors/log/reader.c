@@ -5,12 +5,12 @@
  * are registered with the ring (READ_FIXED) as far as RLIMIT_MEMLOCK allows. Short reads
  * are resubmitted for the rest. A completed read is parsed once: its complete batches
  * are CRC-checked and become one chunk whose record descriptors point into the read
- * buffer (the chunk owns the buffer: chunk->buf, chunk->release). A batch cut by the end
- * of a read is copied into the headroom in front of the next read's data (or, when it
- * does not fit there, read again from its start).
+ * buffer (the chunk owns the buffer: chunk->buf, chunk->release; see bufpool.c and
+ * parse.c). A batch cut by the end of a read is copied into the headroom in front of the
+ * next read's data (or, when it does not fit there, read again from its start).
  *
- * Reads never pass the durable length the writer publishes (connectors/log/durable,
- * see segment.c), so nothing not fsync'd is ever delivered. At the end of the durable
+ * Reads never pass the durable length the writer publishes (the partition's `durable`
+ * file, see segment.c), so nothing not fsync'd is ever delivered. At the end of the durable
  * data a partition waits: the reader watches each partition folder with inotify, waits
  * for the inotify fd through the ring (a one-shot poll request, re-armed while some
  * partition waits), and re-reads the durable file when it is replaced.
@@ -31,7 +31,6 @@
 #include <inttypes.h>
 #include <liburing.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -44,15 +43,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Bytes of one pooled read buffer: headroom for a carried batch tail, then the read. */
-#define POOL_BUF_BYTES (SP_LOG_READ_HEADROOM + SP_LOG_READ_BYTES)
 /* At most this many pooled buffers are registered with the ring. */
 #define POOL_MAX_REGISTERED 32
 /* Use at most this share (1/N) of RLIMIT_MEMLOCK for registered buffers; the rest is
  * left for the ring itself and anything else the process locks. */
 #define MEMLOCK_SHARE 2
-/* Plain pooled buffers kept for reuse once chunks release them. */
-#define POOL_KEEP_PLAIN 64
 /* Parsed chunks a partition holds before poll hands them out. */
 #define READY_MAX 2
 /* Ring size bounds (entries); the ring gets 2 per partition plus a few. */
@@ -65,111 +60,7 @@
 
 /* user_data of the ring's own requests (request pointers are never this small). */
 #define UD_INOTIFY 1
-#define UD_CANCEL 2
-
-/* ---- the buffer pool --------------------------------------------------------------- */
-
-/* A plain buffer has this header in front of its data. */
-typedef struct bufhdr {
-	size_t cap;
-	size_t pad; /* keeps the data 16-byte aligned */
-} bufhdr_t;
-
-typedef struct pool {
-	pthread_mutex_t mu;
-	int refs; /* the reader, plus each buffer out of the pool */
-	uint8_t *reg; /* n_reg registered buffers of POOL_BUF_BYTES, contiguous */
-	size_t n_reg;
-	int *reg_free;
-	size_t reg_free_n;
-	bufhdr_t *plain[POOL_KEEP_PLAIN];
-	size_t plain_n;
-} pool_t;
-
-static void pool_unref_locked(pool_t *pl, bool *freed)
-{
-	*freed = --pl->refs == 0;
-}
-
-static void pool_destroy(pool_t *pl)
-{
-	for (size_t i = 0; i < pl->plain_n; i++)
-		free(pl->plain[i]);
-	free(pl->reg);
-	free(pl->reg_free);
-	pthread_mutex_destroy(&pl->mu);
-	free(pl);
-}
-
-/* A buffer of cap bytes (POOL_BUF_BYTES from the pool, else exact). *reg gets the
- * registered index or -1. NULL when out of memory. */
-static uint8_t *pool_get(pool_t *pl, size_t cap, int *reg)
-{
-	*reg = -1;
-	uint8_t *b = NULL;
-	pthread_mutex_lock(&pl->mu);
-	if (cap == POOL_BUF_BYTES && pl->reg_free_n) {
-		*reg = pl->reg_free[--pl->reg_free_n];
-		b = pl->reg + (size_t)*reg * POOL_BUF_BYTES;
-	} else if (cap == POOL_BUF_BYTES && pl->plain_n) {
-		b = (uint8_t *)(pl->plain[--pl->plain_n] + 1);
-	}
-	if (b)
-		pl->refs++;
-	pthread_mutex_unlock(&pl->mu);
-	if (b)
-		return b;
-	bufhdr_t *h = malloc(sizeof(*h) + cap);
-	if (!h)
-		return NULL;
-	h->cap = cap;
-	pthread_mutex_lock(&pl->mu);
-	pl->refs++;
-	pthread_mutex_unlock(&pl->mu);
-	return (uint8_t *)(h + 1);
-}
-
-/* Give a buffer back (any thread). Frees the pool with its last reference. */
-static void pool_put(pool_t *pl, uint8_t *b)
-{
-	bool freed;
-	pthread_mutex_lock(&pl->mu);
-	if (pl->reg && b >= pl->reg && b < pl->reg + pl->n_reg * POOL_BUF_BYTES) {
-		pl->reg_free[pl->reg_free_n++] = (int)((size_t)(b - pl->reg) / POOL_BUF_BYTES);
-		b = NULL;
-	} else {
-		bufhdr_t *h = (bufhdr_t *)b - 1;
-		if (h->cap == POOL_BUF_BYTES && pl->plain_n < POOL_KEEP_PLAIN) {
-			pl->plain[pl->plain_n++] = h;
-			b = NULL;
-		}
-	}
-	pool_unref_locked(pl, &freed);
-	pthread_mutex_unlock(&pl->mu);
-	if (b)
-		free((bufhdr_t *)b - 1);
-	if (freed)
-		pool_destroy(pl);
-}
-
-static void pool_unref(pool_t *pl)
-{
-	bool freed;
-	pthread_mutex_lock(&pl->mu);
-	pool_unref_locked(pl, &freed);
-	pthread_mutex_unlock(&pl->mu);
-	if (freed)
-		pool_destroy(pl);
-}
-
-/* The chunk release callback: the engine calls it (tracker thread) when the chunk's last
- * record is DONE. */
-static void chunk_release(sp_chunk_t *c, void *opaque)
-{
-	if (c->buf)
-		pool_put(opaque, c->buf);
-	c->buf = NULL;
-}
+#define UD_CANCEL  2
 
 /* ---- state --------------------------------------------------------------------------- */
 
@@ -194,7 +85,7 @@ typedef struct req {
 	size_t carry; /* bytes of the previous read's tail copied just before buf + head */
 	int err;      /* negative errno */
 	bool done, eof, inflight, discard;
-	struct req *next;            /* the partition's FIFO */
+	struct req *next;                /* the partition's FIFO */
 	struct req *all_prev, *all_next; /* every live request of the reader */
 } req_t;
 
@@ -207,22 +98,22 @@ typedef struct rpart {
 	int wd;
 	enum pstate st;
 	sp_log_durable_t dur;
-	bool have_dur;     /* no durable file: no writer ever published, nothing is readable */
+	bool have_dur; /* no durable file: no writer ever published, nothing is readable */
 	segh_t *seg;
-	uint64_t seg_size; /* file size when last checked */
-	uint64_t read_pos; /* file position of the next read */
-	uint64_t parse_pos;/* file position of the first unparsed byte */
-	size_t need;       /* bytes from parse_pos the next batch needs (0: unknown/none) */
-	size_t big_need;   /* the next read must hold this many bytes */
+	uint64_t seg_size;     /* file size when last checked */
+	uint64_t read_pos;     /* file position of the next read */
+	uint64_t parse_pos;    /* file position of the first unparsed byte */
+	size_t need;           /* bytes from parse_pos the next batch needs (0: unknown/none) */
+	size_t big_need;       /* the next read must hold this many bytes */
 	uint64_t next_deliver; /* records before this offset are not delivered */
-	uint64_t passed;   /* offset after the last batch parsed */
+	uint64_t passed;       /* offset after the last batch parsed */
 	bool end_set, has_end;
-	uint64_t end;      /* last offset to deliver (stop.at.end) */
+	uint64_t end; /* last offset to deliver (stop.at.end) */
 	req_t *q_head, *q_tail;
 	int nq;
 	sp_chunk_t *ready[READY_MAX];
 	int r_head, nready;
-	bool dirty;        /* inotify: the durable file or segments changed */
+	bool dirty; /* inotify: the durable file or segments changed */
 	int err;
 	char *errmsg;
 	uint64_t seek_steps;
@@ -243,9 +134,10 @@ struct sp_log_reader {
 	int epfd, kick_fd;
 	bool kicked;
 	bool closing; /* no resubmits while close() drains the ring */
-	pool_t *pool;
+	sp_log_pool_t *pool;
 	int rr;
 	uint64_t skipped;
+	sp_log_reader_stats_t stats;
 	req_t *all; /* live requests */
 };
 
@@ -301,7 +193,7 @@ static void req_free(sp_log_reader_t *r, req_t *q)
 	if (q->all_next)
 		q->all_next->all_prev = q->all_prev;
 	if (q->buf)
-		pool_put(r->pool, q->buf);
+		sp_log_pool_put(r->pool, q->buf);
 	seg_unref(q->seg);
 	free(q);
 }
@@ -364,7 +256,8 @@ static int open_seg(sp_log_reader_t *r, rpart_t *p, uint64_t base)
 	seg_name(p, base, path, sizeof(path));
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		set_error(r, p, SPATE_ERR_IO, "log %s partition %d: %s: %s", r->dir, p->id, path, strerror(errno));
+		set_error(r, p, SPATE_ERR_IO, "log %s partition %d: %s: %s", r->dir, p->id, path,
+		          strerror(errno));
 		return -1;
 	}
 	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
@@ -438,6 +331,7 @@ static bool start_read(sp_log_reader_t *r, req_t *q)
 	size_t len = q->want - q->got;
 	uint64_t off = q->file_pos + q->got;
 	if (!r->uring) {
+		r->stats.reads++;
 		while (q->got < q->want) {
 			ssize_t n = pread(q->seg->fd, q->buf + q->head + q->got, q->want - q->got,
 			                  (off_t)(q->file_pos + q->got));
@@ -459,6 +353,11 @@ static bool start_read(sp_log_reader_t *r, req_t *q)
 	struct io_uring_sqe *sqe = get_sqe(r);
 	if (!sqe)
 		return false;
+	r->stats.reads++;
+	if (q->got)
+		r->stats.short_reads++;
+	if (q->reg >= 0)
+		r->stats.fixed_reads++;
 	if (q->reg >= 0)
 		io_uring_prep_read_fixed(sqe, q->seg->fd, dst, (unsigned)len, off, q->reg);
 	else
@@ -479,9 +378,9 @@ static bool issue_read(sp_log_reader_t *r, rpart_t *p, size_t want)
 	/* Full-size reads get a pooled buffer with headroom (a following read may carry a
 	 * batch tail into it); a shorter read at the end of the data, or one for a batch
 	 * bigger than a pooled buffer, gets an exact one. */
-	q->cap = want == SP_LOG_READ_BYTES ? POOL_BUF_BYTES : want;
+	q->cap = want == SP_LOG_READ_BYTES ? SP_LOG_POOL_BUF_BYTES : want;
 	q->head = want == SP_LOG_READ_BYTES ? SP_LOG_READ_HEADROOM : 0;
-	q->buf = pool_get(r->pool, q->cap, &q->reg);
+	q->buf = sp_log_pool_get(r->pool, q->cap, &q->reg);
 	if (!q->buf) {
 		free(q);
 		return false;
@@ -571,8 +470,7 @@ static void corrupt(sp_log_reader_t *r, rpart_t *p, uint64_t bpos, const char *w
 		sp_log_scan_seek(&sc, found);
 		if (sp_log_scan_next(&sc, false, false) == SP_LOG_SCAN_BATCH)
 			last = (uint64_t)sc.h.base_offset;
-	}
-	else if (v == 0 && p->have_dur && p->seg->base == p->dur.seg)
+	} else if (v == 0 && p->have_dur && p->seg->base == p->dur.seg)
 		last = p->dur.next;
 	sp_log_scan_free(&sc);
 	if (v == SP_LOG_SCAN_IO) {
@@ -582,8 +480,8 @@ static void corrupt(sp_log_reader_t *r, rpart_t *p, uint64_t bpos, const char *w
 	}
 	if (v == 0)
 		found = limit;
-	sp_log_corrupt_info_t info = {p->id, path, bpos, found - bpos, p->passed,
-	                              last > p->passed ? last - 1 : p->passed, why};
+	sp_log_corrupt_info_t info = {
+	    p->id, path, bpos, found - bpos, p->passed, last > p->passed ? last - 1 : p->passed, why};
 	r->skipped++;
 	sp_log(r->o.eng, SP_LOG_ERROR,
 	       "log %s partition %d: %s: skipped corrupt bytes %" PRIu64 "..%" PRIu64 " (%s), which may have "
@@ -599,9 +497,8 @@ static void corrupt(sp_log_reader_t *r, rpart_t *p, uint64_t bpos, const char *w
 
 /* ---- parsing ------------------------------------------------------------------------- */
 
-enum stop { S_NONE, S_CORRUPT, S_UNSUPPORTED, S_END };
-
-/* Parse the complete batches of a finished read into a chunk (queued on p->ready). */
+/* Parse the complete batches of a finished read (the FIFO head) into a chunk queued on
+ * p->ready; carry a cut batch to the next read or read it again; free the request. */
 static void parse_req(sp_log_reader_t *r, rpart_t *p, req_t *q)
 {
 	char path[SP_LOG_PATH_MAX];
@@ -615,162 +512,75 @@ static void parse_req(sp_log_reader_t *r, rpart_t *p, req_t *q)
 		drop_reqs(r, p, NULL);
 		return;
 	}
-	/* pass 1: validate, count what is delivered */
-	size_t off = 0, need = 0;
-	uint32_t nrec = 0, nhdr = 0;
-	uint64_t nd = p->next_deliver, passed = p->passed;
-	enum stop stop = S_NONE;
-	const char *why = NULL;
-	sp_log_batch_hdr_t h;
-	uint32_t crc = 0;
-	while (off < len && stop == S_NONE) {
-		size_t total;
-		int hr = sp_log_batch_header(data + off, len - off, &h, &total, &why);
-		if (hr == SP_LOG_HDR_SHORT) {
-			need = len - off + 1;
-			break;
-		}
-		if (hr == SP_LOG_HDR_BAD) {
-			stop = S_CORRUPT;
-			break;
-		}
-		if (total > len - off) {
-			need = total;
-			break;
-		}
-		if (!sp_log_batch_crc_ok(data + off, total, &crc)) {
-			why = "CRC32C mismatch";
-			stop = S_CORRUPT;
-			break;
-		}
-		if (sp_log_batch_codec(&h)) {
-			stop = S_UNSUPPORTED;
-			break;
-		}
-		if (!(h.attributes & SP_LOG_ATTR_CONTROL)) {
-			sp_log_rec_iter_t it;
-			sp_log_rec_t rec;
-			int k;
-			sp_log_rec_iter_init(&it, data + off, total, &h);
-			while ((k = sp_log_rec_next(&it, &rec, &why)) == 1) {
-				if (sp_log_rec_check_hdrs(&rec) < 0) {
-					k = -1;
-					why = "bad record headers";
-					break;
-				}
-				if ((uint64_t)rec.offset < nd || (p->has_end && (uint64_t)rec.offset > p->end))
-					continue;
-				nrec++;
-				nhdr += (uint32_t)rec.hdr_cnt;
-				nd = (uint64_t)rec.offset + 1;
-			}
-			if (k < 0) {
-				stop = S_CORRUPT;
-				break;
-			}
-		}
-		off += total;
-		passed = (uint64_t)sp_log_batch_last(&h) + 1;
-		if (p->has_end && passed > p->end)
-			stop = S_END;
-	}
+	sp_log_parse_t ps = {
+	    .from = p->next_deliver, .has_end = p->has_end, .end = p->end, .passed = p->passed};
+	sp_log_parse_scan(data, len, &ps);
 	/* The tail (a batch cut by the read's end) goes in front of the next read, or is read
 	 * again; it must be copied before this buffer can become a chunk. */
-	size_t tail = len - off;
+	size_t tail = len - ps.used;
 	req_t *nx = q->next;
 	bool eof = q->eof;
-	p->parse_pos = dpos + off;
-	if (stop == S_NONE && (tail > 0 || eof)) {
+	p->parse_pos = dpos + ps.used;
+	if (ps.stop == SP_LOG_PARSE_MORE && (tail > 0 || eof)) {
 		if (nx && !eof && tail <= nx->head && nx->file_pos == q->file_pos + q->got) {
-			memcpy(nx->buf + nx->head - tail, data + off, tail);
+			memcpy(nx->buf + nx->head - tail, data + ps.used, tail);
 			nx->carry = tail;
 		} else {
 			drop_reqs(r, p, q); /* read again from parse_pos */
 		}
 	}
-	/* pass 2: fill the chunk */
-	if (nrec > 0) {
-		sp_chunk_t *c = r->o.alloc(r->o.alloc_opaque, p->part, nrec, nhdr);
+	if (ps.nrec > 0) {
+		sp_chunk_t *c = r->o.alloc(r->o.alloc_opaque, p->part, ps.nrec, ps.nhdr);
 		if (!c) {
-			set_error(r, p, SPATE_ERR_NOMEM, "log %s partition %d: out of memory for a chunk of %u records",
-			          r->dir, p->id, nrec);
+			set_error(r, p, SPATE_ERR_NOMEM,
+			          "log %s partition %d: out of memory for a chunk of %u records", r->dir,
+			          p->id, ps.nrec);
 			drop_reqs(r, p, NULL);
 			return;
 		}
-		uint32_t k = 0, hk = 0;
-		uint64_t nd2 = p->next_deliver;
-		for (size_t o2 = 0; o2 < off;) {
-			size_t total;
-			sp_log_batch_hdr_t b;
-			sp_log_batch_header(data + o2, len - o2, &b, &total, NULL);
-			if (!(b.attributes & SP_LOG_ATTR_CONTROL)) {
-				sp_log_rec_iter_t it;
-				sp_log_rec_t rec;
-				const char *w2;
-				sp_log_rec_iter_init(&it, data + o2, total, &b);
-				while (sp_log_rec_next(&it, &rec, &w2) == 1) {
-					if ((uint64_t)rec.offset < nd2 || (p->has_end && (uint64_t)rec.offset > p->end))
-						continue;
-					spate_record_t *d = &c->recs[k++];
-					d->flags = 0;
-					d->key = rec.key;
-					d->key_len = rec.key_len > 0 ? (size_t)rec.key_len : 0;
-					d->value = rec.value;
-					d->value_len = rec.value_len > 0 ? (size_t)rec.value_len : 0;
-					d->timestamp_ms = (b.attributes & SP_LOG_ATTR_TS_LOG_APPEND) ? b.max_ts : rec.timestamp;
-					d->position = sp_pos((uint64_t)rec.offset);
-					d->header_cnt = (size_t)rec.hdr_cnt;
-					d->headers = rec.hdr_cnt ? &c->hdrs[hk] : NULL;
-					const uint8_t *hp = rec.hdrs;
-					for (int32_t i = 0; i < rec.hdr_cnt; i++)
-						sp_log_hdr_next(&hp, rec.hdrs_end, &c->hdrs[hk++]);
-					nd2 = (uint64_t)rec.offset + 1;
-				}
-			}
-			o2 += total;
-		}
+		sp_log_parse_fill(data, &ps, c);
 		c->buf = q->buf;
-		c->release = chunk_release;
+		c->release = sp_log_pool_chunk_release;
 		c->release_opaque = r->pool;
 		c->bytes = q->cap;
-		c->end_marker = stop == S_END;
+		c->end_marker = ps.stop == SP_LOG_PARSE_END;
 		q->buf = NULL; /* the chunk owns it now */
 		p->ready[(p->r_head + p->nready) % READY_MAX] = c;
 		p->nready++;
 	}
-	p->next_deliver = nd;
-	p->passed = passed;
-	p->need = stop == S_NONE ? need : 0;
-	if (need > SP_LOG_READ_BYTES && stop == S_NONE && p->q_head == q && !q->next)
-		p->big_need = need;
+	p->next_deliver = ps.next;
+	p->passed = ps.passed;
+	p->need = ps.stop == SP_LOG_PARSE_MORE ? ps.need : 0;
+	if (p->need > SP_LOG_READ_BYTES && p->q_head == q && !q->next)
+		p->big_need = p->need; /* a batch bigger than a read: one read of its size */
 	/* q is the FIFO head: unlink and free it (and its buffer unless chunked) */
 	p->q_head = q->next;
 	if (!p->q_head)
 		p->q_tail = NULL;
 	p->nq--;
 	req_free(r, q);
-	if (eof && stop == S_NONE && p->have_dur) {
-		stop = S_CORRUPT;
-		why = "the file is shorter than its published durable length";
+	if (eof && ps.stop == SP_LOG_PARSE_MORE && p->have_dur) {
+		ps.stop = SP_LOG_PARSE_CORRUPT;
+		ps.why = "the file is shorter than its published durable length";
 	}
-	switch (stop) {
-	case S_NONE:
-		break;
-	case S_END:
+	switch (ps.stop) {
+	case SP_LOG_PARSE_END:
 		drop_reqs(r, p, NULL);
 		p->st = P_DONE;
 		break;
-	case S_CORRUPT:
-		corrupt(r, p, dpos + off, why);
+	case SP_LOG_PARSE_CORRUPT:
+		corrupt(r, p, dpos + ps.used, ps.why);
 		break;
-	case S_UNSUPPORTED:
+	case SP_LOG_PARSE_UNSUPPORTED:
 		seg_name(p, p->seg->base, path, sizeof(path));
 		drop_reqs(r, p, NULL);
 		set_error(r, p, SPATE_ERR_UNSUPPORTED,
 		          "log %s partition %d: %s: byte %" PRIu64 ": the batch at offset %" PRId64
 		          " is compressed with %s (codec %d); this spate reads uncompressed batches only",
-		          r->dir, p->id, path, dpos + off, h.base_offset,
-		          sp_log_codec_name(sp_log_batch_codec(&h)), sp_log_batch_codec(&h));
+		          r->dir, p->id, path, dpos + ps.used, ps.h.base_offset,
+		          sp_log_codec_name(sp_log_batch_codec(&ps.h)), sp_log_batch_codec(&ps.h));
+		break;
+	default:
 		break;
 	}
 }
@@ -810,7 +620,8 @@ static void pump(sp_log_reader_t *r, rpart_t *p)
 			/* The next batch does not fit in what is readable: the writer publishes
 			 * whole batches only, so its length field or the file is damaged. */
 			corrupt(r, p, p->parse_pos,
-			        final ? "the segment ends inside a batch" : "a batch crosses the published durable length");
+			        final ? "the segment ends inside a batch"
+			              : "a batch crosses the published durable length");
 			continue;
 		}
 		if (p->read_pos >= limit) {
@@ -919,48 +730,39 @@ static int setup_uring(sp_log_reader_t *r)
 		n = POOL_MAX_REGISTERED;
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
-		size_t fit = (size_t)(rl.rlim_cur / MEMLOCK_SHARE / POOL_BUF_BYTES);
+		size_t fit = (size_t)(rl.rlim_cur / MEMLOCK_SHARE / SP_LOG_POOL_BUF_BYTES);
 		if (n > fit)
 			n = fit;
 	}
-	pool_t *pl = r->pool;
-	if (n == 0 || posix_memalign((void **)&pl->reg, 4096, n * POOL_BUF_BYTES)) {
-		pl->reg = NULL;
+	uint8_t *mem;
+	if (n == 0 || posix_memalign((void **)&mem, 4096, n * SP_LOG_POOL_BUF_BYTES))
 		return 0;
-	}
 	struct iovec *iov = calloc(n, sizeof(*iov));
-	pl->reg_free = calloc(n, sizeof(int));
-	if (!iov || !pl->reg_free) {
-		free(iov);
-		free(pl->reg);
-		free(pl->reg_free);
-		pl->reg = NULL;
-		pl->reg_free = NULL;
+	if (!iov) {
+		free(mem);
 		return 0;
 	}
 	for (size_t i = 0; i < n; i++) {
-		iov[i].iov_base = pl->reg + i * POOL_BUF_BYTES;
-		iov[i].iov_len = POOL_BUF_BYTES;
+		iov[i].iov_base = mem + i * SP_LOG_POOL_BUF_BYTES;
+		iov[i].iov_len = SP_LOG_POOL_BUF_BYTES;
 	}
 	rc = io_uring_register_buffers(&r->ring, iov, (unsigned)n);
 	free(iov);
 	if (rc < 0) {
 		sp_log(r->o.eng, SP_LOG_DEBUG, "log: registering %zu read buffers failed (%s); plain buffers",
 		       n, strerror(-rc));
-		free(pl->reg);
-		free(pl->reg_free);
-		pl->reg = NULL;
-		pl->reg_free = NULL;
+		free(mem);
 		return 0;
 	}
-	pl->n_reg = n;
-	for (size_t i = 0; i < n; i++)
-		pl->reg_free[pl->reg_free_n++] = (int)(n - 1 - i);
+	if (sp_log_pool_adopt(r->pool, mem, n)) {
+		io_uring_unregister_buffers(&r->ring);
+		free(mem);
+	}
 	return 0;
 }
 
-int sp_log_reader_open(const char *dir, const sp_log_ropts_t *o, sp_log_reader_t **out,
-                       char *errstr, size_t size)
+int sp_log_reader_open(const char *dir, const sp_log_ropts_t *o, sp_log_reader_t **out, char *errstr,
+                       size_t size)
 {
 	int parts, rc = sp_log_meta_read(dir, &parts, errstr, size);
 	if (rc)
@@ -975,20 +777,20 @@ int sp_log_reader_open(const char *dir, const sp_log_ropts_t *o, sp_log_reader_t
 	r->nparts = parts;
 	snprintf(r->dir, sizeof(r->dir), "%s", dir);
 	r->parts = calloc((size_t)parts, sizeof(*r->parts));
-	r->pool = calloc(1, sizeof(*r->pool));
+	r->pool = sp_log_pool_new();
 	if (!r->parts || !r->pool) {
 		free(r->parts);
-		free(r->pool);
+		if (r->pool)
+			sp_log_pool_unref(r->pool);
 		free(r);
 		return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
 	}
-	pthread_mutex_init(&r->pool->mu, NULL);
-	r->pool->refs = 1;
 	r->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	r->epfd = epoll_create1(EPOLL_CLOEXEC);
 	r->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (r->ino_fd < 0 || r->epfd < 0 || r->kick_fd < 0) {
-		rc = sp_err(errstr, size, SPATE_ERR_IO, "log %s: inotify/epoll/eventfd: %s", dir, strerror(errno));
+		rc = sp_err(errstr, size, SPATE_ERR_IO, "log %s: inotify/epoll/eventfd: %s", dir,
+		            strerror(errno));
 		goto fail;
 	}
 	for (int i = 0; i < parts; i++) {
@@ -1031,8 +833,8 @@ void sp_log_reader_bind(sp_log_reader_t *r, int i, sp_part_t *p)
 }
 
 /* First offset of the partition and the offset after its last readable record. */
-static int bounds(sp_log_reader_t *r, rpart_t *p, sp_log_seglist_t *segs, uint64_t *start,
-                  uint64_t *next, char *errstr, size_t size)
+static int bounds(sp_log_reader_t *r, rpart_t *p, sp_log_seglist_t *segs, uint64_t *start, uint64_t *next,
+                  char *errstr, size_t size)
 {
 	refresh(r, p);
 	int rc = sp_log_seglist(p->pdir, segs, errstr, size);
@@ -1050,8 +852,8 @@ static int bounds(sp_log_reader_t *r, rpart_t *p, sp_log_seglist_t *segs, uint64
 	return SPATE_OK;
 }
 
-int sp_log_reader_bounds(sp_log_reader_t *r, int i, uint64_t *start, uint64_t *next,
-                         char *errstr, size_t size)
+int sp_log_reader_bounds(sp_log_reader_t *r, int i, uint64_t *start, uint64_t *next, char *errstr,
+                         size_t size)
 {
 	sp_log_seglist_t segs = {0};
 	int rc = bounds(r, &r->parts[i], &segs, start, next, errstr, size);
@@ -1099,40 +901,13 @@ int sp_log_reader_seek(sp_log_reader_t *r, int i, uint64_t offset, char *errstr,
 		goto out;
 	}
 	bool final;
-	uint64_t limit = seg_limit(p, &final);
-	uint64_t pos = sp_log_index_lookup(p->pdir, p->seg->base, offset, limit), land = limit;
-	sp_log_scan_t sc;
-	if (sp_log_scan_init(&sc, p->seg->fd, pos, limit)) {
+	uint64_t limit = seg_limit(p, &final), land, base;
+	if (sp_log_locate(p->pdir, p->seg->base, p->seg->fd, limit, offset, &land, &base, &p->seek_steps)) {
 		rc = sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	for (bool first = true;; first = false) {
-		int s = sp_log_scan_next(&sc, false, false);
-		p->seek_steps++;
-		if (s == SP_LOG_SCAN_BATCH && first && pos && (uint64_t)sc.h.base_offset > offset)
-			s = SP_LOG_SCAN_BAD; /* an index entry that lies */
-		if (s != SP_LOG_SCAN_BATCH && first && pos) {
-			sp_log_scan_seek(&sc, 0); /* distrust the index: scan from the start */
-			pos = 0;
-			first = true;
-			continue;
-		}
-		if (s == SP_LOG_SCAN_END) {
-			land = limit;
-			break;
-		}
-		if (s != SP_LOG_SCAN_BATCH) {
-			land = sc.bpos; /* reading reports it */
-			break;
-		}
-		if ((uint64_t)sp_log_batch_last(&sc.h) >= offset) {
-			land = sc.bpos;
-			if ((uint64_t)sc.h.base_offset < p->passed)
-				p->passed = (uint64_t)sc.h.base_offset;
-			break;
-		}
-	}
-	sp_log_scan_free(&sc);
+	if (base < p->passed)
+		p->passed = base; /* a bad batch found from here is reported "after" its base */
 	p->read_pos = p->parse_pos = land;
 	if (p->st != P_DONE)
 		p->st = P_ACTIVE;
@@ -1143,65 +918,28 @@ out:
 	return rc;
 }
 
-int sp_log_reader_find_ts(sp_log_reader_t *r, int i, int64_t ts, uint64_t *offset,
-                          char *errstr, size_t size)
+int sp_log_reader_find_ts(sp_log_reader_t *r, int i, int64_t ts, uint64_t *offset, char *errstr, size_t size)
 {
 	rpart_t *p = &r->parts[i];
 	sp_log_seglist_t segs = {0};
 	uint64_t start = 0, next = 0;
 	int rc = bounds(r, p, &segs, &start, &next, errstr, size);
 	*offset = next;
-	bool found = false;
-	for (size_t j = 0; rc == SPATE_OK && j < segs.n && !found; j++) {
-		uint64_t base = segs.base[j];
-		if (!p->have_dur || base > p->dur.seg)
-			break;
-		char path[SP_LOG_PATH_MAX];
-		seg_name(p, base, path, sizeof(path));
-		int fd = open(path, O_RDONLY | O_CLOEXEC);
-		struct stat st;
-		if (fd < 0 || fstat(fd, &st) < 0) {
-			rc = sp_err(errstr, size, SPATE_ERR_IO, "%s: %s", path, strerror(errno));
-			if (fd >= 0)
-				close(fd);
-			break;
-		}
-		uint64_t limit = base == p->dur.seg ? p->dur.len : (uint64_t)st.st_size;
-		sp_log_scan_t sc;
-		if (sp_log_scan_init(&sc, fd, 0, limit)) {
-			close(fd);
-			rc = sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
-			break;
-		}
-		while (!found && sp_log_scan_next(&sc, false, false) == SP_LOG_SCAN_BATCH) {
-			if (sc.h.max_ts < ts || (sc.h.attributes & SP_LOG_ATTR_CONTROL))
-				continue;
-			uint64_t bpos = sc.bpos;
-			if (sp_log_batch_codec(&sc.h) || (sc.h.attributes & SP_LOG_ATTR_TS_LOG_APPEND)) {
-				*offset = (uint64_t)sc.h.base_offset; /* cannot look inside: its start */
-				found = true;
-				break;
-			}
-			sp_log_scan_seek(&sc, bpos);
-			if (sp_log_scan_next(&sc, true, true) != SP_LOG_SCAN_BATCH) {
-				rc = sp_err(errstr, size, SPATE_ERR_CORRUPT, "%s: byte %" PRIu64 ": bad batch: %s", path,
-				            bpos, sc.why ? sc.why : "?");
-				break;
-			}
-			sp_log_rec_iter_t it;
-			sp_log_rec_t rec;
-			const char *why;
-			sp_log_rec_iter_init(&it, sc.data, sc.total, &sc.h);
-			while (sp_log_rec_next(&it, &rec, &why) == 1)
-				if (rec.timestamp >= ts) {
-					*offset = (uint64_t)rec.offset;
-					found = true;
-					break;
-				}
-		}
-		sp_log_scan_free(&sc);
-		close(fd);
-	}
+	if (rc == SPATE_OK && p->have_dur)
+		rc = sp_log_find_ts(p->pdir, &p->dur, &segs, ts, offset, errstr, size);
+	sp_log_seglist_free(&segs);
+	return rc;
+}
+
+int sp_log_reader_last_record(sp_log_reader_t *r, int i, bool *has, uint64_t *last, char *errstr, size_t size)
+{
+	rpart_t *p = &r->parts[i];
+	sp_log_seglist_t segs = {0};
+	uint64_t start = 0, next = 0;
+	*has = false;
+	int rc = bounds(r, p, &segs, &start, &next, errstr, size);
+	if (rc == SPATE_OK && next > start)
+		rc = sp_log_last_record(p->pdir, &p->dur, &segs, has, last, errstr, size);
 	sp_log_seglist_free(&segs);
 	return rc;
 }
@@ -1252,13 +990,14 @@ static void reap(sp_log_reader_t *r)
 	io_uring_cq_advance(&r->ring, seen);
 }
 
-int sp_log_reader_poll(sp_log_reader_t *r, sp_chunk_t **out, int max, uint64_t budget_bytes,
-                       char *errstr, size_t size)
+int sp_log_reader_poll(sp_log_reader_t *r, sp_chunk_t **out, int max, uint64_t budget_bytes, char *errstr,
+                       size_t size)
 {
 	uint64_t junk;
 	if (r->kicked) {
 		if (read(r->kick_fd, &junk, sizeof(junk)) < 0 && errno != EAGAIN)
-			return sp_err(errstr, size, SPATE_ERR_IO, "log %s: eventfd: %s", r->dir, strerror(errno));
+			return sp_err(errstr, size, SPATE_ERR_IO, "log %s: eventfd: %s", r->dir,
+			              strerror(errno));
 		r->kicked = false;
 	}
 	reap(r);
@@ -1279,7 +1018,9 @@ int sp_log_reader_poll(sp_log_reader_t *r, sp_chunk_t **out, int max, uint64_t b
 		rpart_t *p = &r->parts[(r->rr + k) % r->nparts];
 		while (p->nready && n < max) {
 			sp_chunk_t *c = p->ready[p->r_head];
-			if (used + c->bytes > budget_bytes) {
+			/* The first chunk is always admitted: the engine polls only with room, and
+			 * with nothing in flight it must get one chunk even past the bound. */
+			if (n > 0 && used + c->bytes > budget_bytes) {
 				budget_blocked = true;
 				break;
 			}
@@ -1366,6 +1107,12 @@ uint64_t sp_log_reader_skipped(const sp_log_reader_t *r)
 	return r->skipped;
 }
 
+void sp_log_reader_stats(const sp_log_reader_t *r, sp_log_reader_stats_t *st)
+{
+	*st = r->stats;
+	st->registered = sp_log_pool_registered(r->pool);
+}
+
 uint64_t sp_log_reader_seek_steps(const sp_log_reader_t *r, int i)
 {
 	return r->parts[i].seek_steps;
@@ -1407,8 +1154,9 @@ void sp_log_reader_close(sp_log_reader_t *r)
 		}
 		if (r->inflight > 0) {
 			leak = true;
-			sp_log(r->o.eng, SP_LOG_WARN, "log %s: %u reads did not finish; their buffers are leaked",
-			       r->dir, r->inflight);
+			sp_log(r->o.eng, SP_LOG_WARN,
+			       "log %s: %u reads did not finish; their buffers are leaked", r->dir,
+			       r->inflight);
 		}
 		io_uring_queue_exit(&r->ring);
 	}
@@ -1429,7 +1177,7 @@ void sp_log_reader_close(sp_log_reader_t *r)
 	if (r->kick_fd >= 0)
 		close(r->kick_fd);
 	if (r->pool && !leak)
-		pool_unref(r->pool);
+		sp_log_pool_unref(r->pool);
 	free(r->parts);
 	free(r);
 }

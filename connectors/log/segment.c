@@ -131,8 +131,7 @@ void sp_log_seg_path(char *buf, size_t size, const char *pdir, uint64_t base, co
 
 /* ---- metadata ------------------------------------------------------------------------ */
 
-static int parse_meta(const char *path, const char *text, int *partitions, char *errstr,
-                      size_t size)
+static int parse_meta(const char *path, const char *text, int *partitions, char *errstr, size_t size)
 {
 	int format = -1, parts = -1;
 	const char *p = text;
@@ -148,18 +147,21 @@ static int parse_meta(const char *path, const char *text, int *partitions, char 
 		if (!strncmp(line, "format=", 7)) {
 			long v = strtol(line + 7, &end, 10);
 			if (*end || end == line + 7)
-				return sp_err(errstr, size, SPATE_ERR_CORRUPT, "%s: bad line \"%s\"", path, line);
+				return sp_err(errstr, size, SPATE_ERR_CORRUPT, "%s: bad line \"%s\"", path,
+				              line);
 			format = (int)v;
 		} else if (!strncmp(line, "partitions=", 11)) {
 			long v = strtol(line + 11, &end, 10);
 			if (*end || end == line + 11 || v < 1 || v > SP_LOG_MAX_PARTITIONS)
-				return sp_err(errstr, size, SPATE_ERR_CORRUPT, "%s: bad line \"%s\"", path, line);
+				return sp_err(errstr, size, SPATE_ERR_CORRUPT, "%s: bad line \"%s\"", path,
+				              line);
 			parts = (int)v;
 		} /* other lines (comments, later keys) are ignored */
 		p += len + (eol ? 1 : 0);
 	}
 	if (format < 0 || parts < 0)
-		return sp_err(errstr, size, SPATE_ERR_CORRUPT, "%s: missing format= or partitions= line", path);
+		return sp_err(errstr, size, SPATE_ERR_CORRUPT, "%s: missing format= or partitions= line",
+		              path);
 	if (format != SP_LOG_FORMAT_VERSION)
 		return sp_err(errstr, size, SPATE_ERR_UNSUPPORTED,
 		              "%s: log format version %d; this spate reads version %d", path, format,
@@ -178,8 +180,8 @@ int sp_log_meta_read(const char *dir, int *partitions, char *errstr, size_t size
 	join(path, sizeof(path), mp, 3);
 	ssize_t n = read_small(path, text, sizeof(text));
 	if (n < 0 && errno == ENOENT)
-		return sp_err(errstr, size, SPATE_ERR_NOT_FOUND, "%s: no log here (no %s; `spate log create %s`)",
-		              dir, SP_LOG_META_NAME, dir);
+		return sp_err(errstr, size, SPATE_ERR_NOT_FOUND,
+		              "%s: no log here (no %s; `spate log create %s`)", dir, SP_LOG_META_NAME, dir);
 	if (n < 0)
 		return sp_err(errstr, size, SPATE_ERR_IO, "%s: %s", path, strerror(errno));
 	return parse_meta(path, text, partitions, errstr, size);
@@ -190,7 +192,8 @@ static int mkdir_p(const char *dir, char *errstr, size_t size)
 	char tmp[SP_LOG_PATH_MAX];
 	size_t n = strlen(dir);
 	if (n == 0 || n >= sizeof(tmp))
-		return sp_err(errstr, size, SPATE_ERR_INVALID, "log directory \"%s\": empty or too long", dir);
+		return sp_err(errstr, size, SPATE_ERR_INVALID, "log directory \"%s\": empty or too long",
+		              dir);
 	memcpy(tmp, dir, n + 1);
 	for (char *p = tmp + 1; *p; p++) {
 		if (*p != '/')
@@ -250,8 +253,9 @@ int sp_log_create(const char *dir, int partitions, char *errstr, size_t size)
 	const char *tp[] = {dir, "/.", SP_LOG_META_NAME, ".XXXXXX"}, *mp[] = {dir, "/", SP_LOG_META_NAME};
 	join(tmp, sizeof(tmp), tp, 4);
 	join(path, sizeof(path), mp, 3);
-	int len = snprintf(text, sizeof(text), "# spate embedded log (docs/log.md)\nformat=%d\npartitions=%d\n",
-	                   SP_LOG_FORMAT_VERSION, partitions);
+	int len =
+	    snprintf(text, sizeof(text), "# spate embedded log (docs/log.md)\nformat=%d\npartitions=%d\n",
+	             SP_LOG_FORMAT_VERSION, partitions);
 	int fd = mkstemp(tmp);
 	if (fd < 0)
 		return sp_err(errstr, size, SPATE_ERR_IO, "%s: %s", tmp, strerror(errno));
@@ -287,8 +291,8 @@ int sp_log_seglist(const char *pdir, sp_log_seglist_t *out, char *errstr, size_t
 	out->n = 0;
 	DIR *d = opendir(pdir);
 	if (!d)
-		return sp_err(errstr, size, errno == ENOENT ? SPATE_ERR_NOT_FOUND : SPATE_ERR_IO,
-		              "%s: %s", pdir, strerror(errno));
+		return sp_err(errstr, size, errno == ENOENT ? SPATE_ERR_NOT_FOUND : SPATE_ERR_IO, "%s: %s",
+		              pdir, strerror(errno));
 	struct dirent *de;
 	while ((de = readdir(d))) {
 		const char *nm = de->d_name;
@@ -336,33 +340,34 @@ int sp_log_durable_read(const char *pdir, sp_log_durable_t *d, char *errstr, siz
 	join(path, sizeof(path), dp, 3);
 	ssize_t n = read_small(path, text, sizeof(text));
 	if (n < 0 && errno == ENOENT)
-		return sp_err(errstr, size, SPATE_ERR_NOT_FOUND, "%s: no writer has opened this partition", path);
+		return sp_err(errstr, size, SPATE_ERR_NOT_FOUND, "%s: no writer has opened this partition",
+		              path);
 	if (n < 0)
 		return sp_err(errstr, size, SPATE_ERR_IO, "%s: %s", path, strerror(errno));
 	uint64_t seg, len, next;
 	int used = 0;
-	if (sscanf(text, "seg=%" SCNu64 " len=%" SCNu64 " next=%" SCNu64 "\n%n", &seg, &len, &next,
-	           &used) != 3 ||
+	if (sscanf(text, "seg=%" SCNu64 " len=%" SCNu64 " next=%" SCNu64 "\n%n", &seg, &len, &next, &used) !=
+	        3 ||
 	    used != n || next < seg)
-		return sp_err(errstr, size, SPATE_ERR_CORRUPT,
-		              "%s: not \"seg=B len=L next=O\" (the partition's writer rewrites it when it opens)",
-		              path);
+		return sp_err(
+		    errstr, size, SPATE_ERR_CORRUPT,
+		    "%s: not \"seg=B len=L next=O\" (the partition's writer rewrites it when it opens)",
+		    path);
 	d->seg = seg;
 	d->len = len;
 	d->next = next;
 	return SPATE_OK;
 }
 
-int sp_log_durable_write(int dirfd, const char *pdir, const sp_log_durable_t *d, char *errstr,
-                         size_t size)
+int sp_log_durable_write(int dirfd, const char *pdir, const sp_log_durable_t *d, char *errstr, size_t size)
 {
 	/* Only the writer holding the partition's flock writes here, so one fixed
 	 * temporary name suffices. No fsync: after a crash the writer rewrites the file
 	 * when it opens, and whatever a reader saw before was already fsync'd data. */
 	static const char tmpname[] = SP_LOG_DURABLE_NAME ".tmp";
 	char text[128];
-	int len = snprintf(text, sizeof(text), "seg=%" PRIu64 " len=%" PRIu64 " next=%" PRIu64 "\n",
-	                   d->seg, d->len, d->next);
+	int len = snprintf(text, sizeof(text), "seg=%" PRIu64 " len=%" PRIu64 " next=%" PRIu64 "\n", d->seg,
+	                   d->len, d->next);
 	int fd = openat(dirfd, tmpname, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return sp_err(errstr, size, SPATE_ERR_IO, "%s/%s: %s", pdir, tmpname, strerror(errno));
@@ -641,8 +646,8 @@ static const char *check_records(const uint8_t *p, size_t total, const sp_log_ba
 }
 
 /* Verify one segment file. */
-static int verify_segment(const char *path, uint64_t base, uint64_t durable_limit, bool last,
-                          int64_t *expect, sp_log_verify_stats_t *st, char *errstr, size_t size)
+static int verify_segment(const char *path, uint64_t base, uint64_t durable_limit, bool last, int64_t *expect,
+                          sp_log_verify_stats_t *st, char *errstr, size_t size)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -691,15 +696,16 @@ static int verify_segment(const char *path, uint64_t base, uint64_t durable_limi
 				            "): CRC32C mismatch (stored 0x%08x, computed 0x%08x)",
 				            path, sc.bpos, sc.h.base_offset, sc.h.crc, sc.crc_computed);
 			else
-				rc = sp_err(errstr, size, SPATE_ERR_CORRUPT, "%s: byte %" PRIu64 ": bad batch: %s%s",
-				            path, sc.bpos, sc.why ? sc.why : "?",
-				            v == 1 ? " (valid batches follow)" : "");
+				rc = sp_err(errstr, size, SPATE_ERR_CORRUPT,
+				            "%s: byte %" PRIu64 ": bad batch: %s%s", path, sc.bpos,
+				            sc.why ? sc.why : "?", v == 1 ? " (valid batches follow)" : "");
 			break;
 		}
 		if (sc.h.base_offset < *expect || (uint64_t)sc.h.base_offset < base) {
 			rc = sp_err(errstr, size, SPATE_ERR_CORRUPT,
-			            "%s: byte %" PRIu64 ": batch base offset %" PRId64 " is before %" PRId64, path,
-			            sc.bpos, sc.h.base_offset, *expect > (int64_t)base ? *expect : (int64_t)base);
+			            "%s: byte %" PRIu64 ": batch base offset %" PRId64 " is before %" PRId64,
+			            path, sc.bpos, sc.h.base_offset,
+			            *expect > (int64_t)base ? *expect : (int64_t)base);
 			break;
 		}
 		st->batches++;
@@ -710,7 +716,8 @@ static int verify_segment(const char *path, uint64_t base, uint64_t durable_limi
 			const char *why = check_records(sc.data, sc.total, &sc.h, &st->records);
 			if (why) {
 				rc = sp_err(errstr, size, SPATE_ERR_CORRUPT,
-				            "%s: byte %" PRIu64 ": batch at offset %" PRId64 " has a valid CRC but %s",
+				            "%s: byte %" PRIu64 ": batch at offset %" PRId64
+				            " has a valid CRC but %s",
 				            path, sc.bpos, sc.h.base_offset, why);
 				break;
 			}
@@ -722,8 +729,8 @@ static int verify_segment(const char *path, uint64_t base, uint64_t durable_limi
 	return rc;
 }
 
-int sp_log_verify_partition(const char *dir, int partition, sp_log_verify_stats_t *st,
-                            char *errstr, size_t size)
+int sp_log_verify_partition(const char *dir, int partition, sp_log_verify_stats_t *st, char *errstr,
+                            size_t size)
 {
 	char pdir[SP_LOG_PATH_MAX], path[SP_LOG_PATH_MAX];
 	sp_log_part_path(pdir, sizeof(pdir), dir, partition);
@@ -751,7 +758,8 @@ int sp_log_verify_partition(const char *dir, int partition, sp_log_verify_stats_
 		end = segs.base[segs.n - 1];
 	if (rc == SPATE_OK && have_dur && dur.next > end)
 		rc = sp_err(errstr, size, SPATE_ERR_CORRUPT,
-		            "%s/%s: says records up to offset %" PRIu64 " are durable, but the segments end at %" PRId64,
+		            "%s/%s: says records up to offset %" PRIu64
+		            " are durable, but the segments end at %" PRId64,
 		            pdir, SP_LOG_DURABLE_NAME, dur.next, expect);
 	sp_log_seglist_free(&segs);
 	return rc;

@@ -42,8 +42,7 @@ static int sink_open(sp_sink_t *s, char *errstr, size_t size)
 }
 
 /* @locality any worker thread */
-static int sink_write(sp_sink_t *s, const spate_push_record_t *recs, size_t n, char *errstr,
-                      size_t size)
+static int sink_write(sp_sink_t *s, const spate_push_record_t *recs, size_t n, char *errstr, size_t size)
 {
 	sink_t *k = s->ctx;
 	pthread_mutex_lock(&k->mu);

@@ -71,7 +71,8 @@ static int log_open(sp_source_t *s, char *errstr, size_t size)
 {
 	const char *dir = s->arg;
 	if (!dir || !*dir)
-		return sp_err(errstr, size, SPATE_ERR_INVALID, "source: log needs a directory (source=log:DIR)");
+		return sp_err(errstr, size, SPATE_ERR_INVALID,
+		              "source: log needs a directory (source=log:DIR)");
 	const spate_conf_t *conf = sp_engine_conf(s->eng);
 	src_t *x = calloc(1, sizeof(*x));
 	if (!x)
@@ -103,22 +104,25 @@ static int log_open(sp_source_t *s, char *errstr, size_t size)
 		sp_log_reader_bind(x->rd, i, p);
 		if (!x->stop_at_end)
 			continue;
-		uint64_t start, next;
-		if ((rc = sp_log_reader_bounds(x->rd, i, &start, &next, err, sizeof(err)))) {
+		/* The end is the last record there is, not the durable next offset minus one:
+		 * a trailing control batch (Kafka transactions) is never delivered. */
+		bool has;
+		uint64_t last = 0;
+		if ((rc = sp_log_reader_last_record(x->rd, i, &has, &last, err, sizeof(err)))) {
 			sp_log_reader_close(x->rd);
 			free(x);
 			return sp_err(errstr, size, rc, "source=log:%s: %s", dir, err);
 		}
-		p->has_end = next > start;
-		p->end = sp_pos(next > 0 ? next - 1 : 0);
-		sp_log_reader_set_end(x->rd, i, p->has_end, next > 0 ? next - 1 : 0);
+		p->has_end = has;
+		p->end = sp_pos(last);
+		sp_log_reader_set_end(x->rd, i, has, last);
 	}
 	s->ctx = x;
 	return SPATE_OK;
 }
 
-static int log_seek(sp_source_t *s, sp_part_t *p, const sp_ckpt_t *ckpt, sp_ckpt_t *resolved,
-                    char *errstr, size_t size)
+static int log_seek(sp_source_t *s, sp_part_t *p, const sp_ckpt_t *ckpt, sp_ckpt_t *resolved, char *errstr,
+                    size_t size)
 {
 	src_t *x = s->ctx;
 	int i = p->pub.partition;
@@ -192,7 +196,8 @@ static void log_close(sp_source_t *s)
 	if (!x)
 		return;
 	if (x->corrupt_regions)
-		sp_log(x->eng, SP_LOG_WARN, "log: %" PRIu64 " corrupt regions were skipped (log.on.corruption=skip)",
+		sp_log(x->eng, SP_LOG_WARN,
+		       "log: %" PRIu64 " corrupt regions were skipped (log.on.corruption=skip)",
 		       x->corrupt_regions);
 	sp_log_reader_close(x->rd);
 	free(x);

@@ -87,8 +87,7 @@ static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-static int publish(sp_log_writer_t *w, uint64_t seg, uint64_t len, uint64_t next, char *errstr,
-                   size_t size)
+static int publish(sp_log_writer_t *w, uint64_t seg, uint64_t len, uint64_t next, char *errstr, size_t size)
 {
 	sp_log_durable_t d = {seg, len, next};
 	if (w->have_pub && !memcmp(&d, &w->pub, sizeof(d)))
@@ -115,8 +114,8 @@ static int sync_publish(sp_log_writer_t *w, char *errstr, size_t size)
 		/* The index is a hint that readers validate: losing its tail costs a scan. */
 		if (write(w->idx_fd, w->idx_pend, w->idx_pend_len) != (ssize_t)w->idx_pend_len) {
 			sp_log_seg_path(path, sizeof(path), w->pdir, w->seg_base, "index");
-			sp_log(w->o.eng, SP_LOG_WARN, "%s: index write failed (%s); readers will scan",
-			       path, strerror(errno));
+			sp_log(w->o.eng, SP_LOG_WARN, "%s: index write failed (%s); readers will scan", path,
+			       strerror(errno));
 		}
 		w->idx_pend_len = 0;
 	}
@@ -287,8 +286,7 @@ static void oldidx_free(oldidx_t *x)
 
 /* Check the old index against a batch boundary at pos (base < 0: a bad batch, whose
  * offset is unknown). Entries that point between boundaries make the index untrusted. */
-static void oldidx_boundary(oldidx_t *x, size_t *k, bool *ok, uint64_t seg_base, uint64_t pos,
-                            int64_t base)
+static void oldidx_boundary(oldidx_t *x, size_t *k, bool *ok, uint64_t seg_base, uint64_t pos, int64_t base)
 {
 	while (*k < x->n && x->pos[*k] < pos) {
 		*ok = false; /* points inside a batch */
@@ -374,8 +372,9 @@ static int recover(sp_log_writer_t *w, char *errstr, size_t size)
 			break;
 		}
 		w->truncated = fsize - sc.bpos;
-		sp_log(w->o.eng, SP_LOG_WARN, "%s: truncated a torn tail of %" PRIu64 " bytes at byte %" PRIu64 " (%s)",
-		       path, w->truncated, sc.bpos, sc.why ? sc.why : "bad batch");
+		sp_log(w->o.eng, SP_LOG_WARN,
+		       "%s: truncated a torn tail of %" PRIu64 " bytes at byte %" PRIu64 " (%s)", path,
+		       w->truncated, sc.bpos, sc.why ? sc.why : "bad batch");
 		if (fdatasync(w->seg_fd) < 0)
 			rc = sp_err(errstr, size, SPATE_ERR_IO, "%s: fdatasync: %s", path, strerror(errno));
 		break;
@@ -446,15 +445,16 @@ static void writer_free(sp_log_writer_t *w)
 	free(w);
 }
 
-int sp_log_writer_open(const char *dir, int partition, const sp_log_wopts_t *o,
-                       sp_log_writer_t **out, char *errstr, size_t size)
+int sp_log_writer_open(const char *dir, int partition, const sp_log_wopts_t *o, sp_log_writer_t **out,
+                       char *errstr, size_t size)
 {
 	int parts, rc = sp_log_meta_read(dir, &parts, errstr, size);
 	if (rc)
 		return rc;
 	if (partition < 0 || partition >= parts)
-		return sp_err(errstr, size, SPATE_ERR_INVALID, "%s: partition %d does not exist (the log has %d: 0..%d)",
-		              dir, partition, parts, parts - 1);
+		return sp_err(errstr, size, SPATE_ERR_INVALID,
+		              "%s: partition %d does not exist (the log has %d: 0..%d)", dir, partition,
+		              parts, parts - 1);
 	sp_log_writer_t *w = calloc(1, sizeof(*w));
 	if (!w)
 		return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
@@ -477,7 +477,8 @@ int sp_log_writer_open(const char *dir, int partition, const sp_log_wopts_t *o,
 	}
 	if (flock(w->dirfd, LOCK_EX | LOCK_NB) < 0) {
 		rc = errno == EWOULDBLOCK
-		         ? sp_err(errstr, size, SPATE_ERR_BUSY, "%s: another writer holds this partition", w->pdir)
+		         ? sp_err(errstr, size, SPATE_ERR_BUSY, "%s: another writer holds this partition",
+		                  w->pdir)
 		         : sp_err(errstr, size, SPATE_ERR_IO, "%s: flock: %s", w->pdir, strerror(errno));
 		goto fail;
 	}
@@ -521,8 +522,8 @@ fail:
 	return rc;
 }
 
-int sp_log_writer_put(sp_log_writer_t *w, const spate_push_record_t *r, int64_t ts,
-                      uint64_t *offset, char *errstr, size_t size)
+int sp_log_writer_put(sp_log_writer_t *w, const spate_push_record_t *r, int64_t ts, uint64_t *offset,
+                      char *errstr, size_t size)
 {
 	if (w->broken)
 		return sp_err(errstr, size, w->broken, "%s: the writer failed earlier", w->pdir);
@@ -587,8 +588,8 @@ int sp_log_writer_maybe_flush(sp_log_writer_t *w, int64_t now_ms, char *errstr, 
 	return SPATE_OK;
 }
 
-int sp_log_writer_append(sp_log_writer_t *w, const spate_push_record_t *recs, size_t n,
-                         char *errstr, size_t size)
+int sp_log_writer_append(sp_log_writer_t *w, const spate_push_record_t *recs, size_t n, char *errstr,
+                         size_t size)
 {
 	int64_t now = sp_wall_ms();
 	for (size_t i = 0; i < n; i++) {
@@ -649,7 +650,8 @@ int sp_log_producer_open(const char *dir, int create_partitions, const sp_log_wo
 	if (rc)
 		return rc;
 	sp_log_producer_t *p = calloc(1, sizeof(*p));
-	if (!p || !(p->w = calloc((size_t)parts, sizeof(*p->w))) || !(p->touched = calloc((size_t)parts, 1))) {
+	if (!p || !(p->w = calloc((size_t)parts, sizeof(*p->w))) ||
+	    !(p->touched = calloc((size_t)parts, 1))) {
 		if (p)
 			free(p->w);
 		free(p);
@@ -677,12 +679,13 @@ int sp_log_producer_pick(sp_log_producer_t *p, const void *key, size_t key_len, 
 	return (int)(XXH3_64bits(key, key_len) % (uint64_t)p->nparts);
 }
 
-int sp_log_producer_send(sp_log_producer_t *p, const spate_push_record_t *recs, size_t n,
-                         int partition, char *errstr, size_t size)
+int sp_log_producer_send(sp_log_producer_t *p, const spate_push_record_t *recs, size_t n, int partition,
+                         char *errstr, size_t size)
 {
 	if (partition >= p->nparts)
-		return sp_err(errstr, size, SPATE_ERR_INVALID, "%s: partition %d does not exist (the log has %d: 0..%d)",
-		              p->dir, partition, p->nparts, p->nparts - 1);
+		return sp_err(errstr, size, SPATE_ERR_INVALID,
+		              "%s: partition %d does not exist (the log has %d: 0..%d)", p->dir, partition,
+		              p->nparts, p->nparts - 1);
 	int64_t now = sp_wall_ms();
 	int rc = SPATE_OK;
 	for (size_t i = 0; i < n && rc == SPATE_OK; i++) {
@@ -691,7 +694,8 @@ int sp_log_producer_send(sp_log_producer_t *p, const spate_push_record_t *recs, 
 		if (!p->w[pi] && (rc = sp_log_writer_open(p->dir, pi, &p->o, &p->w[pi], errstr, size)))
 			break;
 		p->touched[pi] = 1;
-		rc = sp_log_writer_put(p->w[pi], r, r->timestamp_ms ? r->timestamp_ms : now, NULL, errstr, size);
+		rc = sp_log_writer_put(p->w[pi], r, r->timestamp_ms ? r->timestamp_ms : now, NULL, errstr,
+		                       size);
 	}
 	int64_t mono = sp_now_ms();
 	for (int i = 0; i < p->nparts; i++) {

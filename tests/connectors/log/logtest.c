@@ -150,7 +150,8 @@ void lt_make(uint64_t i, int slot, spate_push_record_t *r)
 	memset(r, 0, sizeof(*r));
 	typeof(slots[0]) *s = &slots[slot % LT_SLOTS];
 	if (i % 7 != 3) {
-		r->key_len = (size_t)snprintf(s->key, sizeof(s->key), "key-%llu", (unsigned long long)(i % 97));
+		r->key_len =
+		    (size_t)snprintf(s->key, sizeof(s->key), "key-%llu", (unsigned long long)(i % 97));
 		r->key = s->key;
 	}
 	if (i % 11 != 5) {
@@ -171,7 +172,8 @@ void lt_make(uint64_t i, int slot, spate_push_record_t *r)
 			s->h[k].value = NULL;
 			s->h[k].value_len = 0;
 		} else {
-			s->h[k].value_len = (size_t)snprintf(s->hv[k], sizeof(s->hv[k]), "v%llu", (unsigned long long)(i * 3 + k));
+			s->h[k].value_len = (size_t)snprintf(s->hv[k], sizeof(s->hv[k]), "v%llu",
+			                                     (unsigned long long)(i * 3 + k));
 			s->h[k].value = s->hv[k];
 		}
 	}
@@ -193,12 +195,14 @@ void lt_check(const lt_rec_t *got, uint64_t i, uint64_t offset)
 	cr_assert_eq(got->offset, offset, "offset %llu, expected %llu", (unsigned long long)got->offset,
 	             (unsigned long long)offset);
 	cr_assert_eq(got->ts, e.timestamp_ms, "record %llu: timestamp", (unsigned long long)i);
-	cr_assert(bytes_eq(got->key, got->key_len, e.key, e.key_len), "record %llu: key", (unsigned long long)i);
-	cr_assert(bytes_eq(got->value, got->value_len, e.value, e.value_len), "record %llu: value (null %d/%d)",
-	          (unsigned long long)i, !got->value, !e.value);
+	cr_assert(bytes_eq(got->key, got->key_len, e.key, e.key_len), "record %llu: key",
+	          (unsigned long long)i);
+	cr_assert(bytes_eq(got->value, got->value_len, e.value, e.value_len),
+	          "record %llu: value (null %d/%d)", (unsigned long long)i, !got->value, !e.value);
 	cr_assert_eq(got->hcnt, e.header_cnt, "record %llu: header count", (unsigned long long)i);
 	for (size_t k = 0; k < e.header_cnt; k++) {
-		cr_assert(bytes_eq(got->hdrs[k].key, got->hdrs[k].key_len, e.headers[k].key, e.headers[k].key_len));
+		cr_assert(
+		    bytes_eq(got->hdrs[k].key, got->hdrs[k].key_len, e.headers[k].key, e.headers[k].key_len));
 		cr_assert(bytes_eq(got->hdrs[k].value, got->hdrs[k].value_len, e.headers[k].value,
 		                   e.headers[k].value_len),
 		          "record %llu header %zu", (unsigned long long)i, k);
@@ -266,7 +270,8 @@ void lt_take(sp_chunk_t **c, int n, lt_recs_t *recs)
 			d->hcnt = s->header_cnt;
 			d->hdrs = s->header_cnt ? calloc(s->header_cnt, sizeof(spate_header_t)) : NULL;
 			if (s->header_cnt)
-				cr_assert_eq(s->headers, &c[i]->hdrs[hused], "headers live in the chunk's hdrs");
+				cr_assert_eq(s->headers, &c[i]->hdrs[hused],
+				             "headers live in the chunk's hdrs");
 			hused += (uint32_t)s->header_cnt;
 			for (size_t h = 0; h < s->header_cnt; h++) {
 				d->hdrs[h].key = dup_or_null(s->headers[h].key, s->headers[h].key_len);
@@ -279,8 +284,10 @@ void lt_take(sp_chunk_t **c, int n, lt_recs_t *recs)
 		/* the records point into the chunk's buffer: no copy was made */
 		for (uint32_t k = 0; k < c[i]->n; k++)
 			if (c[i]->recs[k].value && c[i]->recs[k].value_len)
-				cr_assert((const uint8_t *)c[i]->recs[k].value >= (const uint8_t *)c[i]->buf &&
-				              (const uint8_t *)c[i]->recs[k].value < (const uint8_t *)c[i]->buf + c[i]->bytes,
+				cr_assert((const uint8_t *)c[i]->recs[k].value >=
+				                  (const uint8_t *)c[i]->buf &&
+				              (const uint8_t *)c[i]->recs[k].value <
+				                  (const uint8_t *)c[i]->buf + c[i]->bytes,
 				          "value points into the read buffer");
 		c[i]->release(c[i], c[i]->release_opaque);
 		free(c[i]);
@@ -303,8 +310,8 @@ void lt_recs_free(lt_recs_t *recs)
 	memset(recs, 0, sizeof(*recs));
 }
 
-int lt_read(const char *dir, int part, uint64_t from, const sp_log_ropts_t *o, lt_recs_t *recs,
-            char *errstr, size_t size)
+int lt_read(const char *dir, int part, uint64_t from, const sp_log_ropts_t *o, lt_recs_t *recs, char *errstr,
+            size_t size)
 {
 	sp_log_reader_t *rd;
 	int rc = sp_log_reader_open(dir, o, &rd, errstr, size);

@@ -57,8 +57,8 @@ void lt_recs_free(lt_recs_t *recs);
  * message in errstr). Waits at most wait_ms per poll for the reader's fd (a guard
  * against hangs only).
  */
-int lt_read(const char *dir, int part, uint64_t from, const sp_log_ropts_t *o, lt_recs_t *recs,
-            char *errstr, size_t size);
+int lt_read(const char *dir, int part, uint64_t from, const sp_log_ropts_t *o, lt_recs_t *recs, char *errstr,
+            size_t size);
 
 /** Writer options for tests: small segments and batches, no time-based flush. */
 void lt_wopts(sp_log_wopts_t *o, uint64_t segment_bytes, size_t batch_bytes);

@@ -10,12 +10,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 /* Polls that must return nothing to call a reader idle (each waits this long). */
-#define IDLE_POLLS 3
+#define IDLE_POLLS   3
 #define IDLE_WAIT_MS 100
 
 static void put_range(sp_log_writer_t *w, uint64_t from, uint64_t to)
@@ -25,7 +26,8 @@ static void put_range(sp_log_writer_t *w, uint64_t from, uint64_t to)
 		spate_push_record_t r;
 		lt_make(i, 0, &r);
 		uint64_t off;
-		cr_assert_eq(sp_log_writer_put(w, &r, r.timestamp_ms, &off, err, sizeof(err)), SPATE_OK, "%s", err);
+		cr_assert_eq(sp_log_writer_put(w, &r, r.timestamp_ms, &off, err, sizeof(err)), SPATE_OK, "%s",
+		             err);
 		cr_assert_eq(off, i);
 	}
 }
@@ -47,7 +49,8 @@ static void read_until(sp_log_reader_t *rd, lt_recs_t *recs, size_t until)
 	char err[1024];
 	while (recs->n < until) {
 		struct pollfd pf = {sp_log_reader_fd(rd), POLLIN, 0};
-		cr_assert_gt(poll(&pf, 1, LT_WAIT_MS), 0, "no progress at %zu of %zu records", recs->n, until);
+		cr_assert_gt(poll(&pf, 1, LT_WAIT_MS), 0, "no progress at %zu of %zu records", recs->n,
+		             until);
 		sp_chunk_t *out[8];
 		int n = sp_log_reader_poll(rd, out, 8, UINT64_MAX, err, sizeof(err));
 		cr_assert_geq(n, 0, "%s", err);
@@ -166,8 +169,9 @@ Test(log_reader, concurrent_writer_process)
 		if (recs.n > before) {
 			sp_log_durable_t d;
 			cr_assert_eq(sp_log_durable_read(pdir, &d, err, sizeof(err)), SPATE_OK, "%s", err);
-			cr_assert_lt(recs.v[recs.n - 1].offset, d.next, "offset %llu is past the durable %llu",
-			             (unsigned long long)recs.v[recs.n - 1].offset, (unsigned long long)d.next);
+			cr_assert_lt(
+			    recs.v[recs.n - 1].offset, d.next, "offset %llu is past the durable %llu",
+			    (unsigned long long)recs.v[recs.n - 1].offset, (unsigned long long)d.next);
 		}
 	}
 	int status;
@@ -238,7 +242,7 @@ Test(log_reader, tailing_sees_appends_of_another_process)
 /* ---- seeks ------------------------------------------------------------------------------ */
 
 #define SEEK_RECORDS 30000
-#define SEEK_TRIES 1000
+#define SEEK_TRIES   1000
 
 static char *seek_log(void)
 {
@@ -502,4 +506,63 @@ Test(log_reader, waits_for_the_first_writer)
 		lt_rmrf(dir);
 		free(dir);
 	}
+}
+
+/* Read the whole seek log with io_uring; return the reader's I/O counters. */
+static void read_with_stats(const char *dir, sp_log_reader_stats_t *st)
+{
+	char err[1024];
+	sp_log_ropts_t ro;
+	lt_ropts(&ro);
+	sp_part_t part;
+	sp_log_reader_t *rd = open_at(dir, &ro, &part, 0);
+	cr_assert(sp_log_reader_uses_uring(rd));
+	sp_log_reader_set_end(rd, 0, true, SEEK_RECORDS - 1);
+	lt_recs_t recs = {0};
+	while (!sp_log_reader_ended(rd)) {
+		struct pollfd pf = {sp_log_reader_fd(rd), POLLIN, 0};
+		cr_assert_gt(poll(&pf, 1, LT_WAIT_MS), 0);
+		sp_chunk_t *out[8];
+		int n = sp_log_reader_poll(rd, out, 8, UINT64_MAX, err, sizeof(err));
+		cr_assert_geq(n, 0, "%s", err);
+		lt_take(out, n, &recs);
+	}
+	cr_assert_eq(recs.n, SEEK_RECORDS);
+	for (uint64_t i = 0; i < SEEK_RECORDS; i += 997)
+		lt_check(&recs.v[i], i, i);
+	lt_recs_free(&recs);
+	sp_log_reader_stats(rd, st);
+	sp_log_reader_close(rd);
+}
+
+Test(log_reader, registered_buffers_where_memlock_allows)
+{
+	char *dir = seek_log();
+	struct rlimit rl;
+	cr_assert_eq(getrlimit(RLIMIT_MEMLOCK, &rl), 0);
+	/* 1 partition: 2 reads in flight + 2, within half the memlock limit */
+	size_t want = 2 * 1 + 2;
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur / 2 / SP_LOG_POOL_BUF_BYTES < want)
+		want = (size_t)(rl.rlim_cur / 2 / SP_LOG_POOL_BUF_BYTES);
+	sp_log_reader_stats_t st;
+	read_with_stats(dir, &st);
+	cr_assert_eq(st.registered, want, "registered %zu, expected %zu", st.registered, want);
+	cr_assert_geq(st.reads, 5, "a ~5 MB log in ~1 MiB reads");
+	if (want)
+		cr_assert_gt(st.fixed_reads, 0, "registered buffers are read with READ_FIXED");
+	/* with a memlock limit too small for one buffer: plain buffers, same records */
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct rlimit small = {SP_LOG_POOL_BUF_BYTES, rl.rlim_max};
+		if (setrlimit(RLIMIT_MEMLOCK, &small))
+			_exit(2);
+		read_with_stats(dir, &st);
+		_exit(st.registered == 0 && st.fixed_reads == 0 && st.reads >= 5 ? 0 : 3);
+	}
+	int status;
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+	lt_rmrf(dir);
+	free(dir);
 }

@@ -21,7 +21,8 @@ static void put_range(sp_log_writer_t *w, uint64_t from, uint64_t to)
 		spate_push_record_t r;
 		lt_make(i, 0, &r);
 		uint64_t off;
-		cr_assert_eq(sp_log_writer_put(w, &r, r.timestamp_ms, &off, err, sizeof(err)), SPATE_OK, "%s", err);
+		cr_assert_eq(sp_log_writer_put(w, &r, r.timestamp_ms, &off, err, sizeof(err)), SPATE_OK, "%s",
+		             err);
 		cr_assert_eq(off, i);
 	}
 }
@@ -83,7 +84,8 @@ static void round_trip(int parts, uint64_t n, uint64_t segment_bytes, size_t bat
 	for (uint64_t i = 0; i < n; i++) {
 		spate_push_record_t r;
 		lt_make(i, 0, &r);
-		int pi = r.key ? (int)(XXH3_64bits(r.key, r.key_len) % (uint64_t)parts) : (int)(rr++ % (uint64_t)parts);
+		int pi = r.key ? (int)(XXH3_64bits(r.key, r.key_len) % (uint64_t)parts)
+		               : (int)(rr++ % (uint64_t)parts);
 		want_part[i] = (uint64_t)pi;
 		want_off[i] = count[pi]++;
 		cr_assert_eq(sp_log_producer_send(p, &r, 1, -1, err, sizeof(err)), SPATE_OK, "%s", err);
@@ -167,7 +169,8 @@ Test(log_writer, record_bigger_than_a_read)
 		cr_assert_eq(sp_log_writer_put(w, &r, r.timestamp_ms, NULL, err, sizeof(err)), SPATE_OK);
 		if (i == 2) {
 			spate_push_record_t b = {"big", 3, v, big, NULL, 0, 2000};
-			cr_assert_eq(sp_log_writer_put(w, &b, b.timestamp_ms, NULL, err, sizeof(err)), SPATE_OK);
+			cr_assert_eq(sp_log_writer_put(w, &b, b.timestamp_ms, NULL, err, sizeof(err)),
+			             SPATE_OK);
 		}
 	}
 	cr_assert_eq(sp_log_writer_close(w, err, sizeof(err)), SPATE_OK);
@@ -423,7 +426,8 @@ Test(log_writer, one_writer_per_partition)
 	cr_assert_eq(sp_log_writer_open(dir, 0, NULL, &w1, err, sizeof(err)), SPATE_OK);
 	cr_assert_eq(sp_log_writer_open(dir, 0, NULL, &w2, err, sizeof(err)), SPATE_ERR_BUSY);
 	cr_assert(strstr(err, "another writer"), "%s", err);
-	cr_assert_eq(sp_log_writer_open(dir, 1, NULL, &w3, err, sizeof(err)), SPATE_OK, "other partitions are free");
+	cr_assert_eq(sp_log_writer_open(dir, 1, NULL, &w3, err, sizeof(err)), SPATE_OK,
+	             "other partitions are free");
 	cr_assert_eq(sp_log_writer_open(dir, 2, NULL, &w2, err, sizeof(err)), SPATE_ERR_INVALID);
 	sp_log_writer_close(w1, NULL, 0);
 	cr_assert_eq(sp_log_writer_open(dir, 0, NULL, &w2, err, sizeof(err)), SPATE_OK);

@@ -1,0 +1,188 @@
+/* locate.c - where things are in a partition: the batch holding an offset, the first
+ * record at a timestamp, the last record.
+ *
+ * These read files with pread through the scanner (segment.c) and keep no state; the
+ * reader calls them when it seeks and when the source opens. They look only at what
+ * the durable file `d` says is readable: segments before d->seg in full, segment d->seg
+ * up to d->len.
+ */
+#include "connectors/log/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int sp_log_locate(const char *pdir, uint64_t seg_base, int fd, uint64_t limit, uint64_t target, uint64_t *pos,
+                  uint64_t *base, uint64_t *steps)
+{
+	uint64_t from = sp_log_index_lookup(pdir, seg_base, target, limit);
+	sp_log_scan_t sc;
+	if (sp_log_scan_init(&sc, fd, from, limit))
+		return SPATE_ERR_NOMEM;
+	*pos = limit;
+	*base = target;
+	*steps = 0;
+	for (bool first = true;; first = false) {
+		int s = sp_log_scan_next(&sc, false, false);
+		(*steps)++;
+		if (s == SP_LOG_SCAN_BATCH && first && from && (uint64_t)sc.h.base_offset > target)
+			s = SP_LOG_SCAN_BAD; /* an index entry that lies */
+		if (s != SP_LOG_SCAN_BATCH && first && from) {
+			sp_log_scan_seek(&sc, 0); /* distrust the index: scan from the start */
+			from = 0;
+			first = true;
+			continue;
+		}
+		if (s == SP_LOG_SCAN_END)
+			break;
+		if (s != SP_LOG_SCAN_BATCH) {
+			*pos = sc.bpos; /* reading from here reports it */
+			break;
+		}
+		if ((uint64_t)sp_log_batch_last(&sc.h) >= target) {
+			*pos = sc.bpos;
+			*base = (uint64_t)sc.h.base_offset;
+			break;
+		}
+	}
+	sp_log_scan_free(&sc);
+	return SPATE_OK;
+}
+
+/* Open segment `base` of pdir and its readable length under d. */
+static int open_seg(const char *pdir, const sp_log_durable_t *d, uint64_t base, int *fd, uint64_t *limit,
+                    char *path, size_t psize, char *errstr, size_t size)
+{
+	sp_log_seg_path(path, psize, pdir, base, "log");
+	struct stat st;
+	*fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (*fd < 0 || fstat(*fd, &st) < 0) {
+		int e = errno;
+		if (*fd >= 0)
+			close(*fd);
+		return sp_err(errstr, size, SPATE_ERR_IO, "%s: %s", path, strerror(e));
+	}
+	*limit = base == d->seg ? d->len : (uint64_t)st.st_size;
+	return SPATE_OK;
+}
+
+/* In the batch at bpos (read whole): the first record with timestamp >= ts. */
+static int ts_in_batch(sp_log_scan_t *sc, uint64_t bpos, int64_t ts, uint64_t *offset, bool *found,
+                       const char *path, char *errstr, size_t size)
+{
+	sp_log_scan_seek(sc, bpos);
+	if (sp_log_scan_next(sc, true, true) != SP_LOG_SCAN_BATCH)
+		return sp_err(errstr, size, SPATE_ERR_CORRUPT, "%s: byte %" PRIu64 ": bad batch: %s", path,
+		              bpos, sc->why ? sc->why : "?");
+	sp_log_rec_iter_t it;
+	sp_log_rec_t rec;
+	const char *why;
+	sp_log_rec_iter_init(&it, sc->data, sc->total, &sc->h);
+	while (sp_log_rec_next(&it, &rec, &why) == 1)
+		if (rec.timestamp >= ts) {
+			*offset = (uint64_t)rec.offset;
+			*found = true;
+			break;
+		}
+	return SPATE_OK;
+}
+
+int sp_log_find_ts(const char *pdir, const sp_log_durable_t *d, const sp_log_seglist_t *segs, int64_t ts,
+                   uint64_t *offset, char *errstr, size_t size)
+{
+	*offset = d->next;
+	bool found = false;
+	int rc = SPATE_OK;
+	for (size_t j = 0; rc == SPATE_OK && j < segs->n && !found && segs->base[j] <= d->seg; j++) {
+		char path[SP_LOG_PATH_MAX];
+		int fd;
+		uint64_t limit;
+		if ((rc = open_seg(pdir, d, segs->base[j], &fd, &limit, path, sizeof(path), errstr, size)))
+			break;
+		sp_log_scan_t sc;
+		if (sp_log_scan_init(&sc, fd, 0, limit)) {
+			close(fd);
+			return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
+		}
+		/* batch headers first: maxTimestamp says whether a batch can hold it */
+		while (!found && rc == SPATE_OK && sp_log_scan_next(&sc, false, false) == SP_LOG_SCAN_BATCH) {
+			if (sc.h.max_ts < ts || (sc.h.attributes & SP_LOG_ATTR_CONTROL))
+				continue;
+			if (sp_log_batch_codec(&sc.h) || (sc.h.attributes & SP_LOG_ATTR_TS_LOG_APPEND)) {
+				*offset = (uint64_t)sc.h.base_offset; /* cannot look inside: its start */
+				found = true;
+				break;
+			}
+			rc = ts_in_batch(&sc, sc.bpos, ts, offset, &found, path, errstr, size);
+		}
+		sp_log_scan_free(&sc);
+		close(fd);
+	}
+	return rc;
+}
+
+/* The last record offset of the batch at bpos (read whole); false when it has none. */
+static bool batch_last_record(sp_log_scan_t *sc, uint64_t bpos, uint64_t *last)
+{
+	sp_log_scan_seek(sc, bpos);
+	if (sp_log_scan_next(sc, true, true) != SP_LOG_SCAN_BATCH)
+		return false;
+	if (sp_log_batch_codec(&sc->h)) {
+		*last = (uint64_t)sp_log_batch_last(&sc->h); /* cannot look inside */
+		return true;
+	}
+	sp_log_rec_iter_t it;
+	sp_log_rec_t rec;
+	const char *why;
+	bool any = false;
+	sp_log_rec_iter_init(&it, sc->data, sc->total, &sc->h);
+	while (sp_log_rec_next(&it, &rec, &why) == 1) {
+		*last = (uint64_t)rec.offset;
+		any = true;
+	}
+	return any;
+}
+
+int sp_log_last_record(const char *pdir, const sp_log_durable_t *d, const sp_log_seglist_t *segs, bool *has,
+                       uint64_t *last, char *errstr, size_t size)
+{
+	*has = false;
+	int rc = SPATE_OK;
+	for (size_t j = segs->n; rc == SPATE_OK && j-- > 0 && !*has;) {
+		uint64_t base = segs->base[j];
+		if (base > d->seg)
+			continue;
+		char path[SP_LOG_PATH_MAX];
+		int fd;
+		uint64_t limit;
+		if ((rc = open_seg(pdir, d, base, &fd, &limit, path, sizeof(path), errstr, size)))
+			break;
+		/* From the last index entry, then (when only control batches follow it) from 0. */
+		uint64_t from = sp_log_index_lookup(pdir, base, UINT64_MAX, limit);
+		sp_log_scan_t sc;
+		if (sp_log_scan_init(&sc, fd, from, limit)) {
+			close(fd);
+			return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
+		}
+		for (int pass = 0; pass < 2 && !*has; pass++) {
+			uint64_t cand[2] = {UINT64_MAX, UINT64_MAX}; /* the last two data batches */
+			sp_log_scan_seek(&sc, pass ? 0 : from);
+			while (sp_log_scan_next(&sc, false, false) == SP_LOG_SCAN_BATCH)
+				if (!(sc.h.attributes & SP_LOG_ATTR_CONTROL) && sc.h.count > 0) {
+					cand[0] = cand[1];
+					cand[1] = sc.bpos;
+				}
+			for (int k = 1; k >= 0 && !*has; k--)
+				if (cand[k] != UINT64_MAX && batch_last_record(&sc, cand[k], last))
+					*has = true;
+			if (from == 0)
+				break;
+		}
+		sp_log_scan_free(&sc);
+		close(fd);
+	}
+	return rc;
+}

@@ -1,0 +1,113 @@
+/* parse.c - the complete batches of a read buffer, into record descriptors.
+ *
+ * Two walks over the bytes the reader read: sp_log_parse_scan validates every complete
+ * batch (header, CRC32C, record framing) and counts the records and headers to deliver,
+ * so the chunk is allocated once at its exact size; sp_log_parse_fill then writes the
+ * descriptors, pointing into the bytes (no copy, no allocation per record). Control
+ * batches (transaction markers) are offsets, not records: skipped. Records before
+ * `from` (a seek into a batch) and after `end` (stop.at.end) are skipped too.
+ */
+#include "connectors/log/log.h"
+
+void sp_log_parse_scan(const uint8_t *data, size_t len, sp_log_parse_t *ps)
+{
+	size_t off = 0;
+	uint64_t nd = ps->from;
+	ps->used = ps->need = 0;
+	ps->nrec = ps->nhdr = 0;
+	ps->stop = SP_LOG_PARSE_MORE;
+	ps->why = NULL;
+	while (off < len && ps->stop == SP_LOG_PARSE_MORE) {
+		size_t total;
+		int hr = sp_log_batch_header(data + off, len - off, &ps->h, &total, &ps->why);
+		if (hr == SP_LOG_HDR_SHORT) {
+			ps->need = len - off + 1; /* more than there is */
+			break;
+		}
+		if (hr == SP_LOG_HDR_BAD) {
+			ps->stop = SP_LOG_PARSE_CORRUPT;
+			break;
+		}
+		if (total > len - off) {
+			ps->need = total;
+			break;
+		}
+		if (!sp_log_batch_crc_ok(data + off, total, NULL)) {
+			ps->why = "CRC32C mismatch";
+			ps->stop = SP_LOG_PARSE_CORRUPT;
+			break;
+		}
+		if (sp_log_batch_codec(&ps->h)) {
+			ps->stop = SP_LOG_PARSE_UNSUPPORTED;
+			break;
+		}
+		if (!(ps->h.attributes & SP_LOG_ATTR_CONTROL)) {
+			sp_log_rec_iter_t it;
+			sp_log_rec_t rec;
+			int k;
+			sp_log_rec_iter_init(&it, data + off, total, &ps->h);
+			while ((k = sp_log_rec_next(&it, &rec, &ps->why)) == 1) {
+				if (sp_log_rec_check_hdrs(&rec) < 0) {
+					k = -1;
+					ps->why = "bad record headers";
+					break;
+				}
+				if ((uint64_t)rec.offset < nd ||
+				    (ps->has_end && (uint64_t)rec.offset > ps->end))
+					continue;
+				ps->nrec++;
+				ps->nhdr += (uint32_t)rec.hdr_cnt;
+				nd = (uint64_t)rec.offset + 1;
+			}
+			if (k < 0) {
+				ps->stop = SP_LOG_PARSE_CORRUPT;
+				break;
+			}
+		}
+		off += total;
+		ps->passed = (uint64_t)sp_log_batch_last(&ps->h) + 1;
+		if (ps->has_end && ps->passed > ps->end)
+			ps->stop = SP_LOG_PARSE_END;
+	}
+	ps->used = off;
+	ps->next = nd;
+}
+
+void sp_log_parse_fill(const uint8_t *data, const sp_log_parse_t *ps, sp_chunk_t *c)
+{
+	uint32_t k = 0, hk = 0;
+	uint64_t nd = ps->from;
+	for (size_t off = 0; off < ps->used;) {
+		size_t total;
+		sp_log_batch_hdr_t b;
+		sp_log_batch_header(data + off, ps->used - off, &b, &total, NULL);
+		if (!(b.attributes & SP_LOG_ATTR_CONTROL)) {
+			sp_log_rec_iter_t it;
+			sp_log_rec_t rec;
+			const char *why;
+			bool log_append = b.attributes & SP_LOG_ATTR_TS_LOG_APPEND;
+			sp_log_rec_iter_init(&it, data + off, total, &b);
+			while (sp_log_rec_next(&it, &rec, &why) == 1) {
+				if ((uint64_t)rec.offset < nd ||
+				    (ps->has_end && (uint64_t)rec.offset > ps->end))
+					continue;
+				spate_record_t *d = &c->recs[k++];
+				d->flags = 0;
+				d->key = rec.key;
+				d->key_len = rec.key_len > 0 ? (size_t)rec.key_len : 0;
+				d->value = rec.value;
+				d->value_len = rec.value_len > 0 ? (size_t)rec.value_len : 0;
+				/* LogAppendTime: the broker's time, the batch's maxTimestamp */
+				d->timestamp_ms = log_append ? b.max_ts : rec.timestamp;
+				d->position = sp_pos((uint64_t)rec.offset);
+				d->header_cnt = (size_t)rec.hdr_cnt;
+				d->headers = rec.hdr_cnt ? &c->hdrs[hk] : NULL;
+				const uint8_t *hp = rec.hdrs;
+				for (int32_t i = 0; i < rec.hdr_cnt; i++)
+					sp_log_hdr_next(&hp, rec.hdrs_end, &c->hdrs[hk++]);
+				nd = (uint64_t)rec.offset + 1;
+			}
+		}
+		off += total;
+	}
+}

@@ -1,0 +1,272 @@
+/* test_log_source.c - the log as a source and as a DLQ, end to end through the public
+ * API: every record handled once with the right id, position, timestamp and headers;
+ * a restart resumes after the checkpoint; starting.position latest and at-timestamp;
+ * stop.at.end with a tiny max.inflight.bytes; log.on.corruption fail and skip; records
+ * that fail go to a dlq=log:DIR, durably, with their bytes. */
+#include "tests/connectors/log/logtest.h"
+
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum { PARTS = 3, N1 = 6000, N2 = 1500, MAXREC = N1 + N2 };
+
+typedef struct state {
+	_Atomic uint32_t seen[MAXREC];
+	_Atomic uint64_t handled;
+	_Atomic int bad;
+	char topic[64];
+} state_t;
+
+/* Record i: key "k<i%50>", value "<i>" (or "<i>:poison" every 100th), timestamp
+ * 1700000000000 + i, header "n" = "<i>". */
+static void make_rec(uint32_t i, char *key, char *val, char *hv, spate_header_t *h, spate_push_record_t *r)
+{
+	int kl = snprintf(key, 16, "k%u", i % 50);
+	int vl = snprintf(val, 32, i % 100 == 7 ? "%u:poison" : "%u", i);
+	int hl = snprintf(hv, 16, "%u", i);
+	*h = (spate_header_t){"n", 1, hv, (size_t)hl};
+	*r = (spate_push_record_t){key, (size_t)kl, val, (size_t)vl, h, 1, 1700000000000LL + i};
+}
+
+static void produce(const char *dir, uint32_t from, uint32_t to)
+{
+	char err[1024];
+	sp_log_wopts_t o;
+	lt_wopts(&o, 64 << 10, 4096);
+	sp_log_producer_t *p;
+	cr_assert_eq(sp_log_producer_open(dir, PARTS, &o, &p, err, sizeof(err)), SPATE_OK, "%s", err);
+	for (uint32_t i = from; i < to; i++) {
+		char k[16], v[32], hv[16];
+		spate_header_t h;
+		spate_push_record_t r;
+		make_rec(i, k, v, hv, &h, &r);
+		cr_assert_eq(sp_log_producer_send(p, &r, 1, -1, err, sizeof(err)), SPATE_OK, "%s", err);
+	}
+	cr_assert_eq(sp_log_producer_close(p, err, sizeof(err)), SPATE_OK, "%s", err);
+}
+
+static int handle(void *opaque, void *ctx, spate_batch_t *b)
+{
+	(void)ctx;
+	state_t *s = opaque;
+	const spate_record_t *const *r = spate_batch_records(b);
+	for (size_t i = 0; i < spate_batch_count(b); i++) {
+		char v[64], id[256], want[256];
+		size_t n = r[i]->value_len < sizeof(v) - 1 ? r[i]->value_len : sizeof(v) - 1;
+		memcpy(v, r[i]->value, n);
+		v[n] = 0;
+		unsigned x = (unsigned)strtoul(v, NULL, 10);
+		if (x >= MAXREC || r[i]->timestamp_ms != 1700000000000LL + x || r[i]->header_cnt != 1 ||
+		    r[i]->headers[0].value_len != strlen(v) - (strchr(v, ':') ? 7 : 0)) {
+			atomic_fetch_add(&s->bad, 1);
+			continue;
+		}
+		spate_record_id(r[i], id, sizeof(id));
+		snprintf(want, sizeof(want), "log/%s/%d/%llu", s->topic, r[i]->partition->partition,
+		         (unsigned long long)r[i]->position.w[2]);
+		if (strcmp(id, want) || strcmp(r[i]->partition->source, "log"))
+			atomic_fetch_add(&s->bad, 1);
+		atomic_fetch_add(&s->seen[x], 1);
+	}
+	atomic_fetch_add(&s->handled, spate_batch_count(b));
+	return SPATE_HANDLER_OK;
+}
+
+static spate_engine_t *engine(state_t *s, const char *dir, const char *store, const char *const *kv)
+{
+	char err[1024], src[512];
+	spate_conf_t *c = spate_conf_new();
+	snprintf(src, sizeof(src), "log:%s", dir);
+	cr_assert_eq(spate_conf_set(c, "source", src, err, sizeof(err)), SPATE_CONF_OK, "%s", err);
+	cr_assert_eq(spate_conf_set(c, "stop.at.end", "true", err, sizeof(err)), SPATE_CONF_OK);
+	cr_assert_eq(spate_conf_set(c, "max.concurrency", "2", err, sizeof(err)), SPATE_CONF_OK);
+	if (store)
+		cr_assert_eq(spate_conf_set(c, "store", store, err, sizeof(err)), SPATE_CONF_OK, "%s", err);
+	for (size_t i = 0; kv && kv[i]; i += 2)
+		cr_assert_eq(spate_conf_set(c, kv[i], kv[i + 1], err, sizeof(err)), SPATE_CONF_OK, "%s", err);
+	spate_handler_t h = {.version = SPATE_HANDLER_VERSION, .name = "t", .handle = handle, .opaque = s};
+	spate_engine_t *e = spate_engine_new(c, s ? &h : NULL, err, sizeof(err));
+	cr_assert_not_null(e, "%s", err);
+	return e;
+}
+
+static int run(spate_engine_t *e, char *err, size_t size)
+{
+	int rc = spate_engine_start(e, err, size);
+	if (rc == SPATE_OK)
+		rc = spate_engine_run(e, err, size);
+	return rc;
+}
+
+static state_t *new_state(const char *dir)
+{
+	state_t *s = calloc(1, sizeof(*s));
+	const char *b = strrchr(dir, '/');
+	snprintf(s->topic, sizeof(s->topic), "%s", b ? b + 1 : dir);
+	return s;
+}
+
+Test(log_source, every_record_once_then_resume_after_checkpoint)
+{
+	char *dir = lt_mkdtemp(), *sd = lt_mkdtemp();
+	char store[512], err[1024];
+	snprintf(store, sizeof(store), "file:%s/ckpt", sd);
+	produce(dir, 0, N1);
+	state_t *s = new_state(dir);
+	spate_engine_t *e = engine(s, dir, store, NULL);
+	cr_assert_eq(run(e, err, sizeof(err)), SPATE_OK, "%s", err);
+	spate_summary_t sum;
+	spate_engine_summary(e, &sum);
+	spate_engine_destroy(e);
+	cr_assert_eq(sum.records, N1);
+	cr_assert_eq(atomic_load(&s->handled), N1);
+	cr_assert_eq(atomic_load(&s->bad), 0);
+	for (uint32_t i = 0; i < N1; i++)
+		cr_assert_eq(atomic_load(&s->seen[i]), 1, "record %u seen %u times", i,
+		             atomic_load(&s->seen[i]));
+	/* more records; the second run starts after the checkpoint */
+	produce(dir, N1, MAXREC);
+	e = engine(s, dir, store, NULL);
+	cr_assert_eq(run(e, err, sizeof(err)), SPATE_OK, "%s", err);
+	spate_engine_summary(e, &sum);
+	spate_engine_destroy(e);
+	cr_assert_eq(sum.records, N2);
+	for (uint32_t i = 0; i < MAXREC; i++)
+		cr_assert_eq(atomic_load(&s->seen[i]), 1, "record %u seen %u times", i,
+		             atomic_load(&s->seen[i]));
+	cr_assert_eq(atomic_load(&s->bad), 0);
+	free(s);
+	lt_rmrf(dir);
+	lt_rmrf(sd);
+	free(dir);
+	free(sd);
+}
+
+Test(log_source, tiny_inflight_bound_still_progresses)
+{
+	char *dir = lt_mkdtemp();
+	char err[1024];
+	produce(dir, 0, N1);
+	state_t *s = new_state(dir);
+	const char *kv[] = {"max.inflight.bytes", "1", NULL};
+	spate_engine_t *e = engine(s, dir, NULL, kv);
+	cr_assert_eq(run(e, err, sizeof(err)), SPATE_OK, "%s", err);
+	spate_engine_destroy(e);
+	cr_assert_eq(atomic_load(&s->handled), N1);
+	free(s);
+	lt_rmrf(dir);
+	free(dir);
+}
+
+Test(log_source, starting_positions)
+{
+	char *dir = lt_mkdtemp();
+	char err[1024];
+	produce(dir, 0, N1);
+	state_t *s = new_state(dir);
+	const char *latest[] = {"starting.position", "latest", NULL};
+	spate_engine_t *e = engine(s, dir, NULL, latest);
+	cr_assert_eq(run(e, err, sizeof(err)), SPATE_OK, "%s", err);
+	spate_engine_destroy(e);
+	cr_assert_eq(atomic_load(&s->handled), 0, "latest: nothing that was there before");
+	/* at-timestamp: records with timestamps >= T, i.e. ids >= 4000 */
+	const char *ts[] = {"starting.position", "at-timestamp:1700000004000", NULL};
+	e = engine(s, dir, NULL, ts);
+	cr_assert_eq(run(e, err, sizeof(err)), SPATE_OK, "%s", err);
+	spate_engine_destroy(e);
+	cr_assert_eq(atomic_load(&s->handled), N1 - 4000);
+	for (uint32_t i = 0; i < N1; i++)
+		cr_assert_eq(atomic_load(&s->seen[i]), i >= 4000 ? 1u : 0u, "record %u", i);
+	free(s);
+	lt_rmrf(dir);
+	free(dir);
+}
+
+Test(log_source, failed_records_go_to_a_log_dlq)
+{
+	char *dir = lt_mkdtemp(), *dlq = lt_mkdtemp();
+	char err[1024], dlqarg[512];
+	produce(dir, 0, N1);
+	lt_rmrf(dlq); /* the sink creates it */
+	snprintf(dlqarg, sizeof(dlqarg), "log:%s", dlq);
+	const char *kv[] = {"handler", "fail-if:poison",       "dlq",  dlqarg, "max.retry.attempts",
+	                    "0",       "report.item.failures", "true", NULL};
+	spate_engine_t *e = engine(NULL, dir, NULL, kv);
+	cr_assert_eq(run(e, err, sizeof(err)), SPATE_OK, "%s", err);
+	spate_summary_t sum;
+	spate_engine_summary(e, &sum);
+	spate_engine_destroy(e);
+	cr_assert_eq(sum.records, N1);
+	cr_assert_eq(sum.dlq, N1 / 100);
+	int parts;
+	cr_assert_eq(sp_log_meta_read(dlq, &parts, err, sizeof(err)), SPATE_OK, "%s", err);
+	cr_assert_eq(parts, 1, "a missing DLQ log is created with one partition");
+	lt_recs_t recs = {0};
+	sp_log_ropts_t ro;
+	lt_ropts(&ro);
+	cr_assert_eq(lt_read(dlq, 0, 0, &ro, &recs, err, sizeof(err)), SPATE_OK, "%s", err);
+	cr_assert_eq(recs.n, N1 / 100);
+	for (size_t i = 0; i < recs.n; i++) {
+		cr_assert_not_null(recs.v[i].value);
+		cr_assert(memmem(recs.v[i].value, recs.v[i].value_len, ":poison", 7),
+		          "the record's own value");
+		bool named = false;
+		for (size_t h = 0; h < recs.v[i].hcnt; h++)
+			if (recs.v[i].hdrs[h].key_len > 6 && !memcmp(recs.v[i].hdrs[h].key, "spate.", 6))
+				named = true;
+		cr_assert(named, "spate.* headers name the error");
+	}
+	lt_recs_free(&recs);
+	lt_rmrf(dir);
+	lt_rmrf(dlq);
+	free(dir);
+	free(dlq);
+}
+
+/* Flip a byte in the middle of partition 0's first segment. */
+static void corrupt_partition0(const char *dir)
+{
+	char path[4200];
+	lt_seg(path, sizeof(path), dir, 0, 0);
+	int fd = open(path, O_RDWR);
+	cr_assert_geq(fd, 0);
+	off_t size = lseek(fd, 0, SEEK_END);
+	uint8_t x;
+	cr_assert_eq(pread(fd, &x, 1, size / 2), 1);
+	x ^= 0x10;
+	cr_assert_eq(pwrite(fd, &x, 1, size / 2), 1);
+	close(fd);
+}
+
+Test(log_source, corruption_fail_and_skip)
+{
+	char *dir = lt_mkdtemp();
+	char err[1024];
+	produce(dir, 0, N1);
+	corrupt_partition0(dir);
+	state_t *s = new_state(dir);
+	spate_engine_t *e = engine(s, dir, NULL, NULL);
+	int rc = run(e, err, sizeof(err));
+	spate_engine_destroy(e);
+	cr_assert_eq(rc, SPATE_ERR_CORRUPT, "rc %d: %s", rc, err);
+	cr_assert(strstr(err, "00000000000000000000.log"), "%s", err);
+	cr_assert(strstr(err, "byte "), "%s", err);
+	free(s);
+	s = new_state(dir);
+	const char *skip[] = {"log.on.corruption", "skip", NULL};
+	e = engine(s, dir, NULL, skip);
+	cr_assert_eq(run(e, err, sizeof(err)), SPATE_OK, "%s", err);
+	spate_engine_destroy(e);
+	uint64_t h = atomic_load(&s->handled);
+	cr_assert_lt(h, N1, "the bad batch's records were skipped");
+	cr_assert_gt(h, N1 - 200, "only one batch was skipped");
+	cr_assert_eq(atomic_load(&s->bad), 0);
+	free(s);
+	lt_rmrf(dir);
+	free(dir);
+}
