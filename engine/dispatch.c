@@ -47,6 +47,7 @@ bool sp_dispatch(sp_engine_t *e, sp_chunk_t *c)
 			return false;
 		for (uint32_t i = 0; i < c->n; i++)
 			c->order[i] = i;
+		atomic_store_explicit(&c->lane_refs, 1, memory_order_relaxed);
 		sp_tracker_add(e, c);
 		ring_push(lanes[0], c, 0, c->n);
 		sp_lanes_ready(e, lanes, 1);
@@ -80,6 +81,12 @@ bool sp_dispatch(sp_engine_t *e, sp_chunk_t *c)
 	for (uint32_t i = 0; i < c->n; i++)
 		c->order[counts[c->st[i].lane]++] = i;
 	/* counts[l] is now the end of lane l's run */
+	uint32_t runs = 0, prev = 0;
+	for (uint32_t l = 0; l < F; l++) {
+		runs += counts[l] > prev;
+		prev = counts[l];
+	}
+	atomic_store_explicit(&c->lane_refs, runs, memory_order_relaxed);
 	sp_tracker_add(e, c);
 	sp_lane_t *touched_stack[64];
 	sp_lane_t **touched = F <= 64 ? touched_stack : malloc(F * sizeof(*touched));

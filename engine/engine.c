@@ -134,7 +134,7 @@ void sp_chunk_free(sp_chunk_t *c)
 {
 	if (!c)
 		return;
-	if (c->release)
+	if (c->release && !c->bytes_released)
 		c->release(c, c->release_opaque);
 	free(c);
 }
@@ -570,6 +570,7 @@ void spate_engine_destroy(spate_engine_t *e)
 		free(p);
 	}
 	free(e->parts);
+	sp_lanes_free_arenas(e);
 	free(e->lanes);
 	if (e->handler_created && e->op->destroy)
 		e->op->destroy(&e->h);

@@ -57,6 +57,10 @@ struct sp_lane {
 	int dlq_condition;     /* their condition */
 	int64_t park_until_ms; /* monotonic; valid in LANE_PARKED */
 	char last_err[256];    /* the last error seen at the head (for the DLQ) */
+	/* runs in [tail, mig_head) were copied into the arena (their chunks are unpinned) */
+	uint32_t mig_head;
+	struct sp_arena *arena; /* blocks of copied record bytes, freed when passed */
+	bool mig_wanted;        /* under e->mu: a parked lane got new runs to copy */
 	/* under e->mu */
 	int state;
 	sp_lane_t *next; /* ready queue or parked list */
@@ -78,17 +82,22 @@ struct sp_part_eng {
 	uint64_t done;         /* records DONE */
 };
 
-enum comp_kind { COMP_DONE = 1 };
+enum comp_kind {
+	COMP_DONE = 0, /* records c->order[begin .. begin+len) are DONE */
+	COMP_UNPIN = 1 /* no lane reads c's bytes any more: release them */
+};
 
 typedef struct sp_comp {
 	sp_chunk_t *c;
 	uint32_t begin; /* into c->order */
 	uint32_t len;
+	uint32_t kind;
 } sp_comp_t;
 
 /* Worker counters: written by the worker only, read relaxed by anyone. */
 typedef struct sp_wstats {
 	_Atomic uint64_t batches, failed, dlq, dropped, retries, dlq_errors, busy_ns, records_in;
+	_Atomic uint64_t migrated, arena_bytes;
 } sp_wstats_t;
 
 typedef struct sp_worker {
@@ -202,6 +211,8 @@ uint32_t sp_lane_of(const spate_record_t *r, uint32_t factor);
 int sp_workers_start(sp_engine_t *e, char *errstr, size_t size);
 void sp_workers_stop(sp_engine_t *e);
 void sp_workers_free(sp_engine_t *e);
+/** Free the retry arenas still held by lanes (at destroy). */
+void sp_lanes_free_arenas(sp_engine_t *e);
 /** Make lanes ready under e->mu and wake workers. */
 void sp_lanes_ready(sp_engine_t *e, sp_lane_t **lanes, size_t n);
 

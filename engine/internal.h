@@ -17,6 +17,7 @@
 
 #include <spate/spate.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -117,6 +118,11 @@ struct sp_chunk {
 	uint64_t seq;             /* chunk number within the partition */
 	int64_t created_ns;
 	bool end_marker;          /* the source says: nothing follows in this partition (stop.at.end) */
+	/* lanes whose runs still point into buf (set by dispatch, dropped by workers as runs
+	 * are consumed or copied into a retrying lane's arena); at 0 the bytes are released
+	 * before the records are DONE, so a retrying lane pins no read buffer */
+	_Atomic uint32_t lane_refs;
+	bool bytes_released; /* tracker thread */
 };
 
 /** Allocate a chunk for n records and hdr_cap headers, all in one allocation, with

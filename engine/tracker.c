@@ -54,7 +54,8 @@ static void advance(sp_engine_t *e, sp_part_t *p)
 		pe->fifo_head = c->next;
 		if (!pe->fifo_head)
 			pe->fifo_tail = NULL;
-		e->inflight_bytes -= c->bytes;
+		if (!c->bytes_released)
+			e->inflight_bytes -= c->bytes;
 		e->inflight_records -= c->n;
 		sp_chunk_free(c);
 	}
@@ -77,6 +78,18 @@ size_t sp_tracker_drain(sp_engine_t *e)
 		for (; tail != head; tail++) {
 			sp_comp_t *cp = &w->ring[tail & (SP_COMP_RING - 1)];
 			sp_chunk_t *c = cp->c;
+			if (cp->kind == COMP_UNPIN) {
+				/* its bytes are no longer read: they leave the in-flight count now,
+				 * the records' state stays until they are DONE */
+				if (!c->bytes_released) {
+					if (c->release)
+						c->release(c, c->release_opaque);
+					c->bytes_released = true;
+					e->inflight_bytes -= c->bytes;
+				}
+				entries++;
+				continue;
+			}
 			for (uint32_t k = cp->begin; k < cp->begin + cp->len; k++)
 				c->st[c->order[k]].done = 1;
 			c->pending -= cp->len;

@@ -98,11 +98,16 @@ void sp_lanes_ready(sp_engine_t *e, sp_lane_t **lanes, size_t n)
 {
 	size_t queued = 0;
 	pthread_mutex_lock(&e->mu);
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		if (lanes[i]->state == LANE_IDLE) {
 			push_ready_locked(e, lanes[i]);
 			queued++;
+		} else if (lanes[i]->state == LANE_PARKED && !lanes[i]->mig_wanted) {
+			/* new runs behind a retrying lane: a worker copies them out */
+			lanes[i]->mig_wanted = true;
+			queued++;
 		}
+	}
 	if (queued && e->idle_workers) {
 		if (queued > 1 && e->idle_workers > 1)
 			pthread_cond_broadcast(&e->work_cv);
@@ -123,6 +128,7 @@ static int64_t unpark_locked(sp_engine_t *e, int64_t now)
 		if (l->park_until_ms <= now) {
 			*pp = l->next;
 			l->park_until_ms = 0;
+			l->mig_wanted = false; /* it runs now; a new park copies what is queued */
 			push_ready_locked(e, l);
 		} else {
 			if (!next || l->park_until_ms < next)
@@ -131,6 +137,20 @@ static int64_t unpark_locked(sp_engine_t *e, int64_t now)
 		}
 	}
 	return next;
+}
+
+/* A parked lane with runs to copy into its arena, taken off the parked list (it keeps
+ * its deadline and goes back after the copy), or NULL. */
+static sp_lane_t *take_migration_locked(sp_engine_t *e)
+{
+	for (sp_lane_t **pp = &e->parked; *pp; pp = &(*pp)->next) {
+		sp_lane_t *l = *pp;
+		if (l->mig_wanted) {
+			*pp = l->next;
+			return l;
+		}
+	}
+	return NULL;
 }
 
 static bool lane_has_work(sp_lane_t *l)
@@ -142,7 +162,7 @@ static bool lane_has_work(sp_lane_t *l)
 
 /* ---- completions ------------------------------------------------------------------- */
 
-static void push_comp(sp_worker_t *w, sp_chunk_t *c, uint32_t begin, uint32_t len)
+static void push_comp(sp_worker_t *w, sp_chunk_t *c, uint32_t begin, uint32_t len, uint32_t kind)
 {
 	uint32_t head = atomic_load_explicit(&w->chead, memory_order_relaxed);
 	while (head - atomic_load_explicit(&w->ctail, memory_order_acquire) == SP_COMP_RING) {
@@ -150,7 +170,7 @@ static void push_comp(sp_worker_t *w, sp_chunk_t *c, uint32_t begin, uint32_t le
 		sp_engine_wake(w->e);
 		sched_yield();
 	}
-	w->ring[head & (SP_COMP_RING - 1)] = (sp_comp_t){c, begin, len};
+	w->ring[head & (SP_COMP_RING - 1)] = (sp_comp_t){c, begin, len, kind};
 	atomic_store_explicit(&w->chead, head + 1, memory_order_release);
 }
 
@@ -161,34 +181,136 @@ static void wake_engine_if_sleeping(sp_engine_t *e)
 		sp_engine_wake(e);
 }
 
+/* One lane no longer reads chunk c's bytes: the last one tells the tracker to release
+ * them. Must be pushed before the DONE entries of the same records (see consume). */
+static void unpin(sp_worker_t *w, sp_chunk_t *c)
+{
+	if (atomic_fetch_sub_explicit(&c->lane_refs, 1, memory_order_acq_rel) == 1)
+		push_comp(w, c, 0, 0, COMP_UNPIN);
+}
+
+static void arena_free(sp_worker_t *w, sp_lane_t *l);
+
 /* Records refs[0..k) are DONE: advance the lane's cursor over them and report them,
- * one completion per contiguous run of one chunk. */
+ * one completion per contiguous run of one chunk. Runs the cursor finishes are unpinned
+ * first, so the tracker sees the UNPIN before the DONE that could free the chunk. */
 static void consume(sp_worker_t *w, sp_lane_t *l, const sp_bref_t *refs, uint32_t k)
 {
 	if (!k)
 		return;
+	uint32_t tail = atomic_load_explicit(&l->tail, memory_order_relaxed);
+	uint32_t off = l->off, left = k;
+	while (left) {
+		sp_run_t *r = &l->ring[tail & (SP_LANE_RING - 1)];
+		uint32_t take = r->len - off < left ? r->len - off : left;
+		off += take;
+		left -= take;
+		if (off == r->len) {
+			if ((int32_t)(tail - l->mig_head) >= 0) /* not copied to the arena */
+				unpin(w, r->c);
+			tail++;
+			off = 0;
+		}
+	}
 	uint32_t i = 0;
 	while (i < k) {
 		uint32_t j = i + 1;
 		while (j < k && refs[j].c == refs[i].c && refs[j].ord == refs[j - 1].ord + 1)
 			j++;
-		push_comp(w, refs[i].c, refs[i].ord, j - i);
+		push_comp(w, refs[i].c, refs[i].ord, j - i, COMP_DONE);
 		i = j;
-	}
-	uint32_t tail = atomic_load_explicit(&l->tail, memory_order_relaxed);
-	uint32_t off = l->off;
-	while (k) {
-		sp_run_t *r = &l->ring[tail & (SP_LANE_RING - 1)];
-		uint32_t take = r->len - off < k ? r->len - off : k;
-		off += take;
-		k -= take;
-		if (off == r->len) {
-			tail++;
-			off = 0;
-		}
 	}
 	l->off = off;
 	atomic_store_explicit(&l->tail, tail, memory_order_release);
+	if ((int32_t)(l->mig_head - tail) <= 0) {
+		l->mig_head = tail;
+		if (l->arena && off == 0)
+			arena_free(w, l);
+	}
+}
+
+/* ---- the retry arena -------------------------------------------------------------- */
+
+/* A block of bytes copied out of chunks for a retrying lane. */
+typedef struct sp_arena {
+	struct sp_arena *next;
+	size_t len;
+	char bytes[];
+} sp_arena_t;
+
+static void arena_free(sp_worker_t *w, sp_lane_t *l)
+{
+	while (l->arena) {
+		sp_arena_t *a = l->arena;
+		l->arena = a->next;
+		atomic_fetch_sub_explicit(&w->st.arena_bytes, a->len, memory_order_relaxed);
+		free(a);
+	}
+}
+
+static size_t rec_bytes(const spate_record_t *r)
+{
+	size_t n = r->key_len + r->value_len;
+	for (size_t h = 0; h < r->header_cnt; h++)
+		n += r->headers[h].key_len + r->headers[h].value_len;
+	return n;
+}
+
+static const void *copy_in(char **p, const void *src, size_t n)
+{
+	if (!src)
+		return NULL;
+	void *d = *p;
+	memcpy(d, src, n);
+	*p += n;
+	return d;
+}
+
+/* The lane retries: copy the bytes of every queued record not yet copied into an arena
+ * block, point the descriptors at the copies, and unpin the chunks, so one poison key
+ * does not hold read buffers (and, through max.inflight.bytes, the other lanes).
+ * Only the worker that holds the lane calls it. On out-of-memory nothing changes. */
+static void migrate(sp_worker_t *w, sp_lane_t *l)
+{
+	uint32_t head = atomic_load_explicit(&l->head, memory_order_acquire);
+	uint32_t tail = atomic_load_explicit(&l->tail, memory_order_relaxed);
+	uint32_t from = (int32_t)(l->mig_head - tail) > 0 ? l->mig_head : tail;
+	if (from == head)
+		return;
+	size_t total = 0;
+	for (uint32_t t = from; t != head; t++) {
+		sp_run_t *r = &l->ring[t & (SP_LANE_RING - 1)];
+		for (uint32_t j = t == tail ? l->off : 0; j < r->len; j++)
+			total += rec_bytes(&r->c->recs[r->c->order[r->begin + j]]);
+	}
+	sp_arena_t *a = malloc(sizeof(*a) + (total ? total : 1));
+	if (!a) {
+		sp_log(w->e, SP_LOG_WARN, "retry arena: out of memory for %zu bytes; the lane keeps its chunks",
+		       total);
+		return;
+	}
+	a->len = total;
+	a->next = l->arena;
+	l->arena = a;
+	char *p = a->bytes;
+	for (uint32_t t = from; t != head; t++) {
+		sp_run_t *r = &l->ring[t & (SP_LANE_RING - 1)];
+		for (uint32_t j = t == tail ? l->off : 0; j < r->len; j++) {
+			spate_record_t *rec = &r->c->recs[r->c->order[r->begin + j]];
+			rec->key = copy_in(&p, rec->key, rec->key_len);
+			rec->value = copy_in(&p, rec->value, rec->value_len);
+			/* the header array lives in the chunk's allocation, which stays */
+			spate_header_t *h = (spate_header_t *)rec->headers;
+			for (size_t x = 0; x < rec->header_cnt; x++) {
+				h[x].key = copy_in(&p, h[x].key, h[x].key_len);
+				h[x].value = copy_in(&p, h[x].value, h[x].value_len);
+			}
+		}
+		unpin(w, r->c);
+	}
+	l->mig_head = head;
+	atomic_fetch_add_explicit(&w->st.arena_bytes, total, memory_order_relaxed);
+	atomic_fetch_add_explicit(&w->st.migrated, 1, memory_order_relaxed);
 }
 
 /* ---- batches ---------------------------------------------------------------------- */
@@ -534,6 +656,8 @@ static void *worker_main(void *arg)
 			int64_t next = e->parked ? unpark_locked(e, sp_now_ms()) : 0;
 			if (e->ready_head)
 				continue;
+			if ((l = take_migration_locked(e)))
+				break;
 			e->idle_workers++;
 			if (next) {
 				struct timespec ts;
@@ -552,11 +676,15 @@ static void *worker_main(void *arg)
 		pthread_mutex_unlock(&e->mu);
 
 		int b = 0;
-		while (b++ < SP_LANE_BURST && run_batch(w, l) && !e->quit)
-			;
+		if (!l->mig_wanted)
+			while (b++ < SP_LANE_BURST && run_batch(w, l) && !e->quit)
+				;
+		if (l->park_until_ms)
+			migrate(w, l);
 		wake_engine_if_sleeping(e);
 
 		pthread_mutex_lock(&e->mu);
+		l->mig_wanted = false;
 		if (l->park_until_ms) {
 			l->state = LANE_PARKED;
 			l->next = e->parked;
@@ -650,4 +778,14 @@ void sp_workers_free(sp_engine_t *e)
 	}
 	free(e->workers);
 	e->workers = NULL;
+}
+
+void sp_lanes_free_arenas(sp_engine_t *e)
+{
+	for (size_t i = 0; e->lanes && i < e->nlanes; i++)
+		while (e->lanes[i].arena) {
+			sp_arena_t *a = e->lanes[i].arena;
+			e->lanes[i].arena = a->next;
+			free(a);
+		}
 }

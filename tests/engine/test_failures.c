@@ -255,7 +255,7 @@ Test(failures, item_failures_retry_from_the_failed_item_only)
 	free(s.fails);
 }
 
-Test(failures, poison_key_does_not_stall_other_lanes)
+static void poison_lane_case(const char *inflight)
 {
 	st_t s;
 	init(&s, 40000);
@@ -267,7 +267,8 @@ Test(failures, poison_key_does_not_stall_other_lanes)
 			s.other_left++;
 	/* 6 attempts with backoff 200..800 ms: the poison record retries for about 2 s */
 	const char *kv[] = {"parallelization.factor", "8", "max.retry.attempts", "5", "retry.backoff.ms", "200",
-	                    "retry.backoff.max.ms", "800", "batch.size", "20", "bisect.on.error", "true", NULL};
+	                    "retry.backoff.max.ms", "800", "batch.size", "20", "bisect.on.error", "true",
+	                    "max.inflight.bytes", inflight, NULL};
 	spate_summary_t sum = run(&s, kv);
 	cr_assert_eq(sum.records, s.n);
 	cr_assert_eq(sum.dropped, 1);
@@ -289,6 +290,19 @@ Test(failures, poison_key_does_not_stall_other_lanes)
 	cr_assert_lt(atomic_load(&s.first_other_done_ns), atomic_load(&s.last_poison_ns));
 	free(s.ok);
 	free(s.fails);
+}
+
+Test(failures, poison_key_does_not_stall_other_lanes)
+{
+	poison_lane_case("256M");
+}
+
+/* The stream (40,000 records of about 12 bytes) is far larger than 16 KiB in flight: the
+ * retrying lane must copy its queued records out and release the chunks, or the source
+ * stays paused until the poison record is dead-lettered. */
+Test(failures, retrying_lane_releases_chunks_under_a_small_inflight_bound)
+{
+	poison_lane_case("16k");
 }
 
 Test(failures, record_age_only_for_records_that_failed)

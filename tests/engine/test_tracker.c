@@ -96,7 +96,7 @@ static void run_property(uint64_t seed)
 		size_t burst = 1 + rnd() % 50;
 		for (size_t b = 0; b < burst && k < total; b++, k++) {
 			uint32_t head = atomic_load(&w->chead);
-			w->ring[head & (SP_COMP_RING - 1)] = (sp_comp_t){refs[k].c, refs[k].i, 1};
+			w->ring[head & (SP_COMP_RING - 1)] = (sp_comp_t){refs[k].c, refs[k].i, 1, COMP_DONE};
 			atomic_store(&w->chead, head + 1);
 			done_of[refs[k].seq >> 24][refs[k].seq & 0xFFFFFF] = 1;
 		}
