@@ -93,13 +93,14 @@ sp_part_t *sp_engine_add_partition(sp_engine_t *e, const char *source, const cha
 		return NULL;
 	}
 	p->index = (int)e->nparts;
+	p->eng->engine = e;
 	p->eng->ckpt.beginning = true;
 	p->eng->saved.beginning = true;
 	e->parts[e->nparts++] = p;
 	return p;
 }
 
-sp_chunk_t *sp_chunk_new(sp_part_t *p, uint32_t n, uint32_t hdr_cap)
+static sp_chunk_t *chunk_alloc(sp_part_t *p, uint32_t n, uint32_t hdr_cap, bool init_recs)
 {
 	size_t sz = sizeof(sp_chunk_t);
 	size_t off_recs = (sz + 63) & ~(size_t)63;
@@ -107,11 +108,23 @@ sp_chunk_t *sp_chunk_new(sp_part_t *p, uint32_t n, uint32_t hdr_cap)
 	size_t off_order = off_st + (size_t)n * sizeof(sp_rstate_t);
 	size_t off_hdrs = (off_order + (size_t)n * sizeof(uint32_t) + 15) & ~(size_t)15;
 	size_t total = off_hdrs + (size_t)hdr_cap * sizeof(spate_header_t);
-	char *m = malloc(total);
-	if (!m)
+	char *m = NULL;
+	size_t size = total;
+	spate_engine_t *e = p->eng ? p->eng->engine : NULL;
+	/* reuse a cached allocation that fits without wasting more than half of it */
+	for (int i = 0; e && i < e->chunk_cached; i++) {
+		if (e->chunk_cache[i].size >= total && e->chunk_cache[i].size / 2 <= total) {
+			m = e->chunk_cache[i].mem;
+			size = e->chunk_cache[i].size;
+			e->chunk_cache[i] = e->chunk_cache[--e->chunk_cached];
+			break;
+		}
+	}
+	if (!m && !(m = malloc(total)))
 		return NULL;
 	sp_chunk_t *c = (sp_chunk_t *)m;
 	memset(c, 0, sizeof(*c));
+	c->alloc_size = size;
 	c->part = p;
 	c->n = n;
 	c->pending = n;
@@ -121,7 +134,7 @@ sp_chunk_t *sp_chunk_new(sp_part_t *p, uint32_t n, uint32_t hdr_cap)
 	c->hdrs = hdr_cap ? (spate_header_t *)(m + off_hdrs) : NULL;
 	c->hdr_cap = hdr_cap;
 	memset(c->st, 0, (size_t)n * sizeof(sp_rstate_t));
-	for (uint32_t i = 0; i < n; i++) {
+	for (uint32_t i = 0; init_recs && i < n; i++) {
 		spate_record_t *r = &c->recs[i];
 		memset(r, 0, sizeof(*r));
 		r->version = SPATE_RECORD_VERSION;
@@ -130,13 +143,36 @@ sp_chunk_t *sp_chunk_new(sp_part_t *p, uint32_t n, uint32_t hdr_cap)
 	return c;
 }
 
+sp_chunk_t *sp_chunk_new(sp_part_t *p, uint32_t n, uint32_t hdr_cap)
+{
+	return chunk_alloc(p, n, hdr_cap, true);
+}
+
+sp_chunk_t *sp_chunk_new_bare(sp_part_t *p, uint32_t n, uint32_t hdr_cap)
+{
+	return chunk_alloc(p, n, hdr_cap, false);
+}
+
 void sp_chunk_free(sp_chunk_t *c)
 {
 	if (!c)
 		return;
 	if (c->release && !c->bytes_released)
 		c->release(c, c->release_opaque);
+	spate_engine_t *e = c->part && c->part->eng ? c->part->eng->engine : NULL;
+	if (e && e->chunk_cached < SP_CHUNK_CACHE) {
+		e->chunk_cache[e->chunk_cached].mem = c;
+		e->chunk_cache[e->chunk_cached].size = c->alloc_size;
+		e->chunk_cached++;
+		return;
+	}
 	free(c);
+}
+
+void sp_chunk_cache_clear(spate_engine_t *e)
+{
+	while (e->chunk_cached)
+		free(e->chunk_cache[--e->chunk_cached].mem);
 }
 
 static int read_settings(spate_engine_t *e, char *err, size_t sz)
@@ -560,6 +596,7 @@ void spate_engine_destroy(spate_engine_t *e)
 		e->store.ops->close(&e->store);
 	if (e->dlq_open && e->dlq.ops->close)
 		e->dlq.ops->close(&e->dlq);
+	sp_chunk_cache_clear(e);
 	for (size_t i = 0; i < e->nparts; i++) {
 		sp_part_t *p = e->parts[i];
 		free(p->eng->lanes);

@@ -29,6 +29,10 @@
 #define SP_LANE_BURST 8
 /* The most lanes an engine runs (partitions x parallelization.factor). */
 #define SP_MAX_LANES 65536
+/* Freed chunk allocations kept for reuse: a chunk is one allocation of about 0.5 MiB,
+ * above glibc's mmap threshold, so without reuse every chunk's pages fault in anew. */
+#define SP_CHUNK_CACHE 64
+
 /* The engine thread's longest sleep when nothing wakes it: the tick of the checkpoint
  * coordinator and of the stop checks. */
 #define SP_TICK_MS 100
@@ -72,6 +76,7 @@ struct sp_lane {
 
 /* The engine's per-partition state (tracker and lanes), owned by the engine thread. */
 struct sp_part_eng {
+	spate_engine_t *engine;
 	sp_lane_t **lanes; /* factor lanes */
 	sp_chunk_t *fifo_head, *fifo_tail;
 	uint64_t next_seq;
@@ -188,6 +193,11 @@ struct spate_engine_s {
 	_Atomic int stop_req; /* 1: graceful, 2: at once */
 	bool started, running, finished;
 	sp_chunk_t *held;     /* a chunk that could not be dispatched yet */
+	struct {
+		void *mem;
+		size_t size;
+	} chunk_cache[SP_CHUNK_CACHE]; /* engine thread only */
+	int chunk_cached;
 	uint64_t inflight_bytes, inflight_records;
 	uint64_t peak_inflight_bytes;
 	uint64_t done_since_flush;
@@ -199,6 +209,9 @@ struct spate_engine_s {
 	int64_t last_done_ns;
 	uint64_t rng;
 };
+
+/** Free the chunk allocations kept for reuse. */
+void sp_chunk_cache_clear(spate_engine_t *e);
 
 /* dispatch.c */
 /** Dispatch chunk c into its partition's lanes. Returns false (and does nothing) when a

@@ -123,12 +123,16 @@ struct sp_chunk {
 	 * before the records are DONE, so a retrying lane pins no read buffer */
 	_Atomic uint32_t lane_refs;
 	bool bytes_released; /* tracker thread */
+	size_t alloc_size;   /* of this allocation (the engine reuses it) */
 };
 
 /** Allocate a chunk for n records and hdr_cap headers, all in one allocation, with
  *  recs[i].version, .partition set and states zeroed. NULL when out of memory.
  *  @locality the engine thread (sources call it from poll). */
 sp_chunk_t *sp_chunk_new(sp_part_t *p, uint32_t n, uint32_t hdr_cap);
+/** Like sp_chunk_new, but recs are left uninitialized: the source must write every field
+ *  of every record (version and partition included). Saves a pass over the array. */
+sp_chunk_t *sp_chunk_new_bare(sp_part_t *p, uint32_t n, uint32_t hdr_cap);
 /** Free a chunk that was never handed to the engine. */
 void sp_chunk_free(sp_chunk_t *c);
 

@@ -211,11 +211,31 @@ size_t sp_log_get_varlong(const uint8_t *p, const uint8_t *end, int64_t *v)
 	return 0;
 }
 
+/* The common one- and two-byte varints inline; longer ones through the loop. Records
+ * have about six varints each, so this is most of the parse cost. */
+static inline size_t get_varlong_fast(const uint8_t *p, const uint8_t *end, int64_t *v)
+{
+	if (end - p >= 2) {
+		uint64_t z;
+		if (!(p[0] & 0x80)) {
+			z = p[0];
+			*v = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
+			return 1;
+		}
+		if (!(p[1] & 0x80)) {
+			z = (uint64_t)(p[0] & 0x7f) | ((uint64_t)p[1] << 7);
+			*v = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
+			return 2;
+		}
+	}
+	return sp_log_get_varlong(p, end, v);
+}
+
 /* A varint field that must fit an int32 (lengths, deltas, counts). */
 static inline bool get_varint32(const uint8_t **p, const uint8_t *end, int32_t *v)
 {
 	int64_t x;
-	size_t n = sp_log_get_varlong(*p, end, &x);
+	size_t n = get_varlong_fast(*p, end, &x);
 	if (!n || x < INT32_MIN || x > INT32_MAX)
 		return false;
 	*p += n;
@@ -266,7 +286,7 @@ int sp_log_rec_next(sp_log_rec_iter_t *it, sp_log_rec_t *r, const char **why)
 	const uint8_t *rend = p + len;
 	p++; /* record attributes: unused by v2 */
 	int64_t ts_delta;
-	size_t n = sp_log_get_varlong(p, rend, &ts_delta);
+	size_t n = get_varlong_fast(p, rend, &ts_delta);
 	if (!n) {
 		*why = "bad timestamp delta";
 		return -1;

@@ -395,6 +395,7 @@ typedef struct sp_log_parse {
 	bool has_end;
 	uint64_t end;    /* records after this offset are skipped */
 	uint64_t passed; /* in and out: the offset after the last batch parsed */
+	bool fast;       /* count whole in-range batches from their headers; fill validates */
 	/* out */
 	size_t used;         /* bytes of complete, valid batches from the start */
 	size_t need;         /* bytes from `used` the next batch needs (0: none begun) */
@@ -407,8 +408,10 @@ typedef struct sp_log_parse {
 
 /** Validate and count the complete batches of data[0..len) (ps's in-fields set). */
 void sp_log_parse_scan(const uint8_t *data, size_t len, sp_log_parse_t *ps);
-/** Fill c (ps->nrec records, ps->nhdr headers) from what sp_log_parse_scan accepted. */
-void sp_log_parse_fill(const uint8_t *data, const sp_log_parse_t *ps, sp_chunk_t *c);
+/** Fill c (ps->nrec records, ps->nhdr headers) from what sp_log_parse_scan accepted.
+ *  Returns 0, or -1 after a fast scan when a record fails its framing or has headers (c
+ *  has no room for them): then scan again with fast=false, which reports it exactly. */
+int sp_log_parse_fill(const uint8_t *data, const sp_log_parse_t *ps, sp_chunk_t *c);
 
 /* ---- read buffers (bufpool.c) -------------------------------------------------------- */
 

@@ -3,7 +3,10 @@
  * Two walks over the bytes the reader read: sp_log_parse_scan validates every complete
  * batch (header, CRC32C, record framing) and counts the records and headers to deliver,
  * so the chunk is allocated once at its exact size; sp_log_parse_fill then writes the
- * descriptors, pointing into the bytes (no copy, no allocation per record). Control
+ * descriptors, pointing into the bytes (no copy, no allocation per record).
+ * The fast scan (ps->fast) takes a batch that lies wholly in range by its header's record
+ * count and leaves the record framing to the fill, so records are decoded once; a record
+ * that fails there, or has headers, sends the caller back to the exact two-walk path. Control
  * batches (transaction markers) are offsets, not records: skipped. Records before
  * `from` (a seek into a batch) and after `end` (stop.at.end) are skipped too.
  */
@@ -41,7 +44,12 @@ void sp_log_parse_scan(const uint8_t *data, size_t len, sp_log_parse_t *ps)
 			ps->stop = SP_LOG_PARSE_UNSUPPORTED;
 			break;
 		}
-		if (!(ps->h.attributes & SP_LOG_ATTR_CONTROL)) {
+		uint64_t last = (uint64_t)sp_log_batch_last(&ps->h);
+		if (!(ps->h.attributes & SP_LOG_ATTR_CONTROL) && ps->fast &&
+		    (uint64_t)ps->h.base_offset >= nd && (!ps->has_end || last <= ps->end) && ps->h.count > 0) {
+			ps->nrec += (uint32_t)ps->h.count;
+			nd = last + 1;
+		} else if (!(ps->h.attributes & SP_LOG_ATTR_CONTROL)) {
 			sp_log_rec_iter_t it;
 			sp_log_rec_t rec;
 			int k;
@@ -73,7 +81,7 @@ void sp_log_parse_scan(const uint8_t *data, size_t len, sp_log_parse_t *ps)
 	ps->next = nd;
 }
 
-void sp_log_parse_fill(const uint8_t *data, const sp_log_parse_t *ps, sp_chunk_t *c)
+int sp_log_parse_fill(const uint8_t *data, const sp_log_parse_t *ps, sp_chunk_t *c)
 {
 	uint32_t k = 0, hk = 0;
 	uint64_t nd = ps->from;
@@ -87,11 +95,17 @@ void sp_log_parse_fill(const uint8_t *data, const sp_log_parse_t *ps, sp_chunk_t
 			const char *why;
 			bool log_append = b.attributes & SP_LOG_ATTR_TS_LOG_APPEND;
 			sp_log_rec_iter_init(&it, data + off, total, &b);
-			while (sp_log_rec_next(&it, &rec, &why) == 1) {
+			int got;
+			while ((got = sp_log_rec_next(&it, &rec, &why)) == 1) {
 				if ((uint64_t)rec.offset < nd ||
 				    (ps->has_end && (uint64_t)rec.offset > ps->end))
 					continue;
+				if (k == c->n || (rec.hdr_cnt && (hk + (uint32_t)rec.hdr_cnt > c->hdr_cap ||
+				                                  sp_log_rec_check_hdrs(&rec) < 0)))
+					return -1;
 				spate_record_t *d = &c->recs[k++];
+				d->version = SPATE_RECORD_VERSION;
+				d->partition = &c->part->pub;
 				d->flags = 0;
 				d->key = rec.key;
 				d->key_len = rec.key_len > 0 ? (size_t)rec.key_len : 0;
@@ -107,7 +121,10 @@ void sp_log_parse_fill(const uint8_t *data, const sp_log_parse_t *ps, sp_chunk_t
 					sp_log_hdr_next(&hp, rec.hdrs_end, &c->hdrs[hk++]);
 				nd = (uint64_t)rec.offset + 1;
 			}
+			if (got < 0)
+				return -1;
 		}
 		off += total;
 	}
+	return k == c->n ? 0 : -1;
 }

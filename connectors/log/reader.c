@@ -512,9 +512,31 @@ static void parse_req(sp_log_reader_t *r, rpart_t *p, req_t *q)
 		drop_reqs(r, p, NULL);
 		return;
 	}
-	sp_log_parse_t ps = {
-	    .from = p->next_deliver, .has_end = p->has_end, .end = p->end, .passed = p->passed};
+	sp_log_parse_t ps = {.from = p->next_deliver,
+	                     .has_end = p->has_end,
+	                     .end = p->end,
+	                     .passed = p->passed,
+	                     .fast = true};
 	sp_log_parse_scan(data, len, &ps);
+	sp_chunk_t *c = NULL;
+	for (int pass = 0; ps.nrec > 0 && pass < 2; pass++) {
+		c = r->o.alloc(r->o.alloc_opaque, p->part, ps.nrec, ps.nhdr);
+		if (!c) {
+			set_error(r, p, SPATE_ERR_NOMEM,
+			          "log %s partition %d: out of memory for a chunk of %u records", r->dir,
+			          p->id, ps.nrec);
+			drop_reqs(r, p, NULL);
+			return;
+		}
+		if (sp_log_parse_fill(data, &ps, c) == 0)
+			break;
+		/* headers, or a record the fast scan left unchecked: the exact two walks */
+		r->o.free(r->o.alloc_opaque, c);
+		c = NULL;
+		ps = (sp_log_parse_t){
+		    .from = p->next_deliver, .has_end = p->has_end, .end = p->end, .passed = p->passed};
+		sp_log_parse_scan(data, len, &ps);
+	}
 	/* The tail (a batch cut by the read's end) goes in front of the next read, or is read
 	 * again; it must be copied before this buffer can become a chunk. */
 	size_t tail = len - ps.used;
@@ -529,16 +551,7 @@ static void parse_req(sp_log_reader_t *r, rpart_t *p, req_t *q)
 			drop_reqs(r, p, q); /* read again from parse_pos */
 		}
 	}
-	if (ps.nrec > 0) {
-		sp_chunk_t *c = r->o.alloc(r->o.alloc_opaque, p->part, ps.nrec, ps.nhdr);
-		if (!c) {
-			set_error(r, p, SPATE_ERR_NOMEM,
-			          "log %s partition %d: out of memory for a chunk of %u records", r->dir,
-			          p->id, ps.nrec);
-			drop_reqs(r, p, NULL);
-			return;
-		}
-		sp_log_parse_fill(data, &ps, c);
+	if (c) {
 		c->buf = q->buf;
 		c->release = sp_log_pool_chunk_release;
 		c->release_opaque = r->pool;

@@ -33,7 +33,7 @@ typedef struct src {
 static sp_chunk_t *chunk_alloc(void *opaque, sp_part_t *p, uint32_t n, uint32_t hdr_cap)
 {
 	(void)opaque;
-	return sp_chunk_new(p, n, hdr_cap);
+	return sp_chunk_new_bare(p, n, hdr_cap); /* sp_log_parse_fill writes every field */
 }
 
 static void chunk_free(void *opaque, sp_chunk_t *c)

@@ -131,6 +131,7 @@ static void run_property(uint64_t seed)
 	cr_assert_eq(e->inflight_records, 0);
 	cr_assert_eq(e->inflight_bytes, 0);
 	cr_assert_eq(e->records_done, total);
+	sp_chunk_cache_clear(e);
 	for (size_t i = 0; i < e->nparts; i++) {
 		sp_part_t *p = e->parts[i];
 		free((char *)p->pub.source);
