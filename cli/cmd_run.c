@@ -129,7 +129,53 @@ static void print_summary(const spate_summary_t *s)
 	printf("elapsed_ms %" PRIu64 "\n", (uint64_t)(s->elapsed_s * 1000 + 0.5));
 	printf("first_to_last_ms %" PRIu64 "\n", (uint64_t)(s->first_to_last_s * 1000 + 0.5));
 	printf("records_per_s %" PRIu64 "\n", (uint64_t)(s->records_per_s + 0.5));
+	printf("dlq_errors %" PRIu64 "\n", s->dlq_errors);
+	printf("store_errors %" PRIu64 "\n", s->store_errors);
 	printf("workers_max %d\n", s->workers_max);
+}
+
+int spate_cli_run_conf(spate_conf_t *conf)
+{
+	int rc = 1;
+	char err[512];
+	spate_engine_t *e = spate_engine_new(conf, NULL, err, sizeof(err));
+	if (!e) {
+		fprintf(stderr, "spate: %s\n", err);
+		goto out;
+	}
+	conf = NULL; /* the engine owns it */
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigemptyset(&sa.sa_mask);
+	running_engine = e;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	int erc = spate_engine_start(e, err, sizeof(err));
+	if (erc == SPATE_OK)
+		erc = spate_engine_run(e, err, sizeof(err));
+	spate_summary_t s;
+	spate_engine_summary(e, &s);
+	if (erc != SPATE_OK)
+		fprintf(stderr, "spate: %s (%s)\n", err, spate_err2name(erc));
+	print_summary(&s);
+	sp_engine_report(e, stdout);
+	const char *js = sp_conf_str(sp_engine_conf(e), "summary.json");
+	if (*js) {
+		char buf[1024];
+		spate_summary_json(&s, buf, sizeof(buf));
+		FILE *f = fopen(js, "w");
+		if (!f || fprintf(f, "%s\n", buf) < 0 || fclose(f)) {
+			fprintf(stderr, "spate: summary.json: cannot write %s: %s\n", js, strerror(errno));
+			if (erc == SPATE_OK)
+				erc = SPATE_ERR_IO;
+		}
+	}
+	fflush(stdout);
+	running_engine = NULL;
+	spate_engine_destroy(e);
+	rc = erc == SPATE_OK ? 0 : 1;
+out:
+	spate_conf_destroy(conf);
+	return rc;
 }
 
 int spate_cmd_run(int argc, char **argv)
@@ -194,42 +240,8 @@ int spate_cmd_run(int argc, char **argv)
 			break;
 		}
 	}
-	char err[512];
-	spate_engine_t *e = spate_engine_new(conf, NULL, err, sizeof(err));
-	if (!e) {
-		fprintf(stderr, "spate: %s\n", err);
-		goto out;
-	}
-	conf = NULL; /* the engine owns it */
-	struct sigaction sa = {.sa_handler = on_signal};
-	sigemptyset(&sa.sa_mask);
-	running_engine = e;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	int erc = spate_engine_start(e, err, sizeof(err));
-	if (erc == SPATE_OK)
-		erc = spate_engine_run(e, err, sizeof(err));
-	spate_summary_t s;
-	spate_engine_summary(e, &s);
-	if (erc != SPATE_OK)
-		fprintf(stderr, "spate: %s (%s)\n", err, spate_err2name(erc));
-	print_summary(&s);
-	sp_engine_report(e, stdout);
-	const char *js = sp_conf_str(sp_engine_conf(e), "summary.json");
-	if (*js) {
-		char buf[1024];
-		spate_summary_json(&s, buf, sizeof(buf));
-		FILE *f = fopen(js, "w");
-		if (!f || fprintf(f, "%s\n", buf) < 0 || fclose(f)) {
-			fprintf(stderr, "spate: summary.json: cannot write %s: %s\n", js, strerror(errno));
-			if (erc == SPATE_OK)
-				erc = SPATE_ERR_IO;
-		}
-	}
-	fflush(stdout);
-	running_engine = NULL;
-	spate_engine_destroy(e);
-	rc = erc == SPATE_OK ? 0 : 1;
+	rc = spate_cli_run_conf(conf);
+	conf = NULL; /* consumed */
 out:
 	spate_conf_destroy(conf);
 	return rc;

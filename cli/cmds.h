@@ -9,6 +9,12 @@ int spate_cmd_log(int argc, char **argv);
 int spate_cmd_produce(int argc, char **argv);
 int spate_cmd_checkpoint(int argc, char **argv);
 
+/* Run the pipeline conf describes (consumes conf): signals, summary, summary.json.
+ * Returns the exit code. */
+struct spate_conf_s;
+int spate_cli_run_conf(struct spate_conf_s *conf);
+int spate_cmd_dlq(int argc, char **argv);
+
 /* Read a config file of key=value lines (# comments) into conf. On an error prints
  * "FILE:LINE: message" naming the key and returns -1. */
 struct spate_conf_s;

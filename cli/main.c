@@ -20,6 +20,7 @@ static void usage(FILE *f)
 	        "  produce DIR [options]                  append records to the embedded log\n"
 	        "  log create|ls|dump|verify DIR          the embedded log\n"
 	        "  checkpoint show|reset STORE            what a checkpoint store holds\n"
+	        "  dlq redrive DLQ_DIR --to CONFIG        replay dead letters into a pipeline\n"
 	        "  config [--markdown]                    every configuration key, with its default\n"
 	        "  version                                print the version\n"
 	        "\n"
@@ -50,6 +51,8 @@ int main(int argc, char **argv)
 		return spate_cmd_log(argc - 1, argv + 1);
 	if (!strcmp(v, "produce"))
 		return spate_cmd_produce(argc - 1, argv + 1);
+	if (!strcmp(v, "dlq"))
+		return spate_cmd_dlq(argc - 1, argv + 1);
 	if (!strcmp(v, "checkpoint"))
 		return spate_cmd_checkpoint(argc - 1, argv + 1);
 	fprintf(stderr, "spate: unknown verb \"%s\"\n\n", v);

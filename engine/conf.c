@@ -100,7 +100,9 @@ static const prop_t props[] = {
     {"flush.ms", T_INT, 0, 3600000, NULL, "100", "log writer: fsync at least this often (0 = every append)"},
     {"flush.records", T_INT, 0, I64MAX, NULL, "10000", "log writer: fsync after this many records (0 = off)"},
     {"log.on.corruption", T_ENUM, 0, 0, "fail|skip", "fail",
-     "log reader: on a bad batch with data after it, stop with an error or skip it into the DLQ"},
+     "log reader: on a bad batch with data after it, stop with an error or skip it (logged and counted)"},
+    {"source.redrive", T_BOOL, 0, 1, NULL, "false",
+     "log source: read a DLQ back (spate dlq redrive): drop spate.* headers, timestamps = now"},
 };
 
 #define NPROPS (sizeof(props) / sizeof(props[0]))

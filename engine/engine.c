@@ -46,6 +46,47 @@ sp_part_t *sp_engine_partition(sp_engine_t *e, size_t i)
 	return i < e->nparts ? e->parts[i] : NULL;
 }
 
+int sp_dlq_write(sp_engine_t *e, const spate_push_record_t *recs, size_t n, char *errstr, size_t size)
+{
+	if (atomic_load_explicit(&e->fault_dlq_left, memory_order_relaxed) > 0 &&
+	    atomic_fetch_sub(&e->fault_dlq_left, 1) > 0)
+		return sp_err(errstr, size, SPATE_ERR_SINK, "injected fault (SPATE_FAULT_DLQ)");
+	return e->dlq.ops->write(&e->dlq, recs, n, errstr, size);
+}
+
+int sp_engine_dead_letter_range(sp_engine_t *e, sp_part_t *p, const spate_position_t *first,
+                                const spate_position_t *last, const char *error, char *errstr, size_t size)
+{
+	char a[64], b[64], id[600], now[32];
+	spate_position_fmt(first, a, sizeof(a));
+	spate_position_fmt(last, b, sizeof(b));
+	if (!e->dlq_open) {
+		sp_log(e, SP_LOG_ERROR, "%s: dropped a corrupt region (positions %s..%s): %s (no dlq configured)",
+		       p->pub.name, a, b, error);
+		e->corrupt_dropped++;
+		return SPATE_OK;
+	}
+	snprintf(id, sizeof(id), "%s/%s", p->pub.name, a);
+	snprintf(now, sizeof(now), "%" PRId64, sp_wall_ms());
+#define H(k, v) {k, sizeof(k) - 1, v, strlen(v)}
+	spate_header_t h[] = {H("spate.id", id),
+	                      H("spate.condition", "Corrupt"),
+	                      H("spate.attempts", "0"),
+	                      H("spate.source", p->pub.source),
+	                      H("spate.partition", p->pub.name),
+	                      H("spate.position", a),
+	                      H("spate.position.last", b),
+	                      H("spate.first.attempt.ms", now),
+	                      H("spate.last.attempt.ms", now),
+	                      H("spate.error", error)};
+#undef H
+	spate_push_record_t r = {.headers = h, .header_cnt = sizeof(h) / sizeof(h[0]), .timestamp_ms = sp_wall_ms()};
+	int rc = sp_dlq_write(e, &r, 1, errstr, size);
+	if (rc == SPATE_OK)
+		e->corrupt_dlq++;
+	return rc;
+}
+
 void sp_engine_report(sp_engine_t *e, void *fp)
 {
 	if (e->handler_created && e->op->report)
@@ -296,6 +337,16 @@ static int open_plugins(spate_engine_t *e, char *err, size_t sz)
 		if (!dk)
 			return sp_err(err, sz, SPATE_ERR_INVALID, "dlq: unknown DLQ \"%s\"", v);
 		e->dlq = (sp_sink_t){.ops = dk, .eng = e, .arg = arg};
+		const char *f = getenv("SPATE_FAULT_DLQ");
+		if (f && *f) {
+			char *end;
+			long long n = !strcmp(f, "fail") ? INT64_MAX : !strncmp(f, "fail:", 5) ? strtoll(f + 5, &end, 10) : -1;
+			if (n < 0 || (strncmp(f, "fail:", 5) == 0 && *end))
+				return sp_err(err, sz, SPATE_ERR_INVALID,
+				              "SPATE_FAULT_DLQ: \"%s\" is not allowed (fail, fail:N)", f);
+			atomic_store(&e->fault_dlq_left, (int64_t)n);
+			sp_log(e, SP_LOG_WARN, "SPATE_FAULT_DLQ=%s: DLQ writes will fail on purpose", f);
+		}
 		if ((rc = dk->open(&e->dlq, err, sz)))
 			return rc;
 		e->dlq_open = true;
@@ -542,6 +593,9 @@ void spate_engine_summary(spate_engine_t *e, spate_summary_t *s)
 {
 	memset(s, 0, sizeof(*s));
 	s->records = e->records_done;
+	s->store_errors = e->store_errors;
+	s->dlq += e->corrupt_dlq;
+	s->dropped += e->corrupt_dropped;
 	for (int i = 0; e->workers && i < e->nworkers; i++) {
 		sp_worker_t *w = e->workers[i];
 		if (!w)
@@ -551,6 +605,7 @@ void spate_engine_summary(spate_engine_t *e, spate_summary_t *s)
 		s->dlq += atomic_load_explicit(&w->st.dlq, memory_order_relaxed);
 		s->dropped += atomic_load_explicit(&w->st.dropped, memory_order_relaxed);
 		s->retries += atomic_load_explicit(&w->st.retries, memory_order_relaxed);
+		s->dlq_errors += atomic_load_explicit(&w->st.dlq_errors, memory_order_relaxed);
 	}
 	int64_t end = e->finished ? e->end_ns : sp_now_ns();
 	s->elapsed_s = e->start_ns ? (double)(end - e->start_ns) / 1e9 : 0;
@@ -568,10 +623,11 @@ int spate_summary_json(const spate_summary_t *s, char *buf, size_t size)
 	                "{\"records\":%" PRIu64 ",\"batches\":%" PRIu64 ",\"failed\":%" PRIu64
 	                ",\"dlq\":%" PRIu64 ",\"dropped\":%" PRIu64 ",\"retries\":%" PRIu64
 	                ",\"filtered\":%" PRIu64 ",\"elapsed_s\":%.6f,\"first_to_last_s\":%.6f"
-	                ",\"records_per_s\":%.0f,\"workers_min\":%d,\"workers_max\":%d,\"workers_mean\":%.3f}",
+	                ",\"records_per_s\":%.0f,\"workers_min\":%d,\"workers_max\":%d,\"workers_mean\":%.3f"
+	                ",\"dlq_errors\":%" PRIu64 ",\"store_errors\":%" PRIu64 "}",
 	                s->records, s->batches, s->failed, s->dlq, s->dropped, s->retries, s->filtered,
 	                s->elapsed_s, s->first_to_last_s, s->records_per_s, s->workers_min, s->workers_max,
-	                s->workers_mean);
+	                s->workers_mean, s->dlq_errors, s->store_errors);
 }
 
 void spate_engine_destroy(spate_engine_t *e)

@@ -169,6 +169,9 @@ struct spate_engine_s {
 	bool store_open;
 	sp_sink_t dlq;
 	bool dlq_open;
+	/* test fault hook: SPATE_FAULT_DLQ=fail:N makes the next N DLQ writes fail (read at
+	 * start, per engine; CI runs as root, so permissions cannot simulate an outage) */
+	_Atomic int64_t fault_dlq_left;
 
 	sp_part_t **parts;
 	size_t nparts, parts_cap;
@@ -204,6 +207,7 @@ struct spate_engine_s {
 	int64_t last_flush_ms;
 	uint64_t records_done;
 	uint64_t store_errors;
+	uint64_t corrupt_dlq, corrupt_dropped; /* skipped regions sent to the DLQ / dropped */
 	int64_t start_ns, end_ns;
 	_Atomic int64_t first_ns;
 	int64_t last_done_ns;
@@ -212,6 +216,9 @@ struct spate_engine_s {
 
 /** Free the chunk allocations kept for reuse. */
 void sp_chunk_cache_clear(spate_engine_t *e);
+
+/** Write to the DLQ through the test fault hook (SPATE_FAULT_DLQ). Any thread. */
+int sp_dlq_write(sp_engine_t *e, const spate_push_record_t *recs, size_t n, char *errstr, size_t size);
 
 /* dispatch.c */
 /** Dispatch chunk c into its partition's lanes. Returns false (and does nothing) when a

@@ -155,6 +155,14 @@ sp_part_t *sp_engine_add_partition(sp_engine_t *e, const char *source, const cha
 size_t sp_engine_partition_count(sp_engine_t *e);
 sp_part_t *sp_engine_partition(sp_engine_t *e, size_t i);
 const spate_conf_t *sp_engine_conf(sp_engine_t *e);
+/** A source skipped a region it could not read (log.on.corruption=skip): write one
+ *  metadata-only DLQ record with condition Corrupt naming it (spate.position is the first
+ *  position it may have held, spate.position.last the last; spate.error says where and
+ *  why), durably. With no DLQ configured it is logged and counted as dropped. Returns
+ *  SPATE_OK or the DLQ's error (the source then stops: nothing is skipped silently).
+ *  @locality the engine thread (inside poll). */
+int sp_engine_dead_letter_range(sp_engine_t *e, sp_part_t *p, const spate_position_t *first,
+                                const spate_position_t *last, const char *error, char *errstr, size_t size);
 /** Let a built-in handler print what it counted (fraud flags) to fp (a FILE *). */
 void sp_engine_report(sp_engine_t *e, void *fp);
 /** Wake the engine thread (from any thread, or a signal handler). */

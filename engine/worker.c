@@ -28,6 +28,8 @@
 #include <string.h>
 #include <time.h>
 
+/* Exhausted failed items of one batch sent to the DLQ in one write. */
+#define SP_ITEM_DLQ_MAX 64
 /* Headers spate adds to a DLQ record. */
 #define SP_DLQ_HDRS 9
 /* Bytes of header values one DLQ record needs at most (ids, numbers, an error). */
@@ -497,7 +499,7 @@ static bool dead_letter(sp_worker_t *w, sp_lane_t *l, const sp_bref_t *refs, uin
 		h += hn;
 	}
 	char errstr[256] = "";
-	int rc = e->dlq.ops->write(&e->dlq, out, k, errstr, sizeof(errstr));
+	int rc = sp_dlq_write(e, out, k, errstr, sizeof(errstr));
 	if (rc != SPATE_OK) {
 		atomic_fetch_add_explicit(&w->st.dlq_errors, 1, memory_order_relaxed);
 		const spate_record_t *r = rec_of(&refs[0]);
@@ -582,8 +584,17 @@ static bool run_batch(sp_worker_t *w, sp_lane_t *l)
 		snprintf(l->last_err, sizeof(l->last_err), "%s", msg);
 		int cond = exhausted(e, rec_of(&w->refs[f]), st_of(&w->refs[f]));
 		if (cond >= 0) {
-			const char *errs[1] = {msg};
-			return dead_letter(w, l, &w->refs[f], 1, cond, errs);
+			/* the failed item and the exhausted failed items right behind it leave
+			 * together, each with its own message (at most SP_ITEM_DLQ_MAX at once) */
+			const char *errs[SP_ITEM_DLQ_MAX];
+			uint32_t k = 0;
+			while (f + k < n && k < SP_ITEM_DLQ_MAX && w->failed[f + k] &&
+			       (k == 0 || exhausted(e, rec_of(&w->refs[f + k]), st_of(&w->refs[f + k])) == cond)) {
+				uint32_t o = w->item_err[f + k];
+				errs[k] = o != UINT32_MAX ? w->errbuf + o : "item failed";
+				k++;
+			}
+			return dead_letter(w, l, &w->refs[f], k, cond, errs);
 		}
 		park(w, l, st_of(&w->refs[f])->attempts);
 		return l->park_until_ms == 0;

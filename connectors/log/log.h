@@ -396,6 +396,7 @@ typedef struct sp_log_parse {
 	uint64_t end;    /* records after this offset are skipped */
 	uint64_t passed; /* in and out: the offset after the last batch parsed */
 	bool fast;       /* count whole in-range batches from their headers; fill validates */
+	int64_t redrive_ms; /* > 0: a DLQ redrive: drop spate.* headers, stamp this time */
 	/* out */
 	size_t used;         /* bytes of complete, valid batches from the start */
 	size_t need;         /* bytes from `used` the next batch needs (0: none begun) */
@@ -458,6 +459,7 @@ typedef void (*sp_log_chunk_free_fn)(void *opaque, sp_chunk_t *c);
 typedef struct sp_log_ropts {
 	bool skip_corrupt; /* log.on.corruption=skip */
 	bool no_uring;     /* use pread (also when SPATE_LOG_NO_URING=1 is in the environment) */
+	bool redrive;      /* reading a DLQ back: drop spate.* headers, timestamps = now */
 	sp_log_chunk_alloc_fn alloc;
 	sp_log_chunk_free_fn free;
 	void *alloc_opaque;

@@ -12,6 +12,8 @@
  */
 #include "connectors/log/log.h"
 
+#include <string.h>
+
 void sp_log_parse_scan(const uint8_t *data, size_t len, sp_log_parse_t *ps)
 {
 	size_t off = 0;
@@ -113,12 +115,24 @@ int sp_log_parse_fill(const uint8_t *data, const sp_log_parse_t *ps, sp_chunk_t 
 				d->value_len = rec.value_len > 0 ? (size_t)rec.value_len : 0;
 				/* LogAppendTime: the broker's time, the batch's maxTimestamp */
 				d->timestamp_ms = log_append ? b.max_ts : rec.timestamp;
+				if (ps->redrive_ms)
+					d->timestamp_ms = ps->redrive_ms; /* its age counts from the redrive */
 				d->position = sp_pos((uint64_t)rec.offset);
 				d->header_cnt = (size_t)rec.hdr_cnt;
 				d->headers = rec.hdr_cnt ? &c->hdrs[hk] : NULL;
 				const uint8_t *hp = rec.hdrs;
-				for (int32_t i = 0; i < rec.hdr_cnt; i++)
-					sp_log_hdr_next(&hp, rec.hdrs_end, &c->hdrs[hk++]);
+				for (int32_t i = 0; i < rec.hdr_cnt; i++) {
+					sp_log_hdr_next(&hp, rec.hdrs_end, &c->hdrs[hk]);
+					/* a redriven record goes with its original headers only */
+					if (ps->redrive_ms && c->hdrs[hk].key_len > 6 &&
+					    !memcmp(c->hdrs[hk].key, "spate.", 6)) {
+						d->header_cnt--;
+						continue;
+					}
+					hk++;
+				}
+				if (!d->header_cnt)
+					d->headers = NULL;
 				nd = (uint64_t)rec.offset + 1;
 			}
 			if (got < 0)

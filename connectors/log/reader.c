@@ -516,7 +516,8 @@ static void parse_req(sp_log_reader_t *r, rpart_t *p, req_t *q)
 	                     .has_end = p->has_end,
 	                     .end = p->end,
 	                     .passed = p->passed,
-	                     .fast = true};
+	                     .fast = true,
+	                     .redrive_ms = r->o.redrive ? sp_wall_ms() : 0};
 	sp_log_parse_scan(data, len, &ps);
 	sp_chunk_t *c = NULL;
 	for (int pass = 0; ps.nrec > 0 && pass < 2; pass++) {
@@ -534,7 +535,8 @@ static void parse_req(sp_log_reader_t *r, rpart_t *p, req_t *q)
 		r->o.free(r->o.alloc_opaque, c);
 		c = NULL;
 		ps = (sp_log_parse_t){
-		    .from = p->next_deliver, .has_end = p->has_end, .end = p->end, .passed = p->passed};
+		    .from = p->next_deliver, .has_end = p->has_end, .end = p->end, .passed = p->passed,
+		    .redrive_ms = r->o.redrive ? sp_wall_ms() : 0};
 		sp_log_parse_scan(data, len, &ps);
 	}
 	/* The tail (a batch cut by the read's end) goes in front of the next read, or is read

@@ -15,6 +15,8 @@
  */
 #include "connectors/log/log.h"
 
+#include <stdio.h>
+
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +29,8 @@ typedef struct src {
 	char topic[TOPIC_MAX];
 	bool stop_at_end;
 	uint64_t corrupt_regions;
+	int dlq_rc;           /* a Corrupt DLQ entry could not be written: poll fails */
+	char dlq_err[2048];
 	sp_engine_t *eng;
 } src_t;
 
@@ -44,12 +48,30 @@ static void chunk_free(void *opaque, sp_chunk_t *c)
 	sp_chunk_free(c);
 }
 
-/* The reader logged the range; count it. Hook for the DLQ (condition Corrupt) later. */
+/* The reader skipped a bad region (log.on.corruption=skip): a DLQ entry with condition
+ * Corrupt describes it. If that cannot be written the source stops with the error, so the
+ * region is read (and reported) again after a restart: nothing is skipped silently. */
 static void on_corrupt(void *opaque, const sp_log_corrupt_info_t *info)
 {
 	src_t *x = opaque;
 	x->corrupt_regions++;
-	(void)info;
+	sp_part_t *p = NULL;
+	for (size_t i = 0; i < sp_engine_partition_count(x->eng); i++)
+		if (sp_engine_partition(x->eng, i)->pub.partition == info->partition)
+			p = sp_engine_partition(x->eng, i);
+	if (!p || x->dlq_rc)
+		return;
+	char why[1024];
+	snprintf(why, sizeof(why), "corrupt log data: %s: bytes %" PRIu64 "..%" PRIu64 ": %s", info->file,
+	         info->byte, info->byte + info->bytes, info->why ? info->why : "bad batch");
+	spate_position_t a = sp_pos(info->first_offset), b = sp_pos(info->last_offset);
+	char err[400];
+	int rc = sp_engine_dead_letter_range(x->eng, p, &a, &b, why, err, sizeof(err));
+	if (rc) {
+		x->dlq_rc = rc;
+		snprintf(x->dlq_err, sizeof(x->dlq_err), "%.200s: cannot write the Corrupt DLQ entry for %.1024s: %.400s",
+		         p->pub.name, why, err);
+	}
 }
 
 static void topic_of(const char *dir, char *out, size_t size)
@@ -82,6 +104,7 @@ static int log_open(sp_source_t *s, char *errstr, size_t size)
 	topic_of(dir, x->topic, sizeof(x->topic));
 	sp_log_ropts_t o = {0};
 	o.skip_corrupt = !strcmp(sp_conf_str(conf, "log.on.corruption"), "skip");
+	o.redrive = sp_conf_bool(conf, "source.redrive");
 	o.alloc = chunk_alloc;
 	o.free = chunk_free;
 	o.on_corrupt = on_corrupt;
@@ -169,7 +192,13 @@ static int log_poll(sp_source_t *s, sp_chunk_t **out, int max, uint64_t budget_b
                     size_t size)
 {
 	src_t *x = s->ctx;
-	return sp_log_reader_poll(x->rd, out, max, budget_bytes, errstr, size);
+	int n = sp_log_reader_poll(x->rd, out, max, budget_bytes, errstr, size);
+	if (x->dlq_rc && n >= 0) {
+		for (int i = 0; i < n; i++)
+			sp_chunk_free(out[i]);
+		return sp_err(errstr, size, x->dlq_rc, "%s", x->dlq_err);
+	}
+	return n;
 }
 
 static int log_fd(sp_source_t *s)

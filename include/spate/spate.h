@@ -293,6 +293,8 @@ typedef struct spate_summary {
 	double records_per_s;      /**< records / first_to_last_s */
 	int workers_min, workers_max;
 	double workers_mean;       /**< time-weighted mean of the active worker count */
+	uint64_t dlq_errors;       /**< failed DLQ writes (the records stayed and were retried) */
+	uint64_t store_errors;     /**< failed checkpoint saves (retried on the next tick) */
 } spate_summary_t;
 
 /** Fill *s with the engine's counters. @locality any thread */

@@ -267,6 +267,53 @@ Test(log_source, corruption_fail_and_skip)
 	cr_assert_gt(h, N1 - 200, "only one batch was skipped");
 	cr_assert_eq(atomic_load(&s->bad), 0);
 	free(s);
+
+	/* skip with a DLQ: one metadata-only record with condition Corrupt names the region */
+	char *dlq = lt_mkdtemp(), dlqarg[600];
+	lt_rmrf(dlq);
+	snprintf(dlqarg, sizeof(dlqarg), "log:%s", dlq);
+	s = new_state(dir);
+	const char *skip_dlq[] = {"log.on.corruption", "skip", "dlq", dlqarg, NULL};
+	e = engine(s, dir, NULL, skip_dlq);
+	cr_assert_eq(run(e, err, sizeof(err)), SPATE_OK, "%s", err);
+	spate_summary_t sum;
+	spate_engine_summary(e, &sum);
+	spate_engine_destroy(e);
+	cr_assert_eq(sum.dlq, 1);
+	lt_recs_t recs = {0};
+	sp_log_ropts_t ro;
+	lt_ropts(&ro);
+	cr_assert_eq(lt_read(dlq, 0, 0, &ro, &recs, err, sizeof(err)), SPATE_OK, "%s", err);
+	cr_assert_eq(recs.n, 1);
+	cr_assert_null(recs.v[0].value, "metadata only");
+	bool corrupt = false, names_file = false, has_last = false;
+	for (size_t k = 0; k < recs.v[0].hcnt; k++) {
+		const spate_header_t *hh = &recs.v[0].hdrs[k];
+		if (hh->key_len == 15 && !memcmp(hh->key, "spate.condition", 15))
+			corrupt = hh->value_len == 7 && !memcmp(hh->value, "Corrupt", 7);
+		if (hh->key_len == 11 && !memcmp(hh->key, "spate.error", 11))
+			names_file = memmem(hh->value, hh->value_len, "00000000000000000000.log", 24) != NULL;
+		if (hh->key_len == 19 && !memcmp(hh->key, "spate.position.last", 19))
+			has_last = true;
+	}
+	cr_assert(corrupt && names_file && has_last, "Corrupt entry headers");
+	lt_recs_free(&recs);
+	free(s);
+
+	/* skip while the DLQ cannot be written: the run stops with the error, nothing skipped
+	 * silently */
+	lt_rmrf(dlq);
+	setenv("SPATE_FAULT_DLQ", "fail", 1);
+	s = new_state(dir);
+	e = engine(s, dir, NULL, skip_dlq);
+	rc = run(e, err, sizeof(err));
+	spate_engine_destroy(e);
+	unsetenv("SPATE_FAULT_DLQ");
+	cr_assert_neq(rc, SPATE_OK);
+	cr_assert(strstr(err, "Corrupt DLQ entry"), "%s", err);
+	free(s);
+	lt_rmrf(dlq);
+	free(dlq);
 	lt_rmrf(dir);
 	free(dir);
 }

@@ -1,0 +1,390 @@
+/* test_dlq.c - failure semantics with a real DLQ (dlq=log:DIR) over the embedded log:
+ * poison records land in the DLQ with the headers of the contract, bisect keeps healthy
+ * records out of it, a DLQ outage loses nothing and holds the checkpoint before the
+ * first undeliverable record, and record age is judged per record. */
+#include "connectors/log/log.h"
+#include "tests/common/util.h"
+#include "tests/connectors/log/logtest.h"
+
+#include <spate/spate.h>
+
+#include <criterion/criterion.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum { PARTS = 4, N = 40000, POISON_EVERY = 10000, POISON_AT = 4321 };
+
+static bool is_poison(unsigned id)
+{
+	return id % POISON_EVERY == POISON_AT;
+}
+
+/* record i: key "k<i%97>", value "<i>", one header "h" = "<i>", timestamp given */
+static void produce(const char *dir, int64_t ts)
+{
+	char err[1024];
+	sp_log_wopts_t o;
+	lt_wopts(&o, 256 << 10, 8192);
+	sp_log_producer_t *p;
+	cr_assert_eq(sp_log_producer_open(dir, PARTS, &o, &p, err, sizeof(err)), SPATE_OK, "%s", err);
+	for (unsigned i = 0; i < N; i++) {
+		char k[16], v[16];
+		int kl = snprintf(k, sizeof(k), "k%u", i % 97), vl = snprintf(v, sizeof(v), "%u", i);
+		spate_header_t h = {"h", 1, v, (size_t)vl};
+		spate_push_record_t r = {.key = k, .key_len = (size_t)kl, .value = v, .value_len = (size_t)vl,
+		                         .headers = &h, .header_cnt = 1, .timestamp_ms = ts};
+		cr_assert_eq(sp_log_producer_send(p, &r, 1, -1, err, sizeof(err)), SPATE_OK, "%s", err);
+	}
+	cr_assert_eq(sp_log_producer_close(p, err, sizeof(err)), SPATE_OK, "%s", err);
+}
+
+typedef struct st {
+	_Atomic uint32_t ok[N];
+	_Atomic uint32_t fails[N];
+} st_t;
+
+static unsigned id_of(const spate_record_t *r)
+{
+	char v[16];
+	size_t n = r->value_len < 15 ? r->value_len : 15;
+	memcpy(v, r->value, n);
+	v[n] = 0;
+	return (unsigned)strtoul(v, NULL, 10);
+}
+
+static int handle(void *opaque, void *ctx, spate_batch_t *b)
+{
+	(void)ctx;
+	st_t *s = opaque;
+	const spate_record_t *const *r = spate_batch_records(b);
+	size_t n = spate_batch_count(b);
+	bool bad = false;
+	for (size_t i = 0; i < n; i++)
+		bad |= is_poison(id_of(r[i]));
+	for (size_t i = 0; i < n; i++)
+		atomic_fetch_add(bad ? &s->fails[id_of(r[i])] : &s->ok[id_of(r[i])], 1);
+	if (!bad)
+		return SPATE_HANDLER_OK;
+	spate_batch_set_error(b, "poison in batch");
+	return SPATE_HANDLER_FAIL;
+}
+
+typedef struct run {
+	spate_engine_t *e;
+	int rc;
+	char err[512];
+} run_t;
+
+static spate_engine_t *engine(st_t *s, const char *log, const char *dlq, const char *store,
+                              const char *const *kv)
+{
+	char err[512], a[600];
+	spate_conf_t *c = spate_conf_new();
+	snprintf(a, sizeof(a), "log:%s", log);
+	cr_assert_eq(spate_conf_set(c, "source", a, err, sizeof(err)), SPATE_CONF_OK, "%s", err);
+	snprintf(a, sizeof(a), "log:%s", dlq);
+	cr_assert_eq(spate_conf_set(c, "dlq", a, err, sizeof(err)), SPATE_CONF_OK, "%s", err);
+	if (store) {
+		snprintf(a, sizeof(a), "file:%s", store);
+		cr_assert_eq(spate_conf_set(c, "store", a, err, sizeof(err)), SPATE_CONF_OK, "%s", err);
+	}
+	const char *base[] = {"stop.at.end", "true", "retry.backoff.ms", "1", "retry.backoff.max.ms", "5",
+	                      "log.level", "error", "checkpoint.interval.ms", "20", NULL};
+	for (int i = 0; base[i]; i += 2)
+		cr_assert_eq(spate_conf_set(c, base[i], base[i + 1], err, sizeof(err)), SPATE_CONF_OK, "%s", err);
+	for (int i = 0; kv[i]; i += 2)
+		cr_assert_eq(spate_conf_set(c, kv[i], kv[i + 1], err, sizeof(err)), SPATE_CONF_OK, "%s", err);
+	spate_handler_t h = {.version = SPATE_HANDLER_VERSION, .handle = handle, .opaque = s};
+	spate_engine_t *e = spate_engine_new(c, &h, err, sizeof(err));
+	cr_assert_not_null(e, "%s", err);
+	cr_assert_eq(spate_engine_start(e, err, sizeof(err)), SPATE_OK, "%s", err);
+	return e;
+}
+
+static const char *hdr(const lt_rec_t *r, const char *key, size_t *len)
+{
+	for (size_t h = 0; h < r->hcnt; h++)
+		if (r->hdrs[h].key_len == strlen(key) && !memcmp(r->hdrs[h].key, key, r->hdrs[h].key_len)) {
+			*len = r->hdrs[h].value_len;
+			return r->hdrs[h].value;
+		}
+	return NULL;
+}
+
+static char *hdr_str(const lt_rec_t *r, const char *key)
+{
+	size_t len;
+	const char *v = hdr(r, key, &len);
+	cr_assert_not_null(v, "DLQ record without header %s", key);
+	char *s = malloc(len + 1);
+	memcpy(s, v, len);
+	s[len] = 0;
+	return s;
+}
+
+static void read_dlq(const char *dlq, lt_recs_t *recs)
+{
+	char err[1024];
+	int parts;
+	memset(recs, 0, sizeof(*recs));
+	if (access(dlq, F_OK) != 0)
+		return;
+	cr_assert_eq(sp_log_meta_read(dlq, &parts, err, sizeof(err)), SPATE_OK, "%s", err);
+	sp_log_ropts_t ro;
+	lt_ropts(&ro);
+	for (int p = 0; p < parts; p++)
+		cr_assert_eq(lt_read(dlq, p, 0, &ro, recs, err, sizeof(err)), SPATE_OK, "%s", err);
+}
+
+static unsigned rec_id(const lt_rec_t *r)
+{
+	char v[16];
+	size_t n = r->value_len < 15 ? r->value_len : 15;
+	memcpy(v, r->value, n);
+	v[n] = 0;
+	return (unsigned)strtoul(v, NULL, 10);
+}
+
+Test(dlq, bisect_sends_exactly_the_poison_records_with_contract_headers)
+{
+	char *log = lt_mkdtemp(), *dlq = lt_mkdtemp();
+	lt_rmrf(dlq);
+	produce(log, 1700000000000LL);
+	st_t *s = calloc(1, sizeof(*s));
+	const char *kv[] = {"bisect.on.error", "true", "max.retry.attempts", "2", "batch.size", "100", NULL};
+	spate_engine_t *e = engine(s, log, dlq, NULL, kv);
+	char err[512];
+	cr_assert_eq(spate_engine_run(e, err, sizeof(err)), SPATE_OK, "%s", err);
+	spate_summary_t sum;
+	spate_engine_summary(e, &sum);
+	spate_engine_destroy(e);
+	cr_assert_eq(sum.records, N);
+	cr_assert_eq(sum.dlq, N / POISON_EVERY);
+	cr_assert_eq(sum.dropped, 0);
+	for (unsigned i = 0; i < N; i++)
+		if (!is_poison(i))
+			cr_assert_geq(atomic_load(&s->ok[i]), 1, "healthy record %u not handled", i);
+	lt_recs_t recs;
+	read_dlq(dlq, &recs);
+	cr_assert_eq(recs.n, N / POISON_EVERY);
+	for (size_t i = 0; i < recs.n; i++) {
+		lt_rec_t *r = &recs.v[i];
+		unsigned id = rec_id(r);
+		cr_assert(is_poison(id), "healthy record %u in the DLQ", id);
+		/* the original key, value and header */
+		char k[16];
+		snprintf(k, sizeof(k), "k%u", id % 97);
+		cr_assert_eq(r->key_len, strlen(k));
+		cr_assert(!memcmp(r->key, k, r->key_len));
+		size_t hl;
+		const char *hv = hdr(r, "h", &hl);
+		cr_assert_not_null(hv);
+		cr_assert_eq(hl, r->value_len);
+		cr_assert(!memcmp(hv, r->value, hl));
+		/* the contract's headers */
+		char *cond = hdr_str(r, "spate.condition"), *att = hdr_str(r, "spate.attempts"),
+		     *src = hdr_str(r, "spate.source"), *part = hdr_str(r, "spate.partition"),
+		     *pos = hdr_str(r, "spate.position"), *sid = hdr_str(r, "spate.id"),
+		     *first = hdr_str(r, "spate.first.attempt.ms"), *last = hdr_str(r, "spate.last.attempt.ms"),
+		     *error = hdr_str(r, "spate.error");
+		cr_assert_str_eq(cond, "RetryAttemptsExhausted");
+		cr_assert_str_eq(att, "3", "2 retries after the first attempt: %s", att);
+		cr_assert_str_eq(src, "log");
+		cr_assert(!strncmp(part, "log/", 4), "%s", part);
+		char want[256];
+		snprintf(want, sizeof(want), "%s/%s", part, pos);
+		cr_assert_str_eq(sid, want);
+		cr_assert_str_eq(error, "poison in batch");
+		long long f = atoll(first), l = atoll(last);
+		cr_assert_gt(f, 1700000000000LL);
+		cr_assert_geq(l, f);
+		free(cond), free(att), free(src), free(part), free(pos), free(sid), free(first), free(last), free(error);
+	}
+	lt_recs_free(&recs);
+	lt_rmrf(log), lt_rmrf(dlq);
+	free(log), free(dlq), free(s);
+}
+
+Test(dlq, bisect_off_sends_whole_failing_batches)
+{
+	char *log = lt_mkdtemp(), *dlq = lt_mkdtemp();
+	lt_rmrf(dlq);
+	produce(log, 1700000000000LL);
+	st_t *s = calloc(1, sizeof(*s));
+	const char *kv[] = {"bisect.on.error", "false", "max.retry.attempts", "1", "batch.size", "100", NULL};
+	spate_engine_t *e = engine(s, log, dlq, NULL, kv);
+	char err[512];
+	cr_assert_eq(spate_engine_run(e, err, sizeof(err)), SPATE_OK, "%s", err);
+	spate_summary_t sum;
+	spate_engine_summary(e, &sum);
+	spate_engine_destroy(e);
+	cr_assert_eq(sum.records, N);
+	lt_recs_t recs;
+	read_dlq(dlq, &recs);
+	cr_assert_eq(recs.n, sum.dlq);
+	cr_assert_gt(recs.n, N / POISON_EVERY, "only poison records: the batches were split");
+	cr_assert_leq(recs.n, 100 * (N / POISON_EVERY));
+	/* exactly the records that never succeeded: each shared a failing batch */
+	size_t never = 0, poison_in = 0;
+	for (unsigned i = 0; i < N; i++)
+		never += atomic_load(&s->ok[i]) == 0;
+	for (size_t i = 0; i < recs.n; i++) {
+		unsigned id = rec_id(&recs.v[i]);
+		cr_assert_eq(atomic_load(&s->ok[id]), 0, "record %u succeeded and is in the DLQ", id);
+		poison_in += is_poison(id);
+	}
+	cr_assert_eq(never, recs.n);
+	cr_assert_eq(poison_in, N / POISON_EVERY);
+	lt_recs_free(&recs);
+	lt_rmrf(log), lt_rmrf(dlq);
+	free(log), free(dlq), free(s);
+}
+
+/* Parse the file store's `name<TAB>ckpt` lines; 0 when the file is absent. */
+static int read_ckpts(const char *path, char names[][64], int64_t *pos, int max)
+{
+	char *text = t_read_file(path, NULL);
+	if (!text)
+		return 0;
+	int n = 0;
+	for (char *line = strtok(text, "\n"); line && n < max; line = strtok(NULL, "\n")) {
+		char *tab = strchr(line, '\t');
+		if (!tab || line[0] == '#' || !strncmp(line, "spate-", 6))
+			continue;
+		*tab = 0;
+		snprintf(names[n], 64, "%s", line);
+		pos[n] = strcmp(tab + 1, "beginning") ? atoll(tab + 1) : -1;
+		n++;
+	}
+	free(text);
+	return n;
+}
+
+static void *run_thread(void *arg)
+{
+	run_t *r = arg;
+	r->rc = spate_engine_run(r->e, r->err, sizeof(r->err));
+	return NULL;
+}
+
+Test(dlq, outage_loses_nothing_and_holds_the_checkpoint)
+{
+	char *log = lt_mkdtemp(), *dlq = lt_mkdtemp(), *tmp = lt_mkdtemp();
+	char store[512];
+	snprintf(store, sizeof(store), "%s/ckpt", tmp);
+	lt_rmrf(dlq);
+	produce(log, 1700000000000LL);
+	/* where each partition's poison records are: the log places records by key hash */
+	lt_recs_t all = {0};
+	sp_log_ropts_t ro;
+	lt_ropts(&ro);
+	char err[1024];
+	int64_t poison_pos[PARTS][8];
+	int npoison[PARTS] = {0};
+	for (int p = 0; p < PARTS; p++) {
+		size_t before = all.n;
+		cr_assert_eq(lt_read(log, p, 0, &ro, &all, err, sizeof(err)), SPATE_OK, "%s", err);
+		for (size_t i = before; i < all.n; i++)
+			if (is_poison(rec_id(&all.v[i])))
+				poison_pos[p][npoison[p]++] = (int64_t)all.v[i].offset;
+	}
+	lt_recs_free(&all);
+	setenv("SPATE_FAULT_DLQ", "fail:60", 1);
+	st_t *s = calloc(1, sizeof(*s));
+	const char *kv[] = {"bisect.on.error", "true", "max.retry.attempts", "0", "batch.size", "100",
+	                    "retry.backoff.ms", "20", "retry.backoff.max.ms", "40", NULL};
+	run_t r = {.e = engine(s, log, dlq, store, kv)};
+	unsetenv("SPATE_FAULT_DLQ");
+	pthread_t th;
+	pthread_create(&th, NULL, run_thread, &r);
+	/* while it runs: no sampled checkpoint passes a poison record that is not yet in the
+	 * DLQ (the DLQ is read after the checkpoint, so it can only hold more) */
+	int samples = 0, held = 0;
+	for (int k = 0; k < 100000; k++) {
+		char names[PARTS * 2][64];
+		int64_t pos[PARTS * 2];
+		int n = read_ckpts(store, names, pos, PARTS * 2);
+		lt_recs_t d;
+		read_dlq(dlq, &d);
+		for (int i = 0; i < n; i++) {
+			int p = atoi(strrchr(names[i], '/') + 1);
+			for (int j = 0; j < npoison[p]; j++) {
+				if (pos[i] < poison_pos[p][j])
+					continue;
+				bool in = false;
+				for (size_t x = 0; x < d.n && !in; x++) {
+					char *pp = hdr_str(&d.v[x], "spate.position"), *pa = hdr_str(&d.v[x], "spate.partition");
+					in = atoll(pp) == poison_pos[p][j] && !strcmp(pa, names[i]);
+					free(pp), free(pa);
+				}
+				cr_assert(in, "checkpoint %s at %" PRId64 " passed poison record %" PRId64
+				              " that is not in the DLQ",
+				          names[i], pos[i], poison_pos[p][j]);
+			}
+			for (int j = 0; j < npoison[p]; j++)
+				held += pos[i] == poison_pos[p][j] - 1;
+		}
+		lt_recs_free(&d);
+		samples++;
+		spate_summary_t sum;
+		spate_engine_summary(r.e, &sum);
+		if (sum.records == N)
+			break;
+		usleep(2000);
+	}
+	pthread_join(th, NULL);
+	cr_assert_eq(r.rc, SPATE_OK, "%s", r.err);
+	spate_summary_t sum;
+	spate_engine_summary(r.e, &sum);
+	spate_engine_destroy(r.e);
+	cr_assert_eq(sum.records, N);
+	cr_assert_geq(sum.dlq_errors, 60, "the fault hook did not fire: %" PRIu64, sum.dlq_errors);
+	cr_assert_eq(sum.dlq, N / POISON_EVERY);
+	cr_assert_gt(samples, 0);
+	cr_assert_gt(held, 0, "no sample saw a checkpoint held right before a poison record");
+	lt_recs_t d;
+	read_dlq(dlq, &d);
+	cr_assert_eq(d.n, N / POISON_EVERY);
+	for (size_t i = 0; i < d.n; i++)
+		cr_assert(is_poison(rec_id(&d.v[i])));
+	for (unsigned i = 0; i < N; i++)
+		if (!is_poison(i))
+			cr_assert_geq(atomic_load(&s->ok[i]), 1, "healthy record %u lost", i);
+	lt_recs_free(&d);
+	lt_rmrf(log), lt_rmrf(dlq), lt_rmrf(tmp);
+	free(log), free(dlq), free(tmp), free(s);
+}
+
+Test(dlq, record_age_sends_only_failed_old_records)
+{
+	char *log = lt_mkdtemp(), *dlq = lt_mkdtemp();
+	lt_rmrf(dlq);
+	produce(log, 1000); /* 1970: every record is older than max.record.age.ms */
+	st_t *s = calloc(1, sizeof(*s));
+	const char *kv[] = {"bisect.on.error", "true", "max.retry.attempts", "-1", "max.record.age.ms", "60000",
+	                    "batch.size", "100", NULL};
+	spate_engine_t *e = engine(s, log, dlq, NULL, kv);
+	char err[512];
+	cr_assert_eq(spate_engine_run(e, err, sizeof(err)), SPATE_OK, "%s", err);
+	spate_summary_t sum;
+	spate_engine_summary(e, &sum);
+	spate_engine_destroy(e);
+	cr_assert_eq(sum.records, N);
+	lt_recs_t recs;
+	read_dlq(dlq, &recs);
+	cr_assert_eq(recs.n, N / POISON_EVERY, "healthy old records of failing batches reached the DLQ");
+	for (size_t i = 0; i < recs.n; i++) {
+		cr_assert(is_poison(rec_id(&recs.v[i])));
+		char *cond = hdr_str(&recs.v[i], "spate.condition");
+		cr_assert_str_eq(cond, "RecordAgeExceeded");
+		free(cond);
+	}
+	lt_recs_free(&recs);
+	lt_rmrf(log), lt_rmrf(dlq);
+	free(log), free(dlq), free(s);
+}
