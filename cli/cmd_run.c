@@ -89,6 +89,7 @@ static void print_keys(FILE *f)
 static void run_usage(FILE *f)
 {
 	fprintf(f, "usage: spate run [CONFIG] [-X key=value]... [--stats]\n"
+	           "  --stats   one JSON line of stats per second on stderr (stats.interval.ms=1000)\n"
 	           "\n"
 	           "Runs a pipeline: CONFIG holds key=value lines (# comments); -X sets or overrides\n"
 	           "a key. Keys starting with kafka. or kinesis. pass through to those connectors.\n"
@@ -131,7 +132,13 @@ static void print_summary(const spate_summary_t *s)
 	printf("records_per_s %" PRIu64 "\n", (uint64_t)(s->records_per_s + 0.5));
 	printf("dlq_errors %" PRIu64 "\n", s->dlq_errors);
 	printf("store_errors %" PRIu64 "\n", s->store_errors);
+	printf("workers_min %d\n", s->workers_min);
 	printf("workers_max %d\n", s->workers_max);
+	printf("workers_mean_milli %" PRIu64 "\n", (uint64_t)(s->workers_mean * 1000 + 0.5));
+	printf("throttled %" PRIu64 "\n", s->throttled);
+	printf("cold_starts %" PRIu64 "\n", s->cold_starts);
+	printf("cold_start_p50_us %" PRIu64 "\n", (uint64_t)(s->cold_p50_ms * 1000 + 0.5));
+	printf("cold_start_p99_us %" PRIu64 "\n", (uint64_t)(s->cold_p99_ms * 1000 + 0.5));
 }
 
 int spate_cli_run_conf(spate_conf_t *conf)
@@ -190,6 +197,9 @@ int spate_cmd_run(int argc, char **argv)
 			run_usage(stdout);
 			spate_conf_destroy(conf);
 			return 0;
+		} else if (!strcmp(a, "--stats")) {
+			if (set_x(conf, "stats.interval.ms=1000"))
+				goto out;
 		} else if (!strcmp(a, "-X")) {
 			if (i + 1 >= argc) {
 				fprintf(stderr, "spate: -X needs key=value\n");
@@ -217,6 +227,11 @@ int spate_cmd_run(int argc, char **argv)
 						spate_conf_destroy(fresh);
 						goto out;
 					}
+				} else if (!strcmp(argv[j], "--stats")) {
+					if (set_x(fresh, "stats.interval.ms=1000")) {
+						spate_conf_destroy(fresh);
+						goto out;
+					}
 				} else if (!strncmp(argv[j], "-X", 2) && argv[j][2]) {
 					if (set_x(fresh, argv[j] + 2)) {
 						spate_conf_destroy(fresh);
@@ -230,7 +245,7 @@ int spate_cmd_run(int argc, char **argv)
 			for (int j = i + 1; j < argc; j++)
 				if (!strcmp(argv[j], "-X"))
 					j++;
-				else if (strncmp(argv[j], "-X", 2) && argv[j][0] == '-') {
+				else if (strncmp(argv[j], "-X", 2) && strcmp(argv[j], "--stats") && argv[j][0] == '-') {
 					fprintf(stderr, "spate: run: unknown option \"%s\"\n", argv[j]);
 					goto out;
 				} else if (argv[j][0] != '-') {

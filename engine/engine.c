@@ -236,6 +236,12 @@ static int read_settings(spate_engine_t *e, char *err, size_t sz)
 	e->ckpt_interval_ms = sp_conf_int(c, "checkpoint.interval.ms");
 	e->ckpt_records = sp_conf_int(c, "checkpoint.records");
 	e->nworkers = (int)sp_conf_int(c, "max.concurrency");
+	e->min_workers = (int)sp_conf_int(c, "min.concurrency");
+	e->scale_down_idle_ms = sp_conf_int(c, "scale.down.idle.ms");
+	e->stats_interval_ms = sp_conf_int(c, "stats.interval.ms");
+	if (e->min_workers > e->nworkers)
+		return sp_err(err, sz, SPATE_ERR_INVALID,
+		              "min.concurrency: %d is above max.concurrency (%d)", e->min_workers, e->nworkers);
 	if (e->backoff_max_ms < e->backoff_ms)
 		return sp_err(err, sz, SPATE_ERR_INVALID,
 		              "retry.backoff.max.ms: %" PRId64 " is below retry.backoff.ms (%" PRId64 ")",
@@ -312,6 +318,14 @@ static int open_plugins(spate_engine_t *e, char *err, size_t sz)
 	if (rc)
 		return rc;
 	e->src_open = true;
+	if (so->min_inflight_bytes) {
+		uint64_t need = so->min_inflight_bytes(&e->src);
+		if (e->max_inflight_bytes < need)
+			return sp_err(err, sz, SPATE_ERR_INVALID,
+			              "max.inflight.bytes: %" PRIu64 " cannot hold one read of each of the %zu partitions "
+			              "of %s; the minimum is %" PRIu64 " (%" PRIu64 "M)",
+			              e->max_inflight_bytes, e->nparts, v, need, (need + (1 << 20) - 1) >> 20);
+	}
 	if (e->nparts == 0)
 		return sp_err(err, sz, SPATE_ERR_INVALID, "source: \"%s\" has no partitions", v);
 	if (e->nparts * e->factor > SP_MAX_LANES)
@@ -387,6 +401,10 @@ spate_err_t spate_engine_start(spate_engine_t *e, char *err, size_t sz)
 		rc = make_lanes(e, err, sz);
 	if (!rc)
 		rc = sp_checkpoint_load_and_seek(e, err, sz);
+	if (!rc)
+		rc = sp_autoscale_new(e, err, sz);
+	if (!rc)
+		rc = sp_metrics_new(e, err, sz);
 	if (!rc)
 		rc = sp_workers_start(e, err, sz);
 	if (rc)
@@ -476,27 +494,56 @@ static void hold(spate_engine_t *e, sp_chunk_t *c)
 	t->next = c;
 }
 
+/* Whether chunk c may enter now: it keeps in-flight bytes and records under their bounds,
+ * or nothing is in flight (one chunk is always admitted, so progress never deadlocks). */
+static bool fits(spate_engine_t *e, const sp_chunk_t *c)
+{
+	uint64_t recs = atomic_load_explicit(&e->inflight_records, memory_order_relaxed);
+	if (!recs)
+		return true;
+	return atomic_load_explicit(&e->inflight_bytes, memory_order_relaxed) + c->bytes <= e->max_inflight_bytes &&
+	       recs + c->n <= e->max_inflight_records;
+}
+
+/* The source pauses at the bounds and resumes below the low mark (hysteresis, so it is
+ * not woken for every chunk that leaves). */
+static bool may_poll(spate_engine_t *e)
+{
+	uint64_t bytes = atomic_load_explicit(&e->inflight_bytes, memory_order_relaxed);
+	uint64_t recs = atomic_load_explicit(&e->inflight_records, memory_order_relaxed);
+	if (!recs) {
+		e->paused = false;
+		return true;
+	}
+	if (e->paused) {
+		if (bytes > e->max_inflight_bytes / SP_RESUME_DIV * (SP_RESUME_DIV - 1) ||
+		    recs > e->max_inflight_records / SP_RESUME_DIV * (SP_RESUME_DIV - 1))
+			return false;
+		e->paused = false;
+	}
+	if (bytes >= e->max_inflight_bytes || recs >= e->max_inflight_records) {
+		e->paused = true;
+		return false;
+	}
+	return true;
+}
+
 /* Poll the source while the bounds allow; dispatch what it returns. Returns chunks
- * dispatched, or a negative error. */
+ * dispatched, or a negative error. A chunk that does not fit the bounds (or its lanes)
+ * waits in e->held, outside the in-flight count, and nothing more is polled meanwhile. */
 static int feed(spate_engine_t *e, char *err, size_t sz)
 {
 	int moved = 0;
 	while (e->held) {
 		sp_chunk_t *h = e->held, *nx = h->next;
-		if (!sp_dispatch(e, h)) /* on failure h->next is untouched */
+		if (!fits(e, h) || !sp_dispatch(e, h)) /* on failure h->next is untouched */
 			return moved;
 		e->held = nx;
 		moved++;
 	}
-	while (!atomic_load(&e->stop_req) && !e->held) {
-		/* One chunk is always admitted when nothing is in flight (no deadlock). */
-		bool empty = e->inflight_records == 0;
-		if (!empty && (e->inflight_bytes >= e->max_inflight_bytes ||
-		               e->inflight_records >= e->max_inflight_records))
-			break;
-		uint64_t budget = e->inflight_bytes < e->max_inflight_bytes
-		                      ? e->max_inflight_bytes - e->inflight_bytes
-		                      : 1;
+	while (!atomic_load(&e->stop_req) && !e->held && may_poll(e)) {
+		uint64_t bytes = atomic_load_explicit(&e->inflight_bytes, memory_order_relaxed);
+		uint64_t budget = bytes < e->max_inflight_bytes ? e->max_inflight_bytes - bytes : 1;
 		sp_chunk_t *out[SP_POLL_BATCH];
 		int n = e->src.ops->poll(&e->src, out, SP_POLL_BATCH, budget, err, sz);
 		if (n < 0)
@@ -506,7 +553,7 @@ static int feed(spate_engine_t *e, char *err, size_t sz)
 				sp_chunk_free(out[i]);
 				continue;
 			}
-			if (e->held || !sp_dispatch(e, out[i])) {
+			if (e->held || !fits(e, out[i]) || !sp_dispatch(e, out[i])) {
 				hold(e, out[i]);
 				continue;
 			}
@@ -567,6 +614,9 @@ spate_err_t spate_engine_run(spate_engine_t *e, char *err, size_t sz)
 				break;
 			}
 		}
+		int64_t now_ns = sp_now_ns();
+		sp_autoscale_tick(e, now_ns);
+		sp_metrics_tick(e, now_ns);
 		if (sp_checkpoint_maybe_flush(e, false) == SPATE_OK && e->stop_at_end && all_at_end(e)) {
 			/* the checkpoints reach the ends; make sure the store has them */
 			if (sp_checkpoint_maybe_flush(e, true) == SPATE_OK)
@@ -613,8 +663,7 @@ void spate_engine_summary(spate_engine_t *e, spate_summary_t *s)
 	if (first && e->last_done_ns > first)
 		s->first_to_last_s = (double)(e->last_done_ns - first) / 1e9;
 	s->records_per_s = s->first_to_last_s > 0 ? (double)s->records / s->first_to_last_s : 0;
-	s->workers_min = s->workers_max = e->nworkers;
-	s->workers_mean = e->nworkers;
+	sp_autoscale_summary(e, s);
 }
 
 int spate_summary_json(const spate_summary_t *s, char *buf, size_t size)
@@ -624,10 +673,12 @@ int spate_summary_json(const spate_summary_t *s, char *buf, size_t size)
 	                ",\"dlq\":%" PRIu64 ",\"dropped\":%" PRIu64 ",\"retries\":%" PRIu64
 	                ",\"filtered\":%" PRIu64 ",\"elapsed_s\":%.6f,\"first_to_last_s\":%.6f"
 	                ",\"records_per_s\":%.0f,\"workers_min\":%d,\"workers_max\":%d,\"workers_mean\":%.3f"
-	                ",\"dlq_errors\":%" PRIu64 ",\"store_errors\":%" PRIu64 "}",
+	                ",\"dlq_errors\":%" PRIu64 ",\"store_errors\":%" PRIu64 ",\"throttled\":%" PRIu64
+	                ",\"cold_starts\":%" PRIu64 ",\"cold_start_p50_ms\":%.3f,\"cold_start_p99_ms\":%.3f}",
 	                s->records, s->batches, s->failed, s->dlq, s->dropped, s->retries, s->filtered,
 	                s->elapsed_s, s->first_to_last_s, s->records_per_s, s->workers_min, s->workers_max,
-	                s->workers_mean, s->dlq_errors, s->store_errors);
+	                s->workers_mean, s->dlq_errors, s->store_errors, s->throttled, s->cold_starts,
+	                s->cold_p50_ms, s->cold_p99_ms);
 }
 
 void spate_engine_destroy(spate_engine_t *e)
@@ -669,8 +720,12 @@ void spate_engine_destroy(spate_engine_t *e)
 		e->op->destroy(&e->h);
 	if (e->wakefd >= 0)
 		close(e->wakefd);
+	sp_autoscale_free(e);
+	sp_metrics_free(e);
 	pthread_mutex_destroy(&e->mu);
 	pthread_cond_destroy(&e->work_cv);
+	if (e->workers_cv_ready)
+		pthread_cond_destroy(&e->idle_cv);
 	spate_conf_destroy(e->conf);
 	free(e);
 }

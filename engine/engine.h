@@ -33,6 +33,13 @@
  * above glibc's mmap threshold, so without reuse every chunk's pages fault in anew. */
 #define SP_CHUNK_CACHE 64
 
+/* The source resumes once in-flight bytes and records are below (DIV-1)/DIV of their
+ * bounds. */
+#define SP_RESUME_DIV 4
+
+/* The autoscaler's tick. */
+#define SP_AUTOSCALE_TICK_MS 100
+
 /* The engine thread's longest sleep when nothing wakes it: the tick of the checkpoint
  * coordinator and of the stop checks. */
 #define SP_TICK_MS 100
@@ -100,7 +107,11 @@ typedef struct sp_comp {
 } sp_comp_t;
 
 /* Worker counters: written by the worker only, read relaxed by anyone. */
+/* Handler latency histogram: bucket i counts batches of [2^i, 2^(i+1)) microseconds. */
+#define SP_LAT_BUCKETS 40
+
 typedef struct sp_wstats {
+	_Atomic uint64_t lat[SP_LAT_BUCKETS];
 	_Atomic uint64_t batches, failed, dlq, dropped, retries, dlq_errors, busy_ns, records_in;
 	_Atomic uint64_t migrated, arena_bytes;
 } sp_wstats_t;
@@ -128,6 +139,7 @@ typedef struct sp_worker {
 	spate_header_t *dlqhdrs;
 	size_t dlqhdrs_cap;
 	void *hctx;
+	bool inited; /* the handler's init ran on this worker and fini has not */
 	uint64_t rng;
 } sp_worker_t;
 
@@ -161,7 +173,10 @@ struct spate_engine_s {
 	bool bisect, item_failures, stop_at_end;
 	uint64_t max_inflight_bytes, max_inflight_records;
 	int64_t shutdown_timeout_ms, ckpt_interval_ms, ckpt_records;
-	int nworkers;
+	int nworkers;      /* threads: max.concurrency */
+	int min_workers;
+	int64_t scale_down_idle_ms;
+	int64_t stats_interval_ms;
 
 	sp_source_t src;
 	bool src_open;
@@ -182,11 +197,17 @@ struct spate_engine_s {
 
 	/* ready queue and parked lanes, under mu */
 	pthread_mutex_t mu;
-	pthread_cond_t work_cv;
+	pthread_cond_t work_cv; /* active workers wait here for lanes */
+	pthread_cond_t idle_cv; /* stopped workers wait here to be started */
 	sp_lane_t *ready_head, *ready_tail;
 	sp_lane_t *parked;
 	int idle_workers;
+	int active;        /* workers allowed to claim lanes (the autoscaler sets it) */
+	int nready;        /* lanes in the ready queue */
+	int nrunning;      /* lanes claimed by a worker */
+	_Atomic int64_t cold_ns; /* a record arrived while no worker was active (0: none pending) */
 	bool quit; /* workers exit */
+	bool workers_cv_ready; /* idle_cv was initialized */
 	int init_failed;
 	char init_err[256];
 
@@ -196,22 +217,25 @@ struct spate_engine_s {
 	_Atomic int stop_req; /* 1: graceful, 2: at once */
 	bool started, running, finished;
 	sp_chunk_t *held;     /* a chunk that could not be dispatched yet */
+	bool paused;          /* the source is paused at the in-flight bounds */
 	struct {
 		void *mem;
 		size_t size;
 	} chunk_cache[SP_CHUNK_CACHE]; /* engine thread only */
 	int chunk_cached;
-	uint64_t inflight_bytes, inflight_records;
+	_Atomic uint64_t inflight_bytes, inflight_records; /* engine thread writes; stats read */
 	uint64_t peak_inflight_bytes;
 	uint64_t done_since_flush;
 	int64_t last_flush_ms;
-	uint64_t records_done;
+	_Atomic uint64_t records_done;
 	uint64_t store_errors;
 	uint64_t corrupt_dlq, corrupt_dropped; /* skipped regions sent to the DLQ / dropped */
 	int64_t start_ns, end_ns;
 	_Atomic int64_t first_ns;
 	int64_t last_done_ns;
 	uint64_t rng;
+	struct sp_autoscale *as; /* autoscale.c */
+	struct sp_metrics *mx;   /* metrics.c */
 };
 
 /** Free the chunk allocations kept for reuse. */
@@ -243,6 +267,24 @@ size_t sp_tracker_drain(sp_engine_t *e);
 void sp_tracker_add(sp_engine_t *e, sp_chunk_t *c);
 /** Free every chunk still held (at destroy). */
 void sp_tracker_free_all(sp_engine_t *e);
+
+/* autoscale.c */
+int sp_autoscale_new(sp_engine_t *e, char *errstr, size_t size);
+void sp_autoscale_free(sp_engine_t *e);
+/** Every SP_AUTOSCALE_TICK_MS on the engine thread: set e->active from the load. */
+void sp_autoscale_tick(sp_engine_t *e, int64_t now_ns);
+/** Under e->mu, when lanes became ready: scale up from zero at once (a cold start). */
+void sp_autoscale_wake_locked(sp_engine_t *e);
+/** A worker starts a batch: if a cold start is pending, measure it. */
+void sp_autoscale_cold_done(sp_engine_t *e);
+/** Worker count over time (min, max, time-weighted mean) and cold starts, into s. */
+void sp_autoscale_summary(sp_engine_t *e, spate_summary_t *s);
+
+/* metrics.c */
+int sp_metrics_new(sp_engine_t *e, char *errstr, size_t size);
+void sp_metrics_free(sp_engine_t *e);
+/** On the engine thread: write a stats line when due. */
+void sp_metrics_tick(sp_engine_t *e, int64_t now_ns);
 
 /* checkpoint.c */
 /** Flush dirty checkpoints when due (force: now). Returns SPATE_OK or a store error. */

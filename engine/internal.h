@@ -203,6 +203,9 @@ typedef struct sp_source_ops {
 	/** Milliseconds until the source has more (gen.rate), or -1 for "when fd says".
 	 *  May be NULL. */
 	int (*next_ms)(sp_source_t *s);
+	/** In-flight bytes one read of every partition needs (max.inflight.bytes below it is
+	 *  refused, naming this minimum). May be NULL (no minimum). */
+	uint64_t (*min_inflight_bytes)(sp_source_t *s);
 	/** Records known to exist but not yet returned by poll (-1 unknown). May be NULL. */
 	int64_t (*lag)(sp_source_t *s);
 	/** push source only: copy records in (any thread). */

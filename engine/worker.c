@@ -88,6 +88,7 @@ void spate_batch_set_error(spate_batch_t *b, const char *msg)
 static void push_ready_locked(sp_engine_t *e, sp_lane_t *l)
 {
 	l->state = LANE_QUEUED;
+	e->nready++;
 	l->next = NULL;
 	if (e->ready_tail)
 		e->ready_tail->next = l;
@@ -110,6 +111,8 @@ void sp_lanes_ready(sp_engine_t *e, sp_lane_t **lanes, size_t n)
 			queued++;
 		}
 	}
+	if (queued && !e->active)
+		sp_autoscale_wake_locked(e);
 	if (queued && e->idle_workers) {
 		if (queued > 1 && e->idle_workers > 1)
 			pthread_cond_broadcast(&e->work_cv);
@@ -557,9 +560,18 @@ static bool run_batch(sp_worker_t *w, sp_lane_t *l)
 	w->errbuf_len = 0;
 	spate_batch_t b = {.recs = w->ptrs, .n = n, .failed = w->failed, .w = w};
 	first_record(e);
+	if (atomic_load_explicit(&e->cold_ns, memory_order_relaxed))
+		sp_autoscale_cold_done(e);
 	int64_t t0 = sp_now_ns();
 	int res = e->h.handle(e->h.opaque, w->hctx, &b);
-	atomic_fetch_add_explicit(&w->st.busy_ns, (uint64_t)(sp_now_ns() - t0), memory_order_relaxed);
+	uint64_t took = (uint64_t)(sp_now_ns() - t0);
+	atomic_fetch_add_explicit(&w->st.busy_ns, took, memory_order_relaxed);
+	unsigned us = (unsigned)(took / 1000), bucket = 0;
+	while (us > 1 && bucket < SP_LAT_BUCKETS - 1) {
+		us >>= 1;
+		bucket++;
+	}
+	atomic_fetch_add_explicit(&w->st.lat[bucket], 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&w->st.batches, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&w->st.records_in, n, memory_order_relaxed);
 
@@ -637,31 +649,76 @@ static bool run_batch(sp_worker_t *w, sp_lane_t *l)
 
 /* ---- the thread ------------------------------------------------------------------- */
 
+static void timed_wait(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t deadline_ms)
+{
+	if (!deadline_ms) {
+		pthread_cond_wait(cv, mu);
+		return;
+	}
+	struct timespec ts = {.tv_sec = deadline_ms / 1000, .tv_nsec = (deadline_ms % 1000) * 1000000};
+	pthread_cond_timedwait(cv, mu, &ts);
+}
+
+/* Run the handler's init (activation) or fini (deactivation) on this thread, like a
+ * Lambda execution environment that starts and stops. Called and returns with e->mu
+ * held. Returns false when init failed (the engine stops with the error). */
+static bool set_instance(sp_worker_t *w, bool up)
+{
+	sp_engine_t *e = w->e;
+	pthread_mutex_unlock(&e->mu);
+	int rc = SPATE_OK;
+	if (up && e->h.init)
+		rc = e->h.init(e->h.opaque, w->id, &w->hctx);
+	else if (!up && e->h.fini)
+		e->h.fini(e->h.opaque, w->hctx);
+	if (!up)
+		w->hctx = NULL;
+	pthread_mutex_lock(&e->mu);
+	if (rc != SPATE_OK) {
+		if (!e->init_failed)
+			snprintf(e->init_err, sizeof(e->init_err), "handler: init failed on worker %d: %s", w->id,
+			         spate_err2str(rc));
+		e->init_failed = 1;
+		sp_engine_wake(e);
+		return false;
+	}
+	w->inited = up;
+	return true;
+}
+
 static void *worker_main(void *arg)
 {
 	sp_worker_t *w = arg;
 	sp_engine_t *e = w->e;
-	if (e->h.init) {
-		int rc = e->h.init(e->h.opaque, w->id, &w->hctx);
-		if (rc != SPATE_OK) {
-			pthread_mutex_lock(&e->mu);
-			if (!e->init_failed)
-				snprintf(e->init_err, sizeof(e->init_err), "handler: init failed on worker %d: %s", w->id,
-				         spate_err2str(rc));
-			e->init_failed = 1;
-			pthread_mutex_unlock(&e->mu);
-			sp_engine_wake(e);
-			return NULL;
-		}
-	}
 	pthread_mutex_lock(&e->mu);
 	for (;;) {
 		sp_lane_t *l = NULL;
 		while (!e->quit) {
+			bool active = w->id < e->active;
+			if (active != w->inited) {
+				if (!set_instance(w, active)) {
+					pthread_mutex_unlock(&e->mu);
+					return NULL;
+				}
+				continue;
+			}
+			if (!active) {
+				/* a stopped worker; with none active it still minds the retry timers,
+				 * so a parked lane wakes the pool up when its time comes */
+				int64_t next = 0;
+				if (!e->active && e->parked) {
+					next = unpark_locked(e, sp_now_ms());
+					if (e->ready_head)
+						sp_autoscale_wake_locked(e);
+				}
+				timed_wait(&e->idle_cv, &e->mu, next);
+				continue;
+			}
 			if ((l = e->ready_head)) {
 				e->ready_head = l->next;
 				if (!e->ready_head)
 					e->ready_tail = NULL;
+				e->nready--;
 				break;
 			}
 			int64_t next = e->parked ? unpark_locked(e, sp_now_ms()) : 0;
@@ -670,20 +727,13 @@ static void *worker_main(void *arg)
 			if ((l = take_migration_locked(e)))
 				break;
 			e->idle_workers++;
-			if (next) {
-				struct timespec ts;
-				int64_t ms = next;
-				ts.tv_sec = ms / 1000;
-				ts.tv_nsec = (ms % 1000) * 1000000;
-				pthread_cond_timedwait(&e->work_cv, &e->mu, &ts);
-			} else {
-				pthread_cond_wait(&e->work_cv, &e->mu);
-			}
+			timed_wait(&e->work_cv, &e->mu, next);
 			e->idle_workers--;
 		}
 		if (!l)
 			break;
 		l->state = LANE_RUNNING;
+		e->nrunning++;
 		pthread_mutex_unlock(&e->mu);
 
 		int b = 0;
@@ -695,6 +745,7 @@ static void *worker_main(void *arg)
 		wake_engine_if_sleeping(e);
 
 		pthread_mutex_lock(&e->mu);
+		e->nrunning--;
 		l->mig_wanted = false;
 		if (l->park_until_ms) {
 			l->state = LANE_PARKED;
@@ -706,9 +757,9 @@ static void *worker_main(void *arg)
 			l->state = LANE_IDLE;
 		}
 	}
+	if (w->inited)
+		set_instance(w, false);
 	pthread_mutex_unlock(&e->mu);
-	if (e->h.fini)
-		e->h.fini(e->h.opaque, w->hctx);
 	return NULL;
 }
 
@@ -719,6 +770,8 @@ int sp_workers_start(sp_engine_t *e, char *err, size_t sz)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_destroy(&e->work_cv);
 	pthread_cond_init(&e->work_cv, &ca);
+	pthread_cond_init(&e->idle_cv, &ca);
+	e->workers_cv_ready = true;
 	pthread_condattr_destroy(&ca);
 
 	e->workers = calloc((size_t)e->nworkers, sizeof(*e->workers));
@@ -759,6 +812,7 @@ void sp_workers_stop(sp_engine_t *e)
 	pthread_mutex_lock(&e->mu);
 	e->quit = true;
 	pthread_cond_broadcast(&e->work_cv);
+	pthread_cond_broadcast(&e->idle_cv);
 	pthread_mutex_unlock(&e->mu);
 	for (int i = 0; i < e->nworkers; i++) {
 		sp_worker_t *w = e->workers[i];

@@ -207,6 +207,12 @@ static int log_fd(sp_source_t *s)
 	return sp_log_reader_fd(x->rd);
 }
 
+static uint64_t log_min_inflight(sp_source_t *s)
+{
+	src_t *x = s->ctx;
+	return (uint64_t)sp_log_reader_partitions(x->rd) * SP_LOG_POOL_BUF_BYTES;
+}
+
 static int64_t log_lag(sp_source_t *s)
 {
 	src_t *x = s->ctx;
@@ -241,6 +247,7 @@ const sp_source_ops_t sp_source_log = {
     .seek = log_seek,
     .poll = log_poll,
     .fd = log_fd,
+    .min_inflight_bytes = log_min_inflight,
     .next_ms = NULL,
     .lag = log_lag,
     .push = NULL,

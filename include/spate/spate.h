@@ -295,7 +295,27 @@ typedef struct spate_summary {
 	double workers_mean;       /**< time-weighted mean of the active worker count */
 	uint64_t dlq_errors;       /**< failed DLQ writes (the records stayed and were retried) */
 	uint64_t store_errors;     /**< failed checkpoint saves (retried on the next tick) */
+	uint64_t throttled;        /**< autoscaler ticks at max.concurrency with lanes waiting */
+	uint64_t cold_starts;      /**< records that arrived with no worker active */
+	double cold_p50_ms, cold_p99_ms; /**< from such a record's arrival to its handler start */
 } spate_summary_t;
+
+/** Live gauges, as the stats lines print them. */
+typedef struct spate_stats {
+	int workers_active;        /**< workers the autoscaler runs now */
+	uint64_t lanes_waiting;    /**< lanes with work and no worker (the backlog) */
+	uint64_t lanes_running;    /**< lanes a worker holds */
+	int64_t lag;               /**< the source's records not yet read (-1 unknown) */
+	uint64_t inflight_bytes;   /**< fetched-but-not-DONE bytes (bounded by max.inflight.bytes) */
+	uint64_t inflight_records;
+	uint64_t records;          /**< DONE so far */
+	uint64_t throttled;
+	uint64_t cold_starts;
+	double handler_p50_ms, handler_p99_ms; /**< handler time per batch, since the start */
+} spate_stats_t;
+
+/** Fill *s with the engine's gauges. @locality any thread, while the engine exists */
+SPATE_API void spate_engine_stats(spate_engine_t *e, spate_stats_t *s);
 
 /** Fill *s with the engine's counters. @locality any thread */
 SPATE_API void spate_engine_summary(spate_engine_t *e, spate_summary_t *s);

@@ -147,14 +147,21 @@ Test(log_source, every_record_once_then_resume_after_checkpoint)
 	free(sd);
 }
 
-Test(log_source, tiny_inflight_bound_still_progresses)
+Test(log_source, inflight_bound_below_one_read_per_partition_is_refused)
 {
 	char *dir = lt_mkdtemp();
-	char err[1024];
+	char err[1024], min[64];
 	produce(dir, 0, N1);
 	state_t *s = new_state(dir);
 	const char *kv[] = {"max.inflight.bytes", "1", NULL};
 	spate_engine_t *e = engine(s, dir, NULL, kv);
+	cr_assert_eq(run(e, err, sizeof(err)), SPATE_ERR_INVALID, "%s", err);
+	spate_engine_destroy(e);
+	snprintf(min, sizeof(min), "%llu", (unsigned long long)PARTS * SP_LOG_POOL_BUF_BYTES);
+	cr_assert(strstr(err, "max.inflight.bytes") && strstr(err, min), "%s", err);
+	/* the minimum itself works: one read per partition in flight */
+	const char *kv2[] = {"max.inflight.bytes", min, NULL};
+	e = engine(s, dir, NULL, kv2);
 	cr_assert_eq(run(e, err, sizeof(err)), SPATE_OK, "%s", err);
 	spate_engine_destroy(e);
 	cr_assert_eq(atomic_load(&s->handled), N1);

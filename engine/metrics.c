@@ -1,0 +1,125 @@
+/* metrics.c - gauges and the periodic stats line.
+ *
+ * spate_engine_stats() reads the engine's gauges from any thread (atomics, or e->mu for
+ * the lane counts). With stats.interval.ms > 0 the engine thread writes one JSON object
+ * per interval to stats.file (stderr when empty): workers_active, the backlog, the
+ * source's lag, records/s over the interval, handler p50/p99, in-flight bytes,
+ * throttled and cold starts.
+ */
+#include "engine/engine.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct sp_metrics {
+	FILE *out;
+	bool own;
+	int64_t next_ns, last_ns;
+	uint64_t last_records;
+} sp_metrics_t;
+
+int sp_metrics_new(sp_engine_t *e, char *err, size_t sz)
+{
+	if (e->stats_interval_ms <= 0)
+		return SPATE_OK;
+	sp_metrics_t *m = calloc(1, sizeof(*m));
+	if (!m)
+		return sp_err(err, sz, SPATE_ERR_NOMEM, "out of memory");
+	const char *path = sp_conf_str(e->conf, "stats.file");
+	if (*path) {
+		if (!(m->out = fopen(path, "a"))) {
+			free(m);
+			return sp_err(err, sz, SPATE_ERR_IO, "stats.file: cannot open %s: %s", path, strerror(errno));
+		}
+		m->own = true;
+	} else {
+		m->out = stderr;
+	}
+	m->last_ns = sp_now_ns();
+	m->next_ns = m->last_ns + e->stats_interval_ms * 1000000LL;
+	e->mx = m;
+	return SPATE_OK;
+}
+
+void sp_metrics_free(sp_engine_t *e)
+{
+	sp_metrics_t *m = e->mx;
+	if (!m)
+		return;
+	if (m->own)
+		fclose(m->out);
+	free(m);
+	e->mx = NULL;
+}
+
+/* The upper edge of the bucket holding quantile q, in ms. */
+static double quantile_ms(const uint64_t *h, uint64_t n, double q)
+{
+	if (!n)
+		return 0;
+	uint64_t want = (uint64_t)((double)n * q + 0.5), acc = 0;
+	if (want < 1)
+		want = 1;
+	for (int i = 0; i < SP_LAT_BUCKETS; i++) {
+		acc += h[i];
+		if (acc >= want)
+			return (double)(2ULL << i) / 1000.0;
+	}
+	return (double)(2ULL << (SP_LAT_BUCKETS - 1)) / 1000.0;
+}
+
+void spate_engine_stats(spate_engine_t *e, spate_stats_t *s)
+{
+	memset(s, 0, sizeof(*s));
+	pthread_mutex_lock(&e->mu);
+	s->workers_active = e->active;
+	s->lanes_waiting = (uint64_t)e->nready;
+	s->lanes_running = (uint64_t)e->nrunning;
+	pthread_mutex_unlock(&e->mu);
+	s->lag = -1; /* the source is the engine thread's; the stats line reports it */
+	s->inflight_bytes = atomic_load(&e->inflight_bytes);
+	s->inflight_records = atomic_load(&e->inflight_records);
+	s->records = atomic_load(&e->records_done);
+	spate_summary_t sum;
+	memset(&sum, 0, sizeof(sum));
+	if (e->as)
+		sp_autoscale_summary(e, &sum);
+	s->throttled = sum.throttled;
+	s->cold_starts = sum.cold_starts;
+	uint64_t h[SP_LAT_BUCKETS] = {0}, n = 0;
+	for (int i = 0; e->workers && i < e->nworkers; i++)
+		for (int b = 0; b < SP_LAT_BUCKETS; b++) {
+			uint64_t v = atomic_load_explicit(&e->workers[i]->st.lat[b], memory_order_relaxed);
+			h[b] += v;
+			n += v;
+		}
+	s->handler_p50_ms = quantile_ms(h, n, 0.50);
+	s->handler_p99_ms = quantile_ms(h, n, 0.99);
+}
+
+void sp_metrics_tick(sp_engine_t *e, int64_t now)
+{
+	sp_metrics_t *m = e->mx;
+	if (!m || now < m->next_ns)
+		return;
+	m->next_ns = now + e->stats_interval_ms * 1000000LL;
+	spate_stats_t s;
+	spate_engine_stats(e, &s);
+	int64_t lag = e->src.ops && e->src.ops->lag ? e->src.ops->lag(&e->src) : -1;
+	double dt = (double)(now - m->last_ns) / 1e9;
+	double rate = dt > 0 ? (double)(s.records - m->last_records) / dt : 0;
+	m->last_ns = now;
+	m->last_records = s.records;
+	fprintf(m->out,
+	        "{\"t_ms\":%" PRId64 ",\"workers_active\":%d,\"backlog_lanes\":%" PRIu64 ",\"lanes_running\":%" PRIu64
+	        ",\"lag\":%" PRId64 ",\"records\":%" PRIu64 ",\"records_per_s\":%.0f,\"handler_p50_ms\":%.3f"
+	        ",\"handler_p99_ms\":%.3f,\"inflight_bytes\":%" PRIu64 ",\"inflight_records\":%" PRIu64
+	        ",\"throttled\":%" PRIu64 ",\"cold_starts\":%" PRIu64 "}\n",
+	        (now - e->start_ns) / 1000000, s.workers_active, s.lanes_waiting, s.lanes_running, lag, s.records,
+	        rate, s.handler_p50_ms, s.handler_p99_ms, s.inflight_bytes, s.inflight_records, s.throttled,
+	        s.cold_starts);
+	fflush(m->out);
+}
