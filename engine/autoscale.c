@@ -7,8 +7,9 @@
  *  - Up: when lanes wait and the active workers are busy, the count doubles (at least +1),
  *    never past max.concurrency nor past the lanes that have work.
  *  - Down: once no lane has waited and some workers had nothing to do for
- *    scale.down.idle.ms, the count drops to the lanes being worked (at least
- *    min.concurrency); with min.concurrency=0 an idle pipeline goes to zero.
+ *    scale.down.idle.ms, the count drops to the most lanes worked at once during that
+ *    window (at least min.concurrency), so a bursty load keeps the workers its bursts
+ *    need; with min.concurrency=0 an idle pipeline goes to zero.
  *  - From zero: the first lane that becomes ready starts a worker at once (not at the next
  *    tick); the time from that record's arrival to its handler start is a cold start.
  * Each decision is logged at debug level with its inputs.
@@ -28,6 +29,7 @@
 typedef struct sp_autoscale {
 	int64_t next_tick_ns;
 	int64_t idle_since_ns; /* 0: not idle */
+	int peak_running;      /* most lanes worked at once at a tick of the idle window */
 	uint64_t last_busy_ns;
 	int64_t last_ns;
 	/* worker count over time */
@@ -135,10 +137,14 @@ void sp_autoscale_tick(sp_engine_t *e, int64_t now)
 		a->throttled++; /* the concurrency bound holds work back */
 		a->idle_since_ns = 0;
 	} else if (ready == 0 && running < active) {
-		if (!a->idle_since_ns)
+		if (!a->idle_since_ns) {
 			a->idle_since_ns = now;
+			a->peak_running = 0;
+		}
+		if (running > a->peak_running)
+			a->peak_running = running;
 		if (now - a->idle_since_ns >= e->scale_down_idle_ms * 1000000LL) {
-			want = running > e->min_workers ? running : e->min_workers;
+			want = a->peak_running > e->min_workers ? a->peak_running : e->min_workers;
 			why = "workers idle for scale.down.idle.ms";
 			a->idle_since_ns = 0;
 		}

@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(gcc meson ninja-build pkg-config libcriterion-dev libxxhash-dev liburing-dev
       librdkafka-dev libisal-dev libjansson-dev)
-[ "${1:-}" = "--bench" ] && pkgs+=(gnuplot-nox linux-perf)
+[ "${1:-}" = "--bench" ] && pkgs+=(gnuplot-nox linux-perf python3)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
