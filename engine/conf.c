@@ -38,7 +38,7 @@ static const prop_t props[] = {
     {"source", T_STR, 0, 0, NULL, "gen",
      "Where records come from: gen, push, log:DIR (kafka and kinesis come with their connectors)"},
     {"handler", T_STR, 0, 0, NULL, "noop",
-     "What processes each batch: noop, fraud, sleep:MS, spin:US, fail-if:SUBSTRING"},
+     "What processes each batch: noop, fraud, sleep:MS, spin:US, fail-if:SUBSTRING, journal:PATH"},
     {"store", T_STR, 0, 0, NULL, "",
      "Checkpoint store: file:PATH; empty = no checkpoints (every run starts at starting.position)"},
     {"dlq", T_STR, 0, 0, NULL, "",
@@ -273,7 +273,7 @@ static int check_string(const prop_t *p, const char *v, char *err, size_t sz)
 			kinds = "gen, push, log:DIR";
 		} else if (!strcmp(p->name, "handler")) {
 			known = sp_find_operator(name) != NULL;
-			kinds = "noop, fraud, sleep:MS, spin:US, fail-if:SUBSTRING";
+			kinds = "noop, fraud, sleep:MS, spin:US, fail-if:SUBSTRING, journal:PATH";
 		} else if (!strcmp(p->name, "store")) {
 			known = sp_find_store(name) != NULL;
 			kinds = "file:PATH";

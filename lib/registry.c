@@ -11,13 +11,15 @@
 extern const sp_source_ops_t sp_source_gen, sp_source_push, sp_source_log;
 extern const sp_store_ops_t sp_store_file;
 extern const sp_sink_ops_t sp_sink_log;
-extern const sp_operator_ops_t sp_op_noop, sp_op_fraud, sp_op_sleep, sp_op_spin, sp_op_fail_if;
+extern const sp_operator_ops_t sp_op_noop, sp_op_fraud, sp_op_sleep, sp_op_spin, sp_op_fail_if,
+    sp_op_journal;
 
 static const sp_source_ops_t *const sources[] = {&sp_source_gen, &sp_source_push, &sp_source_log, NULL};
 static const sp_store_ops_t *const stores[] = {&sp_store_file, NULL};
 static const sp_sink_ops_t *const sinks[] = {&sp_sink_log, NULL};
 static const sp_operator_ops_t *const operators[] = {&sp_op_noop, &sp_op_fraud, &sp_op_sleep,
-                                                     &sp_op_spin, &sp_op_fail_if, NULL};
+                                                     &sp_op_spin, &sp_op_fail_if, &sp_op_journal,
+                                                     NULL};
 
 #define FIND(list, name)                                                                          \
 	do {                                                                                      \

@@ -107,6 +107,8 @@ static spate_engine_t *make(state_t *s, const char *store, int workers, int fact
 	cr_assert_eq(spate_conf_set(c, "push.partitions", v, err, sizeof(err)), SPATE_CONF_OK, "%s", err);
 	snprintf(v, sizeof(v), "%d", workers);
 	cr_assert_eq(spate_conf_set(c, "max.concurrency", v, err, sizeof(err)), SPATE_CONF_OK);
+	/* a fixed pool: per-key order must hold with every worker taking lanes at once */
+	cr_assert_eq(spate_conf_set(c, "min.concurrency", v, err, sizeof(err)), SPATE_CONF_OK);
 	snprintf(v, sizeof(v), "%d", factor);
 	cr_assert_eq(spate_conf_set(c, "parallelization.factor", v, err, sizeof(err)), SPATE_CONF_OK);
 	cr_assert_eq(spate_conf_set(c, "batch.size", "50", err, sizeof(err)), SPATE_CONF_OK);
