@@ -13,12 +13,13 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static int save_dirty(sp_engine_t *e, char *err, size_t sz)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < e->nparts; i++)
-		if (e->parts[i]->eng->dirty)
+		if (e->parts[i]->eng->dirty && !e->parts[i]->eng->revoked)
 			n++;
 	if (!n)
 		return SPATE_OK;
@@ -34,7 +35,7 @@ static int save_dirty(sp_engine_t *e, char *err, size_t sz)
 	size_t k = 0;
 	for (size_t i = 0; i < e->nparts; i++) {
 		sp_part_t *p = e->parts[i];
-		if (p->eng->dirty)
+		if (p->eng->dirty && !p->eng->revoked)
 			ents[k++] = (sp_store_entry_t){p->pub.name, p->eng->ckpt};
 	}
 	int rc = e->store.ops->save(&e->store, ents, k, err, sz);
@@ -71,32 +72,42 @@ int sp_checkpoint_maybe_flush(sp_engine_t *e, bool force)
 	return SPATE_OK;
 }
 
+/* Load p's checkpoint and seek the source after it, or resolve starting.position. Sets
+ * *resolved when the start was resolved (and so must be saved at once). */
+static int start_one(sp_engine_t *e, sp_part_t *p, bool *resolved_out, char *err, size_t sz)
+{
+	sp_ckpt_t ck;
+	int rc = SPATE_ERR_NOT_FOUND;
+	if (e->store_open) {
+		rc = e->store.ops->load(&e->store, p->pub.name, &ck, err, sz);
+		if (rc && rc != SPATE_ERR_NOT_FOUND)
+			return rc;
+	}
+	if (rc == SPATE_OK) {
+		if ((rc = e->src.ops->seek(&e->src, p, &ck, NULL, err, sz)))
+			return rc;
+		p->eng->ckpt = p->eng->saved = ck;
+		char b[80];
+		sp_log(e, SP_LOG_DEBUG, "%s: resuming after checkpoint %s", p->pub.name, sp_ckpt_fmt(&ck, b, sizeof(b)));
+	} else {
+		sp_ckpt_t resolved = {.beginning = true};
+		if ((rc = e->src.ops->seek(&e->src, p, NULL, &resolved, err, sz)))
+			return rc;
+		p->eng->ckpt = resolved;
+		p->eng->dirty = true; /* checkpointed at once (guarantee 6) */
+		*resolved_out = true;
+	}
+	p->eng->started = true;
+	return SPATE_OK;
+}
+
 int sp_checkpoint_load_and_seek(sp_engine_t *e, char *err, size_t sz)
 {
 	bool any_resolved = false;
 	for (size_t i = 0; i < e->nparts; i++) {
-		sp_part_t *p = e->parts[i];
-		sp_ckpt_t ck;
-		int rc = SPATE_ERR_NOT_FOUND;
-		if (e->store_open) {
-			rc = e->store.ops->load(&e->store, p->pub.name, &ck, err, sz);
-			if (rc && rc != SPATE_ERR_NOT_FOUND)
-				return rc;
-		}
-		if (rc == SPATE_OK) {
-			if ((rc = e->src.ops->seek(&e->src, p, &ck, NULL, err, sz)))
-				return rc;
-			p->eng->ckpt = p->eng->saved = ck;
-			char b[80];
-			sp_log(e, SP_LOG_DEBUG, "%s: resuming after checkpoint %s", p->pub.name, sp_ckpt_fmt(&ck, b, sizeof(b)));
-		} else {
-			sp_ckpt_t resolved = {.beginning = true};
-			if ((rc = e->src.ops->seek(&e->src, p, NULL, &resolved, err, sz)))
-				return rc;
-			p->eng->ckpt = resolved;
-			p->eng->dirty = true; /* checkpointed at once (guarantee 6) */
-			any_resolved = true;
-		}
+		int rc = start_one(e, e->parts[i], &any_resolved, err, sz);
+		if (rc)
+			return rc;
 	}
 	if (any_resolved && e->store_open) {
 		int rc = save_dirty(e, err, sz);
@@ -104,4 +115,57 @@ int sp_checkpoint_load_and_seek(sp_engine_t *e, char *err, size_t sz)
 			return rc;
 	}
 	return SPATE_OK;
+}
+
+int sp_engine_partition_start(sp_engine_t *e, sp_part_t *p, char *err, size_t sz)
+{
+	bool resolved = false;
+	int rc = start_one(e, p, &resolved, err, sz);
+	if (!rc && resolved && e->store_open)
+		rc = save_dirty(e, err, sz);
+	return rc;
+}
+
+int sp_engine_partition_revoke(sp_engine_t *e, sp_part_t *p, int64_t timeout_ms, bool lost, char *err,
+                               size_t sz)
+{
+	struct sp_part_eng *pe = p->eng;
+	/* chunks of p not yet dispatched are dropped: their records were never handled */
+	sp_chunk_t **pp = &e->held;
+	while (*pp) {
+		sp_chunk_t *c = *pp;
+		if (c->part == p) {
+			*pp = c->next;
+			sp_chunk_free(c);
+		} else {
+			pp = &c->next;
+		}
+	}
+	int rc = SPATE_OK;
+	if (!lost && pe->started) {
+		/* let its in-flight batches finish, then checkpoint what is DONE */
+		int64_t deadline = sp_now_ms() + timeout_ms;
+		while (pe->fifo_head && sp_now_ms() < deadline) {
+			if (!sp_tracker_drain(e)) {
+				struct timespec ts = {0, 1000000};
+				nanosleep(&ts, NULL);
+			}
+		}
+		if (pe->dirty && e->store_open) {
+			sp_store_entry_t ent = {p->pub.name, pe->ckpt};
+			rc = e->store.ops->save(&e->store, &ent, 1, err, sz);
+			if (rc == SPATE_OK) {
+				pe->saved = pe->ckpt;
+				pe->dirty = false;
+			}
+		}
+		if (pe->fifo_head)
+			sp_log(e, SP_LOG_WARN, "%s: released with records still in flight after %" PRId64
+			       " ms; their results are discarded (the new owner handles them again)",
+			       p->pub.name, timeout_ms);
+	}
+	pe->revoked = true; /* never checkpointed again; late results are discarded */
+	pe->dirty = false;
+	p->has_end = false;
+	return rc;
 }

@@ -100,6 +100,8 @@ void sp_engine_wake(sp_engine_t *e)
 	(void)r; /* EAGAIN: the counter is already non-zero, the engine will wake */
 }
 
+static int part_lanes(spate_engine_t *e, sp_part_t *p);
+
 sp_part_t *sp_engine_add_partition(sp_engine_t *e, const char *source, const char *topic,
                                    int32_t partition, const char *shard)
 {
@@ -135,6 +137,14 @@ sp_part_t *sp_engine_add_partition(sp_engine_t *e, const char *source, const cha
 	}
 	p->index = (int)e->nparts;
 	p->eng->engine = e;
+	if (e->lanes_ready && part_lanes(e, p)) {
+		free((char *)p->pub.source);
+		free((char *)p->pub.topic);
+		free((char *)p->pub.shard);
+		free((char *)p->pub.name);
+		free(p);
+		return NULL;
+	}
 	p->eng->ckpt.beginning = true;
 	p->eng->saved.beginning = true;
 	e->parts[e->nparts++] = p;
@@ -326,7 +336,7 @@ static int open_plugins(spate_engine_t *e, char *err, size_t sz)
 			              "of %s; the minimum is %" PRIu64 " (%" PRIu64 "M)",
 			              e->max_inflight_bytes, e->nparts, v, need, (need + (1 << 20) - 1) >> 20);
 	}
-	if (e->nparts == 0)
+	if (e->nparts == 0 && !so->service) /* a Kafka source adds partitions as they are assigned */
 		return sp_err(err, sz, SPATE_ERR_INVALID, "source: \"%s\" has no partitions", v);
 	if (e->nparts * e->factor > SP_MAX_LANES)
 		return sp_err(err, sz, SPATE_ERR_INVALID,
@@ -368,25 +378,37 @@ static int open_plugins(spate_engine_t *e, char *err, size_t sz)
 	return SPATE_OK;
 }
 
+/* Lanes of one partition: one aligned block of factor lanes. */
+static int part_lanes(spate_engine_t *e, sp_part_t *p)
+{
+	if (p->eng->lanes)
+		return SPATE_OK;
+	size_t bytes = ((size_t)e->factor * sizeof(sp_lane_t) + 63) & ~(size_t)63;
+	sp_lane_t *block = aligned_alloc(64, bytes);
+	sp_lane_t **ptrs = calloc(e->factor, sizeof(*ptrs));
+	if (!block || !ptrs) {
+		free(block);
+		free(ptrs);
+		return SPATE_ERR_NOMEM;
+	}
+	memset(block, 0, (size_t)e->factor * sizeof(sp_lane_t));
+	for (uint32_t l = 0; l < e->factor; l++) {
+		block[l].part = p;
+		block[l].index = l;
+		ptrs[l] = &block[l];
+	}
+	p->eng->lane_block = block;
+	p->eng->lanes = ptrs;
+	e->nlanes += e->factor;
+	return SPATE_OK;
+}
+
 static int make_lanes(spate_engine_t *e, char *err, size_t sz)
 {
-	e->nlanes = e->nparts * e->factor;
-	e->lanes = aligned_alloc(64, ((e->nlanes * sizeof(sp_lane_t)) + 63) & ~(size_t)63);
-	if (!e->lanes)
-		return sp_err(err, sz, SPATE_ERR_NOMEM, "out of memory for %zu lanes", e->nlanes);
-	memset(e->lanes, 0, e->nlanes * sizeof(sp_lane_t));
-	for (size_t i = 0; i < e->nparts; i++) {
-		sp_part_t *p = e->parts[i];
-		p->eng->lanes = calloc(e->factor, sizeof(sp_lane_t *));
-		if (!p->eng->lanes)
-			return sp_err(err, sz, SPATE_ERR_NOMEM, "out of memory");
-		for (uint32_t l = 0; l < e->factor; l++) {
-			sp_lane_t *ln = &e->lanes[i * e->factor + l];
-			ln->part = p;
-			ln->index = l;
-			p->eng->lanes[l] = ln;
-		}
-	}
+	for (size_t i = 0; i < e->nparts; i++)
+		if (part_lanes(e, e->parts[i]))
+			return sp_err(err, sz, SPATE_ERR_NOMEM, "out of memory for the lanes of %zu partitions", e->nparts);
+	e->lanes_ready = true; /* partitions added from now on get lanes at once */
 	return SPATE_OK;
 }
 
@@ -434,7 +456,7 @@ static bool all_at_end(spate_engine_t *e)
 		return false;
 	for (size_t i = 0; i < e->nparts; i++) {
 		sp_part_t *p = e->parts[i];
-		if (!p->has_end)
+		if (!p->has_end || p->eng->revoked)
 			continue;
 		const sp_ckpt_t *c = &p->eng->ckpt;
 		if (c->beginning || spate_position_cmp(&c->after, &p->end) < 0)
@@ -596,6 +618,13 @@ spate_err_t spate_engine_run(spate_engine_t *e, char *err, size_t sz)
 		if (st >= 2)
 			break;
 		int fed = 0;
+		if (e->src.ops->service) {
+			int src_rc = e->src.ops->service(&e->src, st || e->paused, err, sz);
+			if (src_rc) {
+				rc = src_rc;
+				break;
+			}
+		}
 		if (!st) {
 			fed = feed(e, err, sz);
 			if (fed < 0) {
@@ -704,8 +733,10 @@ void spate_engine_destroy(spate_engine_t *e)
 	if (e->dlq_open && e->dlq.ops->close)
 		e->dlq.ops->close(&e->dlq);
 	sp_chunk_cache_clear(e);
+	sp_lanes_free_arenas(e);
 	for (size_t i = 0; i < e->nparts; i++) {
 		sp_part_t *p = e->parts[i];
+		free(p->eng->lane_block);
 		free(p->eng->lanes);
 		free((char *)p->pub.source);
 		free((char *)p->pub.topic);
@@ -714,8 +745,6 @@ void spate_engine_destroy(spate_engine_t *e)
 		free(p);
 	}
 	free(e->parts);
-	sp_lanes_free_arenas(e);
-	free(e->lanes);
 	if (e->handler_created && e->op->destroy)
 		e->op->destroy(&e->h);
 	if (e->wakefd >= 0)

@@ -85,6 +85,9 @@ struct sp_lane {
 struct sp_part_eng {
 	spate_engine_t *engine;
 	sp_lane_t **lanes; /* factor lanes */
+	sp_lane_t *lane_block;
+	bool started;      /* checkpoint loaded, source seeked */
+	bool revoked;      /* released (Kafka rebalance): never checkpointed again */
 	sp_chunk_t *fifo_head, *fifo_tail;
 	uint64_t next_seq;
 	sp_ckpt_t ckpt;        /* what the tracker has DONE */
@@ -190,8 +193,8 @@ struct spate_engine_s {
 
 	sp_part_t **parts;
 	size_t nparts, parts_cap;
-	sp_lane_t *lanes; /* nparts * factor */
-	size_t nlanes;
+	size_t nlanes; /* in all partitions */
+	bool lanes_ready;
 
 	sp_worker_t **workers;
 

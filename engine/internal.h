@@ -153,6 +153,16 @@ struct sp_part {
 sp_part_t *sp_engine_add_partition(sp_engine_t *e, const char *source, const char *topic,
                                    int32_t partition, const char *shard);
 size_t sp_engine_partition_count(sp_engine_t *e);
+/** A partition added after spate_engine_start() (a Kafka assignment): load its checkpoint
+ *  from the store and seek the source after it (or resolve starting.position and save it
+ *  at once). @locality the engine thread (inside poll or service). */
+int sp_engine_partition_start(sp_engine_t *e, sp_part_t *p, char *errstr, size_t size);
+/** Release partition p (a Kafka revoke): drop its chunks not yet dispatched; unless lost,
+ *  wait up to timeout_ms for its in-flight records and save its checkpoint; then never
+ *  checkpoint it again (late results are discarded). A later assignment of the same
+ *  partition is a new sp_part_t. @locality the engine thread. */
+int sp_engine_partition_revoke(sp_engine_t *e, sp_part_t *p, int64_t timeout_ms, bool lost, char *errstr,
+                               size_t size);
 sp_part_t *sp_engine_partition(sp_engine_t *e, size_t i);
 const spate_conf_t *sp_engine_conf(sp_engine_t *e);
 /** A source skipped a region it could not read (log.on.corruption=skip): write one
@@ -208,6 +218,10 @@ typedef struct sp_source_ops {
 	uint64_t (*min_inflight_bytes)(sp_source_t *s);
 	/** Records known to exist but not yet returned by poll (-1 unknown). May be NULL. */
 	int64_t (*lag)(sp_source_t *s);
+	/** Called on every turn of the engine thread, also while the source is paused at the
+	 *  in-flight bounds (Kafka must serve rebalances and heartbeats). paused says whether
+	 *  poll will be called. Returns SPATE_OK or a fatal error. May be NULL. */
+	int (*service)(sp_source_t *s, bool paused, char *errstr, size_t size);
 	/** push source only: copy records in (any thread). */
 	int (*push)(sp_source_t *s, int32_t partition, const spate_push_record_t *recs, size_t cnt);
 	void (*push_close)(sp_source_t *s);

@@ -847,10 +847,13 @@ void sp_workers_free(sp_engine_t *e)
 
 void sp_lanes_free_arenas(sp_engine_t *e)
 {
-	for (size_t i = 0; e->lanes && i < e->nlanes; i++)
-		while (e->lanes[i].arena) {
-			sp_arena_t *a = e->lanes[i].arena;
-			e->lanes[i].arena = a->next;
-			free(a);
+	for (size_t i = 0; i < e->nparts; i++)
+		for (uint32_t l = 0; e->parts[i]->eng->lane_block && l < e->factor; l++) {
+			sp_lane_t *ln = &e->parts[i]->eng->lane_block[l];
+			while (ln->arena) {
+				sp_arena_t *a = ln->arena;
+				ln->arena = a->next;
+				free(a);
+			}
 		}
 }
