@@ -575,6 +575,19 @@ static int feed(spate_engine_t *e, char *err, size_t sz)
 				sp_chunk_free(out[i]);
 				continue;
 			}
+			if (out[i]->n == 1 && out[i]->bytes > e->max_inflight_bytes) {
+				/* guarantee 7: one record larger than the bound is an error naming it */
+				char pos[64];
+				sp_chunk_t *c = out[i];
+				sp_err(err, sz, SPATE_ERR_INVALID,
+				       "max.inflight.bytes: the record at %s position %s takes %" PRIu64
+				       " bytes, more than the bound of %" PRIu64,
+				       c->part->pub.name, spate_position_fmt(&c->recs[0].position, pos, sizeof(pos)),
+				       c->bytes, e->max_inflight_bytes);
+				for (int j = i; j < n; j++)
+					sp_chunk_free(out[j]);
+				return SPATE_ERR_INVALID;
+			}
 			if (e->held || !fits(e, out[i]) || !sp_dispatch(e, out[i])) {
 				hold(e, out[i]);
 				continue;

@@ -205,3 +205,22 @@ Test(engine_push, stop_then_run_returns_after_drain)
 	spate_engine_destroy(e);
 	free(s.seen);
 }
+
+Test(engine_push, a_record_larger_than_the_inflight_bound_is_an_error_naming_it)
+{
+	state_t s;
+	reset_state(&s, 10);
+	spate_engine_t *e = make(&s, NULL, 1, 1); /* max.inflight.bytes=1M */
+	size_t big = 2 << 20;
+	char *v = calloc(1, big);
+	snprintf(v, 16, "0");
+	spate_push_record_t r = {.key = "k0", .key_len = 3, .value = v, .value_len = big};
+	cr_assert_eq(spate_push(e, 1, &r, 1), 1);
+	spate_push_close(e);
+	char err[512];
+	cr_assert_eq(spate_engine_run(e, err, sizeof(err)), SPATE_ERR_INVALID, "%s", err);
+	cr_assert(strstr(err, "max.inflight.bytes") && strstr(err, "push/push/1 position 0"), "%s", err);
+	spate_engine_destroy(e);
+	free(v);
+	free(s.seen);
+}
