@@ -11,7 +11,7 @@ declare -A rates
 for i in $(seq 1 "$runs"); do
 	for w in 1 2; do
 		r=$("$spate" run -X source=gen -X gen.kind=bytes -X gen.value.bytes=100 -X gen.records="$records" \
-			-X gen.partitions=8 -X handler=noop -X batch.size=1000 -X max.concurrency="$w" \
+			-X gen.partitions=8 -X handler=noop -X batch.size=1000 -X max.concurrency="$w" -X min.concurrency="$w" \
 			-X stop.at.end=true | awk '$1=="records_per_s"{print $2}')
 		rates[$w]="${rates[$w]:-} $r"
 		echo "run $i workers $w: $r records/s" >&2
