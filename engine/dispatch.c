@@ -47,6 +47,7 @@ bool sp_dispatch(sp_engine_t *e, sp_chunk_t *c)
 			return false;
 		for (uint32_t i = 0; i < c->n; i++)
 			c->order[i] = i;
+		c->identity = true;
 		atomic_store_explicit(&c->lane_refs, 1, memory_order_relaxed);
 		sp_tracker_add(e, c);
 		ring_push(lanes[0], c, 0, c->n);

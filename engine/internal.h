@@ -105,6 +105,9 @@ struct sp_chunk {
 	uint32_t n;               /* records */
 	uint32_t pending;         /* records not DONE (tracker thread) */
 	uint32_t cursor;          /* tracker: records [0, cursor) are DONE */
+	uint32_t done_prefix;     /* tracker: with identity order, [0, done_prefix) are DONE
+	                           * without their done bytes set (in-order completions) */
+	bool identity;            /* order[i] == i (parallelization.factor 1) */
 	uint64_t bytes;           /* what this chunk counts toward max.inflight.bytes */
 	spate_record_t *recs;     /* n descriptors, filled by the source */
 	sp_rstate_t *st;          /* n states, zeroed */

@@ -36,7 +36,7 @@ static void advance(sp_engine_t *e, sp_part_t *p)
 	struct sp_part_eng *pe = p->eng;
 	sp_chunk_t *c;
 	while ((c = pe->fifo_head)) {
-		uint32_t cur = c->cursor;
+		uint32_t cur = c->cursor > c->done_prefix ? c->cursor : c->done_prefix;
 		if (c->pending == 0) {
 			cur = c->n;
 		} else {
@@ -90,8 +90,13 @@ size_t sp_tracker_drain(sp_engine_t *e)
 				entries++;
 				continue;
 			}
-			for (uint32_t k = cp->begin; k < cp->begin + cp->len; k++)
-				c->st[c->order[k]].done = 1;
+			if (c->identity && cp->begin == c->done_prefix) {
+				/* one lane, completions in order: a prefix, no per-record marks */
+				c->done_prefix += cp->len;
+			} else {
+				for (uint32_t k = cp->begin; k < cp->begin + cp->len; k++)
+					c->st[c->order[k]].done = 1;
+			}
 			c->pending -= cp->len;
 			recs += cp->len;
 			struct sp_part_eng *pe = c->part->eng;

@@ -216,7 +216,7 @@ static uint32_t fit(const gen_ctx_t *x, const gen_part_t *gp, uint64_t max_recs,
  * out of memory. */
 static sp_chunk_t *make_chunk(gen_ctx_t *x, gen_part_t *gp, uint32_t n, uint64_t bytes)
 {
-	sp_chunk_t *c = sp_chunk_new(gp->part, n, 0);
+	sp_chunk_t *c = sp_chunk_new_bare(gp->part, n, 0); /* every field is written below */
 	if (!c)
 		return NULL;
 	const sp_gen_rec_t *recs = x->recs;
@@ -226,6 +226,11 @@ static sp_chunk_t *make_chunk(gen_ctx_t *x, gen_part_t *gp, uint32_t n, uint64_t
 	for (uint32_t i = 0; i < n; i++) {
 		spate_record_t *r = &c->recs[i];
 		const sp_gen_rec_t *g = &recs[idx];
+		r->version = SPATE_RECORD_VERSION;
+		r->flags = 0;
+		r->headers = NULL;
+		r->header_cnt = 0;
+		r->partition = &gp->part->pub;
 		r->key = g->key;
 		r->key_len = g->key_len;
 		r->value = g->value;

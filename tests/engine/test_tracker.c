@@ -66,6 +66,8 @@ static void run_property(uint64_t seed)
 			uint32_t n = 1 + (uint32_t)(rnd() % 200);
 			sp_chunk_t *c = sp_chunk_new(parts[p], n, 0);
 			c->release = on_release;
+			/* odd seeds take the in-order prefix path of factor 1 where it applies */
+			c->identity = seed & 1;
 			for (uint32_t i = 0; i < n; i++) {
 				pos += 1 + (rnd() % 4 == 0 ? rnd() % 1000 : 0); /* gaps */
 				c->recs[i].position = sp_pos(pos);
