@@ -42,7 +42,7 @@ static const prop_t props[] = {
     {"store", T_STR, 0, 0, NULL, "",
      "Checkpoint store: file:PATH; empty = no checkpoints (every run starts at starting.position)"},
     {"dlq", T_STR, 0, 0, NULL, "",
-     "Dead-letter queue: log:DIR; empty = exhausted records are dropped, logged and counted"},
+     "Dead-letter queue: log:DIR or kafka:TOPIC; empty = exhausted records are dropped, logged and counted"},
     {"stop.at.end", T_BOOL, 0, 1, NULL, "false",
      "Exit once every partition's checkpoint reaches the end noted at start (kcat -e)"},
     {"summary.json", T_STR, 0, 0, NULL, "", "Write the end-of-run summary as one JSON object to this path"},
@@ -111,6 +111,9 @@ static const prop_t props[] = {
      "log reader: on a bad batch with data after it, stop with an error or skip it (logged and counted)"},
     {"source.redrive", T_BOOL, 0, 1, NULL, "false",
      "log source: read a DLQ back (spate dlq redrive): drop spate.* headers, timestamps = now"},
+    /* kafka source (every other kafka.* key goes to librdkafka without the prefix) */
+    {"topics", T_STR, 0, 0, NULL, "", "kafka source: the topics to consume, a comma list"},
+    {"group.id", T_STR, 0, 0, NULL, "", "kafka source: the consumer group (store=kafka commits to it)"},
 };
 
 #define NPROPS (sizeof(props) / sizeof(props[0]))
@@ -279,7 +282,7 @@ static int check_string(const prop_t *p, const char *v, char *err, size_t sz)
 			kinds = "file:PATH";
 		} else {
 			known = sp_find_sink(name) != NULL;
-			kinds = "log:DIR";
+			kinds = "log:DIR, kafka:TOPIC";
 		}
 		if (!known)
 			return sp_err(err, sz, SPATE_CONF_INVALID, "%s: unknown kind \"%s\" in \"%s\" (allowed: %s)",

@@ -11,12 +11,18 @@
 extern const sp_source_ops_t sp_source_gen, sp_source_push, sp_source_log;
 extern const sp_store_ops_t sp_store_file;
 extern const sp_sink_ops_t sp_sink_log;
+#ifdef SPATE_HAVE_KAFKA /* meson defines it when librdkafka is found */
+extern const sp_sink_ops_t sp_sink_kafka;
+#define SP_KAFKA_SINKS &sp_sink_kafka,
+#else
+#define SP_KAFKA_SINKS
+#endif
 extern const sp_operator_ops_t sp_op_noop, sp_op_fraud, sp_op_sleep, sp_op_spin, sp_op_fail_if,
     sp_op_journal;
 
 static const sp_source_ops_t *const sources[] = {&sp_source_gen, &sp_source_push, &sp_source_log, NULL};
 static const sp_store_ops_t *const stores[] = {&sp_store_file, NULL};
-static const sp_sink_ops_t *const sinks[] = {&sp_sink_log, NULL};
+static const sp_sink_ops_t *const sinks[] = {&sp_sink_log, SP_KAFKA_SINKS NULL};
 static const sp_operator_ops_t *const operators[] = {&sp_op_noop, &sp_op_fraud, &sp_op_sleep,
                                                      &sp_op_spin, &sp_op_fail_if, &sp_op_journal,
                                                      NULL};

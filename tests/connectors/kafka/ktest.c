@@ -1,0 +1,218 @@
+/* ktest.c - plain librdkafka clients for the Kafka tests: read a topic back, produce.
+ *
+ * The reader is a consumer without a group: it assigns every partition at the
+ * beginning and copies what it gets, so a test checks what the broker holds, not what
+ * some group committed.
+ */
+#include "tests/connectors/kafka/ktest.h"
+
+#include <criterion/criterion.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum {
+	/* how long reading a topic back may take (ASan on a loaded machine) */
+	KT_CONSUME_MS = 120000,
+	/* metadata and watermark queries */
+	KT_QUERY_MS = 10000,
+	/* consumer poll timeout */
+	KT_POLL_MS = 100,
+	/* a synchronous produce waits for its report this long past message.timeout.ms */
+	KT_REPORT_GRACE_MS = 10000,
+	KT_DEFAULT_MESSAGE_TIMEOUT_MS = 300000,
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void set(rd_kafka_conf_t *c, const char *k, const char *v)
+{
+	char err[512];
+	cr_assert(rd_kafka_conf_set(c, k, v, err, sizeof(err)) == RD_KAFKA_CONF_OK, "%s=%s: %s", k, v, err);
+}
+
+static rd_kafka_t *client(rd_kafka_type_t type, rd_kafka_conf_t *c, const char *bootstrap)
+{
+	char err[512];
+	set(c, "bootstrap.servers", bootstrap);
+	rd_kafka_t *rk = rd_kafka_new(type, c, err, sizeof(err));
+	cr_assert(rk, "rd_kafka_new: %s", err);
+	return rk;
+}
+
+int kt_partitions(const char *bootstrap, const char *topic)
+{
+	rd_kafka_t *rk = client(RD_KAFKA_PRODUCER, rd_kafka_conf_new(), bootstrap);
+	rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+	const struct rd_kafka_metadata *md;
+	rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, KT_QUERY_MS);
+	cr_assert(!e, "metadata of %s: %s", topic, rd_kafka_err2str(e));
+	cr_assert_eq(md->topic_cnt, 1);
+	cr_assert(!md->topics[0].err, "topic %s: %s", topic, rd_kafka_err2str(md->topics[0].err));
+	int n = md->topics[0].partition_cnt;
+	rd_kafka_metadata_destroy(md);
+	rd_kafka_topic_destroy(rkt);
+	rd_kafka_destroy(rk);
+	return n;
+}
+
+int64_t kt_count(const char *bootstrap, const char *topic)
+{
+	int parts = kt_partitions(bootstrap, topic);
+	rd_kafka_conf_t *c = rd_kafka_conf_new();
+	set(c, "enable.auto.commit", "false");
+	rd_kafka_t *rk = client(RD_KAFKA_CONSUMER, c, bootstrap);
+	int64_t total = 0;
+	for (int p = 0; p < parts; p++) {
+		int64_t lo, hi;
+		rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, KT_QUERY_MS);
+		cr_assert(!e, "watermarks of %s/%d: %s", topic, p, rd_kafka_err2str(e));
+		total += hi - lo;
+	}
+	rd_kafka_destroy(rk);
+	return total;
+}
+
+static void *dup_bytes(const void *p, size_t n)
+{
+	if (!p)
+		return NULL;
+	void *d = malloc(n + 1);
+	cr_assert(d);
+	memcpy(d, p, n);
+	((char *)d)[n] = 0; /* handy for string compares */
+	return d;
+}
+
+static void copy_msg(kt_msg_t *o, const rd_kafka_message_t *m)
+{
+	o->partition = m->partition;
+	o->offset = m->offset;
+	o->timestamp_ms = rd_kafka_message_timestamp(m, NULL);
+	o->key = dup_bytes(m->key, m->key_len);
+	o->key_len = m->key_len;
+	o->value = dup_bytes(m->payload, m->len);
+	o->value_len = m->len;
+	rd_kafka_headers_t *h = NULL;
+	if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR || !h)
+		return;
+	o->hdr_cnt = rd_kafka_header_cnt(h);
+	o->hdrs = calloc(o->hdr_cnt, sizeof(*o->hdrs));
+	cr_assert(o->hdrs);
+	for (size_t i = 0; i < o->hdr_cnt; i++) {
+		const char *name;
+		const void *val;
+		size_t len;
+		cr_assert(!rd_kafka_header_get_all(h, i, &name, &val, &len));
+		o->hdrs[i].key = strdup(name);
+		o->hdrs[i].value = dup_bytes(val, len);
+		o->hdrs[i].value_len = len;
+	}
+}
+
+kt_msg_t *kt_consume(const char *bootstrap, const char *topic, size_t want)
+{
+	int parts = kt_partitions(bootstrap, topic);
+	rd_kafka_conf_t *c = rd_kafka_conf_new();
+	set(c, "group.id", "spate-test-reader"); /* librdkafka wants one even for assign(); nothing commits */
+	set(c, "enable.auto.commit", "false");
+	set(c, "enable.partition.eof", "false");
+	set(c, "fetch.wait.max.ms", "10");
+	rd_kafka_t *rk = client(RD_KAFKA_CONSUMER, c, bootstrap);
+	rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(parts);
+	for (int p = 0; p < parts; p++)
+		rd_kafka_topic_partition_list_add(tl, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+	rd_kafka_resp_err_t e = rd_kafka_assign(rk, tl);
+	cr_assert(!e, "assign %s: %s", topic, rd_kafka_err2str(e));
+	rd_kafka_topic_partition_list_destroy(tl);
+
+	kt_msg_t *out = calloc(want ? want : 1, sizeof(*out));
+	cr_assert(out);
+	size_t got = 0;
+	int64_t deadline = now_ms() + KT_CONSUME_MS;
+	while (got < want && now_ms() < deadline) {
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, KT_POLL_MS);
+		if (!m)
+			continue;
+		cr_assert(!m->err, "consume %s: %s", topic, rd_kafka_message_errstr(m));
+		copy_msg(&out[got++], m);
+		rd_kafka_message_destroy(m);
+	}
+	rd_kafka_consumer_close(rk);
+	rd_kafka_destroy(rk);
+	cr_assert_eq(got, want, "read %zu of %zu messages of %s within %d ms", got, want, topic,
+	             KT_CONSUME_MS);
+	return out;
+}
+
+void kt_free(kt_msg_t *m, size_t n)
+{
+	for (size_t i = 0; m && i < n; i++) {
+		free(m[i].key);
+		free(m[i].value);
+		for (size_t j = 0; j < m[i].hdr_cnt; j++) {
+			free(m[i].hdrs[j].key);
+			free(m[i].hdrs[j].value);
+		}
+		free(m[i].hdrs);
+	}
+	free(m);
+}
+
+const kt_hdr_t *kt_header(const kt_msg_t *m, const char *key)
+{
+	for (size_t i = 0; i < m->hdr_cnt; i++)
+		if (!strcmp(m->hdrs[i].key, key))
+			return &m->hdrs[i];
+	return NULL;
+}
+
+typedef struct report {
+	bool done;
+	rd_kafka_resp_err_t err;
+} report_t;
+
+static void on_report(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+	report_t *r = m->_private;
+	r->done = true;
+	r->err = m->err;
+}
+
+rd_kafka_t *kt_producer(const char *bootstrap, const char *const *conf_kv)
+{
+	rd_kafka_conf_t *c = rd_kafka_conf_new();
+	for (size_t i = 0; conf_kv && conf_kv[i]; i += 2)
+		set(c, conf_kv[i], conf_kv[i + 1]);
+	rd_kafka_conf_set_dr_msg_cb(c, on_report);
+	return client(RD_KAFKA_PRODUCER, c, bootstrap);
+}
+
+rd_kafka_resp_err_t kt_produce_sync(rd_kafka_t *rk, const char *topic, int32_t partition, const char *key,
+                                    const char *value)
+{
+	report_t r = {0};
+	rd_kafka_resp_err_t e = rd_kafka_producev(
+	    rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+	    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
+	    RD_KAFKA_V_VALUE((void *)value, value ? strlen(value) : 0), RD_KAFKA_V_OPAQUE(&r),
+	    RD_KAFKA_V_END);
+	if (e)
+		return e;
+	char buf[32];
+	size_t n = sizeof(buf);
+	int64_t tmo = KT_DEFAULT_MESSAGE_TIMEOUT_MS;
+	if (rd_kafka_conf_get(rd_kafka_conf(rk), "message.timeout.ms", buf, &n) == RD_KAFKA_CONF_OK)
+		tmo = atoll(buf);
+	int64_t deadline = now_ms() + tmo + KT_REPORT_GRACE_MS;
+	while (!r.done && now_ms() < deadline)
+		rd_kafka_poll(rk, KT_POLL_MS);
+	cr_assert(r.done, "no delivery report within %lld ms", (long long)(tmo + KT_REPORT_GRACE_MS));
+	return r.err;
+}
