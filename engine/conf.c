@@ -36,7 +36,7 @@ typedef struct prop {
 static const prop_t props[] = {
     /* wiring */
     {"source", T_STR, 0, 0, NULL, "gen",
-     "Where records come from: gen, push, log:DIR (kafka and kinesis come with their connectors)"},
+     "Where records come from: gen, push, log:DIR, kafka (topics, group.id, kafka.*)"},
     {"handler", T_STR, 0, 0, NULL, "noop",
      "What processes each batch: noop, fraud, sleep:MS, spin:US, fail-if:SUBSTRING, journal:PATH"},
     {"store", T_STR, 0, 0, NULL, "",
@@ -273,13 +273,13 @@ static int check_string(const prop_t *p, const char *v, char *err, size_t sz)
 		const char *kinds = "";
 		if (!strcmp(p->name, "source")) {
 			known = sp_find_source(name) != NULL;
-			kinds = "gen, push, log:DIR";
+			kinds = "gen, push, log:DIR, kafka";
 		} else if (!strcmp(p->name, "handler")) {
 			known = sp_find_operator(name) != NULL;
 			kinds = "noop, fraud, sleep:MS, spin:US, fail-if:SUBSTRING, journal:PATH";
 		} else if (!strcmp(p->name, "store")) {
 			known = sp_find_store(name) != NULL;
-			kinds = "file:PATH";
+			kinds = "file:PATH, kafka";
 		} else {
 			known = sp_find_sink(name) != NULL;
 			kinds = "log:DIR, kafka:TOPIC";

@@ -1,0 +1,1197 @@
+/* source.c - Kafka as a source (`source=kafka`) and the consumer group as a checkpoint
+ * store (`store=kafka`), through librdkafka's high-level consumer.
+ *
+ * Keys: `topics` (comma list), `group.id`, `kafka.bootstrap.servers`; every other
+ * `kafka.*` key goes to librdkafka without the prefix. The consumer always runs with
+ * enable.auto.commit=false, enable.auto.offset.store=false, enable.partition.eof=true
+ * and auto.offset.reset=error (those keys are refused), and with the cooperative-sticky
+ * assignor unless kafka.partition.assignment.strategy says otherwise (eager assignors
+ * work too).
+ *
+ * Partitions come and go with the group: the rebalance callback (served inside
+ * rd_kafka_consume_batch_queue or rd_kafka_consumer_poll, i.e. inside poll() or
+ * service(), on the engine thread) adds each assigned partition to the engine as a NEW
+ * sp_part_t named kafka/TOPIC/P, starts it (the engine loads its checkpoint and calls
+ * seek(), or resolves starting.position and saves it at once) and assigns it at the
+ * offset seek() chose. A checkpoint before the log start is an error naming topic,
+ * partition and the lost range (guarantee 6); so is an out-of-range fetch later
+ * (auto.offset.reset=error). On revoke each partition is released through
+ * sp_engine_partition_revoke (waits for its in-flight records up to
+ * kafka.max.poll.interval.ms, default 30 s, and saves its checkpoint unless the
+ * assignment was lost), then unassigned and forgotten.
+ *
+ * poll() takes a batch from the consumer queue and groups it by partition, in arrival
+ * order, into chunks whose records point into the rd_kafka_message_t's (no copy); the
+ * chunk owns the messages and destroys them when released. Messages that did not fit
+ * (budget, chunk count) and messages served by service() while paused wait in a FIFO
+ * (the stash) and go first next time. While the engine is paused (or the stash is
+ * large) every assigned partition is paused, and service() still serves the group's
+ * callbacks and heartbeats.
+ *
+ * stop.at.end: open() notes the high watermark (the last stable offset with
+ * isolation.level=read_committed) of every partition of the topics; ended() is true
+ * once the group's committed offsets of ALL those partitions (those other members own
+ * too) reach them, checked at most every KSRC_ENDED_CHECK_MS. Records after a trailing
+ * transaction marker are never delivered, so with transactional producers a partition
+ * whose last entry is a marker never "reaches" its end (not handled yet).
+ *
+ * store=kafka: save() commits offset = after + 1 (beginning: the log start seen at
+ * seek) synchronously to the group; load() reads rd_kafka_committed (fetched once per
+ * assignment for all its partitions). It shares the source's consumer, so it works only
+ * with source=kafka; the engine opens the source first, which registers its consumer
+ * under the engine for the store to find.
+ *
+ * Secrets: values of kafka.* keys that name a password, secret or key never reach an
+ * error text or a log line (errors name the key only; librdkafka's log lines have such
+ * values replaced by "***").
+ *
+ * @locality every callback runs on the engine thread, except chunk release (the
+ * tracker thread: rd_kafka_message_destroy is thread-safe).
+ */
+#include "engine/internal.h"
+
+#include <librdkafka/rdkafka.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum {
+	/* messages asked of the consumer queue per poll() */
+	KSRC_BATCH = 4096,
+	/* bytes a message counts toward max.inflight.bytes beyond its key and value */
+	KSRC_MSG_OVERHEAD = 64,
+	/* the stash size above which every partition is paused (no unbounded buffering) */
+	KSRC_STASH_PAUSE = 8192,
+	/* next_ms() while a first assignment, a pause or a stop.at.end check is pending */
+	KSRC_TICK_MS = 50,
+	/* service() serves callbacks itself when poll() was not called for this long */
+	KSRC_SERVE_MS = 100,
+	/* stop.at.end: the group's committed offsets are read at most this often */
+	KSRC_ENDED_CHECK_MS = 200,
+	/* bound of synchronous metadata, watermark and committed-offset requests */
+	KSRC_REQUEST_MS = 10000,
+	/* revoke waits this long for in-flight records without kafka.max.poll.interval.ms */
+	KSRC_REVOKE_MS = 30000,
+	/* partition hash buckets */
+	KSRC_BUCKETS = 256,
+	/* most chunks (partitions) one poll() returns */
+	KSRC_MAX_GROUPS = 64,
+	/* secret values remembered for redaction */
+	KSRC_MAX_SECRETS = 16,
+};
+
+#define KSRC_PREFIX "kafka."
+#define KSRC_NAME   "kafka"
+
+/* One partition of a subscribed topic (known from metadata or an assignment). */
+typedef struct kpart {
+	char *topic;
+	int32_t partition;
+	sp_part_t *p;       /* the engine's partition while assigned, else NULL */
+	int64_t next;       /* next offset expected (offsets below it are stale) */
+	int64_t low;        /* log start seen at seek */
+	int64_t committed;  /* committed offset fetched at assignment (-1 none) */
+	bool has_committed; /* committed is valid (cleared when used) */
+	int64_t loaded;     /* what load() returned from the group (-1 none) */
+	bool has_end;       /* stop.at.end: an end was noted at open */
+	int64_t end;        /* ... the high watermark / last stable offset then */
+	bool at_end;        /* the group's committed offset reached end */
+	struct kpart *hnext;
+} kpart_t;
+
+typedef struct ksrc {
+	sp_engine_t *eng;
+	rd_kafka_t *rk;
+	rd_kafka_queue_t *q;
+	int pipefd[2];
+	kpart_t *buckets[KSRC_BUCKETS];
+	kpart_t **all; /* every kpart, for lag and stop.at.end */
+	size_t nall, cap_all;
+	/* messages taken from the queue but not yet in a chunk, in arrival order */
+	rd_kafka_message_t **stash;
+	size_t stash_n, stash_cap, stash_head;
+	bool paused;         /* every assigned partition is paused */
+	bool assigned_once;  /* a first assignment arrived */
+	bool closing;        /* consumer_close: the rebalance callback only unassigns */
+	bool stop_at_end, ended;
+	bool store_on;       /* store=kafka uses this consumer */
+	int64_t last_poll_ms, last_ended_check_ms;
+	int64_t revoke_ms;
+	int fatal_rc;
+	char fatal[1024];
+	char *secrets[KSRC_MAX_SECRETS];
+	size_t nsecrets;
+} ksrc_t;
+
+/* ---- engine -> source map, for the store ------------------------------------------- */
+
+typedef struct reg {
+	sp_engine_t *eng;
+	ksrc_t *x;
+	struct reg *next;
+} reg_t;
+
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static reg_t *regs;
+
+static void reg_add(reg_t *r)
+{
+	pthread_mutex_lock(&reg_mu);
+	r->next = regs;
+	regs = r;
+	pthread_mutex_unlock(&reg_mu);
+}
+
+static void reg_del(sp_engine_t *e)
+{
+	pthread_mutex_lock(&reg_mu);
+	for (reg_t **pp = &regs; *pp; pp = &(*pp)->next)
+		if ((*pp)->eng == e) {
+			reg_t *r = *pp;
+			*pp = r->next;
+			free(r);
+			break;
+		}
+	pthread_mutex_unlock(&reg_mu);
+}
+
+static ksrc_t *reg_find(sp_engine_t *e)
+{
+	ksrc_t *x = NULL;
+	pthread_mutex_lock(&reg_mu);
+	for (reg_t *r = regs; r; r = r->next)
+		if (r->eng == e)
+			x = r->x;
+	pthread_mutex_unlock(&reg_mu);
+	return x;
+}
+
+/* ---- helpers ------------------------------------------------------------------------ */
+
+static bool secret_key(const char *key)
+{
+	return strstr(key, "password") || strstr(key, "secret") || strstr(key, "key") ||
+	       strstr(key, "oauthbearer");
+}
+
+/* Copy in to out with every remembered secret value replaced by "***". */
+static void redact(const ksrc_t *x, const char *in, char *out, size_t size)
+{
+	size_t o = 0;
+	while (*in && o + 1 < size) {
+		bool hit = false;
+		for (size_t i = 0; i < x->nsecrets; i++) {
+			size_t n = strlen(x->secrets[i]);
+			if (n && !strncmp(in, x->secrets[i], n)) {
+				for (const char *r = "***"; *r && o + 1 < size; r++)
+					out[o++] = *r;
+				in += n;
+				hit = true;
+				break;
+			}
+		}
+		if (!hit)
+			out[o++] = *in++;
+	}
+	out[o] = 0;
+}
+
+static unsigned hash_tp(const char *topic, int32_t partition)
+{
+	uint32_t h = 2166136261u;
+	for (const char *c = topic; *c; c++)
+		h = (h ^ (uint8_t)*c) * 16777619u;
+	h = (h ^ (uint32_t)partition) * 16777619u;
+	return h % KSRC_BUCKETS;
+}
+
+static kpart_t *kp_find(ksrc_t *x, const char *topic, int32_t partition)
+{
+	for (kpart_t *k = x->buckets[hash_tp(topic, partition)]; k; k = k->hnext)
+		if (k->partition == partition && !strcmp(k->topic, topic))
+			return k;
+	return NULL;
+}
+
+static kpart_t *kp_get(ksrc_t *x, const char *topic, int32_t partition)
+{
+	kpart_t *k = kp_find(x, topic, partition);
+	if (k)
+		return k;
+	if (x->nall == x->cap_all) {
+		size_t cap = x->cap_all ? x->cap_all * 2 : 64;
+		kpart_t **n = realloc(x->all, cap * sizeof(*n));
+		if (!n)
+			return NULL;
+		x->all = n;
+		x->cap_all = cap;
+	}
+	k = calloc(1, sizeof(*k));
+	if (!k || !(k->topic = strdup(topic))) {
+		free(k);
+		return NULL;
+	}
+	k->partition = partition;
+	k->committed = k->loaded = -1;
+	unsigned b = hash_tp(topic, partition);
+	k->hnext = x->buckets[b];
+	x->buckets[b] = k;
+	x->all[x->nall++] = k;
+	return k;
+}
+
+/* "kafka/TOPIC/P" -> the kpart (topic may contain '/': the partition is after the last). */
+static kpart_t *kp_by_name(ksrc_t *x, const char *name, bool create)
+{
+	size_t pre = strlen(KSRC_NAME "/");
+	if (strncmp(name, KSRC_NAME "/", pre))
+		return NULL;
+	const char *slash = strrchr(name, '/');
+	if (!slash || slash < name + pre + 1)
+		return NULL;
+	char *end;
+	long v = strtol(slash + 1, &end, 10);
+	if (*end || end == slash + 1 || v < 0 || v > INT32_MAX)
+		return NULL;
+	char topic[512];
+	size_t n = (size_t)(slash - (name + pre));
+	if (n >= sizeof(topic))
+		return NULL;
+	memcpy(topic, name + pre, n);
+	topic[n] = 0;
+	return create ? kp_get(x, topic, (int32_t)v) : kp_find(x, topic, (int32_t)v);
+}
+
+static void set_fatal(ksrc_t *x, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void set_fatal(ksrc_t *x, int rc, const char *fmt, ...)
+{
+	if (x->fatal_rc)
+		return; /* the first error is the one reported */
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(x->fatal, sizeof(x->fatal), fmt, ap);
+	va_end(ap);
+	x->fatal_rc = rc;
+}
+
+static void drain_pipe(ksrc_t *x)
+{
+	char buf[256];
+	while (read(x->pipefd[0], buf, sizeof(buf)) > 0)
+		;
+}
+
+/* ---- the stash ------------------------------------------------------------------- */
+
+static size_t stash_len(const ksrc_t *x)
+{
+	return x->stash_n - x->stash_head;
+}
+
+static int stash_push(ksrc_t *x, rd_kafka_message_t *m)
+{
+	if (x->stash_head && x->stash_head == x->stash_n)
+		x->stash_head = x->stash_n = 0;
+	if (x->stash_n == x->stash_cap) {
+		if (x->stash_head) { /* compact first */
+			memmove(x->stash, x->stash + x->stash_head, stash_len(x) * sizeof(*x->stash));
+			x->stash_n -= x->stash_head;
+			x->stash_head = 0;
+		}
+		if (x->stash_n == x->stash_cap) {
+			size_t cap = x->stash_cap ? x->stash_cap * 2 : 1024;
+			rd_kafka_message_t **n = realloc(x->stash, cap * sizeof(*n));
+			if (!n)
+				return SPATE_ERR_NOMEM;
+			x->stash = n;
+			x->stash_cap = cap;
+		}
+	}
+	x->stash[x->stash_n++] = m;
+	return SPATE_OK;
+}
+
+/* Drop stashed messages of one partition (revoked), keeping the others' order. */
+static void stash_drop(ksrc_t *x, const char *topic, int32_t partition)
+{
+	size_t w = x->stash_head;
+	for (size_t i = x->stash_head; i < x->stash_n; i++) {
+		rd_kafka_message_t *m = x->stash[i];
+		if (m->partition == partition && m->rkt && !strcmp(rd_kafka_topic_name(m->rkt), topic))
+			rd_kafka_message_destroy(m);
+		else
+			x->stash[w++] = m;
+	}
+	x->stash_n = w;
+}
+
+/* ---- pause and resume ---------------------------------------------------------------- */
+
+static void pause_all(ksrc_t *x, bool pause)
+{
+	rd_kafka_topic_partition_list_t *a = NULL;
+	if (rd_kafka_assignment(x->rk, &a) || !a)
+		return;
+	if (a->cnt) {
+		rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(x->rk, a) : rd_kafka_resume_partitions(x->rk, a);
+		if (err)
+			sp_log(x->eng, SP_LOG_WARN, "kafka: %s partitions: %s", pause ? "pausing" : "resuming",
+			       rd_kafka_err2str(err));
+	}
+	rd_kafka_topic_partition_list_destroy(a);
+}
+
+/* ---- rebalance -------------------------------------------------------------------- */
+
+static bool cooperative(ksrc_t *x)
+{
+	const char *p = rd_kafka_rebalance_protocol(x->rk);
+	return p && !strcmp(p, "COOPERATIVE");
+}
+
+static void on_assign(ksrc_t *x, rd_kafka_topic_partition_list_t *parts)
+{
+	char err[1024];
+	x->assigned_once = true;
+	/* the group's committed offsets of all new partitions in one request (store=kafka) */
+	if (x->store_on && parts->cnt) {
+		rd_kafka_topic_partition_list_t *c = rd_kafka_topic_partition_list_copy(parts);
+		rd_kafka_resp_err_t e = rd_kafka_committed(x->rk, c, KSRC_REQUEST_MS);
+		for (int i = 0; !e && i < c->cnt; i++) {
+			kpart_t *k = kp_get(x, c->elems[i].topic, c->elems[i].partition);
+			if (k && !c->elems[i].err) {
+				k->committed = c->elems[i].offset >= 0 ? c->elems[i].offset : -1;
+				k->has_committed = true;
+			}
+		}
+		rd_kafka_topic_partition_list_destroy(c);
+	}
+	rd_kafka_topic_partition_list_t *go = rd_kafka_topic_partition_list_new(parts->cnt);
+	for (int i = 0; i < parts->cnt; i++) {
+		const char *topic = parts->elems[i].topic;
+		int32_t part = parts->elems[i].partition;
+		kpart_t *k = kp_get(x, topic, part);
+		sp_part_t *p = k ? sp_engine_add_partition(x->eng, KSRC_NAME, topic, part, NULL) : NULL;
+		if (!p) {
+			set_fatal(x, SPATE_ERR_NOMEM, "kafka/%s/%" PRId32 ": out of memory on assignment", topic, part);
+			break;
+		}
+		p->src_ctx = k;
+		k->p = p;
+		int rc = sp_engine_partition_start(x->eng, p, err, sizeof(err));
+		if (rc) {
+			/* never assigned: nothing of it is read or committed */
+			sp_engine_partition_revoke(x->eng, p, 0, true, NULL, 0);
+			k->p = NULL;
+			set_fatal(x, rc, "%s", err);
+			break;
+		}
+		rd_kafka_topic_partition_list_add(go, topic, part)->offset = k->next;
+		sp_log(x->eng, SP_LOG_DEBUG, "%s: assigned, starting at offset %" PRId64, p->pub.name, k->next);
+	}
+	rd_kafka_error_t *e = NULL;
+	rd_kafka_resp_err_t re = RD_KAFKA_RESP_ERR_NO_ERROR;
+	if (cooperative(x))
+		e = rd_kafka_incremental_assign(x->rk, go);
+	else
+		re = rd_kafka_assign(x->rk, go);
+	if (e) {
+		set_fatal(x, SPATE_ERR_SOURCE, "kafka: incremental assign: %s", rd_kafka_error_string(e));
+		rd_kafka_error_destroy(e);
+	} else if (re) {
+		set_fatal(x, SPATE_ERR_SOURCE, "kafka: assign: %s", rd_kafka_err2str(re));
+	}
+	if (x->paused && go->cnt)
+		rd_kafka_pause_partitions(x->rk, go);
+	rd_kafka_topic_partition_list_destroy(go);
+}
+
+static void on_revoke(ksrc_t *x, rd_kafka_topic_partition_list_t *parts)
+{
+	bool lost = rd_kafka_assignment_lost(x->rk);
+	char err[1024];
+	for (int i = 0; i < parts->cnt; i++) {
+		kpart_t *k = kp_find(x, parts->elems[i].topic, parts->elems[i].partition);
+		stash_drop(x, parts->elems[i].topic, parts->elems[i].partition);
+		if (!k || !k->p)
+			continue;
+		if (!x->closing) {
+			int rc = sp_engine_partition_revoke(x->eng, k->p, x->revoke_ms, lost, err, sizeof(err));
+			if (rc)
+				sp_log(x->eng, SP_LOG_WARN, "%s: checkpoint on revoke failed: %s (its new owner handles "
+				       "the records after the last saved checkpoint again)", k->p->pub.name, err);
+			else
+				sp_log(x->eng, SP_LOG_DEBUG, "%s: revoked%s", k->p->pub.name, lost ? " (lost)" : "");
+		}
+		k->p = NULL;
+		k->has_committed = false;
+	}
+	if (cooperative(x)) {
+		rd_kafka_error_t *e = rd_kafka_incremental_unassign(x->rk, parts);
+		if (e) {
+			sp_log(x->eng, SP_LOG_WARN, "kafka: incremental unassign: %s", rd_kafka_error_string(e));
+			rd_kafka_error_destroy(e);
+		}
+	} else {
+		rd_kafka_assign(x->rk, NULL);
+	}
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
+                         void *opaque)
+{
+	(void)rk;
+	ksrc_t *x = opaque;
+	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+		if (x->closing)
+			return;
+		on_assign(x, parts);
+	} else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+		on_revoke(x, parts);
+	} else {
+		sp_log(x->eng, SP_LOG_ERROR, "kafka: rebalance error: %s", rd_kafka_err2str(err));
+		if (cooperative(x))
+			on_revoke(x, parts);
+		else
+			rd_kafka_assign(x->rk, NULL);
+	}
+}
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	ksrc_t *x = opaque;
+	char clean[1024];
+	redact(x, reason, clean, sizeof(clean));
+	if (err == RD_KAFKA_RESP_ERR__FATAL) {
+		char why[512];
+		rd_kafka_resp_err_t f = rd_kafka_fatal_error(rk, why, sizeof(why));
+		redact(x, why, clean, sizeof(clean));
+		set_fatal(x, SPATE_ERR_SOURCE, "kafka: fatal consumer error: %s: %s", rd_kafka_err2name(f), clean);
+		return;
+	}
+	sp_log(x->eng, SP_LOG_WARN, "kafka: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), clean);
+}
+
+static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+	ksrc_t *x = rd_kafka_opaque(rk);
+	if (!x)
+		return;
+	int lvl = level <= 4 ? SP_LOG_WARN : level <= 6 ? SP_LOG_INFO : SP_LOG_DEBUG;
+	if (!sp_log_enabled(x->eng, lvl))
+		return;
+	char clean[1024];
+	redact(x, buf, clean, sizeof(clean));
+	sp_log(x->eng, lvl, "kafka: %s: %s", fac, clean);
+}
+
+/* ---- open ---------------------------------------------------------------------- */
+
+typedef struct conf_walk {
+	ksrc_t *x;
+	rd_kafka_conf_t *conf;
+	int rc;
+	char *err;
+	size_t size;
+} conf_walk_t;
+
+static void collect_secret(void *arg, const char *key, const char *val)
+{
+	conf_walk_t *w = arg;
+	if (!secret_key(key + strlen(KSRC_PREFIX)) || !*val || w->x->nsecrets == KSRC_MAX_SECRETS)
+		return;
+	char *d = strdup(val);
+	if (d)
+		w->x->secrets[w->x->nsecrets++] = d;
+}
+
+/* Keys the source sets itself: what the delivery guarantees rest on. */
+static const char *const fixed_keys[] = {"enable.auto.commit", "enable.auto.offset.store",
+                                         "enable.partition.eof", "auto.offset.reset", "group.id", NULL};
+
+static void apply_key(void *arg, const char *key, const char *val)
+{
+	conf_walk_t *w = arg;
+	if (w->rc)
+		return;
+	const char *rk_key = key + strlen(KSRC_PREFIX);
+	for (int i = 0; fixed_keys[i]; i++)
+		if (!strcmp(rk_key, fixed_keys[i])) {
+			w->rc = sp_err(w->err, w->size, SPATE_ERR_INVALID,
+			               "%s: set by the kafka source itself and may not be changed%s", key,
+			               !strcmp(rk_key, "group.id") ? " (use the group.id key)" : "");
+			return;
+		}
+	char rkerr[512];
+	if (rd_kafka_conf_set(w->conf, rk_key, val, rkerr, sizeof(rkerr)) != RD_KAFKA_CONF_OK) {
+		if (secret_key(rk_key))
+			w->rc = sp_err(w->err, w->size, SPATE_ERR_INVALID, "%s: rejected by librdkafka (value not shown)",
+			               key);
+		else
+			w->rc = sp_err(w->err, w->size, SPATE_ERR_INVALID, "%s: %s", key, rkerr);
+	}
+}
+
+typedef struct kget {
+	const char *key;
+	const char *val;
+} kget_t;
+
+static void kget_fn(void *arg, const char *key, const char *val)
+{
+	kget_t *g = arg;
+	if (!strcmp(key, g->key))
+		g->val = val;
+}
+
+/* The value of a pass-through kafka.* key, or NULL when unset. */
+static const char *kconf(const spate_conf_t *c, const char *key)
+{
+	kget_t g = {key, NULL};
+	sp_conf_foreach_prefix(c, KSRC_PREFIX, kget_fn, &g);
+	return g.val;
+}
+
+static int set_fixed(rd_kafka_conf_t *conf, const char *k, const char *v, char *errstr, size_t size)
+{
+	char rkerr[512];
+	if (rd_kafka_conf_set(conf, k, v, rkerr, sizeof(rkerr)) != RD_KAFKA_CONF_OK)
+		return sp_err(errstr, size, SPATE_ERR_INVALID, "kafka source: %s=%s: %s", k, v, rkerr);
+	return SPATE_OK;
+}
+
+/* stop.at.end: note the end of every partition of the topics. */
+static int note_ends(ksrc_t *x, const char *topics, char *errstr, size_t size)
+{
+	char *list = strdup(topics), *save = NULL;
+	if (!list)
+		return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
+	int rc = SPATE_OK;
+	for (char *t = strtok_r(list, ",", &save); t && !rc; t = strtok_r(NULL, ",", &save)) {
+		rd_kafka_topic_t *rkt = rd_kafka_topic_new(x->rk, t, NULL);
+		const struct rd_kafka_metadata *md = NULL;
+		rd_kafka_resp_err_t e = rkt ? rd_kafka_metadata(x->rk, 0, rkt, &md, KSRC_REQUEST_MS)
+		                            : RD_KAFKA_RESP_ERR__INVALID_ARG;
+		if (!e && (md->topic_cnt != 1 || md->topics[0].err || md->topics[0].partition_cnt == 0))
+			e = md->topic_cnt == 1 && md->topics[0].err ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+		if (e) {
+			rc = sp_err(errstr, size, SPATE_ERR_SOURCE, "topics: cannot read the metadata of topic \"%s\": %s", t,
+			            rd_kafka_err2str(e));
+		}
+		for (int i = 0; !rc && i < md->topics[0].partition_cnt; i++) {
+			int32_t part = md->topics[0].partitions[i].id;
+			int64_t lo = 0, hi = 0;
+			e = rd_kafka_query_watermark_offsets(x->rk, t, part, &lo, &hi, KSRC_REQUEST_MS);
+			if (e) {
+				rc = sp_err(errstr, size, SPATE_ERR_SOURCE,
+				            "stop.at.end: cannot read the end of kafka/%s/%" PRId32 ": %s", t, part,
+				            rd_kafka_err2str(e));
+				break;
+			}
+			kpart_t *k = kp_get(x, t, part);
+			if (!k) {
+				rc = sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
+				break;
+			}
+			k->has_end = true;
+			k->end = hi;
+			k->at_end = hi <= lo; /* empty: nothing to wait for */
+		}
+		if (md)
+			rd_kafka_metadata_destroy(md);
+		if (rkt)
+			rd_kafka_topic_destroy(rkt);
+	}
+	free(list);
+	return rc;
+}
+
+static void ksrc_free(ksrc_t *x)
+{
+	for (size_t i = x->stash_head; i < x->stash_n; i++)
+		rd_kafka_message_destroy(x->stash[i]);
+	x->stash_head = x->stash_n = 0;
+	if (x->q)
+		rd_kafka_queue_destroy(x->q);
+	if (x->rk) {
+		x->closing = true;
+		rd_kafka_consumer_close(x->rk);
+		rd_kafka_destroy(x->rk);
+	}
+	for (int i = 0; i < 2; i++)
+		if (x->pipefd[i] >= 0)
+			close(x->pipefd[i]);
+	for (size_t i = 0; i < x->nall; i++) {
+		free(x->all[i]->topic);
+		free(x->all[i]);
+	}
+	free(x->all);
+	free(x->stash);
+	for (size_t i = 0; i < x->nsecrets; i++)
+		free(x->secrets[i]);
+	free(x);
+}
+
+static int ksrc_open(sp_source_t *s, char *errstr, size_t size)
+{
+	const spate_conf_t *c = sp_engine_conf(s->eng);
+	const char *topics = sp_conf_str(c, "topics");
+	const char *group = sp_conf_str(c, "group.id");
+	if (s->arg && *s->arg)
+		return sp_err(errstr, size, SPATE_ERR_INVALID,
+		              "source: kafka takes no argument (\"kafka:%s\"); name the topics with topics=", s->arg);
+	if (!*topics)
+		return sp_err(errstr, size, SPATE_ERR_INVALID, "topics: must be set for source=kafka (a comma list)");
+	if (!*group)
+		return sp_err(errstr, size, SPATE_ERR_INVALID, "group.id: must be set for source=kafka");
+	ksrc_t *x = calloc(1, sizeof(*x));
+	reg_t *r = calloc(1, sizeof(*r));
+	if (!x || !r) {
+		free(x);
+		free(r);
+		return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
+	}
+	x->eng = s->eng;
+	x->pipefd[0] = x->pipefd[1] = -1;
+	x->stop_at_end = sp_conf_bool(c, "stop.at.end");
+	x->revoke_ms = KSRC_REVOKE_MS;
+	const char *mpi = kconf(c, "kafka.max.poll.interval.ms");
+	if (mpi && strtoll(mpi, NULL, 10) > 0)
+		x->revoke_ms = strtoll(mpi, NULL, 10);
+	int rc = SPATE_OK;
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	conf_walk_t w = {x, conf, 0, errstr, size};
+	sp_conf_foreach_prefix(c, KSRC_PREFIX, collect_secret, &w);
+	const char *bs = kconf(c, "kafka.bootstrap.servers");
+	if (!bs || !*bs) {
+		rc = sp_err(errstr, size, SPATE_ERR_INVALID, "kafka.bootstrap.servers: must be set for source=kafka");
+		goto fail;
+	}
+	if ((rc = set_fixed(conf, "partition.assignment.strategy", "cooperative-sticky", errstr, size)) ||
+	    (rc = set_fixed(conf, "enable.auto.commit", "false", errstr, size)) ||
+	    (rc = set_fixed(conf, "enable.auto.offset.store", "false", errstr, size)) ||
+	    (rc = set_fixed(conf, "enable.partition.eof", "true", errstr, size)) ||
+	    (rc = set_fixed(conf, "auto.offset.reset", "error", errstr, size)))
+		goto fail;
+	char rkerr[512];
+	if (rd_kafka_conf_set(conf, "group.id", group, rkerr, sizeof(rkerr)) != RD_KAFKA_CONF_OK) {
+		rc = sp_err(errstr, size, SPATE_ERR_INVALID, "group.id: %s", rkerr);
+		goto fail;
+	}
+	sp_conf_foreach_prefix(c, KSRC_PREFIX, apply_key, &w);
+	if ((rc = w.rc))
+		goto fail;
+	rd_kafka_conf_set_opaque(conf, x);
+	rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+	rd_kafka_conf_set_error_cb(conf, on_error);
+	rd_kafka_conf_set_log_cb(conf, on_log);
+	x->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, rkerr, sizeof(rkerr));
+	if (!x->rk) {
+		char clean[512];
+		redact(x, rkerr, clean, sizeof(clean));
+		rc = sp_err(errstr, size, SPATE_ERR_SOURCE, "source=kafka: cannot create the consumer: %s", clean);
+		goto fail;
+	}
+	conf = NULL; /* owned by rk now */
+	rd_kafka_poll_set_consumer(x->rk);
+	x->q = rd_kafka_queue_get_consumer(x->rk);
+	if (pipe2(x->pipefd, O_NONBLOCK | O_CLOEXEC)) {
+		rc = sp_err(errstr, size, SPATE_ERR_IO, "source=kafka: pipe: %s", strerror(errno));
+		goto fail;
+	}
+	rd_kafka_queue_io_event_enable(x->q, x->pipefd[1], "1", 1);
+	if (x->stop_at_end && (rc = note_ends(x, topics, errstr, size)))
+		goto fail;
+	rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(4);
+	char *list = strdup(topics), *save = NULL;
+	for (char *t = list ? strtok_r(list, ",", &save) : NULL; t; t = strtok_r(NULL, ",", &save))
+		rd_kafka_topic_partition_list_add(sub, t, RD_KAFKA_PARTITION_UA);
+	free(list);
+	rd_kafka_resp_err_t e = sub->cnt ? rd_kafka_subscribe(x->rk, sub) : RD_KAFKA_RESP_ERR__INVALID_ARG;
+	rd_kafka_topic_partition_list_destroy(sub);
+	if (e) {
+		rc = sp_err(errstr, size, SPATE_ERR_SOURCE, "topics: cannot subscribe to \"%s\": %s", topics,
+		            rd_kafka_err2str(e));
+		goto fail;
+	}
+	x->last_poll_ms = sp_now_ms();
+	r->eng = s->eng;
+	r->x = x;
+	reg_add(r);
+	s->ctx = x;
+	return SPATE_OK;
+fail:
+	if (conf)
+		rd_kafka_conf_destroy(conf);
+	ksrc_free(x);
+	free(r);
+	return rc;
+}
+
+/* ---- seek ------------------------------------------------------------------------- */
+
+static int ksrc_seek(sp_source_t *s, sp_part_t *p, const sp_ckpt_t *ckpt, sp_ckpt_t *resolved, char *errstr,
+                     size_t size)
+{
+	ksrc_t *x = s->ctx;
+	kpart_t *k = p->src_ctx;
+	const char *topic = p->pub.topic;
+	int32_t part = p->pub.partition;
+	int64_t lo = 0, hi = 0, off;
+	rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(x->rk, topic, part, &lo, &hi, KSRC_REQUEST_MS);
+	if (e)
+		return sp_err(errstr, size, SPATE_ERR_SOURCE, "%s: cannot read the watermarks: %s", p->pub.name,
+		              rd_kafka_err2str(e));
+	k->low = lo;
+	if (ckpt) {
+		if (!ckpt->beginning && (ckpt->after.w[0] || ckpt->after.w[1] || ckpt->after.w[2] >= (uint64_t)INT64_MAX))
+			return sp_err(errstr, size, SPATE_ERR_INVALID, "%s: checkpoint is not a Kafka offset", p->pub.name);
+		int64_t committed = k->loaded;
+		k->loaded = -1;
+		if (ckpt->beginning)
+			off = committed >= 0 ? committed : lo;
+		else
+			off = (int64_t)ckpt->after.w[2] + 1;
+		if (off < lo)
+			return sp_err(errstr, size, SPATE_ERR_OUT_OF_RANGE,
+			              "%s: topic %s partition %" PRId32 ": the checkpoint (next offset %" PRId64
+			              ") is below the log start %" PRId64 ": offsets %" PRId64 "..%" PRId64
+			              " were deleted before they were handled",
+			              p->pub.name, topic, part, off, lo, off, lo - 1);
+		if (off > hi)
+			return sp_err(errstr, size, SPATE_ERR_OUT_OF_RANGE,
+			              "%s: topic %s partition %" PRId32 ": the checkpoint (next offset %" PRId64
+			              ") is past the end of the log (high watermark %" PRId64 ")",
+			              p->pub.name, topic, part, off, hi);
+	} else {
+		const char *sp = sp_conf_str(sp_engine_conf(s->eng), "starting.position");
+		if (!strcmp(sp, "latest")) {
+			off = hi;
+		} else if (!strncmp(sp, "at-timestamp:", 13)) {
+			rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+			rd_kafka_topic_partition_list_add(l, topic, part)->offset = strtoll(sp + 13, NULL, 10);
+			e = rd_kafka_offsets_for_times(x->rk, l, KSRC_REQUEST_MS);
+			if (!e)
+				e = l->elems[0].err;
+			off = l->elems[0].offset;
+			rd_kafka_topic_partition_list_destroy(l);
+			if (e)
+				return sp_err(errstr, size, SPATE_ERR_SOURCE, "starting.position: %s: %s: %s", sp, p->pub.name,
+				              rd_kafka_err2str(e));
+			if (off < 0) /* no record at or after the time */
+				off = hi;
+		} else {
+			off = lo;
+		}
+		if (off < lo)
+			off = lo;
+		if (resolved) {
+			memset(resolved, 0, sizeof(*resolved));
+			if (off <= lo)
+				resolved->beginning = true;
+			else
+				resolved->after = sp_pos((uint64_t)off - 1);
+		}
+	}
+	k->next = off;
+	return SPATE_OK;
+}
+
+/* ---- poll --------------------------------------------------------------------------- */
+
+typedef struct group {
+	kpart_t *k;
+	uint32_t n, hdrs;
+	uint64_t bytes;
+	uint32_t fill;
+	sp_chunk_t *c;
+	rd_kafka_message_t **msgs;
+} group_t;
+
+static void release_msgs(sp_chunk_t *c, void *opaque)
+{
+	(void)opaque;
+	rd_kafka_message_t **m = c->buf;
+	for (uint32_t i = 0; m && i < c->n; i++)
+		rd_kafka_message_destroy(m[i]);
+	free(m);
+	c->buf = NULL;
+}
+
+/* A consume error: PARTITION_EOF is the end of what there is; out of range is fatal;
+ * the rest are transient (librdkafka retries) and logged. */
+static int msg_error(ksrc_t *x, rd_kafka_message_t *m, char *errstr, size_t size)
+{
+	const char *topic = m->rkt ? rd_kafka_topic_name(m->rkt) : "?";
+	if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+		return SPATE_OK;
+	if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET || m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE) {
+		kpart_t *k = kp_find(x, topic, m->partition);
+		int64_t lo = -1, hi = -1;
+		rd_kafka_get_watermark_offsets(x->rk, topic, m->partition, &lo, &hi);
+		if (lo < 0)
+			rd_kafka_query_watermark_offsets(x->rk, topic, m->partition, &lo, &hi, KSRC_REQUEST_MS);
+		int64_t at = k ? k->next : m->offset;
+		return sp_err(errstr, size, SPATE_ERR_OUT_OF_RANGE,
+		              "kafka/%s/%" PRId32 ": topic %s partition %" PRId32 ": offset %" PRId64
+		              " is out of range (log start %" PRId64 ", end %" PRId64 "): offsets %" PRId64 "..%" PRId64
+		              " were deleted before they were handled (%s)",
+		              topic, m->partition, topic, m->partition, at, lo, hi, at, lo - 1,
+		              rd_kafka_message_errstr(m));
+	}
+	char clean[512];
+	redact(x, rd_kafka_message_errstr(m), clean, sizeof(clean));
+	sp_log(x->eng, SP_LOG_WARN, "kafka: consume error on %s [%" PRId32 "]: %s", topic, m->partition, clean);
+	return SPATE_OK;
+}
+
+static int ksrc_poll(sp_source_t *s, sp_chunk_t **out, int max, uint64_t budget_bytes, char *errstr, size_t size)
+{
+	ksrc_t *x = s->ctx;
+	x->last_poll_ms = sp_now_ms();
+	if (x->fatal_rc)
+		return sp_err(errstr, size, x->fatal_rc, "%s", x->fatal);
+	drain_pipe(x);
+	/* what waits first, then the queue (which also serves rebalances) */
+	size_t have = stash_len(x);
+	if (have < KSRC_BATCH) {
+		rd_kafka_message_t *buf[KSRC_BATCH];
+		ssize_t got = rd_kafka_consume_batch_queue(x->q, 0, buf, KSRC_BATCH - have);
+		for (ssize_t i = 0; i < got; i++)
+			if (stash_push(x, buf[i])) {
+				for (ssize_t j = i; j < got; j++)
+					rd_kafka_message_destroy(buf[j]);
+				return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
+			}
+	}
+	if (x->fatal_rc)
+		return sp_err(errstr, size, x->fatal_rc, "%s", x->fatal);
+	group_t groups[KSRC_MAX_GROUPS];
+	int ngroups = 0, maxg = max < KSRC_MAX_GROUPS ? max : KSRC_MAX_GROUPS;
+	uint64_t bytes = 0;
+	size_t head = x->stash_head, i = head;
+	/* pass 1: which messages go into which chunk (a prefix of the stash is used up) */
+	int8_t *sel = malloc(stash_len(x) ? stash_len(x) : 1);
+	if (!sel)
+		return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
+	for (; i < x->stash_n; i++) {
+		rd_kafka_message_t *m = x->stash[i];
+		sel[i - head] = -1;
+		if (m->err) {
+			int rc = msg_error(x, m, errstr, size);
+			if (rc) {
+				free(sel);
+				return rc; /* fatal: the stashed messages are destroyed at close */
+			}
+			continue;
+		}
+		kpart_t *k = m->rkt ? kp_find(x, rd_kafka_topic_name(m->rkt), m->partition) : NULL;
+		if (!k || !k->p || m->offset < k->next)
+			continue; /* stale: revoked, or before the partition's start */
+		int g = 0;
+		while (g < ngroups && groups[g].k != k)
+			g++;
+		uint64_t b = m->len + m->key_len + KSRC_MSG_OVERHEAD;
+		if ((g == ngroups && ngroups == maxg) || (bytes && bytes + b > budget_bytes))
+			break;
+		if (g == ngroups)
+			groups[ngroups++] = (group_t){.k = k};
+		rd_kafka_headers_t *h = NULL;
+		if (!rd_kafka_message_headers(m, &h) && h)
+			groups[g].hdrs += (uint32_t)rd_kafka_header_cnt(h);
+		groups[g].n++;
+		groups[g].bytes += b;
+		bytes += b;
+		sel[i - head] = (int8_t)g;
+		k->next = m->offset + 1;
+	}
+	size_t cut = i;
+	/* pass 2: allocate the chunks */
+	for (int g = 0; g < ngroups; g++) {
+		groups[g].c = sp_chunk_new(groups[g].k->p, groups[g].n, groups[g].hdrs);
+		groups[g].msgs = malloc(groups[g].n * sizeof(rd_kafka_message_t *));
+		if (!groups[g].c || !groups[g].msgs) {
+			for (int j = 0; j <= g; j++) {
+				sp_chunk_free(groups[j].c);
+				free(groups[j].msgs);
+			}
+			free(sel);
+			return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory for %u records", groups[g].n);
+		}
+		groups[g].c->bytes = groups[g].bytes;
+		groups[g].hdrs = 0; /* from now: headers used */
+	}
+	/* pass 3: fill them; everything before cut leaves the stash; commit the offsets */
+	for (size_t j = head; j < cut; j++) {
+		rd_kafka_message_t *m = x->stash[j];
+		int g = sel[j - head];
+		if (g < 0) {
+			rd_kafka_message_destroy(m);
+			continue;
+		}
+		group_t *gr = &groups[g];
+		spate_record_t *r = &gr->c->recs[gr->fill];
+		r->key = m->key;
+		r->key_len = m->key_len;
+		r->value = m->payload;
+		r->value_len = m->len;
+		r->position = sp_pos((uint64_t)m->offset);
+		rd_kafka_timestamp_type_t tt;
+		int64_t ts = rd_kafka_message_timestamp(m, &tt);
+		r->timestamp_ms = ts >= 0 ? ts : sp_wall_ms();
+		rd_kafka_headers_t *h = NULL;
+		if (!rd_kafka_message_headers(m, &h) && h) {
+			size_t hc = rd_kafka_header_cnt(h);
+			r->headers = &gr->c->hdrs[gr->hdrs];
+			r->header_cnt = hc;
+			for (size_t q = 0; q < hc; q++) {
+				const char *name;
+				const void *val;
+				size_t vlen;
+				rd_kafka_header_get_all(h, q, &name, &val, &vlen);
+				gr->c->hdrs[gr->hdrs++] = (spate_header_t){name, strlen(name), val, vlen};
+			}
+		}
+		gr->msgs[gr->fill++] = m;
+	}
+	free(sel);
+	x->stash_head = cut;
+	int nout = 0;
+	for (int g = 0; g < ngroups; g++) {
+		sp_chunk_t *c = groups[g].c;
+		c->buf = groups[g].msgs;
+		c->release = release_msgs;
+		out[nout++] = c;
+	}
+	return nout;
+}
+
+/* ---- service, fd, lag, ended ------------------------------------------------------------ */
+
+static int ksrc_service(sp_source_t *s, bool paused, char *errstr, size_t size)
+{
+	ksrc_t *x = s->ctx;
+	if (x->fatal_rc)
+		return sp_err(errstr, size, x->fatal_rc, "%s", x->fatal);
+	bool want = paused || stash_len(x) >= KSRC_STASH_PAUSE;
+	if (want != x->paused) {
+		x->paused = want;
+		pause_all(x, want);
+	}
+	/* serve rebalances and heartbeats when poll() does not: keep what arrives */
+	if (paused || sp_now_ms() - x->last_poll_ms >= KSRC_SERVE_MS) {
+		drain_pipe(x);
+		rd_kafka_message_t *m;
+		while (stash_len(x) < KSRC_STASH_PAUSE * 2 && (m = rd_kafka_consumer_poll(x->rk, 0))) {
+			if (stash_push(x, m)) {
+				rd_kafka_message_destroy(m);
+				return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
+			}
+		}
+		if (!paused)
+			x->last_poll_ms = sp_now_ms();
+	}
+	if (x->fatal_rc)
+		return sp_err(errstr, size, x->fatal_rc, "%s", x->fatal);
+	return SPATE_OK;
+}
+
+static int ksrc_fd(sp_source_t *s)
+{
+	ksrc_t *x = s->ctx;
+	return x->pipefd[0];
+}
+
+static int ksrc_next_ms(sp_source_t *s)
+{
+	ksrc_t *x = s->ctx;
+	if (!x->assigned_once || x->paused || x->stop_at_end || stash_len(x))
+		return KSRC_TICK_MS;
+	return -1;
+}
+
+static int64_t ksrc_lag(sp_source_t *s)
+{
+	ksrc_t *x = s->ctx;
+	int64_t lag = 0;
+	for (size_t i = 0; i < x->nall; i++) {
+		kpart_t *k = x->all[i];
+		if (!k->p)
+			continue;
+		int64_t lo, hi;
+		if (rd_kafka_get_watermark_offsets(x->rk, k->topic, k->partition, &lo, &hi) || hi < 0)
+			continue;
+		if (hi > k->next)
+			lag += hi - k->next;
+	}
+	return lag + (int64_t)stash_len(x);
+}
+
+static bool ksrc_ended(sp_source_t *s)
+{
+	ksrc_t *x = s->ctx;
+	if (!x->stop_at_end)
+		return false;
+	if (x->ended)
+		return true;
+	int64_t now = sp_now_ms();
+	if (now - x->last_ended_check_ms < KSRC_ENDED_CHECK_MS)
+		return false;
+	x->last_ended_check_ms = now;
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)x->nall);
+	for (size_t i = 0; i < x->nall; i++)
+		if (x->all[i]->has_end && !x->all[i]->at_end)
+			rd_kafka_topic_partition_list_add(l, x->all[i]->topic, x->all[i]->partition);
+	bool done = true;
+	if (l->cnt) {
+		rd_kafka_resp_err_t e = rd_kafka_committed(x->rk, l, KSRC_REQUEST_MS);
+		if (e) {
+			sp_log(x->eng, SP_LOG_DEBUG, "stop.at.end: reading the group's offsets: %s", rd_kafka_err2str(e));
+			done = false;
+		}
+		for (int i = 0; !e && i < l->cnt; i++) {
+			kpart_t *k = kp_find(x, l->elems[i].topic, l->elems[i].partition);
+			if (k && !l->elems[i].err && l->elems[i].offset >= k->end)
+				k->at_end = true;
+			else
+				done = false;
+		}
+	}
+	rd_kafka_topic_partition_list_destroy(l);
+	x->ended = done;
+	return done;
+}
+
+static void ksrc_close(sp_source_t *s)
+{
+	ksrc_t *x = s->ctx;
+	if (!x)
+		return;
+	reg_del(x->eng);
+	x->closing = true;
+	ksrc_free(x);
+	s->ctx = NULL;
+}
+
+const sp_source_ops_t sp_source_kafka = {
+    .version = SP_SOURCE_OPS_VERSION,
+    .name = KSRC_NAME,
+    .desc = "Kafka through a consumer group: topics=T1,T2 group.id=G kafka.bootstrap.servers=H:P",
+    .open = ksrc_open,
+    .seek = ksrc_seek,
+    .poll = ksrc_poll,
+    .fd = ksrc_fd,
+    .next_ms = ksrc_next_ms,
+    .min_inflight_bytes = NULL,
+    .lag = ksrc_lag,
+    .service = ksrc_service,
+    .push = NULL,
+    .push_close = NULL,
+    .ended = ksrc_ended,
+    .close = ksrc_close,
+};
+
+/* ---- store=kafka -------------------------------------------------------------------- */
+
+static int kstore_open(sp_store_t *s, char *errstr, size_t size)
+{
+	if (!s->eng)
+		return sp_err(errstr, size, SPATE_ERR_INVALID,
+		              "store: kafka commits to the consumer group of a running source=kafka pipeline; "
+		              "it cannot be opened on its own");
+	char name[64];
+	const char *src = sp_conf_str(sp_engine_conf(s->eng), "source");
+	sp_split_uri(src, name, sizeof(name));
+	ksrc_t *x = strcmp(name, KSRC_NAME) ? NULL : reg_find(s->eng);
+	if (!x)
+		return sp_err(errstr, size, SPATE_ERR_INVALID,
+		              "store: kafka commits offsets to the Kafka source's consumer group and needs "
+		              "source=kafka (source is \"%s\")", src);
+	if (s->arg && *s->arg)
+		return sp_err(errstr, size, SPATE_ERR_INVALID, "store: kafka takes no argument (\"kafka:%s\")", s->arg);
+	x->store_on = true;
+	s->ctx = x;
+	return SPATE_OK;
+}
+
+static int kstore_load(sp_store_t *s, const char *name, sp_ckpt_t *out, char *errstr, size_t size)
+{
+	ksrc_t *x = s->ctx;
+	kpart_t *k = kp_by_name(x, name, true);
+	if (!k)
+		return sp_err(errstr, size, SPATE_ERR_INVALID, "store=kafka: \"%s\" is not a Kafka partition", name);
+	int64_t off = -1;
+	if (k->has_committed) {
+		off = k->committed;
+		k->has_committed = false;
+	} else {
+		rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+		rd_kafka_topic_partition_list_add(l, k->topic, k->partition);
+		rd_kafka_resp_err_t e = rd_kafka_committed(x->rk, l, KSRC_REQUEST_MS);
+		if (!e)
+			e = l->elems[0].err;
+		off = l->elems[0].offset;
+		rd_kafka_topic_partition_list_destroy(l);
+		if (e)
+			return sp_err(errstr, size, SPATE_ERR_STORE, "store=kafka: %s: reading the committed offset: %s", name,
+			              rd_kafka_err2str(e));
+	}
+	if (off < 0)
+		return SPATE_ERR_NOT_FOUND;
+	k->loaded = off;
+	memset(out, 0, sizeof(*out));
+	if (off == 0)
+		out->beginning = true;
+	else
+		out->after = sp_pos((uint64_t)off - 1);
+	return SPATE_OK;
+}
+
+static int kstore_save(sp_store_t *s, const sp_store_entry_t *ents, size_t n, char *errstr, size_t size)
+{
+	ksrc_t *x = s->ctx;
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)n);
+	for (size_t i = 0; i < n; i++) {
+		kpart_t *k = kp_by_name(x, ents[i].name, false);
+		if (!k) {
+			rd_kafka_topic_partition_list_destroy(l);
+			return sp_err(errstr, size, SPATE_ERR_STORE, "store=kafka: \"%s\" is not a partition of this consumer",
+			              ents[i].name);
+		}
+		int64_t off = ents[i].ckpt.beginning ? (k->low > 0 ? k->low : 0) : (int64_t)ents[i].ckpt.after.w[2] + 1;
+		rd_kafka_topic_partition_list_add(l, k->topic, k->partition)->offset = off;
+	}
+	rd_kafka_resp_err_t e = rd_kafka_commit(x->rk, l, 0);
+	int rc = SPATE_OK;
+	if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
+		rc = sp_err(errstr, size, SPATE_ERR_STORE, "store=kafka: commit of %zu partitions: %s", n,
+		            rd_kafka_err2str(e));
+	for (int i = 0; !rc && i < l->cnt; i++)
+		if (l->elems[i].err)
+			rc = sp_err(errstr, size, SPATE_ERR_STORE, "store=kafka: commit of kafka/%s/%" PRId32 ": %s",
+			            l->elems[i].topic, l->elems[i].partition, rd_kafka_err2str(l->elems[i].err));
+	rd_kafka_topic_partition_list_destroy(l);
+	return rc;
+}
+
+static void kstore_close(sp_store_t *s)
+{
+	s->ctx = NULL; /* the consumer belongs to the source */
+}
+
+const sp_store_ops_t sp_store_kafka = {
+    .version = SP_STORE_OPS_VERSION,
+    .name = KSRC_NAME,
+    .desc = "commit offsets to the Kafka source's consumer group (source=kafka only)",
+    .open = kstore_open,
+    .load = kstore_load,
+    .save = kstore_save,
+    .list = NULL,
+    .reset = NULL,
+    .close = kstore_close,
+};
