@@ -280,3 +280,51 @@ Test(kafka_dlq, outage_holds_records_until_the_brokers_return)
 	check_dlq(bs, false); /* a write that timed out while the brokers came back may have landed too */
 	cr_assert_eq(t_kafka_stop(k), 0);
 }
+
+/* A poison record larger than the DLQ target takes (kafka.message.max.bytes) goes there
+ * as metadata only, with condition MaximumPayloadSizeExceeded; a small one goes whole. */
+Test(kafka_dlq, oversized_dead_letter_goes_as_metadata_only)
+{
+	const char *topics[] = {"dead:1", NULL};
+	t_kafka_t *k = t_kafka_start(1, topics);
+	const char *bs = t_kafka_bootstrap(k);
+	run_t r = {.e = start_engine(bs, "kafka.message.max.bytes", "20000")};
+	pthread_t th;
+	pthread_create(&th, NULL, run_main, &r);
+	static char big[50000];
+	memset(big, 'x', sizeof(big));
+	memcpy(big, "POISON-big", 10);
+	spate_push_record_t recs[2] = {
+	    {.key = "kbig", .key_len = 4, .value = big, .value_len = sizeof(big)},
+	    {.key = "ksmall", .key_len = 6, .value = "POISON-small", .value_len = 12},
+	};
+	cr_assert_eq(spate_push(r.e, 0, &recs[0], 1), 1);
+	cr_assert_eq(spate_push(r.e, 1, &recs[1], 1), 1);
+	spate_push_close(r.e);
+	join_run(th, &r);
+	spate_summary_t s;
+	spate_engine_summary(r.e, &s);
+	spate_engine_destroy(r.e);
+	cr_assert_eq(s.dlq, 2);
+	cr_assert_eq(kt_count(bs, "dead"), 2);
+	kt_msg_t *m = kt_consume(bs, "dead", 2);
+	int meta = 0, whole = 0;
+	for (int i = 0; i < 2; i++) {
+		const kt_hdr_t *h = kt_header(&m[i], "spate.condition");
+		cr_assert(h && h->value);
+		if (!strcmp(m[i].key, "kbig")) {
+			cr_assert_str_eq(h->value, "MaximumPayloadSizeExceeded");
+			cr_assert_null(m[i].value, "the oversized record's value was sent");
+			cr_assert_not_null(kt_header(&m[i], "spate.id"));
+			meta++;
+		} else {
+			cr_assert_str_eq(h->value, "RetryAttemptsExhausted");
+			cr_assert_not_null(m[i].value);
+			whole++;
+		}
+	}
+	cr_assert_eq(meta, 1);
+	cr_assert_eq(whole, 1);
+	kt_free(m, 2);
+	cr_assert_eq(t_kafka_stop(k), 0);
+}
