@@ -751,8 +751,19 @@ static void *worker_main(void *arg)
 			l->state = LANE_PARKED;
 			l->next = e->parked;
 			e->parked = l;
+			/* an idle worker must learn the new deadline (this one may be stopped) */
+			if (e->idle_workers)
+				pthread_cond_signal(&e->work_cv);
+			else if (!e->active)
+				pthread_cond_broadcast(&e->idle_cv);
 		} else if (lane_has_work(l)) {
 			push_ready_locked(e, l);
+			/* this worker may have been stopped meanwhile (the autoscaler scaled down):
+			 * without a wakeup the lane would wait while an active worker sleeps */
+			if (e->idle_workers)
+				pthread_cond_signal(&e->work_cv);
+			else if (!e->active)
+				sp_autoscale_wake_locked(e);
 		} else {
 			l->state = LANE_IDLE;
 		}

@@ -3,18 +3,29 @@
  * partitions' ends; a stopped run resumes after its commits without handling a
  * committed record again; a broker outage mid-run loses nothing; a commit below the log
  * start stops the run with an error naming topic, partition and range; configuration
- * errors name their key. */
+ * errors name their key; a `spate run` member SIGKILLed mid-run has its partitions taken
+ * over by the other, which ends only once the commits reach every end; injected Fetch
+ * and OffsetCommit errors lose nothing. (Transactions: the 2.0.2 mock cluster accepts a
+ * transactional producer but writes no control markers and serves aborted records under
+ * read_committed, so a marker at a partition's tail cannot be tested against it.) */
+#include "engine/engine.h"
 #include "engine/internal.h"
 
 #include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <librdkafka/rdkafka.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "tests/common/kafka.h"
@@ -49,6 +60,7 @@ typedef struct counts {
 	t_kafka_t *outage;    /* take the broker down once OUTAGE_AFTER records were handled */
 	_Atomic bool run_over; /* the run returned: the outage thread stops waiting */
 	int sleep_ms;          /* per batch: a slow handler */
+	uint64_t store_errors; /* the engine's failed checkpoint saves (retried), at the end */
 } counts_t;
 
 static counts_t *g_counts;
@@ -227,6 +239,7 @@ static int run(spate_conf_t *c, counts_t *cnt, char *err, size_t size)
 	atomic_store(&w.done, true);
 	pthread_join(th, NULL);
 	cr_assert(!atomic_load(&w.fired), "the run did not end within %d ms", RUN_BOUND_MS);
+	cnt->store_errors = e->store_errors;
 	spate_engine_destroy(e);
 	return rc;
 }
@@ -481,5 +494,269 @@ Test(kafka_source, two_members_share_the_group, .timeout = 300)
 		             (long long)hi[p]);
 	free(m[0].cnt);
 	free(m[1].cnt);
+	t_kafka_stop(k);
+}
+
+/* ---- a member killed mid-run: two `spate run` processes in one group ---------------------- */
+
+enum {
+	KILL_RECORDS = 200000,           /* 12,500 per partition: a run of several seconds */
+	KILL_PER_PART = KILL_RECORDS / PARTS,
+	KILL_BOTH_BOUND_MS = 60000,      /* both members must have journalled records by then */
+	KILL_SURVIVOR_BOUND_MS = 120000, /* the survivor must exit by then */
+};
+
+/* `spate run` as a member of group on topic, journalling to DIR/NAME.<worker>, with its
+ * stdout and stderr in DIR/NAME.out and DIR/NAME.err. */
+static pid_t spawn_member(const char *bs, const char *dir, const char *name, const char *topic, const char *group)
+{
+	char a_topic[128], a_group[128], a_handler[512], a_bs[512], out[512], err[512];
+	snprintf(a_topic, sizeof(a_topic), "topics=%s", topic);
+	snprintf(a_group, sizeof(a_group), "group.id=%s", group);
+	snprintf(a_handler, sizeof(a_handler), "handler=journal:%s/%s", dir, name);
+	snprintf(a_bs, sizeof(a_bs), "kafka.bootstrap.servers=%s", bs);
+	snprintf(out, sizeof(out), "%s/%s.out", dir, name);
+	snprintf(err, sizeof(err), "%s/%s.err", dir, name);
+	char *const argv[] = {(char *)t_spate_cli(), "run", "-X", "source=kafka", "-X", a_topic, "-X", a_group, "-X",
+	                      "store=kafka", "-X", "stop.at.end=true", "-X", a_handler, "-X", a_bs, "-X",
+	                      "kafka.session.timeout.ms=6000", "-X", "kafka.heartbeat.interval.ms=500", "-X",
+	                      "checkpoint.interval.ms=200", "-X", "log.level=info", NULL};
+	pid_t pid = fork();
+	cr_assert(pid >= 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		int o = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		int e = open(err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		int n = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		if (o < 0 || e < 0 || n < 0)
+			_exit(126);
+		dup2(n, 0);
+		dup2(o, 1);
+		dup2(e, 2);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+/* Is file a journal of member name (NAME.<digits>)? */
+static bool journal_of(const char *file, const char *name)
+{
+	size_t n = strlen(name);
+	if (strncmp(file, name, n) || file[n] != '.' || !file[n + 1])
+		return false;
+	for (const char *c = file + n + 1; *c; c++)
+		if (*c < '0' || *c > '9')
+			return false;
+	return true;
+}
+
+/* Bytes in the journals of member name (0 when none yet). */
+static long long journal_bytes(const char *dir, const char *name)
+{
+	long long sum = 0;
+	DIR *d = opendir(dir);
+	cr_assert(d, "opendir %s: %s", dir, strerror(errno));
+	for (struct dirent *de; (de = readdir(d));) {
+		if (!journal_of(de->d_name, name))
+			continue;
+		char path[1024];
+		struct stat st;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (!stat(path, &st))
+			sum += st.st_size;
+	}
+	closedir(d);
+	return sum;
+}
+
+/* Mark every "kafka/TOPIC/P OFFSET" line of member name's journals in seen[P][OFFSET];
+ * lines of other partitions or out of range count in *bad. Returns the lines read. */
+static long long journal_read(const char *dir, const char *name, const char *topic, uint8_t (*seen)[KILL_PER_PART],
+                              long long *bad)
+{
+	long long lines = 0;
+	char want[128];
+	int wl = snprintf(want, sizeof(want), "kafka/%s/", topic);
+	DIR *d = opendir(dir);
+	cr_assert(d, "opendir %s: %s", dir, strerror(errno));
+	for (struct dirent *de; (de = readdir(d));) {
+		if (!journal_of(de->d_name, name))
+			continue;
+		char path[1024];
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		char *buf = t_read_file(path, NULL);
+		cr_assert(buf, "read %s", path);
+		for (char *save = NULL, *l = strtok_r(buf, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+			lines++;
+			char *end;
+			if (strncmp(l, want, (size_t)wl)) {
+				(*bad)++;
+				continue;
+			}
+			long p = strtol(l + wl, &end, 10);
+			long long off = *end == ' ' ? strtoll(end + 1, &end, 10) : -1;
+			if (*end || p < 0 || p >= PARTS || off < 0 || off >= KILL_PER_PART)
+				(*bad)++;
+			else
+				seen[p][off] = 1;
+		}
+		free(buf);
+	}
+	closedir(d);
+	return lines;
+}
+
+/* Wait for pid up to bound_ms; its status (128+signal when killed), or -1 when it did not
+ * exit (it is killed then). */
+static int wait_bounded(pid_t pid, int bound_ms)
+{
+	int st = 0;
+	for (int waited = 0; waited <= bound_ms; waited += 20) {
+		pid_t r = waitpid(pid, &st, WNOHANG);
+		if (r == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		usleep(20 * 1000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	return -1;
+}
+
+static void print_file(const char *dir, const char *file)
+{
+	char path[1024];
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	char *s = t_read_file(path, NULL);
+	size_t n = s ? strlen(s) : 0;
+	cr_log_info("%s (last part):\n%s", file, s ? s + (n > 3000 ? n - 3000 : 0) : "(none)");
+	free(s);
+}
+
+Test(kafka_source, a_killed_member_s_partitions_are_taken_over, .timeout = 300)
+{
+	const char *topics[] = {"t6:16", NULL};
+	t_kafka_t *k = t_kafka_start(1, topics);
+	const char *bs = t_kafka_bootstrap(k);
+	produce(bs, "t6", KILL_RECORDS, 0);
+	char dir[256];
+	t_mkdtemp(dir, sizeof(dir));
+	pid_t a = spawn_member(bs, dir, "a", "t6", "g6");
+	pid_t b = spawn_member(bs, dir, "b", "t6", "g6");
+	/* both have handled records (their journals grew) before one is killed */
+	long long ja = 0, jb = 0;
+	for (int waited = 0; waited < KILL_BOTH_BOUND_MS; waited += 10) {
+		ja = journal_bytes(dir, "a");
+		jb = journal_bytes(dir, "b");
+		if (ja > 0 && jb > 0)
+			break;
+		usleep(10 * 1000);
+	}
+	int st_b = -1;
+	if (!(ja > 0 && jb > 0) || waitpid(b, &st_b, WNOHANG) == b) {
+		kill(a, SIGKILL);
+		kill(b, SIGKILL);
+		waitpid(a, NULL, 0);
+		waitpid(b, NULL, 0);
+		print_file(dir, "a.err");
+		print_file(dir, "b.err");
+		cr_assert_fail("both members did not handle records while both ran (journal bytes a %lld, b %lld)", ja, jb);
+	}
+	kill(b, SIGKILL);
+	st_b = wait_bounded(b, KILL_SURVIVOR_BOUND_MS);
+	cr_assert_eq(st_b, 128 + SIGKILL, "the killed member: status %d", st_b);
+	cr_log_info("killed b after journal bytes a %lld, b %lld", ja, journal_bytes(dir, "b"));
+	int st = wait_bounded(a, KILL_SURVIVOR_BOUND_MS);
+	if (st != 0) {
+		print_file(dir, "a.err");
+		cr_assert_fail("the survivor exited with %d (-1: not within %d ms)", st, KILL_SURVIVOR_BOUND_MS);
+	}
+	/* every record in some journal */
+	uint8_t(*seen)[KILL_PER_PART] = calloc(PARTS, sizeof(*seen));
+	cr_assert(seen);
+	long long bad = 0;
+	long long la = journal_read(dir, "a", "t6", seen, &bad);
+	long long lb = journal_read(dir, "b", "t6", seen, &bad);
+	cr_log_info("journal lines: survivor %lld, killed %lld (%lld records)", la, lb, (long long)KILL_RECORDS);
+	cr_assert_eq(bad, 0, "%lld journal lines name another partition or offset", bad);
+	cr_assert(lb > 0, "the killed member handled nothing");
+	for (int p = 0; p < PARTS; p++)
+		for (int o = 0; o < KILL_PER_PART; o++)
+			cr_assert(seen[p][o], "kafka/t6/%d/%d is in no journal", p, o);
+	/* and the survivor ended only once the group's commits reached every end */
+	int64_t com[PARTS], hi[PARTS];
+	offsets(bs, "t6", "g6", PARTS, com, hi, NULL);
+	for (int p = 0; p < PARTS; p++) {
+		cr_assert_eq(hi[p], KILL_PER_PART);
+		cr_assert_eq(com[p], hi[p], "partition %d: committed %lld, end %lld", p, (long long)com[p],
+		             (long long)hi[p]);
+	}
+	free(seen);
+	t_rmrf(dir);
+	t_kafka_stop(k);
+}
+
+/* ---- injected Fetch and OffsetCommit errors ------------------------------------------- */
+
+enum { FAULT_AFTER = 2000 }; /* records handled before the errors are injected */
+
+typedef struct faults {
+	counts_t *cnt;
+	t_kafka_t *k;
+	_Atomic bool run_over;
+	_Atomic bool injected;
+} faults_t;
+
+static void *inject(void *arg)
+{
+	faults_t *f = arg;
+	for (int waited = 0; waited < RUN_BOUND_MS && atomic_load(&f->cnt->total) < FAULT_AFTER; waited += 10) {
+		if (atomic_load(&f->run_over))
+			return NULL;
+		usleep(10 * 1000);
+	}
+	/* librdkafka refreshes the leader and fetches again; a failed commit comes back to the
+	 * engine as a failed checkpoint save, which it retries on the next tick */
+	t_kafka_ok(f->k, "error Fetch NOT_LEADER_FOR_PARTITION 5");
+	t_kafka_ok(f->k, "error OffsetCommit COORDINATOR_NOT_AVAILABLE 3");
+	usleep(1000 * 1000);
+	t_kafka_ok(f->k, "error OffsetCommit REBALANCE_IN_PROGRESS 3");
+	t_kafka_ok(f->k, "error Fetch UNKNOWN_TOPIC_OR_PART 3");
+	atomic_store(&f->injected, true);
+	return NULL;
+}
+
+Test(kafka_source, injected_fetch_and_commit_errors_lose_nothing, .timeout = 300)
+{
+	const char *topics[] = {"t7:16", NULL};
+	t_kafka_t *k = t_kafka_start(1, topics);
+	const char *bs = t_kafka_bootstrap(k);
+	produce(bs, "t7", RECORDS, 0);
+	counts_t *cnt = counts_new();
+	cnt->sleep_ms = 20; /* about 5 s in all: the errors fall mid-run */
+	spate_conf_t *c = kafka_conf(bs, "t7", "g7");
+	set(c, "kafka.max.partition.fetch.bytes", "4096");
+	set(c, "max.inflight.records", "2000");
+	faults_t f = {.cnt = cnt, .k = k};
+	pthread_t th;
+	pthread_create(&th, NULL, inject, &f);
+	char err[1024] = "";
+	int rc = run(c, cnt, err, sizeof(err));
+	atomic_store(&f.run_over, true);
+	pthread_join(th, NULL);
+	cr_assert_eq(rc, SPATE_OK, "run: %s", err);
+	cr_assert(atomic_load(&f.injected), "the run ended before the errors were injected (%llu records)",
+	          (unsigned long long)atomic_load(&cnt->total));
+	cr_log_info("handled %llu records, %llu failed checkpoint saves (retried)",
+	            (unsigned long long)atomic_load(&cnt->total), (unsigned long long)cnt->store_errors);
+	cr_assert_eq(atomic_load(&cnt->bad), 0);
+	for (int p = 0; p < PARTS; p++)
+		for (int o = 0; o < RECORDS / PARTS; o++)
+			cr_assert(atomic_load(&cnt->n[p][o]) >= 1, "kafka/t7/%d/%d never handled", p, o);
+	int64_t com[PARTS], hi[PARTS];
+	offsets(bs, "t7", "g7", PARTS, com, hi, NULL);
+	for (int p = 0; p < PARTS; p++)
+		cr_assert_eq(com[p], hi[p], "partition %d: committed %lld, end %lld", p, (long long)com[p],
+		             (long long)hi[p]);
+	free(cnt);
 	t_kafka_stop(k);
 }
