@@ -48,7 +48,7 @@ for i in $(seq 1 "$runs"); do
 	rate[kcat]="${rate[kcat]:-} $(awk -v n="$records" '{printf "%.0f", n / $1}' "$dir/time")"
 	cpu[kcat]="${cpu[kcat]:-} $(cpu_per_m)"
 	tm "$dir/rdkafka_performance" -C -G "p$i" -t bench -b "$bs" -o beginning -c "$records" -q \
-		-X session.timeout.ms=6000 -X heartbeat.interval.ms=500 >"$dir/perf.out" 2>&1 || true
+		-X session.timeout.ms=6000 -X heartbeat.interval.ms=500 -X auto.offset.reset=earliest >"$dir/perf.out" 2>&1 || true
 	rate[rdkafka_performance]="${rate[rdkafka_performance]:-} $(grep -o '[0-9]* msgs/s' "$dir/perf.out" | tail -1 | awk '{print $1}')"
 	cpu[rdkafka_performance]="${cpu[rdkafka_performance]:-} $(cpu_per_m)"
 	echo "run $i: spate ${rate[spate]##* } kcat ${rate[kcat]##* } rdkafka_performance ${rate[rdkafka_performance]##* }" >&2
