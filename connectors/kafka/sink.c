@@ -26,6 +26,7 @@
  * only, and every text that comes out of librdkafka (its logs, config and delivery
  * errors) has each secret value replaced by "***" before it is logged or returned.
  */
+#include "connectors/kafka/secrets.h"
 #include "engine/internal.h"
 
 #include <librdkafka/rdkafka.h>
@@ -72,11 +73,6 @@ enum {
 	KSINK_PURGE_FLUSH_MS = 5000,
 	/* the same librdkafka error is logged at most once per this interval */
 	KSINK_ERROR_LOG_INTERVAL_MS = 10000,
-	/* secret values remembered for redaction */
-	KSINK_MAX_SECRETS = 32,
-	/* a text that ends in this many or more leading bytes of a secret had it cut off:
-	 * that tail is redacted too (fewer bytes say too little to be worth garbling text) */
-	KSINK_PARTIAL_SECRET = 6,
 	/* texts from librdkafka are formatted into this much before they are redacted, so
 	 * that a secret is rarely cut in the middle */
 	KSINK_RAWSTR = 4096,
@@ -84,7 +80,6 @@ enum {
 };
 
 #define KSINK_PREFIX   "kafka."
-#define KSINK_REDACTED "***"
 
 /* One write()'s records: counted down by delivery reports (ksink.mu). */
 typedef struct kbatch {
@@ -117,49 +112,8 @@ typedef struct ksink {
 	rd_kafka_resp_err_t last_logged_err;
 	int64_t last_logged_ms;
 
-	char *secrets[KSINK_MAX_SECRETS];
-	size_t nsecrets;
+	sp_kafka_secrets_t secrets;
 } ksink_t;
-
-/* ---- secrets ------------------------------------------------------------------------ */
-
-/* True for librdkafka keys whose values must never be shown. */
-static bool secret_key(const char *key)
-{
-	return strstr(key, "password") || strstr(key, "secret") || strstr(key, "key") ||
-	       !strcmp(key, "sasl.oauthbearer.config");
-}
-
-/* Copy in to out (size bytes, NUL-terminated) with every secret value replaced. A text
- * that ends in the first KSINK_PARTIAL_SECRET or more bytes of a secret (someone cut it
- * to fit a buffer) has that tail replaced too. Cutting `out` to size never shows a
- * secret's bytes: a match is replaced whole before anything is cut. */
-static void redact(const ksink_t *k, const char *in, char *out, size_t size)
-{
-	size_t o = 0, left = strlen(in);
-	if (!size)
-		return;
-	while (left && o + 1 < size) {
-		size_t hit = 0;
-		for (size_t i = 0; i < k->nsecrets && !hit; i++) {
-			size_t n = strlen(k->secrets[i]);
-			if (n && n <= left && !memcmp(in, k->secrets[i], n))
-				hit = n;
-			else if (n > left && left >= KSINK_PARTIAL_SECRET && !memcmp(in, k->secrets[i], left))
-				hit = left;
-		}
-		if (hit) {
-			for (const char *r = KSINK_REDACTED; *r && o + 1 < size; r++)
-				out[o++] = *r;
-			in += hit;
-			left -= hit;
-		} else {
-			out[o++] = *in++;
-			left--;
-		}
-	}
-	out[o] = 0;
-}
 
 /* sp_err with the message redacted. */
 static int ksink_err(const ksink_t *k, char *errstr, size_t size, int err, const char *fmt, ...)
@@ -171,7 +125,7 @@ static int ksink_err(const ksink_t *k, char *errstr, size_t size, int err, const
 	va_start(ap, fmt);
 	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
-	redact(k, raw, clean, sizeof(clean));
+	sp_kafka_redact(&k->secrets, raw, clean, sizeof(clean));
 	return sp_err(errstr, size, err, "%s", clean);
 }
 
@@ -197,7 +151,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 		if (!b->failed++) {
 			b->err = m->err;
 			/* not rd_kafka_message_errstr: for some errors it returns the payload */
-			redact(k, rd_kafka_err2str(m->err), b->errstr, sizeof(b->errstr));
+			sp_kafka_redact(&k->secrets, rd_kafka_err2str(m->err), b->errstr, sizeof(b->errstr));
 		}
 		if (m->err == RD_KAFKA_RESP_ERR__FATAL)
 			atomic_store(&k->fatal, true);
@@ -225,7 +179,7 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 		atomic_store(&k->fatal, true);
 		rd_kafka_fatal_error(rk, raw, sizeof(raw));
 	}
-	redact(k, err == RD_KAFKA_RESP_ERR__FATAL ? raw : reason, clean, sizeof(clean));
+	sp_kafka_redact(&k->secrets, err == RD_KAFKA_RESP_ERR__FATAL ? raw : reason, clean, sizeof(clean));
 	int64_t now = mono_ms();
 	pthread_mutex_lock(&k->mu);
 	bool quiet = err == k->last_logged_err && now - k->last_logged_ms < KSINK_ERROR_LOG_INTERVAL_MS &&
@@ -253,7 +207,7 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
 	if (!k || !sp_log_enabled(k->eng, lv))
 		return;
 	char clean[1024];
-	redact(k, buf, clean, sizeof(clean));
+	sp_kafka_redact(&k->secrets, buf, clean, sizeof(clean));
 	sp_log(k->eng, lv, "dlq kafka:%s: librdkafka %s: %s", k->topic, fac, clean);
 }
 
@@ -271,20 +225,9 @@ typedef struct conf_walk {
 static void collect_secret(void *arg, const char *key, const char *val)
 {
 	conf_walk_t *w = arg;
-	ksink_t *k = w->k;
-	if (!secret_key(key + strlen(KSINK_PREFIX)) || !*val)
-		return;
-	if (k->nsecrets == KSINK_MAX_SECRETS) {
-		if (!w->rc)
-			w->rc = sp_err(w->err, sizeof(w->err), SPATE_ERR_INVALID,
-			               "%s: more than %d secret kafka.* keys", key, KSINK_MAX_SECRETS);
-		return;
-	}
-	k->secrets[k->nsecrets] = strdup(val);
-	if (k->secrets[k->nsecrets])
-		k->nsecrets++;
-	else if (!w->rc)
-		w->rc = sp_err(w->err, sizeof(w->err), SPATE_ERR_NOMEM, "out of memory");
+	int rc = sp_kafka_secrets_add(&w->k->secrets, key, val, w->err, sizeof(w->err));
+	if (rc && !w->rc)
+		w->rc = rc;
 }
 
 static bool is_true(const char *v)
@@ -329,13 +272,13 @@ static void apply_key(void *arg, const char *key, const char *val)
 	if (r == RD_KAFKA_CONF_OK)
 		return;
 	int code = r == RD_KAFKA_CONF_UNKNOWN ? SPATE_ERR_UNKNOWN : SPATE_ERR_INVALID;
-	if (secret_key(rk_key)) /* librdkafka's text may quote the value */
+	if (sp_kafka_secret_key(rk_key)) /* librdkafka's text may quote the value */
 		w->rc =
 		    sp_err(w->err, sizeof(w->err), code, "%s: librdkafka rejects this %s (value not shown)",
 		           key, r == RD_KAFKA_CONF_UNKNOWN ? "key" : "value");
 	else {
 		char clean[KSINK_ERRSTR];
-		redact(w->k, rkerr, clean, sizeof(clean));
+		sp_kafka_redact(&w->k->secrets, rkerr, clean, sizeof(clean));
 		w->rc = sp_err(w->err, sizeof(w->err), code, "%s: %s", key, clean);
 	}
 }
@@ -528,10 +471,7 @@ static void ksink_free(ksink_t *k)
 		producer_stop(k, KSINK_CLOSE_FLUSH_MS);
 	if (k->conf)
 		rd_kafka_conf_destroy(k->conf);
-	for (size_t i = 0; i < k->nsecrets; i++) {
-		explicit_bzero(k->secrets[i], strlen(k->secrets[i]));
-		free(k->secrets[i]);
-	}
+	sp_kafka_secrets_free(&k->secrets);
 	pthread_rwlock_destroy(&k->gen_lock);
 	pthread_mutex_destroy(&k->mu);
 	pthread_cond_destroy(&k->cv);

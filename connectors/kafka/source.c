@@ -48,6 +48,7 @@
  * @locality every callback runs on the engine thread, except chunk release (the
  * tracker thread: rd_kafka_message_destroy is thread-safe).
  */
+#include "connectors/kafka/secrets.h"
 #include "engine/internal.h"
 
 #include <librdkafka/rdkafka.h>
@@ -81,8 +82,6 @@ enum {
 	KSRC_BUCKETS = 256,
 	/* most chunks (partitions) one poll() returns */
 	KSRC_MAX_GROUPS = 64,
-	/* secret values remembered for redaction */
-	KSRC_MAX_SECRETS = 16,
 };
 
 #define KSRC_PREFIX "kafka."
@@ -124,8 +123,7 @@ typedef struct ksrc {
 	int64_t revoke_ms;
 	int fatal_rc;
 	char fatal[1024];
-	char *secrets[KSRC_MAX_SECRETS];
-	size_t nsecrets;
+	sp_kafka_secrets_t secrets;
 } ksrc_t;
 
 /* ---- engine -> source map, for the store ------------------------------------------- */
@@ -172,34 +170,6 @@ static ksrc_t *reg_find(sp_engine_t *e)
 }
 
 /* ---- helpers ------------------------------------------------------------------------ */
-
-static bool secret_key(const char *key)
-{
-	return strstr(key, "password") || strstr(key, "secret") || strstr(key, "key") ||
-	       strstr(key, "oauthbearer");
-}
-
-/* Copy in to out with every remembered secret value replaced by "***". */
-static void redact(const ksrc_t *x, const char *in, char *out, size_t size)
-{
-	size_t o = 0;
-	while (*in && o + 1 < size) {
-		bool hit = false;
-		for (size_t i = 0; i < x->nsecrets; i++) {
-			size_t n = strlen(x->secrets[i]);
-			if (n && !strncmp(in, x->secrets[i], n)) {
-				for (const char *r = "***"; *r && o + 1 < size; r++)
-					out[o++] = *r;
-				in += n;
-				hit = true;
-				break;
-			}
-		}
-		if (!hit)
-			out[o++] = *in++;
-	}
-	out[o] = 0;
-}
 
 static unsigned hash_tp(const char *topic, int32_t partition)
 {
@@ -466,11 +436,11 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
 	ksrc_t *x = opaque;
 	char clean[1024];
-	redact(x, reason, clean, sizeof(clean));
+	sp_kafka_redact(&x->secrets, reason, clean, sizeof(clean));
 	if (err == RD_KAFKA_RESP_ERR__FATAL) {
 		char why[512];
 		rd_kafka_resp_err_t f = rd_kafka_fatal_error(rk, why, sizeof(why));
-		redact(x, why, clean, sizeof(clean));
+		sp_kafka_redact(&x->secrets, why, clean, sizeof(clean));
 		set_fatal(x, SPATE_ERR_SOURCE, "kafka: fatal consumer error: %s: %s", rd_kafka_err2name(f), clean);
 		return;
 	}
@@ -486,7 +456,7 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
 	if (!sp_log_enabled(x->eng, lvl))
 		return;
 	char clean[1024];
-	redact(x, buf, clean, sizeof(clean));
+	sp_kafka_redact(&x->secrets, buf, clean, sizeof(clean));
 	sp_log(x->eng, lvl, "kafka: %s: %s", fac, clean);
 }
 
@@ -503,11 +473,9 @@ typedef struct conf_walk {
 static void collect_secret(void *arg, const char *key, const char *val)
 {
 	conf_walk_t *w = arg;
-	if (!secret_key(key + strlen(KSRC_PREFIX)) || !*val || w->x->nsecrets == KSRC_MAX_SECRETS)
-		return;
-	char *d = strdup(val);
-	if (d)
-		w->x->secrets[w->x->nsecrets++] = d;
+	int rc = sp_kafka_secrets_add(&w->x->secrets, key, val, w->err, w->size);
+	if (rc && !w->rc)
+		w->rc = rc;
 }
 
 /* Keys the source sets itself: what the delivery guarantees rest on. */
@@ -529,7 +497,7 @@ static void apply_key(void *arg, const char *key, const char *val)
 		}
 	char rkerr[512];
 	if (rd_kafka_conf_set(w->conf, rk_key, val, rkerr, sizeof(rkerr)) != RD_KAFKA_CONF_OK) {
-		if (secret_key(rk_key))
+		if (sp_kafka_secret_key(rk_key))
 			w->rc = sp_err(w->err, w->size, SPATE_ERR_INVALID, "%s: rejected by librdkafka (value not shown)",
 			               key);
 		else
@@ -632,8 +600,7 @@ static void ksrc_free(ksrc_t *x)
 	}
 	free(x->all);
 	free(x->stash);
-	for (size_t i = 0; i < x->nsecrets; i++)
-		free(x->secrets[i]);
+	sp_kafka_secrets_free(&x->secrets);
 	free(x);
 }
 
@@ -693,7 +660,7 @@ static int ksrc_open(sp_source_t *s, char *errstr, size_t size)
 	x->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, rkerr, sizeof(rkerr));
 	if (!x->rk) {
 		char clean[512];
-		redact(x, rkerr, clean, sizeof(clean));
+		sp_kafka_redact(&x->secrets, rkerr, clean, sizeof(clean));
 		rc = sp_err(errstr, size, SPATE_ERR_SOURCE, "source=kafka: cannot create the consumer: %s", clean);
 		goto fail;
 	}
@@ -845,7 +812,7 @@ static int msg_error(ksrc_t *x, rd_kafka_message_t *m, char *errstr, size_t size
 		              rd_kafka_message_errstr(m));
 	}
 	char clean[512];
-	redact(x, rd_kafka_message_errstr(m), clean, sizeof(clean));
+	sp_kafka_redact(&x->secrets, rd_kafka_message_errstr(m), clean, sizeof(clean));
 	sp_log(x->eng, SP_LOG_WARN, "kafka: consume error on %s [%" PRId32 "]: %s", topic, m->partition, clean);
 	return SPATE_OK;
 }
