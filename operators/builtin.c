@@ -144,22 +144,15 @@ typedef struct spin_op {
 	_Atomic uint64_t records;
 } spin_op_t;
 
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 static int spin_handle(void *opaque, void *wctx, spate_batch_t *b)
 {
 	spin_op_t *o = opaque;
 	size_t n = spate_batch_count(b);
 	/* One deadline for the batch: n records' worth of busy time, without the overshoot
 	 * that n separate waits would add up. clock_gettime is a vDSO call, no syscall. */
-	int64_t deadline = mono_ns() + (int64_t)n * o->ns_per_record;
+	int64_t deadline = sp_now_ns() + (int64_t)n * o->ns_per_record;
 	uint64_t x = (uint64_t)n | 1;
-	while (mono_ns() < deadline)
+	while (sp_now_ns() < deadline)
 		for (int k = 0; k < SPIN_WORK_STEPS; k++)
 			x = x * 6364136223846793005ULL + 1442695040888963407ULL;
 	/* keep the work observable so the compiler cannot drop it */

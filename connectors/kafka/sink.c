@@ -131,14 +131,6 @@ static int ksink_err(const ksink_t *k, char *errstr, size_t size, int err, const
 
 /* ---- librdkafka callbacks ------------------------------------------------------------ */
 
-/* CLOCK_MONOTONIC ms: the clock k->cv waits on. */
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Delivery report. @locality the sink's poller thread (or close()'s flush) */
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
@@ -180,7 +172,7 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 		rd_kafka_fatal_error(rk, raw, sizeof(raw));
 	}
 	sp_kafka_redact(&k->secrets, err == RD_KAFKA_RESP_ERR__FATAL ? raw : reason, clean, sizeof(clean));
-	int64_t now = mono_ms();
+	int64_t now = sp_now_ms();
 	pthread_mutex_lock(&k->mu);
 	bool quiet = err == k->last_logged_err && now - k->last_logged_ms < KSINK_ERROR_LOG_INTERVAL_MS &&
 	             err != RD_KAFKA_RESP_ERR__FATAL;
@@ -553,10 +545,10 @@ static rd_kafka_resp_err_t produce_one(ksink_t *k, kbatch_t *b, const spate_push
 			return e; /* the message owns hdrs now */
 		if (hdrs)
 			rd_kafka_headers_destroy(hdrs);
-		if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL || mono_ms() >= deadline_ms)
+		if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL || sp_now_ms() >= deadline_ms)
 			return e;
 		pthread_mutex_lock(&k->mu); /* the poller frees room as reports come */
-		wait_until(k, mono_ms() + KSINK_QUEUE_FULL_WAIT_MS);
+		wait_until(k, sp_now_ms() + KSINK_QUEUE_FULL_WAIT_MS);
 		pthread_mutex_unlock(&k->mu);
 	}
 }
@@ -588,7 +580,7 @@ static int sink_write(sp_sink_t *s, const spate_push_record_t *recs, size_t n, c
 	b->pending = n;
 	pthread_mutex_unlock(&k->mu);
 
-	int64_t start = mono_ms();
+	int64_t start = sp_now_ms();
 	int64_t produce_deadline = start + k->message_timeout_ms;
 	rd_kafka_resp_err_t perr = RD_KAFKA_RESP_ERR_NO_ERROR;
 	size_t queued = 0;
@@ -597,11 +589,11 @@ static int sink_write(sp_sink_t *s, const spate_push_record_t *recs, size_t n, c
 		if (perr)
 			break;
 	}
-	int64_t deadline = mono_ms() + k->report_wait_ms;
+	int64_t deadline = sp_now_ms() + k->report_wait_ms;
 
 	pthread_mutex_lock(&k->mu);
 	b->pending -= n - queued; /* never queued: no report will come */
-	while (b->pending > 0 && mono_ms() < deadline)
+	while (b->pending > 0 && sp_now_ms() < deadline)
 		wait_until(k, deadline);
 	size_t missing = b->pending, failed = b->failed;
 	char first[KSINK_ERRSTR];
