@@ -329,12 +329,25 @@ static int open_plugins(spate_engine_t *e, char *err, size_t sz)
 		return rc;
 	e->src_open = true;
 	if (so->min_inflight_bytes) {
-		uint64_t need = so->min_inflight_bytes(&e->src);
+		char why[256] = "";
+		uint64_t need = so->min_inflight_bytes(&e->src, why, sizeof(why));
 		if (e->max_inflight_bytes < need)
 			return sp_err(err, sz, SPATE_ERR_INVALID,
-			              "max.inflight.bytes: %" PRIu64 " cannot hold one read of each of the %zu partitions "
-			              "of %s; the minimum is %" PRIu64 " (%" PRIu64 "M)",
-			              e->max_inflight_bytes, e->nparts, v, need, (need + (1 << 20) - 1) >> 20);
+			              "max.inflight.bytes: %" PRIu64 " cannot hold %s; the minimum is %" PRIu64 " (%" PRIu64
+			              "M)",
+			              e->max_inflight_bytes, why, need, (need + (1 << 20) - 1) >> 20);
+	}
+	/* what the source buffers outside the count is part of the bounds */
+	if (e->src.held_bytes || e->src.held_records) {
+		if (e->src.held_bytes >= e->max_inflight_bytes || e->src.held_records >= e->max_inflight_records)
+			return sp_err(err, sz, SPATE_ERR_INVALID,
+			              "max.inflight.bytes/max.inflight.records: %" PRIu64 " bytes / %" PRIu64
+			              " records leave nothing beyond what %s itself buffers (%" PRIu64 " bytes / %" PRIu64
+			              " records)",
+			              e->max_inflight_bytes, e->max_inflight_records, v, e->src.held_bytes,
+			              e->src.held_records);
+		e->max_inflight_bytes -= e->src.held_bytes;
+		e->max_inflight_records -= e->src.held_records;
 	}
 	if (e->nparts == 0 && !so->service) /* a Kafka source adds partitions as they are assigned */
 		return sp_err(err, sz, SPATE_ERR_INVALID, "source: \"%s\" has no partitions", v);

@@ -190,6 +190,10 @@ struct sp_source {
 	sp_engine_t *eng;
 	const char *arg; /* what followed "name:" in the source key ("" when none) */
 	void *ctx;
+	/* Set by open: the most bytes and records the source buffers outside the engine's
+	 * count (librdkafka's prefetch queue). The engine takes them off max.inflight.bytes
+	 * and max.inflight.records, so the bounds hold for everything fetched. */
+	uint64_t held_bytes, held_records;
 };
 
 typedef struct sp_source_ops {
@@ -216,9 +220,10 @@ typedef struct sp_source_ops {
 	/** Milliseconds until the source has more (gen.rate), or -1 for "when fd says".
 	 *  May be NULL. */
 	int (*next_ms)(sp_source_t *s);
-	/** In-flight bytes one read of every partition needs (max.inflight.bytes below it is
-	 *  refused, naming this minimum). May be NULL (no minimum). */
-	uint64_t (*min_inflight_bytes)(sp_source_t *s);
+	/** The smallest max.inflight.bytes the source can work with (one read of every
+	 *  partition, its own prefetch, ...); what it is made of goes into why. A bound below
+	 *  it is refused, naming the minimum and why. May be NULL (no minimum). */
+	uint64_t (*min_inflight_bytes)(sp_source_t *s, char *why, size_t size);
 	/** Records known to exist but not yet returned by poll (-1 unknown). May be NULL. */
 	int64_t (*lag)(sp_source_t *s);
 	/** Called on every turn of the engine thread, also while the source is paused at the

@@ -62,12 +62,15 @@
 #include <unistd.h>
 
 enum {
-	/* messages asked of the consumer queue per poll() */
+	/* most messages asked of the consumer queue per poll(), and the most the stash keeps */
 	KSRC_BATCH = 4096,
 	/* bytes a message counts toward max.inflight.bytes beyond its key and value */
 	KSRC_MSG_OVERHEAD = 64,
-	/* the stash size above which every partition is paused (no unbounded buffering) */
-	KSRC_STASH_PAUSE = 8192,
+	/* default prefetch (queued.max.messages.kbytes, queued.min.messages): this share of
+	 * max.inflight.bytes / max.inflight.records, capped below */
+	KSRC_PREFETCH_DIV = 8,
+	KSRC_PREFETCH_MAX_KB = 65536,
+	KSRC_PREFETCH_MAX_MSGS = 1000000,
 	/* next_ms() while a first assignment, a pause or a stop.at.end check is pending */
 	KSRC_TICK_MS = 50,
 	/* service() serves callbacks itself when poll() was not called for this long */
@@ -91,6 +94,7 @@ enum {
 typedef struct kpart {
 	char *topic;
 	int32_t partition;
+	rd_kafka_topic_t *rkt; /* a reference kept, so messages are matched by pointer */
 	sp_part_t *p;       /* the engine's partition while assigned, else NULL */
 	int64_t next;       /* next offset expected (offsets below it are stale) */
 	int64_t low;        /* log start seen at seek */
@@ -111,9 +115,20 @@ typedef struct ksrc {
 	kpart_t *buckets[KSRC_BUCKETS];
 	kpart_t **all; /* every kpart, for lag and stop.at.end */
 	size_t nall, cap_all;
-	/* messages taken from the queue but not yet in a chunk, in arrival order */
+	/* messages taken from the queue but not yet in a chunk, in arrival order; at most
+	 * stash_max messages and about stash_max_bytes (one consume may overshoot it) */
 	rd_kafka_message_t **stash;
 	size_t stash_n, stash_cap, stash_head;
+	uint64_t stash_bytes, stash_max_bytes;
+	size_t stash_max;
+	/* poll()'s scratch, one per stashed message: its chunk and its headers */
+	int8_t *sel;
+	rd_kafka_headers_t **hdr;
+	size_t scratch_cap;
+	kpart_t *last; /* the partition of the previous message (they come in runs) */
+	/* librdkafka's prefetch as configured: queued.max.messages.kbytes (bytes),
+	 * queued.min.messages, fetch.max.bytes, max.partition.fetch.bytes */
+	uint64_t prefetch_bytes, prefetch_msgs, fetch_max_bytes, part_fetch_bytes;
 	bool paused;         /* every assigned partition is paused */
 	bool assigned_once;  /* a first assignment arrived */
 	bool closing;        /* consumer_close: the rebalance callback only unassigns */
@@ -206,8 +221,19 @@ static kpart_t *kp_get(ksrc_t *x, const char *topic, int32_t partition)
 		free(k);
 		return NULL;
 	}
+	if (!x->rk) {
+		free(k->topic);
+		free(k);
+		return NULL;
+	}
 	k->partition = partition;
 	k->committed = k->loaded = -1;
+	k->rkt = rd_kafka_topic_new(x->rk, topic, NULL);
+	if (!k->rkt) {
+		free(k->topic);
+		free(k);
+		return NULL;
+	}
 	unsigned b = hash_tp(topic, partition);
 	k->hnext = x->buckets[b];
 	x->buckets[b] = k;
@@ -263,6 +289,20 @@ static size_t stash_len(const ksrc_t *x)
 	return x->stash_n - x->stash_head;
 }
 
+/* What a message counts toward max.inflight.bytes. */
+static uint64_t msg_bytes(const rd_kafka_message_t *m)
+{
+	return m->len + m->key_len + KSRC_MSG_OVERHEAD;
+}
+
+/* The stash is full: poll() takes no more from the queue (librdkafka's queue bounds
+ * then stop its fetching). Over twice that (service() kept what arrived while poll()
+ * was not called), every partition is paused. */
+static bool stash_full(const ksrc_t *x, unsigned times)
+{
+	return stash_len(x) >= x->stash_max * times || x->stash_bytes >= x->stash_max_bytes * times;
+}
+
 static int stash_push(ksrc_t *x, rd_kafka_message_t *m)
 {
 	if (x->stash_head && x->stash_head == x->stash_n)
@@ -283,6 +323,7 @@ static int stash_push(ksrc_t *x, rd_kafka_message_t *m)
 		}
 	}
 	x->stash[x->stash_n++] = m;
+	x->stash_bytes += msg_bytes(m);
 	return SPATE_OK;
 }
 
@@ -292,9 +333,10 @@ static void stash_drop(ksrc_t *x, const char *topic, int32_t partition)
 	size_t w = x->stash_head;
 	for (size_t i = x->stash_head; i < x->stash_n; i++) {
 		rd_kafka_message_t *m = x->stash[i];
-		if (m->partition == partition && m->rkt && !strcmp(rd_kafka_topic_name(m->rkt), topic))
+		if (m->partition == partition && m->rkt && !strcmp(rd_kafka_topic_name(m->rkt), topic)) {
+			x->stash_bytes -= msg_bytes(m);
 			rd_kafka_message_destroy(m);
-		else
+		} else
 			x->stash[w++] = m;
 	}
 	x->stash_n = w;
@@ -579,6 +621,30 @@ static int note_ends(ksrc_t *x, const char *topics, char *errstr, size_t size)
 	return rc;
 }
 
+static uint64_t rk_conf_u64(rd_kafka_t *rk, const char *key)
+{
+	char v[64];
+	size_t n = sizeof(v);
+	if (rd_kafka_conf_get(rd_kafka_conf(rk), key, v, &n) != RD_KAFKA_CONF_OK)
+		return 0;
+	long long r = strtoll(v, NULL, 10);
+	return r > 0 ? (uint64_t)r : 0;
+}
+
+/* The prefetch librdkafka settled on (it lowers fetch.max.bytes to the queue size) and
+ * the stash's share. */
+static void read_prefetch(ksrc_t *x)
+{
+	x->prefetch_bytes = rk_conf_u64(x->rk, "queued.max.messages.kbytes") * 1024;
+	x->prefetch_msgs = rk_conf_u64(x->rk, "queued.min.messages");
+	x->fetch_max_bytes = rk_conf_u64(x->rk, "fetch.max.bytes");
+	x->part_fetch_bytes = rk_conf_u64(x->rk, "max.partition.fetch.bytes");
+	x->stash_max = x->prefetch_msgs < KSRC_BATCH ? x->prefetch_msgs : KSRC_BATCH;
+	if (!x->stash_max)
+		x->stash_max = 1;
+	x->stash_max_bytes = x->prefetch_bytes / 4 ? x->prefetch_bytes / 4 : 1;
+}
+
 static void ksrc_free(ksrc_t *x)
 {
 	for (size_t i = x->stash_head; i < x->stash_n; i++)
@@ -589,8 +655,12 @@ static void ksrc_free(ksrc_t *x)
 	if (x->rk) {
 		x->closing = true;
 		rd_kafka_consumer_close(x->rk);
-		rd_kafka_destroy(x->rk);
 	}
+	for (size_t i = 0; i < x->nall; i++) /* topic references go before the handle */
+		if (x->all[i]->rkt)
+			rd_kafka_topic_destroy(x->all[i]->rkt);
+	if (x->rk)
+		rd_kafka_destroy(x->rk);
 	for (int i = 0; i < 2; i++)
 		if (x->pipefd[i] >= 0)
 			close(x->pipefd[i]);
@@ -600,6 +670,8 @@ static void ksrc_free(ksrc_t *x)
 	}
 	free(x->all);
 	free(x->stash);
+	free(x->sel);
+	free(x->hdr);
 	sp_kafka_secrets_free(&x->secrets);
 	free(x);
 }
@@ -645,6 +717,16 @@ static int ksrc_open(sp_source_t *s, char *errstr, size_t size)
 	    (rc = set_fixed(conf, "enable.partition.eof", "true", errstr, size)) ||
 	    (rc = set_fixed(conf, "auto.offset.reset", "error", errstr, size)))
 		goto fail;
+	/* librdkafka's prefetch is a share of the in-flight bounds unless kafka.* sets it */
+	char num[32];
+	int64_t kb = sp_conf_int(c, "max.inflight.bytes") / KSRC_PREFETCH_DIV / 1024;
+	int64_t msgs = sp_conf_int(c, "max.inflight.records") / KSRC_PREFETCH_DIV;
+	snprintf(num, sizeof(num), "%" PRId64, kb < 1 ? 1 : kb > KSRC_PREFETCH_MAX_KB ? KSRC_PREFETCH_MAX_KB : kb);
+	if ((rc = set_fixed(conf, "queued.max.messages.kbytes", num, errstr, size)))
+		goto fail;
+	snprintf(num, sizeof(num), "%" PRId64, msgs < 1 ? 1 : msgs > KSRC_PREFETCH_MAX_MSGS ? KSRC_PREFETCH_MAX_MSGS : msgs);
+	if ((rc = set_fixed(conf, "queued.min.messages", num, errstr, size)))
+		goto fail;
 	char rkerr[512];
 	if (rd_kafka_conf_set(conf, "group.id", group, rkerr, sizeof(rkerr)) != RD_KAFKA_CONF_OK) {
 		rc = sp_err(errstr, size, SPATE_ERR_INVALID, "group.id: %s", rkerr);
@@ -665,6 +747,9 @@ static int ksrc_open(sp_source_t *s, char *errstr, size_t size)
 		goto fail;
 	}
 	conf = NULL; /* owned by rk now */
+	read_prefetch(x);
+	s->held_bytes = 2 * (x->prefetch_bytes + x->fetch_max_bytes + x->stash_max_bytes);
+	s->held_records = 2 * (x->prefetch_msgs + x->stash_max);
 	rd_kafka_poll_set_consumer(x->rk);
 	x->q = rd_kafka_queue_get_consumer(x->rk);
 	if (pipe2(x->pipefd, O_NONBLOCK | O_CLOEXEC)) {
@@ -817,6 +902,56 @@ static int msg_error(ksrc_t *x, rd_kafka_message_t *m, char *errstr, size_t size
 	return SPATE_OK;
 }
 
+/* The partition of message m: the previous message's, most of the time. */
+static kpart_t *msg_part(ksrc_t *x, const rd_kafka_message_t *m)
+{
+	kpart_t *k = x->last;
+	if (k && k->rkt == m->rkt && k->partition == m->partition)
+		return k;
+	if (!m->rkt)
+		return NULL;
+	k = kp_find(x, rd_kafka_topic_name(m->rkt), m->partition);
+	if (k)
+		x->last = k;
+	return k;
+}
+
+/* Take what the consumer queue has, up to the stash's room. */
+static int take_queue(ksrc_t *x, char *errstr, size_t size)
+{
+	if (stash_full(x, 1))
+		return SPATE_OK;
+	size_t want = x->stash_max - stash_len(x);
+	rd_kafka_message_t *buf[KSRC_BATCH];
+	ssize_t got = rd_kafka_consume_batch_queue(x->q, 0, buf, want < KSRC_BATCH ? want : KSRC_BATCH);
+	for (ssize_t i = 0; i < got; i++)
+		if (stash_push(x, buf[i])) {
+			for (ssize_t j = i; j < got; j++)
+				rd_kafka_message_destroy(buf[j]);
+			return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
+		}
+	return SPATE_OK;
+}
+
+static int scratch_reserve(ksrc_t *x, size_t n)
+{
+	if (n <= x->scratch_cap)
+		return SPATE_OK;
+	size_t cap = x->scratch_cap ? x->scratch_cap : 1024;
+	while (cap < n)
+		cap *= 2;
+	int8_t *sel = realloc(x->sel, cap * sizeof(*sel));
+	if (sel)
+		x->sel = sel;
+	rd_kafka_headers_t **hdr = realloc(x->hdr, cap * sizeof(*hdr));
+	if (hdr)
+		x->hdr = hdr;
+	if (!sel || !hdr)
+		return SPATE_ERR_NOMEM;
+	x->scratch_cap = cap;
+	return SPATE_OK;
+}
+
 static int ksrc_poll(sp_source_t *s, sp_chunk_t **out, int max, uint64_t budget_bytes, char *errstr, size_t size)
 {
 	ksrc_t *x = s->ctx;
@@ -825,94 +960,90 @@ static int ksrc_poll(sp_source_t *s, sp_chunk_t **out, int max, uint64_t budget_
 		return sp_err(errstr, size, x->fatal_rc, "%s", x->fatal);
 	drain_pipe(x);
 	/* what waits first, then the queue (which also serves rebalances) */
-	size_t have = stash_len(x);
-	if (have < KSRC_BATCH) {
-		rd_kafka_message_t *buf[KSRC_BATCH];
-		ssize_t got = rd_kafka_consume_batch_queue(x->q, 0, buf, KSRC_BATCH - have);
-		for (ssize_t i = 0; i < got; i++)
-			if (stash_push(x, buf[i])) {
-				for (ssize_t j = i; j < got; j++)
-					rd_kafka_message_destroy(buf[j]);
-				return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
-			}
-	}
+	int rc = take_queue(x, errstr, size);
+	if (rc)
+		return rc;
 	if (x->fatal_rc)
 		return sp_err(errstr, size, x->fatal_rc, "%s", x->fatal);
+	if (scratch_reserve(x, stash_len(x)))
+		return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
 	group_t groups[KSRC_MAX_GROUPS];
 	int ngroups = 0, maxg = max < KSRC_MAX_GROUPS ? max : KSRC_MAX_GROUPS;
 	uint64_t bytes = 0;
 	size_t head = x->stash_head, i = head;
+	int8_t *sel = x->sel - head;
+	rd_kafka_headers_t **hdr = x->hdr - head;
 	/* pass 1: which messages go into which chunk (a prefix of the stash is used up) */
-	int8_t *sel = malloc(stash_len(x) ? stash_len(x) : 1);
-	if (!sel)
-		return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
 	for (; i < x->stash_n; i++) {
 		rd_kafka_message_t *m = x->stash[i];
-		sel[i - head] = -1;
+		sel[i] = -1;
 		if (m->err) {
-			int rc = msg_error(x, m, errstr, size);
-			if (rc) {
-				free(sel);
+			if ((rc = msg_error(x, m, errstr, size)))
 				return rc; /* fatal: the stashed messages are destroyed at close */
-			}
 			continue;
 		}
-		kpart_t *k = m->rkt ? kp_find(x, rd_kafka_topic_name(m->rkt), m->partition) : NULL;
+		kpart_t *k = msg_part(x, m);
 		if (!k || !k->p || m->offset < k->next)
 			continue; /* stale: revoked, or before the partition's start */
-		int g = 0;
-		while (g < ngroups && groups[g].k != k)
-			g++;
-		uint64_t b = m->len + m->key_len + KSRC_MSG_OVERHEAD;
-		if ((g == ngroups && ngroups == maxg) || (bytes && bytes + b > budget_bytes))
+		int g = ngroups - 1; /* runs: the latest group first */
+		while (g >= 0 && groups[g].k != k)
+			g--;
+		uint64_t b = msg_bytes(m);
+		if ((g < 0 && ngroups == maxg) || (bytes && bytes + b > budget_bytes))
 			break;
-		if (g == ngroups)
-			groups[ngroups++] = (group_t){.k = k};
-		rd_kafka_headers_t *h = NULL;
-		if (!rd_kafka_message_headers(m, &h) && h)
-			groups[g].hdrs += (uint32_t)rd_kafka_header_cnt(h);
+		if (g < 0) {
+			g = ngroups++;
+			groups[g] = (group_t){.k = k};
+		}
+		hdr[i] = NULL;
+		if (!rd_kafka_message_headers(m, &hdr[i]) && hdr[i])
+			groups[g].hdrs += (uint32_t)rd_kafka_header_cnt(hdr[i]);
 		groups[g].n++;
 		groups[g].bytes += b;
 		bytes += b;
-		sel[i - head] = (int8_t)g;
+		sel[i] = (int8_t)g;
 		k->next = m->offset + 1;
 	}
 	size_t cut = i;
 	/* pass 2: allocate the chunks */
 	for (int g = 0; g < ngroups; g++) {
-		groups[g].c = sp_chunk_new(groups[g].k->p, groups[g].n, groups[g].hdrs);
+		groups[g].c = sp_chunk_new_bare(groups[g].k->p, groups[g].n, groups[g].hdrs);
 		groups[g].msgs = malloc(groups[g].n * sizeof(rd_kafka_message_t *));
 		if (!groups[g].c || !groups[g].msgs) {
 			for (int j = 0; j <= g; j++) {
 				sp_chunk_free(groups[j].c);
 				free(groups[j].msgs);
 			}
-			free(sel);
 			return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory for %u records", groups[g].n);
 		}
 		groups[g].c->bytes = groups[g].bytes;
 		groups[g].hdrs = 0; /* from now: headers used */
 	}
-	/* pass 3: fill them; everything before cut leaves the stash; commit the offsets */
+	/* pass 3: fill them; everything before cut leaves the stash */
 	for (size_t j = head; j < cut; j++) {
 		rd_kafka_message_t *m = x->stash[j];
-		int g = sel[j - head];
+		x->stash_bytes -= msg_bytes(m);
+		int g = sel[j];
 		if (g < 0) {
 			rd_kafka_message_destroy(m);
 			continue;
 		}
 		group_t *gr = &groups[g];
 		spate_record_t *r = &gr->c->recs[gr->fill];
-		r->key = m->key;
-		r->key_len = m->key_len;
-		r->value = m->payload;
-		r->value_len = m->len;
-		r->position = sp_pos((uint64_t)m->offset);
 		rd_kafka_timestamp_type_t tt;
 		int64_t ts = rd_kafka_message_timestamp(m, &tt);
-		r->timestamp_ms = ts >= 0 ? ts : sp_wall_ms();
-		rd_kafka_headers_t *h = NULL;
-		if (!rd_kafka_message_headers(m, &h) && h) {
+		*r = (spate_record_t){
+		    .version = SPATE_RECORD_VERSION,
+		    .key = m->key,
+		    .key_len = m->key_len,
+		    .value = m->payload,
+		    .value_len = m->len,
+		    .timestamp_ms = ts >= 0 ? ts : sp_wall_ms(),
+		    .partition = &gr->k->p->pub,
+		    .position = sp_pos((uint64_t)m->offset),
+		};
+		rd_kafka_headers_t *h = hdr[j];
+		if (h) {
 			size_t hc = rd_kafka_header_cnt(h);
 			r->headers = &gr->c->hdrs[gr->hdrs];
 			r->header_cnt = hc;
@@ -926,8 +1057,9 @@ static int ksrc_poll(sp_source_t *s, sp_chunk_t **out, int max, uint64_t budget_
 		}
 		gr->msgs[gr->fill++] = m;
 	}
-	free(sel);
 	x->stash_head = cut;
+	if (x->stash_head == x->stash_n)
+		x->stash_head = x->stash_n = 0;
 	int nout = 0;
 	for (int g = 0; g < ngroups; g++) {
 		sp_chunk_t *c = groups[g].c;
@@ -945,16 +1077,17 @@ static int ksrc_service(sp_source_t *s, bool paused, char *errstr, size_t size)
 	ksrc_t *x = s->ctx;
 	if (x->fatal_rc)
 		return sp_err(errstr, size, x->fatal_rc, "%s", x->fatal);
-	bool want = paused || stash_len(x) >= KSRC_STASH_PAUSE;
+	bool want = paused || stash_full(x, 2);
 	if (want != x->paused) {
 		x->paused = want;
 		pause_all(x, want);
 	}
-	/* serve rebalances and heartbeats when poll() does not: keep what arrives */
+	/* serve rebalances when poll() does not: keep what arrives (once partitions are
+	 * paused, librdkafka drops what it had fetched for them and little arrives) */
 	if (paused || sp_now_ms() - x->last_poll_ms >= KSRC_SERVE_MS) {
 		drain_pipe(x);
 		rd_kafka_message_t *m;
-		while (stash_len(x) < KSRC_STASH_PAUSE * 2 && (m = rd_kafka_consumer_poll(x->rk, 0))) {
+		while ((x->paused || !stash_full(x, 2)) && (m = rd_kafka_consumer_poll(x->rk, 0))) {
 			if (stash_push(x, m)) {
 				rd_kafka_message_destroy(m);
 				return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
@@ -966,6 +1099,18 @@ static int ksrc_service(sp_source_t *s, bool paused, char *errstr, size_t size)
 	if (x->fatal_rc)
 		return sp_err(errstr, size, x->fatal_rc, "%s", x->fatal);
 	return SPATE_OK;
+}
+
+/* librdkafka's prefetch, the stash, and room for one partition's fetch in the engine. */
+static uint64_t ksrc_min_inflight(sp_source_t *s, char *why, size_t size)
+{
+	ksrc_t *x = s->ctx;
+	snprintf(why, size,
+	         "the Kafka consumer's prefetch (kafka.queued.max.messages.kbytes=%" PRIu64
+	         " and one fetch of kafka.fetch.max.bytes=%" PRIu64 ", twice, and the source's stash) and one "
+	         "kafka.max.partition.fetch.bytes=%" PRIu64,
+	         x->prefetch_bytes / 1024, x->fetch_max_bytes, x->part_fetch_bytes);
+	return s->held_bytes + x->part_fetch_bytes;
 }
 
 static int ksrc_fd(sp_source_t *s)
@@ -1054,7 +1199,7 @@ const sp_source_ops_t sp_source_kafka = {
     .poll = ksrc_poll,
     .fd = ksrc_fd,
     .next_ms = ksrc_next_ms,
-    .min_inflight_bytes = NULL,
+    .min_inflight_bytes = ksrc_min_inflight,
     .lag = ksrc_lag,
     .service = ksrc_service,
     .push = NULL,

@@ -207,10 +207,12 @@ static int log_fd(sp_source_t *s)
 	return sp_log_reader_fd(x->rd);
 }
 
-static uint64_t log_min_inflight(sp_source_t *s)
+static uint64_t log_min_inflight(sp_source_t *s, char *why, size_t size)
 {
 	src_t *x = s->ctx;
-	return (uint64_t)sp_log_reader_partitions(x->rd) * SP_LOG_POOL_BUF_BYTES;
+	size_t n = sp_log_reader_partitions(x->rd);
+	snprintf(why, size, "one read of each of the %zu partitions of log:%s", n, s->arg);
+	return (uint64_t)n * SP_LOG_POOL_BUF_BYTES;
 }
 
 static int64_t log_lag(sp_source_t *s)
