@@ -6,6 +6,8 @@
  * starting.position, which is resolved once by the source and saved at once
  * (guarantee 6: a later restart never re-resolves "latest" and skips records).
  * A failed save is logged and retried on the next tick; the tracker's state is not lost.
+ * A store that answers SPATE_ERR_BUSY (a Kafka group in a rebalance) is not failing: the
+ * save is retried on the next tick without counting or logging an error.
  * @locality the engine thread only.
  */
 #include "engine/engine.h"
@@ -62,6 +64,10 @@ int sp_checkpoint_maybe_flush(sp_engine_t *e, bool force)
 	char err[512] = "";
 	int rc = save_dirty(e, err, sizeof(err));
 	e->last_flush_ms = now;
+	if (rc == SPATE_ERR_BUSY) {
+		sp_log(e, SP_LOG_DEBUG, "checkpoint store: %s (deferred)", err);
+		return rc;
+	}
 	if (rc) {
 		e->store_errors++;
 		sp_log(e, SP_LOG_ERROR, "checkpoint store: %s (will retry; %" PRIu64 " failures so far)", err,
@@ -167,5 +173,29 @@ int sp_engine_partition_revoke(sp_engine_t *e, sp_part_t *p, int64_t timeout_ms,
 	pe->revoked = true; /* never checkpointed again; late results are discarded */
 	pe->dirty = false;
 	p->has_end = false;
+	e->nrevoked++;
+	if (pe->lanes)
+		sp_lanes_release(e, p); /* what is still in flight is dropped, not handled */
 	return rc;
+}
+
+void sp_engine_reap(sp_engine_t *e)
+{
+	size_t w = 0, freed = 0;
+	for (size_t i = 0; i < e->nparts; i++) {
+		sp_part_t *p = e->parts[i];
+		if (p->eng->revoked && !p->eng->fifo_head && (!p->eng->lanes || sp_lanes_quiet(e, p))) {
+			sp_log(e, SP_LOG_DEBUG, "%s: released partition forgotten", p->pub.name);
+			if (p->eng->lanes)
+				e->nlanes -= e->factor;
+			sp_part_free(p);
+			freed++;
+			continue;
+		}
+		p->index = (int)w;
+		e->parts[w++] = p;
+	}
+	e->nparts = w;
+	e->nrevoked -= freed;
+	e->nforgotten += freed;
 }

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,6 +152,17 @@ sp_part_t *sp_engine_add_partition(sp_engine_t *e, const char *source, const cha
 	return p;
 }
 
+void sp_part_free(sp_part_t *p)
+{
+	free(p->eng->lane_block);
+	free(p->eng->lanes);
+	free((char *)p->pub.source);
+	free((char *)p->pub.topic);
+	free((char *)p->pub.shard);
+	free((char *)p->pub.name);
+	free(p);
+}
+
 static sp_chunk_t *chunk_alloc(sp_part_t *p, uint32_t n, uint32_t hdr_cap, bool init_recs)
 {
 	size_t sz = sizeof(sp_chunk_t);
@@ -202,6 +214,16 @@ sp_chunk_t *sp_chunk_new(sp_part_t *p, uint32_t n, uint32_t hdr_cap)
 sp_chunk_t *sp_chunk_new_bare(sp_part_t *p, uint32_t n, uint32_t hdr_cap)
 {
 	return chunk_alloc(p, n, hdr_cap, false);
+}
+
+sp_chunk_t *sp_chunk_skip(sp_part_t *p, spate_position_t to)
+{
+	sp_chunk_t *c = chunk_alloc(p, 0, 0, false);
+	if (c) {
+		c->skip = true;
+		c->skip_to = to;
+	}
+	return c;
 }
 
 void sp_chunk_free(sp_chunk_t *c)
@@ -563,6 +585,17 @@ static bool may_poll(spate_engine_t *e)
 	return true;
 }
 
+/* Hand chunk c to the lanes, or false when it must wait. A skip chunk has no records
+ * and goes straight to its partition's FIFO. */
+static bool admit(spate_engine_t *e, sp_chunk_t *c)
+{
+	if (c->skip) {
+		sp_tracker_add(e, c);
+		return true;
+	}
+	return fits(e, c) && sp_dispatch(e, c);
+}
+
 /* Poll the source while the bounds allow; dispatch what it returns. Returns chunks
  * dispatched, or a negative error. A chunk that does not fit the bounds (or its lanes)
  * waits in e->held, outside the in-flight count, and nothing more is polled meanwhile. */
@@ -571,7 +604,7 @@ static int feed(spate_engine_t *e, char *err, size_t sz)
 	int moved = 0;
 	while (e->held) {
 		sp_chunk_t *h = e->held, *nx = h->next;
-		if (!fits(e, h) || !sp_dispatch(e, h)) /* on failure h->next is untouched */
+		if (!admit(e, h)) /* on failure h->next is untouched */
 			return moved;
 		e->held = nx;
 		moved++;
@@ -584,7 +617,7 @@ static int feed(spate_engine_t *e, char *err, size_t sz)
 		if (n < 0)
 			return n;
 		for (int i = 0; i < n; i++) {
-			if (out[i]->n == 0) {
+			if (out[i]->n == 0 && !out[i]->skip) {
 				sp_chunk_free(out[i]);
 				continue;
 			}
@@ -601,7 +634,7 @@ static int feed(spate_engine_t *e, char *err, size_t sz)
 					sp_chunk_free(out[j]);
 				return SPATE_ERR_INVALID;
 			}
-			if (e->held || !fits(e, out[i]) || !sp_dispatch(e, out[i])) {
+			if (e->held || !admit(e, out[i])) {
 				hold(e, out[i]);
 				continue;
 			}
@@ -669,6 +702,8 @@ spate_err_t spate_engine_run(spate_engine_t *e, char *err, size_t sz)
 				break;
 			}
 		}
+		if (e->nrevoked)
+			sp_engine_reap(e);
 		int64_t now_ns = sp_now_ns();
 		sp_autoscale_tick(e, now_ns);
 		sp_metrics_tick(e, now_ns);
@@ -685,6 +720,17 @@ spate_err_t spate_engine_run(spate_engine_t *e, char *err, size_t sz)
 	if (!at_once) {
 		sp_tracker_drain(e);
 		int frc = sp_checkpoint_maybe_flush(e, true);
+		/* a store that is busy (a Kafka group in a rebalance) gets a while, with the
+		 * source serving its callbacks, before the final save counts as failed */
+		int64_t busy_until = sp_now_ms() + SP_FINAL_BUSY_MS;
+		while (frc == SPATE_ERR_BUSY && sp_now_ms() < busy_until) {
+			char serr[256];
+			if (e->src.ops->service && e->src.ops->service(&e->src, true, serr, sizeof(serr)))
+				break;
+			struct timespec ts = {0, 20 * 1000000};
+			nanosleep(&ts, NULL);
+			frc = sp_checkpoint_maybe_flush(e, true);
+		}
 		if (frc && !rc)
 			rc = sp_err(err, sz, frc, "final checkpoint failed (see the log)");
 	}
@@ -760,16 +806,8 @@ void spate_engine_destroy(spate_engine_t *e)
 		e->dlq.ops->close(&e->dlq);
 	sp_chunk_cache_clear(e);
 	sp_lanes_free_arenas(e);
-	for (size_t i = 0; i < e->nparts; i++) {
-		sp_part_t *p = e->parts[i];
-		free(p->eng->lane_block);
-		free(p->eng->lanes);
-		free((char *)p->pub.source);
-		free((char *)p->pub.topic);
-		free((char *)p->pub.shard);
-		free((char *)p->pub.name);
-		free(p);
-	}
+	for (size_t i = 0; i < e->nparts; i++)
+		sp_part_free(e->parts[i]);
 	free(e->parts);
 	if (e->handler_created && e->op->destroy)
 		e->op->destroy(&e->h);

@@ -37,6 +37,9 @@
  * bounds. */
 #define SP_RESUME_DIV 4
 
+/* How long the final checkpoint waits for a busy store (a Kafka group in a rebalance). */
+#define SP_FINAL_BUSY_MS 10000
+
 /* The autoscaler's tick. */
 #define SP_AUTOSCALE_TICK_MS 100
 
@@ -72,6 +75,9 @@ struct sp_lane {
 	uint32_t mig_head;
 	struct sp_arena *arena; /* blocks of copied record bytes, freed when passed */
 	bool mig_wanted;        /* under e->mu: a parked lane got new runs to copy */
+	/* its partition was released (a Kafka revoke): whoever holds the lane drops its
+	 * records as DONE without the handler or the DLQ (set under e->mu) */
+	_Atomic bool released;
 	/* under e->mu */
 	int state;
 	sp_lane_t *next; /* ready queue or parked list */
@@ -87,7 +93,8 @@ struct sp_part_eng {
 	sp_lane_t **lanes; /* factor lanes */
 	sp_lane_t *lane_block;
 	bool started;      /* checkpoint loaded, source seeked */
-	bool revoked;      /* released (Kafka rebalance): never checkpointed again */
+	bool revoked;      /* released (Kafka rebalance): never checkpointed again, and
+	                    * freed once nothing refers to it (sp_engine_reap) */
 	sp_chunk_t *fifo_head, *fifo_tail;
 	uint64_t next_seq;
 	sp_ckpt_t ckpt;        /* what the tracker has DONE */
@@ -220,6 +227,8 @@ struct spate_engine_s {
 	_Atomic int stop_req; /* 1: graceful, 2: at once */
 	bool started, running, finished;
 	sp_chunk_t *held;     /* a chunk that could not be dispatched yet */
+	size_t nrevoked;      /* revoked partitions not yet freed */
+	uint64_t nforgotten;  /* revoked partitions freed (sp_engine_reap) */
 	bool paused;          /* the source is paused at the in-flight bounds */
 	struct {
 		void *mem;
@@ -262,6 +271,11 @@ void sp_workers_free(sp_engine_t *e);
 void sp_lanes_free_arenas(sp_engine_t *e);
 /** Make lanes ready under e->mu and wake workers. */
 void sp_lanes_ready(sp_engine_t *e, sp_lane_t **lanes, size_t n);
+/** Partition p was released: its lanes drop what they still hold (parked ones are woken
+ *  for it). @locality the engine thread. */
+void sp_lanes_release(sp_engine_t *e, sp_part_t *p);
+/** No worker holds or will run a lane of p, and its lanes hold nothing. */
+bool sp_lanes_quiet(sp_engine_t *e, sp_part_t *p);
 
 /* tracker.c */
 /** Drain every worker's completion ring; returns the number of entries. */
@@ -294,5 +308,10 @@ void sp_metrics_tick(sp_engine_t *e, int64_t now_ns);
 int sp_checkpoint_maybe_flush(sp_engine_t *e, bool force);
 /** Load every partition's checkpoint and seek the source; checkpoint resolved starts. */
 int sp_checkpoint_load_and_seek(sp_engine_t *e, char *errstr, size_t size);
+/** Free revoked partitions nothing refers to any more (no chunk in flight, lanes quiet).
+ *  @locality the engine thread. */
+void sp_engine_reap(sp_engine_t *e);
+/** Free partition p's memory (its lanes, names). */
+void sp_part_free(sp_part_t *p);
 
 #endif

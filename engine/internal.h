@@ -121,6 +121,11 @@ struct sp_chunk {
 	uint64_t seq;             /* chunk number within the partition */
 	int64_t created_ns;
 	bool end_marker;          /* the source says: nothing follows in this partition (stop.at.end) */
+	/* a record-less chunk (n == 0): the positions up to skip_to hold nothing to deliver
+	 * (transaction markers, aborted or compacted records at a partition's tail); once
+	 * every chunk before it is DONE the checkpoint moves to skip_to */
+	bool skip;
+	spate_position_t skip_to;
 	/* lanes whose runs still point into buf (set by dispatch, dropped by workers as runs
 	 * are consumed or copied into a retrying lane's arena); at 0 the bytes are released
 	 * before the records are DONE, so a retrying lane pins no read buffer */
@@ -136,6 +141,10 @@ sp_chunk_t *sp_chunk_new(sp_part_t *p, uint32_t n, uint32_t hdr_cap);
 /** Like sp_chunk_new, but recs are left uninitialized: the source must write every field
  *  of every record (version and partition included). Saves a pass over the array. */
 sp_chunk_t *sp_chunk_new_bare(sp_part_t *p, uint32_t n, uint32_t hdr_cap);
+/** A record-less chunk that moves partition p's checkpoint to `to` once every chunk
+ *  before it is DONE (see sp_chunk_t.skip). A source returns it from poll after the
+ *  chunks it follows. NULL when out of memory. @locality the engine thread. */
+sp_chunk_t *sp_chunk_skip(sp_part_t *p, spate_position_t to);
 /** Free a chunk that was never handed to the engine. */
 void sp_chunk_free(sp_chunk_t *c);
 

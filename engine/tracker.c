@@ -5,7 +5,10 @@
  * advances a cursor over DONE records, and the checkpoint becomes the position of the
  * last record the cursor passed: the last DONE record before the first one that is not
  * DONE, in delivery order. Positions are never used for arithmetic, so gaps (Kafka
- * compaction, transaction markers, Kinesis sequence numbers) need no special case.
+ * compaction, transaction markers, Kinesis sequence numbers) need no special case;
+ * a gap at a partition's tail, after its last record, comes as a skip chunk (no
+ * records) that moves the checkpoint to its position once everything before it is
+ * DONE, so a checkpoint can reach an end that is not a record.
  * A chunk whose records are all DONE and passed is released (its bytes leave the
  * in-flight count).
  * @locality the engine thread only.
@@ -13,6 +16,8 @@
 #include "engine/engine.h"
 
 #include <stdlib.h>
+
+static void advance(sp_engine_t *e, sp_part_t *p);
 
 void sp_tracker_add(sp_engine_t *e, sp_chunk_t *c)
 {
@@ -28,6 +33,8 @@ void sp_tracker_add(sp_engine_t *e, sp_chunk_t *c)
 	e->inflight_records += c->n;
 	if (e->inflight_bytes > e->peak_inflight_bytes)
 		e->peak_inflight_bytes = e->inflight_bytes;
+	if (c->skip && pe->fifo_head == c) /* nothing before it: no completion will come */
+		advance(e, c->part);
 }
 
 /* Move the partition's cursor over DONE records; release finished chunks. */
@@ -51,6 +58,11 @@ static void advance(sp_engine_t *e, sp_part_t *p)
 		}
 		if (cur < c->n)
 			break;
+		if (c->skip && (pe->ckpt.beginning || spate_position_cmp(&c->skip_to, &pe->ckpt.after) > 0)) {
+			pe->ckpt.beginning = false;
+			pe->ckpt.after = c->skip_to;
+			pe->dirty = true;
+		}
 		pe->fifo_head = c->next;
 		if (!pe->fifo_head)
 			pe->fifo_tail = NULL;

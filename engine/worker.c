@@ -541,9 +541,26 @@ static void bisect_next(sp_lane_t *l)
 
 /* Run one batch of the lane. Returns false when the lane should be released (empty,
  * parked, or stopping). */
+/* The lane's partition was released: everything it holds leaves as DONE, unhandled
+ * (the partition is never checkpointed again; its new owner handles the records). */
+static void drop_released(sp_worker_t *w, sp_lane_t *l)
+{
+	uint32_t n;
+	while ((n = build_batch(w, l, w->e->batch_size)))
+		consume(w, l, w->refs, n);
+	l->dlq_pending = 0;
+	l->bisect_limit = 0;
+	l->bisect_depth = 0;
+	l->park_until_ms = 0;
+}
+
 static bool run_batch(sp_worker_t *w, sp_lane_t *l)
 {
 	sp_engine_t *e = w->e;
+	if (atomic_load_explicit(&l->released, memory_order_acquire)) {
+		drop_released(w, l);
+		return false;
+	}
 	if (l->dlq_pending) {
 		uint32_t k = build_batch(w, l, l->dlq_pending);
 		if (k < l->dlq_pending)
@@ -854,6 +871,46 @@ void sp_workers_free(sp_engine_t *e)
 	}
 	free(e->workers);
 	e->workers = NULL;
+}
+
+void sp_lanes_release(sp_engine_t *e, sp_part_t *p)
+{
+	pthread_mutex_lock(&e->mu);
+	for (uint32_t i = 0; i < e->factor; i++) {
+		sp_lane_t *l = p->eng->lanes[i];
+		atomic_store_explicit(&l->released, true, memory_order_release);
+		if (l->state == LANE_PARKED) {
+			for (sp_lane_t **pp = &e->parked; *pp; pp = &(*pp)->next)
+				if (*pp == l) {
+					*pp = l->next;
+					break;
+				}
+			l->park_until_ms = 0;
+			l->mig_wanted = false;
+			push_ready_locked(e, l);
+		} else if (l->state == LANE_IDLE && lane_has_work(l)) {
+			push_ready_locked(e, l);
+		}
+	}
+	if (e->ready_head) {
+		if (e->idle_workers)
+			pthread_cond_broadcast(&e->work_cv);
+		else if (!e->active)
+			sp_autoscale_wake_locked(e);
+	}
+	pthread_mutex_unlock(&e->mu);
+}
+
+bool sp_lanes_quiet(sp_engine_t *e, sp_part_t *p)
+{
+	bool quiet = true;
+	pthread_mutex_lock(&e->mu);
+	for (uint32_t i = 0; quiet && i < e->factor; i++) {
+		sp_lane_t *l = p->eng->lanes[i];
+		quiet = l->state == LANE_IDLE && !lane_has_work(l) && !l->arena;
+	}
+	pthread_mutex_unlock(&e->mu);
+	return quiet;
 }
 
 void sp_lanes_free_arenas(sp_engine_t *e)

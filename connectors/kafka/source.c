@@ -31,9 +31,20 @@
  * stop.at.end: open() notes the high watermark (the last stable offset with
  * isolation.level=read_committed) of every partition of the topics; ended() is true
  * once the group's committed offsets of ALL those partitions (those other members own
- * too) reach them, checked at most every KSRC_ENDED_CHECK_MS. Records after a trailing
- * transaction marker are never delivered, so with transactional producers a partition
- * whose last entry is a marker never "reaches" its end (not handled yet).
+ * too) reach them, checked at most every KSRC_ENDED_CHECK_MS. A partition whose tail
+ * is not records (a transaction's commit or abort marker, aborted records under
+ * read_committed, compaction) would never "reach" its end through records alone: at
+ * PARTITION_EOF (offset E) with E past the next expected offset, poll() returns a skip
+ * chunk to E-1 after the partition's records, and the tracker moves the checkpoint
+ * there once those are DONE, so the commit reaches E.
+ *
+ * Prefetch: librdkafka keeps its own queue of fetched messages. Its bounds are set
+ * from the engine's (1/8 of max.inflight.bytes and max.inflight.records, at most
+ * 64 MiB and 1,000,000, unless kafka.queued.max.messages.kbytes / kafka.queued.min.messages
+ * say otherwise) and what it and the stash may hold is declared in held_bytes /
+ * held_records, which the engine takes off its bounds. librdkafka 2.0.2 re-checks a
+ * full queue only about once a second, so a small prefetch costs throughput (see
+ * docs/kafka.md).
  *
  * store=kafka: save() commits offset = after + 1 (beginning: the log start seen at
  * seek) synchronously to the group; load() reads rd_kafka_committed (fetched once per
@@ -134,6 +145,11 @@ typedef struct ksrc {
 	bool closing;        /* consumer_close: the rebalance callback only unassigns */
 	bool stop_at_end, ended;
 	bool store_on;       /* store=kafka uses this consumer */
+	/* the group's join state is "steady" (from librdkafka's CGRPJOINSTATE debug lines,
+	 * written by its threads): commits outside a rebalance callback wait for it */
+	_Atomic bool join_steady;
+	bool in_rebalance;   /* inside the rebalance callback (commits there are valid) */
+	bool user_debug;     /* kafka.debug was set: forward librdkafka's debug lines */
 	int64_t last_poll_ms, last_ended_check_ms;
 	int64_t revoke_ms;
 	int fatal_rc;
@@ -459,10 +475,10 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
 {
 	(void)rk;
 	ksrc_t *x = opaque;
+	x->in_rebalance = true;
 	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-		if (x->closing)
-			return;
-		on_assign(x, parts);
+		if (!x->closing)
+			on_assign(x, parts);
 	} else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
 		on_revoke(x, parts);
 	} else {
@@ -472,6 +488,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
 		else
 			rd_kafka_assign(x->rk, NULL);
 	}
+	x->in_rebalance = false;
 }
 
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
@@ -489,11 +506,23 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	sp_log(x->eng, SP_LOG_WARN, "kafka: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), clean);
 }
 
+/* "Group "G" changed join state A -> B (state up)": whether B is steady. */
+static void track_join_state(ksrc_t *x, const char *buf)
+{
+	const char *arrow = strstr(buf, " -> ");
+	if (arrow)
+		atomic_store(&x->join_steady, !strncmp(arrow + 4, "steady", 6));
+}
+
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
 	ksrc_t *x = rd_kafka_opaque(rk);
 	if (!x)
 		return;
+	if (!strcmp(fac, "CGRPJOINSTATE"))
+		track_join_state(x, buf);
+	if (level >= 7 && !x->user_debug)
+		return; /* the cgrp debug lines the source asked for itself */
 	int lvl = level <= 4 ? SP_LOG_WARN : level <= 6 ? SP_LOG_INFO : SP_LOG_DEBUG;
 	if (!sp_log_enabled(x->eng, lvl))
 		return;
@@ -735,6 +764,19 @@ static int ksrc_open(sp_source_t *s, char *errstr, size_t size)
 	sp_conf_foreach_prefix(c, KSRC_PREFIX, apply_key, &w);
 	if ((rc = w.rc))
 		goto fail;
+	/* the group's join state comes from the cgrp debug lines (librdkafka 2.0.2 has no
+	 * call for it): commits outside a rebalance wait for "steady", because an
+	 * OffsetCommit racing a rejoin fails with ILLEGAL_GENERATION and librdkafka then
+	 * drops the whole assignment as lost (librdkafka issue #4059) */
+	char dbg[256];
+	size_t dn = sizeof(dbg);
+	if (rd_kafka_conf_get(conf, "debug", dbg, &dn) != RD_KAFKA_CONF_OK)
+		dbg[0] = 0;
+	x->user_debug = dbg[0] != 0;
+	char dbg2[300];
+	snprintf(dbg2, sizeof(dbg2), "%s%scgrp", dbg, dbg[0] ? "," : "");
+	if ((rc = set_fixed(conf, "debug", dbg2, errstr, size)))
+		goto fail;
 	rd_kafka_conf_set_opaque(conf, x);
 	rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
 	rd_kafka_conf_set_error_cb(conf, on_error);
@@ -968,7 +1010,12 @@ static int ksrc_poll(sp_source_t *s, sp_chunk_t **out, int max, uint64_t budget_
 	if (scratch_reserve(x, stash_len(x)))
 		return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
 	group_t groups[KSRC_MAX_GROUPS];
-	int ngroups = 0, maxg = max < KSRC_MAX_GROUPS ? max : KSRC_MAX_GROUPS;
+	/* tail gaps: a partition's end (EOF) past its last record: skip chunks after the groups */
+	struct {
+		kpart_t *k;
+		int64_t to;
+	} skips[KSRC_MAX_GROUPS];
+	int ngroups = 0, nskips = 0, maxg = max < KSRC_MAX_GROUPS ? max : KSRC_MAX_GROUPS;
 	uint64_t bytes = 0;
 	size_t head = x->stash_head, i = head;
 	int8_t *sel = x->sel - head;
@@ -977,6 +1024,19 @@ static int ksrc_poll(sp_source_t *s, sp_chunk_t **out, int max, uint64_t budget_
 	for (; i < x->stash_n; i++) {
 		rd_kafka_message_t *m = x->stash[i];
 		sel[i] = -1;
+		if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+			/* everything before m->offset was delivered: offsets between the last
+			 * record and it are transaction markers, aborted or compacted records */
+			kpart_t *k = msg_part(x, m);
+			if (k && k->p && m->offset > k->next) {
+				if (ngroups + nskips == maxg)
+					break;
+				skips[nskips].k = k;
+				skips[nskips++].to = m->offset - 1;
+				k->next = m->offset;
+			}
+			continue;
+		}
 		if (m->err) {
 			if ((rc = msg_error(x, m, errstr, size)))
 				return rc; /* fatal: the stashed messages are destroyed at close */
@@ -989,7 +1049,7 @@ static int ksrc_poll(sp_source_t *s, sp_chunk_t **out, int max, uint64_t budget_
 		while (g >= 0 && groups[g].k != k)
 			g--;
 		uint64_t b = msg_bytes(m);
-		if ((g < 0 && ngroups == maxg) || (bytes && bytes + b > budget_bytes))
+		if ((g < 0 && ngroups + nskips == maxg) || (bytes && bytes + b > budget_bytes))
 			break;
 		if (g < 0) {
 			g = ngroups++;
@@ -1065,6 +1125,17 @@ static int ksrc_poll(sp_source_t *s, sp_chunk_t **out, int max, uint64_t budget_
 		sp_chunk_t *c = groups[g].c;
 		c->buf = groups[g].msgs;
 		c->release = release_msgs;
+		out[nout++] = c;
+	}
+	for (int j = 0; j < nskips; j++) {
+		sp_chunk_t *c = sp_chunk_skip(skips[j].k->p, sp_pos((uint64_t)skips[j].to));
+		if (!c) {
+			for (int q = 0; q < nout; q++)
+				sp_chunk_free(out[q]);
+			return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
+		}
+		sp_log(x->eng, SP_LOG_DEBUG, "%s: offsets up to %" PRId64 " hold no records (end of the partition)",
+		       skips[j].k->p->pub.name, skips[j].to);
 		out[nout++] = c;
 	}
 	return nout;
@@ -1267,6 +1338,9 @@ static int kstore_load(sp_store_t *s, const char *name, sp_ckpt_t *out, char *er
 static int kstore_save(sp_store_t *s, const sp_store_entry_t *ents, size_t n, char *errstr, size_t size)
 {
 	ksrc_t *x = s->ctx;
+	if (!x->in_rebalance && !atomic_load(&x->join_steady))
+		return sp_err(errstr, size, SPATE_ERR_BUSY,
+		              "store=kafka: the consumer group is rebalancing; %zu commits wait for it", n);
 	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)n);
 	for (size_t i = 0; i < n; i++) {
 		kpart_t *k = kp_by_name(x, ents[i].name, false);

@@ -152,3 +152,82 @@ Test(tracker, random_completion_orders_with_gaps)
 	for (uint64_t seed = 1; seed <= 200; seed++)
 		run_property(seed);
 }
+
+/* Push one completion (records [begin, begin+len) of c's order) as a worker would. */
+static void complete(sp_worker_t *w, sp_chunk_t *c, uint32_t begin, uint32_t len)
+{
+	uint32_t head = atomic_load(&w->chead);
+	w->ring[head & (SP_COMP_RING - 1)] = (sp_comp_t){c, begin, len, COMP_DONE};
+	atomic_store(&w->chead, head + 1);
+}
+
+/* A partition whose tail is not records (a Kafka transaction's commit marker, aborted
+ * records under read_committed, compaction): offsets 0..9 are records, 10 and 11 hold
+ * nothing to deliver, the end is 12 (the last offset is 11). The source says so with a
+ * skip chunk after the records; the checkpoint reaches 11, so the committed offset
+ * (after + 1) reaches the end, only once every record before it is DONE. */
+Test(tracker, skip_chunk_carries_the_checkpoint_over_a_tail_gap)
+{
+	spate_engine_t *e = calloc(1, sizeof(*e));
+	sp_worker_t *w = aligned_alloc(64, (sizeof(sp_worker_t) + 63) & ~(size_t)63);
+	memset(w, 0, sizeof(*w));
+	sp_worker_t *ws[1] = {w};
+	e->workers = ws;
+	e->nworkers = 1;
+	e->factor = 1;
+	sp_part_t *p = sp_engine_add_partition(e, "kafka", "t", 0, NULL);
+	cr_assert_not_null(p);
+	p->has_end = true;
+	p->end = sp_pos(11);
+	released = 0;
+	sp_chunk_t *c = sp_chunk_new(p, 10, 0);
+	c->release = on_release;
+	for (uint32_t i = 0; i < 10; i++) {
+		c->recs[i].position = sp_pos(i);
+		c->order[i] = i;
+	}
+	c->bytes = 100;
+	sp_tracker_add(e, c);
+	sp_chunk_t *s = sp_chunk_skip(p, sp_pos(11));
+	cr_assert_not_null(s);
+	sp_tracker_add(e, s);
+	/* nothing DONE: the skip waits behind the records */
+	cr_assert(p->eng->ckpt.beginning);
+	cr_assert_eq(e->inflight_records, 10);
+	complete(w, c, 0, 6);
+	cr_assert_gt(sp_tracker_drain(e), 0);
+	cr_assert(!p->eng->ckpt.beginning);
+	cr_assert_eq(p->eng->ckpt.after.w[2], 5, "checkpoint %llu, expected 5 (records 6..9 not DONE)",
+	             (unsigned long long)p->eng->ckpt.after.w[2]);
+	cr_assert_eq(p->eng->fifo_head, c);
+	/* the rest: the checkpoint passes the records and then the gap, to the end */
+	complete(w, c, 6, 4);
+	cr_assert_gt(sp_tracker_drain(e), 0);
+	cr_assert_eq(p->eng->ckpt.after.w[2], 11, "checkpoint %llu, expected the end 11",
+	             (unsigned long long)p->eng->ckpt.after.w[2]);
+	cr_assert(spate_position_cmp(&p->eng->ckpt.after, &p->end) >= 0, "stop.at.end would not end");
+	cr_assert(p->eng->dirty, "the store would not get the end");
+	cr_assert_null(p->eng->fifo_head);
+	cr_assert_eq(released, 1);
+	cr_assert_eq(e->inflight_records, 0);
+	cr_assert_eq(e->inflight_bytes, 0);
+
+	/* a skip with nothing before it moves the checkpoint at once */
+	sp_chunk_t *s2 = sp_chunk_skip(p, sp_pos(20));
+	sp_tracker_add(e, s2);
+	cr_assert_eq(p->eng->ckpt.after.w[2], 20);
+	cr_assert_null(p->eng->fifo_head);
+	/* and one behind the checkpoint never moves it back */
+	sp_chunk_t *s3 = sp_chunk_skip(p, sp_pos(15));
+	sp_tracker_add(e, s3);
+	cr_assert_eq(p->eng->ckpt.after.w[2], 20);
+
+	sp_chunk_cache_clear(e);
+	free((char *)p->pub.source);
+	free((char *)p->pub.topic);
+	free((char *)p->pub.name);
+	free(p);
+	free(e->parts);
+	free(w);
+	free(e);
+}

@@ -61,6 +61,8 @@ typedef struct counts {
 	_Atomic bool run_over; /* the run returned: the outage thread stops waiting */
 	int sleep_ms;          /* per batch: a slow handler */
 	uint64_t store_errors; /* the engine's failed checkpoint saves (retried), at the end */
+	size_t revoked_left;   /* revoked partitions still in the engine at the end */
+	uint64_t forgotten;    /* revoked partitions the engine freed */
 } counts_t;
 
 static counts_t *g_counts;
@@ -215,8 +217,11 @@ static spate_conf_t *kafka_conf(const char *bs, const char *topic, const char *g
 	set(c, "kafka.session.timeout.ms", "6000");
 	set(c, "kafka.heartbeat.interval.ms", "500");
 	set(c, "max.concurrency", "4");
+	/* debugging aids: T_KDEBUG=cgrp,fetch (librdkafka's debug contexts), T_LOG=debug */
+	if (getenv("T_KDEBUG"))
+		set(c, "kafka.debug", getenv("T_KDEBUG"));
 	set(c, "checkpoint.interval.ms", "200");
-	set(c, "log.level", "warn");
+	set(c, "log.level", getenv("T_LOG") ? getenv("T_LOG") : "warn");
 	return c;
 }
 
@@ -240,6 +245,11 @@ static int run(spate_conf_t *c, counts_t *cnt, char *err, size_t size)
 	pthread_join(th, NULL);
 	cr_assert(!atomic_load(&w.fired), "the run did not end within %d ms", RUN_BOUND_MS);
 	cnt->store_errors = e->store_errors;
+	cnt->revoked_left = e->nrevoked;
+	cnt->forgotten = e->nforgotten;
+	for (size_t i = 0; i < e->nparts; i++)
+		if (e->parts[i]->eng->revoked)
+			cnt->revoked_left += 1000; /* counted apart from nrevoked: both must say 0 */
 	spate_engine_destroy(e);
 	return rc;
 }
@@ -447,6 +457,31 @@ Test(kafka_source, configuration_errors_name_their_key)
 	free(cnt);
 }
 
+/* librdkafka's prefetch counts toward max.inflight.bytes: a bound that cannot hold it is
+ * refused at start, naming the minimum and what it is made of. */
+Test(kafka_source, a_bound_below_the_prefetch_is_refused_naming_the_minimum)
+{
+	struct {
+		const char *bound, *prefetch_kb;
+	} cases[] = {{"1M", NULL}, {"64M", "65536"}};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		spate_conf_t *c = kafka_conf("127.0.0.1:1", "t", "g");
+		set(c, "stop.at.end", "false"); /* no broker is asked anything before the check */
+		set(c, "max.inflight.bytes", cases[i].bound);
+		if (cases[i].prefetch_kb)
+			set(c, "kafka.queued.max.messages.kbytes", cases[i].prefetch_kb);
+		counts_t *cnt = counts_new();
+		char err[1024] = "";
+		int rc = run(c, cnt, err, sizeof(err));
+		cr_log_info("max.inflight.bytes=%s: %s", cases[i].bound, err);
+		cr_assert_eq(rc, SPATE_ERR_INVALID, "max.inflight.bytes=%s accepted (%d: %s)", cases[i].bound, rc, err);
+		cr_assert(strstr(err, "max.inflight.bytes") && strstr(err, "the minimum is") &&
+		              strstr(err, "kafka.queued.max.messages.kbytes"),
+		          "%s", err);
+		free(cnt);
+	}
+}
+
 typedef struct member {
 	counts_t *cnt;
 	const char *bs;
@@ -487,6 +522,13 @@ Test(kafka_source, two_members_share_the_group, .timeout = 300)
 			          "kafka/t5/%d/%d never handled", p, o);
 	cr_log_info("member 0 handled %llu, member 1 %llu", (unsigned long long)atomic_load(&m[0].cnt->total),
 	            (unsigned long long)atomic_load(&m[1].cnt->total));
+	/* the first member gave partitions up mid-run; once released, they are forgotten */
+	cr_log_info("member 0: %llu released partitions forgotten, %zu left", (unsigned long long)m[0].cnt->forgotten,
+	            m[0].cnt->revoked_left);
+	cr_assert_gt(m[0].cnt->forgotten, 0, "member 0 forgot no released partition");
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(m[i].cnt->revoked_left, 0, "member %d: released partitions still in the engine (%zu)", i,
+		             m[i].cnt->revoked_left);
 	int64_t com[PARTS], hi[PARTS];
 	offsets(bs, "t5", "g5", PARTS, com, hi, NULL);
 	for (int p = 0; p < PARTS; p++)
