@@ -40,7 +40,8 @@ static const prop_t props[] = {
     {"handler", T_STR, 0, 0, NULL, "noop",
      "What processes each batch: noop, fraud, sleep:MS, spin:US, fail-if:SUBSTRING, journal:PATH"},
     {"store", T_STR, 0, 0, NULL, "",
-     "Checkpoint store: file:PATH; empty = no checkpoints (every run starts at starting.position)"},
+     "Checkpoint store: file:PATH, or kafka (the consumer group; the default for source=kafka); "
+     "empty = no checkpoints (every run starts at starting.position)"},
     {"dlq", T_STR, 0, 0, NULL, "",
      "Dead-letter queue: log:DIR or kafka:TOPIC; empty = exhausted records are dropped, logged and counted"},
     {"stop.at.end", T_BOOL, 0, 1, NULL, "false",

@@ -379,6 +379,8 @@ static int open_plugins(spate_engine_t *e, char *err, size_t sz)
 		              e->factor, e->nparts, SP_MAX_LANES);
 
 	v = sp_conf_str(e->conf, "store");
+	if (!*v && !sp_conf_is_set(e->conf, "store") && so->default_store)
+		v = so->default_store;
 	if (*v) {
 		arg = sp_split_uri(v, name, sizeof(name));
 		const sp_store_ops_t *st = sp_find_store(name);

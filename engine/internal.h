@@ -246,6 +246,9 @@ typedef struct sp_source_ops {
 	 *  record count, push after close, log/kafka with stop.at.end past the noted ends). */
 	bool (*ended)(sp_source_t *s);
 	void (*close)(sp_source_t *s);
+	/** The checkpoint store used when the store key is not set ("kafka": the consumer
+	 *  group), or NULL for none. An explicit store= (even empty) overrides it. */
+	const char *default_store;
 } sp_source_ops_t;
 
 /* ---- checkpoint stores ---------------------------------------------------------------- */

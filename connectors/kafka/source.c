@@ -150,6 +150,14 @@ typedef struct ksrc {
 	_Atomic bool join_steady;
 	bool in_rebalance;   /* inside the rebalance callback (commits there are valid) */
 	bool user_debug;     /* kafka.debug was set: forward librdkafka's debug lines */
+	/* the store is not the group (store=file:...): it keeps checkpoints for a single
+	 * consumer, so another member in the group is an error */
+	const char *foreign_store;
+	const char *group, *topics;
+	int total_parts;     /* partitions of the subscribed topics (0: not read yet) */
+	int64_t partial_since_ms; /* foreign store: assigned fewer than all since (0: not) */
+	int64_t partial_grace_ms; /* ... refused after this (twice session.timeout.ms) */
+	int partial_held;
 	int64_t last_poll_ms, last_ended_check_ms;
 	int64_t revoke_ms;
 	int fatal_rc;
@@ -382,6 +390,67 @@ static bool cooperative(ksrc_t *x)
 	return p && !strcmp(p, "COOPERATIVE");
 }
 
+/* Partitions of the subscribed topics, from metadata (read once). */
+static int subscribed_partitions(ksrc_t *x)
+{
+	if (x->total_parts)
+		return x->total_parts;
+	char *list = strdup(x->topics), *save = NULL;
+	int total = 0;
+	for (char *t = list ? strtok_r(list, ",", &save) : NULL; t; t = strtok_r(NULL, ",", &save)) {
+		rd_kafka_topic_t *rkt = rd_kafka_topic_new(x->rk, t, NULL);
+		const struct rd_kafka_metadata *md = NULL;
+		if (rkt && !rd_kafka_metadata(x->rk, 0, rkt, &md, KSRC_REQUEST_MS) && md->topic_cnt == 1)
+			total += md->topics[0].partition_cnt;
+		if (md)
+			rd_kafka_metadata_destroy(md);
+		if (rkt)
+			rd_kafka_topic_destroy(rkt);
+	}
+	free(list);
+	x->total_parts = total;
+	return total;
+}
+
+/* With a store that is not the group, another member is a configuration error: one that
+ * takes partitions from this consumer (a revoke that is not a loss) at once; an
+ * assignment of fewer than all partitions once it lasts partial_grace_ms (a member that
+ * crashed holds its partitions until its session times out, so a restart after a crash
+ * starts with a partial assignment). why: the revoke's text, or NULL for the check of
+ * the assignment (at assign, and from service()). */
+static void check_single_member(ksrc_t *x, const char *why)
+{
+	if (!x->foreign_store || x->closing || x->fatal_rc)
+		return;
+	int total = 0, held = 0;
+	if (!why) {
+		rd_kafka_topic_partition_list_t *a = NULL;
+		if (!rd_kafka_assignment(x->rk, &a) && a)
+			held = a->cnt;
+		if (a)
+			rd_kafka_topic_partition_list_destroy(a);
+		total = subscribed_partitions(x);
+		if (total <= 0 || held >= total) {
+			x->partial_since_ms = 0;
+			return;
+		}
+		int64_t now = sp_now_ms();
+		if (!x->partial_since_ms)
+			x->partial_since_ms = now;
+		x->partial_held = held;
+		if (now - x->partial_since_ms < x->partial_grace_ms)
+			return;
+	}
+	char what[160];
+	if (!why)
+		snprintf(what, sizeof(what), "this consumer has held %d of the %d partitions for %" PRId64 " ms", held,
+		         total, x->partial_grace_ms);
+	set_fatal(x, SPATE_ERR_INVALID,
+	          "store=%s keeps checkpoints for a single consumer, but group.id \"%s\" has another member (%s); "
+	          "use store=kafka (the default for source=kafka) to share the topics %s",
+	          x->foreign_store, x->group, why ? why : what, x->topics);
+}
+
 static void on_assign(ksrc_t *x, rd_kafka_topic_partition_list_t *parts)
 {
 	char err[1024];
@@ -411,6 +480,11 @@ static void on_assign(ksrc_t *x, rd_kafka_topic_partition_list_t *parts)
 		}
 		p->src_ctx = k;
 		k->p = p;
+		if (x->foreign_store && k->has_end && !k->at_end) {
+			/* the store is not the group: the engine's own checkpoint must reach the end */
+			p->has_end = true;
+			p->end = sp_pos((uint64_t)k->end - 1);
+		}
 		int rc = sp_engine_partition_start(x->eng, p, err, sizeof(err));
 		if (rc) {
 			/* never assigned: nothing of it is read or committed */
@@ -437,6 +511,7 @@ static void on_assign(ksrc_t *x, rd_kafka_topic_partition_list_t *parts)
 	if (x->paused && go->cnt)
 		rd_kafka_pause_partitions(x->rk, go);
 	rd_kafka_topic_partition_list_destroy(go);
+	check_single_member(x, NULL);
 }
 
 static void on_revoke(ksrc_t *x, rd_kafka_topic_partition_list_t *parts)
@@ -459,6 +534,8 @@ static void on_revoke(ksrc_t *x, rd_kafka_topic_partition_list_t *parts)
 		k->p = NULL;
 		k->has_committed = false;
 	}
+	if (!lost && parts->cnt)
+		check_single_member(x, "partitions were revoked from this consumer for another");
 	if (cooperative(x)) {
 		rd_kafka_error_t *e = rd_kafka_incremental_unassign(x->rk, parts);
 		if (e) {
@@ -726,8 +803,17 @@ static int ksrc_open(sp_source_t *s, char *errstr, size_t size)
 	}
 	x->eng = s->eng;
 	x->pipefd[0] = x->pipefd[1] = -1;
+	x->group = group;
+	x->topics = topics;
+	const char *store = sp_conf_str(c, "store");
+	char sname[64];
+	sp_split_uri(store, sname, sizeof(sname));
+	if (*store && strcmp(sname, KSRC_NAME))
+		x->foreign_store = store;
 	x->stop_at_end = sp_conf_bool(c, "stop.at.end");
 	x->revoke_ms = KSRC_REVOKE_MS;
+	const char *sto = kconf(c, "kafka.session.timeout.ms");
+	x->partial_grace_ms = 2 * (sto && strtoll(sto, NULL, 10) > 0 ? strtoll(sto, NULL, 10) : 45000);
 	const char *mpi = kconf(c, "kafka.max.poll.interval.ms");
 	if (mpi && strtoll(mpi, NULL, 10) > 0)
 		x->revoke_ms = strtoll(mpi, NULL, 10);
@@ -1146,6 +1232,8 @@ static int ksrc_poll(sp_source_t *s, sp_chunk_t **out, int max, uint64_t budget_
 static int ksrc_service(sp_source_t *s, bool paused, char *errstr, size_t size)
 {
 	ksrc_t *x = s->ctx;
+	if (x->partial_since_ms && sp_now_ms() - x->partial_since_ms >= x->partial_grace_ms)
+		check_single_member(x, NULL);
 	if (x->fatal_rc)
 		return sp_err(errstr, size, x->fatal_rc, "%s", x->fatal);
 	bool want = paused || stash_full(x, 2);
@@ -1222,6 +1310,14 @@ static bool ksrc_ended(sp_source_t *s)
 		return false;
 	if (x->ended)
 		return true;
+	if (x->foreign_store) {
+		/* a single consumer: once it holds every partition the engine compares its own
+		 * checkpoints with the ends (p->end) */
+		for (size_t i = 0; i < x->nall; i++)
+			if (x->all[i]->has_end && !x->all[i]->at_end && !x->all[i]->p)
+				return false;
+		return true;
+	}
 	int64_t now = sp_now_ms();
 	if (now - x->last_ended_check_ms < KSRC_ENDED_CHECK_MS)
 		return false;
@@ -1277,6 +1373,7 @@ const sp_source_ops_t sp_source_kafka = {
     .push_close = NULL,
     .ended = ksrc_ended,
     .close = ksrc_close,
+    .default_store = "kafka",
 };
 
 /* ---- store=kafka -------------------------------------------------------------------- */

@@ -205,13 +205,15 @@ static void set(spate_conf_t *c, const char *k, const char *v)
 	cr_assert_eq(spate_conf_set(c, k, v, err, sizeof(err)), SPATE_CONF_OK, "%s=%s: %s", k, v, err);
 }
 
-static spate_conf_t *kafka_conf(const char *bs, const char *topic, const char *group)
+/* A Kafka source conf; store NULL leaves the store key unset (the source's default). */
+static spate_conf_t *kafka_conf_store(const char *bs, const char *topic, const char *group, const char *store)
 {
 	spate_conf_t *c = spate_conf_new();
 	set(c, "source", "kafka");
 	set(c, "topics", topic);
 	set(c, "group.id", group);
-	set(c, "store", "kafka");
+	if (store)
+		set(c, "store", store);
 	set(c, "stop.at.end", "true");
 	set(c, "kafka.bootstrap.servers", bs);
 	set(c, "kafka.session.timeout.ms", "6000");
@@ -223,6 +225,11 @@ static spate_conf_t *kafka_conf(const char *bs, const char *topic, const char *g
 	set(c, "checkpoint.interval.ms", "200");
 	set(c, "log.level", getenv("T_LOG") ? getenv("T_LOG") : "warn");
 	return c;
+}
+
+static spate_conf_t *kafka_conf(const char *bs, const char *topic, const char *group)
+{
+	return kafka_conf_store(bs, topic, group, "kafka");
 }
 
 /* Run to the end (or a stop); the run's result and error text. */
@@ -272,7 +279,8 @@ Test(kafka_source, every_record_handled_and_commits_reach_the_ends, .timeout = 3
 	produce(bs, "t1", RECORDS, 0);
 	counts_t *cnt = counts_new();
 	char err[1024] = "";
-	int rc = run(kafka_conf(bs, "t1", "g1"), cnt, err, sizeof(err));
+	/* no store key: a Kafka source commits to its group by default */
+	int rc = run(kafka_conf_store(bs, "t1", "g1", NULL), cnt, err, sizeof(err));
 	cr_assert_eq(rc, SPATE_OK, "run: %s", err);
 	cr_assert_eq(atomic_load(&cnt->bad), 0, "records with a wrong key or position");
 	for (int p = 0; p < PARTS; p++)
@@ -486,6 +494,7 @@ typedef struct member {
 	counts_t *cnt;
 	const char *bs;
 	int delay_ms; /* join this much later than the first member (a rebalance mid-run) */
+	const char *topic, *group, *store; /* NULL: t5, g5, kafka */
 	int rc;
 	char err[1024];
 } member_t;
@@ -494,7 +503,8 @@ static void *member_run(void *arg)
 {
 	member_t *m = arg;
 	usleep((useconds_t)m->delay_ms * 1000);
-	spate_conf_t *c = kafka_conf(m->bs, "t5", "g5");
+	spate_conf_t *c = kafka_conf_store(m->bs, m->topic ? m->topic : "t5", m->group ? m->group : "g5",
+	                                   m->store ? m->store : "kafka");
 	m->rc = run(c, m->cnt, m->err, sizeof(m->err));
 	return NULL;
 }
@@ -534,6 +544,39 @@ Test(kafka_source, two_members_share_the_group, .timeout = 300)
 	for (int p = 0; p < PARTS; p++)
 		cr_assert_eq(com[p], hi[p], "partition %d: committed %lld, end %lld", p, (long long)com[p],
 		             (long long)hi[p]);
+	free(m[0].cnt);
+	free(m[1].cnt);
+	t_kafka_stop(k);
+}
+
+/* store=file keeps checkpoints for one consumer: a second member in the group is refused
+ * with an error that says so (the first member, whose partitions the second takes). */
+Test(kafka_source, a_file_store_with_two_members_is_refused, .timeout = 300)
+{
+	const char *topics[] = {"t9:16", NULL};
+	t_kafka_t *k = t_kafka_start(1, topics);
+	const char *bs = t_kafka_bootstrap(k);
+	produce(bs, "t9", RECORDS, 0);
+	char dir[256], st[2][300];
+	t_mkdtemp(dir, sizeof(dir));
+	for (int i = 0; i < 2; i++)
+		snprintf(st[i], sizeof(st[i]), "file:%s/ckpt%d", dir, i);
+	member_t m[2] = {{.cnt = counts_new(), .bs = bs, .topic = "t9", .group = "g9", .store = st[0]},
+	                 {.cnt = counts_new(), .bs = bs, .topic = "t9", .group = "g9", .store = st[1],
+	                  .delay_ms = MEMBER_DELAY_MS}};
+	/* slow enough (about 20 s alone) that the second member joins mid-run */
+	m[0].cnt->sleep_ms = m[1].cnt->sleep_ms = 4 * BATCH_SLEEP_MS;
+	pthread_t th[2];
+	for (int i = 0; i < 2; i++)
+		pthread_create(&th[i], NULL, member_run, &m[i]);
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	cr_log_info("member 0: %d %s", m[0].rc, m[0].err);
+	cr_log_info("member 1: %d %s", m[1].rc, m[1].err);
+	cr_assert_eq(m[0].rc, SPATE_ERR_INVALID, "member 0 ran on with another member (%d: %s)", m[0].rc, m[0].err);
+	cr_assert(strstr(m[0].err, st[0]) && strstr(m[0].err, "another member") && strstr(m[0].err, "g9") &&
+	              strstr(m[0].err, "store=kafka"),
+	          "%s", m[0].err);
 	free(m[0].cnt);
 	free(m[1].cnt);
 	t_kafka_stop(k);
