@@ -32,10 +32,11 @@ taskset -c 0 "$mock" --brokers 1 --topic bench:128 --bootstrap-file "$dir/bs" </
 mock_pid=$!
 for _ in $(seq 100); do [ -s "$dir/bs" ] && break; sleep 0.1; done
 bs=$(cat "$dir/bs")
-# sticky.partitioning.linger.ms=0 spreads keyless records evenly: with the default sticky
-# partitioner some partitions got over the mock's ~5 MiB and lost their oldest records
-awk -v n="$records" 'BEGIN { v = sprintf("%099d", 0); for (i = 0; i < n; i++) printf "%s\n", v }' |
-	kcat -P -b "$bs" -t bench -q -X sticky.partitioning.linger.ms=0
+# spate produce --kafka spreads keyless records evenly (sticky.partitioning.linger.ms=0):
+# with librdkafka's default sticky partitioner some partitions got over the mock's
+# ~5 MiB and lost their oldest records
+awk -v n="$records" 'BEGIN { v = sprintf("%0100d", 0); for (i = 0; i < n; i++) printf "%s\n", v }' |
+	"$spate" produce --kafka bench -X kafka.bootstrap.servers="$bs"
 have=$(kcat -C -b "$bs" -t bench -e -o beginning -q -f 'x\n' | wc -l)
 if [ "$have" != "$records" ]; then
 	echo "kafka_consume.sh: the topic holds $have records, not $records (mock retention?)" >&2

@@ -1,4 +1,6 @@
-/* cmd_produce.c - `spate produce DIR`: append records to the embedded log.
+/* cmd_produce.c - `spate produce DIR`: append records to the embedded log, or with
+ * --kafka TOPIC produce them to a Kafka topic (through the Kafka sink: idempotent,
+ * acks=all, each batch written only once every delivery report said delivered).
  *
  * Records come from stdin, one per line (the whole line is the value; with
  * --key-separator C the line is split at its first C into key and value, and a line
@@ -26,10 +28,15 @@
 
 /* Partitions of a log produce creates without --partitions. */
 #define DEFAULT_PARTITIONS 8
-/* Records handed to the producer per call. */
+/* Records handed to the producer per call (the log's writers batch on their own; a
+ * Kafka write waits for its delivery reports, so it takes more at once). */
 #define SEND_BATCH 1024
+#define KAFKA_SEND_BATCH 32768
 /* stdin is read in pieces of this size (grown for a longer line). */
 #define READ_CHUNK ((size_t)1 << 20)
+#define KAFKA_READ_CHUNK ((size_t)8 << 20)
+/* With --kafka, a partial buffer of lines is sent once stdin stays quiet this long. */
+#define KAFKA_LINGER_MS 10
 /* The progress line is redrawn at most this often. */
 #define PROGRESS_MS 250
 /* Records in the gen pool at most (the pool is replayed to reach --records). */
@@ -44,8 +51,11 @@ static const char usage_text[] =
     "usage: spate produce DIR [--partitions N] [--partition P] [--key-separator C]\n"
     "                         [--gen fraud|sensor|bytes [--records N] [--value-bytes B]\n"
     "                          [--keys K] [--seed S]] [-X key=value]...\n"
+    "       spate produce --kafka TOPIC -X kafka.bootstrap.servers=H:P [same record options]\n"
     "\n"
-    "Append records to the embedded log at DIR, creating it when missing.\n"
+    "Append records to the embedded log at DIR, creating it when missing; or, with --kafka,\n"
+    "produce them to TOPIC (idempotent, acks=all; keyless records are spread evenly,\n"
+    "kafka.sticky.partitioning.linger.ms=0 unless set; every kafka.* key goes to librdkafka).\n"
     "\n"
     "  --partitions N      partitions of a new log (default %d); an existing log must match\n"
     "  --partition P       write every record to partition P (default: XXH3(key) %% N,\n"
@@ -57,10 +67,12 @@ static const char usage_text[] =
     "  --value-bytes B     gen bytes: value size (default %d)\n"
     "  --keys K            gen: distinct keys (default %d)\n"
     "  --seed S            gen: seed (default %d)\n"
-    "  -X key=value        segment.bytes, flush.ms, flush.records (see `spate config`)\n"
+    "  --kafka TOPIC       produce to this Kafka topic instead of a log (no --partition(s))\n"
+    "  -X key=value        segment.bytes, flush.ms, flush.records (see `spate config`),\n"
+    "                      kafka.* with --kafka\n"
     "\n"
-    "Everything is fsync'd before exit (also on SIGINT/SIGTERM). A progress line is shown\n"
-    "on stderr when it is a terminal.\n";
+    "Everything is fsync'd (Kafka: acknowledged) before exit (also on SIGINT/SIGTERM). A\n"
+    "progress line is shown on stderr when it is a terminal.\n";
 
 static void usage(FILE *f)
 {
@@ -99,6 +111,8 @@ static void progress_draw(progress_t *pg, bool final)
 
 typedef struct popts {
 	const char *dir;
+	const char *kafka; /* --kafka TOPIC */
+	size_t batch;      /* records per send */
 	long long partitions, partition, records, value_bytes, keys, seed;
 	int sep;
 	const char *gen;
@@ -169,6 +183,8 @@ static int parse(int argc, char **argv, popts_t *o)
 			rc = num(name, v, 0, &o->seed);
 		else if (!strcmp(name, "--gen"))
 			o->gen = v;
+		else if (!strcmp(name, "--kafka"))
+			o->kafka = v;
 		else if (!strcmp(name, "--key-separator")) {
 			if (strlen(v) != 1) {
 				fprintf(stderr,
@@ -197,20 +213,47 @@ static int parse(int argc, char **argv, popts_t *o)
 		if (rc < 0)
 			return -1;
 	}
-	if (!o->dir) {
+	if (o->kafka && (o->dir || o->partitions >= 0 || o->partition >= 0)) {
+		fprintf(stderr, "spate produce: --kafka %s takes no DIR, --partitions or --partition (the topic "
+		                "exists; the key picks the partition)\n",
+		        o->kafka);
+		return -1;
+	}
+	if (!o->dir && !o->kafka) {
 		fprintf(stderr, "spate produce: DIR is missing (see --help)\n");
 		return -1;
 	}
+	o->batch = o->kafka ? KAFKA_SEND_BATCH : SEND_BATCH;
 	return 0;
 }
 
-static int send_batch(sp_log_producer_t *p, const popts_t *o, spate_push_record_t *recs, size_t n,
-                      progress_t *pg)
+/* Where records go: the log's producer, or the Kafka sink. */
+typedef struct target {
+	sp_log_producer_t *log;
+	sp_sink_t sink;
+} target_t;
+
+static int target_send(target_t *t, const popts_t *o, const spate_push_record_t *recs, size_t n, char *err,
+                       size_t size)
+{
+	if (t->log)
+		return sp_log_producer_send(t->log, recs, n, (int)o->partition, err, size);
+	return t->sink.ops->write(&t->sink, recs, n, err, size);
+}
+
+/* The log's time-based flush: ms until the next one is due (-1 none), *e on an error. */
+static int64_t target_tick(target_t *t, char *err, size_t size, int *e)
+{
+	*e = 0;
+	return t->log ? sp_log_producer_tick(t->log, err, size, e) : -1;
+}
+
+static int send_batch(target_t *p, const popts_t *o, spate_push_record_t *recs, size_t n, progress_t *pg)
 {
 	if (!n)
 		return 0;
 	char err[1024];
-	if (sp_log_producer_send(p, recs, n, (int)o->partition, err, sizeof(err))) {
+	if (target_send(p, o, recs, n, err, sizeof(err))) {
 		fprintf(stderr, "%sspate produce: %s\n", pg->tty ? "\n" : "", err);
 		return -1;
 	}
@@ -237,14 +280,14 @@ static void line_record(const popts_t *o, char *line, size_t len, spate_push_rec
 }
 
 /* Wait for stdin while flushing on time. 1 readable, 0 stop, -1 error. */
-static int wait_stdin(sp_log_producer_t *p)
+static int wait_stdin(target_t *p)
 {
 	char err[1024];
 	for (;;) {
 		if (stop_flag)
 			return 0;
 		int e;
-		int64_t due = sp_log_producer_tick(p, err, sizeof(err), &e);
+		int64_t due = target_tick(p, err, sizeof(err), &e);
 		if (e) {
 			fprintf(stderr, "spate produce: %s\n", err);
 			return -1;
@@ -260,11 +303,19 @@ static int wait_stdin(sp_log_producer_t *p)
 	}
 }
 
-static int from_stdin(sp_log_producer_t *p, const popts_t *o, progress_t *pg)
+/* Whether stdin has more to read within ms. */
+static bool stdin_ready(int ms)
 {
-	size_t cap = READ_CHUNK, len = 0;
+	struct pollfd pf = {0, POLLIN, 0};
+	return poll(&pf, 1, ms) > 0;
+}
+
+static int from_stdin(target_t *p, const popts_t *o, progress_t *pg)
+{
+	/* a Kafka write waits for its delivery reports: it gets a bigger buffer of lines */
+	size_t cap = o->kafka ? KAFKA_READ_CHUNK : READ_CHUNK, len = 0;
 	char *buf = malloc(cap);
-	spate_push_record_t *recs = malloc(SEND_BATCH * sizeof(*recs));
+	spate_push_record_t *recs = malloc(o->batch * sizeof(*recs));
 	int rc = 0;
 	if (!buf || !recs) {
 		fprintf(stderr, "spate produce: out of memory\n");
@@ -299,6 +350,11 @@ static int from_stdin(sp_log_producer_t *p, const popts_t *o, progress_t *pg)
 		if (n == 0)
 			eof = true;
 		len += (size_t)n;
+		/* a pipe gives 64 KiB a read: fill the buffer while more comes, so a write takes
+		 * many lines (a Kafka write waits a round trip for its delivery reports, and the
+		 * writer blocks on the full pipe meanwhile: it lingers KAFKA_LINGER_MS) */
+		if (!eof && len < cap && stdin_ready(o->kafka ? KAFKA_LINGER_MS : 0))
+			continue;
 		/* every complete line (and at EOF the last one without a newline) */
 		size_t start = 0, cnt = 0;
 		for (;;) {
@@ -308,7 +364,7 @@ static int from_stdin(sp_log_producer_t *p, const popts_t *o, progress_t *pg)
 			size_t end = nl ? (size_t)(nl - buf) : len;
 			line_record(o, buf + start, end - start, &recs[cnt++]);
 			start = nl ? end + 1 : len;
-			if (cnt == SEND_BATCH) {
+			if (cnt == o->batch) {
 				if ((rc = send_batch(p, o, recs, cnt, pg)))
 					break;
 				cnt = 0;
@@ -325,7 +381,7 @@ out:
 	return rc;
 }
 
-static int from_gen(sp_log_producer_t *p, const popts_t *o, progress_t *pg)
+static int from_gen(target_t *p, const popts_t *o, progress_t *pg)
 {
 	char err[1024];
 	sp_gen_pool_t *pool;
@@ -337,12 +393,13 @@ static int from_gen(sp_log_producer_t *p, const popts_t *o, progress_t *pg)
 	}
 	const sp_gen_rec_t *g = sp_gen_pool_recs(pool);
 	uint32_t cnt = sp_gen_pool_count(pool);
-	spate_push_record_t recs[SEND_BATCH];
-	int rc = 0;
-	memset(recs, 0, sizeof(recs));
+	spate_push_record_t *recs = calloc(o->batch, sizeof(*recs));
+	int rc = recs ? 0 : -1;
+	if (!recs)
+		fprintf(stderr, "spate produce: out of memory\n");
 	for (long long done = 0; done < o->records && rc == 0 && !stop_flag;) {
 		size_t k = 0;
-		for (; k < SEND_BATCH && done < o->records; k++, done++) {
+		for (; k < o->batch && done < o->records; k++, done++) {
 			const sp_gen_rec_t *r = &g[(uint64_t)done % cnt];
 			recs[k].key = r->key;
 			recs[k].key_len = r->key_len;
@@ -351,14 +408,51 @@ static int from_gen(sp_log_producer_t *p, const popts_t *o, progress_t *pg)
 		}
 		rc = send_batch(p, o, recs, k, pg);
 		int e;
-		sp_log_producer_tick(p, err, sizeof(err), &e);
+		target_tick(p, err, sizeof(err), &e);
 		if (e && rc == 0) {
 			fprintf(stderr, "spate produce: %s\n", err);
 			rc = -1;
 		}
 	}
+	free(recs);
 	sp_gen_pool_free(pool);
 	return rc;
+}
+
+static int produce_records(target_t *t, const popts_t *o, progress_t *pg)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	return o->gen ? from_gen(t, o, pg) : from_stdin(t, o, pg);
+}
+
+/* --kafka TOPIC: the Kafka sink, opened on the -X configuration. */
+static int produce_kafka(popts_t *o)
+{
+	char err[1024];
+	target_t t = {0};
+	t.sink.ops = sp_find_sink("kafka");
+	if (!t.sink.ops) {
+		fprintf(stderr, "spate produce: --kafka: this spate was built without librdkafka\n");
+		spate_conf_destroy(o->conf);
+		return 1;
+	}
+	t.sink.arg = o->kafka;
+	t.sink.conf = o->conf;
+	if (t.sink.ops->open(&t.sink, err, sizeof(err))) {
+		fprintf(stderr, "spate produce: %s\n", err);
+		spate_conf_destroy(o->conf);
+		return 1;
+	}
+	progress_t pg = {isatty(2) == 1, 0, 0, sp_now_ms(), 0};
+	int rc = produce_records(&t, o, &pg);
+	t.sink.ops->close(&t.sink);
+	spate_conf_destroy(o->conf);
+	progress_draw(&pg, true);
+	return rc ? 1 : 0;
 }
 
 int spate_cmd_produce(int argc, char **argv)
@@ -370,6 +464,10 @@ int spate_cmd_produce(int argc, char **argv)
 		fprintf(stderr, "spate produce: out of memory\n");
 		return 1;
 	}
+	/* --kafka: keyless records spread evenly (librdkafka's sticky partitioner fills one
+	 * partition at a time); a -X sets it otherwise */
+	char serr[256];
+	spate_conf_set(o.conf, "kafka.sticky.partitioning.linger.ms", "0", serr, sizeof(serr));
 	int pr = parse(argc, argv, &o);
 	if (pr != 0) {
 		if (pr > 0)
@@ -383,6 +481,8 @@ int spate_cmd_produce(int argc, char **argv)
 		return 2;
 	}
 	char err[1024];
+	if (o.kafka)
+		return produce_kafka(&o);
 	sp_log_wopts_t wo;
 	sp_log_wopts_from_conf(&wo, o.conf);
 	spate_conf_destroy(o.conf);
@@ -391,24 +491,20 @@ int spate_cmd_produce(int argc, char **argv)
 		fprintf(stderr, "spate produce: %s\n", err);
 		return 1;
 	}
-	sp_log_producer_t *p;
-	if (sp_log_producer_open(o.dir, DEFAULT_PARTITIONS, &wo, &p, err, sizeof(err))) {
+	target_t t = {0};
+	if (sp_log_producer_open(o.dir, DEFAULT_PARTITIONS, &wo, &t.log, err, sizeof(err))) {
 		fprintf(stderr, "spate produce: %s\n", err);
 		return 1;
 	}
+	sp_log_producer_t *p = t.log;
 	if (o.partition >= sp_log_producer_partitions(p)) {
 		fprintf(stderr, "spate produce: %s: partition %lld does not exist (the log has %d)\n", o.dir,
 		        o.partition, sp_log_producer_partitions(p));
 		sp_log_producer_close(p, NULL, 0);
 		return 1;
 	}
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
 	progress_t pg = {isatty(2) == 1, 0, 0, sp_now_ms(), 0};
-	int rc = o.gen ? from_gen(p, &o, &pg) : from_stdin(p, &o, &pg);
+	int rc = produce_records(&t, &o, &pg);
 	if (sp_log_producer_close(p, err, sizeof(err))) {
 		fprintf(stderr, "spate produce: %s\n", err);
 		rc = -1;

@@ -294,6 +294,8 @@ struct sp_sink {
 	sp_engine_t *eng;
 	const char *arg;
 	void *ctx;
+	/* the configuration when there is no engine (spate produce --kafka) */
+	const spate_conf_t *conf;
 };
 
 typedef struct sp_sink_ops {

@@ -92,6 +92,7 @@ typedef struct kbatch {
 
 typedef struct ksink {
 	sp_engine_t *eng;
+	const char *role; /* "dlq", or "produce" (spate produce --kafka, no engine) */
 	char *topic;
 	rd_kafka_conf_t *conf; /* the template each producer is made from (rd_kafka_conf_dup) */
 	int message_timeout_ms;
@@ -183,7 +184,7 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	pthread_mutex_unlock(&k->mu);
 	if (!quiet)
 		sp_log(k->eng, err == RD_KAFKA_RESP_ERR__FATAL ? SP_LOG_ERROR : SP_LOG_WARN,
-		       "dlq kafka:%s: %s%s: %s", k->topic, err == RD_KAFKA_RESP_ERR__FATAL ? "fatal " : "",
+		       "%s kafka:%s: %s%s: %s", k->role, k->topic, err == RD_KAFKA_RESP_ERR__FATAL ? "fatal " : "",
 		       rd_kafka_err2name(err), clean);
 }
 
@@ -200,7 +201,7 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
 		return;
 	char clean[1024];
 	sp_kafka_redact(&k->secrets, buf, clean, sizeof(clean));
-	sp_log(k->eng, lv, "dlq kafka:%s: librdkafka %s: %s", k->topic, fac, clean);
+	sp_log(k->eng, lv, "%s kafka:%s: librdkafka %s: %s", k->role, k->topic, fac, clean);
 }
 
 /* ---- configuration --------------------------------------------------------------------- */
@@ -362,14 +363,14 @@ static int producer_start(ksink_t *k, char *errstr, size_t size)
 	if (!k->rk) {
 		rd_kafka_conf_destroy(conf);
 		return ksink_err(k, errstr, size, SPATE_ERR_INVALID,
-		                 "dlq kafka:%s: cannot create the producer: %s", k->topic, rkerr);
+		                 "%s kafka:%s: cannot create the producer: %s", k->role, k->topic, rkerr);
 	}
 	k->rkt = rd_kafka_topic_new(k->rk, k->topic, NULL);
 	if (!k->rkt) {
 		int e = rd_kafka_last_error();
 		rd_kafka_destroy(k->rk);
 		k->rk = NULL;
-		return sp_err(errstr, size, SPATE_ERR_INVALID, "dlq kafka:%s: %s", k->topic,
+		return sp_err(errstr, size, SPATE_ERR_INVALID, "%s kafka:%s: %s", k->role, k->topic,
 		              rd_kafka_err2str((rd_kafka_resp_err_t)e));
 	}
 	atomic_store(&k->fatal, false);
@@ -379,8 +380,8 @@ static int producer_start(ksink_t *k, char *errstr, size_t size)
 		rd_kafka_destroy(k->rk);
 		k->rkt = NULL;
 		k->rk = NULL;
-		return sp_err(errstr, size, SPATE_ERR_NOMEM, "dlq kafka:%s: cannot start the poller thread",
-		              k->topic);
+		return sp_err(errstr, size, SPATE_ERR_NOMEM, "%s kafka:%s: cannot start the poller thread",
+		              k->role, k->topic);
 	}
 	k->poller_running = true;
 	return SPATE_OK;
@@ -402,8 +403,8 @@ static void producer_stop(ksink_t *k, int flush_ms)
 	if (rd_kafka_flush(k->rk, flush_ms) != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
 		if (rd_kafka_flush(k->rk, KSINK_PURGE_FLUSH_MS) != RD_KAFKA_RESP_ERR_NO_ERROR)
-			sp_log(k->eng, SP_LOG_WARN, "dlq kafka:%s: %d messages still queued at close",
-			       k->topic, rd_kafka_outq_len(k->rk));
+			sp_log(k->eng, SP_LOG_WARN, "%s kafka:%s: %d messages still queued at close",
+			       k->role, k->topic, rd_kafka_outq_len(k->rk));
 	}
 	rd_kafka_topic_destroy(k->rkt);
 	rd_kafka_destroy(k->rk);
@@ -418,8 +419,8 @@ static int producer_rebuild(ksink_t *k, char *errstr, size_t size)
 	int rc = SPATE_OK;
 	pthread_rwlock_wrlock(&k->gen_lock);
 	if (atomic_load(&k->fatal) || !k->rk) {
-		sp_log(k->eng, SP_LOG_WARN, "dlq kafka:%s: the producer failed fatally; starting a new one",
-		       k->topic);
+		sp_log(k->eng, SP_LOG_WARN, "%s kafka:%s: the producer failed fatally; starting a new one",
+		       k->role, k->topic);
 		producer_stop(k, 0);
 		rc = producer_start(k, errstr, size);
 	}
@@ -435,12 +436,12 @@ static void check_topic(ksink_t *k)
 	rd_kafka_resp_err_t e = rd_kafka_metadata(k->rk, 0, k->rkt, &md, KSINK_OPEN_METADATA_MS);
 	if (e) {
 		sp_log(k->eng, SP_LOG_WARN,
-		       "dlq kafka:%s: no metadata within %d ms (%s); writes wait for the brokers", k->topic,
+		       "%s kafka:%s: no metadata within %d ms (%s); writes wait for the brokers", k->role, k->topic,
 		       KSINK_OPEN_METADATA_MS, rd_kafka_err2str(e));
 		return;
 	}
 	if (md->topic_cnt == 1 && md->topics[0].err)
-		sp_log(k->eng, SP_LOG_WARN, "dlq kafka:%s: %s; writes fail until the topic exists", k->topic,
+		sp_log(k->eng, SP_LOG_WARN, "%s kafka:%s: %s; writes fail until the topic exists", k->role, k->topic,
 		       rd_kafka_err2str(md->topics[0].err));
 	rd_kafka_metadata_destroy(md);
 }
@@ -479,15 +480,17 @@ static int sink_open(sp_sink_t *s, char *errstr, size_t size)
 	if (!valid_topic(topic))
 		return sp_err(errstr, size, SPATE_ERR_INVALID,
 		              "dlq: \"%s\" is not a Kafka topic name (1-249 of a-z A-Z 0-9 . _ -)", topic);
-	if (!s->eng)
-		return sp_err(errstr, size, SPATE_ERR_INVALID,
-		              "dlq kafka:%s: needs an engine for its kafka.* keys", topic);
+	const spate_conf_t *conf = s->eng ? sp_engine_conf(s->eng) : s->conf;
+	if (!conf)
+		return sp_err(errstr, size, SPATE_ERR_INVALID, "kafka:%s: needs a configuration for its kafka.* keys",
+		              topic);
 	ksink_t *k = calloc(1, sizeof(*k));
 	if (!k || !(k->topic = strdup(topic))) {
 		free(k);
 		return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
 	}
 	k->eng = s->eng;
+	k->role = s->eng ? "dlq" : "produce";
 	pthread_rwlockattr_t ra;
 	pthread_rwlockattr_init(&ra);
 	/* a rebuild must not starve behind a stream of writes */
@@ -501,7 +504,7 @@ static int sink_open(sp_sink_t *s, char *errstr, size_t size)
 	pthread_cond_init(&k->cv, &ca);
 	pthread_condattr_destroy(&ca);
 
-	int rc = build_conf(k, sp_engine_conf(s->eng), errstr, size);
+	int rc = build_conf(k, conf, errstr, size);
 	if (!rc)
 		rc = producer_start(k, errstr, size);
 	if (rc) {
@@ -566,14 +569,14 @@ static int sink_write(sp_sink_t *s, const spate_push_record_t *recs, size_t n, c
 	}
 	kbatch_t *b = calloc(1, sizeof(*b));
 	if (!b)
-		return sp_err(errstr, size, SPATE_ERR_NOMEM, "dlq kafka:%s: out of memory", k->topic);
+		return sp_err(errstr, size, SPATE_ERR_NOMEM, "%s kafka:%s: out of memory", k->role, k->topic);
 	pthread_rwlock_rdlock(&k->gen_lock);
 	if (!k->rk) { /* a rebuild failed; the next write tries again */
 		pthread_rwlock_unlock(&k->gen_lock);
 		free(b);
 		atomic_store(&k->fatal, true);
-		return sp_err(errstr, size, SPATE_ERR_SINK, "dlq kafka:%s: no producer (creating it failed)",
-		              k->topic);
+		return sp_err(errstr, size, SPATE_ERR_SINK, "%s kafka:%s: no producer (creating it failed)",
+		              k->role, k->topic);
 	}
 	/* Count every record before the first produce: a report may come before the loop ends. */
 	pthread_mutex_lock(&k->mu);
@@ -609,16 +612,16 @@ static int sink_write(sp_sink_t *s, const spate_push_record_t *recs, size_t n, c
 		size_t rec_bytes = recs[queued].key_len + recs[queued].value_len;
 		return ksink_err(
 		    k, errstr, size, SPATE_ERR_SINK,
-		    "dlq kafka:%s: record %zu of %zu (%zu key+value bytes, %zu headers) not accepted: %s",
-		    k->topic, queued + 1, n, rec_bytes, recs[queued].header_cnt, rd_kafka_err2str(perr));
+		    "%s kafka:%s: record %zu of %zu (%zu key+value bytes, %zu headers) not accepted: %s",
+		    k->role, k->topic, queued + 1, n, rec_bytes, recs[queued].header_cnt, rd_kafka_err2str(perr));
 	}
 	if (missing)
 		return sp_err(errstr, size, SPATE_ERR_SINK,
-		              "dlq kafka:%s: %zu of %zu delivery reports did not come within %d ms", k->topic,
+		              "%s kafka:%s: %zu of %zu delivery reports did not come within %d ms", k->role, k->topic,
 		              missing, n, k->report_wait_ms);
 	if (failed)
 		return sp_err(errstr, size, SPATE_ERR_SINK,
-		              "dlq kafka:%s: %zu of %zu records not delivered: %s", k->topic, failed, n,
+		              "%s kafka:%s: %zu of %zu records not delivered: %s", k->role, k->topic, failed, n,
 		              first);
 	return SPATE_OK;
 }

@@ -498,3 +498,65 @@ Test(kafka_sink, secrets_never_shown)
 	free(log);
 	cr_assert_eq(t_kafka_stop(k), 0);
 }
+
+/* `spate produce --kafka TOPIC`: loads a topic through this sink, from the gen pool and
+ * from stdin; keyless records spread over every partition. */
+Test(kafka_sink, produce_command_loads_a_topic, .timeout = 120)
+{
+	const char *topics[] = {"p1:8", "p2:4", NULL};
+	t_kafka_t *k = t_kafka_start(1, topics);
+	const char *bs = t_kafka_bootstrap(k);
+	char bsopt[512];
+	snprintf(bsopt, sizeof(bsopt), "kafka.bootstrap.servers=%s", bs);
+	/* gen: 20,000 records of 100 bytes */
+	char *const gen[] = {(char *)t_spate_cli(), "produce", "--kafka", "p1", "--gen", "bytes", "--records", "20000",
+	                     "--value-bytes", "100", "-X", bsopt, NULL};
+	char *out = NULL, *err = NULL;
+	int rc = t_run(gen, &out, &err);
+	cr_assert_eq(rc, 0, "produce --gen: exit %d: %s", rc, err);
+	free(out);
+	free(err);
+	cr_assert_eq(kt_count(bs, "p1"), 20000);
+	/* stdin: keyed lines k<i>:v<i> and keyless lines, 3,000 each */
+	char cmd[1024];
+	snprintf(cmd, sizeof(cmd),
+	         "{ seq 0 2999 | sed 's/.*/k&:v&/'; seq 3000 5999 | sed 's/.*/v&/'; } | '%s' produce --kafka p2 "
+	         "--key-separator : -X '%s'",
+	         t_spate_cli(), bsopt);
+	char *const sh[] = {"sh", "-c", cmd, NULL};
+	rc = t_run(sh, &out, &err);
+	cr_assert_eq(rc, 0, "produce from stdin: exit %d: %s", rc, err);
+	free(out);
+	free(err);
+	int64_t n = kt_count(bs, "p2");
+	cr_assert_eq(n, 6000, "p2 holds %lld records", (long long)n);
+	kt_msg_t *m = kt_consume(bs, "p2", (size_t)n);
+	unsigned char seen[6000] = {0};
+	int keyless_in[4] = {0};
+	for (int64_t i = 0; i < n; i++) {
+		int id;
+		cr_assert_eq(sscanf(m[i].value, "v%d", &id), 1, "value \"%s\"", (char *)m[i].value);
+		cr_assert(id >= 0 && id < 6000 && !seen[id], "record v%d twice or unknown", id);
+		seen[id] = 1;
+		if (id < 3000) {
+			char want[16];
+			snprintf(want, sizeof(want), "k%d", id);
+			cr_assert_eq(m[i].key_len, strlen(want), "v%d: key length %zu", id, m[i].key_len);
+			cr_assert(!memcmp(m[i].key, want, m[i].key_len), "v%d: wrong key", id);
+		} else {
+			cr_assert_null(m[i].key, "v%d: a keyless line got a key", id);
+			keyless_in[m[i].partition]++;
+		}
+	}
+	for (int p = 0; p < 4; p++)
+		cr_assert_gt(keyless_in[p], 0, "no keyless record in partition %d (not spread)", p);
+	kt_free(m, (size_t)n);
+	/* --kafka takes no DIR */
+	char *const bad[] = {(char *)t_spate_cli(), "produce", "/tmp/x", "--kafka", "p1", "-X", bsopt, NULL};
+	rc = t_run(bad, &out, &err);
+	cr_assert_eq(rc, 2);
+	cr_assert(strstr(err, "--kafka"), "%s", err);
+	free(out);
+	free(err);
+	t_kafka_stop(k);
+}
