@@ -157,7 +157,6 @@ typedef struct ksrc {
 	int total_parts;     /* partitions of the subscribed topics (0: not read yet) */
 	int64_t partial_since_ms; /* foreign store: assigned fewer than all since (0: not) */
 	int64_t partial_grace_ms; /* ... refused after this (twice session.timeout.ms) */
-	int partial_held;
 	int64_t last_poll_ms, last_ended_check_ms;
 	int64_t revoke_ms;
 	int fatal_rc;
@@ -437,7 +436,6 @@ static void check_single_member(ksrc_t *x, const char *why)
 		int64_t now = sp_now_ms();
 		if (!x->partial_since_ms)
 			x->partial_since_ms = now;
-		x->partial_held = held;
 		if (now - x->partial_since_ms < x->partial_grace_ms)
 			return;
 	}
