@@ -112,6 +112,9 @@ typedef struct kpart {
 	int64_t committed;  /* committed offset fetched at assignment (-1 none) */
 	bool has_committed; /* committed is valid (cleared when used) */
 	int64_t loaded;     /* what load() returned from the group (-1 none) */
+	int64_t eof;        /* the last PARTITION_EOF offset (the end the consumer can read:
+	                     * the last stable offset under read_committed), -1 none */
+	int64_t eof_hi;     /* ... and the high watermark then */
 	bool has_end;       /* stop.at.end: an end was noted at open */
 	int64_t end;        /* ... the high watermark / last stable offset then */
 	bool at_end;        /* the group's committed offset reached end */
@@ -251,6 +254,7 @@ static kpart_t *kp_get(ksrc_t *x, const char *topic, int32_t partition)
 	}
 	k->partition = partition;
 	k->committed = k->loaded = -1;
+	k->eof = k->eof_hi = -1;
 	k->rkt = rd_kafka_topic_new(x->rk, topic, NULL);
 	if (!k->rkt) {
 		free(k->topic);
@@ -1112,6 +1116,12 @@ static int ksrc_poll(sp_source_t *s, sp_chunk_t **out, int max, uint64_t budget_
 			/* everything before m->offset was delivered: offsets between the last
 			 * record and it are transaction markers, aborted or compacted records */
 			kpart_t *k = msg_part(x, m);
+			if (k) {
+				int64_t lo = -1, hi = -1;
+				rd_kafka_get_watermark_offsets(x->rk, k->topic, k->partition, &lo, &hi);
+				k->eof = m->offset;
+				k->eof_hi = hi;
+			}
 			if (k && k->p && m->offset > k->next) {
 				if (ngroups + nskips == maxg)
 					break;
@@ -1294,6 +1304,10 @@ static int64_t ksrc_lag(sp_source_t *s)
 			continue;
 		int64_t lo, hi;
 		if (rd_kafka_get_watermark_offsets(x->rk, k->topic, k->partition, &lo, &hi) || hi < 0)
+			continue;
+		/* at the end it can read (records past the last stable offset wait for their
+		 * transaction) until the high watermark moves */
+		if (k->eof >= 0 && k->next >= k->eof && hi == k->eof_hi)
 			continue;
 		if (hi > k->next)
 			lag += hi - k->next;

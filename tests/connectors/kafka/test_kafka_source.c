@@ -62,6 +62,7 @@ typedef struct counts {
 	int sleep_ms;          /* per batch: a slow handler */
 	uint64_t store_errors; /* the engine's failed checkpoint saves (retried), at the end */
 	size_t revoked_left;   /* revoked partitions still in the engine at the end */
+	int64_t lag_end;       /* the source's lag once the run returned */
 	uint64_t forgotten;    /* revoked partitions the engine freed */
 } counts_t;
 
@@ -252,6 +253,7 @@ static int run(spate_conf_t *c, counts_t *cnt, char *err, size_t size)
 	pthread_join(th, NULL);
 	cr_assert(!atomic_load(&w.fired), "the run did not end within %d ms", RUN_BOUND_MS);
 	cnt->store_errors = e->store_errors;
+	cnt->lag_end = e->src.ops->lag(&e->src); /* the engine thread is done: safe here */
 	cnt->revoked_left = e->nrevoked;
 	cnt->forgotten = e->nforgotten;
 	for (size_t i = 0; i < e->nparts; i++)
@@ -288,6 +290,7 @@ Test(kafka_source, every_record_handled_and_commits_reach_the_ends, .timeout = 3
 			cr_assert_eq(atomic_load(&cnt->n[p][o]), 1, "kafka/t1/%d/%d handled %d times", p, o,
 			             atomic_load(&cnt->n[p][o]));
 	cr_assert_eq(atomic_load(&cnt->total), RECORDS);
+	cr_assert_eq(cnt->lag_end, 0, "lag %lld after everything was read", (long long)cnt->lag_end);
 	int64_t com[PARTS], hi[PARTS];
 	offsets(bs, "t1", "g1", PARTS, com, hi, NULL);
 	for (int p = 0; p < PARTS; p++) {
