@@ -32,16 +32,34 @@ static void on_release(sp_chunk_t *c, void *o)
 	released++;
 }
 
+/* An engine with only what the tracker touches: one worker's completion ring, factor 1. */
+static spate_engine_t *bare_engine(sp_worker_t **wout)
+{
+	spate_engine_t *e = calloc(1, sizeof(*e));
+	sp_worker_t *w = aligned_alloc(64, (sizeof(sp_worker_t) + 63) & ~(size_t)63);
+	cr_assert(e && w);
+	memset(w, 0, sizeof(*w));
+	e->workers = calloc(1, sizeof(*e->workers));
+	cr_assert_not_null(e->workers);
+	e->workers[0] = w;
+	e->nworkers = 1;
+	e->factor = 1;
+	*wout = w;
+	return e;
+}
+
+static void free_bare_engine(spate_engine_t *e, sp_worker_t *w)
+{
+	free(e->workers);
+	free(w);
+	free(e);
+}
+
 static void run_property(uint64_t seed)
 {
 	seed_state = seed;
-	spate_engine_t *e = calloc(1, sizeof(*e));
-	sp_worker_t *w = aligned_alloc(64, (sizeof(sp_worker_t) + 63) & ~(size_t)63);
-	memset(w, 0, sizeof(*w));
-	sp_worker_t *ws[1] = {w};
-	e->workers = ws;
-	e->nworkers = 1;
-	e->factor = 1;
+	sp_worker_t *w;
+	spate_engine_t *e = bare_engine(&w);
 	enum { P = 3 };
 	sp_part_t *parts[P];
 	for (int p = 0; p < P; p++) {
@@ -143,8 +161,7 @@ static void run_property(uint64_t seed)
 	}
 	free(e->parts);
 	free(refs);
-	free(w);
-	free(e);
+	free_bare_engine(e, w);
 }
 
 Test(tracker, random_completion_orders_with_gaps)
@@ -168,13 +185,8 @@ static void complete(sp_worker_t *w, sp_chunk_t *c, uint32_t begin, uint32_t len
  * (after + 1) reaches the end, only once every record before it is DONE. */
 Test(tracker, skip_chunk_carries_the_checkpoint_over_a_tail_gap)
 {
-	spate_engine_t *e = calloc(1, sizeof(*e));
-	sp_worker_t *w = aligned_alloc(64, (sizeof(sp_worker_t) + 63) & ~(size_t)63);
-	memset(w, 0, sizeof(*w));
-	sp_worker_t *ws[1] = {w};
-	e->workers = ws;
-	e->nworkers = 1;
-	e->factor = 1;
+	sp_worker_t *w;
+	spate_engine_t *e = bare_engine(&w);
 	sp_part_t *p = sp_engine_add_partition(e, "kafka", "t", 0, NULL);
 	cr_assert_not_null(p);
 	p->has_end = true;
@@ -228,6 +240,5 @@ Test(tracker, skip_chunk_carries_the_checkpoint_over_a_tail_gap)
 	free((char *)p->pub.name);
 	free(p);
 	free(e->parts);
-	free(w);
-	free(e);
+	free_bare_engine(e, w);
 }
