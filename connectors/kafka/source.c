@@ -1,5 +1,7 @@
 /* source.c - Kafka as a source (`source=kafka`) and the consumer group as a checkpoint
- * store (`store=kafka`), through librdkafka's high-level consumer.
+ * store (`store=kafka`), through librdkafka's high-level consumer. This file is the
+ * consumer (open, seek, poll, service, lag); group.c is the group side (rebalances,
+ * join state, membership, stop.at.end, store=kafka); consumer.h is what they share.
  *
  * Keys: `topics` (comma list), `group.id`, `kafka.bootstrap.servers`; every other
  * `kafka.*` key goes to librdkafka without the prefix. The consumer always runs with
@@ -59,156 +61,17 @@
  * @locality every callback runs on the engine thread, except chunk release (the
  * tracker thread: rd_kafka_message_destroy is thread-safe).
  */
-#include "connectors/kafka/secrets.h"
-#include "engine/internal.h"
+#include "connectors/kafka/consumer.h"
 
-#include <librdkafka/rdkafka.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-enum {
-	/* most messages asked of the consumer queue per poll(), and the most the stash keeps */
-	KSRC_BATCH = 4096,
-	/* bytes a message counts toward max.inflight.bytes beyond its key and value */
-	KSRC_MSG_OVERHEAD = 64,
-	/* default prefetch (queued.max.messages.kbytes, queued.min.messages): this share of
-	 * max.inflight.bytes / max.inflight.records, capped below */
-	KSRC_PREFETCH_DIV = 8,
-	KSRC_PREFETCH_MAX_KB = 65536,
-	KSRC_PREFETCH_MAX_MSGS = 1000000,
-	/* next_ms() while a first assignment, a pause or a stop.at.end check is pending */
-	KSRC_TICK_MS = 50,
-	/* service() serves callbacks itself when poll() was not called for this long */
-	KSRC_SERVE_MS = 100,
-	/* stop.at.end: the group's committed offsets are read at most this often */
-	KSRC_ENDED_CHECK_MS = 200,
-	/* bound of synchronous metadata, watermark and committed-offset requests */
-	KSRC_REQUEST_MS = 10000,
-	/* revoke waits this long for in-flight records without kafka.max.poll.interval.ms */
-	KSRC_REVOKE_MS = 30000,
-	/* partition hash buckets */
-	KSRC_BUCKETS = 256,
-	/* most chunks (partitions) one poll() returns */
-	KSRC_MAX_GROUPS = 64,
-};
-
-#define KSRC_PREFIX "kafka."
-#define KSRC_NAME   "kafka"
-
-/* One partition of a subscribed topic (known from metadata or an assignment). */
-typedef struct kpart {
-	char *topic;
-	int32_t partition;
-	rd_kafka_topic_t *rkt; /* a reference kept, so messages are matched by pointer */
-	sp_part_t *p;       /* the engine's partition while assigned, else NULL */
-	int64_t next;       /* next offset expected (offsets below it are stale) */
-	int64_t low;        /* log start seen at seek */
-	int64_t committed;  /* committed offset fetched at assignment (-1 none) */
-	bool has_committed; /* committed is valid (cleared when used) */
-	int64_t loaded;     /* what load() returned from the group (-1 none) */
-	int64_t eof;        /* the last PARTITION_EOF offset (the end the consumer can read:
-	                     * the last stable offset under read_committed), -1 none */
-	int64_t eof_hi;     /* ... and the high watermark then */
-	bool has_end;       /* stop.at.end: an end was noted at open */
-	int64_t end;        /* ... the high watermark / last stable offset then */
-	bool at_end;        /* the group's committed offset reached end */
-	struct kpart *hnext;
-} kpart_t;
-
-typedef struct ksrc {
-	sp_engine_t *eng;
-	rd_kafka_t *rk;
-	rd_kafka_queue_t *q;
-	int pipefd[2];
-	kpart_t *buckets[KSRC_BUCKETS];
-	kpart_t **all; /* every kpart, for lag and stop.at.end */
-	size_t nall, cap_all;
-	/* messages taken from the queue but not yet in a chunk, in arrival order; at most
-	 * stash_max messages and about stash_max_bytes (one consume may overshoot it) */
-	rd_kafka_message_t **stash;
-	size_t stash_n, stash_cap, stash_head;
-	uint64_t stash_bytes, stash_max_bytes;
-	size_t stash_max;
-	/* poll()'s scratch, one per stashed message: its chunk and its headers */
-	int8_t *sel;
-	rd_kafka_headers_t **hdr;
-	size_t scratch_cap;
-	kpart_t *last; /* the partition of the previous message (they come in runs) */
-	/* librdkafka's prefetch as configured: queued.max.messages.kbytes (bytes),
-	 * queued.min.messages, fetch.max.bytes, max.partition.fetch.bytes */
-	uint64_t prefetch_bytes, prefetch_msgs, fetch_max_bytes, part_fetch_bytes;
-	bool paused;         /* every assigned partition is paused */
-	bool assigned_once;  /* a first assignment arrived */
-	bool closing;        /* consumer_close: the rebalance callback only unassigns */
-	bool stop_at_end, ended;
-	bool store_on;       /* store=kafka uses this consumer */
-	/* the group's join state is "steady" (from librdkafka's CGRPJOINSTATE debug lines,
-	 * written by its threads): commits outside a rebalance callback wait for it */
-	_Atomic bool join_steady;
-	bool in_rebalance;   /* inside the rebalance callback (commits there are valid) */
-	bool user_debug;     /* kafka.debug was set: forward librdkafka's debug lines */
-	/* the store is not the group (store=file:...): it keeps checkpoints for a single
-	 * consumer, so another member in the group is an error */
-	const char *foreign_store;
-	const char *group, *topics;
-	int total_parts;     /* partitions of the subscribed topics (0: not read yet) */
-	int64_t partial_since_ms; /* foreign store: assigned fewer than all since (0: not) */
-	int64_t partial_grace_ms; /* ... refused after this (twice session.timeout.ms) */
-	int64_t last_poll_ms, last_ended_check_ms;
-	int64_t revoke_ms;
-	int fatal_rc;
-	char fatal[1024];
-	sp_kafka_secrets_t secrets;
-} ksrc_t;
-
-/* ---- engine -> source map, for the store ------------------------------------------- */
-
-typedef struct reg {
-	sp_engine_t *eng;
-	ksrc_t *x;
-	struct reg *next;
-} reg_t;
-
-static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
-static reg_t *regs;
-
-static void reg_add(reg_t *r)
-{
-	pthread_mutex_lock(&reg_mu);
-	r->next = regs;
-	regs = r;
-	pthread_mutex_unlock(&reg_mu);
-}
-
-static void reg_del(sp_engine_t *e)
-{
-	pthread_mutex_lock(&reg_mu);
-	for (reg_t **pp = &regs; *pp; pp = &(*pp)->next)
-		if ((*pp)->eng == e) {
-			reg_t *r = *pp;
-			*pp = r->next;
-			free(r);
-			break;
-		}
-	pthread_mutex_unlock(&reg_mu);
-}
-
-static ksrc_t *reg_find(sp_engine_t *e)
-{
-	ksrc_t *x = NULL;
-	pthread_mutex_lock(&reg_mu);
-	for (reg_t *r = regs; r; r = r->next)
-		if (r->eng == e)
-			x = r->x;
-	pthread_mutex_unlock(&reg_mu);
-	return x;
-}
 
 /* ---- helpers ------------------------------------------------------------------------ */
 
@@ -221,7 +84,7 @@ static unsigned hash_tp(const char *topic, int32_t partition)
 	return h % KSRC_BUCKETS;
 }
 
-static kpart_t *kp_find(ksrc_t *x, const char *topic, int32_t partition)
+kpart_t *sp_kafka_kp_find(ksrc_t *x, const char *topic, int32_t partition)
 {
 	for (kpart_t *k = x->buckets[hash_tp(topic, partition)]; k; k = k->hnext)
 		if (k->partition == partition && !strcmp(k->topic, topic))
@@ -229,9 +92,9 @@ static kpart_t *kp_find(ksrc_t *x, const char *topic, int32_t partition)
 	return NULL;
 }
 
-static kpart_t *kp_get(ksrc_t *x, const char *topic, int32_t partition)
+kpart_t *sp_kafka_kp_get(ksrc_t *x, const char *topic, int32_t partition)
 {
-	kpart_t *k = kp_find(x, topic, partition);
+	kpart_t *k = sp_kafka_kp_find(x, topic, partition);
 	if (k)
 		return k;
 	if (x->nall == x->cap_all) {
@@ -269,7 +132,7 @@ static kpart_t *kp_get(ksrc_t *x, const char *topic, int32_t partition)
 }
 
 /* "kafka/TOPIC/P" -> the kpart (topic may contain '/': the partition is after the last). */
-static kpart_t *kp_by_name(ksrc_t *x, const char *name, bool create)
+kpart_t *sp_kafka_kp_by_name(ksrc_t *x, const char *name, bool create)
 {
 	size_t pre = strlen(KSRC_NAME "/");
 	if (strncmp(name, KSRC_NAME "/", pre))
@@ -287,11 +150,10 @@ static kpart_t *kp_by_name(ksrc_t *x, const char *name, bool create)
 		return NULL;
 	memcpy(topic, name + pre, n);
 	topic[n] = 0;
-	return create ? kp_get(x, topic, (int32_t)v) : kp_find(x, topic, (int32_t)v);
+	return create ? sp_kafka_kp_get(x, topic, (int32_t)v) : sp_kafka_kp_find(x, topic, (int32_t)v);
 }
 
-static void set_fatal(ksrc_t *x, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_fatal(ksrc_t *x, int rc, const char *fmt, ...)
+void sp_kafka_set_fatal(ksrc_t *x, int rc, const char *fmt, ...)
 {
 	if (x->fatal_rc)
 		return; /* the first error is the one reported */
@@ -355,7 +217,7 @@ static int stash_push(ksrc_t *x, rd_kafka_message_t *m)
 }
 
 /* Drop stashed messages of one partition (revoked), keeping the others' order. */
-static void stash_drop(ksrc_t *x, const char *topic, int32_t partition)
+void sp_kafka_stash_drop(ksrc_t *x, const char *topic, int32_t partition)
 {
 	size_t w = x->stash_head;
 	for (size_t i = x->stash_head; i < x->stash_n; i++) {
@@ -383,231 +245,6 @@ static void pause_all(ksrc_t *x, bool pause)
 			       rd_kafka_err2str(err));
 	}
 	rd_kafka_topic_partition_list_destroy(a);
-}
-
-/* ---- rebalance -------------------------------------------------------------------- */
-
-static bool cooperative(ksrc_t *x)
-{
-	const char *p = rd_kafka_rebalance_protocol(x->rk);
-	return p && !strcmp(p, "COOPERATIVE");
-}
-
-/* Partitions of the subscribed topics, from metadata (read once). */
-static int subscribed_partitions(ksrc_t *x)
-{
-	if (x->total_parts)
-		return x->total_parts;
-	char *list = strdup(x->topics), *save = NULL;
-	int total = 0;
-	for (char *t = list ? strtok_r(list, ",", &save) : NULL; t; t = strtok_r(NULL, ",", &save)) {
-		rd_kafka_topic_t *rkt = rd_kafka_topic_new(x->rk, t, NULL);
-		const struct rd_kafka_metadata *md = NULL;
-		if (rkt && !rd_kafka_metadata(x->rk, 0, rkt, &md, KSRC_REQUEST_MS) && md->topic_cnt == 1)
-			total += md->topics[0].partition_cnt;
-		if (md)
-			rd_kafka_metadata_destroy(md);
-		if (rkt)
-			rd_kafka_topic_destroy(rkt);
-	}
-	free(list);
-	x->total_parts = total;
-	return total;
-}
-
-/* With a store that is not the group, another member is a configuration error: one that
- * takes partitions from this consumer (a revoke that is not a loss) at once; an
- * assignment of fewer than all partitions once it lasts partial_grace_ms (a member that
- * crashed holds its partitions until its session times out, so a restart after a crash
- * starts with a partial assignment). why: the revoke's text, or NULL for the check of
- * the assignment (at assign, and from service()). */
-static void check_single_member(ksrc_t *x, const char *why)
-{
-	if (!x->foreign_store || x->closing || x->fatal_rc)
-		return;
-	int total = 0, held = 0;
-	if (!why) {
-		rd_kafka_topic_partition_list_t *a = NULL;
-		if (!rd_kafka_assignment(x->rk, &a) && a)
-			held = a->cnt;
-		if (a)
-			rd_kafka_topic_partition_list_destroy(a);
-		total = subscribed_partitions(x);
-		if (total <= 0 || held >= total) {
-			x->partial_since_ms = 0;
-			return;
-		}
-		int64_t now = sp_now_ms();
-		if (!x->partial_since_ms)
-			x->partial_since_ms = now;
-		if (now - x->partial_since_ms < x->partial_grace_ms)
-			return;
-	}
-	char what[160];
-	if (!why)
-		snprintf(what, sizeof(what), "this consumer has held %d of the %d partitions for %" PRId64 " ms", held,
-		         total, x->partial_grace_ms);
-	set_fatal(x, SPATE_ERR_INVALID,
-	          "store=%s keeps checkpoints for a single consumer, but group.id \"%s\" has another member (%s); "
-	          "use store=kafka (the default for source=kafka) to share the topics %s",
-	          x->foreign_store, x->group, why ? why : what, x->topics);
-}
-
-static void on_assign(ksrc_t *x, rd_kafka_topic_partition_list_t *parts)
-{
-	char err[1024];
-	x->assigned_once = true;
-	/* the group's committed offsets of all new partitions in one request (store=kafka) */
-	if (x->store_on && parts->cnt) {
-		rd_kafka_topic_partition_list_t *c = rd_kafka_topic_partition_list_copy(parts);
-		rd_kafka_resp_err_t e = rd_kafka_committed(x->rk, c, KSRC_REQUEST_MS);
-		for (int i = 0; !e && i < c->cnt; i++) {
-			kpart_t *k = kp_get(x, c->elems[i].topic, c->elems[i].partition);
-			if (k && !c->elems[i].err) {
-				k->committed = c->elems[i].offset >= 0 ? c->elems[i].offset : -1;
-				k->has_committed = true;
-			}
-		}
-		rd_kafka_topic_partition_list_destroy(c);
-	}
-	rd_kafka_topic_partition_list_t *go = rd_kafka_topic_partition_list_new(parts->cnt);
-	for (int i = 0; i < parts->cnt; i++) {
-		const char *topic = parts->elems[i].topic;
-		int32_t part = parts->elems[i].partition;
-		kpart_t *k = kp_get(x, topic, part);
-		sp_part_t *p = k ? sp_engine_add_partition(x->eng, KSRC_NAME, topic, part, NULL) : NULL;
-		if (!p) {
-			set_fatal(x, SPATE_ERR_NOMEM, "kafka/%s/%" PRId32 ": out of memory on assignment", topic, part);
-			break;
-		}
-		p->src_ctx = k;
-		k->p = p;
-		if (x->foreign_store && k->has_end && !k->at_end) {
-			/* the store is not the group: the engine's own checkpoint must reach the end */
-			p->has_end = true;
-			p->end = sp_pos((uint64_t)k->end - 1);
-		}
-		int rc = sp_engine_partition_start(x->eng, p, err, sizeof(err));
-		if (rc) {
-			/* never assigned: nothing of it is read or committed */
-			sp_engine_partition_revoke(x->eng, p, 0, true, NULL, 0);
-			k->p = NULL;
-			set_fatal(x, rc, "%s", err);
-			break;
-		}
-		rd_kafka_topic_partition_list_add(go, topic, part)->offset = k->next;
-		sp_log(x->eng, SP_LOG_DEBUG, "%s: assigned, starting at offset %" PRId64, p->pub.name, k->next);
-	}
-	rd_kafka_error_t *e = NULL;
-	rd_kafka_resp_err_t re = RD_KAFKA_RESP_ERR_NO_ERROR;
-	if (cooperative(x))
-		e = rd_kafka_incremental_assign(x->rk, go);
-	else
-		re = rd_kafka_assign(x->rk, go);
-	if (e) {
-		set_fatal(x, SPATE_ERR_SOURCE, "kafka: incremental assign: %s", rd_kafka_error_string(e));
-		rd_kafka_error_destroy(e);
-	} else if (re) {
-		set_fatal(x, SPATE_ERR_SOURCE, "kafka: assign: %s", rd_kafka_err2str(re));
-	}
-	if (x->paused && go->cnt)
-		rd_kafka_pause_partitions(x->rk, go);
-	rd_kafka_topic_partition_list_destroy(go);
-	check_single_member(x, NULL);
-}
-
-static void on_revoke(ksrc_t *x, rd_kafka_topic_partition_list_t *parts)
-{
-	bool lost = rd_kafka_assignment_lost(x->rk);
-	char err[1024];
-	for (int i = 0; i < parts->cnt; i++) {
-		kpart_t *k = kp_find(x, parts->elems[i].topic, parts->elems[i].partition);
-		stash_drop(x, parts->elems[i].topic, parts->elems[i].partition);
-		if (!k || !k->p)
-			continue;
-		if (!x->closing) {
-			int rc = sp_engine_partition_revoke(x->eng, k->p, x->revoke_ms, lost, err, sizeof(err));
-			if (rc)
-				sp_log(x->eng, SP_LOG_WARN, "%s: checkpoint on revoke failed: %s (its new owner handles "
-				       "the records after the last saved checkpoint again)", k->p->pub.name, err);
-			else
-				sp_log(x->eng, SP_LOG_DEBUG, "%s: revoked%s", k->p->pub.name, lost ? " (lost)" : "");
-		}
-		k->p = NULL;
-		k->has_committed = false;
-	}
-	if (!lost && parts->cnt)
-		check_single_member(x, "partitions were revoked from this consumer for another");
-	if (cooperative(x)) {
-		rd_kafka_error_t *e = rd_kafka_incremental_unassign(x->rk, parts);
-		if (e) {
-			sp_log(x->eng, SP_LOG_WARN, "kafka: incremental unassign: %s", rd_kafka_error_string(e));
-			rd_kafka_error_destroy(e);
-		}
-	} else {
-		rd_kafka_assign(x->rk, NULL);
-	}
-}
-
-static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
-                         void *opaque)
-{
-	(void)rk;
-	ksrc_t *x = opaque;
-	x->in_rebalance = true;
-	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-		if (!x->closing)
-			on_assign(x, parts);
-	} else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
-		on_revoke(x, parts);
-	} else {
-		sp_log(x->eng, SP_LOG_ERROR, "kafka: rebalance error: %s", rd_kafka_err2str(err));
-		if (cooperative(x))
-			on_revoke(x, parts);
-		else
-			rd_kafka_assign(x->rk, NULL);
-	}
-	x->in_rebalance = false;
-}
-
-static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
-{
-	ksrc_t *x = opaque;
-	char clean[1024];
-	sp_kafka_redact(&x->secrets, reason, clean, sizeof(clean));
-	if (err == RD_KAFKA_RESP_ERR__FATAL) {
-		char why[512];
-		rd_kafka_resp_err_t f = rd_kafka_fatal_error(rk, why, sizeof(why));
-		sp_kafka_redact(&x->secrets, why, clean, sizeof(clean));
-		set_fatal(x, SPATE_ERR_SOURCE, "kafka: fatal consumer error: %s: %s", rd_kafka_err2name(f), clean);
-		return;
-	}
-	sp_log(x->eng, SP_LOG_WARN, "kafka: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), clean);
-}
-
-/* "Group "G" changed join state A -> B (state up)": whether B is steady. */
-static void track_join_state(ksrc_t *x, const char *buf)
-{
-	const char *arrow = strstr(buf, " -> ");
-	if (arrow)
-		atomic_store(&x->join_steady, !strncmp(arrow + 4, "steady", 6));
-}
-
-static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
-{
-	ksrc_t *x = rd_kafka_opaque(rk);
-	if (!x)
-		return;
-	if (!strcmp(fac, "CGRPJOINSTATE"))
-		track_join_state(x, buf);
-	if (level >= 7 && !x->user_debug)
-		return; /* the cgrp debug lines the source asked for itself */
-	int lvl = level <= 4 ? SP_LOG_WARN : level <= 6 ? SP_LOG_INFO : SP_LOG_DEBUG;
-	if (!sp_log_enabled(x->eng, lvl))
-		return;
-	char clean[1024];
-	sp_kafka_redact(&x->secrets, buf, clean, sizeof(clean));
-	sp_log(x->eng, lvl, "kafka: %s: %s", fac, clean);
 }
 
 /* ---- open ---------------------------------------------------------------------- */
@@ -711,7 +348,7 @@ static int note_ends(ksrc_t *x, const char *topics, char *errstr, size_t size)
 				            rd_kafka_err2str(e));
 				break;
 			}
-			kpart_t *k = kp_get(x, t, part);
+			kpart_t *k = sp_kafka_kp_get(x, t, part);
 			if (!k) {
 				rc = sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
 				break;
@@ -866,9 +503,9 @@ static int ksrc_open(sp_source_t *s, char *errstr, size_t size)
 	if ((rc = set_fixed(conf, "debug", dbg2, errstr, size)))
 		goto fail;
 	rd_kafka_conf_set_opaque(conf, x);
-	rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
-	rd_kafka_conf_set_error_cb(conf, on_error);
-	rd_kafka_conf_set_log_cb(conf, on_log);
+	rd_kafka_conf_set_rebalance_cb(conf, sp_kafka_on_rebalance);
+	rd_kafka_conf_set_error_cb(conf, sp_kafka_on_error);
+	rd_kafka_conf_set_log_cb(conf, sp_kafka_on_log);
 	x->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, rkerr, sizeof(rkerr));
 	if (!x->rk) {
 		char clean[512];
@@ -904,7 +541,7 @@ static int ksrc_open(sp_source_t *s, char *errstr, size_t size)
 	x->last_poll_ms = sp_now_ms();
 	r->eng = s->eng;
 	r->x = x;
-	reg_add(r);
+	sp_kafka_reg_add(r);
 	s->ctx = x;
 	return SPATE_OK;
 fail:
@@ -1013,7 +650,7 @@ static int msg_error(ksrc_t *x, rd_kafka_message_t *m, char *errstr, size_t size
 	if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
 		return SPATE_OK;
 	if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET || m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE) {
-		kpart_t *k = kp_find(x, topic, m->partition);
+		kpart_t *k = sp_kafka_kp_find(x, topic, m->partition);
 		int64_t lo = -1, hi = -1;
 		rd_kafka_get_watermark_offsets(x->rk, topic, m->partition, &lo, &hi);
 		if (lo < 0)
@@ -1040,7 +677,7 @@ static kpart_t *msg_part(ksrc_t *x, const rd_kafka_message_t *m)
 		return k;
 	if (!m->rkt)
 		return NULL;
-	k = kp_find(x, rd_kafka_topic_name(m->rkt), m->partition);
+	k = sp_kafka_kp_find(x, rd_kafka_topic_name(m->rkt), m->partition);
 	if (k)
 		x->last = k;
 	return k;
@@ -1241,7 +878,7 @@ static int ksrc_service(sp_source_t *s, bool paused, char *errstr, size_t size)
 {
 	ksrc_t *x = s->ctx;
 	if (x->partial_since_ms && sp_now_ms() - x->partial_since_ms >= x->partial_grace_ms)
-		check_single_member(x, NULL);
+		sp_kafka_check_single_member(x, NULL);
 	if (x->fatal_rc)
 		return sp_err(errstr, size, x->fatal_rc, "%s", x->fatal);
 	bool want = paused || stash_full(x, 2);
@@ -1315,55 +952,12 @@ static int64_t ksrc_lag(sp_source_t *s)
 	return lag + (int64_t)stash_len(x);
 }
 
-static bool ksrc_ended(sp_source_t *s)
-{
-	ksrc_t *x = s->ctx;
-	if (!x->stop_at_end)
-		return false;
-	if (x->ended)
-		return true;
-	if (x->foreign_store) {
-		/* a single consumer: once it holds every partition the engine compares its own
-		 * checkpoints with the ends (p->end) */
-		for (size_t i = 0; i < x->nall; i++)
-			if (x->all[i]->has_end && !x->all[i]->at_end && !x->all[i]->p)
-				return false;
-		return true;
-	}
-	int64_t now = sp_now_ms();
-	if (now - x->last_ended_check_ms < KSRC_ENDED_CHECK_MS)
-		return false;
-	x->last_ended_check_ms = now;
-	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)x->nall);
-	for (size_t i = 0; i < x->nall; i++)
-		if (x->all[i]->has_end && !x->all[i]->at_end)
-			rd_kafka_topic_partition_list_add(l, x->all[i]->topic, x->all[i]->partition);
-	bool done = true;
-	if (l->cnt) {
-		rd_kafka_resp_err_t e = rd_kafka_committed(x->rk, l, KSRC_REQUEST_MS);
-		if (e) {
-			sp_log(x->eng, SP_LOG_DEBUG, "stop.at.end: reading the group's offsets: %s", rd_kafka_err2str(e));
-			done = false;
-		}
-		for (int i = 0; !e && i < l->cnt; i++) {
-			kpart_t *k = kp_find(x, l->elems[i].topic, l->elems[i].partition);
-			if (k && !l->elems[i].err && l->elems[i].offset >= k->end)
-				k->at_end = true;
-			else
-				done = false;
-		}
-	}
-	rd_kafka_topic_partition_list_destroy(l);
-	x->ended = done;
-	return done;
-}
-
 static void ksrc_close(sp_source_t *s)
 {
 	ksrc_t *x = s->ctx;
 	if (!x)
 		return;
-	reg_del(x->eng);
+	sp_kafka_reg_del(x->eng);
 	x->closing = true;
 	ksrc_free(x);
 	s->ctx = NULL;
@@ -1383,110 +977,7 @@ const sp_source_ops_t sp_source_kafka = {
     .service = ksrc_service,
     .push = NULL,
     .push_close = NULL,
-    .ended = ksrc_ended,
+    .ended = sp_kafka_ended,
     .close = ksrc_close,
     .default_store = "kafka",
-};
-
-/* ---- store=kafka -------------------------------------------------------------------- */
-
-static int kstore_open(sp_store_t *s, char *errstr, size_t size)
-{
-	if (!s->eng)
-		return sp_err(errstr, size, SPATE_ERR_INVALID,
-		              "store: kafka commits to the consumer group of a running source=kafka pipeline; "
-		              "it cannot be opened on its own");
-	char name[64];
-	const char *src = sp_conf_str(sp_engine_conf(s->eng), "source");
-	sp_split_uri(src, name, sizeof(name));
-	ksrc_t *x = strcmp(name, KSRC_NAME) ? NULL : reg_find(s->eng);
-	if (!x)
-		return sp_err(errstr, size, SPATE_ERR_INVALID,
-		              "store: kafka commits offsets to the Kafka source's consumer group and needs "
-		              "source=kafka (source is \"%s\")", src);
-	if (s->arg && *s->arg)
-		return sp_err(errstr, size, SPATE_ERR_INVALID, "store: kafka takes no argument (\"kafka:%s\")", s->arg);
-	x->store_on = true;
-	s->ctx = x;
-	return SPATE_OK;
-}
-
-static int kstore_load(sp_store_t *s, const char *name, sp_ckpt_t *out, char *errstr, size_t size)
-{
-	ksrc_t *x = s->ctx;
-	kpart_t *k = kp_by_name(x, name, true);
-	if (!k)
-		return sp_err(errstr, size, SPATE_ERR_INVALID, "store=kafka: \"%s\" is not a Kafka partition", name);
-	int64_t off = -1;
-	if (k->has_committed) {
-		off = k->committed;
-		k->has_committed = false;
-	} else {
-		rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-		rd_kafka_topic_partition_list_add(l, k->topic, k->partition);
-		rd_kafka_resp_err_t e = rd_kafka_committed(x->rk, l, KSRC_REQUEST_MS);
-		if (!e)
-			e = l->elems[0].err;
-		off = l->elems[0].offset;
-		rd_kafka_topic_partition_list_destroy(l);
-		if (e)
-			return sp_err(errstr, size, SPATE_ERR_STORE, "store=kafka: %s: reading the committed offset: %s", name,
-			              rd_kafka_err2str(e));
-	}
-	if (off < 0)
-		return SPATE_ERR_NOT_FOUND;
-	k->loaded = off;
-	memset(out, 0, sizeof(*out));
-	if (off == 0)
-		out->beginning = true;
-	else
-		out->after = sp_pos((uint64_t)off - 1);
-	return SPATE_OK;
-}
-
-static int kstore_save(sp_store_t *s, const sp_store_entry_t *ents, size_t n, char *errstr, size_t size)
-{
-	ksrc_t *x = s->ctx;
-	if (!x->in_rebalance && !atomic_load(&x->join_steady))
-		return sp_err(errstr, size, SPATE_ERR_BUSY,
-		              "store=kafka: the consumer group is rebalancing; %zu commits wait for it", n);
-	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)n);
-	for (size_t i = 0; i < n; i++) {
-		kpart_t *k = kp_by_name(x, ents[i].name, false);
-		if (!k) {
-			rd_kafka_topic_partition_list_destroy(l);
-			return sp_err(errstr, size, SPATE_ERR_STORE, "store=kafka: \"%s\" is not a partition of this consumer",
-			              ents[i].name);
-		}
-		int64_t off = ents[i].ckpt.beginning ? (k->low > 0 ? k->low : 0) : (int64_t)ents[i].ckpt.after.w[2] + 1;
-		rd_kafka_topic_partition_list_add(l, k->topic, k->partition)->offset = off;
-	}
-	rd_kafka_resp_err_t e = rd_kafka_commit(x->rk, l, 0);
-	int rc = SPATE_OK;
-	if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
-		rc = sp_err(errstr, size, SPATE_ERR_STORE, "store=kafka: commit of %zu partitions: %s", n,
-		            rd_kafka_err2str(e));
-	for (int i = 0; !rc && i < l->cnt; i++)
-		if (l->elems[i].err)
-			rc = sp_err(errstr, size, SPATE_ERR_STORE, "store=kafka: commit of kafka/%s/%" PRId32 ": %s",
-			            l->elems[i].topic, l->elems[i].partition, rd_kafka_err2str(l->elems[i].err));
-	rd_kafka_topic_partition_list_destroy(l);
-	return rc;
-}
-
-static void kstore_close(sp_store_t *s)
-{
-	s->ctx = NULL; /* the consumer belongs to the source */
-}
-
-const sp_store_ops_t sp_store_kafka = {
-    .version = SP_STORE_OPS_VERSION,
-    .name = KSRC_NAME,
-    .desc = "commit offsets to the Kafka source's consumer group (source=kafka only)",
-    .open = kstore_open,
-    .load = kstore_load,
-    .save = kstore_save,
-    .list = NULL,
-    .reset = NULL,
-    .close = kstore_close,
 };

@@ -1,0 +1,145 @@
+/* consumer.h - what the Kafka source's two files share: source.c (the consumer: open,
+ * seek, poll, service, lag) and group.c (the consumer group: rebalance callbacks, the
+ * join state, membership, stop.at.end through the group's commits, and store=kafka).
+ * Internal to connectors/kafka. */
+#ifndef SPATE_CONNECTORS_KAFKA_CONSUMER_H
+#define SPATE_CONNECTORS_KAFKA_CONSUMER_H
+
+#include "connectors/kafka/secrets.h"
+#include "engine/internal.h"
+
+#include <librdkafka/rdkafka.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+enum {
+	/* most messages asked of the consumer queue per poll(), and the most the stash keeps */
+	KSRC_BATCH = 4096,
+	/* bytes a message counts toward max.inflight.bytes beyond its key and value */
+	KSRC_MSG_OVERHEAD = 64,
+	/* default prefetch (queued.max.messages.kbytes, queued.min.messages): this share of
+	 * max.inflight.bytes / max.inflight.records, capped below */
+	KSRC_PREFETCH_DIV = 8,
+	KSRC_PREFETCH_MAX_KB = 65536,
+	KSRC_PREFETCH_MAX_MSGS = 1000000,
+	/* next_ms() while a first assignment, a pause or a stop.at.end check is pending */
+	KSRC_TICK_MS = 50,
+	/* service() serves callbacks itself when poll() was not called for this long */
+	KSRC_SERVE_MS = 100,
+	/* stop.at.end: the group's committed offsets are read at most this often */
+	KSRC_ENDED_CHECK_MS = 200,
+	/* bound of synchronous metadata, watermark and committed-offset requests */
+	KSRC_REQUEST_MS = 10000,
+	/* revoke waits this long for in-flight records without kafka.max.poll.interval.ms */
+	KSRC_REVOKE_MS = 30000,
+	/* partition hash buckets */
+	KSRC_BUCKETS = 256,
+	/* most chunks (partitions) one poll() returns */
+	KSRC_MAX_GROUPS = 64,
+};
+
+#define KSRC_PREFIX "kafka."
+#define KSRC_NAME   "kafka"
+
+/* One partition of a subscribed topic (known from metadata or an assignment). */
+typedef struct kpart {
+	char *topic;
+	int32_t partition;
+	rd_kafka_topic_t *rkt; /* a reference kept, so messages are matched by pointer */
+	sp_part_t *p;       /* the engine's partition while assigned, else NULL */
+	int64_t next;       /* next offset expected (offsets below it are stale) */
+	int64_t low;        /* log start seen at seek */
+	int64_t committed;  /* committed offset fetched at assignment (-1 none) */
+	bool has_committed; /* committed is valid (cleared when used) */
+	int64_t loaded;     /* what load() returned from the group (-1 none) */
+	int64_t eof;        /* the last PARTITION_EOF offset (the end the consumer can read:
+	                     * the last stable offset under read_committed), -1 none */
+	int64_t eof_hi;     /* ... and the high watermark then */
+	bool has_end;       /* stop.at.end: an end was noted at open */
+	int64_t end;        /* ... the high watermark / last stable offset then */
+	bool at_end;        /* the group's committed offset reached end */
+	struct kpart *hnext;
+} kpart_t;
+
+typedef struct ksrc {
+	sp_engine_t *eng;
+	rd_kafka_t *rk;
+	rd_kafka_queue_t *q;
+	int pipefd[2];
+	kpart_t *buckets[KSRC_BUCKETS];
+	kpart_t **all; /* every kpart, for lag and stop.at.end */
+	size_t nall, cap_all;
+	/* messages taken from the queue but not yet in a chunk, in arrival order; at most
+	 * stash_max messages and about stash_max_bytes (one consume may overshoot it) */
+	rd_kafka_message_t **stash;
+	size_t stash_n, stash_cap, stash_head;
+	uint64_t stash_bytes, stash_max_bytes;
+	size_t stash_max;
+	/* poll()'s scratch, one per stashed message: its chunk and its headers */
+	int8_t *sel;
+	rd_kafka_headers_t **hdr;
+	size_t scratch_cap;
+	kpart_t *last; /* the partition of the previous message (they come in runs) */
+	/* librdkafka's prefetch as configured: queued.max.messages.kbytes (bytes),
+	 * queued.min.messages, fetch.max.bytes, max.partition.fetch.bytes */
+	uint64_t prefetch_bytes, prefetch_msgs, fetch_max_bytes, part_fetch_bytes;
+	bool paused;         /* every assigned partition is paused */
+	bool assigned_once;  /* a first assignment arrived */
+	bool closing;        /* consumer_close: the rebalance callback only unassigns */
+	bool stop_at_end, ended;
+	bool store_on;       /* store=kafka uses this consumer */
+	/* the group's join state is "steady" (from librdkafka's CGRPJOINSTATE debug lines,
+	 * written by its threads): commits outside a rebalance callback wait for it */
+	_Atomic bool join_steady;
+	bool in_rebalance;   /* inside the rebalance callback (commits there are valid) */
+	bool user_debug;     /* kafka.debug was set: forward librdkafka's debug lines */
+	/* the store is not the group (store=file:...): it keeps checkpoints for a single
+	 * consumer, so another member in the group is an error */
+	const char *foreign_store;
+	const char *group, *topics;
+	int total_parts;     /* partitions of the subscribed topics (0: not read yet) */
+	int64_t partial_since_ms; /* foreign store: assigned fewer than all since (0: not) */
+	int64_t partial_grace_ms; /* ... refused after this (twice session.timeout.ms) */
+	int64_t last_poll_ms, last_ended_check_ms;
+	int64_t revoke_ms;
+	int fatal_rc;
+	char fatal[1024];
+	sp_kafka_secrets_t secrets;
+} ksrc_t;
+
+/* The engine -> source map, for the store (the engine opens the source first). */
+typedef struct reg {
+	sp_engine_t *eng;
+	ksrc_t *x;
+	struct reg *next;
+} reg_t;
+
+/* ---- source.c ---- */
+/** The kpart of topic/partition, or NULL. */
+kpart_t *sp_kafka_kp_find(ksrc_t *x, const char *topic, int32_t partition);
+/** The kpart of topic/partition, made when missing (NULL when out of memory). */
+kpart_t *sp_kafka_kp_get(ksrc_t *x, const char *topic, int32_t partition);
+/** "kafka/TOPIC/P" -> its kpart (made when create), or NULL. */
+kpart_t *sp_kafka_kp_by_name(ksrc_t *x, const char *name, bool create);
+/** Keep the first fatal error; poll() and service() return it. */
+void sp_kafka_set_fatal(ksrc_t *x, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/** Drop the stashed messages of one partition (revoked), keeping the others' order. */
+void sp_kafka_stash_drop(ksrc_t *x, const char *topic, int32_t partition);
+
+/* ---- group.c ---- */
+void sp_kafka_reg_add(reg_t *r);
+void sp_kafka_reg_del(sp_engine_t *e);
+ksrc_t *sp_kafka_reg_find(sp_engine_t *e);
+/** librdkafka's callbacks (opaque: the ksrc_t). */
+void sp_kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
+                           void *opaque);
+void sp_kafka_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque);
+void sp_kafka_on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
+/** With a store that is not the group: refuse another member (why: a revoke's text, or
+ *  NULL to check the assignment). */
+void sp_kafka_check_single_member(ksrc_t *x, const char *why);
+/** The source's ended(): stop.at.end through the group's commits (or, with another
+ *  store, once every partition is held). */
+bool sp_kafka_ended(sp_source_t *s);
+
+#endif
