@@ -91,6 +91,8 @@ typedef struct ksrc {
 	/* the group's join state is "steady" (from librdkafka's CGRPJOINSTATE debug lines,
 	 * written by its threads): commits outside a rebalance callback wait for it */
 	_Atomic bool join_steady;
+	_Atomic bool join_seen; /* a join state line came: without one, commits are not held */
+	int user_log_level;     /* kafka.log_level (librdkafka's own is set to 7) */
 	bool in_rebalance;   /* inside the rebalance callback (commits there are valid) */
 	bool user_debug;     /* kafka.debug was set: forward librdkafka's debug lines */
 	/* the store is not the group (store=file:...): it keeps checkpoints for a single

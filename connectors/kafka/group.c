@@ -264,8 +264,10 @@ void sp_kafka_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque
 static void track_join_state(ksrc_t *x, const char *buf)
 {
 	const char *arrow = strstr(buf, " -> ");
-	if (arrow)
+	if (arrow) {
 		atomic_store(&x->join_steady, !strncmp(arrow + 4, "steady", 6));
+		atomic_store(&x->join_seen, true);
+	}
 }
 
 void sp_kafka_on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
@@ -275,8 +277,8 @@ void sp_kafka_on_log(const rd_kafka_t *rk, int level, const char *fac, const cha
 		return;
 	if (!strcmp(fac, "CGRPJOINSTATE"))
 		track_join_state(x, buf);
-	if (level >= 7 && !x->user_debug)
-		return; /* the cgrp debug lines the source asked for itself */
+	if ((level >= 7 && !x->user_debug) || level > x->user_log_level)
+		return; /* the cgrp debug lines the source asked for itself, or above kafka.log_level */
 	int lvl = level <= 4 ? SP_LOG_WARN : level <= 6 ? SP_LOG_INFO : SP_LOG_DEBUG;
 	if (!sp_log_enabled(x->eng, lvl))
 		return;
@@ -387,7 +389,7 @@ static int kstore_load(sp_store_t *s, const char *name, sp_ckpt_t *out, char *er
 static int kstore_save(sp_store_t *s, const sp_store_entry_t *ents, size_t n, char *errstr, size_t size)
 {
 	ksrc_t *x = s->ctx;
-	if (!x->in_rebalance && !atomic_load(&x->join_steady))
+	if (!x->in_rebalance && atomic_load(&x->join_seen) && !atomic_load(&x->join_steady))
 		return sp_err(errstr, size, SPATE_ERR_BUSY,
 		              "store=kafka: the consumer group is rebalancing; %zu commits wait for it", n);
 	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)n);

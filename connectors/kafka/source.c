@@ -502,6 +502,15 @@ static int ksrc_open(sp_source_t *s, char *errstr, size_t size)
 	snprintf(dbg2, sizeof(dbg2), "%s%scgrp", dbg, dbg[0] ? "," : "");
 	if ((rc = set_fixed(conf, "debug", dbg2, errstr, size)))
 		goto fail;
+	/* librdkafka must hand over its debug lines: a lower kafka.log_level is applied
+	 * here, to what is forwarded to the log */
+	char lvl[16];
+	size_t ln = sizeof(lvl);
+	x->user_log_level = rd_kafka_conf_get(conf, "log_level", lvl, &ln) == RD_KAFKA_CONF_OK ? atoi(lvl) : 6;
+	if (x->user_debug)
+		x->user_log_level = 7; /* as librdkafka does when debug is set */
+	if ((rc = set_fixed(conf, "log_level", "7", errstr, size)))
+		goto fail;
 	rd_kafka_conf_set_opaque(conf, x);
 	rd_kafka_conf_set_rebalance_cb(conf, sp_kafka_on_rebalance);
 	rd_kafka_conf_set_error_cb(conf, sp_kafka_on_error);
