@@ -129,21 +129,13 @@ sp_part_t *sp_engine_add_partition(sp_engine_t *e, const char *source, const cha
 	p->pub.shard = shard ? strdup(shard) : NULL;
 	p->pub.name = strdup(name);
 	if (!p->pub.source || !p->pub.topic || !p->pub.name || (shard && !p->pub.shard)) {
-		free((char *)p->pub.source);
-		free((char *)p->pub.topic);
-		free((char *)p->pub.shard);
-		free((char *)p->pub.name);
-		free(p);
+		sp_part_free(p);
 		return NULL;
 	}
 	p->index = (int)e->nparts;
 	p->eng->engine = e;
 	if (e->lanes_ready && part_lanes(e, p)) {
-		free((char *)p->pub.source);
-		free((char *)p->pub.topic);
-		free((char *)p->pub.shard);
-		free((char *)p->pub.name);
-		free(p);
+		sp_part_free(p);
 		return NULL;
 	}
 	p->eng->ckpt.beginning = true;

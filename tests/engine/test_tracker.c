@@ -152,13 +152,8 @@ static void run_property(uint64_t seed)
 	cr_assert_eq(e->inflight_bytes, 0);
 	cr_assert_eq(e->records_done, total);
 	sp_chunk_cache_clear(e);
-	for (size_t i = 0; i < e->nparts; i++) {
-		sp_part_t *p = e->parts[i];
-		free((char *)p->pub.source);
-		free((char *)p->pub.topic);
-		free((char *)p->pub.name);
-		free(p);
-	}
+	for (size_t i = 0; i < e->nparts; i++)
+		sp_part_free(e->parts[i]);
 	free(e->parts);
 	free(refs);
 	free_bare_engine(e, w);
@@ -235,10 +230,7 @@ Test(tracker, skip_chunk_carries_the_checkpoint_over_a_tail_gap)
 	cr_assert_eq(p->eng->ckpt.after.w[2], 20);
 
 	sp_chunk_cache_clear(e);
-	free((char *)p->pub.source);
-	free((char *)p->pub.topic);
-	free((char *)p->pub.name);
-	free(p);
+	sp_part_free(p);
 	free(e->parts);
 	free_bare_engine(e, w);
 }
