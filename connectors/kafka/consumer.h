@@ -32,6 +32,8 @@ enum {
 	KSRC_REQUEST_MS = 10000,
 	/* revoke waits this long for in-flight records without kafka.max.poll.interval.ms */
 	KSRC_REVOKE_MS = 30000,
+	/* librdkafka's session.timeout.ms default */
+	KSRC_SESSION_TIMEOUT_MS = 45000,
 	/* partition hash buckets */
 	KSRC_BUCKETS = 256,
 	/* most chunks (partitions) one poll() returns */

@@ -312,6 +312,14 @@ static const char *kconf(const spate_conf_t *c, const char *key)
 	return g.val;
 }
 
+/* A kafka.* duration in ms, or dflt when unset or not positive. */
+static int64_t kconf_ms(const spate_conf_t *c, const char *key, int64_t dflt)
+{
+	const char *v = kconf(c, key);
+	long long n = v ? strtoll(v, NULL, 10) : 0;
+	return n > 0 ? n : dflt;
+}
+
 static int set_fixed(rd_kafka_conf_t *conf, const char *k, const char *v, char *errstr, size_t size)
 {
 	char rkerr[512];
@@ -450,12 +458,8 @@ static int ksrc_open(sp_source_t *s, char *errstr, size_t size)
 	if (*store && strcmp(sname, KSRC_NAME))
 		x->foreign_store = store;
 	x->stop_at_end = sp_conf_bool(c, "stop.at.end");
-	x->revoke_ms = KSRC_REVOKE_MS;
-	const char *sto = kconf(c, "kafka.session.timeout.ms");
-	x->partial_grace_ms = 2 * (sto && strtoll(sto, NULL, 10) > 0 ? strtoll(sto, NULL, 10) : 45000);
-	const char *mpi = kconf(c, "kafka.max.poll.interval.ms");
-	if (mpi && strtoll(mpi, NULL, 10) > 0)
-		x->revoke_ms = strtoll(mpi, NULL, 10);
+	x->revoke_ms = kconf_ms(c, "kafka.max.poll.interval.ms", KSRC_REVOKE_MS);
+	x->partial_grace_ms = 2 * kconf_ms(c, "kafka.session.timeout.ms", KSRC_SESSION_TIMEOUT_MS);
 	int rc = SPATE_OK;
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	conf_walk_t w = {x, conf, 0, errstr, size};
