@@ -4,6 +4,7 @@
  * (the spate CLI) inherits the write end of the cluster's stdin: the cluster's
  * lifeline must close when this process dies, and only then.
  */
+#include "engine/internal.h"
 #include "tests/common/kafka.h"
 #include "tests/common/util.h"
 
@@ -47,19 +48,6 @@ struct t_kafka {
 
 static t_kafka_t *running[T_KAFKA_MAX];
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-	nanosleep(&ts, NULL);
-}
-
 const char *t_kafka_tool(void)
 {
 	static char path[1024];
@@ -86,7 +74,7 @@ static int read_line(t_kafka_t *k, char *buf, size_t size, int64_t deadline)
 		}
 		if (k->rlen == sizeof(k->rbuf))
 			return -1; /* a line longer than any answer: not ours */
-		int64_t left = deadline - now_ms();
+		int64_t left = deadline - sp_now_ms();
 		if (left <= 0)
 			return -1;
 		struct pollfd p = {.fd = k->out_fd, .events = POLLIN};
@@ -179,18 +167,18 @@ t_kafka_t *t_kafka_start(int brokers, const char *const *topics)
 	running[slot] = k;
 
 	/* Ready once the bootstrap file exists (it appears whole, by rename). */
-	int64_t deadline = now_ms() + T_KAFKA_READY_MS;
+	int64_t deadline = sp_now_ms() + T_KAFKA_READY_MS;
 	char *file = NULL;
 	while (!(file = t_read_file(bfile, NULL))) {
 		int st = reap(k, WNOHANG);
 		cr_assert(st < 0, "mock-kafka exited with status %d before it was ready (%s)", st, tool);
-		cr_assert(now_ms() < deadline, "mock-kafka wrote no %s within %d ms", bfile,
+		cr_assert(sp_now_ms() < deadline, "mock-kafka wrote no %s within %d ms", bfile,
 		          T_KAFKA_READY_MS);
-		sleep_ms(T_KAFKA_POLL_MS);
+		t_sleep_ms(T_KAFKA_POLL_MS);
 	}
 	file[strcspn(file, "\n")] = 0;
 	char line[T_KAFKA_LINE];
-	cr_assert(read_line(k, line, sizeof(line), now_ms() + T_KAFKA_ANSWER_MS) == 0,
+	cr_assert(read_line(k, line, sizeof(line), sp_now_ms() + T_KAFKA_ANSWER_MS) == 0,
 	          "mock-kafka printed no bootstrap line");
 	cr_assert_str_eq(line, file, "bootstrap line \"%s\" differs from the file's \"%s\"", line, file);
 	cr_assert(!strncmp(line, "127.0.0.1:", 10), "mock-kafka listens on \"%s\", not 127.0.0.1", line);
@@ -218,7 +206,7 @@ static int vcmd(t_kafka_t *k, char *ans, size_t size, const char *fmt, va_list a
 		off += (int)w;
 	}
 	char line[T_KAFKA_LINE];
-	cr_assert(read_line(k, line, sizeof(line), now_ms() + T_KAFKA_ANSWER_MS) == 0,
+	cr_assert(read_line(k, line, sizeof(line), sp_now_ms() + T_KAFKA_ANSWER_MS) == 0,
 	          "mock-kafka: no answer to \"%.*s\" within %d ms", n - 1, cmd, T_KAFKA_ANSWER_MS);
 	if (ans)
 		snprintf(ans, size, "%s", line);
@@ -255,9 +243,9 @@ int t_kafka_stop(t_kafka_t *k)
 	int st = -1;
 	if (k->pid > 0) {
 		kill(k->pid, SIGTERM);
-		int64_t deadline = now_ms() + T_KAFKA_STOP_MS;
-		while ((st = reap(k, WNOHANG)) < 0 && now_ms() < deadline)
-			sleep_ms(T_KAFKA_POLL_MS);
+		int64_t deadline = sp_now_ms() + T_KAFKA_STOP_MS;
+		while ((st = reap(k, WNOHANG)) < 0 && sp_now_ms() < deadline)
+			t_sleep_ms(T_KAFKA_POLL_MS);
 		if (st < 0) {
 			kill(k->pid, SIGKILL);
 			st = reap(k, 0);

@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 char *t_mkdtemp(char *buf, size_t size)
@@ -92,4 +94,29 @@ char *t_read_file(const char *path, size_t *len)
 	if (len)
 		*len = got;
 	return b;
+}
+
+void t_sleep_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
+int t_spawn(char *const argv[], const char *out, const char *err, int nice)
+{
+	pid_t pid = fork();
+	if (pid != 0)
+		return pid;
+	int o = open(out ? out : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int e = open(err ? err : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int n = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (o < 0 || e < 0 || n < 0)
+		_exit(126);
+	dup2(n, 0);
+	dup2(o, 1);
+	dup2(e, 2);
+	if (nice && setpriority(PRIO_PROCESS, 0, nice) < 0)
+		(void)0; /* only scheduling */
+	execv(argv[0], argv);
+	_exit(127);
 }

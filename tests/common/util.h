@@ -13,6 +13,12 @@ void t_rmrf(const char *path);
 int t_run(char *const argv[], char **out, char **err);
 /* The built `spate` command (SPATE_CLI, else build/cli/spate). */
 const char *t_spate_cli(void);
+/* Start argv (argv[0] a path) in the background: stdin from /dev/null, stdout and
+ * stderr into the files out and err (created; NULL: /dev/null), at niceness nice (0:
+ * unchanged). Returns the pid, or -1 when fork fails (errno set). */
+int t_spawn(char *const argv[], const char *out, const char *err, int nice);
+/* Sleep ms milliseconds. */
+void t_sleep_ms(int ms);
 /* Whole file into a malloc'd NUL-terminated buffer, or NULL. */
 char *t_read_file(const char *path, size_t *len);
 

@@ -2,6 +2,7 @@
  * they measure concurrency). I/O-bound handlers scale up; idle workers go back to
  * min.concurrency and to zero, and the next record is a cold start; handler instances
  * start and stop with their workers; in-flight bytes never exceed max.inflight.bytes. */
+#include "engine/internal.h"
 #include <spate/spate.h>
 
 #include <criterion/criterion.h>
@@ -107,13 +108,6 @@ static void *run_thread(void *a)
 	return NULL;
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void push_burst(spate_engine_t *e, int n)
 {
 	char k[16], v[16];
@@ -128,12 +122,12 @@ static void push_burst(spate_engine_t *e, int n)
 /* Wait (bounded) until cond holds for the engine's stats; returns when it did, in ms. */
 static int64_t wait_stats(spate_engine_t *e, int want_workers, uint64_t want_records)
 {
-	int64_t t0 = now_ms();
-	while (now_ms() - t0 < 20000) {
+	int64_t t0 = sp_now_ms();
+	while (sp_now_ms() - t0 < 20000) {
 		spate_stats_t s;
 		spate_engine_stats(e, &s);
 		if ((want_workers < 0 || s.workers_active == want_workers) && s.records >= want_records)
-			return now_ms();
+			return sp_now_ms();
 		usleep(5000);
 	}
 	cr_assert_fail("stats did not reach workers=%d records=%llu in 20 s", want_workers,

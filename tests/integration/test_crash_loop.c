@@ -40,6 +40,7 @@
  * SPATE_TEST_TRACE=1 prints every frozen sample (handled records, checkpoint) to stderr.
  * The directory is made under $TMPDIR (default /tmp).
  */
+#include "engine/internal.h"
 #include "tests/common/util.h"
 
 #include <criterion/criterion.h>
@@ -115,13 +116,6 @@ static uint64_t rnd(void)
 static double rnd01(void)
 {
 	return (double)(rnd() >> 11) / 9007199254740992.0;
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void sleep_us(long us)
@@ -413,25 +407,11 @@ static pid_t spawn_run(int k)
 	                      "-X", "checkpoint.interval.ms=50", "-X", "checkpoint.records=10000", "-X",
 	                      "batch.size=200", "-X", "max.inflight.records=20000", "-X", "max.concurrency=2",
 	                      "-X", "parallelization.factor=4", NULL};
-	pid_t pid = fork();
+	/* Below the sampler in priority (nice 10): on a small machine the pipeline can take
+	 * every core, and a sampler that wakes late lets a run go much further than its kill
+	 * target. (Only scheduling: the pipeline runs the same code.) */
+	pid_t pid = t_spawn(argv, out, err, 10);
 	CHECK(pid >= 0, "fork: %s", strerror(errno));
-	if (pid == 0) {
-		int o = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-		int e = open(err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-		int n = open("/dev/null", O_RDONLY | O_CLOEXEC);
-		if (o < 0 || e < 0 || n < 0)
-			_exit(126);
-		dup2(n, 0);
-		dup2(o, 1);
-		dup2(e, 2);
-		/* Below the sampler in priority: on a small machine the pipeline can take every
-		 * core, and a sampler that wakes late lets a run go much further than its kill
-		 * target. (Only scheduling: the pipeline runs the same code.) */
-		if (setpriority(PRIO_PROCESS, 0, 10) < 0)
-			(void)0;
-		execv(argv[0], argv);
-		_exit(127);
-	}
 	return pid;
 }
 
@@ -462,7 +442,7 @@ static void describe_exit(int st, char *buf, size_t size)
 
 Test(integration, crash_loop, .fini = cleanup, .timeout = 280)
 {
-	int64_t t0 = now_ms();
+	int64_t t0 = sp_now_ms();
 	const char *env_seed = getenv("SPATE_TEST_SEED");
 	if (env_seed && *env_seed)
 		g_seed = strtoull(env_seed, NULL, 10);
@@ -531,7 +511,7 @@ Test(integration, crash_loop, .fini = cleanup, .timeout = 280)
 		int64_t early_ms = (int64_t)(rnd01() * 30); /* an early kill: this long after start */
 		int64_t pause_us_lo = 500, pause_us_span = 2500;
 
-		int64_t start = now_ms(), armed_at = -1;
+		int64_t start = sp_now_ms(), armed_at = -1;
 		g_child = spawn_run(k);
 		int st = 0;
 		bool exited = false, near_kill = false;
@@ -572,17 +552,17 @@ Test(integration, crash_loop, .fini = cleanup, .timeout = 280)
 					fprintf(stderr,
 					        "crash_loop: run %d t=%" PRId64 "ms handled=%" PRId64
 					        " ckpt=%" PRId64 "\n",
-					        k, now_ms() - start, prev_progress + g_lines[k],
+					        k, sp_now_ms() - start, prev_progress + g_lines[k],
 					        ckpt_progress(&frozen));
 				if (lag > max_lag)
 					max_lag = lag;
 			}
 			if (final)
-				CHECK(now_ms() - start < RUN_TIMEOUT_MS,
+				CHECK(sp_now_ms() - start < RUN_TIMEOUT_MS,
 				      "the final run did not finish in %d ms; stderr:\n%s", RUN_TIMEOUT_MS,
 				      run_stderr(k));
 			else
-				CHECK(now_ms() - start < RUN_TIMEOUT_MS,
+				CHECK(sp_now_ms() - start < RUN_TIMEOUT_MS,
 				      "run %d did not reach its kill target %" PRId64
 				      " in %d ms (checkpoint progress %" PRId64 "); stderr:\n%s",
 				      k, target, RUN_TIMEOUT_MS, have ? ckpt_progress(&frozen) : 0,
@@ -592,7 +572,7 @@ Test(integration, crash_loop, .fini = cleanup, .timeout = 280)
 			int64_t handled = prev_progress + g_lines[k];
 			if (!final && !early && armed_at < 0 && have && ckpt_progress(&frozen) >= target)
 				armed_at = handled;
-			bool due = early ? now_ms() - start >= early_ms
+			bool due = early ? sp_now_ms() - start >= early_ms
 			                 : armed_at >= 0 && handled - armed_at >= extra_recs;
 			bool near_end = RECORDS - handled < NEAR_END_RECORDS;
 			kill(g_child, SIGCONT);
@@ -665,7 +645,7 @@ Test(integration, crash_loop, .fini = cleanup, .timeout = 280)
 		            final   ? "finished"
 		            : early ? "early"
 		                    : "killed",
-		            now_ms() - start, g_lines[k], progress, 100.0 * (double)progress / RECORDS);
+		            sp_now_ms() - start, g_lines[k], progress, 100.0 * (double)progress / RECORDS);
 		prev_progress = progress;
 	}
 
@@ -688,7 +668,7 @@ Test(integration, crash_loop, .fini = cleanup, .timeout = 280)
 	    "%" PRId64 " samples, journals ahead of the store by up to %" PRId64 " records, %" PRId64
 	    " duplicates, %d cut journal lines, final run %" PRId64 " records, %" PRId64 " ms",
 	    g_seed, KILLS, early_kills, near_end_kills, advanced, samples, max_lag, g_dups, g_torn,
-	    g_lines[KILLS], now_ms() - t0);
+	    g_lines[KILLS], sp_now_ms() - t0);
 	for (int p = 0; p < NPARTS; p++)
 		free(g_seen[p]);
 	free(g_rbuf);

@@ -4,6 +4,7 @@
  * beginning and copies what it gets, so a test checks what the broker holds, not what
  * some group committed.
  */
+#include "engine/internal.h"
 #include "tests/connectors/kafka/ktest.h"
 
 #include <criterion/criterion.h>
@@ -23,13 +24,6 @@ enum {
 	KT_REPORT_GRACE_MS = 10000,
 	KT_DEFAULT_MESSAGE_TIMEOUT_MS = 300000,
 };
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void set(rd_kafka_conf_t *c, const char *k, const char *v)
 {
@@ -135,8 +129,8 @@ kt_msg_t *kt_consume(const char *bootstrap, const char *topic, size_t want)
 	kt_msg_t *out = calloc(want ? want : 1, sizeof(*out));
 	cr_assert(out);
 	size_t got = 0;
-	int64_t deadline = now_ms() + KT_CONSUME_MS;
-	while (got < want && now_ms() < deadline) {
+	int64_t deadline = sp_now_ms() + KT_CONSUME_MS;
+	while (got < want && sp_now_ms() < deadline) {
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, KT_POLL_MS);
 		if (!m)
 			continue;
@@ -210,8 +204,8 @@ rd_kafka_resp_err_t kt_produce_sync(rd_kafka_t *rk, const char *topic, int32_t p
 	int64_t tmo = KT_DEFAULT_MESSAGE_TIMEOUT_MS;
 	if (rd_kafka_conf_get(rd_kafka_conf(rk), "message.timeout.ms", buf, &n) == RD_KAFKA_CONF_OK)
 		tmo = atoll(buf);
-	int64_t deadline = now_ms() + tmo + KT_REPORT_GRACE_MS;
-	while (!r.done && now_ms() < deadline)
+	int64_t deadline = sp_now_ms() + tmo + KT_REPORT_GRACE_MS;
+	while (!r.done && sp_now_ms() < deadline)
 		rd_kafka_poll(rk, KT_POLL_MS);
 	cr_assert(r.done, "no delivery report within %lld ms", (long long)(tmo + KT_REPORT_GRACE_MS));
 	return r.err;

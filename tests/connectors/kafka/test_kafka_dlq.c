@@ -4,6 +4,7 @@
  * is reported, nothing counts as dead-lettered and the run does not end; once the
  * brokers are back every poison record is in the topic and the run ends (guarantee 5:
  * nothing is lost silently). */
+#include "engine/internal.h"
 #include <spate/spate.h>
 
 #include <criterion/criterion.h>
@@ -35,19 +36,6 @@ enum {
 	POLL_MS = 20,
 	OUTAGE_TIMEOUT_MS = 1000, /* kafka.message.timeout.ms during the outage */
 };
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-	nanosleep(&ts, NULL);
-}
 
 typedef struct run {
 	spate_engine_t *e;
@@ -123,14 +111,14 @@ static void push_all(spate_engine_t *e)
 			                                .header_cnt = 1};
 			if (++n == CHUNK || i + PARTS >= RECORDS) {
 				size_t off = 0;
-				int64_t deadline = now_ms() + RUN_END_MS;
+				int64_t deadline = sp_now_ms() + RUN_END_MS;
 				while (off < n) {
 					int got = spate_push(e, p, recs + off, n - off);
 					cr_assert(got >= 0, "spate_push: %d", got);
 					off += (size_t)got;
 					if (off < n) {
-						cr_assert(now_ms() < deadline, "push stalled");
-						sleep_ms(POLL_MS);
+						cr_assert(sp_now_ms() < deadline, "push stalled");
+						t_sleep_ms(POLL_MS);
 					}
 				}
 				n = 0;
@@ -142,9 +130,9 @@ static void push_all(spate_engine_t *e)
 
 static void join_run(pthread_t th, run_t *r)
 {
-	int64_t deadline = now_ms() + RUN_END_MS;
-	while (!atomic_load(&r->done) && now_ms() < deadline)
-		sleep_ms(POLL_MS);
+	int64_t deadline = sp_now_ms() + RUN_END_MS;
+	while (!atomic_load(&r->done) && sp_now_ms() < deadline)
+		t_sleep_ms(POLL_MS);
 	if (!atomic_load(&r->done)) {
 		spate_engine_stop(r->e);
 		spate_engine_stop(r->e);
@@ -246,10 +234,10 @@ Test(kafka_dlq, outage_holds_records_until_the_brokers_return)
 	pthread_t th;
 	pthread_create(&th, NULL, run_main, &r);
 	push_all(r.e);
-	int64_t deadline = now_ms() + LOG_WAIT_MS;
+	int64_t deadline = sp_now_ms() + LOG_WAIT_MS;
 	bool reported = false;
-	while (!(reported = file_has(logpath, "dlq: cannot write")) && now_ms() < deadline)
-		sleep_ms(POLL_MS);
+	while (!(reported = file_has(logpath, "dlq: cannot write")) && sp_now_ms() < deadline)
+		t_sleep_ms(POLL_MS);
 	spate_summary_t s;
 	spate_engine_summary(r.e, &s);
 	bool ended_early = atomic_load(&r.done);

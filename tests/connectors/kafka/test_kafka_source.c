@@ -612,20 +612,8 @@ static pid_t spawn_member(const char *bs, const char *dir, const char *name, con
 	                      "store=kafka", "-X", "stop.at.end=true", "-X", a_handler, "-X", a_bs, "-X",
 	                      "kafka.session.timeout.ms=6000", "-X", "kafka.heartbeat.interval.ms=500", "-X",
 	                      "checkpoint.interval.ms=200", "-X", "log.level=info", NULL};
-	pid_t pid = fork();
+	pid_t pid = t_spawn(argv, out, err, 0);
 	cr_assert(pid >= 0, "fork: %s", strerror(errno));
-	if (pid == 0) {
-		int o = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-		int e = open(err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-		int n = open("/dev/null", O_RDONLY | O_CLOEXEC);
-		if (o < 0 || e < 0 || n < 0)
-			_exit(126);
-		dup2(n, 0);
-		dup2(o, 1);
-		dup2(e, 2);
-		execv(argv[0], argv);
-		_exit(127);
-	}
 	return pid;
 }
 
