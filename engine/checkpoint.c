@@ -104,6 +104,7 @@ static int start_one(sp_engine_t *e, sp_part_t *p, bool *resolved_out, char *err
 		*resolved_out = true;
 	}
 	p->eng->started = true;
+	sp_flow_count(e, p, true);
 	return SPATE_OK;
 }
 
@@ -137,16 +138,7 @@ int sp_engine_partition_revoke(sp_engine_t *e, sp_part_t *p, int64_t timeout_ms,
 {
 	struct sp_part_eng *pe = p->eng;
 	/* chunks of p not yet dispatched are dropped: their records were never handled */
-	sp_chunk_t **pp = &e->held;
-	while (*pp) {
-		sp_chunk_t *c = *pp;
-		if (c->part == p) {
-			*pp = c->next;
-			sp_chunk_free(c);
-		} else {
-			pp = &c->next;
-		}
-	}
+	sp_flow_drop_held(e, p);
 	int rc = SPATE_OK;
 	if (!lost && pe->started) {
 		/* let its in-flight batches finish, then checkpoint what is DONE */
@@ -171,6 +163,7 @@ int sp_engine_partition_revoke(sp_engine_t *e, sp_part_t *p, int64_t timeout_ms,
 			       p->pub.name, timeout_ms);
 	}
 	pe->revoked = true; /* never checkpointed again; late results are discarded */
+	sp_flow_count(e, p, false);
 	pe->dirty = false;
 	p->has_end = false;
 	e->nrevoked++;
@@ -182,9 +175,16 @@ int sp_engine_partition_revoke(sp_engine_t *e, sp_part_t *p, int64_t timeout_ms,
 void sp_engine_reap(sp_engine_t *e)
 {
 	size_t w = 0, freed = 0;
+	bool drained = false;
 	for (size_t i = 0; i < e->nparts; i++) {
 		sp_part_t *p = e->parts[i];
 		if (p->eng->revoked && !p->eng->fifo_head && (!p->eng->lanes || sp_lanes_quiet(e, p))) {
+			/* a worker that freed a lane's arena pushed that before the lane went quiet:
+			 * take it in before the partition it names is freed */
+			if (!drained) {
+				sp_tracker_drain(e);
+				drained = true;
+			}
 			sp_log(e, SP_LOG_DEBUG, "%s: released partition forgotten", p->pub.name);
 			if (p->eng->lanes)
 				e->nlanes -= e->factor;

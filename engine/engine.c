@@ -155,40 +155,68 @@ void sp_part_free(sp_part_t *p)
 	free(p);
 }
 
+/* A body allocation from the engine's cache: one that fits without wasting more than
+ * 1/SP_CHUNK_SLACK_DIV of what is needed (the slack counts in the bound, so a source that
+ * sizes a chunk to a budget leaves that much room: SP_CHUNK_BUDGET), else a new one.
+ * *size gets its size. */
+static void *body_get(spate_engine_t *e, size_t need, size_t *size)
+{
+	for (int i = 0; e && i < e->chunk_cached; i++) {
+		if (e->chunk_cache[i].size >= need && e->chunk_cache[i].size - need <= need / SP_CHUNK_SLACK_DIV) {
+			void *m = e->chunk_cache[i].mem;
+			*size = e->chunk_cache[i].size;
+			e->chunk_cache[i] = e->chunk_cache[--e->chunk_cached];
+			return m;
+		}
+	}
+	*size = need;
+	return malloc(need);
+}
+
+void sp_chunk_body_put(spate_engine_t *e, void *body, size_t size)
+{
+	if (!body)
+		return;
+	if (e && e->chunk_cached < SP_CHUNK_CACHE) {
+		e->chunk_cache[e->chunk_cached].mem = body;
+		e->chunk_cache[e->chunk_cached].size = size;
+		e->chunk_cached++;
+		return;
+	}
+	free(body);
+}
+
 static sp_chunk_t *chunk_alloc(sp_part_t *p, uint32_t n, uint32_t hdr_cap, bool init_recs)
 {
-	size_t sz = sizeof(sp_chunk_t);
-	size_t off_recs = (sz + 63) & ~(size_t)63;
-	size_t off_st = off_recs + (size_t)n * sizeof(spate_record_t);
+	size_t off_st = (size_t)n * sizeof(spate_record_t);
 	size_t off_order = off_st + (size_t)n * sizeof(sp_rstate_t);
 	size_t off_hdrs = (off_order + (size_t)n * sizeof(uint32_t) + 15) & ~(size_t)15;
 	size_t total = off_hdrs + (size_t)hdr_cap * sizeof(spate_header_t);
-	char *m = NULL;
-	size_t size = total;
 	spate_engine_t *e = p->eng ? p->eng->engine : NULL;
-	/* reuse a cached allocation that fits without wasting more than half of it */
-	for (int i = 0; e && i < e->chunk_cached; i++) {
-		if (e->chunk_cache[i].size >= total && e->chunk_cache[i].size / 2 <= total) {
-			m = e->chunk_cache[i].mem;
-			size = e->chunk_cache[i].size;
-			e->chunk_cache[i] = e->chunk_cache[--e->chunk_cached];
-			break;
-		}
-	}
-	if (!m && !(m = malloc(total)))
+	sp_chunk_t *c;
+	if (e && e->hdr_cached)
+		c = e->hdr_cache[--e->hdr_cached];
+	else if (!(c = malloc(sizeof(*c))))
 		return NULL;
-	sp_chunk_t *c = (sp_chunk_t *)m;
 	memset(c, 0, sizeof(*c));
-	c->alloc_size = size;
+	char *m = NULL;
+	size_t size = 0;
+	if (total && !(m = body_get(e, total, &size))) {
+		free(c);
+		return NULL;
+	}
+	c->body = m;
+	c->body_size = size;
 	c->part = p;
 	c->n = n;
 	c->pending = n;
-	c->recs = (spate_record_t *)(m + off_recs);
-	c->st = (sp_rstate_t *)(m + off_st);
-	c->order = (uint32_t *)(m + off_order);
+	c->recs = (spate_record_t *)m;
+	c->st = n ? (sp_rstate_t *)(m + off_st) : NULL;
+	c->order = n ? (uint32_t *)(m + off_order) : NULL;
 	c->hdrs = hdr_cap ? (spate_header_t *)(m + off_hdrs) : NULL;
 	c->hdr_cap = hdr_cap;
-	memset(c->st, 0, (size_t)n * sizeof(sp_rstate_t));
+	if (n)
+		memset(c->st, 0, (size_t)n * sizeof(sp_rstate_t));
 	for (uint32_t i = 0; init_recs && i < n; i++) {
 		spate_record_t *r = &c->recs[i];
 		memset(r, 0, sizeof(*r));
@@ -225,10 +253,10 @@ void sp_chunk_free(sp_chunk_t *c)
 	if (c->release && !c->bytes_released)
 		c->release(c, c->release_opaque);
 	spate_engine_t *e = c->part && c->part->eng ? c->part->eng->engine : NULL;
-	if (e && e->chunk_cached < SP_CHUNK_CACHE) {
-		e->chunk_cache[e->chunk_cached].mem = c;
-		e->chunk_cache[e->chunk_cached].size = c->alloc_size;
-		e->chunk_cached++;
+	sp_chunk_body_put(e, c->body, c->body_size);
+	free(c->ghost);
+	if (e && e->hdr_cached < SP_CHUNK_CACHE) {
+		e->hdr_cache[e->hdr_cached++] = c;
 		return;
 	}
 	free(c);
@@ -238,6 +266,8 @@ void sp_chunk_cache_clear(spate_engine_t *e)
 {
 	while (e->chunk_cached)
 		free(e->chunk_cache[--e->chunk_cached].mem);
+	while (e->hdr_cached)
+		free(e->hdr_cache[--e->hdr_cached]);
 }
 
 static int read_settings(spate_engine_t *e, char *err, size_t sz)
@@ -479,12 +509,14 @@ void spate_engine_stop(spate_engine_t *e)
 
 static bool all_at_end(spate_engine_t *e)
 {
-	if (e->inflight_records || e->held)
+	if (atomic_load_explicit(&e->inflight_records, memory_order_relaxed) || e->held_bytes)
 		return false;
 	if (!e->src.ops->ended || !e->src.ops->ended(&e->src))
 		return false;
 	for (size_t i = 0; i < e->nparts; i++) {
 		sp_part_t *p = e->parts[i];
+		if (p->eng->held_head)
+			return false;
 		if (!p->has_end || p->eng->revoked)
 			continue;
 		const sp_ckpt_t *c = &p->eng->ckpt;
@@ -509,7 +541,7 @@ static bool rings_nonempty(spate_engine_t *e)
 static void engine_sleep(spate_engine_t *e, int timeout_ms)
 {
 	atomic_store(&e->sleeping, 1);
-	if (rings_nonempty(e) || (atomic_load(&e->stop_req) && !e->inflight_records)) {
+	if (rings_nonempty(e)) {
 		atomic_store(&e->sleeping, 0);
 		return;
 	}
@@ -531,94 +563,52 @@ static void engine_sleep(spate_engine_t *e, int timeout_ms)
 	}
 }
 
-/* Hold a chunk that lanes had no room for, behind any already held (order matters). */
-static void hold(spate_engine_t *e, sp_chunk_t *c)
-{
-	c->next = NULL;
-	if (!e->held) {
-		e->held = c;
-		return;
-	}
-	sp_chunk_t *t = e->held;
-	while (t->next)
-		t = t->next;
-	t->next = c;
-}
-
-/* Whether chunk c may enter now: it keeps in-flight bytes and records under their bounds,
- * or nothing is in flight (one chunk is always admitted, so progress never deadlocks). */
-static bool fits(spate_engine_t *e, const sp_chunk_t *c)
-{
-	uint64_t recs = atomic_load_explicit(&e->inflight_records, memory_order_relaxed);
-	if (!recs)
-		return true;
-	return atomic_load_explicit(&e->inflight_bytes, memory_order_relaxed) + c->bytes <= e->max_inflight_bytes &&
-	       recs + c->n <= e->max_inflight_records;
-}
-
-/* The source pauses at the bounds and resumes below the low mark (hysteresis, so it is
- * not woken for every chunk that leaves). */
-static bool may_poll(spate_engine_t *e)
-{
-	uint64_t bytes = atomic_load_explicit(&e->inflight_bytes, memory_order_relaxed);
-	uint64_t recs = atomic_load_explicit(&e->inflight_records, memory_order_relaxed);
-	if (!recs) {
-		e->paused = false;
-		return true;
-	}
-	if (e->paused) {
-		if (bytes > e->max_inflight_bytes / SP_RESUME_DIV * (SP_RESUME_DIV - 1) ||
-		    recs > e->max_inflight_records / SP_RESUME_DIV * (SP_RESUME_DIV - 1))
-			return false;
-		e->paused = false;
-	}
-	if (bytes >= e->max_inflight_bytes || recs >= e->max_inflight_records) {
-		e->paused = true;
-		return false;
-	}
-	return true;
-}
-
-/* Hand chunk c to the lanes, or false when it must wait. A skip chunk has no records
- * and goes straight to its partition's FIFO. */
+/* Hand chunk c to the lanes, or false when it must wait (its partition is over its
+ * share, or a lane ring of it is full). A skip chunk has no records and goes straight
+ * to its partition's FIFO. */
 static bool admit(spate_engine_t *e, sp_chunk_t *c)
 {
 	if (c->skip) {
 		sp_tracker_add(e, c);
 		return true;
 	}
-	return fits(e, c) && sp_dispatch(e, c);
+	return sp_flow_fits(e, c) && sp_dispatch(e, c);
 }
 
-/* Poll the source while the bounds allow; dispatch what it returns. Returns chunks
- * dispatched, or a negative error. A chunk that does not fit the bounds (or its lanes)
- * waits in e->held, outside the in-flight count, and nothing more is polled meanwhile. */
+/* Admit what waits, then poll the source and dispatch what it returns. Returns chunks
+ * dispatched, or a negative error. A chunk that may not enter waits in its partition's
+ * held list (outside the in-flight count) and its partition is paused: the source gives
+ * no more of it, while the other partitions go on (see flow.c). */
 static int feed(spate_engine_t *e, char *err, size_t sz)
 {
-	int moved = 0;
-	while (e->held) {
-		sp_chunk_t *h = e->held, *nx = h->next;
-		if (!admit(e, h)) /* on failure h->next is untouched */
-			return moved;
-		e->held = nx;
-		moved++;
-	}
-	while (!atomic_load(&e->stop_req) && !e->held && may_poll(e)) {
-		uint64_t bytes = atomic_load_explicit(&e->inflight_bytes, memory_order_relaxed);
-		uint64_t budget = bytes < e->max_inflight_bytes ? e->max_inflight_bytes - bytes : 1;
+	int moved = sp_flow_release(e, admit);
+	while (!atomic_load(&e->stop_req)) {
+		uint64_t bytes = atomic_load_explicit(&e->inflight_bytes, memory_order_relaxed) + e->held_bytes;
+		/* a hint of how much may enter: what the bound leaves, at most one partition's
+		 * share (so a chunk fits a share), and one share when the bound is reached (a
+		 * partition under its share may still take that much) */
+		uint64_t budget = bytes < e->max_inflight_bytes ? e->max_inflight_bytes - bytes : e->share_bytes;
+		if (budget > e->share_bytes)
+			budget = e->share_bytes;
+		if (!budget)
+			budget = 1;
 		sp_chunk_t *out[SP_POLL_BATCH];
 		int n = e->src.ops->poll(&e->src, out, SP_POLL_BATCH, budget, err, sz);
 		if (n < 0)
 			return n;
 		for (int i = 0; i < n; i++) {
-			if (out[i]->n == 0 && !out[i]->skip) {
-				sp_chunk_free(out[i]);
+			sp_chunk_t *c = out[i];
+			if (c->n == 0 && !c->skip) {
+				sp_chunk_free(c);
 				continue;
 			}
-			if (out[i]->n == 1 && out[i]->bytes > e->max_inflight_bytes) {
+			if (c->part->eng->revoked) {
+				sp_chunk_free(c); /* released meanwhile: its new owner reads it */
+				continue;
+			}
+			if (c->n == 1 && c->bytes > e->max_inflight_bytes) {
 				/* guarantee 7: one record larger than the bound is an error naming it */
 				char pos[64];
-				sp_chunk_t *c = out[i];
 				sp_err(err, sz, SPATE_ERR_INVALID,
 				       "max.inflight.bytes: the record at %s position %s takes %" PRIu64
 				       " bytes, more than the bound of %" PRIu64,
@@ -628,8 +618,8 @@ static int feed(spate_engine_t *e, char *err, size_t sz)
 					sp_chunk_free(out[j]);
 				return SPATE_ERR_INVALID;
 			}
-			if (e->held || !admit(e, out[i])) {
-				hold(e, out[i]);
+			if (c->part->eng->held_head || !admit(e, c)) {
+				sp_flow_hold(e, c);
 				continue;
 			}
 			moved++;
@@ -655,12 +645,33 @@ static int timeout_for(spate_engine_t *e)
 	return t;
 }
 
+/* Whether a worker runs a handler (or holds a lane) now. */
+static bool workers_running(spate_engine_t *e)
+{
+	pthread_mutex_lock(&e->mu);
+	bool r = e->nrunning > 0;
+	pthread_mutex_unlock(&e->mu);
+	return r;
+}
+
+/* A graceful stop: workers finish the batches they run and claim nothing more. */
+static void begin_drain(spate_engine_t *e)
+{
+	pthread_mutex_lock(&e->mu);
+	atomic_store(&e->draining, true);
+	pthread_cond_broadcast(&e->work_cv);
+	if (e->workers_cv_ready)
+		pthread_cond_broadcast(&e->idle_cv);
+	pthread_mutex_unlock(&e->mu);
+}
+
 spate_err_t spate_engine_run(spate_engine_t *e, char *err, size_t sz)
 {
 	if (!e->running)
 		return sp_err(err, sz, SPATE_ERR_STATE, "engine not started (call spate_engine_start)");
 	int rc = SPATE_OK;
 	int64_t stop_deadline = 0;
+	bool source_ended = false;
 	for (;;) {
 		size_t drained = sp_tracker_drain(e);
 		if (e->init_failed) {
@@ -672,7 +683,7 @@ spate_err_t spate_engine_run(spate_engine_t *e, char *err, size_t sz)
 			break;
 		int fed = 0;
 		if (e->src.ops->service) {
-			int src_rc = e->src.ops->service(&e->src, st || e->paused, err, sz);
+			int src_rc = e->src.ops->service(&e->src, st != 0, err, sz);
 			if (src_rc) {
 				rc = src_rc;
 				break;
@@ -685,14 +696,20 @@ spate_err_t spate_engine_run(spate_engine_t *e, char *err, size_t sz)
 				break;
 			}
 		} else {
-			if (!stop_deadline)
+			/* guarantee 8: the handler calls already running finish; what was fetched
+			 * but not handed to a handler stays after the checkpoint, for the next run */
+			if (!stop_deadline) {
 				stop_deadline = sp_now_ms() + e->shutdown_timeout_ms;
-			if (!e->inflight_records)
+				begin_drain(e);
+			}
+			if (!workers_running(e))
 				break;
 			if (sp_now_ms() >= stop_deadline) {
 				sp_log(e, SP_LOG_WARN,
-				       "shutdown.timeout.ms passed with %" PRIu64 " records in flight; stopping without them",
-				       e->inflight_records);
+				       "shutdown.timeout.ms (%" PRId64 ") passed with a handler call still running; "
+				       "stopping without it (its records are handled again next run)",
+				       e->shutdown_timeout_ms);
+				e->workers_busy = true;
 				break;
 			}
 		}
@@ -701,16 +718,30 @@ spate_err_t spate_engine_run(spate_engine_t *e, char *err, size_t sz)
 		int64_t now_ns = sp_now_ns();
 		sp_autoscale_tick(e, now_ns);
 		sp_metrics_tick(e, now_ns);
-		if (sp_checkpoint_maybe_flush(e, false) == SPATE_OK && e->stop_at_end && all_at_end(e)) {
+		/* a finite source (gen with a record count, push after close) ends the run once
+		 * everything is DONE; a log or Kafka source only with stop.at.end (its ended()) */
+		if (sp_checkpoint_maybe_flush(e, false) == SPATE_OK && all_at_end(e)) {
 			/* the checkpoints reach the ends; make sure the store has them */
+			if (!source_ended && !e->stop_at_end)
+				sp_log(e, SP_LOG_DEBUG, "the source is finite and every record is DONE: ending the run");
+			source_ended = true;
 			if (sp_checkpoint_maybe_flush(e, true) == SPATE_OK)
 				break;
 		}
 		if (!drained && !fed)
-			engine_sleep(e, timeout_for(e));
+			engine_sleep(e, st ? 10 : timeout_for(e));
 	}
 	bool at_once = atomic_load(&e->stop_req) >= 2;
-	sp_workers_stop(e);
+	if (at_once || e->workers_busy) {
+		/* a handler may still run: do not wait for it (spate_engine_destroy does) */
+		begin_drain(e);
+		sp_workers_quit(e);
+		e->workers_busy = workers_running(e);
+		if (!e->workers_busy)
+			sp_workers_stop(e);
+	} else {
+		sp_workers_stop(e);
+	}
 	if (!at_once) {
 		sp_tracker_drain(e);
 		int frc = sp_checkpoint_maybe_flush(e, true);
@@ -732,6 +763,11 @@ spate_err_t spate_engine_run(spate_engine_t *e, char *err, size_t sz)
 	e->finished = true;
 	e->end_ns = sp_now_ns();
 	return rc;
+}
+
+bool sp_engine_workers_busy(spate_engine_t *e)
+{
+	return e->workers_busy;
 }
 
 void spate_engine_summary(spate_engine_t *e, spate_summary_t *s)
@@ -787,11 +823,8 @@ void spate_engine_destroy(spate_engine_t *e)
 	sp_workers_stop(e);
 	sp_workers_free(e);
 	sp_tracker_free_all(e);
-	while (e->held) {
-		sp_chunk_t *n = e->held->next;
-		sp_chunk_free(e->held);
-		e->held = n;
-	}
+	for (size_t i = 0; i < e->nparts; i++)
+		sp_flow_drop_held(e, e->parts[i]);
 	if (e->src_open && e->src.ops->close)
 		e->src.ops->close(&e->src);
 	if (e->store_open && e->store.ops->close)
@@ -822,7 +855,8 @@ int spate_push(spate_engine_t *e, int32_t partition, const spate_push_record_t *
 	if (!e->started || !e->src.ops || !e->src.ops->push)
 		return SPATE_ERR_STATE;
 	int n = e->src.ops->push(&e->src, partition, recs, cnt);
-	if (n > 0 && atomic_load(&e->sleeping))
+	/* a full stage (n < cnt) also wakes the engine: it empties the stage */
+	if (n >= 0 && atomic_load_explicit(&e->sleeping, memory_order_seq_cst))
 		sp_engine_wake(e);
 	return n;
 }

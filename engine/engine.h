@@ -33,8 +33,9 @@
  * above glibc's mmap threshold, so without reuse every chunk's pages fault in anew. */
 #define SP_CHUNK_CACHE 64
 
-/* The source resumes once in-flight bytes and records are below (DIV-1)/DIV of their
- * bounds. */
+/* A paused partition resumes once its held chunks are admitted and its in-flight bytes
+ * and records are below (DIV-1)/DIV of its share, or the engine's total is below
+ * (DIV-1)/DIV of the bound (hysteresis: a source is not toggled for every chunk). */
 #define SP_RESUME_DIV 4
 
 /* How long the final checkpoint waits for a busy store (a Kafka group in a rebalance). */
@@ -71,9 +72,13 @@ struct sp_lane {
 	int dlq_condition;     /* their condition */
 	int64_t park_until_ms; /* monotonic; valid in LANE_PARKED */
 	char last_err[256];    /* the last error seen at the head (for the DLQ) */
-	/* runs in [tail, mig_head) were copied into the arena (their chunks are unpinned) */
-	uint32_t mig_head;
-	struct sp_arena *arena; /* blocks of copied record bytes, freed when passed */
+	/* A retrying lane's queued records, moved out of the ring (so a lane that retries
+	 * for long holds no ring slots and pins no read buffers): refs in order, consumed
+	 * before the ring; their bytes were copied into the arena. Claiming worker only. */
+	struct sp_mrec **mq;
+	uint32_t mq_off, mq_len, mq_cap;
+	struct sp_arena *arena; /* blocks of copied record bytes, freed when mq is passed */
+	uint64_t arena_counted; /* bytes of arena and mq counted in the in-flight bound */
 	bool mig_wanted;        /* under e->mu: a parked lane got new runs to copy */
 	/* its partition was released (a Kafka revoke): whoever holds the lane drops its
 	 * records as DONE without the handler or the DLQ (set under e->mu) */
@@ -95,6 +100,14 @@ struct sp_part_eng {
 	bool started;      /* checkpoint loaded, source seeked */
 	bool revoked;      /* released (Kafka rebalance): never checkpointed again, and
 	                    * freed once nothing refers to it (sp_engine_reap) */
+	bool counted;      /* takes part in the shares of the in-flight bounds */
+	/* what this partition has in flight (see flow.c): bytes of chunks not yet released
+	 * plus its lanes' retry arenas; records not yet DONE */
+	uint64_t infl_bytes, infl_records;
+	/* chunks the source returned that may not enter yet (their partition is over its
+	 * share, or a lane ring is full), in delivery order; p->paused is set meanwhile */
+	sp_chunk_t *held_head, *held_tail;
+	uint64_t held_bytes;
 	sp_chunk_t *fifo_head, *fifo_tail;
 	uint64_t next_seq;
 	sp_ckpt_t ckpt;        /* what the tracker has DONE */
@@ -105,14 +118,25 @@ struct sp_part_eng {
 };
 
 enum comp_kind {
-	COMP_DONE = 0, /* records c->order[begin .. begin+len) are DONE */
-	COMP_UNPIN = 1 /* no lane reads c's bytes any more: release them */
+	COMP_DONE = 0,     /* records c->order[begin .. begin+len) are DONE */
+	COMP_UNPIN = 1,    /* no lane reads c's bytes any more: release them */
+	COMP_ARENA = 2,    /* a lane of part's retry arena grew (delta > 0) or was freed (< 0) */
+	COMP_MIGRATED = 3, /* len records of c were copied into a lane's arena */
+	COMP_DONE_IDX = 4  /* records with indices begin .. begin+len of c (copied ones) are DONE */
 };
 
 typedef struct sp_comp {
-	sp_chunk_t *c;
-	uint32_t begin; /* into c->order */
-	uint32_t len;
+	union {
+		sp_chunk_t *c;
+		sp_part_t *part; /* COMP_ARENA */
+	};
+	union {
+		struct {
+			uint32_t begin; /* into c->order */
+			uint32_t len;
+		};
+		int64_t delta; /* COMP_ARENA: bytes */
+	};
 	uint32_t kind;
 } sp_comp_t;
 
@@ -150,13 +174,25 @@ typedef struct sp_worker {
 	size_t dlqhdrs_cap;
 	void *hctx;
 	bool inited; /* the handler's init ran on this worker and fini has not */
+	_Atomic bool exited; /* the thread left its loop (it only joins from here) */
 	uint64_t rng;
 } sp_worker_t;
+
+/* A record a retrying lane copied into its arena (worker.c): the descriptor and state
+ * the worker uses from then on, and where the record came from (the tracker marks it
+ * DONE there by index). */
+typedef struct sp_mrec {
+	spate_record_t rec;
+	sp_rstate_t st;
+	sp_chunk_t *c;
+	uint32_t idx;
+} sp_mrec_t;
 
 /* A record of the current batch: where it lives. */
 typedef struct sp_bref {
 	sp_chunk_t *c;
-	uint32_t ord; /* index into c->order */
+	uint32_t ord;  /* index into c->order (unless m) */
+	sp_mrec_t *m;  /* the arena copy, for a record a retrying lane copied */
 } sp_bref_t;
 
 struct spate_batch {
@@ -217,6 +253,8 @@ struct spate_engine_s {
 	int nrunning;      /* lanes claimed by a worker */
 	_Atomic int64_t cold_ns; /* a record arrived while no worker was active (0: none pending) */
 	bool quit; /* workers exit */
+	/* a graceful stop: workers finish the batch they run and start no other */
+	_Atomic bool draining;
 	bool workers_cv_ready; /* idle_cv was initialized */
 	int init_failed;
 	char init_err[256];
@@ -225,16 +263,26 @@ struct spate_engine_s {
 	int wakefd;
 	_Atomic int sleeping;
 	_Atomic int stop_req; /* 1: graceful, 2: at once */
+	_Atomic bool bad_result_said; /* a handler's unknown result was logged */
 	bool started, running, finished;
-	sp_chunk_t *held;     /* a chunk that could not be dispatched yet */
+	bool workers_busy;    /* the stop's shutdown.timeout.ms passed with a handler running */
 	size_t nrevoked;      /* revoked partitions not yet freed */
 	uint64_t nforgotten;  /* revoked partitions freed (sp_engine_reap) */
-	bool paused;          /* the source is paused at the in-flight bounds */
+	/* flow control (flow.c): each counted partition has a share of the bounds that is
+	 * reserved for it; the unreserved rest is shared first come, first served */
+	size_t ncounted;                  /* partitions that take part in the shares */
+	uint64_t share_bytes, share_records;
+	uint64_t res_bytes, res_records;  /* sum over counted partitions of share - use (>= 0) */
+	size_t nheld_parts;               /* paused partitions (p->paused) */
+	uint64_t held_bytes;              /* bytes of every held chunk */
+	uint64_t arena_bytes;             /* retry arenas (part of inflight_bytes) */
 	struct {
 		void *mem;
 		size_t size;
 	} chunk_cache[SP_CHUNK_CACHE]; /* engine thread only */
 	int chunk_cached;
+	sp_chunk_t *hdr_cache[SP_CHUNK_CACHE]; /* freed chunk headers (engine thread only) */
+	int hdr_cached;
 	_Atomic uint64_t inflight_bytes, inflight_records; /* engine thread writes; stats read */
 	uint64_t peak_inflight_bytes;
 	uint64_t done_since_flush;
@@ -252,6 +300,23 @@ struct spate_engine_s {
 
 /** Free the chunk allocations kept for reuse. */
 void sp_chunk_cache_clear(spate_engine_t *e);
+/** Give a chunk body back to the cache (or free it). @locality the engine thread */
+void sp_chunk_body_put(spate_engine_t *e, void *body, size_t size);
+
+/* A chunk whose unfinished records all sit in retrying lanes' arenas, compacted
+ * (tracker.c): one entry per such record, in record order. */
+typedef struct sp_ghost_ent {
+	uint32_t idx;          /* the record's index in the chunk */
+	uint8_t done;
+	uint8_t has_pred;      /* idx > 0: pred is the position of record idx - 1 */
+	spate_position_t pred;
+} sp_ghost_ent_t;
+
+typedef struct sp_ghost {
+	uint32_t cnt, cursor;     /* entries; [0, cursor) are DONE */
+	spate_position_t last;    /* the chunk's last record's position */
+	sp_ghost_ent_t ent[];
+} sp_ghost_t;
 
 /** Write to the DLQ through the test fault hook (SPATE_FAULT_DLQ). Any thread. */
 int sp_dlq_write(sp_engine_t *e, const spate_push_record_t *recs, size_t n, char *errstr, size_t size);
@@ -265,6 +330,10 @@ uint32_t sp_lane_of(const spate_record_t *r, uint32_t factor);
 
 /* worker.c */
 int sp_workers_start(sp_engine_t *e, char *errstr, size_t size);
+/** Tell every worker to leave once its current batch is done; does not wait. */
+void sp_workers_quit(sp_engine_t *e);
+/** Quit and join every worker, draining the completion rings meanwhile (a worker may
+ *  wait for room in its ring). @locality the engine thread. */
 void sp_workers_stop(sp_engine_t *e);
 void sp_workers_free(sp_engine_t *e);
 /** Free the retry arenas still held by lanes (at destroy). */
@@ -296,6 +365,36 @@ void sp_autoscale_wake_locked(sp_engine_t *e);
 void sp_autoscale_cold_done(sp_engine_t *e);
 /** Worker count over time (min, max, time-weighted mean) and cold starts, into s. */
 void sp_autoscale_summary(sp_engine_t *e, spate_summary_t *s);
+
+/* flow.c: the in-flight bounds, per partition (tracker thread only) */
+/** Account delta bytes and records to partition p (and the engine's totals). */
+void sp_flow_add(sp_engine_t *e, sp_part_t *p, int64_t dbytes, int64_t drecords);
+/** Whether chunk c may enter p now without passing the bounds. */
+bool sp_flow_fits(sp_engine_t *e, const sp_chunk_t *c);
+/** p starts or stops taking part in the shares (started, released). */
+void sp_flow_count(sp_engine_t *e, sp_part_t *p, bool counted);
+/** Hold chunk c behind p's other held chunks; p is paused. */
+void sp_flow_hold(sp_engine_t *e, sp_chunk_t *c);
+/** Drop every held chunk of p (a revoke). */
+void sp_flow_drop_held(sp_engine_t *e, sp_part_t *p);
+/** Admit the held chunks that fit now, in order, and resume partitions that may take
+ *  more. admit is the engine's dispatch (false: keep holding). Returns chunks admitted. */
+int sp_flow_release(sp_engine_t *e, bool (*admit)(sp_engine_t *, sp_chunk_t *));
+
+/* flow.c: the in-flight bounds, per partition (tracker thread only) */
+/** Account delta bytes and records to partition p (and the engine's totals). */
+void sp_flow_add(sp_engine_t *e, sp_part_t *p, int64_t dbytes, int64_t drecords);
+/** Whether chunk c may enter p now without passing the bounds. */
+bool sp_flow_fits(sp_engine_t *e, const sp_chunk_t *c);
+/** p starts or stops taking part in the shares (started, released). */
+void sp_flow_count(sp_engine_t *e, sp_part_t *p, bool counted);
+/** Hold chunk c behind p's other held chunks; p is paused. */
+void sp_flow_hold(sp_engine_t *e, sp_chunk_t *c);
+/** Drop every held chunk of p (a revoke). */
+void sp_flow_drop_held(sp_engine_t *e, sp_part_t *p);
+/** Admit the held chunks that fit now, in order, and resume partitions that may take
+ *  more. admit is the engine's dispatch (false: keep holding). Returns chunks admitted. */
+int sp_flow_release(sp_engine_t *e, bool (*admit)(sp_engine_t *, sp_chunk_t *));
 
 /* metrics.c */
 int sp_metrics_new(sp_engine_t *e, char *errstr, size_t size);

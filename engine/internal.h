@@ -118,6 +118,11 @@ struct sp_chunk {
 	sp_chunk_release_fn release;
 	void *release_opaque;
 	sp_chunk_t *next;         /* partition FIFO (tracker thread) */
+	sp_chunk_t *prev;
+	/* later chunks that were DONE while this one was not were freed into it: once this
+	 * chunk is passed, the checkpoint moves on to tail_to (tracker thread) */
+	bool has_tail;
+	spate_position_t tail_to;
 	uint64_t seq;             /* chunk number within the partition */
 	int64_t created_ns;
 	bool end_marker;          /* the source says: nothing follows in this partition (stop.at.end) */
@@ -131,11 +136,29 @@ struct sp_chunk {
 	 * before the records are DONE, so a retrying lane pins no read buffer */
 	_Atomic uint32_t lane_refs;
 	bool bytes_released; /* tracker thread */
-	size_t alloc_size;   /* of this allocation (the engine reuses it) */
+	/* the engine's memory of the chunk: recs, st, order and hdrs live in one body
+	 * allocation (reused through a cache), apart from this header, so that a chunk whose
+	 * only unfinished records were copied into a retrying lane's arena can free its body
+	 * and keep a small summary (ghost) until they are DONE (tracker.c) */
+	void *body;
+	size_t body_size;
+	struct sp_ghost *ghost;
+	uint64_t mem;         /* what the chunk's own memory counts in the bound (tracker) */
+	uint32_t mig_pending; /* tracker: pending records that a lane copied into its arena */
 };
 
-/** Allocate a chunk for n records and hdr_cap headers, all in one allocation, with
- *  recs[i].version, .partition set and states zeroed. NULL when out of memory.
+/** What each record of a chunk costs the engine beyond its bytes (descriptor, state,
+ *  order slot): part of what max.inflight.bytes bounds. A source sizing a chunk to a
+ *  poll's budget counts it. */
+#define SP_CHUNK_REC_COST (sizeof(spate_record_t) + sizeof(sp_rstate_t) + sizeof(uint32_t))
+/** A reused chunk allocation may be up to 1/SP_CHUNK_SLACK_DIV larger than needed. */
+#define SP_CHUNK_SLACK_DIV 8
+/** Of a poll's budget, what one chunk's record bytes and SP_CHUNK_REC_COST may add up to,
+ *  so that the chunk with its header and allocation slack stays within the budget. */
+#define SP_CHUNK_BUDGET(b) ((b) > 1024 ? (b) - (b) / SP_CHUNK_SLACK_DIV - 512 : (b))
+
+/** Allocate a chunk for n records and hdr_cap headers, with recs[i].version,
+ *  .partition set and states zeroed. NULL when out of memory.
  *  @locality the engine thread (sources call it from poll). */
 sp_chunk_t *sp_chunk_new(sp_part_t *p, uint32_t n, uint32_t hdr_cap);
 /** Like sp_chunk_new, but recs are left uninitialized: the source must write every field
@@ -156,6 +179,11 @@ struct sp_part {
 	/* stop.at.end: the last position at start; has_end=false when the partition was empty */
 	bool has_end;
 	spate_position_t end;
+	/* Set by the engine: the partition is over its share of the in-flight bounds (the
+	 * engine holds a chunk of it back). A source should hand out no chunk of a paused
+	 * partition (and may pause its fetching) until the flag clears; what it hands out
+	 * anyway waits in the engine. Read on the engine thread. */
+	bool paused;
 	/* engine-owned state follows in engine.c (opaque to sources) */
 	struct sp_part_eng *eng;
 };
@@ -187,6 +215,9 @@ int sp_engine_dead_letter_range(sp_engine_t *e, sp_part_t *p, const spate_positi
                                 const spate_position_t *last, const char *error, char *errstr, size_t size);
 /** Let a built-in handler print what it counted (fraud flags) to fp (a FILE *). */
 void sp_engine_report(sp_engine_t *e, void *fp);
+/** After spate_engine_run returned: a handler call outlived shutdown.timeout.ms or a stop
+ *  at once, and spate_engine_destroy would wait for it (the CLI exits instead). */
+bool sp_engine_workers_busy(sp_engine_t *e);
 /** Wake the engine thread (from any thread, or a signal handler). */
 void sp_engine_wake(sp_engine_t *e);
 
@@ -220,7 +251,9 @@ typedef struct sp_source_ops {
 	            char *errstr, size_t size);
 	/** Return up to max parsed chunks in out without blocking; 0 when nothing is ready;
 	 *  a negative spate_err_t on a fatal error (message in errstr). budget_bytes is a
-	 *  hint of how much may be admitted. @locality the engine thread */
+	 *  hint of how much may be admitted (record bytes plus SP_CHUNK_REC_COST per record;
+	 *  the first chunk of a poll may pass it). Chunks of a paused partition
+	 *  (sp_part_t.paused) should not be returned. @locality the engine thread */
 	int (*poll)(sp_source_t *s, sp_chunk_t **out, int max, uint64_t budget_bytes, char *errstr,
 	            size_t size);
 	/** An fd the engine thread polls for POLLIN before calling poll again, or -1 when

@@ -21,6 +21,8 @@
 #include "engine/engine.h"
 
 #include <errno.h>
+#include <poll.h>
+#include <unistd.h>
 #include <inttypes.h>
 #include <sched.h>
 #include <stdio.h>
@@ -160,7 +162,7 @@ static sp_lane_t *take_migration_locked(sp_engine_t *e)
 
 static bool lane_has_work(sp_lane_t *l)
 {
-	return l->dlq_pending ||
+	return l->dlq_pending || l->mq_off < l->mq_len ||
 	       atomic_load_explicit(&l->head, memory_order_acquire) !=
 	           atomic_load_explicit(&l->tail, memory_order_relaxed);
 }
@@ -175,7 +177,27 @@ static void push_comp(sp_worker_t *w, sp_chunk_t *c, uint32_t begin, uint32_t le
 		sp_engine_wake(w->e);
 		sched_yield();
 	}
-	w->ring[head & (SP_COMP_RING - 1)] = (sp_comp_t){c, begin, len, kind};
+	sp_comp_t *cp = &w->ring[head & (SP_COMP_RING - 1)];
+	cp->c = c;
+	cp->begin = begin;
+	cp->len = len;
+	cp->kind = kind;
+	atomic_store_explicit(&w->chead, head + 1, memory_order_release);
+}
+
+/* The retry arena of a lane of p grew or shrank by delta bytes: they count toward p's
+ * share of max.inflight.bytes (the tracker thread keeps the count). */
+static void push_arena(sp_worker_t *w, sp_part_t *p, int64_t delta)
+{
+	uint32_t head = atomic_load_explicit(&w->chead, memory_order_relaxed);
+	while (head - atomic_load_explicit(&w->ctail, memory_order_acquire) == SP_COMP_RING) {
+		sp_engine_wake(w->e);
+		sched_yield();
+	}
+	sp_comp_t *cp = &w->ring[head & (SP_COMP_RING - 1)];
+	cp->part = p;
+	cp->delta = delta;
+	cp->kind = COMP_ARENA;
 	atomic_store_explicit(&w->chead, head + 1, memory_order_release);
 }
 
@@ -196,23 +218,29 @@ static void unpin(sp_worker_t *w, sp_chunk_t *c)
 
 static void arena_free(sp_worker_t *w, sp_lane_t *l);
 
-/* Records refs[0..k) are DONE: advance the lane's cursor over them and report them,
- * one completion per contiguous run of one chunk. Runs the cursor finishes are unpinned
- * first, so the tracker sees the UNPIN before the DONE that could free the chunk. */
+/* Records refs[0..k) are DONE: advance the lane's cursor over them (the migrated queue
+ * first, then the ring) and report them, one completion per contiguous run of one
+ * chunk. Runs the cursor finishes are unpinned first, so the tracker sees the UNPIN
+ * before the DONE that could free the chunk. */
 static void consume(sp_worker_t *w, sp_lane_t *l, const sp_bref_t *refs, uint32_t k)
 {
 	if (!k)
 		return;
+	uint32_t left = k;
+	if (l->mq_off < l->mq_len) {
+		uint32_t take = l->mq_len - l->mq_off < left ? l->mq_len - l->mq_off : left;
+		l->mq_off += take; /* migrated: unpinned when copied */
+		left -= take;
+	}
 	uint32_t tail = atomic_load_explicit(&l->tail, memory_order_relaxed);
-	uint32_t off = l->off, left = k;
+	uint32_t off = l->off;
 	while (left) {
 		sp_run_t *r = &l->ring[tail & (SP_LANE_RING - 1)];
 		uint32_t take = r->len - off < left ? r->len - off : left;
 		off += take;
 		left -= take;
 		if (off == r->len) {
-			if ((int32_t)(tail - l->mig_head) >= 0) /* not copied to the arena */
-				unpin(w, r->c);
+			unpin(w, r->c);
 			tail++;
 			off = 0;
 		}
@@ -220,18 +248,22 @@ static void consume(sp_worker_t *w, sp_lane_t *l, const sp_bref_t *refs, uint32_
 	uint32_t i = 0;
 	while (i < k) {
 		uint32_t j = i + 1;
-		while (j < k && refs[j].c == refs[i].c && refs[j].ord == refs[j - 1].ord + 1)
-			j++;
-		push_comp(w, refs[i].c, refs[i].ord, j - i, COMP_DONE);
+		if (refs[i].m) {
+			/* copied records complete by index (their chunk may be compacted) */
+			while (j < k && refs[j].m && refs[j].c == refs[i].c && refs[j].m->idx == refs[j - 1].m->idx + 1)
+				j++;
+			push_comp(w, refs[i].c, refs[i].m->idx, j - i, COMP_DONE_IDX);
+		} else {
+			while (j < k && !refs[j].m && refs[j].c == refs[i].c && refs[j].ord == refs[j - 1].ord + 1)
+				j++;
+			push_comp(w, refs[i].c, refs[i].ord, j - i, COMP_DONE);
+		}
 		i = j;
 	}
 	l->off = off;
 	atomic_store_explicit(&l->tail, tail, memory_order_release);
-	if ((int32_t)(l->mig_head - tail) <= 0) {
-		l->mig_head = tail;
-		if (l->arena && off == 0)
-			arena_free(w, l);
-	}
+	if (l->mq_len && l->mq_off == l->mq_len)
+		arena_free(w, l);
 }
 
 /* ---- the retry arena -------------------------------------------------------------- */
@@ -243,13 +275,21 @@ typedef struct sp_arena {
 	char bytes[];
 } sp_arena_t;
 
+/* The migrated queue was passed: free it and the arena, and take them off the bound. */
 static void arena_free(sp_worker_t *w, sp_lane_t *l)
 {
 	while (l->arena) {
 		sp_arena_t *a = l->arena;
 		l->arena = a->next;
-		atomic_fetch_sub_explicit(&w->st.arena_bytes, a->len, memory_order_relaxed);
 		free(a);
+	}
+	free(l->mq);
+	l->mq = NULL;
+	l->mq_off = l->mq_len = l->mq_cap = 0;
+	if (l->arena_counted) {
+		atomic_fetch_sub_explicit(&w->st.arena_bytes, l->arena_counted, memory_order_relaxed);
+		push_arena(w, l->part, -(int64_t)l->arena_counted);
+		l->arena_counted = 0;
 	}
 }
 
@@ -271,24 +311,48 @@ static const void *copy_in(char **p, const void *src, size_t n)
 	return d;
 }
 
-/* The lane retries: copy the bytes of every queued record not yet copied into an arena
- * block, point the descriptors at the copies, and unpin the chunks, so one poison key
- * does not hold read buffers (and, through max.inflight.bytes, the other lanes).
+/* The lane retries: copy every record queued in its ring (descriptor, state, key,
+ * value, headers) into an arena block, queue the copies (freeing the ring slots) and
+ * unpin the chunks, so one poison key holds neither read buffers nor ring slots, and
+ * once a chunk's other records are DONE the tracker frees its body too (compact() in
+ * tracker.c). What is copied counts in the partition's in-flight bytes (flow.c), so a
+ * lane that retries forever pauses its own partition at its share and nothing else.
  * Only the worker that holds the lane calls it. On out-of-memory nothing changes. */
 static void migrate(sp_worker_t *w, sp_lane_t *l)
 {
 	uint32_t head = atomic_load_explicit(&l->head, memory_order_acquire);
 	uint32_t tail = atomic_load_explicit(&l->tail, memory_order_relaxed);
-	uint32_t from = (int32_t)(l->mig_head - tail) > 0 ? l->mig_head : tail;
-	if (from == head)
+	if (tail == head)
 		return;
 	size_t total = 0;
-	for (uint32_t t = from; t != head; t++) {
+	uint32_t k = 0;
+	for (uint32_t t = tail; t != head; t++) {
 		sp_run_t *r = &l->ring[t & (SP_LANE_RING - 1)];
-		for (uint32_t j = t == tail ? l->off : 0; j < r->len; j++)
-			total += rec_bytes(&r->c->recs[r->c->order[r->begin + j]]);
+		for (uint32_t j = t == tail ? l->off : 0; j < r->len; j++, k++) {
+			const spate_record_t *rec = &r->c->recs[r->c->order[r->begin + j]];
+			total += sizeof(sp_mrec_t) + rec->header_cnt * sizeof(spate_header_t) + rec_bytes(rec);
+		}
 	}
-	sp_arena_t *a = malloc(sizeof(*a) + (total ? total : 1));
+	/* make room in the queue: drop what was consumed, then grow */
+	if (l->mq_off) {
+		memmove(l->mq, l->mq + l->mq_off, (size_t)(l->mq_len - l->mq_off) * sizeof(*l->mq));
+		l->mq_len -= l->mq_off;
+		l->mq_off = 0;
+	}
+	uint32_t old_cap = l->mq_cap;
+	if (l->mq_len + k > l->mq_cap) {
+		uint32_t cap = l->mq_cap ? l->mq_cap : 64;
+		while (cap < l->mq_len + k)
+			cap *= 2;
+		sp_mrec_t **nq = realloc(l->mq, (size_t)cap * sizeof(*nq));
+		if (!nq) {
+			sp_log(w->e, SP_LOG_WARN, "retry queue: out of memory for %u records; the lane keeps its chunks", k);
+			return;
+		}
+		l->mq = nq;
+		l->mq_cap = cap;
+	}
+	sp_arena_t *a = malloc(sizeof(*a) + total);
 	if (!a) {
 		sp_log(w->e, SP_LOG_WARN, "retry arena: out of memory for %zu bytes; the lane keeps its chunks",
 		       total);
@@ -297,24 +361,50 @@ static void migrate(sp_worker_t *w, sp_lane_t *l)
 	a->len = total;
 	a->next = l->arena;
 	l->arena = a;
-	char *p = a->bytes;
-	for (uint32_t t = from; t != head; t++) {
+	/* mrecs first (aligned: the block's bytes are max-aligned), then headers, then bytes */
+	sp_mrec_t *mr = (sp_mrec_t *)a->bytes;
+	size_t nh = 0;
+	for (uint32_t t = tail; t != head; t++) {
 		sp_run_t *r = &l->ring[t & (SP_LANE_RING - 1)];
-		for (uint32_t j = t == tail ? l->off : 0; j < r->len; j++) {
-			spate_record_t *rec = &r->c->recs[r->c->order[r->begin + j]];
-			rec->key = copy_in(&p, rec->key, rec->key_len);
-			rec->value = copy_in(&p, rec->value, rec->value_len);
-			/* the header array lives in the chunk's allocation, which stays */
-			spate_header_t *h = (spate_header_t *)rec->headers;
-			for (size_t x = 0; x < rec->header_cnt; x++) {
-				h[x].key = copy_in(&p, h[x].key, h[x].key_len);
-				h[x].value = copy_in(&p, h[x].value, h[x].value_len);
+		for (uint32_t j = t == tail ? l->off : 0; j < r->len; j++)
+			nh += r->c->recs[r->c->order[r->begin + j]].header_cnt;
+	}
+	spate_header_t *hp = (spate_header_t *)(mr + k);
+	char *p = (char *)(hp + nh);
+	for (uint32_t t = tail; t != head; t++) {
+		sp_run_t *r = &l->ring[t & (SP_LANE_RING - 1)];
+		uint32_t moved = 0;
+		for (uint32_t j = t == tail ? l->off : 0; j < r->len; j++, moved++) {
+			uint32_t idx = r->c->order[r->begin + j];
+			const spate_record_t *rec = &r->c->recs[idx];
+			sp_mrec_t *m = mr++;
+			m->rec = *rec;
+			m->st = r->c->st[idx];
+			m->c = r->c;
+			m->idx = idx;
+			m->rec.key = copy_in(&p, rec->key, rec->key_len);
+			m->rec.value = copy_in(&p, rec->value, rec->value_len);
+			if (rec->header_cnt) {
+				m->rec.headers = hp;
+				for (size_t x = 0; x < rec->header_cnt; x++, hp++) {
+					hp->key = copy_in(&p, rec->headers[x].key, rec->headers[x].key_len);
+					hp->key_len = rec->headers[x].key_len;
+					hp->value = copy_in(&p, rec->headers[x].value, rec->headers[x].value_len);
+					hp->value_len = rec->headers[x].value_len;
+				}
 			}
+			l->mq[l->mq_len++] = m;
 		}
+		if (moved)
+			push_comp(w, r->c, 0, moved, COMP_MIGRATED);
 		unpin(w, r->c);
 	}
-	l->mig_head = head;
-	atomic_fetch_add_explicit(&w->st.arena_bytes, total, memory_order_relaxed);
+	l->off = 0;
+	atomic_store_explicit(&l->tail, head, memory_order_release); /* the ring slots are free */
+	uint64_t add = sizeof(*a) + total + (uint64_t)(l->mq_cap - old_cap) * sizeof(*l->mq);
+	l->arena_counted += add;
+	push_arena(w, l->part, (int64_t)add);
+	atomic_fetch_add_explicit(&w->st.arena_bytes, add, memory_order_relaxed);
 	atomic_fetch_add_explicit(&w->st.migrated, 1, memory_order_relaxed);
 }
 
@@ -325,10 +415,21 @@ static void migrate(sp_worker_t *w, sp_lane_t *l)
 static uint32_t build_batch(sp_worker_t *w, sp_lane_t *l, uint32_t limit)
 {
 	sp_engine_t *e = w->e;
+	uint32_t n = 0;
+	uint64_t bytes = 0;
+	for (uint32_t q = l->mq_off; q < l->mq_len && n < limit; q++) {
+		sp_mrec_t *m = l->mq[q];
+		uint64_t rb = m->rec.key_len + m->rec.value_len;
+		if (n > 0 && bytes + rb > e->batch_max_bytes)
+			return n;
+		bytes += rb;
+		w->ptrs[n] = &m->rec;
+		w->refs[n] = (sp_bref_t){m->c, 0, m};
+		n++;
+	}
 	uint32_t head = atomic_load_explicit(&l->head, memory_order_acquire);
 	uint32_t t = atomic_load_explicit(&l->tail, memory_order_relaxed);
-	uint32_t off = l->off, n = 0;
-	uint64_t bytes = 0;
+	uint32_t off = l->off;
 	while (n < limit && t != head) {
 		sp_run_t *r = &l->ring[t & (SP_LANE_RING - 1)];
 		for (; off < r->len && n < limit; off++) {
@@ -339,7 +440,7 @@ static uint32_t build_batch(sp_worker_t *w, sp_lane_t *l, uint32_t limit)
 				return n;
 			bytes += rb;
 			w->ptrs[n] = rec;
-			w->refs[n] = (sp_bref_t){r->c, ord};
+			w->refs[n] = (sp_bref_t){r->c, ord, NULL};
 			n++;
 		}
 		if (off == r->len) {
@@ -352,12 +453,12 @@ static uint32_t build_batch(sp_worker_t *w, sp_lane_t *l, uint32_t limit)
 
 static sp_rstate_t *st_of(const sp_bref_t *r)
 {
-	return &r->c->st[r->c->order[r->ord]];
+	return r->m ? &r->m->st : &r->c->st[r->c->order[r->ord]];
 }
 
 static const spate_record_t *rec_of(const sp_bref_t *r)
 {
-	return &r->c->recs[r->c->order[r->ord]];
+	return r->m ? &r->m->rec : &r->c->recs[r->c->order[r->ord]];
 }
 
 static uint64_t next_rand(sp_worker_t *w)
@@ -592,6 +693,18 @@ static bool run_batch(sp_worker_t *w, sp_lane_t *l)
 	atomic_fetch_add_explicit(&w->st.batches, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&w->st.records_in, n, memory_order_relaxed);
 
+	if (res != SPATE_HANDLER_OK && res != SPATE_HANDLER_FAIL && res != SPATE_HANDLER_ITEM_FAILURES) {
+		/* -1, a negative spate_err_t, anything else: the batch failed (guarantee 1) */
+		if (!atomic_exchange(&e->bad_result_said, true))
+			sp_log(e, SP_LOG_ERROR,
+			       "handler %s returned %d, which is not a spate_handler_res_t (OK %d, FAIL %d, "
+			       "ITEM_FAILURES %d): its batch counts as failed (said once)",
+			       e->h.name ? e->h.name : "(unnamed)", res, SPATE_HANDLER_OK, SPATE_HANDLER_FAIL,
+			       SPATE_HANDLER_ITEM_FAILURES);
+		if (!b.err[0])
+			snprintf(b.err, sizeof(b.err), "handler returned %d (not a spate_handler_res_t)", res);
+		res = SPATE_HANDLER_FAIL;
+	}
 	bool items = e->item_failures && b.nfailed > 0 && res != SPATE_HANDLER_FAIL;
 	bool whole = !items && (res == SPATE_HANDLER_FAIL || (res == SPATE_HANDLER_ITEM_FAILURES && b.nfailed));
 	if (!items && !whole) {
@@ -731,6 +844,13 @@ static void *worker_main(void *arg)
 				timed_wait(&e->idle_cv, &e->mu, next);
 				continue;
 			}
+			if (atomic_load_explicit(&e->draining, memory_order_relaxed)) {
+				/* a graceful stop: nothing new starts */
+				e->idle_workers++;
+				timed_wait(&e->work_cv, &e->mu, 0);
+				e->idle_workers--;
+				continue;
+			}
 			if ((l = e->ready_head)) {
 				e->ready_head = l->next;
 				if (!e->ready_head)
@@ -755,7 +875,8 @@ static void *worker_main(void *arg)
 
 		int b = 0;
 		if (!l->mig_wanted)
-			while (b++ < SP_LANE_BURST && run_batch(w, l) && !e->quit)
+			while (b++ < SP_LANE_BURST && !atomic_load_explicit(&e->draining, memory_order_relaxed) &&
+			       run_batch(w, l) && !e->quit)
 				;
 		if (l->park_until_ms)
 			migrate(w, l);
@@ -763,7 +884,11 @@ static void *worker_main(void *arg)
 
 		pthread_mutex_lock(&e->mu);
 		e->nrunning--;
-		l->mig_wanted = false;
+		/* runs the engine queued after the copy (it saw the lane running, so it asked
+		 * nobody to copy them): copy them next, or a full ring would wait forever */
+		l->mig_wanted = l->park_until_ms &&
+		                atomic_load_explicit(&l->head, memory_order_acquire) !=
+		                    atomic_load_explicit(&l->tail, memory_order_relaxed);
 		if (l->park_until_ms) {
 			l->state = LANE_PARKED;
 			l->next = e->parked;
@@ -788,6 +913,8 @@ static void *worker_main(void *arg)
 	if (w->inited)
 		set_instance(w, false);
 	pthread_mutex_unlock(&e->mu);
+	atomic_store_explicit(&w->exited, true, memory_order_release);
+	sp_engine_wake(e);
 	return NULL;
 }
 
@@ -833,15 +960,43 @@ int sp_workers_start(sp_engine_t *e, char *err, size_t sz)
 	return SPATE_OK;
 }
 
-void sp_workers_stop(sp_engine_t *e)
+void sp_workers_quit(sp_engine_t *e)
 {
 	if (!e->workers)
 		return;
 	pthread_mutex_lock(&e->mu);
 	e->quit = true;
 	pthread_cond_broadcast(&e->work_cv);
-	pthread_cond_broadcast(&e->idle_cv);
+	if (e->workers_cv_ready)
+		pthread_cond_broadcast(&e->idle_cv);
 	pthread_mutex_unlock(&e->mu);
+}
+
+void sp_workers_stop(sp_engine_t *e)
+{
+	if (!e->workers)
+		return;
+	sp_workers_quit(e);
+	/* A worker may wait for room in its completion ring (push_comp): keep draining the
+	 * rings until every worker has left its loop, then join. */
+	for (;;) {
+		bool all = true;
+		for (int i = 0; i < e->nworkers; i++) {
+			sp_worker_t *w = e->workers[i];
+			if (w && w->started && !atomic_load_explicit(&w->exited, memory_order_acquire))
+				all = false;
+		}
+		if (all)
+			break;
+		if (!sp_tracker_drain(e)) {
+			struct pollfd pf = {.fd = e->wakefd, .events = POLLIN};
+			if (poll(&pf, 1, 10) > 0) {
+				uint64_t v;
+				ssize_t r = read(e->wakefd, &v, sizeof(v));
+				(void)r;
+			}
+		}
+	}
 	for (int i = 0; i < e->nworkers; i++) {
 		sp_worker_t *w = e->workers[i];
 		if (w && w->started) {
@@ -907,7 +1062,7 @@ bool sp_lanes_quiet(sp_engine_t *e, sp_part_t *p)
 	pthread_mutex_lock(&e->mu);
 	for (uint32_t i = 0; quiet && i < e->factor; i++) {
 		sp_lane_t *l = p->eng->lanes[i];
-		quiet = l->state == LANE_IDLE && !lane_has_work(l) && !l->arena;
+		quiet = l->state == LANE_IDLE && !lane_has_work(l) && !l->arena && !l->mq;
 	}
 	pthread_mutex_unlock(&e->mu);
 	return quiet;
@@ -923,5 +1078,7 @@ void sp_lanes_free_arenas(sp_engine_t *e)
 				ln->arena = a->next;
 				free(a);
 			}
+			free(ln->mq);
+			ln->mq = NULL;
 		}
 }

@@ -198,12 +198,16 @@ static uint32_t fit(const gen_ctx_t *x, const gen_part_t *gp, uint64_t max_recs,
 	const sp_gen_rec_t *recs = x->recs;
 	uint32_t idx = (uint32_t)((gp->index * GEN_PART_STRIDE + gp->next) % x->pool_n), n = 0;
 	uint64_t sum = 0, cap = budget < GEN_CHUNK_BYTES ? budget : GEN_CHUNK_BYTES;
+	uint64_t mem = 0; /* what the chunk counts in the bound: bytes and descriptors */
+	budget = SP_CHUNK_BUDGET(budget);
 	while (n < max_recs) {
 		uint64_t len = (uint64_t)recs[idx].key_len + recs[idx].value_len;
-		bool ok = n == 0 ? first || len <= budget : sum + len <= cap;
+		uint64_t cost = len + SP_CHUNK_REC_COST;
+		bool ok = n == 0 ? first || cost <= budget : sum + len <= cap && mem + cost <= budget;
 		if (!ok)
 			break;
 		sum += len;
+		mem += cost;
 		n++;
 		if (++idx == x->pool_n)
 			idx = 0;
@@ -262,10 +266,11 @@ static int gen_poll(sp_source_t *s, sp_chunk_t **out, int max, uint64_t budget, 
 	}
 	int got = 0;
 	uint64_t used = 0, given = 0;
-	uint32_t exhausted = 0; /* partitions seen in a row with nothing left */
+	uint32_t exhausted = 0; /* partitions seen in a row with nothing to give */
 	while (got < max && given < allow && used < budget && exhausted < x->nparts) {
 		gen_part_t *gp = &x->parts[x->rr];
-		if (gp->next >= gp->total) {
+		/* a partition the engine holds back (paused) waits; the others go on */
+		if (gp->next >= gp->total || gp->part->paused) {
 			x->rr = x->rr + 1 == x->nparts ? 0 : x->rr + 1;
 			exhausted++;
 			continue;
@@ -280,6 +285,7 @@ static int gen_poll(sp_source_t *s, sp_chunk_t **out, int max, uint64_t budget, 
 		if (n == 0)
 			break; /* the budget is spent; this partition goes first next time */
 		sp_chunk_t *c = make_chunk(x, gp, n, bytes);
+		used += (uint64_t)n * SP_CHUNK_REC_COST;
 		if (!c) {
 			if (got > 0)
 				break; /* hand over what we have; the next poll reports it */

@@ -60,6 +60,7 @@ typedef struct kpart {
 	bool has_end;       /* stop.at.end: an end was noted at open */
 	int64_t end;        /* ... the high watermark / last stable offset then */
 	bool at_end;        /* the group's committed offset reached end */
+	bool paused;        /* fetching paused because the engine paused p (p->paused) */
 	struct kpart *hnext;
 } kpart_t;
 

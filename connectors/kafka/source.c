@@ -247,6 +247,27 @@ static void pause_all(ksrc_t *x, bool pause)
 	rd_kafka_topic_partition_list_destroy(a);
 }
 
+/* Pause fetching the partitions the engine paused (over their share of the in-flight
+ * bounds: a retrying lane, a slow key) and resume those it resumed; what was fetched
+ * for them meanwhile waits in the engine. Other partitions are not touched. */
+static void sync_paused(ksrc_t *x)
+{
+	for (size_t i = 0; i < x->nall; i++) {
+		kpart_t *k = x->all[i];
+		bool want = k->p && k->p->paused;
+		if (want == k->paused || (!k->p && !k->paused))
+			continue;
+		rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+		rd_kafka_topic_partition_list_add(l, k->topic, k->partition);
+		rd_kafka_resp_err_t err = want ? rd_kafka_pause_partitions(x->rk, l) : rd_kafka_resume_partitions(x->rk, l);
+		rd_kafka_topic_partition_list_destroy(l);
+		if (err)
+			sp_log(x->eng, SP_LOG_WARN, "kafka: %s %s [%" PRId32 "]: %s", want ? "pausing" : "resuming", k->topic,
+			       k->partition, rd_kafka_err2str(err));
+		k->paused = want;
+	}
+}
+
 /* ---- open ---------------------------------------------------------------------- */
 
 typedef struct conf_walk {
@@ -898,7 +919,11 @@ static int ksrc_service(sp_source_t *s, bool paused, char *errstr, size_t size)
 	if (want != x->paused) {
 		x->paused = want;
 		pause_all(x, want);
+		for (size_t i = 0; i < x->nall; i++)
+			x->all[i]->paused = want;
 	}
+	if (!x->paused)
+		sync_paused(x);
 	/* serve rebalances when poll() does not: keep what arrives (once partitions are
 	 * paused, librdkafka drops what it had fetched for them and little arrives) */
 	if (paused || sp_now_ms() - x->last_poll_ms >= KSRC_SERVE_MS) {

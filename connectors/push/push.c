@@ -12,6 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A partition's stage becomes one chunk: it holds at most this many records and bytes
+ * (a chunk of "about 1 MiB", DESIGN.md section 2), so a chunk always fits a partition's
+ * share of the in-flight bounds; a full stage refuses more until the engine takes it. */
+#define PUSH_CHUNK_RECORDS 8192
+#define PUSH_CHUNK_BYTES ((uint64_t)1 << 20)
+
 /* A staged record: offsets into the staging bytes (they move when the buffer grows). */
 typedef struct staged {
 	size_t key_off, key_len, val_off, val_len, hdr_first, hdr_cnt;
@@ -44,7 +50,11 @@ typedef struct push_ctx {
 	ppart_t *parts;
 	int n;
 	bool closed;
-	uint64_t staged_bytes, max_staged;
+	uint64_t staged_bytes;
+	/* staged-but-not-polled bytes per partition (max.inflight.bytes / partitions; one
+	 * record always fits an empty stage), so a paused partition's stage cannot take the
+	 * room of the others */
+	uint64_t max_part_staged;
 	int rr; /* next partition poll() looks at */
 } push_ctx_t;
 
@@ -59,8 +69,10 @@ static int push_open(sp_source_t *s, char *err, size_t sz)
 	}
 	pthread_mutex_init(&x->mu, NULL);
 	x->n = n;
-	/* Staged-but-not-polled bytes are bounded like in-flight bytes. */
-	x->max_staged = (uint64_t)sp_conf_int(c, "max.inflight.bytes");
+	/* Staged-but-not-polled bytes are bounded like in-flight bytes, per partition. */
+	x->max_part_staged = (uint64_t)sp_conf_int(c, "max.inflight.bytes") / (uint64_t)n;
+	if (x->max_part_staged > PUSH_CHUNK_BYTES)
+		x->max_part_staged = PUSH_CHUNK_BYTES;
 	s->ctx = x;
 	for (int i = 0; i < n; i++) {
 		x->parts[i].part = sp_engine_add_partition(s->eng, "push", "push", i, NULL);
@@ -128,7 +140,7 @@ static int push_push(sp_source_t *s, int32_t partition, const spate_push_record_
 		size_t need = r->key_len + r->value_len;
 		for (size_t h = 0; h < r->header_cnt; h++)
 			need += r->headers[h].key_len + r->headers[h].value_len;
-		if (x->staged_bytes && x->staged_bytes + need > x->max_staged)
+		if (st->nrec && (st->len + need > x->max_part_staged || st->nrec >= PUSH_CHUNK_RECORDS))
 			break; /* full: the caller pushes the rest later */
 		if (grow((void **)&st->bytes, &st->cap, st->len + need, 1) ||
 		    grow((void **)&st->recs, &st->rec_cap, st->nrec + 1, sizeof(staged_t)) ||
@@ -213,8 +225,8 @@ static int push_poll(sp_source_t *s, sp_chunk_t **out, int max, uint64_t budget,
 	for (int k = 0; k < x->n && got < max; k++) {
 		ppart_t *pp = &x->parts[(x->rr + k) % x->n];
 		stage_t *st = &pp->st;
-		if (!st->nrec)
-			continue;
+		if (!st->nrec || pp->part->paused)
+			continue; /* a paused partition's records wait here (its stage is bounded) */
 		sp_chunk_t *c = to_chunk(pp, st);
 		if (!c) {
 			pthread_mutex_unlock(&x->mu);

@@ -116,7 +116,7 @@ static void run_property(uint64_t seed)
 		size_t burst = 1 + rnd() % 50;
 		for (size_t b = 0; b < burst && k < total; b++, k++) {
 			uint32_t head = atomic_load(&w->chead);
-			w->ring[head & (SP_COMP_RING - 1)] = (sp_comp_t){refs[k].c, refs[k].i, 1, COMP_DONE};
+			w->ring[head & (SP_COMP_RING - 1)] = (sp_comp_t){.c = refs[k].c, .begin = refs[k].i, .len = 1, .kind = COMP_DONE};
 			atomic_store(&w->chead, head + 1);
 			done_of[refs[k].seq >> 24][refs[k].seq & 0xFFFFFF] = 1;
 		}
@@ -169,7 +169,7 @@ Test(tracker, random_completion_orders_with_gaps)
 static void complete(sp_worker_t *w, sp_chunk_t *c, uint32_t begin, uint32_t len)
 {
 	uint32_t head = atomic_load(&w->chead);
-	w->ring[head & (SP_COMP_RING - 1)] = (sp_comp_t){c, begin, len, COMP_DONE};
+	w->ring[head & (SP_COMP_RING - 1)] = (sp_comp_t){.c = c, .begin = begin, .len = len, .kind = COMP_DONE};
 	atomic_store(&w->chead, head + 1);
 }
 
