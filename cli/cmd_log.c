@@ -1,11 +1,14 @@
-/* cmd_log.c - `spate log create|ls|dump|verify DIR`: the embedded log by hand.
+/* cmd_log.c - `spate log create|ls|dump|verify|publish DIR`: the embedded log by hand.
  *
  * create makes a log (or checks an existing one); ls lists partitions and segments with
  * their base and last offsets and sizes; dump prints records; verify checks every batch
  * (CRC32C, header, record framing, offsets) and names the file and byte offset of the
- * first bad batch of each partition. Only create writes anything; ls, dump and verify
- * open files read-only and never change them (dump reads through the same reader the
- * source uses, so it shows only what the writer published durable).
+ * first bad batch of each partition; publish opens each partition's writer once, which
+ * recovers the last segment and fsyncs and publishes what the partition holds (segments
+ * copied in, e.g. Kafka's, become readable), and says what it published. Only create
+ * and publish write anything; ls, dump and verify open files read-only and never change
+ * them (dump reads through the same reader the source uses, so it shows only what the
+ * writer published durable).
  *
  * Exit codes: 0 fine, 1 a failure (bad data, I/O), 2 a usage error.
  */
@@ -34,16 +37,23 @@ static const char usage_text[] =
     "       spate log ls DIR\n"
     "       spate log dump DIR [--partition P] [--from OFFSET] [--count N]\n"
     "       spate log verify DIR [--partition P]\n"
+    "       spate log publish DIR [--partition P]\n"
     "\n"
     "The embedded log: a directory with a folder per partition of Kafka RecordBatch v2\n"
-    "segments (docs/log.md). Only create writes; ls, dump and verify never change a file.\n"
+    "segments (docs/log.md). Only create and publish write; ls, dump and verify never\n"
+    "change a file.\n"
     "\n"
     "  create   make the log (default %d partitions); an existing log must match --partitions\n"
     "  ls       partitions, segments, base and last offsets, sizes, the durable length\n"
     "  dump     print records: partition:offset, timestamp, key, value, headers\n"
     "           (default: every partition, from its first offset, all durable records)\n"
     "  verify   check every batch's CRC32C and framing; name the first bad batch's file and\n"
-    "           byte offset; exit 1 when any partition is bad\n";
+    "           byte offset; exit 1 when any partition is bad\n"
+    "  publish  make segments copied into a partition folder (Kafka's .log files) readable:\n"
+    "           open the partition's writer once (every partition, or P), which checks the\n"
+    "           last segment (truncates a torn tail, reports corruption with file and byte\n"
+    "           offset), fsyncs and publishes what is there; prints what it published.\n"
+    "           `spate produce` publishes only partitions it writes a record to.\n";
 
 static void usage(FILE *f)
 {
@@ -191,17 +201,21 @@ static int cmd_ls(const opts_t *o)
 		sp_log_part_path(pdir, sizeof(pdir), o->dir, i);
 		sp_log_durable_t d;
 		int rc = sp_log_durable_read(pdir, &d, err, sizeof(err));
+		sp_log_seglist_t segs = {0};
+		char lerr[1024];
+		int lrc = sp_log_seglist(pdir, &segs, lerr, sizeof(lerr));
 		if (rc == SPATE_OK)
 			printf("partition %d: durable up to offset %" PRIu64 " (next), segment %020" PRIu64
 			       ".log, %" PRIu64 " bytes\n",
 			       i, d.next, d.seg, d.len);
 		else if (rc == SPATE_ERR_NOT_FOUND)
-			printf("partition %d: never opened by a writer (no durable file)\n", i);
+			printf("partition %d: never opened by a writer (no durable file)%s\n", i,
+			       segs.n ? ": its segments are not readable until `spate log publish`" : "");
 		else
 			printf("partition %d: %s\n", i, err);
-		sp_log_seglist_t segs = {0};
-		if ((rc = sp_log_seglist(pdir, &segs, err, sizeof(err)))) {
-			fprintf(stderr, "spate log ls: %s\n", err);
+		if (lrc) {
+			fprintf(stderr, "spate log ls: %s\n", lerr);
+			sp_log_seglist_free(&segs);
 			bad = 1;
 			continue;
 		}
@@ -433,6 +447,68 @@ static int cmd_verify(const opts_t *o)
 	return bad;
 }
 
+/* ---- publish ----------------------------------------------------------------------- */
+
+/* Open partition i's writer once and close it: the open recovers the last segment (a
+ * torn tail truncated, corruption logged with file and byte offset), fsyncs what the
+ * partition holds and publishes it. Prints what was published; 0, or 1 on an error
+ * (printed, naming the file). */
+static int publish_partition(const char *dir, int i)
+{
+	char err[1024], pdir[SP_LOG_PATH_MAX], before[96];
+	sp_log_part_path(pdir, sizeof(pdir), dir, i);
+	sp_log_durable_t old, d;
+	int orc = sp_log_durable_read(pdir, &old, NULL, 0);
+	sp_log_wopts_t wo;
+	sp_log_wopts_default(&wo);
+	sp_log_writer_t *w;
+	if (sp_log_writer_open(dir, i, &wo, &w, err, sizeof(err))) {
+		fprintf(stderr, "spate log publish: partition %d: %s\n", i, err);
+		return 1;
+	}
+	sp_log_writer_durable(w, &d);
+	uint64_t cut = sp_log_writer_truncated(w);
+	if (sp_log_writer_close(w, err, sizeof(err))) {
+		fprintf(stderr, "spate log publish: partition %d: %s\n", i, err);
+		return 1;
+	}
+	if (orc == SPATE_ERR_NOT_FOUND)
+		snprintf(before, sizeof(before), "before: never opened by a writer");
+	else if (orc != SPATE_OK)
+		snprintf(before, sizeof(before), "before: an unreadable durable file");
+	else if (!memcmp(&old, &d, sizeof(d)))
+		snprintf(before, sizeof(before), "unchanged");
+	else
+		snprintf(before, sizeof(before), "before: up to offset %" PRIu64, old.next);
+	printf("partition %d: published up to offset %" PRIu64 " (next), segment %020" PRIu64 ".log, %" PRIu64
+	       " bytes (%s)",
+	       i, d.next, d.seg, d.len, before);
+	if (cut)
+		printf("; truncated a torn tail of %" PRIu64 " bytes", cut);
+	printf("\n");
+	return 0;
+}
+
+static int cmd_publish(const opts_t *o)
+{
+	char err[1024];
+	int parts;
+	if (sp_log_meta_read(o->dir, &parts, err, sizeof(err))) {
+		fprintf(stderr, "spate log publish: %s\n", err);
+		return 1;
+	}
+	if (o->partition >= parts) {
+		fprintf(stderr, "spate log publish: %s: partition %lld does not exist (the log has %d)\n",
+		        o->dir, o->partition, parts);
+		return 1;
+	}
+	int bad = 0;
+	for (int i = 0; i < parts; i++)
+		if (o->partition < 0 || o->partition == i)
+			bad |= publish_partition(o->dir, i);
+	return bad;
+}
+
 int spate_cmd_log(int argc, char **argv)
 {
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -440,11 +516,12 @@ int spate_cmd_log(int argc, char **argv)
 		return argc < 2 ? 2 : 0;
 	}
 	const char *sub = argv[1];
-	const char *allowed = !strcmp(sub, "create")   ? " partitions "
-	                      : !strcmp(sub, "ls")     ? " "
-	                      : !strcmp(sub, "dump")   ? " partition from count "
-	                      : !strcmp(sub, "verify") ? " partition "
-	                                               : NULL;
+	const char *allowed = !strcmp(sub, "create")    ? " partitions "
+	                      : !strcmp(sub, "ls")      ? " "
+	                      : !strcmp(sub, "dump")    ? " partition from count "
+	                      : !strcmp(sub, "verify")  ? " partition "
+	                      : !strcmp(sub, "publish") ? " partition "
+	                                                : NULL;
 	if (!allowed) {
 		fprintf(stderr, "spate log: unknown command \"%s\"\n\n", sub);
 		usage(stderr);
@@ -463,5 +540,7 @@ int spate_cmd_log(int argc, char **argv)
 		return cmd_ls(&o);
 	if (!strcmp(sub, "dump"))
 		return cmd_dump(&o);
+	if (!strcmp(sub, "publish"))
+		return cmd_publish(&o);
 	return cmd_verify(&o);
 }

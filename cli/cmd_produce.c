@@ -72,7 +72,9 @@ static const char usage_text[] =
     "                      kafka.* with --kafka\n"
     "\n"
     "Everything is fsync'd (Kafka: acknowledged) before exit (also on SIGINT/SIGTERM). A\n"
-    "progress line is shown on stderr when it is a terminal.\n";
+    "progress line is shown on stderr when it is a terminal. A partition's writer opens\n"
+    "with the first record that goes to it: with no input nothing is published (segments\n"
+    "copied into a log are published by `spate log publish DIR`).\n";
 
 static void usage(FILE *f)
 {

@@ -18,7 +18,7 @@ static void usage(FILE *f)
 	        "\n"
 	        "  run [CONFIG] [-X key=value]...        run a pipeline until the source ends or SIGTERM\n"
 	        "  produce DIR [options]                  append records to the embedded log\n"
-	        "  log create|ls|dump|verify DIR          the embedded log\n"
+	        "  log create|ls|dump|verify|publish DIR  the embedded log\n"
 	        "  checkpoint show|reset STORE            what a checkpoint store holds\n"
 	        "  dlq redrive DLQ_DIR --to CONFIG        replay dead letters into a pipeline\n"
 	        "  config [--markdown]                    every configuration key, with its default\n"

@@ -299,8 +299,12 @@ typedef struct sp_log_writer sp_log_writer_t;
  * Open partition `partition` of the log at dir for writing: take the flock on its folder
  * (SPATE_ERR_BUSY when another writer holds it), truncate a torn tail of the last segment
  * (keeping every complete batch before it; corruption with valid data after it is
- * logged with file and byte offset and left alone), rebuild that segment's index,
- * fsync, and publish the durable length.
+ * logged with file and byte offset and left alone), rebuild that segment's index, and
+ * publish the durable length. When that differs from what was published (a writer
+ * killed with batches not yet fsync'd, segments copied in), the segments from the
+ * published one on, the last one's index and the folder are fsync'd first, so nothing is
+ * published that a power loss can take back. SPATE_ERR_IO naming the file when an
+ * fdatasync fails.
  * @locality any thread; one thread at a time per writer
  */
 int sp_log_writer_open(const char *dir, int partition, const sp_log_wopts_t *o, sp_log_writer_t **out,

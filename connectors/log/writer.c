@@ -5,8 +5,11 @@
  * repairs the last segment: complete, valid batches are kept; a torn tail (a partial
  * or bad last region with nothing valid after it) is truncated; a bad batch with valid
  * data after it is corruption, logged with file and byte offset and never truncated
- * (readers report it). Then the segment's index is rebuilt and the durable length is
- * published.
+ * (readers report it). Then the segment's index is rebuilt and, when what the partition
+ * now holds differs from what was published, it is made durable (fdatasync of the
+ * segments from the published one on, the index, an fsync of the folder) before the
+ * durable length is published: a writer killed with batches in the page cache, or a
+ * segment copied in, leaves bytes no one fsync'd.
  *
  * Records are encoded into an in-memory RecordBatch; a full batch (SP_LOG_BATCH_BYTES)
  * is written to the segment with one pwrite. A flush writes the open batch, fsyncs the
@@ -432,6 +435,57 @@ static int recover(sp_log_writer_t *w, char *errstr, size_t size)
 	return SPATE_OK;
 }
 
+/* fdatasync one segment file that is not open (path names it). */
+static int sync_segment_file(const char *path, char *errstr, size_t size)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return sp_err(errstr, size, SPATE_ERR_IO, "%s: %s", path, strerror(errno));
+	struct stat st;
+	int rc = SPATE_OK;
+	if (fstat(fd, &st) < 0)
+		rc = sp_err(errstr, size, SPATE_ERR_IO, "%s: %s", path, strerror(errno));
+	else if (fdatasync(fd) < 0)
+		rc = sp_err(errstr, size, SPATE_ERR_IO, "%s: fdatasync of bytes 0..%" PRIu64 ": %s", path,
+		            (uint64_t)st.st_size, strerror(errno));
+	close(fd);
+	return rc;
+}
+
+/*
+ * Make durable what open is about to publish (guarantee 1): nothing past what the last
+ * writer published (old; NULL when none ever did) was necessarily fsync'd. A writer
+ * killed with batches in the page cache leaves them in the last segment; a roll cut short
+ * or a copy (Kafka segments) leaves whole segments and folder entries. So: fdatasync every
+ * segment from old->seg on (all of them without old; those before it were complete and
+ * fsync'd before old->seg existed), the last one's index, and fsync the folder (the
+ * segments' names, the index's rename). Errors name the file.
+ */
+static int sync_recovered(sp_log_writer_t *w, const sp_log_seglist_t *segs, const sp_log_durable_t *old,
+                          char *errstr, size_t size)
+{
+	char path[SP_LOG_PATH_MAX];
+	int rc;
+	for (size_t i = 0; i + 1 < segs->n; i++) {
+		if (old && segs->base[i] < old->seg)
+			continue;
+		sp_log_seg_path(path, sizeof(path), w->pdir, segs->base[i], "log");
+		if ((rc = sync_segment_file(path, errstr, size)))
+			return rc;
+	}
+	if (fdatasync(w->seg_fd) < 0) {
+		sp_log_seg_path(path, sizeof(path), w->pdir, w->seg_base, "log");
+		return sp_err(errstr, size, SPATE_ERR_IO, "%s: fdatasync of bytes 0..%" PRIu64 ": %s", path,
+		              w->seg_len, strerror(errno));
+	}
+	if (fdatasync(w->idx_fd) < 0) {
+		/* The index is a hint that readers validate: losing its tail costs a scan. */
+		sp_log_seg_path(path, sizeof(path), w->pdir, w->seg_base, "index");
+		sp_log(w->o.eng, SP_LOG_WARN, "%s: fdatasync: %s; readers may scan", path, strerror(errno));
+	}
+	return sp_log_fsync_dir(w->dirfd, w->pdir, errstr, size);
+}
+
 static void writer_free(sp_log_writer_t *w)
 {
 	if (w->seg_fd >= 0)
@@ -500,6 +554,10 @@ int sp_log_writer_open(const char *dir, int partition, const sp_log_wopts_t *o, 
 		else
 			rc = recover(w, errstr, size);
 	}
+	/* Publish nothing unsynced; a partition as it was published needs no sync. */
+	sp_log_durable_t now = {w->seg_base, w->seg_len, w->next_offset};
+	if (rc == SPATE_OK && segs.n > 0 && (!have_old || memcmp(&now, &old, sizeof(now))))
+		rc = sync_recovered(w, &segs, have_old ? &old : NULL, errstr, size);
 	sp_log_seglist_free(&segs);
 	if (rc)
 		goto fail;
