@@ -266,7 +266,7 @@ static int check_string(const prop_t *p, const char *v, char *err, size_t sz)
 	    !strcmp(p->name, "dlq")) {
 		if (!*v && (!strcmp(p->name, "source") || !strcmp(p->name, "handler")))
 			return sp_err(err, sz, SPATE_CONF_INVALID, "%s: must not be empty", p->name);
-		if (!*v)
+		if (!*v || (!strcmp(p->name, "store") && !strcmp(v, "none")))
 			return 0;
 		char name[64];
 		const char *arg = sp_split_uri(v, name, sizeof(name));
@@ -280,7 +280,7 @@ static int check_string(const prop_t *p, const char *v, char *err, size_t sz)
 			kinds = "noop, fraud, sleep:MS, spin:US, fail-if:SUBSTRING, journal:PATH";
 		} else if (!strcmp(p->name, "store")) {
 			known = sp_find_store(name) != NULL;
-			kinds = "file:PATH, kafka";
+			kinds = "file:PATH, kafka, none";
 		} else {
 			known = sp_find_sink(name) != NULL;
 			kinds = "log:DIR, kafka:TOPIC";

@@ -403,6 +403,8 @@ static int open_plugins(spate_engine_t *e, char *err, size_t sz)
 	v = sp_conf_str(e->conf, "store");
 	if (!*v && !sp_conf_is_set(e->conf, "store") && so->default_store)
 		v = so->default_store;
+	if (!strcmp(v, "none"))
+		v = ""; /* no checkpoints: every run starts at starting.position */
 	if (*v) {
 		arg = sp_split_uri(v, name, sizeof(name));
 		const sp_store_ops_t *st = sp_find_store(name);

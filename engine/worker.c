@@ -361,6 +361,11 @@ static void migrate(sp_worker_t *w, sp_lane_t *l)
 	a->len = total;
 	a->next = l->arena;
 	l->arena = a;
+	/* the copies count before the chunks are unpinned, so the bound never sees a dip */
+	uint64_t add = sizeof(*a) + total + (uint64_t)(l->mq_cap - old_cap) * sizeof(*l->mq);
+	l->arena_counted += add;
+	push_arena(w, l->part, (int64_t)add);
+	atomic_fetch_add_explicit(&w->st.arena_bytes, add, memory_order_relaxed);
 	/* mrecs first (aligned: the block's bytes are max-aligned), then headers, then bytes */
 	sp_mrec_t *mr = (sp_mrec_t *)a->bytes;
 	size_t nh = 0;
@@ -401,10 +406,6 @@ static void migrate(sp_worker_t *w, sp_lane_t *l)
 	}
 	l->off = 0;
 	atomic_store_explicit(&l->tail, head, memory_order_release); /* the ring slots are free */
-	uint64_t add = sizeof(*a) + total + (uint64_t)(l->mq_cap - old_cap) * sizeof(*l->mq);
-	l->arena_counted += add;
-	push_arena(w, l->part, (int64_t)add);
-	atomic_fetch_add_explicit(&w->st.arena_bytes, add, memory_order_relaxed);
 	atomic_fetch_add_explicit(&w->st.migrated, 1, memory_order_relaxed);
 }
 

@@ -7,6 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -52,6 +55,7 @@ int t_run(char *const argv[], char **out, char **err)
 	pid_t pid = fork();
 	cr_assert(pid >= 0);
 	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a failing test */
 		dup2(ofd, 1);
 		dup2(efd, 2);
 		int nul = open("/dev/null", O_RDONLY);
@@ -96,6 +100,13 @@ char *t_read_file(const char *path, size_t *len)
 	return b;
 }
 
+int64_t t_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 void t_sleep_ms(int ms)
 {
 	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -107,6 +118,7 @@ int t_spawn(char *const argv[], const char *out, const char *err, int nice)
 	pid_t pid = fork();
 	if (pid != 0)
 		return pid;
+	prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a failing test */
 	int o = open(out ? out : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	int e = open(err ? err : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	int n = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -119,4 +131,26 @@ int t_spawn(char *const argv[], const char *out, const char *err, int nice)
 		(void)0; /* only scheduling */
 	execv(argv[0], argv);
 	_exit(127);
+}
+
+int t_wait_exit(int pid, int timeout_ms, int *status)
+{
+	int64_t deadline = t_now_ms() + timeout_ms;
+	for (;;) {
+		int st;
+		pid_t r = waitpid(pid, &st, WNOHANG);
+		if (r == pid) {
+			*status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+			return 0;
+		}
+		if (r < 0 && errno != EINTR)
+			return -1;
+		if (t_now_ms() >= deadline) {
+			kill(pid, SIGKILL);
+			while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+				;
+			return -1;
+		}
+		t_sleep_ms(5);
+	}
 }

@@ -3,6 +3,7 @@
 #define SPATE_TESTS_UTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* A fresh directory under /tmp (path written into buf). Aborts the test on failure. */
 char *t_mkdtemp(char *buf, size_t size);
@@ -15,8 +16,14 @@ int t_run(char *const argv[], char **out, char **err);
 const char *t_spate_cli(void);
 /* Start argv (argv[0] a path) in the background: stdin from /dev/null, stdout and
  * stderr into the files out and err (created; NULL: /dev/null), at niceness nice (0:
- * unchanged). Returns the pid, or -1 when fork fails (errno set). */
+ * unchanged). Returns the pid, or -1 when fork fails (errno set). The child gets SIGKILL
+ * when the test process dies, so a failing test leaves no spate behind. */
 int t_spawn(char *const argv[], const char *out, const char *err, int nice);
+/* Wait up to timeout_ms for child pid to exit: 0 and *status (exit code, or 128+signal),
+ * or -1 after killing it with SIGKILL when it did not exit in time (a hang). */
+int t_wait_exit(int pid, int timeout_ms, int *status);
+/* Monotonic milliseconds. */
+int64_t t_now_ms(void);
 /* Sleep ms milliseconds. */
 void t_sleep_ms(int ms);
 /* Whole file into a malloc'd NUL-terminated buffer, or NULL. */
