@@ -2,10 +2,13 @@
  *
  * STORE is a store URI as the "store" key takes it (file:/var/lib/spate/ckpt). `show`
  * prints one `partition checkpoint` line per partition, sorted by partition name, so
- * scripts and tests can diff it. `reset` removes one partition's checkpoint
- * (--partition NAME) or all of them; the next run then starts those partitions at
- * starting.position. The store is opened like the engine opens it, so a store in use by
- * a running pipeline (the file store's lock) is refused rather than changed under it.
+ * scripts and tests can diff it. It opens the store read-only (the store's
+ * open_readonly: no lock, nothing written), so it can watch the checkpoints of a running
+ * pipeline; a store without a read-only mode is opened like the engine opens it. `reset`
+ * removes one partition's checkpoint (--partition NAME) or all of them; the next run
+ * then starts those partitions at starting.position. It opens the store like the engine
+ * does, so a store in use by a running pipeline (the file store's lock) is refused
+ * rather than changed under it.
  *
  * Exit codes: 0 done, 1 the store failed (the message names it), 2 bad usage.
  */
@@ -26,13 +29,14 @@ static void usage(FILE *f)
 	fprintf(f, "usage: spate checkpoint show STORE\n"
 	           "       spate checkpoint reset STORE [--partition NAME]\n"
 	           "\n"
-	           "  show    print `partition checkpoint` lines, sorted by partition\n"
+	           "  show    print `partition checkpoint` lines, sorted by partition; reads the\n"
+	           "          store without locking it, so it works while a pipeline runs\n"
 	           "  reset   remove the checkpoint of partition NAME, or of every partition;\n"
-	           "          the next run starts them at starting.position\n"
+	           "          the next run starts them at starting.position. Refused while a\n"
+	           "          running pipeline uses the store: stop the pipeline first\n"
 	           "\n"
 	           "STORE is a store URI as the \"store\" key takes it, e.g. file:/var/lib/spate/ckpt.\n"
-	           "A checkpoint is \"beginning\" (nothing done yet) or the last position done.\n"
-	           "The store must not be in use by a running pipeline.\n");
+	           "A checkpoint is \"beginning\" (nothing done yet) or the last position done.\n");
 }
 
 /* One entry list() reported, copied: its name is only valid during the callback. */
@@ -179,7 +183,18 @@ int spate_cmd_checkpoint(int argc, char **argv)
 	}
 	sp_store_t st;
 	char err[512];
-	if (sp_store_open_uri(uri, &st, err, sizeof err) != SPATE_OK) {
+	/* show only looks, so it takes no lock a running pipeline holds or needs; reset
+	 * changes checkpoints and must hold the store as the engine does */
+	int r = is_show ? sp_store_open_uri_readonly(uri, &st, err, sizeof err)
+	                : sp_store_open_uri(uri, &st, err, sizeof err);
+	if (r == SPATE_ERR_BUSY && is_reset) {
+		fprintf(stderr,
+		        "spate: checkpoint reset refused: %s; reset never changes checkpoints under a "
+		        "running pipeline: stop it first (`spate checkpoint show` works while it runs)\n",
+		        err);
+		return EXIT_FAILED;
+	}
+	if (r != SPATE_OK) {
 		fprintf(stderr, "spate: %s\n", err);
 		return EXIT_FAILED;
 	}

@@ -286,7 +286,8 @@ typedef struct sp_source_ops {
 
 /* ---- checkpoint stores ---------------------------------------------------------------- */
 
-#define SP_STORE_OPS_VERSION 1
+/* 2: open_readonly */
+#define SP_STORE_OPS_VERSION 2
 
 struct sp_store {
 	const struct sp_store_ops *ops;
@@ -316,6 +317,13 @@ typedef struct sp_store_ops {
 	/** Remove one partition's checkpoint (name) or all of them (NULL). May be NULL. */
 	int (*reset)(sp_store_t *s, const char *name, char *errstr, size_t size);
 	void (*close)(sp_store_t *s);
+	/* ---- version 2 ---- */
+	/** Open the store only to look at it (`spate checkpoint show` while a pipeline runs):
+	 *  take no lock and wait for none, write nothing, so a pipeline that uses the store
+	 *  is neither disturbed nor refused. Such an instance serves load and list from one
+	 *  complete, verified state of the store; save and reset fail; close frees it. May
+	 *  be NULL (the store offers no read-only look); read it only when version >= 2. */
+	int (*open_readonly)(sp_store_t *s, char *errstr, size_t size);
 } sp_store_ops_t;
 
 /* ---- sinks (the DLQ, and later outputs) --------------------------------------------- */
@@ -380,5 +388,8 @@ const char *sp_split_uri(const char *s, char *name, size_t name_size);
 
 /** Open a store from a "store" value (file:PATH, ...) outside an engine (the CLI). */
 int sp_store_open_uri(const char *uri, sp_store_t *st, char *errstr, size_t size);
+/** The same through the store's open_readonly (no lock, nothing written); a store
+ *  without one is opened as sp_store_open_uri opens it. */
+int sp_store_open_uri_readonly(const char *uri, sp_store_t *st, char *errstr, size_t size);
 
 #endif /* SPATE_ENGINE_INTERNAL_H */

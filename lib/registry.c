@@ -54,7 +54,9 @@ const sp_store_ops_t *const *sp_stores(void) { return stores; }
 const sp_sink_ops_t *const *sp_sinks(void) { return sinks; }
 const sp_operator_ops_t *const *sp_operators(void) { return operators; }
 
-int sp_store_open_uri(const char *uri, sp_store_t *st, char *errstr, size_t size)
+/* Find the store uri names and open it: through open_readonly when readonly is set and
+ * the store has one, else through open. */
+static int open_uri(const char *uri, sp_store_t *st, bool readonly, char *errstr, size_t size)
 {
 	char name[64];
 	const char *arg = sp_split_uri(uri, name, sizeof(name));
@@ -65,5 +67,17 @@ int sp_store_open_uri(const char *uri, sp_store_t *st, char *errstr, size_t size
 	memset(st, 0, sizeof(*st));
 	st->ops = ops;
 	st->arg = arg;
+	if (readonly && ops->version >= 2 && ops->open_readonly)
+		return ops->open_readonly(st, errstr, size);
 	return ops->open(st, errstr, size);
+}
+
+int sp_store_open_uri(const char *uri, sp_store_t *st, char *errstr, size_t size)
+{
+	return open_uri(uri, st, false, errstr, size);
+}
+
+int sp_store_open_uri_readonly(const char *uri, sp_store_t *st, char *errstr, size_t size)
+{
+	return open_uri(uri, st, true, errstr, size);
 }

@@ -4,7 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
-[ -f build/build.ninja ] || meson setup build >/dev/null
+# warnings are errors in development builds (as in scripts/test.sh); the project's
+# defaults leave them warnings for users
+if [ -f build/build.ninja ]; then
+	meson configure build -Dwerror=true >/dev/null
+else
+	meson setup build -Dwerror=true >/dev/null
+fi
 ninja -C build >/dev/null
 demo=${SPATE_DEMO_DIR:-/tmp/spate-demo}
 rm -rf "$demo"

@@ -1,7 +1,10 @@
 #!/bin/bash
 # test.sh - the whole test suite: install what is missing, build, run every test once
-# plain and once under ASan+UBSan. Servers the tests need are started by the tests
-# themselves (free ports on 127.0.0.1, stopped at the end).
+# plain and once under ASan+UBSan, then compile (without running tests) a release and a
+# debugoptimized build. Every build here makes warnings errors (-Dwerror=true): the
+# project's defaults do not, so users on other compilers and build types can build.
+# Servers the tests need are started by the tests themselves (free ports on 127.0.0.1,
+# stopped at the end).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh || exit 1
@@ -9,14 +12,30 @@ start=$(date +%s)
 fail=0
 total_ok=0
 total_fail=0
-run_suite() { # name, build dir, meson options...
+# Set up build dir $1 with the meson options that follow and -Dwerror=true. A dir that
+# exists already is reconfigured rather than set up again (meson setup refuses it), so
+# one set up before this script passed -Dwerror=true, or with other options, gets them.
+setup_dir() {
+	local dir=$1
+	shift
+	if [ ! -f "$dir/build.ninja" ]; then
+		meson setup "$dir" -Dwerror=true "$@" >/dev/null
+	else
+		meson configure "$dir" -Dwerror=true "$@" >/dev/null
+	fi
+}
+# Build dir $2 (name $1; meson options after them); a failed setup or build counts as one
+# failed test. Returns non-zero when it failed.
+build_dir() {
 	local name=$1 dir=$2
 	shift 2
 	echo "=== $name: building in $dir"
-	if [ ! -f "$dir/build.ninja" ]; then
-		meson setup "$dir" "$@" >/dev/null || { echo "meson setup failed"; fail=1; total_fail=$((total_fail + 1)); return; }
-	fi
-	ninja -C "$dir" >/dev/null || { ninja -C "$dir" | tail -40; fail=1; total_fail=$((total_fail + 1)); return; }
+	setup_dir "$dir" "$@" || { echo "meson setup of $dir failed"; fail=1; total_fail=$((total_fail + 1)); return 1; }
+	ninja -C "$dir" >/dev/null || { ninja -C "$dir" | tail -40; fail=1; total_fail=$((total_fail + 1)); return 1; }
+}
+run_suite() { # name, build dir, meson options...
+	local name=$1 dir=$2
+	build_dir "$@" || return
 	echo "=== $name: testing"
 	meson test -C "$dir" --print-errorlogs --num-processes 2 || fail=1
 	local ok bad
@@ -30,6 +49,10 @@ run_suite() { # name, build dir, meson options...
 run_suite "plain" build
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	run_suite "asan+ubsan" build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbenchmarks=false
+# Compile only: the optimizer finds warnings (maybe-uninitialized) the plain build does not.
+# -Dtests=true so the test code is compiled too.
+build_dir "release (compile only)" build-release --buildtype=release -Dtests=true
+build_dir "debugoptimized (compile only)" build-debugoptimized --buildtype=debugoptimized -Dtests=true
 echo "suite wall time: $(( $(date +%s) - start )) s"
 echo "tests: $total_ok passed, $total_fail failed"
 exit $fail

@@ -9,6 +9,17 @@
  * this one) away; the lock file is left in place on close, since unlinking a lock file
  * races with the next process that opens it.
  *
+ * open_readonly (what `spate checkpoint show` uses) takes no lock and writes nothing, so
+ * it can look at the store of a running pipeline: because PATH is only ever replaced by a
+ * rename, whoever opens it reads the old or the new complete file, verified like at open.
+ *
+ * PATH.tmp is read only when PATH is missing (the very first save did not complete).
+ * Then it is used when it is whole (a save not yet renamed) or torn (it ends before its
+ * checksum line: a crash cut the write short, and its complete lines are what the save
+ * had written). A PATH.tmp that is neither (its checksum line fails, a complete line in
+ * it does not parse, it is not a checkpoint file) is no torn save of real data: the open
+ * fails naming it, and nothing of it is loaded. Next to a PATH it is always ignored.
+ *
  * The file (format version 1) is text, so an operator can read it:
  *
  *   spate-checkpoints 1 epoch=<16 hex digits> created=<ms since the Unix epoch>
@@ -76,7 +87,8 @@ typedef struct fstore {
 	char *tmp_path;  /* PATH.tmp: the next version while it is written */
 	char *lock_path; /* PATH.lock: flocked while open */
 	char *dir_path;  /* the directory that holds PATH, fsynced after a rename */
-	int lock_fd;
+	int lock_fd;     /* -1 when opened read-only */
+	bool readonly;   /* open_readonly: no lock; save and reset fail */
 	pthread_mutex_t mu;
 	fent_t *ents; /* n entries, sorted by name (strcmp), names unique */
 	size_t n;
@@ -253,6 +265,7 @@ typedef struct fparse {
 	fent_t *ents;
 	size_t n, cap;
 	bool have_header;
+	bool truncated; /* the parse failed only because the file ends before its checksum line */
 	uint64_t epoch;
 	int64_t created_ms;
 } fparse_t;
@@ -388,15 +401,19 @@ static int parse_file(const char *file, const char *buf, size_t file_len, fparse
 {
 	size_t off = 0, lineno = 0;
 	memset(out, 0, sizeof *out);
-	if (file_len == 0)
+	if (file_len == 0) {
+		out->truncated = true;
 		return CORRUPT(1, "the file is empty");
+	}
 	while (off < file_len) {
 		const char *line = buf + off;
 		const char *nl = memchr(line, '\n', file_len - off);
 		lineno++;
-		if (!nl)
+		if (!nl) {
+			out->truncated = true;
 			return CORRUPT(lineno, "truncated: the last line is cut off and the checksum line "
 			                       "is missing");
+		}
 		size_t len = (size_t)(nl - line);
 		int r;
 		if (lineno == 1)
@@ -409,6 +426,7 @@ static int parse_file(const char *file, const char *buf, size_t file_len, fparse
 			return r;
 		off += len + 1;
 	}
+	out->truncated = true;
 	return CORRUPT(lineno + 1, "truncated: the checksum line is missing");
 }
 
@@ -471,22 +489,99 @@ static int read_whole(const char *path, char **bufp, size_t *lenp, char *errstr,
 	return SPATE_OK;
 }
 
-/* Fill fs->ents from PATH, or from PATH.tmp when only that exists (a save that crashed
- * before its rename, on a store that had no file yet): then whatever parses from it is
- * loaded, and logged. A missing PATH and PATH.tmp is an empty store with a new epoch. */
-static int load_files(fstore_t *fs, char *errstr, size_t size)
+/* Read and parse the checkpoint file at path, which must be whole. SPATE_OK with *fp
+ * filled (the caller frees fp->ents); SPATE_ERR_NOT_FOUND (no message) when it does not
+ * exist; else the error naming the file (and the line), with nothing in *fp. */
+static int read_parse(const char *path, fparse_t *fp, char *errstr, size_t size)
 {
 	char *buf = NULL;
 	size_t len = 0;
+	memset(fp, 0, sizeof *fp);
+	int r = read_whole(path, &buf, &len, errstr, size);
+	if (r != SPATE_OK)
+		return r;
+	r = parse_file(path, buf, len, fp, errstr, size);
+	free(buf);
+	if (r != SPATE_OK) {
+		fents_free(fp->ents, fp->n);
+		memset(fp, 0, sizeof *fp);
+	}
+	return r;
+}
+
+/* Read PATH.tmp when PATH is missing: SPATE_OK with *fp filled when it is whole, or torn
+ * (*torn set, the parse error in why): then fp holds its complete lines, which is what
+ * the interrupted save had written. SPATE_ERR_NOT_FOUND (no message) when there is none.
+ * SPATE_ERR_CORRUPT naming PATH.tmp and the line when it is neither: a checksum line
+ * that fails, a complete line that does not parse, or no checkpoint file at all is
+ * damage or a foreign file, never a torn save, and nothing of it may be used. */
+static int read_tmp(const fstore_t *fs, fparse_t *fp, bool *torn, char *why, size_t why_size, char *errstr,
+                    size_t size)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	*torn = false;
+	memset(fp, 0, sizeof *fp);
+	int r = read_whole(fs->tmp_path, &buf, &len, errstr, size);
+	if (r != SPATE_OK)
+		return r;
+	r = parse_file(fs->tmp_path, buf, len, fp, why, why_size);
+	free(buf);
+	if (r == SPATE_ERR_CORRUPT && fp->truncated) {
+		*torn = true;
+		return SPATE_OK;
+	}
+	if (r == SPATE_OK)
+		return SPATE_OK;
+	fents_free(fp->ents, fp->n);
+	memset(fp, 0, sizeof *fp);
+	if (r != SPATE_ERR_CORRUPT)
+		return sp_err(errstr, size, r, "%s", why);
+	return sp_err(errstr, size, r,
+	              "%s; with %s missing, only a save cut short before its checksum line may be "
+	              "used, so nothing of it is loaded (look at it, or remove it to start over)",
+	              why, fs->path);
+}
+
+/* Say on the log that fp came from PATH.tmp (read_tmp). */
+static void log_tmp_use(const fstore_t *fs, const fparse_t *fp, bool torn, const char *why)
+{
+	const char *verb = fs->readonly ? "showing" : "loaded";
+	if (!torn)
+		sp_log(fs->eng, SP_LOG_WARN,
+		       "file store: %s is missing; %s %zu checkpoints from %s, a complete save that was "
+		       "not renamed",
+		       fs->path, verb, fp->n, fs->tmp_path);
+	else
+		sp_log(fs->eng, SP_LOG_WARN,
+		       "file store: %s is missing; %s the %zu checkpoints in the complete lines of %s, a "
+		       "first save %s (%s)",
+		       fs->path, verb, fp->n, fs->tmp_path,
+		       fs->readonly ? "still being written or cut short by a crash" : "cut short by a crash",
+		       why);
+}
+
+/* Take what fp holds as the store's set; a torn file without its header line gets a new
+ * epoch. */
+static void use_parse(fstore_t *fs, fparse_t *fp)
+{
+	if (!fp->have_header) {
+		fp->epoch = new_epoch();
+		fp->created_ms = sp_wall_ms();
+	}
+	fs->ents = fp->ents;
+	fs->n = fp->n;
+	fs->epoch = fp->epoch;
+	fs->created_ms = fp->created_ms;
+}
+
+/* Fill fs->ents from PATH, or from PATH.tmp when only that exists (read_tmp), under the
+ * store's lock. A missing PATH and PATH.tmp is an empty store with a new epoch. */
+static int load_files(fstore_t *fs, char *errstr, size_t size)
+{
 	fparse_t fp;
-	int r = read_whole(fs->path, &buf, &len, errstr, size);
+	int r = read_parse(fs->path, &fp, errstr, size);
 	if (r == SPATE_OK) {
-		r = parse_file(fs->path, buf, len, &fp, errstr, size);
-		free(buf);
-		if (r != SPATE_OK) {
-			fents_free(fp.ents, fp.n);
-			return r;
-		}
 		if (access(fs->tmp_path, F_OK) == 0)
 			sp_log(fs->eng, SP_LOG_INFO,
 			       "file store: ignoring %s, left by an interrupted save; %s holds the last "
@@ -495,7 +590,9 @@ static int load_files(fstore_t *fs, char *errstr, size_t size)
 	} else if (r != SPATE_ERR_NOT_FOUND) {
 		return r;
 	} else {
-		r = read_whole(fs->tmp_path, &buf, &len, errstr, size);
+		bool torn;
+		char why[512];
+		r = read_tmp(fs, &fp, &torn, why, sizeof why, errstr, size);
 		if (r == SPATE_ERR_NOT_FOUND) {
 			fs->epoch = new_epoch();
 			fs->created_ms = sp_wall_ms();
@@ -503,31 +600,51 @@ static int load_files(fstore_t *fs, char *errstr, size_t size)
 		}
 		if (r != SPATE_OK)
 			return r;
+		log_tmp_use(fs, &fp, torn, why);
+	}
+	use_parse(fs, &fp);
+	return SPATE_OK;
+}
+
+/* Fill fs->ents for a read-only look, without the lock: a pipeline may be saving while we
+ * read. Saves replace PATH by rename, so the PATH we open is a complete file, old or new,
+ * verified like at open; PATH.tmp next to it is a save in progress and is not read. When
+ * PATH is missing, PATH.tmp is read as load_files reads it; a save may rename it to PATH
+ * between the two opens, so PATH is looked at once more when PATH.tmp is gone, cannot be
+ * used, or was read while PATH appeared. Nothing found is an empty store (epoch 0), but a
+ * missing directory is an error, as the locked open would find it. */
+static int load_readonly(fstore_t *fs, char *errstr, size_t size)
+{
+	fparse_t fp;
+	int r = read_parse(fs->path, &fp, errstr, size);
+	if (r == SPATE_ERR_NOT_FOUND) {
+		bool torn;
 		char why[512];
-		r = parse_file(fs->tmp_path, buf, len, &fp, why, sizeof why);
-		free(buf);
-		if (r == SPATE_ERR_UNSUPPORTED || r == SPATE_ERR_NOMEM) {
-			fents_free(fp.ents, fp.n);
-			return sp_err(errstr, size, r, "%s", why);
-		}
-		if (r == SPATE_OK)
-			sp_log(fs->eng, SP_LOG_WARN,
-			       "file store: %s is missing; loaded %zu checkpoints from %s, a complete "
-			       "save that was not renamed",
-			       fs->path, fp.n, fs->tmp_path);
-		else
-			sp_log(fs->eng, SP_LOG_WARN,
-			       "file store: %s is missing; loaded %zu checkpoints from the torn %s (%s)",
-			       fs->path, fp.n, fs->tmp_path, why);
-		if (!fp.have_header) {
-			fp.epoch = new_epoch();
-			fp.created_ms = sp_wall_ms();
+		r = read_tmp(fs, &fp, &torn, why, sizeof why, errstr, size);
+		if (r != SPATE_OK || access(fs->path, F_OK) == 0) {
+			int tmp_r = r;
+			if (r == SPATE_OK)
+				fents_free(fp.ents, fp.n);
+			r = read_parse(fs->path, &fp, errstr, size);
+			if (r == SPATE_ERR_NOT_FOUND && tmp_r != SPATE_ERR_NOT_FOUND)
+				return tmp_r; /* errstr still says what was wrong with PATH.tmp */
+		} else {
+			log_tmp_use(fs, &fp, torn, why);
 		}
 	}
-	fs->ents = fp.ents;
-	fs->n = fp.n;
-	fs->epoch = fp.epoch;
-	fs->created_ms = fp.created_ms;
+	if (r == SPATE_ERR_NOT_FOUND) {
+		struct stat st;
+		if (stat(fs->dir_path, &st) != 0)
+			return sp_err(errstr, size, SPATE_ERR_IO,
+			              "file store %s: cannot open its directory %s: %s", fs->path,
+			              fs->dir_path, strerror(errno));
+		fs->epoch = 0;
+		fs->created_ms = 0;
+		return SPATE_OK;
+	}
+	if (r != SPATE_OK)
+		return r;
+	use_parse(fs, &fp);
 	return SPATE_OK;
 }
 
@@ -785,10 +902,32 @@ static char *dir_of(const char *path)
 	return strndup(path, (size_t)(slash - path));
 }
 
-/* Open store=file:PATH: take the lock, then load PATH (see load_files). Errors:
- * SPATE_ERR_INVALID (no path, bad SPATE_FAULT_STORE), SPATE_ERR_BUSY (locked by
- * another), SPATE_ERR_IO, SPATE_ERR_CORRUPT, SPATE_ERR_UNSUPPORTED, SPATE_ERR_NOMEM. */
-static int fstore_open(sp_store_t *s, char *errstr, size_t size)
+/* Take the store's flock on PATH.lock (created when missing), without waiting. */
+static int take_lock(fstore_t *fs, char *errstr, size_t size)
+{
+	fs->lock_fd = open(fs->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fs->lock_fd < 0)
+		return sp_err(errstr, size, SPATE_ERR_IO, "file store %s: cannot open its lock file %s: %s",
+		              fs->path, fs->lock_path, strerror(errno));
+	while (flock(fs->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+		if (errno == EINTR)
+			continue;
+		if (errno == EWOULDBLOCK)
+			return sp_err(errstr, size, SPATE_ERR_BUSY,
+			              "file store %s is in use by another process (%s is locked); a file "
+			              "store serves one process",
+			              fs->path, fs->lock_path);
+		return sp_err(errstr, size, SPATE_ERR_IO, "file store %s: cannot lock %s: %s", fs->path,
+		              fs->lock_path, strerror(errno));
+	}
+	return SPATE_OK;
+}
+
+/* Open store=file:PATH: take the lock, then load PATH (see load_files); or, readonly,
+ * load it without the lock (see load_readonly). Errors: SPATE_ERR_INVALID (no path, bad
+ * SPATE_FAULT_STORE), SPATE_ERR_BUSY (locked by another), SPATE_ERR_IO,
+ * SPATE_ERR_CORRUPT, SPATE_ERR_UNSUPPORTED, SPATE_ERR_NOMEM. */
+static int open_store(sp_store_t *s, bool readonly, char *errstr, size_t size)
 {
 	const char *path = s->arg;
 	if (!path || !*path)
@@ -796,14 +935,15 @@ static int fstore_open(sp_store_t *s, char *errstr, size_t size)
 	if (path[strlen(path) - 1] == '/')
 		return sp_err(errstr, size, SPATE_ERR_INVALID,
 		              "store=file:%s names a directory; give a file path (file:DIR/ckpt)", path);
-	long fault;
-	int r = parse_fault_env(getenv(FSTORE_FAULT_ENV), &fault, errstr, size);
+	long fault = 0;
+	int r = readonly ? SPATE_OK : parse_fault_env(getenv(FSTORE_FAULT_ENV), &fault, errstr, size);
 	if (r != SPATE_OK)
 		return r;
 	fstore_t *fs = calloc(1, sizeof *fs);
 	if (!fs)
 		return sp_err(errstr, size, SPATE_ERR_NOMEM, "file store %s: out of memory", path);
 	fs->lock_fd = -1;
+	fs->readonly = readonly;
 	fs->eng = s->eng;
 	fs->fault_left = fault;
 	pthread_mutex_init(&fs->mu, NULL);
@@ -815,26 +955,10 @@ static int fstore_open(sp_store_t *s, char *errstr, size_t size)
 		r = sp_err(errstr, size, SPATE_ERR_NOMEM, "file store %s: out of memory", path);
 		goto fail;
 	}
-	fs->lock_fd = open(fs->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (fs->lock_fd < 0) {
-		r = sp_err(errstr, size, SPATE_ERR_IO, "file store %s: cannot open its lock file %s: %s",
-		           path, fs->lock_path, strerror(errno));
-		goto fail;
-	}
-	while (flock(fs->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-		if (errno == EINTR)
-			continue;
-		if (errno == EWOULDBLOCK)
-			r = sp_err(errstr, size, SPATE_ERR_BUSY,
-			           "file store %s is in use by another process (%s is locked); a file "
-			           "store serves one process",
-			           path, fs->lock_path);
-		else
-			r = sp_err(errstr, size, SPATE_ERR_IO, "file store %s: cannot lock %s: %s", path,
-			           fs->lock_path, strerror(errno));
-		goto fail;
-	}
-	r = load_files(fs, errstr, size);
+	if (readonly)
+		r = load_readonly(fs, errstr, size);
+	else if ((r = take_lock(fs, errstr, size)) == SPATE_OK)
+		r = load_files(fs, errstr, size);
 	if (r != SPATE_OK)
 		goto fail;
 	if (fs->fault_left < 0)
@@ -848,6 +972,26 @@ static int fstore_open(sp_store_t *s, char *errstr, size_t size)
 fail:
 	fstore_free(fs);
 	return r;
+}
+
+static int fstore_open(sp_store_t *s, char *errstr, size_t size)
+{
+	return open_store(s, false, errstr, size);
+}
+
+/* A look at the store that takes no lock and writes nothing (sp_store_ops_t). */
+static int fstore_open_readonly(sp_store_t *s, char *errstr, size_t size)
+{
+	return open_store(s, true, errstr, size);
+}
+
+/* SPATE_ERR_INVALID naming the store when it was opened read-only; else SPATE_OK. */
+static int check_writable(const fstore_t *fs, const char *what, char *errstr, size_t size)
+{
+	if (!fs->readonly)
+		return SPATE_OK;
+	return sp_err(errstr, size, SPATE_ERR_INVALID, "file store %s was opened read-only: it cannot %s",
+	              fs->path, what);
 }
 
 static const fent_t *find(const fstore_t *fs, const char *name)
@@ -884,6 +1028,9 @@ static int fstore_load(sp_store_t *s, const char *name, sp_ckpt_t *out, char *er
 static int save_locked(fstore_t *fs, const sp_store_entry_t *ents, size_t n, int stop_after, char *errstr,
                        size_t size)
 {
+	int r = check_writable(fs, "save", errstr, size);
+	if (r != SPATE_OK)
+		return r;
 	if (fs->fault_left) {
 		if (fs->fault_left > 0)
 			fs->fault_left--;
@@ -894,7 +1041,7 @@ static int save_locked(fstore_t *fs, const sp_store_entry_t *ents, size_t n, int
 	fent_t *merged = NULL;
 	size_t mn = 0;
 	bool *fresh = NULL;
-	int r = merge(fs, ents, n, &merged, &mn, &fresh, errstr, size);
+	r = merge(fs, ents, n, &merged, &mn, &fresh, errstr, size);
 	if (r != SPATE_OK)
 		return r;
 	r = write_file(fs, merged, mn, fs->epoch, fs->created_ms, stop_after, errstr, size);
@@ -966,7 +1113,9 @@ static int fstore_list(sp_store_t *s, void (*fn)(void *arg, const sp_store_entry
 static int fstore_reset(sp_store_t *s, const char *name, char *errstr, size_t size)
 {
 	fstore_t *fs = s->ctx;
-	int r;
+	int r = check_writable(fs, "reset", errstr, size);
+	if (r != SPATE_OK)
+		return r;
 	pthread_mutex_lock(&fs->mu);
 	if (!name) {
 		uint64_t epoch = new_epoch();
@@ -1025,4 +1174,5 @@ const sp_store_ops_t sp_store_file = {
     .list = fstore_list,
     .reset = fstore_reset,
     .close = fstore_close,
+    .open_readonly = fstore_open_readonly,
 };

@@ -36,7 +36,8 @@ int sp_store_file_save_fault(sp_store_t *s, const sp_store_entry_t *ents, size_t
                              char *errstr, size_t size);
 
 /** The store's epoch marker: a random 64-bit value written when the file is first
- *  created and again when every checkpoint is reset; kept across ordinary saves. */
+ *  created and again when every checkpoint is reset; kept across ordinary saves. 0 for
+ *  a read-only look (open_readonly) at a store that has no file yet. */
 uint64_t sp_store_file_epoch(sp_store_t *s);
 
 #endif /* SPATE_CONNECTORS_STORES_FILE_H */

@@ -106,8 +106,11 @@ static spate_engine_t *engine(st_t *s, const char *log, const char *dlq, const c
 	return e;
 }
 
+/* The value of header key of r, its length in *len; NULL with *len 0 when r has none
+ * (so *len is always set, also on the path a failed assertion leaves). */
 static const char *hdr(const lt_rec_t *r, const char *key, size_t *len)
 {
+	*len = 0;
 	for (size_t h = 0; h < r->hcnt; h++)
 		if (r->hdrs[h].key_len == strlen(key) && !memcmp(r->hdrs[h].key, key, r->hdrs[h].key_len)) {
 			*len = r->hdrs[h].value_len;

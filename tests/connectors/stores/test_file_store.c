@@ -3,10 +3,13 @@
  * Round trips of many partitions (beginning, narrow and wide positions, names with the
  * bytes the format escapes); saves merge with what the store held; a save stopped at
  * each of its four steps leaves exactly the old or the new set, and a lone PATH.tmp
- * gives back exactly its complete lines; every single flipped byte and every truncation
- * of a file is reported as corrupt, naming the file and a line; the flock refuses a
- * second open; SPATE_FAULT_STORE fails saves and then lets them through; reset removes
- * one or all checkpoints and renews the epoch. Values are asserted exactly.
+ * gives back exactly its complete lines; a PATH.tmp that is not a torn save (a failing
+ * checksum line, a foreign file) is refused when it is all there is and ignored next to
+ * a PATH; every single flipped byte and every truncation of a file is reported as
+ * corrupt, naming the file and a line; the flock refuses a second open, while a
+ * read-only open takes no lock, writes nothing and refuses to save; SPATE_FAULT_STORE
+ * fails saves and then lets them through; reset removes one or all checkpoints and
+ * renews the epoch. Values are asserted exactly.
  */
 #include "connectors/stores/file.h"
 #include "tests/common/util.h"
@@ -59,6 +62,24 @@ static int try_open(sp_store_t *st, const char *path, char *err, size_t size)
 	st->arg = path;
 	err[0] = '\0';
 	return sp_store_file.open(st, err, size);
+}
+
+/* The same through open_readonly. */
+static int try_open_ro(sp_store_t *st, const char *path, char *err, size_t size)
+{
+	memset(st, 0, sizeof *st);
+	st->ops = &sp_store_file;
+	st->arg = path;
+	err[0] = '\0';
+	cr_assert_not_null(sp_store_file.open_readonly, "the file store offers a read-only open");
+	return sp_store_file.open_readonly(st, err, size);
+}
+
+static void must_open_ro(sp_store_t *st, const char *path)
+{
+	char err[512];
+	int r = try_open_ro(st, path, err, sizeof err);
+	cr_assert_eq(r, SPATE_OK, "open_readonly %s: %d %s", path, r, err);
 }
 
 static void must_open(sp_store_t *st, const char *path)
@@ -762,5 +783,202 @@ Test(file_store, reset_one_and_all)
 	cr_assert_eq(sp_store_file_epoch(&st), epoch2);
 	st.ops->close(&st);
 	cr_assert(exists(f.path), "reset writes an empty store rather than deleting the file");
+	fixture_fini(&f);
+}
+
+/* ---- PATH.tmp that is no torn save -------------------------------------------------- */
+
+/* A whole checkpoint file at path with the digit of its first entry changed after the
+ * checksum was computed: it parses line by line, only its checksum line fails. */
+static void write_bad_crc(const char *path)
+{
+	write_v1(path, 1, "kafka/orders/0\t12345\nkafka/orders/1\tbeginning\n");
+	size_t len;
+	char *buf = t_read_file(path, &len);
+	char *p = strstr(buf, "\t12345\n");
+	cr_assert(p);
+	p[1] = '9'; /* 92345: a checkpoint far ahead of what was DONE */
+	write_bytes(path, buf, len);
+	free(buf);
+}
+
+/* No PATH, and PATH.tmp is complete but fails its checksum: that is damage, not a save a
+ * crash cut short, and using it could skip records. Both opens refuse it, naming it and
+ * its checksum line, and leave it as it is. */
+Test(file_store_tmp, bad_checksum_tmp_alone_is_refused)
+{
+	fixture_t f;
+	fixture_init(&f);
+	write_bad_crc(f.tmp);
+	size_t len0;
+	char *before = t_read_file(f.tmp, &len0);
+	char want[256], err[512];
+	snprintf(want, sizeof want, "checkpoint file %s line 4: checksum mismatch", f.tmp);
+	sp_store_t st;
+	int r = try_open(&st, f.path, err, sizeof err);
+	if (r == SPATE_OK)
+		st.ops->close(&st);
+	cr_assert_eq(r, SPATE_ERR_CORRUPT, "open returned %d: %s", r, err);
+	cr_assert(strstr(err, want) && strstr(err, "nothing of it is loaded"), "%s", err);
+	r = try_open_ro(&st, f.path, err, sizeof err);
+	if (r == SPATE_OK)
+		st.ops->close(&st);
+	cr_assert_eq(r, SPATE_ERR_CORRUPT, "open_readonly returned %d: %s", r, err);
+	cr_assert(strstr(err, want), "%s", err);
+	size_t len1;
+	char *after = t_read_file(f.tmp, &len1);
+	cr_assert(after && len1 == len0 && !memcmp(before, after, len0), "PATH.tmp was changed");
+	cr_assert(!exists(f.path));
+	free(before);
+	free(after);
+	fixture_fini(&f);
+}
+
+/* No PATH, and PATH.tmp is some other file: refused at line 1, not taken for an empty
+ * store (which would restart every partition) nor overwritten. */
+Test(file_store_tmp, foreign_tmp_alone_is_refused)
+{
+	fixture_t f;
+	fixture_init(&f);
+	write_bytes(f.tmp, "hello\nworld\n", 12);
+	char want[256], err[512];
+	snprintf(want, sizeof want, "checkpoint file %s line 1: not a spate checkpoint file", f.tmp);
+	sp_store_t st;
+	int r = try_open(&st, f.path, err, sizeof err);
+	if (r == SPATE_OK)
+		st.ops->close(&st);
+	cr_assert_eq(r, SPATE_ERR_CORRUPT, "open returned %d: %s", r, err);
+	cr_assert(strstr(err, want), "%s", err);
+	size_t len;
+	char *buf = t_read_file(f.tmp, &len);
+	cr_assert(buf && len == 12 && !memcmp(buf, "hello\nworld\n", 12), "PATH.tmp was changed");
+	free(buf);
+	fixture_fini(&f);
+}
+
+/* Next to a good PATH, a PATH.tmp with a failing checksum is ignored by both opens. */
+Test(file_store_tmp, bad_checksum_tmp_next_to_good_path_is_ignored)
+{
+	fixture_t f;
+	fixture_init(&f);
+	const sp_store_entry_t e[] = {{"kafka/orders/0", ck_at(7)}, {"kafka/orders/2", ck_beginning()}};
+	sp_store_t st;
+	must_open(&st, f.path);
+	must_save(&st, e, 2);
+	st.ops->close(&st);
+	write_bad_crc(f.tmp);
+	for (int ro = 0; ro < 2; ro++) {
+		if (ro)
+			must_open_ro(&st, f.path);
+		else
+			must_open(&st, f.path);
+		assert_ckpt(&st, "kafka/orders/0", ck_at(7));
+		assert_ckpt(&st, "kafka/orders/2", ck_beginning());
+		assert_absent(&st, "kafka/orders/1");
+		cr_assert_eq(list_count(&st, true), 2);
+		st.ops->close(&st);
+	}
+	fixture_fini(&f);
+}
+
+/* ---- the read-only open ------------------------------------------------------------- */
+
+/* While a locked instance (a running pipeline) holds the store, a read-only open reads
+ * the last saved set without waiting, sees later saves when opened again, and can
+ * neither save nor reset. */
+Test(file_store_readonly, reads_a_locked_store_and_cannot_write)
+{
+	fixture_t f;
+	fixture_init(&f);
+	set_t s1 = make_set(MANY, 1, false), s2 = make_set(MANY, 2, false);
+	sp_store_t owner, ro;
+	char err[512];
+	must_open(&owner, f.path);
+	must_save(&owner, s1.e, s1.n);
+	must_open_ro(&ro, f.path);
+	assert_set(&ro, &s1);
+	cr_assert_eq(list_count(&ro, true), MANY);
+	must_save(&owner, s2.e, s2.n);
+	assert_set(&ro, &s1); /* a snapshot of one complete state */
+	ro.ops->close(&ro);
+	must_open_ro(&ro, f.path);
+	assert_set(&ro, &s2);
+	cr_assert_eq(sp_store_file_epoch(&ro), sp_store_file_epoch(&owner));
+
+	const sp_store_entry_t e = {"kafka/topic-0/0", ck_at(1)};
+	cr_assert_eq(ro.ops->save(&ro, &e, 1, err, sizeof err), SPATE_ERR_INVALID);
+	cr_assert(strstr(err, f.path) && strstr(err, "read-only"), "%s", err);
+	cr_assert_eq(ro.ops->reset(&ro, NULL, err, sizeof err), SPATE_ERR_INVALID);
+	cr_assert(strstr(err, f.path) && strstr(err, "read-only"), "%s", err);
+	ro.ops->close(&ro);
+	owner.ops->close(&owner);
+
+	must_open(&owner, f.path); /* nothing was changed by the read-only instance */
+	assert_set(&owner, &s2);
+	owner.ops->close(&owner);
+	set_free(&s1);
+	set_free(&s2);
+	fixture_fini(&f);
+}
+
+/* A read-only look at a store that has no file yet is empty and creates nothing, not
+ * even the lock file; in a directory that does not exist it fails, naming it. */
+Test(file_store_readonly, writes_nothing)
+{
+	fixture_t f;
+	fixture_init(&f);
+	char lock[200], missing[200], err[512];
+	snprintf(lock, sizeof lock, "%s.lock", f.path);
+	snprintf(missing, sizeof missing, "%s/nodir/ckpt", f.dir);
+	sp_store_t st;
+	must_open_ro(&st, f.path);
+	cr_assert_eq(list_count(&st, false), 0);
+	cr_assert_eq(sp_store_file_epoch(&st), 0);
+	st.ops->close(&st);
+	cr_assert(!exists(f.path) && !exists(f.tmp) && !exists(lock), "a read-only open created a file");
+	cr_assert_eq(try_open_ro(&st, missing, err, sizeof err), SPATE_ERR_IO, "%s", err);
+	cr_assert(strstr(err, missing) && strstr(err, "directory"), "%s", err);
+	fixture_fini(&f);
+}
+
+/* With no PATH, a read-only open uses PATH.tmp as the locked open does: whole, or the
+ * complete lines of a torn one. */
+Test(file_store_readonly, reads_tmp_like_open)
+{
+	fixture_t f;
+	fixture_init(&f);
+	set_t upd = make_set(MANY, 5, true);
+	sp_store_t st;
+	char err[512];
+	must_open(&st, f.path);
+	cr_assert_eq(
+	    sp_store_file_save_fault(&st, upd.e, upd.n, SP_FILE_FAULT_PARTIAL_WRITE, err, sizeof err),
+	    SPATE_ERR_STORE, "%s", err);
+	st.ops->close(&st);
+	cr_assert(!exists(f.path) && exists(f.tmp));
+	must_open(&st, f.path);
+	size_t k = list_count(&st, true);
+	st.ops->close(&st);
+	cr_assert(k > 0 && k < MANY, "the torn tmp holds %zu of %d entries", k, MANY);
+	must_open_ro(&st, f.path);
+	cr_assert_eq(list_count(&st, true), k);
+	for (size_t i = 0; i < upd.n; i++) {
+		if (i < k)
+			assert_ckpt(&st, upd.e[i].name, upd.e[i].ckpt);
+		else
+			assert_absent(&st, upd.e[i].name);
+	}
+	st.ops->close(&st);
+
+	must_open(&st, f.path);
+	cr_assert_eq(
+	    sp_store_file_save_fault(&st, upd.e, upd.n, SP_FILE_FAULT_BEFORE_RENAME, err, sizeof err),
+	    SPATE_ERR_STORE, "%s", err);
+	st.ops->close(&st);
+	must_open_ro(&st, f.path);
+	assert_set(&st, &upd);
+	cr_assert_eq(list_count(&st, true), MANY);
+	st.ops->close(&st);
+	set_free(&upd);
 	fixture_fini(&f);
 }
