@@ -18,7 +18,7 @@
 int sp_log_locate(const char *pdir, uint64_t seg_base, int fd, uint64_t limit, uint64_t target, uint64_t *pos,
                   uint64_t *base, uint64_t *steps)
 {
-	uint64_t from = sp_log_index_lookup(pdir, seg_base, target, limit);
+	uint64_t from = sp_log_index_lookup(pdir, seg_base, target, limit, NULL);
 	sp_log_scan_t sc;
 	if (sp_log_scan_init(&sc, fd, from, limit))
 		return SPATE_ERR_NOMEM;
@@ -161,7 +161,7 @@ int sp_log_last_record(const char *pdir, const sp_log_durable_t *d, const sp_log
 		if ((rc = open_seg(pdir, d, base, &fd, &limit, path, sizeof(path), errstr, size)))
 			break;
 		/* From the last index entry, then (when only control batches follow it) from 0. */
-		uint64_t from = sp_log_index_lookup(pdir, base, UINT64_MAX, limit);
+		uint64_t from = sp_log_index_lookup(pdir, base, UINT64_MAX, limit, NULL);
 		sp_log_scan_t sc;
 		if (sp_log_scan_init(&sc, fd, from, limit)) {
 			close(fd);

@@ -89,6 +89,25 @@ int sp_log_batch_header(const uint8_t *p, size_t avail, sp_log_batch_hdr_t *h, s
 /** True when the CRC of the complete batch at p (total bytes) matches; *computed gets
  *  the computed value when not NULL. */
 bool sp_log_batch_crc_ok(const uint8_t *p, size_t total, uint32_t *computed);
+/**
+ * The checks of a batch's offsets. Its baseOffset is outside the CRC, so a reader checks it
+ * against what surrounds the batch: `passed` is the offset after the previous batch (the
+ * segment's base before its first batch), `hi` the first offset the batch may not reach
+ * (the next segment's base, or in the segment being written the durable next offset;
+ * UINT64_MAX when unknown), `next` the header of the batch after it in the same segment,
+ * or NULL when there is none (yet). A batch that leaves a gap after `passed` (Kafka's
+ * compaction does that) is wrong when the next batch starts inside the gap or inside the
+ * batch's own offsets: then this one's baseOffset moved, not the next one's. Returns NULL
+ * when the offsets fit, else why (static text).
+ */
+const char *sp_log_batch_offsets_bad(const sp_log_batch_hdr_t *h, uint64_t passed, uint64_t hi,
+                                     const sp_log_batch_hdr_t *next);
+/** True when the batch leaves a gap after passed (sp_log_batch_offsets_bad then wants the
+ *  next batch's header to decide). */
+static inline bool sp_log_batch_gap(const sp_log_batch_hdr_t *h, uint64_t passed)
+{
+	return (uint64_t)h->base_offset > passed;
+}
 /** The compression codec (attributes & 7) and its name: "none", "gzip", "snappy", "lz4",
  *  "zstd", or "unknown" for 5..7. */
 int sp_log_batch_codec(const sp_log_batch_hdr_t *h);
@@ -221,11 +240,13 @@ void sp_log_index_put(uint8_t *p, uint32_t rel, uint32_t pos);
 /**
  * Look up target in the index file of the segment at seg_base: the file position of the
  * last entry whose offset is <= target and whose position is < limit (entries past the
- * readable bytes are not trusted). 0 when the file is missing, short or holds nothing
- * useful (the caller scans from there). Entries stop at the first one that does not
- * increase (Kafka pre-allocates its index files with zeros).
+ * readable bytes are not trusted), and in *entry (when not NULL) that entry's offset, the
+ * base offset the batch there should have. 0 (and *entry = seg_base) when the file is
+ * missing, short or holds nothing useful (the caller scans from there). Entries stop at
+ * the first one that does not increase (Kafka pre-allocates its index files with zeros).
  */
-uint64_t sp_log_index_lookup(const char *pdir, uint64_t seg_base, uint64_t target, uint64_t limit);
+uint64_t sp_log_index_lookup(const char *pdir, uint64_t seg_base, uint64_t target, uint64_t limit,
+                             uint64_t *entry);
 
 /** Scanner statuses beyond the batch itself. */
 enum sp_log_scan_res {
@@ -252,7 +273,12 @@ typedef struct sp_log_scan {
 	const uint8_t *data; /* its bytes in buf (when read whole) */
 	uint32_t crc_computed;
 	const char *why; /* static text for BAD / TORN */
+	bool bad_offsets; /* BAD by sp_log_batch_offsets_bad */
 	int err_no;
+	/* offset checks (sp_log_scan_offsets): off until turned on */
+	bool offsets;
+	uint64_t passed; /* the offset after the last batch returned */
+	uint64_t hi;     /* batches' offsets must stay below this */
 } sp_log_scan_t;
 
 /** Start at pos with limit (the readable bytes). SPATE_OK or SPATE_ERR_NOMEM. */
@@ -262,12 +288,22 @@ void sp_log_scan_free(sp_log_scan_t *s);
  *  CRC checked; without whole only the header is. On SP_LOG_SCAN_BATCH the scanner
  *  advances past the batch; otherwise it stays at the problem (s->bpos). */
 int sp_log_scan_next(sp_log_scan_t *s, bool whole, bool crc);
-/** Move to pos (a batch boundary found some other way). */
+/** Move to pos (a batch boundary found some other way). With offset checks on, the
+ *  caller says what `passed` is there (sp_log_scan_offsets). */
 void sp_log_scan_seek(sp_log_scan_t *s, uint64_t pos);
 /**
+ * Turn on the reader's offset checks (sp_log_batch_offsets_bad) for the batches from the
+ * scanner's position on: passed is the offset after the batch before it (the segment's
+ * base at its start), hi the bound of the segment's offsets (UINT64_MAX: none). A batch
+ * that fails them is SP_LOG_SCAN_BAD with bad_offsets set; a batch that leaves a gap
+ * costs a look at the next header. sp_log_scan_resync then also wants offsets below hi.
+ */
+void sp_log_scan_offsets(sp_log_scan_t *s, uint64_t passed, uint64_t hi);
+/**
  * Search for the next valid batch (sane header, magic 2, CRC match, base offset >=
- * min_offset) starting after the bad batch at `from`. 1 and *found when there is one
- * before the limit, 0 when none, SP_LOG_SCAN_IO on a read error.
+ * min_offset, and with offset checks on, offsets below hi) starting after the bad batch
+ * at `from`. 1 and *found when there is one before the limit, 0 when none,
+ * SP_LOG_SCAN_IO on a read error.
  */
 int sp_log_scan_resync(sp_log_scan_t *s, uint64_t from, int64_t min_offset, uint64_t *found);
 
