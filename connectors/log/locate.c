@@ -15,38 +15,51 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int sp_log_locate(const char *pdir, uint64_t seg_base, int fd, uint64_t limit, uint64_t target, uint64_t *pos,
-                  uint64_t *base, uint64_t *steps)
+int sp_log_locate(const char *pdir, uint64_t seg_base, int fd, uint64_t limit, uint64_t hi, uint64_t target,
+                  uint64_t *pos, uint64_t *lo, uint64_t *steps)
 {
-	uint64_t from = sp_log_index_lookup(pdir, seg_base, target, limit, NULL);
+	uint64_t entry;
+	uint64_t from = sp_log_index_lookup(pdir, seg_base, target, limit, &entry);
 	sp_log_scan_t sc;
 	if (sp_log_scan_init(&sc, fd, from, limit))
 		return SPATE_ERR_NOMEM;
+	sp_log_scan_offsets(&sc, entry, hi);
 	*pos = limit;
-	*base = target;
+	*lo = target;
 	*steps = 0;
+	/* the batch walked before (its header only): where it is and its lowest base */
+	uint64_t prev_pos = UINT64_MAX, prev_lo = 0;
 	for (bool first = true;; first = false) {
+		uint64_t before = sc.passed;
 		int s = sp_log_scan_next(&sc, false, false);
 		(*steps)++;
-		if (s == SP_LOG_SCAN_BATCH && first && from && (uint64_t)sc.h.base_offset > target)
-			s = SP_LOG_SCAN_BAD; /* an index entry that lies */
-		if (s != SP_LOG_SCAN_BATCH && first && from) {
-			sp_log_scan_seek(&sc, 0); /* distrust the index: scan from the start */
+		/* An index entry must point at a batch with the entry's offset; one that does
+		 * not (or a lying index) sends the walk to the segment's start. */
+		if (first && from && (s != SP_LOG_SCAN_BATCH || (uint64_t)sc.h.base_offset != entry)) {
+			sp_log_scan_seek(&sc, 0);
+			sp_log_scan_offsets(&sc, seg_base, hi);
 			from = 0;
-			first = true;
+			prev_pos = UINT64_MAX;
 			continue;
 		}
-		if (s == SP_LOG_SCAN_END)
-			break;
-		if (s != SP_LOG_SCAN_BATCH) {
-			*pos = sc.bpos; /* reading from here reports it */
+		if (s == SP_LOG_SCAN_END) {
+			*lo = sc.passed;
 			break;
 		}
-		if ((uint64_t)sp_log_batch_last(&sc.h) >= target) {
-			*pos = sc.bpos;
-			*base = (uint64_t)sc.h.base_offset;
+		if (s != SP_LOG_SCAN_BATCH && !sc.bad_offsets && prev_pos != UINT64_MAX) {
+			/* No header where the batch before said the next one starts: its length
+			 * may be what is wrong, which only its CRC tells. Reading starts there. */
+			*pos = prev_pos;
+			*lo = prev_lo;
 			break;
 		}
+		if (s != SP_LOG_SCAN_BATCH || (uint64_t)sp_log_batch_last(&sc.h) >= target) {
+			*pos = sc.bpos; /* the batch holding target, or a bad one, which reading reports */
+			*lo = before;
+			break;
+		}
+		prev_pos = sc.bpos;
+		prev_lo = before;
 	}
 	sp_log_scan_free(&sc);
 	return SPATE_OK;

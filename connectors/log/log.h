@@ -389,13 +389,14 @@ int sp_log_producer_close(sp_log_producer_t *p, char *errstr, size_t size);
 
 /* ---- locating (locate.c) ----------------------------------------------------------- */
 
-/** In the segment at seg_base (fd, limit readable bytes): the file position of the batch
- *  holding target (the first whose last offset >= target; the limit when none does, or
- *  a bad batch's position, which reading then reports), found from the index and a walk
- *  of batch headers. *base gets that batch's base offset, *steps the headers walked.
- *  SPATE_OK or SPATE_ERR_NOMEM. */
-int sp_log_locate(const char *pdir, uint64_t seg_base, int fd, uint64_t limit, uint64_t target, uint64_t *pos,
-                  uint64_t *base, uint64_t *steps);
+/** In the segment at seg_base (fd, limit readable bytes, its offsets below hi): the file
+ *  position of the batch holding target (the first whose last offset >= target; the limit
+ *  when none does, or a bad batch's position, which reading then reports), found from the
+ *  index and a walk of batch headers with the reader's offset checks. *lo gets the offset
+ *  after the batch before it (the lowest base offset it may have: the reader's `passed`),
+ *  *steps the headers walked. SPATE_OK or SPATE_ERR_NOMEM. */
+int sp_log_locate(const char *pdir, uint64_t seg_base, int fd, uint64_t limit, uint64_t hi, uint64_t target,
+                  uint64_t *pos, uint64_t *lo, uint64_t *steps);
 /** The offset of the first record with timestamp >= ts among what d says is durable
  *  (segments segs), or d->next when there is none. */
 int sp_log_find_ts(const char *pdir, const sp_log_durable_t *d, const sp_log_seglist_t *segs, int64_t ts,
@@ -430,7 +431,10 @@ typedef struct sp_log_parse {
 	uint64_t from; /* records before this offset are skipped */
 	bool has_end;
 	uint64_t end;    /* records after this offset are skipped */
-	uint64_t passed; /* in and out: the offset after the last batch parsed */
+	uint64_t passed; /* in and out: the offset after the last batch parsed (the lowest base
+	                  * offset the next batch may have) */
+	uint64_t hi;     /* batches' offsets must stay below this (UINT64_MAX: unknown) */
+	uint64_t more;   /* readable bytes of the segment after the data (for a lookahead) */
 	bool fast;       /* count whole in-range batches from their headers; fill validates */
 	int64_t redrive_ms; /* > 0: a DLQ redrive: drop spate.* headers, stamp this time */
 	/* out */
@@ -440,6 +444,7 @@ typedef struct sp_log_parse {
 	uint64_t next;       /* `from` after them */
 	int stop;            /* enum sp_log_parse_stop */
 	const char *why;
+	bool bad_offsets;     /* CORRUPT by sp_log_batch_offsets_bad (h says which) */
 	sp_log_batch_hdr_t h; /* the header at `used` when stop is CORRUPT/UNSUPPORTED */
 } sp_log_parse_t;
 
