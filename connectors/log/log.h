@@ -398,11 +398,15 @@ int sp_log_producer_close(sp_log_producer_t *p, char *errstr, size_t size);
 int sp_log_locate(const char *pdir, uint64_t seg_base, int fd, uint64_t limit, uint64_t hi, uint64_t target,
                   uint64_t *pos, uint64_t *lo, uint64_t *steps);
 /** The offset of the first record with timestamp >= ts among what d says is durable
- *  (segments segs), or d->next when there is none. */
+ *  (segments segs), or d->next when there is none. A bad batch on the way (header, offsets,
+ *  CRC) ends the search at the offset where it starts: reading from there meets it. */
 int sp_log_find_ts(const char *pdir, const sp_log_durable_t *d, const sp_log_seglist_t *segs, int64_t ts,
                    uint64_t *offset, char *errstr, size_t size);
 /** The offset of the last durable record (skipping trailing control batches and offsets
- *  compaction removed); *has=false when there is none. */
+ *  compaction removed); *has=false when there is none. When a bad batch (header, offsets,
+ *  CRC) is in the way, the bound of that segment's offsets less one (the durable next
+ *  offset - 1 in the segment being written): an end that is never before the bad batch
+ *  and never made up by a bad baseOffset. */
 int sp_log_last_record(const char *pdir, const sp_log_durable_t *d, const sp_log_seglist_t *segs, bool *has,
                        uint64_t *last, char *errstr, size_t size);
 
@@ -496,6 +500,9 @@ typedef void (*sp_log_corrupt_fn)(void *opaque, const sp_log_corrupt_info_t *inf
 typedef sp_chunk_t *(*sp_log_chunk_alloc_fn)(void *opaque, sp_part_t *p, uint32_t n, uint32_t hdr_cap);
 /** Free a chunk that was never handed out (its buffer is released before). */
 typedef void (*sp_log_chunk_free_fn)(void *opaque, sp_chunk_t *c);
+/** Make a record-less chunk of partition p that moves its checkpoint to offset `to` (the
+ *  engine's sp_chunk_skip); NULL when out of memory. */
+typedef sp_chunk_t *(*sp_log_skip_fn)(void *opaque, sp_part_t *p, uint64_t to);
 
 typedef struct sp_log_ropts {
 	bool skip_corrupt; /* log.on.corruption=skip */
@@ -503,6 +510,9 @@ typedef struct sp_log_ropts {
 	bool redrive;      /* reading a DLQ back: drop spate.* headers, timestamps = now */
 	sp_log_chunk_alloc_fn alloc;
 	sp_log_chunk_free_fn free;
+	/* may be NULL: then nothing moves a checkpoint over offsets that hold no record (a
+	 * skipped region, the tail after the last record before a stop.at.end end) */
+	sp_log_skip_fn skip;
 	void *alloc_opaque;
 	sp_log_corrupt_fn on_corrupt; /* may be NULL */
 	void *corrupt_opaque;
@@ -532,7 +542,10 @@ int sp_log_reader_find_ts(sp_log_reader_t *r, int i, int64_t ts, uint64_t *offse
  *  and offsets compaction removed): *has=false when it holds none. For stop.at.end. */
 int sp_log_reader_last_record(sp_log_reader_t *r, int i, bool *has, uint64_t *last, char *errstr,
                               size_t size);
-/** Deliver partition i only up to last (stop.at.end); has_end=false: nothing. */
+/** Deliver partition i only up to last (stop.at.end); has_end=false: nothing. The durable
+ *  length as it is now is noted too: reading never goes past it (whatever the offsets
+ *  say), and once there, or past last, the partition is done and (with ropts.skip) a
+ *  record-less chunk moves its checkpoint to last. */
 void sp_log_reader_set_end(sp_log_reader_t *r, int i, bool has_end, uint64_t last);
 /**
  * Up to max parsed chunks into out, their bytes summed at most budget_bytes; 0 when
@@ -546,7 +559,8 @@ int sp_log_reader_poll(sp_log_reader_t *r, sp_chunk_t **out, int max, uint64_t b
 int sp_log_reader_fd(const sp_log_reader_t *r);
 /** Records between what was delivered and the durable end, all partitions. */
 int64_t sp_log_reader_lag(const sp_log_reader_t *r);
-/** True when every partition with an end (set_end) was delivered up to it. */
+/** True when every partition with an end (set_end) was delivered up to it (including the
+ *  record-less chunk that moves its checkpoint there). */
 bool sp_log_reader_ended(const sp_log_reader_t *r);
 bool sp_log_reader_uses_uring(const sp_log_reader_t *r);
 /** Bad regions skipped so far (log.on.corruption=skip). */

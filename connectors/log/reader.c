@@ -18,7 +18,10 @@
  * A batch's baseOffset is not covered by its CRC: every batch's offsets are checked
  * against the batch before it, the one after it and the bound of its segment (the next
  * segment's base, or the durable next offset), and one that fails is corruption like a CRC
- * mismatch (log.on.corruption).
+ * mismatch (log.on.corruption). With stop.at.end the durable length is noted with the end
+ * offset, so a partition ends even when a damaged header made the end offset unreachable;
+ * offsets that hold no record (a skipped region, what lies before the end) are handed on
+ * as record-less chunks that move the checkpoint (ropts.skip).
  *
  * The engine thread waits on one epoll fd (sp_log_reader_fd) that holds the ring fd and
  * an eventfd the reader signals when it has work without I/O.
@@ -115,7 +118,11 @@ typedef struct rpart {
 	uint64_t passed;       /* offset after the last batch parsed: the next one's lowest base */
 	uint64_t seg_hi;       /* the next segment's base (UINT64_MAX: not known yet) */
 	bool end_set, has_end;
-	uint64_t end; /* last offset to deliver (stop.at.end) */
+	uint64_t end;             /* last offset to deliver (stop.at.end) */
+	bool end_bytes;           /* end_dur is the durable length noted with the end */
+	sp_log_durable_t end_dur; /* reading stops there too, whatever the offsets say */
+	bool skip_pending;        /* a record-less chunk moves the checkpoint to skip_to */
+	uint64_t skip_to;
 	req_t *q_head, *q_tail;
 	int nq;
 	sp_chunk_t *ready[READY_MAX];
@@ -335,6 +342,35 @@ static uint64_t part_hi(sp_log_reader_t *r, rpart_t *p)
 	return p->seg_hi;
 }
 
+/* A record-less chunk is to move p's checkpoint to `to` (handed out after p's ready chunks). */
+static void mark_skip(rpart_t *p, uint64_t to)
+{
+	if (!p->skip_pending || to > p->skip_to)
+		p->skip_to = to;
+	p->skip_pending = true;
+}
+
+/* p was read up to its stop.at.end end: done. Whatever lay between its last record and the
+ * end (control batches, a skipped region) holds no record, so its checkpoint may go there. */
+static void part_done(sp_log_reader_t *r, rpart_t *p)
+{
+	drop_reqs(r, p, NULL);
+	p->st = P_DONE;
+	if (p->has_end)
+		mark_skip(p, p->end);
+}
+
+/* Reading reached the durable length noted with the end (stop.at.end): nothing past it is
+ * read, even when the offsets (a bad baseOffset, a durable file that claims more) say the
+ * end is still ahead. */
+static bool at_end_bytes(const rpart_t *p)
+{
+	if (!p->end_bytes || !p->has_end || !p->seg)
+		return false;
+	return p->seg->base > p->end_dur.seg ||
+	       (p->seg->base == p->end_dur.seg && p->parse_pos >= p->end_dur.len);
+}
+
 /* ---- I/O ---------------------------------------------------------------------------- */
 
 static struct io_uring_sqe *get_sqe(sp_log_reader_t *r)
@@ -468,7 +504,8 @@ static void complete(sp_log_reader_t *r, req_t *q, int res)
 
 /* A bad batch at file position bpos of p's segment (detail: more about it, or "").
  * fail: the partition stops with SPATE_ERR_CORRUPT. skip: find the next valid batch, report
- * the skipped range and the offsets it may have held, go on. */
+ * the skipped range and the offsets it may have held, go on; a record-less chunk moves the
+ * checkpoint over those offsets. */
 static void corrupt(sp_log_reader_t *r, rpart_t *p, uint64_t bpos, const char *why, const char *detail)
 {
 	char path[SP_LOG_PATH_MAX];
@@ -520,8 +557,13 @@ static void corrupt(sp_log_reader_t *r, rpart_t *p, uint64_t bpos, const char *w
 		r->o.on_corrupt(r->o.corrupt_opaque, &info);
 	p->parse_pos = p->read_pos = found;
 	p->need = p->big_need = 0;
-	if (next > p->passed)
+	if (next > p->passed) {
+		/* at a stop.at.end end, the checkpoint goes no further than the end */
+		mark_skip(p, p->has_end && next - 1 > p->end ? p->end : next - 1);
 		p->passed = next;
+	}
+	if (p->has_end && p->passed > p->end)
+		part_done(r, p);
 }
 
 /* ---- parsing ------------------------------------------------------------------------- */
@@ -621,8 +663,7 @@ static void parse_req(sp_log_reader_t *r, rpart_t *p, req_t *q)
 	}
 	switch (ps.stop) {
 	case SP_LOG_PARSE_END:
-		drop_reqs(r, p, NULL);
-		p->st = P_DONE;
+		part_done(r, p);
 		break;
 	case SP_LOG_PARSE_CORRUPT:
 		corrupt(r, p, dpos + ps.used, ps.why, detail);
@@ -670,6 +711,10 @@ static void pump(sp_log_reader_t *r, rpart_t *p)
 			if (p->passed < nb)
 				p->passed = nb; /* a segment's name is the lowest offset it may hold */
 			continue;
+		}
+		if (p->nq == 0 && at_end_bytes(p)) {
+			part_done(r, p);
+			return;
 		}
 		bool final;
 		uint64_t limit = seg_limit(p, &final);
@@ -944,6 +989,7 @@ int sp_log_reader_seek(sp_log_reader_t *r, int i, uint64_t offset, char *errstr,
 		goto out;
 	}
 	p->next_deliver = p->passed = offset;
+	p->skip_pending = false;
 	p->st = P_WAIT;
 	if (p->end_set && (!p->has_end || offset > p->end))
 		p->st = P_DONE;
@@ -1012,6 +1058,8 @@ void sp_log_reader_set_end(sp_log_reader_t *r, int i, bool has_end, uint64_t las
 	p->end_set = true;
 	p->has_end = has_end;
 	p->end = last;
+	p->end_bytes = p->have_dur;
+	p->end_dur = p->dur;
 	if (!has_end || p->next_deliver > last) {
 		if (p->st == P_ACTIVE || p->st == P_WAIT)
 			drop_reqs(r, p, NULL);
@@ -1091,6 +1139,14 @@ int sp_log_reader_poll(sp_log_reader_t *r, sp_chunk_t **out, int max, uint64_t b
 			p->r_head = (p->r_head + 1) % READY_MAX;
 			p->nready--;
 		}
+		if (!p->nready && p->skip_pending && n < max) {
+			/* after every chunk of records before it; out of memory: the next poll */
+			sp_chunk_t *c = r->o.skip ? r->o.skip(r->o.alloc_opaque, p->part, p->skip_to) : NULL;
+			if (c || !r->o.skip)
+				p->skip_pending = false;
+			if (c)
+				out[n++] = c;
+		}
 		if (!p->nready && p->st == P_ERROR && err == SPATE_OK && n == 0) {
 			err = p->err;
 			sp_err(errstr, size, err, "%s", p->errmsg ? p->errmsg : "log: partition failed");
@@ -1104,7 +1160,7 @@ int sp_log_reader_poll(sp_log_reader_t *r, sp_chunk_t **out, int max, uint64_t b
 		rpart_t *p = &r->parts[i];
 		service(r, p);
 		/* work that needs no I/O wait: chunks to hand out, or reads not yet issued */
-		if (p->nready || (p->st == P_ACTIVE && p->nq == 0) || p->st == P_ERROR)
+		if (p->nready || p->skip_pending || (p->st == P_ACTIVE && p->nq == 0) || p->st == P_ERROR)
 			more = true; /* an error is reported by the next poll */
 		if (p->st == P_WAIT)
 			tail_wait = true;
@@ -1153,7 +1209,7 @@ bool sp_log_reader_ended(const sp_log_reader_t *r)
 		if (!p->end_set)
 			continue;
 		any = true;
-		if (p->st != P_DONE || p->nready)
+		if (p->st != P_DONE || p->nready || p->skip_pending)
 			return false;
 	}
 	return any;
