@@ -170,7 +170,7 @@ static int64_t seg_last(const char *pdir, uint64_t base, uint64_t *size)
 	}
 	*size = (uint64_t)st.st_size;
 	int64_t last = -1;
-	uint64_t pos = sp_log_index_lookup(pdir, base, UINT64_MAX, *size);
+	uint64_t pos = sp_log_index_lookup(pdir, base, UINT64_MAX, *size, NULL);
 	sp_log_scan_t sc;
 	if (sp_log_scan_init(&sc, fd, pos, *size) == SPATE_OK) {
 		int r;

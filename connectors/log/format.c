@@ -155,6 +155,20 @@ bool sp_log_batch_crc_ok(const uint8_t *p, size_t total, uint32_t *computed)
 	return c == get32(p + F_CRC);
 }
 
+const char *sp_log_batch_offsets_bad(const sp_log_batch_hdr_t *h, uint64_t passed, uint64_t hi,
+                                     const sp_log_batch_hdr_t *next)
+{
+	uint64_t base = (uint64_t)h->base_offset, last = (uint64_t)sp_log_batch_last(h);
+	if (base < passed)
+		return "its base offset is before the end of the batch before it";
+	if (last >= hi)
+		return "its offsets reach the next segment's base offset or the durable end";
+	if (base > passed && next && (uint64_t)next->base_offset >= passed &&
+	    (uint64_t)next->base_offset <= last)
+		return "its base offset leaves a gap in which, or in its own offsets, the next batch starts";
+	return NULL;
+}
+
 int sp_log_batch_codec(const sp_log_batch_hdr_t *h)
 {
 	return h->attributes & SP_LOG_ATTR_CODEC_MASK;

@@ -89,6 +89,25 @@ int sp_log_batch_header(const uint8_t *p, size_t avail, sp_log_batch_hdr_t *h, s
 /** True when the CRC of the complete batch at p (total bytes) matches; *computed gets
  *  the computed value when not NULL. */
 bool sp_log_batch_crc_ok(const uint8_t *p, size_t total, uint32_t *computed);
+/**
+ * The checks of a batch's offsets. Its baseOffset is outside the CRC, so a reader checks it
+ * against what surrounds the batch: `passed` is the offset after the previous batch (the
+ * segment's base before its first batch), `hi` the first offset the batch may not reach
+ * (the next segment's base, or in the segment being written the durable next offset;
+ * UINT64_MAX when unknown), `next` the header of the batch after it in the same segment,
+ * or NULL when there is none (yet). A batch that leaves a gap after `passed` (Kafka's
+ * compaction does that) is wrong when the next batch starts inside the gap or inside the
+ * batch's own offsets: then this one's baseOffset moved, not the next one's. Returns NULL
+ * when the offsets fit, else why (static text).
+ */
+const char *sp_log_batch_offsets_bad(const sp_log_batch_hdr_t *h, uint64_t passed, uint64_t hi,
+                                     const sp_log_batch_hdr_t *next);
+/** True when the batch leaves a gap after passed (sp_log_batch_offsets_bad then wants the
+ *  next batch's header to decide). */
+static inline bool sp_log_batch_gap(const sp_log_batch_hdr_t *h, uint64_t passed)
+{
+	return (uint64_t)h->base_offset > passed;
+}
 /** The compression codec (attributes & 7) and its name: "none", "gzip", "snappy", "lz4",
  *  "zstd", or "unknown" for 5..7. */
 int sp_log_batch_codec(const sp_log_batch_hdr_t *h);
@@ -221,11 +240,13 @@ void sp_log_index_put(uint8_t *p, uint32_t rel, uint32_t pos);
 /**
  * Look up target in the index file of the segment at seg_base: the file position of the
  * last entry whose offset is <= target and whose position is < limit (entries past the
- * readable bytes are not trusted). 0 when the file is missing, short or holds nothing
- * useful (the caller scans from there). Entries stop at the first one that does not
- * increase (Kafka pre-allocates its index files with zeros).
+ * readable bytes are not trusted), and in *entry (when not NULL) that entry's offset, the
+ * base offset the batch there should have. 0 (and *entry = seg_base) when the file is
+ * missing, short or holds nothing useful (the caller scans from there). Entries stop at
+ * the first one that does not increase (Kafka pre-allocates its index files with zeros).
  */
-uint64_t sp_log_index_lookup(const char *pdir, uint64_t seg_base, uint64_t target, uint64_t limit);
+uint64_t sp_log_index_lookup(const char *pdir, uint64_t seg_base, uint64_t target, uint64_t limit,
+                             uint64_t *entry);
 
 /** Scanner statuses beyond the batch itself. */
 enum sp_log_scan_res {
@@ -252,7 +273,12 @@ typedef struct sp_log_scan {
 	const uint8_t *data; /* its bytes in buf (when read whole) */
 	uint32_t crc_computed;
 	const char *why; /* static text for BAD / TORN */
+	bool bad_offsets; /* BAD by sp_log_batch_offsets_bad */
 	int err_no;
+	/* offset checks (sp_log_scan_offsets): off until turned on */
+	bool offsets;
+	uint64_t passed; /* the offset after the last batch returned */
+	uint64_t hi;     /* batches' offsets must stay below this */
 } sp_log_scan_t;
 
 /** Start at pos with limit (the readable bytes). SPATE_OK or SPATE_ERR_NOMEM. */
@@ -262,12 +288,22 @@ void sp_log_scan_free(sp_log_scan_t *s);
  *  CRC checked; without whole only the header is. On SP_LOG_SCAN_BATCH the scanner
  *  advances past the batch; otherwise it stays at the problem (s->bpos). */
 int sp_log_scan_next(sp_log_scan_t *s, bool whole, bool crc);
-/** Move to pos (a batch boundary found some other way). */
+/** Move to pos (a batch boundary found some other way). With offset checks on, the
+ *  caller says what `passed` is there (sp_log_scan_offsets). */
 void sp_log_scan_seek(sp_log_scan_t *s, uint64_t pos);
 /**
+ * Turn on the reader's offset checks (sp_log_batch_offsets_bad) for the batches from the
+ * scanner's position on: passed is the offset after the batch before it (the segment's
+ * base at its start), hi the bound of the segment's offsets (UINT64_MAX: none). A batch
+ * that fails them is SP_LOG_SCAN_BAD with bad_offsets set; a batch that leaves a gap
+ * costs a look at the next header. sp_log_scan_resync then also wants offsets below hi.
+ */
+void sp_log_scan_offsets(sp_log_scan_t *s, uint64_t passed, uint64_t hi);
+/**
  * Search for the next valid batch (sane header, magic 2, CRC match, base offset >=
- * min_offset) starting after the bad batch at `from`. 1 and *found when there is one
- * before the limit, 0 when none, SP_LOG_SCAN_IO on a read error.
+ * min_offset, and with offset checks on, offsets below hi) starting after the bad batch
+ * at `from`. 1 and *found when there is one before the limit, 0 when none,
+ * SP_LOG_SCAN_IO on a read error.
  */
 int sp_log_scan_resync(sp_log_scan_t *s, uint64_t from, int64_t min_offset, uint64_t *found);
 
@@ -357,19 +393,24 @@ int sp_log_producer_close(sp_log_producer_t *p, char *errstr, size_t size);
 
 /* ---- locating (locate.c) ----------------------------------------------------------- */
 
-/** In the segment at seg_base (fd, limit readable bytes): the file position of the batch
- *  holding target (the first whose last offset >= target; the limit when none does, or
- *  a bad batch's position, which reading then reports), found from the index and a walk
- *  of batch headers. *base gets that batch's base offset, *steps the headers walked.
- *  SPATE_OK or SPATE_ERR_NOMEM. */
-int sp_log_locate(const char *pdir, uint64_t seg_base, int fd, uint64_t limit, uint64_t target, uint64_t *pos,
-                  uint64_t *base, uint64_t *steps);
+/** In the segment at seg_base (fd, limit readable bytes, its offsets below hi): the file
+ *  position of the batch holding target (the first whose last offset >= target; the limit
+ *  when none does, or a bad batch's position, which reading then reports), found from the
+ *  index and a walk of batch headers with the reader's offset checks. *lo gets the offset
+ *  after the batch before it (the lowest base offset it may have: the reader's `passed`),
+ *  *steps the headers walked. SPATE_OK or SPATE_ERR_NOMEM. */
+int sp_log_locate(const char *pdir, uint64_t seg_base, int fd, uint64_t limit, uint64_t hi, uint64_t target,
+                  uint64_t *pos, uint64_t *lo, uint64_t *steps);
 /** The offset of the first record with timestamp >= ts among what d says is durable
- *  (segments segs), or d->next when there is none. */
+ *  (segments segs), or d->next when there is none. A bad batch on the way (header, offsets,
+ *  CRC) ends the search at the offset where it starts: reading from there meets it. */
 int sp_log_find_ts(const char *pdir, const sp_log_durable_t *d, const sp_log_seglist_t *segs, int64_t ts,
                    uint64_t *offset, char *errstr, size_t size);
 /** The offset of the last durable record (skipping trailing control batches and offsets
- *  compaction removed); *has=false when there is none. */
+ *  compaction removed); *has=false when there is none. When a bad batch (header, offsets,
+ *  CRC) is in the way, the bound of that segment's offsets less one (the durable next
+ *  offset - 1 in the segment being written): an end that is never before the bad batch
+ *  and never made up by a bad baseOffset. */
 int sp_log_last_record(const char *pdir, const sp_log_durable_t *d, const sp_log_seglist_t *segs, bool *has,
                        uint64_t *last, char *errstr, size_t size);
 
@@ -398,7 +439,10 @@ typedef struct sp_log_parse {
 	uint64_t from; /* records before this offset are skipped */
 	bool has_end;
 	uint64_t end;    /* records after this offset are skipped */
-	uint64_t passed; /* in and out: the offset after the last batch parsed */
+	uint64_t passed; /* in and out: the offset after the last batch parsed (the lowest base
+	                  * offset the next batch may have) */
+	uint64_t hi;     /* batches' offsets must stay below this (UINT64_MAX: unknown) */
+	uint64_t more;   /* readable bytes of the segment after the data (for a lookahead) */
 	bool fast;       /* count whole in-range batches from their headers; fill validates */
 	int64_t redrive_ms; /* > 0: a DLQ redrive: drop spate.* headers, stamp this time */
 	/* out */
@@ -408,6 +452,7 @@ typedef struct sp_log_parse {
 	uint64_t next;       /* `from` after them */
 	int stop;            /* enum sp_log_parse_stop */
 	const char *why;
+	bool bad_offsets;     /* CORRUPT by sp_log_batch_offsets_bad (h says which) */
 	sp_log_batch_hdr_t h; /* the header at `used` when stop is CORRUPT/UNSUPPORTED */
 } sp_log_parse_t;
 
@@ -459,6 +504,9 @@ typedef void (*sp_log_corrupt_fn)(void *opaque, const sp_log_corrupt_info_t *inf
 typedef sp_chunk_t *(*sp_log_chunk_alloc_fn)(void *opaque, sp_part_t *p, uint32_t n, uint32_t hdr_cap);
 /** Free a chunk that was never handed out (its buffer is released before). */
 typedef void (*sp_log_chunk_free_fn)(void *opaque, sp_chunk_t *c);
+/** Make a record-less chunk of partition p that moves its checkpoint to offset `to` (the
+ *  engine's sp_chunk_skip); NULL when out of memory. */
+typedef sp_chunk_t *(*sp_log_skip_fn)(void *opaque, sp_part_t *p, uint64_t to);
 
 typedef struct sp_log_ropts {
 	bool skip_corrupt; /* log.on.corruption=skip */
@@ -466,6 +514,9 @@ typedef struct sp_log_ropts {
 	bool redrive;      /* reading a DLQ back: drop spate.* headers, timestamps = now */
 	sp_log_chunk_alloc_fn alloc;
 	sp_log_chunk_free_fn free;
+	/* may be NULL: then nothing moves a checkpoint over offsets that hold no record (a
+	 * skipped region, the tail after the last record before a stop.at.end end) */
+	sp_log_skip_fn skip;
 	void *alloc_opaque;
 	sp_log_corrupt_fn on_corrupt; /* may be NULL */
 	void *corrupt_opaque;
@@ -495,7 +546,10 @@ int sp_log_reader_find_ts(sp_log_reader_t *r, int i, int64_t ts, uint64_t *offse
  *  and offsets compaction removed): *has=false when it holds none. For stop.at.end. */
 int sp_log_reader_last_record(sp_log_reader_t *r, int i, bool *has, uint64_t *last, char *errstr,
                               size_t size);
-/** Deliver partition i only up to last (stop.at.end); has_end=false: nothing. */
+/** Deliver partition i only up to last (stop.at.end); has_end=false: nothing. The durable
+ *  length as it is now is noted too: reading never goes past it (whatever the offsets
+ *  say), and once there, or past last, the partition is done and (with ropts.skip) a
+ *  record-less chunk moves its checkpoint to last. */
 void sp_log_reader_set_end(sp_log_reader_t *r, int i, bool has_end, uint64_t last);
 /**
  * Up to max parsed chunks into out, their bytes summed at most budget_bytes; 0 when
@@ -509,7 +563,8 @@ int sp_log_reader_poll(sp_log_reader_t *r, sp_chunk_t **out, int max, uint64_t b
 int sp_log_reader_fd(const sp_log_reader_t *r);
 /** Records between what was delivered and the durable end, all partitions. */
 int64_t sp_log_reader_lag(const sp_log_reader_t *r);
-/** True when every partition with an end (set_end) was delivered up to it. */
+/** True when every partition with an end (set_end) was delivered up to it (including the
+ *  record-less chunk that moves its checkpoint there). */
 bool sp_log_reader_ended(const sp_log_reader_t *r);
 bool sp_log_reader_uses_uring(const sp_log_reader_t *r);
 /** Bad regions skipped so far (log.on.corruption=skip). */

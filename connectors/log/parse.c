@@ -9,6 +9,9 @@
  * that fails there, or has headers, sends the caller back to the exact two-walk path. Control
  * batches (transaction markers) are offsets, not records: skipped. Records before
  * `from` (a seek into a batch) and after `end` (stop.at.end) are skipped too.
+ * Every batch's baseOffset, which its CRC does not cover, is checked against the batch
+ * before it, the next one and `hi` (sp_log_batch_offsets_bad): a wrong one is corruption,
+ * never records delivered at the wrong positions or dropped as "before `from`".
  */
 #include "connectors/log/log.h"
 
@@ -22,6 +25,7 @@ void sp_log_parse_scan(const uint8_t *data, size_t len, sp_log_parse_t *ps)
 	ps->nrec = ps->nhdr = 0;
 	ps->stop = SP_LOG_PARSE_MORE;
 	ps->why = NULL;
+	ps->bad_offsets = false;
 	while (off < len && ps->stop == SP_LOG_PARSE_MORE) {
 		size_t total;
 		int hr = sp_log_batch_header(data + off, len - off, &ps->h, &total, &ps->why);
@@ -39,6 +43,26 @@ void sp_log_parse_scan(const uint8_t *data, size_t len, sp_log_parse_t *ps)
 		}
 		if (!sp_log_batch_crc_ok(data + off, total, NULL)) {
 			ps->why = "CRC32C mismatch";
+			ps->stop = SP_LOG_PARSE_CORRUPT;
+			break;
+		}
+		/* baseOffset is outside the CRC: check it against its neighbours. A gap after the
+		 * previous batch is judged by the next batch's header, read first when the
+		 * segment has one. */
+		sp_log_batch_hdr_t nh, *nx = NULL;
+		if (sp_log_batch_gap(&ps->h, ps->passed)) {
+			size_t after = len - off - total, nt;
+			if (after >= SP_LOG_BATCH_HEADER) {
+				if (sp_log_batch_header(data + off + total, after, &nh, &nt, NULL) ==
+				    SP_LOG_HDR_OK)
+					nx = &nh;
+			} else if (after + ps->more >= SP_LOG_BATCH_HEADER) {
+				ps->need = total + SP_LOG_BATCH_HEADER;
+				break;
+			}
+		}
+		if ((ps->why = sp_log_batch_offsets_bad(&ps->h, ps->passed, ps->hi, nx))) {
+			ps->bad_offsets = true;
 			ps->stop = SP_LOG_PARSE_CORRUPT;
 			break;
 		}

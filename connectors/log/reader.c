@@ -14,6 +14,15 @@
  * data a partition waits: the reader watches each partition folder with inotify, waits
  * for the inotify fd through the ring (a one-shot poll request, re-armed while some
  * partition waits), and re-reads the durable file when it is replaced.
+ *
+ * A batch's baseOffset is not covered by its CRC: every batch's offsets are checked
+ * against the batch before it, the one after it and the bound of its segment (the next
+ * segment's base, or the durable next offset), and one that fails is corruption like a CRC
+ * mismatch (log.on.corruption). With stop.at.end the durable length is noted with the end
+ * offset, so a partition ends even when a damaged header made the end offset unreachable;
+ * offsets that hold no record (a skipped region, what lies before the end) are handed on
+ * as record-less chunks that move the checkpoint (ropts.skip).
+ *
  * The engine thread waits on one epoll fd (sp_log_reader_fd) that holds the ring fd and
  * an eventfd the reader signals when it has work without I/O.
  *
@@ -106,9 +115,14 @@ typedef struct rpart {
 	size_t need;           /* bytes from parse_pos the next batch needs (0: unknown/none) */
 	size_t big_need;       /* the next read must hold this many bytes */
 	uint64_t next_deliver; /* records before this offset are not delivered */
-	uint64_t passed;       /* offset after the last batch parsed */
+	uint64_t passed;       /* offset after the last batch parsed: the next one's lowest base */
+	uint64_t seg_hi;       /* the next segment's base (UINT64_MAX: not known yet) */
 	bool end_set, has_end;
-	uint64_t end; /* last offset to deliver (stop.at.end) */
+	uint64_t end;             /* last offset to deliver (stop.at.end) */
+	bool end_bytes;           /* end_dur is the durable length noted with the end */
+	sp_log_durable_t end_dur; /* reading stops there too, whatever the offsets say */
+	bool skip_pending;        /* a record-less chunk moves the checkpoint to skip_to */
+	uint64_t skip_to;
 	req_t *q_head, *q_tail;
 	int nq;
 	sp_chunk_t *ready[READY_MAX];
@@ -273,6 +287,7 @@ static int open_seg(sp_log_reader_t *r, rpart_t *p, uint64_t base)
 	seg_unref(p->seg);
 	p->seg = s;
 	p->seg_size = 0;
+	p->seg_hi = UINT64_MAX;
 	p->read_pos = p->parse_pos = 0;
 	p->need = p->big_need = 0;
 	return 0;
@@ -310,6 +325,50 @@ static bool next_seg(sp_log_reader_t *r, rpart_t *p, uint64_t *base)
 	sp_log_seglist_free(&l);
 	(void)r;
 	return found;
+}
+
+/* The bound of the current segment's offsets (sp_log_batch_offsets_bad's hi): the durable
+ * next offset in the segment being written, else the next segment's base; UINT64_MAX when
+ * not known. */
+static uint64_t part_hi(sp_log_reader_t *r, rpart_t *p)
+{
+	if (!p->seg || !p->have_dur)
+		return UINT64_MAX;
+	if (p->seg->base == p->dur.seg)
+		return p->dur.next;
+	uint64_t nb;
+	if (p->seg_hi == UINT64_MAX && p->seg->base < p->dur.seg && next_seg(r, p, &nb))
+		p->seg_hi = nb;
+	return p->seg_hi;
+}
+
+/* A record-less chunk is to move p's checkpoint to `to` (handed out after p's ready chunks). */
+static void mark_skip(rpart_t *p, uint64_t to)
+{
+	if (!p->skip_pending || to > p->skip_to)
+		p->skip_to = to;
+	p->skip_pending = true;
+}
+
+/* p was read up to its stop.at.end end: done. Whatever lay between its last record and the
+ * end (control batches, a skipped region) holds no record, so its checkpoint may go there. */
+static void part_done(sp_log_reader_t *r, rpart_t *p)
+{
+	drop_reqs(r, p, NULL);
+	p->st = P_DONE;
+	if (p->has_end)
+		mark_skip(p, p->end);
+}
+
+/* Reading reached the durable length noted with the end (stop.at.end): nothing past it is
+ * read, even when the offsets (a bad baseOffset, a durable file that claims more) say the
+ * end is still ahead. */
+static bool at_end_bytes(const rpart_t *p)
+{
+	if (!p->end_bytes || !p->has_end || !p->seg)
+		return false;
+	return p->seg->base > p->end_dur.seg ||
+	       (p->seg->base == p->end_dur.seg && p->parse_pos >= p->end_dur.len);
 }
 
 /* ---- I/O ---------------------------------------------------------------------------- */
@@ -443,35 +502,42 @@ static void complete(sp_log_reader_t *r, req_t *q, int res)
 
 /* ---- corruption ----------------------------------------------------------------------- */
 
-/* A bad batch at file position bpos of p's segment. fail: the partition stops with
- * SPATE_ERR_CORRUPT. skip: find the next valid batch, report the skipped range, go on. */
-static void corrupt(sp_log_reader_t *r, rpart_t *p, uint64_t bpos, const char *why)
+/* A bad batch at file position bpos of p's segment (detail: more about it, or "").
+ * fail: the partition stops with SPATE_ERR_CORRUPT. skip: find the next valid batch, report
+ * the skipped range and the offsets it may have held, go on; a record-less chunk moves the
+ * checkpoint over those offsets. */
+static void corrupt(sp_log_reader_t *r, rpart_t *p, uint64_t bpos, const char *why, const char *detail)
 {
 	char path[SP_LOG_PATH_MAX];
 	seg_name(p, p->seg->base, path, sizeof(path));
 	drop_reqs(r, p, NULL);
 	if (!r->o.skip_corrupt) {
 		set_error(r, p, SPATE_ERR_CORRUPT,
-		          "log %s partition %d: %s: byte %" PRIu64 ": bad batch after offset %" PRIu64 ": %s "
-		          "(log.on.corruption=fail; `spate log verify %s`)",
-		          r->dir, p->id, path, bpos, p->passed ? p->passed - 1 : 0, why, r->dir);
+		          "log %s partition %d: %s: byte %" PRIu64 ": bad batch after offset %" PRIu64
+		          ": %s%s (log.on.corruption=fail; `spate log verify %s`)",
+		          r->dir, p->id, path, bpos, p->passed ? p->passed - 1 : 0, why, detail, r->dir);
 		return;
 	}
 	bool final;
-	uint64_t limit = seg_limit(p, &final), found = limit;
+	uint64_t limit = seg_limit(p, &final), found = limit, hi = part_hi(r, p);
 	sp_log_scan_t sc;
 	if (sp_log_scan_init(&sc, p->seg->fd, bpos, limit)) {
 		set_error(r, p, SPATE_ERR_NOMEM, "log %s partition %d: out of memory", r->dir, p->id);
 		return;
 	}
+	sp_log_scan_offsets(&sc, p->passed, hi);
 	int v = sp_log_scan_resync(&sc, bpos, (int64_t)p->passed, &found);
-	uint64_t last = p->passed;
+	/* The offsets the region may have held: up to the next valid batch's base, or with
+	 * none after it, up to the bound of the segment's offsets. */
+	uint64_t next = p->passed;
 	if (v == 1) {
 		sp_log_scan_seek(&sc, found);
+		sc.offsets = false; /* resync checked them */
 		if (sp_log_scan_next(&sc, false, false) == SP_LOG_SCAN_BATCH)
-			last = (uint64_t)sc.h.base_offset;
-	} else if (v == 0 && p->have_dur && p->seg->base == p->dur.seg)
-		last = p->dur.next;
+			next = (uint64_t)sc.h.base_offset;
+	} else if (v == 0 && hi != UINT64_MAX) {
+		next = hi;
+	}
 	sp_log_scan_free(&sc);
 	if (v == SP_LOG_SCAN_IO) {
 		set_error(r, p, SPATE_ERR_IO, "log %s partition %d: %s: read: %s", r->dir, p->id, path,
@@ -481,18 +547,23 @@ static void corrupt(sp_log_reader_t *r, rpart_t *p, uint64_t bpos, const char *w
 	if (v == 0)
 		found = limit;
 	sp_log_corrupt_info_t info = {
-	    p->id, path, bpos, found - bpos, p->passed, last > p->passed ? last - 1 : p->passed, why};
+	    p->id, path, bpos, found - bpos, p->passed, next > p->passed ? next - 1 : p->passed, why};
 	r->skipped++;
 	sp_log(r->o.eng, SP_LOG_ERROR,
-	       "log %s partition %d: %s: skipped corrupt bytes %" PRIu64 "..%" PRIu64 " (%s), which may have "
-	       "held offsets %" PRIu64 "..%" PRIu64 " (log.on.corruption=skip)",
-	       r->dir, p->id, path, bpos, found, why, info.first_offset, info.last_offset);
+	       "log %s partition %d: %s: skipped corrupt bytes %" PRIu64 "..%" PRIu64
+	       " (%s%s), which may have held offsets %" PRIu64 "..%" PRIu64 " (log.on.corruption=skip)",
+	       r->dir, p->id, path, bpos, found, why, detail, info.first_offset, info.last_offset);
 	if (r->o.on_corrupt)
 		r->o.on_corrupt(r->o.corrupt_opaque, &info);
 	p->parse_pos = p->read_pos = found;
 	p->need = p->big_need = 0;
-	if (v == 1 && last > p->passed)
-		p->passed = last;
+	if (next > p->passed) {
+		/* at a stop.at.end end, the checkpoint goes no further than the end */
+		mark_skip(p, p->has_end && next - 1 > p->end ? p->end : next - 1);
+		p->passed = next;
+	}
+	if (p->has_end && p->passed > p->end)
+		part_done(r, p);
 }
 
 /* ---- parsing ------------------------------------------------------------------------- */
@@ -512,12 +583,17 @@ static void parse_req(sp_log_reader_t *r, rpart_t *p, req_t *q)
 		drop_reqs(r, p, NULL);
 		return;
 	}
-	sp_log_parse_t ps = {.from = p->next_deliver,
-	                     .has_end = p->has_end,
-	                     .end = p->end,
-	                     .passed = p->passed,
-	                     .fast = true,
-	                     .redrive_ms = r->o.redrive ? sp_wall_ms() : 0};
+	bool final;
+	uint64_t limit = seg_limit(p, &final);
+	sp_log_parse_t init = {.from = p->next_deliver,
+	                       .has_end = p->has_end,
+	                       .end = p->end,
+	                       .passed = p->passed,
+	                       .hi = part_hi(r, p),
+	                       .more = limit > dpos + len ? limit - (dpos + len) : 0,
+	                       .redrive_ms = r->o.redrive ? sp_wall_ms() : 0};
+	sp_log_parse_t ps = init;
+	ps.fast = true;
 	sp_log_parse_scan(data, len, &ps);
 	sp_chunk_t *c = NULL;
 	for (int pass = 0; ps.nrec > 0 && pass < 2; pass++) {
@@ -534,9 +610,7 @@ static void parse_req(sp_log_reader_t *r, rpart_t *p, req_t *q)
 		/* headers, or a record the fast scan left unchecked: the exact two walks */
 		r->o.free(r->o.alloc_opaque, c);
 		c = NULL;
-		ps = (sp_log_parse_t){
-		    .from = p->next_deliver, .has_end = p->has_end, .end = p->end, .passed = p->passed,
-		    .redrive_ms = r->o.redrive ? sp_wall_ms() : 0};
+		ps = init;
 		sp_log_parse_scan(data, len, &ps);
 	}
 	/* The tail (a batch cut by the read's end) goes in front of the next read, or is read
@@ -578,13 +652,21 @@ static void parse_req(sp_log_reader_t *r, rpart_t *p, req_t *q)
 		ps.stop = SP_LOG_PARSE_CORRUPT;
 		ps.why = "the file is shorter than its published durable length";
 	}
+	char detail[256] = "";
+	if (ps.stop == SP_LOG_PARSE_CORRUPT && ps.bad_offsets) {
+		char hi[64] = "";
+		if (init.hi != UINT64_MAX)
+			snprintf(hi, sizeof(hi), ", below %" PRIu64, init.hi);
+		snprintf(detail, sizeof(detail),
+		         " (its header says offsets %" PRId64 "..%" PRId64 "; expected from %" PRIu64 "%s)",
+		         ps.h.base_offset, sp_log_batch_last(&ps.h), ps.passed, hi);
+	}
 	switch (ps.stop) {
 	case SP_LOG_PARSE_END:
-		drop_reqs(r, p, NULL);
-		p->st = P_DONE;
+		part_done(r, p);
 		break;
 	case SP_LOG_PARSE_CORRUPT:
-		corrupt(r, p, dpos + ps.used, ps.why);
+		corrupt(r, p, dpos + ps.used, ps.why, detail);
 		break;
 	case SP_LOG_PARSE_UNSUPPORTED:
 		seg_name(p, p->seg->base, path, sizeof(path));
@@ -626,7 +708,13 @@ static void pump(sp_log_reader_t *r, rpart_t *p)
 			}
 			if (open_seg(r, p, nb) < 0)
 				return;
+			if (p->passed < nb)
+				p->passed = nb; /* a segment's name is the lowest offset it may hold */
 			continue;
+		}
+		if (p->nq == 0 && at_end_bytes(p)) {
+			part_done(r, p);
+			return;
 		}
 		bool final;
 		uint64_t limit = seg_limit(p, &final);
@@ -636,7 +724,8 @@ static void pump(sp_log_reader_t *r, rpart_t *p)
 			 * whole batches only, so its length field or the file is damaged. */
 			corrupt(r, p, p->parse_pos,
 			        final ? "the segment ends inside a batch"
-			              : "a batch crosses the published durable length");
+			              : "a batch crosses the published durable length",
+			        "");
 			continue;
 		}
 		if (p->read_pos >= limit) {
@@ -645,6 +734,8 @@ static void pump(sp_log_reader_t *r, rpart_t *p)
 			if (final && next_seg(r, p, &nb)) {
 				if (open_seg(r, p, nb) < 0)
 					return;
+				if (p->passed < nb)
+					p->passed = nb;
 				continue;
 			}
 			p->st = P_WAIT;
@@ -898,6 +989,7 @@ int sp_log_reader_seek(sp_log_reader_t *r, int i, uint64_t offset, char *errstr,
 		goto out;
 	}
 	p->next_deliver = p->passed = offset;
+	p->skip_pending = false;
 	p->st = P_WAIT;
 	if (p->end_set && (!p->has_end || offset > p->end))
 		p->st = P_DONE;
@@ -916,13 +1008,14 @@ int sp_log_reader_seek(sp_log_reader_t *r, int i, uint64_t offset, char *errstr,
 		goto out;
 	}
 	bool final;
-	uint64_t limit = seg_limit(p, &final), land, base;
-	if (sp_log_locate(p->pdir, p->seg->base, p->seg->fd, limit, offset, &land, &base, &p->seek_steps)) {
+	uint64_t limit = seg_limit(p, &final), land, lo;
+	if (sp_log_locate(p->pdir, p->seg->base, p->seg->fd, limit, part_hi(r, p), offset, &land, &lo,
+	                  &p->seek_steps)) {
 		rc = sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	if (base < p->passed)
-		p->passed = base; /* a bad batch found from here is reported "after" its base */
+	if (lo < p->passed)
+		p->passed = lo; /* where the batch before the landing one ended: its lowest base */
 	p->read_pos = p->parse_pos = land;
 	if (p->st != P_DONE)
 		p->st = P_ACTIVE;
@@ -965,6 +1058,8 @@ void sp_log_reader_set_end(sp_log_reader_t *r, int i, bool has_end, uint64_t las
 	p->end_set = true;
 	p->has_end = has_end;
 	p->end = last;
+	p->end_bytes = p->have_dur;
+	p->end_dur = p->dur;
 	if (!has_end || p->next_deliver > last) {
 		if (p->st == P_ACTIVE || p->st == P_WAIT)
 			drop_reqs(r, p, NULL);
@@ -1044,6 +1139,14 @@ int sp_log_reader_poll(sp_log_reader_t *r, sp_chunk_t **out, int max, uint64_t b
 			p->r_head = (p->r_head + 1) % READY_MAX;
 			p->nready--;
 		}
+		if (!p->nready && p->skip_pending && n < max) {
+			/* after every chunk of records before it; out of memory: the next poll */
+			sp_chunk_t *c = r->o.skip ? r->o.skip(r->o.alloc_opaque, p->part, p->skip_to) : NULL;
+			if (c || !r->o.skip)
+				p->skip_pending = false;
+			if (c)
+				out[n++] = c;
+		}
 		if (!p->nready && p->st == P_ERROR && err == SPATE_OK && n == 0) {
 			err = p->err;
 			sp_err(errstr, size, err, "%s", p->errmsg ? p->errmsg : "log: partition failed");
@@ -1057,7 +1160,7 @@ int sp_log_reader_poll(sp_log_reader_t *r, sp_chunk_t **out, int max, uint64_t b
 		rpart_t *p = &r->parts[i];
 		service(r, p);
 		/* work that needs no I/O wait: chunks to hand out, or reads not yet issued */
-		if (p->nready || (p->st == P_ACTIVE && p->nq == 0) || p->st == P_ERROR)
+		if (p->nready || p->skip_pending || (p->st == P_ACTIVE && p->nq == 0) || p->st == P_ERROR)
 			more = true; /* an error is reported by the next poll */
 		if (p->st == P_WAIT)
 			tail_wait = true;
@@ -1106,7 +1209,7 @@ bool sp_log_reader_ended(const sp_log_reader_t *r)
 		if (!p->end_set)
 			continue;
 		any = true;
-		if (p->st != P_DONE || p->nready)
+		if (p->st != P_DONE || p->nready || p->skip_pending)
 			return false;
 	}
 	return any;

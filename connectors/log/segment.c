@@ -402,8 +402,11 @@ static inline uint32_t be32(const uint8_t *p)
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-uint64_t sp_log_index_lookup(const char *pdir, uint64_t seg_base, uint64_t target, uint64_t limit)
+uint64_t sp_log_index_lookup(const char *pdir, uint64_t seg_base, uint64_t target, uint64_t limit,
+                             uint64_t *entry)
 {
+	if (entry)
+		*entry = seg_base;
 	if (target <= seg_base)
 		return 0;
 	char path[SP_LOG_PATH_MAX];
@@ -448,8 +451,11 @@ uint64_t sp_log_index_lookup(const char *pdir, uint64_t seg_base, uint64_t targe
 		else
 			hi = mid;
 	}
-	if (lo > 0)
+	if (lo > 0) {
 		best = be32(buf + (lo - 1) * SP_LOG_INDEX_ENTRY + 4);
+		if (entry && best)
+			*entry = seg_base + be32(buf + (lo - 1) * SP_LOG_INDEX_ENTRY);
+	}
 	free(buf);
 	return best;
 }
@@ -476,6 +482,13 @@ void sp_log_scan_free(sp_log_scan_t *s)
 void sp_log_scan_seek(sp_log_scan_t *s, uint64_t pos)
 {
 	s->pos = pos;
+}
+
+void sp_log_scan_offsets(sp_log_scan_t *s, uint64_t passed, uint64_t hi)
+{
+	s->offsets = true;
+	s->passed = passed;
+	s->hi = hi;
 }
 
 /* Make [pos, pos+need) available in the buffer as far as the limit and the file allow.
@@ -519,11 +532,32 @@ static ssize_t scan_ensure(sp_log_scan_t *s, uint64_t pos, size_t need)
 	return (ssize_t)got;
 }
 
+/* The offset checks of the batch in s->h (sp_log_scan_offsets): NULL or why. A batch with
+ * a gap before it is judged with the next batch's header; reading that moves the buffer. */
+static const char *scan_check_offsets(sp_log_scan_t *s, int *io)
+{
+	sp_log_batch_hdr_t nh, *nx = NULL;
+	uint64_t np = s->pos + s->total;
+	if (sp_log_batch_gap(&s->h, s->passed) && np < s->limit) {
+		size_t nt;
+		ssize_t avail = scan_ensure(s, np, SP_LOG_BATCH_HEADER);
+		if (avail < 0) {
+			*io = 1;
+			return NULL;
+		}
+		if (sp_log_batch_header(s->buf + (np - s->buf_pos), (size_t)avail, &nh, &nt, NULL) ==
+		    SP_LOG_HDR_OK)
+			nx = &nh;
+	}
+	return sp_log_batch_offsets_bad(&s->h, s->passed, s->hi, nx);
+}
+
 int sp_log_scan_next(sp_log_scan_t *s, bool whole, bool crc)
 {
 	s->bpos = s->pos;
 	s->data = NULL;
 	s->why = NULL;
+	s->bad_offsets = false;
 	if (s->pos >= s->limit)
 		return SP_LOG_SCAN_END;
 	ssize_t avail = scan_ensure(s, s->pos, SP_LOG_BATCH_HEADER);
@@ -541,6 +575,15 @@ int sp_log_scan_next(sp_log_scan_t *s, bool whole, bool crc)
 		s->why = "the bytes end inside a batch";
 		return SP_LOG_SCAN_TORN;
 	}
+	/* checked first (the look at the next header moves the buffer), reported after a
+	 * CRC mismatch, which says more */
+	const char *owhy = NULL;
+	if (s->offsets) {
+		int io = 0;
+		owhy = scan_check_offsets(s, &io);
+		if (io)
+			return SP_LOG_SCAN_IO;
+	}
 	if (whole) {
 		avail = scan_ensure(s, s->pos, s->total);
 		if (avail < 0)
@@ -555,11 +598,19 @@ int sp_log_scan_next(sp_log_scan_t *s, bool whole, bool crc)
 			return SP_LOG_SCAN_BAD;
 		}
 	}
+	if (owhy) {
+		s->why = owhy;
+		s->bad_offsets = true;
+		return SP_LOG_SCAN_BAD;
+	}
 	s->pos += s->total;
+	if (s->offsets)
+		s->passed = (uint64_t)sp_log_batch_last(&s->h) + 1;
 	return SP_LOG_SCAN_BATCH;
 }
 
-/* Is there a valid batch (sane header, CRC match, base >= min_offset) at q? 1, 0, or -1. */
+/* Is there a valid batch (sane header, CRC match, base >= min_offset, offsets below hi
+ * when the checks are on) at q? 1, 0, or -1. */
 static int valid_at(sp_log_scan_t *s, uint64_t q, int64_t min_offset)
 {
 	ssize_t avail = scan_ensure(s, q, SP_LOG_BATCH_HEADER);
@@ -571,7 +622,8 @@ static int valid_at(sp_log_scan_t *s, uint64_t q, int64_t min_offset)
 	sp_log_batch_hdr_t h;
 	size_t total;
 	if (p[16] != 2 || sp_log_batch_header(p, (size_t)avail, &h, &total, NULL) != SP_LOG_HDR_OK ||
-	    h.base_offset < min_offset || total > s->limit - q)
+	    h.base_offset < min_offset || total > s->limit - q ||
+	    (s->offsets && (uint64_t)sp_log_batch_last(&h) >= s->hi))
 		return 0;
 	avail = scan_ensure(s, q, total);
 	if (avail < 0)
@@ -645,9 +697,11 @@ static const char *check_records(const uint8_t *p, size_t total, const sp_log_ba
 	return k < 0 ? why : NULL;
 }
 
-/* Verify one segment file. */
-static int verify_segment(const char *path, uint64_t base, uint64_t durable_limit, bool last, int64_t *expect,
-                          sp_log_verify_stats_t *st, char *errstr, size_t size)
+/* Verify one segment file. hi: the bound of its offsets within the durable bytes (the
+ * next segment's base, or the durable next offset); batches past durable_limit are not
+ * published yet and may go past it. */
+static int verify_segment(const char *path, uint64_t base, uint64_t durable_limit, uint64_t hi, bool last,
+                          int64_t *expect, sp_log_verify_stats_t *st, char *errstr, size_t size)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -672,7 +726,11 @@ static int verify_segment(const char *path, uint64_t base, uint64_t durable_limi
 		return sp_err(errstr, size, SPATE_ERR_NOMEM, "%s: out of memory", path);
 	}
 	st->segments++;
+	sp_log_scan_offsets(&sc, *expect > (int64_t)base ? (uint64_t)*expect : base, hi);
 	for (;;) {
+		if (sc.pos >= durable_limit)
+			sc.hi = UINT64_MAX; /* not published yet: the durable file does not bound it */
+		int64_t before = (int64_t)sc.passed;
 		int r = sp_log_scan_next(&sc, true, true);
 		if (r == SP_LOG_SCAN_END)
 			break;
@@ -695,17 +753,21 @@ static int verify_segment(const char *path, uint64_t base, uint64_t durable_limi
 				            "%s: byte %" PRIu64 ": bad batch (base offset %" PRId64
 				            "): CRC32C mismatch (stored 0x%08x, computed 0x%08x)",
 				            path, sc.bpos, sc.h.base_offset, sc.h.crc, sc.crc_computed);
+			else if (r == SP_LOG_SCAN_BAD && sc.bad_offsets && sc.h.base_offset < before)
+				rc = sp_err(errstr, size, SPATE_ERR_CORRUPT,
+				            "%s: byte %" PRIu64 ": batch base offset %" PRId64
+				            " is before %" PRId64,
+				            path, sc.bpos, sc.h.base_offset, before);
+			else if (r == SP_LOG_SCAN_BAD && sc.bad_offsets)
+				rc = sp_err(errstr, size, SPATE_ERR_CORRUPT,
+				            "%s: byte %" PRIu64 ": bad batch: offsets %" PRId64 "..%" PRId64
+				            " (the next offset is %" PRId64 "): %s%s",
+				            path, sc.bpos, sc.h.base_offset, sp_log_batch_last(&sc.h), before,
+				            sc.why, v == 1 ? " (valid batches follow)" : "");
 			else
 				rc = sp_err(errstr, size, SPATE_ERR_CORRUPT,
 				            "%s: byte %" PRIu64 ": bad batch: %s%s", path, sc.bpos,
 				            sc.why ? sc.why : "?", v == 1 ? " (valid batches follow)" : "");
-			break;
-		}
-		if (sc.h.base_offset < *expect || (uint64_t)sc.h.base_offset < base) {
-			rc = sp_err(errstr, size, SPATE_ERR_CORRUPT,
-			            "%s: byte %" PRIu64 ": batch base offset %" PRId64 " is before %" PRId64,
-			            path, sc.bpos, sc.h.base_offset,
-			            *expect > (int64_t)base ? *expect : (int64_t)base);
 			break;
 		}
 		st->batches++;
@@ -745,11 +807,14 @@ int sp_log_verify_partition(const char *dir, int partition, sp_log_verify_stats_
 	int64_t expect = 0;
 	for (size_t i = 0; i < segs.n && rc == SPATE_OK; i++) {
 		uint64_t base = segs.base[i];
-		uint64_t lim = UINT64_MAX;
-		if (have_dur)
+		uint64_t lim = UINT64_MAX, hi = i + 1 < segs.n ? segs.base[i + 1] : UINT64_MAX;
+		if (have_dur) {
 			lim = base < dur.seg ? UINT64_MAX : base == dur.seg ? dur.len : 0;
+			if (base == dur.seg)
+				hi = dur.next;
+		}
 		sp_log_seg_path(path, sizeof(path), pdir, base, "log");
-		rc = verify_segment(path, base, lim, i + 1 == segs.n, &expect, st, errstr, size);
+		rc = verify_segment(path, base, lim, hi, i + 1 == segs.n, &expect, st, errstr, size);
 	}
 	/* The durable next offset may not pass the data: the end of the last batch, or the
 	 * base of an empty last segment. */

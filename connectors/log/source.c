@@ -8,8 +8,10 @@
  *
  * log.on.corruption=fail stops the run with SPATE_ERR_CORRUPT naming the segment file
  * and byte offset; skip skips to the next valid batch and reports the range through
- * the reader's hook (logged and counted here; the engine can route it to the DLQ with
- * condition Corrupt once it has a call for that).
+ * the reader's hook, which writes a DLQ entry with condition Corrupt for it
+ * (sp_engine_dead_letter_range); the reader then hands on a record-less chunk
+ * (sp_chunk_skip) that lets the checkpoint pass the offsets the region held, so a
+ * region at a partition's end does not keep stop.at.end from ending.
  *
  * @locality every callback runs on the engine thread.
  */
@@ -46,6 +48,14 @@ static void chunk_free(void *opaque, sp_chunk_t *c)
 	c->release = NULL; /* the reader released the buffer already */
 	c->buf = NULL;
 	sp_chunk_free(c);
+}
+
+/* Offsets up to `to` hold no record to deliver (a skipped corrupt region, or what lies
+ * between the last record and the stop.at.end end): the checkpoint may pass them. */
+static sp_chunk_t *chunk_skip(void *opaque, sp_part_t *p, uint64_t to)
+{
+	(void)opaque;
+	return sp_chunk_skip(p, sp_pos(to));
 }
 
 /* The reader skipped a bad region (log.on.corruption=skip): a DLQ entry with condition
@@ -107,6 +117,7 @@ static int log_open(sp_source_t *s, char *errstr, size_t size)
 	o.redrive = sp_conf_bool(conf, "source.redrive");
 	o.alloc = chunk_alloc;
 	o.free = chunk_free;
+	o.skip = chunk_skip;
 	o.on_corrupt = on_corrupt;
 	o.corrupt_opaque = x;
 	o.eng = s->eng;

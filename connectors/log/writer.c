@@ -324,13 +324,10 @@ static int recover(sp_log_writer_t *w, char *errstr, size_t size)
 	int64_t expect = (int64_t)w->seg_base;
 	uint64_t valid_end = 0;
 	int rc = SPATE_OK;
+	/* the readers' offset checks (nothing bounds the last segment's offsets from above) */
+	sp_log_scan_offsets(&sc, w->seg_base, UINT64_MAX);
 	for (;;) {
 		int r = sp_log_scan_next(&sc, true, true);
-		if (r == SP_LOG_SCAN_BATCH && sc.h.base_offset < expect) {
-			r = SP_LOG_SCAN_BAD;
-			sc.pos = sc.bpos;
-			sc.why = "base offset goes backwards";
-		}
 		if (r == SP_LOG_SCAN_END)
 			break;
 		if (r == SP_LOG_SCAN_IO) {
@@ -366,7 +363,7 @@ static int recover(sp_log_writer_t *w, char *errstr, size_t size)
 			oldidx_boundary(&old, &ok_k, &idx_ok, w->seg_base, sc.bpos, -1);
 			w->since_index += found - sc.bpos;
 			sp_log_scan_seek(&sc, found);
-			continue;
+			continue; /* sc.passed is still the offset after the last valid batch */
 		}
 		/* A torn tail: nothing valid after it. */
 		if (ftruncate(w->seg_fd, (off_t)sc.bpos) < 0) {
