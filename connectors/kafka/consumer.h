@@ -1,6 +1,6 @@
 /* consumer.h - what the Kafka source's two files share: source.c (the consumer: open,
  * seek, poll, service, lag) and group.c (the consumer group: rebalance callbacks, the
- * join state, membership, stop.at.end through the group's commits, and store=kafka).
+ * join state, membership, stop.at.end, closing the consumer, and store=kafka).
  * Internal to connectors/kafka. */
 #ifndef SPATE_CONNECTORS_KAFKA_CONSUMER_H
 #define SPATE_CONNECTORS_KAFKA_CONSUMER_H
@@ -34,6 +34,10 @@ enum {
 	KSRC_REVOKE_MS = 30000,
 	/* librdkafka's session.timeout.ms default */
 	KSRC_SESSION_TIMEOUT_MS = 45000,
+	/* the first librdkafka (rd_kafka_version()) that destroys a cooperative-sticky
+	 * consumer before its first assignment without aborting: 2.3.0 (librdkafka issue
+	 * #4312, fixed by PR #4381); any 2.3.0 pre-release has the fix too */
+	KSRC_RDK_FIXED_4312 = 0x02030000,
 	/* partition hash buckets */
 	KSRC_BUCKETS = 256,
 	/* most chunks (partitions) one poll() returns */
@@ -86,14 +90,23 @@ typedef struct ksrc {
 	 * queued.min.messages, fetch.max.bytes, max.partition.fetch.bytes */
 	uint64_t prefetch_bytes, prefetch_msgs, fetch_max_bytes, part_fetch_bytes;
 	bool paused;         /* every assigned partition is paused */
-	bool assigned_once;  /* a first assignment arrived */
-	bool closing;        /* consumer_close: the rebalance callback only unassigns */
+	bool assigned_once;  /* a first assignment arrived (even an empty one) */
+	bool closing;        /* closing: assignments make no engine partitions */
 	bool stop_at_end, ended;
 	bool store_on;       /* store=kafka uses this consumer */
 	/* the group's join state is "steady" (from librdkafka's CGRPJOINSTATE debug lines,
 	 * written by its threads): commits outside a rebalance callback wait for it */
 	_Atomic bool join_steady;
 	_Atomic bool join_seen; /* a join state line came: without one, commits are not held */
+	/* librdkafka issue #4312 (see sp_kafka_close): from the same lines, a JoinGroup was
+	 * answered (join state wait-metadata or wait-sync: the group's assignor is chosen),
+	 * and a SyncGroup then gave the assignor its state (wait-assign-call, or an
+	 * assignment served) */
+	_Atomic bool assignor_chosen, assignor_ready;
+	bool bug_4312;          /* the installed librdkafka has it, and the assignor may be
+	                         * cooperative-sticky */
+	_Atomic bool detached;  /* the handle was left to the process exit: callbacks return */
+	int64_t session_ms;     /* session.timeout.ms as librdkafka took it */
 	int user_log_level;     /* kafka.log_level (librdkafka's own is set to 7) */
 	bool in_rebalance;   /* inside the rebalance callback (commits there are valid) */
 	bool user_debug;     /* kafka.debug was set: forward librdkafka's debug lines */
@@ -145,5 +158,14 @@ void sp_kafka_check_single_member(ksrc_t *x, const char *why);
 /** The source's ended(): stop.at.end through the group's commits (or, with another
  *  store, once every partition is held). */
 bool sp_kafka_ended(sp_source_t *s);
+/** Whether the installed librdkafka aborts destroying this consumer before its first
+ *  assignment (librdkafka issue #4312). Call once the handle exists. */
+bool sp_kafka_has_bug_4312(ksrc_t *x);
+/** Leave the group and close the consumer (rd_kafka_consumer_close), first serving the
+ *  group until the first assignment when the installed librdkafka would abort in
+ *  rd_kafka_destroy() otherwise. Returns false when the handle must not be destroyed
+ *  (that state outlasted the session timeout): it is left to the process exit, with x,
+ *  whose callbacks then return at once. @locality the engine thread. */
+bool sp_kafka_close(ksrc_t *x);
 
 #endif

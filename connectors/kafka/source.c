@@ -54,6 +54,11 @@
  * with source=kafka; the engine opens the source first, which registers its consumer
  * under the engine for the store to find.
  *
+ * Closing: librdkafka before 2.3.0 aborts when a cooperative-sticky consumer is
+ * destroyed after its group chose the assignor but before the first assignment
+ * (librdkafka issue #4312); close() then serves the group until that assignment comes,
+ * at most for session.timeout.ms (see group.c, sp_kafka_close).
+ *
  * Secrets: values of kafka.* keys that name a password, secret or key never reach an
  * error text or a log line (errors name the key only; librdkafka's log lines have such
  * values replaced by "***").
@@ -405,10 +410,8 @@ static void ksrc_free(ksrc_t *x)
 	x->stash_head = x->stash_n = 0;
 	if (x->q)
 		rd_kafka_queue_destroy(x->q);
-	if (x->rk) {
-		x->closing = true;
-		rd_kafka_consumer_close(x->rk);
-	}
+	if (x->rk && !sp_kafka_close(x))
+		return; /* librdkafka issue #4312: the handle, and x its callbacks hold, stay */
 	for (size_t i = 0; i < x->nall; i++) /* topic references go before the handle */
 		if (x->all[i]->rkt)
 			rd_kafka_topic_destroy(x->all[i]->rkt);
@@ -528,6 +531,10 @@ static int ksrc_open(sp_source_t *s, char *errstr, size_t size)
 	}
 	conf = NULL; /* owned by rk now */
 	read_prefetch(x);
+	x->bug_4312 = sp_kafka_has_bug_4312(x);
+	x->session_ms = (int64_t)rk_conf_u64(x->rk, "session.timeout.ms");
+	if (!x->session_ms)
+		x->session_ms = KSRC_SESSION_TIMEOUT_MS;
 	s->held_bytes = 2 * (x->prefetch_bytes + x->fetch_max_bytes + x->stash_max_bytes);
 	s->held_records = 2 * (x->prefetch_msgs + x->stash_max);
 	rd_kafka_poll_set_consumer(x->rk);
