@@ -63,7 +63,7 @@ typedef struct kpart {
 	int64_t eof_hi;     /* ... and the high watermark then */
 	bool has_end;       /* stop.at.end: an end was noted at open */
 	int64_t end;        /* ... the high watermark / last stable offset then */
-	bool at_end;        /* the group's committed offset reached end */
+	bool at_end;        /* the group's committed offset reached end (or it was empty) */
 	struct kpart *hnext;
 } kpart_t;
 
@@ -113,9 +113,12 @@ typedef struct ksrc {
 	/* the store is not the group (store=file:...): it keeps checkpoints for a single
 	 * consumer, so another member in the group is an error */
 	const char *foreign_store;
+	/* no store (store= set empty): no checkpoints; with stop.at.end the ends are reached
+	 * by what this consumer hands over, so another member is an error too */
+	bool no_store;
 	const char *group, *topics;
 	int total_parts;     /* partitions of the subscribed topics (0: not read yet) */
-	int64_t partial_since_ms; /* foreign store: assigned fewer than all since (0: not) */
+	int64_t partial_since_ms; /* a single consumer: assigned fewer than all since (0: not) */
 	int64_t partial_grace_ms; /* ... refused after this (twice session.timeout.ms) */
 	int64_t last_poll_ms, last_ended_check_ms;
 	int64_t revoke_ms;
@@ -152,11 +155,12 @@ void sp_kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_top
                            void *opaque);
 void sp_kafka_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque);
 void sp_kafka_on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
-/** With a store that is not the group: refuse another member (why: a revoke's text, or
- *  NULL to check the assignment). */
+/** With a store that is not the group, or no store and stop.at.end: refuse another member
+ *  (why: a revoke's text, or NULL to check the assignment). */
 void sp_kafka_check_single_member(ksrc_t *x, const char *why);
-/** The source's ended(): stop.at.end through the group's commits (or, with another
- *  store, once every partition is held). */
+/** The source's ended(): stop.at.end through the group's commits; with another store or
+ *  none, once every partition is held and handed over up to its end (the engine then
+ *  compares its own checkpoints, p->end). */
 bool sp_kafka_ended(sp_source_t *s);
 /** Whether the installed librdkafka aborts destroying this consumer before its first
  *  assignment (librdkafka issue #4312). Call once the handle exists. */

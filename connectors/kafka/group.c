@@ -8,7 +8,9 @@
  *    ILLEGAL_GENERATION and librdkafka then drops the whole assignment as lost
  *    (librdkafka issue #4059);
  *  - with a store that is not the group, another member is refused;
- *  - stop.at.end through the group's committed offsets;
+ *  - stop.at.end through the group's committed offsets; with another store or none,
+ *    through what this consumer handed over and the engine has DONE (and then, as a
+ *    single consumer, another member is refused);
  *  - closing the consumer: librdkafka before 2.3.0 aborts in rd_kafka_destroy() when a
  *    cooperative-sticky consumer's group has chosen its assignor (a JoinGroup was
  *    answered) but no SyncGroup has given the assignor its state yet (librdkafka issue
@@ -96,15 +98,23 @@ static int subscribed_partitions(ksrc_t *x)
 	return total;
 }
 
-/* With a store that is not the group, another member is a configuration error: one that
- * takes partitions from this consumer (a revoke that is not a loss) at once; an
- * assignment of fewer than all partitions once it lasts partial_grace_ms (a member that
- * crashed holds its partitions until its session times out, so a restart after a crash
- * starts with a partial assignment). why: the revoke's text, or NULL for the check of
- * the assignment (at assign, and from service()). */
+/* The group holds nothing this consumer's progress is measured by: a store that is not
+ * the group keeps checkpoints for this consumer alone, and with no store stop.at.end
+ * counts what this consumer handed over. It must hold every partition. */
+static bool single_consumer(const ksrc_t *x)
+{
+	return x->foreign_store || (x->no_store && x->stop_at_end);
+}
+
+/* For a single consumer, another member is a configuration error: one that takes
+ * partitions from this consumer (a revoke that is not a loss) at once; an assignment of
+ * fewer than all partitions once it lasts partial_grace_ms (a member that crashed holds
+ * its partitions until its session times out, so a restart after a crash starts with a
+ * partial assignment). why: the revoke's text, or NULL for the check of the assignment
+ * (at assign, and from service()). */
 void sp_kafka_check_single_member(ksrc_t *x, const char *why)
 {
-	if (!x->foreign_store || x->closing || x->fatal_rc)
+	if (!single_consumer(x) || x->closing || x->fatal_rc)
 		return;
 	int total = 0, held = 0;
 	if (!why) {
@@ -128,10 +138,17 @@ void sp_kafka_check_single_member(ksrc_t *x, const char *why)
 	if (!why)
 		snprintf(what, sizeof(what), "this consumer has held %d of the %d partitions for %" PRId64 " ms", held,
 		         total, x->partial_grace_ms);
-	sp_kafka_set_fatal(x, SPATE_ERR_INVALID,
-	          "store=%s keeps checkpoints for a single consumer, but group.id \"%s\" has another member (%s); "
-	          "use store=kafka (the default for source=kafka) to share the topics %s",
-	          x->foreign_store, x->group, why ? why : what, x->topics);
+	if (x->foreign_store)
+		sp_kafka_set_fatal(x, SPATE_ERR_INVALID,
+		          "store=%s keeps checkpoints for a single consumer, but group.id \"%s\" has another member (%s); "
+		          "use store=kafka (the default for source=kafka) to share the topics %s",
+		          x->foreign_store, x->group, why ? why : what, x->topics);
+	else
+		sp_kafka_set_fatal(x, SPATE_ERR_INVALID,
+		          "stop.at.end with no store (store= empty) ends once this consumer has handled every "
+		          "partition to its end, but group.id \"%s\" has another member (%s); use store=kafka (the "
+		          "default for source=kafka) to share the topics %s",
+		          x->group, why ? why : what, x->topics);
 }
 
 static void on_assign(ksrc_t *x, rd_kafka_topic_partition_list_t *parts)
@@ -162,8 +179,9 @@ static void on_assign(ksrc_t *x, rd_kafka_topic_partition_list_t *parts)
 		}
 		p->src_ctx = k;
 		k->p = p;
-		if (x->foreign_store && k->has_end && !k->at_end) {
-			/* the store is not the group: the engine's own checkpoint must reach the end */
+		if (single_consumer(x) && k->has_end && !k->at_end) {
+			/* the group's commits do not count: the engine's own checkpoint must reach the
+			 * end (with no store, its DONE watermark) */
 			p->has_end = true;
 			p->end = sp_pos((uint64_t)k->end - 1);
 		}
@@ -332,12 +350,15 @@ bool sp_kafka_ended(sp_source_t *s)
 		return false;
 	if (x->ended)
 		return true;
-	if (x->foreign_store) {
-		/* a single consumer: once it holds every partition the engine compares its own
-		 * checkpoints with the ends (p->end) */
-		for (size_t i = 0; i < x->nall; i++)
-			if (x->all[i]->has_end && !x->all[i]->at_end && !x->all[i]->p)
+	if (single_consumer(x)) {
+		/* once it holds every partition and has handed each over up to its end, the
+		 * engine compares its own checkpoints (what is DONE) with the ends (p->end); the
+		 * group has no commits of it to read (with no store, none at all) */
+		for (size_t i = 0; i < x->nall; i++) {
+			const kpart_t *k = x->all[i];
+			if (k->has_end && !k->at_end && (!k->p || k->next < k->end))
 				return false;
+		}
 		return true;
 	}
 	int64_t now = sp_now_ms();

@@ -33,7 +33,11 @@
  * stop.at.end: open() notes the high watermark (the last stable offset with
  * isolation.level=read_committed) of every partition of the topics; ended() is true
  * once the group's committed offsets of ALL those partitions (those other members own
- * too) reach them, checked at most every KSRC_ENDED_CHECK_MS. A partition whose tail
+ * too) reach them, checked at most every KSRC_ENDED_CHECK_MS. With a store that is not
+ * the group, or none (store= empty: nothing is committed, as kcat -e), the consumer
+ * must hold every partition: ended() is true once it has handed each over up to its
+ * end, and the engine then waits for its own checkpoint (with no store, the DONE
+ * watermark) to reach the end too (p->end, set at assignment). A partition whose tail
  * is not records (a transaction's commit or abort marker, aborted records under
  * read_committed, compaction) would never "reach" its end through records alone: at
  * PARTITION_EOF (offset E) with E past the next expected offset, poll() returns a skip
@@ -460,6 +464,7 @@ static int ksrc_open(sp_source_t *s, char *errstr, size_t size)
 	sp_split_uri(store, sname, sizeof(sname));
 	if (*store && strcmp(sname, KSRC_NAME))
 		x->foreign_store = store;
+	x->no_store = !*store && sp_conf_is_set(c, "store"); /* as the engine decides */
 	x->stop_at_end = sp_conf_bool(c, "stop.at.end");
 	x->revoke_ms = kconf_ms(c, "kafka.max.poll.interval.ms", KSRC_REVOKE_MS);
 	x->partial_grace_ms = 2 * kconf_ms(c, "kafka.session.timeout.ms", KSRC_SESSION_TIMEOUT_MS);

@@ -3,7 +3,9 @@
  *  - a group member with stop.at.end=true that finds everything committed and ends before
  *    its first assignment exits 0: librdkafka 2.0.2 aborts when a cooperative-sticky
  *    consumer is destroyed in that state (librdkafka issue #4312);
- *  - a member stopped by SIGTERM while it is joining (held in its SyncGroup) exits 0.
+ *  - a member stopped by SIGTERM while it is joining (held in its SyncGroup) exits 0;
+ *  - stop.at.end with no store (store= empty) ends once every record was handled, and
+ *    commits nothing.
  * Part of the kafka_source test executable (suite kafka_source). */
 #include "engine/internal.h"
 
@@ -210,6 +212,31 @@ Test(kafka_source, sigterm_while_joining_exits_0, .timeout = 300)
 	cr_log_info("SIGTERM in the SyncGroup (first assignment already there: %s)", assigned ? "yes" : "no");
 	cr_assert(!assigned, "the first assignment came before the signal: the SyncGroup was not held back");
 	expect_exit(dir, "m", m, 0);
+	t_rmrf(dir);
+	t_kafka_stop(k);
+}
+
+/* store= (empty): no checkpoints, like kcat -e. stop.at.end compares what the source
+ * handed over and the engine has DONE with the ends noted at start. */
+Test(kafka_source, no_store_stop_at_end_handles_everything_and_exits, .timeout = 300)
+{
+	const char *topics[] = {"r12:16", NULL};
+	t_kafka_t *k = t_kafka_start(1, topics);
+	const char *bs = t_kafka_bootstrap(k);
+	produce_cli(bs, "r12", RUN_RECORDS);
+	char dir[256];
+	t_mkdtemp(dir, sizeof(dir));
+	const char *args[] = {"store=", "stop.at.end=true", "log.level=info", NULL};
+	pid_t m = spawn_run(bs, dir, "m", "r12", "g12", args);
+	expect_exit(dir, "m", m, 0);
+	long long records = summary_value(dir, "m.out", "records");
+	cr_assert_eq(records, RUN_RECORDS, "handled %lld of %d records", records, RUN_RECORDS);
+	/* and nothing was committed to the group */
+	int64_t com[RUN_PARTS];
+	kt_committed(bs, "r12", "g12", RUN_PARTS, com);
+	for (int p = 0; p < RUN_PARTS; p++)
+		cr_assert_eq(com[p], -1, "partition %d: committed %lld without a store", p,
+		             (long long)com[p]);
 	t_rmrf(dir);
 	t_kafka_stop(k);
 }
