@@ -3,7 +3,8 @@
  *  - a group member with stop.at.end=true that finds everything committed and ends before
  *    its first assignment exits 0: librdkafka 2.0.2 aborts when a cooperative-sticky
  *    consumer is destroyed in that state (librdkafka issue #4312);
- *  - a member stopped by SIGTERM while it is joining (held in its SyncGroup) exits 0;
+ *  - a member stopped by SIGTERM while it is joining (held in its SyncGroup) exits 0,
+ *    also when no assignment comes within the session timeout while it closes;
  *  - stop.at.end with no store (store= empty) ends once every record was handled, and
  *    commits nothing.
  * Part of the kafka_source test executable (suite kafka_source). */
@@ -31,6 +32,8 @@ enum {
 	COMMIT_BOUND_MS = 120000,   /* member A's commits must reach the ends by then */
 	JOIN_BOUND_MS = 60000,      /* a member must be in its SyncGroup by then */
 	SYNC_DELAY_MS = 3000,       /* SyncGroup responses held back, below the session timeout */
+	LONG_SYNC_DELAY_MS = 20000, /* ... and past it (librdkafka times the request out at 9 s) */
+	LONG_SYNC_DELAYS = 10,      /* ... for the SyncGroups of every rejoin meanwhile */
 	POLL_MS = 10,               /* how often the tests look at a child's output */
 	COMMIT_POLL_MS = 200,       /* ... and at the group's commits */
 	MAX_ARGS = 48,
@@ -176,21 +179,23 @@ Test(kafka_source, a_member_that_ends_before_its_first_assignment_exits_0, .time
 	t_kafka_stop(k);
 }
 
-/* SIGTERM while a member is joining: its SyncGroup responses are held back, so it is
- * past its JoinGroup (the assignor chosen) and before its first assignment when the
- * signal comes. It exits 0 (graceful stop), not 134. */
-Test(kafka_source, sigterm_while_joining_exits_0, .timeout = 300)
+/* Start a member of group on topic (16 partitions, 3 brokers, records in it) whose
+ * SyncGroup responses mock-kafka holds back for delay_ms, count times; send it SIGTERM
+ * once it is past its JoinGroup (the assignor chosen) and before its first assignment;
+ * return its exit status. Its output is DIR/m.out and DIR/m.err. */
+static int sigterm_in_syncgroup(const char *dir, const char *topic, const char *group, int delay_ms,
+                                int count)
 {
-	const char *topics[] = {"r13:16", NULL};
+	char spec[64];
+	snprintf(spec, sizeof(spec), "%s:%d", topic, RUN_PARTS);
+	const char *topics[] = {spec, NULL};
 	t_kafka_t *k = t_kafka_start(3, topics);
 	const char *bs = t_kafka_bootstrap(k);
-	produce_cli(bs, "r13", RUN_RECORDS);
-	t_kafka_ok(k, "delay SyncGroup all %d", SYNC_DELAY_MS);
-	char dir[256];
-	t_mkdtemp(dir, sizeof(dir));
+	produce_cli(bs, topic, RUN_RECORDS);
+	t_kafka_ok(k, "delay SyncGroup all %d %d", delay_ms, count);
 	/* the cgrp debug lines show when it is in its SyncGroup */
 	const char *args[] = {"log.level=debug", "kafka.debug=cgrp", NULL};
-	pid_t m = spawn_run(bs, dir, "m", "r13", "g13", args);
+	pid_t m = spawn_run(bs, dir, "m", topic, group, args);
 	bool syncing = false;
 	for (int64_t deadline = sp_now_ms() + JOIN_BOUND_MS; !syncing && sp_now_ms() < deadline;) {
 		t_sleep_ms(POLL_MS);
@@ -211,9 +216,35 @@ Test(kafka_source, sigterm_while_joining_exits_0, .timeout = 300)
 	kill(m, SIGTERM);
 	cr_log_info("SIGTERM in the SyncGroup (first assignment already there: %s)", assigned ? "yes" : "no");
 	cr_assert(!assigned, "the first assignment came before the signal: the SyncGroup was not held back");
-	expect_exit(dir, "m", m, 0);
-	t_rmrf(dir);
+	int st = kt_wait_exit(m, RUN_EXIT_BOUND_MS);
+	if (st)
+		kt_print_tail(dir, "m.err");
 	t_kafka_stop(k);
+	return st;
+}
+
+/* SIGTERM while a member is joining: it exits 0 (graceful stop), not 134. */
+Test(kafka_source, sigterm_while_joining_exits_0, .timeout = 300)
+{
+	char dir[256];
+	t_mkdtemp(dir, sizeof(dir));
+	int st = sigterm_in_syncgroup(dir, "r13", "g13", SYNC_DELAY_MS, 1);
+	cr_assert_eq(st, 0, "status %d (134: aborted; -1: still running after %d ms)", st, RUN_EXIT_BOUND_MS);
+	t_rmrf(dir);
+}
+
+/* The same, but the SyncGroup is held back past the session timeout (6 s) each time it
+ * is sent: no first assignment comes while the member closes. It still exits 0, and says
+ * it left the consumer handle to the process exit instead of destroying it. */
+Test(kafka_source, a_member_without_an_assignment_after_the_session_timeout_exits_0, .timeout = 300)
+{
+	char dir[256];
+	t_mkdtemp(dir, sizeof(dir));
+	int st = sigterm_in_syncgroup(dir, "r14", "g14", LONG_SYNC_DELAY_MS, LONG_SYNC_DELAYS);
+	cr_assert_eq(st, 0, "status %d (134: aborted; -1: still running after %d ms)", st, RUN_EXIT_BOUND_MS);
+	cr_assert(file_has(dir, "m.err", "its handle is left to the process exit"),
+	          "no warning that the consumer handle was left undestroyed");
+	t_rmrf(dir);
 }
 
 /* store= (empty): no checkpoints, like kcat -e. stop.at.end compares what the source
