@@ -1,6 +1,6 @@
 /* consumer.h - what the Kafka source's two files share: source.c (the consumer: open,
  * seek, poll, service, lag) and group.c (the consumer group: rebalance callbacks, the
- * join state, membership, stop.at.end through the group's commits, and store=kafka).
+ * join state, membership, stop.at.end, closing the consumer, and store=kafka).
  * Internal to connectors/kafka. */
 #ifndef SPATE_CONNECTORS_KAFKA_CONSUMER_H
 #define SPATE_CONNECTORS_KAFKA_CONSUMER_H
@@ -34,6 +34,10 @@ enum {
 	KSRC_REVOKE_MS = 30000,
 	/* librdkafka's session.timeout.ms default */
 	KSRC_SESSION_TIMEOUT_MS = 45000,
+	/* the first librdkafka (rd_kafka_version()) that destroys a cooperative-sticky
+	 * consumer before its first assignment without aborting: 2.3.0 (librdkafka issue
+	 * #4312, fixed by PR #4381); any 2.3.0 pre-release has the fix too */
+	KSRC_RDK_FIXED_4312 = 0x02030000,
 	/* partition hash buckets */
 	KSRC_BUCKETS = 256,
 	/* most chunks (partitions) one poll() returns */
@@ -59,7 +63,7 @@ typedef struct kpart {
 	int64_t eof_hi;     /* ... and the high watermark then */
 	bool has_end;       /* stop.at.end: an end was noted at open */
 	int64_t end;        /* ... the high watermark / last stable offset then */
-	bool at_end;        /* the group's committed offset reached end */
+	bool at_end;        /* the group's committed offset reached end (or it was empty) */
 	bool paused;        /* fetching paused because the engine paused p (p->paused) */
 	struct kpart *hnext;
 } kpart_t;
@@ -87,23 +91,35 @@ typedef struct ksrc {
 	 * queued.min.messages, fetch.max.bytes, max.partition.fetch.bytes */
 	uint64_t prefetch_bytes, prefetch_msgs, fetch_max_bytes, part_fetch_bytes;
 	bool paused;         /* every assigned partition is paused */
-	bool assigned_once;  /* a first assignment arrived */
-	bool closing;        /* consumer_close: the rebalance callback only unassigns */
+	bool assigned_once;  /* a first assignment arrived (even an empty one) */
+	bool closing;        /* closing: assignments make no engine partitions */
 	bool stop_at_end, ended;
 	bool store_on;       /* store=kafka uses this consumer */
 	/* the group's join state is "steady" (from librdkafka's CGRPJOINSTATE debug lines,
 	 * written by its threads): commits outside a rebalance callback wait for it */
 	_Atomic bool join_steady;
 	_Atomic bool join_seen; /* a join state line came: without one, commits are not held */
+	/* librdkafka issue #4312 (see sp_kafka_close): from the same lines, a JoinGroup was
+	 * answered (join state wait-metadata or wait-sync: the group's assignor is chosen),
+	 * and a SyncGroup then gave the assignor its state (wait-assign-call, or an
+	 * assignment served) */
+	_Atomic bool assignor_chosen, assignor_ready;
+	bool bug_4312;          /* the installed librdkafka has it, and the assignor may be
+	                         * cooperative-sticky */
+	_Atomic bool detached;  /* the handle was left to the process exit: callbacks return */
+	int64_t session_ms;     /* session.timeout.ms as librdkafka took it */
 	int user_log_level;     /* kafka.log_level (librdkafka's own is set to 7) */
 	bool in_rebalance;   /* inside the rebalance callback (commits there are valid) */
 	bool user_debug;     /* kafka.debug was set: forward librdkafka's debug lines */
 	/* the store is not the group (store=file:...): it keeps checkpoints for a single
 	 * consumer, so another member in the group is an error */
 	const char *foreign_store;
+	/* no store (store= set empty): no checkpoints; with stop.at.end the ends are reached
+	 * by what this consumer hands over, so another member is an error too */
+	bool no_store;
 	const char *group, *topics;
 	int total_parts;     /* partitions of the subscribed topics (0: not read yet) */
-	int64_t partial_since_ms; /* foreign store: assigned fewer than all since (0: not) */
+	int64_t partial_since_ms; /* a single consumer: assigned fewer than all since (0: not) */
 	int64_t partial_grace_ms; /* ... refused after this (twice session.timeout.ms) */
 	int64_t last_poll_ms, last_ended_check_ms;
 	int64_t revoke_ms;
@@ -140,11 +156,21 @@ void sp_kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_top
                            void *opaque);
 void sp_kafka_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque);
 void sp_kafka_on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
-/** With a store that is not the group: refuse another member (why: a revoke's text, or
- *  NULL to check the assignment). */
+/** With a store that is not the group, or no store and stop.at.end: refuse another member
+ *  (why: a revoke's text, or NULL to check the assignment). */
 void sp_kafka_check_single_member(ksrc_t *x, const char *why);
-/** The source's ended(): stop.at.end through the group's commits (or, with another
- *  store, once every partition is held). */
+/** The source's ended(): stop.at.end through the group's commits; with another store or
+ *  none, once every partition is held and handed over up to its end (the engine then
+ *  compares its own checkpoints, p->end). */
 bool sp_kafka_ended(sp_source_t *s);
+/** Whether the installed librdkafka aborts destroying this consumer before its first
+ *  assignment (librdkafka issue #4312). Call once the handle exists. */
+bool sp_kafka_has_bug_4312(ksrc_t *x);
+/** Leave the group and close the consumer (rd_kafka_consumer_close), first serving the
+ *  group until the first assignment when the installed librdkafka would abort in
+ *  rd_kafka_destroy() otherwise. Returns false when the handle must not be destroyed
+ *  (that state outlasted the session timeout): it is left to the process exit, with x,
+ *  whose callbacks then return at once. @locality the engine thread. */
+bool sp_kafka_close(ksrc_t *x);
 
 #endif

@@ -8,7 +8,15 @@
  *    ILLEGAL_GENERATION and librdkafka then drops the whole assignment as lost
  *    (librdkafka issue #4059);
  *  - with a store that is not the group, another member is refused;
- *  - stop.at.end through the group's committed offsets;
+ *  - stop.at.end through the group's committed offsets; with another store or none,
+ *    through what this consumer handed over and the engine has DONE (and then, as a
+ *    single consumer, another member is refused);
+ *  - closing the consumer: librdkafka before 2.3.0 aborts in rd_kafka_destroy() when a
+ *    cooperative-sticky consumer's group has chosen its assignor (a JoinGroup was
+ *    answered) but no SyncGroup has given the assignor its state yet (librdkafka issue
+ *    #4312, fixed by PR #4381 in 2.3.0). A source that ends or is stopped while it
+ *    joins (stop.at.end finding everything committed, SIGTERM) first serves the group
+ *    until that first assignment, at most for session.timeout.ms;
  *  - store=kafka: save() commits offset = after + 1 synchronously (SPATE_ERR_BUSY while
  *    the group rebalances), load() reads the committed offset.
  * @locality the engine thread (librdkafka's threads call on_log and on_error).
@@ -90,15 +98,23 @@ static int subscribed_partitions(ksrc_t *x)
 	return total;
 }
 
-/* With a store that is not the group, another member is a configuration error: one that
- * takes partitions from this consumer (a revoke that is not a loss) at once; an
- * assignment of fewer than all partitions once it lasts partial_grace_ms (a member that
- * crashed holds its partitions until its session times out, so a restart after a crash
- * starts with a partial assignment). why: the revoke's text, or NULL for the check of
- * the assignment (at assign, and from service()). */
+/* The group holds nothing this consumer's progress is measured by: a store that is not
+ * the group keeps checkpoints for this consumer alone, and with no store stop.at.end
+ * counts what this consumer handed over. It must hold every partition. */
+static bool single_consumer(const ksrc_t *x)
+{
+	return x->foreign_store || (x->no_store && x->stop_at_end);
+}
+
+/* For a single consumer, another member is a configuration error: one that takes
+ * partitions from this consumer (a revoke that is not a loss) at once; an assignment of
+ * fewer than all partitions once it lasts partial_grace_ms (a member that crashed holds
+ * its partitions until its session times out, so a restart after a crash starts with a
+ * partial assignment). why: the revoke's text, or NULL for the check of the assignment
+ * (at assign, and from service()). */
 void sp_kafka_check_single_member(ksrc_t *x, const char *why)
 {
-	if (!x->foreign_store || x->closing || x->fatal_rc)
+	if (!single_consumer(x) || x->closing || x->fatal_rc)
 		return;
 	int total = 0, held = 0;
 	if (!why) {
@@ -122,16 +138,22 @@ void sp_kafka_check_single_member(ksrc_t *x, const char *why)
 	if (!why)
 		snprintf(what, sizeof(what), "this consumer has held %d of the %d partitions for %" PRId64 " ms", held,
 		         total, x->partial_grace_ms);
-	sp_kafka_set_fatal(x, SPATE_ERR_INVALID,
-	          "store=%s keeps checkpoints for a single consumer, but group.id \"%s\" has another member (%s); "
-	          "use store=kafka (the default for source=kafka) to share the topics %s",
-	          x->foreign_store, x->group, why ? why : what, x->topics);
+	if (x->foreign_store)
+		sp_kafka_set_fatal(x, SPATE_ERR_INVALID,
+		          "store=%s keeps checkpoints for a single consumer, but group.id \"%s\" has another member (%s); "
+		          "use store=kafka (the default for source=kafka) to share the topics %s",
+		          x->foreign_store, x->group, why ? why : what, x->topics);
+	else
+		sp_kafka_set_fatal(x, SPATE_ERR_INVALID,
+		          "stop.at.end with no store (store= empty) ends once this consumer has handled every "
+		          "partition to its end, but group.id \"%s\" has another member (%s); use store=kafka (the "
+		          "default for source=kafka) to share the topics %s",
+		          x->group, why ? why : what, x->topics);
 }
 
 static void on_assign(ksrc_t *x, rd_kafka_topic_partition_list_t *parts)
 {
 	char err[1024];
-	x->assigned_once = true;
 	/* the group's committed offsets of all new partitions in one request (store=kafka) */
 	if (x->store_on && parts->cnt) {
 		rd_kafka_topic_partition_list_t *c = rd_kafka_topic_partition_list_copy(parts);
@@ -157,8 +179,9 @@ static void on_assign(ksrc_t *x, rd_kafka_topic_partition_list_t *parts)
 		}
 		p->src_ctx = k;
 		k->p = p;
-		if (x->foreign_store && k->has_end && !k->at_end) {
-			/* the store is not the group: the engine's own checkpoint must reach the end */
+		if (single_consumer(x) && k->has_end && !k->at_end) {
+			/* the group's commits do not count: the engine's own checkpoint must reach the
+			 * end (with no store, its DONE watermark) */
 			p->has_end = true;
 			p->end = sp_pos((uint64_t)k->end - 1);
 		}
@@ -224,6 +247,23 @@ static void on_revoke(ksrc_t *x, rd_kafka_topic_partition_list_t *parts)
 	}
 }
 
+/* An assignment while closing: librdkafka waits for the assign call (consumer_close
+ * would not finish without it), so it is made, but no engine partition is; the
+ * partitions are revoked as the consumer closes (during consumer_close librdkafka
+ * takes an assign as an unassign). Nothing of them is handed over or committed. */
+static void assign_closing(ksrc_t *x, rd_kafka_topic_partition_list_t *parts)
+{
+	if (!cooperative(x)) {
+		rd_kafka_assign(x->rk, parts);
+		return;
+	}
+	rd_kafka_error_t *e = rd_kafka_incremental_assign(x->rk, parts);
+	if (e) {
+		sp_log(x->eng, SP_LOG_DEBUG, "kafka: incremental assign while closing: %s", rd_kafka_error_string(e));
+		rd_kafka_error_destroy(e);
+	}
+}
+
 void sp_kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
                          void *opaque)
 {
@@ -231,7 +271,12 @@ void sp_kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_top
 	ksrc_t *x = opaque;
 	x->in_rebalance = true;
 	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-		if (!x->closing)
+		/* the assignor got its state before librdkafka handed this over */
+		x->assigned_once = true;
+		atomic_store(&x->assignor_ready, true);
+		if (x->closing)
+			assign_closing(x, parts);
+		else
 			on_assign(x, parts);
 	} else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
 		on_revoke(x, parts);
@@ -248,6 +293,8 @@ void sp_kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_top
 void sp_kafka_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
 	ksrc_t *x = opaque;
+	if (atomic_load(&x->detached))
+		return;
 	char clean[1024];
 	sp_kafka_redact(&x->secrets, reason, clean, sizeof(clean));
 	if (err == RD_KAFKA_RESP_ERR__FATAL) {
@@ -260,20 +307,29 @@ void sp_kafka_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque
 	sp_log(x->eng, SP_LOG_WARN, "kafka: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), clean);
 }
 
-/* "Group "G" changed join state A -> B (state up)": whether B is steady. */
+/* "Group "G" changed join state A -> B (state up)": whether B is steady, and how far the
+ * first join got (librdkafka 2.0.2's rd_kafka_cgrp_set_join_state; a JoinGroup answered
+ * moves to wait-metadata (the leader) or wait-sync, and a SyncGroup's assignment, once
+ * the assignor has taken it, to wait-assign-call). */
 static void track_join_state(ksrc_t *x, const char *buf)
 {
-	const char *arrow = strstr(buf, " -> ");
-	if (arrow) {
-		atomic_store(&x->join_steady, !strncmp(arrow + 4, "steady", 6));
-		atomic_store(&x->join_seen, true);
-	}
+	const char *from = strstr(buf, "changed join state ");
+	const char *arrow = strstr(from ? from : buf, " -> ");
+	if (!arrow)
+		return;
+	const char *to = arrow + 4;
+	atomic_store(&x->join_steady, !strncmp(to, "steady", 6));
+	atomic_store(&x->join_seen, true);
+	if (!strncmp(to, "wait-metadata", 13) || !strncmp(to, "wait-sync", 9))
+		atomic_store(&x->assignor_chosen, true);
+	else if (!strncmp(to, "wait-assign-call", 16) || !strncmp(to, "steady", 6))
+		atomic_store(&x->assignor_ready, true);
 }
 
 void sp_kafka_on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
 	ksrc_t *x = rd_kafka_opaque(rk);
-	if (!x)
+	if (!x || atomic_load(&x->detached))
 		return;
 	if (!strcmp(fac, "CGRPJOINSTATE"))
 		track_join_state(x, buf);
@@ -294,12 +350,15 @@ bool sp_kafka_ended(sp_source_t *s)
 		return false;
 	if (x->ended)
 		return true;
-	if (x->foreign_store) {
-		/* a single consumer: once it holds every partition the engine compares its own
-		 * checkpoints with the ends (p->end) */
-		for (size_t i = 0; i < x->nall; i++)
-			if (x->all[i]->has_end && !x->all[i]->at_end && !x->all[i]->p)
+	if (single_consumer(x)) {
+		/* once it holds every partition and has handed each over up to its end, the
+		 * engine compares its own checkpoints (what is DONE) with the ends (p->end); the
+		 * group has no commits of it to read (with no store, none at all) */
+		for (size_t i = 0; i < x->nall; i++) {
+			const kpart_t *k = x->all[i];
+			if (k->has_end && !k->at_end && (!k->p || k->next < k->end))
 				return false;
+		}
 		return true;
 	}
 	int64_t now = sp_now_ms();
@@ -328,6 +387,58 @@ bool sp_kafka_ended(sp_source_t *s)
 	rd_kafka_topic_partition_list_destroy(l);
 	x->ended = done;
 	return done;
+}
+
+/* ---- closing ---------------------------------------------------------------------- */
+
+bool sp_kafka_has_bug_4312(ksrc_t *x)
+{
+	if (rd_kafka_version() >= KSRC_RDK_FIXED_4312)
+		return false;
+	/* only the sticky assignor keeps state (range and roundrobin have none to destroy) */
+	char v[256];
+	size_t n = sizeof(v);
+	if (rd_kafka_conf_get(rd_kafka_conf(x->rk), "partition.assignment.strategy", v, &n) != RD_KAFKA_CONF_OK)
+		return true;
+	return strstr(v, "cooperative-sticky") != NULL;
+}
+
+/* librdkafka would abort destroying the consumer now (issue #4312): the group chose the
+ * assignor, and no SyncGroup gave it its state yet. A JoinGroup answered after
+ * consumer_close began is ignored, and the state is never dropped once set, so after
+ * consumer_close this no longer changes. */
+static bool assignor_stateless(ksrc_t *x)
+{
+	return x->bug_4312 && atomic_load(&x->assignor_chosen) && !atomic_load(&x->assignor_ready);
+}
+
+bool sp_kafka_close(ksrc_t *x)
+{
+	x->closing = true;
+	if (assignor_stateless(x)) {
+		sp_log(x->eng, SP_LOG_INFO,
+		       "kafka: group \"%s\": closing before the first assignment; serving the group until it comes "
+		       "(at most session.timeout.ms=%" PRId64 "), because librdkafka %s aborts when it closes sooner "
+		       "(librdkafka issue #4312, fixed in 2.3.0)",
+		       x->group, x->session_ms, rd_kafka_version_str());
+		int64_t deadline = sp_now_ms() + x->session_ms;
+		while (assignor_stateless(x) && sp_now_ms() < deadline) {
+			/* serves the rebalance callback; records are not handed over any more */
+			rd_kafka_message_t *m = rd_kafka_consumer_poll(x->rk, KSRC_TICK_MS);
+			if (m)
+				rd_kafka_message_destroy(m);
+		}
+	}
+	rd_kafka_consumer_close(x->rk);
+	if (!assignor_stateless(x))
+		return true;
+	sp_log(x->eng, SP_LOG_WARN,
+	       "kafka: group \"%s\": no first assignment within session.timeout.ms=%" PRId64 "; the consumer has "
+	       "left the group, and its handle is left to the process exit, because librdkafka %s aborts when "
+	       "it is destroyed now (librdkafka issue #4312, fixed in 2.3.0)",
+	       x->group, x->session_ms, rd_kafka_version_str());
+	atomic_store(&x->detached, true);
+	return false;
 }
 
 /* ---- store=kafka -------------------------------------------------------------------- */

@@ -33,7 +33,11 @@
  * stop.at.end: open() notes the high watermark (the last stable offset with
  * isolation.level=read_committed) of every partition of the topics; ended() is true
  * once the group's committed offsets of ALL those partitions (those other members own
- * too) reach them, checked at most every KSRC_ENDED_CHECK_MS. A partition whose tail
+ * too) reach them, checked at most every KSRC_ENDED_CHECK_MS. With a store that is not
+ * the group, or none (store= empty: nothing is committed, as kcat -e), the consumer
+ * must hold every partition: ended() is true once it has handed each over up to its
+ * end, and the engine then waits for its own checkpoint (with no store, the DONE
+ * watermark) to reach the end too (p->end, set at assignment). A partition whose tail
  * is not records (a transaction's commit or abort marker, aborted records under
  * read_committed, compaction) would never "reach" its end through records alone: at
  * PARTITION_EOF (offset E) with E past the next expected offset, poll() returns a skip
@@ -53,6 +57,11 @@
  * assignment for all its partitions). It shares the source's consumer, so it works only
  * with source=kafka; the engine opens the source first, which registers its consumer
  * under the engine for the store to find.
+ *
+ * Closing: librdkafka before 2.3.0 aborts when a cooperative-sticky consumer is
+ * destroyed after its group chose the assignor but before the first assignment
+ * (librdkafka issue #4312); close() then serves the group until that assignment comes,
+ * at most for session.timeout.ms (see group.c, sp_kafka_close).
  *
  * Secrets: values of kafka.* keys that name a password, secret or key never reach an
  * error text or a log line (errors name the key only; librdkafka's log lines have such
@@ -426,10 +435,8 @@ static void ksrc_free(ksrc_t *x)
 	x->stash_head = x->stash_n = 0;
 	if (x->q)
 		rd_kafka_queue_destroy(x->q);
-	if (x->rk) {
-		x->closing = true;
-		rd_kafka_consumer_close(x->rk);
-	}
+	if (x->rk && !sp_kafka_close(x))
+		return; /* librdkafka issue #4312: the handle, and x its callbacks hold, stay */
 	for (size_t i = 0; i < x->nall; i++) /* topic references go before the handle */
 		if (x->all[i]->rkt)
 			rd_kafka_topic_destroy(x->all[i]->rkt);
@@ -478,6 +485,7 @@ static int ksrc_open(sp_source_t *s, char *errstr, size_t size)
 	sp_split_uri(store, sname, sizeof(sname));
 	if (*store && strcmp(sname, KSRC_NAME))
 		x->foreign_store = store;
+	x->no_store = !*store && sp_conf_is_set(c, "store"); /* as the engine decides */
 	x->stop_at_end = sp_conf_bool(c, "stop.at.end");
 	x->revoke_ms = kconf_ms(c, "kafka.max.poll.interval.ms", KSRC_REVOKE_MS);
 	x->partial_grace_ms = 2 * kconf_ms(c, "kafka.session.timeout.ms", KSRC_SESSION_TIMEOUT_MS);
@@ -549,6 +557,10 @@ static int ksrc_open(sp_source_t *s, char *errstr, size_t size)
 	}
 	conf = NULL; /* owned by rk now */
 	read_prefetch(x);
+	x->bug_4312 = sp_kafka_has_bug_4312(x);
+	x->session_ms = (int64_t)rk_conf_u64(x->rk, "session.timeout.ms");
+	if (!x->session_ms)
+		x->session_ms = KSRC_SESSION_TIMEOUT_MS;
 	s->held_bytes = 2 * (x->prefetch_bytes + x->fetch_max_bytes + x->stash_max_bytes);
 	s->held_records = 2 * (x->prefetch_msgs + x->stash_max);
 	rd_kafka_poll_set_consumer(x->rk);

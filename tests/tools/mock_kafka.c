@@ -14,6 +14,9 @@
  *                              broker, fail with ERRCODE (by name like Fetch,
  *                              OffsetCommit, Produce or number; error by name like
  *                              NOT_LEADER_FOR_PARTITION, _TRANSPORT or number)
+ *   delay APIKEY ID|all MS [N] the next N responses (default 1) of that API from broker
+ *                              ID (from each broker with all) are held back MS ms, with
+ *                              no error: a consumer group held in its SyncGroup, say
  *   clear                      drop every queued request error
  *   reset                      clear, every broker up, every rtt 0
  *   topic create NAME PARTITIONS [REPLICATION]
@@ -34,6 +37,12 @@
  * The cluster hangs off an rd_kafka_t made only for it (rd_kafka_mock_cluster_new);
  * that handle never produces. Exit status: 0 after a clean stop, 2 for a bad command
  * line, 1 when the cluster could not start.
+ *
+ * `delay` queues on the broker (rd_kafka_mock_broker_push_request_error_rtts), `error`
+ * on the cluster. The 2.0.2 mock looks at a broker's own queue for an API first and at
+ * the cluster's only when the broker has none, even an emptied one: after a `delay` of
+ * an API, `error` of that API no longer reaches that broker. 2.0.2 has no call that
+ * drops a broker's queue, so `clear` and `reset` leave delays still queued.
  */
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
@@ -61,8 +70,10 @@ enum {
 	MAX_TOPICS = 256,
 	/* API keys accepted by number; the Kafka protocol defines fewer than this */
 	MAX_API_KEY = 128,
-	/* count of one `error` command */
+	/* count of one `error` or `delay` command */
 	MAX_ERROR_COUNT = 100000,
+	/* longest `delay` (an hour) */
+	MAX_DELAY_MS = 3600000,
 	/* a command line longer than this is rejected */
 	LINE_MAX_BYTES = 4096,
 	/* exit status for a bad command line or a failed start */
@@ -122,8 +133,9 @@ static void usage(FILE *f)
 	        "                  [--bootstrap-file PATH] [--stdin] [--debug CONTEXTS]\n"
 	        "A librdkafka mock Kafka cluster on 127.0.0.1. Prints the bootstrap list, then\n"
 	        "reads fault commands on stdin (see the top of tests/tools/mock_kafka.c):\n"
-	        "  broker down|up ID|all, rtt ID|all MS, error APIKEY ERRCODE [COUNT], clear,\n"
-	        "  reset, topic create NAME PARTITIONS [REPLICATION], leader TOPIC PART ID, quit\n"
+	        "  broker down|up ID|all, rtt ID|all MS, error APIKEY ERRCODE [COUNT],\n"
+	        "  delay APIKEY ID|all MS [COUNT], clear, reset,\n"
+	        "  topic create NAME PARTITIONS [REPLICATION], leader TOPIC PART ID, quit\n"
 	        "  --brokers N        brokers, ids 1..N (default %d)\n"
 	        "  --topic T:P[:R]    create topic T with P partitions (repeatable)\n"
 	        "  --bootstrap-file F write the bootstrap list to F once ready (removed at exit)\n"
@@ -343,6 +355,20 @@ static bool run_command(mock_t *m, int argc, char **argv)
 		rd_kafka_mock_push_request_errors_array(m->mc, key, (size_t)cnt, codes);
 		free(codes);
 		m->pushed[key] = true;
+	} else if (!strcmp(cmd, "delay")) {
+		int16_t key;
+		if (argc < 4 || argc > 5 || api_key_arg(argv[1], &key) || broker_arg(m, argv[2], &id) ||
+		    parse_long(argv[3], 1, MAX_DELAY_MS, &v) ||
+		    (argc == 5 && parse_long(argv[4], 1, MAX_ERROR_COUNT, &cnt))) {
+			answer(
+			    "error: usage: delay APIKEY ID|all MS [COUNT] (ID 1..%d, MS 1..%d, COUNT 1..%d)",
+			    m->brokers, MAX_DELAY_MS, MAX_ERROR_COUNT);
+			return true;
+		}
+		for (int32_t b = id < 0 ? 1 : id; !e && b <= (id < 0 ? m->brokers : id); b++)
+			for (long i = 0; !e && i < cnt; i++)
+				e = rd_kafka_mock_broker_push_request_error_rtts(
+				    m->mc, b, key, 1, RD_KAFKA_RESP_ERR_NO_ERROR, (int)v);
 	} else if (!strcmp(cmd, "clear") || !strcmp(cmd, "reset")) {
 		if (argc != 1) {
 			answer("error: usage: %s", cmd);
@@ -376,9 +402,9 @@ static bool run_command(mock_t *m, int argc, char **argv)
 		answer("ok");
 		return false;
 	} else {
-		answer(
-		    "error: unknown command \"%s\" (broker, rtt, error, clear, reset, topic, leader, quit)",
-		    cmd);
+		answer("error: unknown command \"%s\" (broker, rtt, error, delay, clear, reset, topic, "
+		       "leader, quit)",
+		       cmd);
 		return true;
 	}
 	if (e)

@@ -1,16 +1,20 @@
-/* ktest.c - plain librdkafka clients for the Kafka tests: read a topic back, produce.
+/* ktest.c - plain librdkafka clients for the Kafka tests (read a topic back, produce,
+ * read a group's commits) and the child processes they run.
  *
  * The reader is a consumer without a group: it assigns every partition at the
  * beginning and copies what it gets, so a test checks what the broker holds, not what
  * some group committed.
  */
 #include "engine/internal.h"
+#include "tests/common/util.h"
 #include "tests/connectors/kafka/ktest.h"
 
 #include <criterion/criterion.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 
 enum {
@@ -23,6 +27,10 @@ enum {
 	/* a synchronous produce waits for its report this long past message.timeout.ms */
 	KT_REPORT_GRACE_MS = 10000,
 	KT_DEFAULT_MESSAGE_TIMEOUT_MS = 300000,
+	/* kt_wait_exit looks this often */
+	KT_WAIT_STEP_MS = 20,
+	/* kt_print_tail logs at most this much of the file's end */
+	KT_TAIL_BYTES = 3000,
 };
 
 static void set(rd_kafka_conf_t *c, const char *k, const char *v)
@@ -56,21 +64,40 @@ int kt_partitions(const char *bootstrap, const char *topic)
 	return n;
 }
 
-int64_t kt_count(const char *bootstrap, const char *topic)
+/* The watermarks of partitions 0..np-1 (low may be NULL). */
+static void watermarks(const char *bootstrap, const char *topic, int np, int64_t *low, int64_t *high)
 {
-	int parts = kt_partitions(bootstrap, topic);
 	rd_kafka_conf_t *c = rd_kafka_conf_new();
 	set(c, "enable.auto.commit", "false");
 	rd_kafka_t *rk = client(RD_KAFKA_CONSUMER, c, bootstrap);
-	int64_t total = 0;
-	for (int p = 0; p < parts; p++) {
+	for (int p = 0; p < np; p++) {
 		int64_t lo, hi;
 		rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, KT_QUERY_MS);
 		cr_assert(!e, "watermarks of %s/%d: %s", topic, p, rd_kafka_err2str(e));
-		total += hi - lo;
+		if (low)
+			low[p] = lo;
+		high[p] = hi;
 	}
 	rd_kafka_destroy(rk);
+}
+
+int64_t kt_count(const char *bootstrap, const char *topic)
+{
+	int parts = kt_partitions(bootstrap, topic);
+	int64_t *lo = calloc((size_t)parts, sizeof(*lo)), *hi = calloc((size_t)parts, sizeof(*hi));
+	cr_assert(lo && hi);
+	watermarks(bootstrap, topic, parts, lo, hi);
+	int64_t total = 0;
+	for (int p = 0; p < parts; p++)
+		total += hi[p] - lo[p];
+	free(lo);
+	free(hi);
 	return total;
+}
+
+void kt_ends(const char *bootstrap, const char *topic, int np, int64_t *high)
+{
+	watermarks(bootstrap, topic, np, NULL, high);
 }
 
 static void *dup_bytes(const void *p, size_t n)
@@ -209,4 +236,46 @@ rd_kafka_resp_err_t kt_produce_sync(rd_kafka_t *rk, const char *topic, int32_t p
 		rd_kafka_poll(rk, KT_POLL_MS);
 	cr_assert(r.done, "no delivery report within %lld ms", (long long)(tmo + KT_REPORT_GRACE_MS));
 	return r.err;
+}
+
+void kt_committed(const char *bootstrap, const char *topic, const char *group, int np, int64_t *committed)
+{
+	rd_kafka_conf_t *c = rd_kafka_conf_new();
+	set(c, "group.id", group); /* OffsetFetch only: this client never joins the group */
+	rd_kafka_t *rk = client(RD_KAFKA_CONSUMER, c, bootstrap);
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(np);
+	for (int i = 0; i < np; i++)
+		rd_kafka_topic_partition_list_add(l, topic, i);
+	rd_kafka_resp_err_t e = rd_kafka_committed(rk, l, KT_QUERY_MS);
+	cr_assert(!e, "committed offsets of %s in group %s: %s", topic, group, rd_kafka_err2str(e));
+	for (int i = 0; i < np; i++)
+		committed[i] = l->elems[i].offset >= 0 ? l->elems[i].offset : -1;
+	rd_kafka_topic_partition_list_destroy(l);
+	rd_kafka_destroy(rk);
+}
+
+int kt_wait_exit(pid_t pid, int bound_ms)
+{
+	int st = 0;
+	int64_t deadline = sp_now_ms() + bound_ms;
+	for (;;) {
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		if (sp_now_ms() >= deadline)
+			break;
+		t_sleep_ms(KT_WAIT_STEP_MS);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	return -1;
+}
+
+void kt_print_tail(const char *dir, const char *file)
+{
+	char path[1024];
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	char *s = t_read_file(path, NULL);
+	size_t n = s ? strlen(s) : 0;
+	cr_log_info("%s (last part):\n%s", file, s ? s + (n > KT_TAIL_BYTES ? n - KT_TAIL_BYTES : 0) : "(none)");
+	free(s);
 }

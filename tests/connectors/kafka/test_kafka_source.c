@@ -30,6 +30,7 @@
 
 #include "tests/common/kafka.h"
 #include "tests/common/util.h"
+#include "tests/connectors/kafka/ktest.h"
 
 TestSuite(kafka_source, .fini = t_kafka_fini);
 
@@ -685,32 +686,6 @@ static long long journal_read(const char *dir, const char *name, const char *top
 	return lines;
 }
 
-/* Wait for pid up to bound_ms; its status (128+signal when killed), or -1 when it did not
- * exit (it is killed then). */
-static int wait_bounded(pid_t pid, int bound_ms)
-{
-	int st = 0;
-	for (int waited = 0; waited <= bound_ms; waited += 20) {
-		pid_t r = waitpid(pid, &st, WNOHANG);
-		if (r == pid)
-			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-		usleep(20 * 1000);
-	}
-	kill(pid, SIGKILL);
-	waitpid(pid, &st, 0);
-	return -1;
-}
-
-static void print_file(const char *dir, const char *file)
-{
-	char path[1024];
-	snprintf(path, sizeof(path), "%s/%s", dir, file);
-	char *s = t_read_file(path, NULL);
-	size_t n = s ? strlen(s) : 0;
-	cr_log_info("%s (last part):\n%s", file, s ? s + (n > 3000 ? n - 3000 : 0) : "(none)");
-	free(s);
-}
-
 Test(kafka_source, a_killed_member_s_partitions_are_taken_over, .timeout = 300)
 {
 	const char *topics[] = {"t6:16", NULL};
@@ -736,17 +711,17 @@ Test(kafka_source, a_killed_member_s_partitions_are_taken_over, .timeout = 300)
 		kill(b, SIGKILL);
 		waitpid(a, NULL, 0);
 		waitpid(b, NULL, 0);
-		print_file(dir, "a.err");
-		print_file(dir, "b.err");
+		kt_print_tail(dir, "a.err");
+		kt_print_tail(dir, "b.err");
 		cr_assert_fail("both members did not handle records while both ran (journal bytes a %lld, b %lld)", ja, jb);
 	}
 	kill(b, SIGKILL);
-	st_b = wait_bounded(b, KILL_SURVIVOR_BOUND_MS);
+	st_b = kt_wait_exit(b, KILL_SURVIVOR_BOUND_MS);
 	cr_assert_eq(st_b, 128 + SIGKILL, "the killed member: status %d", st_b);
 	cr_log_info("killed b after journal bytes a %lld, b %lld", ja, journal_bytes(dir, "b"));
-	int st = wait_bounded(a, KILL_SURVIVOR_BOUND_MS);
+	int st = kt_wait_exit(a, KILL_SURVIVOR_BOUND_MS);
 	if (st != 0) {
-		print_file(dir, "a.err");
+		kt_print_tail(dir, "a.err");
 		cr_assert_fail("the survivor exited with %d (-1: not within %d ms)", st, KILL_SURVIVOR_BOUND_MS);
 	}
 	/* every record in some journal */

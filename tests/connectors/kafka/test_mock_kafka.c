@@ -77,6 +77,8 @@ Test(mock_kafka, commands_answer)
 	                    "leader later 0 2",
 	                    "   # a comment gets no answer; the next line does",
 	                    "error fetch _transport 1",
+	                    "delay SyncGroup all 100",
+	                    "delay 14 2 50 3",
 	                    "clear"};
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
 		if (strchr(ok[i], '#')) { /* no answer: send it along with the next command */
@@ -87,13 +89,24 @@ Test(mock_kafka, commands_answer)
 		             ok[i], ans);
 		cr_assert_str_eq(ans, "ok");
 	}
-	const char *bad[] = {"broker down 3",      "broker down 0",
-	                     "broker sideways 1",  "rtt 1",
-	                     "rtt 1 -5",           "error Nope NOT_LEADER_FOR_PARTITION",
-	                     "error Produce NOPE", "error Produce 6 0",
-	                     "error Produce",      "topic create later 8",
-	                     "topic create x 0",   "topic create x 1 3",
-	                     "topic delete later", "leader later 0 9",
+	const char *bad[] = {"broker down 3",
+	                     "broker down 0",
+	                     "broker sideways 1",
+	                     "rtt 1",
+	                     "rtt 1 -5",
+	                     "error Nope NOT_LEADER_FOR_PARTITION",
+	                     "error Produce NOPE",
+	                     "error Produce 6 0",
+	                     "error Produce",
+	                     "topic create later 8",
+	                     "topic create x 0",
+	                     "topic create x 1 3",
+	                     "topic delete later",
+	                     "leader later 0 9",
+	                     "delay SyncGroup 3 100",
+	                     "delay SyncGroup all 0",
+	                     "delay Nope all 100",
+	                     "delay SyncGroup all 100 0",
 	                     "frobnicate"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		cr_assert_eq(t_kafka_cmd(k, ans, sizeof(ans), "%s", bad[i]), -1, "\"%s\" answered \"%s\"",
