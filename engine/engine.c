@@ -359,12 +359,17 @@ fail:
 	return NULL;
 }
 
+void sp_engine_set_source_ops(spate_engine_t *e, const sp_source_ops_t *ops)
+{
+	e->src_override = ops;
+}
+
 static int open_plugins(spate_engine_t *e, char *err, size_t sz)
 {
 	char name[64];
 	const char *v = sp_conf_str(e->conf, "source");
 	const char *arg = sp_split_uri(v, name, sizeof(name));
-	const sp_source_ops_t *so = sp_find_source(name);
+	const sp_source_ops_t *so = e->src_override ? e->src_override : sp_find_source(name);
 	if (!so)
 		return sp_err(err, sz, SPATE_ERR_INVALID, "source: unknown source \"%s\"", v);
 	e->src = (sp_source_t){.ops = so, .eng = e, .arg = arg};

@@ -225,6 +225,7 @@ struct spate_engine_s {
 	int64_t stats_interval_ms;
 
 	sp_source_t src;
+	const sp_source_ops_t *src_override; /* sp_engine_set_source_ops (tests) */
 	bool src_open;
 	sp_store_t store;
 	bool store_open;

@@ -284,6 +284,10 @@ typedef struct sp_source_ops {
 	const char *default_store;
 } sp_source_ops_t;
 
+/** Use ops as the source instead of the one the "source" key names (a source that is
+ *  not in the registry: tests). Before spate_engine_start. */
+void sp_engine_set_source_ops(sp_engine_t *e, const sp_source_ops_t *ops);
+
 /* ---- checkpoint stores ---------------------------------------------------------------- */
 
 /* 2: open_readonly */

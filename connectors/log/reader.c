@@ -1126,7 +1126,10 @@ int sp_log_reader_poll(sp_log_reader_t *r, sp_chunk_t **out, int max, uint64_t b
 	bool budget_blocked = false;
 	for (int k = 0; k < r->nparts && n < max; k++) {
 		rpart_t *p = &r->parts[(r->rr + k) % r->nparts];
-		while (p->nready && n < max) {
+		/* a partition the engine holds back keeps its chunks (and reads no more once
+		 * READY_MAX are parsed); the others go on */
+		bool paused = p->part && p->part->paused;
+		while (!paused && p->nready && n < max) {
 			sp_chunk_t *c = p->ready[p->r_head];
 			/* The first chunk is always admitted: the engine polls only with room, and
 			 * with nothing in flight it must get one chunk even past the bound. */
@@ -1139,7 +1142,7 @@ int sp_log_reader_poll(sp_log_reader_t *r, sp_chunk_t **out, int max, uint64_t b
 			p->r_head = (p->r_head + 1) % READY_MAX;
 			p->nready--;
 		}
-		if (!p->nready && p->skip_pending && n < max) {
+		if (!paused && !p->nready && p->skip_pending && n < max) {
 			/* after every chunk of records before it; out of memory: the next poll */
 			sp_chunk_t *c = r->o.skip ? r->o.skip(r->o.alloc_opaque, p->part, p->skip_to) : NULL;
 			if (c || !r->o.skip)
@@ -1160,7 +1163,9 @@ int sp_log_reader_poll(sp_log_reader_t *r, sp_chunk_t **out, int max, uint64_t b
 		rpart_t *p = &r->parts[i];
 		service(r, p);
 		/* work that needs no I/O wait: chunks to hand out, or reads not yet issued */
-		if (p->nready || p->skip_pending || (p->st == P_ACTIVE && p->nq == 0) || p->st == P_ERROR)
+		bool paused = p->part && p->part->paused;
+		if ((!paused && (p->nready || p->skip_pending)) ||
+		    (p->st == P_ACTIVE && p->nq == 0 && p->nready < READY_MAX) || (p->st == P_ERROR && !p->nready))
 			more = true; /* an error is reported by the next poll */
 		if (p->st == P_WAIT)
 			tail_wait = true;
