@@ -9,6 +9,8 @@
 #include "engine/internal.h"
 
 #include <ctype.h>
+#include <stdbool.h>
+#include <unistd.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -157,12 +159,20 @@ int spate_cli_run_conf(spate_conf_t *conf)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	int erc = spate_engine_start(e, err, sizeof(err));
-	if (erc == SPATE_OK)
+	bool ran = erc == SPATE_OK;
+	if (ran)
 		erc = spate_engine_run(e, err, sizeof(err));
 	spate_summary_t s;
 	spate_engine_summary(e, &s);
 	if (erc != SPATE_OK)
 		fprintf(stderr, "spate: %s (%s)\n", err, spate_err2name(erc));
+	if (!ran) { /* the error says it all: no summary of zeros */
+		fflush(stdout);
+		running_engine = NULL;
+		spate_engine_destroy(e);
+		rc = 1;
+		goto out;
+	}
 	print_summary(&s);
 	sp_engine_report(e, stdout);
 	const char *js = sp_conf_str(sp_engine_conf(e), "summary.json");
@@ -178,8 +188,13 @@ int spate_cli_run_conf(spate_conf_t *conf)
 	}
 	fflush(stdout);
 	running_engine = NULL;
-	spate_engine_destroy(e);
 	rc = erc == SPATE_OK ? 0 : 1;
+	if (sp_engine_workers_busy(e)) {
+		/* a handler call outlived the stop: do not wait for it, the process ends here */
+		fflush(stderr);
+		_exit(rc);
+	}
+	spate_engine_destroy(e);
 out:
 	spate_conf_destroy(conf);
 	return rc;

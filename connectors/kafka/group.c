@@ -511,7 +511,7 @@ static int kstore_save(sp_store_t *s, const sp_store_entry_t *ents, size_t n, ch
 			return sp_err(errstr, size, SPATE_ERR_STORE, "store=kafka: \"%s\" is not a partition of this consumer",
 			              ents[i].name);
 		}
-		int64_t off = ents[i].ckpt.beginning ? (k->low > 0 ? k->low : 0) : (int64_t)ents[i].ckpt.after.w[2] + 1;
+		int64_t off = ents[i].ckpt.beginning ? 0 : (int64_t)ents[i].ckpt.after.w[2] + 1;
 		rd_kafka_topic_partition_list_add(l, k->topic, k->partition)->offset = off;
 	}
 	rd_kafka_resp_err_t e = rd_kafka_commit(x->rk, l, 0);

@@ -52,8 +52,8 @@
  * full queue only about once a second, so a small prefetch costs throughput (see
  * docs/kafka.md).
  *
- * store=kafka: save() commits offset = after + 1 (beginning: the log start seen at
- * seek) synchronously to the group; load() reads rd_kafka_committed (fetched once per
+ * store=kafka: save() commits offset = after + 1 (beginning: offset 0; a start resolved
+ * past 0 is a concrete offset) synchronously to the group; load() reads rd_kafka_committed (fetched once per
  * assignment for all its partitions). It shares the source's consumer, so it works only
  * with source=kafka; the engine opens the source first, which registers its consumer
  * under the engine for the store to find.
@@ -618,16 +618,21 @@ static int ksrc_seek(sp_source_t *s, sp_part_t *p, const sp_ckpt_t *ckpt, sp_ckp
 			return sp_err(errstr, size, SPATE_ERR_INVALID, "%s: checkpoint is not a Kafka offset", p->pub.name);
 		int64_t committed = k->loaded;
 		k->loaded = -1;
+		/* "beginning" is offset 0 (a start resolved past it is saved as the offset
+		 * before it): a log start past 0 is a range retention removed (guarantee 6) */
 		if (ckpt->beginning)
-			off = committed >= 0 ? committed : lo;
+			off = committed >= 0 ? committed : 0;
 		else
 			off = (int64_t)ckpt->after.w[2] + 1;
 		if (off < lo)
 			return sp_err(errstr, size, SPATE_ERR_OUT_OF_RANGE,
 			              "%s: topic %s partition %" PRId32 ": the checkpoint (next offset %" PRId64
 			              ") is below the log start %" PRId64 ": offsets %" PRId64 "..%" PRId64
-			              " were deleted before they were handled",
-			              p->pub.name, topic, part, off, lo, off, lo - 1);
+			              " were deleted before they were handled; nothing is skipped silently: to start "
+			              "again at starting.position, reset this partition's checkpoint (`spate checkpoint "
+			              "reset STORE --partition %s`, or the group's offset with kafka-consumer-groups "
+			              "--reset-offsets for store=kafka)",
+			              p->pub.name, topic, part, off, lo, off, lo - 1, p->pub.name);
 		if (off > hi)
 			return sp_err(errstr, size, SPATE_ERR_OUT_OF_RANGE,
 			              "%s: topic %s partition %" PRId32 ": the checkpoint (next offset %" PRId64
@@ -657,7 +662,7 @@ static int ksrc_seek(sp_source_t *s, sp_part_t *p, const sp_ckpt_t *ckpt, sp_ckp
 			off = lo;
 		if (resolved) {
 			memset(resolved, 0, sizeof(*resolved));
-			if (off <= lo)
+			if (off == 0)
 				resolved->beginning = true;
 			else
 				resolved->after = sp_pos((uint64_t)off - 1);

@@ -165,13 +165,24 @@ static int log_seek(sp_source_t *s, sp_part_t *p, const sp_ckpt_t *ckpt, sp_ckpt
 	if (rc)
 		return rc;
 	if (ckpt) {
+		/* "beginning" is offset 0: a start resolved past 0 is saved as the offset before
+		 * it, so a checkpoint always names a concrete offset (guarantee 6) */
 		if (ckpt->beginning) {
-			off = start;
+			off = 0;
 		} else {
 			if (ckpt->after.w[0] || ckpt->after.w[1] || ckpt->after.w[2] == UINT64_MAX)
 				return sp_err(errstr, size, SPATE_ERR_INVALID,
 				              "%s: checkpoint is not a log offset", p->pub.name);
 			off = ckpt->after.w[2] + 1;
+		}
+		if (off < start) {
+			const char *st = sp_conf_str(sp_engine_conf(s->eng), "store");
+			return sp_err(errstr, size, SPATE_ERR_OUT_OF_RANGE,
+			              "%s: records at offsets %" PRIu64 "..%" PRIu64 " were removed from log:%s before they "
+			              "were handled (the checkpoint resumes at offset %" PRIu64 ", the partition now starts "
+			              "at %" PRIu64 "); nothing is skipped silently: to start this partition again at "
+			              "starting.position, run `spate checkpoint reset %s --partition %s`",
+			              p->pub.name, off, start - 1, s->arg, off, start, *st ? st : "STORE", p->pub.name);
 		}
 		return sp_log_reader_seek(x->rd, i, off, errstr, size);
 	}
@@ -189,7 +200,7 @@ static int log_seek(sp_source_t *s, sp_part_t *p, const sp_ckpt_t *ckpt, sp_ckpt
 		return rc;
 	if (resolved) {
 		memset(resolved, 0, sizeof(*resolved));
-		if (off <= start) {
+		if (off == 0) {
 			resolved->beginning = true;
 		} else {
 			resolved->beginning = false;

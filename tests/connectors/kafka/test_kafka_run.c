@@ -6,7 +6,9 @@
  *  - a member stopped by SIGTERM while it is joining (held in its SyncGroup) exits 0,
  *    also when no assignment comes within the session timeout while it closes;
  *  - stop.at.end with no store (store= empty) ends once every record was handled, and
- *    commits nothing.
+ *    commits nothing;
+ *  - with store=file, a saved start that retention has since deleted is an error naming
+ *    the partition and the range (guarantee 6).
  * Part of the kafka_source test executable (suite kafka_source). */
 #include "engine/internal.h"
 
@@ -275,6 +277,72 @@ Test(kafka_source, no_store_stop_at_end_handles_everything_and_exits, .timeout =
 	for (int p = 0; p < RUN_PARTS; p++)
 		cr_assert_eq(com[p], -1, "partition %d: committed %lld without a store", p,
 		             (long long)com[p]);
+	t_rmrf(dir);
+	t_kafka_stop(k);
+}
+
+/* Guarantee 6 with store=file: a run is killed before anything is DONE (its resolved
+ * start, offset 0, is saved at once), then retention (mock-kafka keeps about 5 MiB per
+ * partition) deletes the start of the partition. The rerun stops with an error naming
+ * the partition and the deleted range, instead of starting at the new log start. */
+Test(kafka_source, a_start_retention_passed_is_an_error_with_store_file, .timeout = 300)
+{
+	const char *topics[] = {"r15:1", NULL};
+	t_kafka_t *k = t_kafka_start(1, topics);
+	const char *bs = t_kafka_bootstrap(k);
+	const char *pconf[] = {"linger.ms", "5", NULL};
+	rd_kafka_t *pr = kt_producer(bs, pconf);
+	for (int i = 0; i < 10; i++)
+		cr_assert_eq(kt_produce_sync(pr, "r15", 0, NULL, "early record"), RD_KAFKA_RESP_ERR_NO_ERROR);
+	char dir[256], store[300], a_store[320];
+	t_mkdtemp(dir, sizeof(dir));
+	snprintf(store, sizeof(store), "%s/ckpt", dir);
+	snprintf(a_store, sizeof(a_store), "store=file:%s", store);
+	const char *args[] = {a_store, "handler=sleep:600000", "log.level=info", NULL};
+	pid_t m = spawn_run(bs, dir, "m", "r15", "g15", args);
+	bool saved = false;
+	for (int64_t deadline = sp_now_ms() + JOIN_BOUND_MS; !saved && sp_now_ms() < deadline;) {
+		t_sleep_ms(POLL_MS);
+		char *s = t_read_file(store, NULL);
+		saved = s && strstr(s, "kafka/r15/0\tbeginning");
+		free(s);
+	}
+	kill(m, SIGKILL);
+	waitpid(m, NULL, 0);
+	cr_assert(saved, "the resolved start of kafka/r15/0 was not saved");
+	/* about 8 MB more: the mock cluster drops the partition's oldest records (a producer
+	 * without kt_producer's per-message delivery reports) */
+	rd_kafka_destroy(pr);
+	char perr[256];
+	rd_kafka_conf_t *pc = rd_kafka_conf_new();
+	cr_assert_eq(rd_kafka_conf_set(pc, "bootstrap.servers", bs, perr, sizeof(perr)), RD_KAFKA_CONF_OK, "%s", perr);
+	cr_assert_eq(rd_kafka_conf_set(pc, "linger.ms", "5", perr, sizeof(perr)), RD_KAFKA_CONF_OK, "%s", perr);
+	pr = rd_kafka_new(RD_KAFKA_PRODUCER, pc, perr, sizeof(perr));
+	cr_assert_not_null(pr, "%s", perr);
+	static char val[1000];
+	memset(val, 'x', sizeof(val) - 1);
+	for (int i = 0; i < 8000; i++)
+		while (rd_kafka_producev(pr, RD_KAFKA_V_TOPIC("r15"), RD_KAFKA_V_PARTITION(0),
+		                         RD_KAFKA_V_VALUE(val, sizeof(val) - 1), RD_KAFKA_V_END) ==
+		       RD_KAFKA_RESP_ERR__QUEUE_FULL)
+			rd_kafka_poll(pr, 10);
+	cr_assert_eq(rd_kafka_flush(pr, 60000), RD_KAFKA_RESP_ERR_NO_ERROR);
+	int64_t lo = -1, hi = -1;
+	cr_assert_eq(rd_kafka_query_watermark_offsets(pr, "r15", 0, &lo, &hi, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+	rd_kafka_destroy(pr);
+	cr_assert_gt(lo, 0, "retention did not move the log start (low %lld, high %lld)", (long long)lo,
+	             (long long)hi);
+	const char *args2[] = {a_store, "stop.at.end=true", "log.level=info", NULL};
+	pid_t m2 = spawn_run(bs, dir, "m2", "r15", "g15", args2);
+	int st = kt_wait_exit(m2, RUN_EXIT_BOUND_MS);
+	kt_print_tail(dir, "m2.err");
+	cr_assert_neq(st, 0, "the rerun exited 0 past a deleted range");
+	cr_assert_neq(st, -1, "the rerun did not end");
+	char range[96];
+	snprintf(range, sizeof(range), "offsets 0..%lld were deleted before they were handled", (long long)lo - 1);
+	cr_assert(file_has(dir, "m2.err", "kafka/r15/0"), "the error does not name the partition");
+	cr_assert(file_has(dir, "m2.err", range), "the error does not name the range (%s)", range);
+	cr_assert(file_has(dir, "m2.err", "spate checkpoint reset"), "the error does not name the way out");
 	t_rmrf(dir);
 	t_kafka_stop(k);
 }

@@ -7,6 +7,8 @@
 
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -309,4 +311,64 @@ Test(log_cli, publish_makes_copied_segments_readable)
 	lt_rmrf(dst);
 	free(src);
 	free(dst);
+}
+
+/* Guarantee 6: a run is killed before anything is DONE (the resolved start, offset 0, is
+ * saved at once); then the oldest segment is removed (retention). The rerun stops with an
+ * error naming the partition, the removed range and the way out, instead of starting at
+ * the new first offset and exiting 0. */
+Test(log_cli, a_start_that_retention_removed_is_an_error)
+{
+	char dir[256], cmd[4096];
+	t_mkdtemp(dir, sizeof(dir));
+	snprintf(cmd, sizeof(cmd),
+	         "seq 1 30000 | sed 's/^/record /' | $SPATE produce %s/log --partitions 1 -X segment.bytes=65536 && "
+	         "ls %s/log/0/*.log | wc -l",
+	         dir, dir);
+	char *out = NULL, *err = NULL;
+	cr_assert_eq(sh(cmd, &out, &err), 0, "%s", err);
+	cr_assert_gt(atoi(out), 3, "30,000 records made only %s segments", out);
+	free(out);
+	free(err);
+	/* a run that handles nothing: its resolved start is in the store, then it is killed */
+	char src[320], st[320], errf[300], store[300];
+	snprintf(src, sizeof(src), "source=log:%s/log", dir);
+	snprintf(store, sizeof(store), "%s/ckpt", dir);
+	snprintf(st, sizeof(st), "store=file:%s", store);
+	snprintf(errf, sizeof(errf), "%s/run.err", dir);
+	char *argv[] = {(char *)t_spate_cli(), "run", "-X", src, "-X", st, "-X", "handler=sleep:600000", NULL};
+	int pid = t_spawn(argv, NULL, errf, 0);
+	cr_assert_gt(pid, 0);
+	bool saved = false;
+	for (int64_t until = t_now_ms() + 30000; !saved && t_now_ms() < until;) {
+		char *s = t_read_file(store, NULL);
+		saved = s && strstr(s, "log/log/0\tbeginning");
+		free(s);
+		t_sleep_ms(10);
+	}
+	kill(pid, SIGKILL);
+	int status;
+	t_wait_exit(pid, 10000, &status);
+	cr_assert(saved, "the resolved start was not saved");
+	/* retention: the oldest segment (and its index) goes */
+	snprintf(cmd, sizeof(cmd),
+	         "rm %s/log/0/00000000000000000000.log %s/log/0/00000000000000000000.index && "
+	         "basename $(ls %s/log/0/*.log | head -1) .log",
+	         dir, dir, dir);
+	cr_assert_eq(sh(cmd, &out, &err), 0, "%s", err);
+	long first = atol(out);
+	cr_assert_gt(first, 0);
+	free(out);
+	free(err);
+	snprintf(cmd, sizeof(cmd), "$SPATE run -X source=log:%s/log -X store=file:%s -X stop.at.end=true", dir, store);
+	int rc = sh(cmd, &out, &err);
+	cr_assert_neq(rc, 0, "the rerun exited 0 past removed records: %s%s", out, err);
+	char want[128];
+	snprintf(want, sizeof(want), "log/log/0: records at offsets 0..%ld were removed", first - 1);
+	cr_assert(strstr(err, want), "want \"%s\" in: %s", want, err);
+	cr_assert(strstr(err, "spate checkpoint reset"), "the way out is not named: %s", err);
+	cr_assert_eq(summary_field(out, "records"), -1, "a run that did not start printed a summary: %s", out);
+	free(out);
+	free(err);
+	t_rmrf(dir);
 }
