@@ -40,8 +40,13 @@ static const prop_t props[] = {
     {"handler", T_STR, 0, 0, NULL, "noop",
      "What processes each batch: noop, fraud, sleep:MS, spin:US, fail-if:SUBSTRING, journal:PATH"},
     {"store", T_STR, 0, 0, NULL, "",
-     "Checkpoint store: file:PATH, or kafka (the consumer group; the default for source=kafka); "
-     "empty = no checkpoints (every run starts at starting.position)"},
+     "Checkpoint store: file:PATH, kafka (the consumer group), or none (every run starts at "
+     "starting.position). Unset: the source's default: log:DIR keeps them in "
+     "file:DIR/checkpoints/PIPELINE, kafka in the group; gen and push keep none"},
+    {"pipeline.name", T_STR, 0, 0, NULL, "",
+     "The pipeline's name: the default log store's file is named after it, so two pipelines on "
+     "one log keep their own checkpoints (unset: the handler key with : and / as -, e.g. "
+     "fraud, sleep-200)"},
     {"dlq", T_STR, 0, 0, NULL, "",
      "Dead-letter queue: log:DIR or kafka:TOPIC; empty = exhausted records are dropped, logged and counted"},
     {"stop.at.end", T_BOOL, 0, 1, NULL, "false",

@@ -406,18 +406,43 @@ static int open_plugins(spate_engine_t *e, char *err, size_t sz)
 		              e->factor, e->nparts, SP_MAX_LANES);
 
 	v = sp_conf_str(e->conf, "store");
-	if (!*v && !sp_conf_is_set(e->conf, "store") && so->default_store)
+	bool dflt = !*v && !sp_conf_is_set(e->conf, "store");
+	if (dflt && so->default_store_uri) {
+		char why[512] = "";
+		if (so->default_store_uri(&e->src, sp_engine_pipeline_name(e), e->store_uri, sizeof(e->store_uri), why,
+		                          sizeof(why)))
+			return sp_err(err, sz, SPATE_ERR_STORE,
+			              "store: the default store of source %s cannot serve: %s (set store=file:PATH, or "
+			              "store=none for no checkpoints)",
+			              name, why);
+		v = e->store_uri;
+	} else if (dflt && so->default_store) {
 		v = so->default_store;
+	}
 	if (!strcmp(v, "none"))
 		v = ""; /* no checkpoints: every run starts at starting.position */
+	if (v != e->store_uri)
+		snprintf(e->store_uri, sizeof(e->store_uri), "%s", v);
 	if (*v) {
 		arg = sp_split_uri(v, name, sizeof(name));
 		const sp_store_ops_t *st = sp_find_store(name);
 		if (!st)
 			return sp_err(err, sz, SPATE_ERR_INVALID, "store: unknown store \"%s\"", v);
 		e->store = (sp_store_t){.ops = st, .eng = e, .arg = arg};
-		if ((rc = st->open(&e->store, err, sz)))
+		if ((rc = st->open(&e->store, err, sz))) {
+			if (dflt && v == e->store_uri) {
+				char inner[512];
+				snprintf(inner, sizeof(inner), "%s", err);
+				sp_err(err, sz, rc,
+				       "store: the default store %s cannot be opened: %s (set store=file:PATH, or store=none "
+				       "for no checkpoints)",
+				       v, inner);
+			}
 			return rc;
+		}
+		if (dflt)
+			sp_log(e, SP_LOG_INFO, "checkpoints: %s (the default of source=%s for pipeline %s)", v,
+			       sp_conf_str(e->conf, "source"), sp_engine_pipeline_name(e));
 		e->store_open = true;
 	}
 	v = sp_conf_str(e->conf, "dlq");
@@ -770,6 +795,26 @@ spate_err_t spate_engine_run(spate_engine_t *e, char *err, size_t sz)
 	e->finished = true;
 	e->end_ns = sp_now_ns();
 	return rc;
+}
+
+const char *sp_engine_pipeline_name(spate_engine_t *e)
+{
+	if (e->pipeline[0])
+		return e->pipeline;
+	const char *n = sp_conf_str(e->conf, "pipeline.name");
+	if (!*n)
+		n = e->op ? sp_conf_str(e->conf, "handler") : (e->h.name && *e->h.name ? e->h.name : "handler");
+	size_t k = 0;
+	for (; *n && k < sizeof(e->pipeline) - 1; n++) {
+		char ch = *n;
+		bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' ||
+		          ch == '_' || ch == '-';
+		e->pipeline[k++] = ok ? ch : '-';
+	}
+	e->pipeline[k] = 0;
+	if (!k || !strcmp(e->pipeline, ".") || !strcmp(e->pipeline, ".."))
+		snprintf(e->pipeline, sizeof(e->pipeline), "pipeline");
+	return e->pipeline;
 }
 
 bool sp_engine_workers_busy(spate_engine_t *e)

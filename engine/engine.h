@@ -224,6 +224,8 @@ struct spate_engine_s {
 	int64_t scale_down_idle_ms;
 	int64_t stats_interval_ms;
 
+	char pipeline[128];  /* sp_engine_pipeline_name */
+	char store_uri[4200]; /* the store opened (the source's default when store is unset) */
 	sp_source_t src;
 	const sp_source_ops_t *src_override; /* sp_engine_set_source_ops (tests) */
 	bool src_open;

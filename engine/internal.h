@@ -218,6 +218,9 @@ void sp_engine_report(sp_engine_t *e, void *fp);
 /** After spate_engine_run returned: a handler call outlived shutdown.timeout.ms or a stop
  *  at once, and spate_engine_destroy would wait for it (the CLI exits instead). */
 bool sp_engine_workers_busy(sp_engine_t *e);
+/** The pipeline's name: pipeline.name, else the handler key with ':' and '/' as '-'
+ *  (for a handler given as a struct, its name). Only [A-Za-z0-9._-]. */
+const char *sp_engine_pipeline_name(sp_engine_t *e);
 /** Wake the engine thread (from any thread, or a signal handler). */
 void sp_engine_wake(sp_engine_t *e);
 
@@ -282,6 +285,11 @@ typedef struct sp_source_ops {
 	/** The checkpoint store used when the store key is not set ("kafka": the consumer
 	 *  group), or NULL for none. An explicit store= (even empty) overrides it. */
 	const char *default_store;
+	/** Or, computed: write the default store's URI for the pipeline named pipeline into
+	 *  buf (the log: a file inside its directory) and return SPATE_OK, or an error with
+	 *  errstr saying why it cannot serve (the engine then names store=). May be NULL. */
+	int (*default_store_uri)(sp_source_t *s, const char *pipeline, char *buf, size_t size, char *errstr,
+	                         size_t errsize);
 } sp_source_ops_t;
 
 /** Use ops as the source instead of the one the "source" key names (a source that is

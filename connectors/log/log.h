@@ -185,6 +185,9 @@ size_t sp_log_enc_finish(sp_log_enc_t *e);
 
 /** The metadata file in the log directory. */
 #define SP_LOG_META_NAME "spate-log.meta"
+/** The folder in a log directory where the log source keeps its default checkpoint
+ *  stores, one file store per pipeline name. */
+#define SP_LOG_CKPT_DIR "checkpoints"
 /** The per-partition file where the writer publishes the durable length. */
 #define SP_LOG_DURABLE_NAME "durable"
 /** Most partitions a log may have. */

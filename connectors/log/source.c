@@ -17,9 +17,10 @@
  */
 #include "connectors/log/log.h"
 
-#include <stdio.h>
-
+#include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -237,6 +238,20 @@ static uint64_t log_min_inflight(sp_source_t *s, char *why, size_t size)
 	return (uint64_t)n * SP_LOG_POOL_BUF_BYTES;
 }
 
+/* The default store: DIR/checkpoints/PIPELINE, a file store beside the partitions (the
+ * folder is made, private to the user, when missing). */
+static int log_default_store(sp_source_t *s, const char *pipeline, char *buf, size_t size, char *errstr,
+                             size_t errsize)
+{
+	char d[SP_LOG_PATH_MAX];
+	snprintf(d, sizeof(d), "%s/%s", s->arg, SP_LOG_CKPT_DIR);
+	if (mkdir(d, 0700) < 0 && errno != EEXIST)
+		return sp_err(errstr, errsize, SPATE_ERR_IO, "cannot make %s: %s", d, strerror(errno));
+	if ((size_t)snprintf(buf, size, "file:%s/%s", d, pipeline) >= size)
+		return sp_err(errstr, errsize, SPATE_ERR_INVALID, "the path %s/%s is too long", d, pipeline);
+	return SPATE_OK;
+}
+
 static int64_t log_lag(sp_source_t *s)
 {
 	src_t *x = s->ctx;
@@ -278,4 +293,5 @@ const sp_source_ops_t sp_source_log = {
     .push_close = NULL,
     .ended = log_ended,
     .close = log_close,
+    .default_store_uri = log_default_store,
 };

@@ -372,3 +372,42 @@ Test(log_cli, a_start_that_retention_removed_is_an_error)
 	free(err);
 	t_rmrf(dir);
 }
+
+/* The log's default store: with no store key a second run resumes after the first (it
+ * handles nothing new); another pipeline.name keeps its own checkpoints; store=none keeps
+ * none. Every run says where its checkpoints are. */
+Test(log_cli, the_default_store_is_inside_the_log_per_pipeline)
+{
+	char dir[256], cmd[4096];
+	t_mkdtemp(dir, sizeof(dir));
+	snprintf(cmd, sizeof(cmd), "seq 1 5000 | $SPATE produce %s/log --partitions 2", dir);
+	char *out = NULL, *err = NULL;
+	cr_assert_eq(sh(cmd, &out, &err), 0, "%s", err);
+	free(out);
+	free(err);
+	const char *runs[][2] = {{"", "5000"},                        /* the first run of pipeline noop */
+	                         {"", "0"},                           /* resumes: nothing new */
+	                         {"-X pipeline.name=audit", "5000"},  /* another pipeline: its own */
+	                         {"-X pipeline.name=audit", "0"},
+	                         {"-X store=none", "5000"},           /* no checkpoints */
+	                         {"-X store=none", "5000"}};
+	for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
+		snprintf(cmd, sizeof(cmd), "$SPATE run -X source=log:%s/log -X stop.at.end=true %s", dir, runs[i][0]);
+		cr_assert_eq(sh(cmd, &out, &err), 0, "%s: %s", cmd, err);
+		cr_assert_eq(summary_field(out, "records"), atol(runs[i][1]), "run %zu (%s): %s", i, runs[i][0], out);
+		if (i < 4) {
+			char where[512];
+			snprintf(where, sizeof(where), "checkpoints: file:%s/log/checkpoints/%s", dir, i < 2 ? "noop" : "audit");
+			cr_assert(strstr(err, where), "run %zu does not say where its checkpoints are (%s): %s", i, where, err);
+		}
+		free(out);
+		free(err);
+	}
+	/* the pipeline files are the file store's, readable by spate checkpoint show */
+	snprintf(cmd, sizeof(cmd), "$SPATE checkpoint show file:%s/log/checkpoints/noop", dir);
+	cr_assert_eq(sh(cmd, &out, &err), 0, "%s", err);
+	cr_assert(strstr(out, "log/log/0 2499\n") && strstr(out, "log/log/1 2499\n"), "%s", out);
+	free(out);
+	free(err);
+	t_rmrf(dir);
+}

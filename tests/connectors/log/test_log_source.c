@@ -85,8 +85,8 @@ static spate_engine_t *engine(state_t *s, const char *dir, const char *store, co
 	cr_assert_eq(spate_conf_set(c, "source", src, err, sizeof(err)), SPATE_CONF_OK, "%s", err);
 	cr_assert_eq(spate_conf_set(c, "stop.at.end", "true", err, sizeof(err)), SPATE_CONF_OK);
 	cr_assert_eq(spate_conf_set(c, "max.concurrency", "2", err, sizeof(err)), SPATE_CONF_OK);
-	if (store)
-		cr_assert_eq(spate_conf_set(c, "store", store, err, sizeof(err)), SPATE_CONF_OK, "%s", err);
+	/* no store: none (the log's default store would resume the next run) */
+	cr_assert_eq(spate_conf_set(c, "store", store ? store : "none", err, sizeof(err)), SPATE_CONF_OK, "%s", err);
 	for (size_t i = 0; kv && kv[i]; i += 2)
 		cr_assert_eq(spate_conf_set(c, kv[i], kv[i + 1], err, sizeof(err)), SPATE_CONF_OK, "%s", err);
 	spate_handler_t h = {.version = SPATE_HANDLER_VERSION, .name = "t", .handle = handle, .opaque = s};
