@@ -135,24 +135,9 @@ static int set_x(spate_conf_t *conf, const char *kv)
 
 static void print_summary(const spate_summary_t *s)
 {
-	printf("records %" PRIu64 "\n", s->records);
-	printf("batches %" PRIu64 "\n", s->batches);
-	printf("failed %" PRIu64 "\n", s->failed);
-	printf("dlq %" PRIu64 "\n", s->dlq);
-	printf("dropped %" PRIu64 "\n", s->dropped);
-	printf("retries %" PRIu64 "\n", s->retries);
-	printf("elapsed_ms %" PRIu64 "\n", (uint64_t)(s->elapsed_s * 1000 + 0.5));
-	printf("first_to_last_ms %" PRIu64 "\n", (uint64_t)(s->first_to_last_s * 1000 + 0.5));
-	printf("records_per_s %" PRIu64 "\n", (uint64_t)(s->records_per_s + 0.5));
-	printf("dlq_errors %" PRIu64 "\n", s->dlq_errors);
-	printf("store_errors %" PRIu64 "\n", s->store_errors);
-	printf("workers_min %d\n", s->workers_min);
-	printf("workers_max %d\n", s->workers_max);
-	printf("workers_mean_milli %" PRIu64 "\n", (uint64_t)(s->workers_mean * 1000 + 0.5));
-	printf("throttled %" PRIu64 "\n", s->throttled);
-	printf("cold_starts %" PRIu64 "\n", s->cold_starts);
-	printf("cold_start_p50_us %" PRIu64 "\n", (uint64_t)(s->cold_p50_ms * 1000 + 0.5));
-	printf("cold_start_p99_us %" PRIu64 "\n", (uint64_t)(s->cold_p99_ms * 1000 + 0.5));
+	char buf[2048];
+	spate_summary_text(s, buf, sizeof(buf));
+	fputs(buf, stdout);
 }
 
 int spate_cli_run_conf(spate_conf_t *conf)

@@ -9,6 +9,7 @@
 #include "engine/engine.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <time.h>
@@ -849,19 +850,87 @@ void spate_engine_summary(spate_engine_t *e, spate_summary_t *s)
 	sp_autoscale_summary(e, s);
 }
 
+/* The summary's fields, in order, with one name and one unit each: the JSON object and
+ * the `name value` lines are written from this one table. */
+enum sum_kind { SUM_U64, SUM_INT, SUM_SECONDS, SUM_RATE, SUM_MEAN, SUM_MS };
+static const struct sum_field {
+	const char *name;
+	enum sum_kind kind;
+	size_t off;
+} sum_fields[] = {
+#define F(n, k, m) {n, k, offsetof(spate_summary_t, m)}
+    F("records", SUM_U64, records),
+    F("batches", SUM_U64, batches),
+    F("failed", SUM_U64, failed),
+    F("dlq", SUM_U64, dlq),
+    F("dropped", SUM_U64, dropped),
+    F("retries", SUM_U64, retries),
+    F("filtered", SUM_U64, filtered),
+    F("elapsed_s", SUM_SECONDS, elapsed_s),
+    F("first_to_last_s", SUM_SECONDS, first_to_last_s),
+    F("records_per_s", SUM_RATE, records_per_s),
+    F("workers_min", SUM_INT, workers_min),
+    F("workers_max", SUM_INT, workers_max),
+    F("workers_mean", SUM_MEAN, workers_mean),
+    F("dlq_errors", SUM_U64, dlq_errors),
+    F("store_errors", SUM_U64, store_errors),
+    F("throttled", SUM_U64, throttled),
+    F("cold_starts", SUM_U64, cold_starts),
+    F("cold_start_p50_ms", SUM_MS, cold_p50_ms),
+    F("cold_start_p99_ms", SUM_MS, cold_p99_ms),
+#undef F
+};
+
+static int sum_value(const spate_summary_t *s, const struct sum_field *f, char *buf, size_t size)
+{
+	const char *p = (const char *)s + f->off;
+	switch (f->kind) {
+	case SUM_U64:
+		return snprintf(buf, size, "%" PRIu64, *(const uint64_t *)(const void *)p);
+	case SUM_INT:
+		return snprintf(buf, size, "%d", *(const int *)(const void *)p);
+	case SUM_SECONDS:
+		return snprintf(buf, size, "%.6f", *(const double *)(const void *)p);
+	case SUM_RATE:
+		return snprintf(buf, size, "%.0f", *(const double *)(const void *)p);
+	default:
+		return snprintf(buf, size, "%.3f", *(const double *)(const void *)p);
+	}
+}
+
+/* Write the fields as JSON (json) or as lines; returns the length as snprintf does. */
+static int summary_write(const spate_summary_t *s, bool json, char *buf, size_t size)
+{
+	size_t n = 0;
+	char v[64];
+#define PUT(...)                                                                                  \
+	do {                                                                                      \
+		int k_ = snprintf(buf ? buf + (n < size ? n : size) : NULL, n < size ? size - n : 0, __VA_ARGS__); \
+		n += k_ > 0 ? (size_t)k_ : 0;                                                     \
+	} while (0)
+	if (json)
+		PUT("{");
+	for (size_t i = 0; i < sizeof(sum_fields) / sizeof(sum_fields[0]); i++) {
+		sum_value(s, &sum_fields[i], v, sizeof(v));
+		if (json)
+			PUT("%s\"%s\":%s", i ? "," : "", sum_fields[i].name, v);
+		else
+			PUT("%s %s\n", sum_fields[i].name, v);
+	}
+	if (json)
+		PUT("}");
+#undef PUT
+	return (int)n;
+}
+
 int spate_summary_json(const spate_summary_t *s, char *buf, size_t size)
 {
-	return snprintf(buf, size,
-	                "{\"records\":%" PRIu64 ",\"batches\":%" PRIu64 ",\"failed\":%" PRIu64
-	                ",\"dlq\":%" PRIu64 ",\"dropped\":%" PRIu64 ",\"retries\":%" PRIu64
-	                ",\"filtered\":%" PRIu64 ",\"elapsed_s\":%.6f,\"first_to_last_s\":%.6f"
-	                ",\"records_per_s\":%.0f,\"workers_min\":%d,\"workers_max\":%d,\"workers_mean\":%.3f"
-	                ",\"dlq_errors\":%" PRIu64 ",\"store_errors\":%" PRIu64 ",\"throttled\":%" PRIu64
-	                ",\"cold_starts\":%" PRIu64 ",\"cold_start_p50_ms\":%.3f,\"cold_start_p99_ms\":%.3f}",
-	                s->records, s->batches, s->failed, s->dlq, s->dropped, s->retries, s->filtered,
-	                s->elapsed_s, s->first_to_last_s, s->records_per_s, s->workers_min, s->workers_max,
-	                s->workers_mean, s->dlq_errors, s->store_errors, s->throttled, s->cold_starts,
-	                s->cold_p50_ms, s->cold_p99_ms);
+	return summary_write(s, true, buf, size);
+}
+
+int spate_summary_text(const spate_summary_t *s, char *buf, size_t size)
+{
+	return summary_write(s, false, buf, size);
 }
 
 void spate_engine_destroy(spate_engine_t *e)

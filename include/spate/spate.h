@@ -320,8 +320,13 @@ SPATE_API void spate_engine_stats(spate_engine_t *e, spate_stats_t *s);
 /** Fill *s with the engine's counters. @locality any thread */
 SPATE_API void spate_engine_summary(spate_engine_t *e, spate_summary_t *s);
 
-/** Write the summary as one JSON object into buf. Returns the length (as snprintf). */
+/** Write the summary as one JSON object into buf. Returns the length (as snprintf). The
+ *  names and units are those of spate_summary_text: counts, seconds (elapsed_s,
+ *  first_to_last_s), records_per_s, workers_mean, cold_start_p50_ms / _p99_ms. */
 SPATE_API int spate_summary_json(const spate_summary_t *s, char *buf, size_t size);
+/** Write the summary as `name value` lines into buf, the same fields, names and values as
+ *  spate_summary_json (what `spate run` prints). Returns the length (as snprintf). */
+SPATE_API int spate_summary_text(const spate_summary_t *s, char *buf, size_t size);
 
 /* ------------------------------------------------------------------------------------
  * The push source (source=push): the application pushes records

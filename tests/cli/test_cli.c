@@ -108,12 +108,30 @@ Test(cli, run_prints_summary_and_json)
 	cr_assert_eq(field(out, "dlq"), 0);
 	cr_assert_eq(field(out, "dropped"), 0);
 	cr_assert_geq(field(out, "batches"), 200);
-	cr_assert_geq(field(out, "elapsed_ms"), 0);
+	cr_assert_geq(field(out, "elapsed_s"), 0);
 	cr_assert_geq(field(out, "records_per_s"), 1);
 	char *j = t_read_file(js, NULL);
 	cr_assert_not_null(j);
 	cr_assert(strstr(j, "\"records\":20000"), "%s", j);
 	cr_assert(strstr(j, "\"records_per_s\":"), "%s", j);
+	/* one set of names and values: every printed line is the JSON's field, and back */
+	size_t lines = 0;
+	for (char *l = out; l && *l;) {
+		char *nl = strchr(l, '\n');
+		char *sp = strchr(l, ' ');
+		if (!sp || (nl && sp > nl) || !strncmp(l, "fraud.", 6))
+			break; /* the fraud report (fraud.* lines) follows the summary */
+		char want[256];
+		snprintf(want, sizeof(want), "\"%.*s\":%.*s", (int)(sp - l), l, (int)((nl ? nl : l + strlen(l)) - sp - 1),
+		         sp + 1);
+		cr_assert(strstr(j, want), "summary line %.*s is not %s in summary.json: %s", (int)(sp - l), l, want, j);
+		lines++;
+		l = nl ? nl + 1 : NULL;
+	}
+	size_t keys = 0;
+	for (const char *c = j; *c; c++)
+		keys += *c == ':';
+	cr_assert_eq(lines, keys, "%zu summary lines, %zu JSON fields", lines, keys);
 	free(j);
 	free(out);
 	free(err);
@@ -318,5 +336,26 @@ Test(cli, second_sigterm_stops_at_once)
 	}
 	cr_assert_leq(covered, records, "checkpoints cover %ld records, %ld were handled", covered, records);
 	free(out), free(cko), free(cke);
+	t_rmrf(dir);
+}
+
+/* A finite source ends the run without stop.at.end (defect 8): gen with a record count
+ * handles every record, checkpoints and exits 0. */
+Test(cli, a_gen_run_with_a_record_count_ends)
+{
+	char dir[256], out[300], errf[300];
+	t_mkdtemp(dir, sizeof(dir));
+	snprintf(out, sizeof(out), "%s/out", dir);
+	snprintf(errf, sizeof(errf), "%s/err", dir);
+	char *argv[] = {(char *)t_spate_cli(), "run", "-X", "source=gen", "-X", "gen.records=400000", "-X",
+	                "handler=noop", NULL};
+	int pid = t_spawn(argv, out, errf, 0);
+	cr_assert_gt(pid, 0);
+	int status = -1;
+	cr_assert_eq(t_wait_exit(pid, 60000, &status), 0, "a gen run with gen.records=400000 did not end");
+	cr_assert_eq(status, 0);
+	char *o = t_read_file(out, NULL);
+	cr_assert_eq(field(o, "records"), 400000, "%s", o);
+	free(o);
 	t_rmrf(dir);
 }

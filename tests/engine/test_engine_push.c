@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "tests/common/util.h"
 
@@ -223,4 +225,40 @@ Test(engine_push, a_record_larger_than_the_inflight_bound_is_an_error_naming_it)
 	spate_engine_destroy(e);
 	free(v);
 	free(s.seen);
+}
+
+/* A push source that the application closed is finite: the run ends once everything
+ * pushed is DONE, without stop.at.end (defect 8). spate_engine_run runs in a child with
+ * a hard limit, so a run that keeps waiting fails the test instead of hanging it. */
+Test(engine_push, a_closed_push_source_ends_the_run_without_stop_at_end, .timeout = 60)
+{
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		state_t s;
+		reset_state(&s, 1000);
+		char err[512];
+		spate_conf_t *c = spate_conf_new();
+		if (spate_conf_set(c, "source", "push", err, sizeof(err)) ||
+		    spate_conf_set(c, "push.partitions", "3", err, sizeof(err)))
+			_exit(10);
+		/* the suite's handler, with its init (h_handle checks the worker context) */
+		spate_handler_t h = {.version = SPATE_HANDLER_VERSION, .name = "t", .init = h_init, .handle = h_handle,
+		                     .opaque = &s};
+		spate_engine_t *e = spate_engine_new(c, &h, err, sizeof(err));
+		if (!e || spate_engine_start(e, err, sizeof(err)))
+			_exit(11);
+		pusher_t p = {e, 1000, 0};
+		pthread_t th;
+		pthread_create(&th, NULL, push_thread, &p);
+		int rc = spate_engine_run(e, err, sizeof(err));
+		pthread_join(th, NULL);
+		spate_summary_t sum;
+		spate_engine_summary(e, &sum);
+		spate_engine_destroy(e);
+		_exit(rc == SPATE_OK && sum.records == 1000 ? 0 : 12);
+	}
+	int status = -1;
+	cr_assert_eq(t_wait_exit(pid, 30000, &status), 0, "the run did not end after spate_push_close");
+	cr_assert_eq(status, 0, "status %d", status);
 }
