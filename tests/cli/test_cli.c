@@ -359,3 +359,23 @@ Test(cli, a_gen_run_with_a_record_count_ends)
 	free(o);
 	t_rmrf(dir);
 }
+
+/* A run that fails to start prints its error and no summary of zeros (defect 13). */
+Test(cli, a_run_that_fails_to_start_prints_no_summary)
+{
+	char *argv[] = {(char *)t_spate_cli(), "run", "-X", "source=log:/nonexistent/spate-log", NULL};
+	char *out, *err;
+	int rc = t_run(argv, &out, &err);
+	cr_assert_eq(rc, 1, "status %d", rc);
+	cr_assert(strstr(err, "/nonexistent/spate-log"), "the error does not name the directory: %s", err);
+	cr_assert_str_empty(out, "a run that did not start printed: %s", out);
+	free(out);
+	free(err);
+	char *argv2[] = {(char *)t_spate_cli(), "run", "-X", "source=kafka", NULL};
+	rc = t_run(argv2, &out, &err);
+	cr_assert_eq(rc, 1, "status %d", rc);
+	cr_assert(strstr(err, "topics"), "the error does not name the key: %s", err);
+	cr_assert_str_empty(out, "a run that did not start printed: %s", out);
+	free(out);
+	free(err);
+}
