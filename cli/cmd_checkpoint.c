@@ -12,8 +12,8 @@
  *
  * Exit codes: 0 done, 1 the store failed (the message names it), 2 bad usage.
  */
-#include "cli/cmds.h"
-#include "engine/internal.h"
+#include "cmds.h"
+#include "sp_registry.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -7,8 +7,8 @@
  * run stops at the DLQ's end. Progress is checkpointed in CONFIG's store under the DLQ's
  * own partition names (log/DLQNAME/P), so a redrive that stops resumes where it was.
  */
-#include "cli/cmds.h"
-#include "engine/internal.h"
+#include "cmds.h"
+#include "sp_registry.h"
 
 #include <stdio.h>
 #include <stdlib.h>

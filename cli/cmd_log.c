@@ -12,8 +12,8 @@
  *
  * Exit codes: 0 fine, 1 a failure (bad data, I/O), 2 a usage error.
  */
-#include "cli/cmds.h"
-#include "connectors/log/log.h"
+#include "cmds.h"
+#include "log.h"
 
 #include <errno.h>
 #include <fcntl.h>

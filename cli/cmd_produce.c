@@ -13,9 +13,10 @@
  * them and segment.bytes); everything is flushed before exit, also on SIGINT/SIGTERM.
  * A progress line (records, MB, rate) is drawn on stderr only when it is a terminal.
  */
-#include "cli/cmds.h"
-#include "connectors/gen/gen.h"
-#include "connectors/log/log.h"
+#include "cmds.h"
+#include "gen.h"
+#include "sp_registry.h"
+#include "log.h"
 
 #include <errno.h>
 #include <inttypes.h>

@@ -5,8 +5,8 @@
  * SIGINT/SIGTERM ask the engine to drain and checkpoint; a second one stops at once.
  * At the end the summary is printed as `name value` lines of plain integers.
  */
-#include "cli/cmds.h"
-#include "engine/internal.h"
+#include "cmds.h"
+#include "sp_registry.h"
 
 #include <ctype.h>
 #include <stdbool.h>
@@ -143,7 +143,9 @@ static void print_summary(const spate_summary_t *s)
 int spate_cli_run_conf(spate_conf_t *conf)
 {
 	int rc = 1;
-	char err[512];
+	char err[512], jspath[4096] = "";
+	size_t jslen = sizeof(jspath);
+	spate_conf_get(conf, "summary.json", jspath, &jslen);
 	spate_engine_t *e = spate_engine_new(conf, NULL, err, sizeof(err));
 	if (!e) {
 		fprintf(stderr, "spate: %s\n", err);
@@ -171,8 +173,8 @@ int spate_cli_run_conf(spate_conf_t *conf)
 		goto out;
 	}
 	print_summary(&s);
-	sp_engine_report(e, stdout);
-	const char *js = sp_conf_str(sp_engine_conf(e), "summary.json");
+	spate_engine_report(e, stdout);
+	const char *js = jspath;
 	if (*js) {
 		char buf[1024];
 		spate_summary_json(&s, buf, sizeof(buf));
@@ -186,7 +188,7 @@ int spate_cli_run_conf(spate_conf_t *conf)
 	fflush(stdout);
 	running_engine = NULL;
 	rc = erc == SPATE_OK ? 0 : 1;
-	if (sp_engine_workers_busy(e)) {
+	if (spate_engine_busy(e)) {
 		/* a handler call outlived the stop: do not wait for it, the process ends here */
 		fflush(stderr);
 		_exit(rc);

@@ -3,7 +3,7 @@
  * The command is one user of libspate like any embedder; nothing in the library
  * includes cli/.
  */
-#include "cli/cmds.h"
+#include "cmds.h"
 
 #include <spate/spate.h>
 #include <stdio.h>

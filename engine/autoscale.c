@@ -88,7 +88,7 @@ void sp_autoscale_wake_locked(sp_engine_t *e)
 	atomic_compare_exchange_strong(&e->cold_ns, &zero, now);
 	set_active_locked(e, 1, now);
 	e->as->idle_since_ns = 0;
-	sp_log(e, SP_LOG_DEBUG, "autoscale: t=%" PRId64 "ms workers 0 -> 1 (cold start: a lane became ready)",
+	sp_msg(e, SP_MSG_DEBUG, "autoscale: t=%" PRId64 "ms workers 0 -> 1 (cold start: a lane became ready)",
 	       (now - e->start_ns) / 1000000);
 }
 
@@ -153,7 +153,7 @@ void sp_autoscale_tick(sp_engine_t *e, int64_t now)
 	}
 	if (want != active) {
 		set_active_locked(e, want, now);
-		sp_log(e, SP_LOG_DEBUG,
+		sp_msg(e, SP_MSG_DEBUG,
 		       "autoscale: t=%" PRId64 "ms workers %d -> %d (%s; lanes waiting %d, running %d, lag %" PRId64
 		       ", busy %.2f, in flight %" PRIu64 " B)",
 		       (now - e->start_ns) / 1000000, active, want, why, ready, running, lag, util,

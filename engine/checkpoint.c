@@ -65,12 +65,12 @@ int sp_checkpoint_maybe_flush(sp_engine_t *e, bool force)
 	int rc = save_dirty(e, err, sizeof(err));
 	e->last_flush_ms = now;
 	if (rc == SPATE_ERR_BUSY) {
-		sp_log(e, SP_LOG_DEBUG, "checkpoint store: %s (deferred)", err);
+		sp_msg(e, SP_MSG_DEBUG, "checkpoint store: %s (deferred)", err);
 		return rc;
 	}
 	if (rc) {
 		e->store_errors++;
-		sp_log(e, SP_LOG_ERROR, "checkpoint store: %s (will retry; %" PRIu64 " failures so far)", err,
+		sp_msg(e, SP_MSG_ERROR, "checkpoint store: %s (will retry; %" PRIu64 " failures so far)", err,
 		       e->store_errors);
 		return rc;
 	}
@@ -94,7 +94,7 @@ static int start_one(sp_engine_t *e, sp_part_t *p, bool *resolved_out, char *err
 			return rc;
 		p->eng->ckpt = p->eng->saved = ck;
 		char b[80];
-		sp_log(e, SP_LOG_DEBUG, "%s: resuming after checkpoint %s", p->pub.name, sp_ckpt_fmt(&ck, b, sizeof(b)));
+		sp_msg(e, SP_MSG_DEBUG, "%s: resuming after checkpoint %s", p->pub.name, sp_ckpt_fmt(&ck, b, sizeof(b)));
 	} else {
 		sp_ckpt_t resolved = {.beginning = true};
 		if ((rc = e->src.ops->seek(&e->src, p, NULL, &resolved, err, sz)))
@@ -158,7 +158,7 @@ int sp_engine_partition_revoke(sp_engine_t *e, sp_part_t *p, int64_t timeout_ms,
 			}
 		}
 		if (pe->fifo_head)
-			sp_log(e, SP_LOG_WARN, "%s: released with records still in flight after %" PRId64
+			sp_msg(e, SP_MSG_WARN, "%s: released with records still in flight after %" PRId64
 			       " ms; their results are discarded (the new owner handles them again)",
 			       p->pub.name, timeout_ms);
 	}
@@ -185,7 +185,7 @@ void sp_engine_reap(sp_engine_t *e)
 				sp_tracker_drain(e);
 				drained = true;
 			}
-			sp_log(e, SP_LOG_DEBUG, "%s: released partition forgotten", p->pub.name);
+			sp_msg(e, SP_MSG_DEBUG, "%s: released partition forgotten", p->pub.name);
 			if (p->eng->lanes)
 				e->nlanes -= e->factor;
 			sp_part_free(p);

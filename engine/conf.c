@@ -9,7 +9,7 @@
  * Keys starting with "kafka." or "kinesis." are passed through to those connectors
  * unchecked here (librdkafka checks its own); they are kept in a small list.
  */
-#include "engine/internal.h"
+#include "engine/engine.h"
 
 #include <ctype.h>
 #include <errno.h>

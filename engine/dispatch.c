@@ -29,28 +29,28 @@ static uint32_t ring_free(sp_lane_t *l)
 	return SP_LANE_RING - (head - tail);
 }
 
-static void ring_push(sp_lane_t *l, sp_chunk_t *c, uint32_t begin, uint32_t len)
+static void ring_push(sp_lane_t *l, sp_ck_t *c, uint32_t begin, uint32_t len)
 {
 	uint32_t head = atomic_load_explicit(&l->head, memory_order_relaxed);
 	l->ring[head & (SP_LANE_RING - 1)] = (sp_run_t){c, begin, len};
 	atomic_store_explicit(&l->head, head + 1, memory_order_release);
 }
 
-bool sp_dispatch(sp_engine_t *e, sp_chunk_t *c)
+bool sp_dispatch(sp_engine_t *e, sp_ck_t *c)
 {
-	sp_part_t *p = c->part;
+	sp_part_t *p = c->pub.part;
 	uint32_t F = e->factor;
 	sp_lane_t **lanes = p->eng->lanes;
 
 	if (F == 1) {
 		if (!ring_free(lanes[0]))
 			return false;
-		for (uint32_t i = 0; i < c->n; i++)
+		for (uint32_t i = 0; i < c->pub.n; i++)
 			c->order[i] = i;
 		c->identity = true;
 		atomic_store_explicit(&c->lane_refs, 1, memory_order_relaxed);
 		sp_tracker_add(e, c);
-		ring_push(lanes[0], c, 0, c->n);
+		ring_push(lanes[0], c, 0, c->pub.n);
 		sp_lanes_ready(e, lanes, 1);
 		return true;
 	}
@@ -61,8 +61,8 @@ bool sp_dispatch(sp_engine_t *e, sp_chunk_t *c)
 	if (!counts)
 		return false;
 	memset(counts, 0, F * sizeof(uint32_t));
-	for (uint32_t i = 0; i < c->n; i++) {
-		uint32_t l = sp_lane_of(&c->recs[i], F);
+	for (uint32_t i = 0; i < c->pub.n; i++) {
+		uint32_t l = sp_lane_of(&c->pub.recs[i], F);
 		c->st[i].lane = l;
 		counts[l]++;
 	}
@@ -79,7 +79,7 @@ bool sp_dispatch(sp_engine_t *e, sp_chunk_t *c)
 		counts[l] = sum;
 		sum += k;
 	}
-	for (uint32_t i = 0; i < c->n; i++)
+	for (uint32_t i = 0; i < c->pub.n; i++)
 		c->order[counts[c->st[i].lane]++] = i;
 	/* counts[l] is now the end of lane l's run */
 	uint32_t runs = 0, prev = 0;

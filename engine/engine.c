@@ -25,12 +25,12 @@
 static int level_of(const char *s)
 {
 	if (!strcmp(s, "error"))
-		return SP_LOG_ERROR;
+		return SP_MSG_ERROR;
 	if (!strcmp(s, "warn"))
-		return SP_LOG_WARN;
+		return SP_MSG_WARN;
 	if (!strcmp(s, "debug"))
-		return SP_LOG_DEBUG;
-	return SP_LOG_INFO;
+		return SP_MSG_DEBUG;
+	return SP_MSG_INFO;
 }
 
 const spate_conf_t *sp_engine_conf(sp_engine_t *e)
@@ -63,7 +63,7 @@ int sp_engine_dead_letter_range(sp_engine_t *e, sp_part_t *p, const spate_positi
 	spate_position_fmt(first, a, sizeof(a));
 	spate_position_fmt(last, b, sizeof(b));
 	if (!e->dlq_open) {
-		sp_log(e, SP_LOG_ERROR, "%s: dropped a corrupt region (positions %s..%s): %s (no dlq configured)",
+		sp_msg(e, SP_MSG_ERROR, "%s: dropped a corrupt region (positions %s..%s): %s (no dlq configured)",
 		       p->pub.name, a, b, error);
 		e->corrupt_dropped++;
 		return SPATE_OK;
@@ -89,7 +89,7 @@ int sp_engine_dead_letter_range(sp_engine_t *e, sp_part_t *p, const spate_positi
 	return rc;
 }
 
-void sp_engine_report(sp_engine_t *e, void *fp)
+void spate_engine_report(spate_engine_t *e, FILE *fp)
 {
 	if (e->handler_created && e->op->report)
 		e->op->report(&e->h, fp);
@@ -187,14 +187,14 @@ void sp_chunk_body_put(spate_engine_t *e, void *body, size_t size)
 	free(body);
 }
 
-static sp_chunk_t *chunk_alloc(sp_part_t *p, uint32_t n, uint32_t hdr_cap, bool init_recs)
+static sp_ck_t *chunk_alloc(sp_part_t *p, uint32_t n, uint32_t hdr_cap, bool init_recs)
 {
 	size_t off_st = (size_t)n * sizeof(spate_record_t);
 	size_t off_order = off_st + (size_t)n * sizeof(sp_rstate_t);
 	size_t off_hdrs = (off_order + (size_t)n * sizeof(uint32_t) + 15) & ~(size_t)15;
 	size_t total = off_hdrs + (size_t)hdr_cap * sizeof(spate_header_t);
 	spate_engine_t *e = p->eng ? p->eng->engine : NULL;
-	sp_chunk_t *c;
+	sp_ck_t *c;
 	if (e && e->hdr_cached)
 		c = e->hdr_cache[--e->hdr_cached];
 	else if (!(c = malloc(sizeof(*c))))
@@ -208,18 +208,18 @@ static sp_chunk_t *chunk_alloc(sp_part_t *p, uint32_t n, uint32_t hdr_cap, bool 
 	}
 	c->body = m;
 	c->body_size = size;
-	c->part = p;
-	c->n = n;
+	c->pub.part = p;
+	c->pub.n = n;
 	c->pending = n;
-	c->recs = (spate_record_t *)m;
+	c->pub.recs = (spate_record_t *)m;
 	c->st = n ? (sp_rstate_t *)(m + off_st) : NULL;
 	c->order = n ? (uint32_t *)(m + off_order) : NULL;
-	c->hdrs = hdr_cap ? (spate_header_t *)(m + off_hdrs) : NULL;
-	c->hdr_cap = hdr_cap;
+	c->pub.hdrs = hdr_cap ? (spate_header_t *)(m + off_hdrs) : NULL;
+	c->pub.hdr_cap = hdr_cap;
 	if (n)
 		memset(c->st, 0, (size_t)n * sizeof(sp_rstate_t));
 	for (uint32_t i = 0; init_recs && i < n; i++) {
-		spate_record_t *r = &c->recs[i];
+		spate_record_t *r = &c->pub.recs[i];
 		memset(r, 0, sizeof(*r));
 		r->version = SPATE_RECORD_VERSION;
 		r->partition = &p->pub;
@@ -229,31 +229,31 @@ static sp_chunk_t *chunk_alloc(sp_part_t *p, uint32_t n, uint32_t hdr_cap, bool 
 
 sp_chunk_t *sp_chunk_new(sp_part_t *p, uint32_t n, uint32_t hdr_cap)
 {
-	return chunk_alloc(p, n, hdr_cap, true);
+	sp_ck_t *c = chunk_alloc(p, n, hdr_cap, true);
+	return c ? &c->pub : NULL;
 }
 
 sp_chunk_t *sp_chunk_new_bare(sp_part_t *p, uint32_t n, uint32_t hdr_cap)
 {
-	return chunk_alloc(p, n, hdr_cap, false);
+	sp_ck_t *c = chunk_alloc(p, n, hdr_cap, false);
+	return c ? &c->pub : NULL;
 }
 
 sp_chunk_t *sp_chunk_skip(sp_part_t *p, spate_position_t to)
 {
-	sp_chunk_t *c = chunk_alloc(p, 0, 0, false);
-	if (c) {
-		c->skip = true;
-		c->skip_to = to;
-	}
-	return c;
+	sp_ck_t *c = chunk_alloc(p, 0, 0, false);
+	if (!c)
+		return NULL;
+	c->pub.skip = true;
+	c->pub.skip_to = to;
+	return &c->pub;
 }
 
-void sp_chunk_free(sp_chunk_t *c)
+void sp_ck_free(sp_ck_t *c)
 {
-	if (!c)
-		return;
-	if (c->release && !c->bytes_released)
-		c->release(c, c->release_opaque);
-	spate_engine_t *e = c->part && c->part->eng ? c->part->eng->engine : NULL;
+	if (c->pub.release && !c->bytes_released)
+		c->pub.release(&c->pub, c->pub.release_opaque);
+	spate_engine_t *e = c->pub.part && c->pub.part->eng ? c->pub.part->eng->engine : NULL;
 	sp_chunk_body_put(e, c->body, c->body_size);
 	free(c->ghost);
 	if (e && e->hdr_cached < SP_CHUNK_CACHE) {
@@ -261,6 +261,12 @@ void sp_chunk_free(sp_chunk_t *c)
 		return;
 	}
 	free(c);
+}
+
+void sp_chunk_free(sp_chunk_t *c)
+{
+	if (c)
+		sp_ck_free(sp_ck(c));
 }
 
 void sp_chunk_cache_clear(spate_engine_t *e)
@@ -442,7 +448,7 @@ static int open_plugins(spate_engine_t *e, char *err, size_t sz)
 			return rc;
 		}
 		if (dflt)
-			sp_log(e, SP_LOG_INFO, "checkpoints: %s (the default of source=%s for pipeline %s)", v,
+			sp_msg(e, SP_MSG_INFO, "checkpoints: %s (the default of source=%s for pipeline %s)", v,
 			       sp_conf_str(e->conf, "source"), sp_engine_pipeline_name(e));
 		e->store_open = true;
 	}
@@ -461,7 +467,7 @@ static int open_plugins(spate_engine_t *e, char *err, size_t sz)
 				return sp_err(err, sz, SPATE_ERR_INVALID,
 				              "SPATE_FAULT_DLQ: \"%s\" is not allowed (fail, fail:N)", f);
 			atomic_store(&e->fault_dlq_left, (int64_t)n);
-			sp_log(e, SP_LOG_WARN, "SPATE_FAULT_DLQ=%s: DLQ writes will fail on purpose", f);
+			sp_msg(e, SP_MSG_WARN, "SPATE_FAULT_DLQ=%s: DLQ writes will fail on purpose", f);
 		}
 		if ((rc = dk->open(&e->dlq, err, sz)))
 			return rc;
@@ -525,7 +531,7 @@ spate_err_t spate_engine_start(spate_engine_t *e, char *err, size_t sz)
 		return rc;
 	e->running = true;
 	e->last_flush_ms = sp_now_ms();
-	sp_log(e, SP_LOG_DEBUG, "started: %zu partitions, %zu lanes, %d workers", e->nparts, e->nlanes,
+	sp_msg(e, SP_MSG_DEBUG, "started: %zu partitions, %zu lanes, %d workers", e->nparts, e->nlanes,
 	       e->nworkers);
 	return SPATE_OK;
 }
@@ -599,9 +605,9 @@ static void engine_sleep(spate_engine_t *e, int timeout_ms)
 /* Hand chunk c to the lanes, or false when it must wait (its partition is over its
  * share, or a lane ring of it is full). A skip chunk has no records and goes straight
  * to its partition's FIFO. */
-static bool admit(spate_engine_t *e, sp_chunk_t *c)
+static bool admit(spate_engine_t *e, sp_ck_t *c)
 {
-	if (c->skip) {
+	if (c->pub.skip) {
 		sp_tracker_add(e, c);
 		return true;
 	}
@@ -630,28 +636,28 @@ static int feed(spate_engine_t *e, char *err, size_t sz)
 		if (n < 0)
 			return n;
 		for (int i = 0; i < n; i++) {
-			sp_chunk_t *c = out[i];
-			if (c->n == 0 && !c->skip) {
-				sp_chunk_free(c);
+			sp_ck_t *c = sp_ck(out[i]);
+			if (c->pub.n == 0 && !c->pub.skip) {
+				sp_ck_free(c);
 				continue;
 			}
-			if (c->part->eng->revoked) {
-				sp_chunk_free(c); /* released meanwhile: its new owner reads it */
+			if (c->pub.part->eng->revoked) {
+				sp_ck_free(c); /* released meanwhile: its new owner reads it */
 				continue;
 			}
-			if (c->n == 1 && c->bytes > e->max_inflight_bytes) {
+			if (c->pub.n == 1 && c->pub.bytes > e->max_inflight_bytes) {
 				/* guarantee 7: one record larger than the bound is an error naming it */
 				char pos[64];
 				sp_err(err, sz, SPATE_ERR_INVALID,
 				       "max.inflight.bytes: the record at %s position %s takes %" PRIu64
 				       " bytes, more than the bound of %" PRIu64,
-				       c->part->pub.name, spate_position_fmt(&c->recs[0].position, pos, sizeof(pos)),
-				       c->bytes, e->max_inflight_bytes);
+				       c->pub.part->pub.name, spate_position_fmt(&c->pub.recs[0].position, pos, sizeof(pos)),
+				       c->pub.bytes, e->max_inflight_bytes);
 				for (int j = i; j < n; j++)
 					sp_chunk_free(out[j]);
 				return SPATE_ERR_INVALID;
 			}
-			if (c->part->eng->held_head || !admit(e, c)) {
+			if (c->pub.part->eng->held_head || !admit(e, c)) {
 				sp_flow_hold(e, c);
 				continue;
 			}
@@ -738,7 +744,7 @@ spate_err_t spate_engine_run(spate_engine_t *e, char *err, size_t sz)
 			if (!workers_running(e))
 				break;
 			if (sp_now_ms() >= stop_deadline) {
-				sp_log(e, SP_LOG_WARN,
+				sp_msg(e, SP_MSG_WARN,
 				       "shutdown.timeout.ms (%" PRId64 ") passed with a handler call still running; "
 				       "stopping without it (its records are handled again next run)",
 				       e->shutdown_timeout_ms);
@@ -756,7 +762,7 @@ spate_err_t spate_engine_run(spate_engine_t *e, char *err, size_t sz)
 		if (sp_checkpoint_maybe_flush(e, false) == SPATE_OK && all_at_end(e)) {
 			/* the checkpoints reach the ends; make sure the store has them */
 			if (!source_ended && !e->stop_at_end)
-				sp_log(e, SP_LOG_DEBUG, "the source is finite and every record is DONE: ending the run");
+				sp_msg(e, SP_MSG_DEBUG, "the source is finite and every record is DONE: ending the run");
 			source_ended = true;
 			if (sp_checkpoint_maybe_flush(e, true) == SPATE_OK)
 				break;
@@ -818,7 +824,7 @@ const char *sp_engine_pipeline_name(spate_engine_t *e)
 	return e->pipeline;
 }
 
-bool sp_engine_workers_busy(spate_engine_t *e)
+int spate_engine_busy(spate_engine_t *e)
 {
 	return e->workers_busy;
 }

@@ -12,10 +12,66 @@
 #ifndef SPATE_ENGINE_ENGINE_H
 #define SPATE_ENGINE_ENGINE_H
 
-#include "engine/internal.h"
+#include "engine/spi/sp_registry.h"
+#include "engine/spi/sp_spi.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
+
+typedef struct sp_lane sp_lane_t;
+
+/* Per-record state the engine keeps beside each descriptor. */
+typedef struct sp_rstate {
+	uint8_t done;        /* set by the tracker thread only */
+	uint8_t pad;
+	uint16_t attempts;   /* failed invocations that counted (worker that owns the lane) */
+	uint32_t lane;       /* lane index within the partition */
+	int64_t first_fail_ms;
+	int64_t last_fail_ms;
+} sp_rstate_t;
+
+_Static_assert(sizeof(spate_record_t) + sizeof(sp_rstate_t) + sizeof(uint32_t) == SP_CHUNK_REC_COST,
+               "SP_CHUNK_REC_COST (sp_spi.h) is what a record costs the engine");
+
+/* The engine's chunk: the source-visible sp_chunk_t first (sources get &ck->pub), then
+ * the tracker's and the lanes' state of it. */
+typedef struct sp_ck {
+	sp_chunk_t pub;
+	uint32_t pending;         /* records not DONE (tracker thread) */
+	uint32_t cursor;          /* tracker: records [0, cursor) are DONE */
+	uint32_t done_prefix;     /* tracker: with identity order, [0, done_prefix) are DONE
+	                           * without their done bytes set (in-order completions) */
+	bool identity;            /* order[i] == i (parallelization.factor 1) */
+	sp_rstate_t *st;          /* n states, zeroed */
+	uint32_t *order;          /* n record indices grouped by lane (dispatch) */
+	struct sp_ck *next;       /* partition FIFO, or a paused partition's held list */
+	struct sp_ck *prev;
+	/* later chunks that were DONE while this one was not were freed into it: once this
+	 * chunk is passed, the checkpoint moves on to tail_to (tracker thread) */
+	bool has_tail;
+	spate_position_t tail_to;
+	uint64_t seq;             /* chunk number within the partition */
+	/* lanes whose runs still point into buf (set by dispatch, dropped by workers as runs
+	 * are consumed or copied into a retrying lane's arena); at 0 the bytes are released
+	 * before the records are DONE, so a retrying lane pins no read buffer */
+	_Atomic uint32_t lane_refs;
+	bool bytes_released; /* tracker thread */
+	/* the engine's memory of the chunk: recs, st, order and hdrs live in one body
+	 * allocation (reused through a cache), apart from this header, so that a chunk whose
+	 * only unfinished records were copied into a retrying lane's arena can free its body
+	 * and keep a small summary (ghost) until they are DONE (tracker.c) */
+	void *body;
+	size_t body_size;
+	struct sp_ghost *ghost;
+	uint64_t mem;         /* what the chunk's own memory counts in the bound (tracker) */
+	uint32_t mig_pending; /* tracker: pending records that a lane copied into its arena */
+} sp_ck_t;
+
+/* The engine's chunk of a chunk a source made (sp_chunk_new allocates an sp_ck_t). */
+static inline sp_ck_t *sp_ck(sp_chunk_t *c)
+{
+	return (sp_ck_t *)c;
+}
 
 /* Runs a lane can queue: a run is one chunk's records for that lane. When a lane's ring
  * is full the engine holds the next chunk back (backpressure), so this bounds memory per
@@ -54,7 +110,7 @@
 enum lane_state { LANE_IDLE = 0, LANE_QUEUED, LANE_RUNNING, LANE_PARKED };
 
 typedef struct sp_run {
-	sp_chunk_t *c;
+	sp_ck_t *c;
 	uint32_t begin; /* into c->order */
 	uint32_t len;
 } sp_run_t;
@@ -106,9 +162,9 @@ struct sp_part_eng {
 	uint64_t infl_bytes, infl_records;
 	/* chunks the source returned that may not enter yet (their partition is over its
 	 * share, or a lane ring is full), in delivery order; p->paused is set meanwhile */
-	sp_chunk_t *held_head, *held_tail;
+	sp_ck_t *held_head, *held_tail;
 	uint64_t held_bytes;
-	sp_chunk_t *fifo_head, *fifo_tail;
+	sp_ck_t *fifo_head, *fifo_tail;
 	uint64_t next_seq;
 	sp_ckpt_t ckpt;        /* what the tracker has DONE */
 	sp_ckpt_t saved;       /* what the store holds */
@@ -127,7 +183,7 @@ enum comp_kind {
 
 typedef struct sp_comp {
 	union {
-		sp_chunk_t *c;
+		sp_ck_t *c;
 		sp_part_t *part; /* COMP_ARENA */
 	};
 	union {
@@ -184,13 +240,13 @@ typedef struct sp_worker {
 typedef struct sp_mrec {
 	spate_record_t rec;
 	sp_rstate_t st;
-	sp_chunk_t *c;
+	sp_ck_t *c;
 	uint32_t idx;
 } sp_mrec_t;
 
 /* A record of the current batch: where it lives. */
 typedef struct sp_bref {
-	sp_chunk_t *c;
+	sp_ck_t *c;
 	uint32_t ord;  /* index into c->order (unless m) */
 	sp_mrec_t *m;  /* the arena copy, for a record a retrying lane copied */
 } sp_bref_t;
@@ -284,7 +340,7 @@ struct spate_engine_s {
 		size_t size;
 	} chunk_cache[SP_CHUNK_CACHE]; /* engine thread only */
 	int chunk_cached;
-	sp_chunk_t *hdr_cache[SP_CHUNK_CACHE]; /* freed chunk headers (engine thread only) */
+	sp_ck_t *hdr_cache[SP_CHUNK_CACHE]; /* freed chunk headers (engine thread only) */
 	int hdr_cached;
 	_Atomic uint64_t inflight_bytes, inflight_records; /* engine thread writes; stats read */
 	uint64_t peak_inflight_bytes;
@@ -303,6 +359,8 @@ struct spate_engine_s {
 
 /** Free the chunk allocations kept for reuse. */
 void sp_chunk_cache_clear(spate_engine_t *e);
+/** Free an engine chunk (its release runs first when its bytes were not released). */
+void sp_ck_free(sp_ck_t *c);
 /** Give a chunk body back to the cache (or free it). @locality the engine thread */
 void sp_chunk_body_put(spate_engine_t *e, void *body, size_t size);
 
@@ -327,7 +385,7 @@ int sp_dlq_write(sp_engine_t *e, const spate_push_record_t *recs, size_t n, char
 /* dispatch.c */
 /** Dispatch chunk c into its partition's lanes. Returns false (and does nothing) when a
  *  lane's ring has no room: the caller holds the chunk and tries again later. */
-bool sp_dispatch(sp_engine_t *e, sp_chunk_t *c);
+bool sp_dispatch(sp_engine_t *e, sp_ck_t *c);
 /** Lane of a record: XXH3_64bits(key) % factor; keyless records by position. */
 uint32_t sp_lane_of(const spate_record_t *r, uint32_t factor);
 
@@ -353,7 +411,7 @@ bool sp_lanes_quiet(sp_engine_t *e, sp_part_t *p);
 /** Drain every worker's completion ring; returns the number of entries. */
 size_t sp_tracker_drain(sp_engine_t *e);
 /** Append a dispatched chunk to its partition's FIFO. */
-void sp_tracker_add(sp_engine_t *e, sp_chunk_t *c);
+void sp_tracker_add(sp_engine_t *e, sp_ck_t *c);
 /** Free every chunk still held (at destroy). */
 void sp_tracker_free_all(sp_engine_t *e);
 
@@ -373,31 +431,31 @@ void sp_autoscale_summary(sp_engine_t *e, spate_summary_t *s);
 /** Account delta bytes and records to partition p (and the engine's totals). */
 void sp_flow_add(sp_engine_t *e, sp_part_t *p, int64_t dbytes, int64_t drecords);
 /** Whether chunk c may enter p now without passing the bounds. */
-bool sp_flow_fits(sp_engine_t *e, const sp_chunk_t *c);
+bool sp_flow_fits(sp_engine_t *e, const sp_ck_t *c);
 /** p starts or stops taking part in the shares (started, released). */
 void sp_flow_count(sp_engine_t *e, sp_part_t *p, bool counted);
 /** Hold chunk c behind p's other held chunks; p is paused. */
-void sp_flow_hold(sp_engine_t *e, sp_chunk_t *c);
+void sp_flow_hold(sp_engine_t *e, sp_ck_t *c);
 /** Drop every held chunk of p (a revoke). */
 void sp_flow_drop_held(sp_engine_t *e, sp_part_t *p);
 /** Admit the held chunks that fit now, in order, and resume partitions that may take
  *  more. admit is the engine's dispatch (false: keep holding). Returns chunks admitted. */
-int sp_flow_release(sp_engine_t *e, bool (*admit)(sp_engine_t *, sp_chunk_t *));
+int sp_flow_release(sp_engine_t *e, bool (*admit)(sp_engine_t *, sp_ck_t *));
 
 /* flow.c: the in-flight bounds, per partition (tracker thread only) */
 /** Account delta bytes and records to partition p (and the engine's totals). */
 void sp_flow_add(sp_engine_t *e, sp_part_t *p, int64_t dbytes, int64_t drecords);
 /** Whether chunk c may enter p now without passing the bounds. */
-bool sp_flow_fits(sp_engine_t *e, const sp_chunk_t *c);
+bool sp_flow_fits(sp_engine_t *e, const sp_ck_t *c);
 /** p starts or stops taking part in the shares (started, released). */
 void sp_flow_count(sp_engine_t *e, sp_part_t *p, bool counted);
 /** Hold chunk c behind p's other held chunks; p is paused. */
-void sp_flow_hold(sp_engine_t *e, sp_chunk_t *c);
+void sp_flow_hold(sp_engine_t *e, sp_ck_t *c);
 /** Drop every held chunk of p (a revoke). */
 void sp_flow_drop_held(sp_engine_t *e, sp_part_t *p);
 /** Admit the held chunks that fit now, in order, and resume partitions that may take
  *  more. admit is the engine's dispatch (false: keep holding). Returns chunks admitted. */
-int sp_flow_release(sp_engine_t *e, bool (*admit)(sp_engine_t *, sp_chunk_t *));
+int sp_flow_release(sp_engine_t *e, bool (*admit)(sp_engine_t *, sp_ck_t *));
 
 /* metrics.c */
 int sp_metrics_new(sp_engine_t *e, char *errstr, size_t size);

@@ -106,22 +106,22 @@ static bool dim_fits(uint64_t use, uint64_t x, uint64_t share, uint64_t total, u
 	return total + x + others <= bound;
 }
 
-bool sp_flow_fits(sp_engine_t *e, const sp_chunk_t *c)
+bool sp_flow_fits(sp_engine_t *e, const sp_ck_t *c)
 {
-	struct sp_part_eng *pe = c->part->eng;
+	struct sp_part_eng *pe = c->pub.part->eng;
 	if (!pe->infl_records)
 		return true;
 	uint64_t tb = atomic_load_explicit(&e->inflight_bytes, memory_order_relaxed);
 	uint64_t tr = atomic_load_explicit(&e->inflight_records, memory_order_relaxed);
-	return dim_fits(pe->infl_bytes, c->bytes + sizeof(*c) + c->body_size, e->share_bytes, tb, e->res_bytes, e->max_inflight_bytes,
+	return dim_fits(pe->infl_bytes, c->pub.bytes + sizeof(*c) + c->body_size, e->share_bytes, tb, e->res_bytes, e->max_inflight_bytes,
 	                pe->counted) &&
-	       dim_fits(pe->infl_records, c->n, e->share_records, tr, e->res_records, e->max_inflight_records,
+	       dim_fits(pe->infl_records, c->pub.n, e->share_records, tr, e->res_records, e->max_inflight_records,
 	                pe->counted);
 }
 
-void sp_flow_hold(sp_engine_t *e, sp_chunk_t *c)
+void sp_flow_hold(sp_engine_t *e, sp_ck_t *c)
 {
-	sp_part_t *p = c->part;
+	sp_part_t *p = c->pub.part;
 	struct sp_part_eng *pe = p->eng;
 	c->next = NULL;
 	if (pe->held_tail)
@@ -129,8 +129,8 @@ void sp_flow_hold(sp_engine_t *e, sp_chunk_t *c)
 	else
 		pe->held_head = c;
 	pe->held_tail = c;
-	pe->held_bytes += c->bytes;
-	e->held_bytes += c->bytes;
+	pe->held_bytes += c->pub.bytes;
+	e->held_bytes += c->pub.bytes;
 	if (!p->paused) {
 		p->paused = true;
 		e->nheld_parts++;
@@ -141,9 +141,9 @@ void sp_flow_drop_held(sp_engine_t *e, sp_part_t *p)
 {
 	struct sp_part_eng *pe = p->eng;
 	while (pe->held_head) {
-		sp_chunk_t *c = pe->held_head;
+		sp_ck_t *c = pe->held_head;
 		pe->held_head = c->next;
-		sp_chunk_free(c);
+		sp_ck_free(c);
 	}
 	pe->held_tail = NULL;
 	e->held_bytes -= pe->held_bytes;
@@ -168,7 +168,7 @@ static bool may_resume(sp_engine_t *e, const struct sp_part_eng *pe)
 	       tr <= e->max_inflight_records / SP_RESUME_DIV * (SP_RESUME_DIV - 1);
 }
 
-int sp_flow_release(sp_engine_t *e, bool (*admit)(sp_engine_t *, sp_chunk_t *))
+int sp_flow_release(sp_engine_t *e, bool (*admit)(sp_engine_t *, sp_ck_t *))
 {
 	int moved = 0;
 	if (!e->nheld_parts)
@@ -179,14 +179,14 @@ int sp_flow_release(sp_engine_t *e, bool (*admit)(sp_engine_t *, sp_chunk_t *))
 		if (!p->paused)
 			continue;
 		while (pe->held_head) {
-			sp_chunk_t *c = pe->held_head, *nx = c->next;
+			sp_ck_t *c = pe->held_head, *nx = c->next;
 			if (!admit(e, c))
 				break;
 			pe->held_head = nx;
 			if (!nx)
 				pe->held_tail = NULL;
-			pe->held_bytes -= c->bytes;
-			e->held_bytes -= c->bytes;
+			pe->held_bytes -= c->pub.bytes;
+			e->held_bytes -= c->pub.bytes;
 			moved++;
 		}
 		if (!pe->held_head && may_resume(e, pe)) {

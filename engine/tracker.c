@@ -26,16 +26,16 @@ static void advance(sp_engine_t *e, sp_part_t *p);
 
 /* The position a checkpoint reaches once every record of c (and what was freed into it)
  * is DONE. */
-static spate_position_t end_of(const sp_chunk_t *c)
+static spate_position_t end_of(const sp_ck_t *c)
 {
 	if (c->has_tail)
 		return c->tail_to;
 	if (c->ghost)
 		return c->ghost->last;
-	return c->n ? c->recs[c->n - 1].position : c->skip_to;
+	return c->pub.n ? c->pub.recs[c->pub.n - 1].position : c->pub.skip_to;
 }
 
-static void unlink_chunk(struct sp_part_eng *pe, sp_chunk_t *c)
+static void unlink_chunk(struct sp_part_eng *pe, sp_ck_t *c)
 {
 	if (c->prev)
 		c->prev->next = c->next;
@@ -48,18 +48,18 @@ static void unlink_chunk(struct sp_part_eng *pe, sp_chunk_t *c)
 }
 
 /* c leaves the tracker: its memory and unreleased bytes leave the bound. */
-static void release_chunk(sp_engine_t *e, sp_chunk_t *c)
+static void release_chunk(sp_engine_t *e, sp_ck_t *c)
 {
-	sp_flow_add(e, c->part, -(int64_t)(c->mem + (c->bytes_released ? 0 : c->bytes)), 0);
-	sp_chunk_free(c);
+	sp_flow_add(e, c->pub.part, -(int64_t)(c->mem + (c->bytes_released ? 0 : c->pub.bytes)), 0);
+	sp_ck_free(c);
 }
 
 /* Chunk c, not the head, is wholly DONE: fold it into the chunk before it and free it,
  * so an earlier record that still retries pins no more than its own chunk. */
-static void fold(sp_engine_t *e, sp_chunk_t *c)
+static void fold(sp_engine_t *e, sp_ck_t *c)
 {
-	struct sp_part_eng *pe = c->part->eng;
-	sp_chunk_t *prev = c->prev;
+	struct sp_part_eng *pe = c->pub.part->eng;
+	sp_ck_t *prev = c->prev;
 	prev->has_tail = true;
 	prev->tail_to = end_of(c);
 	unlink_chunk(pe, c);
@@ -69,7 +69,7 @@ static void fold(sp_engine_t *e, sp_chunk_t *c)
 /* Every unfinished record of c sits in a retrying lane's arena (no lane reads c, every
  * other record is DONE): keep one small entry per unfinished record and free the body,
  * so a lane that retries for long pins its own records, not the chunks they came in. */
-static void compact(sp_engine_t *e, sp_chunk_t *c)
+static void compact(sp_engine_t *e, sp_ck_t *c)
 {
 	uint32_t cnt = c->pending;
 	sp_ghost_t *g = malloc(sizeof(*g) + (size_t)cnt * sizeof(sp_ghost_ent_t));
@@ -77,9 +77,9 @@ static void compact(sp_engine_t *e, sp_chunk_t *c)
 		return; /* the body stays; nothing is lost */
 	g->cnt = 0;
 	g->cursor = 0;
-	g->last = c->recs[c->n - 1].position;
+	g->last = c->pub.recs[c->pub.n - 1].position;
 	uint32_t from = c->cursor > c->done_prefix ? c->cursor : c->done_prefix;
-	for (uint32_t i = from; i < c->n && g->cnt < cnt; i++) {
+	for (uint32_t i = from; i < c->pub.n && g->cnt < cnt; i++) {
 		if (c->st[i].done)
 			continue;
 		sp_ghost_ent_t *en = &g->ent[g->cnt++];
@@ -87,35 +87,35 @@ static void compact(sp_engine_t *e, sp_chunk_t *c)
 		en->done = 0;
 		en->has_pred = i > 0;
 		if (i > 0)
-			en->pred = c->recs[i - 1].position;
+			en->pred = c->pub.recs[i - 1].position;
 	}
 	if (g->cnt != cnt) { /* a bug: keep the body rather than lose a record */
-		sp_log(e, SP_LOG_ERROR, "tracker: %s chunk %" PRIu64 ": %u unfinished records, found %u; not compacted",
-		       c->part->pub.name, c->seq, cnt, g->cnt);
+		sp_msg(e, SP_MSG_ERROR, "tracker: %s chunk %" PRIu64 ": %u unfinished records, found %u; not compacted",
+		       c->pub.part->pub.name, c->seq, cnt, g->cnt);
 		free(g);
 		return;
 	}
 	uint64_t before = c->mem;
 	sp_chunk_body_put(e, c->body, c->body_size);
 	c->body = NULL;
-	c->recs = NULL;
+	c->pub.recs = NULL;
 	c->st = NULL;
 	c->order = NULL;
-	c->hdrs = NULL;
+	c->pub.hdrs = NULL;
 	c->ghost = g;
 	c->mem = sizeof(*c) + sizeof(*g) + (size_t)cnt * sizeof(sp_ghost_ent_t);
-	sp_flow_add(e, c->part, (int64_t)c->mem - (int64_t)before, 0);
+	sp_flow_add(e, c->pub.part, (int64_t)c->mem - (int64_t)before, 0);
 }
 
-static void maybe_compact(sp_engine_t *e, sp_chunk_t *c)
+static void maybe_compact(sp_engine_t *e, sp_ck_t *c)
 {
 	if (c->bytes_released && !c->ghost && c->pending && c->pending == c->mig_pending)
 		compact(e, c);
 }
 
-void sp_tracker_add(sp_engine_t *e, sp_chunk_t *c)
+void sp_tracker_add(sp_engine_t *e, sp_ck_t *c)
 {
-	struct sp_part_eng *pe = c->part->eng;
+	struct sp_part_eng *pe = c->pub.part->eng;
 	c->next = NULL;
 	c->prev = pe->fifo_tail;
 	c->seq = pe->next_seq++;
@@ -127,10 +127,10 @@ void sp_tracker_add(sp_engine_t *e, sp_chunk_t *c)
 	/* the chunk's own memory counts too: a retrying record keeps it until it is DONE
 	 * or its chunk is compacted */
 	c->mem = sizeof(*c) + c->body_size;
-	sp_flow_add(e, c->part, (int64_t)(c->bytes + c->mem), c->n);
-	if (c->skip) {
+	sp_flow_add(e, c->pub.part, (int64_t)(c->pub.bytes + c->mem), c->pub.n);
+	if (c->pub.skip) {
 		if (pe->fifo_head == c) /* nothing before it: no completion will come */
-			advance(e, c->part);
+			advance(e, c->pub.part);
 		else
 			fold(e, c);
 	}
@@ -138,7 +138,7 @@ void sp_tracker_add(sp_engine_t *e, sp_chunk_t *c)
 
 /* Move the checkpoint over a compacted head chunk's DONE entries. Returns true when the
  * whole chunk is DONE. */
-static bool advance_ghost(struct sp_part_eng *pe, sp_chunk_t *c)
+static bool advance_ghost(struct sp_part_eng *pe, sp_ck_t *c)
 {
 	sp_ghost_t *g = c->ghost;
 	uint32_t k = g->cursor;
@@ -163,7 +163,7 @@ static bool advance_ghost(struct sp_part_eng *pe, sp_chunk_t *c)
 static void advance(sp_engine_t *e, sp_part_t *p)
 {
 	struct sp_part_eng *pe = p->eng;
-	sp_chunk_t *c;
+	sp_ck_t *c;
 	while ((c = pe->fifo_head)) {
 		if (c->ghost) {
 			if (c->pending && !advance_ghost(pe, c))
@@ -171,22 +171,22 @@ static void advance(sp_engine_t *e, sp_part_t *p)
 		} else {
 			uint32_t cur = c->cursor > c->done_prefix ? c->cursor : c->done_prefix;
 			if (c->pending == 0) {
-				cur = c->n;
+				cur = c->pub.n;
 			} else {
-				while (cur < c->n && c->st[cur].done)
+				while (cur < c->pub.n && c->st[cur].done)
 					cur++;
 			}
 			if (cur > c->cursor) {
 				pe->ckpt.beginning = false;
-				pe->ckpt.after = c->recs[cur - 1].position;
+				pe->ckpt.after = c->pub.recs[cur - 1].position;
 				pe->dirty = true;
 				c->cursor = cur;
 			}
-			if (cur < c->n)
+			if (cur < c->pub.n)
 				break;
 		}
 		spate_position_t end = end_of(c);
-		if ((c->skip || c->has_tail || c->ghost) &&
+		if ((c->pub.skip || c->has_tail || c->ghost) &&
 		    (pe->ckpt.beginning || spate_position_cmp(&end, &pe->ckpt.after) > 0)) {
 			pe->ckpt.beginning = false;
 			pe->ckpt.after = end;
@@ -199,7 +199,7 @@ static void advance(sp_engine_t *e, sp_part_t *p)
 }
 
 /* Records with indices [first, first+len) of c, copied into an arena, are DONE. */
-static void done_idx(sp_chunk_t *c, uint32_t first, uint32_t len)
+static void done_idx(sp_ck_t *c, uint32_t first, uint32_t len)
 {
 	if (!c->ghost) {
 		for (uint32_t k = first; k < first + len; k++)
@@ -242,7 +242,7 @@ size_t sp_tracker_drain(sp_engine_t *e)
 				e->arena_bytes += (uint64_t)cp->delta;
 				continue;
 			}
-			sp_chunk_t *c = cp->c;
+			sp_ck_t *c = cp->c;
 			if (cp->kind == COMP_MIGRATED) {
 				c->mig_pending += cp->len;
 				continue;
@@ -251,11 +251,11 @@ size_t sp_tracker_drain(sp_engine_t *e)
 				/* its bytes are no longer read: they leave the in-flight count now,
 				 * the records' state stays until they are DONE */
 				if (!c->bytes_released) {
-					if (c->release)
-						c->release(c, c->release_opaque);
+					if (c->pub.release)
+						c->pub.release(&c->pub, c->pub.release_opaque);
 					c->bytes_released = true;
-					if (c->bytes)
-						sp_flow_add(e, c->part, -(int64_t)c->bytes, 0);
+					if (c->pub.bytes)
+						sp_flow_add(e, c->pub.part, -(int64_t)c->pub.bytes, 0);
 				}
 				maybe_compact(e, c);
 				continue;
@@ -272,13 +272,13 @@ size_t sp_tracker_drain(sp_engine_t *e)
 			}
 			c->pending -= cp->len;
 			recs += cp->len;
-			sp_flow_add(e, c->part, 0, -(int64_t)cp->len);
-			struct sp_part_eng *pe = c->part->eng;
+			sp_flow_add(e, c->pub.part, 0, -(int64_t)cp->len);
+			struct sp_part_eng *pe = c->pub.part->eng;
 			if (pe->fifo_head == c) {
 				if (!pe->head_dirty) {
 					pe->head_dirty = true;
 					if (nt < 64)
-						touched[nt++] = c->part;
+						touched[nt++] = c->pub.part;
 					else
 						overflow = true;
 				}
@@ -313,10 +313,10 @@ void sp_tracker_free_all(sp_engine_t *e)
 {
 	for (size_t i = 0; i < e->nparts; i++) {
 		struct sp_part_eng *pe = e->parts[i]->eng;
-		sp_chunk_t *c = pe->fifo_head;
+		sp_ck_t *c = pe->fifo_head;
 		while (c) {
-			sp_chunk_t *n = c->next;
-			sp_chunk_free(c);
+			sp_ck_t *n = c->next;
+			sp_ck_free(c);
 			c = n;
 		}
 		pe->fifo_head = pe->fifo_tail = NULL;

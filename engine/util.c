@@ -1,9 +1,11 @@
 /* util.c - small shared pieces: clocks, error strings, logging, positions, checkpoints.
  *
- * Logging goes through the engine (sp_log(e, ...)) so two engines in one process can
+ * Logging goes through the engine (sp_msg(e, ...)) so two engines in one process can
  * log at different levels; with e == NULL it writes to stderr at info level.
  */
 #include "engine/engine.h"
+
+#include <isa-l/crc.h>
 
 #include <ctype.h>
 #include <errno.h>
@@ -12,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 int64_t sp_now_ns(void)
 {
@@ -93,22 +96,91 @@ int sp_err(char *errstr, size_t size, int err, const char *fmt, ...)
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
-bool sp_log_enabled(sp_engine_t *e, int level)
+bool sp_msg_enabled(sp_engine_t *e, int level)
 {
-	return level <= (e ? e->log_level : SP_LOG_INFO);
+	return level <= (e ? e->log_level : SP_MSG_INFO);
 }
 
-void sp_log(sp_engine_t *e, int level, const char *fmt, ...)
+static void msg_v(sp_engine_t *e, const char *who, int level, const char *fmt, va_list ap)
 {
-	if (!sp_log_enabled(e, level))
-		return;
 	char line[2048];
+	vsnprintf(line, sizeof(line), fmt, ap);
+	/* One fprintf per line: stdio locks the stream, so lines from threads do not mix. */
+	fprintf(stderr, "spate: %s: %s%s%s\n", level_names[level < 0 ? 0 : level > 3 ? 3 : level], who ? who : "",
+	        who ? ": " : "", line);
+}
+
+void sp_msg(sp_engine_t *e, int level, const char *fmt, ...)
+{
+	if (!sp_msg_enabled(e, level))
+		return;
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
+	msg_v(e, NULL, level, fmt, ap);
 	va_end(ap);
-	/* One fprintf per line: stdio locks the stream, so lines from threads do not mix. */
-	fprintf(stderr, "spate: %s: %s\n", level_names[level < 0 ? 0 : level > 3 ? 3 : level], line);
+}
+
+void sp_msg_from(sp_engine_t *e, const char *who, int level, const char *fmt, ...)
+{
+	if (!sp_msg_enabled(e, level))
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	msg_v(e, who, level, fmt, ap);
+	va_end(ap);
+}
+
+int sp_write_all(int fd, const void *buf, size_t len, off_t off)
+{
+	const char *p = buf;
+	while (len) {
+		ssize_t n = off >= 0 ? pwrite(fd, p, len, off) : write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0) {
+			errno = EIO;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+		if (off >= 0)
+			off += n;
+	}
+	return 0;
+}
+
+uint32_t sp_crc32c(const void *buf, size_t len)
+{
+	/* ISA-L takes an int length: feed it in pieces */
+	uint32_t crc = 0xFFFFFFFFu;
+	const unsigned char *p = buf;
+	while (len) {
+		size_t n = len > (1u << 30) ? (1u << 30) : len;
+		crc = crc32_iscsi((unsigned char *)p, (int)n, crc);
+		p += n;
+		len -= n;
+	}
+	return crc ^ 0xFFFFFFFFu;
+}
+
+int64_t sp_fault_hook(const char *env, char *errstr, size_t size)
+{
+	const char *f = getenv(env);
+	if (!f || !*f)
+		return 0;
+	if (!strcmp(f, "fail"))
+		return INT64_MAX;
+	char *end;
+	if (!strncmp(f, "fail:", 5) && f[5] >= '0' && f[5] <= '9') {
+		errno = 0;
+		long long n = strtoll(f + 5, &end, 10);
+		if (!*end && !errno && n >= 0)
+			return n;
+	}
+	sp_err(errstr, size, SPATE_ERR_INVALID, "%s: \"%s\" is not allowed (fail, fail:N)", env, f);
+	return -1;
 }
 
 int spate_position_cmp(const spate_position_t *a, const spate_position_t *b)

@@ -169,7 +169,7 @@ static bool lane_has_work(sp_lane_t *l)
 
 /* ---- completions ------------------------------------------------------------------- */
 
-static void push_comp(sp_worker_t *w, sp_chunk_t *c, uint32_t begin, uint32_t len, uint32_t kind)
+static void push_comp(sp_worker_t *w, sp_ck_t *c, uint32_t begin, uint32_t len, uint32_t kind)
 {
 	uint32_t head = atomic_load_explicit(&w->chead, memory_order_relaxed);
 	while (head - atomic_load_explicit(&w->ctail, memory_order_acquire) == SP_COMP_RING) {
@@ -210,7 +210,7 @@ static void wake_engine_if_sleeping(sp_engine_t *e)
 
 /* One lane no longer reads chunk c's bytes: the last one tells the tracker to release
  * them. Must be pushed before the DONE entries of the same records (see consume). */
-static void unpin(sp_worker_t *w, sp_chunk_t *c)
+static void unpin(sp_worker_t *w, sp_ck_t *c)
 {
 	if (atomic_fetch_sub_explicit(&c->lane_refs, 1, memory_order_acq_rel) == 1)
 		push_comp(w, c, 0, 0, COMP_UNPIN);
@@ -329,7 +329,7 @@ static void migrate(sp_worker_t *w, sp_lane_t *l)
 	for (uint32_t t = tail; t != head; t++) {
 		sp_run_t *r = &l->ring[t & (SP_LANE_RING - 1)];
 		for (uint32_t j = t == tail ? l->off : 0; j < r->len; j++, k++) {
-			const spate_record_t *rec = &r->c->recs[r->c->order[r->begin + j]];
+			const spate_record_t *rec = &r->c->pub.recs[r->c->order[r->begin + j]];
 			total += sizeof(sp_mrec_t) + rec->header_cnt * sizeof(spate_header_t) + rec_bytes(rec);
 		}
 	}
@@ -346,7 +346,7 @@ static void migrate(sp_worker_t *w, sp_lane_t *l)
 			cap *= 2;
 		sp_mrec_t **nq = realloc(l->mq, (size_t)cap * sizeof(*nq));
 		if (!nq) {
-			sp_log(w->e, SP_LOG_WARN, "retry queue: out of memory for %u records; the lane keeps its chunks", k);
+			sp_msg(w->e, SP_MSG_WARN, "retry queue: out of memory for %u records; the lane keeps its chunks", k);
 			return;
 		}
 		l->mq = nq;
@@ -354,7 +354,7 @@ static void migrate(sp_worker_t *w, sp_lane_t *l)
 	}
 	sp_arena_t *a = malloc(sizeof(*a) + total);
 	if (!a) {
-		sp_log(w->e, SP_LOG_WARN, "retry arena: out of memory for %zu bytes; the lane keeps its chunks",
+		sp_msg(w->e, SP_MSG_WARN, "retry arena: out of memory for %zu bytes; the lane keeps its chunks",
 		       total);
 		return;
 	}
@@ -372,7 +372,7 @@ static void migrate(sp_worker_t *w, sp_lane_t *l)
 	for (uint32_t t = tail; t != head; t++) {
 		sp_run_t *r = &l->ring[t & (SP_LANE_RING - 1)];
 		for (uint32_t j = t == tail ? l->off : 0; j < r->len; j++)
-			nh += r->c->recs[r->c->order[r->begin + j]].header_cnt;
+			nh += r->c->pub.recs[r->c->order[r->begin + j]].header_cnt;
 	}
 	spate_header_t *hp = (spate_header_t *)(mr + k);
 	char *p = (char *)(hp + nh);
@@ -381,7 +381,7 @@ static void migrate(sp_worker_t *w, sp_lane_t *l)
 		uint32_t moved = 0;
 		for (uint32_t j = t == tail ? l->off : 0; j < r->len; j++, moved++) {
 			uint32_t idx = r->c->order[r->begin + j];
-			const spate_record_t *rec = &r->c->recs[idx];
+			const spate_record_t *rec = &r->c->pub.recs[idx];
 			sp_mrec_t *m = mr++;
 			m->rec = *rec;
 			m->st = r->c->st[idx];
@@ -435,7 +435,7 @@ static uint32_t build_batch(sp_worker_t *w, sp_lane_t *l, uint32_t limit)
 		sp_run_t *r = &l->ring[t & (SP_LANE_RING - 1)];
 		for (; off < r->len && n < limit; off++) {
 			uint32_t ord = r->begin + off;
-			const spate_record_t *rec = &r->c->recs[r->c->order[ord]];
+			const spate_record_t *rec = &r->c->pub.recs[r->c->order[ord]];
 			uint64_t rb = rec->key_len + rec->value_len;
 			if (n > 0 && bytes + rb > e->batch_max_bytes)
 				return n;
@@ -459,7 +459,7 @@ static sp_rstate_t *st_of(const sp_bref_t *r)
 
 static const spate_record_t *rec_of(const sp_bref_t *r)
 {
-	return r->m ? &r->m->rec : &r->c->recs[r->c->order[r->ord]];
+	return r->m ? &r->m->rec : &r->c->pub.recs[r->c->order[r->ord]];
 }
 
 static uint64_t next_rand(sp_worker_t *w)
@@ -531,7 +531,7 @@ static bool dead_letter(sp_worker_t *w, sp_lane_t *l, const sp_bref_t *refs, uin
 		for (uint32_t i = 0; i < k; i++) {
 			const spate_record_t *r = rec_of(&refs[i]);
 			char pos[64];
-			sp_log(e, SP_LOG_WARN, "dropped %s position %s after %u attempts (%s): %s (no dlq configured)",
+			sp_msg(e, SP_MSG_WARN, "dropped %s position %s after %u attempts (%s): %s (no dlq configured)",
 			       r->partition->name, spate_position_fmt(&r->position, pos, sizeof(pos)),
 			       st_of(&refs[i])->attempts, cond_names[cond], errs && errs[i] ? errs[i] : l->last_err);
 		}
@@ -545,7 +545,7 @@ static bool dead_letter(sp_worker_t *w, sp_lane_t *l, const sp_bref_t *refs, uin
 		nh += rec_of(&refs[i])->header_cnt + SP_DLQ_HDRS;
 	if (grow((void **)&w->dlqhdrs, &w->dlqhdrs_cap, nh, sizeof(spate_header_t)) ||
 	    grow((void **)&w->dlqbuf, &w->dlqbuf_cap, (size_t)k * SP_DLQ_VALBYTES, 1)) {
-		sp_log(e, SP_LOG_ERROR, "dlq: out of memory for %u records; will retry", k);
+		sp_msg(e, SP_MSG_ERROR, "dlq: out of memory for %u records; will retry", k);
 		park(w, l, 1);
 		l->dlq_pending = k;
 		l->dlq_condition = cond;
@@ -609,7 +609,7 @@ static bool dead_letter(sp_worker_t *w, sp_lane_t *l, const sp_bref_t *refs, uin
 		atomic_fetch_add_explicit(&w->st.dlq_errors, 1, memory_order_relaxed);
 		const spate_record_t *r = rec_of(&refs[0]);
 		char pos[64];
-		sp_log(e, SP_LOG_ERROR, "dlq: cannot write %u records of %s from position %s: %s; the lane waits and retries",
+		sp_msg(e, SP_MSG_ERROR, "dlq: cannot write %u records of %s from position %s: %s; the lane waits and retries",
 		       k, r->partition->name, spate_position_fmt(&r->position, pos, sizeof(pos)), errstr);
 		l->dlq_pending = k;
 		l->dlq_condition = cond;
@@ -697,7 +697,7 @@ static bool run_batch(sp_worker_t *w, sp_lane_t *l)
 	if (res != SPATE_HANDLER_OK && res != SPATE_HANDLER_FAIL && res != SPATE_HANDLER_ITEM_FAILURES) {
 		/* -1, a negative spate_err_t, anything else: the batch failed (guarantee 1) */
 		if (!atomic_exchange(&e->bad_result_said, true))
-			sp_log(e, SP_LOG_ERROR,
+			sp_msg(e, SP_MSG_ERROR,
 			       "handler %s returned %d, which is not a spate_handler_res_t (OK %d, FAIL %d, "
 			       "ITEM_FAILURES %d): its batch counts as failed (said once)",
 			       e->h.name ? e->h.name : "(unnamed)", res, SPATE_HANDLER_OK, SPATE_HANDLER_FAIL,

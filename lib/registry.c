@@ -3,7 +3,7 @@
  * The engine finds sources, stores, sinks and handlers by name through these
  * functions; engine/ itself includes nothing from connectors/ or operators/.
  */
-#include "engine/internal.h"
+#include "sp_registry.h"
 
 #include <stdlib.h>
 #include <string.h>

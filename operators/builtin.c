@@ -12,7 +12,7 @@
  * handler counts what it did with one relaxed atomic add per batch (never per record)
  * and report() prints those counts as `name value` lines.
  */
-#include "engine/internal.h"
+#include "sp_spi.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -122,7 +122,7 @@ static int sleep_create(const char *arg, const spate_conf_t *conf, spate_engine_
 	return SPATE_OK;
 }
 
-static void sleep_report(spate_handler_t *h, void *fp)
+static void sleep_report(spate_handler_t *h, FILE *fp)
 {
 	sleep_op_t *o = h->opaque;
 	fprintf(fp, "sleep.batches %" PRIu64 "\n", atomic_load(&o->batches));
@@ -178,7 +178,7 @@ static int spin_create(const char *arg, const spate_conf_t *conf, spate_engine_t
 	return SPATE_OK;
 }
 
-static void spin_report(spate_handler_t *h, void *fp)
+static void spin_report(spate_handler_t *h, FILE *fp)
 {
 	spin_op_t *o = h->opaque;
 	fprintf(fp, "spin.records %" PRIu64 "\n", atomic_load(&o->records));
@@ -252,7 +252,7 @@ static void fail_if_destroy(spate_handler_t *h)
 	free_opaque(h);
 }
 
-static void fail_if_report(spate_handler_t *h, void *fp)
+static void fail_if_report(spate_handler_t *h, FILE *fp)
 {
 	fail_if_op_t *o = h->opaque;
 	fprintf(fp, "fail_if.records %" PRIu64 "\nfail_if.failed %" PRIu64 "\n", atomic_load(&o->records),

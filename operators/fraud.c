@@ -19,7 +19,7 @@
  * every FRAUD_FLUSH_RECORDS records and in fini), so workers share no cache line on
  * the hot path. report() prints the totals.
  */
-#include "engine/internal.h"
+#include "sp_spi.h"
 
 #include <inttypes.h>
 #include <stdatomic.h>
@@ -744,7 +744,7 @@ static int fraud_create(const char *arg, const spate_conf_t *conf, spate_engine_
 	return SPATE_OK;
 }
 
-static void fraud_report(spate_handler_t *h, void *fp)
+static void fraud_report(spate_handler_t *h, FILE *fp)
 {
 	fraud_t *f = h->opaque;
 	for (int k = 0; k < C_N; k++)

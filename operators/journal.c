@@ -18,7 +18,7 @@
  * record: the buffer grows (rarely) per batch, and a batch holds records of one
  * partition, so one name length bounds every line.
  */
-#include "engine/internal.h"
+#include "sp_spi.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -60,7 +60,7 @@ static int journal_init(void *opaque, int worker_id, void **wctx)
 	}
 	w->fd = open(w->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
 	if (w->fd < 0) {
-		sp_log(o->eng, SP_LOG_ERROR, "handler: journal cannot open %s: %s", w->path, strerror(errno));
+		sp_msg(o->eng, SP_MSG_ERROR, "handler: journal cannot open %s: %s", w->path, strerror(errno));
 		free(w->buf);
 		free(w);
 		return SPATE_ERR_IO;

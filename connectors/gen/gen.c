@@ -12,9 +12,9 @@
  * stamps its records. gen.rate limits records per second with one token bucket for the
  * whole source; next_ms() tells the engine when the bucket holds enough for a chunk.
  */
-#include "connectors/gen/gen.h"
+#include "gen.h"
 
-#include "engine/internal.h"
+#include "sp_spi.h"
 
 #include <inttypes.h>
 #include <math.h>

@@ -10,9 +10,9 @@
  * array holds the record index that points into it. While building, the buffer grows,
  * so the index first holds offsets in a scratch array and becomes pointers at the end.
  */
-#include "connectors/gen/gen.h"
+#include "gen.h"
 
-#include "engine/internal.h"
+#include "sp_spi.h"
 
 #include <inttypes.h>
 #include <stdio.h>

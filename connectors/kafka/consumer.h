@@ -5,8 +5,8 @@
 #ifndef SPATE_CONNECTORS_KAFKA_CONSUMER_H
 #define SPATE_CONNECTORS_KAFKA_CONSUMER_H
 
-#include "connectors/kafka/secrets.h"
-#include "engine/internal.h"
+#include "secrets.h"
+#include "sp_spi.h"
 
 #include <librdkafka/rdkafka.h>
 #include <stdbool.h>

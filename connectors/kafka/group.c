@@ -21,7 +21,7 @@
  *    the group rebalances), load() reads the committed offset.
  * @locality the engine thread (librdkafka's threads call on_log and on_error).
  */
-#include "connectors/kafka/consumer.h"
+#include "consumer.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -194,7 +194,7 @@ static void on_assign(ksrc_t *x, rd_kafka_topic_partition_list_t *parts)
 			break;
 		}
 		rd_kafka_topic_partition_list_add(go, topic, part)->offset = k->next;
-		sp_log(x->eng, SP_LOG_DEBUG, "%s: assigned, starting at offset %" PRId64, p->pub.name, k->next);
+		sp_msg(x->eng, SP_MSG_DEBUG, "%s: assigned, starting at offset %" PRId64, p->pub.name, k->next);
 	}
 	rd_kafka_error_t *e = NULL;
 	rd_kafka_resp_err_t re = RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -226,10 +226,10 @@ static void on_revoke(ksrc_t *x, rd_kafka_topic_partition_list_t *parts)
 		if (!x->closing) {
 			int rc = sp_engine_partition_revoke(x->eng, k->p, x->revoke_ms, lost, err, sizeof(err));
 			if (rc)
-				sp_log(x->eng, SP_LOG_WARN, "%s: checkpoint on revoke failed: %s (its new owner handles "
+				sp_msg(x->eng, SP_MSG_WARN, "%s: checkpoint on revoke failed: %s (its new owner handles "
 				       "the records after the last saved checkpoint again)", k->p->pub.name, err);
 			else
-				sp_log(x->eng, SP_LOG_DEBUG, "%s: revoked%s", k->p->pub.name, lost ? " (lost)" : "");
+				sp_msg(x->eng, SP_MSG_DEBUG, "%s: revoked%s", k->p->pub.name, lost ? " (lost)" : "");
 		}
 		k->p = NULL;
 		k->has_committed = false;
@@ -239,7 +239,7 @@ static void on_revoke(ksrc_t *x, rd_kafka_topic_partition_list_t *parts)
 	if (cooperative(x)) {
 		rd_kafka_error_t *e = rd_kafka_incremental_unassign(x->rk, parts);
 		if (e) {
-			sp_log(x->eng, SP_LOG_WARN, "kafka: incremental unassign: %s", rd_kafka_error_string(e));
+			sp_msg(x->eng, SP_MSG_WARN, "kafka: incremental unassign: %s", rd_kafka_error_string(e));
 			rd_kafka_error_destroy(e);
 		}
 	} else {
@@ -259,7 +259,7 @@ static void assign_closing(ksrc_t *x, rd_kafka_topic_partition_list_t *parts)
 	}
 	rd_kafka_error_t *e = rd_kafka_incremental_assign(x->rk, parts);
 	if (e) {
-		sp_log(x->eng, SP_LOG_DEBUG, "kafka: incremental assign while closing: %s", rd_kafka_error_string(e));
+		sp_msg(x->eng, SP_MSG_DEBUG, "kafka: incremental assign while closing: %s", rd_kafka_error_string(e));
 		rd_kafka_error_destroy(e);
 	}
 }
@@ -281,7 +281,7 @@ void sp_kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_top
 	} else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
 		on_revoke(x, parts);
 	} else {
-		sp_log(x->eng, SP_LOG_ERROR, "kafka: rebalance error: %s", rd_kafka_err2str(err));
+		sp_msg(x->eng, SP_MSG_ERROR, "kafka: rebalance error: %s", rd_kafka_err2str(err));
 		if (cooperative(x))
 			on_revoke(x, parts);
 		else
@@ -304,7 +304,7 @@ void sp_kafka_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque
 		sp_kafka_set_fatal(x, SPATE_ERR_SOURCE, "kafka: fatal consumer error: %s: %s", rd_kafka_err2name(f), clean);
 		return;
 	}
-	sp_log(x->eng, SP_LOG_WARN, "kafka: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), clean);
+	sp_msg(x->eng, SP_MSG_WARN, "kafka: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), clean);
 }
 
 /* "Group "G" changed join state A -> B (state up)": whether B is steady, and how far the
@@ -335,12 +335,12 @@ void sp_kafka_on_log(const rd_kafka_t *rk, int level, const char *fac, const cha
 		track_join_state(x, buf);
 	if ((level >= 7 && !x->user_debug) || level > x->user_log_level)
 		return; /* the cgrp debug lines the source asked for itself, or above kafka.log_level */
-	int lvl = level <= 4 ? SP_LOG_WARN : level <= 6 ? SP_LOG_INFO : SP_LOG_DEBUG;
-	if (!sp_log_enabled(x->eng, lvl))
+	int lvl = level <= 4 ? SP_MSG_WARN : level <= 6 ? SP_MSG_INFO : SP_MSG_DEBUG;
+	if (!sp_msg_enabled(x->eng, lvl))
 		return;
 	char clean[1024];
 	sp_kafka_redact(&x->secrets, buf, clean, sizeof(clean));
-	sp_log(x->eng, lvl, "kafka: %s: %s", fac, clean);
+	sp_msg(x->eng, lvl, "kafka: %s: %s", fac, clean);
 }
 
 bool sp_kafka_ended(sp_source_t *s)
@@ -373,7 +373,7 @@ bool sp_kafka_ended(sp_source_t *s)
 	if (l->cnt) {
 		rd_kafka_resp_err_t e = rd_kafka_committed(x->rk, l, KSRC_REQUEST_MS);
 		if (e) {
-			sp_log(x->eng, SP_LOG_DEBUG, "stop.at.end: reading the group's offsets: %s", rd_kafka_err2str(e));
+			sp_msg(x->eng, SP_MSG_DEBUG, "stop.at.end: reading the group's offsets: %s", rd_kafka_err2str(e));
 			done = false;
 		}
 		for (int i = 0; !e && i < l->cnt; i++) {
@@ -416,7 +416,7 @@ bool sp_kafka_close(ksrc_t *x)
 {
 	x->closing = true;
 	if (assignor_stateless(x)) {
-		sp_log(x->eng, SP_LOG_INFO,
+		sp_msg(x->eng, SP_MSG_INFO,
 		       "kafka: group \"%s\": closing before the first assignment; serving the group until it comes "
 		       "(at most session.timeout.ms=%" PRId64 "), because librdkafka %s aborts when it closes sooner "
 		       "(librdkafka issue #4312, fixed in 2.3.0)",
@@ -432,7 +432,7 @@ bool sp_kafka_close(ksrc_t *x)
 	rd_kafka_consumer_close(x->rk);
 	if (!assignor_stateless(x))
 		return true;
-	sp_log(x->eng, SP_LOG_WARN,
+	sp_msg(x->eng, SP_MSG_WARN,
 	       "kafka: group \"%s\": no first assignment within session.timeout.ms=%" PRId64 "; the consumer has "
 	       "left the group, and its handle is left to the process exit, because librdkafka %s aborts when "
 	       "it is destroyed now (librdkafka issue #4312, fixed in 2.3.0)",

@@ -1,7 +1,7 @@
 /* secrets.c - redaction of kafka.* secret values (see secrets.h). */
-#include "connectors/kafka/secrets.h"
+#include "secrets.h"
 
-#include "engine/internal.h"
+#include "sp_spi.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -26,8 +26,8 @@
  * only, and every text that comes out of librdkafka (its logs, config and delivery
  * errors) has each secret value replaced by "***" before it is logged or returned.
  */
-#include "connectors/kafka/secrets.h"
-#include "engine/internal.h"
+#include "secrets.h"
+#include "sp_spi.h"
 
 #include <librdkafka/rdkafka.h>
 #include <errno.h>
@@ -183,7 +183,7 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	}
 	pthread_mutex_unlock(&k->mu);
 	if (!quiet)
-		sp_log(k->eng, err == RD_KAFKA_RESP_ERR__FATAL ? SP_LOG_ERROR : SP_LOG_WARN,
+		sp_msg(k->eng, err == RD_KAFKA_RESP_ERR__FATAL ? SP_MSG_ERROR : SP_MSG_WARN,
 		       "%s kafka:%s: %s%s: %s", k->role, k->topic, err == RD_KAFKA_RESP_ERR__FATAL ? "fatal " : "",
 		       rd_kafka_err2name(err), clean);
 }
@@ -193,15 +193,15 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
 	ksink_t *k = rd_kafka_opaque(rk);
-	int lv = level <= 3   ? SP_LOG_ERROR
-	         : level == 4 ? SP_LOG_WARN
-	         : level <= 6 ? SP_LOG_INFO
-	                      : SP_LOG_DEBUG;
-	if (!k || !sp_log_enabled(k->eng, lv))
+	int lv = level <= 3   ? SP_MSG_ERROR
+	         : level == 4 ? SP_MSG_WARN
+	         : level <= 6 ? SP_MSG_INFO
+	                      : SP_MSG_DEBUG;
+	if (!k || !sp_msg_enabled(k->eng, lv))
 		return;
 	char clean[1024];
 	sp_kafka_redact(&k->secrets, buf, clean, sizeof(clean));
-	sp_log(k->eng, lv, "%s kafka:%s: librdkafka %s: %s", k->role, k->topic, fac, clean);
+	sp_msg(k->eng, lv, "%s kafka:%s: librdkafka %s: %s", k->role, k->topic, fac, clean);
 }
 
 /* ---- configuration --------------------------------------------------------------------- */
@@ -403,7 +403,7 @@ static void producer_stop(ksink_t *k, int flush_ms)
 	if (rd_kafka_flush(k->rk, flush_ms) != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
 		if (rd_kafka_flush(k->rk, KSINK_PURGE_FLUSH_MS) != RD_KAFKA_RESP_ERR_NO_ERROR)
-			sp_log(k->eng, SP_LOG_WARN, "%s kafka:%s: %d messages still queued at close",
+			sp_msg(k->eng, SP_MSG_WARN, "%s kafka:%s: %d messages still queued at close",
 			       k->role, k->topic, rd_kafka_outq_len(k->rk));
 	}
 	rd_kafka_topic_destroy(k->rkt);
@@ -419,7 +419,7 @@ static int producer_rebuild(ksink_t *k, char *errstr, size_t size)
 	int rc = SPATE_OK;
 	pthread_rwlock_wrlock(&k->gen_lock);
 	if (atomic_load(&k->fatal) || !k->rk) {
-		sp_log(k->eng, SP_LOG_WARN, "%s kafka:%s: the producer failed fatally; starting a new one",
+		sp_msg(k->eng, SP_MSG_WARN, "%s kafka:%s: the producer failed fatally; starting a new one",
 		       k->role, k->topic);
 		producer_stop(k, 0);
 		rc = producer_start(k, errstr, size);
@@ -435,13 +435,13 @@ static void check_topic(ksink_t *k)
 	const struct rd_kafka_metadata *md = NULL;
 	rd_kafka_resp_err_t e = rd_kafka_metadata(k->rk, 0, k->rkt, &md, KSINK_OPEN_METADATA_MS);
 	if (e) {
-		sp_log(k->eng, SP_LOG_WARN,
+		sp_msg(k->eng, SP_MSG_WARN,
 		       "%s kafka:%s: no metadata within %d ms (%s); writes wait for the brokers", k->role, k->topic,
 		       KSINK_OPEN_METADATA_MS, rd_kafka_err2str(e));
 		return;
 	}
 	if (md->topic_cnt == 1 && md->topics[0].err)
-		sp_log(k->eng, SP_LOG_WARN, "%s kafka:%s: %s; writes fail until the topic exists", k->role, k->topic,
+		sp_msg(k->eng, SP_MSG_WARN, "%s kafka:%s: %s; writes fail until the topic exists", k->role, k->topic,
 		       rd_kafka_err2str(md->topics[0].err));
 	rd_kafka_metadata_destroy(md);
 }

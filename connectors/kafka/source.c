@@ -70,7 +70,7 @@
  * @locality every callback runs on the engine thread, except chunk release (the
  * tracker thread: rd_kafka_message_destroy is thread-safe).
  */
-#include "connectors/kafka/consumer.h"
+#include "consumer.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -250,7 +250,7 @@ static void pause_all(ksrc_t *x, bool pause)
 	if (a->cnt) {
 		rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(x->rk, a) : rd_kafka_resume_partitions(x->rk, a);
 		if (err)
-			sp_log(x->eng, SP_LOG_WARN, "kafka: %s partitions: %s", pause ? "pausing" : "resuming",
+			sp_msg(x->eng, SP_MSG_WARN, "kafka: %s partitions: %s", pause ? "pausing" : "resuming",
 			       rd_kafka_err2str(err));
 	}
 	rd_kafka_topic_partition_list_destroy(a);
@@ -271,7 +271,7 @@ static void sync_paused(ksrc_t *x)
 		rd_kafka_resp_err_t err = want ? rd_kafka_pause_partitions(x->rk, l) : rd_kafka_resume_partitions(x->rk, l);
 		rd_kafka_topic_partition_list_destroy(l);
 		if (err)
-			sp_log(x->eng, SP_LOG_WARN, "kafka: %s %s [%" PRId32 "]: %s", want ? "pausing" : "resuming", k->topic,
+			sp_msg(x->eng, SP_MSG_WARN, "kafka: %s %s [%" PRId32 "]: %s", want ? "pausing" : "resuming", k->topic,
 			       k->partition, rd_kafka_err2str(err));
 		k->paused = want;
 	}
@@ -716,7 +716,7 @@ static int msg_error(ksrc_t *x, rd_kafka_message_t *m, char *errstr, size_t size
 	}
 	char clean[512];
 	sp_kafka_redact(&x->secrets, rd_kafka_message_errstr(m), clean, sizeof(clean));
-	sp_log(x->eng, SP_LOG_WARN, "kafka: consume error on %s [%" PRId32 "]: %s", topic, m->partition, clean);
+	sp_msg(x->eng, SP_MSG_WARN, "kafka: consume error on %s [%" PRId32 "]: %s", topic, m->partition, clean);
 	return SPATE_OK;
 }
 
@@ -916,7 +916,7 @@ static int ksrc_poll(sp_source_t *s, sp_chunk_t **out, int max, uint64_t budget_
 				sp_chunk_free(out[q]);
 			return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
 		}
-		sp_log(x->eng, SP_LOG_DEBUG, "%s: offsets up to %" PRId64 " hold no records (end of the partition)",
+		sp_msg(x->eng, SP_MSG_DEBUG, "%s: offsets up to %" PRId64 " hold no records (end of the partition)",
 		       skips[j].k->p->pub.name, skips[j].to);
 		out[nout++] = c;
 	}

@@ -10,7 +10,7 @@
  * for reuse, then from malloc; other sizes are malloc'd and freed. A plain buffer
  * carries a small header with its size in front of its data.
  */
-#include "connectors/log/log.h"
+#include "log.h"
 
 #include <pthread.h>
 #include <stdlib.h>

@@ -17,7 +17,7 @@
  * Nothing here does I/O or allocates on the decode path: decoding yields pointers into
  * the batch bytes. The encoder builds one batch in a growing buffer.
  */
-#include "connectors/log/log.h"
+#include "log.h"
 
 #include <isa-l/crc.h>
 #include <stdlib.h>
@@ -46,20 +46,6 @@ enum {
 
 /* Size of the initial encode buffer; it doubles as needed. */
 #define ENC_INITIAL_CAP ((size_t)64 << 10)
-
-uint32_t sp_log_crc32c(const void *buf, size_t len)
-{
-	uint32_t crc = 0xFFFFFFFFu;
-	const unsigned char *p = buf;
-	/* crc32_iscsi takes an int length; feed huge buffers in pieces. */
-	while (len > 0) {
-		int n = len > (size_t)1 << 30 ? 1 << 30 : (int)len;
-		crc = crc32_iscsi((unsigned char *)p, n, crc);
-		p += n;
-		len -= (size_t)n;
-	}
-	return crc ^ 0xFFFFFFFFu;
-}
 
 static inline uint16_t get16(const uint8_t *p)
 {
@@ -149,7 +135,7 @@ int sp_log_batch_header(const uint8_t *p, size_t avail, sp_log_batch_hdr_t *h, s
 
 bool sp_log_batch_crc_ok(const uint8_t *p, size_t total, uint32_t *computed)
 {
-	uint32_t c = sp_log_crc32c(p + SP_LOG_CRC_START, total - SP_LOG_CRC_START);
+	uint32_t c = sp_crc32c(p + SP_LOG_CRC_START, total - SP_LOG_CRC_START);
 	if (computed)
 		*computed = c;
 	return c == get32(p + F_CRC);
@@ -465,6 +451,6 @@ size_t sp_log_enc_finish(sp_log_enc_t *e)
 	put16(b + F_PRODUCER_EPOCH, (uint16_t)(int16_t)SP_LOG_WRITE_PRODUCER_EPOCH);
 	put32(b + F_BASE_SEQ, (uint32_t)(int32_t)SP_LOG_WRITE_BASE_SEQ);
 	put32(b + F_COUNT, (uint32_t)e->count);
-	put32(b + F_CRC, sp_log_crc32c(b + SP_LOG_CRC_START, e->len - SP_LOG_CRC_START));
+	put32(b + F_CRC, sp_crc32c(b + SP_LOG_CRC_START, e->len - SP_LOG_CRC_START));
 	return e->len;
 }

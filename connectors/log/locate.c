@@ -6,7 +6,7 @@
  * the durable file `d` says is readable: segments before d->seg in full, segment d->seg
  * up to d->len.
  */
-#include "connectors/log/log.h"
+#include "log.h"
 
 #include <errno.h>
 #include <fcntl.h>

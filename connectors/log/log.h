@@ -22,7 +22,7 @@
 #ifndef SPATE_CONNECTORS_LOG_H
 #define SPATE_CONNECTORS_LOG_H
 
-#include "engine/internal.h"
+#include "sp_spi.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -75,8 +75,6 @@ enum sp_log_hdr_res {
 	SP_LOG_HDR_BAD = 2    /* not a v2 batch header (bad length, magic or count) */
 };
 
-/** CRC-32C (Castagnoli) of buf, as Kafka computes it. */
-uint32_t sp_log_crc32c(const void *buf, size_t len);
 
 /**
  * Parse and sanity-check the batch header at p (avail bytes there). On SP_LOG_HDR_OK

@@ -13,7 +13,7 @@
  * before it, the next one and `hi` (sp_log_batch_offsets_bad): a wrong one is corruption,
  * never records delivered at the wrong positions or dropped as "before `from`".
  */
-#include "connectors/log/log.h"
+#include "log.h"
 
 #include <string.h>
 

@@ -33,7 +33,7 @@
  * Threads: every function runs on one thread (the engine thread), except the chunk
  * release callback, which may run on any thread (the buffer pool has a mutex).
  */
-#include "connectors/log/log.h"
+#include "log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -259,7 +259,7 @@ static void refresh(sp_log_reader_t *r, rpart_t *p)
 	} else if (rc == SPATE_ERR_NOT_FOUND) {
 		p->have_dur = false;
 	} else {
-		sp_log(r->o.eng, SP_LOG_WARN, "%s (kept the previous durable length)", err);
+		sp_msg(r->o.eng, SP_MSG_WARN, "%s (kept the previous durable length)", err);
 	}
 }
 
@@ -549,7 +549,7 @@ static void corrupt(sp_log_reader_t *r, rpart_t *p, uint64_t bpos, const char *w
 	sp_log_corrupt_info_t info = {
 	    p->id, path, bpos, found - bpos, p->passed, next > p->passed ? next - 1 : p->passed, why};
 	r->skipped++;
-	sp_log(r->o.eng, SP_LOG_ERROR,
+	sp_msg(r->o.eng, SP_MSG_ERROR,
 	       "log %s partition %d: %s: skipped corrupt bytes %" PRIu64 "..%" PRIu64
 	       " (%s%s), which may have held offsets %" PRIu64 "..%" PRIu64 " (log.on.corruption=skip)",
 	       r->dir, p->id, path, bpos, found, why, detail, info.first_offset, info.last_offset);
@@ -817,14 +817,14 @@ static int setup_uring(sp_log_reader_t *r)
 	int rc = -EPERM;
 	if (r->o.no_uring || (env && *env && strcmp(env, "0"))) {
 		if (!atomic_exchange(&said_pread, true))
-			sp_log(r->o.eng, SP_LOG_WARN, "log: io_uring disabled (%s); reading with pread",
+			sp_msg(r->o.eng, SP_MSG_WARN, "log: io_uring disabled (%s); reading with pread",
 			       r->o.no_uring ? "by option" : "SPATE_LOG_NO_URING");
 		return 0;
 	}
 	rc = io_uring_queue_init(entries, &r->ring, 0);
 	if (rc < 0) {
 		if (!atomic_exchange(&said_pread, true))
-			sp_log(r->o.eng, SP_LOG_WARN,
+			sp_msg(r->o.eng, SP_MSG_WARN,
 			       "log: io_uring is not available (%s%s); reading with pread", strerror(-rc),
 			       rc == -EPERM ? ": a seccomp profile such as Docker's default blocks it" : "");
 		return 0;
@@ -855,7 +855,7 @@ static int setup_uring(sp_log_reader_t *r)
 	rc = io_uring_register_buffers(&r->ring, iov, (unsigned)n);
 	free(iov);
 	if (rc < 0) {
-		sp_log(r->o.eng, SP_LOG_DEBUG, "log: registering %zu read buffers failed (%s); plain buffers",
+		sp_msg(r->o.eng, SP_MSG_DEBUG, "log: registering %zu read buffers failed (%s); plain buffers",
 		       n, strerror(-rc));
 		free(mem);
 		return 0;
@@ -1277,7 +1277,7 @@ void sp_log_reader_close(sp_log_reader_t *r)
 		}
 		if (r->inflight > 0) {
 			leak = true;
-			sp_log(r->o.eng, SP_LOG_WARN,
+			sp_msg(r->o.eng, SP_MSG_WARN,
 			       "log %s: %u reads did not finish; their buffers are leaked", r->dir,
 			       r->inflight);
 		}

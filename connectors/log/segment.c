@@ -13,7 +13,7 @@
  * that finds the next valid batch after a bad one. Only the metadata and durable
  * writers change files; everything else only reads.
  */
-#include "connectors/log/log.h"
+#include "log.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -35,22 +35,6 @@
 /* ---- small file helpers ----------------------------------------------------------- */
 
 /* Write all of buf to fd (looping on short writes). 0 or -1 with errno. */
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const uint8_t *p = buf;
-	while (len) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Read a small file into buf (NUL-terminated). Its length, or -1 with errno. */
 static ssize_t read_small(const char *path, char *buf, size_t size)
 {
@@ -259,7 +243,7 @@ int sp_log_create(const char *dir, int partitions, char *errstr, size_t size)
 	int fd = mkstemp(tmp);
 	if (fd < 0)
 		return sp_err(errstr, size, SPATE_ERR_IO, "%s: %s", tmp, strerror(errno));
-	if (write_all(fd, text, (size_t)len) < 0 || fsync(fd) < 0) {
+	if (sp_write_all(fd, text, (size_t)len, -1) < 0 || fsync(fd) < 0) {
 		rc = sp_err(errstr, size, SPATE_ERR_IO, "%s: write: %s", tmp, strerror(errno));
 		close(fd);
 		unlink(tmp);
@@ -371,7 +355,7 @@ int sp_log_durable_write(int dirfd, const char *pdir, const sp_log_durable_t *d,
 	int fd = openat(dirfd, tmpname, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return sp_err(errstr, size, SPATE_ERR_IO, "%s/%s: %s", pdir, tmpname, strerror(errno));
-	if (write_all(fd, text, (size_t)len) < 0) {
+	if (sp_write_all(fd, text, (size_t)len, -1) < 0) {
 		int e = errno;
 		close(fd);
 		return sp_err(errstr, size, SPATE_ERR_IO, "%s/%s: write: %s", pdir, tmpname, strerror(e));

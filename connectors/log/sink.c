@@ -6,7 +6,7 @@
  * engine counts as DLQ'd survives a power loss. A missing log is created with one
  * partition. One mutex serializes writers: worker threads call write().
  */
-#include "connectors/log/log.h"
+#include "log.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -66,7 +66,7 @@ static void sink_close(sp_sink_t *s)
 		return;
 	char err[512];
 	if (sp_log_producer_close(k->prod, err, sizeof(err)))
-		sp_log(s->eng, SP_LOG_ERROR, "dlq: %s", err);
+		sp_msg(s->eng, SP_MSG_ERROR, "dlq: %s", err);
 	pthread_mutex_destroy(&k->mu);
 	free(k);
 	s->ctx = NULL;

@@ -15,7 +15,7 @@
  *
  * @locality every callback runs on the engine thread.
  */
-#include "connectors/log/log.h"
+#include "log.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -270,7 +270,7 @@ static void log_close(sp_source_t *s)
 	if (!x)
 		return;
 	if (x->corrupt_regions)
-		sp_log(x->eng, SP_LOG_WARN,
+		sp_msg(x->eng, SP_MSG_WARN,
 		       "log: %" PRIu64 " corrupt regions were skipped (log.on.corruption=skip)",
 		       x->corrupt_regions);
 	sp_log_reader_close(x->rd);

@@ -20,7 +20,7 @@
  *
  * Not thread-safe: one thread at a time per writer (the sink adds a mutex).
  */
-#include "connectors/log/log.h"
+#include "log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -73,23 +73,6 @@ void sp_log_wopts_from_conf(sp_log_wopts_t *o, const spate_conf_t *conf)
 	o->flush_records = sp_conf_int(conf, "flush.records");
 }
 
-static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
-{
-	const uint8_t *p = buf;
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
 static int publish(sp_log_writer_t *w, uint64_t seg, uint64_t len, uint64_t next, char *errstr, size_t size)
 {
 	sp_log_durable_t d = {seg, len, next};
@@ -117,7 +100,7 @@ static int sync_publish(sp_log_writer_t *w, char *errstr, size_t size)
 		/* The index is a hint that readers validate: losing its tail costs a scan. */
 		if (write(w->idx_fd, w->idx_pend, w->idx_pend_len) != (ssize_t)w->idx_pend_len) {
 			sp_log_seg_path(path, sizeof(path), w->pdir, w->seg_base, "index");
-			sp_log(w->o.eng, SP_LOG_WARN, "%s: index write failed (%s); readers will scan", path,
+			sp_msg(w->o.eng, SP_MSG_WARN, "%s: index write failed (%s); readers will scan", path,
 			       strerror(errno));
 		}
 		w->idx_pend_len = 0;
@@ -212,14 +195,14 @@ static int write_batch(sp_log_writer_t *w, char *errstr, size_t size)
 			return sp_err(errstr, size, SPATE_ERR_NOMEM, "%s: out of memory", w->pdir);
 		w->since_index = 0;
 	}
-	if (pwrite_all(w->seg_fd, w->enc.buf, total, w->seg_len) < 0) {
+	if (sp_write_all(w->seg_fd, w->enc.buf, total, (off_t)w->seg_len) < 0) {
 		char path[SP_LOG_PATH_MAX];
 		int e = errno;
 		sp_log_seg_path(path, sizeof(path), w->pdir, w->seg_base, "log");
 		/* Leave no partial batch behind; the batch's records are lost (not durable,
 		 * never acknowledged), and the writer refuses further work. */
 		if (ftruncate(w->seg_fd, (off_t)w->seg_len) < 0)
-			sp_log(w->o.eng, SP_LOG_ERROR, "%s: could not cut a partial write at byte %" PRIu64,
+			sp_msg(w->o.eng, SP_MSG_ERROR, "%s: could not cut a partial write at byte %" PRIu64,
 			       path, w->seg_len);
 		w->broken = SPATE_ERR_IO;
 		return sp_err(errstr, size, SPATE_ERR_IO, "%s: write at byte %" PRIu64 ": %s", path,
@@ -356,7 +339,7 @@ static int recover(sp_log_writer_t *w, char *errstr, size_t size)
 			break;
 		}
 		if (v == 1) {
-			sp_log(w->o.eng, SP_LOG_ERROR,
+			sp_msg(w->o.eng, SP_MSG_ERROR,
 			       "%s: bytes %" PRIu64 "..%" PRIu64 " are corrupt (%s) with valid batches after "
 			       "them; kept as they are (readers report them; see log.on.corruption)",
 			       path, sc.bpos, found, sc.why ? sc.why : "bad batch");
@@ -372,7 +355,7 @@ static int recover(sp_log_writer_t *w, char *errstr, size_t size)
 			break;
 		}
 		w->truncated = fsize - sc.bpos;
-		sp_log(w->o.eng, SP_LOG_WARN,
+		sp_msg(w->o.eng, SP_MSG_WARN,
 		       "%s: truncated a torn tail of %" PRIu64 " bytes at byte %" PRIu64 " (%s)", path,
 		       w->truncated, sc.bpos, sc.why ? sc.why : "bad batch");
 		if (fdatasync(w->seg_fd) < 0)
@@ -478,7 +461,7 @@ static int sync_recovered(sp_log_writer_t *w, const sp_log_seglist_t *segs, cons
 	if (fdatasync(w->idx_fd) < 0) {
 		/* The index is a hint that readers validate: losing its tail costs a scan. */
 		sp_log_seg_path(path, sizeof(path), w->pdir, w->seg_base, "index");
-		sp_log(w->o.eng, SP_LOG_WARN, "%s: fdatasync: %s; readers may scan", path, strerror(errno));
+		sp_msg(w->o.eng, SP_MSG_WARN, "%s: fdatasync: %s; readers may scan", path, strerror(errno));
 	}
 	return sp_log_fsync_dir(w->dirfd, w->pdir, errstr, size);
 }
@@ -560,7 +543,7 @@ int sp_log_writer_open(const char *dir, int partition, const sp_log_wopts_t *o, 
 		goto fail;
 	if (have_old && (old.seg > w->seg_base || old.next > w->next_offset ||
 	                 (old.seg == w->seg_base && old.len > w->seg_len)))
-		sp_log(w->o.eng, SP_LOG_WARN,
+		sp_msg(w->o.eng, SP_MSG_WARN,
 		       "%s: records up to offset %" PRIu64 " were published durable, but the partition now "
 		       "ends at %" PRIu64 " (fsync'd data was lost)",
 		       w->pdir, old.next, w->next_offset);

@@ -6,7 +6,7 @@
  * swapped-out bytes, so the copy made at push time is the only one.
  * Positions are assigned in push order, starting after the partition's checkpoint.
  */
-#include "engine/internal.h"
+#include "sp_spi.h"
 
 #include <pthread.h>
 #include <stdlib.h>

@@ -38,7 +38,7 @@
  * integration tests make saves fail with SPATE_FAULT_STORE=fail or fail:N (the next N
  * saves), read once at open into the store instance.
  */
-#include "connectors/stores/file.h"
+#include "file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -113,11 +113,6 @@ static uint64_t new_epoch(void)
 	if (getrandom(&v, sizeof v, GRND_NONBLOCK) != (ssize_t)sizeof v)
 		v = ((uint64_t)sp_wall_ms() << 20) ^ (uint64_t)sp_now_ns() ^ ((uint64_t)getpid() << 40);
 	return v ? v : 1;
-}
-
-static uint32_t crc32c(const void *buf, size_t len)
-{
-	return crc32_iscsi((unsigned char *)buf, (int)len, 0xFFFFFFFFu) ^ 0xFFFFFFFFu;
 }
 
 /* A growable output buffer; oom latches so callers check once at the end. */
@@ -378,7 +373,7 @@ static int parse_trailer(const char *file, size_t lineno, const char *buf, size_
 	    !take_dec(&p, &cnt) || !take_lit(&p, " crc32c=") || !take_hex(&p, 8, &crc) || *p != '\0')
 		return CORRUPT(lineno, "bad checksum line (expected \"%s entries=N crc32c=HEX8\")",
 		               FSTORE_TRAILER);
-	uint32_t have = crc32c(buf, off);
+	uint32_t have = sp_crc32c(buf, off);
 	if (have != (uint32_t)crc)
 		return CORRUPT(lineno,
 		               "checksum mismatch (stored %08" PRIx32 ", computed %08" PRIx32
@@ -548,12 +543,12 @@ static void log_tmp_use(const fstore_t *fs, const fparse_t *fp, bool torn, const
 {
 	const char *verb = fs->readonly ? "showing" : "loaded";
 	if (!torn)
-		sp_log(fs->eng, SP_LOG_WARN,
+		sp_msg(fs->eng, SP_MSG_WARN,
 		       "file store: %s is missing; %s %zu checkpoints from %s, a complete save that was "
 		       "not renamed",
 		       fs->path, verb, fp->n, fs->tmp_path);
 	else
-		sp_log(fs->eng, SP_LOG_WARN,
+		sp_msg(fs->eng, SP_MSG_WARN,
 		       "file store: %s is missing; %s the %zu checkpoints in the complete lines of %s, a "
 		       "first save %s (%s)",
 		       fs->path, verb, fp->n, fs->tmp_path,
@@ -583,7 +578,7 @@ static int load_files(fstore_t *fs, char *errstr, size_t size)
 	int r = read_parse(fs->path, &fp, errstr, size);
 	if (r == SPATE_OK) {
 		if (access(fs->tmp_path, F_OK) == 0)
-			sp_log(fs->eng, SP_LOG_INFO,
+			sp_msg(fs->eng, SP_MSG_INFO,
 			       "file store: ignoring %s, left by an interrupted save; %s holds the last "
 			       "complete one",
 			       fs->tmp_path, fs->path);
@@ -667,23 +662,9 @@ static int serialize(const fent_t *ents, size_t n, uint64_t epoch, int64_t creat
 	if (b->oom)
 		return SPATE_ERR_NOMEM;
 	snprintf(line, sizeof line, "%s entries=%zu crc32c=%08" PRIx32 "\n", FSTORE_TRAILER, n,
-	         crc32c(b->p, b->len));
+	         sp_crc32c(b->p, b->len));
 	sbuf_str(b, line);
 	return b->oom ? SPATE_ERR_NOMEM : SPATE_OK;
-}
-
-static int write_all(int fd, const char *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t w = write(fd, p, len);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -1;
-		p += w;
-		len -= (size_t)w;
-	}
-	return 0;
 }
 
 static int fault_stop(fstore_t *fs, int step, char *errstr, size_t size)
@@ -713,7 +694,7 @@ static int write_file(fstore_t *fs, const fent_t *ents, size_t n, uint64_t epoch
 	if (fd < 0)
 		goto fail;
 	if (stop_after == SP_FILE_FAULT_PARTIAL_WRITE) {
-		r = write_all(fd, b.p, b.len / 2);
+		r = sp_write_all(fd, b.p, b.len / 2, -1);
 		close(fd);
 		free(b.p);
 		return r ? sp_err(errstr, size, SPATE_ERR_STORE, "%s: write: %s", fs->tmp_path,
@@ -721,7 +702,7 @@ static int write_file(fstore_t *fs, const fent_t *ents, size_t n, uint64_t epoch
 		         : fault_stop(fs, stop_after, errstr, size);
 	}
 	op = "write";
-	if (write_all(fd, b.p, b.len) != 0)
+	if (sp_write_all(fd, b.p, b.len, -1) != 0)
 		goto fail_fd;
 	if (stop_after == SP_FILE_FAULT_BEFORE_FSYNC) {
 		close(fd);
@@ -962,10 +943,10 @@ static int open_store(sp_store_t *s, bool readonly, char *errstr, size_t size)
 	if (r != SPATE_OK)
 		goto fail;
 	if (fs->fault_left < 0)
-		sp_log(fs->eng, SP_LOG_WARN, "file store %s: %s is set: every save will fail", path,
+		sp_msg(fs->eng, SP_MSG_WARN, "file store %s: %s is set: every save will fail", path,
 		       FSTORE_FAULT_ENV);
 	else if (fs->fault_left > 0)
-		sp_log(fs->eng, SP_LOG_WARN, "file store %s: %s is set: the next %ld saves will fail", path,
+		sp_msg(fs->eng, SP_MSG_WARN, "file store %s: %s is set: the next %ld saves will fail", path,
 		       FSTORE_FAULT_ENV, fs->fault_left);
 	s->ctx = fs;
 	return SPATE_OK;

@@ -8,7 +8,7 @@
 #ifndef SPATE_CONNECTORS_STORES_FILE_H
 #define SPATE_CONNECTORS_STORES_FILE_H
 
-#include "engine/internal.h"
+#include "sp_spi.h"
 
 #include <stdint.h>
 

@@ -19,6 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -276,8 +277,21 @@ SPATE_API spate_err_t spate_engine_run(spate_engine_t *e, char *errstr, size_t e
  */
 SPATE_API void spate_engine_stop(spate_engine_t *e);
 
-/** Stop if running, join the workers, close everything and free e. */
+/** Stop if running, join the workers, close everything and free e. Waits for a handler
+ *  call that is still running (see spate_engine_busy). */
 SPATE_API void spate_engine_destroy(spate_engine_t *e);
+
+/**
+ * After spate_engine_run returned: 1 when a handler call outlived the stop (it ran past
+ * shutdown.timeout.ms, or the stop was at once) and spate_engine_destroy would wait for
+ * it to return; a program that is exiting may exit instead. Else 0.
+ * @locality the thread that called spate_engine_run()
+ */
+SPATE_API int spate_engine_busy(spate_engine_t *e);
+
+/** Write what a built-in handler counted (the fraud rules' flags) to fp as `name value`
+ *  lines; nothing for a handler given as a struct. @locality after spate_engine_run */
+SPATE_API void spate_engine_report(spate_engine_t *e, FILE *fp);
 
 /** End-of-run (or so-far) counters. */
 typedef struct spate_summary {

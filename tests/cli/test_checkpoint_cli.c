@@ -6,7 +6,7 @@
  * (a running `spate run` included) while `reset` refuses it; a corrupt file, a PATH.tmp
  * that is no torn save, and bad usage must fail with their exit codes and messages.
  */
-#include "engine/internal.h"
+#include "engine/engine.h"
 #include "tests/common/util.h"
 
 #include <criterion/criterion.h>

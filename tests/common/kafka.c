@@ -4,7 +4,7 @@
  * (the spate CLI) inherits the write end of the cluster's stdin: the cluster's
  * lifeline must close when this process dies, and only then.
  */
-#include "engine/internal.h"
+#include "engine/engine.h"
 #include "tests/common/kafka.h"
 #include "tests/common/util.h"
 

@@ -2,7 +2,7 @@
  * they measure concurrency). I/O-bound handlers scale up; idle workers go back to
  * min.concurrency and to zero, and the next record is a cold start; handler instances
  * start and stop with their workers; in-flight bytes never exceed max.inflight.bytes. */
-#include "engine/internal.h"
+#include "engine/engine.h"
 #include <spate/spate.h>
 
 #include <criterion/criterion.h>

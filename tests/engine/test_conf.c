@@ -1,5 +1,5 @@
 /* test_conf.c - tests engine/conf.c: every error path names the key; defaults; dup. */
-#include "engine/internal.h"
+#include "engine/engine.h"
 
 #include <criterion/criterion.h>
 #include <string.h>

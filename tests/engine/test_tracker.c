@@ -19,7 +19,7 @@ static uint64_t rnd(void)
 }
 
 typedef struct ref {
-	sp_chunk_t *c;
+	sp_ck_t *c;
 	uint32_t i;
 	uint32_t seq; /* delivery order within the partition */
 } ref_t;
@@ -82,21 +82,21 @@ static void run_property(uint64_t seed)
 		int chunks = 1 + (int)(rnd() % 8);
 		for (int k = 0; k < chunks; k++) {
 			uint32_t n = 1 + (uint32_t)(rnd() % 200);
-			sp_chunk_t *c = sp_chunk_new(parts[p], n, 0);
-			c->release = on_release;
+			sp_ck_t *c = sp_ck(sp_chunk_new(parts[p], n, 0));
+			c->pub.release = on_release;
 			/* odd seeds take the in-order prefix path of factor 1 where it applies */
 			c->identity = seed & 1;
 			for (uint32_t i = 0; i < n; i++) {
 				pos += 1 + (rnd() % 4 == 0 ? rnd() % 1000 : 0); /* gaps */
-				c->recs[i].position = sp_pos(pos);
+				c->pub.recs[i].position = sp_pos(pos);
 				c->order[i] = i;
-				pos_of[p][seq] = c->recs[i].position;
+				pos_of[p][seq] = c->pub.recs[i].position;
 				if (total == cap)
 					refs = realloc(refs, (cap *= 2) * sizeof(*refs));
 				refs[total++] = (ref_t){c, i, seq | ((uint32_t)p << 24)};
 				seq++;
 			}
-			c->bytes = n * 10;
+			c->pub.bytes = n * 10;
 			sp_tracker_add(e, c);
 			nchunks++;
 		}
@@ -166,7 +166,7 @@ Test(tracker, random_completion_orders_with_gaps)
 }
 
 /* Push one completion (records [begin, begin+len) of c's order) as a worker would. */
-static void complete(sp_worker_t *w, sp_chunk_t *c, uint32_t begin, uint32_t len)
+static void complete(sp_worker_t *w, sp_ck_t *c, uint32_t begin, uint32_t len)
 {
 	uint32_t head = atomic_load(&w->chead);
 	w->ring[head & (SP_COMP_RING - 1)] = (sp_comp_t){.c = c, .begin = begin, .len = len, .kind = COMP_DONE};
@@ -187,15 +187,15 @@ Test(tracker, skip_chunk_carries_the_checkpoint_over_a_tail_gap)
 	p->has_end = true;
 	p->end = sp_pos(11);
 	released = 0;
-	sp_chunk_t *c = sp_chunk_new(p, 10, 0);
-	c->release = on_release;
+	sp_ck_t *c = sp_ck(sp_chunk_new(p, 10, 0));
+	c->pub.release = on_release;
 	for (uint32_t i = 0; i < 10; i++) {
-		c->recs[i].position = sp_pos(i);
+		c->pub.recs[i].position = sp_pos(i);
 		c->order[i] = i;
 	}
-	c->bytes = 100;
+	c->pub.bytes = 100;
 	sp_tracker_add(e, c);
-	sp_chunk_t *s = sp_chunk_skip(p, sp_pos(11));
+	sp_ck_t *s = sp_ck(sp_chunk_skip(p, sp_pos(11)));
 	cr_assert_not_null(s);
 	sp_tracker_add(e, s);
 	/* nothing DONE: the skip waits behind the records */
@@ -220,12 +220,12 @@ Test(tracker, skip_chunk_carries_the_checkpoint_over_a_tail_gap)
 	cr_assert_eq(e->inflight_bytes, 0);
 
 	/* a skip with nothing before it moves the checkpoint at once */
-	sp_chunk_t *s2 = sp_chunk_skip(p, sp_pos(20));
+	sp_ck_t *s2 = sp_ck(sp_chunk_skip(p, sp_pos(20)));
 	sp_tracker_add(e, s2);
 	cr_assert_eq(p->eng->ckpt.after.w[2], 20);
 	cr_assert_null(p->eng->fifo_head);
 	/* and one behind the checkpoint never moves it back */
-	sp_chunk_t *s3 = sp_chunk_skip(p, sp_pos(15));
+	sp_ck_t *s3 = sp_ck(sp_chunk_skip(p, sp_pos(15)));
 	sp_tracker_add(e, s3);
 	cr_assert_eq(p->eng->ckpt.after.w[2], 20);
 

@@ -40,7 +40,7 @@
  * SPATE_TEST_TRACE=1 prints every frozen sample (handled records, checkpoint) to stderr.
  * The directory is made under $TMPDIR (default /tmp).
  */
-#include "engine/internal.h"
+#include "engine/engine.h"
 #include "tests/common/util.h"
 
 #include <criterion/criterion.h>

@@ -9,7 +9,7 @@
  * an error; handler=fraud over gen counts exactly the flags gen planted.
  */
 #include "connectors/gen/gen.h"
-#include "engine/internal.h"
+#include "engine/engine.h"
 #include "tests/common/util.h"
 
 #include <criterion/criterion.h>
@@ -732,7 +732,7 @@ Test(gen_run, fraud_handler_counts_planted_flags)
 	size_t len = 0;
 	FILE *fp = open_memstream(&text, &len);
 	cr_assert_not_null(fp);
-	sp_engine_report(e, fp);
+	spate_engine_report(e, fp);
 	fclose(fp);
 	spate_engine_destroy(e);
 	const char *want = "fraud.records 20000\nfraud.flagged 800\nfraud.amount 200\nfraud.merchant 200\n"

@@ -6,7 +6,7 @@
  * The JSON is checked with jansson here, independently of the fraud handler's scanner.
  */
 #include "connectors/gen/gen.h"
-#include "engine/internal.h"
+#include "engine/engine.h"
 
 #include <criterion/criterion.h>
 #include <jansson.h>

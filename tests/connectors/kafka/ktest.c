@@ -5,7 +5,7 @@
  * beginning and copies what it gets, so a test checks what the broker holds, not what
  * some group committed.
  */
-#include "engine/internal.h"
+#include "engine/engine.h"
 #include "tests/common/util.h"
 #include "tests/connectors/kafka/ktest.h"
 

@@ -4,7 +4,7 @@
  * is reported, nothing counts as dead-lettered and the run does not end; once the
  * brokers are back every poison record is in the topic and the run ends (guarantee 5:
  * nothing is lost silently). */
-#include "engine/internal.h"
+#include "engine/engine.h"
 #include <spate/spate.h>
 
 #include <criterion/criterion.h>

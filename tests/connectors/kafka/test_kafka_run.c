@@ -10,7 +10,7 @@
  *  - with store=file, a saved start that retention has since deleted is an error naming
  *    the partition and the range (guarantee 6).
  * Part of the kafka_source test executable (suite kafka_source). */
-#include "engine/internal.h"
+#include "engine/engine.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>

@@ -3,7 +3,7 @@
  * its key, value and headers; a write while every broker is down returns an error and
  * the same write succeeds once they are back; configuration errors name their key; a
  * password never shows in an error or on stderr. */
-#include "engine/internal.h"
+#include "engine/engine.h"
 
 #include <criterion/criterion.h>
 #include <fcntl.h>

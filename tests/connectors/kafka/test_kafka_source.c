@@ -9,7 +9,7 @@
  * transactional producer but writes no control markers and serves aborted records under
  * read_committed, so a marker at a partition's tail cannot be tested against it.) */
 #include "engine/engine.h"
-#include "engine/internal.h"
+#include "engine/engine.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>

@@ -78,8 +78,8 @@ static void golden_input(spate_push_record_t r[2])
 
 Test(log_format, crc32c_check_value)
 {
-	cr_assert_eq(sp_log_crc32c("123456789", 9), 0xE3069283u);
-	cr_assert_eq(sp_log_crc32c("", 0), 0u);
+	cr_assert_eq(sp_crc32c("123456789", 9), 0xE3069283u);
+	cr_assert_eq(sp_crc32c("", 0), 0u);
 }
 
 Test(log_format, varints_roundtrip_and_sizes)
@@ -249,7 +249,7 @@ static void compressed_batch(uint8_t *b, int codec)
 {
 	memcpy(b, golden, sizeof(golden));
 	b[22] = (uint8_t)codec;
-	uint32_t c = sp_log_crc32c(b + 21, sizeof(golden) - 21);
+	uint32_t c = sp_crc32c(b + 21, sizeof(golden) - 21);
 	b[17] = (uint8_t)(c >> 24);
 	b[18] = (uint8_t)(c >> 16);
 	b[19] = (uint8_t)(c >> 8);
@@ -330,7 +330,7 @@ Test(log_format, control_batches_are_skipped)
 	memcpy(seg + 174, golden, 87); /* a control batch at offsets 4, 5 */
 	seg[174 + 7] = 4;
 	seg[174 + 22] = SP_LOG_ATTR_CONTROL | SP_LOG_ATTR_TRANSACTIONAL;
-	uint32_t c = sp_log_crc32c(seg + 174 + 21, 87 - 21);
+	uint32_t c = sp_crc32c(seg + 174 + 21, 87 - 21);
 	seg[174 + 17] = (uint8_t)(c >> 24);
 	seg[174 + 18] = (uint8_t)(c >> 16);
 	seg[174 + 19] = (uint8_t)(c >> 8);

@@ -12,6 +12,7 @@
  * renews the epoch. Values are asserted exactly.
  */
 #include "connectors/stores/file.h"
+#include "sp_registry.h"
 #include "tests/common/util.h"
 
 #include <criterion/criterion.h>

@@ -1,0 +1,335 @@
+/* sp_spi.h - the plugin interface: what a connector (source, store, sink) or an operator
+ * sees of the engine, and what the engine knows of it.
+ *
+ * A plugin is one `const struct` of callbacks (a vtable) with a version, a name, a
+ * one-line description and its option table (its keys, as Fluent Bit's config_map),
+ * listed in lib/registry.c. The engine calls it only through the vtable; the runtime
+ * instance (sp_source_t, sp_store_t, sp_sink_t) holds the plugin's own state in ctx.
+ * New callbacks are appended at the end of a vtable and its version raised (SQLite's
+ * iVersion): a plugin compiled against an older layout keeps working.
+ *
+ * This header, sp_base.h and the public spate/spate.h are all a plugin may include of
+ * the engine; the build gives plugins no path to anything else. docs/plugins.md walks
+ * through a minimal source.
+ *
+ * Data path objects a source makes:
+ *  - sp_part_t: one partition of the source, registered with sp_engine_add_partition.
+ *  - sp_chunk_t: the bytes of one read or fetch of one partition, parsed into public
+ *    spate_record_t descriptors that point into those bytes (sp_chunk_new). The engine
+ *    owns a chunk from the moment poll returns it; its release callback frees the bytes
+ *    once no record of it is read any more. The engine keeps its own state of a chunk
+ *    behind it (it embeds sp_chunk_t as its first member).
+ *
+ * @locality unless a callback says otherwise, the engine calls it on the engine thread
+ * (the caller of spate_engine_run).
+ */
+#ifndef SPATE_SP_SPI_H
+#define SPATE_SP_SPI_H
+
+#include "sp_base.h"
+
+#include <stdio.h>
+
+typedef struct sp_chunk sp_chunk_t;
+typedef struct sp_part sp_part_t;
+typedef struct sp_source sp_source_t;
+typedef struct sp_store sp_store_t;
+typedef struct sp_sink sp_sink_t;
+
+/* ---- option tables ----------------------------------------------------------------- */
+
+/** Types of an option. SP_OPT_SIZE takes binary multiples (1k, 4M, 1G). */
+enum sp_opt_type { SP_OPT_INT, SP_OPT_BOOL, SP_OPT_STR, SP_OPT_ENUM, SP_OPT_SIZE };
+
+/** One key of a plugin's (or the engine's) option table. A table ends with an entry
+ *  whose name is NULL. The configuration reference (docs/configuration.md, `spate
+ *  config`, `spate run --help`) is generated from the union of every table. */
+typedef struct sp_opt {
+	const char *name;    /* "gen.records" */
+	int type;            /* enum sp_opt_type */
+	int64_t min, max;    /* range for ints and sizes */
+	const char *allowed; /* enums: "a|b|c" */
+	const char *def;     /* default, as text ("" for none) */
+	const char *doc;     /* one line */
+} sp_opt_t;
+
+/* ---- partitions and chunks -------------------------------------------------------- */
+
+/** A partition of the source, as the source sees it. */
+struct sp_part {
+	spate_partition_t pub;
+	int index;                /* in the engine's partition array (may change) */
+	void *src_ctx;            /* the source's per-partition state */
+	/* stop.at.end: the last position at start; has_end=false when the partition was empty */
+	bool has_end;
+	spate_position_t end;
+	/* Set by the engine: the partition is over its share of the in-flight bounds (the
+	 * engine holds a chunk of it back). A source should hand out no chunk of a paused
+	 * partition (and may pause its fetching) until the flag clears; what it hands out
+	 * anyway waits in the engine. Read on the engine thread. */
+	bool paused;
+	struct sp_part_eng *eng;  /* the engine's state of the partition (opaque) */
+};
+
+/** Called once no record of the chunk is read any more (on the engine thread): frees
+ *  what the source put in buf. The engine frees the chunk itself. */
+typedef void (*sp_chunk_release_fn)(sp_chunk_t *c, void *opaque);
+
+/** What a source fills in a chunk. */
+struct sp_chunk {
+	sp_part_t *part;
+	uint32_t n;               /* records */
+	spate_record_t *recs;     /* n descriptors */
+	spate_header_t *hdrs;     /* header storage the source may use (hdr_cap entries) */
+	uint32_t hdr_cap;
+	uint64_t bytes;           /* the bytes this chunk holds (what its buf costs) */
+	void *buf;                /* the source's bytes (optional) */
+	sp_chunk_release_fn release;
+	void *release_opaque;
+	bool end_marker;          /* the source says: nothing follows in this partition */
+	/* a record-less chunk (n == 0): the positions up to skip_to hold nothing to deliver
+	 * (transaction markers, aborted or compacted records at a partition's tail); once
+	 * every chunk before it is DONE the checkpoint moves to skip_to */
+	bool skip;
+	spate_position_t skip_to;
+};
+
+/** What each record of a chunk costs the engine beyond its bytes (descriptor, state,
+ *  order slot): part of what max.inflight.bytes bounds. A source sizing a chunk to a
+ *  poll's budget counts it. */
+#define SP_CHUNK_REC_COST (sizeof(spate_record_t) + 24 + sizeof(uint32_t))
+/** A reused chunk allocation may be up to 1/SP_CHUNK_SLACK_DIV larger than needed. */
+#define SP_CHUNK_SLACK_DIV 8
+/** Of a poll's budget, what one chunk's record bytes and SP_CHUNK_REC_COST may add up to,
+ *  so that the chunk with its header and allocation slack stays within the budget. */
+#define SP_CHUNK_BUDGET(b) ((b) > 1024 ? (b) - (b) / SP_CHUNK_SLACK_DIV - 512 : (b))
+
+/** A chunk of partition p for n records and hdr_cap headers, recs[i].version and
+ *  .partition set. NULL when out of memory. @locality the engine thread */
+sp_chunk_t *sp_chunk_new(sp_part_t *p, uint32_t n, uint32_t hdr_cap);
+/** Like sp_chunk_new, but recs are left uninitialized: the source writes every field of
+ *  every record (version and partition included). Saves a pass over the array. */
+sp_chunk_t *sp_chunk_new_bare(sp_part_t *p, uint32_t n, uint32_t hdr_cap);
+/** A record-less chunk that moves p's checkpoint to `to` once every chunk before it is
+ *  DONE (see sp_chunk_t.skip). NULL when out of memory. */
+sp_chunk_t *sp_chunk_skip(sp_part_t *p, spate_position_t to);
+/** Free a chunk that was never handed to the engine (its release runs first). */
+void sp_chunk_free(sp_chunk_t *c);
+
+/* ---- what a source may ask of the engine ------------------------------------------- */
+
+/** Register a partition of the source. topic and shard are copied (shard may be NULL).
+ *  NULL when out of memory. @locality inside open(), or later (a Kafka assignment). */
+sp_part_t *sp_engine_add_partition(sp_engine_t *e, const char *source, const char *topic, int32_t partition,
+                                   const char *shard);
+size_t sp_engine_partition_count(sp_engine_t *e);
+sp_part_t *sp_engine_partition(sp_engine_t *e, size_t i);
+const spate_conf_t *sp_engine_conf(sp_engine_t *e);
+/** The pipeline's name: pipeline.name, else the handler key with ':' and '/' as '-'
+ *  (for a handler given as a struct, its name). Only [A-Za-z0-9._-]. */
+const char *sp_engine_pipeline_name(sp_engine_t *e);
+/** A partition added after spate_engine_start() (a Kafka assignment): load its checkpoint
+ *  from the store and seek the source after it (or resolve starting.position and save it
+ *  at once). */
+int sp_engine_partition_start(sp_engine_t *e, sp_part_t *p, char *errstr, size_t size);
+/**
+ * Release partition p (a revoke): the engine drops p's chunks not yet dispatched and
+ * stops handing p's records to handlers; on its own loop it waits up to timeout_ms for
+ * the handler calls of p already running, saves p's checkpoint of what is DONE (unless
+ * lost: the assignment is gone and nothing may be committed for it), then calls the
+ * source's released() and forgets p (late results are discarded). Returns at once.
+ * A later assignment of the same partition is a new sp_part_t.
+ */
+int sp_engine_partition_release(sp_engine_t *e, sp_part_t *p, int64_t timeout_ms, bool lost);
+/** The synchronous release the Kafka source still uses inside librdkafka's rebalance
+ *  callback: waits up to timeout_ms on the engine thread. Being replaced by
+ *  sp_engine_partition_release (an event the engine handles in its loop). */
+int sp_engine_partition_revoke(sp_engine_t *e, sp_part_t *p, int64_t timeout_ms, bool lost, char *errstr,
+                               size_t size);
+/** A source skipped a region it could not read (log.on.corruption=skip): write one
+ *  metadata-only DLQ record with condition Corrupt naming it (spate.position is the first
+ *  position it may have held, spate.position.last the last; spate.error says where and
+ *  why), durably. With no DLQ configured it is logged and counted as dropped. Returns
+ *  SPATE_OK or the DLQ's error (the source then stops: nothing is skipped silently). */
+int sp_engine_dead_letter_range(sp_engine_t *e, sp_part_t *p, const spate_position_t *first,
+                                const spate_position_t *last, const char *error, char *errstr, size_t size);
+/** Wake the engine thread. @locality any thread, or a signal handler */
+void sp_engine_wake(sp_engine_t *e);
+
+/* ---- sources ---------------------------------------------------------------------- */
+
+#define SP_SOURCE_OPS_VERSION 2
+
+struct sp_source {
+	const struct sp_source_ops *ops;
+	sp_engine_t *eng;
+	const char *arg; /* what followed "name:" in the source key ("" when none) */
+	void *ctx;
+	/* Set by open: the most bytes and records the source buffers outside the engine's
+	 * count (librdkafka's prefetch queue). The engine takes them off max.inflight.bytes
+	 * and max.inflight.records, so the bounds hold for everything fetched. */
+	uint64_t held_bytes, held_records;
+};
+
+typedef struct sp_source_ops {
+	int version;
+	const char *name; /* what the "source" key says before any ':' */
+	const char *desc;
+	const sp_opt_t *opts;        /* the source's keys, or NULL */
+	const char *conf_prefix;     /* keys with this prefix pass through unchecked ("kafka."), or NULL */
+	/** Check the conf, open the stream and register every partition with
+	 *  sp_engine_add_partition(). Sets has_end/end of each partition when
+	 *  stop.at.end is on. Returns SPATE_OK or an error with errstr naming the key. */
+	int (*open)(sp_source_t *s, char *errstr, size_t size);
+	/** Start reading partition p after ckpt (the store's checkpoint), or, when ckpt is
+	 *  NULL, at starting.position; in that case write the resolved start into *resolved
+	 *  (a concrete position whenever there is one) so the engine checkpoints it at once. */
+	int (*seek)(sp_source_t *s, sp_part_t *p, const sp_ckpt_t *ckpt, sp_ckpt_t *resolved, char *errstr,
+	            size_t size);
+	/** Return up to max parsed chunks in out without blocking; 0 when nothing is ready;
+	 *  a negative spate_err_t on a fatal error (message in errstr). budget_bytes is a
+	 *  hint of how much may be admitted (record bytes plus SP_CHUNK_REC_COST per record;
+	 *  the first chunk of a poll may pass it). Chunks of a paused partition
+	 *  (sp_part_t.paused) should not be returned. */
+	int (*poll)(sp_source_t *s, sp_chunk_t **out, int max, uint64_t budget_bytes, char *errstr, size_t size);
+	/** An fd the engine thread polls for POLLIN before calling poll again, or -1 when
+	 *  poll should be called on the engine's tick. May be NULL. */
+	int (*fd)(sp_source_t *s);
+	/** Milliseconds until the source has more (gen.rate), or -1 for "when fd says".
+	 *  May be NULL. */
+	int (*next_ms)(sp_source_t *s);
+	/** The smallest max.inflight.bytes the source can work with (one read of every
+	 *  partition, its own prefetch, ...); what it is made of goes into why. A bound below
+	 *  it is refused, naming the minimum and why. May be NULL (no minimum). */
+	uint64_t (*min_inflight_bytes)(sp_source_t *s, char *why, size_t size);
+	/** Records known to exist but not yet returned by poll (-1 unknown). May be NULL. */
+	int64_t (*lag)(sp_source_t *s);
+	/** Called on every turn of the engine thread, also while partitions are paused
+	 *  (Kafka must serve rebalances and heartbeats). stopping: the engine stops and
+	 *  polls no more. Returns SPATE_OK or a fatal error. May be NULL. */
+	int (*service)(sp_source_t *s, bool stopping, char *errstr, size_t size);
+	/** push source only: copy records in. @locality any thread */
+	int (*push)(sp_source_t *s, int32_t partition, const spate_push_record_t *recs, size_t cnt);
+	void (*push_close)(sp_source_t *s);
+	/** True once the source will produce nothing more for any partition: a finite source
+	 *  (gen with a record count, push after close) ends the run then; a stream (log,
+	 *  kafka) says so only with stop.at.end past the noted ends. */
+	bool (*ended)(sp_source_t *s);
+	void (*close)(sp_source_t *s);
+	/** The checkpoint store used when the store key is not set ("kafka": the consumer
+	 *  group), or NULL for none. An explicit store= overrides it. */
+	const char *default_store;
+	/** Or, computed: write the default store's URI for the pipeline named pipeline into
+	 *  buf (the log: a file inside its directory) and return SPATE_OK, or an error with
+	 *  errstr saying why it cannot serve (the engine then names store=). May be NULL. */
+	int (*default_store_uri)(sp_source_t *s, const char *pipeline, char *buf, size_t size, char *errstr,
+	                         size_t errsize);
+	/** A store the source itself provides (store=kafka: the consumer group, sharing the
+	 *  source's consumer): fill *out (ops, ctx) for the store kind `kind` and return
+	 *  SPATE_OK, or SPATE_ERR_UNKNOWN when the kind is not the source's (the engine then
+	 *  opens it from the registry). May be NULL. */
+	int (*open_store)(sp_source_t *s, const char *kind, const char *arg, sp_store_t *out, char *errstr,
+	                  size_t size);
+	/** Partition p, given to sp_engine_partition_release, is released: its checkpoint is
+	 *  saved (saved=false: lost, or the save failed and was logged) and the engine will
+	 *  never touch p again; the source may unassign it. May be NULL. */
+	void (*released)(sp_source_t *s, sp_part_t *p, bool saved);
+} sp_source_ops_t;
+
+/** Use ops as the source instead of the one the "source" key names (a source that is
+ *  not in the registry: tests, docs/plugins.md). Before spate_engine_start. */
+void sp_engine_set_source_ops(sp_engine_t *e, const sp_source_ops_t *ops);
+
+/* ---- checkpoint stores ---------------------------------------------------------------- */
+
+#define SP_STORE_OPS_VERSION 2
+
+struct sp_store {
+	const struct sp_store_ops *ops;
+	sp_engine_t *eng; /* NULL when opened by the CLI outside an engine */
+	const char *arg;
+	void *ctx;
+};
+
+/** One partition's checkpoint, by partition name ("source/topic/partition"). */
+typedef struct sp_store_entry {
+	const char *name;
+	sp_ckpt_t ckpt;
+} sp_store_entry_t;
+
+typedef struct sp_store_ops {
+	int version;
+	const char *name;
+	const char *desc;
+	const sp_opt_t *opts; /* the store's keys, or NULL */
+	int (*open)(sp_store_t *s, char *errstr, size_t size);
+	/** Load the checkpoint of one partition: SPATE_OK, SPATE_ERR_NOT_FOUND, or an error. */
+	int (*load)(sp_store_t *s, const char *name, sp_ckpt_t *out, char *errstr, size_t size);
+	/** Save these partitions' checkpoints, durably. Others keep theirs. SPATE_ERR_BUSY:
+	 *  not now (a Kafka group in a rebalance); the engine tries again later. */
+	int (*save)(sp_store_t *s, const sp_store_entry_t *ents, size_t n, char *errstr, size_t size);
+	/** List every entry: fn per entry. May be NULL. */
+	int (*list)(sp_store_t *s, void (*fn)(void *arg, const sp_store_entry_t *ent), void *arg, char *errstr,
+	            size_t size);
+	/** Remove one partition's checkpoint (name) or all of them (NULL). May be NULL. */
+	int (*reset)(sp_store_t *s, const char *name, char *errstr, size_t size);
+	void (*close)(sp_store_t *s);
+	/** Open only to read (load, list): no lock, nothing written, so it works while a
+	 *  pipeline holds the store (`spate checkpoint show`); save and reset then fail.
+	 *  May be NULL (the store has no such mode: open is used). */
+	int (*open_readonly)(sp_store_t *s, char *errstr, size_t size);
+} sp_store_ops_t;
+
+/* ---- sinks (the DLQ, and later outputs) --------------------------------------------- */
+
+#define SP_SINK_OPS_VERSION 2
+
+struct sp_sink {
+	const struct sp_sink_ops *ops;
+	sp_engine_t *eng;
+	const char *arg;
+	void *ctx;
+	/* the configuration when there is no engine (spate produce --kafka) */
+	const spate_conf_t *conf;
+};
+
+typedef struct sp_sink_ops {
+	int version;
+	const char *name;
+	const char *desc;
+	const sp_opt_t *opts;    /* the sink's keys, or NULL */
+	const char *conf_prefix; /* keys with this prefix pass through unchecked, or NULL */
+	int (*open)(sp_sink_t *s, char *errstr, size_t size);
+	/** Write n records; when it returns SPATE_OK they are durable. @locality worker
+	 *  threads, concurrently. The key picks the partition. */
+	int (*write)(sp_sink_t *s, const spate_push_record_t *recs, size_t n, char *errstr, size_t size);
+	/** The largest record (key + value + headers) the target takes. */
+	size_t (*max_record_bytes)(sp_sink_t *s);
+	void (*close)(sp_sink_t *s);
+} sp_sink_ops_t;
+
+/* ---- operators (built-in handlers) ------------------------------------------------- */
+
+#define SP_OPERATOR_OPS_VERSION 2
+
+typedef struct sp_operator_ops {
+	int version;
+	const char *name; /* what the "handler" key says before any ':' */
+	const char *desc;
+	const sp_opt_t *opts; /* the operator's keys, or NULL */
+	/** Fill *h for handler=name:arg. Returns SPATE_OK or an error naming the key. */
+	int (*create)(const char *arg, const spate_conf_t *conf, sp_engine_t *e, spate_handler_t *h, char *errstr,
+	              size_t size);
+	/** Free what create allocated (h->opaque). May be NULL. */
+	void (*destroy)(spate_handler_t *h);
+	/** Print what the operator counted (e.g. fraud flags) at the end. May be NULL. */
+	void (*report)(spate_handler_t *h, FILE *fp);
+} sp_operator_ops_t;
+
+/* ---- messages from a plugin ---------------------------------------------------------- */
+
+/** A message from a plugin instance (a source, store or sink), prefixed with its name:
+ *  SP_PMSG(s, SP_MSG_WARN, "...", ...). */
+#define SP_PMSG(inst, level, ...) sp_msg_from((inst)->eng, (inst)->ops->name, level, __VA_ARGS__)
+
+#endif /* SPATE_SP_SPI_H */
