@@ -133,13 +133,51 @@ int sp_engine_partition_start(sp_engine_t *e, sp_part_t *p, char *err, size_t sz
 	return rc;
 }
 
+/* p's release ends: save its checkpoint of what is DONE (unless lost), forget it (never
+ * checkpointed again, late results discarded, what its lanes still hold dropped) and tell
+ * the source. Returns whether the checkpoint was saved. */
+static bool release_finish(sp_engine_t *e, sp_part_t *p, bool lost, char *err, size_t sz, int *rc_out)
+{
+	struct sp_part_eng *pe = p->eng;
+	int rc = SPATE_OK;
+	bool saved = false;
+	if (!lost && pe->started) {
+		saved = true;
+		if (pe->dirty && e->store_open) {
+			sp_store_entry_t ent = {p->pub.name, pe->ckpt};
+			rc = e->store.ops->save(&e->store, &ent, 1, err, sz);
+			if (rc == SPATE_OK) {
+				pe->saved = pe->ckpt;
+				pe->dirty = false;
+			} else {
+				saved = false;
+				sp_msg(e, SP_MSG_ERROR, "%s: released without its last checkpoint: %s (the new owner "
+				       "handles again what came after the previous one)", p->pub.name, err);
+			}
+		}
+		if (pe->fifo_head)
+			sp_msg(e, SP_MSG_WARN, "%s: released with records still in flight; their results are "
+			       "discarded (the new owner handles them again)", p->pub.name);
+	}
+	pe->releasing = false;
+	pe->revoked = true; /* never checkpointed again; late results are discarded */
+	sp_flow_count(e, p, false);
+	pe->dirty = false;
+	p->has_end = false;
+	e->nrevoked++;
+	if (pe->lanes)
+		sp_lanes_release(e, p); /* what is still in flight is dropped, not handled */
+	if (rc_out)
+		*rc_out = rc;
+	return saved;
+}
+
 int sp_engine_partition_revoke(sp_engine_t *e, sp_part_t *p, int64_t timeout_ms, bool lost, char *err,
                                size_t sz)
 {
 	struct sp_part_eng *pe = p->eng;
 	/* chunks of p not yet dispatched are dropped: their records were never handled */
 	sp_flow_drop_held(e, p);
-	int rc = SPATE_OK;
 	if (!lost && pe->started) {
 		/* let its in-flight batches finish, then checkpoint what is DONE */
 		int64_t deadline = sp_now_ms() + timeout_ms;
@@ -149,27 +187,53 @@ int sp_engine_partition_revoke(sp_engine_t *e, sp_part_t *p, int64_t timeout_ms,
 				nanosleep(&ts, NULL);
 			}
 		}
-		if (pe->dirty && e->store_open) {
-			sp_store_entry_t ent = {p->pub.name, pe->ckpt};
-			rc = e->store.ops->save(&e->store, &ent, 1, err, sz);
-			if (rc == SPATE_OK) {
-				pe->saved = pe->ckpt;
-				pe->dirty = false;
-			}
-		}
-		if (pe->fifo_head)
-			sp_msg(e, SP_MSG_WARN, "%s: released with records still in flight after %" PRId64
-			       " ms; their results are discarded (the new owner handles them again)",
-			       p->pub.name, timeout_ms);
 	}
-	pe->revoked = true; /* never checkpointed again; late results are discarded */
-	sp_flow_count(e, p, false);
-	pe->dirty = false;
-	p->has_end = false;
-	e->nrevoked++;
-	if (pe->lanes)
-		sp_lanes_release(e, p); /* what is still in flight is dropped, not handled */
+	int rc;
+	release_finish(e, p, lost, err, sz, &rc);
 	return rc;
+}
+
+int sp_engine_partition_release(sp_engine_t *e, sp_part_t *p, int64_t timeout_ms, bool lost)
+{
+	struct sp_part_eng *pe = p->eng;
+	if (pe->revoked || pe->releasing)
+		return SPATE_OK;
+	/* chunks of p not yet dispatched are dropped: their records were never handled */
+	sp_flow_drop_held(e, p);
+	pe->releasing = true;
+	pe->release_lost = lost || !pe->started;
+	pe->release_deadline = sp_now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+	e->nreleasing++;
+	if (pe->release_lost && pe->lanes)
+		sp_lanes_release(e, p); /* nothing of it may be committed: stop handling it now */
+	if (!e->running) /* no loop will come: the engine is not running (or done) */
+		sp_engine_releases(e, true);
+	else
+		sp_engine_wake(e);
+	return SPATE_OK;
+}
+
+void sp_engine_releases(sp_engine_t *e, bool now)
+{
+	if (!e->nreleasing)
+		return;
+	int64_t t = sp_now_ms();
+	for (size_t i = 0; i < e->nparts; i++) {
+		sp_part_t *p = e->parts[i];
+		struct sp_part_eng *pe = p->eng;
+		if (!pe->releasing)
+			continue;
+		/* its dispatched records finish (or are dropped when lost), up to the deadline */
+		if (!now && pe->fifo_head && t < pe->release_deadline)
+			continue; /* records still in flight (a lost partition's are being dropped) */
+		char err[512];
+		bool saved = release_finish(e, p, pe->release_lost, err, sizeof(err), NULL);
+		e->nreleasing--;
+		sp_msg(e, SP_MSG_DEBUG, "%s: released (%s)", p->pub.name,
+		       saved ? "checkpoint saved" : "nothing committed");
+		if (e->src.ops->released)
+			e->src.ops->released(&e->src, p, saved);
+	}
 }
 
 void sp_engine_reap(sp_engine_t *e)

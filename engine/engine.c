@@ -641,7 +641,7 @@ static int feed(spate_engine_t *e, char *err, size_t sz)
 				sp_ck_free(c);
 				continue;
 			}
-			if (c->pub.part->eng->revoked) {
+			if (c->pub.part->eng->revoked || c->pub.part->eng->releasing) {
 				sp_ck_free(c); /* released meanwhile: its new owner reads it */
 				continue;
 			}
@@ -752,6 +752,8 @@ spate_err_t spate_engine_run(spate_engine_t *e, char *err, size_t sz)
 				break;
 			}
 		}
+		if (e->nreleasing)
+			sp_engine_releases(e, false);
 		if (e->nrevoked)
 			sp_engine_reap(e);
 		int64_t now_ns = sp_now_ns();
@@ -783,6 +785,7 @@ spate_err_t spate_engine_run(spate_engine_t *e, char *err, size_t sz)
 	}
 	if (!at_once) {
 		sp_tracker_drain(e);
+		sp_engine_releases(e, true); /* what is being released is released now */
 		int frc = sp_checkpoint_maybe_flush(e, true);
 		/* a store that is busy (a Kafka group in a rebalance) gets a while, with the
 		 * source serving its callbacks, before the final save counts as failed */

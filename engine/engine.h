@@ -157,6 +157,10 @@ struct sp_part_eng {
 	bool revoked;      /* released (Kafka rebalance): never checkpointed again, and
 	                    * freed once nothing refers to it (sp_engine_reap) */
 	bool counted;      /* takes part in the shares of the in-flight bounds */
+	/* sp_engine_partition_release: its dispatched records finish (or, lost, are dropped)
+	 * until release_deadline (monotonic ms), then it is released (sp_engine_releases) */
+	bool releasing, release_lost;
+	int64_t release_deadline;
 	/* what this partition has in flight (see flow.c): bytes of chunks not yet released
 	 * plus its lanes' retry arenas; records not yet DONE */
 	uint64_t infl_bytes, infl_records;
@@ -326,6 +330,7 @@ struct spate_engine_s {
 	bool started, running, finished;
 	bool workers_busy;    /* the stop's shutdown.timeout.ms passed with a handler running */
 	size_t nrevoked;      /* revoked partitions not yet freed */
+	size_t nreleasing;    /* partitions being released (sp_engine_partition_release) */
 	uint64_t nforgotten;  /* revoked partitions freed (sp_engine_reap) */
 	/* flow control (flow.c): each counted partition has a share of the bounds that is
 	 * reserved for it; the unreserved rest is shared first come, first served */
@@ -468,6 +473,10 @@ void sp_metrics_tick(sp_engine_t *e, int64_t now_ns);
 int sp_checkpoint_maybe_flush(sp_engine_t *e, bool force);
 /** Load every partition's checkpoint and seek the source; checkpoint resolved starts. */
 int sp_checkpoint_load_and_seek(sp_engine_t *e, char *errstr, size_t size);
+/** Release the partitions whose release is due (their records DONE, or their deadline
+ *  passed; all of them when now), saving their checkpoints and telling the source.
+ *  @locality the engine thread, on its loop. */
+void sp_engine_releases(sp_engine_t *e, bool now);
 /** Free revoked partitions nothing refers to any more (no chunk in flight, lanes quiet).
  *  @locality the engine thread. */
 void sp_engine_reap(sp_engine_t *e);

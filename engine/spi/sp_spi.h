@@ -137,7 +137,9 @@ int sp_engine_partition_start(sp_engine_t *e, sp_part_t *p, char *errstr, size_t
  * stops handing p's records to handlers; on its own loop it waits up to timeout_ms for
  * the handler calls of p already running, saves p's checkpoint of what is DONE (unless
  * lost: the assignment is gone and nothing may be committed for it), then calls the
- * source's released() and forgets p (late results are discarded). Returns at once.
+ * source's released() and forgets p (late results are discarded). Returns at once;
+ * when the engine is not running (before spate_engine_run, or after it returned: a
+ * source's close), the release completes and released() is called before it returns.
  * A later assignment of the same partition is a new sp_part_t.
  */
 int sp_engine_partition_release(sp_engine_t *e, sp_part_t *p, int64_t timeout_ms, bool lost);
