@@ -646,6 +646,8 @@ const sp_sink_ops_t sp_sink_kafka = {
     .version = SP_SINK_OPS_VERSION,
     .name = "kafka",
     .desc = "Kafka through librdkafka: kafka:TOPIC (idempotent, acks=all; kafka.* keys go to librdkafka)",
+    .conf_prefix = "kafka.",
+    .syntax = "kafka:TOPIC",
     .open = sink_open,
     .write = sink_write,
     .max_record_bytes = sink_max_record_bytes,

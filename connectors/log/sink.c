@@ -72,10 +72,20 @@ static void sink_close(sp_sink_t *s)
 	s->ctx = NULL;
 }
 
+/* The keys of this plugin (its part of the configuration reference). */
+static const sp_opt_t log_writer_opts[] = {
+    {"segment.bytes", SP_OPT_SIZE, 65536, 1073741824, NULL, "134217728", "log: roll a segment past this size"},
+    {"flush.ms", SP_OPT_INT, 0, 3600000, NULL, "100", "log writer: fsync at least this often (0 = every append)"},
+    {"flush.records", SP_OPT_INT, 0, INT64_MAX, NULL, "10000", "log writer: fsync after this many records (0 = off)"},
+    {NULL, 0, 0, 0, NULL, NULL, NULL},
+};
+
 const sp_sink_ops_t sp_sink_log = {
     .version = SP_SINK_OPS_VERSION,
     .name = "log",
     .desc = "the embedded log: log:DIR (created with 1 partition when missing; fsync per write)",
+    .opts = log_writer_opts,
+    .syntax = "log:DIR",
     .open = sink_open,
     .write = sink_write,
     .max_record_bytes = sink_max_record_bytes,

@@ -278,10 +278,21 @@ static void log_close(sp_source_t *s)
 	s->ctx = NULL;
 }
 
+/* The keys of this plugin (its part of the configuration reference). */
+static const sp_opt_t log_reader_opts[] = {
+    {"log.on.corruption", SP_OPT_ENUM, 0, 0, "fail|skip", "fail",
+     "log reader: on a bad batch with data after it, stop with an error or skip it (logged and counted)"},
+    {"source.redrive", SP_OPT_BOOL, 0, 1, NULL, "false",
+     "log source: read a DLQ back (spate dlq redrive): drop spate.* headers, timestamps = now"},
+    {NULL, 0, 0, 0, NULL, NULL, NULL},
+};
+
 const sp_source_ops_t sp_source_log = {
     .version = SP_SOURCE_OPS_VERSION,
     .name = "log",
     .desc = "the embedded log: log:DIR (Kafka RecordBatch v2 segments, io_uring reads)",
+    .opts = log_reader_opts,
+    .syntax = "log:DIR",
     .open = log_open,
     .seek = log_seek,
     .poll = log_poll,

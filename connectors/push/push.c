@@ -283,10 +283,18 @@ static void push_close(sp_source_t *s)
 	s->ctx = NULL;
 }
 
+/* The keys of this plugin (its part of the configuration reference). */
+static const sp_opt_t push_opts[] = {
+    {"push.partitions", SP_OPT_INT, 1, 4096, NULL, "1", "push: partitions the application pushes into"},
+    {NULL, 0, 0, 0, NULL, NULL, NULL},
+};
+
 const sp_source_ops_t sp_source_push = {
     .version = SP_SOURCE_OPS_VERSION,
     .name = "push",
     .desc = "records the embedding application pushes with spate_push()",
+    .opts = push_opts,
+    .syntax = "push",
     .open = push_open,
     .seek = push_seek,
     .poll = push_poll,

@@ -1149,6 +1149,7 @@ const sp_store_ops_t sp_store_file = {
     .version = SP_STORE_OPS_VERSION,
     .name = "file",
     .desc = "file:PATH - every checkpoint in one local file, written crash-safe (one process)",
+    .syntax = "file:PATH",
     .open = fstore_open,
     .load = fstore_load,
     .save = fstore_save,

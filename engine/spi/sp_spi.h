@@ -236,6 +236,8 @@ typedef struct sp_source_ops {
 	 *  saved (saved=false: lost, or the save failed and was logged) and the engine will
 	 *  never touch p again; the source may unassign it. May be NULL. */
 	void (*released)(sp_source_t *s, sp_part_t *p, bool saved);
+	/** How the "source" key names it ("log:DIR"), for help and errors. */
+	const char *syntax;
 } sp_source_ops_t;
 
 /** Use ops as the source instead of the one the "source" key names (a source that is
@@ -280,6 +282,8 @@ typedef struct sp_store_ops {
 	 *  pipeline holds the store (`spate checkpoint show`); save and reset then fail.
 	 *  May be NULL (the store has no such mode: open is used). */
 	int (*open_readonly)(sp_store_t *s, char *errstr, size_t size);
+	/** How the "store" key names it ("file:PATH"), for help and errors. */
+	const char *syntax;
 } sp_store_ops_t;
 
 /* ---- sinks (the DLQ, and later outputs) --------------------------------------------- */
@@ -308,6 +312,8 @@ typedef struct sp_sink_ops {
 	/** The largest record (key + value + headers) the target takes. */
 	size_t (*max_record_bytes)(sp_sink_t *s);
 	void (*close)(sp_sink_t *s);
+	/** How the "dlq" key names it ("kafka:TOPIC"), for help and errors. */
+	const char *syntax;
 } sp_sink_ops_t;
 
 /* ---- operators (built-in handlers) ------------------------------------------------- */
@@ -326,6 +332,8 @@ typedef struct sp_operator_ops {
 	void (*destroy)(spate_handler_t *h);
 	/** Print what the operator counted (e.g. fraud flags) at the end. May be NULL. */
 	void (*report)(spate_handler_t *h, FILE *fp);
+	/** How the "handler" key names it ("sleep:MS"), for help and errors. */
+	const char *syntax;
 } sp_operator_ops_t;
 
 /* ---- messages from a plugin ---------------------------------------------------------- */
