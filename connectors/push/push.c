@@ -13,7 +13,7 @@
 #include <string.h>
 
 /* A partition's stage becomes one chunk: it holds at most this many records and bytes
- * (a chunk of "about 1 MiB", DESIGN.md section 2), so a chunk always fits a partition's
+ * (a chunk of about 1 MiB, as the log source reads), so a chunk always fits a partition's
  * share of the in-flight bounds; a full stage refuses more until the engine takes it. */
 #define PUSH_CHUNK_RECORDS 8192
 #define PUSH_CHUNK_BYTES ((uint64_t)1 << 20)

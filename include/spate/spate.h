@@ -1,9 +1,9 @@
 /* spate.h - the one public header of libspate.
  *
- * spate reads partitioned streams (the embedded log, Kafka, Kinesis, a synthetic
- * generator, or records pushed by the embedding application), fans the records out to
- * stateless handlers that run on a pool of worker threads, tracks which records are
- * DONE, and writes per-partition checkpoints to a store. Poison records go to a
+ * spate reads partitioned streams (the embedded log, Kafka, a synthetic generator, or
+ * records pushed by the embedding application; Kinesis is planned), fans the records
+ * out to stateless handlers that run on a pool of worker threads, tracks which records
+ * are DONE, and writes per-partition checkpoints to a store. Poison records go to a
  * dead-letter queue.
  *
  * Control-plane objects (configuration, engine) are opaque handles. The record is a
@@ -97,7 +97,9 @@ SPATE_API void spate_conf_destroy(spate_conf_t *conf);
  * Set key to value after checking it against the key's type and range.
  * On failure a message naming the key and what is allowed is written to errstr
  * (which may be NULL), and the conf is unchanged.
- * Keys that start with "kafka." or "kinesis." pass through to those connectors.
+ * Keys that start with "kafka." pass through to librdkafka (docs/kafka.md). Keys that
+ * start with "kinesis." are accepted unchecked and unused: they are reserved for the
+ * planned Kinesis connector.
  */
 SPATE_API spate_conf_res_t spate_conf_set(spate_conf_t *conf, const char *key, const char *value,
                                           char *errstr, size_t errstr_size);
@@ -132,7 +134,7 @@ SPATE_API const spate_conf_prop_t *spate_conf_properties(size_t *cnt);
 
 /** Where a record came from: the source, its topic or stream, and its partition or shard. */
 typedef struct spate_partition {
-	const char *source;  /**< "gen", "push", "log", "kafka", "kinesis" */
+	const char *source;  /**< "gen", "push", "log", "kafka" ("kinesis" is planned) */
 	const char *topic;   /**< topic, stream or log directory name */
 	int32_t partition;   /**< partition number; -1 for Kinesis shards */
 	const char *shard;   /**< Kinesis shard id, else NULL */
@@ -262,17 +264,21 @@ SPATE_API spate_engine_t *spate_engine_new(spate_conf_t *conf, const spate_handl
 SPATE_API spate_err_t spate_engine_start(spate_engine_t *e, char *errstr, size_t errstr_size);
 
 /**
- * Run the pipeline on the calling thread until the source ends (stop.at.end), or
- * spate_engine_stop() is called, or a fatal error. Drains in-flight batches (up to
- * shutdown.timeout.ms) and writes the final checkpoint before it returns.
+ * Run the pipeline on the calling thread until the source ends, or spate_engine_stop()
+ * is called, or a fatal error. A finite source ends once every record is DONE (gen with
+ * gen.records > 0; push after spate_push_close); a log or Kafka source is a stream and
+ * ends only with stop.at.end=true. Writes the final checkpoint before it returns.
  * @locality the thread that called spate_engine_start()
  */
 SPATE_API spate_err_t spate_engine_run(spate_engine_t *e, char *errstr, size_t errstr_size);
 
 /**
- * Ask the engine to stop: no new records are read; in-flight batches finish, then a
- * final checkpoint. Async-signal-safe. A second call stops at once without waiting for
- * unfinished batches (and without checkpointing past them).
+ * Ask the engine to stop: handler calls already running finish (up to
+ * shutdown.timeout.ms), no new one starts, and records fetched but not yet handed to
+ * the handler are left for the next run; spate_engine_run() then writes a final
+ * checkpoint of what is DONE and returns (SPATE_OK unless that save fails).
+ * Async-signal-safe. A second call stops at once, without waiting for running calls and
+ * without a final checkpoint.
  * @locality any thread, or a signal handler
  */
 SPATE_API void spate_engine_stop(spate_engine_t *e);
@@ -368,8 +374,8 @@ SPATE_API int spate_push(spate_engine_t *e, int32_t partition, const spate_push_
                          size_t cnt);
 
 /**
- * Tell the push source no more records come: with stop.at.end=true the run then ends
- * once everything pushed is DONE and checkpointed.
+ * Tell the push source no more records come: the run then ends once everything pushed
+ * is DONE and checkpointed (no stop.at.end needed).
  * @locality any thread
  */
 SPATE_API void spate_push_close(spate_engine_t *e);
