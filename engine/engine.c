@@ -50,8 +50,8 @@ sp_part_t *sp_engine_partition(sp_engine_t *e, size_t i)
 
 int sp_dlq_write(sp_engine_t *e, const spate_push_record_t *recs, size_t n, char *errstr, size_t size)
 {
-	if (atomic_load_explicit(&e->fault_dlq_left, memory_order_relaxed) > 0 &&
-	    atomic_fetch_sub(&e->fault_dlq_left, 1) > 0)
+	int64_t left = atomic_load_explicit(&e->fault_dlq_left, memory_order_relaxed);
+	if (left == INT64_MAX || (left > 0 && atomic_fetch_sub(&e->fault_dlq_left, 1) > 0))
 		return sp_err(errstr, size, SPATE_ERR_SINK, "injected fault (SPATE_FAULT_DLQ)");
 	return e->dlq.ops->write(&e->dlq, recs, n, errstr, size);
 }
@@ -459,15 +459,12 @@ static int open_plugins(spate_engine_t *e, char *err, size_t sz)
 		if (!dk)
 			return sp_err(err, sz, SPATE_ERR_INVALID, "dlq: unknown DLQ \"%s\"", v);
 		e->dlq = (sp_sink_t){.ops = dk, .eng = e, .arg = arg};
-		const char *f = getenv("SPATE_FAULT_DLQ");
-		if (f && *f) {
-			char *end;
-			long long n = !strcmp(f, "fail") ? INT64_MAX : !strncmp(f, "fail:", 5) ? strtoll(f + 5, &end, 10) : -1;
-			if (n < 0 || (strncmp(f, "fail:", 5) == 0 && *end))
-				return sp_err(err, sz, SPATE_ERR_INVALID,
-				              "SPATE_FAULT_DLQ: \"%s\" is not allowed (fail, fail:N)", f);
-			atomic_store(&e->fault_dlq_left, (int64_t)n);
-			sp_msg(e, SP_MSG_WARN, "SPATE_FAULT_DLQ=%s: DLQ writes will fail on purpose", f);
+		int64_t n = sp_fault_hook("SPATE_FAULT_DLQ", err, sz);
+		if (n < 0)
+			return SPATE_ERR_INVALID;
+		if (n) {
+			atomic_store(&e->fault_dlq_left, n);
+			sp_msg(e, SP_MSG_WARN, "SPATE_FAULT_DLQ=%s: DLQ writes will fail on purpose", getenv("SPATE_FAULT_DLQ"));
 		}
 		if ((rc = dk->open(&e->dlq, err, sz)))
 			return rc;

@@ -179,7 +179,8 @@ int64_t sp_fault_hook(const char *env, char *errstr, size_t size)
 		if (!*end && !errno && n >= 0)
 			return n;
 	}
-	sp_err(errstr, size, SPATE_ERR_INVALID, "%s: \"%s\" is not allowed (fail, fail:N)", env, f);
+	sp_err(errstr, size, SPATE_ERR_INVALID, "%s=%s: not allowed (fail: every operation fails; fail:N: the next N)", env,
+	       f);
 	return -1;
 }
 
