@@ -566,8 +566,7 @@ static bool rings_nonempty(spate_engine_t *e)
 {
 	for (int i = 0; i < e->nworkers; i++) {
 		sp_worker_t *w = e->workers[i];
-		if (atomic_load_explicit(&w->chead, memory_order_acquire) !=
-		    atomic_load_explicit(&w->ctail, memory_order_relaxed))
+		if (sp_ring_nonempty(&w->cq))
 			return true;
 	}
 	return false;

@@ -12,6 +12,7 @@
 #ifndef SPATE_ENGINE_ENGINE_H
 #define SPATE_ENGINE_ENGINE_H
 
+#include "engine/ring.h"
 #include "engine/spi/sp_registry.h"
 #include "engine/spi/sp_spi.h"
 
@@ -107,6 +108,28 @@ static inline sp_ck_t *sp_ck(sp_chunk_t *c)
 /* Depth of the bisect stack: halving batch.size (at most 10,000) reaches 1 in 14 steps. */
 #define SP_BISECT_DEPTH 32
 
+/*
+ * A lane's state machine. The state is read and written under e->mu only; the ring of
+ * runs (ring.h) is not (its producer and consumer need no lock).
+ *
+ *   from      to        when                                              by (worker.c)
+ *   IDLE      QUEUED    runs were dispatched to it                         sp_lanes_ready
+ *   IDLE      QUEUED    its partition was released while it holds runs     sp_lanes_release
+ *   QUEUED    RUNNING   a worker claims it off the ready queue             worker_main
+ *   RUNNING   IDLE      its batches ran and nothing is left                worker_main
+ *   RUNNING   QUEUED    SP_LANE_BURST batches ran and more wait (fairness) worker_main
+ *   RUNNING   PARKED    a failure set park_until_ms (retry backoff, or a   worker_main (after
+ *                       DLQ that could not be written); the queued runs    migrate)
+ *                       were copied to its arena first
+ *   PARKED    QUEUED    its time came                                      unpark_locked
+ *   PARKED    QUEUED    its partition was released                         sp_lanes_release
+ *   PARKED    RUNNING   runs came while it waits (mig_wanted): a worker    take_migration_locked,
+ *                       copies them to the arena, then it parks again      worker_main
+ *
+ * mig_wanted is set by sp_lanes_ready on a parked lane that gets runs, and by
+ * worker_main when runs came while the lane was being copied; cleared when a worker takes
+ * the lane for the copy or when it leaves PARKED.
+ */
 enum lane_state { LANE_IDLE = 0, LANE_QUEUED, LANE_RUNNING, LANE_PARKED };
 
 typedef struct sp_run {
@@ -116,10 +139,9 @@ typedef struct sp_run {
 } sp_run_t;
 
 struct sp_lane {
-	/* producer side: the engine thread */
-	_Alignas(64) _Atomic uint32_t head;
-	/* consumer side: the claiming worker */
-	_Alignas(64) _Atomic uint32_t tail;
+	/* the ring of runs: the engine thread produces (dispatch), the claiming worker
+	 * consumes (ring.h) */
+	sp_ring_t rq;
 	uint32_t off;          /* records of ring[tail] already consumed */
 	uint32_t bisect_limit; /* 0 = batch.size; else the size of the next batch while bisecting */
 	uint32_t bisect_depth; /* pending second halves on the stack */
@@ -215,9 +237,8 @@ typedef struct sp_worker {
 	int id;
 	pthread_t th;
 	bool started;
-	/* completion ring: this worker produces, the engine thread consumes */
-	_Alignas(64) _Atomic uint32_t chead;
-	_Alignas(64) _Atomic uint32_t ctail;
+	/* completion ring: this worker produces, the engine thread consumes (ring.h) */
+	sp_ring_t cq;
 	sp_comp_t ring[SP_COMP_RING];
 	_Alignas(64) sp_wstats_t st;
 	/* scratch for one batch (worker only) */

@@ -232,8 +232,8 @@ size_t sp_tracker_drain(sp_engine_t *e)
 		sp_worker_t *w = e->workers[i];
 		if (!w)
 			continue;
-		uint32_t tail = atomic_load_explicit(&w->ctail, memory_order_relaxed);
-		uint32_t head = atomic_load_explicit(&w->chead, memory_order_acquire);
+		uint32_t tail = sp_ring_cons_next(&w->cq);
+		uint32_t head = sp_ring_cons_end(&w->cq);
 		for (; tail != head; tail++) {
 			sp_comp_t *cp = &w->ring[tail & (SP_COMP_RING - 1)];
 			entries++;
@@ -289,7 +289,7 @@ size_t sp_tracker_drain(sp_engine_t *e)
 			if (cp->kind == COMP_DONE)
 				maybe_compact(e, c);
 		}
-		atomic_store_explicit(&w->ctail, tail, memory_order_release);
+		sp_ring_free_to(&w->cq, tail);
 	}
 	if (!entries)
 		return 0;

@@ -162,43 +162,39 @@ static sp_lane_t *take_migration_locked(sp_engine_t *e)
 
 static bool lane_has_work(sp_lane_t *l)
 {
-	return l->dlq_pending || l->mq_off < l->mq_len ||
-	       atomic_load_explicit(&l->head, memory_order_acquire) !=
-	           atomic_load_explicit(&l->tail, memory_order_relaxed);
+	return l->dlq_pending || l->mq_off < l->mq_len || sp_ring_nonempty(&l->rq);
 }
 
 /* ---- completions ------------------------------------------------------------------- */
 
 static void push_comp(sp_worker_t *w, sp_ck_t *c, uint32_t begin, uint32_t len, uint32_t kind)
 {
-	uint32_t head = atomic_load_explicit(&w->chead, memory_order_relaxed);
-	while (head - atomic_load_explicit(&w->ctail, memory_order_acquire) == SP_COMP_RING) {
+	while (!sp_ring_room(&w->cq, SP_COMP_RING)) {
 		/* the engine thread is behind: make sure it runs, then let it */
 		sp_engine_wake(w->e);
 		sched_yield();
 	}
-	sp_comp_t *cp = &w->ring[head & (SP_COMP_RING - 1)];
+	sp_comp_t *cp = &w->ring[sp_ring_prod_next(&w->cq) & (SP_COMP_RING - 1)];
 	cp->c = c;
 	cp->begin = begin;
 	cp->len = len;
 	cp->kind = kind;
-	atomic_store_explicit(&w->chead, head + 1, memory_order_release);
+	sp_ring_publish(&w->cq, 1);
 }
 
 /* The retry arena of a lane of p grew or shrank by delta bytes: they count toward p's
  * share of max.inflight.bytes (the tracker thread keeps the count). */
 static void push_arena(sp_worker_t *w, sp_part_t *p, int64_t delta)
 {
-	uint32_t head = atomic_load_explicit(&w->chead, memory_order_relaxed);
-	while (head - atomic_load_explicit(&w->ctail, memory_order_acquire) == SP_COMP_RING) {
+	while (!sp_ring_room(&w->cq, SP_COMP_RING)) {
 		sp_engine_wake(w->e);
 		sched_yield();
 	}
-	sp_comp_t *cp = &w->ring[head & (SP_COMP_RING - 1)];
+	sp_comp_t *cp = &w->ring[sp_ring_prod_next(&w->cq) & (SP_COMP_RING - 1)];
 	cp->part = p;
 	cp->delta = delta;
 	cp->kind = COMP_ARENA;
-	atomic_store_explicit(&w->chead, head + 1, memory_order_release);
+	sp_ring_publish(&w->cq, 1);
 }
 
 static void wake_engine_if_sleeping(sp_engine_t *e)
@@ -232,7 +228,7 @@ static void consume(sp_worker_t *w, sp_lane_t *l, const sp_bref_t *refs, uint32_
 		l->mq_off += take; /* migrated: unpinned when copied */
 		left -= take;
 	}
-	uint32_t tail = atomic_load_explicit(&l->tail, memory_order_relaxed);
+	uint32_t tail = sp_ring_cons_next(&l->rq);
 	uint32_t off = l->off;
 	while (left) {
 		sp_run_t *r = &l->ring[tail & (SP_LANE_RING - 1)];
@@ -261,7 +257,7 @@ static void consume(sp_worker_t *w, sp_lane_t *l, const sp_bref_t *refs, uint32_
 		i = j;
 	}
 	l->off = off;
-	atomic_store_explicit(&l->tail, tail, memory_order_release);
+	sp_ring_free_to(&l->rq, tail);
 	if (l->mq_len && l->mq_off == l->mq_len)
 		arena_free(w, l);
 }
@@ -320,8 +316,8 @@ static const void *copy_in(char **p, const void *src, size_t n)
  * Only the worker that holds the lane calls it. On out-of-memory nothing changes. */
 static void migrate(sp_worker_t *w, sp_lane_t *l)
 {
-	uint32_t head = atomic_load_explicit(&l->head, memory_order_acquire);
-	uint32_t tail = atomic_load_explicit(&l->tail, memory_order_relaxed);
+	uint32_t head = sp_ring_cons_end(&l->rq);
+	uint32_t tail = sp_ring_cons_next(&l->rq);
 	if (tail == head)
 		return;
 	size_t total = 0;
@@ -405,7 +401,7 @@ static void migrate(sp_worker_t *w, sp_lane_t *l)
 		unpin(w, r->c);
 	}
 	l->off = 0;
-	atomic_store_explicit(&l->tail, head, memory_order_release); /* the ring slots are free */
+	sp_ring_free_to(&l->rq, head); /* the ring slots are free */
 	atomic_fetch_add_explicit(&w->st.migrated, 1, memory_order_relaxed);
 }
 
@@ -428,8 +424,8 @@ static uint32_t build_batch(sp_worker_t *w, sp_lane_t *l, uint32_t limit)
 		w->refs[n] = (sp_bref_t){m->c, 0, m};
 		n++;
 	}
-	uint32_t head = atomic_load_explicit(&l->head, memory_order_acquire);
-	uint32_t t = atomic_load_explicit(&l->tail, memory_order_relaxed);
+	uint32_t head = sp_ring_cons_end(&l->rq);
+	uint32_t t = sp_ring_cons_next(&l->rq);
 	uint32_t off = l->off;
 	while (n < limit && t != head) {
 		sp_run_t *r = &l->ring[t & (SP_LANE_RING - 1)];
@@ -887,9 +883,7 @@ static void *worker_main(void *arg)
 		e->nrunning--;
 		/* runs the engine queued after the copy (it saw the lane running, so it asked
 		 * nobody to copy them): copy them next, or a full ring would wait forever */
-		l->mig_wanted = l->park_until_ms &&
-		                atomic_load_explicit(&l->head, memory_order_acquire) !=
-		                    atomic_load_explicit(&l->tail, memory_order_relaxed);
+		l->mig_wanted = l->park_until_ms && sp_ring_nonempty(&l->rq);
 		if (l->park_until_ms) {
 			l->state = LANE_PARKED;
 			l->next = e->parked;

@@ -98,6 +98,25 @@ typedef struct req {
 	struct req *all_prev, *all_next; /* every live request of the reader */
 } req_t;
 
+/*
+ * A partition's state machine (engine thread only):
+ *
+ *   from          to       when                                           by
+ *   IDLE          WAIT     seeked (before any segment is readable)        sp_log_reader_seek
+ *   IDLE, any     ACTIVE   seeked to an offset in a readable segment      sp_log_reader_seek
+ *   IDLE, any     DONE     seeked past its stop.at.end end                sp_log_reader_seek
+ *   ACTIVE        WAIT     every durable byte is read or in flight        pump
+ *   WAIT          ACTIVE   its durable file or a segment changed          sp_log_reader_poll
+ *                          (inotify)
+ *   ACTIVE        DONE     read up to its end, or its noted durable       part_done (parse_req)
+ *                          length (stop.at.end)
+ *   ACTIVE, WAIT  DONE     an end is set that it is already past          sp_log_reader_set_end
+ *   any           ERROR    a read failed, corruption with                 set_error
+ *                          log.on.corruption=fail, out of memory
+ *
+ * Reads are issued only in ACTIVE; ERROR is reported by the next poll once the chunks
+ * parsed before it are handed out; DONE and ERROR are left only by a seek.
+ */
 enum pstate { P_IDLE, P_ACTIVE, P_WAIT, P_DONE, P_ERROR };
 
 typedef struct rpart {
