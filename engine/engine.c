@@ -907,10 +907,12 @@ static int sum_value(const spate_summary_t *s, const struct sum_field *f, char *
 static int summary_write(const spate_summary_t *s, bool json, char *buf, size_t size)
 {
 	size_t n = 0;
-	char v[64];
+	char v[64], none[1];
+	/* past the end (or without a buffer) the length is still counted, as snprintf does */
 #define PUT(...)                                                                                  \
 	do {                                                                                      \
-		int k_ = snprintf(buf ? buf + (n < size ? n : size) : NULL, n < size ? size - n : 0, __VA_ARGS__); \
+		bool in_ = buf && n < size;                                                       \
+		int k_ = snprintf(in_ ? buf + n : none, in_ ? size - n : 0, __VA_ARGS__);         \
 		n += k_ > 0 ? (size_t)k_ : 0;                                                     \
 	} while (0)
 	if (json)

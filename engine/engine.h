@@ -259,7 +259,14 @@ typedef struct sp_worker {
 	uint64_t rng;
 } sp_worker_t;
 
-/* A record a retrying lane copied into its arena (worker.c): the descriptor and state
+/* A block of a retrying lane's arena (lane.c): copied records, headers and bytes. */
+typedef struct sp_arena {
+	struct sp_arena *next;
+	size_t len;
+	char bytes[];
+} sp_arena_t;
+
+/* A record a retrying lane copied into its arena (lane.c): the descriptor and state
  * the worker uses from then on, and where the record came from (the tracker marks it
  * DONE there by index). */
 typedef struct sp_mrec {
@@ -407,6 +414,39 @@ typedef struct sp_ghost {
 
 /** Write to the DLQ through the test fault hook (SPATE_FAULT_DLQ). Any thread. */
 int sp_dlq_write(sp_engine_t *e, const spate_push_record_t *recs, size_t n, char *errstr, size_t size);
+
+/* lane.c (the worker that holds the lane) */
+/** Peek up to limit records (and batch.max.bytes) from the lane's head into w->ptrs and
+ *  w->refs: its retry queue first, then its ring. Returns how many. */
+uint32_t sp_lane_build_batch(sp_worker_t *w, sp_lane_t *l, uint32_t limit);
+/** refs[0..k) (the head of the lane) are DONE: move past them and report them. */
+void sp_lane_consume(sp_worker_t *w, sp_lane_t *l, const sp_bref_t *refs, uint32_t k);
+/** The lane parks: copy what its ring holds into its arena and retry queue. */
+void sp_lane_migrate(sp_worker_t *w, sp_lane_t *l);
+
+/* retry.c (the worker that holds the lane) */
+/** Park the lane for the backoff of attempt n (1 = first retry); 0 ms: retry at once. */
+void sp_lane_park(sp_worker_t *w, sp_lane_t *l, uint32_t n);
+/** Send refs[0..k) to the DLQ with condition cond (or drop them without one), then
+ *  consume them. errs[i] (may be NULL) is each record's error. False when the DLQ
+ *  failed: the records stay at the head (l->dlq_pending) and the lane is parked. */
+bool sp_lane_dead_letter(sp_worker_t *w, sp_lane_t *l, const sp_bref_t *refs, uint32_t k, int cond,
+                         const char *const *errs);
+/** A bisect region's batch is done: the next batch is the pending second half. */
+void sp_lane_bisect_next(sp_lane_t *l);
+/** A failed batch (see retry.c). */
+bool sp_retry_failed(sp_worker_t *w, sp_lane_t *l, const spate_batch_t *b, int res, uint32_t n, bool items);
+
+/* The record and state of a batch entry: its arena copy for a copied one. */
+static inline sp_rstate_t *sp_bref_st(const sp_bref_t *r)
+{
+	return r->m ? &r->m->st : &r->c->st[r->c->order[r->ord]];
+}
+
+static inline const spate_record_t *sp_bref_rec(const sp_bref_t *r)
+{
+	return r->m ? &r->m->rec : &r->c->pub.recs[r->c->order[r->ord]];
+}
 
 /* dispatch.c */
 /** Dispatch chunk c into its partition's lanes. Returns false (and does nothing) when a
