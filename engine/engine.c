@@ -563,7 +563,8 @@ static bool rings_nonempty(spate_engine_t *e)
 {
 	for (int i = 0; i < e->nworkers; i++) {
 		sp_worker_t *w = e->workers[i];
-		if (atomic_load_explicit(&w->chead, memory_order_acquire) !=
+		/* seq_cst: after the seq_cst store of sleeping (see wake_engine_if_sleeping) */
+		if (atomic_load_explicit(&w->chead, memory_order_seq_cst) !=
 		    atomic_load_explicit(&w->ctail, memory_order_relaxed))
 			return true;
 	}
