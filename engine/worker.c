@@ -834,10 +834,8 @@ static void *worker_main(void *arg)
 		while (!e->quit) {
 			bool active = w->id < e->active;
 			if (active != w->inited) {
-				if (!set_instance(w, active)) {
-					pthread_mutex_unlock(&e->mu);
-					return NULL;
-				}
+				if (!set_instance(w, active))
+					goto leave; /* the engine stops with the error */
 				continue;
 			}
 			if (!active) {
@@ -918,6 +916,8 @@ static void *worker_main(void *arg)
 			l->state = LANE_IDLE;
 		}
 	}
+leave:
+	/* also after a failed init: sp_workers_stop waits for exited before it joins */
 	if (w->inited)
 		set_instance(w, false);
 	pthread_mutex_unlock(&e->mu);
