@@ -708,7 +708,7 @@ spate_err_t spate_engine_run(spate_engine_t *e, char *err, size_t sz)
 	bool source_ended = false;
 	for (;;) {
 		size_t drained = sp_tracker_drain(e);
-		if (e->init_failed) {
+		if (atomic_load_explicit(&e->init_failed, memory_order_acquire)) { /* then init_err is written */
 			rc = sp_err(err, sz, SPATE_ERR_HANDLER, "%s", e->init_err);
 			break;
 		}

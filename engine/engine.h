@@ -259,7 +259,10 @@ struct spate_engine_s {
 	/* a graceful stop: workers finish the batch they run and start no other */
 	_Atomic bool draining;
 	bool workers_cv_ready; /* idle_cv was initialized */
-	int init_failed;
+	/* a handler init failed: a worker writes init_err once, under mu, then sets
+	 * init_failed (release); the engine thread reads the flag without mu (acquire, once
+	 * per turn) and init_err only after it saw the flag */
+	_Atomic int init_failed;
 	char init_err[256];
 
 	/* engine thread state */

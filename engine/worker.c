@@ -813,10 +813,10 @@ static bool set_instance(sp_worker_t *w, bool up)
 		w->hctx = NULL;
 	pthread_mutex_lock(&e->mu);
 	if (rc != SPATE_OK) {
-		if (!e->init_failed)
+		if (!atomic_load_explicit(&e->init_failed, memory_order_relaxed)) /* under mu */
 			snprintf(e->init_err, sizeof(e->init_err), "handler: init failed on worker %d: %s", w->id,
 			         spate_err2str(rc));
-		e->init_failed = 1;
+		atomic_store_explicit(&e->init_failed, 1, memory_order_release); /* publishes init_err */
 		sp_engine_wake(e);
 		return false;
 	}
