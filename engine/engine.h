@@ -293,12 +293,13 @@ struct spate_engine_s {
 	uint64_t peak_inflight_bytes;
 	uint64_t done_since_flush;
 	int64_t last_flush_ms;
+	/* what spate_engine_summary reads (any thread) and the engine thread writes: atomic */
 	_Atomic uint64_t records_done;
-	uint64_t store_errors;
-	uint64_t corrupt_dlq, corrupt_dropped; /* skipped regions sent to the DLQ / dropped */
+	_Atomic uint64_t store_errors;
+	_Atomic uint64_t corrupt_dlq, corrupt_dropped; /* skipped regions sent to the DLQ / dropped */
 	int64_t start_ns, end_ns;
 	_Atomic int64_t first_ns;
-	int64_t last_done_ns;
+	_Atomic int64_t last_done_ns; /* relaxed: a time, it publishes nothing */
 	uint64_t rng;
 	struct sp_autoscale *as; /* autoscale.c */
 	struct sp_metrics *mx;   /* metrics.c */
