@@ -794,8 +794,8 @@ spate_err_t spate_engine_run(spate_engine_t *e, char *err, size_t sz)
 			rc = sp_err(err, sz, frc, "final checkpoint failed (see the log)");
 	}
 	e->running = false;
-	e->finished = true;
 	e->end_ns = sp_now_ns();
+	atomic_store_explicit(&e->finished, true, memory_order_release); /* publishes end_ns */
 	return rc;
 }
 
@@ -842,7 +842,7 @@ void spate_engine_summary(spate_engine_t *e, spate_summary_t *s)
 		s->retries += atomic_load_explicit(&w->st.retries, memory_order_relaxed);
 		s->dlq_errors += atomic_load_explicit(&w->st.dlq_errors, memory_order_relaxed);
 	}
-	int64_t end = e->finished ? e->end_ns : sp_now_ns();
+	int64_t end = atomic_load_explicit(&e->finished, memory_order_acquire) ? e->end_ns : sp_now_ns();
 	s->elapsed_s = e->start_ns ? (double)(end - e->start_ns) / 1e9 : 0;
 	int64_t first = atomic_load(&e->first_ns);
 	int64_t last = atomic_load_explicit(&e->last_done_ns, memory_order_relaxed);

@@ -270,7 +270,10 @@ struct spate_engine_s {
 	_Atomic int sleeping;
 	_Atomic int stop_req; /* 1: graceful, 2: at once */
 	_Atomic bool bad_result_said; /* a handler's unknown result was logged */
-	bool started, running, finished;
+	bool started, running;
+	/* the run is over and end_ns holds its end: the engine thread writes end_ns, then
+	 * stores finished (release); the summary and stats read it from any thread (acquire) */
+	_Atomic bool finished;
 	bool workers_busy;    /* the stop's shutdown.timeout.ms passed with a handler running */
 	size_t nrevoked;      /* revoked partitions not yet freed */
 	uint64_t nforgotten;  /* revoked partitions freed (sp_engine_reap) */
