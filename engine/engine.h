@@ -255,7 +255,9 @@ struct spate_engine_s {
 	int nready;        /* lanes in the ready queue */
 	int nrunning;      /* lanes claimed by a worker */
 	_Atomic int64_t cold_ns; /* a record arrived while no worker was active (0: none pending) */
-	bool quit; /* workers exit */
+	/* workers exit: set under mu (with the broadcasts); a worker running a lane also
+	 * reads it without mu between batches, to stop early (relaxed: a hint) */
+	_Atomic bool quit;
 	/* a graceful stop: workers finish the batch they run and start no other */
 	_Atomic bool draining;
 	bool workers_cv_ready; /* idle_cv was initialized */

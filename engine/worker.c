@@ -831,7 +831,7 @@ static void *worker_main(void *arg)
 	pthread_mutex_lock(&e->mu);
 	for (;;) {
 		sp_lane_t *l = NULL;
-		while (!e->quit) {
+		while (!atomic_load_explicit(&e->quit, memory_order_relaxed)) { /* under mu */
 			bool active = w->id < e->active;
 			if (active != w->inited) {
 				if (!set_instance(w, active))
@@ -882,7 +882,7 @@ static void *worker_main(void *arg)
 		int b = 0;
 		if (!l->mig_wanted)
 			while (b++ < SP_LANE_BURST && !atomic_load_explicit(&e->draining, memory_order_relaxed) &&
-			       run_batch(w, l) && !e->quit)
+			       run_batch(w, l) && !atomic_load_explicit(&e->quit, memory_order_relaxed))
 				;
 		if (l->park_until_ms)
 			migrate(w, l);
@@ -973,7 +973,7 @@ void sp_workers_quit(sp_engine_t *e)
 	if (!e->workers)
 		return;
 	pthread_mutex_lock(&e->mu);
-	e->quit = true;
+	atomic_store_explicit(&e->quit, true, memory_order_relaxed);
 	pthread_cond_broadcast(&e->work_cv);
 	if (e->workers_cv_ready)
 		pthread_cond_broadcast(&e->idle_cv);
