@@ -51,22 +51,22 @@ enum { B_MAX_PER_PUSHER = 1 << 20 };
 
 static _Atomic int failures; /* checks that failed (any thread) */
 
-#define CHECK(cond, ...)                                                                          \
-	do {                                                                                      \
-		if (!(cond)) {                                                                    \
-			fprintf(stderr, "two_engines: FAILED: " __VA_ARGS__);                     \
-			fputc('\n', stderr);                                                      \
-			failures++;                                                               \
-		}                                                                                 \
+#define CHECK(cond, ...)                                                                                     \
+	do {                                                                                                 \
+		if (!(cond)) {                                                                               \
+			fprintf(stderr, "two_engines: FAILED: " __VA_ARGS__);                                \
+			fputc('\n', stderr);                                                                 \
+			failures++;                                                                          \
+		}                                                                                            \
 	} while (0)
 
 typedef struct hstate {
 	const char *name;
-	bool whole_batch;        /* fail the whole batch (B) instead of items (A) */
-	int fail_init_worker;    /* init fails on this worker id (-1: never) */
-	size_t ids;              /* size of seen */
-	_Atomic uint32_t *seen;  /* per record id: successful handler calls */
-	_Atomic uint64_t calls;  /* records handed to the handler, in all */
+	bool whole_batch;       /* fail the whole batch (B) instead of items (A) */
+	int fail_init_worker;   /* init fails on this worker id (-1: never) */
+	size_t ids;             /* size of seen */
+	_Atomic uint32_t *seen; /* per record id: successful handler calls */
+	_Atomic uint64_t calls; /* records handed to the handler, in all */
 	_Atomic uint64_t ok, poison_failed, bad_ctx;
 	_Atomic int inits, finis;
 	uint64_t touch[8][KEYS]; /* plain: only the lane's worker touches [partition][key] */
@@ -239,7 +239,8 @@ static void *push_main(void *arg)
 			while (done < len) {
 				int n = spate_push(p->run->e, part, recs + off + done, len - done);
 				if (n < 0) {
-					fprintf(stderr, "two_engines: %s: push: %s\n", p->run->name, spate_err2str(n));
+					fprintf(stderr, "two_engines: %s: push: %s\n", p->run->name,
+					        spate_err2str(n));
 					failures++;
 					return NULL;
 				}
@@ -366,9 +367,11 @@ static void check_a(run_t *r, hstate_t *s, pusher_t *ps)
 	       pushed, poison, su.records, su.dropped, su.failed, su.retries, su.workers_min, su.workers_max,
 	       atomic_load(&s->inits));
 	CHECK(r->rc == SPATE_OK, "A: run: %s (%s)", r->err, spate_err2name(r->rc));
-	CHECK(pushed == (size_t)A_PUSHERS * A_PER_PUSHER, "A: pushed %zu, want %d", pushed, A_PUSHERS * A_PER_PUSHER);
+	CHECK(pushed == (size_t)A_PUSHERS * A_PER_PUSHER, "A: pushed %zu, want %d", pushed,
+	      A_PUSHERS * A_PER_PUSHER);
 	CHECK(su.records == pushed, "A: records %" PRIu64 ", want %zu", su.records, pushed);
-	CHECK(su.dropped == poison, "A: dropped %" PRIu64 ", want the %zu poison records", su.dropped, poison);
+	CHECK(su.dropped == poison, "A: dropped %" PRIu64 ", want the %zu poison records", su.dropped,
+	      poison);
 	CHECK(su.dlq == 0, "A: dlq %" PRIu64 " without a DLQ", su.dlq);
 	/* each poison record fails at least once per attempt: the first and max.retry.attempts
 	 * more (more when it sat behind another failed item: items behind the first are
@@ -392,8 +395,8 @@ static void check_b(run_t *r, hstate_t *s, pusher_t *ps)
 	}
 	spate_summary_t su;
 	spate_engine_summary(r->e, &su);
-	printf("B: pushed %zu (poison %zu); records %" PRIu64 " dlq %" PRIu64 " failed %" PRIu64 " retries %" PRIu64
-	       "\n",
+	printf("B: pushed %zu (poison %zu); records %" PRIu64 " dlq %" PRIu64 " failed %" PRIu64
+	       " retries %" PRIu64 "\n",
 	       pushed, poison, su.records, su.dlq, su.failed, su.retries);
 	CHECK(r->rc == SPATE_OK, "B: run: %s (%s)", r->err, spate_err2name(r->rc));
 	CHECK(su.records >= STOP_AFTER, "B: stopped after %" PRIu64 " records, want at least %d", su.records,
@@ -418,24 +421,80 @@ int main(int argc, char **argv)
 
 	hstate_t *sa = hstate_new("stress-a", (size_t)A_PUSHERS * A_PER_PUSHER, false, -1);
 	hstate_t *sb = hstate_new("stress-b", (size_t)B_PUSHERS * B_MAX_PER_PUSHER, true, -1);
-	const char *ka[] = {"source", "push", "push.partitions", "4", "parallelization.factor", "2",
-	                    "report.item.failures", "true", "max.retry.attempts", "2", "retry.backoff.ms", "1",
-	                    "retry.backoff.max.ms", "4", "min.concurrency", "0", "max.concurrency", "3",
-	                    "scale.down.idle.ms", "1", "batch.size", "16", "stop.at.end", "true",
-	                    "max.inflight.bytes", "256k", "store", "none", "log.level", "error", NULL};
-	const char *kb[] = {"source", "push", "push.partitions", "2", "bisect.on.error", "true",
-	                    "max.retry.attempts", "1", "retry.backoff.ms", "1", "retry.backoff.max.ms", "2",
-	                    "min.concurrency", "2", "max.concurrency", "2", "batch.size", "32", "dlq", dlq,
-	                    "max.inflight.bytes", "256k", "store", "none", "log.level", "error", NULL};
+	const char *ka[] = {"source",
+	                    "push",
+	                    "push.partitions",
+	                    "4",
+	                    "parallelization.factor",
+	                    "2",
+	                    "report.item.failures",
+	                    "true",
+	                    "max.retry.attempts",
+	                    "2",
+	                    "retry.backoff.ms",
+	                    "1",
+	                    "retry.backoff.max.ms",
+	                    "4",
+	                    "min.concurrency",
+	                    "0",
+	                    "max.concurrency",
+	                    "3",
+	                    "scale.down.idle.ms",
+	                    "1",
+	                    "batch.size",
+	                    "16",
+	                    "stop.at.end",
+	                    "true",
+	                    "max.inflight.bytes",
+	                    "256k",
+	                    "store",
+	                    "none",
+	                    "log.level",
+	                    "error",
+	                    NULL};
+	const char *kb[] = {"source",
+	                    "push",
+	                    "push.partitions",
+	                    "2",
+	                    "bisect.on.error",
+	                    "true",
+	                    "max.retry.attempts",
+	                    "1",
+	                    "retry.backoff.ms",
+	                    "1",
+	                    "retry.backoff.max.ms",
+	                    "2",
+	                    "min.concurrency",
+	                    "2",
+	                    "max.concurrency",
+	                    "2",
+	                    "batch.size",
+	                    "32",
+	                    "dlq",
+	                    dlq,
+	                    "max.inflight.bytes",
+	                    "256k",
+	                    "store",
+	                    "none",
+	                    "log.level",
+	                    "error",
+	                    NULL};
 	run_t ra = {.name = "A", .e = engine_new(ka, sa)};
 	run_t rb = {.name = "B", .e = engine_new(kb, sb)};
 	pusher_t pa[A_PUSHERS], pb[B_PUSHERS];
 	for (int i = 0; i < A_PUSHERS; i++)
-		pa[i] = (pusher_t){.run = &ra, .index = i, .parts = A_PARTS, .first_id = (size_t)i * A_PER_PUSHER,
+		pa[i] = (pusher_t){.run = &ra,
+		                   .index = i,
+		                   .parts = A_PARTS,
+		                   .first_id = (size_t)i * A_PER_PUSHER,
 		                   .count = A_PER_PUSHER};
 	for (int i = 0; i < B_PUSHERS; i++)
-		pb[i] = (pusher_t){.run = &rb, .index = i, .parts = B_PARTS, .first_id = (size_t)i * B_MAX_PER_PUSHER,
-		                   .count = B_MAX_PER_PUSHER, .until_over = true};
+		pb[i] = (pusher_t){.run = &rb,
+		                   .index = i,
+		                   .parts = B_PARTS,
+		                   .first_id = (size_t)i * B_MAX_PER_PUSHER,
+		                   .count = B_MAX_PER_PUSHER,
+		                   .until_over = true};
 	watcher_t wt = {.runs = {&ra, &rb}};
 	pthread_t tpa[A_PUSHERS], tpb[B_PUSHERS], twt, tstop;
 	pthread_create(&ra.th, NULL, engine_main, &ra);
@@ -462,16 +521,28 @@ int main(int argc, char **argv)
 	check_b(&rb, sb, pb);
 	spate_engine_destroy(ra.e);
 	spate_engine_destroy(rb.e);
-	CHECK(atomic_load(&sa->bad_ctx) == 0 && atomic_load(&sb->bad_ctx) == 0, "a handler call without its worker context");
-	CHECK(atomic_load(&sa->inits) == atomic_load(&sa->finis), "A: %d inits, %d finis", atomic_load(&sa->inits),
-	      atomic_load(&sa->finis));
-	CHECK(atomic_load(&sb->inits) == atomic_load(&sb->finis), "B: %d inits, %d finis", atomic_load(&sb->inits),
-	      atomic_load(&sb->finis));
+	CHECK(atomic_load(&sa->bad_ctx) == 0 && atomic_load(&sb->bad_ctx) == 0,
+	      "a handler call without its worker context");
+	CHECK(atomic_load(&sa->inits) == atomic_load(&sa->finis), "A: %d inits, %d finis",
+	      atomic_load(&sa->inits), atomic_load(&sa->finis));
+	CHECK(atomic_load(&sb->inits) == atomic_load(&sb->finis), "B: %d inits, %d finis",
+	      atomic_load(&sb->inits), atomic_load(&sb->finis));
 
 	/* C: the handler's init fails on worker 1: the run ends with that error */
 	hstate_t *sc = hstate_new("stress-c", 1, false, 1);
-	const char *kc[] = {"source", "gen", "gen.records", "0", "gen.partitions", "2", "min.concurrency", "2",
-	                    "max.concurrency", "2", "log.level", "error", NULL};
+	const char *kc[] = {"source",
+	                    "gen",
+	                    "gen.records",
+	                    "0",
+	                    "gen.partitions",
+	                    "2",
+	                    "min.concurrency",
+	                    "2",
+	                    "max.concurrency",
+	                    "2",
+	                    "log.level",
+	                    "error",
+	                    NULL};
 	run_t rc = {.name = "C", .e = engine_new(kc, sc)};
 	pthread_create(&rc.th, NULL, engine_main, &rc);
 	pthread_join(rc.th, NULL);
@@ -479,8 +550,8 @@ int main(int argc, char **argv)
 	CHECK(rc.rc == SPATE_ERR_HANDLER && strstr(rc.err, "worker 1"),
 	      "C: run returned %s: \"%s\", want ERR_HANDLER naming worker 1", spate_err2name(rc.rc), rc.err);
 	spate_engine_destroy(rc.e);
-	CHECK(atomic_load(&sc->inits) == atomic_load(&sc->finis), "C: %d inits, %d finis", atomic_load(&sc->inits),
-	      atomic_load(&sc->finis));
+	CHECK(atomic_load(&sc->inits) == atomic_load(&sc->finis), "C: %d inits, %d finis",
+	      atomic_load(&sc->inits), atomic_load(&sc->finis));
 
 	free(sa->seen);
 	free(sb->seen);
