@@ -65,7 +65,7 @@ int sp_engine_dead_letter_range(sp_engine_t *e, sp_part_t *p, const spate_positi
 	if (!e->dlq_open) {
 		sp_msg(e, SP_MSG_ERROR, "%s: dropped a corrupt region (positions %s..%s): %s (no dlq configured)",
 		       p->pub.name, a, b, error);
-		e->corrupt_dropped++;
+		atomic_fetch_add_explicit(&e->corrupt_dropped, 1, memory_order_relaxed);
 		return SPATE_OK;
 	}
 	snprintf(id, sizeof(id), "%s/%s", p->pub.name, a);
@@ -85,7 +85,7 @@ int sp_engine_dead_letter_range(sp_engine_t *e, sp_part_t *p, const spate_positi
 	spate_push_record_t r = {.headers = h, .header_cnt = sizeof(h) / sizeof(h[0]), .timestamp_ms = sp_wall_ms()};
 	int rc = sp_dlq_write(e, &r, 1, errstr, size);
 	if (rc == SPATE_OK)
-		e->corrupt_dlq++;
+		atomic_fetch_add_explicit(&e->corrupt_dlq, 1, memory_order_relaxed);
 	return rc;
 }
 
@@ -566,7 +566,8 @@ static bool rings_nonempty(spate_engine_t *e)
 {
 	for (int i = 0; i < e->nworkers; i++) {
 		sp_worker_t *w = e->workers[i];
-		if (sp_ring_nonempty(&w->cq))
+		/* seq_cst: after the seq_cst store of sleeping (see wake_engine_if_sleeping) */
+		if (atomic_load_explicit(&w->cq.head, memory_order_seq_cst) != sp_ring_cons_next(&w->cq))
 			return true;
 	}
 	return false;
@@ -709,7 +710,7 @@ spate_err_t spate_engine_run(spate_engine_t *e, char *err, size_t sz)
 	bool source_ended = false;
 	for (;;) {
 		size_t drained = sp_tracker_drain(e);
-		if (e->init_failed) {
+		if (atomic_load_explicit(&e->init_failed, memory_order_acquire)) { /* then init_err is written */
 			rc = sp_err(err, sz, SPATE_ERR_HANDLER, "%s", e->init_err);
 			break;
 		}
@@ -798,8 +799,8 @@ spate_err_t spate_engine_run(spate_engine_t *e, char *err, size_t sz)
 			rc = sp_err(err, sz, frc, "final checkpoint failed (see the log)");
 	}
 	e->running = false;
-	e->finished = true;
 	e->end_ns = sp_now_ns();
+	atomic_store_explicit(&e->finished, true, memory_order_release); /* publishes end_ns */
 	return rc;
 }
 
@@ -831,10 +832,10 @@ int spate_engine_busy(spate_engine_t *e)
 void spate_engine_summary(spate_engine_t *e, spate_summary_t *s)
 {
 	memset(s, 0, sizeof(*s));
-	s->records = e->records_done;
-	s->store_errors = e->store_errors;
-	s->dlq += e->corrupt_dlq;
-	s->dropped += e->corrupt_dropped;
+	s->records = atomic_load_explicit(&e->records_done, memory_order_relaxed);
+	s->store_errors = atomic_load_explicit(&e->store_errors, memory_order_relaxed);
+	s->dlq += atomic_load_explicit(&e->corrupt_dlq, memory_order_relaxed);
+	s->dropped += atomic_load_explicit(&e->corrupt_dropped, memory_order_relaxed);
 	for (int i = 0; e->workers && i < e->nworkers; i++) {
 		sp_worker_t *w = e->workers[i];
 		if (!w)
@@ -846,11 +847,12 @@ void spate_engine_summary(spate_engine_t *e, spate_summary_t *s)
 		s->retries += atomic_load_explicit(&w->st.retries, memory_order_relaxed);
 		s->dlq_errors += atomic_load_explicit(&w->st.dlq_errors, memory_order_relaxed);
 	}
-	int64_t end = e->finished ? e->end_ns : sp_now_ns();
+	int64_t end = atomic_load_explicit(&e->finished, memory_order_acquire) ? e->end_ns : sp_now_ns();
 	s->elapsed_s = e->start_ns ? (double)(end - e->start_ns) / 1e9 : 0;
 	int64_t first = atomic_load(&e->first_ns);
-	if (first && e->last_done_ns > first)
-		s->first_to_last_s = (double)(e->last_done_ns - first) / 1e9;
+	int64_t last = atomic_load_explicit(&e->last_done_ns, memory_order_relaxed);
+	if (first && last > first)
+		s->first_to_last_s = (double)(last - first) / 1e9;
 	s->records_per_s = s->first_to_last_s > 0 ? (double)s->records / s->first_to_last_s : 0;
 	sp_autoscale_summary(e, s);
 }

@@ -343,11 +343,16 @@ struct spate_engine_s {
 	int nready;        /* lanes in the ready queue */
 	int nrunning;      /* lanes claimed by a worker */
 	_Atomic int64_t cold_ns; /* a record arrived while no worker was active (0: none pending) */
-	bool quit; /* workers exit */
+	/* workers exit: set under mu (with the broadcasts); a worker running a lane also
+	 * reads it without mu between batches, to stop early (relaxed: a hint) */
+	_Atomic bool quit;
 	/* a graceful stop: workers finish the batch they run and start no other */
 	_Atomic bool draining;
 	bool workers_cv_ready; /* idle_cv was initialized */
-	int init_failed;
+	/* a handler init failed: a worker writes init_err once, under mu, then sets
+	 * init_failed (release); the engine thread reads the flag without mu (acquire, once
+	 * per turn) and init_err only after it saw the flag */
+	_Atomic int init_failed;
 	char init_err[256];
 
 	/* engine thread state */
@@ -355,7 +360,10 @@ struct spate_engine_s {
 	_Atomic int sleeping;
 	_Atomic int stop_req; /* 1: graceful, 2: at once */
 	_Atomic bool bad_result_said; /* a handler's unknown result was logged */
-	bool started, running, finished;
+	bool started, running;
+	/* the run is over and end_ns holds its end: the engine thread writes end_ns, then
+	 * stores finished (release); the summary and stats read it from any thread (acquire) */
+	_Atomic bool finished;
 	bool workers_busy;    /* the stop's shutdown.timeout.ms passed with a handler running */
 	size_t nrevoked;      /* revoked partitions not yet freed */
 	size_t nreleasing;    /* partitions being released (sp_engine_partition_release) */
@@ -379,12 +387,13 @@ struct spate_engine_s {
 	uint64_t peak_inflight_bytes;
 	uint64_t done_since_flush;
 	int64_t last_flush_ms;
+	/* what spate_engine_summary reads (any thread) and the engine thread writes: atomic */
 	_Atomic uint64_t records_done;
-	uint64_t store_errors;
-	uint64_t corrupt_dlq, corrupt_dropped; /* skipped regions sent to the DLQ / dropped */
+	_Atomic uint64_t store_errors;
+	_Atomic uint64_t corrupt_dlq, corrupt_dropped; /* skipped regions sent to the DLQ / dropped */
 	int64_t start_ns, end_ns;
 	_Atomic int64_t first_ns;
-	int64_t last_done_ns;
+	_Atomic int64_t last_done_ns; /* relaxed: a time, it publishes nothing */
 	uint64_t rng;
 	struct sp_autoscale *as; /* autoscale.c */
 	struct sp_metrics *mx;   /* metrics.c */
@@ -492,21 +501,6 @@ void sp_autoscale_wake_locked(sp_engine_t *e);
 void sp_autoscale_cold_done(sp_engine_t *e);
 /** Worker count over time (min, max, time-weighted mean) and cold starts, into s. */
 void sp_autoscale_summary(sp_engine_t *e, spate_summary_t *s);
-
-/* flow.c: the in-flight bounds, per partition (tracker thread only) */
-/** Account delta bytes and records to partition p (and the engine's totals). */
-void sp_flow_add(sp_engine_t *e, sp_part_t *p, int64_t dbytes, int64_t drecords);
-/** Whether chunk c may enter p now without passing the bounds. */
-bool sp_flow_fits(sp_engine_t *e, const sp_ck_t *c);
-/** p starts or stops taking part in the shares (started, released). */
-void sp_flow_count(sp_engine_t *e, sp_part_t *p, bool counted);
-/** Hold chunk c behind p's other held chunks; p is paused. */
-void sp_flow_hold(sp_engine_t *e, sp_ck_t *c);
-/** Drop every held chunk of p (a revoke). */
-void sp_flow_drop_held(sp_engine_t *e, sp_part_t *p);
-/** Admit the held chunks that fit now, in order, and resume partitions that may take
- *  more. admit is the engine's dispatch (false: keep holding). Returns chunks admitted. */
-int sp_flow_release(sp_engine_t *e, bool (*admit)(sp_engine_t *, sp_ck_t *));
 
 /* flow.c: the in-flight bounds, per partition (tracker thread only) */
 /** Account delta bytes and records to partition p (and the engine's totals). */

@@ -304,7 +304,7 @@ size_t sp_tracker_drain(sp_engine_t *e)
 	if (recs) {
 		atomic_fetch_add_explicit(&e->records_done, recs, memory_order_relaxed);
 		e->done_since_flush += recs;
-		e->last_done_ns = sp_now_ns();
+		atomic_store_explicit(&e->last_done_ns, sp_now_ns(), memory_order_relaxed);
 	}
 	return entries;
 }

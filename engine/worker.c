@@ -154,11 +154,18 @@ static bool lane_has_work(sp_lane_t *l)
 	return l->dlq_pending || l->mq_off < l->mq_len || sp_ring_nonempty(&l->rq);
 }
 
-static void wake_engine_if_sleeping(sp_engine_t *e)
+/* The other half of engine_sleep's handshake (a Dekker pair): the engine stores
+ * sleeping = 1 and then reads every completion ring's head; a worker makes its
+ * completions visible and then reads sleeping. All four are seq_cst, so one of the two
+ * sees the other. The read-modify-write of the ring's head (the worker is its only
+ * writer, adding 0 changes nothing) stands for a seq_cst fence: ThreadSanitizer does not
+ * model fences (gcc refuses atomic_thread_fence under -fsanitize=thread) but does model
+ * this, and on x86 it costs the same locked instruction. Once per lane burst. */
+static void wake_engine_if_sleeping(sp_worker_t *w)
 {
-	atomic_thread_fence(memory_order_seq_cst);
-	if (atomic_load(&e->sleeping))
-		sp_engine_wake(e);
+	atomic_fetch_add_explicit(&w->cq.head, 0, memory_order_seq_cst);
+	if (atomic_load_explicit(&w->e->sleeping, memory_order_seq_cst))
+		sp_engine_wake(w->e);
 }
 
 
@@ -289,10 +296,10 @@ static bool set_instance(sp_worker_t *w, bool up)
 		w->hctx = NULL;
 	pthread_mutex_lock(&e->mu);
 	if (rc != SPATE_OK) {
-		if (!e->init_failed)
+		if (!atomic_load_explicit(&e->init_failed, memory_order_relaxed)) /* under mu */
 			snprintf(e->init_err, sizeof(e->init_err), "handler: init failed on worker %d: %s", w->id,
 			         spate_err2str(rc));
-		e->init_failed = 1;
+		atomic_store_explicit(&e->init_failed, 1, memory_order_release); /* publishes init_err */
 		sp_engine_wake(e);
 		return false;
 	}
@@ -307,13 +314,11 @@ static void *worker_main(void *arg)
 	pthread_mutex_lock(&e->mu);
 	for (;;) {
 		sp_lane_t *l = NULL;
-		while (!e->quit) {
+		while (!atomic_load_explicit(&e->quit, memory_order_relaxed)) { /* under mu */
 			bool active = w->id < e->active;
 			if (active != w->inited) {
-				if (!set_instance(w, active)) {
-					pthread_mutex_unlock(&e->mu);
-					return NULL;
-				}
+				if (!set_instance(w, active))
+					goto leave; /* the engine stops with the error */
 				continue;
 			}
 			if (!active) {
@@ -360,11 +365,11 @@ static void *worker_main(void *arg)
 		int b = 0;
 		if (!l->mig_wanted)
 			while (b++ < SP_LANE_BURST && !atomic_load_explicit(&e->draining, memory_order_relaxed) &&
-			       run_batch(w, l) && !e->quit)
+			       run_batch(w, l) && !atomic_load_explicit(&e->quit, memory_order_relaxed))
 				;
 		if (l->park_until_ms)
 			sp_lane_migrate(w, l);
-		wake_engine_if_sleeping(e);
+		wake_engine_if_sleeping(w);
 
 		pthread_mutex_lock(&e->mu);
 		e->nrunning--;
@@ -392,6 +397,8 @@ static void *worker_main(void *arg)
 			l->state = LANE_IDLE;
 		}
 	}
+leave:
+	/* also after a failed init: sp_workers_stop waits for exited before it joins */
 	if (w->inited)
 		set_instance(w, false);
 	pthread_mutex_unlock(&e->mu);
@@ -447,7 +454,7 @@ void sp_workers_quit(sp_engine_t *e)
 	if (!e->workers)
 		return;
 	pthread_mutex_lock(&e->mu);
-	e->quit = true;
+	atomic_store_explicit(&e->quit, true, memory_order_relaxed);
 	pthread_cond_broadcast(&e->work_cv);
 	if (e->workers_cv_ready)
 		pthread_cond_broadcast(&e->idle_cv);
