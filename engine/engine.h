@@ -457,6 +457,27 @@ static inline const spate_record_t *sp_bref_rec(const sp_bref_t *r)
 	return r->m ? &r->m->rec : &r->c->pub.recs[r->c->order[r->ord]];
 }
 
+/* dlq.c */
+/* Headers spate adds to a dead letter, at most; bytes of their values, at most. */
+#define SP_DLQ_HDRS 10
+#define SP_DLQ_VALBYTES 1024
+enum { SP_DLQ_ATTEMPTS = 0, SP_DLQ_AGE, SP_DLQ_CORRUPT, SP_DLQ_PAYLOAD };
+/** The conditions by number: RetryAttemptsExhausted, RecordAgeExceeded, Corrupt,
+ *  MaximumPayloadSizeExceeded. */
+extern const char *const sp_dlq_conditions[];
+/** What a dead letter's spate.* headers say. */
+typedef struct sp_dlq_meta {
+	int condition;             /* SP_DLQ_* */
+	uint32_t attempts;
+	const char *source, *partition, *position;
+	const char *position_last; /* a range's last position, or NULL */
+	int64_t first_ms, last_ms;
+	const char *error;         /* NULL: "handler failed" */
+} sp_dlq_meta_t;
+/** Write the spate.* headers of m into h (at most SP_DLQ_HDRS), their values copied into
+ *  vb (vbsize bytes, values cut to fit). Returns the headers written. @locality any */
+size_t sp_dlq_headers(spate_header_t *h, char *vb, size_t vbsize, const sp_dlq_meta_t *m);
+
 /* dispatch.c */
 /** Dispatch chunk c into its partition's lanes. Returns false (and does nothing) when a
  *  lane's ring has no room: the caller holds the chunk and tries again later. */

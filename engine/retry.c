@@ -20,14 +20,6 @@
 
 /* Exhausted failed items of one batch sent to the DLQ in one write. */
 #define SP_ITEM_DLQ_MAX 64
-/* Headers spate adds to a DLQ record. */
-#define SP_DLQ_HDRS 9
-/* Bytes of header values one DLQ record needs at most (ids, numbers, an error). */
-#define SP_DLQ_VALBYTES 1024
-
-enum { COND_ATTEMPTS = 0, COND_AGE, COND_CORRUPT, COND_PAYLOAD };
-static const char *const cond_names[] = {"RetryAttemptsExhausted", "RecordAgeExceeded", "Corrupt",
-                                         "MaximumPayloadSizeExceeded"};
 
 static uint64_t next_rand(sp_worker_t *w)
 {
@@ -59,9 +51,9 @@ void sp_lane_park(sp_worker_t *w, sp_lane_t *l, uint32_t n)
 static int exhausted(sp_engine_t *e, const spate_record_t *r, const sp_rstate_t *st)
 {
 	if (e->max_age_ms >= 0 && sp_wall_ms() - r->timestamp_ms > e->max_age_ms)
-		return COND_AGE;
+		return SP_DLQ_AGE;
 	if (e->max_retry >= 0 && st->attempts > e->max_retry)
-		return COND_ATTEMPTS;
+		return SP_DLQ_ATTEMPTS;
 	return -1;
 }
 
@@ -100,7 +92,7 @@ bool sp_lane_dead_letter(sp_worker_t *w, sp_lane_t *l, const sp_bref_t *refs, ui
 			char pos[64];
 			sp_msg(e, SP_MSG_WARN, "dropped %s position %s after %u attempts (%s): %s (no dlq configured)",
 			       r->partition->name, spate_position_fmt(&r->position, pos, sizeof(pos)),
-			       sp_bref_st(&refs[i])->attempts, cond_names[cond], errs && errs[i] ? errs[i] : l->last_err);
+			       sp_bref_st(&refs[i])->attempts, sp_dlq_conditions[cond], errs && errs[i] ? errs[i] : l->last_err);
 		}
 		atomic_fetch_add_explicit(&w->st.dropped, k, memory_order_relaxed);
 		sp_lane_consume(w, l, refs, k);
@@ -131,7 +123,7 @@ bool sp_lane_dead_letter(sp_worker_t *w, sp_lane_t *l, const sp_bref_t *refs, ui
 			orig += r->headers[j].key_len + r->headers[j].value_len;
 		bool meta_only = orig + SP_DLQ_VALBYTES > max_bytes;
 		if (meta_only)
-			c = COND_PAYLOAD;
+			c = SP_DLQ_PAYLOAD;
 		out[i] = (spate_push_record_t){.key = r->key,
 		                               .key_len = r->key_len,
 		                               .value = meta_only ? NULL : r->value,
@@ -142,31 +134,19 @@ bool sp_lane_dead_letter(sp_worker_t *w, sp_lane_t *l, const sp_bref_t *refs, ui
 		if (!meta_only)
 			for (size_t j = 0; j < r->header_cnt; j++)
 				h[hn++] = r->headers[j];
-		char *base = vb;
 		const char *err = errs && errs[i] ? errs[i] : l->last_err;
-#define ADD(name, ...)                                                                            \
-	do {                                                                                      \
-		int len_ = snprintf(vb, SP_DLQ_VALBYTES - (size_t)(vb - base), __VA_ARGS__);      \
-		if (len_ < 0)                                                                     \
-			len_ = 0;                                                                 \
-		if ((size_t)len_ >= SP_DLQ_VALBYTES - (size_t)(vb - base))                        \
-			len_ = (int)(SP_DLQ_VALBYTES - (size_t)(vb - base)) - 1;                  \
-		h[hn++] = (spate_header_t){name, sizeof(name) - 1, vb, (size_t)len_};             \
-		vb += len_;                                                                       \
-	} while (0)
 		char pos[64];
 		spate_position_fmt(&r->position, pos, sizeof(pos));
-		ADD("spate.id", "%s/%s", r->partition->name, pos);
-		ADD("spate.condition", "%s", cond_names[c]);
-		ADD("spate.attempts", "%u", st->attempts);
-		ADD("spate.source", "%s", r->partition->source);
-		ADD("spate.partition", "%s", r->partition->name);
-		ADD("spate.position", "%s", pos);
-		ADD("spate.first.attempt.ms", "%" PRId64, st->first_fail_ms);
-		ADD("spate.last.attempt.ms", "%" PRId64, st->last_fail_ms);
-		ADD("spate.error", "%.400s", err && *err ? err : "handler failed");
-#undef ADD
-		vb = base + SP_DLQ_VALBYTES;
+		sp_dlq_meta_t m = {.condition = c,
+		                   .attempts = st->attempts,
+		                   .source = r->partition->source,
+		                   .partition = r->partition->name,
+		                   .position = pos,
+		                   .first_ms = st->first_fail_ms,
+		                   .last_ms = st->last_fail_ms,
+		                   .error = err};
+		hn += sp_dlq_headers(h + hn, vb, SP_DLQ_VALBYTES, &m);
+		vb += SP_DLQ_VALBYTES;
 		out[i].header_cnt = hn;
 		h += hn;
 	}
