@@ -96,6 +96,17 @@ void sp_lanes_ready(sp_engine_t *e, sp_lane_t **lanes, size_t n)
 		if (lanes[i]->state == LANE_IDLE) {
 			push_ready_locked(e, lanes[i]);
 			queued++;
+		} else if (lanes[i]->state == LANE_PARKED && lanes[i]->window_wait) {
+			/* waiting to fill its batch (batch.window.ms): look again with the new runs */
+			for (sp_lane_t **pp = &e->parked; *pp; pp = &(*pp)->next)
+				if (*pp == lanes[i]) {
+					*pp = lanes[i]->next;
+					break;
+				}
+			lanes[i]->park_until_ms = 0;
+			lanes[i]->window_wait = false;
+			push_ready_locked(e, lanes[i]);
+			queued++;
 		} else if (lanes[i]->state == LANE_PARKED && !lanes[i]->mig_wanted) {
 			/* new runs behind a retrying lane: a worker copies them out */
 			lanes[i]->mig_wanted = true;
@@ -124,6 +135,7 @@ static int64_t unpark_locked(sp_engine_t *e, int64_t now)
 		if (l->park_until_ms <= now) {
 			*pp = l->next;
 			l->park_until_ms = 0;
+			l->window_wait = false;
 			l->mig_wanted = false; /* it runs now; a new park copies what is queued */
 			push_ready_locked(e, l);
 		} else {
@@ -208,6 +220,21 @@ static void drop_released(sp_worker_t *w, sp_lane_t *l)
 	l->park_until_ms = 0;
 }
 
+/* batch.window.ms: the monotonic ms when the batch of n records (not full) may be handed
+ * over, or 0 when it may be now: its first record came window ms ago, it is retried (a
+ * copied record), or it ends its partition (the source's end marker). */
+static int64_t window_due(sp_worker_t *w, uint32_t n)
+{
+	sp_engine_t *e = w->e;
+	const sp_bref_t *first = &w->refs[0], *last = &w->refs[n - 1];
+	if (first->m)
+		return 0;
+	if (!last->m && last->c->pub.end_marker && last->ord + 1 == last->c->pub.n)
+		return 0;
+	int64_t due = first->c->arrived_ms + e->window_ms, now = sp_now_ms();
+	return due > now ? due : 0;
+}
+
 static bool run_batch(sp_worker_t *w, sp_lane_t *l)
 {
 	sp_engine_t *e = w->e;
@@ -227,6 +254,16 @@ static bool run_batch(sp_worker_t *w, sp_lane_t *l)
 	uint32_t n = sp_lane_build_batch(w, l, limit);
 	if (!n)
 		return false;
+	l->window_wait = false;
+	if (e->window_ms && !l->bisect_limit && n < limit && !w->bytes_full) {
+		int64_t due = window_due(w, n);
+		if (due) {
+			/* batch.window.ms: wait for more (new runs wake the lane) */
+			l->park_until_ms = due;
+			l->window_wait = true;
+			return false;
+		}
+	}
 	memset(w->failed, 0, n);
 	w->errbuf_len = 0;
 	spate_batch_t b = {.recs = w->ptrs, .n = n, .failed = w->failed, .w = w};
@@ -260,6 +297,24 @@ static bool run_batch(sp_worker_t *w, sp_lane_t *l)
 	}
 	bool items = e->item_failures && b.nfailed > 0 && res != SPATE_HANDLER_FAIL;
 	bool whole = !items && (res == SPATE_HANDLER_FAIL || (res == SPATE_HANDLER_ITEM_FAILURES && b.nfailed));
+	if (w->nem) {
+		/* what the handler emitted for the origins that succeeded reaches its sinks
+		 * before they are DONE; a sink that fails fails the batch */
+		uint32_t ok = 0;
+		if (items)
+			while (!w->failed[ok])
+				ok++;
+		else if (!whole)
+			ok = n;
+		char emsg[sizeof(b.err)];
+		if (ok && sp_emit_flush(w, ok, emsg, sizeof(emsg)) != SPATE_OK) {
+			snprintf(b.err, sizeof(b.err), "%s", emsg);
+			res = SPATE_HANDLER_FAIL;
+			items = false;
+			whole = true;
+		}
+		sp_emit_reset(w);
+	}
 	if (!items && !whole) {
 		sp_lane_consume(w, l, w->refs, n);
 		sp_lane_bisect_next(l);
@@ -367,7 +422,7 @@ static void *worker_main(void *arg)
 			while (b++ < SP_LANE_BURST && !atomic_load_explicit(&e->draining, memory_order_relaxed) &&
 			       run_batch(w, l) && !atomic_load_explicit(&e->quit, memory_order_relaxed))
 				;
-		if (l->park_until_ms)
+		if (l->park_until_ms && !l->window_wait)
 			sp_lane_migrate(w, l);
 		wake_engine_if_sleeping(w);
 
@@ -375,7 +430,7 @@ static void *worker_main(void *arg)
 		e->nrunning--;
 		/* runs the engine queued after the copy (it saw the lane running, so it asked
 		 * nobody to copy them): copy them next, or a full ring would wait forever */
-		l->mig_wanted = l->park_until_ms && sp_ring_nonempty(&l->rq);
+		l->mig_wanted = l->park_until_ms && !l->window_wait && sp_ring_nonempty(&l->rq);
 		if (l->park_until_ms) {
 			l->state = LANE_PARKED;
 			l->next = e->parked;
@@ -511,6 +566,7 @@ void sp_workers_free(sp_engine_t *e)
 		free(w->dlqbuf);
 		free(w->dlqrecs);
 		free(w->dlqhdrs);
+		sp_emit_free(w);
 		free(w);
 	}
 	free(e->workers);
@@ -530,6 +586,7 @@ void sp_lanes_release(sp_engine_t *e, sp_part_t *p)
 					break;
 				}
 			l->park_until_ms = 0;
+			l->window_wait = false;
 			l->mig_wanted = false;
 			push_ready_locked(e, l);
 		} else if (l->state == LANE_IDLE && lane_has_work(l)) {

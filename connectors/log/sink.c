@@ -23,7 +23,7 @@ static int sink_open(sp_sink_t *s, char *errstr, size_t size)
 		return sp_err(errstr, size, SPATE_ERR_INVALID, "dlq: log needs a directory (dlq=log:DIR)");
 	sp_log_wopts_t o;
 	if (s->eng)
-		sp_log_wopts_from_conf(&o, sp_engine_conf(s->eng));
+		sp_log_wopts_from_conf(&o, s->conf ? s->conf : sp_engine_conf(s->eng)); /* a named sink's own */
 	else
 		sp_log_wopts_default(&o);
 	o.eng = s->eng;

@@ -207,6 +207,23 @@ SPATE_API spate_err_t spate_batch_fail_item(spate_batch_t *batch, size_t i, cons
 /** Set the error message of a whole-batch failure (copied). Only inside the handler call. */
 SPATE_API void spate_batch_set_error(spate_batch_t *batch, const char *errmsg);
 
+/**
+ * Emit a record to the sink named sink (configured as `sink.NAME=log:DIR`, `kafka:TOPIC`
+ * ...) on behalf of record `origin` of the batch. key, value and headers are copied (no
+ * allocation per record once the worker's buffer has grown). The record reaches the sink
+ * after the handler returns and only if its origin succeeded; the origin is DONE only
+ * once every record emitted for it is acknowledged by its sink (durable in a log, acked by
+ * Kafka), so a crash never loses an emitted record. An emitted record carries the header
+ * `spate.origin` (its origin's record id), so a consumer can drop the duplicates a retry
+ * or a crash can make: emits of a batch that fails are discarded, and a sink that fails
+ * fails the batch (it is retried and may emit again).
+ * Returns SPATE_OK, SPATE_ERR_NOT_FOUND (no sink of that name), SPATE_ERR_INVALID
+ * (origin out of range) or SPATE_ERR_NOMEM. Only inside the handler call.
+ */
+SPATE_API spate_err_t spate_batch_emit(spate_batch_t *batch, size_t origin, const char *sink, const void *key,
+                                       size_t key_len, const void *value, size_t value_len,
+                                       const spate_header_t *headers, size_t header_cnt);
+
 /** What a handler returns. */
 typedef enum spate_handler_res {
 	SPATE_HANDLER_OK = 0,           /**< every record succeeded (marked items fail, see below) */
