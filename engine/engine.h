@@ -12,6 +12,7 @@
 #ifndef SPATE_ENGINE_ENGINE_H
 #define SPATE_ENGINE_ENGINE_H
 
+#include "engine/hist.h"
 #include "engine/ring.h"
 #include "engine/spi/sp_registry.h"
 #include "engine/spi/sp_spi.h"
@@ -53,6 +54,7 @@ typedef struct sp_ck {
 	spate_position_t tail_to;
 	uint64_t seq;             /* chunk number within the partition */
 	int64_t arrived_ms;       /* monotonic ms it entered the engine (batch.window.ms) */
+	int64_t arrived_ns;       /* ... in ns (end-to-end latency from arrival) */
 	/* lanes whose runs still point into buf (set by dispatch, dropped by workers as runs
 	 * are consumed or copied into a retrying lane's arena); at 0 the bytes are released
 	 * before the records are DONE, so a retrying lane pins no read buffer */
@@ -229,13 +231,18 @@ typedef struct sp_comp {
 } sp_comp_t;
 
 /* Worker counters: written by the worker only, read relaxed by anyone. */
-/* Handler latency histogram: bucket i counts batches of [2^i, 2^(i+1)) microseconds. */
-#define SP_LAT_BUCKETS 40
-
+/* Per-worker counters and histograms: written by the worker only, read relaxed by anyone
+ * (hist.h). Latencies are microseconds. A batch's oldest and newest records stand for its
+ * records in the end-to-end histograms (half of the batch each), so a record costs no
+ * histogram update of its own. */
 typedef struct sp_wstats {
-	_Atomic uint64_t lat[SP_LAT_BUCKETS];
+	sp_hist_t handler;      /* handler time per batch */
+	sp_hist_t ts_start;     /* from a record's stream timestamp to its handler call */
+	sp_hist_t ts_done;      /* ... to DONE (after its emits are durable) */
+	sp_hist_t in_start;     /* from its arrival in the engine to its handler call */
+	sp_hist_t in_done;      /* ... to DONE */
 	_Atomic uint64_t batches, failed, dlq, dropped, retries, dlq_errors, busy_ns, records_in;
-	_Atomic uint64_t migrated, arena_bytes, emitted;
+	_Atomic uint64_t migrated, arena_bytes, emitted, filtered;
 } sp_wstats_t;
 
 typedef struct sp_worker {

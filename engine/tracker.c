@@ -119,8 +119,8 @@ void sp_tracker_add(sp_engine_t *e, sp_ck_t *c)
 	c->next = NULL;
 	c->prev = pe->fifo_tail;
 	c->seq = pe->next_seq++;
-	if (e->window_ms)
-		c->arrived_ms = sp_now_ms(); /* one clock read per chunk, for batch.window.ms */
+	c->arrived_ns = sp_now_ns(); /* one clock read per chunk: latency from arrival, the window */
+	c->arrived_ms = c->arrived_ns / 1000000;
 	if (pe->fifo_tail)
 		pe->fifo_tail->next = c;
 	else

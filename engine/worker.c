@@ -220,6 +220,26 @@ static void drop_released(sp_worker_t *w, sp_lane_t *l)
 	l->park_until_ms = 0;
 }
 
+/* End-to-end latency of the batch of n records at monotonic now_ns / wall now_us: from
+ * each record's stream timestamp and from its arrival in the engine. The oldest and the
+ * newest record stand for half of the batch each. */
+static void latency(sp_worker_t *w, sp_hist_t *from_ts, sp_hist_t *from_in, uint32_t n, int64_t now_ns,
+                    int64_t now_us)
+{
+	const sp_bref_t *ref[2] = {&w->refs[0], &w->refs[n - 1]};
+	uint64_t weight[2] = {n - n / 2, n / 2};
+	for (int k = 0; k < 2; k++) {
+		if (!weight[k])
+			continue;
+		int64_t ts = sp_bref_rec(ref[k])->timestamp_ms * 1000;
+		sp_hist_add(from_ts, now_us > ts ? (uint64_t)(now_us - ts) : 0, weight[k]);
+		if (!ref[k]->m) { /* a copied record's arrival is gone with its chunk's body */
+			int64_t in = ref[k]->c->arrived_ns;
+			sp_hist_add(from_in, now_ns > in ? (uint64_t)(now_ns - in) / 1000 : 0, weight[k]);
+		}
+	}
+}
+
 /* batch.window.ms: the monotonic ms when the batch of n records (not full) may be handed
  * over, or 0 when it may be now: its first record came window ms ago, it is retried (a
  * copied record), or it ends its partition (the source's end marker). */
@@ -270,16 +290,12 @@ static bool run_batch(sp_worker_t *w, sp_lane_t *l)
 	first_record(e);
 	if (atomic_load_explicit(&e->cold_ns, memory_order_relaxed))
 		sp_autoscale_cold_done(e);
-	int64_t t0 = sp_now_ns();
+	int64_t t0 = sp_now_ns(), wall0 = sp_wall_us();
+	latency(w, &w->st.ts_start, &w->st.in_start, n, t0, wall0);
 	int res = e->h.handle(e->h.opaque, w->hctx, &b);
 	uint64_t took = (uint64_t)(sp_now_ns() - t0);
 	atomic_fetch_add_explicit(&w->st.busy_ns, took, memory_order_relaxed);
-	unsigned us = (unsigned)(took / 1000), bucket = 0;
-	while (us > 1 && bucket < SP_LAT_BUCKETS - 1) {
-		us >>= 1;
-		bucket++;
-	}
-	atomic_fetch_add_explicit(&w->st.lat[bucket], 1, memory_order_relaxed);
+	sp_hist_add(&w->st.handler, took / 1000, 1);
 	atomic_fetch_add_explicit(&w->st.batches, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&w->st.records_in, n, memory_order_relaxed);
 
@@ -316,6 +332,7 @@ static bool run_batch(sp_worker_t *w, sp_lane_t *l)
 		sp_emit_reset(w);
 	}
 	if (!items && !whole) {
+		latency(w, &w->st.ts_done, &w->st.in_done, n, sp_now_ns(), sp_wall_us());
 		sp_lane_consume(w, l, w->refs, n);
 		sp_lane_bisect_next(l);
 		return true;

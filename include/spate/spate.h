@@ -316,6 +316,11 @@ SPATE_API int spate_engine_busy(spate_engine_t *e);
  *  lines; nothing for a handler given as a struct. @locality after spate_engine_run */
 SPATE_API void spate_engine_report(spate_engine_t *e, FILE *fp);
 
+/** Latency percentiles (from log-linear histograms: within about 12%). */
+typedef struct spate_latency {
+	double p50_ms, p90_ms, p99_ms, p999_ms, max_ms;
+} spate_latency_t;
+
 /** End-of-run (or so-far) counters. */
 typedef struct spate_summary {
 	uint64_t records;          /**< records handled (DONE, including dlq and dropped) */
@@ -335,6 +340,11 @@ typedef struct spate_summary {
 	uint64_t throttled;        /**< autoscaler ticks at max.concurrency with lanes waiting */
 	uint64_t cold_starts;      /**< records that arrived with no worker active */
 	double cold_p50_ms, cold_p99_ms; /**< from such a record's arrival to its handler start */
+	uint64_t emitted;          /**< records emitted to named sinks (spate_batch_emit), durable */
+	/** End-to-end latency of the records handled: from a record's stream timestamp to its
+	 *  handler call and to DONE (its emits durable), and the same from its arrival in the
+	 *  engine. Each batch's oldest and newest records stand for it. */
+	spate_latency_t latency_start, latency_done, arrival_start, arrival_done;
 } spate_summary_t;
 
 /** Live gauges, as the stats lines print them. */
@@ -349,6 +359,7 @@ typedef struct spate_stats {
 	uint64_t throttled;
 	uint64_t cold_starts;
 	double handler_p50_ms, handler_p99_ms; /**< handler time per batch, since the start */
+	double latency_p50_ms, latency_p99_ms; /**< stream timestamp to DONE, since the start */
 } spate_stats_t;
 
 /** Fill *s with the engine's gauges. @locality any thread, while the engine exists */
