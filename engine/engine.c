@@ -709,9 +709,15 @@ void spate_engine_destroy(spate_engine_t *e)
 
 int spate_push(spate_engine_t *e, int32_t partition, const spate_push_record_t *recs, size_t cnt)
 {
+	return spate_push_positions(e, partition, recs, cnt, NULL);
+}
+
+int spate_push_positions(spate_engine_t *e, int32_t partition, const spate_push_record_t *recs, size_t cnt,
+                         spate_position_t *positions)
+{
 	if (!e->started || !e->src.ops || !e->src.ops->push)
 		return SPATE_ERR_STATE;
-	int n = e->src.ops->push(&e->src, partition, recs, cnt);
+	int n = e->src.ops->push(&e->src, partition, recs, cnt, positions);
 	/* a full stage (n < cnt) also wakes the engine: it empties the stage */
 	if (n >= 0 && atomic_load_explicit(&e->sleeping, memory_order_seq_cst))
 		sp_engine_wake(e);

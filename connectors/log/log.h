@@ -353,6 +353,18 @@ int sp_log_writer_put(sp_log_writer_t *w, const spate_push_record_t *r, int64_t 
                       char *errstr, size_t size);
 /** Write the open batch, fsync, publish the durable length. */
 int sp_log_writer_flush(sp_log_writer_t *w, char *errstr, size_t size);
+/** A sync in two steps, for group commit (many callers, one fdatasync): begin writes the
+ *  open batch and notes what a sync makes durable (with a duplicate of the segment's fd);
+ *  the caller runs fdatasync(t->fd) without the writer's lock (when t->fd >= 0), then end
+ *  publishes the durable length unless a later one was published meanwhile (a roll).
+ *  Both under the caller's lock of the writer; end always closes t->fd. */
+typedef struct sp_log_wsync {
+	int fd;
+	uint64_t seg, len, next;
+} sp_log_wsync_t;
+int sp_log_writer_sync_begin(sp_log_writer_t *w, sp_log_wsync_t *t, char *errstr, size_t size);
+/** sync_errno: what fdatasync set (0 when it succeeded or was not needed). */
+int sp_log_writer_sync_end(sp_log_writer_t *w, sp_log_wsync_t *t, int sync_errno, char *errstr, size_t size);
 /** Close the open batch: write it to the segment without fsync (the next record starts
  *  a new batch). Not durable until a flush. */
 int sp_log_writer_end_batch(sp_log_writer_t *w, char *errstr, size_t size);
@@ -564,6 +576,8 @@ int sp_log_reader_poll(sp_log_reader_t *r, sp_chunk_t **out, int max, uint64_t b
 int sp_log_reader_fd(const sp_log_reader_t *r);
 /** Records between what was delivered and the durable end, all partitions. */
 int64_t sp_log_reader_lag(const sp_log_reader_t *r);
+/** The next offset partition i delivers. */
+uint64_t sp_log_reader_next(const sp_log_reader_t *r, int i);
 /** True when every partition with an end (set_end) was delivered up to it (including the
  *  record-less chunk that moves its checkpoint there). */
 bool sp_log_reader_ended(const sp_log_reader_t *r);
@@ -596,5 +610,27 @@ typedef struct sp_log_verify_stats {
  *  SPATE_ERR_CORRUPT with errstr naming the file and byte offset of the first bad batch. */
 int sp_log_verify_partition(const char *dir, int partition, sp_log_verify_stats_t *st, char *errstr,
                             size_t size);
+
+/* ---- the durable push (lpush.c) ---------------------------------------------------------- */
+
+typedef struct sp_log_push sp_log_push_t;
+
+/** Open the writers of the nparts partitions of the log at dir for durable pushes;
+ *  max_lag bounds the records a partition holds durable but not yet read. */
+int sp_log_push_open(const char *dir, int nparts, const sp_log_wopts_t *wo, uint64_t max_lag, sp_engine_t *eng,
+                     sp_log_push_t **out, char *errstr, size_t size);
+void sp_log_push_free(sp_log_push_t *lp);
+/** Append records to partition part and return once they are durable (group commit):
+ *  the number taken (positions[i] their offsets when not NULL; 0 when the partition's lag
+ *  bound took none), or a negative error. @locality any thread */
+int sp_log_push(sp_log_push_t *lp, int32_t part, const spate_push_record_t *recs, size_t cnt,
+                spate_position_t *positions);
+/** The reader's next offset to deliver of partition part (the lag's other end).
+ *  @locality the engine thread */
+void sp_log_push_delivered(sp_log_push_t *lp, int part, uint64_t next);
+void sp_log_push_close_input(sp_log_push_t *lp);
+bool sp_log_push_closed(const sp_log_push_t *lp);
+/** Push calls and fdatasync calls so far (group commit's effect; tests). */
+void sp_log_push_counts(const sp_log_push_t *lp, uint64_t *calls, uint64_t *syncs);
 
 #endif /* SPATE_CONNECTORS_LOG_H */

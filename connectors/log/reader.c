@@ -1207,6 +1207,11 @@ int sp_log_reader_fd(const sp_log_reader_t *r)
 	return r->epfd;
 }
 
+uint64_t sp_log_reader_next(const sp_log_reader_t *r, int i)
+{
+	return r->parts[i].next_deliver;
+}
+
 int64_t sp_log_reader_lag(const sp_log_reader_t *r)
 {
 	int64_t lag = 0;

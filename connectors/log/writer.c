@@ -602,6 +602,53 @@ int sp_log_writer_flush(sp_log_writer_t *w, char *errstr, size_t size)
 	return SPATE_OK;
 }
 
+int sp_log_writer_sync_begin(sp_log_writer_t *w, sp_log_wsync_t *t, char *errstr, size_t size)
+{
+	t->fd = -1;
+	if (w->broken)
+		return sp_err(errstr, size, w->broken, "%s: the writer failed earlier", w->pdir);
+	int rc;
+	if (w->enc.count > 0 && (rc = write_batch(w, errstr, size)))
+		return rc;
+	if (w->idx_pend_len) {
+		/* the index is a hint readers validate: losing its tail costs a scan */
+		if (write(w->idx_fd, w->idx_pend, w->idx_pend_len) != (ssize_t)w->idx_pend_len)
+			sp_msg(w->o.eng, SP_MSG_WARN, "%s: index write failed (%s); readers will scan", w->pdir,
+			       strerror(errno));
+		w->idx_pend_len = 0;
+	}
+	t->seg = w->seg_base;
+	t->len = w->seg_len;
+	t->next = written_next(w);
+	if (w->dirty) {
+		/* a duplicate: a roll may close the segment's fd while the caller syncs */
+		if ((t->fd = dup(w->seg_fd)) < 0) {
+			w->broken = SPATE_ERR_IO;
+			return sp_err(errstr, size, SPATE_ERR_IO, "%s: dup: %s", w->pdir, strerror(errno));
+		}
+		w->dirty = false;
+	}
+	w->unflushed = 0;
+	return SPATE_OK;
+}
+
+int sp_log_writer_sync_end(sp_log_writer_t *w, sp_log_wsync_t *t, int sync_errno, char *errstr, size_t size)
+{
+	if (t->fd >= 0)
+		close(t->fd);
+	t->fd = -1;
+	if (sync_errno) {
+		char path[SP_LOG_PATH_MAX];
+		sp_log_seg_path(path, sizeof(path), w->pdir, t->seg, "log");
+		w->broken = SPATE_ERR_IO;
+		return sp_err(errstr, size, SPATE_ERR_IO, "%s: fdatasync: %s", path, strerror(sync_errno));
+	}
+	/* a roll meanwhile synced and published the segment (and a later one): nothing to do */
+	if (w->have_pub && (w->pub.seg > t->seg || (w->pub.seg == t->seg && w->pub.len >= t->len)))
+		return SPATE_OK;
+	return publish(w, t->seg, t->len, t->next, errstr, size);
+}
+
 int sp_log_writer_end_batch(sp_log_writer_t *w, char *errstr, size_t size)
 {
 	if (w->broken)

@@ -392,14 +392,28 @@ typedef struct spate_push_record {
 } spate_push_record_t;
 
 /**
- * Copy cnt records into partition (0..push.partitions-1). Positions are assigned in
- * order, starting after the partition's checkpoint. Returns the number of records
- * accepted (cnt, or fewer when in-flight bounds are reached: push again later), or a
- * negative spate_err_t. One lock per call, not per record: push in batches.
+ * Push cnt records into partition. Two sources take them:
+ *  - source=push (in memory): the records are copied into the engine and the call
+ *    returns at once. A crash loses what was pushed and not yet checkpointed, and the
+ *    caller cannot know which: use it where the caller can replay (tests, benchmarks).
+ *  - source=log:DIR with log.push=true (durable): the records are appended to the
+ *    embedded log and the call returns only once they are fsync'd (many callers share one
+ *    fdatasync: group commit); the pipeline reads them back from the log with every
+ *    guarantee. What a call returned survives a crash.
+ * Returns the number of records taken: cnt, or fewer under backpressure (the partition's
+ * bound is reached: the in-flight bounds, or log.push.max.lag; 0 when it took none: push
+ * the rest later), or a negative spate_err_t. Never blocks
+ * without a bound (a durable push waits for its sync). One lock per call, not per
+ * record: push in batches.
  * @locality any thread, after spate_engine_start()
  */
-SPATE_API int spate_push(spate_engine_t *e, int32_t partition, const spate_push_record_t *recs,
-                         size_t cnt);
+SPATE_API int spate_push(spate_engine_t *e, int32_t partition, const spate_push_record_t *recs, size_t cnt);
+
+/** spate_push(), and the positions it assigned to the records it took in positions[]
+ *  (at least cnt entries): log offsets for a durable push, in-order positions in memory.
+ *  A record's id is then "SOURCE/TOPIC/PARTITION/POSITION" (spate_record_id). */
+SPATE_API int spate_push_positions(spate_engine_t *e, int32_t partition, const spate_push_record_t *recs,
+                                   size_t cnt, spate_position_t *positions);
 
 /**
  * Tell the push source no more records come: the run then ends once everything pushed
