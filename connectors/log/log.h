@@ -11,8 +11,12 @@
  *               file, a buffered batch scanner (pread) used by recovery, verify, seek
  *  - writer.c:  one partition's writer (flock, recovery, batching, rolling, fsync
  *               policy) and a producer over all partitions (key hash / round robin)
+ *  - codec.c:   gzip, snappy, lz4, zstd: compressed batches decoded into an arena,
+ *               and the writer's compressor
  *  - reader.c:  the io_uring (or pread) reader over all partitions, producing parsed
- *               sp_chunk_t descriptors that point into the read buffers
+ *               sp_chunk_t descriptors that point into the read buffers (parse.c) and
+ *               their decode arenas (bufpool.c)
+ *  - verify.c:  `spate log verify`: every batch and record, on threads
  *  - source.c, sink.c: the engine vtables sp_source_log and sp_sink_log
  * The CLI (cli/cmd_log.c, cli/cmd_produce.c) and the tests use this header.
  *
@@ -726,17 +730,33 @@ void sp_log_reader_stats(const sp_log_reader_t *r, sp_log_reader_stats_t *st);
 uint64_t sp_log_reader_seek_steps(const sp_log_reader_t *r, int i);
 void sp_log_reader_close(sp_log_reader_t *r);
 
-/* ---- verify (segment.c), used by `spate log verify` and the tests --------------------- */
+/* ---- verify (verify.c), used by `spate log verify` and the tests ---------------------- */
 
 typedef struct sp_log_verify_stats {
 	uint64_t segments, batches, records, bytes;
-	uint64_t compressed; /* batches whose records were not decoded (codec) */
-	uint64_t torn_tail;  /* bytes past the durable length in a partial batch */
+	/* by codec (attributes & 7: none, gzip, snappy, lz4, zstd, then undefined ones) */
+	uint64_t codec_batches[8], codec_records[8];
+	uint64_t decompressed; /* bytes the compressed batches' records decompressed to */
+	uint64_t torn_tail;    /* bytes past the durable length in a partial batch */
 } sp_log_verify_stats_t;
 
-/** Check every batch of partition i (CRC, header, record framing, offsets). SPATE_OK, or
- *  SPATE_ERR_CORRUPT with errstr naming the file and byte offset of the first bad batch. */
+/** Check every batch of partition i (CRC, header, offsets) and every record of it
+ *  (compressed batches decompressed; framing, headers, offsets). SPATE_OK, or
+ *  SPATE_ERR_CORRUPT with errstr naming the file and byte offset of the first bad batch
+ *  (SPATE_ERR_IO, SPATE_ERR_NOMEM). */
 int sp_log_verify_partition(const char *dir, int partition, sp_log_verify_stats_t *st, char *errstr,
                             size_t size);
+
+/** One partition's result of sp_log_verify_log. */
+typedef struct sp_log_verify_part {
+	int partition;
+	int rc; /* sp_log_verify_partition's */
+	char err[1024];
+	sp_log_verify_stats_t st;
+} sp_log_verify_part_t;
+
+/** Verify partitions first..first+count-1 on up to `threads` threads (the caller's among
+ *  them), out[k] for partition first+k. Returns the threads that ran. */
+int sp_log_verify_log(const char *dir, int first, int count, int threads, sp_log_verify_part_t *out);
 
 #endif /* SPATE_CONNECTORS_LOG_H */
