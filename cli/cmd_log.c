@@ -457,12 +457,13 @@ static int cmd_verify(const opts_t *o)
 			continue;
 		}
 		const sp_log_verify_stats_t *st = &r->st;
-		printf("partition %d: ok: %" PRIu64 " segments, %" PRIu64 " batches, %" PRIu64 " records, %" PRIu64
-		       " bytes",
+		printf("partition %d: ok: %" PRIu64 " segments, %" PRIu64 " batches, %" PRIu64
+		       " records, %" PRIu64 " bytes",
 		       r->partition, st->segments, st->batches, st->records, st->bytes);
 		print_codecs(st);
 		if (st->torn_tail)
-			printf(", %" PRIu64 " bytes of torn tail past the durable length (the writer truncates them)",
+			printf(", %" PRIu64
+			       " bytes of torn tail past the durable length (the writer truncates them)",
 			       st->torn_tail);
 		printf("\n");
 		all.segments += st->segments;
@@ -481,8 +482,9 @@ static int cmd_verify(const opts_t *o)
 	for (int c = 0; c < 8; c++) {
 		if (!all.codec_batches[c])
 			continue;
-		printf("codec %s: %" PRIu64 " batches, %" PRIu64 " records", c <= SP_LOG_CODEC_ZSTD ?
-		       sp_log_codec_name(c) : "unknown", all.codec_batches[c], all.codec_records[c]);
+		printf("codec %s: %" PRIu64 " batches, %" PRIu64 " records",
+		       c <= SP_LOG_CODEC_ZSTD ? sp_log_codec_name(c) : "unknown", all.codec_batches[c],
+		       all.codec_records[c]);
 		if (c != SP_LOG_CODEC_NONE)
 			printf(" (decompressed and decoded)");
 		printf("\n");

@@ -105,7 +105,8 @@ int sp_log_codec_level(int codec, int64_t level, int *resolved, char *errstr, si
 			return SPATE_OK;
 		}
 		return sp_err(errstr, size, SPATE_ERR_INVALID,
-		              "compression.level: %" PRId64 " is not an lz4 level (1..%d, -1: the default, %d)",
+		              "compression.level: %" PRId64
+		              " is not an lz4 level (1..%d, -1: the default, %d)",
 		              level, LZ4_MAX_LEVEL, LZ4_DEFAULT_LEVEL);
 	case SP_LOG_CODEC_ZSTD:
 		if (level >= ZSTD_MIN_LEVEL && level <= ZSTD_MAX_LEVEL) {
@@ -113,7 +114,8 @@ int sp_log_codec_level(int codec, int64_t level, int *resolved, char *errstr, si
 			return SPATE_OK;
 		}
 		return sp_err(errstr, size, SPATE_ERR_INVALID,
-		              "compression.level: %" PRId64 " is not a zstd level (%d..%d, -1: the default, %d)",
+		              "compression.level: %" PRId64
+		              " is not a zstd level (%d..%d, -1: the default, %d)",
 		              level, ZSTD_MIN_LEVEL, ZSTD_MAX_LEVEL, ZSTD_DEFAULT_LEVEL);
 	case SP_LOG_CODEC_NONE:
 	case SP_LOG_CODEC_SNAPPY:
@@ -122,10 +124,13 @@ int sp_log_codec_level(int codec, int64_t level, int *resolved, char *errstr, si
 			return SPATE_OK;
 		}
 		return sp_err(errstr, size, SPATE_ERR_INVALID,
-		              "compression.level: compression=%s takes no level (only -1)", sp_log_codec_name(codec));
+		              "compression.level: compression=%s takes no level (only -1)",
+		              sp_log_codec_name(codec));
 	default:
-		return sp_err(errstr, size, SPATE_ERR_INVALID, "compression: codec %d is not none, gzip, snappy, "
-		              "lz4 or zstd", codec);
+		return sp_err(errstr, size, SPATE_ERR_INVALID,
+		              "compression: codec %d is not none, gzip, snappy, "
+		              "lz4 or zstd",
+		              codec);
 	}
 }
 
@@ -221,8 +226,9 @@ static int job_fail(job_t *j, int rc, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	snprintf(j->why, j->why_size, "the batch of offsets %" PRId64 "..%" PRId64 " (%s): %s", j->h->base_offset,
-	         sp_log_batch_last(j->h), sp_log_codec_name(sp_log_batch_codec(j->h)), msg);
+	snprintf(j->why, j->why_size, "the batch of offsets %" PRId64 "..%" PRId64 " (%s): %s",
+	         j->h->base_offset, sp_log_batch_last(j->h), sp_log_codec_name(sp_log_batch_codec(j->h)),
+	         msg);
 	return rc;
 }
 
@@ -363,9 +369,10 @@ static int dec_snappy(job_t *j)
 	for (int pass = 0; pass < 2; pass++) {
 		for (const uint8_t *p = j->src + XERIAL_HEADER; p < end;) {
 			if (end - p < 4 || (int32_t)be32(p) < 0 || be32(p) > (size_t)(end - p - 4))
-				return job_fail(j, SPATE_ERR_CORRUPT,
-				                "its xerial snappy framing is damaged at byte %zu of the records",
-				                (size_t)(p - j->src));
+				return job_fail(
+				    j, SPATE_ERR_CORRUPT,
+				    "its xerial snappy framing is damaged at byte %zu of the records",
+				    (size_t)(p - j->src));
 			size_t n = be32(p);
 			p += 4;
 			if ((rc = snappy_len(j, p, n, &len)))
@@ -419,7 +426,8 @@ static int dec_lz4(job_t *j)
 		size_t isz = j->slen - in, osz = (size_t)room;
 		size_t r = LZ4F_decompress(z, job_dst(j), &osz, j->src + in, &isz, NULL);
 		if (LZ4F_isError(r))
-			return job_fail(j, SPATE_ERR_CORRUPT, "its lz4 frame is damaged (%s)", LZ4F_getErrorName(r));
+			return job_fail(j, SPATE_ERR_CORRUPT, "its lz4 frame is damaged (%s)",
+			                LZ4F_getErrorName(r));
 		in += isz;
 		j->out += osz;
 		if (j->out > j->limit)
@@ -467,7 +475,8 @@ static int dec_zstd(job_t *j)
 		size_t before = in.pos;
 		size_t r = ZSTD_decompressStream(z, &ob, &in);
 		if (ZSTD_isError(r))
-			return job_fail(j, SPATE_ERR_CORRUPT, "its zstd stream is damaged (%s)", ZSTD_getErrorName(r));
+			return job_fail(j, SPATE_ERR_CORRUPT, "its zstd stream is damaged (%s)",
+			                ZSTD_getErrorName(r));
 		j->out += ob.pos;
 		if (j->out > j->limit)
 			return job_bomb(j, "decompress to", 0);
@@ -498,8 +507,14 @@ int sp_log_dec_batch(sp_log_dec_t *d, const uint8_t *batch, size_t total, const 
 	/* a walk that went another way than the last one: forget from here on */
 	d->n = d->cursor;
 	d->used = d->n ? d->ent[d->n - 1].off + d->ent[d->n - 1].len : 0;
-	job_t j = {d, h, batch + SP_LOG_BATCH_HEADER, total - SP_LOG_BATCH_HEADER,
-	           d->limit ? d->limit : SP_LOG_MAX_DECOMPRESSED_BYTES, 0, why, why_size};
+	job_t j = {d,
+	           h,
+	           batch + SP_LOG_BATCH_HEADER,
+	           total - SP_LOG_BATCH_HEADER,
+	           d->limit ? d->limit : SP_LOG_MAX_DECOMPRESSED_BYTES,
+	           0,
+	           why,
+	           why_size};
 	if (dec_reserve(d, 1) < 0) /* a block to point into, also for empty records */
 		return job_fail(&j, SPATE_ERR_NOMEM, "out of memory");
 	if (d->n == d->ent_cap) {
@@ -529,8 +544,8 @@ int sp_log_dec_batch(sp_log_dec_t *d, const uint8_t *batch, size_t total, const 
 		break;
 	}
 	if (rc == SPATE_OK && (size_t)h->count * SP_LOG_MIN_RECORD_BYTES > j.out)
-		rc = job_fail(&j, SPATE_ERR_CORRUPT, "its %d records cannot fit the %zu bytes they decompress to",
-		              h->count, j.out);
+		rc = job_fail(&j, SPATE_ERR_CORRUPT,
+		              "its %d records cannot fit the %zu bytes they decompress to", h->count, j.out);
 	if (rc)
 		return rc;
 	sp_log_dec_ent_t *e = &d->ent[d->n++];
@@ -620,7 +635,8 @@ static size_t comp_bound(sp_log_comp_t *c, size_t n)
 	case SP_LOG_CODEC_GZIP:
 		return deflateBound(c->gz, (uLong)n);
 	case SP_LOG_CODEC_SNAPPY:
-		return XERIAL_HEADER + (n / XERIAL_BLOCK + 1) * (4 + snappy_max_compressed_length(XERIAL_BLOCK));
+		return XERIAL_HEADER +
+		       (n / XERIAL_BLOCK + 1) * (4 + snappy_max_compressed_length(XERIAL_BLOCK));
 	case SP_LOG_CODEC_LZ4:
 		lz4_prefs(c, &p);
 		return LZ4F_compressFrameBound(n, &p);
@@ -706,8 +722,8 @@ int sp_log_comp_batch(sp_log_comp_t *c, sp_log_enc_t *e, const uint8_t **out, si
 		c->cap = need;
 	}
 	size_t z = 0;
-	int rc = comp_records(c, recs, n, c->buf + SP_LOG_BATCH_HEADER, c->cap - SP_LOG_BATCH_HEADER, &z, errstr,
-	                      size);
+	int rc = comp_records(c, recs, n, c->buf + SP_LOG_BATCH_HEADER, c->cap - SP_LOG_BATCH_HEADER, &z,
+	                      errstr, size);
 	if (rc)
 		return rc;
 	if (z >= n) { /* compression did not help: the batch goes uncompressed */

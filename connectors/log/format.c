@@ -262,7 +262,8 @@ void sp_log_rec_iter_init(sp_log_rec_iter_t *it, const uint8_t *p, size_t total,
 	sp_log_rec_iter_init_recs(it, p + SP_LOG_BATCH_HEADER, total - SP_LOG_BATCH_HEADER, h);
 }
 
-void sp_log_rec_iter_init_recs(sp_log_rec_iter_t *it, const uint8_t *recs, size_t len, const sp_log_batch_hdr_t *h)
+void sp_log_rec_iter_init_recs(sp_log_rec_iter_t *it, const uint8_t *recs, size_t len,
+                               const sp_log_batch_hdr_t *h)
 {
 	it->p = recs;
 	it->end = recs + len;

@@ -74,15 +74,16 @@ static int bad_batch(const char *path, const sp_log_scan_t *sc, int r, int64_t b
 		              path, sc->bpos, sc->h.base_offset, sc->h.crc, sc->crc_computed);
 	if (r == SP_LOG_SCAN_BAD && sc->bad_offsets && sc->h.base_offset < before)
 		return sp_err(errstr, size, SPATE_ERR_CORRUPT,
-		              "%s: byte %" PRIu64 ": batch base offset %" PRId64 " is before %" PRId64, path, sc->bpos,
-		              sc->h.base_offset, before);
+		              "%s: byte %" PRIu64 ": batch base offset %" PRId64 " is before %" PRId64, path,
+		              sc->bpos, sc->h.base_offset, before);
 	if (r == SP_LOG_SCAN_BAD && sc->bad_offsets)
 		return sp_err(errstr, size, SPATE_ERR_CORRUPT,
 		              "%s: byte %" PRIu64 ": bad batch: offsets %" PRId64 "..%" PRId64
 		              " (the next offset is %" PRId64 "): %s%s",
-		              path, sc->bpos, sc->h.base_offset, sp_log_batch_last(&sc->h), before, sc->why, follow);
-	return sp_err(errstr, size, SPATE_ERR_CORRUPT, "%s: byte %" PRIu64 ": bad batch: %s%s", path, sc->bpos,
-	              sc->why ? sc->why : "?", follow);
+		              path, sc->bpos, sc->h.base_offset, sp_log_batch_last(&sc->h), before, sc->why,
+		              follow);
+	return sp_err(errstr, size, SPATE_ERR_CORRUPT, "%s: byte %" PRIu64 ": bad batch: %s%s", path,
+	              sc->bpos, sc->why ? sc->why : "?", follow);
 }
 
 /* Verify one segment file. hi: the bound of its offsets within the durable bytes (the
@@ -105,8 +106,8 @@ static int verify_segment(vctx_t *v, const char *path, uint64_t base, uint64_t d
 	if (durable_limit != UINT64_MAX && durable_limit > fsize) {
 		close(fd);
 		return sp_err(errstr, size, SPATE_ERR_CORRUPT,
-		              "%s: the file is %" PRIu64 " bytes but %" PRIu64 " were published durable", path, fsize,
-		              durable_limit);
+		              "%s: the file is %" PRIu64 " bytes but %" PRIu64 " were published durable",
+		              path, fsize, durable_limit);
 	}
 	sp_log_scan_t sc;
 	if (sp_log_scan_init(&sc, fd, 0, fsize)) {
@@ -123,8 +124,8 @@ static int verify_segment(vctx_t *v, const char *path, uint64_t base, uint64_t d
 		if (r == SP_LOG_SCAN_END)
 			break;
 		if (r == SP_LOG_SCAN_IO) {
-			rc = sp_err(errstr, size, SPATE_ERR_IO, "%s: read at byte %" PRIu64 ": %s", path, sc.bpos,
-			            strerror(sc.err_no));
+			rc = sp_err(errstr, size, SPATE_ERR_IO, "%s: read at byte %" PRIu64 ": %s", path,
+			            sc.bpos, strerror(sc.err_no));
 			break;
 		}
 		if (r == SP_LOG_SCAN_TORN || r == SP_LOG_SCAN_BAD) {
@@ -143,9 +144,10 @@ static int verify_segment(vctx_t *v, const char *path, uint64_t base, uint64_t d
 		uint64_t records = 0;
 		const char *why = check_records(v, sc.data, sc.total, &sc.h, &records, &crc);
 		if (why) {
-			rc = sp_err(errstr, size, crc == SPATE_ERR_NOMEM ? crc : SPATE_ERR_CORRUPT,
-			            "%s: byte %" PRIu64 ": batch at offset %" PRId64 " has a valid CRC but %s", path,
-			            sc.bpos, sc.h.base_offset, why);
+			rc =
+			    sp_err(errstr, size, crc == SPATE_ERR_NOMEM ? crc : SPATE_ERR_CORRUPT,
+			           "%s: byte %" PRIu64 ": batch at offset %" PRId64 " has a valid CRC but %s",
+			           path, sc.bpos, sc.h.base_offset, why);
 			break;
 		}
 		st->batches++;
@@ -162,8 +164,8 @@ static int verify_segment(vctx_t *v, const char *path, uint64_t base, uint64_t d
 	return rc;
 }
 
-static int verify_partition(vctx_t *v, const char *dir, int partition, sp_log_verify_stats_t *st, char *errstr,
-                            size_t size)
+static int verify_partition(vctx_t *v, const char *dir, int partition, sp_log_verify_stats_t *st,
+                            char *errstr, size_t size)
 {
 	char pdir[SP_LOG_PATH_MAX], path[SP_LOG_PATH_MAX];
 	sp_log_part_path(pdir, sizeof(pdir), dir, partition);
@@ -194,7 +196,8 @@ static int verify_partition(vctx_t *v, const char *dir, int partition, sp_log_ve
 		end = segs.base[segs.n - 1];
 	if (rc == SPATE_OK && have_dur && dur.next > end)
 		rc = sp_err(errstr, size, SPATE_ERR_CORRUPT,
-		            "%s/%s: says records up to offset %" PRIu64 " are durable, but the segments end at %" PRId64,
+		            "%s/%s: says records up to offset %" PRIu64
+		            " are durable, but the segments end at %" PRId64,
 		            pdir, SP_LOG_DURABLE_NAME, dur.next, expect);
 	sp_log_seglist_free(&segs);
 	return rc;

@@ -320,8 +320,8 @@ void lt_take(sp_chunk_t **c, int n, lt_recs_t *recs)
 			const uint8_t *v = c[i]->recs[k].value;
 			if (!v || !c[i]->recs[k].value_len)
 				continue;
-			bool in_buf = v >= (const uint8_t *)c[i]->buf &&
-			              v < (const uint8_t *)c[i]->buf + c[i]->bytes;
+			bool in_buf =
+			    v >= (const uint8_t *)c[i]->buf && v < (const uint8_t *)c[i]->buf + c[i]->bytes;
 			bool in_dec = dec && dec->mem && v >= dec->mem && v < dec->mem + dec->used;
 			cr_assert(in_buf || in_dec, "value points into the read buffer or its decode arena");
 		}

@@ -223,7 +223,8 @@ Test(log_codec, writer_codecs_and_levels_read_back)
 		for (uint64_t i = 0; i < N; i++) {
 			spate_push_record_t r;
 			lt_make_text(i, 0, &r);
-			cr_assert_eq(sp_log_producer_send(p, &r, 1, 0, err, sizeof(err)), SPATE_OK, "%s", err);
+			cr_assert_eq(sp_log_producer_send(p, &r, 1, 0, err, sizeof(err)), SPATE_OK, "%s",
+			             err);
 		}
 		cr_assert_eq(sp_log_producer_close(p, err, sizeof(err)), SPATE_OK, "%s", err);
 		lt_recs_t recs = {0};
@@ -339,7 +340,8 @@ Test(log_codec, levels_are_checked_naming_the_key)
 	cr_assert(strstr(err, "none|gzip|snappy|lz4|zstd"), "%s", err);
 	cr_assert_eq(spate_conf_set(conf, "compression.level", "23", err, sizeof(err)), SPATE_CONF_INVALID);
 	cr_assert_eq(spate_conf_set(conf, "compression", "zstd", err, sizeof(err)), SPATE_CONF_OK, "%s", err);
-	cr_assert_eq(spate_conf_set(conf, "compression.level", "7", err, sizeof(err)), SPATE_CONF_OK, "%s", err);
+	cr_assert_eq(spate_conf_set(conf, "compression.level", "7", err, sizeof(err)), SPATE_CONF_OK, "%s",
+	             err);
 	sp_log_wopts_from_conf(&o, conf);
 	cr_assert_eq(o.codec, SP_LOG_CODEC_ZSTD);
 	cr_assert_eq(o.level, 7);
@@ -357,10 +359,18 @@ Test(log_codec, other_producers_framings_in_one_segment)
 	static const struct {
 		enum framing f;
 		int codec;
-	} b[] = {{F_SPATE, SP_LOG_CODEC_NONE},  {F_SPATE, SP_LOG_CODEC_GZIP},   {F_SPATE, SP_LOG_CODEC_SNAPPY},
-	         {F_SPATE, SP_LOG_CODEC_LZ4},   {F_SPATE, SP_LOG_CODEC_ZSTD},   {F_SNAPPY_RAW, 0},
-	         {F_LZ4_LINKED, 0},             {F_LZ4_TWO_FRAMES, 0},          {F_ZSTD_NO_SIZE, 0},
-	         {F_ZSTD_TWO_FRAMES, 0},        {F_GZIP_TWO_MEMBERS, 0},        {F_ZLIB, 0}};
+	} b[] = {{F_SPATE, SP_LOG_CODEC_NONE},
+	         {F_SPATE, SP_LOG_CODEC_GZIP},
+	         {F_SPATE, SP_LOG_CODEC_SNAPPY},
+	         {F_SPATE, SP_LOG_CODEC_LZ4},
+	         {F_SPATE, SP_LOG_CODEC_ZSTD},
+	         {F_SNAPPY_RAW, 0},
+	         {F_LZ4_LINKED, 0},
+	         {F_LZ4_TWO_FRAMES, 0},
+	         {F_ZSTD_NO_SIZE, 0},
+	         {F_ZSTD_TWO_FRAMES, 0},
+	         {F_GZIP_TWO_MEMBERS, 0},
+	         {F_ZLIB, 0}};
 	enum { PER = 150 };
 	size_t nb = sizeof(b) / sizeof(b[0]);
 	buf_t seg = {0};
@@ -432,10 +442,10 @@ Test(log_codec, bomb_limit_per_codec_on_a_buffer)
 		enum framing f;
 		int codec;
 		bool says;
-	} cases[] = {{F_SPATE, SP_LOG_CODEC_GZIP, false},   {F_ZLIB, 0, false},
-	             {F_SPATE, SP_LOG_CODEC_SNAPPY, true},  {F_SNAPPY_RAW, 0, true},
-	             {F_SPATE, SP_LOG_CODEC_LZ4, false},    {F_LZ4_LINKED, 0, true},
-	             {F_SPATE, SP_LOG_CODEC_ZSTD, true},    {F_ZSTD_NO_SIZE, 0, false},
+	} cases[] = {{F_SPATE, SP_LOG_CODEC_GZIP, false},  {F_ZLIB, 0, false},
+	             {F_SPATE, SP_LOG_CODEC_SNAPPY, true}, {F_SNAPPY_RAW, 0, true},
+	             {F_SPATE, SP_LOG_CODEC_LZ4, false},   {F_LZ4_LINKED, 0, true},
+	             {F_SPATE, SP_LOG_CODEC_ZSTD, true},   {F_ZSTD_NO_SIZE, 0, false},
 	             {F_ZSTD_TWO_FRAMES, 0, false}};
 	const size_t limit = (size_t)1 << 20;
 	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
@@ -463,7 +473,8 @@ Test(log_codec, bomb_limit_per_codec_on_a_buffer)
 				             codec_names[sp_log_batch_codec(&h)], rc);
 				cr_assert(strstr(why, "limit of 1048576"), "%s", why);
 				cr_assert(strstr(why, "offsets 10..10"), "names the batch: %s", why);
-				cr_assert(strstr(why, codec_names[sp_log_batch_codec(&h)]), "names the codec: %s", why);
+				cr_assert(strstr(why, codec_names[sp_log_batch_codec(&h)]),
+				          "names the codec: %s", why);
 				if (cases[c].says)
 					cr_assert_leq(sp_log_dec_bytes(&d), (size_t)256 << 10,
 					              "case %zu: refused before it was allocated (%zu)", c,
@@ -482,9 +493,15 @@ Test(log_codec, bomb_limit_per_codec_on_a_buffer)
  * bytes per 128 KiB). */
 static void zstd_rle_bomb(buf_t *out, uint64_t size)
 {
-	const uint8_t head[] = {0x28, 0xb5, 0x2f, 0xfd, /* magic */
-	                        0xa0,                   /* 4-byte content size, single segment */
-	                        (uint8_t)size, (uint8_t)(size >> 8), (uint8_t)(size >> 16), (uint8_t)(size >> 24)};
+	const uint8_t head[] = {0x28,
+	                        0xb5,
+	                        0x2f,
+	                        0xfd, /* magic */
+	                        0xa0, /* 4-byte content size, single segment */
+	                        (uint8_t)size,
+	                        (uint8_t)(size >> 8),
+	                        (uint8_t)(size >> 16),
+	                        (uint8_t)(size >> 24)};
 	buf_put(out, head, sizeof(head));
 	for (uint64_t left = size; left > 0;) {
 		uint32_t n = left > (128 << 10) ? (128 << 10) : (uint32_t)left;
@@ -523,15 +540,27 @@ Test(log_codec, bomb_in_a_log_fail_and_skip)
 	}
 	size_t bomb_end = seg.len;
 	add_batch(&seg, 20, 20, 10, F_SPATE, SP_LOG_CODEC_LZ4);
-	char *root = lt_mkdtemp(), dir[300], pos[64], src[400], err_path[400], out_path[400], dlq[400], jr[400];
+	char *root = lt_mkdtemp(), dir[300], pos[64], src[400], err_path[400], out_path[400], dlq[400],
+	     jr[400];
 	snprintf(dir, sizeof(dir), "%s/L", root);
 	write_log(dir, &seg);
 	snprintf(src, sizeof(src), "source=log:%s", dir);
 	snprintf(err_path, sizeof(err_path), "%s/err", root);
 	snprintf(out_path, sizeof(out_path), "%s/out", root);
 
-	char *fail_argv[] = {(char *)t_spate_cli(), "run", "-X", src, "-X", "stop.at.end=true", "-X",
-	                     "handler=noop", "-X", "store=none", "-X", "log.on.corruption=fail", NULL};
+	char *fail_argv[] = {(char *)t_spate_cli(),
+	                     "run",
+	                     "-X",
+	                     src,
+	                     "-X",
+	                     "stop.at.end=true",
+	                     "-X",
+	                     "handler=noop",
+	                     "-X",
+	                     "store=none",
+	                     "-X",
+	                     "log.on.corruption=fail",
+	                     NULL};
 	int st;
 	int pid = t_spawn(fail_argv, out_path, err_path, 0);
 	cr_assert_eq(t_wait_exit(pid, 60000, &st), 0);
@@ -541,13 +570,27 @@ Test(log_codec, bomb_in_a_log_fail_and_skip)
 	cr_assert(strstr(text, "00000000000000000000.log"), "names the file: %s", text);
 	cr_assert(strstr(text, pos), "names the byte: %s", text);
 	cr_assert(strstr(text, "offsets 10..19 (zstd)"), "names the batch: %s", text);
-	cr_assert(strstr(text, "say they hold 314572800 bytes, more than the limit of 268435456"), "%s", text);
+	cr_assert(strstr(text, "say they hold 314572800 bytes, more than the limit of 268435456"), "%s",
+	          text);
 	free(text);
 
 	snprintf(dlq, sizeof(dlq), "dlq=log:%s/dlq", root);
 	snprintf(jr, sizeof(jr), "handler=journal:%s/journal", root);
-	char *skip_argv[] = {(char *)t_spate_cli(), "run", "-X", src, "-X", "stop.at.end=true", "-X", jr, "-X",
-	                     "store=none", "-X", "log.on.corruption=skip", "-X", dlq, NULL};
+	char *skip_argv[] = {(char *)t_spate_cli(),
+	                     "run",
+	                     "-X",
+	                     src,
+	                     "-X",
+	                     "stop.at.end=true",
+	                     "-X",
+	                     jr,
+	                     "-X",
+	                     "store=none",
+	                     "-X",
+	                     "log.on.corruption=skip",
+	                     "-X",
+	                     dlq,
+	                     NULL};
 	pid = t_spawn(skip_argv, out_path, err_path, 0);
 	cr_assert_eq(t_wait_exit(pid, 60000, &st), 0);
 	text = t_read_file(err_path, NULL);
@@ -696,8 +739,8 @@ Test(log_codec, changed_compressed_bytes_are_corruption_or_records)
 				corrupt++;
 				cr_assert(ps.why && *ps.why);
 			} else {
-				cr_assert_eq(ps.stop, SP_LOG_PARSE_MORE, "%s byte %zu: stop %d", codec_names[codec], at,
-				             ps.stop);
+				cr_assert_eq(ps.stop, SP_LOG_PARSE_MORE, "%s byte %zu: stop %d",
+				             codec_names[codec], at, ps.stop);
 				sp_part_t part;
 				memset(&part, 0, sizeof(part));
 				sp_chunk_t *ch = calloc(1, sizeof(*ch) + ps.nrec * sizeof(spate_record_t) +

@@ -64,7 +64,8 @@ static void read_all(const char *dir, int codec, uint64_t n, uint64_t batches, u
 	lt_recs_t recs = {0};
 	sp_log_ropts_t ro;
 	lt_ropts(&ro);
-	cr_assert_eq(lt_read(dir, 0, 0, &ro, &recs, err, sizeof(err)), SPATE_OK, "%s: %s", codecs[codec], err);
+	cr_assert_eq(lt_read(dir, 0, 0, &ro, &recs, err, sizeof(err)), SPATE_OK, "%s: %s", codecs[codec],
+	             err);
 	cr_assert_eq(recs.n, n, "%s: %zu records", codecs[codec], recs.n);
 	for (uint64_t i = 0; i < n; i++)
 		lt_check_text(&recs.v[i], i, i);
@@ -110,7 +111,8 @@ Test(log_interop, spate_writes_kafka_python_reads)
 		for (uint64_t i = 0; i < 2 * N; i++) {
 			spate_push_record_t r;
 			lt_make_text(i, 0, &r);
-			cr_assert_eq(sp_log_producer_send(p, &r, 1, 0, err, sizeof(err)), SPATE_OK, "%s", err);
+			cr_assert_eq(sp_log_producer_send(p, &r, 1, 0, err, sizeof(err)), SPATE_OK, "%s",
+			             err);
 		}
 		cr_assert_eq(sp_log_producer_close(p, err, sizeof(err)), SPATE_OK, "%s", err);
 		snprintf(pdir, sizeof(pdir), "%s/0", dir);
@@ -243,7 +245,8 @@ static void dr_count(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 }
 
 /* librdkafka produces RK_N records with compression.codec; the broker's batches. */
-static void produce_with(const char *bootstrap, const char *topic, const char *codec, uint8_t **seg, size_t *len)
+static void produce_with(const char *bootstrap, const char *topic, const char *codec, uint8_t **seg,
+                         size_t *len)
 {
 	char err[512];
 	static int delivered;
@@ -255,8 +258,8 @@ static void produce_with(const char *bootstrap, const char *topic, const char *c
 	                       {"batch.num.messages", "100"},
 	                       {"enable.idempotence", "false"}};
 	for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
-		cr_assert_eq(rd_kafka_conf_set(conf, kv[i][0], kv[i][1], err, sizeof(err)), RD_KAFKA_CONF_OK, "%s",
-		             err);
+		cr_assert_eq(rd_kafka_conf_set(conf, kv[i][0], kv[i][1], err, sizeof(err)), RD_KAFKA_CONF_OK,
+		             "%s", err);
 	rd_kafka_conf_set_dr_msg_cb(conf, dr_count);
 	rd_kafka_conf_set_opaque(conf, &delivered);
 	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
@@ -266,12 +269,14 @@ static void produce_with(const char *bootstrap, const char *topic, const char *c
 		lt_make_text(i, 0, &r);
 		rd_kafka_headers_t *hs = rd_kafka_headers_new(r.header_cnt);
 		for (size_t k = 0; k < r.header_cnt; k++)
-			rd_kafka_header_add(hs, r.headers[k].key, (ssize_t)r.headers[k].key_len, r.headers[k].value,
+			rd_kafka_header_add(hs, r.headers[k].key, (ssize_t)r.headers[k].key_len,
+			                    r.headers[k].value,
 			                    r.headers[k].value ? (ssize_t)r.headers[k].value_len : 0);
 		rd_kafka_resp_err_t e = rd_kafka_producev(
-		    rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(0), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-		    RD_KAFKA_V_KEY(r.key, r.key ? r.key_len : 0), RD_KAFKA_V_VALUE((void *)r.value, r.value_len),
-		    RD_KAFKA_V_TIMESTAMP(r.timestamp_ms), RD_KAFKA_V_HEADERS(hs), RD_KAFKA_V_END);
+		    rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(0),
+		    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(r.key, r.key ? r.key_len : 0),
+		    RD_KAFKA_V_VALUE((void *)r.value, r.value_len), RD_KAFKA_V_TIMESTAMP(r.timestamp_ms),
+		    RD_KAFKA_V_HEADERS(hs), RD_KAFKA_V_END);
 		cr_assert_eq(e, RD_KAFKA_RESP_ERR_NO_ERROR, "%s", rd_kafka_err2str(e));
 	}
 	cr_assert_eq(rd_kafka_flush(rk, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
@@ -285,7 +290,8 @@ static void produce_with(const char *bootstrap, const char *topic, const char *c
 		for (size_t off = before; off + SP_LOG_BATCH_HEADER <= *len;) {
 			sp_log_batch_hdr_t h;
 			size_t total;
-			cr_assert_eq(sp_log_batch_header(*seg + off, *len - off, &h, &total, NULL), SP_LOG_HDR_OK);
+			cr_assert_eq(sp_log_batch_header(*seg + off, *len - off, &h, &total, NULL),
+			             SP_LOG_HDR_OK);
 			if (total > *len - off) { /* a partial batch at the end: fetched again */
 				*len = off;
 				break;
@@ -314,11 +320,12 @@ Test(log_interop, librdkafka_batches_from_mock_kafka, .fini = t_kafka_fini)
 		for (size_t off = 0; off < len;) {
 			sp_log_batch_hdr_t h;
 			size_t total;
-			cr_assert_eq(sp_log_batch_header(seg + off, len - off, &h, &total, NULL), SP_LOG_HDR_OK);
+			cr_assert_eq(sp_log_batch_header(seg + off, len - off, &h, &total, NULL),
+			             SP_LOG_HDR_OK);
 			cr_assert(sp_log_batch_crc_ok(seg + off, total, NULL));
 			int bc = sp_log_batch_codec(&h);
-			cr_assert(bc == c || (bc == 0 && h.count < 10), "%s: a batch of %d records has codec %d",
-			          codecs[c], h.count, bc);
+			cr_assert(bc == c || (bc == 0 && h.count < 10),
+			          "%s: a batch of %d records has codec %d", codecs[c], h.count, bc);
 			if (bc == c) {
 				batches++;
 				recs += (uint64_t)h.count;
@@ -326,11 +333,13 @@ Test(log_interop, librdkafka_batches_from_mock_kafka, .fini = t_kafka_fini)
 			if (bc == 2) /* librdkafka's snappy: one raw block, no xerial header */
 				cr_assert_neq(seg[off + SP_LOG_BATCH_HEADER], 0x82);
 			if (bc == 3) /* an LZ4 frame */
-				cr_assert_eq(memcmp(seg + off + SP_LOG_BATCH_HEADER, "\x04\x22\x4d\x18", 4), 0);
+				cr_assert_eq(memcmp(seg + off + SP_LOG_BATCH_HEADER, "\x04\x22\x4d\x18", 4),
+				             0);
 			off += total;
 		}
 		cr_assert_gt(batches, 1, "%s: several batches", codecs[c]);
-		cr_assert_geq(recs, RK_N * 9 / 10, "%s: %llu records compressed", codecs[c], (unsigned long long)recs);
+		cr_assert_geq(recs, RK_N * 9 / 10, "%s: %llu records compressed", codecs[c],
+		              (unsigned long long)recs);
 		char *dir = lt_mkdtemp(), err[1024], path[4096];
 		cr_assert_eq(sp_log_create(dir, 1, err, sizeof(err)), SPATE_OK);
 		lt_seg(path, sizeof(path), dir, 0, 0);
