@@ -42,6 +42,7 @@ static int save_dirty(sp_engine_t *e, char *err, size_t sz)
 	}
 	int rc = e->store.ops->save(&e->store, ents, k, err, sz);
 	if (rc == SPATE_OK) {
+		sp_hist_bump(&e->ckpt_commits, 1);
 		for (size_t i = 0; i < e->nparts; i++) {
 			sp_part_t *p = e->parts[i];
 			if (p->eng->dirty) {
@@ -146,6 +147,7 @@ static bool release_finish(sp_engine_t *e, sp_part_t *p, bool lost, char *err, s
 			sp_store_entry_t ent = {p->pub.name, pe->ckpt};
 			rc = e->store.ops->save(&e->store, &ent, 1, err, sz);
 			if (rc == SPATE_OK) {
+				sp_hist_bump(&e->ckpt_commits, 1);
 				pe->saved = pe->ckpt;
 				pe->dirty = false;
 			} else {

@@ -79,6 +79,14 @@ static const prop_t engine_opts[] = {
     {"stats.interval.ms", T_INT, 0, 3600000, NULL, "0",
      "Write one JSON line of stats this often (0 = off; spate run --stats sets 1000)"},
     {"stats.file", T_STR, 0, 0, NULL, "", "Where the stats lines go (empty = stderr)"},
+    {"metrics.listen", T_STR, 0, 0, NULL, "",
+     "Serve Prometheus metrics at http://ADDR:PORT/metrics (e.g. 127.0.0.1:9464; port 0 picks one; "
+     "empty = off); see docs/metrics.md"},
+    {"metrics.listen.remote", T_BOOL, 0, 1, NULL, "false",
+     "Allow metrics.listen to name an address other than loopback (127.0.0.0/8, ::1)"},
+    {"metrics.partitions.max", T_INT, 0, 100000, NULL, "256",
+     "Partitions the endpoint reports one by one (partition label); the rest are summed as "
+     "partition=\"_other\""},
     {"max.inflight.bytes", T_SIZE, 1, I64MAX, NULL, "268435456",
      "Fetched-but-not-DONE bytes above which the source pauses"},
     {"max.inflight.records", T_INT, 1, I64MAX, NULL, "4000000",

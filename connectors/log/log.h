@@ -722,6 +722,8 @@ int sp_log_reader_poll(sp_log_reader_t *r, sp_chunk_t **out, int max, uint64_t b
 int sp_log_reader_fd(const sp_log_reader_t *r);
 /** Records between what was delivered and the durable end, all partitions. */
 int64_t sp_log_reader_lag(const sp_log_reader_t *r);
+/** Partition i's share of sp_log_reader_lag (-1: no such partition). */
+int64_t sp_log_reader_part_lag(const sp_log_reader_t *r, int i);
 /** The next offset partition i delivers. */
 uint64_t sp_log_reader_next(const sp_log_reader_t *r, int i);
 /** True when every partition with an end (set_end) was delivered up to it (including the

@@ -287,6 +287,12 @@ static int64_t log_lag(sp_source_t *s)
 	return sp_log_reader_lag(x->rd);
 }
 
+static int64_t log_part_lag(sp_source_t *s, sp_part_t *p)
+{
+	src_t *x = s->ctx;
+	return sp_log_reader_part_lag(x->rd, p->pub.partition);
+}
+
 static bool log_ended(sp_source_t *s)
 {
 	src_t *x = s->ctx;
@@ -354,6 +360,7 @@ const sp_source_ops_t sp_source_log = {
     .min_inflight_bytes = log_min_inflight,
     .next_ms = NULL,
     .lag = log_lag,
+    .part_lag = log_part_lag,
     .push = log_push,
     .push_close = log_push_close,
     .ended = log_ended,

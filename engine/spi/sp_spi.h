@@ -160,7 +160,7 @@ void sp_engine_wake(sp_engine_t *e);
 
 /* ---- sources ---------------------------------------------------------------------- */
 
-#define SP_SOURCE_OPS_VERSION 2
+#define SP_SOURCE_OPS_VERSION 3
 
 struct sp_source {
 	const struct sp_source_ops *ops;
@@ -241,6 +241,11 @@ typedef struct sp_source_ops {
 	void (*released)(sp_source_t *s, sp_part_t *p, bool saved);
 	/** How the "source" key names it ("log:DIR"), for help and errors. */
 	const char *syntax;
+	/* ---- version 3 ---- */
+	/** Partition p's records known to exist but not yet returned by poll (its offset
+	 *  lag), or -1 unknown. Must not block (the metrics endpoint's partition gauges; the
+	 *  engine calls it a few times a second). May be NULL. */
+	int64_t (*part_lag)(sp_source_t *s, sp_part_t *p);
 } sp_source_ops_t;
 
 /** Use ops as the source instead of the one the "source" key names (a source that is
