@@ -9,6 +9,7 @@ int spate_cmd_log(int argc, char **argv);
 int spate_cmd_produce(int argc, char **argv);
 int spate_cmd_checkpoint(int argc, char **argv);
 int spate_cmd_bench(int argc, char **argv);
+int spate_cmd_top(int argc, char **argv);
 
 /* Run the pipeline conf describes (consumes conf): signals, summary, summary.json.
  * Returns the exit code. */

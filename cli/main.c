@@ -20,6 +20,7 @@ static void usage(FILE *f)
 	        "  produce DIR [options]                  append records to the embedded log\n"
 	        "  log create|ls|dump|verify|publish DIR  the embedded log\n"
 	        "  bench (--log DIR | --kafka TOPIC) ...  produce and consume at once: rates, latency, CPU\n"
+	        "  top [ADDR:PORT]                        a live view of a pipeline's metrics endpoint\n"
 	        "  checkpoint show|reset STORE            what a checkpoint store holds\n"
 	        "  dlq redrive DLQ_DIR --to CONFIG        replay dead letters into a pipeline\n"
 	        "  config [--markdown]                    every configuration key, with its default\n"
@@ -56,6 +57,8 @@ int main(int argc, char **argv)
 		return spate_cmd_dlq(argc - 1, argv + 1);
 	if (!strcmp(v, "bench"))
 		return spate_cmd_bench(argc - 1, argv + 1);
+	if (!strcmp(v, "top"))
+		return spate_cmd_top(argc - 1, argv + 1);
 	if (!strcmp(v, "checkpoint"))
 		return spate_cmd_checkpoint(argc - 1, argv + 1);
 	fprintf(stderr, "spate: unknown verb \"%s\"\n\n", v);
