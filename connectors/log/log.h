@@ -12,7 +12,9 @@
  *  - writer.c:  one partition's writer (flock, recovery, batching, rolling, fsync
  *               policy) and a producer over all partitions (key hash / round robin)
  *  - reader.c:  the io_uring (or pread) reader over all partitions, producing parsed
- *               sp_chunk_t descriptors that point into the read buffers
+ *               sp_chunk_t descriptors that point into the read buffers (with
+ *               reader_open.c, and its backends reader_uring.c and reader_pread.c
+ *               behind the private reader.h)
  *  - source.c, sink.c: the engine vtables sp_source_log and sp_sink_log
  * The CLI (cli/cmd_log.c, cli/cmd_produce.c) and the tests use this header.
  *
@@ -415,7 +417,7 @@ int sp_log_find_ts(const char *pdir, const sp_log_durable_t *d, const sp_log_seg
 int sp_log_last_record(const char *pdir, const sp_log_durable_t *d, const sp_log_seglist_t *segs, bool *has,
                        uint64_t *last, char *errstr, size_t size);
 
-/* ---- reader (reader.c) ------------------------------------------------------------- */
+/* ---- reader (reader.c, reader_open.c) ------------------------------------------------ */
 
 /** About this many bytes per read. */
 #define SP_LOG_READ_BYTES ((size_t)1 << 20)
