@@ -5,12 +5,15 @@
  * sparse offset index, plus a small `durable` file in which the one writer of the
  * partition publishes how much of it is fsync'd. docs/log.md describes the bytes.
  *
- * Layers, bottom up (one file each):
+ * Layers, bottom up:
  *  - format.c:  CRC32C, varints, RecordBatch v2 encode/decode (no I/O)
  *  - segment.c: directory layout, metadata, segment lists, the index, the durable
- *               file, a buffered batch scanner (pread) used by recovery, verify, seek
+ *               file
+ *  - scan.c:    a buffered batch scanner (pread) used by recovery, verify, seek; the
+ *               resync search after a bad batch; verify
  *  - writer.c:  one partition's writer (flock, recovery, batching, rolling, fsync
- *               policy) and a producer over all partitions (key hash / round robin)
+ *               policy)
+ *  - producer.c: a producer over all partitions (key hash / round robin)
  *  - reader.c:  the io_uring (or pread) reader over all partitions, producing parsed
  *               sp_chunk_t descriptors that point into the read buffers (with
  *               reader_open.c, and its backends reader_uring.c and reader_pread.c
@@ -181,7 +184,7 @@ int sp_log_enc_add(sp_log_enc_t *e, const spate_push_record_t *r, int64_t ts);
 /** Fill in the header and CRC; returns the batch's bytes (e->buf[0..n)). */
 size_t sp_log_enc_finish(sp_log_enc_t *e);
 
-/* ---- layout, index, durable file, scanner (segment.c) ---------------------------- */
+/* ---- layout, index, durable file (segment.c), scanner (scan.c) --------------------- */
 
 /** The metadata file in the log directory. */
 #define SP_LOG_META_NAME "spate-log.meta"
@@ -313,7 +316,7 @@ int sp_log_scan_resync(sp_log_scan_t *s, uint64_t from, int64_t min_offset, uint
 /** fsync a directory by path or fd (SPATE_OK or SPATE_ERR_IO naming it). */
 int sp_log_fsync_dir(int dirfd, const char *path, char *errstr, size_t size);
 
-/* ---- writer (writer.c) ---------------------------------------------------------------- */
+/* ---- writer (writer.c), producer (producer.c) ------------------------------------------ */
 
 /** Writer settings (sp_log_wopts_from_conf fills them from segment.bytes, flush.ms,
  *  flush.records). */
@@ -586,7 +589,7 @@ void sp_log_reader_stats(const sp_log_reader_t *r, sp_log_reader_stats_t *st);
 uint64_t sp_log_reader_seek_steps(const sp_log_reader_t *r, int i);
 void sp_log_reader_close(sp_log_reader_t *r);
 
-/* ---- verify (segment.c), used by `spate log verify` and the tests --------------------- */
+/* ---- verify (scan.c), used by `spate log verify` and the tests ------------------------ */
 
 typedef struct sp_log_verify_stats {
 	uint64_t segments, batches, records, bytes;
