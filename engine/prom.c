@@ -546,6 +546,8 @@ int sp_prom_start(sp_engine_t *e, char *err, size_t sz)
 	if (!p)
 		return SPATE_OK;
 	sp_prom_tick(e, sp_now_ns(), true);
+	/* the name is computed on first use: do it here, so scrapes only read it */
+	sp_engine_pipeline_name(e);
 	p->fd = socket(p->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (p->fd < 0)
 		return sp_err(err, sz, SPATE_ERR_IO, "metrics.listen: socket: %s", strerror(errno));
