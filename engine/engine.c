@@ -201,6 +201,7 @@ fail:
 		e->op->destroy(&e->h);
 	if (e->wakefd >= 0)
 		close(e->wakefd);
+	sp_prom_free(e); /* metrics.listen was checked: nothing serves yet */
 	free(e);
 	return NULL;
 }
