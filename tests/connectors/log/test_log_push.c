@@ -346,16 +346,19 @@ Test(log_push, a_close_right_after_the_last_push_ends_the_run_only_once_it_is_ha
 		snprintf(src, sizeof(src), "log:%s", dir);
 		seen_t s;
 		new_seen(&s);
-		const char *kv[] = {"source", src, "log.push", "true", "push.partitions", "4", "log.level", "error", NULL};
-		spate_handler_t h = {.version = SPATE_HANDLER_VERSION, .name = "count", .handle = count_handle, .opaque = &s};
+		const char *kv[] = {"source", src,         "log.push", "true", "push.partitions",
+		                    "4",      "log.level", "error",    NULL};
+		spate_handler_t h = {
+		    .version = SPATE_HANDLER_VERSION, .name = "count", .handle = count_handle, .opaque = &s};
 		t_engine_opts_t o = {.conf = kv, .handler = &h, .during = push_then_close};
 		t_run_t r = t_engine_run(&o);
 		cr_assert_eq(r.rc, SPATE_OK, "round %d: %s", round, r.err);
-		cr_assert_eq(r.sum.records, CLOSE_PUSHES, "round %d: the run ended having handled %llu of the %d pushed",
-		             round, (unsigned long long)r.sum.records, CLOSE_PUSHES);
+		cr_assert_eq(r.sum.records, CLOSE_PUSHES,
+		             "round %d: the run ended having handled %llu of the %d pushed", round,
+		             (unsigned long long)r.sum.records, CLOSE_PUSHES);
 		for (int i = 0; i < CLOSE_PUSHES; i++)
-			cr_assert_eq(atomic_load(&s.count[0][i]), 1, "round %d: offset %d handled %u times", round, i,
-			             atomic_load(&s.count[0][i]));
+			cr_assert_eq(atomic_load(&s.count[0][i]), 1, "round %d: offset %d handled %u times",
+			             round, i, atomic_load(&s.count[0][i]));
 		free_seen(&s);
 		t_rmrf(dir);
 	}
