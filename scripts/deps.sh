@@ -5,10 +5,11 @@ set -euo pipefail
 # zlib1g-dev libsnappy-dev liblz4-dev libzstd-dev: the codecs of compressed batches (the
 # embedded log); python3-kafka with python3-lz4 python3-zstandard python3-snappy: the
 # interop tests' other RecordBatch implementation (tests/connectors/log/kafka_python.py);
-# libmicrohttpd-dev: the metrics endpoint (metrics.listen) and examples/ingest;
-# python3-prometheus-client: the test that scrapes it (tests/engine/prom_scrape.py)
+# libmicrohttpd-dev: the metrics endpoint (metrics.listen) and the example ingest service
+# (examples/ingest), with libjansson-dev; curl: its test's client (tests/examples/test_ingest.c);
+# python3-prometheus-client: the test that scrapes the endpoint (tests/engine/prom_scrape.py)
 pkgs=(gcc meson ninja-build pkg-config libcriterion-dev libxxhash-dev liburing-dev
-      librdkafka-dev libisal-dev libjansson-dev libmicrohttpd-dev python3-prometheus-client
+      librdkafka-dev libisal-dev libjansson-dev libmicrohttpd-dev curl python3-prometheus-client
       zlib1g-dev libsnappy-dev liblz4-dev libzstd-dev
       python3 python3-kafka python3-lz4 python3-zstandard python3-snappy)
 [ "${1:-}" = "--bench" ] && pkgs+=(gnuplot-nox linux-perf python3)
