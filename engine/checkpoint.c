@@ -92,7 +92,7 @@ static int start_one(sp_engine_t *e, sp_part_t *p, bool *resolved_out, char *err
 		if ((rc = e->src.ops->seek(&e->src, p, &ck, NULL, err, sz)))
 			return rc;
 		p->eng->ckpt = p->eng->saved = ck;
-		char b[80];
+		char b[SPATE_POSITION_MAX];
 		sp_msg(e, SP_MSG_DEBUG, "%s: resuming after checkpoint %s", p->pub.name, sp_ckpt_fmt(&ck, b, sizeof(b)));
 	} else {
 		sp_ckpt_t resolved = {.beginning = true};

@@ -65,8 +65,8 @@
 /* A checkpoint file larger than this is refused rather than read: at about 40 bytes a
  * line it is millions of partitions, and it keeps lengths within crc32_iscsi()'s int. */
 #define FSTORE_MAX_BYTES ((size_t)256 << 20)
-/* The longest checkpoint text accepted in a line; a wide position is 50 characters. */
-#define FSTORE_CKPT_MAX 96
+/* The longest checkpoint text accepted in a line (any position, spate.h). */
+#define FSTORE_CKPT_MAX SPATE_POSITION_MAX
 /* The longest header or checksum line accepted. */
 #define FSTORE_META_MAX 160
 /* The environment switch that makes save() fail, read at open. */
