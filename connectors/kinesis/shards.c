@@ -205,8 +205,28 @@ int kin_shards_merge(kin_src_t *x, char *errstr, size_t size)
 	return SPATE_OK;
 }
 
+/* The I/O thread finished r: queue it for poll() and wake the engine thread.
+ * @locality the I/O thread */
+static void on_done(kin_req_t *r)
+{
+	kin_src_t *x = r->arg;
+	pthread_mutex_lock(&x->mu);
+	r->next = NULL;
+	if (x->done_tail)
+		x->done_tail->next = r;
+	else
+		x->done_head = r;
+	x->done_tail = r;
+	pthread_mutex_unlock(&x->mu);
+	uint64_t one = 1;
+	ssize_t w = write(x->evfd, &one, sizeof(one));
+	(void)w; /* EAGAIN: the counter is non-zero, the engine wakes anyway */
+}
+
 void kin_send(kin_src_t *x, kin_req_t *r)
 {
+	r->done = on_done;
+	r->arg = x;
 	x->inflight++;
 	kin_http_submit(x->http, r);
 }

@@ -61,30 +61,6 @@ static const char *where(const kshard_t *s, char *buf, size_t size)
 	return buf;
 }
 
-/* The I/O thread finished r: queue it for poll() and wake the engine. */
-static void on_done(kin_req_t *r)
-{
-	kin_src_t *x = r->arg;
-	pthread_mutex_lock(&x->mu);
-	r->next = NULL;
-	if (x->done_tail)
-		x->done_tail->next = r;
-	else
-		x->done_head = r;
-	x->done_tail = r;
-	pthread_mutex_unlock(&x->mu);
-	uint64_t one = 1;
-	ssize_t w = write(x->evfd, &one, sizeof(one));
-	(void)w;
-}
-
-static void send_req(kin_src_t *x, kin_req_t *r)
-{
-	r->done = on_done;
-	r->arg = x;
-	kin_send(x, r);
-}
-
 /* ---- requests of a shard ----------------------------------------------------------- */
 
 static void ask_iterator(kin_src_t *x, kshard_t *s)
@@ -105,7 +81,7 @@ static void ask_iterator(kin_src_t *x, kshard_t *s)
 	r->kind = RQ_ITER;
 	r->shard = s;
 	s->state = KS_BUSY;
-	send_req(x, r);
+	kin_send(x, r);
 }
 
 static void ask_records(kin_src_t *x, kshard_t *s, uint64_t budget)
@@ -130,7 +106,7 @@ static void ask_records(kin_src_t *x, kshard_t *s, uint64_t budget)
 	s->calls[s->call_at] = now;
 	s->call_at = (s->call_at + 1) % KIN_GETS_PER_S;
 	s->state = KS_BUSY;
-	send_req(x, r);
+	kin_send(x, r);
 }
 
 static int64_t backoff_ms(int n)

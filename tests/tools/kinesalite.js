@@ -12,7 +12,7 @@ if (!dir) {
   console.error('usage: node kinesalite.js NODE_MODULES_DIR')
   process.exit(2)
 }
-const kinesalite = require(require('path').join(dir, 'kinesalite'))
+const kinesalite = require(require('path').resolve(dir, 'kinesalite'))
 const realNow = Date.now
 let skew = 0
 Date.now = () => realNow() + skew
