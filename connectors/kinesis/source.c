@@ -13,7 +13,8 @@
  * A shard's reading: GetShardIterator (TRIM_HORIZON, LATEST, AT_TIMESTAMP,
  * AFTER_SEQUENCE_NUMBER or AT_SEQUENCE_NUMBER, see seek), then GetRecords with the
  * NextShardIterator of each reply, at most 5 calls a second, Limit from the engine's
- * budget, and after a reply of B bytes no call before B / 2 MiB s (a shard reads 2 MiB/s;
+ * bounds (the poll's byte budget over the average record, at most the shard's share of
+ * max.inflight.records, at most 10,000), and after a reply of B bytes no call before B / 2 MiB s (a shard reads 2 MiB/s;
  * a 10 MiB reply waits 5 s, as the API asks). A shard that is caught up (no records and
  * MillisBehindLatest 0) waits kinesis.idle.ms. A paused partition is not fetched.
  * The record key is the partition key, the timestamp ApproximateArrivalTimestamp, the
@@ -90,6 +91,10 @@ static void ask_records(kin_src_t *x, kshard_t *s, uint64_t budget)
 	uint64_t limit = budget / per;
 	if (limit < 1)
 		limit = 1;
+	/* and at most a shard's share of max.inflight.records */
+	uint64_t share = (uint64_t)sp_conf_int(x->conf, "max.inflight.records") / (x->nshards ? x->nshards : 1);
+	if (limit > share)
+		limit = share ? share : 1;
 	if (limit > KIN_GET_LIMIT_MAX)
 		limit = KIN_GET_LIMIT_MAX;
 	size_t cap = strlen(s->iter) + 64;

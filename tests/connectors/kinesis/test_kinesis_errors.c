@@ -1,0 +1,246 @@
+/* test_kinesis_errors.c - what a Kinesis pipeline says when it cannot work:
+ *  - an unknown stream, a bad endpoint, malformed credentials: `spate run` and `spate
+ *    produce --kinesis` exit non-zero with an error naming the stream or endpoint (or
+ *    the variable), and no secret appears in anything they print;
+ *  - malformed JSON in a reply (ListShards, GetShardIterator, GetRecords), served by a
+ *    small fake endpoint in this process: reported with the operation, never a crash.
+ * Part of the kinesis test executable. */
+#include "tests/connectors/kinesis/kintest.h"
+#include "tests/common/util.h"
+
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* `spate run` on stream with endpoint; its exit status, stderr into *err. */
+static int run_cli(const char *endpoint, const char *stream, char **err)
+{
+	char a_ep[300], a_st[300];
+	snprintf(a_ep, sizeof(a_ep), "kinesis.endpoint=%s", endpoint);
+	snprintf(a_st, sizeof(a_st), "kinesis.stream=%s", stream);
+	char *const argv[] = {(char *)t_spate_cli(), "run", "-X", "source=kinesis", "-X", a_st, "-X", a_ep, "-X",
+	                      "kinesis.region=" T_KIN_REGION, "-X", "stop.at.end=true", "-X", "store=none", NULL};
+	char *out = NULL;
+	int st = t_run(argv, &out, err);
+	free(out);
+	return st;
+}
+
+static void no_secret(const char *text)
+{
+	cr_assert_null(strstr(text, T_KIN_SECRET), "the secret key appears in: %s", text);
+	cr_assert_null(strstr(text, "wJalrXUtnFEMI"), "part of the secret key appears in: %s", text);
+}
+
+Test(kinesis, unknown_stream_bad_endpoint_and_credentials_are_named, .timeout = 120)
+{
+	t_kin_t *k = t_kinesalite_start();
+	char *err = NULL;
+	int st = run_cli(t_kin_endpoint(k), "no-such-stream", &err);
+	cr_assert_neq(st, 0, "spate run on an unknown stream exited 0");
+	cr_assert(strstr(err, "no-such-stream") && strstr(err, "ResourceNotFoundException") && strstr(err, "ListShards"),
+	          "the error does not name the stream, the operation and AWS's error: %s", err);
+	no_secret(err);
+	free(err);
+	/* nothing listens on port 1 */
+	st = run_cli("http://127.0.0.1:1", "anything", &err);
+	cr_assert_neq(st, 0);
+	cr_assert(strstr(err, "http://127.0.0.1:1"), "the error does not name the endpoint: %s", err);
+	no_secret(err);
+	free(err);
+	/* produce to an unknown stream */
+	char a_ep[300];
+	snprintf(a_ep, sizeof(a_ep), "kinesis.endpoint=%s", t_kin_endpoint(k));
+	char *const pargv[] = {(char *)t_spate_cli(), "produce", "--kinesis", "missing-stream", "--gen", "bytes",
+	                       "--records", "10", "-X", a_ep, NULL};
+	char *out = NULL;
+	st = t_run(pargv, &out, &err);
+	cr_assert_neq(st, 0);
+	cr_assert(strstr(err, "missing-stream"), "%s", err);
+	free(out);
+	free(err);
+	/* malformed credentials: named, the values never shown */
+	t_kin_create(k, "s", 1);
+	setenv("AWS_ACCESS_KEY_ID", "not a key id", 1);
+	st = run_cli(t_kin_endpoint(k), "s", &err);
+	cr_assert_neq(st, 0);
+	cr_assert(strstr(err, "AWS_ACCESS_KEY_ID is malformed"), "%s", err);
+	cr_assert_null(strstr(err, "not a key id"), "the key id appears in: %s", err);
+	no_secret(err);
+	free(err);
+	t_kin_env();
+	setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI with spaces", 1);
+	st = run_cli(t_kin_endpoint(k), "s", &err);
+	cr_assert_neq(st, 0);
+	cr_assert(strstr(err, "AWS_SECRET_ACCESS_KEY is malformed"), "%s", err);
+	no_secret(err);
+	free(err);
+	unsetenv("AWS_SECRET_ACCESS_KEY");
+	st = run_cli(t_kin_endpoint(k), "s", &err);
+	cr_assert_neq(st, 0);
+	cr_assert(strstr(err, "AWS_SECRET_ACCESS_KEY is not set"), "%s", err);
+	free(err);
+	t_kin_env();
+	/* with good credentials the same run works: the failures above were the credentials */
+	st = run_cli(t_kin_endpoint(k), "s", &err);
+	cr_assert_eq(st, 0, "%s", err);
+	free(err);
+	t_kinesalite_stop(k);
+}
+
+/* ---- a fake endpoint: canned replies by operation ------------------------------------ */
+
+typedef struct fake {
+	int lfd, port;
+	pthread_t th;
+	_Atomic int stop;
+	const char *list, *iter, *records; /* reply bodies */
+	_Atomic int calls_records;
+} fake_t;
+
+static void reply(int fd, const char *body)
+{
+	char head[256];
+	int n = snprintf(head, sizeof(head),
+	                 "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: %zu\r\n\r\n",
+	                 strlen(body));
+	if (write(fd, head, (size_t)n) != n || write(fd, body, strlen(body)) != (ssize_t)strlen(body))
+		return;
+}
+
+/* Serve one connection until it closes or the fake stops. */
+static void serve(fake_t *f, int fd)
+{
+	char buf[65536];
+	size_t len = 0;
+	while (!atomic_load(&f->stop)) {
+		struct pollfd p = {fd, POLLIN, 0};
+		if (poll(&p, 1, 50) <= 0)
+			continue;
+		ssize_t r = read(fd, buf + len, sizeof(buf) - 1 - len);
+		if (r <= 0)
+			return;
+		len += (size_t)r;
+		buf[len] = 0;
+		char *end = strstr(buf, "\r\n\r\n");
+		if (!end)
+			continue;
+		char *cl = strcasestr(buf, "Content-Length:");
+		size_t body = cl ? (size_t)atol(cl + 15) : 0;
+		size_t need = (size_t)(end + 4 - buf) + body;
+		if (len < need)
+			continue;
+		const char *t = strstr(buf, "Kinesis_20131202.");
+		const char *out = "{}";
+		if (t && !strncmp(t + 17, "ListShards", 10))
+			out = f->list;
+		else if (t && !strncmp(t + 17, "GetShardIterator", 16))
+			out = f->iter;
+		else if (t && !strncmp(t + 17, "GetRecords", 10)) {
+			out = f->records;
+			atomic_fetch_add(&f->calls_records, 1);
+		}
+		reply(fd, out);
+		memmove(buf, buf + need, len - need);
+		len -= need;
+	}
+}
+
+static void *fake_main(void *arg)
+{
+	fake_t *f = arg;
+	while (!atomic_load(&f->stop)) {
+		struct pollfd p = {f->lfd, POLLIN, 0};
+		if (poll(&p, 1, 50) <= 0)
+			continue;
+		int fd = accept(f->lfd, NULL, NULL);
+		if (fd < 0)
+			continue;
+		serve(f, fd);
+		close(fd);
+	}
+	return NULL;
+}
+
+static void fake_start(fake_t *f)
+{
+	f->lfd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	cr_assert(bind(f->lfd, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(f->lfd, 8) == 0);
+	socklen_t l = sizeof(a);
+	getsockname(f->lfd, (struct sockaddr *)&a, &l);
+	f->port = ntohs(a.sin_port);
+	cr_assert_eq(pthread_create(&f->th, NULL, fake_main, f), 0);
+}
+
+static void fake_stop(fake_t *f)
+{
+	atomic_store(&f->stop, 1);
+	pthread_join(f->th, NULL);
+	close(f->lfd);
+}
+
+static const char *const good_list =
+    "{\"Shards\":[{\"ShardId\":\"shardId-000000000000\",\"SequenceNumberRange\":{\"StartingSequenceNumber\":"
+    "\"49590338271490256608559692538361571095921575989136588898\"}}]}";
+static const char *const good_iter = "{\"ShardIterator\":\"it\"}";
+
+/* Run a pipeline against the fake; the error of start or run. */
+static int fake_run(fake_t *f, char *err, size_t size)
+{
+	t_kin_env();
+	char ep[64];
+	snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", f->port);
+	spate_conf_t *c = spate_conf_new();
+	const char *kv[] = {"source", "kinesis", "kinesis.stream", "fake", "kinesis.endpoint", ep, "store", "none",
+	                    "kinesis.idle.ms", "10", NULL};
+	for (int i = 0; kv[i]; i += 2)
+		cr_assert_eq(spate_conf_set(c, kv[i], kv[i + 1], err, size), SPATE_CONF_OK, "%s", err);
+	spate_engine_t *e = spate_engine_new(c, NULL, err, size);
+	cr_assert(e, "%s", err);
+	int rc = spate_engine_start(e, err, size);
+	if (!rc)
+		rc = spate_engine_run(e, err, size);
+	spate_engine_destroy(e);
+	return rc;
+}
+
+Test(kinesis, malformed_json_replies_are_reported, .timeout = 120)
+{
+	const char *bad[] = {"{\"Shards\":[{\"ShardId\":", "not json at all", "{\"Records\":[{}]}", "[1,2,3]"};
+	char err[1024];
+	/* ListShards: the start fails naming the operation */
+	for (int i = 0; i < 2; i++) {
+		fake_t f = {.list = bad[i], .iter = good_iter, .records = "{}"};
+		fake_start(&f);
+		int rc = fake_run(&f, err, sizeof(err));
+		fake_stop(&f);
+		cr_assert_neq(rc, SPATE_OK);
+		cr_assert(strstr(err, "ListShards") && strstr(err, "malformed JSON") && strstr(err, "stream fake"), "%s", err);
+	}
+	/* GetShardIterator */
+	fake_t f = {.list = good_list, .iter = "{\"ShardIterator\":[]}", .records = "{}"};
+	fake_start(&f);
+	int rc = fake_run(&f, err, sizeof(err));
+	fake_stop(&f);
+	cr_assert_neq(rc, SPATE_OK);
+	cr_assert(strstr(err, "GetShardIterator") && strstr(err, "shardId-000000000000"), "%s", err);
+	/* GetRecords: asked again a few times, then the run fails naming stream, shard, op */
+	for (int i = 1; i < 4; i++) {
+		fake_t g = {.list = good_list, .iter = good_iter, .records = bad[i]};
+		fake_start(&g);
+		rc = fake_run(&g, err, sizeof(err));
+		fake_stop(&g);
+		cr_assert_neq(rc, SPATE_OK);
+		cr_assert(strstr(err, "GetRecords") && strstr(err, "malformed reply") && strstr(err, "stream fake") &&
+		              strstr(err, "shard shardId-000000000000"),
+		          "%s", err);
+		cr_assert_geq(atomic_load(&g.calls_records), 2, "a malformed reply is asked again before it is fatal");
+	}
+}
