@@ -21,7 +21,7 @@
 #define KIN_KEYID_MAX 128
 /* A secret key or session token: printable ASCII without spaces. */
 #define KIN_SECRET_MAX 256
-#define KIN_TOKEN_MAX 4096
+#define KIN_TOKEN_MAX  4096
 
 static bool printable_no_space(const char *s, size_t max)
 {
@@ -43,26 +43,30 @@ static int credentials(kin_aws_t *a, char *errstr, size_t size)
 		return sp_err(errstr, size, SPATE_ERR_INVALID,
 		              "kinesis: credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and "
 		              "AWS_SESSION_TOKEN for temporary credentials) in the environment%s",
-		              (!id || !*id) ? " (AWS_ACCESS_KEY_ID is not set)" : " (AWS_SECRET_ACCESS_KEY is not set)");
+		              (!id || !*id) ? " (AWS_ACCESS_KEY_ID is not set)"
+		                            : " (AWS_SECRET_ACCESS_KEY is not set)");
 	size_t n = strlen(id);
 	bool ok = n >= KIN_KEYID_MIN && n <= KIN_KEYID_MAX;
 	for (size_t i = 0; ok && i < n; i++)
 		ok = isupper((unsigned char)id[i]) || isdigit((unsigned char)id[i]);
 	if (!ok)
-		return sp_err(errstr, size, SPATE_ERR_INVALID,
-		              "kinesis: credentials: AWS_ACCESS_KEY_ID is malformed (%d to %d upper-case letters and "
-		              "digits; the value is not shown)",
-		              KIN_KEYID_MIN, KIN_KEYID_MAX);
+		return sp_err(
+		    errstr, size, SPATE_ERR_INVALID,
+		    "kinesis: credentials: AWS_ACCESS_KEY_ID is malformed (%d to %d upper-case letters and "
+		    "digits; the value is not shown)",
+		    KIN_KEYID_MIN, KIN_KEYID_MAX);
 	if (!printable_no_space(secret, KIN_SECRET_MAX))
-		return sp_err(errstr, size, SPATE_ERR_INVALID,
-		              "kinesis: credentials: AWS_SECRET_ACCESS_KEY is malformed (printable characters without "
-		              "spaces, at most %d; the value is not shown)",
-		              KIN_SECRET_MAX);
+		return sp_err(
+		    errstr, size, SPATE_ERR_INVALID,
+		    "kinesis: credentials: AWS_SECRET_ACCESS_KEY is malformed (printable characters without "
+		    "spaces, at most %d; the value is not shown)",
+		    KIN_SECRET_MAX);
 	if (token && *token && !printable_no_space(token, KIN_TOKEN_MAX))
-		return sp_err(errstr, size, SPATE_ERR_INVALID,
-		              "kinesis: credentials: AWS_SESSION_TOKEN is malformed (printable characters without "
-		              "spaces, at most %d; the value is not shown)",
-		              KIN_TOKEN_MAX);
+		return sp_err(
+		    errstr, size, SPATE_ERR_INVALID,
+		    "kinesis: credentials: AWS_SESSION_TOKEN is malformed (printable characters without "
+		    "spaces, at most %d; the value is not shown)",
+		    KIN_TOKEN_MAX);
 	snprintf(a->userpwd, sizeof(a->userpwd), "%s:%s", id, secret);
 	if (token && *token)
 		snprintf(a->token_hdr, sizeof(a->token_hdr), "X-Amz-Security-Token: %s", token);
@@ -95,8 +99,9 @@ static int parse_arn(kin_aws_t *a, const char *arn, char *region, size_t rsize, 
 	snprintf(a->arn, sizeof(a->arn), "%s", arn);
 	return SPATE_OK;
 bad:
-	return sp_err(errstr, size, SPATE_ERR_INVALID,
-	              "kinesis.stream: \"%s\" is not a stream ARN (arn:aws:kinesis:REGION:ACCOUNT:stream/NAME)", arn);
+	return sp_err(
+	    errstr, size, SPATE_ERR_INVALID,
+	    "kinesis.stream: \"%s\" is not a stream ARN (arn:aws:kinesis:REGION:ACCOUNT:stream/NAME)", arn);
 }
 
 static bool stream_name_ok(const char *s)
@@ -115,7 +120,8 @@ int kin_aws_init(kin_aws_t *a, const spate_conf_t *c, const char *stream_arg, ch
 	memset(a, 0, sizeof(*a));
 	const char *stream = stream_arg && *stream_arg ? stream_arg : sp_conf_str(c, "kinesis.stream");
 	if (!*stream)
-		return sp_err(errstr, size, SPATE_ERR_INVALID, "kinesis.stream: must be set (a stream name or ARN)");
+		return sp_err(errstr, size, SPATE_ERR_INVALID,
+		              "kinesis.stream: must be set (a stream name or ARN)");
 	char arn_region[64] = "";
 	if (!strncmp(stream, "arn:", 4)) {
 		int rc = parse_arn(a, stream, arn_region, sizeof(arn_region), errstr, size);
@@ -123,8 +129,10 @@ int kin_aws_init(kin_aws_t *a, const spate_conf_t *c, const char *stream_arg, ch
 			return rc;
 	} else {
 		if (!stream_name_ok(stream))
-			return sp_err(errstr, size, SPATE_ERR_INVALID,
-			              "kinesis.stream: \"%s\" is not a stream name (1 to 128 of A-Z a-z 0-9 _ . -)", stream);
+			return sp_err(
+			    errstr, size, SPATE_ERR_INVALID,
+			    "kinesis.stream: \"%s\" is not a stream name (1 to 128 of A-Z a-z 0-9 _ . -)",
+			    stream);
 		snprintf(a->stream, sizeof(a->stream), "%s", stream);
 	}
 	const char *region = sp_conf_str(c, "kinesis.region");
@@ -136,10 +144,12 @@ int kin_aws_init(kin_aws_t *a, const spate_conf_t *c, const char *stream_arg, ch
 		region = getenv("AWS_DEFAULT_REGION") ? getenv("AWS_DEFAULT_REGION") : "";
 	if (!*region)
 		return sp_err(errstr, size, SPATE_ERR_INVALID,
-		              "kinesis.region: must be set (or AWS_REGION, or a stream ARN) for stream %s", a->stream);
+		              "kinesis.region: must be set (or AWS_REGION, or a stream ARN) for stream %s",
+		              a->stream);
 	for (const char *q = region; *q; q++)
 		if (!isalnum((unsigned char)*q) && *q != '-')
-			return sp_err(errstr, size, SPATE_ERR_INVALID, "kinesis.region: \"%s\" is not a region name", region);
+			return sp_err(errstr, size, SPATE_ERR_INVALID,
+			              "kinesis.region: \"%s\" is not a region name", region);
 	snprintf(a->region, sizeof(a->region), "%s", region);
 	snprintf(a->sigv4, sizeof(a->sigv4), "aws:amz:%s:kinesis", a->region);
 	const char *ep = sp_conf_str(c, "kinesis.endpoint");

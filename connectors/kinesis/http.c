@@ -241,8 +241,8 @@ static void start(kin_http_t *h, kin_req_t *r)
 	char target[96];
 	snprintf(target, sizeof(target), "X-Amz-Target: Kinesis_20131202.%s", r->op);
 	struct curl_slist *hd = NULL, *t;
-	const char *lines[] = {"Content-Type: application/x-amz-json-1.1", target, "Expect:",
-	                       h->aws->token_hdr[0] ? h->aws->token_hdr : NULL};
+	const char *lines[] = {"Content-Type: application/x-amz-json-1.1", target,
+	                       "Expect:", h->aws->token_hdr[0] ? h->aws->token_hdr : NULL};
 	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
 		if (!lines[i])
 			continue;
@@ -459,7 +459,8 @@ kin_http_t *kin_http_new(const kin_aws_t *a, char *errstr, size_t size)
 {
 	pthread_once(&curl_once, curl_init);
 	if (curl_init_rc != CURLE_OK) {
-		sp_err(errstr, size, SPATE_ERR_SOURCE, "kinesis: libcurl: %s", curl_easy_strerror(curl_init_rc));
+		sp_err(errstr, size, SPATE_ERR_SOURCE, "kinesis: libcurl: %s",
+		       curl_easy_strerror(curl_init_rc));
 		return NULL;
 	}
 	kin_http_t *h = calloc(1, sizeof(*h));
@@ -491,7 +492,8 @@ kin_http_t *kin_http_new(const kin_aws_t *a, char *errstr, size_t size)
 	curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
 	curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)KIN_MAX_CONNS);
 	if ((rc = pthread_create(&h->th, NULL, loop, h))) {
-		sp_err(errstr, size, SPATE_ERR_SOURCE, "kinesis: cannot start the I/O thread: %s", strerror(rc));
+		sp_err(errstr, size, SPATE_ERR_SOURCE, "kinesis: cannot start the I/O thread: %s",
+		       strerror(rc));
 		goto fail;
 	}
 	h->th_started = true;

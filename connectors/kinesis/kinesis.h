@@ -25,38 +25,38 @@
 
 enum {
 	/* the API's bounds */
-	KIN_GET_LIMIT_MAX = 10000,         /* records per GetRecords */
-	KIN_PUT_RECORDS_MAX = 500,         /* entries per PutRecords */
-	KIN_PUT_BYTES_MAX = 5 << 20,       /* bytes per PutRecords (data and keys) */
-	KIN_RECORD_BYTES_MAX = 1 << 20,    /* data and partition key of one record */
-	KIN_KEY_MAX = 256,                 /* partition key characters */
-	KIN_GETS_PER_S = 5,                /* GetRecords calls per shard per second */
-	KIN_SHARD_READ_BPS = 2 << 20,      /* a shard's read limit, bytes per second: a reply
-	                                    * of B bytes waits B / this before the next call
-	                                    * (10 MiB: 5 s, as GetRecords asks) */
-	KIN_ITERATOR_LIFE_MS = 300000,     /* an iterator expires 5 minutes after it was made */
-	KIN_NEXT_TOKEN_LIFE_MS = 300000,   /* a ListShards NextToken expires after 300 s */
+	KIN_GET_LIMIT_MAX = 10000,       /* records per GetRecords */
+	KIN_PUT_RECORDS_MAX = 500,       /* entries per PutRecords */
+	KIN_PUT_BYTES_MAX = 5 << 20,     /* bytes per PutRecords (data and keys) */
+	KIN_RECORD_BYTES_MAX = 1 << 20,  /* data and partition key of one record */
+	KIN_KEY_MAX = 256,               /* partition key characters */
+	KIN_GETS_PER_S = 5,              /* GetRecords calls per shard per second */
+	KIN_SHARD_READ_BPS = 2 << 20,    /* a shard's read limit, bytes per second: a reply
+	                                  * of B bytes waits B / this before the next call
+	                                  * (10 MiB: 5 s, as GetRecords asks) */
+	KIN_ITERATOR_LIFE_MS = 300000,   /* an iterator expires 5 minutes after it was made */
+	KIN_NEXT_TOKEN_LIFE_MS = 300000, /* a ListShards NextToken expires after 300 s */
 	/* requests */
-	KIN_REQUEST_TIMEOUT_MS = 30000,    /* one HTTP request, connection included */
+	KIN_REQUEST_TIMEOUT_MS = 30000, /* one HTTP request, connection included */
 	KIN_CONNECT_TIMEOUT_MS = 10000,
-	KIN_BACKOFF_MIN_MS = 100,          /* retryable errors: backoff doubles from here */
-	KIN_BACKOFF_MAX_MS = 10000,        /* ... up to here */
-	KIN_OPEN_TRIES = 3,                /* a request at open is tried this often */
-	KIN_MALFORMED_TRIES = 5,           /* malformed replies in a row before it is fatal */
-	KIN_MAX_CONNS = 32,                /* connections to the endpoint at once */
+	KIN_BACKOFF_MIN_MS = 100,   /* retryable errors: backoff doubles from here */
+	KIN_BACKOFF_MAX_MS = 10000, /* ... up to here */
+	KIN_OPEN_TRIES = 3,         /* a request at open is tried this often */
+	KIN_MALFORMED_TRIES = 5,    /* malformed replies in a row before it is fatal */
+	KIN_MAX_CONNS = 32,         /* connections to the endpoint at once */
 };
 
 /* ---- aws.c: settings and requests --------------------------------------------------- */
 
 typedef struct kin_aws {
-	char stream[256];      /* the name (from an ARN: the part after "stream/") */
-	char arn[512];         /* the ARN when one was given, else "" */
+	char stream[256]; /* the name (from an ARN: the part after "stream/") */
+	char arn[512];    /* the ARN when one was given, else "" */
 	char region[64];
-	char endpoint[512];    /* scheme://host[:port], no trailing '/' */
-	char sigv4[128];       /* CURLOPT_AWS_SIGV4: "aws:amz:REGION:kinesis" */
+	char endpoint[512]; /* scheme://host[:port], no trailing '/' */
+	char sigv4[128];    /* CURLOPT_AWS_SIGV4: "aws:amz:REGION:kinesis" */
 	/* secrets: never in a message */
-	char userpwd[512];     /* "ACCESS_KEY_ID:SECRET" for CURLOPT_USERPWD */
-	char token_hdr[4200];  /* "X-Amz-Security-Token: ..." or "" */
+	char userpwd[512];    /* "ACCESS_KEY_ID:SECRET" for CURLOPT_USERPWD */
+	char token_hdr[4200]; /* "X-Amz-Security-Token: ..." or "" */
 } kin_aws_t;
 
 /** Fill *a from the conf keys kinesis.stream (arg overrides: the sink's STREAM),
@@ -87,10 +87,10 @@ struct kin_req {
 	kin_done_fn done;
 	void *arg;
 	/* out */
-	long status;           /* HTTP status, 0 when no reply came */
-	int curl_rc;           /* CURLE_OK, or the transport error */
+	long status; /* HTTP status, 0 when no reply came */
+	int curl_rc; /* CURLE_OK, or the transport error */
 	char curl_err[256];
-	char *resp;            /* the reply body (NUL-terminated), owned by the request */
+	char *resp; /* the reply body (NUL-terminated), owned by the request */
 	size_t resp_len, resp_cap;
 	int64_t sent_ms, done_ms;
 	/* private to http.c */
@@ -133,8 +133,8 @@ void kin_parse_error(const char *body, size_t len, kin_error_t *e);
 bool kin_error_retryable(long status, const char *type);
 
 typedef struct kin_shard_info {
-	char *id, *parent, *adj_parent;   /* parent ids NULL when none */
-	char *start_seq, *end_seq;        /* end_seq NULL while the shard is open */
+	char *id, *parent, *adj_parent; /* parent ids NULL when none */
+	char *start_seq, *end_seq;      /* end_seq NULL while the shard is open */
 } kin_shard_info_t;
 
 typedef struct kin_shard_list {
@@ -169,16 +169,16 @@ typedef struct kin_records {
 	size_t n, cap;
 	spate_header_t *hdrs;
 	size_t nhdrs, hdr_cap;
-	uint8_t *buf;             /* every record's bytes: owned, goes to the chunk */
+	uint8_t *buf; /* every record's bytes: owned, goes to the chunk */
 	size_t buf_len;
-	size_t data_bytes;        /* decoded data of the reply (for the read pacing) */
-	char *next_iter;          /* NULL: the shard is closed and read to its end */
-	int64_t behind_ms;        /* MillisBehindLatest (-1 when absent) */
-	char **children;          /* ChildShards' ids (n_children) */
+	size_t data_bytes; /* decoded data of the reply (for the read pacing) */
+	char *next_iter;   /* NULL: the shard is closed and read to its end */
+	int64_t behind_ms; /* MillisBehindLatest (-1 when absent) */
+	char **children;   /* ChildShards' ids (n_children) */
 	size_t n_children;
-	char *last_seq;           /* the last Kinesis record's sequence number (not sub-records) */
-	uint32_t aggregated;      /* KPL records de-aggregated */
-	uint32_t bad_aggregates;  /* records with the KPL magic whose MD5 or body failed */
+	char *last_seq;          /* the last Kinesis record's sequence number (not sub-records) */
+	uint32_t aggregated;     /* KPL records de-aggregated */
+	uint32_t bad_aggregates; /* records with the KPL magic whose MD5 or body failed */
 } kin_records_t;
 
 /** Parse a GetRecords reply into out: base64 decoded, KPL de-aggregated, envelopes
@@ -189,8 +189,8 @@ void kin_records_free(kin_records_t *r);
 /** Parse a PutRecords reply: failed[i] set for each entry that failed (n entries sent),
  *  its ErrorCode into first_err (the first one). Returns the failed count, or -1 with
  *  why (malformed). */
-int kin_parse_put_records(const char *body, size_t len, size_t n, bool *failed, char *first_err, size_t errsize,
-                          char *why, size_t size);
+int kin_parse_put_records(const char *body, size_t len, size_t n, bool *failed, char *first_err,
+                          size_t errsize, char *why, size_t size);
 
 /** Base64 (RFC 4648, padded) of src into dst (room for 4 * ((n + 2) / 3)); returns the
  *  length. */
@@ -203,7 +203,7 @@ ssize_t kin_b64_decode(const char *src, size_t n, uint8_t *dst);
  *   F5 'S' 'H' 01 | varint count | (varint klen, key, varint vlen+1 or 0 for null, value)*
  *   | CRC-32C (4 bytes, little-endian) of everything before it | the value.
  * Data that does not start so, or fails the CRC, is a plain value. */
-#define KIN_ENV_MAGIC "\xF5SH\x01"
+#define KIN_ENV_MAGIC     "\xF5SH\x01"
 #define KIN_ENV_MAGIC_LEN 4
 /** The envelope's size for these headers (0 when there are none). */
 size_t kin_env_size(const spate_header_t *h, size_t n);
@@ -213,13 +213,14 @@ size_t kin_env_write(const spate_header_t *h, size_t n, uint8_t *dst);
  *  data), the value's offset into *value_at and return the header count; 0 for a plain
  *  value (*value_at = 0). Returns -1 when there are more than cap headers (the count in
  *  *need). */
-int kin_env_read(const uint8_t *data, size_t len, spate_header_t *h, size_t cap, size_t *value_at, size_t *need);
+int kin_env_read(const uint8_t *data, size_t len, spate_header_t *h, size_t cap, size_t *value_at,
+                 size_t *need);
 
 /* ---- kpl.c: KPL aggregation ----------------------------------------------------------- */
 
-#define KIN_KPL_MAGIC "\xF3\x89\x9A\xC2"
+#define KIN_KPL_MAGIC     "\xF3\x89\x9A\xC2"
 #define KIN_KPL_MAGIC_LEN 4
-#define KIN_KPL_MD5_LEN 16
+#define KIN_KPL_MD5_LEN   16
 
 /** One user record of an aggregate (pointers into the aggregate). */
 typedef struct kin_kpl_rec {
@@ -234,7 +235,8 @@ typedef struct kin_kpl_rec {
  *  is not a valid aggregate (bad magic, MD5, protobuf, or an index past a table): the
  *  caller then treats it as one plain record (fn may not be called then). fn returns
  *  false to stop (then -2). */
-int kin_kpl_deaggregate(const uint8_t *data, size_t len, bool (*fn)(void *arg, const kin_kpl_rec_t *r), void *arg);
+int kin_kpl_deaggregate(const uint8_t *data, size_t len, bool (*fn)(void *arg, const kin_kpl_rec_t *r),
+                        void *arg);
 /** The number of sub-records of a valid aggregate, or -1 (no callback). */
 int kin_kpl_count(const uint8_t *data, size_t len);
 /** MD5 of buf into out. */

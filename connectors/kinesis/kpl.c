@@ -192,7 +192,8 @@ int kin_kpl_count(const uint8_t *data, size_t len)
 	return n > 0 ? n : -1; /* an aggregate of no records is not one */
 }
 
-int kin_kpl_deaggregate(const uint8_t *data, size_t len, bool (*fn)(void *arg, const kin_kpl_rec_t *r), void *arg)
+int kin_kpl_deaggregate(const uint8_t *data, size_t len, bool (*fn)(void *arg, const kin_kpl_rec_t *r),
+                        void *arg)
 {
 	pb_t body;
 	if (!envelope(data, len, &body))

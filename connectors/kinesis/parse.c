@@ -111,9 +111,10 @@ bool kin_error_retryable(long status, const char *type)
 {
 	if (status >= 500 || status == 429)
 		return true;
-	return !strcmp(type, "ProvisionedThroughputExceededException") || !strcmp(type, "LimitExceededException") ||
-	       !strcmp(type, "ThrottlingException") || !strcmp(type, "InternalFailure") ||
-	       !strcmp(type, "ServiceUnavailable") || !strcmp(type, "KMSThrottlingException");
+	return !strcmp(type, "ProvisionedThroughputExceededException") ||
+	       !strcmp(type, "LimitExceededException") || !strcmp(type, "ThrottlingException") ||
+	       !strcmp(type, "InternalFailure") || !strcmp(type, "ServiceUnavailable") ||
+	       !strcmp(type, "KMSThrottlingException");
 }
 
 #define CORRUPT(...) sp_err(why, size, SPATE_ERR_CORRUPT, __VA_ARGS__)
@@ -189,7 +190,8 @@ int kin_parse_list_shards(const char *body, size_t len, kin_shard_list_t *out, c
 	json_t *arr = json_object_get(j, "Shards");
 	const char *tok = opt_str(j, "NextToken", &bad);
 	if (!json_is_array(arr) || bad) {
-		rc = CORRUPT("ListShards: no Shards array%s", bad ? " (or a NextToken that is not a string)" : "");
+		rc = CORRUPT("ListShards: no Shards array%s",
+		             bad ? " (or a NextToken that is not a string)" : "");
 		goto out;
 	}
 	size_t i;
@@ -200,12 +202,15 @@ int kin_parse_list_shards(const char *body, size_t len, kin_shard_list_t *out, c
 		const char *par = opt_str(sh, "ParentShardId", &bad);
 		const char *adj = opt_str(sh, "AdjacentParentShardId", &bad);
 		json_t *range = json_object_get(sh, "SequenceNumberRange");
-		const char *st = json_is_object(range) ? opt_str(range, "StartingSequenceNumber", &bad) : NULL;
+		const char *st =
+		    json_is_object(range) ? opt_str(range, "StartingSequenceNumber", &bad) : NULL;
 		const char *en = json_is_object(range) ? opt_str(range, "EndingSequenceNumber", &bad) : NULL;
-		if (!json_is_object(sh) || !id || !*id || bad || strlen(id) > 128 || !seq_ok(st) || (en && !seq_ok(en))) {
-			rc = CORRUPT("ListShards: shard %zu is malformed (a ShardId and a SequenceNumberRange with "
-			             "decimal sequence numbers are required)",
-			             i);
+		if (!json_is_object(sh) || !id || !*id || bad || strlen(id) > 128 || !seq_ok(st) ||
+		    (en && !seq_ok(en))) {
+			rc = CORRUPT(
+			    "ListShards: shard %zu is malformed (a ShardId and a SequenceNumberRange with "
+			    "decimal sequence numbers are required)",
+			    i);
 			goto out;
 		}
 		if (out->n == out->cap) {
@@ -291,7 +296,8 @@ static int unwrap(kin_records_t *r, kin_rec_t *x)
 	if (x->data_len < KIN_ENV_MAGIC_LEN || memcmp(x->data, KIN_ENV_MAGIC, KIN_ENV_MAGIC_LEN))
 		return SPATE_OK;
 	size_t at = 0, need = 0;
-	int n = kin_env_read(x->data, x->data_len, r->hdrs ? r->hdrs + r->nhdrs : NULL, r->hdr_cap - r->nhdrs, &at, &need);
+	int n = kin_env_read(x->data, x->data_len, r->hdrs ? r->hdrs + r->nhdrs : NULL, r->hdr_cap - r->nhdrs,
+	                     &at, &need);
 	if (n < 0) {
 		size_t cap = r->hdr_cap ? r->hdr_cap : 64;
 		while (cap < r->nhdrs + need)
@@ -326,7 +332,8 @@ static bool agg_one(void *arg, const kin_kpl_rec_t *k)
 {
 	agg_walk_t *w = arg;
 	kin_rec_t *x = &w->r->recs[w->r->n];
-	*x = (kin_rec_t){.key = k->key, .key_len = k->key_len, .data = k->data, .data_len = k->data_len, .ts_ms = w->ts};
+	*x = (kin_rec_t){
+	    .key = k->key, .key_len = k->key_len, .data = k->data, .data_len = k->data_len, .ts_ms = w->ts};
 	/* sub-record i has sub-sequence number i + 1: 0 is a plain record */
 	if (sp_position_wide(w->seq, w->seq_len, ++w->sub, &x->pos)) {
 		w->rc = SPATE_ERR_CORRUPT;
@@ -351,7 +358,8 @@ int kin_parse_records(const char *body, size_t len, kin_records_t *out, char *wh
 	const char *next = opt_str(j, "NextShardIterator", &bad);
 	json_t *behind = json_object_get(j, "MillisBehindLatest");
 	if (!json_is_array(arr) || bad || (behind && !json_is_null(behind) && !json_is_integer(behind))) {
-		rc = CORRUPT("GetRecords: no Records array, or a NextShardIterator or MillisBehindLatest of the wrong type");
+		rc = CORRUPT("GetRecords: no Records array, or a NextShardIterator or MillisBehindLatest of "
+		             "the wrong type");
 		goto out;
 	}
 	out->behind_ms = json_is_integer(behind) ? (int64_t)json_integer_value(behind) : -1;
@@ -364,8 +372,10 @@ int kin_parse_records(const char *body, size_t len, kin_records_t *out, char *wh
 		const char *data = opt_str(rec, "Data", &bad);
 		const char *key = opt_str(rec, "PartitionKey", &bad);
 		json_t *ts = json_object_get(rec, "ApproximateArrivalTimestamp");
-		if (!json_is_object(rec) || bad || !seq_ok(seq) || !data || !key || (ts && !json_is_number(ts))) {
-			rc = CORRUPT("GetRecords: record %zu is malformed (SequenceNumber, Data and PartitionKey strings are "
+		if (!json_is_object(rec) || bad || !seq_ok(seq) || !data || !key ||
+		    (ts && !json_is_number(ts))) {
+			rc = CORRUPT("GetRecords: record %zu is malformed (SequenceNumber, Data and "
+			             "PartitionKey strings are "
 			             "required)",
 			             i);
 			goto out;
@@ -375,7 +385,8 @@ int kin_parse_records(const char *body, size_t len, kin_records_t *out, char *wh
 	}
 	out->buf = malloc(total ? total : 1);
 	if (!out->buf || !grow_recs(out, nrec)) {
-		rc = sp_err(why, size, SPATE_ERR_NOMEM, "out of memory for a GetRecords reply of %zu records", nrec);
+		rc = sp_err(why, size, SPATE_ERR_NOMEM, "out of memory for a GetRecords reply of %zu records",
+		            nrec);
 		goto out;
 	}
 	/* pass 2: copy keys, decode data, de-aggregate, unwrap */
@@ -389,9 +400,12 @@ int kin_parse_records(const char *body, size_t len, kin_records_t *out, char *wh
 		char *key = (char *)out->buf + off;
 		memcpy(key, json_string_value(jkey), klen);
 		off += klen;
-		ssize_t dl = kin_b64_decode(json_string_value(jdata), json_string_length(jdata), out->buf + off);
+		ssize_t dl =
+		    kin_b64_decode(json_string_value(jdata), json_string_length(jdata), out->buf + off);
 		if (dl < 0) {
-			rc = CORRUPT("GetRecords: record %zu (sequence number %s) has Data that is not base64", i, seq);
+			rc =
+			    CORRUPT("GetRecords: record %zu (sequence number %s) has Data that is not base64",
+			            i, seq);
 			goto out;
 		}
 		uint8_t *data = out->buf + off;
@@ -407,22 +421,32 @@ int kin_parse_records(const char *body, size_t len, kin_records_t *out, char *wh
 				rc = sp_err(why, size, SPATE_ERR_NOMEM, "out of memory");
 				goto out;
 			}
-			agg_walk_t w = {.r = out, .seq = seq, .seq_len = json_string_length(jseq), .ts = ts_ms};
+			agg_walk_t w = {
+			    .r = out, .seq = seq, .seq_len = json_string_length(jseq), .ts = ts_ms};
 			if (kin_kpl_deaggregate(data, (size_t)dl, agg_one, &w) < 0 || w.rc) {
-				rc = w.rc == SPATE_ERR_NOMEM ? sp_err(why, size, SPATE_ERR_NOMEM, "out of memory")
-				                             : CORRUPT("GetRecords: record %zu: a KPL aggregate that cannot be read", i);
+				rc = w.rc == SPATE_ERR_NOMEM
+				         ? sp_err(why, size, SPATE_ERR_NOMEM, "out of memory")
+				         : CORRUPT(
+				               "GetRecords: record %zu: a KPL aggregate that cannot be read",
+				               i);
 				goto out;
 			}
 			out->aggregated++;
 		} else {
-			if ((size_t)dl >= KIN_KPL_MAGIC_LEN && !memcmp(data, KIN_KPL_MAGIC, KIN_KPL_MAGIC_LEN))
-				out->bad_aggregates++; /* the magic but a bad MD5 or body: a plain record, as KCL */
+			if ((size_t)dl >= KIN_KPL_MAGIC_LEN &&
+			    !memcmp(data, KIN_KPL_MAGIC, KIN_KPL_MAGIC_LEN))
+				out->bad_aggregates++; /* the magic but a bad MD5 or body: a plain record, as
+				                          KCL */
 			if (!grow_recs(out, 1)) {
 				rc = sp_err(why, size, SPATE_ERR_NOMEM, "out of memory");
 				goto out;
 			}
 			kin_rec_t *x = &out->recs[out->n];
-			*x = (kin_rec_t){.key = key, .key_len = klen, .data = data, .data_len = (size_t)dl, .ts_ms = ts_ms};
+			*x = (kin_rec_t){.key = key,
+			                 .key_len = klen,
+			                 .data = data,
+			                 .data_len = (size_t)dl,
+			                 .ts_ms = ts_ms};
 			if (sp_position_wide(seq, json_string_length(jseq), 0, &x->pos)) {
 				rc = CORRUPT("GetRecords: record %zu: sequence number %s", i, seq);
 				goto out;
@@ -479,8 +503,8 @@ out:
 
 /* ---- PutRecords ------------------------------------------------------------------------- */
 
-int kin_parse_put_records(const char *body, size_t len, size_t n, bool *failed, char *first_err, size_t errsize,
-                          char *why, size_t size)
+int kin_parse_put_records(const char *body, size_t len, size_t n, bool *failed, char *first_err,
+                          size_t errsize, char *why, size_t size)
 {
 	if (first_err && errsize)
 		first_err[0] = 0;
@@ -491,8 +515,8 @@ int kin_parse_put_records(const char *body, size_t len, size_t n, bool *failed, 
 	json_t *arr = json_object_get(j, "Records");
 	json_t *fc = json_object_get(j, "FailedRecordCount");
 	if (!json_is_array(arr) || json_array_size(arr) != n || (fc && !json_is_integer(fc))) {
-		CORRUPT("PutRecords: the reply has %zu entries for %zu records sent", json_is_array(arr) ? json_array_size(arr) : 0,
-		        n);
+		CORRUPT("PutRecords: the reply has %zu entries for %zu records sent",
+		        json_is_array(arr) ? json_array_size(arr) : 0, n);
 		goto out;
 	}
 	cnt = 0;
@@ -518,7 +542,8 @@ int kin_parse_put_records(const char *body, size_t len, size_t n, bool *failed, 
 		}
 	}
 	if (fc && json_integer_value(fc) != cnt) {
-		CORRUPT("PutRecords: FailedRecordCount %lld, but %d entries failed", (long long)json_integer_value(fc), cnt);
+		CORRUPT("PutRecords: FailedRecordCount %lld, but %d entries failed",
+		        (long long)json_integer_value(fc), cnt);
 		cnt = -1;
 	}
 out:
@@ -597,7 +622,8 @@ size_t kin_env_write(const spate_header_t *h, size_t n, uint8_t *dst)
 	return o;
 }
 
-int kin_env_read(const uint8_t *data, size_t len, spate_header_t *h, size_t cap, size_t *value_at, size_t *need)
+int kin_env_read(const uint8_t *data, size_t len, spate_header_t *h, size_t cap, size_t *value_at,
+                 size_t *need)
 {
 	*value_at = 0;
 	if (len < KIN_ENV_MAGIC_LEN + 5 || memcmp(data, KIN_ENV_MAGIC, KIN_ENV_MAGIC_LEN))

@@ -112,8 +112,8 @@ int kin_list_sync(kin_src_t *x, char *errstr, size_t size)
 			if (rc) {
 				free(token);
 				return sp_err(errstr, size, rc == SPATE_ERR_NOMEM ? rc : SPATE_ERR_SOURCE,
-				              "kinesis: stream %s at %s: ListShards: HTTP 200: %s", x->aws.stream, x->aws.endpoint,
-				              why);
+				              "kinesis: stream %s at %s: ListShards: HTTP 200: %s",
+				              x->aws.stream, x->aws.endpoint, why);
 			}
 			free(token);
 			token = x->list.next_token ? strdup(x->list.next_token) : NULL;
@@ -195,8 +195,9 @@ int kin_shards_merge(kin_src_t *x, char *errstr, size_t size)
 			s->p->end = sp_pos_closed();
 		}
 		if (x->running) {
-			sp_msg_from(x->eng, KIN_NAME, SP_MSG_INFO, "stream %s: new shard %s (parents %s%s%s)", x->aws.stream,
-			            s->id, s->parent ? s->parent : "none", s->adj ? ", " : "", s->adj ? s->adj : "");
+			sp_msg_from(x->eng, KIN_NAME, SP_MSG_INFO, "stream %s: new shard %s (parents %s%s%s)",
+			            x->aws.stream, s->id, s->parent ? s->parent : "none", s->adj ? ", " : "",
+			            s->adj ? s->adj : "");
 			int rc = sp_engine_partition_start(x->eng, s->p, errstr, size);
 			if (rc)
 				return rc;
@@ -252,8 +253,10 @@ void kin_on_list(kin_src_t *x, kin_req_t *r)
 	if (!r->curl_rc && r->status == 200) {
 		int rc = kin_parse_list_shards(r->resp, r->resp_len, &x->list, why, sizeof(why));
 		if (rc) {
-			sp_msg_from(x->eng, KIN_NAME, SP_MSG_WARN, "stream %s: ListShards: HTTP 200: %s (the shard sync is "
-			            "tried again in %" PRId64 " ms)", x->aws.stream, why, x->sync_ms);
+			sp_msg_from(x->eng, KIN_NAME, SP_MSG_WARN,
+			            "stream %s: ListShards: HTTP 200: %s (the shard sync is "
+			            "tried again in %" PRId64 " ms)",
+			            x->aws.stream, why, x->sync_ms);
 			goto again_later;
 		}
 		if (x->list.next_token) {
@@ -276,8 +279,9 @@ void kin_on_list(kin_src_t *x, kin_req_t *r)
 	if (r->curl_rc == 0 && token_expired(r))
 		goto restart;
 	kin_req_what(r, what, sizeof(what));
-	sp_msg_from(x->eng, KIN_NAME, SP_MSG_WARN, "stream %s: shard sync: %s (tried again in %" PRId64 " ms)",
-	            x->aws.stream, what, x->sync_ms);
+	sp_msg_from(x->eng, KIN_NAME, SP_MSG_WARN,
+	            "stream %s: shard sync: %s (tried again in %" PRId64 " ms)", x->aws.stream, what,
+	            x->sync_ms);
 again_later:
 	x->listing = false;
 	x->next_sync = now + x->sync_ms;
@@ -294,7 +298,8 @@ static bool parent_done(kin_src_t *x, kshard_t *s, const char *pid)
 	if (!ps || !ps->listed) {
 		if (!s->warned_orphan)
 			sp_msg_from(x->eng, KIN_NAME, SP_MSG_WARN,
-			            "stream %s: shard %s: its parent %s is no longer listed (its retention passed, nothing "
+			            "stream %s: shard %s: its parent %s is no longer listed (its retention "
+			            "passed, nothing "
 			            "of it can be read): not waiting for it",
 			            x->aws.stream, s->id, pid);
 		s->warned_orphan = true;
@@ -305,8 +310,9 @@ static bool parent_done(kin_src_t *x, kshard_t *s, const char *pid)
 	sp_ckpt_t ck;
 	int rc = sp_engine_checkpoint_load(x->eng, name, &ck, err, sizeof(err));
 	if (rc && rc != SPATE_ERR_NOT_FOUND) {
-		sp_msg_from(x->eng, KIN_NAME, SP_MSG_WARN, "stream %s: shard %s: cannot read its parent's checkpoint: %s",
-		            x->aws.stream, s->id, err);
+		sp_msg_from(x->eng, KIN_NAME, SP_MSG_WARN,
+		            "stream %s: shard %s: cannot read its parent's checkpoint: %s", x->aws.stream,
+		            s->id, err);
 		return false;
 	}
 	return rc == SPATE_OK && !ck.beginning && sp_pos_is_closed(&ck.after);

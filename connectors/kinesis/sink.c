@@ -47,7 +47,8 @@ static void sleep_ms(int64_t ms)
 }
 
 /* The partition key of r: its key, else its spate.id, else a unique one. */
-static int prepare(kin_sink_t *k, const spate_push_record_t *r, prep_t *p, size_t idx, char *errstr, size_t size)
+static int prepare(kin_sink_t *k, const spate_push_record_t *r, prep_t *p, size_t idx, char *errstr,
+                   size_t size)
 {
 	p->rec = r;
 	p->key = r->key;
@@ -69,17 +70,20 @@ static int prepare(kin_sink_t *k, const spate_push_record_t *r, prep_t *p, size_
 	}
 	if (!p->key_len) {
 		uint64_t n = atomic_fetch_add_explicit(&k->seq, 1, memory_order_relaxed);
-		p->key_len = (size_t)snprintf(p->keybuf, sizeof(p->keybuf), "spate-%ld-%" PRIu64, (long)getpid(), n);
+		p->key_len =
+		    (size_t)snprintf(p->keybuf, sizeof(p->keybuf), "spate-%ld-%" PRIu64, (long)getpid(), n);
 		p->key = p->keybuf;
 	}
 	if (p->key_len > KIN_KEY_MAX)
 		return sp_err(errstr, size, SPATE_ERR_INVALID,
-		              "kinesis sink: stream %s: record %zu has a key of %zu bytes; partition keys are 1 to %d characters",
+		              "kinesis sink: stream %s: record %zu has a key of %zu bytes; partition keys "
+		              "are 1 to %d characters",
 		              k->aws.stream, idx, p->key_len, KIN_KEY_MAX);
 	p->data_len = kin_env_size(r->headers, r->header_cnt) + r->value_len;
 	if (p->data_len + p->key_len > KIN_RECORD_BYTES_MAX)
 		return sp_err(errstr, size, SPATE_ERR_INVALID,
-		              "kinesis sink: stream %s: record %zu takes %zu bytes with its key and headers, more than the "
+		              "kinesis sink: stream %s: record %zu takes %zu bytes with its key and headers, "
+		              "more than the "
 		              "%d a Kinesis record may",
 		              k->aws.stream, idx, p->data_len + p->key_len, KIN_RECORD_BYTES_MAX);
 	return SPATE_OK;
@@ -134,7 +138,8 @@ static char *body_of(kin_sink_t *k, prep_t *ps, const size_t *idx, size_t n, siz
 }
 
 /* Put ps[idx[0..n)] until each entry succeeded or the deadline passed. */
-static int put_batch(kin_sink_t *k, prep_t *ps, size_t *idx, size_t n, int64_t deadline, char *errstr, size_t size)
+static int put_batch(kin_sink_t *k, prep_t *ps, size_t *idx, size_t n, int64_t deadline, char *errstr,
+                     size_t size)
 {
 	bool failed[KIN_PUT_RECORDS_MAX];
 	char first[512] = "", what[900] = "";
@@ -148,7 +153,8 @@ static int put_batch(kin_sink_t *k, prep_t *ps, size_t *idx, size_t n, int64_t d
 		bool retry = true;
 		if (!r->curl_rc && r->status == 200) {
 			char why[256];
-			int nf = kin_parse_put_records(r->resp, r->resp_len, n, failed, first, sizeof(first), why, sizeof(why));
+			int nf = kin_parse_put_records(r->resp, r->resp_len, n, failed, first, sizeof(first),
+			                               why, sizeof(why));
 			if (nf == 0) {
 				kin_req_free(r);
 				return SPATE_OK;
@@ -159,7 +165,8 @@ static int put_batch(kin_sink_t *k, prep_t *ps, size_t *idx, size_t n, int64_t d
 					if (failed[i])
 						idx[w++] = idx[i];
 				n = w;
-				snprintf(what, sizeof(what), "PutRecords: %d entries failed (first: %s)", nf, first);
+				snprintf(what, sizeof(what), "PutRecords: %d entries failed (first: %s)", nf,
+				         first);
 			} else {
 				snprintf(what, sizeof(what), "PutRecords: HTTP 200: %s", why);
 			}
@@ -171,8 +178,9 @@ static int put_batch(kin_sink_t *k, prep_t *ps, size_t *idx, size_t n, int64_t d
 			if (r->curl_rc)
 				snprintf(what, sizeof(what), "%s", rw);
 			else
-				snprintf(what, sizeof(what), "PutRecords: HTTP %ld %s%s%s", r->status, e.type[0] ? e.type : "(no error type)",
-				         e.message[0] ? ": " : "", e.message);
+				snprintf(what, sizeof(what), "PutRecords: HTTP %ld %s%s%s", r->status,
+				         e.type[0] ? e.type : "(no error type)", e.message[0] ? ": " : "",
+				         e.message);
 			retry = r->curl_rc || kin_error_retryable(r->status, e.type);
 		}
 		kin_req_free(r);
@@ -182,8 +190,10 @@ static int put_batch(kin_sink_t *k, prep_t *ps, size_t *idx, size_t n, int64_t d
 		if (ms > KIN_BACKOFF_MAX_MS)
 			ms = KIN_BACKOFF_MAX_MS;
 		if (!retry || sp_now_ms() + ms > deadline)
-			return sp_err(errstr, size, SPATE_ERR_SINK, "kinesis sink: stream %s at %s: %s (%zu records not written%s)",
-			              k->aws.stream, k->aws.endpoint, what, n, retry ? ", kinesis.sink.timeout.ms passed" : "");
+			return sp_err(errstr, size, SPATE_ERR_SINK,
+			              "kinesis sink: stream %s at %s: %s (%zu records not written%s)",
+			              k->aws.stream, k->aws.endpoint, what, n,
+			              retry ? ", kinesis.sink.timeout.ms passed" : "");
 		sleep_ms(ms);
 	}
 }
@@ -206,7 +216,8 @@ static int ksink_write(sp_sink_t *s, const spate_push_record_t *recs, size_t n, 
 	int64_t deadline = sp_now_ms() + k->timeout_ms;
 	for (size_t i = 0; i < n && !rc;) {
 		size_t cnt = 0, bytes = 0;
-		while (i < n && cnt < KIN_PUT_RECORDS_MAX && bytes + ps[i].data_len + ps[i].key_len <= KIN_PUT_BYTES_MAX) {
+		while (i < n && cnt < KIN_PUT_RECORDS_MAX &&
+		       bytes + ps[i].data_len + ps[i].key_len <= KIN_PUT_BYTES_MAX) {
 			bytes += ps[i].data_len + ps[i].key_len;
 			idx[cnt++] = i++;
 		}
@@ -237,7 +248,8 @@ static int ksink_open(sp_sink_t *s, char *errstr, size_t size)
 {
 	const spate_conf_t *c = s->eng ? sp_engine_conf(s->eng) : s->conf;
 	if (!s->arg || !*s->arg)
-		return sp_err(errstr, size, SPATE_ERR_INVALID, "kinesis sink: name the stream: kinesis:STREAM");
+		return sp_err(errstr, size, SPATE_ERR_INVALID,
+		              "kinesis sink: name the stream: kinesis:STREAM");
 	kin_sink_t *k = calloc(1, sizeof(*k));
 	if (!k)
 		return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
@@ -271,13 +283,16 @@ static int ksink_open(sp_sink_t *s, char *errstr, size_t size)
 		bool again = r->curl_rc || kin_error_retryable(r->status, e.type);
 		if (!again || tries >= KIN_OPEN_TRIES) {
 			if (r->curl_rc)
-				rc = sp_err(errstr, size, SPATE_ERR_SINK, "kinesis sink: stream %s at %s: DescribeStreamSummary: %s",
+				rc = sp_err(errstr, size, SPATE_ERR_SINK,
+				            "kinesis sink: stream %s at %s: DescribeStreamSummary: %s",
 				            k->aws.stream, k->aws.endpoint, r->curl_err);
 			else
-				rc = sp_err(errstr, size, SPATE_ERR_SINK,
-				            "kinesis sink: stream %s at %s: DescribeStreamSummary: HTTP %ld %s%s%s", k->aws.stream,
-				            k->aws.endpoint, r->status, e.type[0] ? e.type : "(no error type)", e.message[0] ? ": " : "",
-				            e.message);
+				rc = sp_err(
+				    errstr, size, SPATE_ERR_SINK,
+				    "kinesis sink: stream %s at %s: DescribeStreamSummary: HTTP %ld %s%s%s",
+				    k->aws.stream, k->aws.endpoint, r->status,
+				    e.type[0] ? e.type : "(no error type)", e.message[0] ? ": " : "",
+				    e.message);
 			kin_req_free(r);
 			goto fail;
 		}
@@ -299,7 +314,8 @@ static const sp_opt_t kinesis_sink_opts[] = {
 const sp_sink_ops_t sp_sink_kinesis = {
     .version = SP_SINK_OPS_VERSION,
     .name = KIN_NAME,
-    .desc = "Kinesis Data Streams through PutRecords: kinesis:STREAM (kinesis.region, credentials from AWS_*)",
+    .desc =
+        "Kinesis Data Streams through PutRecords: kinesis:STREAM (kinesis.region, credentials from AWS_*)",
     .opts = kinesis_sink_opts,
     .syntax = "kinesis:STREAM",
     .open = ksink_open,

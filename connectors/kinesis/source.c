@@ -14,8 +14,8 @@
  * AFTER_SEQUENCE_NUMBER or AT_SEQUENCE_NUMBER, see seek), then GetRecords with the
  * NextShardIterator of each reply, at most 5 calls a second, Limit from the engine's
  * bounds (the poll's byte budget over the average record, at most the shard's share of
- * max.inflight.records, at most 10,000), and after a reply of B bytes no call before B / 2 MiB s (a shard reads 2 MiB/s;
- * a 10 MiB reply waits 5 s, as the API asks). A shard that is caught up (no records and
+ * max.inflight.records, at most 10,000), and after a reply of B bytes no call before B / 2 MiB s (a shard
+ * reads 2 MiB/s; a 10 MiB reply waits 5 s, as the API asks). A shard that is caught up (no records and
  * MillisBehindLatest 0) waits kinesis.idle.ms. A paused partition is not fetched.
  * The record key is the partition key, the timestamp ApproximateArrivalTimestamp, the
  * position (sequence number, sub-sequence number), lag() the largest MillisBehindLatest.
@@ -67,13 +67,13 @@ static const char *where(const kshard_t *s, char *buf, size_t size)
 static void ask_iterator(kin_src_t *x, kshard_t *s)
 {
 	char b[1400];
-	size_t n = (size_t)snprintf(b, sizeof(b), "{%s,\"ShardId\":\"%s\",\"ShardIteratorType\":\"%s\"", x->stream_member,
-	                            s->id, it_names[s->it_kind]);
+	size_t n = (size_t)snprintf(b, sizeof(b), "{%s,\"ShardId\":\"%s\",\"ShardIteratorType\":\"%s\"",
+	                            x->stream_member, s->id, it_names[s->it_kind]);
 	if (s->it_kind == IT_AFTER_SEQ || s->it_kind == IT_AT_SEQ)
 		n += (size_t)snprintf(b + n, sizeof(b) - n, ",\"StartingSequenceNumber\":\"%s\"", s->it_seq);
 	else if (s->it_kind == IT_AT_TIMESTAMP)
-		n += (size_t)snprintf(b + n, sizeof(b) - n, ",\"Timestamp\":%" PRId64 ".%03d", s->it_ts_ms / 1000,
-		                      (int)(s->it_ts_ms % 1000));
+		n += (size_t)snprintf(b + n, sizeof(b) - n, ",\"Timestamp\":%" PRId64 ".%03d",
+		                      s->it_ts_ms / 1000, (int)(s->it_ts_ms % 1000));
 	n += (size_t)snprintf(b + n, sizeof(b) - n, "}");
 	char *body = strdup(b);
 	kin_req_t *r = body ? kin_req_new("GetShardIterator", body, n) : NULL;
@@ -92,7 +92,8 @@ static void ask_records(kin_src_t *x, kshard_t *s, uint64_t budget)
 	if (limit < 1)
 		limit = 1;
 	/* and at most a shard's share of max.inflight.records */
-	uint64_t share = (uint64_t)sp_conf_int(x->conf, "max.inflight.records") / (x->nshards ? x->nshards : 1);
+	uint64_t share =
+	    (uint64_t)sp_conf_int(x->conf, "max.inflight.records") / (x->nshards ? x->nshards : 1);
 	if (limit > share)
 		limit = share ? share : 1;
 	if (limit > KIN_GET_LIMIT_MAX)
@@ -193,12 +194,13 @@ static void end_of_shard(kin_src_t *x, kshard_t *s, const kin_records_t *rr)
 	s->state = KS_ENDED;
 	free(s->iter);
 	s->iter = NULL;
-	sp_msg_from(x->eng, KIN_NAME, SP_MSG_INFO, "stream %s: shard %s is read to its end (SHARD_END)%s", x->aws.stream,
-	            s->id, rr->n_children ? "; its children come next" : "");
+	sp_msg_from(x->eng, KIN_NAME, SP_MSG_INFO, "stream %s: shard %s is read to its end (SHARD_END)%s",
+	            x->aws.stream, s->id, rr->n_children ? "; its children come next" : "");
 	for (size_t i = 0; i < rr->n_children; i++)
 		if (!kin_shard_find(x, rr->children[i]))
-			sp_msg_from(x->eng, KIN_NAME, SP_MSG_DEBUG, "stream %s: child shard %s (from ChildShards)",
-			            x->aws.stream, rr->children[i]);
+			sp_msg_from(x->eng, KIN_NAME, SP_MSG_DEBUG,
+			            "stream %s: child shard %s (from ChildShards)", x->aws.stream,
+			            rr->children[i]);
 	kin_sync_maybe(x, true); /* the children (ListShards names their parents) */
 }
 
@@ -210,12 +212,15 @@ static void on_records(kin_src_t *x, kshard_t *s, kin_req_t *r)
 	if (rc == SPATE_ERR_CORRUPT) {
 		if (++s->malformed_n >= KIN_MALFORMED_TRIES) {
 			kin_fatal(x, SPATE_ERR_SOURCE,
-			          "kinesis: stream %s shard %s: GetRecords: HTTP %ld: malformed reply (%s), %d times in a row, "
+			          "kinesis: stream %s shard %s: GetRecords: HTTP %ld: malformed reply (%s), "
+			          "%d times in a row, "
 			          "%s",
-			          x->aws.stream, s->id, r->status, why, s->malformed_n, where(s, pos, sizeof(pos)));
+			          x->aws.stream, s->id, r->status, why, s->malformed_n,
+			          where(s, pos, sizeof(pos)));
 			return;
 		}
-		sp_msg_from(x->eng, KIN_NAME, SP_MSG_WARN, "stream %s shard %s: GetRecords: malformed reply (%s); asking again",
+		sp_msg_from(x->eng, KIN_NAME, SP_MSG_WARN,
+		            "stream %s shard %s: GetRecords: malformed reply (%s); asking again",
 		            x->aws.stream, s->id, why);
 		s->state = KS_READY;
 		s->not_before = sp_now_ms() + backoff_ms(s->malformed_n);
@@ -239,7 +244,8 @@ static void on_records(kin_src_t *x, kshard_t *s, kin_req_t *r)
 	}
 	if (rr.bad_aggregates)
 		sp_msg_from(x->eng, KIN_NAME, SP_MSG_DEBUG,
-		            "stream %s shard %s: %u records with the KPL magic failed their MD5 or body: handed on as plain "
+		            "stream %s shard %s: %u records with the KPL magic failed their MD5 or body: "
+		            "handed on as plain "
 		            "records",
 		            x->aws.stream, s->id, rr.bad_aggregates);
 	s->behind_ms = rr.behind_ms;
@@ -282,7 +288,8 @@ static void on_shard_error(kin_src_t *x, kshard_t *s, kin_req_t *r, int next_sta
 			snprintf(s->it_seq, sizeof(s->it_seq), "%s", s->last_seq);
 			s->has_filter = false;
 		}
-		sp_msg_from(x->eng, KIN_NAME, SP_MSG_INFO, "stream %s shard %s: the iterator expired; asking for a new one %s",
+		sp_msg_from(x->eng, KIN_NAME, SP_MSG_INFO,
+		            "stream %s shard %s: the iterator expired; asking for a new one %s",
 		            x->aws.stream, s->id, where(s, pos, sizeof(pos)));
 		free(s->iter);
 		s->iter = NULL;
@@ -293,8 +300,8 @@ static void on_shard_error(kin_src_t *x, kshard_t *s, kin_req_t *r, int next_sta
 		s->backoff_n++;
 		int64_t ms = backoff_ms(s->backoff_n);
 		sp_msg_from(x->eng, KIN_NAME, s->backoff_n > 3 ? SP_MSG_WARN : SP_MSG_DEBUG,
-		            "stream %s shard %s: %s (attempt %d; again in %" PRId64 " ms)", x->aws.stream, s->id, what,
-		            s->backoff_n, ms);
+		            "stream %s shard %s: %s (attempt %d; again in %" PRId64 " ms)", x->aws.stream,
+		            s->id, what, s->backoff_n, ms);
 		s->state = next_state;
 		s->not_before = sp_now_ms() + ms;
 		return;
@@ -326,8 +333,8 @@ static void on_reply(kin_src_t *x, kin_req_t *r)
 			return;
 		}
 		if (rc) {
-			kin_fatal(x, rc, "kinesis: stream %s shard %s: GetShardIterator: HTTP %ld: %s (%s)", x->aws.stream, s->id,
-			          r->status, why, where(s, pos, sizeof(pos)));
+			kin_fatal(x, rc, "kinesis: stream %s shard %s: GetShardIterator: HTTP %ld: %s (%s)",
+			          x->aws.stream, s->id, r->status, why, where(s, pos, sizeof(pos)));
 			return;
 		}
 		s->malformed_n = 0;
@@ -371,7 +378,8 @@ static void schedule(kin_src_t *x, uint64_t budget)
 		if (s->state == KS_WAIT_PARENTS && now >= s->gate_at) {
 			s->gate_at = now + KSRC_GATE_CHECK_MS;
 			if (kin_parents_done(x, s)) {
-				sp_msg_from(x->eng, KIN_NAME, SP_MSG_INFO, "stream %s: shard %s starts: its parents are at SHARD_END",
+				sp_msg_from(x->eng, KIN_NAME, SP_MSG_INFO,
+				            "stream %s: shard %s starts: its parents are at SHARD_END",
 				            x->aws.stream, s->id);
 				s->state = KS_NEED_ITER;
 			}
@@ -428,7 +436,9 @@ static int ksrc_open(sp_source_t *s, char *errstr, size_t size)
 {
 	if (s->arg && *s->arg)
 		return sp_err(errstr, size, SPATE_ERR_INVALID,
-		              "source: kinesis takes no argument (\"kinesis:%s\"); name the stream with kinesis.stream=", s->arg);
+		              "source: kinesis takes no argument (\"kinesis:%s\"); name the stream with "
+		              "kinesis.stream=",
+		              s->arg);
 	kin_src_t *x = calloc(1, sizeof(*x));
 	if (!x)
 		return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
@@ -458,12 +468,13 @@ static int ksrc_open(sp_source_t *s, char *errstr, size_t size)
 	if ((rc = kin_list_sync(x, errstr, size)) || (rc = kin_shards_merge(x, errstr, size)))
 		goto fail;
 	if (!x->nshards) {
-		rc = sp_err(errstr, size, SPATE_ERR_SOURCE, "kinesis: stream %s has no shards", x->aws.stream);
+		rc =
+		    sp_err(errstr, size, SPATE_ERR_SOURCE, "kinesis: stream %s has no shards", x->aws.stream);
 		goto fail;
 	}
 	x->next_sync = sp_now_ms() + x->sync_ms;
-	sp_msg_from(x->eng, KIN_NAME, SP_MSG_INFO, "stream %s at %s: %zu shards", x->aws.stream, x->aws.endpoint,
-	            x->nshards);
+	sp_msg_from(x->eng, KIN_NAME, SP_MSG_INFO, "stream %s at %s: %zu shards", x->aws.stream,
+	            x->aws.endpoint, x->nshards);
 	s->ctx = x;
 	return SPATE_OK;
 fail:
@@ -485,10 +496,12 @@ static int ksrc_seek(sp_source_t *src, sp_part_t *p, const sp_ckpt_t *ck, sp_ckp
 		} else if (sp_pos_is_closed(&ck->after)) {
 			s->state = KS_ENDED; /* read to its end by an earlier run */
 			s->end_noted = true;
-		} else if (!sp_pos_is_wide(&ck->after) || sp_position_seq_fmt(&ck->after, seq, sizeof(seq)) < 0) {
+		} else if (!sp_pos_is_wide(&ck->after) ||
+		           sp_position_seq_fmt(&ck->after, seq, sizeof(seq)) < 0) {
 			char b[SPATE_POSITION_MAX];
-			return sp_err(errstr, size, SPATE_ERR_INVALID, "%s: checkpoint %s is not a Kinesis position (SEQ.SUB)",
-			              p->pub.name, spate_position_fmt(&ck->after, b, sizeof(b)));
+			return sp_err(errstr, size, SPATE_ERR_INVALID,
+			              "%s: checkpoint %s is not a Kinesis position (SEQ.SUB)", p->pub.name,
+			              spate_position_fmt(&ck->after, b, sizeof(b)));
 		} else if (!strcmp(seq, "0")) {
 			/* a start resolved at a time, before any record was DONE (see below) */
 			s->it_kind = IT_AT_TIMESTAMP;
@@ -574,7 +587,8 @@ static int ksrc_next_ms(sp_source_t *src)
 		if (s->state == KS_BUSY || s->state == KS_ENDED || s->state == KS_UNSTARTED || !s->p ||
 		    (x->stop_at_end && s->end_noted && s->state == KS_READY))
 			continue;
-		int64_t t = s->state == KS_WAIT_PARENTS && s->gate_at > s->not_before ? s->gate_at : s->not_before;
+		int64_t t =
+		    s->state == KS_WAIT_PARENTS && s->gate_at > s->not_before ? s->gate_at : s->not_before;
 		if (s->state == KS_READY && s->p && s->p->paused)
 			t = now + KSRC_TICK_MS;
 		if (t < next)

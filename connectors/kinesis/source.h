@@ -19,29 +19,29 @@ enum { IT_TRIM_HORIZON, IT_LATEST, IT_AT_TIMESTAMP, IT_AFTER_SEQ, IT_AT_SEQ };
 
 /* A shard's state. */
 enum {
-	KS_UNSTARTED,   /* registered, seek() not yet called */
-	KS_WAIT_PARENTS,/* a child whose parents are not all at SHARD_END in the store */
-	KS_NEED_ITER,   /* an iterator must be asked for */
-	KS_READY,       /* holds an iterator; fetches when its time comes */
-	KS_BUSY,        /* a request of it is in flight */
-	KS_ENDED,       /* read to its end (SHARD_END handed over), or finished at start */
+	KS_UNSTARTED,    /* registered, seek() not yet called */
+	KS_WAIT_PARENTS, /* a child whose parents are not all at SHARD_END in the store */
+	KS_NEED_ITER,    /* an iterator must be asked for */
+	KS_READY,        /* holds an iterator; fetches when its time comes */
+	KS_BUSY,         /* a request of it is in flight */
+	KS_ENDED,        /* read to its end (SHARD_END handed over), or finished at start */
 };
 
 /* Request kinds (kin_req_t.kind). */
 enum { RQ_LIST, RQ_ITER, RQ_GET };
 
 typedef struct kshard {
-	char *id, *parent, *adj;   /* parents NULL when none */
-	bool closed;               /* the listing had an EndingSequenceNumber */
-	bool listed;               /* in the latest complete listing */
-	bool at_open;              /* known at open (stop.at.end notes its end) */
-	sp_part_t *p;              /* the engine's partition */
+	char *id, *parent, *adj; /* parents NULL when none */
+	bool closed;             /* the listing had an EndingSequenceNumber */
+	bool listed;             /* in the latest complete listing */
+	bool at_open;            /* known at open (stop.at.end notes its end) */
+	sp_part_t *p;            /* the engine's partition */
 	int state;
 	/* how to (re)acquire the iterator */
 	int it_kind;
 	char it_seq[SPATE_POSITION_MAX];
 	int64_t it_ts_ms;
-	bool has_filter;           /* drop records at or before filter (AT_SEQUENCE_NUMBER) */
+	bool has_filter; /* drop records at or before filter (AT_SEQUENCE_NUMBER) */
 	spate_position_t filter;
 	char *iter;
 	/* the last Kinesis record fetched (ExpiredIterator re-acquires after it) */
@@ -51,13 +51,13 @@ typedef struct kshard {
 	bool handed;
 	int64_t calls[KIN_GETS_PER_S]; /* times of the last GetRecords calls (ring) */
 	int call_at;
-	int64_t not_before;        /* monotonic ms: no request before */
-	int64_t gate_at;           /* next look at the parents */
+	int64_t not_before; /* monotonic ms: no request before */
+	int64_t gate_at;    /* next look at the parents */
 	int backoff_n, malformed_n;
 	int64_t behind_ms;
-	bool end_noted;            /* stop.at.end: the end of an open shard was noted */
+	bool end_noted; /* stop.at.end: the end of an open shard was noted */
 	bool warned_orphan;
-	double avg_rec;            /* average record bytes seen (Limit) */
+	double avg_rec; /* average record bytes seen (Limit) */
 } kshard_t;
 
 typedef struct kin_src {
@@ -65,16 +65,16 @@ typedef struct kin_src {
 	const spate_conf_t *conf;
 	kin_aws_t aws;
 	kin_http_t *http;
-	char stream_member[600];   /* "StreamName":"..." or "StreamARN":"..." */
+	char stream_member[600]; /* "StreamName":"..." or "StreamARN":"..." */
 	kshard_t **shards;
 	size_t nshards, cap;
 	bool stop_at_end, no_store, running;
 	int64_t sync_ms, idle_ms;
-	int64_t resolve_ms;        /* starting.position=latest: the time every shard starts at */
+	int64_t resolve_ms; /* starting.position=latest: the time every shard starts at */
 	/* the shard sync */
-	bool listing;              /* a ListShards walk is in flight */
+	bool listing; /* a ListShards walk is in flight */
 	int64_t next_sync;
-	int64_t token_at;          /* when the NextToken in list was issued */
+	int64_t token_at; /* when the NextToken in list was issued */
 	kin_shard_list_t list;
 	/* finished requests from the I/O thread (under mu), and its wake-up */
 	pthread_mutex_t mu;

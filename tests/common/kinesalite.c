@@ -90,9 +90,10 @@ t_kin_t *t_kinesalite_start(void)
 		mods = dflt;
 	}
 	snprintf(check, sizeof(check), "%s/kinesalite/package.json", mods);
-	cr_assert(access(check, R_OK) == 0,
-	          "kinesalite is not installed in %s: run scripts/deps.sh (it installs nodejs, npm and kinesalite)",
-	          mods);
+	cr_assert(
+	    access(check, R_OK) == 0,
+	    "kinesalite is not installed in %s: run scripts/deps.sh (it installs nodejs, npm and kinesalite)",
+	    mods);
 	int slot = -1;
 	for (int i = 0; i < T_KIN_MAX && slot < 0; i++)
 		if (!running[i])
@@ -124,7 +125,8 @@ t_kin_t *t_kinesalite_start(void)
 	          "kinesalite (node %s) printed no ready line within %d ms", script, T_KIN_READY_MS);
 	const char *pre = "kinesalite listening on ";
 	cr_assert(!strncmp(line, pre, strlen(pre)), "kinesalite said \"%s\"", line);
-	cr_assert(!strncmp(line + strlen(pre), "127.0.0.1:", 10), "kinesalite listens on %s, not 127.0.0.1", line);
+	cr_assert(!strncmp(line + strlen(pre), "127.0.0.1:", 10), "kinesalite listens on %s, not 127.0.0.1",
+	          line);
 	snprintf(k->endpoint, sizeof(k->endpoint), "http://%s", line + strlen(pre));
 	t_kin_env();
 	return k;
@@ -140,7 +142,8 @@ void t_kin_skew(t_kin_t *k, int64_t ms)
 	char cmd[64], line[T_KIN_LINE];
 	int n = snprintf(cmd, sizeof(cmd), "skew %lld\n", (long long)ms);
 	cr_assert(write(k->in_fd, cmd, (size_t)n) == n, "kinesalite: cannot send a command");
-	cr_assert(read_line(k, line, sizeof(line), sp_now_ms() + T_KIN_ANSWER_MS) == 0, "kinesalite: no answer");
+	cr_assert(read_line(k, line, sizeof(line), sp_now_ms() + T_KIN_ANSWER_MS) == 0,
+	          "kinesalite: no answer");
 	cr_assert_str_eq(line, "ok");
 }
 
@@ -248,7 +251,8 @@ void t_kin_wait_active(t_kin_t *k, const char *stream)
 		free(r);
 		if (active)
 			return;
-		cr_assert(sp_now_ms() < deadline, "stream %s is not ACTIVE within %d ms", stream, T_KIN_ACTIVE_MS);
+		cr_assert(sp_now_ms() < deadline, "stream %s is not ACTIVE within %d ms", stream,
+		          T_KIN_ACTIVE_MS);
 		t_sleep_ms(20);
 	}
 }
@@ -282,7 +286,8 @@ char *t_kin_put(t_kin_t *k, const char *stream, const char *key, const void *dat
 		b64[n++] = '=';
 	}
 	b64[n] = 0;
-	char *r = t_kin_ok(k, "PutRecord", "{\"StreamName\":\"%s\",\"PartitionKey\":\"%s\",\"Data\":\"%s\"}", stream, key, b64);
+	char *r = t_kin_ok(k, "PutRecord", "{\"StreamName\":\"%s\",\"PartitionKey\":\"%s\",\"Data\":\"%s\"}",
+	                   stream, key, b64);
 	free(b64);
 	json_t *j = json_loads(r, 0, NULL);
 	cr_assert(j, "PutRecord reply %s", r);
@@ -311,9 +316,12 @@ int t_kin_shards(t_kin_t *k, const char *stream, t_shard_t *out, int max)
 		snprintf(s->parent, sizeof(s->parent), "%s", p ? p : "");
 		snprintf(s->adj, sizeof(s->adj), "%s", a ? a : "");
 		json_t *hr = json_object_get(sh, "HashKeyRange");
-		snprintf(s->start_hash, sizeof(s->start_hash), "%s", json_string_value(json_object_get(hr, "StartingHashKey")));
-		snprintf(s->end_hash, sizeof(s->end_hash), "%s", json_string_value(json_object_get(hr, "EndingHashKey")));
-		s->closed = json_object_get(json_object_get(sh, "SequenceNumberRange"), "EndingSequenceNumber") != NULL;
+		snprintf(s->start_hash, sizeof(s->start_hash), "%s",
+		         json_string_value(json_object_get(hr, "StartingHashKey")));
+		snprintf(s->end_hash, sizeof(s->end_hash), "%s",
+		         json_string_value(json_object_get(hr, "EndingHashKey")));
+		s->closed = json_object_get(json_object_get(sh, "SequenceNumberRange"),
+		                            "EndingSequenceNumber") != NULL;
 	}
 	json_decref(j);
 	free(r);
@@ -324,8 +332,10 @@ long t_kin_read_shard(t_kin_t *k, const char *stream, const char *shard, char *l
 {
 	if (last)
 		last[0] = 0;
-	char *r = t_kin_ok(k, "GetShardIterator",
-	                   "{\"StreamName\":\"%s\",\"ShardId\":\"%s\",\"ShardIteratorType\":\"TRIM_HORIZON\"}", stream, shard);
+	char *r =
+	    t_kin_ok(k, "GetShardIterator",
+	             "{\"StreamName\":\"%s\",\"ShardId\":\"%s\",\"ShardIteratorType\":\"TRIM_HORIZON\"}",
+	             stream, shard);
 	json_t *j = json_loads(r, 0, NULL);
 	char *it = strdup(json_string_value(json_object_get(j, "ShardIterator")));
 	json_decref(j);
@@ -342,7 +352,8 @@ long t_kin_read_shard(t_kin_t *k, const char *stream, const char *shard, char *l
 		n += (long)cnt;
 		if (cnt && last)
 			snprintf(last, size, "%s",
-			         json_string_value(json_object_get(json_array_get(recs, cnt - 1), "SequenceNumber")));
+			         json_string_value(
+			             json_object_get(json_array_get(recs, cnt - 1), "SequenceNumber")));
 		const char *next = json_string_value(json_object_get(j, "NextShardIterator"));
 		if (next && cnt)
 			it = strdup(next);

@@ -37,7 +37,7 @@ static void round_trip(const spate_position_t *p, const char *want)
 Test(position, wide_129_digits_round_trip_and_order)
 {
 	char a[200], b[200];
-	digits(a, 129, 9); /* the largest sequence number the API allows */
+	digits(a, 129, 9);  /* the largest sequence number the API allows */
 	digits(b, 129, -1); /* 10^128 */
 	spate_position_t pa = wide(a, 0), pb = wide(b, 0), pa1 = wide(a, 1);
 	char want[260];
@@ -48,7 +48,8 @@ Test(position, wide_129_digits_round_trip_and_order)
 	round_trip(&pb, NULL);
 	cr_assert_lt(spate_position_cmp(&pb, &pa), 0, "10^128 < 10^129-1");
 	cr_assert_gt(spate_position_cmp(&pa, &pb), 0);
-	cr_assert_lt(spate_position_cmp(&pa, &pa1), 0, "the sub-sequence number orders within a sequence number");
+	cr_assert_lt(spate_position_cmp(&pa, &pa1), 0,
+	             "the sub-sequence number orders within a sequence number");
 	/* neighbours at 129 digits: ...998 < ...999, differing in the last digit only */
 	char c[200];
 	digits(c, 129, 9);
@@ -163,7 +164,10 @@ Test(position, offsets_and_old_forms_unchanged)
 	/* record ids carry the whole position */
 	char a[200];
 	digits(a, 129, 9);
-	spate_partition_t part = {.source = "kinesis", .topic = "s", .partition = -1, .shard = "shardId-000000000001",
+	spate_partition_t part = {.source = "kinesis",
+	                          .topic = "s",
+	                          .partition = -1,
+	                          .shard = "shardId-000000000001",
 	                          .name = "kinesis/s/shardId-000000000001"};
 	spate_record_t r = {.version = SPATE_RECORD_VERSION, .partition = &part, .position = wide(a, 2)};
 	char id[400], want[400];

@@ -66,7 +66,8 @@ static int handle(void *opaque, void *wctx, spate_batch_t *b)
 		}
 		char hv[16];
 		int hl = snprintf(hv, sizeof(hv), "%d", q);
-		if (r[i]->header_cnt != 1 || r[i]->headers[0].key_len != 1 || r[i]->headers[0].value_len != (size_t)hl ||
+		if (r[i]->header_cnt != 1 || r[i]->headers[0].key_len != 1 ||
+		    r[i]->headers[0].value_len != (size_t)hl ||
 		    memcmp(r[i]->headers[0].value, hv, (size_t)hl))
 			s->bad_header++;
 		uint8_t *c = &s->count[(size_t)k * (size_t)s->per_key + (size_t)q];
@@ -117,7 +118,8 @@ void kt_put(t_kin_t *k, const char *stream, int keys, int first_seq, int per_key
 {
 	spate_conf_t *c = spate_conf_new();
 	char err[1024];
-	cr_assert_eq(spate_conf_set(c, "kinesis.endpoint", t_kin_endpoint(k), err, sizeof(err)), SPATE_CONF_OK);
+	cr_assert_eq(spate_conf_set(c, "kinesis.endpoint", t_kin_endpoint(k), err, sizeof(err)),
+	             SPATE_CONF_OK);
 	cr_assert_eq(spate_conf_set(c, "kinesis.region", T_KIN_REGION, err, sizeof(err)), SPATE_CONF_OK);
 	sp_sink_t sk = {0};
 	sk.ops = sp_find_sink("kinesis");
@@ -135,10 +137,15 @@ void kt_put(t_kin_t *k, const char *stream, int keys, int first_seq, int per_key
 			int vl = snprintf(vals[n], sizeof(vals[n]), "k%03d:%d", key, q);
 			int hl = snprintf(hv[n], sizeof(hv[n]), "%d", q);
 			hdrs[n] = (spate_header_t){"n", 1, hv[n], (size_t)hl};
-			recs[n] = (spate_push_record_t){.key = vals[n], .key_len = 4, .value = vals[n], .value_len = (size_t)vl,
-			                                 .headers = &hdrs[n], .header_cnt = 1};
+			recs[n] = (spate_push_record_t){.key = vals[n],
+			                                .key_len = 4,
+			                                .value = vals[n],
+			                                .value_len = (size_t)vl,
+			                                .headers = &hdrs[n],
+			                                .header_cnt = 1};
 			if (++n == BATCH) {
-				cr_assert_eq(sk.ops->write(&sk, recs, n, err, sizeof(err)), SPATE_OK, "%s", err);
+				cr_assert_eq(sk.ops->write(&sk, recs, n, err, sizeof(err)), SPATE_OK, "%s",
+				             err);
 				n = 0;
 			}
 		}
@@ -153,12 +160,30 @@ spate_conf_t *kt_conf(t_kin_t *k, const char *stream, const char *dir, const cha
 	spate_conf_t *c = spate_conf_new();
 	char err[1024], store[600];
 	snprintf(store, sizeof(store), "file:%s/ck", dir);
-	const char *base[] = {"source", "kinesis", "kinesis.stream", stream, "kinesis.endpoint", t_kin_endpoint(k),
-	                      "kinesis.region", T_KIN_REGION, "store", store, "checkpoint.interval.ms", "100",
-	                      "kinesis.idle.ms", "50", "kinesis.shard.sync.ms", "200", "max.concurrency", "4",
-	                      "batch.size", "500", NULL};
+	const char *base[] = {"source",
+	                      "kinesis",
+	                      "kinesis.stream",
+	                      stream,
+	                      "kinesis.endpoint",
+	                      t_kin_endpoint(k),
+	                      "kinesis.region",
+	                      T_KIN_REGION,
+	                      "store",
+	                      store,
+	                      "checkpoint.interval.ms",
+	                      "100",
+	                      "kinesis.idle.ms",
+	                      "50",
+	                      "kinesis.shard.sync.ms",
+	                      "200",
+	                      "max.concurrency",
+	                      "4",
+	                      "batch.size",
+	                      "500",
+	                      NULL};
 	for (int i = 0; base[i]; i += 2)
-		cr_assert_eq(spate_conf_set(c, base[i], base[i + 1], err, sizeof(err)), SPATE_CONF_OK, "%s", err);
+		cr_assert_eq(spate_conf_set(c, base[i], base[i + 1], err, sizeof(err)), SPATE_CONF_OK, "%s",
+		             err);
 	for (int i = 0; kv && kv[i]; i += 2)
 		cr_assert_eq(spate_conf_set(c, kv[i], kv[i + 1], err, sizeof(err)), SPATE_CONF_OK, "%s", err);
 	return c;

@@ -15,8 +15,8 @@ enum { KT_MAX_PARTS = 64 };
 
 typedef struct kt_part {
 	char name[128];
-	long first_in;  /* the handler tick of its first record (-1 none) */
-	long last_out;  /* the tick after its last record was handled */
+	long first_in; /* the handler tick of its first record (-1 none) */
+	long last_out; /* the tick after its last record was handled */
 	long n;
 	spate_position_t last;
 } kt_part_t;
@@ -24,22 +24,22 @@ typedef struct kt_part {
 typedef struct kt_seen {
 	pthread_mutex_t mu;
 	int keys, per_key;
-	int *last;          /* per key: the last sequence handled (-1) */
-	uint8_t *count;     /* per (key, seq): deliveries */
+	int *last;      /* per key: the last sequence handled (-1) */
+	uint8_t *count; /* per (key, seq): deliveries */
 	long total, dups, disorder, bad_header, foreign;
 	long tick;
 	kt_part_t parts[KT_MAX_PARTS];
 	int nparts;
 	/* hooks */
 	spate_engine_t *e;
-	long stop_after;            /* spate_engine_stop once this many were handled (0: never) */
-	int delay_ms;               /* each batch takes this long (so a stop lands mid-stream) */
-	_Atomic int block;          /* 1: the handler waits while it stays 1 (set by the test) */
-	_Atomic int blocked;        /* the handler is waiting */
-	spate_position_t *min_pos;  /* per partition name: records must be after (restart) */
+	long stop_after;           /* spate_engine_stop once this many were handled (0: never) */
+	int delay_ms;              /* each batch takes this long (so a stop lands mid-stream) */
+	_Atomic int block;         /* 1: the handler waits while it stays 1 (set by the test) */
+	_Atomic int blocked;       /* the handler is waiting */
+	spate_position_t *min_pos; /* per partition name: records must be after (restart) */
 	char (*min_names)[128];
 	int nmin;
-	long before_ckpt;           /* records at or before min_pos */
+	long before_ckpt; /* records at or before min_pos */
 } kt_seen_t;
 
 void kt_seen_init(kt_seen_t *s, int keys, int per_key);

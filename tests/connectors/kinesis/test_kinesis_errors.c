@@ -24,8 +24,21 @@ static int run_cli(const char *endpoint, const char *stream, char **err)
 	char a_ep[300], a_st[300];
 	snprintf(a_ep, sizeof(a_ep), "kinesis.endpoint=%s", endpoint);
 	snprintf(a_st, sizeof(a_st), "kinesis.stream=%s", stream);
-	char *const argv[] = {(char *)t_spate_cli(), "run", "-X", "source=kinesis", "-X", a_st, "-X", a_ep, "-X",
-	                      "kinesis.region=" T_KIN_REGION, "-X", "stop.at.end=true", "-X", "store=none", NULL};
+	char *const argv[] = {(char *)t_spate_cli(),
+	                      "run",
+	                      "-X",
+	                      "source=kinesis",
+	                      "-X",
+	                      a_st,
+	                      "-X",
+	                      a_ep,
+	                      "-X",
+	                      "kinesis.region=" T_KIN_REGION,
+	                      "-X",
+	                      "stop.at.end=true",
+	                      "-X",
+	                      "store=none",
+	                      NULL};
 	char *out = NULL;
 	int st = t_run(argv, &out, err);
 	free(out);
@@ -44,7 +57,8 @@ Test(kinesis, unknown_stream_bad_endpoint_and_credentials_are_named, .timeout = 
 	char *err = NULL;
 	int st = run_cli(t_kin_endpoint(k), "no-such-stream", &err);
 	cr_assert_neq(st, 0, "spate run on an unknown stream exited 0");
-	cr_assert(strstr(err, "no-such-stream") && strstr(err, "ResourceNotFoundException") && strstr(err, "ListShards"),
+	cr_assert(strstr(err, "no-such-stream") && strstr(err, "ResourceNotFoundException") &&
+	              strstr(err, "ListShards"),
 	          "the error does not name the stream, the operation and AWS's error: %s", err);
 	no_secret(err);
 	free(err);
@@ -57,8 +71,17 @@ Test(kinesis, unknown_stream_bad_endpoint_and_credentials_are_named, .timeout = 
 	/* produce to an unknown stream */
 	char a_ep[300];
 	snprintf(a_ep, sizeof(a_ep), "kinesis.endpoint=%s", t_kin_endpoint(k));
-	char *const pargv[] = {(char *)t_spate_cli(), "produce", "--kinesis", "missing-stream", "--gen", "bytes",
-	                       "--records", "10", "-X", a_ep, NULL};
+	char *const pargv[] = {(char *)t_spate_cli(),
+	                       "produce",
+	                       "--kinesis",
+	                       "missing-stream",
+	                       "--gen",
+	                       "bytes",
+	                       "--records",
+	                       "10",
+	                       "-X",
+	                       a_ep,
+	                       NULL};
 	char *out = NULL;
 	st = t_run(pargv, &out, &err);
 	cr_assert_neq(st, 0);
@@ -107,9 +130,10 @@ typedef struct fake {
 static void reply(int fd, const char *body)
 {
 	char head[256];
-	int n = snprintf(head, sizeof(head),
-	                 "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: %zu\r\n\r\n",
-	                 strlen(body));
+	int n = snprintf(
+	    head, sizeof(head),
+	    "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: %zu\r\n\r\n",
+	    strlen(body));
 	if (write(fd, head, (size_t)n) != n || write(fd, body, strlen(body)) != (ssize_t)strlen(body))
 		return;
 }
@@ -198,8 +222,17 @@ static int fake_run(fake_t *f, char *err, size_t size)
 	char ep[64];
 	snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", f->port);
 	spate_conf_t *c = spate_conf_new();
-	const char *kv[] = {"source", "kinesis", "kinesis.stream", "fake", "kinesis.endpoint", ep, "store", "none",
-	                    "kinesis.idle.ms", "10", NULL};
+	const char *kv[] = {"source",
+	                    "kinesis",
+	                    "kinesis.stream",
+	                    "fake",
+	                    "kinesis.endpoint",
+	                    ep,
+	                    "store",
+	                    "none",
+	                    "kinesis.idle.ms",
+	                    "10",
+	                    NULL};
 	for (int i = 0; kv[i]; i += 2)
 		cr_assert_eq(spate_conf_set(c, kv[i], kv[i + 1], err, size), SPATE_CONF_OK, "%s", err);
 	spate_engine_t *e = spate_engine_new(c, NULL, err, size);
@@ -213,7 +246,8 @@ static int fake_run(fake_t *f, char *err, size_t size)
 
 Test(kinesis, malformed_json_replies_are_reported, .timeout = 120)
 {
-	const char *bad[] = {"{\"Shards\":[{\"ShardId\":", "not json at all", "{\"Records\":[{}]}", "[1,2,3]"};
+	const char *bad[] = {"{\"Shards\":[{\"ShardId\":", "not json at all", "{\"Records\":[{}]}",
+	                     "[1,2,3]"};
 	char err[1024];
 	/* ListShards: the start fails naming the operation */
 	for (int i = 0; i < 2; i++) {
@@ -222,7 +256,9 @@ Test(kinesis, malformed_json_replies_are_reported, .timeout = 120)
 		int rc = fake_run(&f, err, sizeof(err));
 		fake_stop(&f);
 		cr_assert_neq(rc, SPATE_OK);
-		cr_assert(strstr(err, "ListShards") && strstr(err, "malformed JSON") && strstr(err, "stream fake"), "%s", err);
+		cr_assert(strstr(err, "ListShards") && strstr(err, "malformed JSON") &&
+		              strstr(err, "stream fake"),
+		          "%s", err);
 	}
 	/* GetShardIterator */
 	fake_t f = {.list = good_list, .iter = "{\"ShardIterator\":[]}", .records = "{}"};
@@ -238,9 +274,10 @@ Test(kinesis, malformed_json_replies_are_reported, .timeout = 120)
 		rc = fake_run(&g, err, sizeof(err));
 		fake_stop(&g);
 		cr_assert_neq(rc, SPATE_OK);
-		cr_assert(strstr(err, "GetRecords") && strstr(err, "malformed reply") && strstr(err, "stream fake") &&
-		              strstr(err, "shard shardId-000000000000"),
+		cr_assert(strstr(err, "GetRecords") && strstr(err, "malformed reply") &&
+		              strstr(err, "stream fake") && strstr(err, "shard shardId-000000000000"),
 		          "%s", err);
-		cr_assert_geq(atomic_load(&g.calls_records), 2, "a malformed reply is asked again before it is fatal");
+		cr_assert_geq(atomic_load(&g.calls_records), 2,
+		              "a malformed reply is asked again before it is fatal");
 	}
 }

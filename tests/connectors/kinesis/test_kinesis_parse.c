@@ -25,7 +25,8 @@ Test(kinesis_parse, list_shards_fields_and_pages)
 {
 	kin_shard_list_t l = {0};
 	char why[256];
-	cr_assert_eq(kin_parse_list_shards(list_page1, strlen(list_page1), &l, why, sizeof(why)), SPATE_OK, "%s", why);
+	cr_assert_eq(kin_parse_list_shards(list_page1, strlen(list_page1), &l, why, sizeof(why)), SPATE_OK,
+	             "%s", why);
 	cr_assert_eq(l.n, 2);
 	cr_assert_str_eq(l.shards[0].id, "shardId-000000000000");
 	cr_assert_null(l.shards[0].parent);
@@ -77,9 +78,16 @@ static int p_list(const char *b, size_t n)
 Test(kinesis_parse, list_shards_malformed)
 {
 	cuts_and_flips(list_page1, p_list);
-	const char *bad[] = {"[]", "{}", "{\"Shards\":{}}", "{\"Shards\":[1]}", "{\"Shards\":[{\"ShardId\":5}]}",
-	                     "{\"Shards\":[{\"ShardId\":\"s\",\"SequenceNumberRange\":{\"StartingSequenceNumber\":\"x1\"}}]}",
-	                     "{\"Shards\":[],\"NextToken\":7}", "null", ""};
+	const char *bad[] = {
+	    "[]",
+	    "{}",
+	    "{\"Shards\":{}}",
+	    "{\"Shards\":[1]}",
+	    "{\"Shards\":[{\"ShardId\":5}]}",
+	    "{\"Shards\":[{\"ShardId\":\"s\",\"SequenceNumberRange\":{\"StartingSequenceNumber\":\"x1\"}}]}",
+	    "{\"Shards\":[],\"NextToken\":7}",
+	    "null",
+	    ""};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		cr_assert_eq(p_list(bad[i], strlen(bad[i])), SPATE_ERR_CORRUPT, "%s parsed", bad[i]);
 }
@@ -126,7 +134,8 @@ Test(kinesis_parse, get_records_fields)
 {
 	kin_records_t r;
 	char why[256];
-	cr_assert_eq(kin_parse_records(records_closed, strlen(records_closed), &r, why, sizeof(why)), SPATE_OK, "%s", why);
+	cr_assert_eq(kin_parse_records(records_closed, strlen(records_closed), &r, why, sizeof(why)),
+	             SPATE_OK, "%s", why);
 	cr_assert_eq(r.n, 2);
 	cr_assert_eq(r.recs[0].key_len, 2);
 	cr_assert_eq(memcmp(r.recs[0].key, "k1", 2), 0);
@@ -161,13 +170,17 @@ Test(kinesis_parse, get_records_malformed)
 {
 	cuts_and_flips(records_closed, p_recs);
 	const char *bad[] = {
-	    "{}", "{\"Records\":{}}", "{\"Records\":[],\"MillisBehindLatest\":\"x\"}",
+	    "{}",
+	    "{\"Records\":{}}",
+	    "{\"Records\":[],\"MillisBehindLatest\":\"x\"}",
 	    "{\"Records\":[],\"NextShardIterator\":1}",
 	    "{\"Records\":[{\"SequenceNumber\":\"1\",\"Data\":\"a$==\",\"PartitionKey\":\"k\"}]}",
 	    "{\"Records\":[{\"SequenceNumber\":\"01\",\"Data\":\"\",\"PartitionKey\":\"k\"}]}",
 	    "{\"Records\":[{\"SequenceNumber\":\"1\",\"Data\":\"\"}]}",
-	    "{\"Records\":[{\"SequenceNumber\":\"1\",\"Data\":\"\",\"PartitionKey\":\"k\",\"ApproximateArrivalTimestamp\":\"x\"}]}",
-	    "{\"Records\":[],\"ChildShards\":{}}", "{\"Records\":[],\"ChildShards\":[{}]}"};
+	    "{\"Records\":[{\"SequenceNumber\":\"1\",\"Data\":\"\",\"PartitionKey\":\"k\","
+	    "\"ApproximateArrivalTimestamp\":\"x\"}]}",
+	    "{\"Records\":[],\"ChildShards\":{}}",
+	    "{\"Records\":[],\"ChildShards\":[{}]}"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		cr_assert_eq(p_recs(bad[i], strlen(bad[i])), SPATE_ERR_CORRUPT, "%s parsed", bad[i]);
 }
@@ -176,14 +189,16 @@ static int p_put(const char *b, size_t n)
 {
 	bool f[4];
 	char first[128], why[256];
-	return kin_parse_put_records(b, n, 2, f, first, sizeof(first), why, sizeof(why)) < 0 ? SPATE_ERR_CORRUPT
-	                                                                                     : SPATE_OK;
+	return kin_parse_put_records(b, n, 2, f, first, sizeof(first), why, sizeof(why)) < 0
+	           ? SPATE_ERR_CORRUPT
+	           : SPATE_OK;
 }
 
 Test(kinesis_parse, put_records)
 {
-	const char *r = "{\"FailedRecordCount\":1,\"Records\":[{\"SequenceNumber\":\"12\",\"ShardId\":\"shardId-0\"},"
-	                "{\"ErrorCode\":\"ProvisionedThroughputExceededException\",\"ErrorMessage\":\"slow down\"}]}";
+	const char *r =
+	    "{\"FailedRecordCount\":1,\"Records\":[{\"SequenceNumber\":\"12\",\"ShardId\":\"shardId-0\"},"
+	    "{\"ErrorCode\":\"ProvisionedThroughputExceededException\",\"ErrorMessage\":\"slow down\"}]}";
 	bool f[2];
 	char first[128], why[256];
 	cr_assert_eq(kin_parse_put_records(r, strlen(r), 2, f, first, sizeof(first), why, sizeof(why)), 1);
@@ -191,15 +206,18 @@ Test(kinesis_parse, put_records)
 	cr_assert_str_eq(first, "ProvisionedThroughputExceededException: slow down");
 	cr_assert_eq(kin_parse_put_records(r, strlen(r), 3, f, first, sizeof(first), why, sizeof(why)), -1,
 	             "entries must match the records sent");
-	const char *lie = "{\"FailedRecordCount\":0,\"Records\":[{\"SequenceNumber\":\"1\"},{\"ErrorCode\":\"X\"}]}";
-	cr_assert_eq(kin_parse_put_records(lie, strlen(lie), 2, f, first, sizeof(first), why, sizeof(why)), -1);
+	const char *lie =
+	    "{\"FailedRecordCount\":0,\"Records\":[{\"SequenceNumber\":\"1\"},{\"ErrorCode\":\"X\"}]}";
+	cr_assert_eq(kin_parse_put_records(lie, strlen(lie), 2, f, first, sizeof(first), why, sizeof(why)),
+	             -1);
 	cuts_and_flips(r, p_put);
 }
 
 Test(kinesis_parse, errors)
 {
 	kin_error_t e;
-	const char *a = "{\"__type\":\"com.amazonaws.kinesis.v20131202#ResourceNotFoundException\",\"message\":\"no s\"}";
+	const char *a =
+	    "{\"__type\":\"com.amazonaws.kinesis.v20131202#ResourceNotFoundException\",\"message\":\"no s\"}";
 	kin_parse_error(a, strlen(a), &e);
 	cr_assert_str_eq(e.type, "ResourceNotFoundException");
 	cr_assert_str_eq(e.message, "no s");
@@ -290,7 +308,8 @@ Test(kinesis_parse, kpl_deaggregates_and_checks_md5)
 	cr_assert_eq(r.aggregated, 1);
 	for (size_t i = 0; i < 3; i++) {
 		cr_assert_eq(r.recs[i].key_len, strlen(keys[idx[i]]));
-		cr_assert_eq(memcmp(r.recs[i].key, keys[idx[i]], r.recs[i].key_len), 0, "sub-record %zu keeps its own key", i);
+		cr_assert_eq(memcmp(r.recs[i].key, keys[idx[i]], r.recs[i].key_len), 0,
+		             "sub-record %zu keeps its own key", i);
 		cr_assert_eq(r.recs[i].data_len, strlen(datas[i]));
 		cr_assert_eq(memcmp(r.recs[i].data, datas[i], r.recs[i].data_len), 0);
 		cr_assert_eq(r.recs[i].pos.w[2], i + 1);

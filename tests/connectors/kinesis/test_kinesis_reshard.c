@@ -65,10 +65,12 @@ Test(kinesis, split_and_merge_mid_run, .timeout = 300)
 	cr_assert_eq(n, 4);
 	char mid[48];
 	fmt128((dec128(sh[0].start_hash) + dec128(sh[0].end_hash)) / 2 + 1, mid, sizeof(mid));
-	free(t_kin_ok(k, "SplitShard", "{\"StreamName\":\"rs\",\"ShardToSplit\":\"%s\",\"NewStartingHashKey\":\"%s\"}",
+	free(t_kin_ok(k, "SplitShard",
+	              "{\"StreamName\":\"rs\",\"ShardToSplit\":\"%s\",\"NewStartingHashKey\":\"%s\"}",
 	              sh[0].id, mid));
 	t_kin_wait_active(k, "rs");
-	free(t_kin_ok(k, "MergeShards", "{\"StreamName\":\"rs\",\"ShardToMerge\":\"%s\",\"AdjacentShardToMerge\":\"%s\"}",
+	free(t_kin_ok(k, "MergeShards",
+	              "{\"StreamName\":\"rs\",\"ShardToMerge\":\"%s\",\"AdjacentShardToMerge\":\"%s\"}",
 	              sh[2].id, sh[3].id));
 	t_kin_wait_active(k, "rs");
 	kt_put(k, "rs", RS_KEYS, RS_PER_KEY / 2, RS_PER_KEY / 2); /* into the children */
@@ -94,9 +96,10 @@ Test(kinesis, split_and_merge_mid_run, .timeout = 300)
 			snprintf(pname, sizeof(pname), "kinesis/rs/%.63s", pars[j]);
 			kt_part_t *p = kt_part(&s, pname);
 			cr_assert_gt(p->n, 0, "parent %s was not read", pname);
-			cr_assert_gt(c->first_in, p->last_out,
-			             "child %s was handed a record (tick %ld) before its parent %s ended (tick %ld)", cname,
-			             c->first_in, pname, p->last_out);
+			cr_assert_gt(
+			    c->first_in, p->last_out,
+			    "child %s was handed a record (tick %ld) before its parent %s ended (tick %ld)",
+			    cname, c->first_in, pname, p->last_out);
 			kt_ckpt(dir, pname, ck, sizeof(ck));
 			cr_assert_str_eq(ck, "SHARD_END", "parent %s: checkpoint %s", pname, ck);
 		}
@@ -130,7 +133,7 @@ Test(kinesis, expired_iterator_resumes_without_duplicates_or_gaps, .timeout = 30
 	int64_t deadline = t_now_ms() + WAIT_MS;
 	while (!atomic_load(&s.blocked) && t_now_ms() < deadline)
 		t_sleep_ms(10);
-	t_sleep_ms(500); /* let the source reach the bound; nothing asserts on this */
+	t_sleep_ms(500);       /* let the source reach the bound; nothing asserts on this */
 	t_kin_skew(k, 400000); /* every iterator made so far is now older than 5 minutes */
 	atomic_store(&s.block, 0);
 	kt_wait_total(&s, EX_KEYS * EX_PER_KEY, WAIT_MS);

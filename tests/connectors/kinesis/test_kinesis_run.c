@@ -52,9 +52,10 @@ Test(kinesis, four_shards_20000_records_in_order_with_checkpoints, .timeout = 24
 		kt_ckpt(dir, name, ck, sizeof(ck));
 		snprintf(want, sizeof(want), "%s.0", last);
 		cr_assert(cnt > 0, "shard %s holds no records", sh[i].id);
-		cr_assert_str_eq(ck, want, "%s: checkpoint %s, its last sequence number is %s", name, ck, last);
-		cr_assert_eq(kt_part(&s, name)->n, cnt, "%s: %ld handled, the shard holds %ld", name, kt_part(&s, name)->n,
-		             cnt);
+		cr_assert_str_eq(ck, want, "%s: checkpoint %s, its last sequence number is %s", name, ck,
+		                 last);
+		cr_assert_eq(kt_part(&s, name)->n, cnt, "%s: %ld handled, the shard holds %ld", name,
+		             kt_part(&s, name)->n, cnt);
 	}
 	cr_assert_eq(sum, (long)RUN_KEYS * RUN_PER_KEY);
 	kt_seen_free(&s);
@@ -104,7 +105,8 @@ Test(kinesis, restart_after_half_reads_the_rest_only, .timeout = 240)
 	b.nmin = ncheck;
 	const char *kv2[] = {"stop.at.end", "true", NULL};
 	kt_run(kt_conf(k, "half", dir, kv2), &b);
-	cr_assert_eq(b.before_ckpt, 0, "%ld records at or before a checkpoint were read again", b.before_ckpt);
+	cr_assert_eq(b.before_ckpt, 0, "%ld records at or before a checkpoint were read again",
+	             b.before_ckpt);
 	cr_assert_eq(b.dups, 0);
 	cr_assert_eq(b.disorder, 0);
 	/* together every record at least once; what both runs handled is only what run 1
@@ -145,8 +147,9 @@ static int keep_handle(void *opaque, void *w, spate_batch_t *b)
 		k->pos[j] = r[i]->position;
 		size_t o = 0;
 		for (size_t h = 0; h < r[i]->header_cnt && o < sizeof(k->hdrs[j]) - 1; h++)
-			o += (size_t)snprintf(k->hdrs[j] + o, sizeof(k->hdrs[j]) - o, "%.*s=%.*s;", (int)r[i]->headers[h].key_len,
-			                      r[i]->headers[h].key, (int)r[i]->headers[h].value_len,
+			o += (size_t)snprintf(k->hdrs[j] + o, sizeof(k->hdrs[j]) - o, "%.*s=%.*s;",
+			                      (int)r[i]->headers[h].key_len, r[i]->headers[h].key,
+			                      (int)r[i]->headers[h].value_len,
 			                      (const char *)r[i]->headers[h].value);
 	}
 	pthread_mutex_unlock(&k->mu);
@@ -157,7 +160,8 @@ static void keep_run(spate_conf_t *c, keep_t *k)
 {
 	memset(k, 0, sizeof(*k));
 	pthread_mutex_init(&k->mu, NULL);
-	spate_handler_t h = {.version = SPATE_HANDLER_VERSION, .name = "keep", .handle = keep_handle, .opaque = k};
+	spate_handler_t h = {
+	    .version = SPATE_HANDLER_VERSION, .name = "keep", .handle = keep_handle, .opaque = k};
 	char err[1024];
 	spate_engine_t *e = spate_engine_new(c, &h, err, sizeof(err));
 	cr_assert(e, "%s", err);
@@ -202,7 +206,8 @@ Test(kinesis, kpl_aggregates_are_deaggregated_and_a_bad_md5_is_one_record, .time
 		cr_assert_str_eq(got.key[j], keys[idx[i]], "sub-record %d has its own partition key", i);
 		sp_position_seq_fmt(&got.pos[j], s1, sizeof(s1));
 		cr_assert_str_eq(s1, seq);
-		cr_assert_eq(got.pos[j].w[2], (uint64_t)i + 1, "sub-record %d has sub-sequence number %d", i, i + 1);
+		cr_assert_eq(got.pos[j].w[2], (uint64_t)i + 1, "sub-record %d has sub-sequence number %d", i,
+		             i + 1);
 	}
 	int jb = -1;
 	for (int i = 0; i < got.n; i++)
@@ -279,8 +284,9 @@ Test(kinesis, dlq_stream_gets_the_failed_record_with_its_headers, .timeout = 120
 	t_mkdtemp(dir, sizeof(dir));
 	spate_conf_t *c = kt_conf(k, "in", dir, NULL);
 	char err[1024];
-	const char *kv[] = {"handler", "fail-if:bad", "max.retry.attempts", "0", "dlq", "kinesis:dead", "stop.at.end", "true",
-	                    NULL};
+	const char *kv[] = {"handler",     "fail-if:bad", "max.retry.attempts",
+	                    "0",           "dlq",         "kinesis:dead",
+	                    "stop.at.end", "true",        NULL};
 	for (int i = 0; kv[i]; i += 2)
 		cr_assert_eq(spate_conf_set(c, kv[i], kv[i + 1], err, sizeof(err)), SPATE_CONF_OK, "%s", err);
 	spate_engine_t *e = spate_engine_new(c, NULL, err, sizeof(err));
