@@ -11,8 +11,9 @@
  * missing (--partitions, default 8). A record goes to --partition P, or to
  * XXH3_64bits(key) % partitions, or round robin when keyless.
  *
- * The writers batch records and fsync by flush.ms / flush.records (-X key=value sets
- * them and segment.bytes); everything is flushed before exit, also on SIGINT/SIGTERM.
+ * The writers batch records, compress each batch with `compression` (and
+ * `compression.level`) and fsync by flush.ms / flush.records (-X key=value sets them and
+ * segment.bytes); everything is flushed before exit, also on SIGINT/SIGTERM.
  * A progress line (records, MB, rate) is drawn on stderr only when it is a terminal.
  */
 #include "cmds.h"
@@ -33,10 +34,10 @@
 #define DEFAULT_PARTITIONS 8
 /* Records handed to the producer per call (the log's writers batch on their own; a
  * Kafka write waits for its delivery reports, so it takes more at once). */
-#define SEND_BATCH 1024
+#define SEND_BATCH       1024
 #define KAFKA_SEND_BATCH 32768
 /* stdin is read in pieces of this size (grown for a longer line). */
-#define READ_CHUNK ((size_t)1 << 20)
+#define READ_CHUNK       ((size_t)1 << 20)
 #define KAFKA_READ_CHUNK ((size_t)8 << 20)
 /* With --kafka, a partial buffer of lines is sent once stdin stays quiet this long. */
 #define KAFKA_LINGER_MS 10
@@ -75,7 +76,8 @@ static const char usage_text[] =
     "  --seed S            gen: seed (default %d)\n"
     "  --kafka TOPIC       produce to this Kafka topic instead of a log (no --partition(s))\n"
     "  --kinesis STREAM    put to this Kinesis stream instead of a log (no --partition(s))\n"
-    "  -X key=value        segment.bytes, flush.ms, flush.records (see `spate config`),\n"
+    "  -X key=value        segment.bytes, flush.ms, flush.records, compression=none|gzip|\n"
+    "                      snappy|lz4|zstd, compression.level (see `spate config`),\n"
     "                      kafka.* with --kafka, kinesis.* with --kinesis\n"
     "\n"
     "Everything is fsync'd (Kafka, Kinesis: acknowledged) before exit (also on SIGINT/SIGTERM). A\n"
@@ -123,7 +125,7 @@ typedef struct popts {
 	const char *kafka;   /* --kafka TOPIC */
 	const char *kinesis; /* --kinesis STREAM */
 	const char *remote;  /* "kafka" or "kinesis" when one of them is given */
-	size_t batch;      /* records per send */
+	size_t batch;        /* records per send */
 	long long partitions, partition, records, value_bytes, keys, seed;
 	int sep;
 	const char *gen;
@@ -232,8 +234,9 @@ static int parse(int argc, char **argv, popts_t *o)
 	}
 	o->remote = o->kafka ? "kafka" : o->kinesis ? "kinesis" : NULL;
 	if (o->remote && (o->dir || o->partitions >= 0 || o->partition >= 0)) {
-		fprintf(stderr, "spate produce: --%s %s takes no DIR, --partitions or --partition (the %s "
-		                "exists; the key picks the %s)\n",
+		fprintf(stderr,
+		        "spate produce: --%s %s takes no DIR, --partitions or --partition (the %s "
+		        "exists; the key picks the %s)\n",
 		        o->remote, o->kafka ? o->kafka : o->kinesis, o->kafka ? "topic" : "stream",
 		        o->kafka ? "partition" : "shard");
 		return -1;
