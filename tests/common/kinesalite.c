@@ -1,6 +1,8 @@
 /* kinesalite.c - Criterion helpers for Kinesis tests: kinesalite as a child process and
- * direct calls of the Kinesis API. See kinesalite.h. */
+ * direct calls of the Kinesis API. See kinesalite.h. Failures are t_require (engine.h):
+ * the helpers also run on t_engine_run's during thread. */
 #include "engine/engine.h"
+#include "tests/common/engine.h"
 #include "tests/common/kinesalite.h"
 #include "tests/common/util.h"
 
@@ -90,7 +92,7 @@ t_kin_t *t_kinesalite_start(void)
 		mods = dflt;
 	}
 	snprintf(check, sizeof(check), "%s/kinesalite/package.json", mods);
-	cr_assert(
+	t_require(
 	    access(check, R_OK) == 0,
 	    "kinesalite is not installed in %s: run scripts/deps.sh (it installs nodejs, npm and kinesalite)",
 	    mods);
@@ -98,14 +100,14 @@ t_kin_t *t_kinesalite_start(void)
 	for (int i = 0; i < T_KIN_MAX && slot < 0; i++)
 		if (!running[i])
 			slot = i;
-	cr_assert(slot >= 0, "more than %d kinesalites at once", T_KIN_MAX);
+	t_require(slot >= 0, "more than %d kinesalites at once", T_KIN_MAX);
 	t_kin_t *k = calloc(1, sizeof(*k));
-	cr_assert(k);
+	t_require(k);
 	int in[2], out[2];
-	cr_assert(pipe2(in, O_CLOEXEC) == 0 && pipe2(out, O_CLOEXEC) == 0, "pipe2: %s", strerror(errno));
+	t_require(pipe2(in, O_CLOEXEC) == 0 && pipe2(out, O_CLOEXEC) == 0, "pipe2: %s", strerror(errno));
 	fflush(NULL);
 	pid_t pid = fork();
-	cr_assert(pid >= 0, "fork: %s", strerror(errno));
+	t_require(pid >= 0, "fork: %s", strerror(errno));
 	if (pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		dup2(in[0], 0);
@@ -121,11 +123,11 @@ t_kin_t *t_kinesalite_start(void)
 	k->out_fd = out[0];
 	running[slot] = k;
 	char line[T_KIN_LINE];
-	cr_assert(read_line(k, line, sizeof(line), sp_now_ms() + T_KIN_READY_MS) == 0,
+	t_require(read_line(k, line, sizeof(line), sp_now_ms() + T_KIN_READY_MS) == 0,
 	          "kinesalite (node %s) printed no ready line within %d ms", script, T_KIN_READY_MS);
 	const char *pre = "kinesalite listening on ";
-	cr_assert(!strncmp(line, pre, strlen(pre)), "kinesalite said \"%s\"", line);
-	cr_assert(!strncmp(line + strlen(pre), "127.0.0.1:", 10), "kinesalite listens on %s, not 127.0.0.1",
+	t_require(!strncmp(line, pre, strlen(pre)), "kinesalite said \"%s\"", line);
+	t_require(!strncmp(line + strlen(pre), "127.0.0.1:", 10), "kinesalite listens on %s, not 127.0.0.1",
 	          line);
 	snprintf(k->endpoint, sizeof(k->endpoint), "http://%s", line + strlen(pre));
 	t_kin_env();
@@ -141,10 +143,10 @@ void t_kin_skew(t_kin_t *k, int64_t ms)
 {
 	char cmd[64], line[T_KIN_LINE];
 	int n = snprintf(cmd, sizeof(cmd), "skew %lld\n", (long long)ms);
-	cr_assert(write(k->in_fd, cmd, (size_t)n) == n, "kinesalite: cannot send a command");
-	cr_assert(read_line(k, line, sizeof(line), sp_now_ms() + T_KIN_ANSWER_MS) == 0,
+	t_require(write(k->in_fd, cmd, (size_t)n) == n, "kinesalite: cannot send a command");
+	t_require(read_line(k, line, sizeof(line), sp_now_ms() + T_KIN_ANSWER_MS) == 0,
 	          "kinesalite: no answer");
-	cr_assert_str_eq(line, "ok");
+	t_require(!strcmp(line, "ok"), "kinesalite answered \"%s\"", line);
 }
 
 void t_kinesalite_stop(t_kin_t *k)
@@ -201,7 +203,7 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userp)
 long t_kin_call(t_kin_t *k, const char *op, const char *body, char **out)
 {
 	CURL *e = curl_easy_init();
-	cr_assert(e);
+	t_require(e);
 	char target[128], url[600];
 	snprintf(target, sizeof(target), "X-Amz-Target: Kinesis_20131202.%s", op);
 	snprintf(url, sizeof(url), "%s/", k->endpoint);
@@ -233,11 +235,11 @@ char *t_kin_ok(t_kin_t *k, const char *op, const char *fmt, ...)
 	char *body;
 	va_list ap;
 	va_start(ap, fmt);
-	cr_assert(vasprintf(&body, fmt, ap) >= 0);
+	t_require(vasprintf(&body, fmt, ap) >= 0);
 	va_end(ap);
 	char *out = NULL;
 	long st = t_kin_call(k, op, body, &out);
-	cr_assert_eq(st, 200, "%s %s: HTTP %ld: %s", op, body, st, out ? out : "(no body)");
+	t_require(st == 200, "%s %s: HTTP %ld: %s", op, body, st, out ? out : "(no body)");
 	free(body);
 	return out;
 }
@@ -251,7 +253,7 @@ void t_kin_wait_active(t_kin_t *k, const char *stream)
 		free(r);
 		if (active)
 			return;
-		cr_assert(sp_now_ms() < deadline, "stream %s is not ACTIVE within %d ms", stream,
+		t_require(sp_now_ms() < deadline, "stream %s is not ACTIVE within %d ms", stream,
 		          T_KIN_ACTIVE_MS);
 		t_sleep_ms(20);
 	}
@@ -266,7 +268,7 @@ void t_kin_create(t_kin_t *k, const char *stream, int shards)
 char *t_kin_put(t_kin_t *k, const char *stream, const char *key, const void *data, size_t len)
 {
 	char *b64 = malloc(len * 4 / 3 + 8);
-	cr_assert(b64);
+	t_require(b64);
 	size_t n = 0;
 	static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	const uint8_t *s = data;
@@ -290,7 +292,7 @@ char *t_kin_put(t_kin_t *k, const char *stream, const char *key, const void *dat
 	                   stream, key, b64);
 	free(b64);
 	json_t *j = json_loads(r, 0, NULL);
-	cr_assert(j, "PutRecord reply %s", r);
+	t_require(j, "PutRecord reply %s", r);
 	char *seq = strdup(json_string_value(json_object_get(j, "SequenceNumber")));
 	json_decref(j);
 	free(r);
@@ -301,13 +303,13 @@ int t_kin_shards(t_kin_t *k, const char *stream, t_shard_t *out, int max)
 {
 	char *r = t_kin_ok(k, "ListShards", "{\"StreamName\":\"%s\"}", stream);
 	json_t *j = json_loads(r, 0, NULL);
-	cr_assert(j, "ListShards reply %s", r);
+	t_require(j, "ListShards reply %s", r);
 	json_t *arr = json_object_get(j, "Shards"), *sh;
 	size_t i;
 	int n = 0;
 	json_array_foreach(arr, i, sh)
 	{
-		cr_assert(n < max);
+		t_require(n < max);
 		t_shard_t *s = &out[n++];
 		memset(s, 0, sizeof(*s));
 		snprintf(s->id, sizeof(s->id), "%s", json_string_value(json_object_get(sh, "ShardId")));
@@ -346,7 +348,7 @@ long t_kin_read_shard(t_kin_t *k, const char *stream, const char *shard, char *l
 		free(it);
 		it = NULL;
 		j = json_loads(r, 0, NULL);
-		cr_assert(j);
+		t_require(j);
 		json_t *recs = json_object_get(j, "Records");
 		size_t cnt = json_array_size(recs);
 		n += (long)cnt;

@@ -10,6 +10,8 @@
  * the suite's .fini so a failing test still stops it.
  *
  * Never skips: a missing node or kinesalite fails the test, naming what to install.
+ * Every helper fails with t_require (tests/common/engine.h), so the calls below also
+ * work on t_engine_run's during thread (a mid-run split, merge or clock move).
  */
 #ifndef SPATE_TESTS_KINESALITE_H
 #define SPATE_TESTS_KINESALITE_H

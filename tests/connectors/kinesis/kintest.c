@@ -33,7 +33,8 @@ kt_part_t *kt_part(kt_seen_t *s, const char *name)
 	for (int i = 0; i < s->nparts; i++)
 		if (!strcmp(s->parts[i].name, name))
 			return &s->parts[i];
-	cr_assert(s->nparts < KT_MAX_PARTS);
+	if (!t_expect(s->nparts < KT_MAX_PARTS, "more than %d partitions", KT_MAX_PARTS))
+		return &s->spare;
 	kt_part_t *p = &s->parts[s->nparts++];
 	snprintf(p->name, sizeof(p->name), "%s", name);
 	p->first_in = -1;
@@ -94,10 +95,10 @@ static int handle(void *opaque, void *wctx, spate_batch_t *b)
 		kt_part_t *p = kt_part(s, r[i]->partition->name);
 		p->last_out = out;
 	}
-	bool stop = s->stop_after && s->total >= s->stop_after && s->e;
+	spate_engine_t *stop = s->stop_after && s->total >= s->stop_after ? s->e : NULL;
 	pthread_mutex_unlock(&s->mu);
 	if (stop)
-		spate_engine_stop(s->e);
+		spate_engine_stop(stop);
 	return SPATE_HANDLER_OK;
 }
 
@@ -118,15 +119,16 @@ void kt_put(t_kin_t *k, const char *stream, int keys, int first_seq, int per_key
 {
 	spate_conf_t *c = spate_conf_new();
 	char err[1024];
-	cr_assert_eq(spate_conf_set(c, "kinesis.endpoint", t_kin_endpoint(k), err, sizeof(err)),
-	             SPATE_CONF_OK);
-	cr_assert_eq(spate_conf_set(c, "kinesis.region", T_KIN_REGION, err, sizeof(err)), SPATE_CONF_OK);
+	t_require(spate_conf_set(c, "kinesis.endpoint", t_kin_endpoint(k), err, sizeof(err)) == SPATE_CONF_OK,
+	          "%s", err);
+	t_require(spate_conf_set(c, "kinesis.region", T_KIN_REGION, err, sizeof(err)) == SPATE_CONF_OK, "%s",
+	          err);
 	sp_sink_t sk = {0};
 	sk.ops = sp_find_sink("kinesis");
-	cr_assert(sk.ops, "no kinesis sink in the registry");
+	t_require(sk.ops, "no kinesis sink in the registry");
 	sk.arg = stream;
 	sk.conf = c;
-	cr_assert_eq(sk.ops->open(&sk, err, sizeof(err)), SPATE_OK, "%s", err);
+	t_require(sk.ops->open(&sk, err, sizeof(err)) == SPATE_OK, "%s", err);
 	enum { BATCH = 2000 };
 	static spate_push_record_t recs[BATCH];
 	static spate_header_t hdrs[BATCH];
@@ -144,22 +146,20 @@ void kt_put(t_kin_t *k, const char *stream, int keys, int first_seq, int per_key
 			                                .headers = &hdrs[n],
 			                                .header_cnt = 1};
 			if (++n == BATCH) {
-				cr_assert_eq(sk.ops->write(&sk, recs, n, err, sizeof(err)), SPATE_OK, "%s",
-				             err);
+				t_require(sk.ops->write(&sk, recs, n, err, sizeof(err)) == SPATE_OK, "%s",
+				          err);
 				n = 0;
 			}
 		}
 	if (n)
-		cr_assert_eq(sk.ops->write(&sk, recs, n, err, sizeof(err)), SPATE_OK, "%s", err);
+		t_require(sk.ops->write(&sk, recs, n, err, sizeof(err)) == SPATE_OK, "%s", err);
 	sk.ops->close(&sk);
 	spate_conf_destroy(c);
 }
 
-spate_conf_t *kt_conf(t_kin_t *k, const char *stream, const char *dir, const char *const *kv)
+void kt_conf_init(kt_conf_t *cf, t_kin_t *k, const char *stream, const char *dir)
 {
-	spate_conf_t *c = spate_conf_new();
-	char err[1024], store[600];
-	snprintf(store, sizeof(store), "file:%s/ck", dir);
+	snprintf(cf->store, sizeof(cf->store), "file:%s/ck", dir);
 	const char *base[] = {"source",
 	                      "kinesis",
 	                      "kinesis.stream",
@@ -169,7 +169,7 @@ spate_conf_t *kt_conf(t_kin_t *k, const char *stream, const char *dir, const cha
 	                      "kinesis.region",
 	                      T_KIN_REGION,
 	                      "store",
-	                      store,
+	                      cf->store,
 	                      "checkpoint.interval.ms",
 	                      "100",
 	                      "kinesis.idle.ms",
@@ -181,55 +181,46 @@ spate_conf_t *kt_conf(t_kin_t *k, const char *stream, const char *dir, const cha
 	                      "batch.size",
 	                      "500",
 	                      NULL};
-	for (int i = 0; base[i]; i += 2)
-		cr_assert_eq(spate_conf_set(c, base[i], base[i + 1], err, sizeof(err)), SPATE_CONF_OK, "%s",
-		             err);
-	for (int i = 0; kv && kv[i]; i += 2)
-		cr_assert_eq(spate_conf_set(c, kv[i], kv[i + 1], err, sizeof(err)), SPATE_CONF_OK, "%s", err);
-	return c;
+	_Static_assert(sizeof(base) <= sizeof(cf->kv), "kt_conf_t.kv is too small");
+	memcpy(cf->kv, base, sizeof(base));
 }
 
-static spate_engine_t *make(spate_conf_t *c, kt_seen_t *s)
+typedef struct kt_ctx {
+	kt_seen_t *s;
+	void (*during)(t_during_t *);
+	void *arg;
+} kt_ctx_t;
+
+static void kt_started(spate_engine_t *e, void *arg)
+{
+	kt_ctx_t *x = arg;
+	pthread_mutex_lock(&x->s->mu);
+	x->s->e = e; /* for stop_after */
+	pthread_mutex_unlock(&x->s->mu);
+}
+
+static void kt_during(t_during_t *d)
+{
+	kt_ctx_t *x = d->arg;
+	d->arg = x->arg;
+	x->during(d);
+}
+
+void kt_run(const kt_conf_t *cf, const char *const *more, kt_seen_t *s, void (*during)(t_during_t *),
+            void *arg)
 {
 	spate_handler_t h = {.version = SPATE_HANDLER_VERSION, .name = "kt", .handle = handle, .opaque = s};
-	char err[1024];
-	spate_engine_t *e = spate_engine_new(c, &h, err, sizeof(err));
-	cr_assert(e, "%s", err);
-	s->e = e;
-	cr_assert_eq(spate_engine_start(e, err, sizeof(err)), SPATE_OK, "%s", err);
-	return e;
-}
-
-void kt_run(spate_conf_t *c, kt_seen_t *s)
-{
-	spate_engine_t *e = make(c, s);
-	char err[1024];
-	int rc = spate_engine_run(e, err, sizeof(err));
-	cr_assert_eq(rc, SPATE_OK, "%s", err);
+	kt_ctx_t x = {.s = s, .during = during, .arg = arg};
+	t_engine_opts_t o = {.conf = cf->kv,
+	                     .conf_more = more,
+	                     .handler = &h,
+	                     .started = kt_started,
+	                     .during = during ? kt_during : NULL,
+	                     .arg = &x};
+	t_run_t r = t_engine_run(&o);
 	s->e = NULL;
-	spate_engine_destroy(e);
-}
-
-static void *bg_main(void *arg)
-{
-	kt_bg_t *b = arg;
-	b->rc = spate_engine_run(b->e, b->err, sizeof(b->err));
-	return NULL;
-}
-
-void kt_bg_start(kt_bg_t *b, spate_conf_t *c, kt_seen_t *s)
-{
-	memset(b, 0, sizeof(*b));
-	b->e = make(c, s);
-	cr_assert_eq(pthread_create(&b->th, NULL, bg_main, b), 0);
-}
-
-void kt_bg_stop(kt_bg_t *b)
-{
-	spate_engine_stop(b->e);
-	pthread_join(b->th, NULL);
-	cr_assert_eq(b->rc, SPATE_OK, "%s", b->err);
-	spate_engine_destroy(b->e);
+	cr_assert(r.started, "start: %s", r.err);
+	cr_assert_eq(r.rc, SPATE_OK, "%s", r.err);
 }
 
 void kt_wait_total(kt_seen_t *s, long n, int ms)
@@ -241,7 +232,7 @@ void kt_wait_total(kt_seen_t *s, long n, int ms)
 		pthread_mutex_unlock(&s->mu);
 		if (t >= n)
 			return;
-		cr_assert(t_now_ms() < deadline, "only %ld of %ld records handled within %d ms", t, n, ms);
+		t_require(t_now_ms() < deadline, "only %ld of %ld records handled within %d ms", t, n, ms);
 		t_sleep_ms(20);
 	}
 }

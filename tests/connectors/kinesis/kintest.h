@@ -1,11 +1,14 @@
 /* kintest.h - what the Kinesis pipeline tests share: records put through spate's own
  * sink (key kNNN, value "kNNN:SEQ" with a per-key sequence, header "n" = SEQ), a handler
  * that counts every delivery and checks per-key order, running an engine on a stream of
- * a kinesalite, and reading the file store's checkpoints. */
+ * a kinesalite (tests/common/engine.h's t_engine_run), and reading the file store's
+ * checkpoints. Failures are t_require / t_expect: kt_put and kt_wait_total also run on
+ * a during thread. */
 #ifndef SPATE_TESTS_KINTEST_H
 #define SPATE_TESTS_KINTEST_H
 
 #include "engine/engine.h"
+#include "tests/common/engine.h"
 #include "tests/common/kinesalite.h"
 
 #include <pthread.h>
@@ -40,6 +43,7 @@ typedef struct kt_seen {
 	char (*min_names)[128];
 	int nmin;
 	long before_ckpt; /* records at or before min_pos */
+	kt_part_t spare;  /* kt_part's answer when parts is full (a failure is noted) */
 } kt_seen_t;
 
 void kt_seen_init(kt_seen_t *s, int keys, int per_key);
@@ -52,21 +56,21 @@ kt_part_t *kt_part(kt_seen_t *s, const char *name);
  * by key. */
 void kt_put(t_kin_t *k, const char *stream, int keys, int first_seq, int per_key);
 
-/* A conf for source=kinesis on stream, store=file:DIR/ck, fast ticks, plus kv pairs
- * (NULL-terminated). */
-spate_conf_t *kt_conf(t_kin_t *k, const char *stream, const char *dir, const char *const *kv);
-/* Run an engine with the counting handler to its end (stop.at.end or a stop). */
-void kt_run(spate_conf_t *c, kt_seen_t *s);
+/* The conf of a source=kinesis run on stream: store=file:DIR/ck, fast ticks, as key,
+ * value pairs in kv (for t_engine_opts_t.conf; valid while cf and k live). */
+typedef struct kt_conf {
+	char store[600];
+	const char *kv[24];
+} kt_conf_t;
+void kt_conf_init(kt_conf_t *cf, t_kin_t *k, const char *stream, const char *dir);
 
-/* An engine run in a thread (for tests that act while it runs). */
-typedef struct kt_bg {
-	pthread_t th;
-	spate_engine_t *e;
-	int rc;
-	char err[1024];
-} kt_bg_t;
-void kt_bg_start(kt_bg_t *b, spate_conf_t *c, kt_seen_t *s);
-void kt_bg_stop(kt_bg_t *b);
+/* Run an engine (t_engine_run) on cf and the more pairs (NULL-terminated, may be NULL)
+ * with the counting handler, to its end (stop.at.end, s->stop_after, or a stop from
+ * during). during, when not NULL, runs on a second thread meanwhile and gets arg as
+ * d->arg; it stops the engine (spate_engine_stop(d->e)) when the run has no end of its
+ * own. Fails the test unless the run ends without error. */
+void kt_run(const kt_conf_t *cf, const char *const *more, kt_seen_t *s, void (*during)(t_during_t *),
+            void *arg);
 /* Wait until s->total reaches n (fails the test after ms). */
 void kt_wait_total(kt_seen_t *s, long n, int ms);
 

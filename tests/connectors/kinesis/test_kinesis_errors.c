@@ -221,7 +221,6 @@ static int fake_run(fake_t *f, char *err, size_t size)
 	t_kin_env();
 	char ep[64];
 	snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", f->port);
-	spate_conf_t *c = spate_conf_new();
 	const char *kv[] = {"source",
 	                    "kinesis",
 	                    "kinesis.stream",
@@ -233,15 +232,9 @@ static int fake_run(fake_t *f, char *err, size_t size)
 	                    "kinesis.idle.ms",
 	                    "10",
 	                    NULL};
-	for (int i = 0; kv[i]; i += 2)
-		cr_assert_eq(spate_conf_set(c, kv[i], kv[i + 1], err, size), SPATE_CONF_OK, "%s", err);
-	spate_engine_t *e = spate_engine_new(c, NULL, err, size);
-	cr_assert(e, "%s", err);
-	int rc = spate_engine_start(e, err, size);
-	if (!rc)
-		rc = spate_engine_run(e, err, size);
-	spate_engine_destroy(e);
-	return rc;
+	t_run_t r = t_engine_run(&(t_engine_opts_t){.conf = kv});
+	snprintf(err, size, "%s", r.err);
+	return r.rc;
 }
 
 Test(kinesis, malformed_json_replies_are_reported, .timeout = 120)

@@ -48,21 +48,21 @@ static void fmt128(unsigned __int128 v, char *buf, size_t size)
 	buf[(size_t)n < size ? (size_t)n : size - 1] = 0;
 }
 
-Test(kinesis, split_and_merge_mid_run, .timeout = 300)
+typedef struct rs_ctx {
+	t_kin_t *k;
+	kt_seen_t *s;
+} rs_ctx_t;
+
+/* On the during thread: once an eighth is read, split shard 0 and merge shards 2 and 3,
+ * put the second half (into the children), wait for every record, stop. */
+static void reshard_during(t_during_t *d)
 {
-	t_kin_t *k = t_kinesalite_start();
-	t_kin_create(k, "rs", 4);
-	kt_put(k, "rs", RS_KEYS, 0, RS_PER_KEY / 2);
-	char dir[256];
-	t_mkdtemp(dir, sizeof(dir));
-	kt_seen_t s;
-	kt_seen_init(&s, RS_KEYS, RS_PER_KEY);
-	kt_bg_t b;
-	kt_bg_start(&b, kt_conf(k, "rs", dir, NULL), &s);
-	kt_wait_total(&s, RS_KEYS * RS_PER_KEY / 8, WAIT_MS); /* mid-run */
+	rs_ctx_t *x = d->arg;
+	t_kin_t *k = x->k;
+	kt_wait_total(x->s, RS_KEYS * RS_PER_KEY / 8, WAIT_MS); /* mid-run */
 	t_shard_t sh[16];
 	int n = t_kin_shards(k, "rs", sh, 16);
-	cr_assert_eq(n, 4);
+	t_require(n == 4, "%d shards", n);
 	char mid[48];
 	fmt128((dec128(sh[0].start_hash) + dec128(sh[0].end_hash)) / 2 + 1, mid, sizeof(mid));
 	free(t_kin_ok(k, "SplitShard",
@@ -74,10 +74,26 @@ Test(kinesis, split_and_merge_mid_run, .timeout = 300)
 	              sh[2].id, sh[3].id));
 	t_kin_wait_active(k, "rs");
 	kt_put(k, "rs", RS_KEYS, RS_PER_KEY / 2, RS_PER_KEY / 2); /* into the children */
-	kt_wait_total(&s, RS_KEYS * RS_PER_KEY, WAIT_MS);
-	kt_bg_stop(&b);
+	kt_wait_total(x->s, RS_KEYS * RS_PER_KEY, WAIT_MS);
+	spate_engine_stop(d->e);
+}
+
+Test(kinesis, split_and_merge_mid_run, .timeout = 300)
+{
+	t_kin_t *k = t_kinesalite_start();
+	t_kin_create(k, "rs", 4);
+	kt_put(k, "rs", RS_KEYS, 0, RS_PER_KEY / 2);
+	char dir[256];
+	t_mkdtemp(dir, sizeof(dir));
+	kt_seen_t s;
+	kt_seen_init(&s, RS_KEYS, RS_PER_KEY);
+	kt_conf_t cf;
+	kt_conf_init(&cf, k, "rs", dir);
+	rs_ctx_t x = {k, &s};
+	kt_run(&cf, NULL, &s, reshard_during, &x);
 	kt_assert_exactly_once(&s);
-	n = t_kin_shards(k, "rs", sh, 16);
+	t_shard_t sh[16];
+	int n = t_kin_shards(k, "rs", sh, 16);
 	cr_assert_eq(n, 7, "4 shards, 2 children of the split, 1 of the merge: %d", n);
 	int children = 0;
 	for (int i = 0; i < n; i++) {
@@ -110,6 +126,22 @@ Test(kinesis, split_and_merge_mid_run, .timeout = 300)
 	t_rmrf(dir);
 }
 
+/* On the during thread: once the handler waits (the shards fill their share and pause),
+ * move kinesalite's clock past an iterator's life, let the handler go, wait for every
+ * record, stop. */
+static void expire_during(t_during_t *d)
+{
+	rs_ctx_t *x = d->arg;
+	int64_t deadline = t_now_ms() + WAIT_MS;
+	while (!atomic_load(&x->s->blocked) && t_now_ms() < deadline)
+		t_sleep_ms(10);
+	t_sleep_ms(500);          /* let the source reach the bound; nothing asserts on this */
+	t_kin_skew(x->k, 400000); /* every iterator made so far is now older than 5 minutes */
+	atomic_store(&x->s->block, 0);
+	kt_wait_total(x->s, EX_KEYS * EX_PER_KEY, WAIT_MS);
+	spate_engine_stop(d->e);
+}
+
 Test(kinesis, expired_iterator_resumes_without_duplicates_or_gaps, .timeout = 300)
 {
 	t_kin_t *k = t_kinesalite_start();
@@ -128,16 +160,10 @@ Test(kinesis, expired_iterator_resumes_without_duplicates_or_gaps, .timeout = 30
 	dup2(fd, 2);
 	close(fd);
 	const char *kv[] = {"max.inflight.records", "400", "batch.size", "20", NULL};
-	kt_bg_t b;
-	kt_bg_start(&b, kt_conf(k, "ex", dir, kv), &s);
-	int64_t deadline = t_now_ms() + WAIT_MS;
-	while (!atomic_load(&s.blocked) && t_now_ms() < deadline)
-		t_sleep_ms(10);
-	t_sleep_ms(500);       /* let the source reach the bound; nothing asserts on this */
-	t_kin_skew(k, 400000); /* every iterator made so far is now older than 5 minutes */
-	atomic_store(&s.block, 0);
-	kt_wait_total(&s, EX_KEYS * EX_PER_KEY, WAIT_MS);
-	kt_bg_stop(&b);
+	kt_conf_t cf;
+	kt_conf_init(&cf, k, "ex", dir);
+	rs_ctx_t x = {k, &s};
+	kt_run(&cf, kv, &s, expire_during, &x);
 	fflush(stderr);
 	dup2(saved, 2);
 	close(saved);

@@ -37,7 +37,9 @@ Test(kinesis, four_shards_20000_records_in_order_with_checkpoints, .timeout = 24
 	kt_seen_t s;
 	kt_seen_init(&s, RUN_KEYS, RUN_PER_KEY);
 	const char *kv[] = {"stop.at.end", "true", NULL};
-	kt_run(kt_conf(k, "orders", dir, kv), &s);
+	kt_conf_t cf;
+	kt_conf_init(&cf, k, "orders", dir);
+	kt_run(&cf, kv, &s, NULL, NULL);
 	kt_assert_exactly_once(&s);
 	cr_assert_eq(s.nparts, 4, "records came from %d shards", s.nparts);
 	t_shard_t sh[8];
@@ -77,7 +79,9 @@ Test(kinesis, restart_after_half_reads_the_rest_only, .timeout = 240)
 	a.stop_after = total / 2;
 	a.delay_ms = 5; /* 80 batches of 50 on 2 workers: the stop lands mid-stream */
 	const char *kv1[] = {"batch.size", "50", "max.concurrency", "2", NULL};
-	kt_run(kt_conf(k, "half", dir, kv1), &a);
+	kt_conf_t cf;
+	kt_conf_init(&cf, k, "half", dir);
+	kt_run(&cf, kv1, &a, NULL, NULL);
 	cr_assert_geq(a.total, total / 2);
 	cr_assert_lt(a.total, total, "run 1 read everything (%ld): no restart to test", a.total);
 	cr_assert_eq(a.dups, 0);
@@ -104,7 +108,7 @@ Test(kinesis, restart_after_half_reads_the_rest_only, .timeout = 240)
 	b.min_names = names;
 	b.nmin = ncheck;
 	const char *kv2[] = {"stop.at.end", "true", NULL};
-	kt_run(kt_conf(k, "half", dir, kv2), &b);
+	kt_run(&cf, kv2, &b, NULL, NULL);
 	cr_assert_eq(b.before_ckpt, 0, "%ld records at or before a checkpoint were read again",
 	             b.before_ckpt);
 	cr_assert_eq(b.dups, 0);
@@ -156,18 +160,18 @@ static int keep_handle(void *opaque, void *w, spate_batch_t *b)
 	return SPATE_HANDLER_OK;
 }
 
-static void keep_run(spate_conf_t *c, keep_t *k)
+/* Run source=kinesis on stream to its end (stop.at.end) with the keep handler. */
+static void keep_run(t_kin_t *kin, const char *stream, const char *dir, keep_t *k)
 {
 	memset(k, 0, sizeof(*k));
 	pthread_mutex_init(&k->mu, NULL);
 	spate_handler_t h = {
 	    .version = SPATE_HANDLER_VERSION, .name = "keep", .handle = keep_handle, .opaque = k};
-	char err[1024];
-	spate_engine_t *e = spate_engine_new(c, &h, err, sizeof(err));
-	cr_assert(e, "%s", err);
-	cr_assert_eq(spate_engine_start(e, err, sizeof(err)), SPATE_OK, "%s", err);
-	cr_assert_eq(spate_engine_run(e, err, sizeof(err)), SPATE_OK, "%s", err);
-	spate_engine_destroy(e);
+	kt_conf_t cf;
+	kt_conf_init(&cf, kin, stream, dir);
+	const char *kv[] = {"stop.at.end", "true", NULL};
+	t_run_t r = t_engine_run(&(t_engine_opts_t){.conf = cf.kv, .conf_more = kv, .handler = &h});
+	cr_assert_eq(r.rc, SPATE_OK, "%s", r.err);
 }
 
 static int find_val(keep_t *k, const char *v)
@@ -196,8 +200,7 @@ Test(kinesis, kpl_aggregates_are_deaggregated_and_a_bad_md5_is_one_record, .time
 	char dir[256];
 	t_mkdtemp(dir, sizeof(dir));
 	keep_t got;
-	const char *kv[] = {"stop.at.end", "true", NULL};
-	keep_run(kt_conf(k, "kpl", dir, kv), &got);
+	keep_run(k, "kpl", dir, &got);
 	cr_assert_eq(got.n, 6, "%d records: 4 sub-records, 1 bad aggregate, 1 plain", got.n);
 	char s1[SPATE_POSITION_MAX];
 	for (int i = 0; i < 4; i++) {
@@ -228,7 +231,7 @@ Test(kinesis, kpl_aggregates_are_deaggregated_and_a_bad_md5_is_one_record, .time
 	snprintf(want, sizeof(want), "%s.0", seq_plain);
 	cr_assert_str_eq(ck, want);
 	keep_t again;
-	keep_run(kt_conf(k, "kpl", dir, kv), &again);
+	keep_run(k, "kpl", dir, &again);
 	cr_assert_eq(again.n, 0, "%d records read again after the checkpoint", again.n);
 	free(seq);
 	free(seq_bad);
@@ -263,8 +266,7 @@ Test(kinesis, restart_inside_an_aggregate, .timeout = 120)
 	(void)path;
 	(void)ckline;
 	keep_t got;
-	const char *kv[] = {"stop.at.end", "true", NULL};
-	keep_run(kt_conf(k, "kpl2", dir, kv), &got);
+	keep_run(k, "kpl2", dir, &got);
 	cr_assert_eq(got.n, 1, "%d records after a checkpoint at sub-record 2 of 3", got.n);
 	cr_assert_eq(find_val(&got, "s3"), 0);
 	free(seq);
@@ -282,28 +284,20 @@ Test(kinesis, dlq_stream_gets_the_failed_record_with_its_headers, .timeout = 120
 	free(t_kin_put(k, "in", "k3", "good two", 8));
 	char dir[256];
 	t_mkdtemp(dir, sizeof(dir));
-	spate_conf_t *c = kt_conf(k, "in", dir, NULL);
-	char err[1024];
+	kt_conf_t cf;
+	kt_conf_init(&cf, k, "in", dir);
 	const char *kv[] = {"handler",     "fail-if:bad", "max.retry.attempts",
 	                    "0",           "dlq",         "kinesis:dead",
 	                    "stop.at.end", "true",        NULL};
-	for (int i = 0; kv[i]; i += 2)
-		cr_assert_eq(spate_conf_set(c, kv[i], kv[i + 1], err, sizeof(err)), SPATE_CONF_OK, "%s", err);
-	spate_engine_t *e = spate_engine_new(c, NULL, err, sizeof(err));
-	cr_assert(e, "%s", err);
-	cr_assert_eq(spate_engine_start(e, err, sizeof(err)), SPATE_OK, "%s", err);
-	cr_assert_eq(spate_engine_run(e, err, sizeof(err)), SPATE_OK, "%s", err);
-	spate_summary_t sum;
-	spate_engine_summary(e, &sum);
-	spate_engine_destroy(e);
-	cr_assert_eq(sum.records, 3);
-	cr_assert_eq(sum.dlq, 1);
+	t_run_t r = t_engine_run(&(t_engine_opts_t){.conf = cf.kv, .conf_more = kv});
+	cr_assert_eq(r.rc, SPATE_OK, "%s", r.err);
+	cr_assert_eq(r.sum.records, 3);
+	cr_assert_eq(r.sum.dlq, 1);
 	/* read the DLQ stream back through the source: the envelope is unwrapped */
 	char dir2[256];
 	t_mkdtemp(dir2, sizeof(dir2));
 	keep_t got;
-	const char *kv2[] = {"stop.at.end", "true", NULL};
-	keep_run(kt_conf(k, "dead", dir2, kv2), &got);
+	keep_run(k, "dead", dir2, &got);
 	cr_assert_eq(got.n, 1);
 	cr_assert_str_eq(got.key[0], "k2", "the DLQ record keeps the original key");
 	cr_assert_eq(got.vlen[0], 7);
