@@ -4,12 +4,15 @@
  *    the variable), and no secret appears in anything they print;
  *  - malformed JSON in a reply (ListShards, GetShardIterator, GetRecords), served by a
  *    small fake endpoint in this process: reported with the operation, never a crash.
+ *  - ListShards in two pages (a fake endpoint: kinesalite never pages): the second page is
+ *    asked with the NextToken alone, and its shard is read.
  * Part of the kinesis test executable. */
 #include "tests/connectors/kinesis/kintest.h"
 #include "tests/common/util.h"
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
@@ -119,12 +122,24 @@ Test(kinesis, unknown_stream_bad_endpoint_and_credentials_are_named, .timeout = 
 
 /* ---- a fake endpoint: canned replies by operation ------------------------------------ */
 
+enum { FAKE_CONNS = 16 };
+
+typedef struct fake_conn {
+	int fd; /* -1: free */
+	size_t len;
+	char buf[16384];
+} fake_conn_t;
+
 typedef struct fake {
 	int lfd, port;
 	pthread_t th;
 	_Atomic int stop;
 	const char *list, *iter, *records; /* reply bodies */
 	_Atomic int calls_records;
+	/* pages: ListShards in two pages, per-shard iterators and records (see below) */
+	bool pages;
+	_Atomic int page1, page2, bad_page;
+	fake_conn_t conns[FAKE_CONNS];
 } fake_t;
 
 static void reply(int fd, const char *body)
@@ -138,57 +153,125 @@ static void reply(int fd, const char *body)
 		return;
 }
 
-/* Serve one connection until it closes or the fake stops. */
-static void serve(fake_t *f, int fd)
+/* The paged stream: shard 0 on ListShards' first page (with a NextToken), shard 1 on the
+ * second, which must be asked with the NextToken alone (the API refuses a StreamName
+ * beside it). Each shard holds one record, "rec N" with key kN, then is caught up. */
+static const char *paged(fake_t *f, const char *op, const char *body, char *out, size_t size)
 {
-	char buf[65536];
-	size_t len = 0;
-	while (!atomic_load(&f->stop)) {
-		struct pollfd p = {fd, POLLIN, 0};
-		if (poll(&p, 1, 50) <= 0)
-			continue;
-		ssize_t r = read(fd, buf + len, sizeof(buf) - 1 - len);
-		if (r <= 0)
-			return;
-		len += (size_t)r;
-		buf[len] = 0;
-		char *end = strstr(buf, "\r\n\r\n");
+	if (!strncmp(op, "ListShards", 10)) {
+		bool tok = strstr(body, "\"NextToken\"") != NULL, name = strstr(body, "StreamName") != NULL;
+		if (tok == name) {
+			atomic_fetch_add(&f->bad_page, 1);
+			return "{\"Shards\":[]}";
+		}
+		atomic_fetch_add(tok ? &f->page2 : &f->page1, 1);
+		snprintf(out, size,
+		         "{\"Shards\":[{\"ShardId\":\"shardId-00000000000%d\",\"HashKeyRange\":{"
+		         "\"StartingHashKey\":\"%s\",\"EndingHashKey\":\"%s\"},\"SequenceNumberRange\":{"
+		         "\"StartingSequenceNumber\":\"%d\"}}]%s}",
+		         tok, tok ? "170141183460469231731687303715884105728" : "0",
+		         tok ? "340282366920938463463374607431768211455"
+		             : "170141183460469231731687303715884105727",
+		         tok + 1, tok ? "" : ",\"NextToken\":\"page-2-token\"");
+		return out;
+	}
+	if (!strncmp(op, "GetShardIterator", 16)) {
+		const char *id = strstr(body, "shardId-00000000000");
+		snprintf(out, size, "{\"ShardIterator\":\"it-%c-1\"}", id ? id[19] : '0');
+		return out;
+	}
+	if (!strncmp(op, "GetRecords", 10)) {
+		const char *it = strstr(body, "\"it-");
+		if (!it)
+			return "{}";
+		char shard = it[4];
+		if (it[6] == '1') { /* the first call: the shard's one record */
+			snprintf(out, size,
+			         "{\"Records\":[{\"SequenceNumber\":\"%d\",\"ApproximateArrivalTimestamp\":"
+			         "1700000000.5,\"Data\":\"%s\",\"PartitionKey\":\"k%c\"}],"
+			         "\"NextShardIterator\":\"it-%c-2\",\"MillisBehindLatest\":0}",
+			         shard - '0' + 1, shard == '0' ? "cmVjIDA=" : "cmVjIDE=", shard, shard);
+			return out;
+		}
+		snprintf(out, size,
+		         "{\"Records\":[],\"NextShardIterator\":\"it-%c-2\",\"MillisBehindLatest\":0}",
+		         shard);
+		return out;
+	}
+	return "{}";
+}
+
+/* Take what came on c; answer every complete request. false: the connection is done. */
+static bool serve(fake_t *f, fake_conn_t *c)
+{
+	ssize_t r = read(c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len);
+	if (r <= 0)
+		return false;
+	c->len += (size_t)r;
+	for (;;) {
+		c->buf[c->len] = 0;
+		char *end = strstr(c->buf, "\r\n\r\n");
 		if (!end)
-			continue;
-		char *cl = strcasestr(buf, "Content-Length:");
-		size_t body = cl ? (size_t)atol(cl + 15) : 0;
-		size_t need = (size_t)(end + 4 - buf) + body;
-		if (len < need)
-			continue;
-		const char *t = strstr(buf, "Kinesis_20131202.");
+			return true;
+		char *cl = strcasestr(c->buf, "Content-Length:");
+		size_t body = cl && cl < end ? (size_t)atol(cl + 15) : 0;
+		size_t need = (size_t)(end + 4 - c->buf) + body;
+		if (c->len < need)
+			return true;
+		char save = c->buf[need];
+		c->buf[need] = 0;
+		const char *t = strstr(c->buf, "Kinesis_20131202.");
 		const char *out = "{}";
-		if (t && !strncmp(t + 17, "ListShards", 10))
+		char tmp[1024];
+		if (t && f->pages)
+			out = paged(f, t + 17, end + 4, tmp, sizeof(tmp));
+		else if (t && !strncmp(t + 17, "ListShards", 10))
 			out = f->list;
 		else if (t && !strncmp(t + 17, "GetShardIterator", 16))
 			out = f->iter;
-		else if (t && !strncmp(t + 17, "GetRecords", 10)) {
+		else if (t && !strncmp(t + 17, "GetRecords", 10))
 			out = f->records;
+		if (t && !strncmp(t + 17, "GetRecords", 10))
 			atomic_fetch_add(&f->calls_records, 1);
-		}
-		reply(fd, out);
-		memmove(buf, buf + need, len - need);
-		len -= need;
+		c->buf[need] = save;
+		reply(c->fd, out);
+		memmove(c->buf, c->buf + need, c->len - need);
+		c->len -= need;
 	}
 }
 
+/* One thread serves every connection (libcurl opens one per shard at once). */
 static void *fake_main(void *arg)
 {
 	fake_t *f = arg;
+	for (int i = 0; i < FAKE_CONNS; i++)
+		f->conns[i].fd = -1;
 	while (!atomic_load(&f->stop)) {
-		struct pollfd p = {f->lfd, POLLIN, 0};
-		if (poll(&p, 1, 50) <= 0)
+		struct pollfd p[FAKE_CONNS + 1] = {{f->lfd, POLLIN, 0}};
+		for (int i = 0; i < FAKE_CONNS; i++)
+			p[i + 1] = (struct pollfd){f->conns[i].fd, POLLIN, 0}; /* fd -1 is ignored */
+		if (poll(p, FAKE_CONNS + 1, 50) <= 0)
 			continue;
-		int fd = accept(f->lfd, NULL, NULL);
-		if (fd < 0)
-			continue;
-		serve(f, fd);
-		close(fd);
+		for (int i = 0; i < FAKE_CONNS; i++)
+			if (p[i + 1].revents && !serve(f, &f->conns[i])) {
+				close(f->conns[i].fd);
+				f->conns[i].fd = -1;
+				f->conns[i].len = 0;
+			}
+		if (p[0].revents & POLLIN) {
+			int fd = accept(f->lfd, NULL, NULL);
+			int i = 0;
+			while (i < FAKE_CONNS && f->conns[i].fd >= 0)
+				i++;
+			if (fd >= 0 && i < FAKE_CONNS)
+				f->conns[i].fd = fd;
+			else if (fd >= 0)
+				close(fd);
+		}
 	}
+	for (int i = 0; i < FAKE_CONNS; i++)
+		if (f->conns[i].fd >= 0)
+			close(f->conns[i].fd);
 	return NULL;
 }
 
@@ -215,8 +298,9 @@ static const char *const good_list =
     "\"49590338271490256608559692538361571095921575989136588898\"}}]}";
 static const char *const good_iter = "{\"ShardIterator\":\"it\"}";
 
-/* Run a pipeline against the fake; the error of start or run. */
-static int fake_run(fake_t *f, char *err, size_t size)
+/* Run a pipeline against the fake (plus the more pairs, may be NULL); the error of start
+ * or run, and the summary into *sum when not NULL. */
+static int fake_run_kv(fake_t *f, const char *const *more, char *err, size_t size, spate_summary_t *sum)
 {
 	t_kin_env();
 	char ep[64];
@@ -232,9 +316,16 @@ static int fake_run(fake_t *f, char *err, size_t size)
 	                    "kinesis.idle.ms",
 	                    "10",
 	                    NULL};
-	t_run_t r = t_engine_run(&(t_engine_opts_t){.conf = kv});
+	t_run_t r = t_engine_run(&(t_engine_opts_t){.conf = kv, .conf_more = more});
 	snprintf(err, size, "%s", r.err);
+	if (sum)
+		*sum = r.sum;
 	return r.rc;
+}
+
+static int fake_run(fake_t *f, char *err, size_t size)
+{
+	return fake_run_kv(f, NULL, err, size, NULL);
 }
 
 Test(kinesis, malformed_json_replies_are_reported, .timeout = 120)
@@ -273,4 +364,24 @@ Test(kinesis, malformed_json_replies_are_reported, .timeout = 120)
 		cr_assert_geq(atomic_load(&g.calls_records), 2,
 		              "a malformed reply is asked again before it is fatal");
 	}
+}
+
+/* ListShards in pages (kinesalite never pages): the second page is asked with the
+ * NextToken alone, and the shard it names is read like the first page's. */
+Test(kinesis, list_shards_pages_are_followed, .timeout = 120)
+{
+	fake_t f = {.pages = true};
+	fake_start(&f);
+	char err[1024];
+	spate_summary_t sum;
+	const char *kv[] = {"stop.at.end", "true", NULL};
+	int rc = fake_run_kv(&f, kv, err, sizeof(err), &sum);
+	fake_stop(&f);
+	cr_assert_eq(rc, SPATE_OK, "%s", err);
+	cr_assert_eq(atomic_load(&f.bad_page), 0,
+	             "a ListShards page named both or neither of StreamName and NextToken");
+	cr_assert_geq(atomic_load(&f.page1), 1);
+	cr_assert_geq(atomic_load(&f.page2), 1, "the NextToken of the first page was not followed");
+	cr_assert_eq(sum.records, 2, "%" PRIu64 " records: the shard of the second page was not read",
+	             sum.records);
 }
