@@ -242,13 +242,13 @@ void kt_ckpt(const char *dir, const char *name, char *out, size_t size)
 	char uri[600], err[1024];
 	snprintf(uri, sizeof(uri), "file:%s/ck", dir);
 	sp_store_t st;
-	cr_assert_eq(sp_store_open_uri_readonly(uri, &st, err, sizeof(err)), SPATE_OK, "%s", err);
+	t_require(sp_store_open_uri_readonly(uri, &st, err, sizeof(err)) == SPATE_OK, "%s", err);
 	sp_ckpt_t ck;
 	int rc = st.ops->load(&st, name, &ck, err, sizeof(err));
 	out[0] = 0;
 	if (rc == SPATE_OK)
 		sp_ckpt_fmt(&ck, out, size);
 	else
-		cr_assert_eq(rc, SPATE_ERR_NOT_FOUND, "%s", err);
+		t_require(rc == SPATE_ERR_NOT_FOUND, "%s", err);
 	st.ops->close(&st);
 }

@@ -74,7 +74,7 @@ void kt_run(const kt_conf_t *cf, const char *const *more, kt_seen_t *s, void (*d
 /* Wait until s->total reaches n (fails the test after ms). */
 void kt_wait_total(kt_seen_t *s, long n, int ms);
 
-/* The store's checkpoint of partition name as text ("" when none). */
+/* The store's checkpoint of partition name as text ("" when none). Any thread. */
 void kt_ckpt(const char *dir, const char *name, char *out, size_t size);
 
 #endif

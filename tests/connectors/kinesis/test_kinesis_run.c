@@ -6,7 +6,10 @@
  *  - KPL aggregates (built here, with a real MD5) are de-aggregated, a corrupted MD5 gives
  *    one plain record;
  *  - dlq=kinesis:STREAM: a failed record reaches the DLQ stream with its key, value and
- *    the spate.* headers, read back through the source.
+ *    the spate.* headers, read back through the source;
+ *  - starting.position=latest: each shard's start is checkpointed at once (the start's
+ *    time, "0.T"), before any record; records put before the start are not read, every
+ *    one put after is, and a restart reads none again.
  * Part of the kinesis test executable (with test_kinesis_reshard.c and
  * test_kinesis_errors.c). */
 #include "tests/connectors/kinesis/kintest.h"
@@ -23,6 +26,10 @@ enum {
 	RUN_PER_KEY = 100, /* 20,000 records */
 	HALF_KEYS = 50,
 	HALF_PER_KEY = 80, /* 4,000 records */
+	LATE_KEYS = 20,
+	LATE_OLD = 10, /* per key, put before the start */
+	LATE_NEW = 10, /* per key, put after it */
+	LATE_WAIT_MS = 120000,
 };
 
 TestSuite(kinesis, .fini = t_kinesalite_fini);
@@ -308,4 +315,75 @@ Test(kinesis, dlq_stream_gets_the_failed_record_with_its_headers, .timeout = 120
 	t_kinesalite_stop(k);
 	t_rmrf(dir);
 	t_rmrf(dir2);
+}
+
+typedef struct late_ctx {
+	t_kin_t *k;
+	kt_seen_t *s;
+	const char *dir;
+} late_ctx_t;
+
+/* On the during thread: wait for both shards' start checkpoints ("0.T": no record was
+ * DONE yet, none is in the stream after T), then put the new records and wait for them. */
+static void late_during(t_during_t *d)
+{
+	late_ctx_t *x = d->arg;
+	int64_t deadline = t_now_ms() + LATE_WAIT_MS;
+	for (int i = 0; i < 2; i++) {
+		char name[64], ck[SPATE_POSITION_MAX];
+		snprintf(name, sizeof(name), "kinesis/late/shardId-00000000000%d", i);
+		for (kt_ckpt(x->dir, name, ck, sizeof(ck)); !ck[0]; kt_ckpt(x->dir, name, ck, sizeof(ck))) {
+			t_require(t_now_ms() < deadline, "%s: no checkpoint after the start", name);
+			t_sleep_ms(20);
+		}
+		t_require(!strncmp(ck, "0.", 2), "%s: checkpoint %s before any new record, not 0.T", name,
+		          ck);
+		t_expect(x->s->total == 0, "%ld records handled before any was put after the start",
+		         x->s->total);
+	}
+	kt_put(x->k, "late", LATE_KEYS, LATE_OLD, LATE_NEW);
+	kt_wait_total(x->s, LATE_KEYS * LATE_NEW, LATE_WAIT_MS);
+	t_sleep_ms(300); /* a record read twice or an old one would arrive meanwhile */
+	spate_engine_stop(d->e);
+}
+
+Test(kinesis, latest_is_checkpointed_at_once_and_reads_only_what_follows, .timeout = 240)
+{
+	t_kin_t *k = t_kinesalite_start();
+	t_kin_create(k, "late", 2);
+	kt_put(k, "late", LATE_KEYS, 0, LATE_OLD);
+	t_sleep_ms(20); /* the start's time is after every old record's arrival */
+	char dir[256];
+	t_mkdtemp(dir, sizeof(dir));
+	kt_seen_t s;
+	kt_seen_init(&s, LATE_KEYS, LATE_OLD + LATE_NEW);
+	kt_conf_t cf;
+	kt_conf_init(&cf, k, "late", dir);
+	const char *kv[] = {"starting.position", "latest", NULL};
+	late_ctx_t x = {k, &s, dir};
+	/* kinesalite leaves a GetShardIterator AT_TIMESTAMP unanswered while no record is at
+	 * or after the time: the request times out (30 s) and is asked again, then finds the
+	 * new records */
+	kt_run(&cf, kv, &s, late_during, &x);
+	for (int key = 0; key < LATE_KEYS; key++)
+		for (int q = 0; q < LATE_OLD + LATE_NEW; q++) {
+			int c = s.count[key * (LATE_OLD + LATE_NEW) + q];
+			if (q < LATE_OLD)
+				cr_assert_eq(c, 0, "k%03d:%d was put before the start and read", key, q);
+			else
+				cr_assert_eq(c, 1, "k%03d:%d was put after the start and read %d times", key,
+				             q, c);
+		}
+	cr_assert_eq(s.disorder, 0);
+	cr_assert_eq(s.foreign + s.bad_header, 0);
+	/* a restart (stop.at.end) after the checkpoints reads nothing again */
+	kt_seen_t again;
+	kt_seen_init(&again, LATE_KEYS, LATE_OLD + LATE_NEW);
+	const char *kv2[] = {"starting.position", "latest", "stop.at.end", "true", NULL};
+	kt_run(&cf, kv2, &again, NULL, NULL);
+	cr_assert_eq(again.total, 0, "%ld records read again after a restart", again.total);
+	kt_seen_free(&s);
+	kt_seen_free(&again);
+	t_kinesalite_stop(k);
+	t_rmrf(dir);
 }
