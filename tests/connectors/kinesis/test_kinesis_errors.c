@@ -5,7 +5,9 @@
  *  - malformed JSON in a reply (ListShards, GetShardIterator, GetRecords), served by a
  *    small fake endpoint in this process: reported with the operation, never a crash.
  *  - ListShards in two pages (a fake endpoint: kinesalite never pages): the second page is
- *    asked with the NextToken alone, and its shard is read.
+ *    asked with the NextToken alone, and its shard is read;
+ *  - GetRecords throttled and failing (ProvisionedThroughputExceeded, LimitExceeded, 500,
+ *    503): retried with backoff, every record read once, the run ends without error.
  * Part of the kinesis test executable. */
 #include "tests/connectors/kinesis/kintest.h"
 #include "tests/common/util.h"
@@ -139,16 +141,20 @@ typedef struct fake {
 	/* pages: ListShards in two pages, per-shard iterators and records (see below) */
 	bool pages;
 	_Atomic int page1, page2, bad_page;
+	/* paged: the first throttles GetRecords calls fail (400 ProvisionedThroughputExceeded,
+	 * 400 LimitExceeded, 500 InternalFailure, 503, in turn) */
+	int throttles;
+	_Atomic int throttled;
 	fake_conn_t conns[FAKE_CONNS];
 } fake_t;
 
-static void reply(int fd, const char *body)
+static void reply_status(int fd, int status, const char *body)
 {
 	char head[256];
-	int n = snprintf(
-	    head, sizeof(head),
-	    "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: %zu\r\n\r\n",
-	    strlen(body));
+	int n = snprintf(head, sizeof(head),
+	                 "HTTP/1.1 %d %s\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: "
+	                 "%zu\r\n\r\n",
+	                 status, status == 200 ? "OK" : "Error", strlen(body));
 	if (write(fd, head, (size_t)n) != n || write(fd, body, strlen(body)) != (ssize_t)strlen(body))
 		return;
 }
@@ -234,7 +240,27 @@ static bool serve(fake_t *f, fake_conn_t *c)
 		if (t && !strncmp(t + 17, "GetRecords", 10))
 			atomic_fetch_add(&f->calls_records, 1);
 		c->buf[need] = save;
-		reply(c->fd, out);
+		int status = 200;
+		if (t && f->pages && !strncmp(t + 17, "GetRecords", 10)) {
+			int k = atomic_load(&f->throttled);
+			if (k < f->throttles) {
+				static const struct {
+					int status;
+					const char *body;
+				} fail[] = {
+				    {400, "{\"__type\":\"ProvisionedThroughputExceededException\","
+				          "\"message\":\"slow "
+				          "down\"}"},
+				    {400, "{\"__type\":\"LimitExceededException\",\"message\":\"too many\"}"},
+				    {500, "{\"__type\":\"InternalFailure\"}"},
+				    {503, ""},
+				};
+				atomic_fetch_add(&f->throttled, 1);
+				status = fail[k % 4].status;
+				out = fail[k % 4].body;
+			}
+		}
+		reply_status(c->fd, status, out);
 		memmove(c->buf, c->buf + need, c->len - need);
 		c->len -= need;
 	}
@@ -384,4 +410,23 @@ Test(kinesis, list_shards_pages_are_followed, .timeout = 120)
 	cr_assert_geq(atomic_load(&f.page2), 1, "the NextToken of the first page was not followed");
 	cr_assert_eq(sum.records, 2, "%" PRIu64 " records: the shard of the second page was not read",
 	             sum.records);
+}
+
+/* GetRecords answers 400 ProvisionedThroughputExceeded, 400 LimitExceeded, 500 and 503
+ * (twice each) before it answers: each is retried with backoff, every record is read
+ * once, and the run ends without error. */
+Test(kinesis, throttling_and_5xx_are_retried, .timeout = 120)
+{
+	fake_t f = {.pages = true, .throttles = 8};
+	fake_start(&f);
+	char err[1024];
+	spate_summary_t sum;
+	const char *kv[] = {"stop.at.end", "true", NULL};
+	int rc = fake_run_kv(&f, kv, err, sizeof(err), &sum);
+	fake_stop(&f);
+	cr_assert_eq(rc, SPATE_OK, "%s", err);
+	cr_assert_eq(atomic_load(&f.throttled), 8, "only %d of the 8 failing replies were asked for",
+	             atomic_load(&f.throttled));
+	cr_assert_eq(sum.records, 2, "%" PRIu64 " records after the retries, not 2", sum.records);
+	cr_assert_eq(sum.dlq + sum.dropped, 0);
 }
