@@ -1,11 +1,12 @@
 #!/bin/bash
 # kinesis_read.sh - records/s spate reads from kinesalite (npm, one node process on
 # 127.0.0.1) next to a plain GetRecords loop with curl over the same stream (one loop per
-# shard, in parallel, Limit 10000, the count and NextShardIterator found with grep), and the
-# CPU seconds per million records of spate (user + sys) and of kinesalite while each
-# reads. Interleaved, median of RUNS. spate's rate is first to last record (its summary); the curl loop's is
-# its wall time. kinesalite is single-threaded JavaScript: when its CPU seconds per
-# million records times the rate is about 1 core, it is the limit.
+# shard, in parallel, Limit 10000, the count and NextShardIterator found with grep), and
+# the CPU seconds per million records of spate (user + sys) and of kinesalite while each
+# reads. Interleaved, median of RUNS. spate's rate is first to last record (its summary);
+# the curl loop's is its wall time. kinesalite is single-threaded JavaScript: when its
+# CPU seconds per million records times the rate is about 1 core, it is the limit.
+# Figures: docs/benchmarks.md, docs/kinesis.md.
 # usage: benchmarks/kinesis_read.sh [SPATE] [RUNS] [RECORDS] [SHARDS]
 set -euo pipefail
 spate=${1:-build/cli/spate}
