@@ -79,6 +79,10 @@ void sp_log_parse_scan(const uint8_t *data, size_t len, sp_log_parse_t *ps)
 			sp_log_rec_iter_t it;
 			sp_log_rec_t rec;
 			int k;
+			/* a batch counts whole or not at all: the fill takes only batches before
+			 * `used`, so a bad record takes back what its batch added */
+			uint32_t nrec0 = ps->nrec, nhdr0 = ps->nhdr;
+			uint64_t nd0 = nd;
 			sp_log_rec_iter_init(&it, data + off, total, &ps->h);
 			while ((k = sp_log_rec_next(&it, &rec, &ps->why)) == 1) {
 				if (sp_log_rec_check_hdrs(&rec) < 0) {
@@ -94,6 +98,9 @@ void sp_log_parse_scan(const uint8_t *data, size_t len, sp_log_parse_t *ps)
 				nd = (uint64_t)rec.offset + 1;
 			}
 			if (k < 0) {
+				ps->nrec = nrec0;
+				ps->nhdr = nhdr0;
+				nd = nd0;
 				ps->stop = SP_LOG_PARSE_CORRUPT;
 				break;
 			}
