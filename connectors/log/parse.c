@@ -156,8 +156,9 @@ int sp_log_parse_fill(const uint8_t *data, const sp_log_parse_t *ps, sp_chunk_t 
 				if ((uint64_t)rec.offset < nd ||
 				    (ps->has_end && (uint64_t)rec.offset > ps->end))
 					continue;
-				if (k == c->n || (rec.hdr_cnt && (hk + (uint32_t)rec.hdr_cnt > c->hdr_cap ||
-				                                  sp_log_rec_check_hdrs(&rec) < 0)))
+				/* bytes after the last header (or instead of none) are bad framing too */
+				if (k == c->n || (rec.hdrs != rec.hdrs_end && (hk + (uint32_t)rec.hdr_cnt > c->hdr_cap ||
+				                                                sp_log_rec_check_hdrs(&rec) < 0)))
 					return -1;
 				spate_record_t *d = &c->recs[k++];
 				d->version = SPATE_RECORD_VERSION;
