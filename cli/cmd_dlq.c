@@ -75,7 +75,9 @@ int spate_cmd_dlq(int argc, char **argv)
 			const char *kv = argv[++i], *eq = strchr(kv, '=');
 			char key[256];
 			if (!eq || (size_t)(eq - kv) >= sizeof(key)) {
-				fprintf(stderr, "spate: -X %s: expected key=value\n", kv);
+				/* the argument is not shown: it may hold a secret */
+				fprintf(stderr, "spate: -X: expected key=value with a key of at most %zu bytes\n",
+				        sizeof(key) - 1);
 				spate_conf_destroy(c);
 				return 1;
 			}

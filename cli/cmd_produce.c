@@ -200,7 +200,9 @@ static int parse(int argc, char **argv, popts_t *o)
 			char key[128], err[512];
 			const char *e2 = strchr(v, '=');
 			if (!e2 || (size_t)(e2 - v) >= sizeof(key)) {
-				fprintf(stderr, "spate produce: -X takes key=value, not \"%s\"\n", v);
+				/* not shown: an argument without its key may still be a secret */
+				fprintf(stderr, "spate produce: -X takes key=value (a key of at most %zu bytes, then =)\n",
+				        sizeof(key) - 1);
 				return -1;
 			}
 			memcpy(key, v, (size_t)(e2 - v));

@@ -56,7 +56,8 @@ int spate_cli_load_config(spate_conf_t *conf, const char *path)
 			continue;
 		char *eq = strchr(s, '=');
 		if (!eq) {
-			fprintf(stderr, "spate: %s:%d: expected key=value, got \"%s\"\n", path, lineno, s);
+			/* the line is not shown: it may be a secret that lost its key */
+			fprintf(stderr, "spate: %s:%d: expected key=value (a line without '=')\n", path, lineno);
 			rc = -1;
 			break;
 		}
@@ -119,7 +120,8 @@ static int set_x(spate_conf_t *conf, const char *kv)
 {
 	const char *eq = strchr(kv, '=');
 	if (!eq || eq == kv) {
-		fprintf(stderr, "spate: -X %s: expected key=value\n", kv);
+		/* not shown: an argument without its key may still be a secret */
+		fprintf(stderr, "spate: -X: expected key=value (an argument without a key and '=')\n");
 		return -1;
 	}
 	char key[256];
@@ -128,7 +130,9 @@ static int set_x(spate_conf_t *conf, const char *kv)
 	key[kl] = 0;
 	char err[512];
 	if (spate_conf_set(conf, key, eq + 1, err, sizeof(err)) != SPATE_CONF_OK) {
-		fprintf(stderr, "spate: -X %s: %s\n", kv, err);
+		/* err names the key and shows the value without a URI's password; kv is not
+		 * repeated, since a value may be a secret */
+		fprintf(stderr, "spate: -X: %s\n", err);
 		return -1;
 	}
 	return 0;
