@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <unistd.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -183,7 +184,10 @@ int spate_cli_run_conf(spate_conf_t *conf)
 	if (*js) {
 		char buf[1024];
 		spate_summary_json(&s, buf, sizeof(buf));
-		FILE *f = fopen(js, "w");
+		int fd = open(js, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, SP_FILE_MODE);
+		FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+		if (!f && fd >= 0)
+			close(fd);
 		if (!f || fprintf(f, "%s\n", buf) < 0 || fclose(f)) {
 			fprintf(stderr, "spate: summary.json: cannot write %s: %s\n", js, strerror(errno));
 			if (erc == SPATE_OK)
