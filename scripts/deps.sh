@@ -2,8 +2,9 @@
 # deps.sh - install the Debian packages spate needs to build and test, when missing.
 # Runs apt-get only if something is missing; needs root (or sudo) for that.
 set -euo pipefail
+# clang with libFuzzer and the sanitizer runtimes: the fuzz build (scripts/fuzz.sh)
 pkgs=(gcc meson ninja-build pkg-config libcriterion-dev libxxhash-dev liburing-dev
-      librdkafka-dev libisal-dev libjansson-dev)
+      librdkafka-dev libisal-dev libjansson-dev clang libfuzzer-14-dev libclang-rt-14-dev)
 [ "${1:-}" = "--bench" ] && pkgs+=(gnuplot-nox linux-perf python3)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,6 +1,7 @@
 #!/bin/bash
 # test.sh - the whole test suite: install what is missing, build, run every test once
-# plain and once under ASan+UBSan, run scripts/tsan.sh on a ThreadSanitizer build, then
+# plain and once under ASan+UBSan, run scripts/tsan.sh on a ThreadSanitizer build, run
+# each libFuzzer harness a few seconds (scripts/fuzz.sh, a clang build), then
 # compile (without running tests) a release and a debugoptimized build. Every build here makes warnings errors (-Dwerror=true): the
 # project's defaults do not, so users on other compilers and build types can build.
 # Servers the tests need are started by the tests themselves (free ports on 127.0.0.1,
@@ -70,6 +71,27 @@ run_tsan() {
 	total_fail=$((total_fail + bad))
 }
 run_tsan
+# libFuzzer: every harness of tests/fuzz for FUZZ_SECONDS (default 5) on its corpus, the
+# seeds and the inputs of crashes fixed before (scripts/fuzz.sh, docs/testing.md), in a
+# clang build with ASan and UBSan. Each harness counts as one test.
+run_fuzz() {
+	CC=clang build_dir "fuzz" build-fuzz -Dfuzz=true || return
+	echo "=== fuzz: each harness ${FUZZ_SECONDS:-5} s on its corpus"
+	local log=build-fuzz/meson-logs/fuzz.log counts ok bad
+	bash scripts/fuzz.sh -b build-fuzz -t "${FUZZ_SECONDS:-5}" -j 2 2>&1 | tee "$log"
+	[ "${PIPESTATUS[0]}" -eq 0 ] || fail=1
+	counts=$(sed -n -E 's/^fuzz: ([0-9]+) passed, ([0-9]+) failed$/\1 \2/p' "$log" | tail -1)
+	if [ -z "$counts" ]; then
+		echo "fuzz: scripts/fuzz.sh ended without its counts"
+		fail=1
+		total_fail=$((total_fail + 1))
+		return
+	fi
+	read -r ok bad <<<"$counts"
+	total_ok=$((total_ok + ok))
+	total_fail=$((total_fail + bad))
+}
+run_fuzz
 # Compile only: the optimizer finds warnings (maybe-uninitialized) the plain build does not.
 # -Dtests=true -Dstress=true so the test and stress code is compiled too.
 build_dir "release (compile only)" build-release --buildtype=release -Dtests=true -Dstress=true
