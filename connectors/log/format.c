@@ -259,13 +259,21 @@ static inline bool get_bytes(const uint8_t **p, const uint8_t *end, const uint8_
 
 /* ---- decode ------------------------------------------------------------------------ */
 
-void sp_log_rec_iter_init(sp_log_rec_iter_t *it, const uint8_t *p, size_t total, const sp_log_batch_hdr_t *h)
+void sp_log_rec_iter_init_at(sp_log_rec_iter_t *it, const uint8_t *recs, const uint8_t *end,
+                             const sp_log_batch_hdr_t *h)
 {
-	it->p = p + SP_LOG_BATCH_HEADER;
-	it->end = p + total;
+	it->p = recs;
+	it->end = end;
 	it->left = h->count;
 	it->base_offset = h->base_offset;
 	it->base_ts = h->base_ts;
+	it->last_offset = sp_log_batch_last(h);
+	it->prev_offset = h->base_offset - 1;
+}
+
+void sp_log_rec_iter_init(sp_log_rec_iter_t *it, const uint8_t *p, size_t total, const sp_log_batch_hdr_t *h)
+{
+	sp_log_rec_iter_init_at(it, p + SP_LOG_BATCH_HEADER, p + total, h);
 }
 
 int sp_log_rec_next(sp_log_rec_iter_t *it, sp_log_rec_t *r, const char **why)
@@ -306,6 +314,14 @@ int sp_log_rec_next(sp_log_rec_iter_t *it, sp_log_rec_t *r, const char **why)
 		return -1;
 	}
 	r->offset = it->base_offset + off_delta;
+	/* Offsets rise inside [baseOffset, baseOffset + lastOffsetDelta] (compaction leaves
+	 * gaps, never disorder): a record past the batch's last offset would move a reader's
+	 * next offset over the next batch's records, which would be skipped as delivered. */
+	if (r->offset <= it->prev_offset || r->offset > it->last_offset) {
+		*why = "record offsets out of order or past lastOffsetDelta";
+		return -1;
+	}
+	it->prev_offset = r->offset;
 	r->timestamp = it->base_ts + ts_delta;
 	r->hdrs = p;
 	r->hdrs_end = rend;

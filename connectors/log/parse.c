@@ -12,24 +12,12 @@
  * Every batch's baseOffset, which its CRC does not cover, is checked against the batch
  * before it, the next one and `hi` (sp_log_batch_offsets_bad): a wrong one is corruption,
  * never records delivered at the wrong positions or dropped as "before `from`". So is a
- * record whose offset does not rise inside its batch's offsets (rec_offset_ok), as verify
- * says.
+ * record whose offset does not rise inside its batch's offsets (sp_log_rec_next refuses
+ * it, for every reader).
  */
 #include "log.h"
 
-#include <stdbool.h>
 #include <string.h>
-
-/* A record's offset must rise within its batch and stay at or below the batch's last
- * offset (what `spate log verify` checks): a record past it would move `from` over the
- * next batch's records, which would then be skipped as already delivered. */
-static inline bool rec_offset_ok(const sp_log_batch_hdr_t *h, int64_t offset, int64_t *prev)
-{
-	if (offset <= *prev || offset > sp_log_batch_last(h))
-		return false;
-	*prev = offset;
-	return true;
-}
 
 void sp_log_parse_scan(const uint8_t *data, size_t len, sp_log_parse_t *ps)
 {
@@ -97,17 +85,11 @@ void sp_log_parse_scan(const uint8_t *data, size_t len, sp_log_parse_t *ps)
 			 * `used`, so a bad record takes back what its batch added */
 			uint32_t nrec0 = ps->nrec, nhdr0 = ps->nhdr;
 			uint64_t nd0 = nd;
-			int64_t prev = -1;
 			sp_log_rec_iter_init(&it, data + off, total, &ps->h);
 			while ((k = sp_log_rec_next(&it, &rec, &ps->why)) == 1) {
 				if (sp_log_rec_check_hdrs(&rec) < 0) {
 					k = -1;
 					ps->why = "bad record headers";
-					break;
-				}
-				if (!rec_offset_ok(&ps->h, rec.offset, &prev)) {
-					k = -1;
-					ps->why = "record offsets out of order or past lastOffsetDelta";
 					break;
 				}
 				if ((uint64_t)rec.offset < nd ||
@@ -147,12 +129,9 @@ int sp_log_parse_fill(const uint8_t *data, const sp_log_parse_t *ps, sp_chunk_t 
 			sp_log_rec_t rec;
 			const char *why;
 			bool log_append = b.attributes & SP_LOG_ATTR_TS_LOG_APPEND;
-			int64_t prev = -1;
 			sp_log_rec_iter_init(&it, data + off, total, &b);
 			int got;
 			while ((got = sp_log_rec_next(&it, &rec, &why)) == 1) {
-				if (!rec_offset_ok(&b, rec.offset, &prev))
-					return -1; /* the exact scan reports it */
 				if ((uint64_t)rec.offset < nd ||
 				    (ps->has_end && (uint64_t)rec.offset > ps->end))
 					continue;

@@ -57,8 +57,8 @@ static int decompress_records(const uint8_t *batch, size_t total, const sp_log_b
  * records' offsets rise inside [base, last]: what verify accepts. */
 static bool batch_walk(const uint8_t *p, const uint8_t *end, const sp_log_batch_hdr_t *h)
 {
-	sp_log_rec_iter_t it = {
-	    .p = p, .end = end, .left = h->count, .base_offset = h->base_offset, .base_ts = h->base_ts};
+	sp_log_rec_iter_t it;
+	sp_log_rec_iter_init_at(&it, p, end, h);
 	sp_log_rec_t r;
 	const char *why = NULL;
 	int64_t prev = -1;
