@@ -89,11 +89,12 @@ static void set_line(spate_conf_t *c, const char *line)
 	FUZZ_CHECK(r == SPATE_CONF_INVALID || r == SPATE_CONF_UNKNOWN);
 	/* an error begins with the key (cut to the buffer) */
 	FUZZ_CHECK(!strncmp(err, key, strlen(key) < 64 ? strlen(key) : 64));
+	size_t after_key = strlen(key) < strlen(err) ? strlen(key) : strlen(err);
 	char pw[LINE_MAX_BYTES];
 	uri_password(val, pw, sizeof(pw));
 	size_t n = strlen(pw);
 	if (n < MIN_SECRET || count((const uint8_t *)line, strlen(line), pw, n) != 1 ||
-	    !strstr(err + strlen(key), pw))
+	    !strstr(err + after_key, pw))
 		return;
 	/* the same value with other bytes in the password: as many of its bytes in the error */
 	char val2[LINE_MAX_BYTES], err2[512] = "";
