@@ -31,10 +31,10 @@
 #define DEFAULT_PARTITIONS 8
 /* Records handed to the producer per call (the log's writers batch on their own; a
  * Kafka write waits for its delivery reports, so it takes more at once). */
-#define SEND_BATCH 1024
+#define SEND_BATCH       1024
 #define KAFKA_SEND_BATCH 32768
 /* stdin is read in pieces of this size (grown for a longer line). */
-#define READ_CHUNK ((size_t)1 << 20)
+#define READ_CHUNK       ((size_t)1 << 20)
 #define KAFKA_READ_CHUNK ((size_t)8 << 20)
 /* With --kafka, a partial buffer of lines is sent once stdin stays quiet this long. */
 #define KAFKA_LINGER_MS 10
@@ -201,7 +201,9 @@ static int parse(int argc, char **argv, popts_t *o)
 			const char *e2 = strchr(v, '=');
 			if (!e2 || (size_t)(e2 - v) >= sizeof(key)) {
 				/* not shown: an argument without its key may still be a secret */
-				fprintf(stderr, "spate produce: -X takes key=value (a key of at most %zu bytes, then =)\n",
+				fprintf(stderr,
+				        "spate produce: -X takes key=value (a key of at most %zu bytes, then "
+				        "=)\n",
 				        sizeof(key) - 1);
 				return -1;
 			}
@@ -211,6 +213,7 @@ static int parse(int argc, char **argv, popts_t *o)
 				fprintf(stderr, "spate produce: -X %s\n", err);
 				return -1;
 			}
+			spate_cli_warn_arg(key, e2 + 1);
 		} else {
 			fprintf(stderr, "spate produce: unknown option \"%s\" (see --help)\n", a);
 			return -1;
@@ -219,8 +222,9 @@ static int parse(int argc, char **argv, popts_t *o)
 			return -1;
 	}
 	if (o->kafka && (o->dir || o->partitions >= 0 || o->partition >= 0)) {
-		fprintf(stderr, "spate produce: --kafka %s takes no DIR, --partitions or --partition (the topic "
-		                "exists; the key picks the partition)\n",
+		fprintf(stderr,
+		        "spate produce: --kafka %s takes no DIR, --partitions or --partition (the topic "
+		        "exists; the key picks the partition)\n",
 		        o->kafka);
 		return -1;
 	}
@@ -473,6 +477,10 @@ int spate_cmd_produce(int argc, char **argv)
 	 * partition at a time); a -X sets it otherwise */
 	char serr[256];
 	spate_conf_set(o.conf, "kafka.sticky.partitioning.linger.ms", "0", serr, sizeof(serr));
+	if (spate_cli_load_env(o.conf)) { /* SPATE_KAFKA_*, as for spate run */
+		spate_conf_destroy(o.conf);
+		return 1;
+	}
 	int pr = parse(argc, argv, &o);
 	if (pr != 0) {
 		if (pr > 0)

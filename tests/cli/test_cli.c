@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <stdio.h>
@@ -15,7 +16,8 @@
 static int run_cli(char **out, char **err, const char *a1, const char *a2, const char *a3, const char *a4,
                    const char *a5)
 {
-	char *argv[] = {(char *)t_spate_cli(), (char *)a1, (char *)a2, (char *)a3, (char *)a4, (char *)a5, NULL};
+	char *argv[] = {
+	    (char *)t_spate_cli(), (char *)a1, (char *)a2, (char *)a3, (char *)a4, (char *)a5, NULL};
 	return t_run(argv, out, err);
 }
 
@@ -98,8 +100,21 @@ Test(cli, run_prints_summary_and_json)
 	t_mkdtemp(dir, sizeof(dir));
 	snprintf(js, sizeof(js), "%s/summary.json", dir);
 	snprintf(jsarg, sizeof(jsarg), "summary.json=%s", js);
-	char *argv[] = {(char *)t_spate_cli(), "run", "-X", "source=gen", "-X", "gen.records=20000", "-X",
-	                "gen.partitions=4", "-X", "stop.at.end=true", "-X", "handler=fraud", "-X", jsarg, NULL};
+	char *argv[] = {(char *)t_spate_cli(),
+	                "run",
+	                "-X",
+	                "source=gen",
+	                "-X",
+	                "gen.records=20000",
+	                "-X",
+	                "gen.partitions=4",
+	                "-X",
+	                "stop.at.end=true",
+	                "-X",
+	                "handler=fraud",
+	                "-X",
+	                jsarg,
+	                NULL};
 	char *out, *err;
 	int rc = t_run(argv, &out, &err);
 	cr_assert_eq(rc, 0, "stderr: %s", err);
@@ -122,9 +137,10 @@ Test(cli, run_prints_summary_and_json)
 		if (!sp || (nl && sp > nl) || !strncmp(l, "fraud.", 6))
 			break; /* the fraud report (fraud.* lines) follows the summary */
 		char want[256];
-		snprintf(want, sizeof(want), "\"%.*s\":%.*s", (int)(sp - l), l, (int)((nl ? nl : l + strlen(l)) - sp - 1),
-		         sp + 1);
-		cr_assert(strstr(j, want), "summary line %.*s is not %s in summary.json: %s", (int)(sp - l), l, want, j);
+		snprintf(want, sizeof(want), "\"%.*s\":%.*s", (int)(sp - l), l,
+		         (int)((nl ? nl : l + strlen(l)) - sp - 1), sp + 1);
+		cr_assert(strstr(j, want), "summary line %.*s is not %s in summary.json: %s", (int)(sp - l),
+		          l, want, j);
 		lines++;
 		l = nl ? nl + 1 : NULL;
 	}
@@ -187,8 +203,8 @@ Test(cli, sigterm_drains_and_exits_zero)
 		int nul = open("/dev/null", 1);
 		dup2(nul, 1);
 		dup2(nul, 2);
-		execl(t_spate_cli(), "spate", "run", "-X", "source=gen", "-X", "gen.records=0", "-X", "gen.rate=20000",
-		      "-X", ck, "-X", "handler=sleep:1", (char *)NULL);
+		execl(t_spate_cli(), "spate", "run", "-X", "source=gen", "-X", "gen.records=0", "-X",
+		      "gen.rate=20000", "-X", ck, "-X", "handler=sleep:1", (char *)NULL);
 		_exit(127);
 	}
 	usleep(1500 * 1000);
@@ -236,15 +252,29 @@ Test(cli, dlq_redrive_replays_original_records_and_checkpoints_progress)
 	snprintf(dlq2, sizeof(dlq2), "%s/dlq2", dir);
 	snprintf(conf, sizeof(conf), "%s/redrive.conf", dir);
 	char *out, *err;
-	char *prod[] = {(char *)t_spate_cli(), "produce", log, "--partitions", "2", "--gen", "fraud", "--records",
-	                "20000", NULL};
+	char *prod[] = {(char *)t_spate_cli(), "produce", log, "--partitions", "2", "--gen", "fraud",
+	                "--records",           "20000",   NULL};
 	cr_assert_eq(t_run(prod, &out, &err), 0, "%s", err);
 	free(out), free(err);
 	snprintf(src, sizeof(src), "source=log:%s", log);
 	snprintf(dlqa, sizeof(dlqa), "dlq=log:%s", dlq);
-	char *run1[] = {(char *)t_spate_cli(), "run", "-X", src, "-X", "handler=fail-if:m-0666", "-X",
-	                "max.retry.attempts=0", "-X", "report.item.failures=true", "-X", dlqa, "-X",
-	                "stop.at.end=true", "-X", "log.level=error", NULL};
+	char *run1[] = {(char *)t_spate_cli(),
+	                "run",
+	                "-X",
+	                src,
+	                "-X",
+	                "handler=fail-if:m-0666",
+	                "-X",
+	                "max.retry.attempts=0",
+	                "-X",
+	                "report.item.failures=true",
+	                "-X",
+	                dlqa,
+	                "-X",
+	                "stop.at.end=true",
+	                "-X",
+	                "log.level=error",
+	                NULL};
 	cr_assert_eq(t_run(run1, &out, &err), 0, "%s", err);
 	long dlqn = field(out, "dlq");
 	cr_assert_gt(dlqn, 0);
@@ -254,8 +284,9 @@ Test(cli, dlq_redrive_replays_original_records_and_checkpoints_progress)
 	cr_assert_eq(with, dlqn, "only the failing records are dead letters");
 
 	FILE *f = fopen(conf, "w");
-	fprintf(f, "handler=fail-if:m-0666\nmax.retry.attempts=0\nreport.item.failures=true\n"
-	           "dlq=log:%s\nstore=file:%s/ckpt\nlog.level=error\n",
+	fprintf(f,
+	        "handler=fail-if:m-0666\nmax.retry.attempts=0\nreport.item.failures=true\n"
+	        "dlq=log:%s\nstore=file:%s/ckpt\nlog.level=error\n",
 	        dlq2, dir);
 	fclose(f);
 	usleep(20 * 1000);
@@ -305,9 +336,9 @@ Test(cli, second_sigterm_stops_at_once)
 		dup2(nul, 2);
 		/* 100 ms per batch of 100, 2 workers: draining what is in flight (thousands of
 		 * records) would take many seconds, and shutdown.timeout.ms allows a minute */
-		execl(t_spate_cli(), "spate", "run", "-X", "source=gen", "-X", "gen.records=0", "-X", ck, "-X",
-		      "handler=sleep:100", "-X", "shutdown.timeout.ms=60000", "-X", "checkpoint.interval.ms=50",
-		      (char *)NULL);
+		execl(t_spate_cli(), "spate", "run", "-X", "source=gen", "-X", "gen.records=0", "-X", ck,
+		      "-X", "handler=sleep:100", "-X", "shutdown.timeout.ms=60000", "-X",
+		      "checkpoint.interval.ms=50", (char *)NULL);
 		_exit(127);
 	}
 	usleep(800 * 1000);
@@ -347,8 +378,8 @@ Test(cli, a_gen_run_with_a_record_count_ends)
 	t_mkdtemp(dir, sizeof(dir));
 	snprintf(out, sizeof(out), "%s/out", dir);
 	snprintf(errf, sizeof(errf), "%s/err", dir);
-	char *argv[] = {(char *)t_spate_cli(), "run", "-X", "source=gen", "-X", "gen.records=400000", "-X",
-	                "handler=noop", NULL};
+	char *argv[] = {(char *)t_spate_cli(), "run", "-X",           "source=gen", "-X",
+	                "gen.records=400000",  "-X",  "handler=noop", NULL};
 	int pid = t_spawn(argv, out, errf, 0);
 	cr_assert_gt(pid, 0);
 	int status = -1;
@@ -376,6 +407,71 @@ Test(cli, a_run_that_fails_to_start_prints_no_summary)
 	cr_assert_eq(rc, 1, "status %d", rc);
 	cr_assert(strstr(err, "topics"), "the error does not name the key: %s", err);
 	cr_assert_str_empty(out, "a run that did not start printed: %s", out);
+	free(out);
+	free(err);
+}
+
+/* A secret given with -X is warned about by key and never echoed; SPATE_KAFKA_* sets
+ * kafka.*; a CONFIG others may read that holds a secret is warned about; --help says so. */
+Test(cli, secrets_stay_out_of_output_and_come_from_the_environment)
+{
+	const char *pw = "Xq7-never-shown-9931";
+	char arg[128];
+	snprintf(arg, sizeof(arg), "kafka.sasl.password=%s", pw);
+	char *out, *err;
+	char *argv[] = {(char *)t_spate_cli(), "run", "-X", "source=gen", "-X", "gen.records=100", "-X",
+	                "handler=noop",        "-X",  arg,  NULL};
+	int rc = t_run(argv, &out, &err);
+	cr_assert_eq(rc, 0, "stderr: %s", err);
+	cr_assert(strstr(err, "warning: -X kafka.sasl.password"), "no warning: %s", err);
+	cr_assert_null(strstr(err, pw), "stderr shows the secret: %s", err);
+	cr_assert_null(strstr(out, pw), "stdout shows the secret: %s", out);
+	free(out);
+	free(err);
+
+	/* the environment: a bad value is named by its variable, never shown */
+	setenv("SPATE_KAFKA_SASL_PASSWORD", pw, 1);
+	setenv("SPATE_KAFKA_QUEUE_BUFFERING_MAX_MS", "not-a-number", 1);
+	char *argv2[] = {(char *)t_spate_cli(), "run", "-X",           "source=gen", "-X",
+	                 "gen.records=100",     "-X",  "handler=noop", NULL};
+	rc = t_run(argv2, &out, &err);
+	unsetenv("SPATE_KAFKA_QUEUE_BUFFERING_MAX_MS");
+	if (rc != 0) /* librdkafka checks kafka.* values only with a Kafka source or sink */
+		cr_assert(strstr(err, "SPATE_KAFKA_QUEUE_BUFFERING_MAX_MS"), "the variable is not named: %s",
+		          err);
+	cr_assert_null(strstr(err, pw), "%s", err);
+	free(out);
+	free(err);
+	rc = t_run(argv2, &out, &err);
+	unsetenv("SPATE_KAFKA_SASL_PASSWORD");
+	cr_assert_eq(rc, 0, "stderr: %s", err);
+	cr_assert_null(strstr(err, "warning"), "the environment is not warned about: %s", err);
+	cr_assert_null(strstr(err, pw), "%s", err);
+	free(out);
+	free(err);
+
+	/* a CONFIG others may read that holds a secret */
+	char dir[64], path[128];
+	t_mkdtemp(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/p.conf", dir);
+	FILE *f = fopen(path, "w");
+	fprintf(f, "source=gen\ngen.records=100\nhandler=noop\nkafka.sasl.password=%s\n", pw);
+	fclose(f);
+	chmod(path, 0644);
+	cr_assert_eq(run_cli(&out, &err, "run", path, NULL, NULL, NULL), 0, "%s", err);
+	cr_assert(strstr(err, "chmod 600"), "no warning for a readable CONFIG: %s", err);
+	cr_assert_null(strstr(err, pw), "%s", err);
+	free(out);
+	free(err);
+	chmod(path, 0600);
+	cr_assert_eq(run_cli(&out, &err, "run", path, NULL, NULL, NULL), 0, "%s", err);
+	cr_assert_null(strstr(err, "chmod 600"), "a private CONFIG is warned about: %s", err);
+	free(out);
+	free(err);
+	t_rmrf(dir);
+
+	cr_assert_eq(run_cli(&out, &err, "run", "--help", NULL, NULL, NULL), 0);
+	cr_assert(strstr(out, "SPATE_KAFKA_SASL_PASSWORD"), "--help does not say how to give secrets");
 	free(out);
 	free(err);
 }
