@@ -58,7 +58,7 @@ static int decompress_records(const uint8_t *batch, size_t total, const sp_log_b
 static bool batch_walk(const uint8_t *p, const uint8_t *end, const sp_log_batch_hdr_t *h)
 {
 	sp_log_rec_iter_t it;
-	sp_log_rec_iter_init_at(&it, p, end, h);
+	sp_log_rec_iter_init_recs(&it, p, (size_t)(end - p), h);
 	sp_log_rec_t r;
 	const char *why = NULL;
 	int64_t prev = -1;
