@@ -5,18 +5,24 @@
  * sparse offset index, plus a small `durable` file in which the one writer of the
  * partition publishes how much of it is fsync'd. docs/log.md describes the bytes.
  *
- * Layers, bottom up (one file each):
+ * Layers, bottom up:
  *  - format.c:  CRC32C, varints, RecordBatch v2 encode/decode (no I/O)
  *  - segment.c: directory layout, metadata, segment lists, the index, the durable
- *               file, a buffered batch scanner (pread) used by recovery, verify, seek
+ *               file
+ *  - scan.c:    a buffered batch scanner (pread) used by recovery, verify, seek; the
+ *               resync search after a bad batch; verify
  *  - writer.c:  one partition's writer (flock, recovery, batching, rolling, fsync
- *               policy) and a producer over all partitions (key hash / round robin)
+ *               policy)
+ *  - producer.c: a producer over all partitions (key hash / round robin)
  *  - codec.c:   gzip, snappy, lz4, zstd: compressed batches decoded into an arena,
  *               and the writer's compressor
  *  - reader.c:  the io_uring (or pread) reader over all partitions, producing parsed
  *               sp_chunk_t descriptors that point into the read buffers (parse.c) and
- *               their decode arenas (bufpool.c)
+ *               their decode arenas (bufpool.c), with reader_open.c, and its backends
+ *               reader_uring.c and reader_pread.c behind the private reader.h
+ *  - scan.c:    the buffered batch scanner and the resync search
  *  - verify.c:  `spate log verify`: every batch and record, on threads
+ *  - lpush.c:   durable push (spate_push into the log, group commit)
  *  - source.c, sink.c: the engine vtables sp_source_log and sp_sink_log
  * The CLI (cli/cmd_log.c, cli/cmd_produce.c) and the tests use this header.
  *
@@ -309,7 +315,7 @@ void sp_log_comp_free(sp_log_comp_t *c);
 int sp_log_comp_batch(sp_log_comp_t *c, sp_log_enc_t *e, const uint8_t **out, size_t *len, char *errstr,
                       size_t size);
 
-/* ---- layout, index, durable file, scanner (segment.c) ---------------------------- */
+/* ---- layout, index, durable file (segment.c), scanner (scan.c) --------------------- */
 
 /** The metadata file in the log directory. */
 #define SP_LOG_META_NAME "spate-log.meta"
@@ -441,7 +447,7 @@ int sp_log_scan_resync(sp_log_scan_t *s, uint64_t from, int64_t min_offset, uint
 /** fsync a directory by path or fd (SPATE_OK or SPATE_ERR_IO naming it). */
 int sp_log_fsync_dir(int dirfd, const char *path, char *errstr, size_t size);
 
-/* ---- writer (writer.c) ---------------------------------------------------------------- */
+/* ---- writer (writer.c), producer (producer.c) ------------------------------------------ */
 
 /** Writer settings (sp_log_wopts_from_conf fills them from segment.bytes, flush.ms,
  *  flush.records, compression, compression.level). */
@@ -564,7 +570,7 @@ int sp_log_find_ts(const char *pdir, const sp_log_durable_t *d, const sp_log_seg
 int sp_log_last_record(const char *pdir, const sp_log_durable_t *d, const sp_log_seglist_t *segs, bool *has,
                        uint64_t *last, char *errstr, size_t size);
 
-/* ---- reader (reader.c) ------------------------------------------------------------- */
+/* ---- reader (reader.c, reader_open.c) ------------------------------------------------ */
 
 /** About this many bytes per read. */
 #define SP_LOG_READ_BYTES ((size_t)1 << 20)
