@@ -552,17 +552,30 @@ static int64_t summary_field(const char *out, const char *name)
 	return -1;
 }
 
+/* The last stats line's "records" in file path (-1 when there is none yet). */
+static int64_t stats_records(const char *path)
+{
+	char *s = t_read_file(path, NULL);
+	int64_t v = -1;
+	for (char *p = s ? strstr(s, "\"records\":") : NULL; p; p = strstr(p + 1, "\"records\":"))
+		v = strtoll(p + 10, NULL, 10);
+	free(s);
+	return v;
+}
+
 /* handler=sleep:200 over an endless generator with the default bounds: SIGTERM does not
  * wait for the fetched records (a minute or more of sleeps), exits 0, and the final
  * checkpoint holds exactly what was DONE: the checkpoints add up to the summary's count. */
 Test(flow, sigterm_finishes_running_calls_and_checkpoints_what_was_done, .timeout = 120)
 {
-	char dir[256], store[300], out[300], errf[300], st[320];
+	char dir[256], store[300], out[300], errf[300], st[320], stats[300], sf[320];
 	t_mkdtemp(dir, sizeof(dir));
 	snprintf(store, sizeof(store), "%s/ckpt", dir);
 	snprintf(out, sizeof(out), "%s/out", dir);
 	snprintf(errf, sizeof(errf), "%s/err", dir);
 	snprintf(st, sizeof(st), "store=file:%s", store);
+	snprintf(stats, sizeof(stats), "%s/stats", dir);
+	snprintf(sf, sizeof(sf), "stats.file=%s", stats);
 	char *argv[] = {(char *)t_spate_cli(),
 	                "run",
 	                "-X",
@@ -581,6 +594,10 @@ Test(flow, sigterm_finishes_running_calls_and_checkpoints_what_was_done, .timeou
 	                "checkpoint.interval.ms=3600000",
 	                "-X",
 	                "log.level=error",
+	                "-X",
+	                "stats.interval.ms=50",
+	                "-X",
+	                sf,
 	                NULL};
 	int pid = t_spawn(argv, out, errf, 0);
 	cr_assert_gt(pid, 0);
@@ -588,7 +605,9 @@ Test(flow, sigterm_finishes_running_calls_and_checkpoints_what_was_done, .timeou
 	int64_t deadline = t_now_ms() + HANG_MS;
 	while (store_ckpt(store, "gen/gen/0") == -2 && t_now_ms() < deadline)
 		t_sleep_ms(20);
-	t_sleep_ms(500); /* some batches are handled, many more are fetched */
+	/* some batches are handled (the stats say so), many more are fetched */
+	while (stats_records(stats) <= 0 && t_now_ms() < deadline)
+		t_sleep_ms(20);
 	kill(pid, SIGTERM);
 	int status = -1;
 	cr_assert_eq(t_wait_exit(pid, HANG_MS, &status), 0,

@@ -60,6 +60,10 @@ typedef struct counts {
 	_Atomic bool stopped;
 	t_kafka_t *outage;     /* take the broker down once OUTAGE_AFTER records were handled */
 	_Atomic bool run_over; /* the run returned: the outage thread stops waiting */
+	/* the outage thread: records handled when the broker went down, and whether the run
+	 * was still going then and when it came back (-1, false: no outage happened) */
+	int64_t down_at;
+	bool down_mid, up_mid;
 	int sleep_ms;          /* per batch: a slow handler */
 	uint64_t store_errors; /* the engine's failed checkpoint saves (retried), at the end */
 	size_t revoked_left;   /* revoked partitions still in the engine at the end */
@@ -377,7 +381,10 @@ static void *outage(void *arg)
 		usleep(10 * 1000);
 	}
 	t_kafka_ok(c->outage, "broker down all");
+	c->down_at = (int64_t)atomic_load(&c->total);
+	c->down_mid = !atomic_load(&c->run_over);
 	usleep(OUTAGE_MS * 1000);
+	c->up_mid = !atomic_load(&c->run_over);
 	t_kafka_ok(c->outage, "broker up all");
 	return NULL;
 }
@@ -390,6 +397,7 @@ Test(kafka_source, broker_outage_loses_nothing, .timeout = 300)
 	produce(bs, "t3", RECORDS, 0);
 	counts_t *cnt = counts_new();
 	cnt->outage = k;
+	cnt->down_at = -1;
 	spate_conf_t *c = kafka_conf(bs, "t3", "g3");
 	set(c, "kafka.max.partition.fetch.bytes", "4096"); /* many fetches: the outage falls mid-run */
 	set(c, "max.inflight.records", "2000");
@@ -400,6 +408,11 @@ Test(kafka_source, broker_outage_loses_nothing, .timeout = 300)
 	atomic_store(&cnt->run_over, true);
 	pthread_join(th, NULL);
 	cr_assert(atomic_load(&cnt->total) >= OUTAGE_AFTER);
+	/* the outage fell mid-run: the broker went down and came back while the run went on,
+	 * with records still to handle (a test whose outage came after the end proves nothing) */
+	cr_assert(cnt->down_at >= 0 && cnt->down_mid, "the broker never went down during the run");
+	cr_assert_lt(cnt->down_at, RECORDS, "the broker went down after every record was handled");
+	cr_assert(cnt->up_mid, "the run ended while the broker was down");
 	cr_assert_eq(rc, SPATE_OK, "run: %s", err);
 	for (int p = 0; p < PARTS; p++)
 		for (int o = 0; o < RECORDS / PARTS; o++)
