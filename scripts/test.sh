@@ -1,6 +1,6 @@
 #!/bin/bash
 # test.sh - the whole test suite: install what is missing, build, run every test once
-# plain and once under ASan+UBSan, run scripts/tsan.sh on a ThreadSanitizer build, run
+# plain, a short soak with faults (scripts/soak.sh) and every test once under ASan+UBSan, run scripts/tsan.sh on a ThreadSanitizer build, run
 # each libFuzzer harness a few seconds (scripts/fuzz.sh, a clang build), then
 # compile (without running tests) a release and a debugoptimized build. Every build here makes warnings errors (-Dwerror=true): the
 # project's defaults do not, so users on other compilers and build types can build.
@@ -51,6 +51,19 @@ run_suite() { # name, build dir, meson options...
 	total_fail=$((total_fail + bad))
 }
 run_suite "plain" build
+# The soak with faults (scripts/soak.sh, docs/testing.md): the short version, on the plain
+# build's spate; SOAK_SECONDS (default 60) of faults, then its checks. One test.
+run_soak() {
+	[ -x build/cli/spate ] || return
+	echo "=== soak: ${SOAK_SECONDS:-60} s of faults"
+	if bash scripts/soak.sh -b build -t "${SOAK_SECONDS:-60}" -r 1000; then
+		total_ok=$((total_ok + 1))
+	else
+		fail=1
+		total_fail=$((total_fail + 1))
+	fi
+}
+run_soak
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	run_suite "asan+ubsan" build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbenchmarks=false
 # ThreadSanitizer: Criterion cannot run under it (Criterion #274), so this build has no
