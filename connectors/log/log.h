@@ -579,6 +579,9 @@ int sp_log_last_record(const char *pdir, const sp_log_durable_t *d, const sp_log
 /** Room in front of each read buffer for the tail of the previous read (a batch split by
  *  the read boundary); a longer tail re-reads from the batch's start instead. */
 #define SP_LOG_READ_HEADROOM ((size_t)256 << 10)
+/** log.read.direct=true: O_DIRECT reads start and end at multiples of this many bytes of
+ *  the file and of memory (the logical block size of every disk Linux reads directly). */
+#define SP_LOG_DIRECT_ALIGN ((size_t)4096)
 
 /* ---- parsing a read buffer (parse.c) ------------------------------------------------- */
 
@@ -682,6 +685,7 @@ typedef struct sp_log_ropts {
 	bool skip_corrupt; /* log.on.corruption=skip */
 	bool no_uring;     /* use pread (also when SPATE_LOG_NO_URING=1 is in the environment) */
 	bool redrive;      /* reading a DLQ back: drop spate.* headers, timestamps = now */
+	bool direct;       /* log.read.direct: segments read with O_DIRECT (not via the page cache) */
 	sp_log_chunk_alloc_fn alloc;
 	sp_log_chunk_free_fn free;
 	/* may be NULL: then nothing moves a checkpoint over offsets that hold no record (a

@@ -69,6 +69,8 @@ void sp_log_rd_seg_unref(segh_t *s)
 {
 	if (s && --s->refs == 0) {
 		close(s->fd);
+		if (s->dfd >= 0)
+			close(s->dfd);
 		free(s);
 	}
 }
@@ -181,13 +183,28 @@ static int open_seg(sp_log_reader_t *r, rpart_t *p, uint64_t base)
 		return -1;
 	}
 	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	int dfd = -1;
+	if (r->o.direct && (dfd = open(path, O_RDONLY | O_CLOEXEC | O_DIRECT)) < 0) {
+		int en = errno;
+		close(fd);
+		set_error(r, p, en == EINVAL ? SPATE_ERR_UNSUPPORTED : SPATE_ERR_IO,
+		          "log %s partition %d: %s: log.read.direct=true: open with O_DIRECT: %s%s", r->dir,
+		          p->id, path, strerror(en),
+		          en == EINVAL
+		              ? " (this file system does not read directly: set log.read.direct=false)"
+		              : "");
+		return -1;
+	}
 	segh_t *s = calloc(1, sizeof(*s));
 	if (!s) {
 		close(fd);
+		if (dfd >= 0)
+			close(dfd);
 		set_error(r, p, SPATE_ERR_NOMEM, "log %s partition %d: out of memory", r->dir, p->id);
 		return -1;
 	}
 	s->fd = fd;
+	s->dfd = dfd;
 	s->base = base;
 	s->refs = 1;
 	sp_log_rd_seg_unref(p->seg);
@@ -280,6 +297,13 @@ static bool at_end_bytes(const rpart_t *p)
 /* ---- reads ---------------------------------------------------------------------------- */
 
 /* Issue a read of want bytes at p->read_pos. */
+/* The bytes of a full-size read: a direct one leaves room in its buffer to align both
+ * ends. */
+static size_t read_full(const sp_log_reader_t *r)
+{
+	return r->o.direct ? SP_LOG_READ_BYTES - 2 * SP_LOG_DIRECT_ALIGN : SP_LOG_READ_BYTES;
+}
+
 static bool issue_read(sp_log_reader_t *r, rpart_t *p, size_t want)
 {
 	req_t *q = calloc(1, sizeof(*q));
@@ -287,13 +311,28 @@ static bool issue_read(sp_log_reader_t *r, rpart_t *p, size_t want)
 		return false;
 	/* Full-size reads get a pooled buffer with headroom (a following read may carry a
 	 * batch tail into it); a shorter read at the end of the data, or one for a batch
-	 * bigger than a pooled buffer, gets an exact one. */
-	q->cap = want == SP_LOG_READ_BYTES ? SP_LOG_POOL_BUF_BYTES : want;
-	q->head = want == SP_LOG_READ_BYTES ? SP_LOG_READ_HEADROOM : 0;
+	 * bigger than a pooled buffer, gets an exact one. A direct read also needs room to
+	 * align its start and end (sp_log_rd_piece). */
+	const size_t A = SP_LOG_DIRECT_ALIGN;
+	bool pooled = want == read_full(r);
+	q->direct = r->o.direct;
+	q->cap = pooled ? SP_LOG_POOL_BUF_BYTES : want + (q->direct ? 3 * A : 0);
+	q->head = pooled ? SP_LOG_READ_HEADROOM : 0;
 	q->buf = sp_log_pool_get(r->pool, q->cap, &q->reg);
 	if (!q->buf) {
 		free(q);
 		return false;
+	}
+	if (q->direct) {
+		/* buf + head - lead on a multiple of A: pooled, head moves up by less than A
+		 * (head - lead + align_up(lead + want) <= HEADROOM + want + 2A = the cap); an
+		 * exact buffer starts its region at its first aligned byte */
+		q->lead = p->read_pos % A;
+		uintptr_t at = (uintptr_t)(q->buf + q->head) - q->lead;
+		if (!pooled)
+			at = (uintptr_t)q->buf;
+		size_t pad = (A - at % A) % A;
+		q->head = pooled ? q->head + pad : pad + q->lead;
 	}
 	q->p = p;
 	q->seg = p->seg;
@@ -439,7 +478,10 @@ static void parse_req(sp_log_reader_t *r, rpart_t *p, req_t *q)
 	bool eof = q->eof;
 	p->parse_pos = dpos + ps.used;
 	if (ps.stop == SP_LOG_PARSE_MORE && (tail > 0 || eof)) {
-		if (nx && !eof && tail <= nx->head && nx->file_pos == q->file_pos + q->got) {
+		/* a direct read with a lead writes the bytes just before its head itself: no
+		 * copy into it while it is in flight */
+		if (nx && !eof && tail <= nx->head && nx->file_pos == q->file_pos + q->got &&
+		    !(nx->lead && !nx->done)) {
 			memcpy(nx->buf + nx->head - tail, data + ps.used, tail);
 			nx->carry = tail;
 		} else {
@@ -558,7 +600,11 @@ static void pump(sp_log_reader_t *r, rpart_t *p)
 			p->st = P_WAIT;
 			return;
 		}
-		size_t want = p->big_need > SP_LOG_READ_BYTES ? p->big_need : SP_LOG_READ_BYTES;
+		size_t full = read_full(r);
+		size_t want = p->big_need > full ? p->big_need : full;
+		if (r->o.direct && want == full && p->read_pos % SP_LOG_DIRECT_ALIGN)
+			want -= (size_t)((p->read_pos + want) %
+			                 SP_LOG_DIRECT_ALIGN); /* the next one starts aligned */
 		if (want > limit - p->read_pos)
 			want = (size_t)(limit - p->read_pos);
 		if (!issue_read(r, p, want))
@@ -776,7 +822,8 @@ int sp_log_reader_poll(sp_log_reader_t *r, sp_chunk_t **out, int max, uint64_t b
 		/* work that needs no I/O wait: chunks to hand out, or reads not yet issued */
 		bool paused = p->part && p->part->paused;
 		if ((!paused && (p->nready || p->skip_pending)) ||
-		    (p->st == P_ACTIVE && p->nq == 0 && p->nready < READY_MAX) || (p->st == P_ERROR && !p->nready))
+		    (p->st == P_ACTIVE && p->nq == 0 && p->nready < READY_MAX) ||
+		    (p->st == P_ERROR && !p->nready))
 			more = true; /* an error is reported by the next poll */
 		if (p->st == P_WAIT)
 			tail_wait = true;

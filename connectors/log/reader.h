@@ -30,6 +30,7 @@
 /* An open segment file; requests hold references so it outlives a partition's move on. */
 typedef struct segh {
 	int fd;
+	int dfd; /* the same file opened with O_DIRECT (log.read.direct), or -1 */
 	uint64_t base;
 	int refs;
 } segh_t;
@@ -47,7 +48,11 @@ typedef struct req {
 	uint64_t file_pos;
 	size_t want, got;
 	size_t carry; /* bytes of the previous read's tail copied just before buf + head */
-	int err;      /* negative errno */
+	/* log.read.direct: the read covers the aligned region from file_pos - lead, rounded up
+	 * to SP_LOG_DIRECT_ALIGN, into buf + head - lead (aligned); dgot bytes of it came */
+	bool direct;
+	size_t lead, dgot;
+	int err; /* negative errno */
 	bool done, eof, inflight, discard;
 	struct req *next;                /* the partition's FIFO */
 	struct req *all_prev, *all_next; /* every live request of the reader */
@@ -111,6 +116,47 @@ struct sp_log_reader {
 };
 
 /* ---- the read backends -------------------------------------------------------------- */
+
+static inline size_t sp_log_rd_align_up(size_t n)
+{
+	return (n + SP_LOG_DIRECT_ALIGN - 1) & ~(SP_LOG_DIRECT_ALIGN - 1);
+}
+
+/* The next piece of q's read: on which fd, into where, how many bytes, from where. */
+static inline void sp_log_rd_piece(const req_t *q, int *fd, uint8_t **dst, size_t *len, uint64_t *off)
+{
+	if (q->direct) {
+		*fd = q->seg->dfd;
+		*dst = q->buf + q->head - q->lead + q->dgot;
+		*len = sp_log_rd_align_up(q->lead + q->want) - q->dgot;
+		*off = q->file_pos - q->lead + q->dgot;
+		return;
+	}
+	*fd = q->seg->fd;
+	*dst = q->buf + q->head + q->got;
+	*len = q->want - q->got;
+	*off = q->file_pos + q->got;
+}
+
+/* res > 0 bytes of the piece arrived: true when q is done (with q->eof when the file
+ * ended first). A direct read returns less than asked only at the end of the file. */
+static inline bool sp_log_rd_advance(req_t *q, size_t res)
+{
+	if (!q->direct) {
+		q->got += res;
+		return q->got >= q->want;
+	}
+	q->dgot += res;
+	size_t have = q->dgot > q->lead ? q->dgot - q->lead : 0;
+	q->got = have < q->want ? have : q->want;
+	if (q->got >= q->want)
+		return true;
+	if (res % SP_LOG_DIRECT_ALIGN) {
+		q->eof = true;
+		return true;
+	}
+	return false;
+}
 
 /* How reads reach the kernel and how the reader learns they finished. */
 struct sp_log_rd_backend {

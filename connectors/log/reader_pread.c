@@ -17,9 +17,13 @@
 static bool pr_start_read(sp_log_reader_t *r, req_t *q)
 {
 	r->stats.reads++;
-	while (q->got < q->want) {
-		ssize_t n = pread(q->seg->fd, q->buf + q->head + q->got, q->want - q->got,
-		                  (off_t)(q->file_pos + q->got));
+	for (;;) {
+		int fd;
+		uint8_t *dst;
+		size_t len;
+		uint64_t off;
+		sp_log_rd_piece(q, &fd, &dst, &len, &off);
+		ssize_t n = pread(fd, dst, len, (off_t)off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
@@ -30,7 +34,8 @@ static bool pr_start_read(sp_log_reader_t *r, req_t *q)
 			q->eof = true;
 			break;
 		}
-		q->got += (size_t)n;
+		if (sp_log_rd_advance(q, (size_t)n))
+			break;
 	}
 	q->done = true;
 	return true;

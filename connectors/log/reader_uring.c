@@ -56,21 +56,23 @@ static struct io_uring_sqe *get_sqe(uring_t *u)
 static bool ur_start_read(sp_log_reader_t *r, req_t *q)
 {
 	uring_t *u = r->be_ctx;
-	uint8_t *dst = q->buf + q->head + q->got;
-	size_t len = q->want - q->got;
-	uint64_t off = q->file_pos + q->got;
+	int fd;
+	uint8_t *dst;
+	size_t len;
+	uint64_t off;
+	sp_log_rd_piece(q, &fd, &dst, &len, &off);
 	struct io_uring_sqe *sqe = get_sqe(u);
 	if (!sqe)
 		return false;
 	r->stats.reads++;
-	if (q->got)
+	if (q->got || q->dgot)
 		r->stats.short_reads++;
 	if (q->reg >= 0)
 		r->stats.fixed_reads++;
 	if (q->reg >= 0)
-		io_uring_prep_read_fixed(sqe, q->seg->fd, dst, (unsigned)len, off, q->reg);
+		io_uring_prep_read_fixed(sqe, fd, dst, (unsigned)len, off, q->reg);
 	else
-		io_uring_prep_read(sqe, q->seg->fd, dst, (unsigned)len, off);
+		io_uring_prep_read(sqe, fd, dst, (unsigned)len, off);
 	io_uring_sqe_set_data(sqe, q);
 	q->inflight = true;
 	u->inflight++;
@@ -104,11 +106,10 @@ static void complete(sp_log_reader_t *r, req_t *q, int res)
 		q->done = true;
 		return;
 	}
-	q->got += (size_t)res;
-	if (q->got < q->want)
-		ur_start_read(r, q); /* a short read: ask for the rest */
-	else
+	if (sp_log_rd_advance(q, (size_t)res))
 		q->done = true;
+	else
+		ur_start_read(r, q); /* a short read: ask for the rest */
 }
 
 /* Reap the ring's completions. */
