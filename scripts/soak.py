@@ -376,6 +376,8 @@ say(" ".join(f"{k}={v}" for k, v in fig.items()))
 if failures:
     say(f"{len(failures)} failed checks; kept {D}")
     sys.exit(1)
+if tmpfs:
+    subprocess.run(["umount", dlqfs], capture_output=True)
 if not a.keep:
     shutil.rmtree(D)
 say("ok")
