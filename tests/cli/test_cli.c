@@ -287,6 +287,58 @@ Test(cli, sigterm_drains_and_exits_zero, .timeout = 180)
 	t_rmrf(dir);
 }
 
+/* Guarantee 8's timeout: a handler call of 10 minutes and shutdown.timeout.ms=500; one
+ * SIGTERM once the call runs: the run stops without it (within the test's hang guard, far
+ * less than the call), says so, exits 0, and no checkpoint covers the call's records. */
+Test(cli, sigterm_stops_at_the_shutdown_timeout, .timeout = 180)
+{
+	char dir[64], ck[160], path[160], errp[160], stats[160], st_arg[192];
+	t_mkdtemp(dir, sizeof(dir));
+	snprintf(ck, sizeof(ck), "store=file:%s/ckpt", dir);
+	snprintf(path, sizeof(path), "%s/out", dir);
+	snprintf(errp, sizeof(errp), "%s/err", dir);
+	snprintf(stats, sizeof(stats), "%s/stats", dir);
+	snprintf(st_arg, sizeof(st_arg), "stats.file=%s", stats);
+	char *const argv[] = {(char *)t_spate_cli(),
+	                      "run",
+	                      "-X",
+	                      "source=gen",
+	                      "-X",
+	                      "gen.records=0",
+	                      "-X",
+	                      ck,
+	                      "-X",
+	                      "handler=sleep:600000",
+	                      "-X",
+	                      "shutdown.timeout.ms=500",
+	                      "-X",
+	                      "checkpoint.interval.ms=50",
+	                      "-X",
+	                      "stats.interval.ms=50",
+	                      "-X",
+	                      st_arg,
+	                      NULL};
+	int pid = t_spawn(argv, path, errp, 0);
+	cr_assert_geq(pid, 0);
+	long running = -1;
+	for (int64_t until = t_now_ms() + 60000;
+	     (running = stats_field(stats, "lanes_running")) <= 0 && t_now_ms() < until;)
+		t_sleep_ms(20);
+	if (running <= 0)
+		kill(pid, SIGKILL);
+	cr_assert_gt(running, 0, "no handler call started in 60 s");
+	kill(pid, SIGTERM);
+	int st;
+	cr_assert_eq(t_wait_exit(pid, 60000, &st), 0, "spate run did not stop at shutdown.timeout.ms");
+	cr_assert_eq(st, 0, "exit status %d", st);
+	char *err = t_read_file(errp, NULL);
+	cr_assert(err && strstr(err, "shutdown.timeout.ms (500) passed with a handler call still running"),
+	          "the stop without the running call is not said: %s", err);
+	free(err);
+	cr_assert_eq(ckpt_done(ck + 6), 0, "a checkpoint covers records of the call that did not finish");
+	t_rmrf(dir);
+}
+
 /* Count lines of `spate log dump DIR` (one record each) and the ones containing s. */
 static int dump_count(const char *dir, const char *s, int *with)
 {
