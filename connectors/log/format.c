@@ -311,7 +311,9 @@ int sp_log_rec_next(sp_log_rec_iter_t *it, sp_log_rec_t *r, const char **why)
 		*why = "bad header count";
 		return -1;
 	}
-	r->offset = it->base_offset + off_delta;
+	/* in unsigned arithmetic, as Java's long wraps: a base offset near INT64_MAX gives an
+	 * offset that is refused below instead of an overflow */
+	r->offset = (int64_t)((uint64_t)it->base_offset + (uint64_t)off_delta);
 	/* Offsets rise inside [baseOffset, baseOffset + lastOffsetDelta] (compaction leaves
 	 * gaps, never disorder): a record past the batch's last offset would move a reader's
 	 * next offset over the next batch's records, which would be skipped as delivered. */
@@ -320,7 +322,7 @@ int sp_log_rec_next(sp_log_rec_iter_t *it, sp_log_rec_t *r, const char **why)
 		return -1;
 	}
 	it->prev_offset = r->offset;
-	r->timestamp = it->base_ts + ts_delta;
+	r->timestamp = (int64_t)((uint64_t)it->base_ts + (uint64_t)ts_delta); /* wraps as in Java */
 	r->hdrs = p;
 	r->hdrs_end = rend;
 	it->p = rend;
