@@ -12,10 +12,10 @@
  * the parse accepts (the batches before `used`) is what `spate log verify` accepts
  * (records in order, inside their batch's offsets); every record with an offset in
  * [from, end] of an accepted batch is delivered, once, in order, its bytes inside the
- * buffer; a redriven record carries no spate.* header. Compressed batches: the reader's
- * entry point stops at them (SP_LOG_PARSE_UNSUPPORTED) until the log has codecs; a codec
- * added behind sp_log_parse_scan/fill is fuzzed by this harness as it stands, and its seeds
- * go in corpus/log_batch (batch_walk() below walks what decompress_records() returns).
+ * buffer or in the parse's decode arena); a redriven record carries no spate.* header.
+ * Compressed batches (gzip, snappy, lz4, zstd: codec.c) are decompressed the reader's way,
+ * each parse with its own arena (sp_log_dec_t), and the walk and the oracle decompress
+ * them with sp_log_dec_batch too; the seed-codec-* inputs hold batches of each codec.
  */
 #include "connectors/log/log.h"
 #include "fuzz.h"
@@ -43,13 +43,22 @@ static void fix_crcs(uint8_t *buf, size_t len)
 	}
 }
 
-/* The records of a compressed batch, decompressed into *out (the caller frees it): -1
- * while the log has no codecs. A codec's decompress entry point goes here. */
-static int decompress_records(const uint8_t *batch, size_t total, const sp_log_batch_hdr_t *h, uint8_t **out,
-                              size_t *len)
+/* The decode arenas: the walk's, the oracle's and one per parse (a scan's descriptors
+ * point into its own). Made once, reset for each input. */
+static sp_log_dec_t dec_walk, dec_oracle, dec_fast, dec_exact;
+
+/* The records section of the whole, CRC-checked batch at p (decompressed into d when it
+ * is compressed): true and [*recs, *end), or false when it does not decode. */
+static bool records_of(sp_log_dec_t *d, const uint8_t *p, size_t total, const sp_log_batch_hdr_t *h,
+                       const uint8_t **recs, const uint8_t **end)
 {
-	(void)batch, (void)total, (void)h, (void)out, (void)len;
-	return -1;
+	size_t len;
+	char why[256];
+	sp_log_dec_reset(d);
+	if (sp_log_dec_batch(d, p, total, h, recs, &len, why, sizeof(why)) != SPATE_OK)
+		return false;
+	*end = *recs + len;
+	return true;
 }
 
 /* Walk the records in [p, end) (count of them) with the format's iterator, each one's
@@ -99,15 +108,10 @@ static void walk(const uint8_t *buf, size_t len)
 		FUZZ_CHECK(total >= SP_LOG_BATCH_HEADER && total <= SP_LOG_MAX_BATCH_BYTES);
 		if (total > len - off)
 			return;
-		if (sp_log_batch_crc_ok(buf + off, total, NULL)) {
-			uint8_t *dec = NULL;
-			size_t dlen = 0;
-			if (!sp_log_batch_codec(&h))
-				batch_walk(buf + off + SP_LOG_BATCH_HEADER, buf + off + total, &h);
-			else if (decompress_records(buf + off, total, &h, &dec, &dlen) == 0)
-				batch_walk(dec, dec + dlen, &h);
-			free(dec);
-		}
+		const uint8_t *recs, *rend;
+		if (sp_log_batch_crc_ok(buf + off, total, NULL) &&
+		    records_of(&dec_walk, buf + off, total, &h, &recs, &rend))
+			batch_walk(recs, rend, &h);
 		off += total;
 	}
 }
@@ -123,12 +127,14 @@ static bool expected(const uint8_t *buf, const sp_log_parse_t *in, size_t used, 
 	while (off < used) {
 		FUZZ_CHECK(sp_log_batch_header(buf + off, used - off, &h, &total, NULL) == SP_LOG_HDR_OK);
 		if (!(h.attributes & SP_LOG_ATTR_CONTROL)) {
-			if (!batch_walk(buf + off + SP_LOG_BATCH_HEADER, buf + off + total, &h))
+			const uint8_t *recs, *rend;
+			if (!records_of(&dec_oracle, buf + off, total, &h, &recs, &rend) ||
+			    !batch_walk(recs, rend, &h))
 				return false;
 			sp_log_rec_iter_t it;
 			sp_log_rec_t r;
 			const char *why;
-			sp_log_rec_iter_init(&it, buf + off, total, &h);
+			sp_log_rec_iter_init_recs(&it, recs, (size_t)(rend - recs), &h);
 			while (sp_log_rec_next(&it, &r, &why) == 1)
 				*n += (uint64_t)r.offset >= in->from &&
 				      (!in->has_end || (uint64_t)r.offset <= in->end);
@@ -139,6 +145,13 @@ static bool expected(const uint8_t *buf, const sp_log_parse_t *in, size_t used, 
 }
 
 /* Fill a chunk from a scan; check what it holds. 0, or the fill's -1. */
+/* Whether [p, p + n) lies in buf[0..len) or in the decode arena d. */
+static bool inside(const void *p, size_t n, const uint8_t *buf, size_t len, const sp_log_dec_t *d)
+{
+	const uint8_t *q = p;
+	return (q >= buf && q + n <= buf + len) || (d && d->mem && q >= d->mem && q + n <= d->mem + d->used);
+}
+
 static int fill(const uint8_t *buf, size_t len, const sp_log_parse_t *ps, uint64_t *offs)
 {
 	static sp_part_t part = {.pub = {"log", "fuzz", 0, NULL, "log/fuzz/0"}};
@@ -153,16 +166,13 @@ static int fill(const uint8_t *buf, size_t len, const sp_log_parse_t *ps, uint64
 		FUZZ_CHECK(o >= ps->from && (!ps->has_end || o <= ps->end) && o < ps->next);
 		FUZZ_CHECK(i == 0 || o > offs[i - 1]);
 		offs[i] = o;
-		FUZZ_CHECK(!d->key || ((const uint8_t *)d->key >= buf &&
-		                       (const uint8_t *)d->key + d->key_len <= buf + len));
-		FUZZ_CHECK(!d->value || ((const uint8_t *)d->value >= buf &&
-		                         (const uint8_t *)d->value + d->value_len <= buf + len));
+		FUZZ_CHECK(!d->key || inside(d->key, d->key_len, buf, len, ps->dec));
+		FUZZ_CHECK(!d->value || inside(d->value, d->value_len, buf, len, ps->dec));
 		FUZZ_CHECK(!ps->redrive_ms || d->timestamp_ms == ps->redrive_ms);
 		for (size_t j = 0; j < d->header_cnt; j++) {
 			const spate_header_t *hd = &d->headers[j];
 			FUZZ_CHECK(hd >= c.hdrs && hd < c.hdrs + c.hdr_cap);
-			FUZZ_CHECK((const uint8_t *)hd->key >= buf &&
-			           (const uint8_t *)hd->key + hd->key_len <= buf + len);
+			FUZZ_CHECK(inside(hd->key, hd->key_len, buf, len, ps->dec));
 			FUZZ_CHECK(!ps->redrive_ms || hd->key_len <= 6 || memcmp(hd->key, "spate.", 6));
 		}
 	}
@@ -175,6 +185,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < PARAM_BYTES)
 		return 0;
+	static bool made;
+	if (!made) {
+		sp_log_dec_init(&dec_walk);
+		sp_log_dec_init(&dec_oracle);
+		sp_log_dec_init(&dec_fast);
+		sp_log_dec_init(&dec_exact);
+		made = true;
+	}
+	sp_log_dec_reset(&dec_fast);
+	sp_log_dec_reset(&dec_exact);
 	uint8_t flags = data[0];
 	size_t len = size - PARAM_BYTES;
 	/* a copy of exactly len bytes, so ASan sees any read past the buffer */
@@ -194,6 +214,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	                       .redrive_ms = flags & REDRIVE ? REDRIVE_MS : 0};
 	sp_log_parse_t fast = init, exact = init;
 	fast.fast = true;
+	fast.dec = &dec_fast;
+	exact.dec = &dec_exact;
 	sp_log_parse_scan(buf, len, &fast);
 	sp_log_parse_scan(buf, len, &exact);
 	FUZZ_CHECK(exact.used <= len && fast.used <= len);

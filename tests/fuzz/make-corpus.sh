@@ -48,6 +48,15 @@ for f in $(ls "$t"/dlq/*/00000000000000000000.log); do [ -s "$f" ] && dlqseg=$f;
 { printf '\x03\x06\x0d\x00'; cat "$seg0.log"; } >"$out/log_batch/seed-range-crcfix"
 { printf '\x19\x00\x00\x04'; head -c 700 "$seg0.log"; } >"$out/log_batch/seed-cut-lookahead"
 { printf '\x04\x00\x00\x00'; cat "$dlqseg"; } >"$out/log_batch/seed-dlq-redrive"
+# one log per codec: two batches of 8 records (keys, values that compress, a header-less
+# record), so the decode arena, the fast scan and the exact pair all see compressed bytes
+for codec in gzip snappy lz4 zstd; do
+	for b in 0 1; do
+		for i in 0 1 2 3 4 5 6 7; do echo "k$b$i,$codec-$b$i-$val"; done |
+			"$spate" produce "$t/$codec" --partitions 1 --key-separator , -X compression=$codec >/dev/null
+	done
+	{ printf '\x00\x00\x00\x00'; cat "$t/$codec/0/00000000000000000000.log"; } >"$out/log_batch/seed-codec-$codec"
+done
 # log_segment: flags target next index-entries, index, segment (fuzz_log_segment.c)
 n=$(($(stat -c %s "$seg0.index") / 8))
 { printf "\\x00\\x0b\\x14\\x$(printf %02x $n)"; cat "$seg0.index" "$seg0.log"; } \
