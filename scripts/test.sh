@@ -13,7 +13,8 @@ start=$(date +%s)
 fail=0
 total_ok=0
 total_fail=0
-# Set up build dir $1 with the meson options that follow and -Dwerror=true. A dir that
+# Set up build dir $1 with the meson options that follow, -Dwerror=true and
+# -Dingest=enabled (the example ingest service is built and tested, never skipped). A dir that
 # exists already is reconfigured rather than set up again (meson setup refuses it), so
 # one set up before this script passed -Dwerror=true, or with other options, gets them.
 # -Dkafka=enabled everywhere: without librdkafka the build fails here, rather than
@@ -23,9 +24,9 @@ setup_dir() {
 	shift
 	local out
 	if [ ! -f "$dir/build.ninja" ]; then
-		out=$(meson setup "$dir" -Dwerror=true -Dkafka=enabled "$@" 2>&1)
+		out=$(meson setup "$dir" -Dwerror=true -Dkafka=enabled -Dingest=enabled "$@" 2>&1)
 	else
-		out=$(meson configure "$dir" -Dwerror=true -Dkafka=enabled "$@" 2>&1)
+		out=$(meson configure "$dir" -Dwerror=true -Dkafka=enabled -Dingest=enabled "$@" 2>&1)
 	fi || { echo "$out" | tail -5; return 1; }
 }
 # Build dir $2 (name $1; meson options after them); a failed setup or build counts as one
