@@ -71,7 +71,7 @@ static const char usage_text[] =
     "  -X key=value       pipeline keys (max.concurrency, batch.size, ...), the log's\n"
     "                     writer keys (flush.ms, compression, ...), kafka.* keys\n"
     "\n"
-    "Kinesis is not available: spate has no Kinesis connector.\n";
+    "Kinesis: not yet (spate bench produces into a log or a Kafka topic only).\n";
 
 typedef struct bopts {
 	const char *dir, *kafka, *handler, *json;
@@ -154,7 +154,7 @@ static int parse(int argc, char **argv, bopts_t *o)
 		else if (!strcmp(a, "--kafka"))
 			o->kafka = v;
 		else if (!strcmp(a, "--kinesis")) {
-			fprintf(stderr, "spate bench: --kinesis: spate has no Kinesis connector\n");
+			fprintf(stderr, "spate bench: --kinesis: not yet: spate bench produces into a log or a Kafka topic only\n");
 			return -1;
 		} else if (!strcmp(a, "--handler"))
 			o->handler = v;
