@@ -145,21 +145,30 @@ static bool hex4(const uint8_t *p, uint32_t *out)
 
 /* Check the string whose opening quote is at p; return the byte after its closing quote,
  * or NULL (*errp at the offending byte). *esc tells whether it has escapes. */
-static const uint8_t *scan_string(const uint8_t *p, const uint8_t *end, bool *esc, const uint8_t **errp)
+static inline __attribute__((always_inline)) const uint8_t *scan_string(const uint8_t *p, const uint8_t *end,
+                                                                        bool *esc, const uint8_t **errp)
 {
 	p++;
 	for (;;) {
-		while (end - p >= 8) {
-			uint64_t v;
+		if (end - p >= 8) {
+			uint64_t v, m;
 			memcpy(&v, p, 8);
-			if (special8(v))
-				break;
-			p += 8;
+			m = special8(v);
+			if (!m) {
+				p += 8;
+				continue;
+			}
+			/* the lowest flag is the first special byte: the word tricks only
+			 * raise false flags above a true one */
+			p += __builtin_ctzll(m) >> 3;
+			if (*p == '"')
+				return p + 1; /* the common end of a short string */
+		} else {
+			while (p < end && !str_class[*p])
+				p++;
+			if (p >= end)
+				goto fail;
 		}
-		while (p < end && !str_class[*p])
-			p++;
-		if (p >= end)
-			goto fail;
 		switch (str_class[*p]) {
 		case 1:
 			return p + 1;
@@ -540,7 +549,8 @@ static int sel_lookup(const sp_json_sel_t *sel, const uint8_t *raw, size_t n, bo
 			return -1;
 	}
 	for (uint32_t i = 0; i < sel->nkeys; i++)
-		if (sel->keys[i].len == n && !memcmp(sel->keys[i].name, k, n))
+		if (sel->keys[i].len == n && (!n || sel->keys[i].name[0] == k[0]) &&
+		    !memcmp(sel->keys[i].name, k, n))
 			return (int)i;
 	return -1;
 }
@@ -586,7 +596,10 @@ value:
 			type = SP_JSON_STRING;
 		} else if (c == '-' || is_digit(c)) {
 			const uint8_t *q = scan_number(p, end, &real);
-			if (!q || (real ? real_overflows(p, q) : !int_fits(p, q))) {
+			if (!q || (real ? (q - p > 300 || memchr(p, 'e', (size_t)(q - p)) ||
+			                   memchr(p, 'E', (size_t)(q - p))) &&
+			                      real_overflows(p, q)
+			                : !int_fits(p, q))) {
 				errp = q ? p : errp;
 				goto fail;
 			}
