@@ -69,9 +69,20 @@ void sp_filter_scratch_free(sp_filter_scratch_t *s)
 
 /* ---- one rule, one scalar ---------------------------------------------------------------- */
 
+/* Equal bytes, inline for the short strings patterns hold. */
+static inline bool same_bytes(const char *a, const char *b, size_t n)
+{
+	if (n > 16)
+		return !memcmp(a, b, n);
+	for (size_t i = 0; i < n; i++)
+		if (a[i] != b[i])
+			return false;
+	return true;
+}
+
 static bool bytes_eq(const bstr_t *b, const val_t *v)
 {
-	return b->n == v->n && !memcmp(b->s, v->s, v->n);
+	return b->n == v->n && same_bytes(b->s, v->s, v->n);
 }
 
 /* The end of the case-folded prefix p of s, or NULL. */
@@ -132,7 +143,7 @@ static bool wc_match(const wcard_t *w, const char *s, size_t n)
 
 static bool affix(const bstr_t *b, const val_t *v, bool prefix)
 {
-	return v->n >= b->n && !memcmp(prefix ? v->s : v->s + v->n - b->n, b->s, b->n);
+	return v->n >= b->n && same_bytes(prefix ? v->s : v->s + v->n - b->n, b->s, b->n);
 }
 
 static bool rule_match(const rule_t *r, const val_t *v)

@@ -14,6 +14,9 @@
 
 #include <math.h>
 #include <stdio.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,7 +65,8 @@ static inline bool is_alpha(uint8_t c)
 
 static inline const uint8_t *skip_ws(const uint8_t *p, const uint8_t *end)
 {
-	while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+	/* most calls find no whitespace: one comparison says so */
+	while (p < end && *p <= ' ' && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
 		p++;
 	return p;
 }
@@ -150,7 +154,25 @@ static inline __attribute__((always_inline)) const uint8_t *scan_string(const ui
 {
 	p++;
 	for (;;) {
-		if (end - p >= 8) {
+#ifdef __SSE2__
+		if (end - p >= 16) {
+			/* sixteen bytes: a quote, a backslash, or (signed) below 0x20, which is
+			 * a control byte or one above 0x7f */
+			__m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+			__m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+			                                        _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+			                           _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
+			unsigned m = (unsigned)_mm_movemask_epi8(hit);
+			if (!m) {
+				p += 16;
+				continue;
+			}
+			p += __builtin_ctz(m);
+			if (*p == '"')
+				return p + 1;
+		} else
+#endif
+		    if (end - p >= 8) {
 			uint64_t v, m;
 			memcpy(&v, p, 8);
 			m = special8(v);
@@ -286,10 +308,11 @@ static size_t decode_string(const uint8_t *s, const uint8_t *e, char *o)
 }
 
 /* The end of the number that starts at p, or NULL when it breaks the grammar. *real is
- * set when it has a fraction or an exponent (jansson's TOKEN_REAL). */
-static const uint8_t *scan_number(const uint8_t *p, const uint8_t *end, bool *real)
+ * set when it has a fraction or an exponent (jansson's TOKEN_REAL), *exp when it has an
+ * exponent. */
+static const uint8_t *scan_number(const uint8_t *p, const uint8_t *end, bool *real, bool *exp)
 {
-	*real = false;
+	*real = *exp = false;
 	if (*p == '-')
 		p++;
 	if (p == end)
@@ -320,7 +343,7 @@ static const uint8_t *scan_number(const uint8_t *p, const uint8_t *end, bool *re
 			return NULL;
 		while (p < end && is_digit(*p))
 			p++;
-		*real = true;
+		*real = *exp = true;
 	}
 	return p;
 }
@@ -379,10 +402,42 @@ static void num_split(const uint8_t *s, const uint8_t *e, numparts_t *np)
 static const double pow10_exact[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
                                      1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
+/* The common number: at most 15 digits, maybe a fraction, no exponent. Exact (one IEEE
+ * division of exact values), so the same as strtod; false when it is not that kind. */
+static bool number_simple(const uint8_t *s, size_t len, double *out)
+{
+	const uint8_t *p = s, *e = s + len;
+	uint64_t m = 0;
+	int digits = 0, frac = -1;
+	bool neg = *p == '-';
+	if (len > 17)
+		return false;
+	for (p += neg; p < e; p++) {
+		if (is_digit(*p)) {
+			m = m * 10 + (uint64_t)(*p - '0');
+			digits++;
+			frac += frac >= 0;
+		} else if (*p == '.') {
+			frac = 0;
+		} else {
+			return false;
+		}
+	}
+	if (digits > 15)
+		return false;
+	*out = frac > 0 ? (double)m / pow10_exact[frac] : (double)m;
+	if (neg)
+		*out = -*out;
+	return true;
+}
+
 double sp_json_number(const char *str, size_t len)
 {
 	const uint8_t *s = (const uint8_t *)str;
 	numparts_t np;
+	double v;
+	if (number_simple(s, len, &v))
+		return v;
 	num_split(s, s + len, &np);
 
 	/* the significant digits, without leading zeros, as a run over both parts */
@@ -415,8 +470,7 @@ double sp_json_number(const char *str, size_t len)
 			uint64_t m = 0;
 			for (size_t i = 0; i < nsig; i++)
 				m = m * 10 + (uint64_t)(buf[1 + i] - '0');
-			double v = (double)m;
-			v = e10 >= 0 ? v * pow10_exact[e10] : v / pow10_exact[-e10];
+			v = e10 >= 0 ? (double)m * pow10_exact[e10] : (double)m / pow10_exact[-e10];
 			return np.neg ? -v : v;
 		}
 	}
@@ -533,6 +587,17 @@ static void link_child(sp_json_buf_t *b, struct sp_json_frame *f, uint32_t idx)
 	f->last = idx;
 }
 
+/* Equal bytes, inline for the short keys filters compare. */
+static inline bool same_bytes(const char *a, const char *b, size_t n)
+{
+	if (n > 16)
+		return !memcmp(a, b, n);
+	for (size_t i = 0; i < n; i++)
+		if (a[i] != b[i])
+			return false;
+	return true;
+}
+
 /* The selector key matching the member key raw[0..n) (esc: it has escapes), or -1. */
 static int sel_lookup(const sp_json_sel_t *sel, const uint8_t *raw, size_t n, bool esc, sp_json_buf_t *b)
 {
@@ -549,8 +614,7 @@ static int sel_lookup(const sp_json_sel_t *sel, const uint8_t *raw, size_t n, bo
 			return -1;
 	}
 	for (uint32_t i = 0; i < sel->nkeys; i++)
-		if (sel->keys[i].len == n && (!n || sel->keys[i].name[0] == k[0]) &&
-		    !memcmp(sel->keys[i].name, k, n))
+		if (sel->keys[i].len == n && same_bytes(sel->keys[i].name, k, n))
 			return (int)i;
 	return -1;
 }
@@ -595,11 +659,10 @@ value:
 			p = q;
 			type = SP_JSON_STRING;
 		} else if (c == '-' || is_digit(c)) {
-			const uint8_t *q = scan_number(p, end, &real);
-			if (!q || (real ? (q - p > 300 || memchr(p, 'e', (size_t)(q - p)) ||
-			                   memchr(p, 'E', (size_t)(q - p))) &&
-			                      real_overflows(p, q)
-			                : !int_fits(p, q))) {
+			bool exp;
+			const uint8_t *q = scan_number(p, end, &real, &exp);
+			/* a real without an exponent needs 309 digits to overflow */
+			if (!q || (real ? (exp || q - p > 300) && real_overflows(p, q) : !int_fits(p, q))) {
 				errp = q ? p : errp;
 				goto fail;
 			}
