@@ -40,10 +40,10 @@ typedef struct sp_filter_scratch sp_filter_scratch_t;
 
 /**
  * Compile n patterns (1..SP_FILTER_MAX_PATTERNS NUL-terminated strings) into a filter.
- * Returns NULL on error with errstr (may be NULL) naming the pattern and the byte of it
- * at fault, e.g.
- *   pattern 2 of 3, byte 17: "prefix" needs a string or {"equals-ignore-case": "..."}: {...}
- * (bytes count from 0) or, when out of memory, saying so. The patterns are copied.
+ * Returns NULL on error with errstr (may be NULL) naming the pattern, the byte of it at
+ * fault (from 0), what is wrong and the pattern, e.g. for {"a": [{"prefix": 1}]}
+ *   pattern 2 of 3, byte 18: "prefix" needs a string or {"equals-ignore-case": "..."}: {"a": ...
+ * or, when out of memory, saying so. The filter keeps no pointer into the patterns.
  * @locality any thread
  */
 sp_filter_t *sp_filter_compile(const char *const *patterns, size_t n, char *errstr, size_t size);
