@@ -11,6 +11,9 @@
  *
  * Last, the fields under "value" (Kafka) and "data" (Kinesis) of every pattern are merged
  * into one selector tree per kind, which tells the scanner what to keep.
+ *
+ * It is longer than our usual file: it is the grammar, one operator after another, and
+ * reads best whole; matching, the other half, is in filter_match.c.
  */
 #include "engine/filter_impl.h"
 

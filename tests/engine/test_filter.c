@@ -8,6 +8,7 @@
  * of the source the page is about. Then each operator alone and combined, arrays, $or,
  * the per-source field names and value rules, malformed patterns with the error and
  * byte each must give, the limits, and the promise that matching does not allocate.
+ * The file is long because the examples are data: a table per page, kept together.
  */
 #include "engine/filter.h"
 
