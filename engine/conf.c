@@ -52,6 +52,9 @@ static const prop_t engine_opts[] = {
     {"batch.size", T_INT, 1, 10000, NULL, "100", "Max records per handler invocation (Lambda BatchSize)"},
     {"batch.max.bytes", T_SIZE, 1, I64MAX, NULL, "6291456",
      "Max key+value bytes per handler invocation (Lambda's 6 MB payload limit)"},
+    {"batch.window.ms", T_INT, 0, 300000, NULL, "0",
+     "Wait up to this long from a batch's first record to fill it (Lambda "
+     "MaximumBatchingWindowInSeconds; 0 = hand over what is there at once)"},
     {"starting.position", T_STR, 0, 0, NULL, "earliest",
      "Where a partition without a checkpoint starts: earliest, latest, at-timestamp:MS"},
     {"parallelization.factor", T_INT, 1, 1024, NULL, "1",
@@ -152,6 +155,7 @@ static void build_union(void)
 	}
 	size_t k = 0;
 	add_table(engine_opts, &k);
+	add_prefix("sink."); /* sink.NAME=kind:arg and sink.NAME.KEY (emit.c) */
 	for (size_t i = 0; so[i]; i++) {
 		add_table(so[i]->opts, &k);
 		add_prefix(so[i]->conf_prefix);

@@ -121,6 +121,7 @@ static int read_settings(spate_engine_t *e, char *err, size_t sz)
 	e->log_level = level_of(sp_conf_str(c, "log.level"));
 	e->batch_size = (uint32_t)sp_conf_int(c, "batch.size");
 	e->batch_max_bytes = (uint64_t)sp_conf_int(c, "batch.max.bytes");
+	e->window_ms = sp_conf_int(c, "batch.window.ms");
 	e->factor = (uint32_t)sp_conf_int(c, "parallelization.factor");
 	e->max_retry = sp_conf_int(c, "max.retry.attempts");
 	e->max_age_ms = sp_conf_int(c, "max.record.age.ms");
@@ -308,7 +309,7 @@ static int open_plugins(spate_engine_t *e, char *err, size_t sz)
 			return rc;
 		e->dlq_open = true;
 	}
-	return SPATE_OK;
+	return sp_sinks_open(e, err, sz);
 }
 
 /* Lanes of one partition: one aligned block of factor lanes. */
@@ -686,6 +687,7 @@ void spate_engine_destroy(spate_engine_t *e)
 		e->store.ops->close(&e->store);
 	if (e->dlq_open && e->dlq.ops->close)
 		e->dlq.ops->close(&e->dlq);
+	sp_sinks_close(e);
 	sp_chunk_cache_clear(e);
 	sp_lanes_free_arenas(e);
 	for (size_t i = 0; i < e->nparts; i++)
@@ -707,9 +709,15 @@ void spate_engine_destroy(spate_engine_t *e)
 
 int spate_push(spate_engine_t *e, int32_t partition, const spate_push_record_t *recs, size_t cnt)
 {
+	return spate_push_positions(e, partition, recs, cnt, NULL);
+}
+
+int spate_push_positions(spate_engine_t *e, int32_t partition, const spate_push_record_t *recs, size_t cnt,
+                         spate_position_t *positions)
+{
 	if (!e->started || !e->src.ops || !e->src.ops->push)
 		return SPATE_ERR_STATE;
-	int n = e->src.ops->push(&e->src, partition, recs, cnt);
+	int n = e->src.ops->push(&e->src, partition, recs, cnt, positions);
 	/* a full stage (n < cnt) also wakes the engine: it empties the stage */
 	if (n >= 0 && atomic_load_explicit(&e->sleeping, memory_order_seq_cst))
 		sp_engine_wake(e);

@@ -12,6 +12,7 @@
 #ifndef SPATE_ENGINE_ENGINE_H
 #define SPATE_ENGINE_ENGINE_H
 
+#include "engine/hist.h"
 #include "engine/ring.h"
 #include "engine/spi/sp_registry.h"
 #include "engine/spi/sp_spi.h"
@@ -52,6 +53,8 @@ typedef struct sp_ck {
 	bool has_tail;
 	spate_position_t tail_to;
 	uint64_t seq;             /* chunk number within the partition */
+	int64_t arrived_ms;       /* monotonic ms it entered the engine (batch.window.ms) */
+	int64_t arrived_ns;       /* ... in ns (end-to-end latency from arrival) */
 	/* lanes whose runs still point into buf (set by dispatch, dropped by workers as runs
 	 * are consumed or copied into a retrying lane's arena); at 0 the bytes are released
 	 * before the records are DONE, so a retrying lane pins no read buffer */
@@ -125,6 +128,10 @@ static inline sp_ck_t *sp_ck(sp_chunk_t *c)
  *   PARKED    QUEUED    its partition was released                         sp_lanes_release
  *   PARKED    RUNNING   runs came while it waits (mig_wanted): a worker    take_migration_locked,
  *                       copies them to the arena, then it parks again      worker_main
+ *   RUNNING   PARKED    its batch is not full and batch.window.ms has not  worker_main (run_batch,
+ *                       passed since its first record (window_wait; no     window_due)
+ *                       copy to the arena: it is not retrying)
+ *   PARKED    QUEUED    a window-parked lane got runs: it looks again      sp_lanes_ready
  *
  * mig_wanted is set by sp_lanes_ready on a parked lane that gets runs, and by
  * worker_main when runs came while the lane was being copied; cleared when a worker takes
@@ -149,6 +156,7 @@ struct sp_lane {
 	uint32_t dlq_pending;  /* head records exhausted and waiting for the DLQ */
 	int dlq_condition;     /* their condition */
 	int64_t park_until_ms; /* monotonic; valid in LANE_PARKED */
+	bool window_wait;      /* parked for batch.window.ms, not for a retry: new runs wake it */
 	char last_err[256];    /* the last error seen at the head (for the DLQ) */
 	/* A retrying lane's queued records, moved out of the ring (so a lane that retries
 	 * for long holds no ring slots and pins no read buffers): refs in order, consumed
@@ -223,13 +231,18 @@ typedef struct sp_comp {
 } sp_comp_t;
 
 /* Worker counters: written by the worker only, read relaxed by anyone. */
-/* Handler latency histogram: bucket i counts batches of [2^i, 2^(i+1)) microseconds. */
-#define SP_LAT_BUCKETS 40
-
+/* Per-worker counters and histograms: written by the worker only, read relaxed by anyone
+ * (hist.h). Latencies are microseconds. A batch's oldest and newest records stand for its
+ * records in the end-to-end histograms (half of the batch each), so a record costs no
+ * histogram update of its own. */
 typedef struct sp_wstats {
-	_Atomic uint64_t lat[SP_LAT_BUCKETS];
+	sp_hist_t handler;      /* handler time per batch */
+	sp_hist_t ts_start;     /* from a record's stream timestamp to its handler call */
+	sp_hist_t ts_done;      /* ... to DONE (after its emits are durable) */
+	sp_hist_t in_start;     /* from its arrival in the engine to its handler call */
+	sp_hist_t in_done;      /* ... to DONE */
 	_Atomic uint64_t batches, failed, dlq, dropped, retries, dlq_errors, busy_ns, records_in;
-	_Atomic uint64_t migrated, arena_bytes;
+	_Atomic uint64_t migrated, arena_bytes, emitted, filtered;
 } sp_wstats_t;
 
 typedef struct sp_worker {
@@ -253,6 +266,20 @@ typedef struct sp_worker {
 	spate_push_record_t *dlqrecs;
 	spate_header_t *dlqhdrs;
 	size_t dlqhdrs_cap;
+	/* records the handler emitted in the current batch (emit.c): staged here, written
+	 * to their sinks after the handler returns, then reset; the buffers are reused */
+	struct sp_emit_rec *em;
+	uint32_t nem, em_cap;
+	char *ebuf;
+	size_t ebuf_len, ebuf_cap;
+	struct sp_emit_hdr *eh;
+	uint32_t neh, eh_cap;
+	spate_push_record_t *eout; /* one sink's records for its write */
+	spate_header_t *eouth;
+	size_t eout_cap, eouth_cap;
+	char *eids; /* the spate.origin values */
+	size_t eids_cap;
+	bool bytes_full; /* the last batch built stopped at batch.max.bytes */
 	void *hctx;
 	bool inited; /* the handler's init ran on this worker and fini has not */
 	_Atomic bool exited; /* the thread left its loop (it only joins from here) */
@@ -302,6 +329,7 @@ struct spate_engine_s {
 	/* settings read once */
 	uint32_t batch_size;
 	uint64_t batch_max_bytes;
+	int64_t window_ms; /* batch.window.ms */
 	uint32_t factor;
 	int64_t max_retry, max_age_ms, backoff_ms, backoff_max_ms;
 	bool bisect, item_failures, stop_at_end;
@@ -321,6 +349,9 @@ struct spate_engine_s {
 	bool store_open;
 	sp_sink_t dlq;
 	bool dlq_open;
+	/* the named sinks handlers emit to (sink.NAME=...), opened at start (emit.c) */
+	struct sp_named_sink *sinks;
+	uint32_t nsinks;
 	/* test fault hook: SPATE_FAULT_DLQ=fail:N makes the next N DLQ writes fail (read at
 	 * start, per engine; CI runs as root, so permissions cannot simulate an outage) */
 	_Atomic int64_t fault_dlq_left;
@@ -456,6 +487,20 @@ static inline const spate_record_t *sp_bref_rec(const sp_bref_t *r)
 {
 	return r->m ? &r->m->rec : &r->c->pub.recs[r->c->order[r->ord]];
 }
+
+/* emit.c */
+/** Open the named sinks (sink.NAME=kind:arg, options sink.NAME.KEY). SPATE_OK or an
+ *  error naming the sink. @locality the engine thread, at start */
+int sp_sinks_open(sp_engine_t *e, char *errstr, size_t size);
+void sp_sinks_close(sp_engine_t *e);
+/** Write what the handler emitted for origins [0, upto) of the batch to their sinks
+ *  (durably), then forget every staged record. SPATE_OK, or the first sink's error (in
+ *  errstr, naming the sink): nothing of the batch may then be DONE. @locality the worker */
+int sp_emit_flush(sp_worker_t *w, uint32_t upto, char *errstr, size_t size);
+/** Forget what the handler emitted (its batch failed). */
+void sp_emit_reset(sp_worker_t *w);
+/** Free a worker's emit buffers. */
+void sp_emit_free(sp_worker_t *w);
 
 /* dlq.c */
 /* Headers spate adds to a dead letter, at most; bytes of their values, at most. */

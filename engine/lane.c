@@ -245,14 +245,17 @@ void sp_lane_migrate(sp_worker_t *w, sp_lane_t *l)
  * w->refs. Returns how many. */
 uint32_t sp_lane_build_batch(sp_worker_t *w, sp_lane_t *l, uint32_t limit)
 {
+	w->bytes_full = false;
 	sp_engine_t *e = w->e;
 	uint32_t n = 0;
 	uint64_t bytes = 0;
 	for (uint32_t q = l->mq_off; q < l->mq_len && n < limit; q++) {
 		sp_mrec_t *m = l->mq[q];
 		uint64_t rb = m->rec.key_len + m->rec.value_len;
-		if (n > 0 && bytes + rb > e->batch_max_bytes)
+		if (n > 0 && bytes + rb > e->batch_max_bytes) {
+			w->bytes_full = true;
 			return n;
+		}
 		bytes += rb;
 		w->ptrs[n] = &m->rec;
 		w->refs[n] = (sp_bref_t){m->c, 0, m};
@@ -267,8 +270,10 @@ uint32_t sp_lane_build_batch(sp_worker_t *w, sp_lane_t *l, uint32_t limit)
 			uint32_t ord = r->begin + off;
 			const spate_record_t *rec = &r->c->pub.recs[r->c->order[ord]];
 			uint64_t rb = rec->key_len + rec->value_len;
-			if (n > 0 && bytes + rb > e->batch_max_bytes)
+			if (n > 0 && bytes + rb > e->batch_max_bytes) {
+				w->bytes_full = true;
 				return n;
+			}
 			bytes += rb;
 			w->ptrs[n] = rec;
 			w->refs[n] = (sp_bref_t){r->c, ord, NULL};

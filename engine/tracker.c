@@ -119,6 +119,8 @@ void sp_tracker_add(sp_engine_t *e, sp_ck_t *c)
 	c->next = NULL;
 	c->prev = pe->fifo_tail;
 	c->seq = pe->next_seq++;
+	c->arrived_ns = sp_now_ns(); /* one clock read per chunk: latency from arrival, the window */
+	c->arrived_ms = c->arrived_ns / 1000000;
 	if (pe->fifo_tail)
 		pe->fifo_tail->next = c;
 	else

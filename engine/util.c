@@ -28,6 +28,13 @@ int64_t sp_now_ms(void)
 	return sp_now_ns() / 1000000;
 }
 
+int64_t sp_wall_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 int64_t sp_wall_ms(void)
 {
 	struct timespec ts;

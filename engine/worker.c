@@ -96,6 +96,17 @@ void sp_lanes_ready(sp_engine_t *e, sp_lane_t **lanes, size_t n)
 		if (lanes[i]->state == LANE_IDLE) {
 			push_ready_locked(e, lanes[i]);
 			queued++;
+		} else if (lanes[i]->state == LANE_PARKED && lanes[i]->window_wait) {
+			/* waiting to fill its batch (batch.window.ms): look again with the new runs */
+			for (sp_lane_t **pp = &e->parked; *pp; pp = &(*pp)->next)
+				if (*pp == lanes[i]) {
+					*pp = lanes[i]->next;
+					break;
+				}
+			lanes[i]->park_until_ms = 0;
+			lanes[i]->window_wait = false;
+			push_ready_locked(e, lanes[i]);
+			queued++;
 		} else if (lanes[i]->state == LANE_PARKED && !lanes[i]->mig_wanted) {
 			/* new runs behind a retrying lane: a worker copies them out */
 			lanes[i]->mig_wanted = true;
@@ -124,6 +135,7 @@ static int64_t unpark_locked(sp_engine_t *e, int64_t now)
 		if (l->park_until_ms <= now) {
 			*pp = l->next;
 			l->park_until_ms = 0;
+			l->window_wait = false;
 			l->mig_wanted = false; /* it runs now; a new park copies what is queued */
 			push_ready_locked(e, l);
 		} else {
@@ -208,6 +220,41 @@ static void drop_released(sp_worker_t *w, sp_lane_t *l)
 	l->park_until_ms = 0;
 }
 
+/* End-to-end latency of the batch of n records at monotonic now_ns / wall now_us: from
+ * each record's stream timestamp and from its arrival in the engine. The oldest and the
+ * newest record stand for half of the batch each. */
+static void latency(sp_worker_t *w, sp_hist_t *from_ts, sp_hist_t *from_in, uint32_t n, int64_t now_ns,
+                    int64_t now_us)
+{
+	const sp_bref_t *ref[2] = {&w->refs[0], &w->refs[n - 1]};
+	uint64_t weight[2] = {n - n / 2, n / 2};
+	for (int k = 0; k < 2; k++) {
+		if (!weight[k])
+			continue;
+		int64_t ts = sp_bref_rec(ref[k])->timestamp_ms * 1000;
+		sp_hist_add(from_ts, now_us > ts ? (uint64_t)(now_us - ts) : 0, weight[k]);
+		if (!ref[k]->m) { /* a copied record's arrival is gone with its chunk's body */
+			int64_t in = ref[k]->c->arrived_ns;
+			sp_hist_add(from_in, now_ns > in ? (uint64_t)(now_ns - in) / 1000 : 0, weight[k]);
+		}
+	}
+}
+
+/* batch.window.ms: the monotonic ms when the batch of n records (not full) may be handed
+ * over, or 0 when it may be now: its first record came window ms ago, it is retried (a
+ * copied record), or it ends its partition (the source's end marker). */
+static int64_t window_due(sp_worker_t *w, uint32_t n)
+{
+	sp_engine_t *e = w->e;
+	const sp_bref_t *first = &w->refs[0], *last = &w->refs[n - 1];
+	if (first->m)
+		return 0;
+	if (!last->m && last->c->pub.end_marker && last->ord + 1 == last->c->pub.n)
+		return 0;
+	int64_t due = first->c->arrived_ms + e->window_ms, now = sp_now_ms();
+	return due > now ? due : 0;
+}
+
 static bool run_batch(sp_worker_t *w, sp_lane_t *l)
 {
 	sp_engine_t *e = w->e;
@@ -227,22 +274,28 @@ static bool run_batch(sp_worker_t *w, sp_lane_t *l)
 	uint32_t n = sp_lane_build_batch(w, l, limit);
 	if (!n)
 		return false;
+	l->window_wait = false;
+	if (e->window_ms && !l->bisect_limit && n < limit && !w->bytes_full) {
+		int64_t due = window_due(w, n);
+		if (due) {
+			/* batch.window.ms: wait for more (new runs wake the lane) */
+			l->park_until_ms = due;
+			l->window_wait = true;
+			return false;
+		}
+	}
 	memset(w->failed, 0, n);
 	w->errbuf_len = 0;
 	spate_batch_t b = {.recs = w->ptrs, .n = n, .failed = w->failed, .w = w};
 	first_record(e);
 	if (atomic_load_explicit(&e->cold_ns, memory_order_relaxed))
 		sp_autoscale_cold_done(e);
-	int64_t t0 = sp_now_ns();
+	int64_t t0 = sp_now_ns(), wall0 = sp_wall_us();
+	latency(w, &w->st.ts_start, &w->st.in_start, n, t0, wall0);
 	int res = e->h.handle(e->h.opaque, w->hctx, &b);
 	uint64_t took = (uint64_t)(sp_now_ns() - t0);
 	atomic_fetch_add_explicit(&w->st.busy_ns, took, memory_order_relaxed);
-	unsigned us = (unsigned)(took / 1000), bucket = 0;
-	while (us > 1 && bucket < SP_LAT_BUCKETS - 1) {
-		us >>= 1;
-		bucket++;
-	}
-	atomic_fetch_add_explicit(&w->st.lat[bucket], 1, memory_order_relaxed);
+	sp_hist_add(&w->st.handler, took / 1000, 1);
 	atomic_fetch_add_explicit(&w->st.batches, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&w->st.records_in, n, memory_order_relaxed);
 
@@ -260,7 +313,26 @@ static bool run_batch(sp_worker_t *w, sp_lane_t *l)
 	}
 	bool items = e->item_failures && b.nfailed > 0 && res != SPATE_HANDLER_FAIL;
 	bool whole = !items && (res == SPATE_HANDLER_FAIL || (res == SPATE_HANDLER_ITEM_FAILURES && b.nfailed));
+	if (w->nem) {
+		/* what the handler emitted for the origins that succeeded reaches its sinks
+		 * before they are DONE; a sink that fails fails the batch */
+		uint32_t ok = 0;
+		if (items)
+			while (!w->failed[ok])
+				ok++;
+		else if (!whole)
+			ok = n;
+		char emsg[sizeof(b.err)];
+		if (ok && sp_emit_flush(w, ok, emsg, sizeof(emsg)) != SPATE_OK) {
+			snprintf(b.err, sizeof(b.err), "%s", emsg);
+			res = SPATE_HANDLER_FAIL;
+			items = false;
+			whole = true;
+		}
+		sp_emit_reset(w);
+	}
 	if (!items && !whole) {
+		latency(w, &w->st.ts_done, &w->st.in_done, n, sp_now_ns(), sp_wall_us());
 		sp_lane_consume(w, l, w->refs, n);
 		sp_lane_bisect_next(l);
 		return true;
@@ -367,7 +439,7 @@ static void *worker_main(void *arg)
 			while (b++ < SP_LANE_BURST && !atomic_load_explicit(&e->draining, memory_order_relaxed) &&
 			       run_batch(w, l) && !atomic_load_explicit(&e->quit, memory_order_relaxed))
 				;
-		if (l->park_until_ms)
+		if (l->park_until_ms && !l->window_wait)
 			sp_lane_migrate(w, l);
 		wake_engine_if_sleeping(w);
 
@@ -375,7 +447,7 @@ static void *worker_main(void *arg)
 		e->nrunning--;
 		/* runs the engine queued after the copy (it saw the lane running, so it asked
 		 * nobody to copy them): copy them next, or a full ring would wait forever */
-		l->mig_wanted = l->park_until_ms && sp_ring_nonempty(&l->rq);
+		l->mig_wanted = l->park_until_ms && !l->window_wait && sp_ring_nonempty(&l->rq);
 		if (l->park_until_ms) {
 			l->state = LANE_PARKED;
 			l->next = e->parked;
@@ -511,6 +583,7 @@ void sp_workers_free(sp_engine_t *e)
 		free(w->dlqbuf);
 		free(w->dlqrecs);
 		free(w->dlqhdrs);
+		sp_emit_free(w);
 		free(w);
 	}
 	free(e->workers);
@@ -530,6 +603,7 @@ void sp_lanes_release(sp_engine_t *e, sp_part_t *p)
 					break;
 				}
 			l->park_until_ms = 0;
+			l->window_wait = false;
 			l->mig_wanted = false;
 			push_ready_locked(e, l);
 		} else if (l->state == LANE_IDLE && lane_has_work(l)) {

@@ -210,8 +210,11 @@ typedef struct sp_source_ops {
 	 *  (Kafka must serve rebalances and heartbeats). stopping: the engine stops and
 	 *  polls no more. Returns SPATE_OK or a fatal error. May be NULL. */
 	int (*service)(sp_source_t *s, bool stopping, char *errstr, size_t size);
-	/** push source only: copy records in. @locality any thread */
-	int (*push)(sp_source_t *s, int32_t partition, const spate_push_record_t *recs, size_t cnt);
+	/** Take records the embedding program pushes (spate_push): the push source, or the
+	 *  log source with log.push=true (durably). The number taken, their positions in
+	 *  positions when not NULL, or a negative spate_err_t. May be NULL. @locality any thread */
+	int (*push)(sp_source_t *s, int32_t partition, const spate_push_record_t *recs, size_t cnt,
+	            spate_position_t *positions);
 	void (*push_close)(sp_source_t *s);
 	/** True once the source will produce nothing more for any partition: a finite source
 	 *  (gen with a record count, push after close) ends the run then; a stream (log,
