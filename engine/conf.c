@@ -170,7 +170,8 @@ static void build_union(void)
 	}
 	size_t k = 0;
 	add_table(engine_opts, &k);
-	add_prefix("sink."); /* sink.NAME=kind:arg and sink.NAME.KEY (emit.c) */
+	add_prefix("sink.");  /* sink.NAME=kind:arg and sink.NAME.KEY (emit.c) */
+	add_prefix("route."); /* route.SINK=PATTERN (operators/route.c) */
 	for (size_t i = 0; so[i]; i++) {
 		add_table(so[i]->opts, &k);
 		add_prefix(so[i]->conf_prefix);
