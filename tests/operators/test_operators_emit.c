@@ -5,6 +5,8 @@
  *  - route: each route.SINK=PATTERN gets exactly the records its pattern matches (the
  *    same pattern as a filter passes as many), unchanged; a record matching two routes
  *    goes to both; with a filter in front, only what passes is routed;
+ * *  - sensor with sensor.sink: each anomalous reading once, with its anomalies;
+ *  - sensor with sensor.sink: each anomalous reading once, with its anomalies;
  *  - a route or fraud.sink naming no sink, and a bad pattern, are refused. */
 #include <criterion/criterion.h>
 #include <stdarg.h>
@@ -162,4 +164,27 @@ Test(operators_emit, missing_sinks_and_bad_patterns_are_refused, .timeout = 60)
 	        "route.x={\"a\":[1,]}");
 	refused("route needs at least one route.SINK=PATTERN", "handler=route", "log.level=error",
 	        "source=gen");
+}
+
+Test(operators_emit, sensor_emits_each_anomalous_reading, .timeout = 120)
+{
+	char dir[256], sink[340], anom[300];
+	t_mkdtemp(dir, sizeof(dir));
+	snprintf(anom, sizeof(anom), "%s/anom", dir);
+	snprintf(sink, sizeof(sink), "sink.anom=log:%s", anom);
+	char *out = spate(0, NULL, "run", "-X", "source=gen", "-X", "gen.kind=sensor", "-X", "gen.records=20000", "-X",
+	                  "handler=sensor", "-X", "sensor.field=temp_c", "-X", "sensor.min=-20", "-X", "sensor.max=40",
+	                  "-X", sink, "-X", "sensor.sink=anom", NULL);
+	long long anomalous = line_value(out, "sensor.anomalous");
+	cr_assert_eq(line_value(out, "sensor.records"), 20000);
+	cr_assert_eq(line_value(out, "sensor.range"), anomalous);
+	cr_assert_eq(line_value(out, "emitted"), anomalous);
+	cr_assert_gt(anomalous, 0);
+	cr_assert_lt(anomalous, 20000);
+	free(out);
+	const char *range[] = {"\"sensor.anomalies\"=\"range\"", NULL};
+	int hits[4] = {0};
+	cr_assert_eq(dump(anom, range, hits), anomalous);
+	cr_assert_eq(hits[0], anomalous);
+	t_rmrf(dir);
 }
