@@ -317,21 +317,37 @@ static val_t int_val(char *buf, size_t size, int64_t x)
 	return v;
 }
 
-/* A position as the decimal number its three words make (a Kinesis sequence number). */
+/* A Kinesis sequence number as its decimal digits: a wide position's number (the bits of
+ * x[0] below SPATE_POSITION_WIDE down to w[1]; w[2] is the sub-sequence number), else the
+ * number the three low words make. buf holds SPATE_POSITION_MAX bytes. */
 static val_t seq_val(char *buf, const spate_position_t *pos)
 {
-	uint64_t w[3] = {pos->w[0], pos->w[1], pos->w[2]};
-	char tmp[64];
+	uint64_t w[7];
+	int nw = 0;
+	if (pos->x[0] & SPATE_POSITION_WIDE) {
+		w[nw++] = pos->x[0] & ~SPATE_POSITION_WIDE;
+		for (int i = 1; i < 5; i++)
+			w[nw++] = pos->x[i];
+		w[nw++] = pos->w[0];
+		w[nw++] = pos->w[1];
+	} else {
+		for (int i = 0; i < 3; i++)
+			w[nw++] = pos->w[i];
+	}
+	char tmp[SPATE_POSITION_MAX];
 	size_t n = 0;
+	bool more;
 	do {
 		unsigned __int128 rem = 0;
-		for (int i = 0; i < 3; i++) {
+		more = false;
+		for (int i = 0; i < nw; i++) {
 			unsigned __int128 cur = (rem << 64) | w[i];
 			w[i] = (uint64_t)(cur / 10);
 			rem = cur % 10;
+			more |= w[i] != 0;
 		}
 		tmp[n++] = (char)('0' + (int)rem);
-	} while (w[0] | w[1] | w[2]);
+	} while (more && n < sizeof(tmp) - 1);
 	for (size_t i = 0; i < n; i++)
 		buf[i] = tmp[n - 1 - i];
 	return (val_t){.type = SP_JSON_STRING, .s = buf, .n = n};
@@ -430,7 +446,7 @@ static bool top_field(mctx_t *c, const pfield_t *f)
 {
 	const spate_record_t *r = c->r;
 	bool kafka = c->kind == K_KAFKA;
-	char buf[80];
+	char buf[SPATE_POSITION_MAX > 80 ? SPATE_POSITION_MAX : 80];
 	val_t v;
 	switch (f->key) {
 	case M_VALUE:

@@ -590,8 +590,9 @@ Test(filter, kafka_names_for_kafka_log_gen_push)
 Test(filter, kinesis_names)
 {
 	spate_record_t r = rec(&kinesis, "1", "{\"Location\": \"Los Angeles\"}");
-	/* a sequence number wider than 64 bits: the position's three words, in decimal */
-	r.position = (spate_position_t){{0, 1, 5}}; /* 2^64 + 5 */
+	/* a sequence number wider than 64 bits (a wide position: the number down to w[1], the
+	 * sub-sequence number in w[2], which is not part of it), in decimal */
+	r.position = (spate_position_t){.x = {SPATE_POSITION_WIDE}, .w = {1, 5, 7}}; /* 2^64 + 5 */
 	const char *yes[] = {
 	    "{\"sequenceNumber\": [\"18446744073709551621\"]}",
 	    "{\"approximateArrivalTimestamp\": [1545084650.987]}",
