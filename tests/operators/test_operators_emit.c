@@ -172,9 +172,10 @@ Test(operators_emit, sensor_emits_each_anomalous_reading, .timeout = 120)
 	t_mkdtemp(dir, sizeof(dir));
 	snprintf(anom, sizeof(anom), "%s/anom", dir);
 	snprintf(sink, sizeof(sink), "sink.anom=log:%s", anom);
-	char *out = spate(0, NULL, "run", "-X", "source=gen", "-X", "gen.kind=sensor", "-X", "gen.records=20000", "-X",
-	                  "handler=sensor", "-X", "sensor.field=temp_c", "-X", "sensor.min=-20", "-X", "sensor.max=40",
-	                  "-X", sink, "-X", "sensor.sink=anom", NULL);
+	char *out =
+	    spate(0, NULL, "run", "-X", "source=gen", "-X", "gen.kind=sensor", "-X", "gen.records=20000",
+	          "-X", "handler=sensor", "-X", "sensor.field=temp_c", "-X", "sensor.min=-20", "-X",
+	          "sensor.max=40", "-X", sink, "-X", "sensor.sink=anom", NULL);
 	long long anomalous = line_value(out, "sensor.anomalous");
 	cr_assert_eq(line_value(out, "sensor.records"), 20000);
 	cr_assert_eq(line_value(out, "sensor.range"), anomalous);
