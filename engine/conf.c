@@ -55,6 +55,20 @@ static const prop_t engine_opts[] = {
     {"batch.window.ms", T_INT, 0, 300000, NULL, "0",
      "Wait up to this long from a batch's first record to fill it (Lambda "
      "MaximumBatchingWindowInSeconds; 0 = hand over what is there at once)"},
+    {"filter", T_STR, 0, 0, NULL, "",
+     "Lambda FilterCriteria: an EventBridge pattern (JSON) a record must match to reach the "
+     "handler; records that match no pattern are DONE without a handler call and counted in "
+     "filtered (docs/filters.md). Empty = every record passes"},
+    {"filter.1", T_STR, 0, 0, NULL, "",
+     "A second pattern, ORed with filter (filter.1 .. filter.9: up to 10 in all)"},
+    {"filter.2", T_STR, 0, 0, NULL, "", "Another pattern, ORed"},
+    {"filter.3", T_STR, 0, 0, NULL, "", "Another pattern, ORed"},
+    {"filter.4", T_STR, 0, 0, NULL, "", "Another pattern, ORed"},
+    {"filter.5", T_STR, 0, 0, NULL, "", "Another pattern, ORed"},
+    {"filter.6", T_STR, 0, 0, NULL, "", "Another pattern, ORed"},
+    {"filter.7", T_STR, 0, 0, NULL, "", "Another pattern, ORed"},
+    {"filter.8", T_STR, 0, 0, NULL, "", "Another pattern, ORed"},
+    {"filter.9", T_STR, 0, 0, NULL, "", "Another pattern, ORed"},
     {"starting.position", T_STR, 0, 0, NULL, "earliest",
      "Where a partition without a checkpoint starts: earliest, latest, at-timestamp:MS"},
     {"parallelization.factor", T_INT, 1, 1024, NULL, "1",
@@ -63,7 +77,8 @@ static const prop_t engine_opts[] = {
      "Retries of a failing record before the DLQ; -1 = until max.record.age.ms"},
     {"max.record.age.ms", T_INT, -1, 604800000, NULL, "-1",
      "A failed record older than this (stream timestamp) goes to the DLQ; -1 = forever"},
-    {"retry.backoff.ms", T_INT, 0, 3600000, NULL, "100", "First retry delay (doubles each attempt, with jitter)"},
+    {"retry.backoff.ms", T_INT, 0, 3600000, NULL, "100",
+     "First retry delay (doubles each attempt, with jitter)"},
     {"retry.backoff.max.ms", T_INT, 0, 3600000, NULL, "10000", "Upper bound of the retry delay"},
     {"bisect.on.error", T_BOOL, 0, 1, NULL, "false",
      "Split a failing batch in halves to isolate poison records (splits do not use up retries)"},
@@ -163,7 +178,8 @@ static void build_union(void)
 	}
 	size_t k = 0;
 	add_table(engine_opts, &k);
-	add_prefix("sink."); /* sink.NAME=kind:arg and sink.NAME.KEY (emit.c) */
+	add_prefix("sink.");  /* sink.NAME=kind:arg and sink.NAME.KEY (emit.c) */
+	add_prefix("route."); /* route.SINK=PATTERN (operators/route.c) */
 	for (size_t i = 0; so[i]; i++) {
 		add_table(so[i]->opts, &k);
 		add_prefix(so[i]->conf_prefix);

@@ -7,6 +7,7 @@
  * the source's fd) when there is nothing to do. Workers wake it only when it sleeps.
  */
 #include "engine/engine.h"
+#include "engine/filter.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -151,6 +152,43 @@ static int read_settings(spate_engine_t *e, char *err, size_t sz)
 	return sp_prom_check(e, err, sz);
 }
 
+/* filter, filter.1 .. filter.9: compiled once into e->filter (NULL when none is set). Each
+ * pattern is compiled alone first, so an error names its key and the byte of it at fault. */
+static int compile_filter(spate_engine_t *e, char *err, size_t sz)
+{
+	const char *pats[SP_FILTER_MAX_PATTERNS];
+	size_t n = 0;
+	for (int i = 0; i < SP_FILTER_MAX_PATTERNS; i++) {
+		char key[16];
+		if (i)
+			snprintf(key, sizeof(key), "filter.%d", i);
+		else
+			snprintf(key, sizeof(key), "filter");
+		const char *v = sp_conf_str(e->conf, key);
+		if (!v || !*v)
+			continue;
+		char why[512];
+		sp_filter_t *one = sp_filter_compile(&v, 1, why, sizeof(why));
+		if (!one) {
+			const char *msg = why;
+			if (!strncmp(msg, "pattern 1 of 1, ", 16))
+				msg += 16;
+			else if (!strncmp(msg, "pattern 1 of 1: ", 16))
+				msg += 16;
+			return sp_err(err, sz, SPATE_ERR_INVALID, "%s: %s", key, msg);
+		}
+		sp_filter_free(one);
+		pats[n++] = v;
+	}
+	if (!n)
+		return SPATE_OK;
+	char why[512];
+	e->filter = sp_filter_compile(pats, n, why, sizeof(why));
+	if (!e->filter)
+		return sp_err(err, sz, SPATE_ERR_NOMEM, "filter: %s", why);
+	return SPATE_OK;
+}
+
 spate_engine_t *spate_engine_new(spate_conf_t *conf, const spate_handler_t *handler, char *err,
                                  size_t sz)
 {
@@ -165,7 +203,7 @@ spate_engine_t *spate_engine_new(spate_conf_t *conf, const spate_handler_t *hand
 	}
 	e->conf = conf;
 	e->wakefd = -1;
-	if (read_settings(e, err, sz))
+	if (read_settings(e, err, sz) || compile_filter(e, err, sz))
 		goto fail;
 	if (handler) {
 		if (handler->version != SPATE_HANDLER_VERSION || !handler->handle) {
@@ -202,6 +240,7 @@ fail:
 	if (e->wakefd >= 0)
 		close(e->wakefd);
 	sp_prom_free(e); /* metrics.listen was checked: nothing serves yet */
+	sp_filter_free(e->filter);
 	free(e);
 	return NULL;
 }
@@ -713,6 +752,7 @@ void spate_engine_destroy(spate_engine_t *e)
 		close(e->wakefd);
 	sp_autoscale_free(e);
 	sp_metrics_free(e);
+	sp_filter_free(e->filter);
 	pthread_mutex_destroy(&e->mu);
 	pthread_cond_destroy(&e->work_cv);
 	if (e->workers_cv_ready)

@@ -282,6 +282,10 @@ typedef struct sp_worker {
 	char *eids; /* the spate.origin values */
 	size_t eids_cap;
 	bool bytes_full; /* the last batch built stopped at batch.max.bytes */
+	/* filter (NULL without one): the scratch it matches in, and for a batch with filtered
+	 * records, each handler record's index in the batch (w->ptrs holds only those) */
+	struct sp_filter_scratch *fscratch;
+	uint32_t *hmap;
 	void *hctx;
 	bool inited; /* the handler's init ran on this worker and fini has not */
 	_Atomic bool exited; /* the thread left its loop (it only joins from here) */
@@ -332,6 +336,7 @@ struct spate_engine_s {
 	uint32_t batch_size;
 	uint64_t batch_max_bytes;
 	int64_t window_ms; /* batch.window.ms */
+	struct sp_filter *filter; /* filter, filter.1..9 (NULL: every record passes) */
 	uint32_t factor;
 	int64_t max_retry, max_age_ms, backoff_ms, backoff_max_ms;
 	bool bisect, item_failures, stop_at_end;

@@ -110,6 +110,10 @@ void spate_engine_stats(spate_engine_t *e, spate_stats_t *s)
 	s->handler_p99_ms = hl.p99_ms;
 	s->latency_p50_ms = dl.p50_ms;
 	s->latency_p99_ms = dl.p99_ms;
+	for (int i = 0; e->workers && i < e->nworkers; i++)
+		if (e->workers[i])
+			s->filtered +=
+			    atomic_load_explicit(&e->workers[i]->st.filtered, memory_order_relaxed);
 }
 
 void sp_metrics_tick(sp_engine_t *e, int64_t now)
@@ -126,13 +130,15 @@ void sp_metrics_tick(sp_engine_t *e, int64_t now)
 	m->last_ns = now;
 	m->last_records = s.records;
 	fprintf(m->out,
-	        "{\"t_ms\":%" PRId64 ",\"workers_active\":%d,\"backlog_lanes\":%" PRIu64 ",\"lanes_running\":%" PRIu64
-	        ",\"lag\":%" PRId64 ",\"records\":%" PRIu64 ",\"records_per_s\":%.0f,\"handler_p50_ms\":%.3f"
-	        ",\"handler_p99_ms\":%.3f,\"latency_p50_ms\":%.3f,\"latency_p99_ms\":%.3f,\"inflight_bytes\":%" PRIu64 ",\"inflight_records\":%" PRIu64
-	        ",\"throttled\":%" PRIu64 ",\"cold_starts\":%" PRIu64 "}\n",
-	        (now - e->start_ns) / 1000000, s.workers_active, s.lanes_waiting, s.lanes_running, lag, s.records,
-	        rate, s.handler_p50_ms, s.handler_p99_ms, s.latency_p50_ms, s.latency_p99_ms, s.inflight_bytes, s.inflight_records, s.throttled,
-	        s.cold_starts);
+	        "{\"t_ms\":%" PRId64 ",\"workers_active\":%d,\"backlog_lanes\":%" PRIu64
+	        ",\"lanes_running\":%" PRIu64 ",\"lag\":%" PRId64 ",\"records\":%" PRIu64
+	        ",\"records_per_s\":%.0f,\"handler_p50_ms\":%.3f"
+	        ",\"handler_p99_ms\":%.3f,\"latency_p50_ms\":%.3f,\"latency_p99_ms\":%.3f,\"inflight_bytes\":"
+	        "%" PRIu64 ",\"inflight_records\":%" PRIu64 ",\"throttled\":%" PRIu64
+	        ",\"cold_starts\":%" PRIu64 ",\"filtered\":%" PRIu64 "}\n",
+	        (now - e->start_ns) / 1000000, s.workers_active, s.lanes_waiting, s.lanes_running, lag,
+	        s.records, rate, s.handler_p50_ms, s.handler_p99_ms, s.latency_p50_ms, s.latency_p99_ms,
+	        s.inflight_bytes, s.inflight_records, s.throttled, s.cold_starts, s.filtered);
 	fflush(m->out);
 }
 

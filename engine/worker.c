@@ -19,6 +19,7 @@
  *    that cannot be written parks the lane and tries again: nothing is skipped.
  */
 #include "engine/engine.h"
+#include "engine/filter.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -255,6 +256,58 @@ static int64_t window_due(sp_worker_t *w, uint32_t n)
 	return due > now ? due : 0;
 }
 
+/* filter: whether record r of the batch reaches the handler (a record the scratch has
+ * no room for passes: the handler decides, nothing is lost). */
+static bool passes(sp_worker_t *w, const spate_record_t *r)
+{
+	return sp_filter_match(w->e->filter, r, w->fscratch) != 0;
+}
+
+/* filter: the lane's head records the filter drops are DONE at once, without a handler
+ * call. Returns how many were consumed (0: the batch's first record passes). */
+static uint32_t drop_filtered_head(sp_worker_t *w, sp_lane_t *l, uint32_t n)
+{
+	uint32_t k = 0;
+	while (k < n && !passes(w, w->ptrs[k]))
+		k++;
+	if (k) {
+		atomic_fetch_add_explicit(&w->st.filtered, k, memory_order_relaxed);
+		sp_lane_consume(w, l, w->refs, k);
+	}
+	return k;
+}
+
+/* filter: the batch's first record passes; keep in w->ptrs only the records that pass
+ * (w->hmap: each one's index in the batch, w->refs stays whole). Returns how many. */
+static uint32_t compact_passing(sp_worker_t *w, uint32_t n)
+{
+	uint32_t m = 1;
+	w->hmap[0] = 0;
+	for (uint32_t i = 1; i < n; i++)
+		if (passes(w, w->ptrs[i])) {
+			w->hmap[m] = i;
+			w->ptrs[m++] = w->ptrs[i];
+		}
+	return m;
+}
+
+/* filter: spread the handler's item failures (indexes 0..m) to the batch's indexes
+ * (0..n), the filtered records not failed. hmap is increasing with hmap[j] >= j, so
+ * this runs from the end in place. */
+static void spread_failures(sp_worker_t *w, uint32_t m, uint32_t n)
+{
+	uint32_t j = m;
+	for (uint32_t i = n; i-- > 0;) {
+		if (j && w->hmap[j - 1] == i) {
+			j--;
+			w->failed[i] = w->failed[j];
+			w->item_err[i] = w->item_err[j];
+		} else {
+			w->failed[i] = 0;
+		}
+	}
+}
+
 static bool run_batch(sp_worker_t *w, sp_lane_t *l)
 {
 	sp_engine_t *e = w->e;
@@ -274,6 +327,8 @@ static bool run_batch(sp_worker_t *w, sp_lane_t *l)
 	uint32_t n = sp_lane_build_batch(w, l, limit);
 	if (!n)
 		return false;
+	if (e->filter && drop_filtered_head(w, l, n))
+		return true; /* the lane's next batch starts at a record that passes */
 	l->window_wait = false;
 	if (e->window_ms && !l->bisect_limit && n < limit && !w->bytes_full) {
 		int64_t due = window_due(w, n);
@@ -284,9 +339,11 @@ static bool run_batch(sp_worker_t *w, sp_lane_t *l)
 			return false;
 		}
 	}
+	/* m: the records the handler sees (all n without a filter) */
+	uint32_t m = e->filter ? compact_passing(w, n) : n;
 	memset(w->failed, 0, n);
 	w->errbuf_len = 0;
-	spate_batch_t b = {.recs = w->ptrs, .n = n, .failed = w->failed, .w = w};
+	spate_batch_t b = {.recs = w->ptrs, .n = m, .failed = w->failed, .w = w};
 	first_record(e);
 	if (atomic_load_explicit(&e->cold_ns, memory_order_relaxed))
 		sp_autoscale_cold_done(e);
@@ -297,7 +354,7 @@ static bool run_batch(sp_worker_t *w, sp_lane_t *l)
 	atomic_fetch_add_explicit(&w->st.busy_ns, took, memory_order_relaxed);
 	sp_hist_add(&w->st.handler, took / 1000, 1);
 	atomic_fetch_add_explicit(&w->st.batches, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&w->st.records_in, n, memory_order_relaxed);
+	atomic_fetch_add_explicit(&w->st.records_in, m, memory_order_relaxed);
 
 	if (res != SPATE_HANDLER_OK && res != SPATE_HANDLER_FAIL && res != SPATE_HANDLER_ITEM_FAILURES) {
 		/* -1, a negative spate_err_t, anything else: the batch failed (guarantee 1) */
@@ -321,7 +378,7 @@ static bool run_batch(sp_worker_t *w, sp_lane_t *l)
 			while (!w->failed[ok])
 				ok++;
 		else if (!whole)
-			ok = n;
+			ok = m;
 		char emsg[sizeof(b.err)];
 		if (ok && sp_emit_flush(w, ok, emsg, sizeof(emsg)) != SPATE_OK) {
 			snprintf(b.err, sizeof(b.err), "%s", emsg);
@@ -333,11 +390,32 @@ static bool run_batch(sp_worker_t *w, sp_lane_t *l)
 	}
 	if (!items && !whole) {
 		latency(w, &w->st.ts_done, &w->st.in_done, n, sp_now_ns(), sp_wall_us());
+		if (m < n)
+			atomic_fetch_add_explicit(&w->st.filtered, n - m, memory_order_relaxed);
 		sp_lane_consume(w, l, w->refs, n);
 		sp_lane_bisect_next(l);
 		return true;
 	}
 	sp_hist_bump(&w->st.errors, 1);
+	if (m < n) {
+		/* the retry works on the batch's records in lane order: the filtered ones are
+		 * never failed, charged or dead-lettered */
+		if (items) {
+			/* the records before the first failed item are DONE: count the filtered ones */
+			uint32_t jf = 0;
+			while (!w->failed[jf])
+				jf++;
+			atomic_fetch_add_explicit(&w->st.filtered, w->hmap[jf] - jf, memory_order_relaxed);
+			spread_failures(w, m, n);
+		} else {
+			/* a whole failure holds the passing records before the first filtered one;
+			 * the rest stays at the lane's head and is built into the next batch */
+			uint32_t k = 1;
+			while (k < m && w->hmap[k] == k)
+				k++;
+			n = k;
+		}
+	}
 	return sp_retry_failed(w, l, &b, res, n, items);
 }
 
@@ -512,6 +590,12 @@ int sp_workers_start(sp_engine_t *e, char *err, size_t sz)
 		w->dlqrecs = calloc(e->batch_size, sizeof(*w->dlqrecs));
 		if (!w->ptrs || !w->refs || !w->failed || !w->item_err || !w->dlqrecs)
 			return sp_err(err, sz, SPATE_ERR_NOMEM, "out of memory");
+		if (e->filter) {
+			w->fscratch = sp_filter_scratch_new();
+			w->hmap = calloc(e->batch_size, sizeof(*w->hmap));
+			if (!w->fscratch || !w->hmap)
+				return sp_err(err, sz, SPATE_ERR_NOMEM, "out of memory");
+		}
 	}
 	for (int i = 0; i < e->nworkers; i++) {
 		int rc = pthread_create(&e->workers[i]->th, NULL, worker_main, e->workers[i]);
@@ -584,6 +668,8 @@ void sp_workers_free(sp_engine_t *e)
 		free(w->dlqbuf);
 		free(w->dlqrecs);
 		free(w->dlqhdrs);
+		free(w->hmap);
+		sp_filter_scratch_free(w->fscratch);
 		sp_emit_free(w);
 		free(w);
 	}

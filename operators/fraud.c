@@ -81,6 +81,7 @@ typedef struct fraud {
 	/* country "AB" -> 1 + index into countries[], 0 when not listed */
 	uint8_t country_idx[26 * 26];
 	_Atomic uint64_t totals[C_N];
+	char *sink; /* fraud.sink: where flagged records go, or NULL */
 } fraud_t;
 
 typedef struct fraud_worker {
@@ -589,6 +590,27 @@ static void fraud_fini(void *opaque, void *wctx)
 	free(w);
 }
 
+/* fraud.sink: emit flagged record i of b (its key and value) with a fraud.rules header
+ * naming the rules that fired ("amount,card_prefix"); the engine adds spate.origin. */
+static int emit_flagged(const fraud_t *f, spate_batch_t *b, size_t i, const spate_record_t *r, unsigned hits)
+{
+	static const struct {
+		unsigned bit;
+		const char *name;
+	} rules[] = {{HIT_AMOUNT, "amount"},
+	             {HIT_MERCHANT, "merchant"},
+	             {HIT_CARD, "card_prefix"},
+	             {HIT_CURRENCY, "currency"}};
+	char names[64];
+	size_t len = 0;
+	for (size_t k = 0; k < sizeof(rules) / sizeof(rules[0]); k++)
+		if (hits & rules[k].bit)
+			len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s", len ? "," : "",
+			                        rules[k].name);
+	spate_header_t h = {"fraud.rules", 11, names, len};
+	return spate_batch_emit(b, i, f->sink, r->key, r->key_len, r->value, r->value_len, &h, 1);
+}
+
 static int fraud_handle(void *opaque, void *wctx, spate_batch_t *b)
 {
 	fraud_t *f = opaque;
@@ -601,6 +623,8 @@ static int fraud_handle(void *opaque, void *wctx, spate_batch_t *b)
 			c[C_MALFORMED]++;
 			continue;
 		}
+		if (hits && f->sink && emit_flagged(f, b, i, recs[i], hits) != SPATE_OK)
+			return SPATE_HANDLER_FAIL; /* out of memory: the batch retries, nothing counted */
 		c[C_FLAGGED] += hits != 0;
 		c[C_AMOUNT] += !!(hits & HIT_AMOUNT);
 		c[C_MERCHANT] += !!(hits & HIT_MERCHANT);
@@ -685,6 +709,7 @@ static void fraud_free(fraud_t *f)
 	free(f->prefixes);
 	free(f->mstrs);
 	free(f->pstrs);
+	free(f->sink);
 	free(f);
 }
 
@@ -692,6 +717,26 @@ static void fraud_destroy(spate_handler_t *h)
 {
 	fraud_free(h->opaque);
 	h->opaque = NULL;
+}
+
+/* Whether the pipeline names a sink NAME (sink.NAME=...): the pass-through keys. */
+typedef struct sink_find {
+	const char *name;
+	bool found;
+} sink_find_t;
+
+static void sink_seen(void *arg, const char *key, const char *val)
+{
+	sink_find_t *s = arg;
+	if (!strcmp(key + strlen("sink."), s->name) && *val)
+		s->found = true;
+}
+
+static bool has_sink(const spate_conf_t *conf, const char *name)
+{
+	sink_find_t s = {name, false};
+	sp_conf_foreach_prefix(conf, "sink.", sink_seen, &s);
+	return s.found;
 }
 
 static int fraud_setup(fraud_t *f, const spate_conf_t *conf, char *err, size_t sz)
@@ -704,6 +749,16 @@ static int fraud_setup(fraud_t *f, const spate_conf_t *conf, char *err, size_t s
 		                true, &f->prefixes, &f->nprefixes, &f->pstrs, err, sz);
 	if (rc)
 		return rc;
+	const char *sink = sp_conf_str(conf, "fraud.sink");
+	if (*sink) {
+		if (!has_sink(conf, sink))
+			return sp_err(err, sz, SPATE_ERR_INVALID,
+			              "fraud.sink: no sink named \"%s\" (set sink.%s=log:DIR or kafka:TOPIC)",
+			              sink, sink);
+		f->sink = strdup(sink);
+		if (!f->sink)
+			return sp_err(err, sz, SPATE_ERR_NOMEM, "fraud.sink: out of memory");
+	}
 	if (f->nmerchants > 1)
 		qsort(f->merchants, f->nmerchants, sizeof(span_t), span_cmp);
 	for (size_t i = 0; i < NCOUNTRIES; i++)
@@ -753,11 +808,15 @@ static void fraud_report(spate_handler_t *h, FILE *fp)
 
 /* The keys of this plugin (its part of the configuration reference). */
 static const sp_opt_t fraud_opts[] = {
-    {"fraud.amount.max", SP_OPT_INT, 0, INT64_MAX, NULL, "5000", "fraud: flag transactions above this amount"},
+    {"fraud.amount.max", SP_OPT_INT, 0, INT64_MAX, NULL, "5000",
+     "fraud: flag transactions above this amount"},
     {"fraud.block.merchants", SP_OPT_STR, 0, 0, NULL, "m-0666,m-1313",
      "fraud: comma-separated merchant ids that are flagged"},
     {"fraud.block.card.prefixes", SP_OPT_STR, 0, 0, NULL, "4000-66",
      "fraud: comma-separated card number prefixes that are flagged"},
+    {"fraud.sink", SP_OPT_STR, 0, 0, NULL, "",
+     "fraud: a named sink (sink.NAME) each flagged transaction is emitted to, unchanged, with a "
+     "fraud.rules header naming the rules that fired; empty = only count"},
     {NULL, 0, 0, 0, NULL, NULL, NULL},
 };
 

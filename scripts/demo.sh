@@ -1,6 +1,7 @@
 #!/bin/bash
 # demo.sh - the main job: install what is missing, build, produce a fraud demo stream
-# into the embedded log, run the fraud pipeline on it with checkpoints, print the summary.
+# into the embedded log, run the fraud pipeline on it with checkpoints (its alerts go to an
+# alerts log), print the summary and how many alerts the log holds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
@@ -19,6 +20,8 @@ echo "== producing 1,000,000 fraud-like transactions into $demo/stream (8 partit
 build/cli/spate produce "$demo/stream" --partitions 8 --gen fraud --records 1000000
 echo "== running the fraud pipeline (examples/fraud.conf)"
 build/cli/spate run examples/fraud.conf -X source=log:"$demo/stream" -X store=file:"$demo/checkpoints" \
-	-X dlq=log:"$demo/dlq" -X summary.json="$demo/summary.json"
+	-X dlq=log:"$demo/dlq" -X summary.json="$demo/summary.json" -X sink.alerts=log:"$demo/alerts"
+echo "== alerts: $(build/cli/spate log dump "$demo/alerts" | wc -l) flagged transactions in $demo/alerts"
+echo "   look at them with: build/cli/spate log dump $demo/alerts | less"
 echo "== checkpoints"
 build/cli/spate checkpoint show file:"$demo/checkpoints"

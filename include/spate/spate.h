@@ -377,6 +377,7 @@ typedef struct spate_stats {
 	uint64_t cold_starts;
 	double handler_p50_ms, handler_p99_ms; /**< handler time per batch, since the start */
 	double latency_p50_ms, latency_p99_ms; /**< stream timestamp to DONE, since the start */
+	uint64_t filtered; /**< records the filter dropped (DONE without a handler call), so far */
 } spate_stats_t;
 
 /** Fill *s with the engine's gauges. @locality any thread, while the engine exists */
