@@ -1,5 +1,5 @@
-/* consumer.h - what the Kafka source's two files share: source.c (the consumer: open,
- * seek, poll, service, lag) and group.c (the consumer group: rebalance callbacks, the
+/* consumer.h - what the Kafka source's files share: source.c (the consumer: open,
+ * seek, service, lag), poll.c (the stash and poll()'s chunks) and group.c (the consumer group: rebalance callbacks, the
  * join state, membership, stop.at.end, closing the consumer, and store=kafka).
  * Internal to connectors/kafka. */
 #ifndef SPATE_CONNECTORS_KAFKA_CONSUMER_H
@@ -144,8 +144,25 @@ kpart_t *sp_kafka_kp_get(ksrc_t *x, const char *topic, int32_t partition);
 kpart_t *sp_kafka_kp_by_name(ksrc_t *x, const char *name, bool create);
 /** Keep the first fatal error; poll() and service() return it. */
 void sp_kafka_set_fatal(ksrc_t *x, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* ---- poll.c ---- */
+/** Empty the consumer queue's wakeup pipe (the engine polls its read end). */
+void sp_kafka_drain_pipe(ksrc_t *x);
+/** Messages in the stash. */
+size_t sp_kafka_stash_len(const ksrc_t *x);
+/** The stash holds its share (times 1), or twice that (times 2: every partition is
+ *  paused then). */
+bool sp_kafka_stash_full(const ksrc_t *x, unsigned times);
+/** Append m to the stash (it owns m then). SPATE_OK or SPATE_ERR_NOMEM. */
+int sp_kafka_stash_push(ksrc_t *x, rd_kafka_message_t *m);
 /** Drop the stashed messages of one partition (revoked), keeping the others' order. */
 void sp_kafka_stash_drop(ksrc_t *x, const char *topic, int32_t partition);
+/** Destroy every stashed message. */
+void sp_kafka_stash_clear(ksrc_t *x);
+/** Free the stash and poll()'s scratch. */
+void sp_kafka_stash_free(ksrc_t *x);
+/** The source's poll(). */
+int sp_kafka_poll(sp_source_t *s, sp_chunk_t **out, int max, uint64_t budget_bytes, char *errstr, size_t size);
 
 /* ---- group.c ---- */
 void sp_kafka_reg_add(reg_t *r);

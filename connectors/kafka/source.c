@@ -1,7 +1,8 @@
 /* source.c - Kafka as a source (`source=kafka`) and the consumer group as a checkpoint
  * store (`store=kafka`), through librdkafka's high-level consumer. This file is the
- * consumer (open, seek, poll, service, lag); group.c is the group side (rebalances,
- * join state, membership, stop.at.end, store=kafka); consumer.h is what they share.
+ * consumer (open, seek, service, lag); poll.c turns messages into chunks; group.c is
+ * the group side (rebalances, join state, membership, stop.at.end, store=kafka);
+ * consumer.h is what they share.
  *
  * Keys: `topics` (comma list), `group.id`, `kafka.bootstrap.servers`; every other
  * `kafka.*` key goes to librdkafka without the prefix. The consumer always runs with
@@ -22,7 +23,7 @@
  * kafka.max.poll.interval.ms, default 30 s, and saves its checkpoint unless the
  * assignment was lost), then unassigned and forgotten.
  *
- * poll() takes a batch from the consumer queue and groups it by partition, in arrival
+ * poll() (poll.c) takes a batch from the consumer queue and groups it by partition, in arrival
  * order, into chunks whose records point into the rd_kafka_message_t's (no copy); the
  * chunk owns the messages and destroys them when released. Messages that did not fit
  * (budget, chunk count) and messages served by service() while paused wait in a FIFO
@@ -171,73 +172,6 @@ void sp_kafka_set_fatal(ksrc_t *x, int rc, const char *fmt, ...)
 	vsnprintf(x->fatal, sizeof(x->fatal), fmt, ap);
 	va_end(ap);
 	x->fatal_rc = rc;
-}
-
-static void drain_pipe(ksrc_t *x)
-{
-	char buf[256];
-	while (read(x->pipefd[0], buf, sizeof(buf)) > 0)
-		;
-}
-
-/* ---- the stash ------------------------------------------------------------------- */
-
-static size_t stash_len(const ksrc_t *x)
-{
-	return x->stash_n - x->stash_head;
-}
-
-/* What a message counts toward max.inflight.bytes. */
-static uint64_t msg_bytes(const rd_kafka_message_t *m)
-{
-	return m->len + m->key_len + KSRC_MSG_OVERHEAD;
-}
-
-/* The stash is full: poll() takes no more from the queue (librdkafka's queue bounds
- * then stop its fetching). Over twice that (service() kept what arrived while poll()
- * was not called), every partition is paused. */
-static bool stash_full(const ksrc_t *x, unsigned times)
-{
-	return stash_len(x) >= x->stash_max * times || x->stash_bytes >= x->stash_max_bytes * times;
-}
-
-static int stash_push(ksrc_t *x, rd_kafka_message_t *m)
-{
-	if (x->stash_head && x->stash_head == x->stash_n)
-		x->stash_head = x->stash_n = 0;
-	if (x->stash_n == x->stash_cap) {
-		if (x->stash_head) { /* compact first */
-			memmove(x->stash, x->stash + x->stash_head, stash_len(x) * sizeof(*x->stash));
-			x->stash_n -= x->stash_head;
-			x->stash_head = 0;
-		}
-		if (x->stash_n == x->stash_cap) {
-			size_t cap = x->stash_cap ? x->stash_cap * 2 : 1024;
-			rd_kafka_message_t **n = realloc(x->stash, cap * sizeof(*n));
-			if (!n)
-				return SPATE_ERR_NOMEM;
-			x->stash = n;
-			x->stash_cap = cap;
-		}
-	}
-	x->stash[x->stash_n++] = m;
-	x->stash_bytes += msg_bytes(m);
-	return SPATE_OK;
-}
-
-/* Drop stashed messages of one partition (revoked), keeping the others' order. */
-void sp_kafka_stash_drop(ksrc_t *x, const char *topic, int32_t partition)
-{
-	size_t w = x->stash_head;
-	for (size_t i = x->stash_head; i < x->stash_n; i++) {
-		rd_kafka_message_t *m = x->stash[i];
-		if (m->partition == partition && m->rkt && !strcmp(rd_kafka_topic_name(m->rkt), topic)) {
-			x->stash_bytes -= msg_bytes(m);
-			rd_kafka_message_destroy(m);
-		} else
-			x->stash[w++] = m;
-	}
-	x->stash_n = w;
 }
 
 /* ---- pause and resume ---------------------------------------------------------------- */
@@ -430,9 +364,7 @@ static void read_prefetch(ksrc_t *x)
 
 static void ksrc_free(ksrc_t *x)
 {
-	for (size_t i = x->stash_head; i < x->stash_n; i++)
-		rd_kafka_message_destroy(x->stash[i]);
-	x->stash_head = x->stash_n = 0;
+	sp_kafka_stash_clear(x);
 	if (x->q)
 		rd_kafka_queue_destroy(x->q);
 	if (x->rk && !sp_kafka_close(x))
@@ -450,9 +382,7 @@ static void ksrc_free(ksrc_t *x)
 		free(x->all[i]);
 	}
 	free(x->all);
-	free(x->stash);
-	free(x->sel);
-	free(x->hdr);
+	sp_kafka_stash_free(x);
 	sp_kafka_secrets_free(&x->secrets);
 	free(x);
 }
@@ -672,257 +602,6 @@ static int ksrc_seek(sp_source_t *s, sp_part_t *p, const sp_ckpt_t *ckpt, sp_ckp
 	return SPATE_OK;
 }
 
-/* ---- poll --------------------------------------------------------------------------- */
-
-typedef struct group {
-	kpart_t *k;
-	uint32_t n, hdrs;
-	uint64_t bytes;
-	uint32_t fill;
-	sp_chunk_t *c;
-	rd_kafka_message_t **msgs;
-} group_t;
-
-static void release_msgs(sp_chunk_t *c, void *opaque)
-{
-	(void)opaque;
-	rd_kafka_message_t **m = c->buf;
-	for (uint32_t i = 0; m && i < c->n; i++)
-		rd_kafka_message_destroy(m[i]);
-	free(m);
-	c->buf = NULL;
-}
-
-/* A consume error: PARTITION_EOF is the end of what there is; out of range is fatal;
- * the rest are transient (librdkafka retries) and logged. */
-static int msg_error(ksrc_t *x, rd_kafka_message_t *m, char *errstr, size_t size)
-{
-	const char *topic = m->rkt ? rd_kafka_topic_name(m->rkt) : "?";
-	if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
-		return SPATE_OK;
-	if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET || m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE) {
-		kpart_t *k = sp_kafka_kp_find(x, topic, m->partition);
-		int64_t lo = -1, hi = -1;
-		rd_kafka_get_watermark_offsets(x->rk, topic, m->partition, &lo, &hi);
-		if (lo < 0)
-			rd_kafka_query_watermark_offsets(x->rk, topic, m->partition, &lo, &hi, KSRC_REQUEST_MS);
-		int64_t at = k ? k->next : m->offset;
-		return sp_err(errstr, size, SPATE_ERR_OUT_OF_RANGE,
-		              "kafka/%s/%" PRId32 ": topic %s partition %" PRId32 ": offset %" PRId64
-		              " is out of range (log start %" PRId64 ", end %" PRId64 "): offsets %" PRId64 "..%" PRId64
-		              " were deleted before they were handled (%s)",
-		              topic, m->partition, topic, m->partition, at, lo, hi, at, lo - 1,
-		              rd_kafka_message_errstr(m));
-	}
-	char clean[512];
-	sp_kafka_redact(&x->secrets, rd_kafka_message_errstr(m), clean, sizeof(clean));
-	sp_msg(x->eng, SP_MSG_WARN, "kafka: consume error on %s [%" PRId32 "]: %s", topic, m->partition, clean);
-	return SPATE_OK;
-}
-
-/* The partition of message m: the previous message's, most of the time. */
-static kpart_t *msg_part(ksrc_t *x, const rd_kafka_message_t *m)
-{
-	kpart_t *k = x->last;
-	if (k && k->rkt == m->rkt && k->partition == m->partition)
-		return k;
-	if (!m->rkt)
-		return NULL;
-	k = sp_kafka_kp_find(x, rd_kafka_topic_name(m->rkt), m->partition);
-	if (k)
-		x->last = k;
-	return k;
-}
-
-/* Take what the consumer queue has, up to the stash's room. */
-static int take_queue(ksrc_t *x, char *errstr, size_t size)
-{
-	if (stash_full(x, 1))
-		return SPATE_OK;
-	size_t want = x->stash_max - stash_len(x);
-	rd_kafka_message_t *buf[KSRC_BATCH];
-	ssize_t got = rd_kafka_consume_batch_queue(x->q, 0, buf, want < KSRC_BATCH ? want : KSRC_BATCH);
-	for (ssize_t i = 0; i < got; i++)
-		if (stash_push(x, buf[i])) {
-			for (ssize_t j = i; j < got; j++)
-				rd_kafka_message_destroy(buf[j]);
-			return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
-		}
-	return SPATE_OK;
-}
-
-static int scratch_reserve(ksrc_t *x, size_t n)
-{
-	if (n <= x->scratch_cap)
-		return SPATE_OK;
-	size_t cap = x->scratch_cap ? x->scratch_cap : 1024;
-	while (cap < n)
-		cap *= 2;
-	int8_t *sel = realloc(x->sel, cap * sizeof(*sel));
-	if (sel)
-		x->sel = sel;
-	rd_kafka_headers_t **hdr = realloc(x->hdr, cap * sizeof(*hdr));
-	if (hdr)
-		x->hdr = hdr;
-	if (!sel || !hdr)
-		return SPATE_ERR_NOMEM;
-	x->scratch_cap = cap;
-	return SPATE_OK;
-}
-
-static int ksrc_poll(sp_source_t *s, sp_chunk_t **out, int max, uint64_t budget_bytes, char *errstr, size_t size)
-{
-	ksrc_t *x = s->ctx;
-	x->last_poll_ms = sp_now_ms();
-	if (x->fatal_rc)
-		return sp_err(errstr, size, x->fatal_rc, "%s", x->fatal);
-	drain_pipe(x);
-	/* what waits first, then the queue (which also serves rebalances) */
-	int rc = take_queue(x, errstr, size);
-	if (rc)
-		return rc;
-	if (x->fatal_rc)
-		return sp_err(errstr, size, x->fatal_rc, "%s", x->fatal);
-	if (scratch_reserve(x, stash_len(x)))
-		return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
-	group_t groups[KSRC_MAX_GROUPS];
-	/* tail gaps: a partition's end (EOF) past its last record: skip chunks after the groups */
-	struct {
-		kpart_t *k;
-		int64_t to;
-	} skips[KSRC_MAX_GROUPS];
-	int ngroups = 0, nskips = 0, maxg = max < KSRC_MAX_GROUPS ? max : KSRC_MAX_GROUPS;
-	uint64_t bytes = 0;
-	size_t head = x->stash_head, i = head;
-	int8_t *sel = x->sel - head;
-	rd_kafka_headers_t **hdr = x->hdr - head;
-	/* pass 1: which messages go into which chunk (a prefix of the stash is used up) */
-	for (; i < x->stash_n; i++) {
-		rd_kafka_message_t *m = x->stash[i];
-		sel[i] = -1;
-		if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-			/* everything before m->offset was delivered: offsets between the last
-			 * record and it are transaction markers, aborted or compacted records */
-			kpart_t *k = msg_part(x, m);
-			if (k) {
-				int64_t lo = -1, hi = -1;
-				rd_kafka_get_watermark_offsets(x->rk, k->topic, k->partition, &lo, &hi);
-				k->eof = m->offset;
-				k->eof_hi = hi;
-			}
-			if (k && k->p && m->offset > k->next) {
-				if (ngroups + nskips == maxg)
-					break;
-				skips[nskips].k = k;
-				skips[nskips++].to = m->offset - 1;
-				k->next = m->offset;
-			}
-			continue;
-		}
-		if (m->err) {
-			if ((rc = msg_error(x, m, errstr, size)))
-				return rc; /* fatal: the stashed messages are destroyed at close */
-			continue;
-		}
-		kpart_t *k = msg_part(x, m);
-		if (!k || !k->p || m->offset < k->next)
-			continue; /* stale: revoked, or before the partition's start */
-		int g = ngroups - 1; /* runs: the latest group first */
-		while (g >= 0 && groups[g].k != k)
-			g--;
-		uint64_t b = msg_bytes(m);
-		if ((g < 0 && ngroups + nskips == maxg) || (bytes && bytes + b > budget_bytes))
-			break;
-		if (g < 0) {
-			g = ngroups++;
-			groups[g] = (group_t){.k = k};
-		}
-		hdr[i] = NULL;
-		if (!rd_kafka_message_headers(m, &hdr[i]) && hdr[i])
-			groups[g].hdrs += (uint32_t)rd_kafka_header_cnt(hdr[i]);
-		groups[g].n++;
-		groups[g].bytes += b;
-		bytes += b;
-		sel[i] = (int8_t)g;
-		k->next = m->offset + 1;
-	}
-	size_t cut = i;
-	/* pass 2: allocate the chunks */
-	for (int g = 0; g < ngroups; g++) {
-		groups[g].c = sp_chunk_new_bare(groups[g].k->p, groups[g].n, groups[g].hdrs);
-		groups[g].msgs = malloc(groups[g].n * sizeof(rd_kafka_message_t *));
-		if (!groups[g].c || !groups[g].msgs) {
-			for (int j = 0; j <= g; j++) {
-				sp_chunk_free(groups[j].c);
-				free(groups[j].msgs);
-			}
-			return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory for %u records", groups[g].n);
-		}
-		groups[g].c->bytes = groups[g].bytes;
-		groups[g].hdrs = 0; /* from now: headers used */
-	}
-	/* pass 3: fill them; everything before cut leaves the stash */
-	for (size_t j = head; j < cut; j++) {
-		rd_kafka_message_t *m = x->stash[j];
-		x->stash_bytes -= msg_bytes(m);
-		int g = sel[j];
-		if (g < 0) {
-			rd_kafka_message_destroy(m);
-			continue;
-		}
-		group_t *gr = &groups[g];
-		spate_record_t *r = &gr->c->recs[gr->fill];
-		rd_kafka_timestamp_type_t tt;
-		int64_t ts = rd_kafka_message_timestamp(m, &tt);
-		*r = (spate_record_t){
-		    .version = SPATE_RECORD_VERSION,
-		    .key = m->key,
-		    .key_len = m->key_len,
-		    .value = m->payload,
-		    .value_len = m->len,
-		    .timestamp_ms = ts >= 0 ? ts : sp_wall_ms(),
-		    .partition = &gr->k->p->pub,
-		    .position = sp_pos((uint64_t)m->offset),
-		};
-		rd_kafka_headers_t *h = hdr[j];
-		if (h) {
-			size_t hc = rd_kafka_header_cnt(h);
-			r->headers = &gr->c->hdrs[gr->hdrs];
-			r->header_cnt = hc;
-			for (size_t q = 0; q < hc; q++) {
-				const char *name;
-				const void *val;
-				size_t vlen;
-				rd_kafka_header_get_all(h, q, &name, &val, &vlen);
-				gr->c->hdrs[gr->hdrs++] = (spate_header_t){name, strlen(name), val, vlen};
-			}
-		}
-		gr->msgs[gr->fill++] = m;
-	}
-	x->stash_head = cut;
-	if (x->stash_head == x->stash_n)
-		x->stash_head = x->stash_n = 0;
-	int nout = 0;
-	for (int g = 0; g < ngroups; g++) {
-		sp_chunk_t *c = groups[g].c;
-		c->buf = groups[g].msgs;
-		c->release = release_msgs;
-		out[nout++] = c;
-	}
-	for (int j = 0; j < nskips; j++) {
-		sp_chunk_t *c = sp_chunk_skip(skips[j].k->p, sp_pos((uint64_t)skips[j].to));
-		if (!c) {
-			for (int q = 0; q < nout; q++)
-				sp_chunk_free(out[q]);
-			return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
-		}
-		sp_msg(x->eng, SP_MSG_DEBUG, "%s: offsets up to %" PRId64 " hold no records (end of the partition)",
-		       skips[j].k->p->pub.name, skips[j].to);
-		out[nout++] = c;
-	}
-	return nout;
-}
-
 /* ---- service, fd, lag, ended ------------------------------------------------------------ */
 
 static int ksrc_service(sp_source_t *s, bool paused, char *errstr, size_t size)
@@ -932,7 +611,7 @@ static int ksrc_service(sp_source_t *s, bool paused, char *errstr, size_t size)
 		sp_kafka_check_single_member(x, NULL);
 	if (x->fatal_rc)
 		return sp_err(errstr, size, x->fatal_rc, "%s", x->fatal);
-	bool want = paused || stash_full(x, 2);
+	bool want = paused || sp_kafka_stash_full(x, 2);
 	if (want != x->paused) {
 		x->paused = want;
 		pause_all(x, want);
@@ -944,10 +623,10 @@ static int ksrc_service(sp_source_t *s, bool paused, char *errstr, size_t size)
 	/* serve rebalances when poll() does not: keep what arrives (once partitions are
 	 * paused, librdkafka drops what it had fetched for them and little arrives) */
 	if (paused || sp_now_ms() - x->last_poll_ms >= KSRC_SERVE_MS) {
-		drain_pipe(x);
+		sp_kafka_drain_pipe(x);
 		rd_kafka_message_t *m;
-		while ((x->paused || !stash_full(x, 2)) && (m = rd_kafka_consumer_poll(x->rk, 0))) {
-			if (stash_push(x, m)) {
+		while ((x->paused || !sp_kafka_stash_full(x, 2)) && (m = rd_kafka_consumer_poll(x->rk, 0))) {
+			if (sp_kafka_stash_push(x, m)) {
 				rd_kafka_message_destroy(m);
 				return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
 			}
@@ -981,7 +660,7 @@ static int ksrc_fd(sp_source_t *s)
 static int ksrc_next_ms(sp_source_t *s)
 {
 	ksrc_t *x = s->ctx;
-	if (!x->assigned_once || x->paused || x->stop_at_end || stash_len(x))
+	if (!x->assigned_once || x->paused || x->stop_at_end || sp_kafka_stash_len(x))
 		return KSRC_TICK_MS;
 	return -1;
 }
@@ -1004,7 +683,7 @@ static int64_t ksrc_lag(sp_source_t *s)
 		if (hi > k->next)
 			lag += hi - k->next;
 	}
-	return lag + (int64_t)stash_len(x);
+	return lag + (int64_t)sp_kafka_stash_len(x);
 }
 
 static void ksrc_close(sp_source_t *s)
@@ -1024,7 +703,7 @@ const sp_source_ops_t sp_source_kafka = {
     .desc = "Kafka through a consumer group: topics=T1,T2 group.id=G kafka.bootstrap.servers=H:P",
     .open = ksrc_open,
     .seek = ksrc_seek,
-    .poll = ksrc_poll,
+    .poll = sp_kafka_poll,
     .fd = ksrc_fd,
     .next_ms = ksrc_next_ms,
     .min_inflight_bytes = ksrc_min_inflight,
