@@ -1,5 +1,6 @@
 /* consumer.h - what the Kafka source's files share: source.c (the consumer: open,
- * seek, service, lag), poll.c (the stash and poll()'s chunks) and group.c (the consumer group: rebalance callbacks, the
+ * seek, service, lag), poll.c (the stash and poll()'s chunks), store.c (store=kafka)
+ * and group.c (the consumer group: rebalance callbacks, the
  * join state, membership, stop.at.end, closing the consumer, and store=kafka).
  * Internal to connectors/kafka. */
 #ifndef SPATE_CONNECTORS_KAFKA_CONSUMER_H
@@ -128,13 +129,6 @@ typedef struct ksrc {
 	sp_kafka_secrets_t secrets;
 } ksrc_t;
 
-/* The engine -> source map, for the store (the engine opens the source first). */
-typedef struct reg {
-	sp_engine_t *eng;
-	ksrc_t *x;
-	struct reg *next;
-} reg_t;
-
 /* ---- source.c ---- */
 /** The kpart of topic/partition, or NULL. */
 kpart_t *sp_kafka_kp_find(ksrc_t *x, const char *topic, int32_t partition);
@@ -165,9 +159,6 @@ void sp_kafka_stash_free(ksrc_t *x);
 int sp_kafka_poll(sp_source_t *s, sp_chunk_t **out, int max, uint64_t budget_bytes, char *errstr, size_t size);
 
 /* ---- group.c ---- */
-void sp_kafka_reg_add(reg_t *r);
-void sp_kafka_reg_del(sp_engine_t *e);
-ksrc_t *sp_kafka_reg_find(sp_engine_t *e);
 /** librdkafka's callbacks (opaque: the ksrc_t). */
 void sp_kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
                            void *opaque);
@@ -189,5 +180,10 @@ bool sp_kafka_has_bug_4312(ksrc_t *x);
  *  (that state outlasted the session timeout): it is left to the process exit, with x,
  *  whose callbacks then return at once. @locality the engine thread. */
 bool sp_kafka_close(ksrc_t *x);
+
+/* ---- store.c ---- */
+/** The source's open_store(): store=kafka commits through this consumer. */
+int sp_kafka_open_store(sp_source_t *s, const char *kind, const char *arg, sp_store_t *out, char *errstr,
+                        size_t size);
 
 #endif

@@ -17,56 +17,16 @@
  *    #4312, fixed by PR #4381 in 2.3.0). A source that ends or is stopped while it
  *    joins (stop.at.end finding everything committed, SIGTERM) first serves the group
  *    until that first assignment, at most for session.timeout.ms;
- *  - store=kafka: save() commits offset = after + 1 synchronously (SPATE_ERR_BUSY while
- *    the group rebalances), load() reads the committed offset.
  * @locality the engine thread (librdkafka's threads call on_log and on_error).
  */
 #include "consumer.h"
 
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* ---- engine -> source map, for the store ------------------------------------------- */
-
-static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
-static reg_t *regs;
-
-void sp_kafka_reg_add(reg_t *r)
-{
-	pthread_mutex_lock(&reg_mu);
-	r->next = regs;
-	regs = r;
-	pthread_mutex_unlock(&reg_mu);
-}
-
-void sp_kafka_reg_del(sp_engine_t *e)
-{
-	pthread_mutex_lock(&reg_mu);
-	for (reg_t **pp = &regs; *pp; pp = &(*pp)->next)
-		if ((*pp)->eng == e) {
-			reg_t *r = *pp;
-			*pp = r->next;
-			free(r);
-			break;
-		}
-	pthread_mutex_unlock(&reg_mu);
-}
-
-ksrc_t *sp_kafka_reg_find(sp_engine_t *e)
-{
-	ksrc_t *x = NULL;
-	pthread_mutex_lock(&reg_mu);
-	for (reg_t *r = regs; r; r = r->next)
-		if (r->eng == e)
-			x = r->x;
-	pthread_mutex_unlock(&reg_mu);
-	return x;
-}
 
 /* ---- rebalance -------------------------------------------------------------------- */
 
@@ -440,106 +400,3 @@ bool sp_kafka_close(ksrc_t *x)
 	atomic_store(&x->detached, true);
 	return false;
 }
-
-/* ---- store=kafka -------------------------------------------------------------------- */
-
-static int kstore_open(sp_store_t *s, char *errstr, size_t size)
-{
-	if (!s->eng)
-		return sp_err(errstr, size, SPATE_ERR_INVALID,
-		              "store: kafka commits to the consumer group of a running source=kafka pipeline; "
-		              "it cannot be opened on its own");
-	char name[64];
-	const char *src = sp_conf_str(sp_engine_conf(s->eng), "source");
-	sp_split_uri(src, name, sizeof(name));
-	ksrc_t *x = strcmp(name, KSRC_NAME) ? NULL : sp_kafka_reg_find(s->eng);
-	if (!x)
-		return sp_err(errstr, size, SPATE_ERR_INVALID,
-		              "store: kafka commits offsets to the Kafka source's consumer group and needs "
-		              "source=kafka (source is \"%s\")", src);
-	if (s->arg && *s->arg)
-		return sp_err(errstr, size, SPATE_ERR_INVALID, "store: kafka takes no argument (\"kafka:%s\")", s->arg);
-	x->store_on = true;
-	s->ctx = x;
-	return SPATE_OK;
-}
-
-static int kstore_load(sp_store_t *s, const char *name, sp_ckpt_t *out, char *errstr, size_t size)
-{
-	ksrc_t *x = s->ctx;
-	kpart_t *k = sp_kafka_kp_by_name(x, name, true);
-	if (!k)
-		return sp_err(errstr, size, SPATE_ERR_INVALID, "store=kafka: \"%s\" is not a Kafka partition", name);
-	int64_t off = -1;
-	if (k->has_committed) {
-		off = k->committed;
-		k->has_committed = false;
-	} else {
-		rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-		rd_kafka_topic_partition_list_add(l, k->topic, k->partition);
-		rd_kafka_resp_err_t e = rd_kafka_committed(x->rk, l, KSRC_REQUEST_MS);
-		if (!e)
-			e = l->elems[0].err;
-		off = l->elems[0].offset;
-		rd_kafka_topic_partition_list_destroy(l);
-		if (e)
-			return sp_err(errstr, size, SPATE_ERR_STORE, "store=kafka: %s: reading the committed offset: %s", name,
-			              rd_kafka_err2str(e));
-	}
-	if (off < 0)
-		return SPATE_ERR_NOT_FOUND;
-	k->loaded = off;
-	memset(out, 0, sizeof(*out));
-	if (off == 0)
-		out->beginning = true;
-	else
-		out->after = sp_pos((uint64_t)off - 1);
-	return SPATE_OK;
-}
-
-static int kstore_save(sp_store_t *s, const sp_store_entry_t *ents, size_t n, char *errstr, size_t size)
-{
-	ksrc_t *x = s->ctx;
-	if (!x->in_rebalance && atomic_load(&x->join_seen) && !atomic_load(&x->join_steady))
-		return sp_err(errstr, size, SPATE_ERR_BUSY,
-		              "store=kafka: the consumer group is rebalancing; %zu commits wait for it", n);
-	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)n);
-	for (size_t i = 0; i < n; i++) {
-		kpart_t *k = sp_kafka_kp_by_name(x, ents[i].name, false);
-		if (!k) {
-			rd_kafka_topic_partition_list_destroy(l);
-			return sp_err(errstr, size, SPATE_ERR_STORE, "store=kafka: \"%s\" is not a partition of this consumer",
-			              ents[i].name);
-		}
-		int64_t off = ents[i].ckpt.beginning ? 0 : (int64_t)ents[i].ckpt.after.w[2] + 1;
-		rd_kafka_topic_partition_list_add(l, k->topic, k->partition)->offset = off;
-	}
-	rd_kafka_resp_err_t e = rd_kafka_commit(x->rk, l, 0);
-	int rc = SPATE_OK;
-	if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
-		rc = sp_err(errstr, size, SPATE_ERR_STORE, "store=kafka: commit of %zu partitions: %s", n,
-		            rd_kafka_err2str(e));
-	for (int i = 0; !rc && i < l->cnt; i++)
-		if (l->elems[i].err)
-			rc = sp_err(errstr, size, SPATE_ERR_STORE, "store=kafka: commit of kafka/%s/%" PRId32 ": %s",
-			            l->elems[i].topic, l->elems[i].partition, rd_kafka_err2str(l->elems[i].err));
-	rd_kafka_topic_partition_list_destroy(l);
-	return rc;
-}
-
-static void kstore_close(sp_store_t *s)
-{
-	s->ctx = NULL; /* the consumer belongs to the source */
-}
-
-const sp_store_ops_t sp_store_kafka = {
-    .version = SP_STORE_OPS_VERSION,
-    .name = KSRC_NAME,
-    .desc = "commit offsets to the Kafka source's consumer group (source=kafka only)",
-    .open = kstore_open,
-    .load = kstore_load,
-    .save = kstore_save,
-    .list = NULL,
-    .reset = NULL,
-    .close = kstore_close,
-};

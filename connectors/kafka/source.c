@@ -1,8 +1,8 @@
 /* source.c - Kafka as a source (`source=kafka`) and the consumer group as a checkpoint
  * store (`store=kafka`), through librdkafka's high-level consumer. This file is the
  * consumer (open, seek, service, lag); poll.c turns messages into chunks; group.c is
- * the group side (rebalances, join state, membership, stop.at.end, store=kafka);
- * consumer.h is what they share.
+ * the group side (rebalances, join state, membership, stop.at.end); store.c is
+ * store=kafka; consumer.h is what they share.
  *
  * Keys: `topics` (comma list), `group.id`, `kafka.bootstrap.servers`; every other
  * `kafka.*` key goes to librdkafka without the prefix. The consumer always runs with
@@ -56,8 +56,7 @@
  * store=kafka: save() commits offset = after + 1 (beginning: offset 0; a start resolved
  * past 0 is a concrete offset) synchronously to the group; load() reads rd_kafka_committed (fetched once per
  * assignment for all its partitions). It shares the source's consumer, so it works only
- * with source=kafka; the engine opens the source first, which registers its consumer
- * under the engine for the store to find.
+ * with source=kafka: the engine asks the source for it (open_store, store.c).
  *
  * Closing: librdkafka before 2.3.0 aborts when a cooperative-sticky consumer is
  * destroyed after its group chose the assignor but before the first assignment
@@ -400,12 +399,8 @@ static int ksrc_open(sp_source_t *s, char *errstr, size_t size)
 	if (!*group)
 		return sp_err(errstr, size, SPATE_ERR_INVALID, "group.id: must be set for source=kafka");
 	ksrc_t *x = calloc(1, sizeof(*x));
-	reg_t *r = calloc(1, sizeof(*r));
-	if (!x || !r) {
-		free(x);
-		free(r);
+	if (!x)
 		return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
-	}
 	x->eng = s->eng;
 	x->pipefd[0] = x->pipefd[1] = -1;
 	x->group = group;
@@ -515,16 +510,12 @@ static int ksrc_open(sp_source_t *s, char *errstr, size_t size)
 		goto fail;
 	}
 	x->last_poll_ms = sp_now_ms();
-	r->eng = s->eng;
-	r->x = x;
-	sp_kafka_reg_add(r);
 	s->ctx = x;
 	return SPATE_OK;
 fail:
 	if (conf)
 		rd_kafka_conf_destroy(conf);
 	ksrc_free(x);
-	free(r);
 	return rc;
 }
 
@@ -691,7 +682,6 @@ static void ksrc_close(sp_source_t *s)
 	ksrc_t *x = s->ctx;
 	if (!x)
 		return;
-	sp_kafka_reg_del(x->eng);
 	x->closing = true;
 	ksrc_free(x);
 	s->ctx = NULL;
@@ -714,4 +704,6 @@ const sp_source_ops_t sp_source_kafka = {
     .ended = sp_kafka_ended,
     .close = ksrc_close,
     .default_store = "kafka",
+    .default_store_uri = NULL,
+    .open_store = sp_kafka_open_store,
 };
