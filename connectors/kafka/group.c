@@ -2,11 +2,11 @@
  *  - the rebalance callback: an assigned partition becomes a new engine partition,
  *    started at its checkpoint; a revoked one is released (its in-flight records waited
  *    for and its checkpoint committed, unless the assignment was lost);
- *  - the group's join state, read from librdkafka's cgrp debug lines (librdkafka 2.0.2
- *    has no call for it): store=kafka commits outside the rebalance callback only while
- *    it is "steady", because an OffsetCommit racing a rejoin fails with
- *    ILLEGAL_GENERATION and librdkafka then drops the whole assignment as lost
- *    (librdkafka issue #4059);
+ *  - the group's cgrp.join_state from librdkafka's statistics (statistics.interval.ms, the
+ *    stats callback; cgrp.join_state and cgrp.rebalance_cnt of STATISTICS.md, read with
+ *    jansson): store=kafka commits outside a rebalance only while it is "steady"
+ *    (store.c), because an OffsetCommit racing a rejoin fails with ILLEGAL_GENERATION
+ *    and librdkafka then drops the whole assignment as lost (librdkafka issue #4059);
  *  - with a store that is not the group, another member is refused;
  *  - stop.at.end through the group's committed offsets; with another store or none,
  *    through what this consumer handed over and the engine has DONE (and then, as a
@@ -16,12 +16,16 @@
  *    answered) but no SyncGroup has given the assignor its state yet (librdkafka issue
  *    #4312, fixed by PR #4381 in 2.3.0). A source that ends or is stopped while it
  *    joins (stop.at.end finding everything committed, SIGTERM) first serves the group
- *    until that first assignment, at most for session.timeout.ms;
- * @locality the engine thread (librdkafka's threads call on_log and on_error).
+ *    until that first assignment (the rebalance callback says when it comes), at most
+ *    for session.timeout.ms.
+ * librdkafka's log lines are forwarded as they come (kafka.log_level and kafka.debug are
+ * librdkafka's own); none is read for what it says.
+ * @locality the engine thread (librdkafka's threads call on_log).
  */
 #include "consumer.h"
 
 #include <inttypes.h>
+#include <jansson.h>
 #include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -168,6 +172,12 @@ static void on_assign(ksrc_t *x, rd_kafka_topic_partition_list_t *parts)
 	} else if (re) {
 		sp_kafka_set_fatal(x, SPATE_ERR_SOURCE, "kafka: assign: %s", rd_kafka_err2str(re));
 	}
+	if (!e && !re) {
+		/* the assign call moved cgrp.join_state from wait-assign-call to steady: commits
+		 * need not wait for the next statistics to say so */
+		x->steady = true;
+		snprintf(x->join_state, sizeof(x->join_state), "steady");
+	}
 	if (x->paused && go->cnt)
 		rd_kafka_pause_partitions(x->rk, go);
 	rd_kafka_topic_partition_list_destroy(go);
@@ -225,15 +235,17 @@ static void assign_closing(ksrc_t *x, rd_kafka_topic_partition_list_t *parts)
 }
 
 void sp_kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
-                         void *opaque)
+                           void *opaque)
 {
 	(void)rk;
 	ksrc_t *x = opaque;
 	x->in_rebalance = true;
+	/* a join round ended (its SyncGroup answered): JoinGroups sent before this are over */
+	x->joins_seen = atomic_load(&x->joins_sent);
 	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-		/* the assignor got its state before librdkafka handed this over */
+		/* the assignor got its state before librdkafka handed this over: the window of
+		 * librdkafka issue #4312 is over for good */
 		x->assigned_once = true;
-		atomic_store(&x->assignor_ready, true);
 		if (x->closing)
 			assign_closing(x, parts);
 		else
@@ -267,40 +279,78 @@ void sp_kafka_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque
 	sp_msg(x->eng, SP_MSG_WARN, "kafka: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), clean);
 }
 
-/* "Group "G" changed join state A -> B (state up)": whether B is steady, and how far the
- * first join got (librdkafka 2.0.2's rd_kafka_cgrp_set_join_state; a JoinGroup answered
- * moves to wait-metadata (the leader) or wait-sync, and a SyncGroup's assignment, once
- * the assignor has taken it, to wait-assign-call). */
-static void track_join_state(ksrc_t *x, const char *buf)
-{
-	const char *from = strstr(buf, "changed join state ");
-	const char *arrow = strstr(from ? from : buf, " -> ");
-	if (!arrow)
-		return;
-	const char *to = arrow + 4;
-	atomic_store(&x->join_steady, !strncmp(to, "steady", 6));
-	atomic_store(&x->join_seen, true);
-	if (!strncmp(to, "wait-metadata", 13) || !strncmp(to, "wait-sync", 9))
-		atomic_store(&x->assignor_chosen, true);
-	else if (!strncmp(to, "wait-assign-call", 16) || !strncmp(to, "steady", 6))
-		atomic_store(&x->assignor_ready, true);
-}
-
 void sp_kafka_on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
 	ksrc_t *x = rd_kafka_opaque(rk);
 	if (!x || atomic_load(&x->detached))
 		return;
-	if (!strcmp(fac, "CGRPJOINSTATE"))
-		track_join_state(x, buf);
-	if ((level >= 7 && !x->user_debug) || level > x->user_log_level)
-		return; /* the cgrp debug lines the source asked for itself, or above kafka.log_level */
+	/* librdkafka passes on only what its log_level (kafka.log_level; 7 with kafka.debug)
+	 * lets through */
 	int lvl = level <= 4 ? SP_MSG_WARN : level <= 6 ? SP_MSG_INFO : SP_MSG_DEBUG;
 	if (!sp_msg_enabled(x->eng, lvl))
 		return;
 	char clean[1024];
 	sp_kafka_redact(&x->secrets, buf, clean, sizeof(clean));
 	sp_msg(x->eng, lvl, "kafka: %s: %s", fac, clean);
+}
+
+/* Counts the JoinGroup requests written to the coordinator. @locality a broker thread:
+ * no librdkafka call, nothing that blocks. */
+static rd_kafka_resp_err_t on_request_sent(rd_kafka_t *rk, int sockfd, const char *brokername, int32_t brokerid,
+                                           int16_t api_key, int16_t api_version, int32_t corr_id, size_t size,
+                                           void *ic_opaque)
+{
+	(void)rk, (void)sockfd, (void)brokername, (void)brokerid, (void)api_version, (void)corr_id, (void)size;
+	ksrc_t *x = ic_opaque;
+	if (api_key == KSRC_API_JOINGROUP)
+		atomic_fetch_add(&x->joins_sent, 1);
+	return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+rd_kafka_resp_err_t sp_kafka_on_new(rd_kafka_t *rk, const rd_kafka_conf_t *conf, void *ic_opaque, char *errstr,
+                                    size_t errstr_size)
+{
+	(void)conf, (void)errstr, (void)errstr_size;
+	return rd_kafka_interceptor_add_on_request_sent(rk, KSRC_NAME "-source", on_request_sent, ic_opaque);
+}
+
+/* The join_state values before a JoinGroup was answered (rd_kafka_cgrp_join_state_names
+ * of 2.0.2): every other one comes after a JoinGroup response chose the assignor. */
+static bool before_join_answer(const char *state)
+{
+	return !strcmp(state, "init") || !strcmp(state, "wait-join");
+}
+
+int sp_kafka_on_stats(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
+{
+	(void)rk;
+	ksrc_t *x = opaque;
+	if (!x || atomic_load(&x->detached))
+		return 0;
+	json_error_t jerr;
+	json_t *root = json_loadb(json, json_len, 0, &jerr);
+	json_t *cgrp = root ? json_object_get(root, "cgrp") : NULL;
+	const char *state = json_string_value(json_object_get(cgrp, "join_state"));
+	json_t *cnt = json_object_get(cgrp, "rebalance_cnt");
+	if (!state || !json_is_integer(cnt)) {
+		/* a group consumer's report has a cgrp object: say once that it did not */
+		if (!x->stats_seen && root && !x->join_state[0])
+			sp_msg(x->eng, SP_MSG_DEBUG, "kafka: statistics without cgrp.join_state");
+		json_decref(root);
+		return 0;
+	}
+	bool was_steady = x->steady;
+	x->stats_seen = true;
+	x->steady = !strcmp(state, "steady");
+	if (!before_join_answer(state))
+		x->join_answered = true;
+	x->rebalance_cnt = (int)json_integer_value(cnt);
+	if (strcmp(x->join_state, state))
+		sp_msg(x->eng, SP_MSG_DEBUG, "kafka: group \"%s\": cgrp.join_state %s (rebalance_cnt %d)%s", x->group, state,
+		       x->rebalance_cnt, was_steady && !x->steady ? ": commits wait for it to be steady" : "");
+	snprintf(x->join_state, sizeof(x->join_state), "%s", state);
+	json_decref(root);
+	return 0; /* librdkafka frees json */
 }
 
 bool sp_kafka_ended(sp_source_t *s)
@@ -320,6 +370,14 @@ bool sp_kafka_ended(sp_source_t *s)
 				return false;
 		}
 		return true;
+	}
+	/* the group's offsets are not all at the ends while a partition this consumer holds
+	 * has not had its end committed by it (and asking during a rebalance would hold the
+	 * engine thread behind this member's JoinGroup, the coordinator answering after it) */
+	for (size_t i = 0; i < x->nall; i++) {
+		const kpart_t *k = x->all[i];
+		if (k->p && k->has_end && !k->at_end && k->acked < k->end)
+			return false;
 	}
 	int64_t now = sp_now_ms();
 	if (now - x->last_ended_check_ms < KSRC_ENDED_CHECK_MS)
@@ -363,26 +421,38 @@ bool sp_kafka_has_bug_4312(ksrc_t *x)
 	return strstr(v, "cooperative-sticky") != NULL;
 }
 
-/* librdkafka would abort destroying the consumer now (issue #4312): the group chose the
- * assignor, and no SyncGroup gave it its state yet. A JoinGroup answered after
- * consumer_close began is ignored, and the state is never dropped once set, so after
- * consumer_close this no longer changes. */
-static bool assignor_stateless(ksrc_t *x)
+/* Whether the group may have chosen the assignor without giving it state yet (librdkafka
+ * issue #4312): joining (subscribed), no first assignment, and a JoinGroup answered, as
+ * the statistics saw it or, fresher, as the member id says (librdkafka sets it from a
+ * JoinGroup response; a broker that asks for one first (MEMBER_ID_REQUIRED) sets it
+ * earlier, which only makes the close wait when it need not). */
+static bool assignor_may_lack_state(ksrc_t *x)
 {
-	return x->bug_4312 && atomic_load(&x->assignor_chosen) && !atomic_load(&x->assignor_ready);
+	if (!x->bug_4312 || !x->subscribed || x->assigned_once)
+		return false;
+	if (x->join_answered)
+		return true;
+	char *id = rd_kafka_memberid(x->rk);
+	bool answered = id && *id;
+	rd_kafka_mem_free(x->rk, id);
+	return answered;
 }
 
 bool sp_kafka_close(ksrc_t *x)
 {
 	x->closing = true;
-	if (assignor_stateless(x)) {
+	/* once a JoinGroup was answered, a JoinGroup answered after consumer_close began is
+	 * ignored, and the assignor's state is never dropped once set: after the wait below
+	 * this no longer changes */
+	bool wait = assignor_may_lack_state(x);
+	if (wait) {
 		sp_msg(x->eng, SP_MSG_INFO,
 		       "kafka: group \"%s\": closing before the first assignment; serving the group until it comes "
 		       "(at most session.timeout.ms=%" PRId64 "), because librdkafka %s aborts when it closes sooner "
 		       "(librdkafka issue #4312, fixed in 2.3.0)",
 		       x->group, x->session_ms, rd_kafka_version_str());
 		int64_t deadline = sp_now_ms() + x->session_ms;
-		while (assignor_stateless(x) && sp_now_ms() < deadline) {
+		while (!x->assigned_once && sp_now_ms() < deadline) {
 			/* serves the rebalance callback; records are not handed over any more */
 			rd_kafka_message_t *m = rd_kafka_consumer_poll(x->rk, KSRC_TICK_MS);
 			if (m)
@@ -390,7 +460,7 @@ bool sp_kafka_close(ksrc_t *x)
 		}
 	}
 	rd_kafka_consumer_close(x->rk);
-	if (!assignor_stateless(x))
+	if (!wait || x->assigned_once)
 		return true;
 	sp_msg(x->eng, SP_MSG_WARN,
 	       "kafka: group \"%s\": no first assignment within session.timeout.ms=%" PRId64 "; the consumer has "

@@ -1,15 +1,17 @@
 /* source.c - Kafka as a source (`source=kafka`) and the consumer group as a checkpoint
  * store (`store=kafka`), through librdkafka's high-level consumer. This file is the
  * consumer (open, seek, service, lag); poll.c turns messages into chunks; group.c is
- * the group side (rebalances, join state, membership, stop.at.end); store.c is
- * store=kafka; consumer.h is what they share.
+ * the group side (rebalances and releases, the group's join_state, membership, stop.at.end,
+ * closing); store.c is store=kafka; consumer.h is what they share.
  *
  * Keys: `topics` (comma list), `group.id`, `kafka.bootstrap.servers`; every other
- * `kafka.*` key goes to librdkafka without the prefix. The consumer always runs with
- * enable.auto.commit=false, enable.auto.offset.store=false, enable.partition.eof=true
- * and auto.offset.reset=error (those keys are refused), and with the cooperative-sticky
- * assignor unless kafka.partition.assignment.strategy says otherwise (eager assignors
- * work too).
+ * `kafka.*` key goes to librdkafka without the prefix (kafka.debug and kafka.log_level
+ * too, as they are). The consumer always runs with enable.auto.commit=false,
+ * enable.auto.offset.store=false, enable.partition.eof=true and auto.offset.reset=error
+ * (those keys are refused), with statistics.interval.ms=KSRC_STATS_MS unless
+ * kafka.statistics.interval.ms says otherwise (the group's cgrp.join_state comes from the
+ * statistics), and with the cooperative-sticky assignor unless
+ * kafka.partition.assignment.strategy says otherwise (eager assignors work too).
  *
  * Partitions come and go with the group: the rebalance callback (served inside
  * rd_kafka_consume_batch_queue or rd_kafka_consumer_poll, i.e. inside poll() or
@@ -23,13 +25,11 @@
  * kafka.max.poll.interval.ms, default 30 s, and saves its checkpoint unless the
  * assignment was lost), then unassigned and forgotten.
  *
- * poll() (poll.c) takes a batch from the consumer queue and groups it by partition, in arrival
- * order, into chunks whose records point into the rd_kafka_message_t's (no copy); the
- * chunk owns the messages and destroys them when released. Messages that did not fit
- * (budget, chunk count) and messages served by service() while paused wait in a FIFO
- * (the stash) and go first next time. While the engine is paused (or the stash is
- * large) every assigned partition is paused, and service() still serves the group's
- * callbacks and heartbeats.
+ * poll() (poll.c) takes a batch from the consumer queue and groups it by partition
+ * into chunks. Messages that did not fit and messages served by service() while paused
+ * wait in a FIFO (the stash). While the engine is paused (or the stash is large) every
+ * assigned partition is paused, and service() still serves the group's callbacks and
+ * heartbeats.
  *
  * stop.at.end: open() notes the high watermark (the last stable offset with
  * isolation.level=read_committed) of every partition of the topics; ended() is true
@@ -53,10 +53,8 @@
  * full queue only about once a second, so a small prefetch costs throughput (see
  * docs/kafka.md).
  *
- * store=kafka: save() commits offset = after + 1 (beginning: offset 0; a start resolved
- * past 0 is a concrete offset) synchronously to the group; load() reads rd_kafka_committed (fetched once per
- * assignment for all its partitions). It shares the source's consumer, so it works only
- * with source=kafka: the engine asks the source for it (open_store, store.c).
+ * store=kafka (store.c): the engine asks the source for it (open_store), and the store
+ * commits through this consumer; any other source refuses it.
  *
  * Closing: librdkafka before 2.3.0 aborts when a cooperative-sticky consumer is
  * destroyed after its group chose the assignor but before the first assignment
@@ -125,7 +123,7 @@ kpart_t *sp_kafka_kp_get(ksrc_t *x, const char *topic, int32_t partition)
 		return NULL;
 	}
 	k->partition = partition;
-	k->committed = k->loaded = -1;
+	k->committed = k->loaded = k->acked = -1;
 	k->eof = k->eof_hi = -1;
 	k->rkt = rd_kafka_topic_new(x->rk, topic, NULL);
 	if (!k->rkt) {
@@ -368,6 +366,10 @@ static void ksrc_free(ksrc_t *x)
 		rd_kafka_queue_destroy(x->q);
 	if (x->rk && !sp_kafka_close(x))
 		return; /* librdkafka issue #4312: the handle, and x its callbacks hold, stay */
+	if (x->pending)
+		rd_kafka_topic_partition_list_destroy(x->pending);
+	if (x->commit_q) /* consumer_close waited for the commits in flight */
+		rd_kafka_queue_destroy(x->commit_q);
 	for (size_t i = 0; i < x->nall; i++) /* topic references go before the handle */
 		if (x->all[i]->rkt)
 			rd_kafka_topic_destroy(x->all[i]->rkt);
@@ -447,32 +449,25 @@ static int ksrc_open(sp_source_t *s, char *errstr, size_t size)
 	sp_conf_foreach_prefix(c, KSRC_PREFIX, apply_key, &w);
 	if ((rc = w.rc))
 		goto fail;
-	/* the group's join state comes from the cgrp debug lines (librdkafka 2.0.2 has no
-	 * call for it): commits outside a rebalance wait for "steady", because an
-	 * OffsetCommit racing a rejoin fails with ILLEGAL_GENERATION and librdkafka then
-	 * drops the whole assignment as lost (librdkafka issue #4059) */
-	char dbg[256];
-	size_t dn = sizeof(dbg);
-	if (rd_kafka_conf_get(conf, "debug", dbg, &dn) != RD_KAFKA_CONF_OK)
-		dbg[0] = 0;
-	x->user_debug = dbg[0] != 0;
-	char dbg2[300];
-	snprintf(dbg2, sizeof(dbg2), "%s%scgrp", dbg, dbg[0] ? "," : "");
-	if ((rc = set_fixed(conf, "debug", dbg2, errstr, size)))
-		goto fail;
-	/* librdkafka must hand over its debug lines: a lower kafka.log_level is applied
-	 * here, to what is forwarded to the log */
-	char lvl[16];
-	size_t ln = sizeof(lvl);
-	x->user_log_level = rd_kafka_conf_get(conf, "log_level", lvl, &ln) == RD_KAFKA_CONF_OK ? atoi(lvl) : 6;
-	if (x->user_debug)
-		x->user_log_level = 7; /* as librdkafka does when debug is set */
-	if ((rc = set_fixed(conf, "log_level", "7", errstr, size)))
-		goto fail;
+	/* the group's cgrp.join_state comes from librdkafka's statistics (kafka.debug and
+	 * kafka.log_level go to librdkafka as they are) */
+	char stats[32];
+	size_t sn = sizeof(stats);
+	if (!kconf(c, "kafka.statistics.interval.ms") || rd_kafka_conf_get(conf, "statistics.interval.ms", stats, &sn) !=
+	                                                     RD_KAFKA_CONF_OK) {
+		snprintf(stats, sizeof(stats), "%d", KSRC_STATS_MS);
+		if ((rc = set_fixed(conf, "statistics.interval.ms", stats, errstr, size)))
+			goto fail;
+	}
 	rd_kafka_conf_set_opaque(conf, x);
 	rd_kafka_conf_set_rebalance_cb(conf, sp_kafka_on_rebalance);
 	rd_kafka_conf_set_error_cb(conf, sp_kafka_on_error);
 	rd_kafka_conf_set_log_cb(conf, sp_kafka_on_log);
+	rd_kafka_conf_set_stats_cb(conf, sp_kafka_on_stats);
+	if (rd_kafka_conf_interceptor_add_on_new(conf, KSRC_NAME "-source", sp_kafka_on_new, x)) {
+		rc = sp_err(errstr, size, SPATE_ERR_SOURCE, "source=kafka: cannot add its interceptor");
+		goto fail;
+	}
 	x->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, rkerr, sizeof(rkerr));
 	if (!x->rk) {
 		char clean[512];
@@ -482,6 +477,7 @@ static int ksrc_open(sp_source_t *s, char *errstr, size_t size)
 	}
 	conf = NULL; /* owned by rk now */
 	read_prefetch(x);
+	x->stats_ms = (int64_t)rk_conf_u64(x->rk, "statistics.interval.ms");
 	x->bug_4312 = sp_kafka_has_bug_4312(x);
 	x->session_ms = (int64_t)rk_conf_u64(x->rk, "session.timeout.ms");
 	if (!x->session_ms)
@@ -509,6 +505,7 @@ static int ksrc_open(sp_source_t *s, char *errstr, size_t size)
 		            rd_kafka_err2str(e));
 		goto fail;
 	}
+	x->subscribed = true;
 	x->last_poll_ms = sp_now_ms();
 	s->ctx = x;
 	return SPATE_OK;
