@@ -1,6 +1,6 @@
 /* consumer.h - what the Kafka source's files share: source.c (the consumer: open, seek,
  * service, lag), poll.c (the stash and poll()'s chunks), group.c (the consumer group:
- * rebalance callbacks, the group's join_state, membership, stop.at.end, closing the
+ * rebalance callbacks, releases, the group's join_state, membership, stop.at.end, closing the
  * consumer) and store.c (store=kafka, the group's committed offsets through this
  * consumer). Internal to connectors/kafka. */
 #ifndef SPATE_CONNECTORS_KAFKA_CONSUMER_H
@@ -79,6 +79,7 @@ typedef struct kpart {
 	int64_t end;        /* ... the high watermark / last stable offset then */
 	bool at_end;        /* the group's committed offset reached end (or it was empty) */
 	bool paused;        /* fetching paused because the engine paused p (p->paused) */
+	bool releasing;     /* revoked: p is being released; nothing more of it is handed out */
 	struct kpart *hnext;
 } kpart_t;
 
@@ -134,6 +135,11 @@ typedef struct ksrc {
 	unsigned joins_seen;
 	char join_state[32];    /* cgrp.join_state of the last report ("" none) */
 	int64_t stats_ms;       /* statistics.interval.ms as librdkafka took it (0: off) */
+	/* A revoke being released: librdkafka waits in its join_state wait-unassign-call
+	 * until the source unassigns; the source does that once the engine has released
+	 * every partition of it (sp_engine_partition_release, released()). */
+	rd_kafka_topic_partition_list_t *revoking; /* its partitions, or NULL */
+	int releasing;          /* of them, the engine has not released this many yet */
 	bool bug_4312;          /* the installed librdkafka has it, and the assignor may be
 	                         * cooperative-sticky */
 	_Atomic bool detached;  /* the handle was left to the process exit: callbacks return */
@@ -197,6 +203,9 @@ int sp_kafka_on_stats(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
  *  counts JoinGroup requests. */
 rd_kafka_resp_err_t sp_kafka_on_new(rd_kafka_t *rk, const rd_kafka_conf_t *conf, void *ic_opaque, char *errstr,
                                     size_t errstr_size);
+/** The source's released(): partition p of a revoke is released; once every partition
+ *  of the revoke is, the source unassigns them. */
+void sp_kafka_released(sp_source_t *s, sp_part_t *p, bool saved);
 /** With a store that is not the group, or no store and stop.at.end: refuse another member
  *  (why: a revoke's text, or NULL to check the assignment). */
 void sp_kafka_check_single_member(ksrc_t *x, const char *why);

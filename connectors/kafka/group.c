@@ -1,7 +1,11 @@
 /* group.c - the Kafka source's consumer group (see source.c for the whole picture):
  *  - the rebalance callback: an assigned partition becomes a new engine partition,
- *    started at its checkpoint; a revoked one is released (its in-flight records waited
- *    for and its checkpoint committed, unless the assignment was lost);
+ *    started at its checkpoint; a revoked one is handed to sp_engine_partition_release
+ *    and the callback returns without unassigning: librdkafka waits in its join_state
+ *    wait-unassign-call (heartbeating, the assigned partitions paused) for the
+ *    application's unassign, which the source makes once the engine has released every
+ *    partition of the revoke (their in-flight records waited for on the engine's loop
+ *    and their checkpoints committed, unless the assignment was lost): released();
  *  - the group's cgrp.join_state from librdkafka's statistics (statistics.interval.ms, the
  *    stats callback; cgrp.join_state and cgrp.rebalance_cnt of STATISTICS.md, read with
  *    jansson): store=kafka commits outside a rebalance only while it is "steady"
@@ -149,11 +153,13 @@ static void on_assign(ksrc_t *x, rd_kafka_topic_partition_list_t *parts)
 			p->has_end = true;
 			p->end = sp_pos((uint64_t)k->end - 1);
 		}
+		k->releasing = false;
 		int rc = sp_engine_partition_start(x->eng, p, err, sizeof(err));
 		if (rc) {
-			/* never assigned: nothing of it is read or committed */
-			sp_engine_partition_revoke(x->eng, p, 0, true, NULL, 0);
+			/* never assigned: nothing of it is read or committed (the engine forgets it;
+			 * its released() finds k->p no longer p) */
 			k->p = NULL;
+			sp_engine_partition_release(x->eng, p, 0, true);
 			sp_kafka_set_fatal(x, rc, "%s", err);
 			break;
 		}
@@ -184,37 +190,87 @@ static void on_assign(ksrc_t *x, rd_kafka_topic_partition_list_t *parts)
 	sp_kafka_check_single_member(x, NULL);
 }
 
+/* Every partition of the revoke being released is: unassign them (librdkafka then goes
+ * on: a cooperative member rejoins, an eager one too). */
+static void finish_revoke(ksrc_t *x)
+{
+	rd_kafka_topic_partition_list_t *parts = x->revoking;
+	x->revoking = NULL;
+	x->releasing = 0;
+	if (cooperative(x)) {
+		rd_kafka_error_t *e = rd_kafka_incremental_unassign(x->rk, parts);
+		if (e) {
+			sp_msg(x->eng, SP_MSG_WARN, "kafka: incremental unassign of %d partitions: %s", parts->cnt,
+			       rd_kafka_error_string(e));
+			rd_kafka_error_destroy(e);
+		}
+	} else {
+		rd_kafka_resp_err_t re = rd_kafka_assign(x->rk, NULL);
+		if (re)
+			sp_msg(x->eng, SP_MSG_WARN, "kafka: unassign: %s", rd_kafka_err2str(re));
+	}
+	rd_kafka_topic_partition_list_destroy(parts);
+}
+
+/* A revoke (or a rebalance error): each partition the engine holds is released on the
+ * engine's loop (in-flight records waited for up to revoke_ms, the checkpoint committed
+ * unless lost); the unassign waits for the last released(). While the source closes,
+ * the engine no longer runs: the partitions are unassigned at once, and nothing of them
+ * is committed here (the run's final checkpoint was). */
 static void on_revoke(ksrc_t *x, rd_kafka_topic_partition_list_t *parts)
 {
 	bool lost = rd_kafka_assignment_lost(x->rk);
-	char err[1024];
+	if (x->revoking) {
+		/* librdkafka calls once per rebalance and waits for the unassign: not expected */
+		sp_msg(x->eng, SP_MSG_WARN, "kafka: a revoke while another is being released; unassigning that one now");
+		for (int i = 0; i < x->revoking->cnt; i++) {
+			kpart_t *k = sp_kafka_kp_find(x, x->revoking->elems[i].topic, x->revoking->elems[i].partition);
+			if (k && k->releasing) {
+				k->releasing = false;
+				k->p = NULL;
+			}
+		}
+		finish_revoke(x);
+	}
+	x->revoking = rd_kafka_topic_partition_list_copy(parts);
+	x->releasing = 1; /* held until every release below was asked (one may complete at once) */
 	for (int i = 0; i < parts->cnt; i++) {
 		kpart_t *k = sp_kafka_kp_find(x, parts->elems[i].topic, parts->elems[i].partition);
 		sp_kafka_stash_drop(x, parts->elems[i].topic, parts->elems[i].partition);
 		if (!k || !k->p)
 			continue;
-		if (!x->closing) {
-			int rc = sp_engine_partition_revoke(x->eng, k->p, x->revoke_ms, lost, err, sizeof(err));
-			if (rc)
-				sp_msg(x->eng, SP_MSG_WARN, "%s: checkpoint on revoke failed: %s (its new owner handles "
-				       "the records after the last saved checkpoint again)", k->p->pub.name, err);
-			else
-				sp_msg(x->eng, SP_MSG_DEBUG, "%s: revoked%s", k->p->pub.name, lost ? " (lost)" : "");
-		}
-		k->p = NULL;
 		k->has_committed = false;
+		if (x->closing) {
+			k->p = NULL;
+			continue;
+		}
+		sp_msg(x->eng, SP_MSG_DEBUG, "%s: revoked%s; releasing it", k->p->pub.name, lost ? " (lost)" : "");
+		k->releasing = true;
+		x->releasing++;
+		sp_engine_partition_release(x->eng, k->p, x->revoke_ms, lost);
 	}
 	if (!lost && parts->cnt)
 		sp_kafka_check_single_member(x, "partitions were revoked from this consumer for another");
-	if (cooperative(x)) {
-		rd_kafka_error_t *e = rd_kafka_incremental_unassign(x->rk, parts);
-		if (e) {
-			sp_msg(x->eng, SP_MSG_WARN, "kafka: incremental unassign: %s", rd_kafka_error_string(e));
-			rd_kafka_error_destroy(e);
-		}
-	} else {
-		rd_kafka_assign(x->rk, NULL);
-	}
+	if (--x->releasing == 0)
+		finish_revoke(x);
+}
+
+void sp_kafka_released(sp_source_t *s, sp_part_t *p, bool saved)
+{
+	ksrc_t *x = s->ctx;
+	kpart_t *k = p->src_ctx;
+	if (!x || !k || k->p != p)
+		return; /* a partition that never started (on_assign) */
+	k->p = NULL;
+	k->has_committed = false;
+	if (!k->releasing)
+		return;
+	k->releasing = false;
+	if (!saved)
+		sp_msg(x->eng, SP_MSG_INFO, "%s: released without a checkpoint; its new owner handles the records after "
+		       "the last committed offset again", p->pub.name);
+	if (x->revoking && --x->releasing == 0)
+		finish_revoke(x);
 }
 
 /* An assignment while closing: librdkafka waits for the assign call (consumer_close
@@ -250,14 +306,10 @@ void sp_kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_top
 			assign_closing(x, parts);
 		else
 			on_assign(x, parts);
-	} else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
-		on_revoke(x, parts);
 	} else {
-		sp_msg(x->eng, SP_MSG_ERROR, "kafka: rebalance error: %s", rd_kafka_err2str(err));
-		if (cooperative(x))
-			on_revoke(x, parts);
-		else
-			rd_kafka_assign(x->rk, NULL);
+		if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
+			sp_msg(x->eng, SP_MSG_ERROR, "kafka: rebalance error: %s", rd_kafka_err2str(err));
+		on_revoke(x, parts);
 	}
 	x->in_rebalance = false;
 }
@@ -441,6 +493,17 @@ static bool assignor_may_lack_state(ksrc_t *x)
 bool sp_kafka_close(ksrc_t *x)
 {
 	x->closing = true;
+	if (x->revoking) {
+		/* the engine no longer releases anything: unassign what it still held */
+		for (int i = 0; i < x->revoking->cnt; i++) {
+			kpart_t *k = sp_kafka_kp_find(x, x->revoking->elems[i].topic, x->revoking->elems[i].partition);
+			if (k && k->releasing) {
+				k->releasing = false;
+				k->p = NULL;
+			}
+		}
+		finish_revoke(x);
+	}
 	/* once a JoinGroup was answered, a JoinGroup answered after consumer_close began is
 	 * ignored, and the assignor's state is never dropped once set: after the wait below
 	 * this no longer changes */
@@ -460,6 +523,8 @@ bool sp_kafka_close(ksrc_t *x)
 		}
 	}
 	rd_kafka_consumer_close(x->rk);
+	if (x->revoking) /* a revoke served by consumer_close (it unassigns at once then) */
+		finish_revoke(x);
 	if (!wait || x->assigned_once)
 		return true;
 	sp_msg(x->eng, SP_MSG_WARN,

@@ -237,7 +237,7 @@ int sp_kafka_poll(sp_source_t *s, sp_chunk_t **out, int max, uint64_t budget_byt
 				k->eof = m->offset;
 				k->eof_hi = hi;
 			}
-			if (k && k->p && m->offset > k->next) {
+			if (k && k->p && !k->releasing && m->offset > k->next) {
 				if (ngroups + nskips == maxg)
 					break;
 				skips[nskips].k = k;
@@ -252,7 +252,7 @@ int sp_kafka_poll(sp_source_t *s, sp_chunk_t **out, int max, uint64_t budget_byt
 			continue;
 		}
 		kpart_t *k = msg_part(x, m);
-		if (!k || !k->p || m->offset < k->next)
+		if (!k || !k->p || k->releasing || m->offset < k->next)
 			continue; /* stale: revoked, or before the partition's start */
 		int g = ngroups - 1; /* runs: the latest group first */
 		while (g >= 0 && groups[g].k != k)

@@ -20,10 +20,11 @@
  * seek(), or resolves starting.position and saves it at once) and assigns it at the
  * offset seek() chose. A checkpoint before the log start is an error naming topic,
  * partition and the lost range (guarantee 6); so is an out-of-range fetch later
- * (auto.offset.reset=error). On revoke each partition is released through
- * sp_engine_partition_revoke (waits for its in-flight records up to
- * kafka.max.poll.interval.ms, default 30 s, and saves its checkpoint unless the
- * assignment was lost), then unassigned and forgotten.
+ * (auto.offset.reset=error). On revoke each partition is handed to
+ * sp_engine_partition_release and the callback returns: the engine waits for its
+ * in-flight records on its own loop (up to kafka.max.poll.interval.ms, default 30 s)
+ * and saves its checkpoint unless the assignment was lost; once every partition of the
+ * revoke is released (released()), the source unassigns them (group.c).
  *
  * poll() (poll.c) takes a batch from the consumer queue and groups it by partition
  * into chunks. Messages that did not fit and messages served by service() while paused
@@ -648,7 +649,7 @@ static int ksrc_fd(sp_source_t *s)
 static int ksrc_next_ms(sp_source_t *s)
 {
 	ksrc_t *x = s->ctx;
-	if (!x->assigned_once || x->paused || x->stop_at_end || sp_kafka_stash_len(x))
+	if (!x->assigned_once || x->revoking || x->paused || x->stop_at_end || sp_kafka_stash_len(x))
 		return KSRC_TICK_MS;
 	return -1;
 }
@@ -703,4 +704,5 @@ const sp_source_ops_t sp_source_kafka = {
     .default_store = "kafka",
     .default_store_uri = NULL,
     .open_store = sp_kafka_open_store,
+    .released = sp_kafka_released,
 };

@@ -16,7 +16,7 @@
  * answers SPATE_ERR_BUSY (the engine tries again on its next checkpoint without counting
  * a failure, and holds its handlers meanwhile) while:
  *  - the group's cgrp.join_state (librdkafka's statistics, group.c) is not "steady", outside a
- *    rebalance callback: nothing is sent, because an
+ *    rebalance callback and outside a revoke being released: nothing is sent, because an
  *    OffsetCommit racing a rejoin fails with ILLEGAL_GENERATION and librdkafka then drops
  *    the whole assignment as lost (librdkafka issue #4059);
  *  - the group refuses the commit because it rebalances (REBALANCE_IN_PROGRESS,
@@ -35,14 +35,15 @@
 #include <string.h>
 
 /* Commits may go to the group now: no JoinGroup was sent since the last join round
- * ended, and the member is inside the rebalance callback (in the current generation),
- * or the statistics say the group is steady (without statistics, kafka.statistics.interval.ms=0, they do not hold
+ * ended, and the member is inside the rebalance callback, or librdkafka waits for the
+ * unassign of a revoke (both in the current generation), or the statistics say the
+ * group is steady (without statistics, kafka.statistics.interval.ms=0, they do not hold
  * anything back). */
 static bool commits_open(const ksrc_t *x)
 {
 	if (atomic_load(&x->joins_sent) != x->joins_seen)
 		return false;
-	return x->in_rebalance || !x->stats_seen || x->steady;
+	return x->in_rebalance || x->revoking || !x->stats_seen || x->steady;
 }
 
 /* The group refuses commits because it rebalances (this member must rejoin first). */
