@@ -7,12 +7,18 @@
  * (guarantee 6: a later restart never re-resolves "latest" and skips records).
  * A failed save is logged and retried on the next tick; the tracker's state is not lost.
  * A store that answers SPATE_ERR_BUSY (a Kafka group in a rebalance) is not failing: the
- * save is retried on the next tick without counting or logging an error.
+ * save is retried on the next tick without counting or logging an error. Until a save
+ * goes through, the workers start no new handler batch (sp_workers_hold): what is
+ * handled meanwhile could not be checkpointed, and a crash would have it handled again,
+ * so the engine does not run ahead of its last checkpoint by more than about a
+ * checkpoint interval. A partition being released does not wait for its in-flight
+ * records then (they would not be handled): its release completes at once.
  * @locality the engine thread only.
  */
 #include "engine/engine.h"
 
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -65,8 +71,17 @@ int sp_checkpoint_maybe_flush(sp_engine_t *e, bool force)
 	int rc = save_dirty(e, err, sizeof(err));
 	e->last_flush_ms = now;
 	if (rc == SPATE_ERR_BUSY) {
-		sp_msg(e, SP_MSG_DEBUG, "checkpoint store: %s (deferred)", err);
+		if (!atomic_load_explicit(&e->store_hold, memory_order_relaxed))
+			sp_msg(e, SP_MSG_INFO, "checkpoint store: %s; no new handler batches until it takes a checkpoint",
+			       err);
+		else
+			sp_msg(e, SP_MSG_DEBUG, "checkpoint store: %s (deferred)", err);
+		sp_workers_hold(e, true);
 		return rc;
+	}
+	if (!rc && atomic_load_explicit(&e->store_hold, memory_order_relaxed)) {
+		sp_msg(e, SP_MSG_INFO, "checkpoint store: takes checkpoints again; handlers resume");
+		sp_workers_hold(e, false);
 	}
 	if (rc) {
 		e->store_errors++;
@@ -224,7 +239,8 @@ void sp_engine_releases(sp_engine_t *e, bool now)
 		if (!pe->releasing)
 			continue;
 		/* its dispatched records finish (or are dropped when lost), up to the deadline */
-		if (!now && pe->fifo_head && t < pe->release_deadline)
+		if (!now && pe->fifo_head && t < pe->release_deadline &&
+		    !atomic_load_explicit(&e->store_hold, memory_order_relaxed))
 			continue; /* records still in flight (a lost partition's are being dropped) */
 		char err[512];
 		bool saved = release_finish(e, p, pe->release_lost, err, sizeof(err), NULL);

@@ -318,6 +318,11 @@ struct spate_engine_s {
 	bool quit; /* workers exit */
 	/* a graceful stop: workers finish the batch they run and start no other */
 	_Atomic bool draining;
+	/* the store answered SPATE_ERR_BUSY (a Kafka group in a rebalance) and has taken no
+	 * checkpoint since: workers finish the batch they run and start none of a partition
+	 * that is not released, so what is handled stays within about a checkpoint interval
+	 * of what the store holds (written under mu by the engine thread) */
+	_Atomic bool store_hold;
 	bool workers_cv_ready; /* idle_cv was initialized */
 	int init_failed;
 	char init_err[256];
@@ -411,6 +416,9 @@ void sp_lanes_ready(sp_engine_t *e, sp_lane_t **lanes, size_t n);
 void sp_lanes_release(sp_engine_t *e, sp_part_t *p);
 /** No worker holds or will run a lane of p, and its lanes hold nothing. */
 bool sp_lanes_quiet(sp_engine_t *e, sp_part_t *p);
+/** Hold (or let go) the handlers while the store cannot take a checkpoint (e->store_hold).
+ *  @locality the engine thread. */
+void sp_workers_hold(sp_engine_t *e, bool hold);
 
 /* tracker.c */
 /** Drain every worker's completion ring; returns the number of entries. */

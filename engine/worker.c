@@ -160,6 +160,51 @@ static sp_lane_t *take_migration_locked(sp_engine_t *e)
 	return NULL;
 }
 
+/* The next ready lane, or NULL; while the store holds the handlers (e->store_hold),
+ * only a lane of a released partition (its records are dropped, not handled). */
+static sp_lane_t *take_ready_locked(sp_engine_t *e)
+{
+	bool hold = atomic_load_explicit(&e->store_hold, memory_order_relaxed);
+	sp_lane_t *prev = NULL;
+	for (sp_lane_t *l = e->ready_head; l; prev = l, l = l->next) {
+		if (hold && !atomic_load_explicit(&l->released, memory_order_acquire))
+			continue;
+		if (prev)
+			prev->next = l->next;
+		else
+			e->ready_head = l->next;
+		if (e->ready_tail == l)
+			e->ready_tail = prev;
+		e->nready--;
+		return l;
+	}
+	return NULL;
+}
+
+/* Whether a worker may run another batch of l: not while stopping, nor while the store
+ * holds the handlers (unless l's partition was released). */
+static bool may_run(sp_engine_t *e, sp_lane_t *l)
+{
+	return !atomic_load_explicit(&e->draining, memory_order_relaxed) &&
+	       (!atomic_load_explicit(&e->store_hold, memory_order_relaxed) ||
+	        atomic_load_explicit(&l->released, memory_order_acquire));
+}
+
+void sp_workers_hold(sp_engine_t *e, bool hold)
+{
+	if (atomic_load_explicit(&e->store_hold, memory_order_relaxed) == hold)
+		return;
+	pthread_mutex_lock(&e->mu);
+	atomic_store_explicit(&e->store_hold, hold, memory_order_relaxed);
+	if (!hold && e->ready_head) {
+		if (e->idle_workers)
+			pthread_cond_broadcast(&e->work_cv);
+		else if (!e->active)
+			sp_autoscale_wake_locked(e);
+	}
+	pthread_mutex_unlock(&e->mu);
+}
+
 static bool lane_has_work(sp_lane_t *l)
 {
 	return l->dlq_pending || l->mq_off < l->mq_len ||
@@ -852,16 +897,13 @@ static void *worker_main(void *arg)
 				e->idle_workers--;
 				continue;
 			}
-			if ((l = e->ready_head)) {
-				e->ready_head = l->next;
-				if (!e->ready_head)
-					e->ready_tail = NULL;
-				e->nready--;
+			if ((l = take_ready_locked(e)))
 				break;
-			}
 			int64_t next = e->parked ? unpark_locked(e, sp_now_ms()) : 0;
-			if (e->ready_head)
+			if (e->ready_head && !atomic_load_explicit(&e->store_hold, memory_order_relaxed))
 				continue;
+			if ((l = take_ready_locked(e)))
+				break; /* held: a released lane unparked just now */
 			if ((l = take_migration_locked(e)))
 				break;
 			e->idle_workers++;
@@ -876,8 +918,7 @@ static void *worker_main(void *arg)
 
 		int b = 0;
 		if (!l->mig_wanted)
-			while (b++ < SP_LANE_BURST && !atomic_load_explicit(&e->draining, memory_order_relaxed) &&
-			       run_batch(w, l) && !e->quit)
+			while (b++ < SP_LANE_BURST && may_run(e, l) && run_batch(w, l) && !e->quit)
 				;
 		if (l->park_until_ms)
 			migrate(w, l);

@@ -263,7 +263,8 @@ typedef struct sp_store_ops {
 	/** Load the checkpoint of one partition: SPATE_OK, SPATE_ERR_NOT_FOUND, or an error. */
 	int (*load)(sp_store_t *s, const char *name, sp_ckpt_t *out, char *errstr, size_t size);
 	/** Save these partitions' checkpoints, durably. Others keep theirs. SPATE_ERR_BUSY:
-	 *  not now (a Kafka group in a rebalance); the engine tries again later. */
+	 *  not now (a Kafka group in a rebalance); the engine tries again later, and its
+	 *  workers start no new handler batch until a save goes through. */
 	int (*save)(sp_store_t *s, const sp_store_entry_t *ents, size_t n, char *errstr, size_t size);
 	/** List every entry: fn per entry. May be NULL. */
 	int (*list)(sp_store_t *s, void (*fn)(void *arg, const sp_store_entry_t *ent), void *arg, char *errstr,
