@@ -41,6 +41,10 @@ enum {
 	MAX_ARGS = 48,
 };
 
+/* kafka.log_level of the members (NULL: unset, librdkafka's default); a test sets it
+ * for its _with_kafka_log_level_3 twin (each test runs in its own process) */
+static const char *g_kafka_log_level;
+
 /* Load topic with n records through `spate produce --kafka` (spread evenly). */
 static void produce_cli(const char *bs, const char *topic, int n)
 {
@@ -62,7 +66,8 @@ static void produce_cli(const char *bs, const char *topic, int n)
 static pid_t spawn_run(const char *bs, const char *dir, const char *name, const char *topic,
                        const char *group, const char *const *extra)
 {
-	char a_topic[128], a_group[128], a_bs[512], out[512], err[512];
+	char a_topic[128], a_group[128], a_bs[512], a_ll[48], out[512], err[512];
+	snprintf(a_ll, sizeof(a_ll), "kafka.log_level=%s", g_kafka_log_level ? g_kafka_log_level : "");
 	snprintf(a_topic, sizeof(a_topic), "topics=%s", topic);
 	snprintf(a_group, sizeof(a_group), "group.id=%s", group);
 	snprintf(a_bs, sizeof(a_bs), "kafka.bootstrap.servers=%s", bs);
@@ -75,6 +80,7 @@ static pid_t spawn_run(const char *bs, const char *dir, const char *name, const 
 	                       "kafka.session.timeout.ms=6000",
 	                       "kafka.heartbeat.interval.ms=500",
 	                       "checkpoint.interval.ms=200",
+	                       g_kafka_log_level ? a_ll : NULL,
 	                       NULL};
 	char *argv[MAX_ARGS];
 	int n = 0;
@@ -136,7 +142,7 @@ static void expect_exit(const char *dir, const char *name, pid_t pid, int want)
  * committed and ends while the group still makes it wait for A in its SyncGroup. With
  * librdkafka 2.0.2 closing it there aborted (status 134) in
  * rd_kafka_sticky_assignor_state_destroy. */
-Test(kafka_source, a_member_that_ends_before_its_first_assignment_exits_0, .timeout = 300)
+static void a_member_that_ends_before_its_first_assignment_exits_0_run(void)
 {
 	const char *topics[] = {"r11:16", NULL};
 	t_kafka_t *k = t_kafka_start(3, topics);
@@ -188,6 +194,18 @@ Test(kafka_source, a_member_that_ends_before_its_first_assignment_exits_0, .time
 	t_kafka_stop(k);
 }
 
+Test(kafka_source, a_member_that_ends_before_its_first_assignment_exits_0, .timeout = 300)
+{
+	a_member_that_ends_before_its_first_assignment_exits_0_run();
+}
+
+/* the same with kafka.log_level=3: librdkafka's own log level changes nothing */
+Test(kafka_source, a_member_that_ends_before_its_first_assignment_exits_0_with_kafka_log_level_3, .timeout = 300)
+{
+	g_kafka_log_level = "3";
+	a_member_that_ends_before_its_first_assignment_exits_0_run();
+}
+
 /* Start a member of group on topic (16 partitions, 3 brokers, records in it) whose
  * SyncGroup responses mock-kafka holds back for delay_ms, count times; send it SIGTERM
  * once it is past its JoinGroup (the assignor chosen) and before its first assignment;
@@ -233,7 +251,7 @@ static int sigterm_in_syncgroup(const char *dir, const char *topic, const char *
 }
 
 /* SIGTERM while a member is joining: it exits 0 (graceful stop), not 134. */
-Test(kafka_source, sigterm_while_joining_exits_0, .timeout = 300)
+static void sigterm_while_joining_exits_0_run(void)
 {
 	char dir[256];
 	t_mkdtemp(dir, sizeof(dir));
@@ -242,10 +260,22 @@ Test(kafka_source, sigterm_while_joining_exits_0, .timeout = 300)
 	t_rmrf(dir);
 }
 
+Test(kafka_source, sigterm_while_joining_exits_0, .timeout = 300)
+{
+	sigterm_while_joining_exits_0_run();
+}
+
+/* the same with kafka.log_level=3: librdkafka's own log level changes nothing */
+Test(kafka_source, sigterm_while_joining_exits_0_with_kafka_log_level_3, .timeout = 300)
+{
+	g_kafka_log_level = "3";
+	sigterm_while_joining_exits_0_run();
+}
+
 /* The same, but the SyncGroup is held back past the session timeout (6 s) each time it
  * is sent: no first assignment comes while the member closes. It still exits 0, and says
  * it left the consumer handle to the process exit instead of destroying it. */
-Test(kafka_source, a_member_without_an_assignment_after_the_session_timeout_exits_0, .timeout = 300)
+static void a_member_without_an_assignment_after_the_session_timeout_exits_0_run(void)
 {
 	char dir[256];
 	t_mkdtemp(dir, sizeof(dir));
@@ -254,6 +284,18 @@ Test(kafka_source, a_member_without_an_assignment_after_the_session_timeout_exit
 	cr_assert(file_has(dir, "m.err", "its handle is left to the process exit"),
 	          "no warning that the consumer handle was left undestroyed");
 	t_rmrf(dir);
+}
+
+Test(kafka_source, a_member_without_an_assignment_after_the_session_timeout_exits_0, .timeout = 300)
+{
+	a_member_without_an_assignment_after_the_session_timeout_exits_0_run();
+}
+
+/* the same with kafka.log_level=3: librdkafka's own log level changes nothing */
+Test(kafka_source, a_member_without_an_assignment_after_the_session_timeout_exits_0_with_kafka_log_level_3, .timeout = 300)
+{
+	g_kafka_log_level = "3";
+	a_member_without_an_assignment_after_the_session_timeout_exits_0_run();
 }
 
 /* store= (empty): no checkpoints, like kcat -e. stop.at.end compares what the source
