@@ -385,10 +385,7 @@ int sp_kafka_on_stats(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
 	const char *state = json_string_value(json_object_get(cgrp, "join_state"));
 	json_t *cnt = json_object_get(cgrp, "rebalance_cnt");
 	if (!state || !json_is_integer(cnt)) {
-		/* a group consumer's report has a cgrp object: say once that it did not */
-		if (!x->stats_seen && root && !x->join_state[0])
-			sp_msg(x->eng, SP_MSG_DEBUG, "kafka: statistics without cgrp.join_state");
-		json_decref(root);
+		json_decref(root); /* not a group consumer's report (or not JSON): nothing learnt */
 		return 0;
 	}
 	bool was_steady = x->steady;
