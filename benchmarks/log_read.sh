@@ -22,7 +22,7 @@ for i in $(seq 0 "$runs"); do
 	for mode in uring pread; do
 		env=()
 		[ "$mode" = pread ] && env=(SPATE_LOG_NO_URING=1)
-		r=$(env "${env[@]}" "$spate" run -X source=log:"$dir/log" -X handler=noop -X batch.size=1000 \
+		r=$(env "${env[@]}" "$spate" run -X source=log:"$dir/log" -X handler=noop -X store=none -X batch.size=1000 \
 			-X max.concurrency=2 -X stop.at.end=true -X log.level=error |
 			awk '$1=="records_per_s"{print $2}')
 		[ "$i" = 0 ] && continue # warm-up: fills the page cache

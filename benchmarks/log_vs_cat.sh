@@ -27,7 +27,7 @@ for i in $(seq 0 "$runs"); do
 	c=$(awk -v r="$records" -v a="$t0" -v b="$t1" 'BEGIN{printf "%.0f", r/(b-a)}')
 	t0=$(now); "$spate" log verify "$dir/log" >/dev/null; t1=$(now)
 	v=$(awk -v r="$records" -v a="$t0" -v b="$t1" 'BEGIN{printf "%.0f", r/(b-a)}')
-	s=$("$spate" run -X source=log:"$dir/log" -X handler=noop -X batch.size=1000 \
+	s=$("$spate" run -X source=log:"$dir/log" -X handler=noop -X store=none -X batch.size=1000 \
 		-X max.concurrency="$workers" -X stop.at.end=true -X log.level=error | awk '$1=="records_per_s"{print $2}')
 	[ "$i" = 0 ] && continue # warm-up: fills the page cache
 	echo "run $i: cat $c verify $v spate $s records/s" >&2

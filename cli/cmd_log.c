@@ -2,8 +2,9 @@
  *
  * create makes a log (or checks an existing one); ls lists partitions and segments with
  * their base and last offsets and sizes; dump prints records; verify checks every batch
- * (CRC32C, header, record framing, offsets) and names the file and byte offset of the
- * first bad batch of each partition; publish opens each partition's writer once, which
+ * (CRC32C, header, offsets) and decodes every record (compressed batches decompressed),
+ * partitions on threads, counts batches and records per codec, and names the file and byte
+ * offset of the first bad batch of each partition; publish opens each partition's writer once, which
  * recovers the last segment and fsyncs and publishes what the partition holds (segments
  * copied in, e.g. Kafka's, become readable), and says what it published. Only create
  * and publish write anything; ls, dump and verify open files read-only and never change
@@ -47,8 +48,9 @@ static const char usage_text[] =
     "  ls       partitions, segments, base and last offsets, sizes, the durable length\n"
     "  dump     print records: partition:offset, timestamp, key, value, headers\n"
     "           (default: every partition, from its first offset, all durable records)\n"
-    "  verify   check every batch's CRC32C and framing; name the first bad batch's file and\n"
-    "           byte offset; exit 1 when any partition is bad\n"
+    "  verify   check every batch (CRC32C, header, offsets) and decode every record (compressed\n"
+    "           batches decompressed), partitions on all cores; counts per codec; name the\n"
+    "           first bad batch's file and byte offset; exit 1 when any partition is bad\n"
     "  publish  make segments copied into a partition folder (Kafka's .log files) readable:\n"
     "           open the partition's writer once (every partition, or P), which checks the\n"
     "           last segment (truncates a torn tail, reports corruption with file and byte\n"
@@ -408,6 +410,22 @@ static int cmd_dump(const opts_t *o)
 
 /* ---- verify ------------------------------------------------------------------------ */
 
+/* "; lz4: 31 batches, 12500 records" for each codec the stats saw. */
+static void print_codecs(const sp_log_verify_stats_t *st)
+{
+	const char *sep = " (";
+	for (int c = 0; c < 8; c++) {
+		if (!st->codec_batches[c])
+			continue;
+		printf("%s%s: %" PRIu64 " batches, %" PRIu64 " records", sep,
+		       c <= SP_LOG_CODEC_ZSTD ? sp_log_codec_name(c) : "unknown", st->codec_batches[c],
+		       st->codec_records[c]);
+		sep = "; ";
+	}
+	if (*sep == ';')
+		printf(")");
+}
+
 static int cmd_verify(const opts_t *o)
 {
 	char err[1024];
@@ -421,30 +439,60 @@ static int cmd_verify(const opts_t *o)
 		        o->dir, o->partition, parts);
 		return 1;
 	}
+	int first = o->partition >= 0 ? (int)o->partition : 0, count = o->partition >= 0 ? 1 : parts;
+	sp_log_verify_part_t *res = calloc((size_t)count, sizeof(*res));
+	if (!res) {
+		fprintf(stderr, "spate log verify: out of memory\n");
+		return 1;
+	}
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	int threads = sp_log_verify_log(o->dir, first, count, cores > 0 ? (int)cores : 1, res);
+	sp_log_verify_stats_t all = {0};
 	int bad = 0;
-	for (int i = 0; i < parts; i++) {
-		if (o->partition >= 0 && o->partition != i)
-			continue;
-		sp_log_verify_stats_t st = {0};
-		int rc = sp_log_verify_partition(o->dir, i, &st, err, sizeof(err));
-		if (rc) {
-			fprintf(stderr, "partition %d: BAD: %s\n", i, err);
-			bad = 1;
+	for (int k = 0; k < count; k++) {
+		const sp_log_verify_part_t *r = &res[k];
+		if (r->rc) {
+			fprintf(stderr, "partition %d: BAD: %s\n", r->partition, r->err);
+			bad++;
 			continue;
 		}
+		const sp_log_verify_stats_t *st = &r->st;
 		printf("partition %d: ok: %" PRIu64 " segments, %" PRIu64 " batches, %" PRIu64
 		       " records, %" PRIu64 " bytes",
-		       i, st.segments, st.batches, st.records, st.bytes);
-		if (st.compressed)
-			printf(", %" PRIu64 " compressed batches (CRC checked, records not decoded)",
-			       st.compressed);
-		if (st.torn_tail)
+		       r->partition, st->segments, st->batches, st->records, st->bytes);
+		print_codecs(st);
+		if (st->torn_tail)
 			printf(", %" PRIu64
 			       " bytes of torn tail past the durable length (the writer truncates them)",
-			       st.torn_tail);
+			       st->torn_tail);
+		printf("\n");
+		all.segments += st->segments;
+		all.batches += st->batches;
+		all.records += st->records;
+		all.bytes += st->bytes;
+		all.decompressed += st->decompressed;
+		for (int c = 0; c < 8; c++) {
+			all.codec_batches[c] += st->codec_batches[c];
+			all.codec_records[c] += st->codec_records[c];
+		}
+	}
+	printf("total: %d partitions (%d ok, %d bad), %" PRIu64 " segments, %" PRIu64 " batches, %" PRIu64
+	       " records, %" PRIu64 " bytes; %d threads\n",
+	       count, count - bad, bad, all.segments, all.batches, all.records, all.bytes, threads);
+	for (int c = 0; c < 8; c++) {
+		if (!all.codec_batches[c])
+			continue;
+		printf("codec %s: %" PRIu64 " batches, %" PRIu64 " records",
+		       c <= SP_LOG_CODEC_ZSTD ? sp_log_codec_name(c) : "unknown", all.codec_batches[c],
+		       all.codec_records[c]);
+		if (c != SP_LOG_CODEC_NONE)
+			printf(" (decompressed and decoded)");
 		printf("\n");
 	}
-	return bad;
+	if (all.decompressed)
+		printf("decompressed: %" PRIu64 " bytes of records\n", all.decompressed);
+	free(res);
+	return bad ? 1 : 0;
 }
 
 /* ---- publish ----------------------------------------------------------------------- */

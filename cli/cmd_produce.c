@@ -9,8 +9,9 @@
  * missing (--partitions, default 8). A record goes to --partition P, or to
  * XXH3_64bits(key) % partitions, or round robin when keyless.
  *
- * The writers batch records and fsync by flush.ms / flush.records (-X key=value sets
- * them and segment.bytes); everything is flushed before exit, also on SIGINT/SIGTERM.
+ * The writers batch records, compress each batch with `compression` (and
+ * `compression.level`) and fsync by flush.ms / flush.records (-X key=value sets them and
+ * segment.bytes); everything is flushed before exit, also on SIGINT/SIGTERM.
  * A progress line (records, MB, rate) is drawn on stderr only when it is a terminal.
  */
 #include "cmds.h"
@@ -69,7 +70,8 @@ static const char usage_text[] =
     "  --keys K            gen: distinct keys (default %d)\n"
     "  --seed S            gen: seed (default %d)\n"
     "  --kafka TOPIC       produce to this Kafka topic instead of a log (no --partition(s))\n"
-    "  -X key=value        segment.bytes, flush.ms, flush.records (see `spate config`),\n"
+    "  -X key=value        segment.bytes, flush.ms, flush.records, compression=none|gzip|\n"
+    "                      snappy|lz4|zstd, compression.level (see `spate config`),\n"
     "                      kafka.* with --kafka\n"
     "\n"
     "Everything is fsync'd (Kafka: acknowledged) before exit (also on SIGINT/SIGTERM). A\n"

@@ -3,7 +3,8 @@
  * A config file holds key=value lines with # comments; -X overrides it, in order (like
  * kcat and librdkafka). Every error names the key, and for a file also FILE:LINE.
  * SIGINT/SIGTERM ask the engine to drain and checkpoint; a second one stops at once.
- * At the end the summary is printed as `name value` lines of plain integers.
+ * At the end the summary is printed as `name value` lines (spate_summary_text: the names
+ * and units of summary.json), then the handler's own counters.
  */
 #include "cmds.h"
 #include "sp_registry.h"
@@ -293,7 +294,8 @@ int spate_cmd_config(int argc, char **argv)
 	       "Generated from the property table in engine/conf.c by `spate config --markdown`;\n"
 	       "a test checks that this file and the table agree. Set keys in a config file\n"
 	       "(`key=value` lines, `#` comments), with `-X key=value`, or with `spate_conf_set()`.\n"
-	       "Keys starting with `kafka.` or `kinesis.` pass through to those connectors.\n\n"
+	       "Keys starting with `kafka.` pass through to librdkafka (docs/kafka.md). Keys starting\n"
+	       "with `kinesis.` are accepted and unused: they are reserved for a planned Kinesis connector.\n\n"
 	       "| key | type | range / allowed | default | description |\n"
 	       "|---|---|---|---|---|\n");
 	for (size_t i = 0; i < n; i++) {

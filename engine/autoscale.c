@@ -176,7 +176,7 @@ void sp_autoscale_summary(sp_engine_t *e, spate_summary_t *s)
 		return;
 	}
 	pthread_mutex_lock(&e->mu);
-	int64_t end = e->finished ? e->end_ns : sp_now_ns();
+	int64_t end = atomic_load_explicit(&e->finished, memory_order_acquire) ? e->end_ns : sp_now_ns();
 	double area = a->area + (double)e->active * (double)(end - a->changed_ns) / 1e9;
 	double secs = (double)(end - e->start_ns) / 1e9;
 	s->workers_min = a->wmin;

@@ -84,9 +84,8 @@ int sp_checkpoint_maybe_flush(sp_engine_t *e, bool force)
 		sp_workers_hold(e, false);
 	}
 	if (rc) {
-		e->store_errors++;
-		sp_msg(e, SP_MSG_ERROR, "checkpoint store: %s (will retry; %" PRIu64 " failures so far)", err,
-		       e->store_errors);
+		uint64_t n = atomic_fetch_add_explicit(&e->store_errors, 1, memory_order_relaxed) + 1;
+		sp_msg(e, SP_MSG_ERROR, "checkpoint store: %s (will retry; %" PRIu64 " failures so far)", err, n);
 		return rc;
 	}
 	e->done_since_flush = 0;

@@ -1,12 +1,16 @@
-/* conf.c - key=value configuration: the one property table, validation, clear errors.
+/* conf.c - key=value configuration: the option tables, validation, clear errors.
  *
- * Every key lives in props[] below with its type, range, default and a one-line doc.
- * docs/configuration.md is generated from this table (`spate config --markdown`) and a
- * test checks that the two agree. A value is checked when it is set, so a bad value is
- * reported with its key at once; checks that involve several keys run in
- * spate_engine_new() and name the keys too.
+ * The engine's own keys live in engine_opts[] below; every plugin carries its own table
+ * (sp_source_ops_t.opts and the like, Fluent Bit's config_map), so adding a connector
+ * touches no engine file. The configuration is the union of the engine's table and every
+ * registered plugin's, built once per process (pthread_once; immutable afterwards, so
+ * two engines in one process share it): each key with its type, range, default and a
+ * one-line doc. docs/configuration.md is generated from the union (`spate config
+ * --markdown`) and a test checks that the two agree. A value is checked when it is set,
+ * so a bad value is reported with its key at once; checks that involve several keys run
+ * in spate_engine_new() and name the keys too.
  *
- * Keys starting with "kafka." or "kinesis." are passed through to those connectors
+ * Keys starting with a plugin's conf_prefix ("kafka.") pass through to that plugin
  * unchecked here (librdkafka checks its own); they are kept in a small list.
  */
 #include "engine/engine.h"
@@ -19,36 +23,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum prop_type { T_INT, T_BOOL, T_STR, T_ENUM, T_SIZE };
+enum { T_INT = SP_OPT_INT, T_BOOL = SP_OPT_BOOL, T_STR = SP_OPT_STR, T_ENUM = SP_OPT_ENUM, T_SIZE = SP_OPT_SIZE };
 
-typedef struct prop {
-	const char *name;
-	enum prop_type type;
-	int64_t min, max;
-	const char *allowed; /* enums: "a|b|c" */
-	const char *def;
-	const char *doc;
-} prop_t;
+typedef sp_opt_t prop_t;
 
 #define I64MAX INT64_MAX
 
-/* The property table. Order is documentation order. */
-static const prop_t props[] = {
+/* The engine's keys. Order is documentation order; the plugins' tables follow. */
+static const prop_t engine_opts[] = {
     /* wiring */
-    {"source", T_STR, 0, 0, NULL, "gen",
-     "Where records come from: gen, push, log:DIR, kafka (topics, group.id, kafka.*)"},
-    {"handler", T_STR, 0, 0, NULL, "noop",
-     "What processes each batch: noop, fraud, sleep:MS, spin:US, fail-if:SUBSTRING, journal:PATH"},
+    {"source", T_STR, 0, 0, NULL, "gen", "Where records come from: {source}"},
+    {"handler", T_STR, 0, 0, NULL, "noop", "What processes each batch: {handler}"},
     {"store", T_STR, 0, 0, NULL, "",
-     "Checkpoint store: file:PATH, kafka (the consumer group), or none (every run starts at "
-     "starting.position). Unset: the source's default: log:DIR keeps them in "
-     "file:DIR/checkpoints/PIPELINE, kafka in the group; gen and push keep none"},
+     "Checkpoint store: {store} (none: every run starts at starting.position). Unset: the "
+     "source's default: log:DIR keeps them in file:DIR/checkpoints/PIPELINE, kafka in the "
+     "group; gen and push keep none"},
     {"pipeline.name", T_STR, 0, 0, NULL, "",
      "The pipeline's name: the default log store's file is named after it, so two pipelines on "
      "one log keep their own checkpoints (unset: the handler key with : and / as -, e.g. "
      "fraud, sleep-200)"},
     {"dlq", T_STR, 0, 0, NULL, "",
-     "Dead-letter queue: log:DIR or kafka:TOPIC; empty = exhausted records are dropped, logged and counted"},
+     "Dead-letter queue: {dlq}; empty = exhausted records are dropped, logged and counted"},
     {"stop.at.end", T_BOOL, 0, 1, NULL, "false",
      "Exit once every partition's checkpoint reaches the end noted at start (kcat -e)"},
     {"summary.json", T_STR, 0, 0, NULL, "", "Write the end-of-run summary as one JSON object to this path"},
@@ -57,6 +52,9 @@ static const prop_t props[] = {
     {"batch.size", T_INT, 1, 10000, NULL, "100", "Max records per handler invocation (Lambda BatchSize)"},
     {"batch.max.bytes", T_SIZE, 1, I64MAX, NULL, "6291456",
      "Max key+value bytes per handler invocation (Lambda's 6 MB payload limit)"},
+    {"batch.window.ms", T_INT, 0, 300000, NULL, "0",
+     "Wait up to this long from a batch's first record to fill it (Lambda "
+     "MaximumBatchingWindowInSeconds; 0 = hand over what is there at once)"},
     {"starting.position", T_STR, 0, 0, NULL, "earliest",
      "Where a partition without a checkpoint starts: earliest, latest, at-timestamp:MS"},
     {"parallelization.factor", T_INT, 1, 1024, NULL, "1",
@@ -91,41 +89,92 @@ static const prop_t props[] = {
     {"checkpoint.interval.ms", T_INT, 1, 3600000, NULL, "1000", "Flush checkpoints at least this often"},
     {"checkpoint.records", T_INT, 1, I64MAX, NULL, "1000000",
      "Flush checkpoints once this many records were DONE since the last flush"},
-    /* gen source */
-    {"gen.kind", T_ENUM, 0, 0, "fraud|sensor|bytes", "fraud",
-     "gen: what records look like: JSON card transactions, JSON sensor readings, or random bytes"},
-    {"gen.records", T_INT, 0, I64MAX, NULL, "1000000", "gen: records in all (0 = endless)"},
-    {"gen.partitions", T_INT, 1, 4096, NULL, "4", "gen: partitions"},
-    {"gen.keys", T_INT, 1, 100000000, NULL, "10000", "gen: distinct keys (card or sensor ids)"},
-    {"gen.value.bytes", T_INT, 1, 16777216, NULL, "100", "gen: value size for gen.kind=bytes"},
-    {"gen.rate", T_INT, 0, I64MAX, NULL, "0", "gen: records/s in all (0 = as fast as possible)"},
-    {"gen.seed", T_INT, 0, I64MAX, NULL, "1", "gen: seed of the pre-generated pool (same seed, same records)"},
-    {"gen.pool", T_INT, 1, 10000000, NULL, "65536", "gen: records in the pre-generated pool that is replayed"},
-    /* push source */
-    {"push.partitions", T_INT, 1, 4096, NULL, "1", "push: partitions the application pushes into"},
-    /* fraud handler */
-    {"fraud.amount.max", T_INT, 0, I64MAX, NULL, "5000", "fraud: flag transactions above this amount"},
-    {"fraud.block.merchants", T_STR, 0, 0, NULL, "m-0666,m-1313",
-     "fraud: comma-separated merchant ids that are flagged"},
-    {"fraud.block.card.prefixes", T_STR, 0, 0, NULL, "4000-66",
-     "fraud: comma-separated card number prefixes that are flagged"},
-    /* embedded log */
-    {"segment.bytes", T_SIZE, 65536, 1073741824, NULL, "134217728", "log: roll a segment past this size"},
-    {"flush.ms", T_INT, 0, 3600000, NULL, "100", "log writer: fsync at least this often (0 = every append)"},
-    {"flush.records", T_INT, 0, I64MAX, NULL, "10000", "log writer: fsync after this many records (0 = off)"},
-    {"log.on.corruption", T_ENUM, 0, 0, "fail|skip", "fail",
-     "log reader: on a bad batch with data after it, stop with an error or skip it (logged and counted)"},
-    {"source.redrive", T_BOOL, 0, 1, NULL, "false",
-     "log source: read a DLQ back (spate dlq redrive): drop spate.* headers, timestamps = now"},
-    /* kafka source (every other kafka.* key goes to librdkafka without the prefix) */
-    {"topics", T_STR, 0, 0, NULL, "", "kafka source: the topics to consume, a comma list"},
-    {"group.id", T_STR, 0, 0, NULL, "", "kafka source: the consumer group (store=kafka commits to it)"},
+    {NULL, 0, 0, 0, NULL, NULL, NULL},
 };
 
-#define NPROPS (sizeof(props) / sizeof(props[0]))
+/* The union of the engine's table and every registered plugin's: pointers into them, in
+ * documentation order, and the pass-through prefixes. Built once per process. */
+static const prop_t **all_opts;
+static size_t nall;
+static const char *prefixes[16];
+static size_t nprefixes;
+static pthread_once_t union_once = PTHREAD_ONCE_INIT;
 
-/* Prefixes whose keys pass through to a connector unchecked. */
-static const char *const passthrough[] = {"kafka.", "kinesis.", NULL};
+static size_t table_len(const prop_t *t)
+{
+	size_t n = 0;
+	while (t && t[n].name)
+		n++;
+	return n;
+}
+
+static void add_prefix(const char *p)
+{
+	if (!p || !*p)
+		return;
+	for (size_t i = 0; i < nprefixes; i++)
+		if (!strcmp(prefixes[i], p))
+			return;
+	if (nprefixes < sizeof(prefixes) / sizeof(prefixes[0]))
+		prefixes[nprefixes++] = p;
+}
+
+static void add_table(const prop_t *t, size_t *k)
+{
+	for (size_t i = 0; t && t[i].name; i++) {
+		for (size_t j = 0; j < *k; j++)
+			if (!strcmp(all_opts[j]->name, t[i].name)) {
+				/* a key two tables declare: a bug of the build, caught by test_conf */
+				fprintf(stderr, "spate: internal error: configuration key \"%s\" is declared twice\n",
+				        t[i].name);
+				abort();
+			}
+		all_opts[(*k)++] = &t[i];
+	}
+}
+
+static void build_union(void)
+{
+	size_t n = table_len(engine_opts);
+	const sp_source_ops_t *const *so = sp_sources();
+	const sp_store_ops_t *const *st = sp_stores();
+	const sp_sink_ops_t *const *sk = sp_sinks();
+	const sp_operator_ops_t *const *op = sp_operators();
+	for (size_t i = 0; so[i]; i++)
+		n += table_len(so[i]->opts);
+	for (size_t i = 0; st[i]; i++)
+		n += table_len(st[i]->opts);
+	for (size_t i = 0; sk[i]; i++)
+		n += table_len(sk[i]->opts);
+	for (size_t i = 0; op[i]; i++)
+		n += table_len(op[i]->opts);
+	all_opts = calloc(n ? n : 1, sizeof(*all_opts));
+	if (!all_opts) {
+		fprintf(stderr, "spate: out of memory for the configuration table\n");
+		abort();
+	}
+	size_t k = 0;
+	add_table(engine_opts, &k);
+	add_prefix("sink."); /* sink.NAME=kind:arg and sink.NAME.KEY (emit.c) */
+	for (size_t i = 0; so[i]; i++) {
+		add_table(so[i]->opts, &k);
+		add_prefix(so[i]->conf_prefix);
+	}
+	for (size_t i = 0; st[i]; i++)
+		add_table(st[i]->opts, &k);
+	for (size_t i = 0; sk[i]; i++) {
+		add_table(sk[i]->opts, &k);
+		add_prefix(sk[i]->conf_prefix);
+	}
+	for (size_t i = 0; op[i]; i++)
+		add_table(op[i]->opts, &k);
+	nall = k;
+}
+
+static void ensure_union(void)
+{
+	pthread_once(&union_once, build_union);
+}
 
 typedef struct extra {
 	char *key, *val;
@@ -133,23 +182,25 @@ typedef struct extra {
 } extra_t;
 
 struct spate_conf_s {
-	char *vals[NPROPS]; /* NULL = default */
+	char **vals; /* nall entries; NULL = default */
 	extra_t *extra;
 };
 
 static int prop_index(const char *key)
 {
-	for (size_t i = 0; i < NPROPS; i++)
-		if (!strcmp(props[i].name, key))
+	ensure_union();
+	for (size_t i = 0; i < nall; i++)
+		if (!strcmp(all_opts[i]->name, key))
 			return (int)i;
 	return -1;
 }
 
 static bool is_passthrough(const char *key)
 {
-	for (int i = 0; passthrough[i]; i++) {
-		size_t n = strlen(passthrough[i]);
-		if (!strncmp(key, passthrough[i], n) && key[n])
+	ensure_union();
+	for (size_t i = 0; i < nprefixes; i++) {
+		size_t n = strlen(prefixes[i]);
+		if (!strncmp(key, prefixes[i], n) && key[n])
 			return true;
 	}
 	return false;
@@ -157,15 +208,22 @@ static bool is_passthrough(const char *key)
 
 spate_conf_t *spate_conf_new(void)
 {
-	return calloc(1, sizeof(spate_conf_t));
+	ensure_union();
+	spate_conf_t *c = calloc(1, sizeof(spate_conf_t));
+	if (c && !(c->vals = calloc(nall ? nall : 1, sizeof(char *)))) {
+		free(c);
+		return NULL;
+	}
+	return c;
 }
 
 void spate_conf_destroy(spate_conf_t *c)
 {
 	if (!c)
 		return;
-	for (size_t i = 0; i < NPROPS; i++)
+	for (size_t i = 0; i < nall; i++)
 		free(c->vals[i]);
+	free(c->vals);
 	for (extra_t *x = c->extra, *n; x; x = n) {
 		n = x->next;
 		free(x->key);
@@ -180,7 +238,7 @@ spate_conf_t *spate_conf_dup(const spate_conf_t *c)
 	spate_conf_t *d = spate_conf_new();
 	if (!d)
 		return NULL;
-	for (size_t i = 0; i < NPROPS; i++)
+	for (size_t i = 0; i < nall; i++)
 		if (c->vals[i] && !(d->vals[i] = strdup(c->vals[i])))
 			goto fail;
 	extra_t **tail = &d->extra;
@@ -279,16 +337,16 @@ static int check_string(const prop_t *p, const char *v, char *err, size_t sz)
 		const char *kinds = "";
 		if (!strcmp(p->name, "source")) {
 			known = sp_find_source(name) != NULL;
-			kinds = "gen, push, log:DIR, kafka";
+			kinds = sp_registry_kinds("source");
 		} else if (!strcmp(p->name, "handler")) {
 			known = sp_find_operator(name) != NULL;
-			kinds = "noop, fraud, sleep:MS, spin:US, fail-if:SUBSTRING, journal:PATH";
+			kinds = sp_registry_kinds("handler");
 		} else if (!strcmp(p->name, "store")) {
 			known = sp_find_store(name) != NULL;
-			kinds = "file:PATH, kafka, none";
+			kinds = sp_registry_kinds("store");
 		} else {
 			known = sp_find_sink(name) != NULL;
-			kinds = "log:DIR, kafka:TOPIC";
+			kinds = sp_registry_kinds("dlq");
 		}
 		if (!known)
 			return sp_err(err, sz, SPATE_CONF_INVALID, "%s: unknown kind \"%s\" in \"%s\" (allowed: %s)",
@@ -372,8 +430,8 @@ spate_conf_res_t spate_conf_set(spate_conf_t *c, const char *key, const char *va
 		/* Suggest a key that differs by little, like a misspelling. */
 		const char *best = NULL;
 		size_t kl = strlen(key);
-		for (size_t j = 0; j < NPROPS; j++) {
-			const char *n = props[j].name;
+		for (size_t j = 0; j < nall; j++) {
+			const char *n = all_opts[j]->name;
 			size_t nl = strlen(n), common = 0;
 			while (common < kl && common < nl && key[common] == n[common])
 				common++;
@@ -389,7 +447,7 @@ spate_conf_res_t spate_conf_set(spate_conf_t *c, const char *key, const char *va
 			sp_err(err, sz, 0, "%s: unknown configuration key (`spate run --help` lists all)", key);
 		return SPATE_CONF_UNKNOWN;
 	}
-	if (check_value(&props[i], value, err, sz))
+	if (check_value(all_opts[i], value, err, sz))
 		return SPATE_CONF_INVALID;
 	char *nv = strdup(value);
 	if (!nv) {
@@ -406,7 +464,7 @@ spate_conf_res_t spate_conf_get(const spate_conf_t *c, const char *key, char *de
 	const char *v = NULL;
 	int i = prop_index(key);
 	if (i >= 0) {
-		v = c->vals[i] ? c->vals[i] : props[i].def;
+		v = c->vals[i] ? c->vals[i] : all_opts[i]->def;
 	} else {
 		for (extra_t *x = c->extra; x; x = x->next)
 			if (!strcmp(x->key, key))
@@ -431,7 +489,7 @@ static const char *raw(const spate_conf_t *c, const char *key)
 		fprintf(stderr, "spate: internal error: no configuration key \"%s\"\n", key);
 		abort();
 	}
-	return c->vals[i] ? c->vals[i] : props[i].def;
+	return c->vals[i] ? c->vals[i] : all_opts[i]->def;
 }
 
 int64_t sp_conf_int(const spate_conf_t *c, const char *key)
@@ -475,7 +533,7 @@ void sp_conf_foreach_prefix(const spate_conf_t *c, const char *prefix,
 			fn(arg, x->key, x->val);
 }
 
-static const char *type_name(enum prop_type t)
+static const char *type_name(int t)
 {
 	switch (t) {
 	case T_INT: return "int";
@@ -487,21 +545,45 @@ static const char *type_name(enum prop_type t)
 	return "?";
 }
 
-static spate_conf_prop_t pub[NPROPS];
+static spate_conf_prop_t *pub;
 static pthread_once_t pub_once = PTHREAD_ONCE_INIT;
+
+/* A doc with its "{kind}" replaced by the registered plugins of that kind (the wiring
+ * keys list what this build has). Static storage, built once. */
+static const char *expand_doc(const char *doc)
+{
+	const char *a = strchr(doc, '{'), *b = a ? strchr(a, '}') : NULL;
+	if (!b)
+		return doc;
+	char kind[32];
+	size_t kl = (size_t)(b - a - 1) < sizeof(kind) - 1 ? (size_t)(b - a - 1) : sizeof(kind) - 1;
+	memcpy(kind, a + 1, kl);
+	kind[kl] = 0;
+	const char *k = sp_registry_kinds(kind);
+	size_t n = strlen(doc) + strlen(k) + 1;
+	char *out = malloc(n);
+	if (!out)
+		return doc;
+	snprintf(out, n, "%.*s%s%s", (int)(a - doc), doc, k, b + 1);
+	return out;
+}
 
 static void build_pub(void)
 {
-	for (size_t i = 0; i < NPROPS; i++)
-		pub[i] = (spate_conf_prop_t){props[i].name, type_name(props[i].type), props[i].min,
-		                             props[i].max, props[i].allowed, props[i].def, props[i].doc};
+	ensure_union();
+	pub = calloc(nall ? nall : 1, sizeof(*pub));
+	for (size_t i = 0; pub && i < nall; i++) {
+		const prop_t *o = all_opts[i];
+		pub[i] = (spate_conf_prop_t){o->name,       type_name(o->type), o->min, o->max, o->allowed, o->def,
+		                             expand_doc(o->doc)};
+	}
 }
 
 const spate_conf_prop_t *spate_conf_properties(size_t *cnt)
 {
-	/* Built once from the static table under pthread_once; immutable afterwards, so two
-	 * engines in one process share it safely. */
+	/* Built once from the union of the tables under pthread_once; immutable afterwards,
+	 * so two engines in one process share it safely. */
 	pthread_once(&pub_once, build_pub);
-	*cnt = NPROPS;
+	*cnt = pub ? nall : 0;
 	return pub;
 }

@@ -24,16 +24,13 @@ uint32_t sp_lane_of(const spate_record_t *r, uint32_t factor)
 
 static uint32_t ring_free(sp_lane_t *l)
 {
-	uint32_t head = atomic_load_explicit(&l->head, memory_order_relaxed);
-	uint32_t tail = atomic_load_explicit(&l->tail, memory_order_acquire);
-	return SP_LANE_RING - (head - tail);
+	return sp_ring_room(&l->rq, SP_LANE_RING);
 }
 
 static void ring_push(sp_lane_t *l, sp_ck_t *c, uint32_t begin, uint32_t len)
 {
-	uint32_t head = atomic_load_explicit(&l->head, memory_order_relaxed);
-	l->ring[head & (SP_LANE_RING - 1)] = (sp_run_t){c, begin, len};
-	atomic_store_explicit(&l->head, head + 1, memory_order_release);
+	l->ring[sp_ring_prod_next(&l->rq) & (SP_LANE_RING - 1)] = (sp_run_t){c, begin, len};
+	sp_ring_publish(&l->rq, 1);
 }
 
 bool sp_dispatch(sp_engine_t *e, sp_ck_t *c)

@@ -48,47 +48,6 @@ sp_part_t *sp_engine_partition(sp_engine_t *e, size_t i)
 	return i < e->nparts ? e->parts[i] : NULL;
 }
 
-int sp_dlq_write(sp_engine_t *e, const spate_push_record_t *recs, size_t n, char *errstr, size_t size)
-{
-	if (atomic_load_explicit(&e->fault_dlq_left, memory_order_relaxed) > 0 &&
-	    atomic_fetch_sub(&e->fault_dlq_left, 1) > 0)
-		return sp_err(errstr, size, SPATE_ERR_SINK, "injected fault (SPATE_FAULT_DLQ)");
-	return e->dlq.ops->write(&e->dlq, recs, n, errstr, size);
-}
-
-int sp_engine_dead_letter_range(sp_engine_t *e, sp_part_t *p, const spate_position_t *first,
-                                const spate_position_t *last, const char *error, char *errstr, size_t size)
-{
-	char a[64], b[64], id[600], now[32];
-	spate_position_fmt(first, a, sizeof(a));
-	spate_position_fmt(last, b, sizeof(b));
-	if (!e->dlq_open) {
-		sp_msg(e, SP_MSG_ERROR, "%s: dropped a corrupt region (positions %s..%s): %s (no dlq configured)",
-		       p->pub.name, a, b, error);
-		e->corrupt_dropped++;
-		return SPATE_OK;
-	}
-	snprintf(id, sizeof(id), "%s/%s", p->pub.name, a);
-	snprintf(now, sizeof(now), "%" PRId64, sp_wall_ms());
-#define H(k, v) {k, sizeof(k) - 1, v, strlen(v)}
-	spate_header_t h[] = {H("spate.id", id),
-	                      H("spate.condition", "Corrupt"),
-	                      H("spate.attempts", "0"),
-	                      H("spate.source", p->pub.source),
-	                      H("spate.partition", p->pub.name),
-	                      H("spate.position", a),
-	                      H("spate.position.last", b),
-	                      H("spate.first.attempt.ms", now),
-	                      H("spate.last.attempt.ms", now),
-	                      H("spate.error", error)};
-#undef H
-	spate_push_record_t r = {.headers = h, .header_cnt = sizeof(h) / sizeof(h[0]), .timestamp_ms = sp_wall_ms()};
-	int rc = sp_dlq_write(e, &r, 1, errstr, size);
-	if (rc == SPATE_OK)
-		e->corrupt_dlq++;
-	return rc;
-}
-
 void spate_engine_report(spate_engine_t *e, FILE *fp)
 {
 	if (e->handler_created && e->op->report)
@@ -156,133 +115,13 @@ void sp_part_free(sp_part_t *p)
 	free(p);
 }
 
-/* A body allocation from the engine's cache: one that fits without wasting more than
- * 1/SP_CHUNK_SLACK_DIV of what is needed (the slack counts in the bound, so a source that
- * sizes a chunk to a budget leaves that much room: SP_CHUNK_BUDGET), else a new one.
- * *size gets its size. */
-static void *body_get(spate_engine_t *e, size_t need, size_t *size)
-{
-	for (int i = 0; e && i < e->chunk_cached; i++) {
-		if (e->chunk_cache[i].size >= need && e->chunk_cache[i].size - need <= need / SP_CHUNK_SLACK_DIV) {
-			void *m = e->chunk_cache[i].mem;
-			*size = e->chunk_cache[i].size;
-			e->chunk_cache[i] = e->chunk_cache[--e->chunk_cached];
-			return m;
-		}
-	}
-	*size = need;
-	return malloc(need);
-}
-
-void sp_chunk_body_put(spate_engine_t *e, void *body, size_t size)
-{
-	if (!body)
-		return;
-	if (e && e->chunk_cached < SP_CHUNK_CACHE) {
-		e->chunk_cache[e->chunk_cached].mem = body;
-		e->chunk_cache[e->chunk_cached].size = size;
-		e->chunk_cached++;
-		return;
-	}
-	free(body);
-}
-
-static sp_ck_t *chunk_alloc(sp_part_t *p, uint32_t n, uint32_t hdr_cap, bool init_recs)
-{
-	size_t off_st = (size_t)n * sizeof(spate_record_t);
-	size_t off_order = off_st + (size_t)n * sizeof(sp_rstate_t);
-	size_t off_hdrs = (off_order + (size_t)n * sizeof(uint32_t) + 15) & ~(size_t)15;
-	size_t total = off_hdrs + (size_t)hdr_cap * sizeof(spate_header_t);
-	spate_engine_t *e = p->eng ? p->eng->engine : NULL;
-	sp_ck_t *c;
-	if (e && e->hdr_cached)
-		c = e->hdr_cache[--e->hdr_cached];
-	else if (!(c = malloc(sizeof(*c))))
-		return NULL;
-	memset(c, 0, sizeof(*c));
-	char *m = NULL;
-	size_t size = 0;
-	if (total && !(m = body_get(e, total, &size))) {
-		free(c);
-		return NULL;
-	}
-	c->body = m;
-	c->body_size = size;
-	c->pub.part = p;
-	c->pub.n = n;
-	c->pending = n;
-	c->pub.recs = (spate_record_t *)m;
-	c->st = n ? (sp_rstate_t *)(m + off_st) : NULL;
-	c->order = n ? (uint32_t *)(m + off_order) : NULL;
-	c->pub.hdrs = hdr_cap ? (spate_header_t *)(m + off_hdrs) : NULL;
-	c->pub.hdr_cap = hdr_cap;
-	if (n)
-		memset(c->st, 0, (size_t)n * sizeof(sp_rstate_t));
-	for (uint32_t i = 0; init_recs && i < n; i++) {
-		spate_record_t *r = &c->pub.recs[i];
-		memset(r, 0, sizeof(*r));
-		r->version = SPATE_RECORD_VERSION;
-		r->partition = &p->pub;
-	}
-	return c;
-}
-
-sp_chunk_t *sp_chunk_new(sp_part_t *p, uint32_t n, uint32_t hdr_cap)
-{
-	sp_ck_t *c = chunk_alloc(p, n, hdr_cap, true);
-	return c ? &c->pub : NULL;
-}
-
-sp_chunk_t *sp_chunk_new_bare(sp_part_t *p, uint32_t n, uint32_t hdr_cap)
-{
-	sp_ck_t *c = chunk_alloc(p, n, hdr_cap, false);
-	return c ? &c->pub : NULL;
-}
-
-sp_chunk_t *sp_chunk_skip(sp_part_t *p, spate_position_t to)
-{
-	sp_ck_t *c = chunk_alloc(p, 0, 0, false);
-	if (!c)
-		return NULL;
-	c->pub.skip = true;
-	c->pub.skip_to = to;
-	return &c->pub;
-}
-
-void sp_ck_free(sp_ck_t *c)
-{
-	if (c->pub.release && !c->bytes_released)
-		c->pub.release(&c->pub, c->pub.release_opaque);
-	spate_engine_t *e = c->pub.part && c->pub.part->eng ? c->pub.part->eng->engine : NULL;
-	sp_chunk_body_put(e, c->body, c->body_size);
-	free(c->ghost);
-	if (e && e->hdr_cached < SP_CHUNK_CACHE) {
-		e->hdr_cache[e->hdr_cached++] = c;
-		return;
-	}
-	free(c);
-}
-
-void sp_chunk_free(sp_chunk_t *c)
-{
-	if (c)
-		sp_ck_free(sp_ck(c));
-}
-
-void sp_chunk_cache_clear(spate_engine_t *e)
-{
-	while (e->chunk_cached)
-		free(e->chunk_cache[--e->chunk_cached].mem);
-	while (e->hdr_cached)
-		free(e->hdr_cache[--e->hdr_cached]);
-}
-
 static int read_settings(spate_engine_t *e, char *err, size_t sz)
 {
 	const spate_conf_t *c = e->conf;
 	e->log_level = level_of(sp_conf_str(c, "log.level"));
 	e->batch_size = (uint32_t)sp_conf_int(c, "batch.size");
 	e->batch_max_bytes = (uint64_t)sp_conf_int(c, "batch.max.bytes");
+	e->window_ms = sp_conf_int(c, "batch.window.ms");
 	e->factor = (uint32_t)sp_conf_int(c, "parallelization.factor");
 	e->max_retry = sp_conf_int(c, "max.retry.attempts");
 	e->max_age_ms = sp_conf_int(c, "max.record.age.ms");
@@ -465,21 +304,18 @@ static int open_plugins(spate_engine_t *e, char *err, size_t sz)
 		if (!dk)
 			return sp_err(err, sz, SPATE_ERR_INVALID, "dlq: unknown DLQ \"%s\"", v);
 		e->dlq = (sp_sink_t){.ops = dk, .eng = e, .arg = arg};
-		const char *f = getenv("SPATE_FAULT_DLQ");
-		if (f && *f) {
-			char *end;
-			long long n = !strcmp(f, "fail") ? INT64_MAX : !strncmp(f, "fail:", 5) ? strtoll(f + 5, &end, 10) : -1;
-			if (n < 0 || (strncmp(f, "fail:", 5) == 0 && *end))
-				return sp_err(err, sz, SPATE_ERR_INVALID,
-				              "SPATE_FAULT_DLQ: \"%s\" is not allowed (fail, fail:N)", f);
-			atomic_store(&e->fault_dlq_left, (int64_t)n);
-			sp_msg(e, SP_MSG_WARN, "SPATE_FAULT_DLQ=%s: DLQ writes will fail on purpose", f);
+		int64_t n = sp_fault_hook("SPATE_FAULT_DLQ", err, sz);
+		if (n < 0)
+			return SPATE_ERR_INVALID;
+		if (n) {
+			atomic_store(&e->fault_dlq_left, n);
+			sp_msg(e, SP_MSG_WARN, "SPATE_FAULT_DLQ=%s: DLQ writes will fail on purpose", getenv("SPATE_FAULT_DLQ"));
 		}
 		if ((rc = dk->open(&e->dlq, err, sz)))
 			return rc;
 		e->dlq_open = true;
 	}
-	return SPATE_OK;
+	return sp_sinks_open(e, err, sz);
 }
 
 /* Lanes of one partition: one aligned block of factor lanes. */
@@ -575,8 +411,8 @@ static bool rings_nonempty(spate_engine_t *e)
 {
 	for (int i = 0; i < e->nworkers; i++) {
 		sp_worker_t *w = e->workers[i];
-		if (atomic_load_explicit(&w->chead, memory_order_acquire) !=
-		    atomic_load_explicit(&w->ctail, memory_order_relaxed))
+		/* seq_cst: after the seq_cst store of sleeping (see wake_engine_if_sleeping) */
+		if (atomic_load_explicit(&w->cq.head, memory_order_seq_cst) != sp_ring_cons_next(&w->cq))
 			return true;
 	}
 	return false;
@@ -719,7 +555,7 @@ spate_err_t spate_engine_run(spate_engine_t *e, char *err, size_t sz)
 	bool source_ended = false;
 	for (;;) {
 		size_t drained = sp_tracker_drain(e);
-		if (e->init_failed) {
+		if (atomic_load_explicit(&e->init_failed, memory_order_acquire)) { /* then init_err is written */
 			rc = sp_err(err, sz, SPATE_ERR_HANDLER, "%s", e->init_err);
 			break;
 		}
@@ -808,8 +644,8 @@ spate_err_t spate_engine_run(spate_engine_t *e, char *err, size_t sz)
 			rc = sp_err(err, sz, frc, "final checkpoint failed (see the log)");
 	}
 	e->running = false;
-	e->finished = true;
 	e->end_ns = sp_now_ns();
+	atomic_store_explicit(&e->finished, true, memory_order_release); /* publishes end_ns */
 	return rc;
 }
 
@@ -838,116 +674,6 @@ int spate_engine_busy(spate_engine_t *e)
 	return e->workers_busy;
 }
 
-void spate_engine_summary(spate_engine_t *e, spate_summary_t *s)
-{
-	memset(s, 0, sizeof(*s));
-	s->records = e->records_done;
-	s->store_errors = e->store_errors;
-	s->dlq += e->corrupt_dlq;
-	s->dropped += e->corrupt_dropped;
-	for (int i = 0; e->workers && i < e->nworkers; i++) {
-		sp_worker_t *w = e->workers[i];
-		if (!w)
-			continue;
-		s->batches += atomic_load_explicit(&w->st.batches, memory_order_relaxed);
-		s->failed += atomic_load_explicit(&w->st.failed, memory_order_relaxed);
-		s->dlq += atomic_load_explicit(&w->st.dlq, memory_order_relaxed);
-		s->dropped += atomic_load_explicit(&w->st.dropped, memory_order_relaxed);
-		s->retries += atomic_load_explicit(&w->st.retries, memory_order_relaxed);
-		s->dlq_errors += atomic_load_explicit(&w->st.dlq_errors, memory_order_relaxed);
-	}
-	int64_t end = e->finished ? e->end_ns : sp_now_ns();
-	s->elapsed_s = e->start_ns ? (double)(end - e->start_ns) / 1e9 : 0;
-	int64_t first = atomic_load(&e->first_ns);
-	if (first && e->last_done_ns > first)
-		s->first_to_last_s = (double)(e->last_done_ns - first) / 1e9;
-	s->records_per_s = s->first_to_last_s > 0 ? (double)s->records / s->first_to_last_s : 0;
-	sp_autoscale_summary(e, s);
-}
-
-/* The summary's fields, in order, with one name and one unit each: the JSON object and
- * the `name value` lines are written from this one table. */
-enum sum_kind { SUM_U64, SUM_INT, SUM_SECONDS, SUM_RATE, SUM_MEAN, SUM_MS };
-static const struct sum_field {
-	const char *name;
-	enum sum_kind kind;
-	size_t off;
-} sum_fields[] = {
-#define F(n, k, m) {n, k, offsetof(spate_summary_t, m)}
-    F("records", SUM_U64, records),
-    F("batches", SUM_U64, batches),
-    F("failed", SUM_U64, failed),
-    F("dlq", SUM_U64, dlq),
-    F("dropped", SUM_U64, dropped),
-    F("retries", SUM_U64, retries),
-    F("filtered", SUM_U64, filtered),
-    F("elapsed_s", SUM_SECONDS, elapsed_s),
-    F("first_to_last_s", SUM_SECONDS, first_to_last_s),
-    F("records_per_s", SUM_RATE, records_per_s),
-    F("workers_min", SUM_INT, workers_min),
-    F("workers_max", SUM_INT, workers_max),
-    F("workers_mean", SUM_MEAN, workers_mean),
-    F("dlq_errors", SUM_U64, dlq_errors),
-    F("store_errors", SUM_U64, store_errors),
-    F("throttled", SUM_U64, throttled),
-    F("cold_starts", SUM_U64, cold_starts),
-    F("cold_start_p50_ms", SUM_MS, cold_p50_ms),
-    F("cold_start_p99_ms", SUM_MS, cold_p99_ms),
-#undef F
-};
-
-static int sum_value(const spate_summary_t *s, const struct sum_field *f, char *buf, size_t size)
-{
-	const char *p = (const char *)s + f->off;
-	switch (f->kind) {
-	case SUM_U64:
-		return snprintf(buf, size, "%" PRIu64, *(const uint64_t *)(const void *)p);
-	case SUM_INT:
-		return snprintf(buf, size, "%d", *(const int *)(const void *)p);
-	case SUM_SECONDS:
-		return snprintf(buf, size, "%.6f", *(const double *)(const void *)p);
-	case SUM_RATE:
-		return snprintf(buf, size, "%.0f", *(const double *)(const void *)p);
-	default:
-		return snprintf(buf, size, "%.3f", *(const double *)(const void *)p);
-	}
-}
-
-/* Write the fields as JSON (json) or as lines; returns the length as snprintf does. */
-static int summary_write(const spate_summary_t *s, bool json, char *buf, size_t size)
-{
-	size_t n = 0;
-	char v[64];
-#define PUT(...)                                                                                  \
-	do {                                                                                      \
-		int k_ = snprintf(buf ? buf + (n < size ? n : size) : NULL, n < size ? size - n : 0, __VA_ARGS__); \
-		n += k_ > 0 ? (size_t)k_ : 0;                                                     \
-	} while (0)
-	if (json)
-		PUT("{");
-	for (size_t i = 0; i < sizeof(sum_fields) / sizeof(sum_fields[0]); i++) {
-		sum_value(s, &sum_fields[i], v, sizeof(v));
-		if (json)
-			PUT("%s\"%s\":%s", i ? "," : "", sum_fields[i].name, v);
-		else
-			PUT("%s %s\n", sum_fields[i].name, v);
-	}
-	if (json)
-		PUT("}");
-#undef PUT
-	return (int)n;
-}
-
-int spate_summary_json(const spate_summary_t *s, char *buf, size_t size)
-{
-	return summary_write(s, true, buf, size);
-}
-
-int spate_summary_text(const spate_summary_t *s, char *buf, size_t size)
-{
-	return summary_write(s, false, buf, size);
-}
-
 void spate_engine_destroy(spate_engine_t *e)
 {
 	if (!e)
@@ -967,6 +693,7 @@ void spate_engine_destroy(spate_engine_t *e)
 		e->store.ops->close(&e->store);
 	if (e->dlq_open && e->dlq.ops->close)
 		e->dlq.ops->close(&e->dlq);
+	sp_sinks_close(e);
 	sp_chunk_cache_clear(e);
 	sp_lanes_free_arenas(e);
 	for (size_t i = 0; i < e->nparts; i++)
@@ -988,9 +715,15 @@ void spate_engine_destroy(spate_engine_t *e)
 
 int spate_push(spate_engine_t *e, int32_t partition, const spate_push_record_t *recs, size_t cnt)
 {
+	return spate_push_positions(e, partition, recs, cnt, NULL);
+}
+
+int spate_push_positions(spate_engine_t *e, int32_t partition, const spate_push_record_t *recs, size_t cnt,
+                         spate_position_t *positions)
+{
 	if (!e->started || !e->src.ops || !e->src.ops->push)
 		return SPATE_ERR_STATE;
-	int n = e->src.ops->push(&e->src, partition, recs, cnt);
+	int n = e->src.ops->push(&e->src, partition, recs, cnt, positions);
 	/* a full stage (n < cnt) also wakes the engine: it empties the stage */
 	if (n >= 0 && atomic_load_explicit(&e->sleeping, memory_order_seq_cst))
 		sp_engine_wake(e);

@@ -12,6 +12,8 @@
 #ifndef SPATE_ENGINE_ENGINE_H
 #define SPATE_ENGINE_ENGINE_H
 
+#include "engine/hist.h"
+#include "engine/ring.h"
 #include "engine/spi/sp_registry.h"
 #include "engine/spi/sp_spi.h"
 
@@ -51,6 +53,8 @@ typedef struct sp_ck {
 	bool has_tail;
 	spate_position_t tail_to;
 	uint64_t seq;             /* chunk number within the partition */
+	int64_t arrived_ms;       /* monotonic ms it entered the engine (batch.window.ms) */
+	int64_t arrived_ns;       /* ... in ns (end-to-end latency from arrival) */
 	/* lanes whose runs still point into buf (set by dispatch, dropped by workers as runs
 	 * are consumed or copied into a retrying lane's arena); at 0 the bytes are released
 	 * before the records are DONE, so a retrying lane pins no read buffer */
@@ -107,6 +111,36 @@ static inline sp_ck_t *sp_ck(sp_chunk_t *c)
 /* Depth of the bisect stack: halving batch.size (at most 10,000) reaches 1 in 14 steps. */
 #define SP_BISECT_DEPTH 32
 
+/*
+ * A lane's state machine. The state is read and written under e->mu only; the ring of
+ * runs (ring.h) is not (its producer and consumer need no lock).
+ *
+ *   from      to        when                                              by (worker.c)
+ *   IDLE      QUEUED    runs were dispatched to it                         sp_lanes_ready
+ *   IDLE      QUEUED    its partition was released while it holds runs     sp_lanes_release
+ *   QUEUED    RUNNING   a worker claims it off the ready queue (while the  worker_main
+ *                       store holds the handlers, e->store_hold, only a    (take_ready_locked)
+ *                       lane of a released partition)
+ *   RUNNING   IDLE      its batches ran and nothing is left                worker_main
+ *   RUNNING   QUEUED    SP_LANE_BURST batches ran and more wait (fairness) worker_main
+ *   RUNNING   QUEUED    the store holds the handlers (e->store_hold) and   worker_main
+ *                       more wait                                          (may_run)
+ *   RUNNING   PARKED    a failure set park_until_ms (retry backoff, or a   worker_main (after
+ *                       DLQ that could not be written); the queued runs    migrate)
+ *                       were copied to its arena first
+ *   PARKED    QUEUED    its time came                                      unpark_locked
+ *   PARKED    QUEUED    its partition was released                         sp_lanes_release
+ *   PARKED    RUNNING   runs came while it waits (mig_wanted): a worker    take_migration_locked,
+ *                       copies them to the arena, then it parks again      worker_main
+ *   RUNNING   PARKED    its batch is not full and batch.window.ms has not  worker_main (run_batch,
+ *                       passed since its first record (window_wait; no     window_due)
+ *                       copy to the arena: it is not retrying)
+ *   PARKED    QUEUED    a window-parked lane got runs: it looks again      sp_lanes_ready
+ *
+ * mig_wanted is set by sp_lanes_ready on a parked lane that gets runs, and by
+ * worker_main when runs came while the lane was being copied; cleared when a worker takes
+ * the lane for the copy or when it leaves PARKED.
+ */
 enum lane_state { LANE_IDLE = 0, LANE_QUEUED, LANE_RUNNING, LANE_PARKED };
 
 typedef struct sp_run {
@@ -116,10 +150,9 @@ typedef struct sp_run {
 } sp_run_t;
 
 struct sp_lane {
-	/* producer side: the engine thread */
-	_Alignas(64) _Atomic uint32_t head;
-	/* consumer side: the claiming worker */
-	_Alignas(64) _Atomic uint32_t tail;
+	/* the ring of runs: the engine thread produces (dispatch), the claiming worker
+	 * consumes (ring.h) */
+	sp_ring_t rq;
 	uint32_t off;          /* records of ring[tail] already consumed */
 	uint32_t bisect_limit; /* 0 = batch.size; else the size of the next batch while bisecting */
 	uint32_t bisect_depth; /* pending second halves on the stack */
@@ -127,6 +160,7 @@ struct sp_lane {
 	uint32_t dlq_pending;  /* head records exhausted and waiting for the DLQ */
 	int dlq_condition;     /* their condition */
 	int64_t park_until_ms; /* monotonic; valid in LANE_PARKED */
+	bool window_wait;      /* parked for batch.window.ms, not for a retry: new runs wake it */
 	char last_err[256];    /* the last error seen at the head (for the DLQ) */
 	/* A retrying lane's queued records, moved out of the ring (so a lane that retries
 	 * for long holds no ring slots and pins no read buffers): refs in order, consumed
@@ -201,13 +235,18 @@ typedef struct sp_comp {
 } sp_comp_t;
 
 /* Worker counters: written by the worker only, read relaxed by anyone. */
-/* Handler latency histogram: bucket i counts batches of [2^i, 2^(i+1)) microseconds. */
-#define SP_LAT_BUCKETS 40
-
+/* Per-worker counters and histograms: written by the worker only, read relaxed by anyone
+ * (hist.h). Latencies are microseconds. A batch's oldest and newest records stand for its
+ * records in the end-to-end histograms (half of the batch each), so a record costs no
+ * histogram update of its own. */
 typedef struct sp_wstats {
-	_Atomic uint64_t lat[SP_LAT_BUCKETS];
+	sp_hist_t handler;      /* handler time per batch */
+	sp_hist_t ts_start;     /* from a record's stream timestamp to its handler call */
+	sp_hist_t ts_done;      /* ... to DONE (after its emits are durable) */
+	sp_hist_t in_start;     /* from its arrival in the engine to its handler call */
+	sp_hist_t in_done;      /* ... to DONE */
 	_Atomic uint64_t batches, failed, dlq, dropped, retries, dlq_errors, busy_ns, records_in;
-	_Atomic uint64_t migrated, arena_bytes;
+	_Atomic uint64_t migrated, arena_bytes, emitted, filtered;
 } sp_wstats_t;
 
 typedef struct sp_worker {
@@ -215,9 +254,8 @@ typedef struct sp_worker {
 	int id;
 	pthread_t th;
 	bool started;
-	/* completion ring: this worker produces, the engine thread consumes */
-	_Alignas(64) _Atomic uint32_t chead;
-	_Alignas(64) _Atomic uint32_t ctail;
+	/* completion ring: this worker produces, the engine thread consumes (ring.h) */
+	sp_ring_t cq;
 	sp_comp_t ring[SP_COMP_RING];
 	_Alignas(64) sp_wstats_t st;
 	/* scratch for one batch (worker only) */
@@ -232,13 +270,34 @@ typedef struct sp_worker {
 	spate_push_record_t *dlqrecs;
 	spate_header_t *dlqhdrs;
 	size_t dlqhdrs_cap;
+	/* records the handler emitted in the current batch (emit.c): staged here, written
+	 * to their sinks after the handler returns, then reset; the buffers are reused */
+	struct sp_emit_rec *em;
+	uint32_t nem, em_cap;
+	char *ebuf;
+	size_t ebuf_len, ebuf_cap;
+	struct sp_emit_hdr *eh;
+	uint32_t neh, eh_cap;
+	spate_push_record_t *eout; /* one sink's records for its write */
+	spate_header_t *eouth;
+	size_t eout_cap, eouth_cap;
+	char *eids; /* the spate.origin values */
+	size_t eids_cap;
+	bool bytes_full; /* the last batch built stopped at batch.max.bytes */
 	void *hctx;
 	bool inited; /* the handler's init ran on this worker and fini has not */
 	_Atomic bool exited; /* the thread left its loop (it only joins from here) */
 	uint64_t rng;
 } sp_worker_t;
 
-/* A record a retrying lane copied into its arena (worker.c): the descriptor and state
+/* A block of a retrying lane's arena (lane.c): copied records, headers and bytes. */
+typedef struct sp_arena {
+	struct sp_arena *next;
+	size_t len;
+	char bytes[];
+} sp_arena_t;
+
+/* A record a retrying lane copied into its arena (lane.c): the descriptor and state
  * the worker uses from then on, and where the record came from (the tracker marks it
  * DONE there by index). */
 typedef struct sp_mrec {
@@ -274,6 +333,7 @@ struct spate_engine_s {
 	/* settings read once */
 	uint32_t batch_size;
 	uint64_t batch_max_bytes;
+	int64_t window_ms; /* batch.window.ms */
 	uint32_t factor;
 	int64_t max_retry, max_age_ms, backoff_ms, backoff_max_ms;
 	bool bisect, item_failures, stop_at_end;
@@ -293,6 +353,9 @@ struct spate_engine_s {
 	bool store_open;
 	sp_sink_t dlq;
 	bool dlq_open;
+	/* the named sinks handlers emit to (sink.NAME=...), opened at start (emit.c) */
+	struct sp_named_sink *sinks;
+	uint32_t nsinks;
 	/* test fault hook: SPATE_FAULT_DLQ=fail:N makes the next N DLQ writes fail (read at
 	 * start, per engine; CI runs as root, so permissions cannot simulate an outage) */
 	_Atomic int64_t fault_dlq_left;
@@ -315,7 +378,9 @@ struct spate_engine_s {
 	int nready;        /* lanes in the ready queue */
 	int nrunning;      /* lanes claimed by a worker */
 	_Atomic int64_t cold_ns; /* a record arrived while no worker was active (0: none pending) */
-	bool quit; /* workers exit */
+	/* workers exit: set under mu (with the broadcasts); a worker running a lane also
+	 * reads it without mu between batches, to stop early (relaxed: a hint) */
+	_Atomic bool quit;
 	/* a graceful stop: workers finish the batch they run and start no other */
 	_Atomic bool draining;
 	/* the store answered SPATE_ERR_BUSY (a Kafka group in a rebalance) and has taken no
@@ -324,7 +389,10 @@ struct spate_engine_s {
 	 * of what the store holds (written under mu by the engine thread) */
 	_Atomic bool store_hold;
 	bool workers_cv_ready; /* idle_cv was initialized */
-	int init_failed;
+	/* a handler init failed: a worker writes init_err once, under mu, then sets
+	 * init_failed (release); the engine thread reads the flag without mu (acquire, once
+	 * per turn) and init_err only after it saw the flag */
+	_Atomic int init_failed;
 	char init_err[256];
 
 	/* engine thread state */
@@ -332,7 +400,10 @@ struct spate_engine_s {
 	_Atomic int sleeping;
 	_Atomic int stop_req; /* 1: graceful, 2: at once */
 	_Atomic bool bad_result_said; /* a handler's unknown result was logged */
-	bool started, running, finished;
+	bool started, running;
+	/* the run is over and end_ns holds its end: the engine thread writes end_ns, then
+	 * stores finished (release); the summary and stats read it from any thread (acquire) */
+	_Atomic bool finished;
 	bool workers_busy;    /* the stop's shutdown.timeout.ms passed with a handler running */
 	size_t nrevoked;      /* revoked partitions not yet freed */
 	size_t nreleasing;    /* partitions being released (sp_engine_partition_release) */
@@ -356,12 +427,13 @@ struct spate_engine_s {
 	uint64_t peak_inflight_bytes;
 	uint64_t done_since_flush;
 	int64_t last_flush_ms;
+	/* what spate_engine_summary reads (any thread) and the engine thread writes: atomic */
 	_Atomic uint64_t records_done;
-	uint64_t store_errors;
-	uint64_t corrupt_dlq, corrupt_dropped; /* skipped regions sent to the DLQ / dropped */
+	_Atomic uint64_t store_errors;
+	_Atomic uint64_t corrupt_dlq, corrupt_dropped; /* skipped regions sent to the DLQ / dropped */
 	int64_t start_ns, end_ns;
 	_Atomic int64_t first_ns;
-	int64_t last_done_ns;
+	_Atomic int64_t last_done_ns; /* relaxed: a time, it publishes nothing */
 	uint64_t rng;
 	struct sp_autoscale *as; /* autoscale.c */
 	struct sp_metrics *mx;   /* metrics.c */
@@ -391,6 +463,74 @@ typedef struct sp_ghost {
 
 /** Write to the DLQ through the test fault hook (SPATE_FAULT_DLQ). Any thread. */
 int sp_dlq_write(sp_engine_t *e, const spate_push_record_t *recs, size_t n, char *errstr, size_t size);
+
+/* lane.c (the worker that holds the lane) */
+/** Peek up to limit records (and batch.max.bytes) from the lane's head into w->ptrs and
+ *  w->refs: its retry queue first, then its ring. Returns how many. */
+uint32_t sp_lane_build_batch(sp_worker_t *w, sp_lane_t *l, uint32_t limit);
+/** refs[0..k) (the head of the lane) are DONE: move past them and report them. */
+void sp_lane_consume(sp_worker_t *w, sp_lane_t *l, const sp_bref_t *refs, uint32_t k);
+/** The lane parks: copy what its ring holds into its arena and retry queue. */
+void sp_lane_migrate(sp_worker_t *w, sp_lane_t *l);
+
+/* retry.c (the worker that holds the lane) */
+/** Park the lane for the backoff of attempt n (1 = first retry); 0 ms: retry at once. */
+void sp_lane_park(sp_worker_t *w, sp_lane_t *l, uint32_t n);
+/** Send refs[0..k) to the DLQ with condition cond (or drop them without one), then
+ *  consume them. errs[i] (may be NULL) is each record's error. False when the DLQ
+ *  failed: the records stay at the head (l->dlq_pending) and the lane is parked. */
+bool sp_lane_dead_letter(sp_worker_t *w, sp_lane_t *l, const sp_bref_t *refs, uint32_t k, int cond,
+                         const char *const *errs);
+/** A bisect region's batch is done: the next batch is the pending second half. */
+void sp_lane_bisect_next(sp_lane_t *l);
+/** A failed batch (see retry.c). */
+bool sp_retry_failed(sp_worker_t *w, sp_lane_t *l, const spate_batch_t *b, int res, uint32_t n, bool items);
+
+/* The record and state of a batch entry: its arena copy for a copied one. */
+static inline sp_rstate_t *sp_bref_st(const sp_bref_t *r)
+{
+	return r->m ? &r->m->st : &r->c->st[r->c->order[r->ord]];
+}
+
+static inline const spate_record_t *sp_bref_rec(const sp_bref_t *r)
+{
+	return r->m ? &r->m->rec : &r->c->pub.recs[r->c->order[r->ord]];
+}
+
+/* emit.c */
+/** Open the named sinks (sink.NAME=kind:arg, options sink.NAME.KEY). SPATE_OK or an
+ *  error naming the sink. @locality the engine thread, at start */
+int sp_sinks_open(sp_engine_t *e, char *errstr, size_t size);
+void sp_sinks_close(sp_engine_t *e);
+/** Write what the handler emitted for origins [0, upto) of the batch to their sinks
+ *  (durably), then forget every staged record. SPATE_OK, or the first sink's error (in
+ *  errstr, naming the sink): nothing of the batch may then be DONE. @locality the worker */
+int sp_emit_flush(sp_worker_t *w, uint32_t upto, char *errstr, size_t size);
+/** Forget what the handler emitted (its batch failed). */
+void sp_emit_reset(sp_worker_t *w);
+/** Free a worker's emit buffers. */
+void sp_emit_free(sp_worker_t *w);
+
+/* dlq.c */
+/* Headers spate adds to a dead letter, at most; bytes of their values, at most. */
+#define SP_DLQ_HDRS 10
+#define SP_DLQ_VALBYTES 1024
+enum { SP_DLQ_ATTEMPTS = 0, SP_DLQ_AGE, SP_DLQ_CORRUPT, SP_DLQ_PAYLOAD };
+/** The conditions by number: RetryAttemptsExhausted, RecordAgeExceeded, Corrupt,
+ *  MaximumPayloadSizeExceeded. */
+extern const char *const sp_dlq_conditions[];
+/** What a dead letter's spate.* headers say. */
+typedef struct sp_dlq_meta {
+	int condition;             /* SP_DLQ_* */
+	uint32_t attempts;
+	const char *source, *partition, *position;
+	const char *position_last; /* a range's last position, or NULL */
+	int64_t first_ms, last_ms;
+	const char *error;         /* NULL: "handler failed" */
+} sp_dlq_meta_t;
+/** Write the spate.* headers of m into h (at most SP_DLQ_HDRS), their values copied into
+ *  vb (vbsize bytes, values cut to fit). Returns the headers written. @locality any */
+size_t sp_dlq_headers(spate_header_t *h, char *vb, size_t vbsize, const sp_dlq_meta_t *m);
 
 /* dispatch.c */
 /** Dispatch chunk c into its partition's lanes. Returns false (and does nothing) when a
@@ -439,21 +579,6 @@ void sp_autoscale_wake_locked(sp_engine_t *e);
 void sp_autoscale_cold_done(sp_engine_t *e);
 /** Worker count over time (min, max, time-weighted mean) and cold starts, into s. */
 void sp_autoscale_summary(sp_engine_t *e, spate_summary_t *s);
-
-/* flow.c: the in-flight bounds, per partition (tracker thread only) */
-/** Account delta bytes and records to partition p (and the engine's totals). */
-void sp_flow_add(sp_engine_t *e, sp_part_t *p, int64_t dbytes, int64_t drecords);
-/** Whether chunk c may enter p now without passing the bounds. */
-bool sp_flow_fits(sp_engine_t *e, const sp_ck_t *c);
-/** p starts or stops taking part in the shares (started, released). */
-void sp_flow_count(sp_engine_t *e, sp_part_t *p, bool counted);
-/** Hold chunk c behind p's other held chunks; p is paused. */
-void sp_flow_hold(sp_engine_t *e, sp_ck_t *c);
-/** Drop every held chunk of p (a revoke). */
-void sp_flow_drop_held(sp_engine_t *e, sp_part_t *p);
-/** Admit the held chunks that fit now, in order, and resume partitions that may take
- *  more. admit is the engine's dispatch (false: keep holding). Returns chunks admitted. */
-int sp_flow_release(sp_engine_t *e, bool (*admit)(sp_engine_t *, sp_ck_t *));
 
 /* flow.c: the in-flight bounds, per partition (tracker thread only) */
 /** Account delta bytes and records to partition p (and the engine's totals). */

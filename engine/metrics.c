@@ -1,4 +1,4 @@
-/* metrics.c - gauges and the periodic stats line.
+/* metrics.c - gauges, the periodic stats line, and the end-of-run summary.
  *
  * spate_engine_stats() reads the engine's gauges from any thread (atomics, or e->mu for
  * the lane counts). With stats.interval.ms > 0 the engine thread writes one JSON object
@@ -9,6 +9,7 @@
 #include "engine/engine.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,20 +56,28 @@ void sp_metrics_free(sp_engine_t *e)
 	e->mx = NULL;
 }
 
-/* The upper edge of the bucket holding quantile q, in ms. */
-static double quantile_ms(const uint64_t *h, uint64_t n, double q)
+/* The workers' histograms of one kind, merged. */
+static void merged(spate_engine_t *e, size_t off, sp_hist_snap_t *out)
 {
-	if (!n)
-		return 0;
-	uint64_t want = (uint64_t)((double)n * q + 0.5), acc = 0;
-	if (want < 1)
-		want = 1;
-	for (int i = 0; i < SP_LAT_BUCKETS; i++) {
-		acc += h[i];
-		if (acc >= want)
-			return (double)(2ULL << i) / 1000.0;
-	}
-	return (double)(2ULL << (SP_LAT_BUCKETS - 1)) / 1000.0;
+	memset(out, 0, sizeof(*out));
+	for (int i = 0; e->workers && i < e->nworkers; i++)
+		if (e->workers[i])
+			sp_hist_merge(out, (const sp_hist_t *)((const char *)&e->workers[i]->st + off));
+}
+
+static double q_ms(const sp_hist_snap_t *h, double q)
+{
+	return (double)sp_hist_quantile(h, q) / 1000.0;
+}
+
+static void latency_of(spate_engine_t *e, size_t off, spate_latency_t *l)
+{
+	sp_hist_snap_t *h = malloc(sizeof(*h));
+	if (!h)
+		return;
+	merged(e, off, h);
+	*l = (spate_latency_t){q_ms(h, 0.50), q_ms(h, 0.90), q_ms(h, 0.99), q_ms(h, 0.999), (double)h->max / 1000.0};
+	free(h);
 }
 
 void spate_engine_stats(spate_engine_t *e, spate_stats_t *s)
@@ -89,15 +98,13 @@ void spate_engine_stats(spate_engine_t *e, spate_stats_t *s)
 		sp_autoscale_summary(e, &sum);
 	s->throttled = sum.throttled;
 	s->cold_starts = sum.cold_starts;
-	uint64_t h[SP_LAT_BUCKETS] = {0}, n = 0;
-	for (int i = 0; e->workers && i < e->nworkers; i++)
-		for (int b = 0; b < SP_LAT_BUCKETS; b++) {
-			uint64_t v = atomic_load_explicit(&e->workers[i]->st.lat[b], memory_order_relaxed);
-			h[b] += v;
-			n += v;
-		}
-	s->handler_p50_ms = quantile_ms(h, n, 0.50);
-	s->handler_p99_ms = quantile_ms(h, n, 0.99);
+	spate_latency_t hl = {0}, dl = {0};
+	latency_of(e, offsetof(sp_wstats_t, handler), &hl);
+	latency_of(e, offsetof(sp_wstats_t, ts_done), &dl);
+	s->handler_p50_ms = hl.p50_ms;
+	s->handler_p99_ms = hl.p99_ms;
+	s->latency_p50_ms = dl.p50_ms;
+	s->latency_p99_ms = dl.p99_ms;
 }
 
 void sp_metrics_tick(sp_engine_t *e, int64_t now)
@@ -116,10 +123,140 @@ void sp_metrics_tick(sp_engine_t *e, int64_t now)
 	fprintf(m->out,
 	        "{\"t_ms\":%" PRId64 ",\"workers_active\":%d,\"backlog_lanes\":%" PRIu64 ",\"lanes_running\":%" PRIu64
 	        ",\"lag\":%" PRId64 ",\"records\":%" PRIu64 ",\"records_per_s\":%.0f,\"handler_p50_ms\":%.3f"
-	        ",\"handler_p99_ms\":%.3f,\"inflight_bytes\":%" PRIu64 ",\"inflight_records\":%" PRIu64
+	        ",\"handler_p99_ms\":%.3f,\"latency_p50_ms\":%.3f,\"latency_p99_ms\":%.3f,\"inflight_bytes\":%" PRIu64 ",\"inflight_records\":%" PRIu64
 	        ",\"throttled\":%" PRIu64 ",\"cold_starts\":%" PRIu64 "}\n",
 	        (now - e->start_ns) / 1000000, s.workers_active, s.lanes_waiting, s.lanes_running, lag, s.records,
-	        rate, s.handler_p50_ms, s.handler_p99_ms, s.inflight_bytes, s.inflight_records, s.throttled,
+	        rate, s.handler_p50_ms, s.handler_p99_ms, s.latency_p50_ms, s.latency_p99_ms, s.inflight_bytes, s.inflight_records, s.throttled,
 	        s.cold_starts);
 	fflush(m->out);
+}
+
+/* ---- the end-of-run summary ------------------------------------------------------------ */
+
+void spate_engine_summary(spate_engine_t *e, spate_summary_t *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->records = atomic_load_explicit(&e->records_done, memory_order_relaxed);
+	s->store_errors = atomic_load_explicit(&e->store_errors, memory_order_relaxed);
+	s->dlq += atomic_load_explicit(&e->corrupt_dlq, memory_order_relaxed);
+	s->dropped += atomic_load_explicit(&e->corrupt_dropped, memory_order_relaxed);
+	for (int i = 0; e->workers && i < e->nworkers; i++) {
+		sp_worker_t *w = e->workers[i];
+		if (!w)
+			continue;
+		s->batches += atomic_load_explicit(&w->st.batches, memory_order_relaxed);
+		s->failed += atomic_load_explicit(&w->st.failed, memory_order_relaxed);
+		s->dlq += atomic_load_explicit(&w->st.dlq, memory_order_relaxed);
+		s->dropped += atomic_load_explicit(&w->st.dropped, memory_order_relaxed);
+		s->retries += atomic_load_explicit(&w->st.retries, memory_order_relaxed);
+		s->dlq_errors += atomic_load_explicit(&w->st.dlq_errors, memory_order_relaxed);
+		s->emitted += atomic_load_explicit(&w->st.emitted, memory_order_relaxed);
+		s->filtered += atomic_load_explicit(&w->st.filtered, memory_order_relaxed);
+	}
+	latency_of(e, offsetof(sp_wstats_t, ts_start), &s->latency_start);
+	latency_of(e, offsetof(sp_wstats_t, ts_done), &s->latency_done);
+	latency_of(e, offsetof(sp_wstats_t, in_start), &s->arrival_start);
+	latency_of(e, offsetof(sp_wstats_t, in_done), &s->arrival_done);
+	int64_t end = atomic_load_explicit(&e->finished, memory_order_acquire) ? e->end_ns : sp_now_ns();
+	s->elapsed_s = e->start_ns ? (double)(end - e->start_ns) / 1e9 : 0;
+	int64_t first = atomic_load(&e->first_ns);
+	int64_t last = atomic_load_explicit(&e->last_done_ns, memory_order_relaxed);
+	if (first && last > first)
+		s->first_to_last_s = (double)(last - first) / 1e9;
+	s->records_per_s = s->first_to_last_s > 0 ? (double)s->records / s->first_to_last_s : 0;
+	sp_autoscale_summary(e, s);
+}
+
+/* The summary's fields, in order, with one name and one unit each: the JSON object and
+ * the `name value` lines are written from this one table. */
+enum sum_kind { SUM_U64, SUM_INT, SUM_SECONDS, SUM_RATE, SUM_MEAN, SUM_MS };
+static const struct sum_field {
+	const char *name;
+	enum sum_kind kind;
+	size_t off;
+} sum_fields[] = {
+#define F(n, k, m) {n, k, offsetof(spate_summary_t, m)}
+    F("records", SUM_U64, records),
+    F("batches", SUM_U64, batches),
+    F("failed", SUM_U64, failed),
+    F("dlq", SUM_U64, dlq),
+    F("dropped", SUM_U64, dropped),
+    F("retries", SUM_U64, retries),
+    F("filtered", SUM_U64, filtered),
+    F("elapsed_s", SUM_SECONDS, elapsed_s),
+    F("first_to_last_s", SUM_SECONDS, first_to_last_s),
+    F("records_per_s", SUM_RATE, records_per_s),
+    F("workers_min", SUM_INT, workers_min),
+    F("workers_max", SUM_INT, workers_max),
+    F("workers_mean", SUM_MEAN, workers_mean),
+    F("dlq_errors", SUM_U64, dlq_errors),
+    F("store_errors", SUM_U64, store_errors),
+    F("throttled", SUM_U64, throttled),
+    F("cold_starts", SUM_U64, cold_starts),
+    F("cold_start_p50_ms", SUM_MS, cold_p50_ms),
+    F("cold_start_p99_ms", SUM_MS, cold_p99_ms),
+    F("emitted", SUM_U64, emitted),
+#define LAT(n, m)                                                                                  \
+	F(n "_p50_ms", SUM_MS, m.p50_ms), F(n "_p90_ms", SUM_MS, m.p90_ms), F(n "_p99_ms", SUM_MS, m.p99_ms), \
+	    F(n "_p999_ms", SUM_MS, m.p999_ms), F(n "_max_ms", SUM_MS, m.max_ms)
+    LAT("latency_start", latency_start),
+    LAT("latency_done", latency_done),
+    LAT("arrival_start", arrival_start),
+    LAT("arrival_done", arrival_done),
+#undef LAT
+#undef F
+};
+
+static int sum_value(const spate_summary_t *s, const struct sum_field *f, char *buf, size_t size)
+{
+	const char *p = (const char *)s + f->off;
+	switch (f->kind) {
+	case SUM_U64:
+		return snprintf(buf, size, "%" PRIu64, *(const uint64_t *)(const void *)p);
+	case SUM_INT:
+		return snprintf(buf, size, "%d", *(const int *)(const void *)p);
+	case SUM_SECONDS:
+		return snprintf(buf, size, "%.6f", *(const double *)(const void *)p);
+	case SUM_RATE:
+		return snprintf(buf, size, "%.0f", *(const double *)(const void *)p);
+	default:
+		return snprintf(buf, size, "%.3f", *(const double *)(const void *)p);
+	}
+}
+
+/* Write the fields as JSON (json) or as lines; returns the length as snprintf does. */
+static int summary_write(const spate_summary_t *s, bool json, char *buf, size_t size)
+{
+	size_t n = 0;
+	char v[64], none[1];
+	/* past the end (or without a buffer) the length is still counted, as snprintf does */
+#define PUT(...)                                                                                  \
+	do {                                                                                      \
+		bool in_ = buf && n < size;                                                       \
+		int k_ = snprintf(in_ ? buf + n : none, in_ ? size - n : 0, __VA_ARGS__);         \
+		n += k_ > 0 ? (size_t)k_ : 0;                                                     \
+	} while (0)
+	if (json)
+		PUT("{");
+	for (size_t i = 0; i < sizeof(sum_fields) / sizeof(sum_fields[0]); i++) {
+		sum_value(s, &sum_fields[i], v, sizeof(v));
+		if (json)
+			PUT("%s\"%s\":%s", i ? "," : "", sum_fields[i].name, v);
+		else
+			PUT("%s %s\n", sum_fields[i].name, v);
+	}
+	if (json)
+		PUT("}");
+#undef PUT
+	return (int)n;
+}
+
+int spate_summary_json(const spate_summary_t *s, char *buf, size_t size)
+{
+	return summary_write(s, true, buf, size);
+}
+
+int spate_summary_text(const spate_summary_t *s, char *buf, size_t size)
+{
+	return summary_write(s, false, buf, size);
 }

@@ -119,6 +119,8 @@ void sp_tracker_add(sp_engine_t *e, sp_ck_t *c)
 	c->next = NULL;
 	c->prev = pe->fifo_tail;
 	c->seq = pe->next_seq++;
+	c->arrived_ns = sp_now_ns(); /* one clock read per chunk: latency from arrival, the window */
+	c->arrived_ms = c->arrived_ns / 1000000;
 	if (pe->fifo_tail)
 		pe->fifo_tail->next = c;
 	else
@@ -232,8 +234,8 @@ size_t sp_tracker_drain(sp_engine_t *e)
 		sp_worker_t *w = e->workers[i];
 		if (!w)
 			continue;
-		uint32_t tail = atomic_load_explicit(&w->ctail, memory_order_relaxed);
-		uint32_t head = atomic_load_explicit(&w->chead, memory_order_acquire);
+		uint32_t tail = sp_ring_cons_next(&w->cq);
+		uint32_t head = sp_ring_cons_end(&w->cq);
 		for (; tail != head; tail++) {
 			sp_comp_t *cp = &w->ring[tail & (SP_COMP_RING - 1)];
 			entries++;
@@ -289,7 +291,7 @@ size_t sp_tracker_drain(sp_engine_t *e)
 			if (cp->kind == COMP_DONE)
 				maybe_compact(e, c);
 		}
-		atomic_store_explicit(&w->ctail, tail, memory_order_release);
+		sp_ring_free_to(&w->cq, tail);
 	}
 	if (!entries)
 		return 0;
@@ -304,7 +306,7 @@ size_t sp_tracker_drain(sp_engine_t *e)
 	if (recs) {
 		atomic_fetch_add_explicit(&e->records_done, recs, memory_order_relaxed);
 		e->done_since_flush += recs;
-		e->last_done_ns = sp_now_ns();
+		atomic_store_explicit(&e->last_done_ns, sp_now_ns(), memory_order_relaxed);
 	}
 	return entries;
 }

@@ -28,6 +28,13 @@ int64_t sp_now_ms(void)
 	return sp_now_ns() / 1000000;
 }
 
+int64_t sp_wall_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 int64_t sp_wall_ms(void)
 {
 	struct timespec ts;
@@ -179,7 +186,8 @@ int64_t sp_fault_hook(const char *env, char *errstr, size_t size)
 		if (!*end && !errno && n >= 0)
 			return n;
 	}
-	sp_err(errstr, size, SPATE_ERR_INVALID, "%s: \"%s\" is not allowed (fail, fail:N)", env, f);
+	sp_err(errstr, size, SPATE_ERR_INVALID, "%s=%s: not allowed (fail: every operation fails; fail:N: the next N)", env,
+	       f);
 	return -1;
 }
 

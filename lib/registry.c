@@ -5,6 +5,8 @@
  */
 #include "sp_registry.h"
 
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,6 +55,41 @@ const sp_source_ops_t *const *sp_sources(void) { return sources; }
 const sp_store_ops_t *const *sp_stores(void) { return stores; }
 const sp_sink_ops_t *const *sp_sinks(void) { return sinks; }
 const sp_operator_ops_t *const *sp_operators(void) { return operators; }
+
+/* "a, b:ARG, c" from the syntax (else the name) of each entry of a NULL-terminated list,
+ * into buf (static storage, built once; the lists are constant). */
+#define KINDS(list, buf)                                                                          \
+	do {                                                                                      \
+		size_t n_ = 0;                                                                    \
+		for (size_t i = 0; list[i] && n_ < sizeof(buf); i++)                              \
+			n_ += (size_t)snprintf(buf + n_, sizeof(buf) - n_, "%s%s", i ? ", " : "",    \
+			                       list[i]->syntax ? list[i]->syntax : list[i]->name);        \
+	} while (0)
+
+static char kinds_source[256], kinds_store[256], kinds_sink[256], kinds_op[512];
+static pthread_once_t kinds_once = PTHREAD_ONCE_INIT;
+
+static void build_kinds(void)
+{
+	KINDS(sources, kinds_source);
+	KINDS(stores, kinds_store);
+	size_t n = strlen(kinds_store);
+	snprintf(kinds_store + n, sizeof(kinds_store) - n, ", none");
+	KINDS(sinks, kinds_sink);
+	KINDS(operators, kinds_op);
+}
+
+const char *sp_registry_kinds(const char *kind)
+{
+	pthread_once(&kinds_once, build_kinds);
+	if (!strcmp(kind, "source"))
+		return kinds_source;
+	if (!strcmp(kind, "store"))
+		return kinds_store;
+	if (!strcmp(kind, "dlq") || !strcmp(kind, "sink"))
+		return kinds_sink;
+	return kinds_op;
+}
 
 /* Find the store uri names and open it: through open_readonly when readonly is set and
  * the store has one, else through open. */

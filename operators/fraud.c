@@ -751,10 +751,22 @@ static void fraud_report(spate_handler_t *h, FILE *fp)
 		fprintf(fp, "%s %" PRIu64 "\n", counter_names[k], atomic_load(&f->totals[k]));
 }
 
+/* The keys of this plugin (its part of the configuration reference). */
+static const sp_opt_t fraud_opts[] = {
+    {"fraud.amount.max", SP_OPT_INT, 0, INT64_MAX, NULL, "5000", "fraud: flag transactions above this amount"},
+    {"fraud.block.merchants", SP_OPT_STR, 0, 0, NULL, "m-0666,m-1313",
+     "fraud: comma-separated merchant ids that are flagged"},
+    {"fraud.block.card.prefixes", SP_OPT_STR, 0, 0, NULL, "4000-66",
+     "fraud: comma-separated card number prefixes that are flagged"},
+    {NULL, 0, 0, 0, NULL, NULL, NULL},
+};
+
 const sp_operator_ops_t sp_op_fraud = {
     .version = SP_OPERATOR_OPS_VERSION,
     .name = "fraud",
     .desc = "flags card transactions by amount, merchant, card prefix and currency (fraud.* keys)",
+    .opts = fraud_opts,
+    .syntax = "fraud",
     .create = fraud_create,
     .destroy = fraud_destroy,
     .report = fraud_report,

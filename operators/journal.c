@@ -178,6 +178,7 @@ const sp_operator_ops_t sp_op_journal = {
     .name = "journal",
     .desc = "journal:PATH_PREFIX appends \"partition position\" per record to PATH_PREFIX.<worker>, "
             "fdatasync'd per batch",
+    .syntax = "journal:PATH_PREFIX",
     .create = journal_create,
     .destroy = journal_destroy,
 };

@@ -2,8 +2,13 @@
 # deps.sh - install the Debian packages spate needs to build and test, when missing.
 # Runs apt-get only if something is missing; needs root (or sudo) for that.
 set -euo pipefail
+# zlib1g-dev libsnappy-dev liblz4-dev libzstd-dev: the codecs of compressed batches (the
+# embedded log); python3-kafka with python3-lz4 python3-zstandard python3-snappy: the
+# interop tests' other RecordBatch implementation (tests/connectors/log/kafka_python.py)
 pkgs=(gcc meson ninja-build pkg-config libcriterion-dev libxxhash-dev liburing-dev
-      librdkafka-dev libisal-dev libjansson-dev)
+      librdkafka-dev libisal-dev libjansson-dev
+      zlib1g-dev libsnappy-dev liblz4-dev libzstd-dev
+      python3 python3-kafka python3-lz4 python3-zstandard python3-snappy)
 [ "${1:-}" = "--bench" ] && pkgs+=(gnuplot-nox linux-perf python3)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,7 +1,7 @@
 #!/bin/bash
 # test.sh - the whole test suite: install what is missing, build, run every test once
-# plain and once under ASan+UBSan, then compile (without running tests) a release and a
-# debugoptimized build. Every build here makes warnings errors (-Dwerror=true): the
+# plain and once under ASan+UBSan, run scripts/tsan.sh on a ThreadSanitizer build, then
+# compile (without running tests) a release and a debugoptimized build. Every build here makes warnings errors (-Dwerror=true): the
 # project's defaults do not, so users on other compilers and build types can build.
 # Servers the tests need are started by the tests themselves (free ports on 127.0.0.1,
 # stopped at the end).
@@ -49,10 +49,32 @@ run_suite() { # name, build dir, meson options...
 run_suite "plain" build
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	run_suite "asan+ubsan" build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbenchmarks=false
+# ThreadSanitizer: Criterion cannot run under it (Criterion #274), so this build has no
+# test suite; scripts/tsan.sh drives its spate binary and the stress programs instead
+# (docs/testing.md). Each of its cases counts as one test.
+run_tsan() {
+	build_dir "tsan" build-tsan -Db_sanitize=thread -Dtests=false -Dbenchmarks=false -Dstress=true || return
+	echo "=== tsan: testing"
+	local log=build-tsan/meson-logs/tsan.log counts ok bad
+	bash scripts/tsan.sh build-tsan 2>&1 | tee "$log"
+	[ "${PIPESTATUS[0]}" -eq 0 ] || fail=1
+	counts=$(sed -n -E 's/^tsan: ([0-9]+) passed, ([0-9]+) failed$/\1 \2/p' "$log" | tail -1)
+	if [ -z "$counts" ]; then
+		echo "tsan: scripts/tsan.sh ended without its counts"
+		fail=1
+		total_fail=$((total_fail + 1))
+		return
+	fi
+	read -r ok bad <<<"$counts"
+	total_ok=$((total_ok + ok))
+	total_fail=$((total_fail + bad))
+}
+run_tsan
 # Compile only: the optimizer finds warnings (maybe-uninitialized) the plain build does not.
-# -Dtests=true so the test code is compiled too.
-build_dir "release (compile only)" build-release --buildtype=release -Dtests=true
-build_dir "debugoptimized (compile only)" build-debugoptimized --buildtype=debugoptimized -Dtests=true
+# -Dtests=true -Dstress=true so the test and stress code is compiled too.
+build_dir "release (compile only)" build-release --buildtype=release -Dtests=true -Dstress=true
+build_dir "debugoptimized (compile only)" build-debugoptimized --buildtype=debugoptimized -Dtests=true \
+	-Dstress=true
 echo "suite wall time: $(( $(date +%s) - start )) s"
 echo "tests: $total_ok passed, $total_fail failed"
 exit $fail

@@ -337,10 +337,26 @@ static int64_t gen_lag(sp_source_t *s)
 	return lag > INT64_MAX ? INT64_MAX : (int64_t)lag;
 }
 
+/* The keys of this plugin (its part of the configuration reference). */
+static const sp_opt_t gen_opts[] = {
+    {"gen.kind", SP_OPT_ENUM, 0, 0, "fraud|sensor|bytes", "fraud",
+     "gen: what records look like: JSON card transactions, JSON sensor readings, or random bytes"},
+    {"gen.records", SP_OPT_INT, 0, INT64_MAX, NULL, "1000000", "gen: records in all (0 = endless)"},
+    {"gen.partitions", SP_OPT_INT, 1, 4096, NULL, "4", "gen: partitions"},
+    {"gen.keys", SP_OPT_INT, 1, 100000000, NULL, "10000", "gen: distinct keys (card or sensor ids)"},
+    {"gen.value.bytes", SP_OPT_INT, 1, 16777216, NULL, "100", "gen: value size for gen.kind=bytes"},
+    {"gen.rate", SP_OPT_INT, 0, INT64_MAX, NULL, "0", "gen: records/s in all (0 = as fast as possible)"},
+    {"gen.seed", SP_OPT_INT, 0, INT64_MAX, NULL, "1", "gen: seed of the pre-generated pool (same seed, same records)"},
+    {"gen.pool", SP_OPT_INT, 1, 10000000, NULL, "65536", "gen: records in the pre-generated pool that is replayed"},
+    {NULL, 0, 0, 0, NULL, NULL, NULL},
+};
+
 const sp_source_ops_t sp_source_gen = {
     .version = SP_SOURCE_OPS_VERSION,
     .name = "gen",
     .desc = "synthetic records replayed from a pre-generated pool (gen.kind=fraud|sensor|bytes)",
+    .opts = gen_opts,
+    .syntax = "gen",
     .open = gen_open,
     .seek = gen_seek,
     .poll = gen_poll,

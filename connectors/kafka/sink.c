@@ -480,7 +480,7 @@ static int sink_open(sp_sink_t *s, char *errstr, size_t size)
 	if (!valid_topic(topic))
 		return sp_err(errstr, size, SPATE_ERR_INVALID,
 		              "dlq: \"%s\" is not a Kafka topic name (1-249 of a-z A-Z 0-9 . _ -)", topic);
-	const spate_conf_t *conf = s->eng ? sp_engine_conf(s->eng) : s->conf;
+	const spate_conf_t *conf = s->conf ? s->conf : sp_engine_conf(s->eng); /* a named sink's own */
 	if (!conf)
 		return sp_err(errstr, size, SPATE_ERR_INVALID, "kafka:%s: needs a configuration for its kafka.* keys",
 		              topic);
@@ -646,6 +646,8 @@ const sp_sink_ops_t sp_sink_kafka = {
     .version = SP_SINK_OPS_VERSION,
     .name = "kafka",
     .desc = "Kafka through librdkafka: kafka:TOPIC (idempotent, acks=all; kafka.* keys go to librdkafka)",
+    .conf_prefix = "kafka.",
+    .syntax = "kafka:TOPIC",
     .open = sink_open,
     .write = sink_write,
     .max_record_bytes = sink_max_record_bytes,

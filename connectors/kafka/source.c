@@ -685,10 +685,20 @@ static void ksrc_close(sp_source_t *s)
 	s->ctx = NULL;
 }
 
+/* The keys of this plugin (its part of the configuration reference). */
+static const sp_opt_t kafka_source_opts[] = {
+    {"topics", SP_OPT_STR, 0, 0, NULL, "", "kafka source: the topics to consume, a comma list"},
+    {"group.id", SP_OPT_STR, 0, 0, NULL, "", "kafka source: the consumer group (store=kafka commits to it)"},
+    {NULL, 0, 0, 0, NULL, NULL, NULL},
+};
+
 const sp_source_ops_t sp_source_kafka = {
     .version = SP_SOURCE_OPS_VERSION,
     .name = KSRC_NAME,
     .desc = "Kafka through a consumer group: topics=T1,T2 group.id=G kafka.bootstrap.servers=H:P",
+    .opts = kafka_source_opts,
+    .conf_prefix = KSRC_PREFIX,
+    .syntax = "kafka",
     .open = ksrc_open,
     .seek = ksrc_seek,
     .poll = sp_kafka_poll,

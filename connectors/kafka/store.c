@@ -247,6 +247,7 @@ const sp_store_ops_t sp_store_kafka = {
     .version = SP_STORE_OPS_VERSION,
     .name = KSRC_NAME,
     .desc = "commit offsets to the Kafka source's consumer group (source=kafka only)",
+    .syntax = "kafka",
     .open = kstore_refuse,
     .load = NULL,
     .save = NULL,

@@ -15,7 +15,8 @@
  * zigzag-encoded and a length of -1 means null.
  *
  * Nothing here does I/O or allocates on the decode path: decoding yields pointers into
- * the batch bytes. The encoder builds one batch in a growing buffer.
+ * the batch bytes (a compressed batch's records are decompressed first, by codec.c, and
+ * the iterator walks them there). The encoder builds one batch in a growing buffer.
  */
 #include "log.h"
 
@@ -39,10 +40,6 @@ enum {
 	F_BASE_SEQ = 53,
 	F_COUNT = 57,
 };
-
-/* The smallest record: length, attributes, three one-byte varints, two -1 lengths,
- * a zero header count. Used to bound a batch's record count by its size. */
-#define MIN_RECORD_BYTES 7
 
 /* Size of the initial encode buffer; it doubles as needed. */
 #define ENC_INITIAL_CAP ((size_t)64 << 10)
@@ -122,9 +119,10 @@ int sp_log_batch_header(const uint8_t *p, size_t avail, sp_log_batch_hdr_t *h, s
 			*why = "negative base offset or last offset delta";
 		return SP_LOG_HDR_BAD;
 	}
-	/* Compressed record bytes can be smaller than MIN_RECORD_BYTES per record. */
+	/* Compressed record bytes can be smaller than SP_LOG_MIN_RECORD_BYTES per record:
+	 * sp_log_dec_batch checks the count against them once decompressed. */
 	if (h->count < 0 || ((h->attributes & SP_LOG_ATTR_CODEC_MASK) == 0 &&
-	                     (size_t)h->count * MIN_RECORD_BYTES > t - SP_LOG_BATCH_HEADER)) {
+	                     (size_t)h->count * SP_LOG_MIN_RECORD_BYTES > t - SP_LOG_BATCH_HEADER)) {
 		if (why)
 			*why = "record count does not fit the batch length";
 		return SP_LOG_HDR_BAD;
@@ -261,8 +259,14 @@ static inline bool get_bytes(const uint8_t **p, const uint8_t *end, const uint8_
 
 void sp_log_rec_iter_init(sp_log_rec_iter_t *it, const uint8_t *p, size_t total, const sp_log_batch_hdr_t *h)
 {
-	it->p = p + SP_LOG_BATCH_HEADER;
-	it->end = p + total;
+	sp_log_rec_iter_init_recs(it, p + SP_LOG_BATCH_HEADER, total - SP_LOG_BATCH_HEADER, h);
+}
+
+void sp_log_rec_iter_init_recs(sp_log_rec_iter_t *it, const uint8_t *recs, size_t len,
+                               const sp_log_batch_hdr_t *h)
+{
+	it->p = recs;
+	it->end = recs + len;
 	it->left = h->count;
 	it->base_offset = h->base_offset;
 	it->base_ts = h->base_ts;
@@ -438,12 +442,17 @@ int sp_log_enc_add(sp_log_enc_t *e, const spate_push_record_t *r, int64_t ts)
 /* Only call it after at least one sp_log_enc_add (the buffer exists then). */
 size_t sp_log_enc_finish(sp_log_enc_t *e)
 {
-	uint8_t *b = e->buf;
+	sp_log_enc_seal(e, e->buf, e->len, SP_LOG_CODEC_NONE);
+	return e->len;
+}
+
+void sp_log_enc_seal(const sp_log_enc_t *e, uint8_t *b, size_t len, int codec)
+{
 	put64(b + F_BASE_OFFSET, (uint64_t)e->base_offset);
-	put32(b + F_LENGTH, (uint32_t)(e->len - SP_LOG_LOG_OVERHEAD));
+	put32(b + F_LENGTH, (uint32_t)(len - SP_LOG_LOG_OVERHEAD));
 	put32(b + F_LEADER_EPOCH, (uint32_t)SP_LOG_WRITE_LEADER_EPOCH);
 	b[F_MAGIC] = 2;
-	put16(b + F_ATTRIBUTES, 0);
+	put16(b + F_ATTRIBUTES, (uint16_t)(codec & SP_LOG_ATTR_CODEC_MASK));
 	put32(b + F_LAST_DELTA, (uint32_t)(e->count > 0 ? e->count - 1 : 0));
 	put64(b + F_BASE_TS, (uint64_t)e->base_ts);
 	put64(b + F_MAX_TS, (uint64_t)e->max_ts);
@@ -451,6 +460,5 @@ size_t sp_log_enc_finish(sp_log_enc_t *e)
 	put16(b + F_PRODUCER_EPOCH, (uint16_t)(int16_t)SP_LOG_WRITE_PRODUCER_EPOCH);
 	put32(b + F_BASE_SEQ, (uint32_t)(int32_t)SP_LOG_WRITE_BASE_SEQ);
 	put32(b + F_COUNT, (uint32_t)e->count);
-	put32(b + F_CRC, sp_crc32c(b + SP_LOG_CRC_START, e->len - SP_LOG_CRC_START));
-	return e->len;
+	put32(b + F_CRC, sp_crc32c(b + SP_LOG_CRC_START, len - SP_LOG_CRC_START));
 }

@@ -11,8 +11,12 @@
  *               file, a buffered batch scanner (pread) used by recovery, verify, seek
  *  - writer.c:  one partition's writer (flock, recovery, batching, rolling, fsync
  *               policy) and a producer over all partitions (key hash / round robin)
+ *  - codec.c:   gzip, snappy, lz4, zstd: compressed batches decoded into an arena,
+ *               and the writer's compressor
  *  - reader.c:  the io_uring (or pread) reader over all partitions, producing parsed
- *               sp_chunk_t descriptors that point into the read buffers
+ *               sp_chunk_t descriptors that point into the read buffers (parse.c) and
+ *               their decode arenas (bufpool.c)
+ *  - verify.c:  `spate log verify`: every batch and record, on threads
  *  - source.c, sink.c: the engine vtables sp_source_log and sp_sink_log
  * The CLI (cli/cmd_log.c, cli/cmd_produce.c) and the tests use this header.
  *
@@ -116,6 +120,10 @@ static inline int64_t sp_log_batch_last(const sp_log_batch_hdr_t *h)
 	return h->base_offset + h->last_offset_delta;
 }
 
+/** The smallest record: length, attributes, three one-byte varints, two -1 lengths, a zero
+ *  header count. A batch's record count must fit its record bytes at this size each. */
+#define SP_LOG_MIN_RECORD_BYTES 7
+
 /** Zigzag varint / varlong: bytes written (at most 5 / 10). */
 size_t sp_log_put_varint(uint8_t *p, int32_t v);
 size_t sp_log_put_varlong(uint8_t *p, int64_t v);
@@ -144,6 +152,9 @@ typedef struct sp_log_rec_iter {
 
 /** Iterate the records of an uncompressed batch (p, total bytes, header h). */
 void sp_log_rec_iter_init(sp_log_rec_iter_t *it, const uint8_t *p, size_t total, const sp_log_batch_hdr_t *h);
+/** Iterate the records section recs[0..len) of a batch with header h (a compressed batch's
+ *  records once decompressed: sp_log_dec_batch). */
+void sp_log_rec_iter_init_recs(sp_log_rec_iter_t *it, const uint8_t *recs, size_t len, const sp_log_batch_hdr_t *h);
 /** 1 and *r for the next record; 0 after the last (when the bytes were used exactly);
  *  -1 when the framing is wrong (*why says how). Headers are not walked here. */
 int sp_log_rec_next(sp_log_rec_iter_t *it, sp_log_rec_t *r, const char **why);
@@ -178,6 +189,120 @@ size_t sp_log_enc_record_size(const sp_log_enc_t *e, const spate_push_record_t *
 int sp_log_enc_add(sp_log_enc_t *e, const spate_push_record_t *r, int64_t ts);
 /** Fill in the header and CRC; returns the batch's bytes (e->buf[0..n)). */
 size_t sp_log_enc_finish(sp_log_enc_t *e);
+/** Write the header of e's batch into b, whose records section b[61..len) is e's records
+ *  compressed with codec (attributes say so), and the CRC over them. */
+void sp_log_enc_seal(const sp_log_enc_t *e, uint8_t *b, size_t len, int codec);
+
+/* ---- codecs (codec.c) --------------------------------------------------------------- */
+
+/* The codecs of attributes bits 0-2, as Kafka numbers them; 5..7 are not defined. */
+#define SP_LOG_CODEC_NONE   0
+#define SP_LOG_CODEC_GZIP   1
+#define SP_LOG_CODEC_SNAPPY 2
+#define SP_LOG_CODEC_LZ4    3
+#define SP_LOG_CODEC_ZSTD   4
+
+/**
+ * The most bytes one batch's records may decompress to: a batch that says or turns out to
+ * hold more is refused as corrupt (a decompression bomb), before anything past this is
+ * allocated. 4 x SP_LOG_MAX_BATCH_BYTES: the biggest batch this code accepts (64 MiB)
+ * compressed 4:1, which is what text and JSON reach with lz4 and snappy, and room for a
+ * Kafka-sized batch (message.max.bytes, about 1 MiB) compressed 256:1. One batch's
+ * records at most this size are all the memory one decode takes.
+ */
+#define SP_LOG_MAX_DECOMPRESSED_BYTES (4 * SP_LOG_MAX_BATCH_BYTES)
+/** A parse (one read buffer) decompresses no further batch once its arena holds this
+ *  many bytes: the rest of the buffer is parsed again into the next chunk. This bounds a
+ *  chunk's decompressed bytes (many small batches each under the limit above) to this
+ *  plus one batch. */
+#define SP_LOG_DEC_PARSE_BYTES ((size_t)64 << 20)
+/** An arena whose buffer goes back to the pool keeps its memory for the next parse up to
+ *  this size (more is freed). */
+#define SP_LOG_DEC_KEEP_BYTES ((size_t)16 << 20)
+
+/** "none", "gzip", "snappy", "lz4", "zstd" to the codec number; -1 for anything else. */
+int sp_log_codec_parse(const char *name);
+/**
+ * Check a compression level for codec as Kafka's compression.<codec>.level means it and
+ * resolve -1 to Kafka's default: gzip 1..9 (default -1: zlib's 6), lz4 1..17 (default 9;
+ * 1 is the fast compressor, 3..12 liblz4's HC levels, above 12 the same as 12), zstd
+ * -131072..22 without -1 (default 3); none and snappy take -1 only. SPATE_OK and
+ * *resolved, or SPATE_ERR_INVALID naming the compression.level key and the range.
+ */
+int sp_log_codec_level(int codec, int64_t level, int *resolved, char *errstr, size_t size);
+
+/** One batch's records in an arena: which batch (its bytes), where its records are. */
+typedef struct sp_log_dec_ent {
+	const uint8_t *src;
+	size_t off, len;
+} sp_log_dec_ent_t;
+
+/**
+ * A decode arena: the decompressed records of the compressed batches of one read buffer,
+ * back to back in one block (mem), so the records of a chunk point into it and it lives
+ * as long as the chunk (it belongs to the chunk's read buffer: sp_log_pool_dec). A
+ * parse walks a buffer's batches from its start, and the arena hands back what it
+ * decompressed before for the same batch in the same order (a second walk decompresses
+ * nothing again). The codec contexts are made on first use and kept for the arena's next
+ * use. Reused through the buffer pool, an arena costs no allocation per batch once its
+ * block has grown to what a read's batches decompress to. One thread at a time.
+ */
+typedef struct sp_log_dec {
+	uint8_t *mem; /* the decompressed records */
+	size_t used, cap;
+	sp_log_dec_ent_t *ent; /* the batches in mem, in the order they were decoded */
+	size_t n, ent_cap;
+	size_t cursor;         /* the next batch a walk expects (sp_log_dec_rewind) */
+	size_t limit;          /* per batch; 0 = SP_LOG_MAX_DECOMPRESSED_BYTES (tests lower it) */
+	void *gz, *zstd, *lz4; /* decompression contexts */
+} sp_log_dec_t;
+
+void sp_log_dec_init(sp_log_dec_t *d);
+/** Free its memory and contexts (d itself is the caller's). */
+void sp_log_dec_free(sp_log_dec_t *d);
+/** Forget every batch (keep the memory and contexts). */
+void sp_log_dec_reset(sp_log_dec_t *d);
+/** Start a walk from the buffer's first batch again (what was decoded stays). */
+void sp_log_dec_rewind(sp_log_dec_t *d);
+/** Forget every batch and free the block when it is bigger than keep. */
+void sp_log_dec_trim(sp_log_dec_t *d, size_t keep);
+/** Bytes of memory the arena holds (its block): what a chunk that owns it costs. */
+size_t sp_log_dec_bytes(const sp_log_dec_t *d);
+/** Decompressed bytes of the batches in it. */
+size_t sp_log_dec_used(const sp_log_dec_t *d);
+/** True when the next batch of the walk is in the arena already (costs nothing). */
+bool sp_log_dec_cached(const sp_log_dec_t *d, const uint8_t *batch);
+
+/**
+ * The records section of the complete, CRC-checked batch at batch (total bytes, header
+ * h): for an uncompressed batch the bytes after its header, for a compressed one its
+ * records decompressed into d (nothing of a file is needed: fuzzers call this on a
+ * buffer). *recs stays valid until d decodes another batch that is not in it, or is
+ * reset. SPATE_OK; SPATE_ERR_CORRUPT when the compressed bytes are damaged, decompress
+ * to more than the limit, or hold fewer bytes than the record count needs;
+ * SPATE_ERR_UNSUPPORTED for codecs 5..7; SPATE_ERR_NOMEM. why (why_size bytes) then
+ * names the batch's offsets, its codec and what is wrong.
+ */
+int sp_log_dec_batch(sp_log_dec_t *d, const uint8_t *batch, size_t total, const sp_log_batch_hdr_t *h,
+                     const uint8_t **recs, size_t *len, char *why, size_t why_size);
+
+/** A compressor of batches for one codec and level; its contexts and output buffer are
+ *  kept between batches. */
+typedef struct sp_log_comp sp_log_comp_t;
+
+/** level: as sp_log_codec_level (-1: Kafka's default). SPATE_OK, SPATE_ERR_INVALID (the
+ *  codec or level, naming the key) or SPATE_ERR_NOMEM. */
+int sp_log_comp_new(int codec, int64_t level, sp_log_comp_t **out, char *errstr, size_t size);
+void sp_log_comp_free(sp_log_comp_t *c);
+/**
+ * Finish e's batch (at least one record added): its records compressed, the header and
+ * the CRC over the compressed bytes. When compression does not make the records smaller
+ * (as librdkafka and kafka-python do) the batch is written uncompressed. *out and *len
+ * are the batch's bytes (in c's buffer or e's), valid until the next call. SPATE_OK,
+ * SPATE_ERR_NOMEM, or SPATE_ERR_IO when the codec library fails (errstr says how).
+ */
+int sp_log_comp_batch(sp_log_comp_t *c, sp_log_enc_t *e, const uint8_t **out, size_t *len, char *errstr,
+                      size_t size);
 
 /* ---- layout, index, durable file, scanner (segment.c) ---------------------------- */
 
@@ -314,12 +439,15 @@ int sp_log_fsync_dir(int dirfd, const char *path, char *errstr, size_t size);
 /* ---- writer (writer.c) ---------------------------------------------------------------- */
 
 /** Writer settings (sp_log_wopts_from_conf fills them from segment.bytes, flush.ms,
- *  flush.records). */
+ *  flush.records, compression, compression.level). */
 typedef struct sp_log_wopts {
 	uint64_t segment_bytes; /* roll past this size */
 	int64_t flush_ms;       /* fsync at least this often; 0 = at every append call */
 	int64_t flush_records;  /* fsync after this many records; 0 = off */
-	size_t batch_bytes;     /* close a batch at this size; 0 = SP_LOG_BATCH_BYTES */
+	size_t batch_bytes;     /* close a batch at this size (its records uncompressed); 0 =
+	                         * SP_LOG_BATCH_BYTES */
+	int codec;              /* SP_LOG_CODEC_*: each batch's records compressed with it */
+	int64_t level;          /* compression.level: -1 = the codec's Kafka default */
 	sp_engine_t *eng;       /* for sp_log; may be NULL */
 } sp_log_wopts_t;
 
@@ -329,11 +457,14 @@ typedef struct sp_log_wopts {
 
 void sp_log_wopts_default(sp_log_wopts_t *o);
 void sp_log_wopts_from_conf(sp_log_wopts_t *o, const spate_conf_t *conf);
+/** Check the codec and level together: SPATE_OK or SPATE_ERR_INVALID naming the key. */
+int sp_log_wopts_check(const sp_log_wopts_t *o, char *errstr, size_t size);
 
 typedef struct sp_log_writer sp_log_writer_t;
 
 /**
- * Open partition `partition` of the log at dir for writing: take the flock on its folder
+ * Open partition `partition` of the log at dir for writing (SPATE_ERR_INVALID for a bad
+ * codec or level, sp_log_wopts_check): take the flock on its folder
  * (SPATE_ERR_BUSY when another writer holds it), truncate a torn tail of the last segment
  * (keeping every complete batch before it; corruption with valid data after it is
  * logged with file and byte offset and left alone), rebuild that segment's index, and
@@ -353,6 +484,18 @@ int sp_log_writer_put(sp_log_writer_t *w, const spate_push_record_t *r, int64_t 
                       char *errstr, size_t size);
 /** Write the open batch, fsync, publish the durable length. */
 int sp_log_writer_flush(sp_log_writer_t *w, char *errstr, size_t size);
+/** A sync in two steps, for group commit (many callers, one fdatasync): begin writes the
+ *  open batch and notes what a sync makes durable (with a duplicate of the segment's fd);
+ *  the caller runs fdatasync(t->fd) without the writer's lock (when t->fd >= 0), then end
+ *  publishes the durable length unless a later one was published meanwhile (a roll).
+ *  Both under the caller's lock of the writer; end always closes t->fd. */
+typedef struct sp_log_wsync {
+	int fd;
+	uint64_t seg, len, next;
+} sp_log_wsync_t;
+int sp_log_writer_sync_begin(sp_log_writer_t *w, sp_log_wsync_t *t, char *errstr, size_t size);
+/** sync_errno: what fdatasync set (0 when it succeeded or was not needed). */
+int sp_log_writer_sync_end(sp_log_writer_t *w, sp_log_wsync_t *t, int sync_errno, char *errstr, size_t size);
 /** Close the open batch: write it to the segment without fsync (the next record starts
  *  a new batch). Not durable until a flush. */
 int sp_log_writer_end_batch(sp_log_writer_t *w, char *errstr, size_t size);
@@ -375,7 +518,8 @@ int sp_log_writer_close(sp_log_writer_t *w, char *errstr, size_t size);
 typedef struct sp_log_producer sp_log_producer_t;
 
 /** Open the log at dir for appending, creating it with create_partitions partitions when
- *  missing (create_partitions <= 0: it must exist). Partition writers open lazily. */
+ *  missing (create_partitions <= 0: it must exist). Partition writers open lazily; the
+ *  options are checked here (sp_log_wopts_check). */
 int sp_log_producer_open(const char *dir, int create_partitions, const sp_log_wopts_t *o,
                          sp_log_producer_t **out, char *errstr, size_t size);
 int sp_log_producer_partitions(const sp_log_producer_t *p);
@@ -428,9 +572,13 @@ int sp_log_last_record(const char *pdir, const sp_log_durable_t *d, const sp_log
 /* ---- parsing a read buffer (parse.c) ------------------------------------------------- */
 
 enum sp_log_parse_stop {
-	SP_LOG_PARSE_MORE = 0,        /* parsed to the end of the bytes (maybe a partial batch left) */
-	SP_LOG_PARSE_CORRUPT = 1,     /* a bad batch at `used` (why says how) */
-	SP_LOG_PARSE_UNSUPPORTED = 2, /* a compressed batch at `used` (h is its header) */
+	SP_LOG_PARSE_MORE = 0,        /* parsed to the end of the bytes (maybe a partial batch left),
+	                               * or up to a compressed batch the next chunk takes */
+	SP_LOG_PARSE_CORRUPT = 1,     /* a bad batch at `used` (why says how; also damaged compressed
+	                               * records, or more than SP_LOG_MAX_DECOMPRESSED_BYTES) */
+	SP_LOG_PARSE_UNSUPPORTED = 2, /* a batch at `used` that cannot be decoded and is not corrupt:
+	                               * err says why (SPATE_ERR_UNSUPPORTED: codec 5..7 or no dec;
+	                               * SPATE_ERR_NOMEM), why how; h is its header */
 	SP_LOG_PARSE_END = 3          /* past `end`: nothing more to deliver */
 };
 
@@ -446,18 +594,24 @@ typedef struct sp_log_parse {
 	uint64_t more;   /* readable bytes of the segment after the data (for a lookahead) */
 	bool fast;       /* count whole in-range batches from their headers; fill validates */
 	int64_t redrive_ms; /* > 0: a DLQ redrive: drop spate.* headers, stamp this time */
+	sp_log_dec_t *dec;  /* where compressed batches' records are decompressed (the read
+	                     * buffer's arena, sp_log_pool_dec); NULL: they stop the parse */
 	/* out */
 	size_t used;         /* bytes of complete, valid batches from the start */
 	size_t need;         /* bytes from `used` the next batch needs (0: none begun) */
 	uint32_t nrec, nhdr; /* records to deliver, and their headers */
 	uint64_t next;       /* `from` after them */
 	int stop;            /* enum sp_log_parse_stop */
+	int err;             /* with SP_LOG_PARSE_UNSUPPORTED: the spate_err_t */
 	const char *why;
+	char why_buf[224];   /* where why points when it names a compressed batch */
 	bool bad_offsets;     /* CORRUPT by sp_log_batch_offsets_bad (h says which) */
 	sp_log_batch_hdr_t h; /* the header at `used` when stop is CORRUPT/UNSUPPORTED */
 } sp_log_parse_t;
 
-/** Validate and count the complete batches of data[0..len) (ps's in-fields set). */
+/** Validate and count the complete batches of data[0..len) (ps's in-fields set),
+ *  decompressing compressed ones into ps->dec. Needs no file: a fuzzer may call it (and
+ *  sp_log_parse_fill) on any buffer. */
 void sp_log_parse_scan(const uint8_t *data, size_t len, sp_log_parse_t *ps);
 /** Fill c (ps->nrec records, ps->nhdr headers) from what sp_log_parse_scan accepted.
  *  Returns 0, or -1 after a fast scan when a record fails its framing or has headers (c
@@ -480,8 +634,12 @@ size_t sp_log_pool_registered(const sp_log_pool_t *pl);
 /** A buffer of cap bytes; *reg gets its registered index, or -1. Takes a reference.
  *  NULL when out of memory. @locality any thread */
 uint8_t *sp_log_pool_get(sp_log_pool_t *pl, size_t cap, int *reg);
-/** Give a buffer back; drops its reference. @locality any thread */
+/** Give a buffer back (its decode arena forgets its batches); drops its reference.
+ *  @locality any thread */
 void sp_log_pool_put(sp_log_pool_t *pl, uint8_t *b);
+/** The decode arena of buffer b (from sp_log_pool_get): what a parse of b decompresses
+ *  goes there and lives as long as b. Never NULL. @locality the thread that holds b */
+sp_log_dec_t *sp_log_pool_dec(sp_log_pool_t *pl, uint8_t *b);
 /** Drop the caller's reference; the pool goes with its last one. */
 void sp_log_pool_unref(sp_log_pool_t *pl);
 /** The chunk release callback (opaque = the pool): gives chunk->buf back.
@@ -564,6 +722,8 @@ int sp_log_reader_poll(sp_log_reader_t *r, sp_chunk_t **out, int max, uint64_t b
 int sp_log_reader_fd(const sp_log_reader_t *r);
 /** Records between what was delivered and the durable end, all partitions. */
 int64_t sp_log_reader_lag(const sp_log_reader_t *r);
+/** The next offset partition i delivers. */
+uint64_t sp_log_reader_next(const sp_log_reader_t *r, int i);
 /** True when every partition with an end (set_end) was delivered up to it (including the
  *  record-less chunk that moves its checkpoint there). */
 bool sp_log_reader_ended(const sp_log_reader_t *r);
@@ -584,17 +744,55 @@ void sp_log_reader_stats(const sp_log_reader_t *r, sp_log_reader_stats_t *st);
 uint64_t sp_log_reader_seek_steps(const sp_log_reader_t *r, int i);
 void sp_log_reader_close(sp_log_reader_t *r);
 
-/* ---- verify (segment.c), used by `spate log verify` and the tests --------------------- */
+/* ---- verify (verify.c), used by `spate log verify` and the tests ---------------------- */
 
 typedef struct sp_log_verify_stats {
 	uint64_t segments, batches, records, bytes;
-	uint64_t compressed; /* batches whose records were not decoded (codec) */
-	uint64_t torn_tail;  /* bytes past the durable length in a partial batch */
+	/* by codec (attributes & 7: none, gzip, snappy, lz4, zstd, then undefined ones) */
+	uint64_t codec_batches[8], codec_records[8];
+	uint64_t decompressed; /* bytes the compressed batches' records decompressed to */
+	uint64_t torn_tail;    /* bytes past the durable length in a partial batch */
 } sp_log_verify_stats_t;
 
-/** Check every batch of partition i (CRC, header, record framing, offsets). SPATE_OK, or
- *  SPATE_ERR_CORRUPT with errstr naming the file and byte offset of the first bad batch. */
+/** Check every batch of partition i (CRC, header, offsets) and every record of it
+ *  (compressed batches decompressed; framing, headers, offsets). SPATE_OK, or
+ *  SPATE_ERR_CORRUPT with errstr naming the file and byte offset of the first bad batch
+ *  (SPATE_ERR_IO, SPATE_ERR_NOMEM). */
 int sp_log_verify_partition(const char *dir, int partition, sp_log_verify_stats_t *st, char *errstr,
                             size_t size);
+
+/** One partition's result of sp_log_verify_log. */
+typedef struct sp_log_verify_part {
+	int partition;
+	int rc; /* sp_log_verify_partition's */
+	char err[1024];
+	sp_log_verify_stats_t st;
+} sp_log_verify_part_t;
+
+/** Verify partitions first..first+count-1 on up to `threads` threads (the caller's among
+ *  them), out[k] for partition first+k. Returns the threads that ran. */
+int sp_log_verify_log(const char *dir, int first, int count, int threads, sp_log_verify_part_t *out);
+
+/* ---- the durable push (lpush.c) ---------------------------------------------------------- */
+
+typedef struct sp_log_push sp_log_push_t;
+
+/** Open the writers of the nparts partitions of the log at dir for durable pushes;
+ *  max_lag bounds the records a partition holds durable but not yet read. */
+int sp_log_push_open(const char *dir, int nparts, const sp_log_wopts_t *wo, uint64_t max_lag, sp_engine_t *eng,
+                     sp_log_push_t **out, char *errstr, size_t size);
+void sp_log_push_free(sp_log_push_t *lp);
+/** Append records to partition part and return once they are durable (group commit):
+ *  the number taken (positions[i] their offsets when not NULL; 0 when the partition's lag
+ *  bound took none), or a negative error. @locality any thread */
+int sp_log_push(sp_log_push_t *lp, int32_t part, const spate_push_record_t *recs, size_t cnt,
+                spate_position_t *positions);
+/** The reader's next offset to deliver of partition part (the lag's other end).
+ *  @locality the engine thread */
+void sp_log_push_delivered(sp_log_push_t *lp, int part, uint64_t next);
+void sp_log_push_close_input(sp_log_push_t *lp);
+bool sp_log_push_closed(const sp_log_push_t *lp);
+/** Push calls and fdatasync calls so far (group commit's effect; tests). */
+void sp_log_push_counts(const sp_log_push_t *lp, uint64_t *calls, uint64_t *syncs);
 
 #endif /* SPATE_CONNECTORS_LOG_H */

@@ -12,6 +12,13 @@
  * Every batch's baseOffset, which its CRC does not cover, is checked against the batch
  * before it, the next one and `hi` (sp_log_batch_offsets_bad): a wrong one is corruption,
  * never records delivered at the wrong positions or dropped as "before `from`".
+ *
+ * A compressed batch's records are decompressed by the scan into ps->dec, the decode arena
+ * of the read buffer (codec.c, bufpool.c), and its descriptors point there; the fill (and a
+ * second scan) finds them in the arena without decompressing again. Damaged compressed
+ * data, or records past SP_LOG_MAX_DECOMPRESSED_BYTES, is corruption like a CRC mismatch.
+ * Once the arena holds SP_LOG_DEC_PARSE_BYTES the scan stops before the next compressed
+ * batch (as at the end of the bytes), so one chunk's decompressed bytes stay bounded.
  */
 #include "log.h"
 
@@ -25,7 +32,10 @@ void sp_log_parse_scan(const uint8_t *data, size_t len, sp_log_parse_t *ps)
 	ps->nrec = ps->nhdr = 0;
 	ps->stop = SP_LOG_PARSE_MORE;
 	ps->why = NULL;
+	ps->err = SPATE_OK;
 	ps->bad_offsets = false;
+	if (ps->dec)
+		sp_log_dec_rewind(ps->dec);
 	while (off < len && ps->stop == SP_LOG_PARSE_MORE) {
 		size_t total;
 		int hr = sp_log_batch_header(data + off, len - off, &ps->h, &total, &ps->why);
@@ -66,9 +76,27 @@ void sp_log_parse_scan(const uint8_t *data, size_t len, sp_log_parse_t *ps)
 			ps->stop = SP_LOG_PARSE_CORRUPT;
 			break;
 		}
-		if (sp_log_batch_codec(&ps->h)) {
-			ps->stop = SP_LOG_PARSE_UNSUPPORTED;
-			break;
+		const uint8_t *recs = data + off + SP_LOG_BATCH_HEADER;
+		size_t rlen = total - SP_LOG_BATCH_HEADER;
+		if (sp_log_batch_codec(&ps->h) && !(ps->h.attributes & SP_LOG_ATTR_CONTROL)) {
+			if (!ps->dec) {
+				ps->err = SPATE_ERR_UNSUPPORTED;
+				ps->why = "a compressed batch, and this parse decompresses nothing (no decode arena)";
+				ps->stop = SP_LOG_PARSE_UNSUPPORTED;
+				break;
+			}
+			/* enough decompressed for one chunk: the next one starts here */
+			if (off > 0 && !sp_log_dec_cached(ps->dec, data + off) &&
+			    sp_log_dec_used(ps->dec) >= SP_LOG_DEC_PARSE_BYTES)
+				break;
+			int rc = sp_log_dec_batch(ps->dec, data + off, total, &ps->h, &recs, &rlen, ps->why_buf,
+			                          sizeof(ps->why_buf));
+			if (rc) {
+				ps->err = rc;
+				ps->why = ps->why_buf;
+				ps->stop = rc == SPATE_ERR_CORRUPT ? SP_LOG_PARSE_CORRUPT : SP_LOG_PARSE_UNSUPPORTED;
+				break;
+			}
 		}
 		uint64_t last = (uint64_t)sp_log_batch_last(&ps->h);
 		if (!(ps->h.attributes & SP_LOG_ATTR_CONTROL) && ps->fast &&
@@ -79,7 +107,7 @@ void sp_log_parse_scan(const uint8_t *data, size_t len, sp_log_parse_t *ps)
 			sp_log_rec_iter_t it;
 			sp_log_rec_t rec;
 			int k;
-			sp_log_rec_iter_init(&it, data + off, total, &ps->h);
+			sp_log_rec_iter_init_recs(&it, recs, rlen, &ps->h);
 			while ((k = sp_log_rec_next(&it, &rec, &ps->why)) == 1) {
 				if (sp_log_rec_check_hdrs(&rec) < 0) {
 					k = -1;
@@ -111,6 +139,8 @@ int sp_log_parse_fill(const uint8_t *data, const sp_log_parse_t *ps, sp_chunk_t 
 {
 	uint32_t k = 0, hk = 0;
 	uint64_t nd = ps->from;
+	if (ps->dec)
+		sp_log_dec_rewind(ps->dec);
 	for (size_t off = 0; off < ps->used;) {
 		size_t total;
 		sp_log_batch_hdr_t b;
@@ -120,7 +150,14 @@ int sp_log_parse_fill(const uint8_t *data, const sp_log_parse_t *ps, sp_chunk_t 
 			sp_log_rec_t rec;
 			const char *why;
 			bool log_append = b.attributes & SP_LOG_ATTR_TS_LOG_APPEND;
-			sp_log_rec_iter_init(&it, data + off, total, &b);
+			const uint8_t *recs = data + off + SP_LOG_BATCH_HEADER;
+			size_t rlen = total - SP_LOG_BATCH_HEADER;
+			char wb[8];
+			/* the scan decompressed it: the arena hands back where */
+			if (sp_log_batch_codec(&b) &&
+			    (!ps->dec || sp_log_dec_batch(ps->dec, data + off, total, &b, &recs, &rlen, wb, sizeof(wb))))
+				return -1;
+			sp_log_rec_iter_init_recs(&it, recs, rlen, &b);
 			int got;
 			while ((got = sp_log_rec_next(&it, &rec, &why)) == 1) {
 				if ((uint64_t)rec.offset < nd ||

@@ -98,6 +98,25 @@ typedef struct req {
 	struct req *all_prev, *all_next; /* every live request of the reader */
 } req_t;
 
+/*
+ * A partition's state machine (engine thread only):
+ *
+ *   from          to       when                                           by
+ *   IDLE          WAIT     seeked (before any segment is readable)        sp_log_reader_seek
+ *   IDLE, any     ACTIVE   seeked to an offset in a readable segment      sp_log_reader_seek
+ *   IDLE, any     DONE     seeked past its stop.at.end end                sp_log_reader_seek
+ *   ACTIVE        WAIT     every durable byte is read or in flight        pump
+ *   WAIT          ACTIVE   its durable file or a segment changed          sp_log_reader_poll
+ *                          (inotify)
+ *   ACTIVE        DONE     read up to its end, or its noted durable       part_done (parse_req)
+ *                          length (stop.at.end)
+ *   ACTIVE, WAIT  DONE     an end is set that it is already past          sp_log_reader_set_end
+ *   any           ERROR    a read failed, corruption with                 set_error
+ *                          log.on.corruption=fail, out of memory
+ *
+ * Reads are issued only in ACTIVE; ERROR is reported by the next poll once the chunks
+ * parsed before it are handed out; DONE and ERROR are left only by a seek.
+ */
 enum pstate { P_IDLE, P_ACTIVE, P_WAIT, P_DONE, P_ERROR };
 
 typedef struct rpart {
@@ -591,7 +610,8 @@ static void parse_req(sp_log_reader_t *r, rpart_t *p, req_t *q)
 	                       .passed = p->passed,
 	                       .hi = part_hi(r, p),
 	                       .more = limit > dpos + len ? limit - (dpos + len) : 0,
-	                       .redrive_ms = r->o.redrive ? sp_wall_ms() : 0};
+	                       .redrive_ms = r->o.redrive ? sp_wall_ms() : 0,
+	                       .dec = sp_log_pool_dec(r->pool, q->buf)};
 	sp_log_parse_t ps = init;
 	ps.fast = true;
 	sp_log_parse_scan(data, len, &ps);
@@ -631,7 +651,7 @@ static void parse_req(sp_log_reader_t *r, rpart_t *p, req_t *q)
 		c->buf = q->buf;
 		c->release = sp_log_pool_chunk_release;
 		c->release_opaque = r->pool;
-		c->bytes = q->cap;
+		c->bytes = q->cap + sp_log_dec_bytes(init.dec); /* decompressed records too */
 		c->end_marker = ps.stop == SP_LOG_PARSE_END;
 		q->buf = NULL; /* the chunk owns it now */
 		p->ready[(p->r_head + p->nready) % READY_MAX] = c;
@@ -671,11 +691,9 @@ static void parse_req(sp_log_reader_t *r, rpart_t *p, req_t *q)
 	case SP_LOG_PARSE_UNSUPPORTED:
 		seg_name(p, p->seg->base, path, sizeof(path));
 		drop_reqs(r, p, NULL);
-		set_error(r, p, SPATE_ERR_UNSUPPORTED,
-		          "log %s partition %d: %s: byte %" PRIu64 ": the batch at offset %" PRId64
-		          " is compressed with %s (codec %d); this spate reads uncompressed batches only",
-		          r->dir, p->id, path, dpos + ps.used, ps.h.base_offset,
-		          sp_log_codec_name(sp_log_batch_codec(&ps.h)), sp_log_batch_codec(&ps.h));
+		set_error(r, p, ps.err ? ps.err : SPATE_ERR_UNSUPPORTED,
+		          "log %s partition %d: %s: byte %" PRIu64 ": cannot decode %s", r->dir, p->id, path,
+		          dpos + ps.used, ps.why);
 		break;
 	default:
 		break;
@@ -1186,6 +1204,11 @@ int sp_log_reader_poll(sp_log_reader_t *r, sp_chunk_t **out, int max, uint64_t b
 int sp_log_reader_fd(const sp_log_reader_t *r)
 {
 	return r->epfd;
+}
+
+uint64_t sp_log_reader_next(const sp_log_reader_t *r, int i)
+{
+	return r->parts[i].next_deliver;
 }
 
 int64_t sp_log_reader_lag(const sp_log_reader_t *r)

@@ -35,6 +35,7 @@ typedef struct src {
 	int dlq_rc;           /* a Corrupt DLQ entry could not be written: poll fails */
 	char dlq_err[2048];
 	sp_engine_t *eng;
+	sp_log_push_t *lp; /* log.push=true: spate_push() appends durably (lpush.c) */
 } src_t;
 
 static sp_chunk_t *chunk_alloc(void *opaque, sp_part_t *p, uint32_t n, uint32_t hdr_cap)
@@ -123,7 +124,20 @@ static int log_open(sp_source_t *s, char *errstr, size_t size)
 	o.corrupt_opaque = x;
 	o.eng = s->eng;
 	char err[1024];
-	int rc = sp_log_reader_open(dir, &o, &x->rd, err, sizeof(err));
+	int rc;
+	bool push = sp_conf_bool(conf, "log.push");
+	if (push) {
+		/* the log the program pushes into: made with push.partitions when missing */
+		int np;
+		rc = sp_log_meta_read(dir, &np, err, sizeof(err));
+		if (rc == SPATE_ERR_NOT_FOUND)
+			rc = sp_log_create(dir, (int)sp_conf_int(conf, "push.partitions"), err, sizeof(err));
+		if (rc) {
+			free(x);
+			return sp_err(errstr, size, rc, "source=log:%s (log.push): %s", dir, err);
+		}
+	}
+	rc = sp_log_reader_open(dir, &o, &x->rd, err, sizeof(err));
 	if (rc) {
 		free(x);
 		return sp_err(errstr, size, rc, "source=log:%s: %s", dir, err);
@@ -151,6 +165,18 @@ static int log_open(sp_source_t *s, char *errstr, size_t size)
 		p->has_end = has;
 		p->end = sp_pos(last);
 		sp_log_reader_set_end(x->rd, i, has, last);
+	}
+	if (push) {
+		sp_log_wopts_t wo;
+		sp_log_wopts_from_conf(&wo, conf);
+		wo.eng = s->eng;
+		rc = sp_log_push_open(dir, n, &wo, (uint64_t)sp_conf_int(conf, "log.push.max.lag"), s->eng, &x->lp, err,
+		                      sizeof(err));
+		if (rc) {
+			sp_log_reader_close(x->rd);
+			free(x);
+			return sp_err(errstr, size, rc, "source=log:%s (log.push): %s", dir, err);
+		}
 	}
 	s->ctx = x;
 	return SPATE_OK;
@@ -216,6 +242,9 @@ static int log_poll(sp_source_t *s, sp_chunk_t **out, int max, uint64_t budget_b
 {
 	src_t *x = s->ctx;
 	int n = sp_log_reader_poll(x->rd, out, max, budget_bytes, errstr, size);
+	if (x->lp) /* the lag of the durable push: what is durable and not yet read */
+		for (int i = 0; i < sp_log_reader_partitions(x->rd); i++)
+			sp_log_push_delivered(x->lp, i, sp_log_reader_next(x->rd, i));
 	if (x->dlq_rc && n >= 0) {
 		for (int i = 0; i < n; i++)
 			sp_chunk_free(out[i]);
@@ -261,7 +290,25 @@ static int64_t log_lag(sp_source_t *s)
 static bool log_ended(sp_source_t *s)
 {
 	src_t *x = s->ctx;
+	if (x->lp) /* a durable push ends once the program closed it and everything is read */
+		return sp_log_push_closed(x->lp) && sp_log_reader_lag(x->rd) == 0;
 	return x->stop_at_end && sp_log_reader_ended(x->rd);
+}
+
+static int log_push(sp_source_t *s, int32_t partition, const spate_push_record_t *recs, size_t cnt,
+                    spate_position_t *positions)
+{
+	src_t *x = s->ctx;
+	if (!x->lp)
+		return SPATE_ERR_STATE; /* log.push is off */
+	return sp_log_push(x->lp, partition, recs, cnt, positions);
+}
+
+static void log_push_close(sp_source_t *s)
+{
+	src_t *x = s->ctx;
+	if (x->lp)
+		sp_log_push_close_input(x->lp);
 }
 
 static void log_close(sp_source_t *s)
@@ -273,15 +320,33 @@ static void log_close(sp_source_t *s)
 		sp_msg(x->eng, SP_MSG_WARN,
 		       "log: %" PRIu64 " corrupt regions were skipped (log.on.corruption=skip)",
 		       x->corrupt_regions);
+	sp_log_push_free(x->lp);
 	sp_log_reader_close(x->rd);
 	free(x);
 	s->ctx = NULL;
 }
 
+/* The keys of this plugin (its part of the configuration reference). */
+static const sp_opt_t log_reader_opts[] = {
+    {"log.on.corruption", SP_OPT_ENUM, 0, 0, "fail|skip", "fail",
+     "log reader: on a bad batch with data after it, stop with an error or skip it (logged and counted)"},
+    {"source.redrive", SP_OPT_BOOL, 0, 1, NULL, "false",
+     "log source: read a DLQ back (spate dlq redrive): drop spate.* headers, timestamps = now"},
+    {"log.push", SP_OPT_BOOL, 0, 1, NULL, "false",
+     "log source: spate_push() appends to the log durably (group commit) and the pipeline reads it "
+     "back; a new log gets push.partitions partitions"},
+    {"log.push.max.lag", SP_OPT_INT, 1, INT64_MAX, NULL, "1000000",
+     "log source with log.push: records a partition holds durable but not yet read before a push "
+     "takes no more (backpressure)"},
+    {NULL, 0, 0, 0, NULL, NULL, NULL},
+};
+
 const sp_source_ops_t sp_source_log = {
     .version = SP_SOURCE_OPS_VERSION,
     .name = "log",
     .desc = "the embedded log: log:DIR (Kafka RecordBatch v2 segments, io_uring reads)",
+    .opts = log_reader_opts,
+    .syntax = "log:DIR",
     .open = log_open,
     .seek = log_seek,
     .poll = log_poll,
@@ -289,8 +354,8 @@ const sp_source_ops_t sp_source_log = {
     .min_inflight_bytes = log_min_inflight,
     .next_ms = NULL,
     .lag = log_lag,
-    .push = NULL,
-    .push_close = NULL,
+    .push = log_push,
+    .push_close = log_push_close,
     .ended = log_ended,
     .close = log_close,
     .default_store_uri = log_default_store,

@@ -11,8 +11,10 @@
  * durable length is published: a writer killed with batches in the page cache, or a
  * segment copied in, leaves bytes no one fsync'd.
  *
- * Records are encoded into an in-memory RecordBatch; a full batch (SP_LOG_BATCH_BYTES)
- * is written to the segment with one pwrite. A flush writes the open batch, fsyncs the
+ * Records are encoded into an in-memory RecordBatch; a full batch (SP_LOG_BATCH_BYTES of
+ * records) is compressed with the `compression` codec, when there is one (codec.c: per
+ * batch, only its records, the CRC over the compressed bytes, as Kafka's producers do),
+ * and written to the segment with one pwrite. A flush writes the open batch, fsyncs the
  * segment and publishes the durable length (the `durable` file, replaced by rename),
  * which is all readers ever read up to. A segment rolls before a batch would take it
  * past segment.bytes: the old one is fsync'd in full first, so a segment before the
@@ -47,6 +49,7 @@ struct sp_log_writer {
 	size_t idx_pend_len, idx_pend_cap;
 	uint64_t next_offset; /* the next record's offset */
 	sp_log_enc_t enc;     /* the open batch (enc.count records) */
+	sp_log_comp_t *comp;  /* the compressor of finished batches */
 	sp_log_durable_t pub; /* last published */
 	bool have_pub;
 	int64_t unflushed;          /* records put since the last flush */
@@ -63,6 +66,8 @@ void sp_log_wopts_default(sp_log_wopts_t *o)
 	o->flush_ms = 100;
 	o->flush_records = 10000;
 	o->batch_bytes = SP_LOG_BATCH_BYTES;
+	o->codec = SP_LOG_CODEC_NONE;
+	o->level = -1;
 }
 
 void sp_log_wopts_from_conf(sp_log_wopts_t *o, const spate_conf_t *conf)
@@ -71,6 +76,16 @@ void sp_log_wopts_from_conf(sp_log_wopts_t *o, const spate_conf_t *conf)
 	o->segment_bytes = (uint64_t)sp_conf_int(conf, "segment.bytes");
 	o->flush_ms = sp_conf_int(conf, "flush.ms");
 	o->flush_records = sp_conf_int(conf, "flush.records");
+	/* the option table allows only the codecs' names */
+	int codec = sp_log_codec_parse(sp_conf_str(conf, "compression"));
+	o->codec = codec < 0 ? SP_LOG_CODEC_NONE : codec;
+	o->level = sp_conf_int(conf, "compression.level");
+}
+
+int sp_log_wopts_check(const sp_log_wopts_t *o, char *errstr, size_t size)
+{
+	int lv;
+	return sp_log_codec_level(o->codec, o->level, &lv, errstr, size);
 }
 
 static int publish(sp_log_writer_t *w, uint64_t seg, uint64_t len, uint64_t next, char *errstr, size_t size)
@@ -185,8 +200,15 @@ static int add_index_entry(sp_log_writer_t *w, uint64_t offset, uint64_t pos)
 /* Write the open batch to the segment (rolling first when it would not fit). */
 static int write_batch(sp_log_writer_t *w, char *errstr, size_t size)
 {
-	size_t total = sp_log_enc_finish(&w->enc);
-	int rc;
+	const uint8_t *bytes;
+	size_t total;
+	int rc = sp_log_comp_batch(w->comp, &w->enc, &bytes, &total, errstr, size);
+	if (rc) {
+		/* nothing written; the batch's records are lost like on a failed write */
+		w->broken = rc;
+		return sp_err(errstr, size, rc, "%s: %s compression failed", w->pdir,
+		              sp_log_codec_name(w->o.codec));
+	}
 	if (w->seg_len > 0 && w->seg_len + total > w->o.segment_bytes &&
 	    (rc = roll(w, (uint64_t)w->enc.base_offset, errstr, size)))
 		return rc;
@@ -195,7 +217,7 @@ static int write_batch(sp_log_writer_t *w, char *errstr, size_t size)
 			return sp_err(errstr, size, SPATE_ERR_NOMEM, "%s: out of memory", w->pdir);
 		w->since_index = 0;
 	}
-	if (sp_write_all(w->seg_fd, w->enc.buf, total, (off_t)w->seg_len) < 0) {
+	if (sp_write_all(w->seg_fd, bytes, total, (off_t)w->seg_len) < 0) {
 		char path[SP_LOG_PATH_MAX];
 		int e = errno;
 		sp_log_seg_path(path, sizeof(path), w->pdir, w->seg_base, "log");
@@ -475,6 +497,7 @@ static void writer_free(sp_log_writer_t *w)
 	if (w->dirfd >= 0)
 		close(w->dirfd); /* releases the flock */
 	sp_log_enc_free(&w->enc);
+	sp_log_comp_free(w->comp);
 	free(w->idx_pend);
 	free(w);
 }
@@ -501,6 +524,11 @@ int sp_log_writer_open(const char *dir, int partition, const sp_log_wopts_t *o, 
 	if (!w->o.batch_bytes)
 		w->o.batch_bytes = SP_LOG_BATCH_BYTES;
 	sp_log_enc_init(&w->enc);
+	if ((rc = sp_log_comp_new(w->o.codec, w->o.level, &w->comp, errstr, size))) {
+		w->dirfd = -1;
+		writer_free(w);
+		return rc;
+	}
 	snprintf(w->dir, sizeof(w->dir), "%s", dir);
 	sp_log_part_path(w->pdir, sizeof(w->pdir), dir, partition);
 	w->dirfd = open(w->pdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -602,6 +630,53 @@ int sp_log_writer_flush(sp_log_writer_t *w, char *errstr, size_t size)
 	return SPATE_OK;
 }
 
+int sp_log_writer_sync_begin(sp_log_writer_t *w, sp_log_wsync_t *t, char *errstr, size_t size)
+{
+	t->fd = -1;
+	if (w->broken)
+		return sp_err(errstr, size, w->broken, "%s: the writer failed earlier", w->pdir);
+	int rc;
+	if (w->enc.count > 0 && (rc = write_batch(w, errstr, size)))
+		return rc;
+	if (w->idx_pend_len) {
+		/* the index is a hint readers validate: losing its tail costs a scan */
+		if (write(w->idx_fd, w->idx_pend, w->idx_pend_len) != (ssize_t)w->idx_pend_len)
+			sp_msg(w->o.eng, SP_MSG_WARN, "%s: index write failed (%s); readers will scan", w->pdir,
+			       strerror(errno));
+		w->idx_pend_len = 0;
+	}
+	t->seg = w->seg_base;
+	t->len = w->seg_len;
+	t->next = written_next(w);
+	if (w->dirty) {
+		/* a duplicate: a roll may close the segment's fd while the caller syncs */
+		if ((t->fd = dup(w->seg_fd)) < 0) {
+			w->broken = SPATE_ERR_IO;
+			return sp_err(errstr, size, SPATE_ERR_IO, "%s: dup: %s", w->pdir, strerror(errno));
+		}
+		w->dirty = false;
+	}
+	w->unflushed = 0;
+	return SPATE_OK;
+}
+
+int sp_log_writer_sync_end(sp_log_writer_t *w, sp_log_wsync_t *t, int sync_errno, char *errstr, size_t size)
+{
+	if (t->fd >= 0)
+		close(t->fd);
+	t->fd = -1;
+	if (sync_errno) {
+		char path[SP_LOG_PATH_MAX];
+		sp_log_seg_path(path, sizeof(path), w->pdir, t->seg, "log");
+		w->broken = SPATE_ERR_IO;
+		return sp_err(errstr, size, SPATE_ERR_IO, "%s: fdatasync: %s", path, strerror(sync_errno));
+	}
+	/* a roll meanwhile synced and published the segment (and a later one): nothing to do */
+	if (w->have_pub && (w->pub.seg > t->seg || (w->pub.seg == t->seg && w->pub.len >= t->len)))
+		return SPATE_OK;
+	return publish(w, t->seg, t->len, t->next, errstr, size);
+}
+
 int sp_log_writer_end_batch(sp_log_writer_t *w, char *errstr, size_t size)
 {
 	if (w->broken)
@@ -679,7 +754,10 @@ struct sp_log_producer {
 int sp_log_producer_open(const char *dir, int create_partitions, const sp_log_wopts_t *o,
                          sp_log_producer_t **out, char *errstr, size_t size)
 {
-	int parts, rc = sp_log_meta_read(dir, &parts, errstr, size);
+	int parts, rc = o ? sp_log_wopts_check(o, errstr, size) : SPATE_OK;
+	if (rc)
+		return rc;
+	rc = sp_log_meta_read(dir, &parts, errstr, size);
 	if (rc == SPATE_ERR_NOT_FOUND && create_partitions > 0) {
 		if ((rc = sp_log_create(dir, create_partitions, errstr, size)))
 			return rc;

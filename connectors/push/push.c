@@ -13,7 +13,7 @@
 #include <string.h>
 
 /* A partition's stage becomes one chunk: it holds at most this many records and bytes
- * (a chunk of "about 1 MiB", DESIGN.md section 2), so a chunk always fits a partition's
+ * (a chunk of about 1 MiB, as the log source reads), so a chunk always fits a partition's
  * share of the in-flight bounds; a full stage refuses more until the engine takes it. */
 #define PUSH_CHUNK_RECORDS 8192
 #define PUSH_CHUNK_BYTES ((uint64_t)1 << 20)
@@ -23,6 +23,7 @@ typedef struct staged {
 	size_t key_off, key_len, val_off, val_len, hdr_first, hdr_cnt;
 	int64_t ts;
 	uint8_t has_key, has_val;
+	uint64_t pos; /* assigned at push, in order */
 } staged_t;
 
 typedef struct staged_hdr {
@@ -42,7 +43,8 @@ typedef struct stage {
 typedef struct ppart {
 	sp_part_t *part;
 	stage_t st;
-	uint64_t next_pos;
+	uint64_t next_pos;  /* the checkpoint's next position (seek) */
+	uint64_t next_push; /* the position the next pushed record gets (under mu) */
 } ppart_t;
 
 typedef struct push_ctx {
@@ -90,9 +92,10 @@ static int push_seek(sp_source_t *s, sp_part_t *p, const sp_ckpt_t *ck, sp_ckpt_
 	ppart_t *pp = p->src_ctx;
 	if (ck) {
 		pp->next_pos = ck->beginning ? 0 : ck->after.w[2] + 1;
+		pp->next_push = pp->next_pos;
 	} else {
 		/* earliest, latest and at-timestamp all mean "what is pushed from now on" */
-		pp->next_pos = 0;
+		pp->next_pos = pp->next_push = 0;
 		resolved->beginning = true;
 	}
 	return SPATE_OK;
@@ -122,7 +125,8 @@ static size_t put(stage_t *st, const void *b, size_t n)
 	return off;
 }
 
-static int push_push(sp_source_t *s, int32_t partition, const spate_push_record_t *recs, size_t cnt)
+static int push_push(sp_source_t *s, int32_t partition, const spate_push_record_t *recs, size_t cnt,
+                     spate_position_t *positions)
 {
 	push_ctx_t *x = s->ctx;
 	if (partition < 0 || partition >= x->n)
@@ -147,6 +151,9 @@ static int push_push(sp_source_t *s, int32_t partition, const spate_push_record_
 		    grow((void **)&st->hdrs, &st->hdr_cap, st->nhdr + r->header_cnt, sizeof(staged_hdr_t)))
 			break;
 		staged_t *d = &st->recs[st->nrec++];
+		d->pos = x->parts[partition].next_push++;
+		if (positions)
+			positions[i] = sp_pos(d->pos);
 		d->has_key = r->key != NULL;
 		d->key_len = r->key_len;
 		d->key_off = put(st, r->key, r->key_len);
@@ -208,7 +215,7 @@ static sp_chunk_t *to_chunk(ppart_t *pp, stage_t *st)
 		r->headers = d->hdr_cnt ? &c->hdrs[d->hdr_first] : NULL;
 		r->header_cnt = d->hdr_cnt;
 		r->timestamp_ms = d->ts;
-		r->position = sp_pos(pp->next_pos++);
+		r->position = sp_pos(d->pos);
 		bytes += d->key_len + d->val_len;
 	}
 	c->bytes = st->len > bytes ? st->len : bytes;
@@ -283,10 +290,18 @@ static void push_close(sp_source_t *s)
 	s->ctx = NULL;
 }
 
+/* The keys of this plugin (its part of the configuration reference). */
+static const sp_opt_t push_opts[] = {
+    {"push.partitions", SP_OPT_INT, 1, 4096, NULL, "1", "push: partitions the application pushes into"},
+    {NULL, 0, 0, 0, NULL, NULL, NULL},
+};
+
 const sp_source_ops_t sp_source_push = {
     .version = SP_SOURCE_OPS_VERSION,
     .name = "push",
     .desc = "records the embedding application pushes with spate_push()",
+    .opts = push_opts,
+    .syntax = "push",
     .open = push_open,
     .seek = push_seek,
     .poll = push_poll,

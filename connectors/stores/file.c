@@ -71,8 +71,6 @@
 #define FSTORE_META_MAX 160
 /* The environment switch that makes save() fail, read at open. */
 #define FSTORE_FAULT_ENV "SPATE_FAULT_STORE"
-/* fault_left value for SPATE_FAULT_STORE=fail: every save fails. */
-#define FSTORE_FAULT_ALWAYS (-1L)
 
 /* One checkpoint held in memory; name is owned by the array that holds it. */
 typedef struct fent {
@@ -94,7 +92,7 @@ typedef struct fstore {
 	size_t n;
 	uint64_t epoch;
 	int64_t created_ms;
-	long fault_left; /* SPATE_FAULT_STORE: saves still to fail; FSTORE_FAULT_ALWAYS; 0 off */
+	int64_t fault_left; /* SPATE_FAULT_STORE: saves still to fail (INT64_MAX: all); 0 off */
 } fstore_t;
 
 /* ---- small helpers ----------------------------------------------------------------- */
@@ -826,26 +824,6 @@ nomem:
 
 /* ---- the vtable ------------------------------------------------------------------------- */
 
-/* SPATE_FAULT_STORE: unset or "" is off, "fail" fails every save, "fail:N" the next N. */
-static int parse_fault_env(const char *v, long *out, char *errstr, size_t size)
-{
-	*out = 0;
-	if (!v || !*v)
-		return SPATE_OK;
-	if (strcmp(v, "fail") == 0) {
-		*out = FSTORE_FAULT_ALWAYS;
-		return SPATE_OK;
-	}
-	const char *p = v;
-	uint64_t cnt;
-	if (take_lit(&p, "fail:") && take_dec(&p, &cnt) && *p == '\0' && cnt <= LONG_MAX) {
-		*out = (long)cnt;
-		return SPATE_OK;
-	}
-	return sp_err(errstr, size, SPATE_ERR_INVALID,
-	              "%s=%s: expected \"fail\" or \"fail:N\" (fail the next N saves)", FSTORE_FAULT_ENV, v);
-}
-
 static void fstore_free(fstore_t *fs)
 {
 	if (!fs)
@@ -916,10 +894,10 @@ static int open_store(sp_store_t *s, bool readonly, char *errstr, size_t size)
 	if (path[strlen(path) - 1] == '/')
 		return sp_err(errstr, size, SPATE_ERR_INVALID,
 		              "store=file:%s names a directory; give a file path (file:DIR/ckpt)", path);
-	long fault = 0;
-	int r = readonly ? SPATE_OK : parse_fault_env(getenv(FSTORE_FAULT_ENV), &fault, errstr, size);
-	if (r != SPATE_OK)
-		return r;
+	int64_t fault = readonly ? 0 : sp_fault_hook(FSTORE_FAULT_ENV, errstr, size);
+	if (fault < 0)
+		return SPATE_ERR_INVALID;
+	int r;
 	fstore_t *fs = calloc(1, sizeof *fs);
 	if (!fs)
 		return sp_err(errstr, size, SPATE_ERR_NOMEM, "file store %s: out of memory", path);
@@ -942,11 +920,11 @@ static int open_store(sp_store_t *s, bool readonly, char *errstr, size_t size)
 		r = load_files(fs, errstr, size);
 	if (r != SPATE_OK)
 		goto fail;
-	if (fs->fault_left < 0)
+	if (fs->fault_left == INT64_MAX)
 		sp_msg(fs->eng, SP_MSG_WARN, "file store %s: %s is set: every save will fail", path,
 		       FSTORE_FAULT_ENV);
 	else if (fs->fault_left > 0)
-		sp_msg(fs->eng, SP_MSG_WARN, "file store %s: %s is set: the next %ld saves will fail", path,
+		sp_msg(fs->eng, SP_MSG_WARN, "file store %s: %s is set: the next %" PRId64 " saves will fail", path,
 		       FSTORE_FAULT_ENV, fs->fault_left);
 	s->ctx = fs;
 	return SPATE_OK;
@@ -1013,7 +991,7 @@ static int save_locked(fstore_t *fs, const sp_store_entry_t *ents, size_t n, int
 	if (r != SPATE_OK)
 		return r;
 	if (fs->fault_left) {
-		if (fs->fault_left > 0)
+		if (fs->fault_left != INT64_MAX)
 			fs->fault_left--;
 		return sp_err(errstr, size, SPATE_ERR_STORE,
 		              "file store %s: save failed on purpose (%s is set)", fs->path,
@@ -1149,6 +1127,7 @@ const sp_store_ops_t sp_store_file = {
     .version = SP_STORE_OPS_VERSION,
     .name = "file",
     .desc = "file:PATH - every checkpoint in one local file, written crash-safe (one process)",
+    .syntax = "file:PATH",
     .open = fstore_open,
     .load = fstore_load,
     .save = fstore_save,

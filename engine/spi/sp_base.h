@@ -25,8 +25,9 @@ typedef struct spate_engine_s sp_engine_t;
 /** Monotonic milliseconds / nanoseconds. */
 int64_t sp_now_ms(void);
 int64_t sp_now_ns(void);
-/** Wall clock ms since the epoch (record timestamps). */
+/** Wall clock ms / us since the epoch (record timestamps). */
 int64_t sp_wall_ms(void);
+int64_t sp_wall_us(void);
 
 /* ---- messages: the engine's logger (distinct from the embedded log, sp_log_*) --------- */
 

@@ -205,8 +205,11 @@ typedef struct sp_source_ops {
 	 *  (Kafka must serve rebalances and heartbeats). stopping: the engine stops and
 	 *  polls no more. Returns SPATE_OK or a fatal error. May be NULL. */
 	int (*service)(sp_source_t *s, bool stopping, char *errstr, size_t size);
-	/** push source only: copy records in. @locality any thread */
-	int (*push)(sp_source_t *s, int32_t partition, const spate_push_record_t *recs, size_t cnt);
+	/** Take records the embedding program pushes (spate_push): the push source, or the
+	 *  log source with log.push=true (durably). The number taken, their positions in
+	 *  positions when not NULL, or a negative spate_err_t. May be NULL. @locality any thread */
+	int (*push)(sp_source_t *s, int32_t partition, const spate_push_record_t *recs, size_t cnt,
+	            spate_position_t *positions);
 	void (*push_close)(sp_source_t *s);
 	/** True once the source will produce nothing more for any partition: a finite source
 	 *  (gen with a record count, push after close) ends the run then; a stream (log,
@@ -231,6 +234,8 @@ typedef struct sp_source_ops {
 	 *  saved (saved=false: lost, or the save failed and was logged) and the engine will
 	 *  never touch p again; the source may unassign it. May be NULL. */
 	void (*released)(sp_source_t *s, sp_part_t *p, bool saved);
+	/** How the "source" key names it ("log:DIR"), for help and errors. */
+	const char *syntax;
 } sp_source_ops_t;
 
 /** Use ops as the source instead of the one the "source" key names (a source that is
@@ -276,6 +281,8 @@ typedef struct sp_store_ops {
 	 *  pipeline holds the store (`spate checkpoint show`); save and reset then fail.
 	 *  May be NULL (the store has no such mode: open is used). */
 	int (*open_readonly)(sp_store_t *s, char *errstr, size_t size);
+	/** How the "store" key names it ("file:PATH"), for help and errors. */
+	const char *syntax;
 } sp_store_ops_t;
 
 /* ---- sinks (the DLQ, and later outputs) --------------------------------------------- */
@@ -304,6 +311,8 @@ typedef struct sp_sink_ops {
 	/** The largest record (key + value + headers) the target takes. */
 	size_t (*max_record_bytes)(sp_sink_t *s);
 	void (*close)(sp_sink_t *s);
+	/** How the "dlq" key names it ("kafka:TOPIC"), for help and errors. */
+	const char *syntax;
 } sp_sink_ops_t;
 
 /* ---- operators (built-in handlers) ------------------------------------------------- */
@@ -322,6 +331,8 @@ typedef struct sp_operator_ops {
 	void (*destroy)(spate_handler_t *h);
 	/** Print what the operator counted (e.g. fraud flags) at the end. May be NULL. */
 	void (*report)(spate_handler_t *h, FILE *fp);
+	/** How the "handler" key names it ("sleep:MS"), for help and errors. */
+	const char *syntax;
 } sp_operator_ops_t;
 
 /* ---- messages from a plugin ---------------------------------------------------------- */

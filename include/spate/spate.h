@@ -1,9 +1,9 @@
 /* spate.h - the one public header of libspate.
  *
- * spate reads partitioned streams (the embedded log, Kafka, Kinesis, a synthetic
- * generator, or records pushed by the embedding application), fans the records out to
- * stateless handlers that run on a pool of worker threads, tracks which records are
- * DONE, and writes per-partition checkpoints to a store. Poison records go to a
+ * spate reads partitioned streams (the embedded log, Kafka, a synthetic generator, or
+ * records pushed by the embedding application; Kinesis is planned), fans the records
+ * out to stateless handlers that run on a pool of worker threads, tracks which records
+ * are DONE, and writes per-partition checkpoints to a store. Poison records go to a
  * dead-letter queue.
  *
  * Control-plane objects (configuration, engine) are opaque handles. The record is a
@@ -97,7 +97,9 @@ SPATE_API void spate_conf_destroy(spate_conf_t *conf);
  * Set key to value after checking it against the key's type and range.
  * On failure a message naming the key and what is allowed is written to errstr
  * (which may be NULL), and the conf is unchanged.
- * Keys that start with "kafka." or "kinesis." pass through to those connectors.
+ * Keys that start with "kafka." pass through to librdkafka (docs/kafka.md). Keys that
+ * start with "kinesis." are accepted unchecked and unused: they are reserved for the
+ * planned Kinesis connector.
  */
 SPATE_API spate_conf_res_t spate_conf_set(spate_conf_t *conf, const char *key, const char *value,
                                           char *errstr, size_t errstr_size);
@@ -132,7 +134,7 @@ SPATE_API const spate_conf_prop_t *spate_conf_properties(size_t *cnt);
 
 /** Where a record came from: the source, its topic or stream, and its partition or shard. */
 typedef struct spate_partition {
-	const char *source;  /**< "gen", "push", "log", "kafka", "kinesis" */
+	const char *source;  /**< "gen", "push", "log", "kafka" ("kinesis" is planned) */
 	const char *topic;   /**< topic, stream or log directory name */
 	int32_t partition;   /**< partition number; -1 for Kinesis shards */
 	const char *shard;   /**< Kinesis shard id, else NULL */
@@ -205,6 +207,23 @@ SPATE_API spate_err_t spate_batch_fail_item(spate_batch_t *batch, size_t i, cons
 /** Set the error message of a whole-batch failure (copied). Only inside the handler call. */
 SPATE_API void spate_batch_set_error(spate_batch_t *batch, const char *errmsg);
 
+/**
+ * Emit a record to the sink named sink (configured as `sink.NAME=log:DIR`, `kafka:TOPIC`
+ * ...) on behalf of record `origin` of the batch. key, value and headers are copied (no
+ * allocation per record once the worker's buffer has grown). The record reaches the sink
+ * after the handler returns and only if its origin succeeded; the origin is DONE only
+ * once every record emitted for it is acknowledged by its sink (durable in a log, acked by
+ * Kafka), so a crash never loses an emitted record. An emitted record carries the header
+ * `spate.origin` (its origin's record id), so a consumer can drop the duplicates a retry
+ * or a crash can make: emits of a batch that fails are discarded, and a sink that fails
+ * fails the batch (it is retried and may emit again).
+ * Returns SPATE_OK, SPATE_ERR_NOT_FOUND (no sink of that name), SPATE_ERR_INVALID
+ * (origin out of range) or SPATE_ERR_NOMEM. Only inside the handler call.
+ */
+SPATE_API spate_err_t spate_batch_emit(spate_batch_t *batch, size_t origin, const char *sink, const void *key,
+                                       size_t key_len, const void *value, size_t value_len,
+                                       const spate_header_t *headers, size_t header_cnt);
+
 /** What a handler returns. */
 typedef enum spate_handler_res {
 	SPATE_HANDLER_OK = 0,           /**< every record succeeded (marked items fail, see below) */
@@ -262,17 +281,21 @@ SPATE_API spate_engine_t *spate_engine_new(spate_conf_t *conf, const spate_handl
 SPATE_API spate_err_t spate_engine_start(spate_engine_t *e, char *errstr, size_t errstr_size);
 
 /**
- * Run the pipeline on the calling thread until the source ends (stop.at.end), or
- * spate_engine_stop() is called, or a fatal error. Drains in-flight batches (up to
- * shutdown.timeout.ms) and writes the final checkpoint before it returns.
+ * Run the pipeline on the calling thread until the source ends, or spate_engine_stop()
+ * is called, or a fatal error. A finite source ends once every record is DONE (gen with
+ * gen.records > 0; push after spate_push_close); a log or Kafka source is a stream and
+ * ends only with stop.at.end=true. Writes the final checkpoint before it returns.
  * @locality the thread that called spate_engine_start()
  */
 SPATE_API spate_err_t spate_engine_run(spate_engine_t *e, char *errstr, size_t errstr_size);
 
 /**
- * Ask the engine to stop: no new records are read; in-flight batches finish, then a
- * final checkpoint. Async-signal-safe. A second call stops at once without waiting for
- * unfinished batches (and without checkpointing past them).
+ * Ask the engine to stop: handler calls already running finish (up to
+ * shutdown.timeout.ms), no new one starts, and records fetched but not yet handed to
+ * the handler are left for the next run; spate_engine_run() then writes a final
+ * checkpoint of what is DONE and returns (SPATE_OK unless that save fails).
+ * Async-signal-safe. A second call stops at once, without waiting for running calls and
+ * without a final checkpoint.
  * @locality any thread, or a signal handler
  */
 SPATE_API void spate_engine_stop(spate_engine_t *e);
@@ -293,6 +316,11 @@ SPATE_API int spate_engine_busy(spate_engine_t *e);
  *  lines; nothing for a handler given as a struct. @locality after spate_engine_run */
 SPATE_API void spate_engine_report(spate_engine_t *e, FILE *fp);
 
+/** Latency percentiles (from log-linear histograms: within about 12%). */
+typedef struct spate_latency {
+	double p50_ms, p90_ms, p99_ms, p999_ms, max_ms;
+} spate_latency_t;
+
 /** End-of-run (or so-far) counters. */
 typedef struct spate_summary {
 	uint64_t records;          /**< records handled (DONE, including dlq and dropped) */
@@ -312,6 +340,11 @@ typedef struct spate_summary {
 	uint64_t throttled;        /**< autoscaler ticks at max.concurrency with lanes waiting */
 	uint64_t cold_starts;      /**< records that arrived with no worker active */
 	double cold_p50_ms, cold_p99_ms; /**< from such a record's arrival to its handler start */
+	uint64_t emitted;          /**< records emitted to named sinks (spate_batch_emit), durable */
+	/** End-to-end latency of the records handled: from a record's stream timestamp to its
+	 *  handler call and to DONE (its emits durable), and the same from its arrival in the
+	 *  engine. Each batch's oldest and newest records stand for it. */
+	spate_latency_t latency_start, latency_done, arrival_start, arrival_done;
 } spate_summary_t;
 
 /** Live gauges, as the stats lines print them. */
@@ -326,6 +359,7 @@ typedef struct spate_stats {
 	uint64_t throttled;
 	uint64_t cold_starts;
 	double handler_p50_ms, handler_p99_ms; /**< handler time per batch, since the start */
+	double latency_p50_ms, latency_p99_ms; /**< stream timestamp to DONE, since the start */
 } spate_stats_t;
 
 /** Fill *s with the engine's gauges. @locality any thread, while the engine exists */
@@ -358,18 +392,32 @@ typedef struct spate_push_record {
 } spate_push_record_t;
 
 /**
- * Copy cnt records into partition (0..push.partitions-1). Positions are assigned in
- * order, starting after the partition's checkpoint. Returns the number of records
- * accepted (cnt, or fewer when in-flight bounds are reached: push again later), or a
- * negative spate_err_t. One lock per call, not per record: push in batches.
+ * Push cnt records into partition. Two sources take them:
+ *  - source=push (in memory): the records are copied into the engine and the call
+ *    returns at once. A crash loses what was pushed and not yet checkpointed, and the
+ *    caller cannot know which: use it where the caller can replay (tests, benchmarks).
+ *  - source=log:DIR with log.push=true (durable): the records are appended to the
+ *    embedded log and the call returns only once they are fsync'd (many callers share one
+ *    fdatasync: group commit); the pipeline reads them back from the log with every
+ *    guarantee. What a call returned survives a crash.
+ * Returns the number of records taken: cnt, or fewer under backpressure (the partition's
+ * bound is reached: the in-flight bounds, or log.push.max.lag; 0 when it took none: push
+ * the rest later), or a negative spate_err_t. Never blocks
+ * without a bound (a durable push waits for its sync). One lock per call, not per
+ * record: push in batches.
  * @locality any thread, after spate_engine_start()
  */
-SPATE_API int spate_push(spate_engine_t *e, int32_t partition, const spate_push_record_t *recs,
-                         size_t cnt);
+SPATE_API int spate_push(spate_engine_t *e, int32_t partition, const spate_push_record_t *recs, size_t cnt);
+
+/** spate_push(), and the positions it assigned to the records it took in positions[]
+ *  (at least cnt entries): log offsets for a durable push, in-order positions in memory.
+ *  A record's id is then "SOURCE/TOPIC/PARTITION/POSITION" (spate_record_id). */
+SPATE_API int spate_push_positions(spate_engine_t *e, int32_t partition, const spate_push_record_t *recs,
+                                   size_t cnt, spate_position_t *positions);
 
 /**
- * Tell the push source no more records come: with stop.at.end=true the run then ends
- * once everything pushed is DONE and checkpointed.
+ * Tell the push source no more records come: the run then ends once everything pushed
+ * is DONE and checkpointed (no stop.at.end needed).
  * @locality any thread
  */
 SPATE_API void spate_push_close(spate_engine_t *e);

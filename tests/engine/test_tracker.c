@@ -115,9 +115,9 @@ static void run_property(uint64_t seed)
 		/* a burst of completions, as a worker would push them */
 		size_t burst = 1 + rnd() % 50;
 		for (size_t b = 0; b < burst && k < total; b++, k++) {
-			uint32_t head = atomic_load(&w->chead);
+			uint32_t head = sp_ring_prod_next(&w->cq);
 			w->ring[head & (SP_COMP_RING - 1)] = (sp_comp_t){.c = refs[k].c, .begin = refs[k].i, .len = 1, .kind = COMP_DONE};
-			atomic_store(&w->chead, head + 1);
+			sp_ring_publish(&w->cq, 1);
 			done_of[refs[k].seq >> 24][refs[k].seq & 0xFFFFFF] = 1;
 		}
 		cr_assert_gt(sp_tracker_drain(e), 0);
@@ -168,9 +168,9 @@ Test(tracker, random_completion_orders_with_gaps)
 /* Push one completion (records [begin, begin+len) of c's order) as a worker would. */
 static void complete(sp_worker_t *w, sp_ck_t *c, uint32_t begin, uint32_t len)
 {
-	uint32_t head = atomic_load(&w->chead);
+	uint32_t head = sp_ring_prod_next(&w->cq);
 	w->ring[head & (SP_COMP_RING - 1)] = (sp_comp_t){.c = c, .begin = begin, .len = len, .kind = COMP_DONE};
-	atomic_store(&w->chead, head + 1);
+	sp_ring_publish(&w->cq, 1);
 }
 
 /* A partition whose tail is not records (a Kafka transaction's commit marker, aborted

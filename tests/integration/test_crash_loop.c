@@ -1,4 +1,4 @@
-/* test_crash_loop.c - guarantees 1 and 2 (DESIGN.md section 3) under kill -9.
+/* test_crash_loop.c - guarantees 1 and 2 (docs/semantics.md) under kill -9.
  *
  * A pipeline reads 1,000,000 records in 8 partitions of the embedded log; its handler
  * (handler=journal:PREFIX) appends every record's partition and position to a journal,

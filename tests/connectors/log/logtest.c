@@ -132,6 +132,7 @@ uint64_t lt_hash_tree(const char *dir)
 static struct {
 	char key[32];
 	uint8_t value[600];
+	char text[400];
 	spate_header_t h[3];
 	char hk[3][8];
 	char hv[3][16];
@@ -188,10 +189,39 @@ static bool bytes_eq(const void *a, size_t al, const void *b, size_t bl)
 	return al == bl && (al == 0 || !memcmp(a, b, al));
 }
 
+void lt_make_text(uint64_t i, int slot, spate_push_record_t *r)
+{
+	lt_make(i, slot, r);
+	if (!r->value)
+		return;
+	typeof(slots[0]) *s = &slots[slot % LT_SLOTS];
+	int n = snprintf(s->text, sizeof(s->text), "{\"i\":%llu,\"text\":\"", (unsigned long long)i);
+	for (uint64_t k = 0; k < i % 40; k++)
+		n += snprintf(s->text + n, sizeof(s->text) - (size_t)n, "abcdefgh");
+	n += snprintf(s->text + n, sizeof(s->text) - (size_t)n, "\"}");
+	r->value = s->text;
+	r->value_len = (size_t)n;
+}
+
+static void check_against(const lt_rec_t *got, const spate_push_record_t *r, uint64_t i, uint64_t offset);
+
 void lt_check(const lt_rec_t *got, uint64_t i, uint64_t offset)
 {
 	spate_push_record_t e;
 	lt_make(i, LT_SLOTS - 1, &e);
+	check_against(got, &e, i, offset);
+}
+
+void lt_check_text(const lt_rec_t *got, uint64_t i, uint64_t offset)
+{
+	spate_push_record_t e;
+	lt_make_text(i, LT_SLOTS - 1, &e);
+	check_against(got, &e, i, offset);
+}
+
+static void check_against(const lt_rec_t *got, const spate_push_record_t *r, uint64_t i, uint64_t offset)
+{
+	const spate_push_record_t e = *r;
 	cr_assert_eq(got->offset, offset, "offset %llu, expected %llu", (unsigned long long)got->offset,
 	             (unsigned long long)offset);
 	cr_assert_eq(got->ts, e.timestamp_ms, "record %llu: timestamp", (unsigned long long)i);
@@ -281,14 +311,20 @@ void lt_take(sp_chunk_t **c, int n, lt_recs_t *recs)
 			}
 		}
 		cr_assert(hused <= c[i]->hdr_cap);
-		/* the records point into the chunk's buffer: no copy was made */
-		for (uint32_t k = 0; k < c[i]->n; k++)
-			if (c[i]->recs[k].value && c[i]->recs[k].value_len)
-				cr_assert((const uint8_t *)c[i]->recs[k].value >=
-				                  (const uint8_t *)c[i]->buf &&
-				              (const uint8_t *)c[i]->recs[k].value <
-				                  (const uint8_t *)c[i]->buf + c[i]->bytes,
-				          "value points into the read buffer");
+		/* the records point into the chunk's buffer, or the decode arena that goes with it
+		 * (compressed batches): no copy was made */
+		const sp_log_dec_t *dec = c[i]->release == sp_log_pool_chunk_release && c[i]->buf
+		                              ? sp_log_pool_dec(c[i]->release_opaque, c[i]->buf)
+		                              : NULL;
+		for (uint32_t k = 0; k < c[i]->n; k++) {
+			const uint8_t *v = c[i]->recs[k].value;
+			if (!v || !c[i]->recs[k].value_len)
+				continue;
+			bool in_buf =
+			    v >= (const uint8_t *)c[i]->buf && v < (const uint8_t *)c[i]->buf + c[i]->bytes;
+			bool in_dec = dec && dec->mem && v >= dec->mem && v < dec->mem + dec->used;
+			cr_assert(in_buf || in_dec, "value points into the read buffer or its decode arena");
+		}
 		c[i]->release(c[i], c[i]->release_opaque);
 		free(c[i]);
 	}

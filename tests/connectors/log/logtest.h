@@ -44,6 +44,10 @@ uint64_t lt_hash_file(const char *path, uint64_t *size);
 void lt_make(uint64_t i, int slot, spate_push_record_t *r);
 /** Compare a read-back record with lt_make(i) at offset. Criterion asserts inside. */
 void lt_check(const lt_rec_t *got, uint64_t i, uint64_t offset);
+/** lt_make with a value that compresses (when not null): {"i":I,"text":"abcdefgh" x (i % 40)}.
+ *  tests/connectors/log/kafka_python.py makes the same records. */
+void lt_make_text(uint64_t i, int slot, spate_push_record_t *r);
+void lt_check_text(const lt_rec_t *got, uint64_t i, uint64_t offset);
 
 /** Reader options with a malloc chunk allocator. */
 void lt_ropts(sp_log_ropts_t *o);

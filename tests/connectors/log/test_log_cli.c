@@ -114,7 +114,14 @@ Test(log_cli, produce_lines_then_dump)
 	cr_assert_eq(sh(cmd, &out, &err), 0, "%s", err);
 	cr_assert(strstr(out, "format 1, 3 partitions"), "%s", out);
 	cr_assert(strstr(out, "00000000000000000000.log"), "%s", out);
-	cr_assert_eq(count_lines(strstr(out, "partition 0: ok")), 3, "%s", out);
+	/* a line per partition, then the totals and a line per codec seen */
+	cr_assert_eq(count_lines(strstr(out, "partition 0: ok")), 5, "%s", out);
+	cr_assert(strstr(out, "partition 0: ok: 1 segments, 1 batches, 2 records, 80 bytes (none: 1 batches, "
+	                      "2 records)\n"),
+	          "%s", out);
+	cr_assert(strstr(out, "total: 3 partitions (3 ok, 0 bad), 3 segments, 3 batches, 6 records, 236 bytes;"),
+	          "%s", out);
+	cr_assert(strstr(out, "\ncodec none: 3 batches, 6 records\n"), "%s", out);
 	free(out);
 	free(err);
 	cr_assert_eq(lt_hash_tree(dir), tree);

@@ -1,0 +1,288 @@
+/* lane.c - a lane's queue: its ring of runs and its retry queue, and the completions
+ * that report what it consumed.
+ *
+ * A lane holds, in order, the records of its partition whose XXH3(key) % factor is its
+ * index: first its retry queue (mq: records a retrying lane copied into its arena, each
+ * with its descriptor and state), then the runs of its ring (chunk, begin, len: index
+ * runs into a chunk's order, no record bytes copied). Only the worker that holds the lane
+ * reads or changes them (see the lane state machine in engine.h). A batch is built by
+ * peeking at the head (sp_lane_build_batch); the cursor moves only over records that are
+ * DONE (sp_lane_consume), so a failed record stays at the head and is retried from there.
+ * Completions go to the engine thread over the worker's completion ring (ring.h), one
+ * entry per contiguous run of one chunk.
+ */
+#include "engine/engine.h"
+
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void arena_free(sp_worker_t *w, sp_lane_t *l);
+
+/* ---- completions ------------------------------------------------------------------- */
+
+static void push_comp(sp_worker_t *w, sp_ck_t *c, uint32_t begin, uint32_t len, uint32_t kind)
+{
+	while (!sp_ring_room(&w->cq, SP_COMP_RING)) {
+		/* the engine thread is behind: make sure it runs, then let it */
+		sp_engine_wake(w->e);
+		sched_yield();
+	}
+	sp_comp_t *cp = &w->ring[sp_ring_prod_next(&w->cq) & (SP_COMP_RING - 1)];
+	cp->c = c;
+	cp->begin = begin;
+	cp->len = len;
+	cp->kind = kind;
+	sp_ring_publish(&w->cq, 1);
+}
+
+/* The retry arena of a lane of p grew or shrank by delta bytes: they count toward p's
+ * share of max.inflight.bytes (the tracker thread keeps the count). */
+static void push_arena(sp_worker_t *w, sp_part_t *p, int64_t delta)
+{
+	while (!sp_ring_room(&w->cq, SP_COMP_RING)) {
+		sp_engine_wake(w->e);
+		sched_yield();
+	}
+	sp_comp_t *cp = &w->ring[sp_ring_prod_next(&w->cq) & (SP_COMP_RING - 1)];
+	cp->part = p;
+	cp->delta = delta;
+	cp->kind = COMP_ARENA;
+	sp_ring_publish(&w->cq, 1);
+}
+
+/* One lane no longer reads chunk c's bytes: the last one tells the tracker to release
+ * them. Must be pushed before the DONE entries of the same records (see consume). */
+static void unpin(sp_worker_t *w, sp_ck_t *c)
+{
+	if (atomic_fetch_sub_explicit(&c->lane_refs, 1, memory_order_acq_rel) == 1)
+		push_comp(w, c, 0, 0, COMP_UNPIN);
+}
+
+/* Records refs[0..k) are DONE: advance the lane's cursor over them (the migrated queue
+ * first, then the ring) and report them, one completion per contiguous run of one
+ * chunk. Runs the cursor finishes are unpinned first, so the tracker sees the UNPIN
+ * before the DONE that could free the chunk. */
+void sp_lane_consume(sp_worker_t *w, sp_lane_t *l, const sp_bref_t *refs, uint32_t k)
+{
+	if (!k)
+		return;
+	uint32_t left = k;
+	if (l->mq_off < l->mq_len) {
+		uint32_t take = l->mq_len - l->mq_off < left ? l->mq_len - l->mq_off : left;
+		l->mq_off += take; /* migrated: unpinned when copied */
+		left -= take;
+	}
+	uint32_t tail = sp_ring_cons_next(&l->rq);
+	uint32_t off = l->off;
+	while (left) {
+		sp_run_t *r = &l->ring[tail & (SP_LANE_RING - 1)];
+		uint32_t take = r->len - off < left ? r->len - off : left;
+		off += take;
+		left -= take;
+		if (off == r->len) {
+			unpin(w, r->c);
+			tail++;
+			off = 0;
+		}
+	}
+	uint32_t i = 0;
+	while (i < k) {
+		uint32_t j = i + 1;
+		if (refs[i].m) {
+			/* copied records complete by index (their chunk may be compacted) */
+			while (j < k && refs[j].m && refs[j].c == refs[i].c && refs[j].m->idx == refs[j - 1].m->idx + 1)
+				j++;
+			push_comp(w, refs[i].c, refs[i].m->idx, j - i, COMP_DONE_IDX);
+		} else {
+			while (j < k && !refs[j].m && refs[j].c == refs[i].c && refs[j].ord == refs[j - 1].ord + 1)
+				j++;
+			push_comp(w, refs[i].c, refs[i].ord, j - i, COMP_DONE);
+		}
+		i = j;
+	}
+	l->off = off;
+	sp_ring_free_to(&l->rq, tail);
+	if (l->mq_len && l->mq_off == l->mq_len)
+		arena_free(w, l);
+}
+
+/* The migrated queue was passed: free it and the arena, and take them off the bound. */
+static void arena_free(sp_worker_t *w, sp_lane_t *l)
+{
+	while (l->arena) {
+		sp_arena_t *a = l->arena;
+		l->arena = a->next;
+		free(a);
+	}
+	free(l->mq);
+	l->mq = NULL;
+	l->mq_off = l->mq_len = l->mq_cap = 0;
+	if (l->arena_counted) {
+		atomic_fetch_sub_explicit(&w->st.arena_bytes, l->arena_counted, memory_order_relaxed);
+		push_arena(w, l->part, -(int64_t)l->arena_counted);
+		l->arena_counted = 0;
+	}
+}
+
+static size_t rec_bytes(const spate_record_t *r)
+{
+	size_t n = r->key_len + r->value_len;
+	for (size_t h = 0; h < r->header_cnt; h++)
+		n += r->headers[h].key_len + r->headers[h].value_len;
+	return n;
+}
+
+static const void *copy_in(char **p, const void *src, size_t n)
+{
+	if (!src)
+		return NULL;
+	void *d = *p;
+	memcpy(d, src, n);
+	*p += n;
+	return d;
+}
+
+/* The lane retries: copy every record queued in its ring (descriptor, state, key,
+ * value, headers) into an arena block, queue the copies (freeing the ring slots) and
+ * unpin the chunks, so one poison key holds neither read buffers nor ring slots, and
+ * once a chunk's other records are DONE the tracker frees its body too (compact() in
+ * tracker.c). What is copied counts in the partition's in-flight bytes (flow.c), so a
+ * lane that retries forever pauses its own partition at its share and nothing else.
+ * Only the worker that holds the lane calls it. On out-of-memory nothing changes. */
+void sp_lane_migrate(sp_worker_t *w, sp_lane_t *l)
+{
+	uint32_t head = sp_ring_cons_end(&l->rq);
+	uint32_t tail = sp_ring_cons_next(&l->rq);
+	if (tail == head)
+		return;
+	size_t total = 0;
+	uint32_t k = 0;
+	for (uint32_t t = tail; t != head; t++) {
+		sp_run_t *r = &l->ring[t & (SP_LANE_RING - 1)];
+		for (uint32_t j = t == tail ? l->off : 0; j < r->len; j++, k++) {
+			const spate_record_t *rec = &r->c->pub.recs[r->c->order[r->begin + j]];
+			total += sizeof(sp_mrec_t) + rec->header_cnt * sizeof(spate_header_t) + rec_bytes(rec);
+		}
+	}
+	/* make room in the queue: drop what was consumed, then grow */
+	if (l->mq_off) {
+		memmove(l->mq, l->mq + l->mq_off, (size_t)(l->mq_len - l->mq_off) * sizeof(*l->mq));
+		l->mq_len -= l->mq_off;
+		l->mq_off = 0;
+	}
+	uint32_t old_cap = l->mq_cap;
+	if (l->mq_len + k > l->mq_cap) {
+		uint32_t cap = l->mq_cap ? l->mq_cap : 64;
+		while (cap < l->mq_len + k)
+			cap *= 2;
+		sp_mrec_t **nq = realloc(l->mq, (size_t)cap * sizeof(*nq));
+		if (!nq) {
+			sp_msg(w->e, SP_MSG_WARN, "retry queue: out of memory for %u records; the lane keeps its chunks", k);
+			return;
+		}
+		l->mq = nq;
+		l->mq_cap = cap;
+	}
+	sp_arena_t *a = malloc(sizeof(*a) + total);
+	if (!a) {
+		sp_msg(w->e, SP_MSG_WARN, "retry arena: out of memory for %zu bytes; the lane keeps its chunks",
+		       total);
+		return;
+	}
+	a->len = total;
+	a->next = l->arena;
+	l->arena = a;
+	/* the copies count before the chunks are unpinned, so the bound never sees a dip */
+	uint64_t add = sizeof(*a) + total + (uint64_t)(l->mq_cap - old_cap) * sizeof(*l->mq);
+	l->arena_counted += add;
+	push_arena(w, l->part, (int64_t)add);
+	atomic_fetch_add_explicit(&w->st.arena_bytes, add, memory_order_relaxed);
+	/* mrecs first (aligned: the block's bytes are max-aligned), then headers, then bytes */
+	sp_mrec_t *mr = (sp_mrec_t *)a->bytes;
+	size_t nh = 0;
+	for (uint32_t t = tail; t != head; t++) {
+		sp_run_t *r = &l->ring[t & (SP_LANE_RING - 1)];
+		for (uint32_t j = t == tail ? l->off : 0; j < r->len; j++)
+			nh += r->c->pub.recs[r->c->order[r->begin + j]].header_cnt;
+	}
+	spate_header_t *hp = (spate_header_t *)(mr + k);
+	char *p = (char *)(hp + nh);
+	for (uint32_t t = tail; t != head; t++) {
+		sp_run_t *r = &l->ring[t & (SP_LANE_RING - 1)];
+		uint32_t moved = 0;
+		for (uint32_t j = t == tail ? l->off : 0; j < r->len; j++, moved++) {
+			uint32_t idx = r->c->order[r->begin + j];
+			const spate_record_t *rec = &r->c->pub.recs[idx];
+			sp_mrec_t *m = mr++;
+			m->rec = *rec;
+			m->st = r->c->st[idx];
+			m->c = r->c;
+			m->idx = idx;
+			m->rec.key = copy_in(&p, rec->key, rec->key_len);
+			m->rec.value = copy_in(&p, rec->value, rec->value_len);
+			if (rec->header_cnt) {
+				m->rec.headers = hp;
+				for (size_t x = 0; x < rec->header_cnt; x++, hp++) {
+					hp->key = copy_in(&p, rec->headers[x].key, rec->headers[x].key_len);
+					hp->key_len = rec->headers[x].key_len;
+					hp->value = copy_in(&p, rec->headers[x].value, rec->headers[x].value_len);
+					hp->value_len = rec->headers[x].value_len;
+				}
+			}
+			l->mq[l->mq_len++] = m;
+		}
+		if (moved)
+			push_comp(w, r->c, 0, moved, COMP_MIGRATED);
+		unpin(w, r->c);
+	}
+	l->off = 0;
+	sp_ring_free_to(&l->rq, head); /* the ring slots are free */
+	atomic_fetch_add_explicit(&w->st.migrated, 1, memory_order_relaxed);
+}
+
+/* Peek up to limit records (and batch.max.bytes) from the lane's head into w->ptrs and
+ * w->refs. Returns how many. */
+uint32_t sp_lane_build_batch(sp_worker_t *w, sp_lane_t *l, uint32_t limit)
+{
+	w->bytes_full = false;
+	sp_engine_t *e = w->e;
+	uint32_t n = 0;
+	uint64_t bytes = 0;
+	for (uint32_t q = l->mq_off; q < l->mq_len && n < limit; q++) {
+		sp_mrec_t *m = l->mq[q];
+		uint64_t rb = m->rec.key_len + m->rec.value_len;
+		if (n > 0 && bytes + rb > e->batch_max_bytes) {
+			w->bytes_full = true;
+			return n;
+		}
+		bytes += rb;
+		w->ptrs[n] = &m->rec;
+		w->refs[n] = (sp_bref_t){m->c, 0, m};
+		n++;
+	}
+	uint32_t head = sp_ring_cons_end(&l->rq);
+	uint32_t t = sp_ring_cons_next(&l->rq);
+	uint32_t off = l->off;
+	while (n < limit && t != head) {
+		sp_run_t *r = &l->ring[t & (SP_LANE_RING - 1)];
+		for (; off < r->len && n < limit; off++) {
+			uint32_t ord = r->begin + off;
+			const spate_record_t *rec = &r->c->pub.recs[r->c->order[ord]];
+			uint64_t rb = rec->key_len + rec->value_len;
+			if (n > 0 && bytes + rb > e->batch_max_bytes) {
+				w->bytes_full = true;
+				return n;
+			}
+			bytes += rb;
+			w->ptrs[n] = rec;
+			w->refs[n] = (sp_bref_t){r->c, ord, NULL};
+			n++;
+		}
+		if (off == r->len) {
+			t++;
+			off = 0;
+		}
+	}
+	return n;
+}
