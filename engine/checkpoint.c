@@ -21,7 +21,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static int save_dirty(sp_engine_t *e, char *err, size_t sz)
 {
@@ -72,7 +71,8 @@ int sp_checkpoint_maybe_flush(sp_engine_t *e, bool force)
 	e->last_flush_ms = now;
 	if (rc == SPATE_ERR_BUSY) {
 		if (!atomic_load_explicit(&e->store_hold, memory_order_relaxed))
-			sp_msg(e, SP_MSG_INFO, "checkpoint store: %s; no new handler batches until it takes a checkpoint",
+			sp_msg(e, SP_MSG_INFO,
+			       "checkpoint store: %s; no new handler batches until it takes a checkpoint",
 			       err);
 		else
 			sp_msg(e, SP_MSG_DEBUG, "checkpoint store: %s (deferred)", err);
@@ -85,7 +85,8 @@ int sp_checkpoint_maybe_flush(sp_engine_t *e, bool force)
 	}
 	if (rc) {
 		uint64_t n = atomic_fetch_add_explicit(&e->store_errors, 1, memory_order_relaxed) + 1;
-		sp_msg(e, SP_MSG_ERROR, "checkpoint store: %s (will retry; %" PRIu64 " failures so far)", err, n);
+		sp_msg(e, SP_MSG_ERROR, "checkpoint store: %s (will retry; %" PRIu64 " failures so far)", err,
+		       n);
 		return rc;
 	}
 	e->done_since_flush = 0;
@@ -108,7 +109,8 @@ static int start_one(sp_engine_t *e, sp_part_t *p, bool *resolved_out, char *err
 			return rc;
 		p->eng->ckpt = p->eng->saved = ck;
 		char b[80];
-		sp_msg(e, SP_MSG_DEBUG, "%s: resuming after checkpoint %s", p->pub.name, sp_ckpt_fmt(&ck, b, sizeof(b)));
+		sp_msg(e, SP_MSG_DEBUG, "%s: resuming after checkpoint %s", p->pub.name,
+		       sp_ckpt_fmt(&ck, b, sizeof(b)));
 	} else {
 		sp_ckpt_t resolved = {.beginning = true};
 		if ((rc = e->src.ops->seek(&e->src, p, NULL, &resolved, err, sz)))
@@ -150,7 +152,7 @@ int sp_engine_partition_start(sp_engine_t *e, sp_part_t *p, char *err, size_t sz
 /* p's release ends: save its checkpoint of what is DONE (unless lost), forget it (never
  * checkpointed again, late results discarded, what its lanes still hold dropped) and tell
  * the source. Returns whether the checkpoint was saved. */
-static bool release_finish(sp_engine_t *e, sp_part_t *p, bool lost, char *err, size_t sz, int *rc_out)
+static bool release_finish(sp_engine_t *e, sp_part_t *p, bool lost, char *err, size_t sz)
 {
 	struct sp_part_eng *pe = p->eng;
 	int rc = SPATE_OK;
@@ -165,13 +167,18 @@ static bool release_finish(sp_engine_t *e, sp_part_t *p, bool lost, char *err, s
 				pe->dirty = false;
 			} else {
 				saved = false;
-				sp_msg(e, SP_MSG_ERROR, "%s: released without its last checkpoint: %s (the new owner "
-				       "handles again what came after the previous one)", p->pub.name, err);
+				/* a store that is busy (a group that rebalances again) is no failure */
+				sp_msg(e, rc == SPATE_ERR_BUSY ? SP_MSG_INFO : SP_MSG_ERROR,
+				       "%s: released without its last checkpoint: %s (the new owner "
+				       "handles again what came after the previous one)",
+				       p->pub.name, err);
 			}
 		}
 		if (pe->fifo_head)
-			sp_msg(e, SP_MSG_WARN, "%s: released with records still in flight; their results are "
-			       "discarded (the new owner handles them again)", p->pub.name);
+			sp_msg(e, SP_MSG_WARN,
+			       "%s: released with records still in flight; their results are "
+			       "discarded (the new owner handles them again)",
+			       p->pub.name);
 	}
 	pe->releasing = false;
 	pe->revoked = true; /* never checkpointed again; late results are discarded */
@@ -181,30 +188,7 @@ static bool release_finish(sp_engine_t *e, sp_part_t *p, bool lost, char *err, s
 	e->nrevoked++;
 	if (pe->lanes)
 		sp_lanes_release(e, p); /* what is still in flight is dropped, not handled */
-	if (rc_out)
-		*rc_out = rc;
 	return saved;
-}
-
-int sp_engine_partition_revoke(sp_engine_t *e, sp_part_t *p, int64_t timeout_ms, bool lost, char *err,
-                               size_t sz)
-{
-	struct sp_part_eng *pe = p->eng;
-	/* chunks of p not yet dispatched are dropped: their records were never handled */
-	sp_flow_drop_held(e, p);
-	if (!lost && pe->started) {
-		/* let its in-flight batches finish, then checkpoint what is DONE */
-		int64_t deadline = sp_now_ms() + timeout_ms;
-		while (pe->fifo_head && sp_now_ms() < deadline) {
-			if (!sp_tracker_drain(e)) {
-				struct timespec ts = {0, 1000000};
-				nanosleep(&ts, NULL);
-			}
-		}
-	}
-	int rc;
-	release_finish(e, p, lost, err, sz, &rc);
-	return rc;
 }
 
 int sp_engine_partition_release(sp_engine_t *e, sp_part_t *p, int64_t timeout_ms, bool lost)
@@ -220,7 +204,7 @@ int sp_engine_partition_release(sp_engine_t *e, sp_part_t *p, int64_t timeout_ms
 	e->nreleasing++;
 	if (pe->release_lost && pe->lanes)
 		sp_lanes_release(e, p); /* nothing of it may be committed: stop handling it now */
-	if (!e->running) /* no loop will come: the engine is not running (or done) */
+	if (!e->running)                /* no loop will come: the engine is not running (or done) */
 		sp_engine_releases(e, true);
 	else
 		sp_engine_wake(e);
@@ -242,7 +226,7 @@ void sp_engine_releases(sp_engine_t *e, bool now)
 		    !atomic_load_explicit(&e->store_hold, memory_order_relaxed))
 			continue; /* records still in flight (a lost partition's are being dropped) */
 		char err[512];
-		bool saved = release_finish(e, p, pe->release_lost, err, sizeof(err), NULL);
+		bool saved = release_finish(e, p, pe->release_lost, err, sizeof(err));
 		e->nreleasing--;
 		sp_msg(e, SP_MSG_DEBUG, "%s: released (%s)", p->pub.name,
 		       saved ? "checkpoint saved" : "nothing committed");

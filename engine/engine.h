@@ -610,10 +610,6 @@ int sp_checkpoint_load_and_seek(sp_engine_t *e, char *errstr, size_t size);
  *  passed; all of them when now), saving their checkpoints and telling the source.
  *  @locality the engine thread, on its loop. */
 void sp_engine_releases(sp_engine_t *e, bool now);
-/** The synchronous release (waits up to timeout_ms on the engine thread): no plugin uses
- *  it any more (sources call sp_engine_partition_release); to be removed. */
-int sp_engine_partition_revoke(sp_engine_t *e, sp_part_t *p, int64_t timeout_ms, bool lost, char *errstr,
-                               size_t size);
 /** Free revoked partitions nothing refers to any more (no chunk in flight, lanes quiet).
  *  @locality the engine thread. */
 void sp_engine_reap(sp_engine_t *e);
