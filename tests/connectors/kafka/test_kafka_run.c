@@ -52,7 +52,7 @@ static void produce_cli(const char *bs, const char *topic, int n)
 	snprintf(a_n, sizeof(a_n), "%d", n);
 	snprintf(a_bs, sizeof(a_bs), "kafka.bootstrap.servers=%s", bs);
 	char *const argv[] = {(char *)t_spate_cli(), "produce", "--kafka", (char *)topic, "--gen", "bytes",
-	                      "--records", a_n, "-X", a_bs, NULL};
+	                      "--records",           a_n,       "-X",      a_bs,          NULL};
 	char *out = NULL, *err = NULL;
 	int st = t_run(argv, &out, &err);
 	cr_assert_eq(st, 0, "spate produce --kafka %s: status %d: %s", topic, st, err);
@@ -200,7 +200,8 @@ Test(kafka_source, a_member_that_ends_before_its_first_assignment_exits_0, .time
 }
 
 /* the same with kafka.log_level=3: librdkafka's own log level changes nothing */
-Test(kafka_source, a_member_that_ends_before_its_first_assignment_exits_0_with_kafka_log_level_3, .timeout = 300)
+Test(kafka_source, a_member_that_ends_before_its_first_assignment_exits_0_with_kafka_log_level_3,
+     .timeout = 300)
 {
 	g_kafka_log_level = "3";
 	a_member_that_ends_before_its_first_assignment_exits_0_run();
@@ -220,14 +221,15 @@ static int sigterm_in_syncgroup(const char *dir, const char *topic, const char *
 	const char *bs = t_kafka_bootstrap(k);
 	produce_cli(bs, topic, RUN_RECORDS);
 	t_kafka_ok(k, "delay SyncGroup all %d %d", delay_ms, count);
-	/* the cgrp debug lines show when it is in its SyncGroup */
-	const char *args[] = {"log.level=debug", "kafka.debug=cgrp", NULL};
+	/* the source's own debug line of each cgrp.join_state librdkafka's statistics report
+	 * shows when it is in its SyncGroup (statistics every 100 ms, so that the report comes
+	 * early in the SyncGroup's delay) */
+	const char *args[] = {"log.level=debug", "kafka.statistics.interval.ms=100", NULL};
 	pid_t m = spawn_run(bs, dir, "m", topic, group, args);
 	bool syncing = false;
 	for (int64_t deadline = sp_now_ms() + JOIN_BOUND_MS; !syncing && sp_now_ms() < deadline;) {
 		t_sleep_ms(POLL_MS);
-		syncing = file_has(dir, "m.err", "changed join state wait-metadata -> wait-sync") ||
-		          file_has(dir, "m.err", "changed join state wait-join -> wait-sync");
+		syncing = file_has(dir, "m.err", "cgrp.join_state wait-sync");
 		if (waitpid(m, NULL, WNOHANG) == m) {
 			kt_print_tail(dir, "m.err");
 			cr_assert_fail("the member exited before it joined");
@@ -239,7 +241,9 @@ static int sigterm_in_syncgroup(const char *dir, const char *topic, const char *
 		kt_print_tail(dir, "m.err");
 		cr_assert_fail("the member did not reach its SyncGroup within %d ms", JOIN_BOUND_MS);
 	}
-	bool assigned = file_has(dir, "m.err", "-> wait-assign-call");
+	bool assigned = file_has(dir, "m.err", "assigned, starting at offset") ||
+	                file_has(dir, "m.err", "cgrp.join_state wait-assign-call") ||
+	                file_has(dir, "m.err", "cgrp.join_state steady");
 	kill(m, SIGTERM);
 	cr_log_info("SIGTERM in the SyncGroup (first assignment already there: %s)", assigned ? "yes" : "no");
 	cr_assert(!assigned, "the first assignment came before the signal: the SyncGroup was not held back");
@@ -292,7 +296,8 @@ Test(kafka_source, a_member_without_an_assignment_after_the_session_timeout_exit
 }
 
 /* the same with kafka.log_level=3: librdkafka's own log level changes nothing */
-Test(kafka_source, a_member_without_an_assignment_after_the_session_timeout_exits_0_with_kafka_log_level_3, .timeout = 300)
+Test(kafka_source, a_member_without_an_assignment_after_the_session_timeout_exits_0_with_kafka_log_level_3,
+     .timeout = 300)
 {
 	g_kafka_log_level = "3";
 	a_member_without_an_assignment_after_the_session_timeout_exits_0_run();
@@ -357,20 +362,23 @@ Test(kafka_source, a_start_retention_passed_is_an_error_with_store_file, .timeou
 	rd_kafka_destroy(pr);
 	char perr[256];
 	rd_kafka_conf_t *pc = rd_kafka_conf_new();
-	cr_assert_eq(rd_kafka_conf_set(pc, "bootstrap.servers", bs, perr, sizeof(perr)), RD_KAFKA_CONF_OK, "%s", perr);
-	cr_assert_eq(rd_kafka_conf_set(pc, "linger.ms", "5", perr, sizeof(perr)), RD_KAFKA_CONF_OK, "%s", perr);
+	cr_assert_eq(rd_kafka_conf_set(pc, "bootstrap.servers", bs, perr, sizeof(perr)), RD_KAFKA_CONF_OK,
+	             "%s", perr);
+	cr_assert_eq(rd_kafka_conf_set(pc, "linger.ms", "5", perr, sizeof(perr)), RD_KAFKA_CONF_OK, "%s",
+	             perr);
 	pr = rd_kafka_new(RD_KAFKA_PRODUCER, pc, perr, sizeof(perr));
 	cr_assert_not_null(pr, "%s", perr);
 	static char val[1000];
 	memset(val, 'x', sizeof(val) - 1);
 	for (int i = 0; i < 8000; i++)
 		while (rd_kafka_producev(pr, RD_KAFKA_V_TOPIC("r15"), RD_KAFKA_V_PARTITION(0),
-		                         RD_KAFKA_V_VALUE(val, sizeof(val) - 1), RD_KAFKA_V_END) ==
-		       RD_KAFKA_RESP_ERR__QUEUE_FULL)
+		                         RD_KAFKA_V_VALUE(val, sizeof(val) - 1),
+		                         RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
 			rd_kafka_poll(pr, 10);
 	cr_assert_eq(rd_kafka_flush(pr, 60000), RD_KAFKA_RESP_ERR_NO_ERROR);
 	int64_t lo = -1, hi = -1;
-	cr_assert_eq(rd_kafka_query_watermark_offsets(pr, "r15", 0, &lo, &hi, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+	cr_assert_eq(rd_kafka_query_watermark_offsets(pr, "r15", 0, &lo, &hi, 10000),
+	             RD_KAFKA_RESP_ERR_NO_ERROR);
 	rd_kafka_destroy(pr);
 	cr_assert_gt(lo, 0, "retention did not move the log start (low %lld, high %lld)", (long long)lo,
 	             (long long)hi);
@@ -381,7 +389,8 @@ Test(kafka_source, a_start_retention_passed_is_an_error_with_store_file, .timeou
 	cr_assert_neq(st, 0, "the rerun exited 0 past a deleted range");
 	cr_assert_neq(st, -1, "the rerun did not end");
 	char range[96];
-	snprintf(range, sizeof(range), "offsets 0..%lld were deleted before they were handled", (long long)lo - 1);
+	snprintf(range, sizeof(range), "offsets 0..%lld were deleted before they were handled",
+	         (long long)lo - 1);
 	cr_assert(file_has(dir, "m2.err", "kafka/r15/0"), "the error does not name the partition");
 	cr_assert(file_has(dir, "m2.err", range), "the error does not name the range (%s)", range);
 	cr_assert(file_has(dir, "m2.err", "spate checkpoint reset"), "the error does not name the way out");
