@@ -225,21 +225,7 @@ static void wake_engine_if_sleeping(sp_worker_t *w)
 		sp_engine_wake(w->e);
 }
 
-
-
-
-
-
-
-
 /* ---- batches ---------------------------------------------------------------------- */
-
-
-
-
-
-
-
 
 static void first_record(sp_engine_t *e)
 {
@@ -248,7 +234,6 @@ static void first_record(sp_engine_t *e)
 		atomic_compare_exchange_strong(&e->first_ns, &zero, sp_now_ns());
 	}
 }
-
 
 /* Run one batch of the lane. Returns false when the lane should be released (empty,
  * parked, or stopping). */
@@ -353,11 +338,13 @@ static bool run_batch(sp_worker_t *w, sp_lane_t *l)
 			       e->h.name ? e->h.name : "(unnamed)", res, SPATE_HANDLER_OK, SPATE_HANDLER_FAIL,
 			       SPATE_HANDLER_ITEM_FAILURES);
 		if (!b.err[0])
-			snprintf(b.err, sizeof(b.err), "handler returned %d (not a spate_handler_res_t)", res);
+			snprintf(b.err, sizeof(b.err), "handler returned %d (not a spate_handler_res_t)",
+			         res);
 		res = SPATE_HANDLER_FAIL;
 	}
 	bool items = e->item_failures && b.nfailed > 0 && res != SPATE_HANDLER_FAIL;
-	bool whole = !items && (res == SPATE_HANDLER_FAIL || (res == SPATE_HANDLER_ITEM_FAILURES && b.nfailed));
+	bool whole =
+	    !items && (res == SPATE_HANDLER_FAIL || (res == SPATE_HANDLER_ITEM_FAILURES && b.nfailed));
 	if (w->nem) {
 		/* what the handler emitted for the origins that succeeded reaches its sinks
 		 * before they are DONE; a sink that fails fails the batch */
@@ -414,8 +401,8 @@ static bool set_instance(sp_worker_t *w, bool up)
 	pthread_mutex_lock(&e->mu);
 	if (rc != SPATE_OK) {
 		if (!atomic_load_explicit(&e->init_failed, memory_order_relaxed)) /* under mu */
-			snprintf(e->init_err, sizeof(e->init_err), "handler: init failed on worker %d: %s", w->id,
-			         spate_err2str(rc));
+			snprintf(e->init_err, sizeof(e->init_err), "handler: init failed on worker %d: %s",
+			         w->id, spate_err2str(rc));
 		atomic_store_explicit(&e->init_failed, 1, memory_order_release); /* publishes init_err */
 		sp_engine_wake(e);
 		return false;

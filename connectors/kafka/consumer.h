@@ -66,22 +66,22 @@ typedef struct kpart {
 	char *topic;
 	int32_t partition;
 	rd_kafka_topic_t *rkt; /* a reference kept, so messages are matched by pointer */
-	sp_part_t *p;       /* the engine's partition while assigned, else NULL */
-	int64_t next;       /* next offset expected (offsets below it are stale) */
-	int64_t low;        /* log start seen at seek */
-	int64_t committed;  /* committed offset fetched at assignment (-1 none) */
-	bool has_committed; /* committed is valid (cleared when used) */
-	int64_t loaded;     /* what load() returned from the group (-1 none) */
-	int64_t acked;      /* store=kafka: the group's committed offset as this consumer last
-	                     * read or committed it (-1 none) */
-	int64_t eof;        /* the last PARTITION_EOF offset (the end the consumer can read:
-	                     * the last stable offset under read_committed), -1 none */
-	int64_t eof_hi;     /* ... and the high watermark then */
-	bool has_end;       /* stop.at.end: an end was noted at open */
-	int64_t end;        /* ... the high watermark / last stable offset then */
-	bool at_end;        /* the group's committed offset reached end (or it was empty) */
-	bool paused;        /* fetching paused because the engine paused p (p->paused) */
-	bool releasing;     /* revoked: p is being released; nothing more of it is handed out */
+	sp_part_t *p;          /* the engine's partition while assigned, else NULL */
+	int64_t next;          /* next offset expected (offsets below it are stale) */
+	int64_t low;           /* log start seen at seek */
+	int64_t committed;     /* committed offset fetched at assignment (-1 none) */
+	bool has_committed;    /* committed is valid (cleared when used) */
+	int64_t loaded;        /* what load() returned from the group (-1 none) */
+	int64_t acked;         /* store=kafka: the group's committed offset as this consumer last
+	                        * read or committed it (-1 none) */
+	int64_t eof;           /* the last PARTITION_EOF offset (the end the consumer can read:
+	                        * the last stable offset under read_committed), -1 none */
+	int64_t eof_hi;        /* ... and the high watermark then */
+	bool has_end;          /* stop.at.end: an end was noted at open */
+	int64_t end;           /* ... the high watermark / last stable offset then */
+	bool at_end;           /* the group's committed offset reached end (or it was empty) */
+	bool paused;           /* fetching paused because the engine paused p (p->paused) */
+	bool releasing;        /* revoked: p is being released; nothing more of it is handed out */
 	struct kpart *hnext;
 } kpart_t;
 
@@ -107,12 +107,12 @@ typedef struct ksrc {
 	/* librdkafka's prefetch as configured: queued.max.messages.kbytes (bytes),
 	 * queued.min.messages, fetch.max.bytes, max.partition.fetch.bytes */
 	uint64_t prefetch_bytes, prefetch_msgs, fetch_max_bytes, part_fetch_bytes;
-	bool paused;         /* every assigned partition is paused */
-	bool subscribed;     /* rd_kafka_subscribe succeeded: the consumer joins its group */
-	bool assigned_once;  /* a first assignment arrived (even an empty one) */
-	bool closing;        /* closing: assignments make no engine partitions */
+	bool paused;        /* every assigned partition is paused */
+	bool subscribed;    /* rd_kafka_subscribe succeeded: the consumer joins its group */
+	bool assigned_once; /* a first assignment arrived (even an empty one) */
+	bool closing;       /* closing: assignments make no engine partitions */
 	bool stop_at_end, ended;
-	bool store_on;       /* store=kafka uses this consumer */
+	bool store_on; /* store=kafka uses this consumer */
 	/* store=kafka's commits: answers come on commit_q; pending is the commit whose answer
 	 * has not come yet (sent at pending_ms), NULL when none */
 	rd_kafka_queue_t *commit_q;
@@ -123,11 +123,11 @@ typedef struct ksrc {
 	 * thread). Commits outside a rebalance wait while the state is not "steady", because
 	 * an OffsetCommit racing a rejoin fails with ILLEGAL_GENERATION and librdkafka then
 	 * drops the whole assignment as lost (librdkafka issue #4059). */
-	bool stats_seen;        /* a report with a cgrp object came */
-	bool steady;            /* ... and its join_state was "steady" */
-	bool join_answered;     /* a report showed a join_state past wait-join: a JoinGroup
-	                         * was answered (librdkafka issue #4312, see sp_kafka_close) */
-	int rebalance_cnt;      /* cgrp.rebalance_cnt of the last report */
+	bool stats_seen;    /* a report with a cgrp object came */
+	bool steady;        /* ... and its join_state was "steady" */
+	bool join_answered; /* a report showed a join_state past wait-join: a JoinGroup
+	                     * was answered (librdkafka issue #4312, see sp_kafka_close) */
+	int rebalance_cnt;  /* cgrp.rebalance_cnt of the last report */
 	/* JoinGroup requests this consumer sent (librdkafka's on_request_sent interceptor, on
 	 * a broker thread): the statistics show a rejoin up to statistics.interval.ms late,
 	 * and a commit sent after the member's own JoinGroup waits behind it at the
@@ -135,18 +135,18 @@ typedef struct ksrc {
 	 * joins_seen is the count at the last rebalance callback (a join round ended) */
 	_Atomic unsigned joins_sent;
 	unsigned joins_seen;
-	char join_state[32];    /* cgrp.join_state of the last report ("" none) */
-	int64_t stats_ms;       /* statistics.interval.ms as librdkafka took it (0: off) */
+	char join_state[32]; /* cgrp.join_state of the last report ("" none) */
+	int64_t stats_ms;    /* statistics.interval.ms as librdkafka took it (0: off) */
 	/* A revoke being released: librdkafka waits in its join_state wait-unassign-call
 	 * until the source unassigns; the source does that once the engine has released
 	 * every partition of it (sp_engine_partition_release, released()). */
 	rd_kafka_topic_partition_list_t *revoking; /* its partitions, or NULL */
-	int releasing;          /* of them, the engine has not released this many yet */
-	bool bug_4312;          /* the installed librdkafka has it, and the assignor may be
-	                         * cooperative-sticky */
-	_Atomic bool detached;  /* the handle was left to the process exit: callbacks return */
-	int64_t session_ms;     /* session.timeout.ms as librdkafka took it */
-	bool in_rebalance;   /* inside the rebalance callback (commits there are valid) */
+	int releasing;                             /* of them, the engine has not released this many yet */
+	bool bug_4312;                             /* the installed librdkafka has it, and the assignor may be
+	                                            * cooperative-sticky */
+	_Atomic bool detached; /* the handle was left to the process exit: callbacks return */
+	int64_t session_ms;    /* session.timeout.ms as librdkafka took it */
+	bool in_rebalance;     /* inside the rebalance callback (commits there are valid) */
 	/* the store is not the group (store=file:...): it keeps checkpoints for a single
 	 * consumer, so another member in the group is an error */
 	const char *foreign_store;
@@ -154,7 +154,7 @@ typedef struct ksrc {
 	 * by what this consumer hands over, so another member is an error too */
 	bool no_store;
 	const char *group, *topics;
-	int total_parts;     /* partitions of the subscribed topics (0: not read yet) */
+	int total_parts;          /* partitions of the subscribed topics (0: not read yet) */
 	int64_t partial_since_ms; /* a single consumer: assigned fewer than all since (0: not) */
 	int64_t partial_grace_ms; /* ... refused after this (twice session.timeout.ms) */
 	int64_t last_poll_ms, last_ended_check_ms;
@@ -191,7 +191,8 @@ void sp_kafka_stash_clear(ksrc_t *x);
 /** Free the stash and poll()'s scratch. */
 void sp_kafka_stash_free(ksrc_t *x);
 /** The source's poll(). */
-int sp_kafka_poll(sp_source_t *s, sp_chunk_t **out, int max, uint64_t budget_bytes, char *errstr, size_t size);
+int sp_kafka_poll(sp_source_t *s, sp_chunk_t **out, int max, uint64_t budget_bytes, char *errstr,
+                  size_t size);
 
 /* ---- group.c ---- */
 /** librdkafka's callbacks (opaque: the ksrc_t). The rebalance and stats callbacks are
@@ -203,8 +204,8 @@ void sp_kafka_on_log(const rd_kafka_t *rk, int level, const char *fac, const cha
 int sp_kafka_on_stats(rd_kafka_t *rk, char *json, size_t json_len, void *opaque);
 /** The on_new interceptor (ic_opaque: the ksrc_t): adds the on_request_sent one that
  *  counts JoinGroup requests. */
-rd_kafka_resp_err_t sp_kafka_on_new(rd_kafka_t *rk, const rd_kafka_conf_t *conf, void *ic_opaque, char *errstr,
-                                    size_t errstr_size);
+rd_kafka_resp_err_t sp_kafka_on_new(rd_kafka_t *rk, const rd_kafka_conf_t *conf, void *ic_opaque,
+                                    char *errstr, size_t errstr_size);
 /** The source's released(): partition p of a revoke is released; once every partition
  *  of the revoke is, the source unassigns them. */
 void sp_kafka_released(sp_source_t *s, sp_part_t *p, bool saved);

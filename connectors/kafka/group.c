@@ -104,19 +104,22 @@ void sp_kafka_check_single_member(ksrc_t *x, const char *why)
 	}
 	char what[160];
 	if (!why)
-		snprintf(what, sizeof(what), "this consumer has held %d of the %d partitions for %" PRId64 " ms", held,
-		         total, x->partial_grace_ms);
+		snprintf(what, sizeof(what),
+		         "this consumer has held %d of the %d partitions for %" PRId64 " ms", held, total,
+		         x->partial_grace_ms);
 	if (x->foreign_store)
 		sp_kafka_set_fatal(x, SPATE_ERR_INVALID,
-		          "store=%s keeps checkpoints for a single consumer, but group.id \"%s\" has another member (%s); "
-		          "use store=kafka (the default for source=kafka) to share the topics %s",
-		          x->foreign_store, x->group, why ? why : what, x->topics);
+		                   "store=%s keeps checkpoints for a single consumer, but group.id \"%s\" "
+		                   "has another member (%s); "
+		                   "use store=kafka (the default for source=kafka) to share the topics %s",
+		                   x->foreign_store, x->group, why ? why : what, x->topics);
 	else
-		sp_kafka_set_fatal(x, SPATE_ERR_INVALID,
-		          "stop.at.end with no store (store= empty) ends once this consumer has handled every "
-		          "partition to its end, but group.id \"%s\" has another member (%s); use store=kafka (the "
-		          "default for source=kafka) to share the topics %s",
-		          x->group, why ? why : what, x->topics);
+		sp_kafka_set_fatal(
+		    x, SPATE_ERR_INVALID,
+		    "stop.at.end with no store (store= empty) ends once this consumer has handled every "
+		    "partition to its end, but group.id \"%s\" has another member (%s); use store=kafka (the "
+		    "default for source=kafka) to share the topics %s",
+		    x->group, why ? why : what, x->topics);
 }
 
 static void on_assign(ksrc_t *x, rd_kafka_topic_partition_list_t *parts)
@@ -142,7 +145,8 @@ static void on_assign(ksrc_t *x, rd_kafka_topic_partition_list_t *parts)
 		kpart_t *k = sp_kafka_kp_get(x, topic, part);
 		sp_part_t *p = k ? sp_engine_add_partition(x->eng, KSRC_NAME, topic, part, NULL) : NULL;
 		if (!p) {
-			sp_kafka_set_fatal(x, SPATE_ERR_NOMEM, "kafka/%s/%" PRId32 ": out of memory on assignment", topic, part);
+			sp_kafka_set_fatal(x, SPATE_ERR_NOMEM,
+			                   "kafka/%s/%" PRId32 ": out of memory on assignment", topic, part);
 			break;
 		}
 		p->src_ctx = k;
@@ -164,7 +168,8 @@ static void on_assign(ksrc_t *x, rd_kafka_topic_partition_list_t *parts)
 			break;
 		}
 		rd_kafka_topic_partition_list_add(go, topic, part)->offset = k->next;
-		sp_msg(x->eng, SP_MSG_DEBUG, "%s: assigned, starting at offset %" PRId64, p->pub.name, k->next);
+		sp_msg(x->eng, SP_MSG_DEBUG, "%s: assigned, starting at offset %" PRId64, p->pub.name,
+		       k->next);
 	}
 	rd_kafka_error_t *e = NULL;
 	rd_kafka_resp_err_t re = RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -173,7 +178,8 @@ static void on_assign(ksrc_t *x, rd_kafka_topic_partition_list_t *parts)
 	else
 		re = rd_kafka_assign(x->rk, go);
 	if (e) {
-		sp_kafka_set_fatal(x, SPATE_ERR_SOURCE, "kafka: incremental assign: %s", rd_kafka_error_string(e));
+		sp_kafka_set_fatal(x, SPATE_ERR_SOURCE, "kafka: incremental assign: %s",
+		                   rd_kafka_error_string(e));
 		rd_kafka_error_destroy(e);
 	} else if (re) {
 		sp_kafka_set_fatal(x, SPATE_ERR_SOURCE, "kafka: assign: %s", rd_kafka_err2str(re));
@@ -200,8 +206,8 @@ static void finish_revoke(ksrc_t *x)
 	if (cooperative(x)) {
 		rd_kafka_error_t *e = rd_kafka_incremental_unassign(x->rk, parts);
 		if (e) {
-			sp_msg(x->eng, SP_MSG_WARN, "kafka: incremental unassign of %d partitions: %s", parts->cnt,
-			       rd_kafka_error_string(e));
+			sp_msg(x->eng, SP_MSG_WARN, "kafka: incremental unassign of %d partitions: %s",
+			       parts->cnt, rd_kafka_error_string(e));
 			rd_kafka_error_destroy(e);
 		}
 	} else {
@@ -222,9 +228,11 @@ static void on_revoke(ksrc_t *x, rd_kafka_topic_partition_list_t *parts)
 	bool lost = rd_kafka_assignment_lost(x->rk);
 	if (x->revoking) {
 		/* librdkafka calls once per rebalance and waits for the unassign: not expected */
-		sp_msg(x->eng, SP_MSG_WARN, "kafka: a revoke while another is being released; unassigning that one now");
+		sp_msg(x->eng, SP_MSG_WARN,
+		       "kafka: a revoke while another is being released; unassigning that one now");
 		for (int i = 0; i < x->revoking->cnt; i++) {
-			kpart_t *k = sp_kafka_kp_find(x, x->revoking->elems[i].topic, x->revoking->elems[i].partition);
+			kpart_t *k =
+			    sp_kafka_kp_find(x, x->revoking->elems[i].topic, x->revoking->elems[i].partition);
 			if (k && k->releasing) {
 				k->releasing = false;
 				k->p = NULL;
@@ -244,7 +252,8 @@ static void on_revoke(ksrc_t *x, rd_kafka_topic_partition_list_t *parts)
 			k->p = NULL;
 			continue;
 		}
-		sp_msg(x->eng, SP_MSG_DEBUG, "%s: revoked%s; releasing it", k->p->pub.name, lost ? " (lost)" : "");
+		sp_msg(x->eng, SP_MSG_DEBUG, "%s: revoked%s; releasing it", k->p->pub.name,
+		       lost ? " (lost)" : "");
 		k->releasing = true;
 		x->releasing++;
 		sp_engine_partition_release(x->eng, k->p, x->revoke_ms, lost);
@@ -267,8 +276,10 @@ void sp_kafka_released(sp_source_t *s, sp_part_t *p, bool saved)
 		return;
 	k->releasing = false;
 	if (!saved)
-		sp_msg(x->eng, SP_MSG_INFO, "%s: released without a checkpoint; its new owner handles the records after "
-		       "the last committed offset again", p->pub.name);
+		sp_msg(x->eng, SP_MSG_INFO,
+		       "%s: released without a checkpoint; its new owner handles the records after "
+		       "the last committed offset again",
+		       p->pub.name);
 	if (x->revoking && --x->releasing == 0)
 		finish_revoke(x);
 }
@@ -285,7 +296,8 @@ static void assign_closing(ksrc_t *x, rd_kafka_topic_partition_list_t *parts)
 	}
 	rd_kafka_error_t *e = rd_kafka_incremental_assign(x->rk, parts);
 	if (e) {
-		sp_msg(x->eng, SP_MSG_DEBUG, "kafka: incremental assign while closing: %s", rd_kafka_error_string(e));
+		sp_msg(x->eng, SP_MSG_DEBUG, "kafka: incremental assign while closing: %s",
+		       rd_kafka_error_string(e));
 		rd_kafka_error_destroy(e);
 	}
 }
@@ -325,7 +337,8 @@ void sp_kafka_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque
 		char why[512];
 		rd_kafka_resp_err_t f = rd_kafka_fatal_error(rk, why, sizeof(why));
 		sp_kafka_redact(&x->secrets, why, clean, sizeof(clean));
-		sp_kafka_set_fatal(x, SPATE_ERR_SOURCE, "kafka: fatal consumer error: %s: %s", rd_kafka_err2name(f), clean);
+		sp_kafka_set_fatal(x, SPATE_ERR_SOURCE, "kafka: fatal consumer error: %s: %s",
+		                   rd_kafka_err2name(f), clean);
 		return;
 	}
 	sp_msg(x->eng, SP_MSG_WARN, "kafka: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), clean);
@@ -348,19 +361,20 @@ void sp_kafka_on_log(const rd_kafka_t *rk, int level, const char *fac, const cha
 
 /* Counts the JoinGroup requests written to the coordinator. @locality a broker thread:
  * no librdkafka call, nothing that blocks. */
-static rd_kafka_resp_err_t on_request_sent(rd_kafka_t *rk, int sockfd, const char *brokername, int32_t brokerid,
-                                           int16_t api_key, int16_t api_version, int32_t corr_id, size_t size,
-                                           void *ic_opaque)
+static rd_kafka_resp_err_t on_request_sent(rd_kafka_t *rk, int sockfd, const char *brokername,
+                                           int32_t brokerid, int16_t api_key, int16_t api_version,
+                                           int32_t corr_id, size_t size, void *ic_opaque)
 {
-	(void)rk, (void)sockfd, (void)brokername, (void)brokerid, (void)api_version, (void)corr_id, (void)size;
+	(void)rk, (void)sockfd, (void)brokername, (void)brokerid, (void)api_version, (void)corr_id,
+	    (void)size;
 	ksrc_t *x = ic_opaque;
 	if (api_key == KSRC_API_JOINGROUP)
 		atomic_fetch_add(&x->joins_sent, 1);
 	return RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
-rd_kafka_resp_err_t sp_kafka_on_new(rd_kafka_t *rk, const rd_kafka_conf_t *conf, void *ic_opaque, char *errstr,
-                                    size_t errstr_size)
+rd_kafka_resp_err_t sp_kafka_on_new(rd_kafka_t *rk, const rd_kafka_conf_t *conf, void *ic_opaque,
+                                    char *errstr, size_t errstr_size)
 {
 	(void)conf, (void)errstr, (void)errstr_size;
 	return rd_kafka_interceptor_add_on_request_sent(rk, KSRC_NAME "-source", on_request_sent, ic_opaque);
@@ -395,8 +409,9 @@ int sp_kafka_on_stats(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
 		x->join_answered = true;
 	x->rebalance_cnt = (int)json_integer_value(cnt);
 	if (strcmp(x->join_state, state))
-		sp_msg(x->eng, SP_MSG_DEBUG, "kafka: group \"%s\": cgrp.join_state %s (rebalance_cnt %d)%s", x->group, state,
-		       x->rebalance_cnt, was_steady && !x->steady ? ": commits wait for it to be steady" : "");
+		sp_msg(x->eng, SP_MSG_DEBUG, "kafka: group \"%s\": cgrp.join_state %s (rebalance_cnt %d)%s",
+		       x->group, state, x->rebalance_cnt,
+		       was_steady && !x->steady ? ": commits wait for it to be steady" : "");
 	snprintf(x->join_state, sizeof(x->join_state), "%s", state);
 	json_decref(root);
 	return 0; /* librdkafka frees json */
@@ -440,7 +455,8 @@ bool sp_kafka_ended(sp_source_t *s)
 	if (l->cnt) {
 		rd_kafka_resp_err_t e = rd_kafka_committed(x->rk, l, KSRC_REQUEST_MS);
 		if (e) {
-			sp_msg(x->eng, SP_MSG_DEBUG, "stop.at.end: reading the group's offsets: %s", rd_kafka_err2str(e));
+			sp_msg(x->eng, SP_MSG_DEBUG, "stop.at.end: reading the group's offsets: %s",
+			       rd_kafka_err2str(e));
 			done = false;
 		}
 		for (int i = 0; !e && i < l->cnt; i++) {
@@ -465,7 +481,8 @@ bool sp_kafka_has_bug_4312(ksrc_t *x)
 	/* only the sticky assignor keeps state (range and roundrobin have none to destroy) */
 	char v[256];
 	size_t n = sizeof(v);
-	if (rd_kafka_conf_get(rd_kafka_conf(x->rk), "partition.assignment.strategy", v, &n) != RD_KAFKA_CONF_OK)
+	if (rd_kafka_conf_get(rd_kafka_conf(x->rk), "partition.assignment.strategy", v, &n) !=
+	    RD_KAFKA_CONF_OK)
 		return true;
 	return strstr(v, "cooperative-sticky") != NULL;
 }
@@ -493,7 +510,8 @@ bool sp_kafka_close(ksrc_t *x)
 	if (x->revoking) {
 		/* the engine no longer releases anything: unassign what it still held */
 		for (int i = 0; i < x->revoking->cnt; i++) {
-			kpart_t *k = sp_kafka_kp_find(x, x->revoking->elems[i].topic, x->revoking->elems[i].partition);
+			kpart_t *k =
+			    sp_kafka_kp_find(x, x->revoking->elems[i].topic, x->revoking->elems[i].partition);
 			if (k && k->releasing) {
 				k->releasing = false;
 				k->p = NULL;
@@ -507,8 +525,10 @@ bool sp_kafka_close(ksrc_t *x)
 	bool wait = assignor_may_lack_state(x);
 	if (wait) {
 		sp_msg(x->eng, SP_MSG_INFO,
-		       "kafka: group \"%s\": closing before the first assignment; serving the group until it comes "
-		       "(at most session.timeout.ms=%" PRId64 "), because librdkafka %s aborts when it closes sooner "
+		       "kafka: group \"%s\": closing before the first assignment; serving the group until it "
+		       "comes "
+		       "(at most session.timeout.ms=%" PRId64
+		       "), because librdkafka %s aborts when it closes sooner "
 		       "(librdkafka issue #4312, fixed in 2.3.0)",
 		       x->group, x->session_ms, rd_kafka_version_str());
 		int64_t deadline = sp_now_ms() + x->session_ms;
@@ -524,11 +544,13 @@ bool sp_kafka_close(ksrc_t *x)
 		finish_revoke(x);
 	if (!wait || x->assigned_once)
 		return true;
-	sp_msg(x->eng, SP_MSG_WARN,
-	       "kafka: group \"%s\": no first assignment within session.timeout.ms=%" PRId64 "; the consumer has "
-	       "left the group, and its handle is left to the process exit, because librdkafka %s aborts when "
-	       "it is destroyed now (librdkafka issue #4312, fixed in 2.3.0)",
-	       x->group, x->session_ms, rd_kafka_version_str());
+	sp_msg(
+	    x->eng, SP_MSG_WARN,
+	    "kafka: group \"%s\": no first assignment within session.timeout.ms=%" PRId64
+	    "; the consumer has "
+	    "left the group, and its handle is left to the process exit, because librdkafka %s aborts when "
+	    "it is destroyed now (librdkafka issue #4312, fixed in 2.3.0)",
+	    x->group, x->session_ms, rd_kafka_version_str());
 	atomic_store(&x->detached, true);
 	return false;
 }

@@ -48,7 +48,8 @@ int sp_kafka_stash_push(ksrc_t *x, rd_kafka_message_t *m)
 		x->stash_head = x->stash_n = 0;
 	if (x->stash_n == x->stash_cap) {
 		if (x->stash_head) { /* compact first */
-			memmove(x->stash, x->stash + x->stash_head, sp_kafka_stash_len(x) * sizeof(*x->stash));
+			memmove(x->stash, x->stash + x->stash_head,
+			        sp_kafka_stash_len(x) * sizeof(*x->stash));
 			x->stash_n -= x->stash_head;
 			x->stash_head = 0;
 		}
@@ -127,23 +128,26 @@ static int msg_error(ksrc_t *x, rd_kafka_message_t *m, char *errstr, size_t size
 	const char *topic = m->rkt ? rd_kafka_topic_name(m->rkt) : "?";
 	if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
 		return SPATE_OK;
-	if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET || m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE) {
+	if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
+	    m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE) {
 		kpart_t *k = sp_kafka_kp_find(x, topic, m->partition);
 		int64_t lo = -1, hi = -1;
 		rd_kafka_get_watermark_offsets(x->rk, topic, m->partition, &lo, &hi);
 		if (lo < 0)
-			rd_kafka_query_watermark_offsets(x->rk, topic, m->partition, &lo, &hi, KSRC_REQUEST_MS);
+			rd_kafka_query_watermark_offsets(x->rk, topic, m->partition, &lo, &hi,
+			                                 KSRC_REQUEST_MS);
 		int64_t at = k ? k->next : m->offset;
 		return sp_err(errstr, size, SPATE_ERR_OUT_OF_RANGE,
 		              "kafka/%s/%" PRId32 ": topic %s partition %" PRId32 ": offset %" PRId64
-		              " is out of range (log start %" PRId64 ", end %" PRId64 "): offsets %" PRId64 "..%" PRId64
-		              " were deleted before they were handled (%s)",
+		              " is out of range (log start %" PRId64 ", end %" PRId64 "): offsets %" PRId64
+		              "..%" PRId64 " were deleted before they were handled (%s)",
 		              topic, m->partition, topic, m->partition, at, lo, hi, at, lo - 1,
 		              rd_kafka_message_errstr(m));
 	}
 	char clean[512];
 	sp_kafka_redact(&x->secrets, rd_kafka_message_errstr(m), clean, sizeof(clean));
-	sp_msg(x->eng, SP_MSG_WARN, "kafka: consume error on %s [%" PRId32 "]: %s", topic, m->partition, clean);
+	sp_msg(x->eng, SP_MSG_WARN, "kafka: consume error on %s [%" PRId32 "]: %s", topic, m->partition,
+	       clean);
 	return SPATE_OK;
 }
 
@@ -253,7 +257,7 @@ int sp_kafka_poll(sp_source_t *s, sp_chunk_t **out, int max, uint64_t budget_byt
 		}
 		kpart_t *k = msg_part(x, m);
 		if (!k || !k->p || k->releasing || m->offset < k->next)
-			continue; /* stale: revoked, or before the partition's start */
+			continue;    /* stale: revoked, or before the partition's start */
 		int g = ngroups - 1; /* runs: the latest group first */
 		while (g >= 0 && groups[g].k != k)
 			g--;
@@ -283,7 +287,8 @@ int sp_kafka_poll(sp_source_t *s, sp_chunk_t **out, int max, uint64_t budget_byt
 				sp_chunk_free(groups[j].c);
 				free(groups[j].msgs);
 			}
-			return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory for %u records", groups[g].n);
+			return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory for %u records",
+			              groups[g].n);
 		}
 		groups[g].c->bytes = groups[g].bytes;
 		groups[g].hdrs = 0; /* from now: headers used */
@@ -343,7 +348,8 @@ int sp_kafka_poll(sp_source_t *s, sp_chunk_t **out, int max, uint64_t budget_byt
 				sp_chunk_free(out[q]);
 			return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
 		}
-		sp_msg(x->eng, SP_MSG_DEBUG, "%s: offsets up to %" PRId64 " hold no records (end of the partition)",
+		sp_msg(x->eng, SP_MSG_DEBUG,
+		       "%s: offsets up to %" PRId64 " hold no records (end of the partition)",
 		       skips[j].k->p->pub.name, skips[j].to);
 		out[nout++] = c;
 	}

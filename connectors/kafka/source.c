@@ -180,10 +180,11 @@ static void pause_all(ksrc_t *x, bool pause)
 	if (rd_kafka_assignment(x->rk, &a) || !a)
 		return;
 	if (a->cnt) {
-		rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(x->rk, a) : rd_kafka_resume_partitions(x->rk, a);
+		rd_kafka_resp_err_t err =
+		    pause ? rd_kafka_pause_partitions(x->rk, a) : rd_kafka_resume_partitions(x->rk, a);
 		if (err)
-			sp_msg(x->eng, SP_MSG_WARN, "kafka: %s partitions: %s", pause ? "pausing" : "resuming",
-			       rd_kafka_err2str(err));
+			sp_msg(x->eng, SP_MSG_WARN, "kafka: %s partitions: %s",
+			       pause ? "pausing" : "resuming", rd_kafka_err2str(err));
 	}
 	rd_kafka_topic_partition_list_destroy(a);
 }
@@ -200,11 +201,12 @@ static void sync_paused(ksrc_t *x)
 			continue;
 		rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
 		rd_kafka_topic_partition_list_add(l, k->topic, k->partition);
-		rd_kafka_resp_err_t err = want ? rd_kafka_pause_partitions(x->rk, l) : rd_kafka_resume_partitions(x->rk, l);
+		rd_kafka_resp_err_t err =
+		    want ? rd_kafka_pause_partitions(x->rk, l) : rd_kafka_resume_partitions(x->rk, l);
 		rd_kafka_topic_partition_list_destroy(l);
 		if (err)
-			sp_msg(x->eng, SP_MSG_WARN, "kafka: %s %s [%" PRId32 "]: %s", want ? "pausing" : "resuming", k->topic,
-			       k->partition, rd_kafka_err2str(err));
+			sp_msg(x->eng, SP_MSG_WARN, "kafka: %s %s [%" PRId32 "]: %s",
+			       want ? "pausing" : "resuming", k->topic, k->partition, rd_kafka_err2str(err));
 		k->paused = want;
 	}
 }
@@ -228,8 +230,12 @@ static void collect_secret(void *arg, const char *key, const char *val)
 }
 
 /* Keys the source sets itself: what the delivery guarantees rest on. */
-static const char *const fixed_keys[] = {"enable.auto.commit", "enable.auto.offset.store",
-                                         "enable.partition.eof", "auto.offset.reset", "group.id", NULL};
+static const char *const fixed_keys[] = {"enable.auto.commit",
+                                         "enable.auto.offset.store",
+                                         "enable.partition.eof",
+                                         "auto.offset.reset",
+                                         "group.id",
+                                         NULL};
 
 static void apply_key(void *arg, const char *key, const char *val)
 {
@@ -247,8 +253,8 @@ static void apply_key(void *arg, const char *key, const char *val)
 	char rkerr[512];
 	if (rd_kafka_conf_set(w->conf, rk_key, val, rkerr, sizeof(rkerr)) != RD_KAFKA_CONF_OK) {
 		if (sp_kafka_secret_key(rk_key))
-			w->rc = sp_err(w->err, w->size, SPATE_ERR_INVALID, "%s: rejected by librdkafka (value not shown)",
-			               key);
+			w->rc = sp_err(w->err, w->size, SPATE_ERR_INVALID,
+			               "%s: rejected by librdkafka (value not shown)", key);
 		else
 			w->rc = sp_err(w->err, w->size, SPATE_ERR_INVALID, "%s: %s", key, rkerr);
 	}
@@ -303,9 +309,11 @@ static int note_ends(ksrc_t *x, const char *topics, char *errstr, size_t size)
 		rd_kafka_resp_err_t e = rkt ? rd_kafka_metadata(x->rk, 0, rkt, &md, KSRC_REQUEST_MS)
 		                            : RD_KAFKA_RESP_ERR__INVALID_ARG;
 		if (!e && (md->topic_cnt != 1 || md->topics[0].err || md->topics[0].partition_cnt == 0))
-			e = md->topic_cnt == 1 && md->topics[0].err ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+			e = md->topic_cnt == 1 && md->topics[0].err ? md->topics[0].err
+			                                            : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
 		if (e) {
-			rc = sp_err(errstr, size, SPATE_ERR_SOURCE, "topics: cannot read the metadata of topic \"%s\": %s", t,
+			rc = sp_err(errstr, size, SPATE_ERR_SOURCE,
+			            "topics: cannot read the metadata of topic \"%s\": %s", t,
 			            rd_kafka_err2str(e));
 		}
 		for (int i = 0; !rc && i < md->topics[0].partition_cnt; i++) {
@@ -314,8 +322,8 @@ static int note_ends(ksrc_t *x, const char *topics, char *errstr, size_t size)
 			e = rd_kafka_query_watermark_offsets(x->rk, t, part, &lo, &hi, KSRC_REQUEST_MS);
 			if (e) {
 				rc = sp_err(errstr, size, SPATE_ERR_SOURCE,
-				            "stop.at.end: cannot read the end of kafka/%s/%" PRId32 ": %s", t, part,
-				            rd_kafka_err2str(e));
+				            "stop.at.end: cannot read the end of kafka/%s/%" PRId32 ": %s", t,
+				            part, rd_kafka_err2str(e));
 				break;
 			}
 			kpart_t *k = sp_kafka_kp_get(x, t, part);
@@ -395,10 +403,12 @@ static int ksrc_open(sp_source_t *s, char *errstr, size_t size)
 	const char *topics = sp_conf_str(c, "topics");
 	const char *group = sp_conf_str(c, "group.id");
 	if (s->arg && *s->arg)
-		return sp_err(errstr, size, SPATE_ERR_INVALID,
-		              "source: kafka takes no argument (\"kafka:%s\"); name the topics with topics=", s->arg);
+		return sp_err(
+		    errstr, size, SPATE_ERR_INVALID,
+		    "source: kafka takes no argument (\"kafka:%s\"); name the topics with topics=", s->arg);
 	if (!*topics)
-		return sp_err(errstr, size, SPATE_ERR_INVALID, "topics: must be set for source=kafka (a comma list)");
+		return sp_err(errstr, size, SPATE_ERR_INVALID,
+		              "topics: must be set for source=kafka (a comma list)");
 	if (!*group)
 		return sp_err(errstr, size, SPATE_ERR_INVALID, "group.id: must be set for source=kafka");
 	ksrc_t *x = calloc(1, sizeof(*x));
@@ -423,7 +433,8 @@ static int ksrc_open(sp_source_t *s, char *errstr, size_t size)
 	sp_conf_foreach_prefix(c, KSRC_PREFIX, collect_secret, &w);
 	const char *bs = kconf(c, "kafka.bootstrap.servers");
 	if (!bs || !*bs) {
-		rc = sp_err(errstr, size, SPATE_ERR_INVALID, "kafka.bootstrap.servers: must be set for source=kafka");
+		rc = sp_err(errstr, size, SPATE_ERR_INVALID,
+		            "kafka.bootstrap.servers: must be set for source=kafka");
 		goto fail;
 	}
 	if ((rc = set_fixed(conf, "partition.assignment.strategy", "cooperative-sticky", errstr, size)) ||
@@ -436,10 +447,16 @@ static int ksrc_open(sp_source_t *s, char *errstr, size_t size)
 	char num[32];
 	int64_t kb = sp_conf_int(c, "max.inflight.bytes") / KSRC_PREFETCH_DIV / 1024;
 	int64_t msgs = sp_conf_int(c, "max.inflight.records") / KSRC_PREFETCH_DIV;
-	snprintf(num, sizeof(num), "%" PRId64, kb < 1 ? 1 : kb > KSRC_PREFETCH_MAX_KB ? KSRC_PREFETCH_MAX_KB : kb);
+	snprintf(num, sizeof(num), "%" PRId64,
+	         kb < 1                      ? 1
+	         : kb > KSRC_PREFETCH_MAX_KB ? KSRC_PREFETCH_MAX_KB
+	                                     : kb);
 	if ((rc = set_fixed(conf, "queued.max.messages.kbytes", num, errstr, size)))
 		goto fail;
-	snprintf(num, sizeof(num), "%" PRId64, msgs < 1 ? 1 : msgs > KSRC_PREFETCH_MAX_MSGS ? KSRC_PREFETCH_MAX_MSGS : msgs);
+	snprintf(num, sizeof(num), "%" PRId64,
+	         msgs < 1                        ? 1
+	         : msgs > KSRC_PREFETCH_MAX_MSGS ? KSRC_PREFETCH_MAX_MSGS
+	                                         : msgs);
 	if ((rc = set_fixed(conf, "queued.min.messages", num, errstr, size)))
 		goto fail;
 	char rkerr[512];
@@ -454,8 +471,8 @@ static int ksrc_open(sp_source_t *s, char *errstr, size_t size)
 	 * kafka.log_level go to librdkafka as they are) */
 	char stats[32];
 	size_t sn = sizeof(stats);
-	if (!kconf(c, "kafka.statistics.interval.ms") || rd_kafka_conf_get(conf, "statistics.interval.ms", stats, &sn) !=
-	                                                     RD_KAFKA_CONF_OK) {
+	if (!kconf(c, "kafka.statistics.interval.ms") ||
+	    rd_kafka_conf_get(conf, "statistics.interval.ms", stats, &sn) != RD_KAFKA_CONF_OK) {
 		snprintf(stats, sizeof(stats), "%d", KSRC_STATS_MS);
 		if ((rc = set_fixed(conf, "statistics.interval.ms", stats, errstr, size)))
 			goto fail;
@@ -473,7 +490,8 @@ static int ksrc_open(sp_source_t *s, char *errstr, size_t size)
 	if (!x->rk) {
 		char clean[512];
 		sp_kafka_redact(&x->secrets, rkerr, clean, sizeof(clean));
-		rc = sp_err(errstr, size, SPATE_ERR_SOURCE, "source=kafka: cannot create the consumer: %s", clean);
+		rc = sp_err(errstr, size, SPATE_ERR_SOURCE, "source=kafka: cannot create the consumer: %s",
+		            clean);
 		goto fail;
 	}
 	conf = NULL; /* owned by rk now */
@@ -527,14 +545,17 @@ static int ksrc_seek(sp_source_t *s, sp_part_t *p, const sp_ckpt_t *ckpt, sp_ckp
 	const char *topic = p->pub.topic;
 	int32_t part = p->pub.partition;
 	int64_t lo = 0, hi = 0, off;
-	rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(x->rk, topic, part, &lo, &hi, KSRC_REQUEST_MS);
+	rd_kafka_resp_err_t e =
+	    rd_kafka_query_watermark_offsets(x->rk, topic, part, &lo, &hi, KSRC_REQUEST_MS);
 	if (e)
-		return sp_err(errstr, size, SPATE_ERR_SOURCE, "%s: cannot read the watermarks: %s", p->pub.name,
-		              rd_kafka_err2str(e));
+		return sp_err(errstr, size, SPATE_ERR_SOURCE, "%s: cannot read the watermarks: %s",
+		              p->pub.name, rd_kafka_err2str(e));
 	k->low = lo;
 	if (ckpt) {
-		if (!ckpt->beginning && (ckpt->after.w[0] || ckpt->after.w[1] || ckpt->after.w[2] >= (uint64_t)INT64_MAX))
-			return sp_err(errstr, size, SPATE_ERR_INVALID, "%s: checkpoint is not a Kafka offset", p->pub.name);
+		if (!ckpt->beginning &&
+		    (ckpt->after.w[0] || ckpt->after.w[1] || ckpt->after.w[2] >= (uint64_t)INT64_MAX))
+			return sp_err(errstr, size, SPATE_ERR_INVALID, "%s: checkpoint is not a Kafka offset",
+			              p->pub.name);
 		int64_t committed = k->loaded;
 		k->loaded = -1;
 		/* "beginning" is offset 0 (a start resolved past it is saved as the offset
@@ -544,17 +565,20 @@ static int ksrc_seek(sp_source_t *s, sp_part_t *p, const sp_ckpt_t *ckpt, sp_ckp
 		else
 			off = (int64_t)ckpt->after.w[2] + 1;
 		if (off < lo)
-			return sp_err(errstr, size, SPATE_ERR_OUT_OF_RANGE,
-			              "%s: topic %s partition %" PRId32 ": the checkpoint (next offset %" PRId64
-			              ") is below the log start %" PRId64 ": offsets %" PRId64 "..%" PRId64
-			              " were deleted before they were handled; nothing is skipped silently: to start "
-			              "again at starting.position, reset this partition's checkpoint (`spate checkpoint "
-			              "reset STORE --partition %s`, or the group's offset with kafka-consumer-groups "
-			              "--reset-offsets for store=kafka)",
-			              p->pub.name, topic, part, off, lo, off, lo - 1, p->pub.name);
+			return sp_err(
+			    errstr, size, SPATE_ERR_OUT_OF_RANGE,
+			    "%s: topic %s partition %" PRId32 ": the checkpoint (next offset %" PRId64
+			    ") is below the log start %" PRId64 ": offsets %" PRId64 "..%" PRId64
+			    " were deleted before they were handled; nothing is skipped silently: to start "
+			    "again at starting.position, reset this partition's checkpoint (`spate "
+			    "checkpoint "
+			    "reset STORE --partition %s`, or the group's offset with kafka-consumer-groups "
+			    "--reset-offsets for store=kafka)",
+			    p->pub.name, topic, part, off, lo, off, lo - 1, p->pub.name);
 		if (off > hi)
 			return sp_err(errstr, size, SPATE_ERR_OUT_OF_RANGE,
-			              "%s: topic %s partition %" PRId32 ": the checkpoint (next offset %" PRId64
+			              "%s: topic %s partition %" PRId32
+			              ": the checkpoint (next offset %" PRId64
 			              ") is past the end of the log (high watermark %" PRId64 ")",
 			              p->pub.name, topic, part, off, hi);
 	} else {
@@ -563,15 +587,16 @@ static int ksrc_seek(sp_source_t *s, sp_part_t *p, const sp_ckpt_t *ckpt, sp_ckp
 			off = hi;
 		} else if (!strncmp(sp, "at-timestamp:", 13)) {
 			rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-			rd_kafka_topic_partition_list_add(l, topic, part)->offset = strtoll(sp + 13, NULL, 10);
+			rd_kafka_topic_partition_list_add(l, topic, part)->offset =
+			    strtoll(sp + 13, NULL, 10);
 			e = rd_kafka_offsets_for_times(x->rk, l, KSRC_REQUEST_MS);
 			if (!e)
 				e = l->elems[0].err;
 			off = l->elems[0].offset;
 			rd_kafka_topic_partition_list_destroy(l);
 			if (e)
-				return sp_err(errstr, size, SPATE_ERR_SOURCE, "starting.position: %s: %s: %s", sp, p->pub.name,
-				              rd_kafka_err2str(e));
+				return sp_err(errstr, size, SPATE_ERR_SOURCE, "starting.position: %s: %s: %s",
+				              sp, p->pub.name, rd_kafka_err2str(e));
 			if (off < 0) /* no record at or after the time */
 				off = hi;
 		} else {
@@ -634,7 +659,8 @@ static uint64_t ksrc_min_inflight(sp_source_t *s, char *why, size_t size)
 	ksrc_t *x = s->ctx;
 	snprintf(why, size,
 	         "the Kafka consumer's prefetch (kafka.queued.max.messages.kbytes=%" PRIu64
-	         " and one fetch of kafka.fetch.max.bytes=%" PRIu64 ", twice, and the source's stash) and one "
+	         " and one fetch of kafka.fetch.max.bytes=%" PRIu64
+	         ", twice, and the source's stash) and one "
 	         "kafka.max.partition.fetch.bytes=%" PRIu64,
 	         x->prefetch_bytes / 1024, x->fetch_max_bytes, x->part_fetch_bytes);
 	return s->held_bytes + x->part_fetch_bytes;

@@ -58,12 +58,14 @@ static bool rebalancing(rd_kafka_resp_err_t e)
 static int commit_error(ksrc_t *x, rd_kafka_resp_err_t e, const char *what, char *errstr, size_t size)
 {
 	if (rebalancing(e))
-		return sp_err(errstr, size, SPATE_ERR_BUSY, "store=kafka: commit of %s: %s: group \"%s\" is rebalancing%s",
-		              what, rd_kafka_err2name(e), x->group,
+		return sp_err(errstr, size, SPATE_ERR_BUSY,
+		              "store=kafka: commit of %s: %s: group \"%s\" is rebalancing%s", what,
+		              rd_kafka_err2name(e), x->group,
 		              e == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS
 		                  ? ""
 		                  : " (librdkafka drops this member's assignment as lost: issue #4059)");
-	return sp_err(errstr, size, SPATE_ERR_STORE, "store=kafka: commit of %s: %s", what, rd_kafka_err2str(e));
+	return sp_err(errstr, size, SPATE_ERR_STORE, "store=kafka: commit of %s: %s", what,
+	              rd_kafka_err2str(e));
 }
 
 static int kstore_load(sp_store_t *s, const char *name, sp_ckpt_t *out, char *errstr, size_t size)
@@ -71,7 +73,8 @@ static int kstore_load(sp_store_t *s, const char *name, sp_ckpt_t *out, char *er
 	ksrc_t *x = s->ctx;
 	kpart_t *k = sp_kafka_kp_by_name(x, name, true);
 	if (!k)
-		return sp_err(errstr, size, SPATE_ERR_INVALID, "store=kafka: \"%s\" is not a Kafka partition", name);
+		return sp_err(errstr, size, SPATE_ERR_INVALID, "store=kafka: \"%s\" is not a Kafka partition",
+		              name);
 	int64_t off = -1;
 	if (k->has_committed) {
 		off = k->committed;
@@ -85,7 +88,8 @@ static int kstore_load(sp_store_t *s, const char *name, sp_ckpt_t *out, char *er
 		off = l->elems[0].offset;
 		rd_kafka_topic_partition_list_destroy(l);
 		if (e)
-			return sp_err(errstr, size, SPATE_ERR_STORE, "store=kafka: %s: reading the committed offset: %s", name,
+			return sp_err(errstr, size, SPATE_ERR_STORE,
+			              "store=kafka: %s: reading the committed offset: %s", name,
 			              rd_kafka_err2str(e));
 	}
 	if (off < 0)
@@ -123,10 +127,11 @@ static int commit_answer(ksrc_t *x, int wait_ms, char *errstr, size_t size)
 		ev = rd_kafka_queue_poll(x->commit_q, 0);
 	}
 	if (!ev)
-		return sp_err(errstr, size, SPATE_ERR_BUSY,
-		              "store=kafka: group \"%s\" has not answered the commit of %d partitions sent %" PRId64
-		              " ms ago (its coordinator answers after a rebalance)",
-		              x->group, x->pending->cnt, sp_now_ms() - x->pending_ms);
+		return sp_err(
+		    errstr, size, SPATE_ERR_BUSY,
+		    "store=kafka: group \"%s\" has not answered the commit of %d partitions sent %" PRId64
+		    " ms ago (its coordinator answers after a rebalance)",
+		    x->group, x->pending->cnt, sp_now_ms() - x->pending_ms);
 	rd_kafka_resp_err_t e = rd_kafka_event_error(ev);
 	const rd_kafka_topic_partition_list_t *l = rd_kafka_event_topic_partition_list(ev);
 	int rc = SPATE_OK;
@@ -137,7 +142,8 @@ static int commit_answer(ksrc_t *x, int wait_ms, char *errstr, size_t size)
 	}
 	for (int i = 0; !rc && l && i < l->cnt; i++)
 		if (l->elems[i].err) {
-			snprintf(what, sizeof(what), "kafka/%s/%" PRId32, l->elems[i].topic, l->elems[i].partition);
+			snprintf(what, sizeof(what), "kafka/%s/%" PRId32, l->elems[i].topic,
+			         l->elems[i].partition);
 			rc = commit_error(x, l->elems[i].err, what, errstr, size);
 		}
 	for (int i = 0; !rc && i < x->pending->cnt; i++) {
@@ -164,7 +170,8 @@ static int kstore_save(sp_store_t *s, const sp_store_entry_t *ents, size_t n, ch
 	}
 	if (!commits_open(x))
 		return sp_err(errstr, size, SPATE_ERR_BUSY,
-		              "store=kafka: group \"%s\" is rebalancing (%s); %zu commits wait for it", x->group,
+		              "store=kafka: group \"%s\" is rebalancing (%s); %zu commits wait for it",
+		              x->group,
 		              atomic_load(&x->joins_sent) != x->joins_seen ? "this member sent a JoinGroup"
 		                                                           : x->join_state,
 		              n);
@@ -173,7 +180,8 @@ static int kstore_save(sp_store_t *s, const sp_store_entry_t *ents, size_t n, ch
 		kpart_t *k = sp_kafka_kp_by_name(x, ents[i].name, false);
 		if (!k) {
 			rd_kafka_topic_partition_list_destroy(l);
-			return sp_err(errstr, size, SPATE_ERR_STORE, "store=kafka: \"%s\" is not a partition of this consumer",
+			return sp_err(errstr, size, SPATE_ERR_STORE,
+			              "store=kafka: \"%s\" is not a partition of this consumer",
 			              ents[i].name);
 		}
 		int64_t off = ents[i].ckpt.beginning ? 0 : (int64_t)ents[i].ckpt.after.w[2] + 1;
@@ -215,7 +223,8 @@ int sp_kafka_open_store(sp_source_t *s, const char *kind, const char *arg, sp_st
 	if (strcmp(kind, KSRC_NAME))
 		return SPATE_ERR_UNKNOWN; /* a store of the registry */
 	if (arg && *arg)
-		return sp_err(errstr, size, SPATE_ERR_INVALID, "store: kafka takes no argument (\"kafka:%s\")", arg);
+		return sp_err(errstr, size, SPATE_ERR_INVALID,
+		              "store: kafka takes no argument (\"kafka:%s\")", arg);
 	ksrc_t *x = s->ctx;
 	if (!x->commit_q && !(x->commit_q = rd_kafka_queue_new(x->rk)))
 		return sp_err(errstr, size, SPATE_ERR_NOMEM, "store=kafka: out of memory");
@@ -234,13 +243,15 @@ int sp_kafka_open_store(sp_source_t *s, const char *kind, const char *arg, sp_st
 static int kstore_refuse(sp_store_t *s, char *errstr, size_t size)
 {
 	if (!s->eng)
-		return sp_err(errstr, size, SPATE_ERR_INVALID,
-		              "store: kafka commits to the consumer group of a running source=kafka pipeline; "
-		              "it cannot be opened on its own");
-	return sp_err(errstr, size, SPATE_ERR_INVALID,
-	              "store: kafka commits offsets to the Kafka source's consumer group and needs source=kafka "
-	              "(source is \"%s\")",
-	              sp_conf_str(sp_engine_conf(s->eng), "source"));
+		return sp_err(
+		    errstr, size, SPATE_ERR_INVALID,
+		    "store: kafka commits to the consumer group of a running source=kafka pipeline; "
+		    "it cannot be opened on its own");
+	return sp_err(
+	    errstr, size, SPATE_ERR_INVALID,
+	    "store: kafka commits offsets to the Kafka source's consumer group and needs source=kafka "
+	    "(source is \"%s\")",
+	    sp_conf_str(sp_engine_conf(s->eng), "source"));
 }
 
 const sp_store_ops_t sp_store_kafka = {

@@ -37,16 +37,16 @@ TestSuite(kafka_source, .fini = t_kafka_fini);
 enum {
 	PARTS = 16,
 	RECORDS = 20000,
-	MAX_OFF = 4096,            /* offsets per partition the counters hold */
-	PRODUCE_FLUSH_MS = 60000,  /* bound for the producer's delivery reports */
-	RUN_BOUND_MS = 180000,     /* a run that takes longer is stopped and fails the test */
-	REQUEST_MS = 10000,        /* bound of the test's own metadata / committed requests */
-	OUTAGE_AFTER = 5000,       /* records handled before the broker goes down */
-	OUTAGE_MS = 3000,          /* how long it stays down */
-	BIG_VALUE = 100000,        /* bytes per record of the retention test */
-	BIG_RECORDS = 80,          /* 8 MB into one partition: past the mock's ~5 MiB */
-	MEMBER_DELAY_MS = 5000,    /* the second member joins after the first got everything */
-	BATCH_SLEEP_MS = 100,      /* a slow handler, per batch */
+	MAX_OFF = 4096,           /* offsets per partition the counters hold */
+	PRODUCE_FLUSH_MS = 60000, /* bound for the producer's delivery reports */
+	RUN_BOUND_MS = 180000,    /* a run that takes longer is stopped and fails the test */
+	REQUEST_MS = 10000,       /* bound of the test's own metadata / committed requests */
+	OUTAGE_AFTER = 5000,      /* records handled before the broker goes down */
+	OUTAGE_MS = 3000,         /* how long it stays down */
+	BIG_VALUE = 100000,       /* bytes per record of the retention test */
+	BIG_RECORDS = 80,         /* 8 MB into one partition: past the mock's ~5 MiB */
+	MEMBER_DELAY_MS = 5000,   /* the second member joins after the first got everything */
+	BATCH_SLEEP_MS = 100,     /* a slow handler, per batch */
 };
 
 /* ---- handler: counts per (partition, offset) ---------------------------------------- */
@@ -58,7 +58,7 @@ typedef struct counts {
 	uint64_t stop_after;  /* 0 = never; else spate_engine_stop once total reaches it */
 	_Atomic(spate_engine_t *) eng;
 	_Atomic bool stopped;
-	t_kafka_t *outage;    /* take the broker down once OUTAGE_AFTER records were handled */
+	t_kafka_t *outage;     /* take the broker down once OUTAGE_AFTER records were handled */
 	_Atomic bool run_over; /* the run returned: the outage thread stops waiting */
 	int sleep_ms;          /* per batch: a slow handler */
 	uint64_t store_errors; /* the engine's failed checkpoint saves (retried), at the end */
@@ -115,9 +115,11 @@ static rd_kafka_t *client(rd_kafka_type_t type, const char *bs, const char *grou
 {
 	char err[512];
 	rd_kafka_conf_t *c = rd_kafka_conf_new();
-	cr_assert_eq(rd_kafka_conf_set(c, "bootstrap.servers", bs, err, sizeof(err)), RD_KAFKA_CONF_OK, "%s", err);
+	cr_assert_eq(rd_kafka_conf_set(c, "bootstrap.servers", bs, err, sizeof(err)), RD_KAFKA_CONF_OK, "%s",
+	             err);
 	if (group)
-		cr_assert_eq(rd_kafka_conf_set(c, "group.id", group, err, sizeof(err)), RD_KAFKA_CONF_OK, "%s", err);
+		cr_assert_eq(rd_kafka_conf_set(c, "group.id", group, err, sizeof(err)), RD_KAFKA_CONF_OK,
+		             "%s", err);
 	if (type == RD_KAFKA_PRODUCER)
 		rd_kafka_conf_set_dr_msg_cb(c, on_dr);
 	rd_kafka_t *rk = rd_kafka_new(type, c, err, sizeof(err));
@@ -141,8 +143,8 @@ static void produce(const char *bs, const char *topic, int n, int value_bytes)
 			memcpy(big, val, strlen(val));
 		for (;;) {
 			rd_kafka_resp_err_t e = rd_kafka_producev(
-			    rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(p), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-			    RD_KAFKA_V_KEY(key, strlen(key)),
+			    rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(p),
+			    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key, strlen(key)),
 			    RD_KAFKA_V_VALUE(big ? big : val, big ? (size_t)value_bytes : strlen(val)),
 			    RD_KAFKA_V_HEADER("h", "x", 1), RD_KAFKA_V_END);
 			if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -243,7 +245,8 @@ static spate_conf_t *kafka_conf(const char *bs, const char *topic, const char *g
 /* Run to the end (or a stop); the run's result and error text. */
 static int run(spate_conf_t *c, counts_t *cnt, char *err, size_t size)
 {
-	spate_handler_t h = {.version = SPATE_HANDLER_VERSION, .name = "count", .handle = count_handle, .opaque = cnt};
+	spate_handler_t h = {
+	    .version = SPATE_HANDLER_VERSION, .name = "count", .handle = count_handle, .opaque = cnt};
 	spate_engine_t *e = spate_engine_new(c, &h, err, size);
 	cr_assert(e, "engine: %s", err);
 	atomic_store(&cnt->eng, e);
@@ -330,12 +333,13 @@ Test(kafka_source, restart_resumes_after_the_commits, .timeout = 300)
 	offsets(bs, "t2", "g2", PARTS, com1, hi, NULL);
 	int64_t committed = 0;
 	for (int p = 0; p < PARTS; p++) {
-		cr_assert(com1[p] >= 0 && com1[p] <= hi[p], "partition %d: committed %lld", p, (long long)com1[p]);
+		cr_assert(com1[p] >= 0 && com1[p] <= hi[p], "partition %d: committed %lld", p,
+		          (long long)com1[p]);
 		committed += com1[p];
 		/* a commit never passes a record that was not handled */
 		for (int64_t o = 0; o < com1[p]; o++)
-			cr_assert(atomic_load(&first->n[p][o]) >= 1, "kafka/t2/%d/%lld committed but not handled", p,
-			          (long long)o);
+			cr_assert(atomic_load(&first->n[p][o]) >= 1,
+			          "kafka/t2/%d/%lld committed but not handled", p, (long long)o);
 	}
 	cr_assert(committed < RECORDS, "the first run committed everything (%lld); nothing left to resume",
 	          (long long)committed);
@@ -348,9 +352,12 @@ Test(kafka_source, restart_resumes_after_the_commits, .timeout = 300)
 		for (int64_t o = 0; o < hi[p]; o++) {
 			int n2 = atomic_load(&second->n[p][o]);
 			if (o < com1[p])
-				cr_assert_eq(n2, 0, "kafka/t2/%d/%lld was committed by run 1 and handled again", p, (long long)o);
+				cr_assert_eq(n2, 0,
+				             "kafka/t2/%d/%lld was committed by run 1 and handled again", p,
+				             (long long)o);
 			else
-				cr_assert_eq(n2, 1, "kafka/t2/%d/%lld handled %d times by run 2", p, (long long)o, n2);
+				cr_assert_eq(n2, 1, "kafka/t2/%d/%lld handled %d times by run 2", p,
+				             (long long)o, n2);
 		}
 	int64_t com2[PARTS];
 	offsets(bs, "t2", "g2", PARTS, com2, NULL, NULL);
@@ -426,7 +433,8 @@ Test(kafka_source, commit_below_the_log_start_is_an_error_naming_the_range, .tim
 	int64_t com[1], lo[1];
 	offsets(bs, "t4", "g4", 1, com, NULL, lo);
 	cr_assert_eq(com[0], 1);
-	cr_assert(lo[0] > 1, "the mock kept everything (log start %lld): retention changed?", (long long)lo[0]);
+	cr_assert(lo[0] > 1, "the mock kept everything (log start %lld): retention changed?",
+	          (long long)lo[0]);
 
 	counts_t *cnt = counts_new();
 	char err[1024] = "";
@@ -435,7 +443,8 @@ Test(kafka_source, commit_below_the_log_start_is_an_error_naming_the_range, .tim
 	cr_log_info("out of range: %s", err);
 	char want[128];
 	snprintf(want, sizeof(want), "offsets 1..%lld", (long long)lo[0] - 1);
-	cr_assert(strstr(err, "topic t4 partition 0") && strstr(err, want), "error does not name the range: %s", err);
+	cr_assert(strstr(err, "topic t4 partition 0") && strstr(err, want),
+	          "error does not name the range: %s", err);
 	cr_assert_eq(atomic_load(&cnt->total), 0, "records were handled past a lost range");
 	free(cnt);
 	t_kafka_stop(k);
@@ -461,8 +470,8 @@ Test(kafka_source, configuration_errors_name_their_key)
 		int rc = run(c, cnt, err, sizeof(err));
 		cr_assert_neq(rc, SPATE_OK, "%s=%s accepted", cases[i].k, cases[i].v);
 		cr_log_info("%s: %s", cases[i].k, err);
-		cr_assert(strstr(err, cases[i].want) || strstr(err, "kafka.security.protocol"), "%s: %s", cases[i].k,
-		          err);
+		cr_assert(strstr(err, cases[i].want) || strstr(err, "kafka.security.protocol"), "%s: %s",
+		          cases[i].k, err);
 		cr_assert(!strstr(err, "Pa55-never-shown"), "a secret in an error: %s", err);
 		free(cnt);
 	}
@@ -495,7 +504,8 @@ Test(kafka_source, a_bound_below_the_prefetch_is_refused_naming_the_minimum)
 		char err[1024] = "";
 		int rc = run(c, cnt, err, sizeof(err));
 		cr_log_info("max.inflight.bytes=%s: %s", cases[i].bound, err);
-		cr_assert_eq(rc, SPATE_ERR_INVALID, "max.inflight.bytes=%s accepted (%d: %s)", cases[i].bound, rc, err);
+		cr_assert_eq(rc, SPATE_ERR_INVALID, "max.inflight.bytes=%s accepted (%d: %s)", cases[i].bound,
+		             rc, err);
 		cr_assert(strstr(err, "max.inflight.bytes") && strstr(err, "the minimum is") &&
 		              strstr(err, "kafka.queued.max.messages.kbytes"),
 		          "%s", err);
@@ -530,7 +540,8 @@ static void two_members_share_the_group_run(void)
 	produce(bs, "t5", RECORDS, 0);
 	/* the first member is slow (about 8 s for everything alone); the second joins once the
 	 * first holds every partition, so partitions move mid-run (cooperative revoke) */
-	member_t m[2] = {{.cnt = counts_new(), .bs = bs}, {.cnt = counts_new(), .bs = bs, .delay_ms = MEMBER_DELAY_MS}};
+	member_t m[2] = {{.cnt = counts_new(), .bs = bs},
+	                 {.cnt = counts_new(), .bs = bs, .delay_ms = MEMBER_DELAY_MS}};
 	m[0].cnt->sleep_ms = m[1].cnt->sleep_ms = BATCH_SLEEP_MS;
 	pthread_t th[2];
 	for (int i = 0; i < 2; i++)
@@ -546,11 +557,12 @@ static void two_members_share_the_group_run(void)
 	cr_log_info("member 0 handled %llu, member 1 %llu", (unsigned long long)atomic_load(&m[0].cnt->total),
 	            (unsigned long long)atomic_load(&m[1].cnt->total));
 	/* the first member gave partitions up mid-run; once released, they are forgotten */
-	cr_log_info("member 0: %llu released partitions forgotten, %zu left", (unsigned long long)m[0].cnt->forgotten,
-	            m[0].cnt->revoked_left);
+	cr_log_info("member 0: %llu released partitions forgotten, %zu left",
+	            (unsigned long long)m[0].cnt->forgotten, m[0].cnt->revoked_left);
 	cr_assert_gt(m[0].cnt->forgotten, 0, "member 0 forgot no released partition");
 	for (int i = 0; i < 2; i++)
-		cr_assert_eq(m[i].cnt->revoked_left, 0, "member %d: released partitions still in the engine (%zu)", i,
+		cr_assert_eq(m[i].cnt->revoked_left, 0,
+		             "member %d: released partitions still in the engine (%zu)", i,
 		             m[i].cnt->revoked_left);
 	int64_t com[PARTS], hi[PARTS];
 	offsets(bs, "t5", "g5", PARTS, com, hi, NULL);
@@ -587,7 +599,11 @@ static void a_file_store_with_two_members_is_refused_run(void)
 	for (int i = 0; i < 2; i++)
 		snprintf(st[i], sizeof(st[i]), "file:%s/ckpt%d", dir, i);
 	member_t m[2] = {{.cnt = counts_new(), .bs = bs, .topic = "t9", .group = "g9", .store = st[0]},
-	                 {.cnt = counts_new(), .bs = bs, .topic = "t9", .group = "g9", .store = st[1],
+	                 {.cnt = counts_new(),
+	                  .bs = bs,
+	                  .topic = "t9",
+	                  .group = "g9",
+	                  .store = st[1],
 	                  .delay_ms = MEMBER_DELAY_MS}};
 	/* slow enough (about 20 s alone) that the second member joins mid-run */
 	m[0].cnt->sleep_ms = m[1].cnt->sleep_ms = 4 * BATCH_SLEEP_MS;
@@ -598,7 +614,8 @@ static void a_file_store_with_two_members_is_refused_run(void)
 		pthread_join(th[i], NULL);
 	cr_log_info("member 0: %d %s", m[0].rc, m[0].err);
 	cr_log_info("member 1: %d %s", m[1].rc, m[1].err);
-	cr_assert_eq(m[0].rc, SPATE_ERR_INVALID, "member 0 ran on with another member (%d: %s)", m[0].rc, m[0].err);
+	cr_assert_eq(m[0].rc, SPATE_ERR_INVALID, "member 0 ran on with another member (%d: %s)", m[0].rc,
+	             m[0].err);
 	cr_assert(strstr(m[0].err, st[0]) && strstr(m[0].err, "another member") && strstr(m[0].err, "g9") &&
 	              strstr(m[0].err, "store=kafka"),
 	          "%s", m[0].err);
@@ -622,7 +639,7 @@ Test(kafka_source, a_file_store_with_two_members_is_refused_with_kafka_log_level
 /* ---- a member killed mid-run: two `spate run` processes in one group ---------------------- */
 
 enum {
-	KILL_RECORDS = 200000,           /* 12,500 per partition: a run of several seconds */
+	KILL_RECORDS = 200000, /* 12,500 per partition: a run of several seconds */
 	KILL_PER_PART = KILL_RECORDS / PARTS,
 	KILL_BOTH_BOUND_MS = 60000,      /* both members must have journalled records by then */
 	KILL_SURVIVOR_BOUND_MS = 120000, /* the survivor must exit by then */
@@ -630,7 +647,8 @@ enum {
 
 /* `spate run` as a member of group on topic, journalling to DIR/NAME.<worker>, with its
  * stdout and stderr in DIR/NAME.out and DIR/NAME.err. */
-static pid_t spawn_member(const char *bs, const char *dir, const char *name, const char *topic, const char *group)
+static pid_t spawn_member(const char *bs, const char *dir, const char *name, const char *topic,
+                          const char *group)
 {
 	char a_topic[128], a_group[128], a_handler[512], a_bs[512], a_ll[48], out[512], err[512];
 	snprintf(a_ll, sizeof(a_ll), "kafka.log_level=%s", g_kafka_log_level ? g_kafka_log_level : "");
@@ -640,11 +658,33 @@ static pid_t spawn_member(const char *bs, const char *dir, const char *name, con
 	snprintf(a_bs, sizeof(a_bs), "kafka.bootstrap.servers=%s", bs);
 	snprintf(out, sizeof(out), "%s/%s.out", dir, name);
 	snprintf(err, sizeof(err), "%s/%s.err", dir, name);
-	char *const argv[] = {(char *)t_spate_cli(), "run", "-X", "source=kafka", "-X", a_topic, "-X", a_group, "-X",
-	                      "store=kafka", "-X", "stop.at.end=true", "-X", a_handler, "-X", a_bs, "-X",
-	                      "kafka.session.timeout.ms=6000", "-X", "kafka.heartbeat.interval.ms=500", "-X",
-	                      "checkpoint.interval.ms=200", "-X", "log.level=info",
-	                      g_kafka_log_level ? "-X" : NULL, a_ll, NULL};
+	char *const argv[] = {(char *)t_spate_cli(),
+	                      "run",
+	                      "-X",
+	                      "source=kafka",
+	                      "-X",
+	                      a_topic,
+	                      "-X",
+	                      a_group,
+	                      "-X",
+	                      "store=kafka",
+	                      "-X",
+	                      "stop.at.end=true",
+	                      "-X",
+	                      a_handler,
+	                      "-X",
+	                      a_bs,
+	                      "-X",
+	                      "kafka.session.timeout.ms=6000",
+	                      "-X",
+	                      "kafka.heartbeat.interval.ms=500",
+	                      "-X",
+	                      "checkpoint.interval.ms=200",
+	                      "-X",
+	                      "log.level=info",
+	                      g_kafka_log_level ? "-X" : NULL,
+	                      a_ll,
+	                      NULL};
 	pid_t pid = t_spawn(argv, out, err, 0);
 	cr_assert(pid >= 0, "fork: %s", strerror(errno));
 	return pid;
@@ -683,8 +723,8 @@ static long long journal_bytes(const char *dir, const char *name)
 
 /* Mark every "kafka/TOPIC/P OFFSET" line of member name's journals in seen[P][OFFSET];
  * lines of other partitions or out of range count in *bad. Returns the lines read. */
-static long long journal_read(const char *dir, const char *name, const char *topic, uint8_t (*seen)[KILL_PER_PART],
-                              long long *bad)
+static long long journal_read(const char *dir, const char *name, const char *topic,
+                              uint8_t (*seen)[KILL_PER_PART], long long *bad)
 {
 	long long lines = 0;
 	char want[128];
@@ -745,7 +785,9 @@ static void a_killed_member_s_partitions_are_taken_over_run(void)
 		waitpid(b, NULL, 0);
 		kt_print_tail(dir, "a.err");
 		kt_print_tail(dir, "b.err");
-		cr_assert_fail("both members did not handle records while both ran (journal bytes a %lld, b %lld)", ja, jb);
+		cr_assert_fail(
+		    "both members did not handle records while both ran (journal bytes a %lld, b %lld)", ja,
+		    jb);
 	}
 	kill(b, SIGKILL);
 	st_b = kt_wait_exit(b, KILL_SURVIVOR_BOUND_MS);
@@ -754,7 +796,8 @@ static void a_killed_member_s_partitions_are_taken_over_run(void)
 	int st = kt_wait_exit(a, KILL_SURVIVOR_BOUND_MS);
 	if (st != 0) {
 		kt_print_tail(dir, "a.err");
-		cr_assert_fail("the survivor exited with %d (-1: not within %d ms)", st, KILL_SURVIVOR_BOUND_MS);
+		cr_assert_fail("the survivor exited with %d (-1: not within %d ms)", st,
+		               KILL_SURVIVOR_BOUND_MS);
 	}
 	/* every record in some journal */
 	uint8_t(*seen)[KILL_PER_PART] = calloc(PARTS, sizeof(*seen));
@@ -762,7 +805,8 @@ static void a_killed_member_s_partitions_are_taken_over_run(void)
 	long long bad = 0;
 	long long la = journal_read(dir, "a", "t6", seen, &bad);
 	long long lb = journal_read(dir, "b", "t6", seen, &bad);
-	cr_log_info("journal lines: survivor %lld, killed %lld (%lld records)", la, lb, (long long)KILL_RECORDS);
+	cr_log_info("journal lines: survivor %lld, killed %lld (%lld records)", la, lb,
+	            (long long)KILL_RECORDS);
 	cr_assert_eq(bad, 0, "%lld journal lines name another partition or offset", bad);
 	cr_assert(lb > 0, "the killed member handled nothing");
 	for (int p = 0; p < PARTS; p++)
@@ -807,7 +851,8 @@ typedef struct faults {
 static void *inject(void *arg)
 {
 	faults_t *f = arg;
-	for (int waited = 0; waited < RUN_BOUND_MS && atomic_load(&f->cnt->total) < FAULT_AFTER; waited += 10) {
+	for (int waited = 0; waited < RUN_BOUND_MS && atomic_load(&f->cnt->total) < FAULT_AFTER;
+	     waited += 10) {
 		if (atomic_load(&f->run_over))
 			return NULL;
 		usleep(10 * 1000);

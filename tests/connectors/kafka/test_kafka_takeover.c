@@ -37,15 +37,15 @@ enum {
 	TO_PARTS = 16,
 	TO_RECORDS = 200000,
 	TO_PER_PART = TO_RECORDS / TO_PARTS,
-	TO_BATCH = 10,               /* batch.size: one journal write and fdatasync per 10 records */
-	TO_CKPT_MS = 200,            /* checkpoint.interval.ms of both members */
-	BOUND_INTERVALS = 3,         /* the bound: A's most in this many checkpoint intervals */
-	A_ALONE_MS = 4000,           /* A runs alone this long (its first join takes about 3 s) */
-	KILL_AFTER_MS = 3000,        /* B joins; A is killed this much later (the join takes 5 s) */
-	SAMPLE_MS = 10,              /* how often the test looks at A's journal */
-	MAX_SAMPLES = 8192,          /* ... at most (about 80 s) */
-	START_BOUND_MS = 60000,      /* A must have journalled records by then */
-	SURVIVOR_BOUND_MS = 180000,  /* B must end (stop.at.end) by then */
+	TO_BATCH = 10,              /* batch.size: one journal write and fdatasync per 10 records */
+	TO_CKPT_MS = 200,           /* checkpoint.interval.ms of both members */
+	BOUND_INTERVALS = 3,        /* the bound: A's most in this many checkpoint intervals */
+	A_ALONE_MS = 4000,          /* A runs alone this long (its first join takes about 3 s) */
+	KILL_AFTER_MS = 3000,       /* B joins; A is killed this much later (the join takes 5 s) */
+	SAMPLE_MS = 10,             /* how often the test looks at A's journal */
+	MAX_SAMPLES = 8192,         /* ... at most (about 80 s) */
+	START_BOUND_MS = 60000,     /* A must have journalled records by then */
+	SURVIVOR_BOUND_MS = 180000, /* B must end (stop.at.end) by then */
 	PRODUCE_FLUSH_MS = 60000,
 	MAX_ARGS = 48,
 };
@@ -55,16 +55,18 @@ static void produce_even(const char *bs, const char *topic)
 {
 	char err[512];
 	rd_kafka_conf_t *c = rd_kafka_conf_new();
-	cr_assert_eq(rd_kafka_conf_set(c, "bootstrap.servers", bs, err, sizeof(err)), RD_KAFKA_CONF_OK, "%s", err);
+	cr_assert_eq(rd_kafka_conf_set(c, "bootstrap.servers", bs, err, sizeof(err)), RD_KAFKA_CONF_OK, "%s",
+	             err);
 	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof(err));
 	cr_assert(rk, "producer: %s", err);
 	for (int i = 0; i < TO_RECORDS; i++) {
 		char val[32];
 		snprintf(val, sizeof(val), "v%d", i);
 		for (;;) {
-			rd_kafka_resp_err_t e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(i % TO_PARTS),
-			                                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-			                                          RD_KAFKA_V_VALUE(val, strlen(val)), RD_KAFKA_V_END);
+			rd_kafka_resp_err_t e =
+			    rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(i % TO_PARTS),
+			                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+			                      RD_KAFKA_V_VALUE(val, strlen(val)), RD_KAFKA_V_END);
 			if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
 				rd_kafka_poll(rk, 10);
 				continue;
@@ -73,7 +75,8 @@ static void produce_even(const char *bs, const char *topic)
 			break;
 		}
 	}
-	cr_assert_eq(rd_kafka_flush(rk, PRODUCE_FLUSH_MS), RD_KAFKA_RESP_ERR_NO_ERROR, "producer: not delivered in time");
+	cr_assert_eq(rd_kafka_flush(rk, PRODUCE_FLUSH_MS), RD_KAFKA_RESP_ERR_NO_ERROR,
+	             "producer: not delivered in time");
 	rd_kafka_destroy(rk);
 	int64_t hi[TO_PARTS];
 	kt_ends(bs, topic, TO_PARTS, hi);
@@ -84,10 +87,11 @@ static void produce_even(const char *bs, const char *topic)
 /* `spate run` as a member of group on topic, journalling to DIR/NAME.<worker>, output in
  * DIR/NAME.out and DIR/NAME.err; extra: more key=value pairs (NULL-terminated, may be
  * NULL). */
-static pid_t spawn_member(const char *bs, const char *dir, const char *name, const char *topic, const char *group,
-                          const char *const *extra)
+static pid_t spawn_member(const char *bs, const char *dir, const char *name, const char *topic,
+                          const char *group, const char *const *extra)
 {
-	char a_topic[128], a_group[128], a_handler[512], a_bs[512], a_batch[32], a_ckpt[48], out[512], err[512];
+	char a_topic[128], a_group[128], a_handler[512], a_bs[512], a_batch[32], a_ckpt[48], out[512],
+	    err[512];
 	snprintf(a_topic, sizeof(a_topic), "topics=%s", topic);
 	snprintf(a_group, sizeof(a_group), "group.id=%s", group);
 	snprintf(a_handler, sizeof(a_handler), "handler=journal:%s/%s", dir, name);
@@ -96,9 +100,19 @@ static pid_t spawn_member(const char *bs, const char *dir, const char *name, con
 	snprintf(a_ckpt, sizeof(a_ckpt), "checkpoint.interval.ms=%d", TO_CKPT_MS);
 	snprintf(out, sizeof(out), "%s/%s.out", dir, name);
 	snprintf(err, sizeof(err), "%s/%s.err", dir, name);
-	const char *fixed[] = {"source=kafka", a_topic, a_group, "store=kafka", "stop.at.end=true", a_handler, a_bs,
-	                       "kafka.session.timeout.ms=6000", "kafka.heartbeat.interval.ms=500", a_batch, a_ckpt,
-	                       "log.level=info", NULL};
+	const char *fixed[] = {"source=kafka",
+	                       a_topic,
+	                       a_group,
+	                       "store=kafka",
+	                       "stop.at.end=true",
+	                       a_handler,
+	                       a_bs,
+	                       "kafka.session.timeout.ms=6000",
+	                       "kafka.heartbeat.interval.ms=500",
+	                       a_batch,
+	                       a_ckpt,
+	                       "log.level=info",
+	                       NULL};
 	char *argv[MAX_ARGS];
 	int n = 0;
 	argv[n++] = (char *)t_spate_cli();
@@ -180,8 +194,8 @@ static long long growth_look(growth_t *g, const char *dir)
 
 /* Mark every "kafka/TOPIC/P OFFSET" line of member name's journals in seen[P][OFFSET]
  * (bit `bit`); lines that name anything else count in *bad. Returns the lines read. */
-static long long journal_mark(const char *dir, const char *name, const char *topic, uint8_t (*seen)[TO_PER_PART],
-                              uint8_t bit, long long *bad)
+static long long journal_mark(const char *dir, const char *name, const char *topic,
+                              uint8_t (*seen)[TO_PER_PART], uint8_t bit, long long *bad)
 {
 	long long lines = 0;
 	char want[128];
@@ -284,7 +298,8 @@ static void killed_in_a_rebalance(const char *topic, const char *group, const ch
 	st = kt_wait_exit(b, SURVIVOR_BOUND_MS);
 	if (st != 0) {
 		kt_print_tail(dir, "b.err");
-		cr_assert_fail("member B: status %d, want 0 (-1: still running after %d ms)", st, SURVIVOR_BOUND_MS);
+		cr_assert_fail("member B: status %d, want 0 (-1: still running after %d ms)", st,
+		               SURVIVOR_BOUND_MS);
 	}
 	/* nothing lost; what B handled again of A's */
 	uint8_t(*seen)[TO_PER_PART] = calloc(TO_PARTS, sizeof(*seen));
@@ -302,13 +317,15 @@ static void killed_in_a_rebalance(const char *topic, const char *group, const ch
 		}
 	long long window = most_in_window(s, n, (int64_t)BOUND_INTERVALS * TO_CKPT_MS);
 	long long bound = window + TO_PARTS * TO_BATCH;
-	cr_log_info("member A handled %lld records (%lld lines; %lld when B started), B %lld lines; B handled again "
-	            "%lld of A's; bound %lld (A's most in %d ms: %lld, plus %d)",
-	            a_handled, la, a_at_b, lb, repeated, bound, BOUND_INTERVALS * TO_CKPT_MS, window,
-	            TO_PARTS * TO_BATCH);
+	cr_log_info(
+	    "member A handled %lld records (%lld lines; %lld when B started), B %lld lines; B handled again "
+	    "%lld of A's; bound %lld (A's most in %d ms: %lld, plus %d)",
+	    a_handled, la, a_at_b, lb, repeated, bound, BOUND_INTERVALS * TO_CKPT_MS, window,
+	    TO_PARTS * TO_BATCH);
 	cr_assert_eq(lost, 0, "%lld records are in no journal", lost);
 	cr_assert(a_at_b > 0, "member A handled nothing in its %d ms alone", A_ALONE_MS);
-	cr_assert(a_handled < TO_RECORDS, "member A handled every record before it was killed: nothing to take over");
+	cr_assert(a_handled < TO_RECORDS,
+	          "member A handled every record before it was killed: nothing to take over");
 	cr_assert(repeated <= bound,
 	          "member B handled again %lld of the %lld records A had handled: more than A handles in %d "
 	          "checkpoint intervals (%lld) plus a batch per partition (%d)",
