@@ -802,6 +802,11 @@ int sp_log_push(sp_log_push_t *lp, int32_t part, const spate_push_record_t *recs
 void sp_log_push_delivered(sp_log_push_t *lp, int part, uint64_t next);
 void sp_log_push_close_input(sp_log_push_t *lp);
 bool sp_log_push_closed(const sp_log_push_t *lp);
+/** Whether the reader delivered every record pushed so far (each partition's next
+ *  delivery offset, as sp_log_push_delivered last set it, is past the last record
+ *  appended). The reader's own lag is not enough: it learns of a new durable length
+ *  through inotify, after the push that made it has returned. @locality the engine thread */
+bool sp_log_push_all_delivered(sp_log_push_t *lp);
 /** Push calls and fdatasync calls so far (group commit's effect; tests). */
 void sp_log_push_counts(const sp_log_push_t *lp, uint64_t *calls, uint64_t *syncs);
 

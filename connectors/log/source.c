@@ -295,8 +295,11 @@ static int64_t log_lag(sp_source_t *s)
 static bool log_ended(sp_source_t *s)
 {
 	src_t *x = s->ctx;
-	if (x->lp) /* a durable push ends once the program closed it and everything is read */
-		return sp_log_push_closed(x->lp) && sp_log_reader_lag(x->rd) == 0;
+	/* a durable push ends once the program closed it and everything pushed is read: what
+	 * the pushes appended, not what the reader has seen of it yet */
+	if (x->lp)
+		return sp_log_push_closed(x->lp) && sp_log_push_all_delivered(x->lp) &&
+		       sp_log_reader_lag(x->rd) == 0;
 	return x->stop_at_end && sp_log_reader_ended(x->rd);
 }
 
