@@ -27,8 +27,8 @@
 #include <string.h>
 #include <unistd.h>
 
-/* What spate_position_fmt needs for any position (decimal or three hex words). */
-#define JOURNAL_POS_MAX 64
+/* What spate_position_fmt needs for any position. */
+#define JOURNAL_POS_MAX SPATE_POSITION_MAX
 /* The first buffer of a worker; it grows to fit the largest batch seen. */
 #define JOURNAL_BUF_INIT (64 * 1024)
 
@@ -58,7 +58,7 @@ static int journal_init(void *opaque, int worker_id, void **wctx)
 		free(w);
 		return SPATE_ERR_NOMEM;
 	}
-	w->fd = open(w->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	w->fd = open(w->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, SP_FILE_MODE);
 	if (w->fd < 0) {
 		sp_msg(o->eng, SP_MSG_ERROR, "handler: journal cannot open %s: %s", w->path, strerror(errno));
 		free(w->buf);

@@ -7,10 +7,17 @@ set -euo pipefail
 # interop tests' other RecordBatch implementation (tests/connectors/log/kafka_python.py);
 # libmicrohttpd-dev libjansson-dev: the example ingest service (examples/ingest); curl:
 # its test's client (tests/examples/test_ingest.c)
+# clang with libFuzzer and the sanitizer runtimes: the fuzz build (scripts/fuzz.sh)
 pkgs=(gcc meson ninja-build pkg-config libcriterion-dev libxxhash-dev liburing-dev
-      librdkafka-dev libisal-dev libjansson-dev libmicrohttpd-dev curl
+      librdkafka-dev libisal-dev libjansson-dev libcurl4-openssl-dev libssl-dev
+      libmicrohttpd-dev curl
       zlib1g-dev libsnappy-dev liblz4-dev libzstd-dev
-      python3 python3-kafka python3-lz4 python3-zstandard python3-snappy)
+      python3 python3-kafka python3-lz4 python3-zstandard python3-snappy
+      clang libfuzzer-14-dev libclang-rt-14-dev)
+# node runs kinesalite, the Kinesis server of the tests (installed below with npm); a
+# node that is already there (another packaging of it) is kept
+command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
+command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 [ "${1:-}" = "--bench" ] && pkgs+=(gnuplot-nox linux-perf python3)
 missing=()
 for p in "${pkgs[@]}"; do
@@ -23,4 +30,16 @@ if [ ${#missing[@]} -gt 0 ]; then
 	export DEBIAN_FRONTEND=noninteractive
 	$SUDO apt-get update -qq
 	$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# kinesalite (npm) for the Kinesis tests, into the repository's .deps/node (never
+# globally); tests/meson.build points the tests at it. Pinned: the version the tests
+# were written against (shared/reference/test-peers.md).
+KINESALITE_VERSION=3.3.3
+root="$(cd "$(dirname "$0")/.." && pwd)"
+kdir="$root/.deps/node"
+if ! grep -qs "\"version\": \"$KINESALITE_VERSION\"" "$kdir/node_modules/kinesalite/package.json"; then
+	echo "deps: installing kinesalite $KINESALITE_VERSION into $kdir" >&2
+	mkdir -p "$kdir"
+	npm install --prefix "$kdir" --no-audit --no-fund --loglevel=error "kinesalite@$KINESALITE_VERSION" >&2
 fi

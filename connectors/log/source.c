@@ -199,7 +199,7 @@ static int log_seek(sp_source_t *s, sp_part_t *p, const sp_ckpt_t *ckpt, sp_ckpt
 		if (ckpt->beginning) {
 			off = 0;
 		} else {
-			if (ckpt->after.w[0] || ckpt->after.w[1] || ckpt->after.w[2] == UINT64_MAX)
+			if (!sp_pos_is_offset(&ckpt->after) || ckpt->after.w[2] == UINT64_MAX)
 				return sp_err(errstr, size, SPATE_ERR_INVALID,
 				              "%s: checkpoint is not a log offset", p->pub.name);
 			off = ckpt->after.w[2] + 1;
@@ -279,7 +279,7 @@ static int log_default_store(sp_source_t *s, const char *pipeline, char *buf, si
 {
 	char d[SP_LOG_PATH_MAX];
 	snprintf(d, sizeof(d), "%s/%s", s->arg, SP_LOG_CKPT_DIR);
-	if (mkdir(d, 0700) < 0 && errno != EEXIST)
+	if (mkdir(d, SP_DIR_MODE) < 0 && errno != EEXIST)
 		return sp_err(errstr, errsize, SPATE_ERR_IO, "cannot make %s: %s", d, strerror(errno));
 	if ((size_t)snprintf(buf, size, "file:%s/%s", d, pipeline) >= size)
 		return sp_err(errstr, errsize, SPATE_ERR_INVALID, "the path %s/%s is too long", d, pipeline);

@@ -9,7 +9,6 @@
  * transactional producer but writes no control markers and serves aborted records under
  * read_committed, so a marker at a partition's tail cannot be tested against it.) */
 #include "engine/engine.h"
-#include "engine/engine.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -28,6 +27,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tests/common/engine.h"
 #include "tests/common/kafka.h"
 #include "tests/common/util.h"
 #include "tests/connectors/kafka/ktest.h"
@@ -60,6 +60,10 @@ typedef struct counts {
 	_Atomic bool stopped;
 	t_kafka_t *outage;     /* take the broker down once OUTAGE_AFTER records were handled */
 	_Atomic bool run_over; /* the run returned: the outage thread stops waiting */
+	/* the outage thread: records handled when the broker went down, and whether the run
+	 * was still going then and when it came back (-1, false: no outage happened) */
+	int64_t down_at;
+	bool down_mid, up_mid;
 	int sleep_ms;          /* per batch: a slow handler */
 	uint64_t store_errors; /* the engine's failed checkpoint saves (retried), at the end */
 	size_t revoked_left;   /* revoked partitions still in the engine at the end */
@@ -207,10 +211,14 @@ static void *watch(void *arg)
 	return NULL;
 }
 
+/* set, kafka_conf_store and run are called on the test's thread and on member threads
+ * (two members in one process): t_require, a Criterion failure on the test's thread and a
+ * failure with the message (abort) on another, where Criterion cannot jump back. */
 static void set(spate_conf_t *c, const char *k, const char *v)
 {
 	char err[512];
-	cr_assert_eq(spate_conf_set(c, k, v, err, sizeof(err)), SPATE_CONF_OK, "%s=%s: %s", k, v, err);
+	int rc = spate_conf_set(c, k, v, err, sizeof(err));
+	t_require(rc == SPATE_CONF_OK, "%s=%s: %s", k, v, err);
 }
 
 /* A Kafka source conf; store NULL leaves the store key unset (the source's default). */
@@ -248,7 +256,7 @@ static int run(spate_conf_t *c, counts_t *cnt, char *err, size_t size)
 	spate_handler_t h = {
 	    .version = SPATE_HANDLER_VERSION, .name = "count", .handle = count_handle, .opaque = cnt};
 	spate_engine_t *e = spate_engine_new(c, &h, err, size);
-	cr_assert(e, "engine: %s", err);
+	t_require(e, "engine: %s", err);
 	atomic_store(&cnt->eng, e);
 	int rc = spate_engine_start(e, err, size);
 	if (rc) {
@@ -261,7 +269,7 @@ static int run(spate_conf_t *c, counts_t *cnt, char *err, size_t size)
 	rc = spate_engine_run(e, err, size);
 	atomic_store(&w.done, true);
 	pthread_join(th, NULL);
-	cr_assert(!atomic_load(&w.fired), "the run did not end within %d ms", RUN_BOUND_MS);
+	t_require(!atomic_load(&w.fired), "the run did not end within %d ms", RUN_BOUND_MS);
 	cnt->store_errors = e->store_errors;
 	cnt->lag_end = e->src.ops->lag(&e->src); /* the engine thread is done: safe here */
 	cnt->revoked_left = e->nrevoked;
@@ -379,7 +387,10 @@ static void *outage(void *arg)
 		usleep(10 * 1000);
 	}
 	t_kafka_ok(c->outage, "broker down all");
+	c->down_at = (int64_t)atomic_load(&c->total);
+	c->down_mid = !atomic_load(&c->run_over);
 	usleep(OUTAGE_MS * 1000);
+	c->up_mid = !atomic_load(&c->run_over);
 	t_kafka_ok(c->outage, "broker up all");
 	return NULL;
 }
@@ -392,6 +403,7 @@ Test(kafka_source, broker_outage_loses_nothing, .timeout = 300)
 	produce(bs, "t3", RECORDS, 0);
 	counts_t *cnt = counts_new();
 	cnt->outage = k;
+	cnt->down_at = -1;
 	spate_conf_t *c = kafka_conf(bs, "t3", "g3");
 	set(c, "kafka.max.partition.fetch.bytes", "4096"); /* many fetches: the outage falls mid-run */
 	set(c, "max.inflight.records", "2000");
@@ -402,6 +414,11 @@ Test(kafka_source, broker_outage_loses_nothing, .timeout = 300)
 	atomic_store(&cnt->run_over, true);
 	pthread_join(th, NULL);
 	cr_assert(atomic_load(&cnt->total) >= OUTAGE_AFTER);
+	/* the outage fell mid-run: the broker went down and came back while the run went on,
+	 * with records still to handle (a test whose outage came after the end proves nothing) */
+	cr_assert(cnt->down_at >= 0 && cnt->down_mid, "the broker never went down during the run");
+	cr_assert_lt(cnt->down_at, RECORDS, "the broker went down after every record was handled");
+	cr_assert(cnt->up_mid, "the run ended while the broker was down");
 	cr_assert_eq(rc, SPATE_OK, "run: %s", err);
 	for (int p = 0; p < PARTS; p++)
 		for (int o = 0; o < RECORDS / PARTS; o++)
@@ -891,6 +908,9 @@ static void injected_fetch_and_commit_errors_lose_nothing_run(void)
 	          (unsigned long long)atomic_load(&cnt->total));
 	cr_log_info("handled %llu records, %llu failed checkpoint saves (retried)",
 	            (unsigned long long)atomic_load(&cnt->total), (unsigned long long)cnt->store_errors);
+	/* the injected commit errors reached the engine as failed saves, and were retried (the
+	 * committed offsets below are at the ends) */
+	cr_assert_gt(cnt->store_errors, 0, "no failed checkpoint save: the commit errors were not injected");
 	cr_assert_eq(atomic_load(&cnt->bad), 0);
 	for (int p = 0; p < PARTS; p++)
 		for (int o = 0; o < RECORDS / PARTS; o++)
