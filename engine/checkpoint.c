@@ -7,15 +7,20 @@
  * (guarantee 6: a later restart never re-resolves "latest" and skips records).
  * A failed save is logged and retried on the next tick; the tracker's state is not lost.
  * A store that answers SPATE_ERR_BUSY (a Kafka group in a rebalance) is not failing: the
- * save is retried on the next tick without counting or logging an error.
+ * save is retried on the next tick without counting or logging an error. Until a save
+ * goes through, the workers start no new handler batch (sp_workers_hold): what is
+ * handled meanwhile could not be checkpointed, and a crash would have it handled again,
+ * so the engine does not run ahead of its last checkpoint by more than about a
+ * checkpoint interval. A partition being released does not wait for its in-flight
+ * records then (they would not be handled): its release completes at once.
  * @locality the engine thread only.
  */
 #include "engine/engine.h"
 
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static int save_dirty(sp_engine_t *e, char *err, size_t sz)
 {
@@ -66,12 +71,23 @@ int sp_checkpoint_maybe_flush(sp_engine_t *e, bool force)
 	int rc = save_dirty(e, err, sizeof(err));
 	e->last_flush_ms = now;
 	if (rc == SPATE_ERR_BUSY) {
-		sp_msg(e, SP_MSG_DEBUG, "checkpoint store: %s (deferred)", err);
+		if (!atomic_load_explicit(&e->store_hold, memory_order_relaxed))
+			sp_msg(e, SP_MSG_INFO,
+			       "checkpoint store: %s; no new handler batches until it takes a checkpoint",
+			       err);
+		else
+			sp_msg(e, SP_MSG_DEBUG, "checkpoint store: %s (deferred)", err);
+		sp_workers_hold(e, true);
 		return rc;
+	}
+	if (!rc && atomic_load_explicit(&e->store_hold, memory_order_relaxed)) {
+		sp_msg(e, SP_MSG_INFO, "checkpoint store: takes checkpoints again; handlers resume");
+		sp_workers_hold(e, false);
 	}
 	if (rc) {
 		uint64_t n = atomic_fetch_add_explicit(&e->store_errors, 1, memory_order_relaxed) + 1;
-		sp_msg(e, SP_MSG_ERROR, "checkpoint store: %s (will retry; %" PRIu64 " failures so far)", err, n);
+		sp_msg(e, SP_MSG_ERROR, "checkpoint store: %s (will retry; %" PRIu64 " failures so far)", err,
+		       n);
 		return rc;
 	}
 	e->done_since_flush = 0;
@@ -94,7 +110,8 @@ static int start_one(sp_engine_t *e, sp_part_t *p, bool *resolved_out, char *err
 			return rc;
 		p->eng->ckpt = p->eng->saved = ck;
 		char b[SPATE_POSITION_MAX];
-		sp_msg(e, SP_MSG_DEBUG, "%s: resuming after checkpoint %s", p->pub.name, sp_ckpt_fmt(&ck, b, sizeof(b)));
+		sp_msg(e, SP_MSG_DEBUG, "%s: resuming after checkpoint %s", p->pub.name,
+		       sp_ckpt_fmt(&ck, b, sizeof(b)));
 	} else {
 		sp_ckpt_t resolved = {.beginning = true};
 		if ((rc = e->src.ops->seek(&e->src, p, NULL, &resolved, err, sz)))
@@ -150,7 +167,7 @@ int sp_engine_partition_start(sp_engine_t *e, sp_part_t *p, char *err, size_t sz
 /* p's release ends: save its checkpoint of what is DONE (unless lost), forget it (never
  * checkpointed again, late results discarded, what its lanes still hold dropped) and tell
  * the source. Returns whether the checkpoint was saved. */
-static bool release_finish(sp_engine_t *e, sp_part_t *p, bool lost, char *err, size_t sz, int *rc_out)
+static bool release_finish(sp_engine_t *e, sp_part_t *p, bool lost, char *err, size_t sz)
 {
 	struct sp_part_eng *pe = p->eng;
 	int rc = SPATE_OK;
@@ -166,13 +183,18 @@ static bool release_finish(sp_engine_t *e, sp_part_t *p, bool lost, char *err, s
 				pe->dirty = false;
 			} else {
 				saved = false;
-				sp_msg(e, SP_MSG_ERROR, "%s: released without its last checkpoint: %s (the new owner "
-				       "handles again what came after the previous one)", p->pub.name, err);
+				/* a store that is busy (a group that rebalances again) is no failure */
+				sp_msg(e, rc == SPATE_ERR_BUSY ? SP_MSG_INFO : SP_MSG_ERROR,
+				       "%s: released without its last checkpoint: %s (the new owner "
+				       "handles again what came after the previous one)",
+				       p->pub.name, err);
 			}
 		}
 		if (pe->fifo_head)
-			sp_msg(e, SP_MSG_WARN, "%s: released with records still in flight; their results are "
-			       "discarded (the new owner handles them again)", p->pub.name);
+			sp_msg(e, SP_MSG_WARN,
+			       "%s: released with records still in flight; their results are "
+			       "discarded (the new owner handles them again)",
+			       p->pub.name);
 	}
 	pe->releasing = false;
 	pe->revoked = true; /* never checkpointed again; late results are discarded */
@@ -182,30 +204,7 @@ static bool release_finish(sp_engine_t *e, sp_part_t *p, bool lost, char *err, s
 	e->nrevoked++;
 	if (pe->lanes)
 		sp_lanes_release(e, p); /* what is still in flight is dropped, not handled */
-	if (rc_out)
-		*rc_out = rc;
 	return saved;
-}
-
-int sp_engine_partition_revoke(sp_engine_t *e, sp_part_t *p, int64_t timeout_ms, bool lost, char *err,
-                               size_t sz)
-{
-	struct sp_part_eng *pe = p->eng;
-	/* chunks of p not yet dispatched are dropped: their records were never handled */
-	sp_flow_drop_held(e, p);
-	if (!lost && pe->started) {
-		/* let its in-flight batches finish, then checkpoint what is DONE */
-		int64_t deadline = sp_now_ms() + timeout_ms;
-		while (pe->fifo_head && sp_now_ms() < deadline) {
-			if (!sp_tracker_drain(e)) {
-				struct timespec ts = {0, 1000000};
-				nanosleep(&ts, NULL);
-			}
-		}
-	}
-	int rc;
-	release_finish(e, p, lost, err, sz, &rc);
-	return rc;
 }
 
 int sp_engine_partition_release(sp_engine_t *e, sp_part_t *p, int64_t timeout_ms, bool lost)
@@ -221,7 +220,7 @@ int sp_engine_partition_release(sp_engine_t *e, sp_part_t *p, int64_t timeout_ms
 	e->nreleasing++;
 	if (pe->release_lost && pe->lanes)
 		sp_lanes_release(e, p); /* nothing of it may be committed: stop handling it now */
-	if (!e->running) /* no loop will come: the engine is not running (or done) */
+	if (!e->running)                /* no loop will come: the engine is not running (or done) */
 		sp_engine_releases(e, true);
 	else
 		sp_engine_wake(e);
@@ -239,10 +238,11 @@ void sp_engine_releases(sp_engine_t *e, bool now)
 		if (!pe->releasing)
 			continue;
 		/* its dispatched records finish (or are dropped when lost), up to the deadline */
-		if (!now && pe->fifo_head && t < pe->release_deadline)
+		if (!now && pe->fifo_head && t < pe->release_deadline &&
+		    !atomic_load_explicit(&e->store_hold, memory_order_relaxed))
 			continue; /* records still in flight (a lost partition's are being dropped) */
 		char err[512];
-		bool saved = release_finish(e, p, pe->release_lost, err, sizeof(err), NULL);
+		bool saved = release_finish(e, p, pe->release_lost, err, sizeof(err));
 		e->nreleasing--;
 		sp_msg(e, SP_MSG_DEBUG, "%s: released (%s)", p->pub.name,
 		       saved ? "checkpoint saved" : "nothing committed");

@@ -311,11 +311,17 @@ static int open_plugins(spate_engine_t *e, char *err, size_t sz)
 		snprintf(e->store_uri, sizeof(e->store_uri), "%s", v);
 	if (*v) {
 		arg = sp_split_uri(v, name, sizeof(name));
-		const sp_store_ops_t *st = sp_find_store(name);
-		if (!st)
-			return sp_err(err, sz, SPATE_ERR_INVALID, "store: unknown store \"%s\"", v);
-		e->store = (sp_store_t){.ops = st, .eng = e, .arg = arg};
-		if ((rc = st->open(&e->store, err, sz))) {
+		/* a store the source provides itself (store=kafka: its consumer group) first */
+		e->store = (sp_store_t){.eng = e, .arg = arg};
+		rc = so->open_store ? so->open_store(&e->src, name, arg, &e->store, err, sz) : SPATE_ERR_UNKNOWN;
+		if (rc == SPATE_ERR_UNKNOWN) {
+			const sp_store_ops_t *st = sp_find_store(name);
+			if (!st)
+				return sp_err(err, sz, SPATE_ERR_INVALID, "store: unknown store \"%s\"", v);
+			e->store = (sp_store_t){.ops = st, .eng = e, .arg = arg};
+			rc = st->open(&e->store, err, sz);
+		}
+		if (rc) {
 			if (dflt && v == e->store_uri) {
 				char inner[512];
 				snprintf(inner, sizeof(inner), "%s", err);

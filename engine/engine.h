@@ -118,9 +118,13 @@ static inline sp_ck_t *sp_ck(sp_chunk_t *c)
  *   from      to        when                                              by (worker.c)
  *   IDLE      QUEUED    runs were dispatched to it                         sp_lanes_ready
  *   IDLE      QUEUED    its partition was released while it holds runs     sp_lanes_release
- *   QUEUED    RUNNING   a worker claims it off the ready queue             worker_main
+ *   QUEUED    RUNNING   a worker claims it off the ready queue (while the  worker_main
+ *                       store holds the handlers, e->store_hold, only a    (take_ready_locked)
+ *                       lane of a released partition)
  *   RUNNING   IDLE      its batches ran and nothing is left                worker_main
  *   RUNNING   QUEUED    SP_LANE_BURST batches ran and more wait (fairness) worker_main
+ *   RUNNING   QUEUED    the store holds the handlers (e->store_hold) and   worker_main
+ *                       more wait                                          (may_run)
  *   RUNNING   PARKED    a failure set park_until_ms (retry backoff, or a   worker_main (after
  *                       DLQ that could not be written); the queued runs    migrate)
  *                       were copied to its arena first
@@ -386,6 +390,11 @@ struct spate_engine_s {
 	_Atomic bool quit;
 	/* a graceful stop: workers finish the batch they run and start no other */
 	_Atomic bool draining;
+	/* the store answered SPATE_ERR_BUSY (a Kafka group in a rebalance) and has taken no
+	 * checkpoint since: workers finish the batch they run and start none of a partition
+	 * that is not released, so what is handled stays within about a checkpoint interval
+	 * of what the store holds (written under mu by the engine thread) */
+	_Atomic bool store_hold;
 	bool workers_cv_ready; /* idle_cv was initialized */
 	/* a handler init failed: a worker writes init_err once, under mu, then sets
 	 * init_failed (release); the engine thread reads the flag without mu (acquire, once
@@ -557,6 +566,9 @@ void sp_lanes_ready(sp_engine_t *e, sp_lane_t **lanes, size_t n);
 void sp_lanes_release(sp_engine_t *e, sp_part_t *p);
 /** No worker holds or will run a lane of p, and its lanes hold nothing. */
 bool sp_lanes_quiet(sp_engine_t *e, sp_part_t *p);
+/** Hold (or let go) the handlers while the store cannot take a checkpoint (e->store_hold).
+ *  @locality the engine thread. */
+void sp_workers_hold(sp_engine_t *e, bool hold);
 
 /* tracker.c */
 /** Drain every worker's completion ring; returns the number of entries. */

@@ -162,6 +162,51 @@ static sp_lane_t *take_migration_locked(sp_engine_t *e)
 	return NULL;
 }
 
+/* The next ready lane, or NULL; while the store holds the handlers (e->store_hold),
+ * only a lane of a released partition (its records are dropped, not handled). */
+static sp_lane_t *take_ready_locked(sp_engine_t *e)
+{
+	bool hold = atomic_load_explicit(&e->store_hold, memory_order_relaxed);
+	sp_lane_t *prev = NULL;
+	for (sp_lane_t *l = e->ready_head; l; prev = l, l = l->next) {
+		if (hold && !atomic_load_explicit(&l->released, memory_order_acquire))
+			continue;
+		if (prev)
+			prev->next = l->next;
+		else
+			e->ready_head = l->next;
+		if (e->ready_tail == l)
+			e->ready_tail = prev;
+		e->nready--;
+		return l;
+	}
+	return NULL;
+}
+
+/* Whether a worker may run another batch of l: not while stopping, nor while the store
+ * holds the handlers (unless l's partition was released). */
+static bool may_run(sp_engine_t *e, sp_lane_t *l)
+{
+	return !atomic_load_explicit(&e->draining, memory_order_relaxed) &&
+	       (!atomic_load_explicit(&e->store_hold, memory_order_relaxed) ||
+	        atomic_load_explicit(&l->released, memory_order_acquire));
+}
+
+void sp_workers_hold(sp_engine_t *e, bool hold)
+{
+	if (atomic_load_explicit(&e->store_hold, memory_order_relaxed) == hold)
+		return;
+	pthread_mutex_lock(&e->mu);
+	atomic_store_explicit(&e->store_hold, hold, memory_order_relaxed);
+	if (!hold && e->ready_head) {
+		if (e->idle_workers)
+			pthread_cond_broadcast(&e->work_cv);
+		else if (!e->active)
+			sp_autoscale_wake_locked(e);
+	}
+	pthread_mutex_unlock(&e->mu);
+}
+
 static bool lane_has_work(sp_lane_t *l)
 {
 	return l->dlq_pending || l->mq_off < l->mq_len || sp_ring_nonempty(&l->rq);
@@ -181,21 +226,7 @@ static void wake_engine_if_sleeping(sp_worker_t *w)
 		sp_engine_wake(w->e);
 }
 
-
-
-
-
-
-
-
 /* ---- batches ---------------------------------------------------------------------- */
-
-
-
-
-
-
-
 
 static void first_record(sp_engine_t *e)
 {
@@ -204,7 +235,6 @@ static void first_record(sp_engine_t *e)
 		atomic_compare_exchange_strong(&e->first_ns, &zero, sp_now_ns());
 	}
 }
-
 
 /* Run one batch of the lane. Returns false when the lane should be released (empty,
  * parked, or stopping). */
@@ -365,11 +395,13 @@ static bool run_batch(sp_worker_t *w, sp_lane_t *l)
 			       e->h.name ? e->h.name : "(unnamed)", res, SPATE_HANDLER_OK, SPATE_HANDLER_FAIL,
 			       SPATE_HANDLER_ITEM_FAILURES);
 		if (!b.err[0])
-			snprintf(b.err, sizeof(b.err), "handler returned %d (not a spate_handler_res_t)", res);
+			snprintf(b.err, sizeof(b.err), "handler returned %d (not a spate_handler_res_t)",
+			         res);
 		res = SPATE_HANDLER_FAIL;
 	}
 	bool items = e->item_failures && b.nfailed > 0 && res != SPATE_HANDLER_FAIL;
-	bool whole = !items && (res == SPATE_HANDLER_FAIL || (res == SPATE_HANDLER_ITEM_FAILURES && b.nfailed));
+	bool whole =
+	    !items && (res == SPATE_HANDLER_FAIL || (res == SPATE_HANDLER_ITEM_FAILURES && b.nfailed));
 	if (w->nem) {
 		/* what the handler emitted for the origins that succeeded reaches its sinks
 		 * before they are DONE; a sink that fails fails the batch */
@@ -448,8 +480,8 @@ static bool set_instance(sp_worker_t *w, bool up)
 	pthread_mutex_lock(&e->mu);
 	if (rc != SPATE_OK) {
 		if (!atomic_load_explicit(&e->init_failed, memory_order_relaxed)) /* under mu */
-			snprintf(e->init_err, sizeof(e->init_err), "handler: init failed on worker %d: %s", w->id,
-			         spate_err2str(rc));
+			snprintf(e->init_err, sizeof(e->init_err), "handler: init failed on worker %d: %s",
+			         w->id, spate_err2str(rc));
 		atomic_store_explicit(&e->init_failed, 1, memory_order_release); /* publishes init_err */
 		sp_engine_wake(e);
 		return false;
@@ -491,16 +523,13 @@ static void *worker_main(void *arg)
 				e->idle_workers--;
 				continue;
 			}
-			if ((l = e->ready_head)) {
-				e->ready_head = l->next;
-				if (!e->ready_head)
-					e->ready_tail = NULL;
-				e->nready--;
+			if ((l = take_ready_locked(e)))
 				break;
-			}
 			int64_t next = e->parked ? unpark_locked(e, sp_now_ms()) : 0;
-			if (e->ready_head)
+			if (e->ready_head && !atomic_load_explicit(&e->store_hold, memory_order_relaxed))
 				continue;
+			if ((l = take_ready_locked(e)))
+				break; /* held: a released lane unparked just now */
 			if ((l = take_migration_locked(e)))
 				break;
 			e->idle_workers++;
@@ -515,8 +544,8 @@ static void *worker_main(void *arg)
 
 		int b = 0;
 		if (!l->mig_wanted)
-			while (b++ < SP_LANE_BURST && !atomic_load_explicit(&e->draining, memory_order_relaxed) &&
-			       run_batch(w, l) && !atomic_load_explicit(&e->quit, memory_order_relaxed))
+			while (b++ < SP_LANE_BURST && may_run(e, l) && run_batch(w, l) &&
+			       !atomic_load_explicit(&e->quit, memory_order_relaxed))
 				;
 		if (l->park_until_ms && !l->window_wait)
 			sp_lane_migrate(w, l);

@@ -1,12 +1,16 @@
 /* group.c - the Kafka source's consumer group (see source.c for the whole picture):
  *  - the rebalance callback: an assigned partition becomes a new engine partition,
- *    started at its checkpoint; a revoked one is released (its in-flight records waited
- *    for and its checkpoint committed, unless the assignment was lost);
- *  - the group's join state, read from librdkafka's cgrp debug lines (librdkafka 2.0.2
- *    has no call for it): store=kafka commits outside the rebalance callback only while
- *    it is "steady", because an OffsetCommit racing a rejoin fails with
- *    ILLEGAL_GENERATION and librdkafka then drops the whole assignment as lost
- *    (librdkafka issue #4059);
+ *    started at its checkpoint; a revoked one is handed to sp_engine_partition_release
+ *    and the callback returns without unassigning: librdkafka waits in its join_state
+ *    wait-unassign-call (heartbeating, the assigned partitions paused) for the
+ *    application's unassign, which the source makes once the engine has released every
+ *    partition of the revoke (their in-flight records waited for on the engine's loop
+ *    and their checkpoints committed, unless the assignment was lost): released();
+ *  - the group's cgrp.join_state from librdkafka's statistics (statistics.interval.ms, the
+ *    stats callback; cgrp.join_state and cgrp.rebalance_cnt of STATISTICS.md, read with
+ *    jansson): store=kafka commits outside a rebalance only while it is "steady"
+ *    (store.c), because an OffsetCommit racing a rejoin fails with ILLEGAL_GENERATION
+ *    and librdkafka then drops the whole assignment as lost (librdkafka issue #4059);
  *  - with a store that is not the group, another member is refused;
  *  - stop.at.end through the group's committed offsets; with another store or none,
  *    through what this consumer handed over and the engine has DONE (and then, as a
@@ -16,57 +20,21 @@
  *    answered) but no SyncGroup has given the assignor its state yet (librdkafka issue
  *    #4312, fixed by PR #4381 in 2.3.0). A source that ends or is stopped while it
  *    joins (stop.at.end finding everything committed, SIGTERM) first serves the group
- *    until that first assignment, at most for session.timeout.ms;
- *  - store=kafka: save() commits offset = after + 1 synchronously (SPATE_ERR_BUSY while
- *    the group rebalances), load() reads the committed offset.
- * @locality the engine thread (librdkafka's threads call on_log and on_error).
+ *    until that first assignment (the rebalance callback says when it comes), at most
+ *    for session.timeout.ms.
+ * librdkafka's log lines are forwarded as they come (kafka.log_level and kafka.debug are
+ * librdkafka's own); none is read for what it says.
+ * @locality the engine thread (librdkafka's threads call on_log).
  */
 #include "consumer.h"
 
 #include <inttypes.h>
-#include <pthread.h>
+#include <jansson.h>
 #include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* ---- engine -> source map, for the store ------------------------------------------- */
-
-static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
-static reg_t *regs;
-
-void sp_kafka_reg_add(reg_t *r)
-{
-	pthread_mutex_lock(&reg_mu);
-	r->next = regs;
-	regs = r;
-	pthread_mutex_unlock(&reg_mu);
-}
-
-void sp_kafka_reg_del(sp_engine_t *e)
-{
-	pthread_mutex_lock(&reg_mu);
-	for (reg_t **pp = &regs; *pp; pp = &(*pp)->next)
-		if ((*pp)->eng == e) {
-			reg_t *r = *pp;
-			*pp = r->next;
-			free(r);
-			break;
-		}
-	pthread_mutex_unlock(&reg_mu);
-}
-
-ksrc_t *sp_kafka_reg_find(sp_engine_t *e)
-{
-	ksrc_t *x = NULL;
-	pthread_mutex_lock(&reg_mu);
-	for (reg_t *r = regs; r; r = r->next)
-		if (r->eng == e)
-			x = r->x;
-	pthread_mutex_unlock(&reg_mu);
-	return x;
-}
 
 /* ---- rebalance -------------------------------------------------------------------- */
 
@@ -136,19 +104,22 @@ void sp_kafka_check_single_member(ksrc_t *x, const char *why)
 	}
 	char what[160];
 	if (!why)
-		snprintf(what, sizeof(what), "this consumer has held %d of the %d partitions for %" PRId64 " ms", held,
-		         total, x->partial_grace_ms);
+		snprintf(what, sizeof(what),
+		         "this consumer has held %d of the %d partitions for %" PRId64 " ms", held, total,
+		         x->partial_grace_ms);
 	if (x->foreign_store)
 		sp_kafka_set_fatal(x, SPATE_ERR_INVALID,
-		          "store=%s keeps checkpoints for a single consumer, but group.id \"%s\" has another member (%s); "
-		          "use store=kafka (the default for source=kafka) to share the topics %s",
-		          x->foreign_store, x->group, why ? why : what, x->topics);
+		                   "store=%s keeps checkpoints for a single consumer, but group.id \"%s\" "
+		                   "has another member (%s); "
+		                   "use store=kafka (the default for source=kafka) to share the topics %s",
+		                   x->foreign_store, x->group, why ? why : what, x->topics);
 	else
-		sp_kafka_set_fatal(x, SPATE_ERR_INVALID,
-		          "stop.at.end with no store (store= empty) ends once this consumer has handled every "
-		          "partition to its end, but group.id \"%s\" has another member (%s); use store=kafka (the "
-		          "default for source=kafka) to share the topics %s",
-		          x->group, why ? why : what, x->topics);
+		sp_kafka_set_fatal(
+		    x, SPATE_ERR_INVALID,
+		    "stop.at.end with no store (store= empty) ends once this consumer has handled every "
+		    "partition to its end, but group.id \"%s\" has another member (%s); use store=kafka (the "
+		    "default for source=kafka) to share the topics %s",
+		    x->group, why ? why : what, x->topics);
 }
 
 static void on_assign(ksrc_t *x, rd_kafka_topic_partition_list_t *parts)
@@ -174,7 +145,8 @@ static void on_assign(ksrc_t *x, rd_kafka_topic_partition_list_t *parts)
 		kpart_t *k = sp_kafka_kp_get(x, topic, part);
 		sp_part_t *p = k ? sp_engine_add_partition(x->eng, KSRC_NAME, topic, part, NULL) : NULL;
 		if (!p) {
-			sp_kafka_set_fatal(x, SPATE_ERR_NOMEM, "kafka/%s/%" PRId32 ": out of memory on assignment", topic, part);
+			sp_kafka_set_fatal(x, SPATE_ERR_NOMEM,
+			                   "kafka/%s/%" PRId32 ": out of memory on assignment", topic, part);
 			break;
 		}
 		p->src_ctx = k;
@@ -185,16 +157,19 @@ static void on_assign(ksrc_t *x, rd_kafka_topic_partition_list_t *parts)
 			p->has_end = true;
 			p->end = sp_pos((uint64_t)k->end - 1);
 		}
+		k->releasing = false;
 		int rc = sp_engine_partition_start(x->eng, p, err, sizeof(err));
 		if (rc) {
-			/* never assigned: nothing of it is read or committed */
-			sp_engine_partition_revoke(x->eng, p, 0, true, NULL, 0);
+			/* never assigned: nothing of it is read or committed (the engine forgets it;
+			 * its released() finds k->p no longer p) */
 			k->p = NULL;
+			sp_engine_partition_release(x->eng, p, 0, true);
 			sp_kafka_set_fatal(x, rc, "%s", err);
 			break;
 		}
 		rd_kafka_topic_partition_list_add(go, topic, part)->offset = k->next;
-		sp_msg(x->eng, SP_MSG_DEBUG, "%s: assigned, starting at offset %" PRId64, p->pub.name, k->next);
+		sp_msg(x->eng, SP_MSG_DEBUG, "%s: assigned, starting at offset %" PRId64, p->pub.name,
+		       k->next);
 	}
 	rd_kafka_error_t *e = NULL;
 	rd_kafka_resp_err_t re = RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -203,10 +178,17 @@ static void on_assign(ksrc_t *x, rd_kafka_topic_partition_list_t *parts)
 	else
 		re = rd_kafka_assign(x->rk, go);
 	if (e) {
-		sp_kafka_set_fatal(x, SPATE_ERR_SOURCE, "kafka: incremental assign: %s", rd_kafka_error_string(e));
+		sp_kafka_set_fatal(x, SPATE_ERR_SOURCE, "kafka: incremental assign: %s",
+		                   rd_kafka_error_string(e));
 		rd_kafka_error_destroy(e);
 	} else if (re) {
 		sp_kafka_set_fatal(x, SPATE_ERR_SOURCE, "kafka: assign: %s", rd_kafka_err2str(re));
+	}
+	if (!e && !re) {
+		/* the assign call moved cgrp.join_state from wait-assign-call to steady: commits
+		 * need not wait for the next statistics to say so */
+		x->steady = true;
+		snprintf(x->join_state, sizeof(x->join_state), "steady");
 	}
 	if (x->paused && go->cnt)
 		rd_kafka_pause_partitions(x->rk, go);
@@ -214,37 +196,92 @@ static void on_assign(ksrc_t *x, rd_kafka_topic_partition_list_t *parts)
 	sp_kafka_check_single_member(x, NULL);
 }
 
+/* Every partition of the revoke being released is: unassign them (librdkafka then goes
+ * on: a cooperative member rejoins, an eager one too). */
+static void finish_revoke(ksrc_t *x)
+{
+	rd_kafka_topic_partition_list_t *parts = x->revoking;
+	x->revoking = NULL;
+	x->releasing = 0;
+	if (cooperative(x)) {
+		rd_kafka_error_t *e = rd_kafka_incremental_unassign(x->rk, parts);
+		if (e) {
+			sp_msg(x->eng, SP_MSG_WARN, "kafka: incremental unassign of %d partitions: %s",
+			       parts->cnt, rd_kafka_error_string(e));
+			rd_kafka_error_destroy(e);
+		}
+	} else {
+		rd_kafka_resp_err_t re = rd_kafka_assign(x->rk, NULL);
+		if (re)
+			sp_msg(x->eng, SP_MSG_WARN, "kafka: unassign: %s", rd_kafka_err2str(re));
+	}
+	rd_kafka_topic_partition_list_destroy(parts);
+}
+
+/* A revoke (or a rebalance error): each partition the engine holds is released on the
+ * engine's loop (in-flight records waited for up to revoke_ms, the checkpoint committed
+ * unless lost); the unassign waits for the last released(). While the source closes,
+ * the engine no longer runs: the partitions are unassigned at once, and nothing of them
+ * is committed here (the run's final checkpoint was). */
 static void on_revoke(ksrc_t *x, rd_kafka_topic_partition_list_t *parts)
 {
 	bool lost = rd_kafka_assignment_lost(x->rk);
-	char err[1024];
+	if (x->revoking) {
+		/* librdkafka calls once per rebalance and waits for the unassign: not expected */
+		sp_msg(x->eng, SP_MSG_WARN,
+		       "kafka: a revoke while another is being released; unassigning that one now");
+		for (int i = 0; i < x->revoking->cnt; i++) {
+			kpart_t *k =
+			    sp_kafka_kp_find(x, x->revoking->elems[i].topic, x->revoking->elems[i].partition);
+			if (k && k->releasing) {
+				k->releasing = false;
+				k->p = NULL;
+			}
+		}
+		finish_revoke(x);
+	}
+	x->revoking = rd_kafka_topic_partition_list_copy(parts);
+	x->releasing = 1; /* held until every release below was asked (one may complete at once) */
 	for (int i = 0; i < parts->cnt; i++) {
 		kpart_t *k = sp_kafka_kp_find(x, parts->elems[i].topic, parts->elems[i].partition);
 		sp_kafka_stash_drop(x, parts->elems[i].topic, parts->elems[i].partition);
 		if (!k || !k->p)
 			continue;
-		if (!x->closing) {
-			int rc = sp_engine_partition_revoke(x->eng, k->p, x->revoke_ms, lost, err, sizeof(err));
-			if (rc)
-				sp_msg(x->eng, SP_MSG_WARN, "%s: checkpoint on revoke failed: %s (its new owner handles "
-				       "the records after the last saved checkpoint again)", k->p->pub.name, err);
-			else
-				sp_msg(x->eng, SP_MSG_DEBUG, "%s: revoked%s", k->p->pub.name, lost ? " (lost)" : "");
-		}
-		k->p = NULL;
 		k->has_committed = false;
+		if (x->closing) {
+			k->p = NULL;
+			continue;
+		}
+		sp_msg(x->eng, SP_MSG_DEBUG, "%s: revoked%s; releasing it", k->p->pub.name,
+		       lost ? " (lost)" : "");
+		k->releasing = true;
+		x->releasing++;
+		sp_engine_partition_release(x->eng, k->p, x->revoke_ms, lost);
 	}
 	if (!lost && parts->cnt)
 		sp_kafka_check_single_member(x, "partitions were revoked from this consumer for another");
-	if (cooperative(x)) {
-		rd_kafka_error_t *e = rd_kafka_incremental_unassign(x->rk, parts);
-		if (e) {
-			sp_msg(x->eng, SP_MSG_WARN, "kafka: incremental unassign: %s", rd_kafka_error_string(e));
-			rd_kafka_error_destroy(e);
-		}
-	} else {
-		rd_kafka_assign(x->rk, NULL);
-	}
+	if (--x->releasing == 0)
+		finish_revoke(x);
+}
+
+void sp_kafka_released(sp_source_t *s, sp_part_t *p, bool saved)
+{
+	ksrc_t *x = s->ctx;
+	kpart_t *k = p->src_ctx;
+	if (!x || !k || k->p != p)
+		return; /* a partition that never started (on_assign) */
+	k->p = NULL;
+	k->has_committed = false;
+	if (!k->releasing)
+		return;
+	k->releasing = false;
+	if (!saved)
+		sp_msg(x->eng, SP_MSG_INFO,
+		       "%s: released without a checkpoint; its new owner handles the records after "
+		       "the last committed offset again",
+		       p->pub.name);
+	if (x->revoking && --x->releasing == 0)
+		finish_revoke(x);
 }
 
 /* An assignment while closing: librdkafka waits for the assign call (consumer_close
@@ -259,33 +296,32 @@ static void assign_closing(ksrc_t *x, rd_kafka_topic_partition_list_t *parts)
 	}
 	rd_kafka_error_t *e = rd_kafka_incremental_assign(x->rk, parts);
 	if (e) {
-		sp_msg(x->eng, SP_MSG_DEBUG, "kafka: incremental assign while closing: %s", rd_kafka_error_string(e));
+		sp_msg(x->eng, SP_MSG_DEBUG, "kafka: incremental assign while closing: %s",
+		       rd_kafka_error_string(e));
 		rd_kafka_error_destroy(e);
 	}
 }
 
 void sp_kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
-                         void *opaque)
+                           void *opaque)
 {
 	(void)rk;
 	ksrc_t *x = opaque;
 	x->in_rebalance = true;
+	/* a join round ended (its SyncGroup answered): JoinGroups sent before this are over */
+	x->joins_seen = atomic_load(&x->joins_sent);
 	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-		/* the assignor got its state before librdkafka handed this over */
+		/* the assignor got its state before librdkafka handed this over: the window of
+		 * librdkafka issue #4312 is over for good */
 		x->assigned_once = true;
-		atomic_store(&x->assignor_ready, true);
 		if (x->closing)
 			assign_closing(x, parts);
 		else
 			on_assign(x, parts);
-	} else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
-		on_revoke(x, parts);
 	} else {
-		sp_msg(x->eng, SP_MSG_ERROR, "kafka: rebalance error: %s", rd_kafka_err2str(err));
-		if (cooperative(x))
-			on_revoke(x, parts);
-		else
-			rd_kafka_assign(x->rk, NULL);
+		if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
+			sp_msg(x->eng, SP_MSG_ERROR, "kafka: rebalance error: %s", rd_kafka_err2str(err));
+		on_revoke(x, parts);
 	}
 	x->in_rebalance = false;
 }
@@ -301,29 +337,11 @@ void sp_kafka_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque
 		char why[512];
 		rd_kafka_resp_err_t f = rd_kafka_fatal_error(rk, why, sizeof(why));
 		sp_kafka_redact(&x->secrets, why, clean, sizeof(clean));
-		sp_kafka_set_fatal(x, SPATE_ERR_SOURCE, "kafka: fatal consumer error: %s: %s", rd_kafka_err2name(f), clean);
+		sp_kafka_set_fatal(x, SPATE_ERR_SOURCE, "kafka: fatal consumer error: %s: %s",
+		                   rd_kafka_err2name(f), clean);
 		return;
 	}
 	sp_msg(x->eng, SP_MSG_WARN, "kafka: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), clean);
-}
-
-/* "Group "G" changed join state A -> B (state up)": whether B is steady, and how far the
- * first join got (librdkafka 2.0.2's rd_kafka_cgrp_set_join_state; a JoinGroup answered
- * moves to wait-metadata (the leader) or wait-sync, and a SyncGroup's assignment, once
- * the assignor has taken it, to wait-assign-call). */
-static void track_join_state(ksrc_t *x, const char *buf)
-{
-	const char *from = strstr(buf, "changed join state ");
-	const char *arrow = strstr(from ? from : buf, " -> ");
-	if (!arrow)
-		return;
-	const char *to = arrow + 4;
-	atomic_store(&x->join_steady, !strncmp(to, "steady", 6));
-	atomic_store(&x->join_seen, true);
-	if (!strncmp(to, "wait-metadata", 13) || !strncmp(to, "wait-sync", 9))
-		atomic_store(&x->assignor_chosen, true);
-	else if (!strncmp(to, "wait-assign-call", 16) || !strncmp(to, "steady", 6))
-		atomic_store(&x->assignor_ready, true);
 }
 
 void sp_kafka_on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
@@ -331,16 +349,72 @@ void sp_kafka_on_log(const rd_kafka_t *rk, int level, const char *fac, const cha
 	ksrc_t *x = rd_kafka_opaque(rk);
 	if (!x || atomic_load(&x->detached))
 		return;
-	if (!strcmp(fac, "CGRPJOINSTATE"))
-		track_join_state(x, buf);
-	if ((level >= 7 && !x->user_debug) || level > x->user_log_level)
-		return; /* the cgrp debug lines the source asked for itself, or above kafka.log_level */
+	/* librdkafka passes on only what its log_level (kafka.log_level; 7 with kafka.debug)
+	 * lets through */
 	int lvl = level <= 4 ? SP_MSG_WARN : level <= 6 ? SP_MSG_INFO : SP_MSG_DEBUG;
 	if (!sp_msg_enabled(x->eng, lvl))
 		return;
 	char clean[1024];
 	sp_kafka_redact(&x->secrets, buf, clean, sizeof(clean));
 	sp_msg(x->eng, lvl, "kafka: %s: %s", fac, clean);
+}
+
+/* Counts the JoinGroup requests written to the coordinator. @locality a broker thread:
+ * no librdkafka call, nothing that blocks. */
+static rd_kafka_resp_err_t on_request_sent(rd_kafka_t *rk, int sockfd, const char *brokername,
+                                           int32_t brokerid, int16_t api_key, int16_t api_version,
+                                           int32_t corr_id, size_t size, void *ic_opaque)
+{
+	(void)rk, (void)sockfd, (void)brokername, (void)brokerid, (void)api_version, (void)corr_id,
+	    (void)size;
+	ksrc_t *x = ic_opaque;
+	if (api_key == KSRC_API_JOINGROUP)
+		atomic_fetch_add(&x->joins_sent, 1);
+	return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+rd_kafka_resp_err_t sp_kafka_on_new(rd_kafka_t *rk, const rd_kafka_conf_t *conf, void *ic_opaque,
+                                    char *errstr, size_t errstr_size)
+{
+	(void)conf, (void)errstr, (void)errstr_size;
+	return rd_kafka_interceptor_add_on_request_sent(rk, KSRC_NAME "-source", on_request_sent, ic_opaque);
+}
+
+/* The join_state values before a JoinGroup was answered (rd_kafka_cgrp_join_state_names
+ * of 2.0.2): every other one comes after a JoinGroup response chose the assignor. */
+static bool before_join_answer(const char *state)
+{
+	return !strcmp(state, "init") || !strcmp(state, "wait-join");
+}
+
+int sp_kafka_on_stats(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
+{
+	(void)rk;
+	ksrc_t *x = opaque;
+	if (!x || atomic_load(&x->detached))
+		return 0;
+	json_error_t jerr;
+	json_t *root = json_loadb(json, json_len, 0, &jerr);
+	json_t *cgrp = root ? json_object_get(root, "cgrp") : NULL;
+	const char *state = json_string_value(json_object_get(cgrp, "join_state"));
+	json_t *cnt = json_object_get(cgrp, "rebalance_cnt");
+	if (!state || !json_is_integer(cnt)) {
+		json_decref(root); /* not a group consumer's report (or not JSON): nothing learnt */
+		return 0;
+	}
+	bool was_steady = x->steady;
+	x->stats_seen = true;
+	x->steady = !strcmp(state, "steady");
+	if (!before_join_answer(state))
+		x->join_answered = true;
+	x->rebalance_cnt = (int)json_integer_value(cnt);
+	if (strcmp(x->join_state, state))
+		sp_msg(x->eng, SP_MSG_DEBUG, "kafka: group \"%s\": cgrp.join_state %s (rebalance_cnt %d)%s",
+		       x->group, state, x->rebalance_cnt,
+		       was_steady && !x->steady ? ": commits wait for it to be steady" : "");
+	snprintf(x->join_state, sizeof(x->join_state), "%s", state);
+	json_decref(root);
+	return 0; /* librdkafka frees json */
 }
 
 bool sp_kafka_ended(sp_source_t *s)
@@ -361,6 +435,14 @@ bool sp_kafka_ended(sp_source_t *s)
 		}
 		return true;
 	}
+	/* the group's offsets are not all at the ends while a partition this consumer holds
+	 * has not had its end committed by it (and asking during a rebalance would hold the
+	 * engine thread behind this member's JoinGroup, the coordinator answering after it) */
+	for (size_t i = 0; i < x->nall; i++) {
+		const kpart_t *k = x->all[i];
+		if (k->p && k->has_end && !k->at_end && k->acked < k->end)
+			return false;
+	}
 	int64_t now = sp_now_ms();
 	if (now - x->last_ended_check_ms < KSRC_ENDED_CHECK_MS)
 		return false;
@@ -373,7 +455,8 @@ bool sp_kafka_ended(sp_source_t *s)
 	if (l->cnt) {
 		rd_kafka_resp_err_t e = rd_kafka_committed(x->rk, l, KSRC_REQUEST_MS);
 		if (e) {
-			sp_msg(x->eng, SP_MSG_DEBUG, "stop.at.end: reading the group's offsets: %s", rd_kafka_err2str(e));
+			sp_msg(x->eng, SP_MSG_DEBUG, "stop.at.end: reading the group's offsets: %s",
+			       rd_kafka_err2str(e));
 			done = false;
 		}
 		for (int i = 0; !e && i < l->cnt; i++) {
@@ -398,31 +481,58 @@ bool sp_kafka_has_bug_4312(ksrc_t *x)
 	/* only the sticky assignor keeps state (range and roundrobin have none to destroy) */
 	char v[256];
 	size_t n = sizeof(v);
-	if (rd_kafka_conf_get(rd_kafka_conf(x->rk), "partition.assignment.strategy", v, &n) != RD_KAFKA_CONF_OK)
+	if (rd_kafka_conf_get(rd_kafka_conf(x->rk), "partition.assignment.strategy", v, &n) !=
+	    RD_KAFKA_CONF_OK)
 		return true;
 	return strstr(v, "cooperative-sticky") != NULL;
 }
 
-/* librdkafka would abort destroying the consumer now (issue #4312): the group chose the
- * assignor, and no SyncGroup gave it its state yet. A JoinGroup answered after
- * consumer_close began is ignored, and the state is never dropped once set, so after
- * consumer_close this no longer changes. */
-static bool assignor_stateless(ksrc_t *x)
+/* Whether the group may have chosen the assignor without giving it state yet (librdkafka
+ * issue #4312): joining (subscribed), no first assignment, and a JoinGroup answered, as
+ * the statistics saw it or, fresher, as the member id says (librdkafka sets it from a
+ * JoinGroup response; a broker that asks for one first (MEMBER_ID_REQUIRED) sets it
+ * earlier, which only makes the close wait when it need not). */
+static bool assignor_may_lack_state(ksrc_t *x)
 {
-	return x->bug_4312 && atomic_load(&x->assignor_chosen) && !atomic_load(&x->assignor_ready);
+	if (!x->bug_4312 || !x->subscribed || x->assigned_once)
+		return false;
+	if (x->join_answered)
+		return true;
+	char *id = rd_kafka_memberid(x->rk);
+	bool answered = id && *id;
+	rd_kafka_mem_free(x->rk, id);
+	return answered;
 }
 
 bool sp_kafka_close(ksrc_t *x)
 {
 	x->closing = true;
-	if (assignor_stateless(x)) {
+	if (x->revoking) {
+		/* the engine no longer releases anything: unassign what it still held */
+		for (int i = 0; i < x->revoking->cnt; i++) {
+			kpart_t *k =
+			    sp_kafka_kp_find(x, x->revoking->elems[i].topic, x->revoking->elems[i].partition);
+			if (k && k->releasing) {
+				k->releasing = false;
+				k->p = NULL;
+			}
+		}
+		finish_revoke(x);
+	}
+	/* once a JoinGroup was answered, a JoinGroup answered after consumer_close began is
+	 * ignored, and the assignor's state is never dropped once set: after the wait below
+	 * this no longer changes */
+	bool wait = assignor_may_lack_state(x);
+	if (wait) {
 		sp_msg(x->eng, SP_MSG_INFO,
-		       "kafka: group \"%s\": closing before the first assignment; serving the group until it comes "
-		       "(at most session.timeout.ms=%" PRId64 "), because librdkafka %s aborts when it closes sooner "
+		       "kafka: group \"%s\": closing before the first assignment; serving the group until it "
+		       "comes "
+		       "(at most session.timeout.ms=%" PRId64
+		       "), because librdkafka %s aborts when it closes sooner "
 		       "(librdkafka issue #4312, fixed in 2.3.0)",
 		       x->group, x->session_ms, rd_kafka_version_str());
 		int64_t deadline = sp_now_ms() + x->session_ms;
-		while (assignor_stateless(x) && sp_now_ms() < deadline) {
+		while (!x->assigned_once && sp_now_ms() < deadline) {
 			/* serves the rebalance callback; records are not handed over any more */
 			rd_kafka_message_t *m = rd_kafka_consumer_poll(x->rk, KSRC_TICK_MS);
 			if (m)
@@ -430,117 +540,17 @@ bool sp_kafka_close(ksrc_t *x)
 		}
 	}
 	rd_kafka_consumer_close(x->rk);
-	if (!assignor_stateless(x))
+	if (x->revoking) /* a revoke served by consumer_close (it unassigns at once then) */
+		finish_revoke(x);
+	if (!wait || x->assigned_once)
 		return true;
-	sp_msg(x->eng, SP_MSG_WARN,
-	       "kafka: group \"%s\": no first assignment within session.timeout.ms=%" PRId64 "; the consumer has "
-	       "left the group, and its handle is left to the process exit, because librdkafka %s aborts when "
-	       "it is destroyed now (librdkafka issue #4312, fixed in 2.3.0)",
-	       x->group, x->session_ms, rd_kafka_version_str());
+	sp_msg(
+	    x->eng, SP_MSG_WARN,
+	    "kafka: group \"%s\": no first assignment within session.timeout.ms=%" PRId64
+	    "; the consumer has "
+	    "left the group, and its handle is left to the process exit, because librdkafka %s aborts when "
+	    "it is destroyed now (librdkafka issue #4312, fixed in 2.3.0)",
+	    x->group, x->session_ms, rd_kafka_version_str());
 	atomic_store(&x->detached, true);
 	return false;
 }
-
-/* ---- store=kafka -------------------------------------------------------------------- */
-
-static int kstore_open(sp_store_t *s, char *errstr, size_t size)
-{
-	if (!s->eng)
-		return sp_err(errstr, size, SPATE_ERR_INVALID,
-		              "store: kafka commits to the consumer group of a running source=kafka pipeline; "
-		              "it cannot be opened on its own");
-	char name[64];
-	const char *src = sp_conf_str(sp_engine_conf(s->eng), "source");
-	sp_split_uri(src, name, sizeof(name));
-	ksrc_t *x = strcmp(name, KSRC_NAME) ? NULL : sp_kafka_reg_find(s->eng);
-	if (!x)
-		return sp_err(errstr, size, SPATE_ERR_INVALID,
-		              "store: kafka commits offsets to the Kafka source's consumer group and needs "
-		              "source=kafka (source is \"%s\")", src);
-	if (s->arg && *s->arg)
-		return sp_err(errstr, size, SPATE_ERR_INVALID, "store: kafka takes no argument (\"kafka:%s\")", s->arg);
-	x->store_on = true;
-	s->ctx = x;
-	return SPATE_OK;
-}
-
-static int kstore_load(sp_store_t *s, const char *name, sp_ckpt_t *out, char *errstr, size_t size)
-{
-	ksrc_t *x = s->ctx;
-	kpart_t *k = sp_kafka_kp_by_name(x, name, true);
-	if (!k)
-		return sp_err(errstr, size, SPATE_ERR_INVALID, "store=kafka: \"%s\" is not a Kafka partition", name);
-	int64_t off = -1;
-	if (k->has_committed) {
-		off = k->committed;
-		k->has_committed = false;
-	} else {
-		rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-		rd_kafka_topic_partition_list_add(l, k->topic, k->partition);
-		rd_kafka_resp_err_t e = rd_kafka_committed(x->rk, l, KSRC_REQUEST_MS);
-		if (!e)
-			e = l->elems[0].err;
-		off = l->elems[0].offset;
-		rd_kafka_topic_partition_list_destroy(l);
-		if (e)
-			return sp_err(errstr, size, SPATE_ERR_STORE, "store=kafka: %s: reading the committed offset: %s", name,
-			              rd_kafka_err2str(e));
-	}
-	if (off < 0)
-		return SPATE_ERR_NOT_FOUND;
-	k->loaded = off;
-	memset(out, 0, sizeof(*out));
-	if (off == 0)
-		out->beginning = true;
-	else
-		out->after = sp_pos((uint64_t)off - 1);
-	return SPATE_OK;
-}
-
-static int kstore_save(sp_store_t *s, const sp_store_entry_t *ents, size_t n, char *errstr, size_t size)
-{
-	ksrc_t *x = s->ctx;
-	if (!x->in_rebalance && atomic_load(&x->join_seen) && !atomic_load(&x->join_steady))
-		return sp_err(errstr, size, SPATE_ERR_BUSY,
-		              "store=kafka: the consumer group is rebalancing; %zu commits wait for it", n);
-	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)n);
-	for (size_t i = 0; i < n; i++) {
-		kpart_t *k = sp_kafka_kp_by_name(x, ents[i].name, false);
-		if (!k) {
-			rd_kafka_topic_partition_list_destroy(l);
-			return sp_err(errstr, size, SPATE_ERR_STORE, "store=kafka: \"%s\" is not a partition of this consumer",
-			              ents[i].name);
-		}
-		int64_t off = ents[i].ckpt.beginning ? 0 : (int64_t)ents[i].ckpt.after.w[2] + 1;
-		rd_kafka_topic_partition_list_add(l, k->topic, k->partition)->offset = off;
-	}
-	rd_kafka_resp_err_t e = rd_kafka_commit(x->rk, l, 0);
-	int rc = SPATE_OK;
-	if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
-		rc = sp_err(errstr, size, SPATE_ERR_STORE, "store=kafka: commit of %zu partitions: %s", n,
-		            rd_kafka_err2str(e));
-	for (int i = 0; !rc && i < l->cnt; i++)
-		if (l->elems[i].err)
-			rc = sp_err(errstr, size, SPATE_ERR_STORE, "store=kafka: commit of kafka/%s/%" PRId32 ": %s",
-			            l->elems[i].topic, l->elems[i].partition, rd_kafka_err2str(l->elems[i].err));
-	rd_kafka_topic_partition_list_destroy(l);
-	return rc;
-}
-
-static void kstore_close(sp_store_t *s)
-{
-	s->ctx = NULL; /* the consumer belongs to the source */
-}
-
-const sp_store_ops_t sp_store_kafka = {
-    .version = SP_STORE_OPS_VERSION,
-    .name = KSRC_NAME,
-    .desc = "commit offsets to the Kafka source's consumer group (source=kafka only)",
-    .syntax = "kafka",
-    .open = kstore_open,
-    .load = kstore_load,
-    .save = kstore_save,
-    .list = NULL,
-    .reset = NULL,
-    .close = kstore_close,
-};

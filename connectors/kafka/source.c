@@ -1,14 +1,17 @@
 /* source.c - Kafka as a source (`source=kafka`) and the consumer group as a checkpoint
  * store (`store=kafka`), through librdkafka's high-level consumer. This file is the
- * consumer (open, seek, poll, service, lag); group.c is the group side (rebalances,
- * join state, membership, stop.at.end, store=kafka); consumer.h is what they share.
+ * consumer (open, seek, service, lag); poll.c turns messages into chunks; group.c is
+ * the group side (rebalances and releases, the group's join_state, membership, stop.at.end,
+ * closing); store.c is store=kafka; consumer.h is what they share.
  *
  * Keys: `topics` (comma list), `group.id`, `kafka.bootstrap.servers`; every other
- * `kafka.*` key goes to librdkafka without the prefix. The consumer always runs with
- * enable.auto.commit=false, enable.auto.offset.store=false, enable.partition.eof=true
- * and auto.offset.reset=error (those keys are refused), and with the cooperative-sticky
- * assignor unless kafka.partition.assignment.strategy says otherwise (eager assignors
- * work too).
+ * `kafka.*` key goes to librdkafka without the prefix (kafka.debug and kafka.log_level
+ * too, as they are). The consumer always runs with enable.auto.commit=false,
+ * enable.auto.offset.store=false, enable.partition.eof=true and auto.offset.reset=error
+ * (those keys are refused), with statistics.interval.ms=KSRC_STATS_MS unless
+ * kafka.statistics.interval.ms says otherwise (the group's cgrp.join_state comes from the
+ * statistics), and with the cooperative-sticky assignor unless
+ * kafka.partition.assignment.strategy says otherwise (eager assignors work too).
  *
  * Partitions come and go with the group: the rebalance callback (served inside
  * rd_kafka_consume_batch_queue or rd_kafka_consumer_poll, i.e. inside poll() or
@@ -17,18 +20,17 @@
  * seek(), or resolves starting.position and saves it at once) and assigns it at the
  * offset seek() chose. A checkpoint before the log start is an error naming topic,
  * partition and the lost range (guarantee 6); so is an out-of-range fetch later
- * (auto.offset.reset=error). On revoke each partition is released through
- * sp_engine_partition_revoke (waits for its in-flight records up to
- * kafka.max.poll.interval.ms, default 30 s, and saves its checkpoint unless the
- * assignment was lost), then unassigned and forgotten.
+ * (auto.offset.reset=error). On revoke each partition is handed to
+ * sp_engine_partition_release and the callback returns: the engine waits for its
+ * in-flight records on its own loop (up to kafka.max.poll.interval.ms, default 30 s)
+ * and saves its checkpoint unless the assignment was lost; once every partition of the
+ * revoke is released (released()), the source unassigns them (group.c).
  *
- * poll() takes a batch from the consumer queue and groups it by partition, in arrival
- * order, into chunks whose records point into the rd_kafka_message_t's (no copy); the
- * chunk owns the messages and destroys them when released. Messages that did not fit
- * (budget, chunk count) and messages served by service() while paused wait in a FIFO
- * (the stash) and go first next time. While the engine is paused (or the stash is
- * large) every assigned partition is paused, and service() still serves the group's
- * callbacks and heartbeats.
+ * poll() (poll.c) takes a batch from the consumer queue and groups it by partition
+ * into chunks. Messages that did not fit and messages served by service() while paused
+ * wait in a FIFO (the stash). While the engine is paused (or the stash is large) every
+ * assigned partition is paused, and service() still serves the group's callbacks and
+ * heartbeats.
  *
  * stop.at.end: open() notes the high watermark (the last stable offset with
  * isolation.level=read_committed) of every partition of the topics; ended() is true
@@ -52,11 +54,8 @@
  * full queue only about once a second, so a small prefetch costs throughput (see
  * docs/kafka.md).
  *
- * store=kafka: save() commits offset = after + 1 (beginning: offset 0; a start resolved
- * past 0 is a concrete offset) synchronously to the group; load() reads rd_kafka_committed (fetched once per
- * assignment for all its partitions). It shares the source's consumer, so it works only
- * with source=kafka; the engine opens the source first, which registers its consumer
- * under the engine for the store to find.
+ * store=kafka (store.c): the engine asks the source for it (open_store), and the store
+ * commits through this consumer; any other source refuses it.
  *
  * Closing: librdkafka before 2.3.0 aborts when a cooperative-sticky consumer is
  * destroyed after its group chose the assignor but before the first assignment
@@ -125,7 +124,7 @@ kpart_t *sp_kafka_kp_get(ksrc_t *x, const char *topic, int32_t partition)
 		return NULL;
 	}
 	k->partition = partition;
-	k->committed = k->loaded = -1;
+	k->committed = k->loaded = k->acked = -1;
 	k->eof = k->eof_hi = -1;
 	k->rkt = rd_kafka_topic_new(x->rk, topic, NULL);
 	if (!k->rkt) {
@@ -173,73 +172,6 @@ void sp_kafka_set_fatal(ksrc_t *x, int rc, const char *fmt, ...)
 	x->fatal_rc = rc;
 }
 
-static void drain_pipe(ksrc_t *x)
-{
-	char buf[256];
-	while (read(x->pipefd[0], buf, sizeof(buf)) > 0)
-		;
-}
-
-/* ---- the stash ------------------------------------------------------------------- */
-
-static size_t stash_len(const ksrc_t *x)
-{
-	return x->stash_n - x->stash_head;
-}
-
-/* What a message counts toward max.inflight.bytes. */
-static uint64_t msg_bytes(const rd_kafka_message_t *m)
-{
-	return m->len + m->key_len + KSRC_MSG_OVERHEAD;
-}
-
-/* The stash is full: poll() takes no more from the queue (librdkafka's queue bounds
- * then stop its fetching). Over twice that (service() kept what arrived while poll()
- * was not called), every partition is paused. */
-static bool stash_full(const ksrc_t *x, unsigned times)
-{
-	return stash_len(x) >= x->stash_max * times || x->stash_bytes >= x->stash_max_bytes * times;
-}
-
-static int stash_push(ksrc_t *x, rd_kafka_message_t *m)
-{
-	if (x->stash_head && x->stash_head == x->stash_n)
-		x->stash_head = x->stash_n = 0;
-	if (x->stash_n == x->stash_cap) {
-		if (x->stash_head) { /* compact first */
-			memmove(x->stash, x->stash + x->stash_head, stash_len(x) * sizeof(*x->stash));
-			x->stash_n -= x->stash_head;
-			x->stash_head = 0;
-		}
-		if (x->stash_n == x->stash_cap) {
-			size_t cap = x->stash_cap ? x->stash_cap * 2 : 1024;
-			rd_kafka_message_t **n = realloc(x->stash, cap * sizeof(*n));
-			if (!n)
-				return SPATE_ERR_NOMEM;
-			x->stash = n;
-			x->stash_cap = cap;
-		}
-	}
-	x->stash[x->stash_n++] = m;
-	x->stash_bytes += msg_bytes(m);
-	return SPATE_OK;
-}
-
-/* Drop stashed messages of one partition (revoked), keeping the others' order. */
-void sp_kafka_stash_drop(ksrc_t *x, const char *topic, int32_t partition)
-{
-	size_t w = x->stash_head;
-	for (size_t i = x->stash_head; i < x->stash_n; i++) {
-		rd_kafka_message_t *m = x->stash[i];
-		if (m->partition == partition && m->rkt && !strcmp(rd_kafka_topic_name(m->rkt), topic)) {
-			x->stash_bytes -= msg_bytes(m);
-			rd_kafka_message_destroy(m);
-		} else
-			x->stash[w++] = m;
-	}
-	x->stash_n = w;
-}
-
 /* ---- pause and resume ---------------------------------------------------------------- */
 
 static void pause_all(ksrc_t *x, bool pause)
@@ -248,10 +180,11 @@ static void pause_all(ksrc_t *x, bool pause)
 	if (rd_kafka_assignment(x->rk, &a) || !a)
 		return;
 	if (a->cnt) {
-		rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(x->rk, a) : rd_kafka_resume_partitions(x->rk, a);
+		rd_kafka_resp_err_t err =
+		    pause ? rd_kafka_pause_partitions(x->rk, a) : rd_kafka_resume_partitions(x->rk, a);
 		if (err)
-			sp_msg(x->eng, SP_MSG_WARN, "kafka: %s partitions: %s", pause ? "pausing" : "resuming",
-			       rd_kafka_err2str(err));
+			sp_msg(x->eng, SP_MSG_WARN, "kafka: %s partitions: %s",
+			       pause ? "pausing" : "resuming", rd_kafka_err2str(err));
 	}
 	rd_kafka_topic_partition_list_destroy(a);
 }
@@ -268,11 +201,12 @@ static void sync_paused(ksrc_t *x)
 			continue;
 		rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
 		rd_kafka_topic_partition_list_add(l, k->topic, k->partition);
-		rd_kafka_resp_err_t err = want ? rd_kafka_pause_partitions(x->rk, l) : rd_kafka_resume_partitions(x->rk, l);
+		rd_kafka_resp_err_t err =
+		    want ? rd_kafka_pause_partitions(x->rk, l) : rd_kafka_resume_partitions(x->rk, l);
 		rd_kafka_topic_partition_list_destroy(l);
 		if (err)
-			sp_msg(x->eng, SP_MSG_WARN, "kafka: %s %s [%" PRId32 "]: %s", want ? "pausing" : "resuming", k->topic,
-			       k->partition, rd_kafka_err2str(err));
+			sp_msg(x->eng, SP_MSG_WARN, "kafka: %s %s [%" PRId32 "]: %s",
+			       want ? "pausing" : "resuming", k->topic, k->partition, rd_kafka_err2str(err));
 		k->paused = want;
 	}
 }
@@ -296,8 +230,12 @@ static void collect_secret(void *arg, const char *key, const char *val)
 }
 
 /* Keys the source sets itself: what the delivery guarantees rest on. */
-static const char *const fixed_keys[] = {"enable.auto.commit", "enable.auto.offset.store",
-                                         "enable.partition.eof", "auto.offset.reset", "group.id", NULL};
+static const char *const fixed_keys[] = {"enable.auto.commit",
+                                         "enable.auto.offset.store",
+                                         "enable.partition.eof",
+                                         "auto.offset.reset",
+                                         "group.id",
+                                         NULL};
 
 static void apply_key(void *arg, const char *key, const char *val)
 {
@@ -315,8 +253,8 @@ static void apply_key(void *arg, const char *key, const char *val)
 	char rkerr[512];
 	if (rd_kafka_conf_set(w->conf, rk_key, val, rkerr, sizeof(rkerr)) != RD_KAFKA_CONF_OK) {
 		if (sp_kafka_secret_key(rk_key))
-			w->rc = sp_err(w->err, w->size, SPATE_ERR_INVALID, "%s: rejected by librdkafka (value not shown)",
-			               key);
+			w->rc = sp_err(w->err, w->size, SPATE_ERR_INVALID,
+			               "%s: rejected by librdkafka (value not shown)", key);
 		else
 			w->rc = sp_err(w->err, w->size, SPATE_ERR_INVALID, "%s: %s", key, rkerr);
 	}
@@ -371,9 +309,11 @@ static int note_ends(ksrc_t *x, const char *topics, char *errstr, size_t size)
 		rd_kafka_resp_err_t e = rkt ? rd_kafka_metadata(x->rk, 0, rkt, &md, KSRC_REQUEST_MS)
 		                            : RD_KAFKA_RESP_ERR__INVALID_ARG;
 		if (!e && (md->topic_cnt != 1 || md->topics[0].err || md->topics[0].partition_cnt == 0))
-			e = md->topic_cnt == 1 && md->topics[0].err ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+			e = md->topic_cnt == 1 && md->topics[0].err ? md->topics[0].err
+			                                            : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
 		if (e) {
-			rc = sp_err(errstr, size, SPATE_ERR_SOURCE, "topics: cannot read the metadata of topic \"%s\": %s", t,
+			rc = sp_err(errstr, size, SPATE_ERR_SOURCE,
+			            "topics: cannot read the metadata of topic \"%s\": %s", t,
 			            rd_kafka_err2str(e));
 		}
 		for (int i = 0; !rc && i < md->topics[0].partition_cnt; i++) {
@@ -382,8 +322,8 @@ static int note_ends(ksrc_t *x, const char *topics, char *errstr, size_t size)
 			e = rd_kafka_query_watermark_offsets(x->rk, t, part, &lo, &hi, KSRC_REQUEST_MS);
 			if (e) {
 				rc = sp_err(errstr, size, SPATE_ERR_SOURCE,
-				            "stop.at.end: cannot read the end of kafka/%s/%" PRId32 ": %s", t, part,
-				            rd_kafka_err2str(e));
+				            "stop.at.end: cannot read the end of kafka/%s/%" PRId32 ": %s", t,
+				            part, rd_kafka_err2str(e));
 				break;
 			}
 			kpart_t *k = sp_kafka_kp_get(x, t, part);
@@ -430,13 +370,15 @@ static void read_prefetch(ksrc_t *x)
 
 static void ksrc_free(ksrc_t *x)
 {
-	for (size_t i = x->stash_head; i < x->stash_n; i++)
-		rd_kafka_message_destroy(x->stash[i]);
-	x->stash_head = x->stash_n = 0;
+	sp_kafka_stash_clear(x);
 	if (x->q)
 		rd_kafka_queue_destroy(x->q);
 	if (x->rk && !sp_kafka_close(x))
 		return; /* librdkafka issue #4312: the handle, and x its callbacks hold, stay */
+	if (x->pending)
+		rd_kafka_topic_partition_list_destroy(x->pending);
+	if (x->commit_q) /* consumer_close waited for the commits in flight */
+		rd_kafka_queue_destroy(x->commit_q);
 	for (size_t i = 0; i < x->nall; i++) /* topic references go before the handle */
 		if (x->all[i]->rkt)
 			rd_kafka_topic_destroy(x->all[i]->rkt);
@@ -450,9 +392,7 @@ static void ksrc_free(ksrc_t *x)
 		free(x->all[i]);
 	}
 	free(x->all);
-	free(x->stash);
-	free(x->sel);
-	free(x->hdr);
+	sp_kafka_stash_free(x);
 	sp_kafka_secrets_free(&x->secrets);
 	free(x);
 }
@@ -463,19 +403,17 @@ static int ksrc_open(sp_source_t *s, char *errstr, size_t size)
 	const char *topics = sp_conf_str(c, "topics");
 	const char *group = sp_conf_str(c, "group.id");
 	if (s->arg && *s->arg)
-		return sp_err(errstr, size, SPATE_ERR_INVALID,
-		              "source: kafka takes no argument (\"kafka:%s\"); name the topics with topics=", s->arg);
+		return sp_err(
+		    errstr, size, SPATE_ERR_INVALID,
+		    "source: kafka takes no argument (\"kafka:%s\"); name the topics with topics=", s->arg);
 	if (!*topics)
-		return sp_err(errstr, size, SPATE_ERR_INVALID, "topics: must be set for source=kafka (a comma list)");
+		return sp_err(errstr, size, SPATE_ERR_INVALID,
+		              "topics: must be set for source=kafka (a comma list)");
 	if (!*group)
 		return sp_err(errstr, size, SPATE_ERR_INVALID, "group.id: must be set for source=kafka");
 	ksrc_t *x = calloc(1, sizeof(*x));
-	reg_t *r = calloc(1, sizeof(*r));
-	if (!x || !r) {
-		free(x);
-		free(r);
+	if (!x)
 		return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
-	}
 	x->eng = s->eng;
 	x->pipefd[0] = x->pipefd[1] = -1;
 	x->group = group;
@@ -495,7 +433,8 @@ static int ksrc_open(sp_source_t *s, char *errstr, size_t size)
 	sp_conf_foreach_prefix(c, KSRC_PREFIX, collect_secret, &w);
 	const char *bs = kconf(c, "kafka.bootstrap.servers");
 	if (!bs || !*bs) {
-		rc = sp_err(errstr, size, SPATE_ERR_INVALID, "kafka.bootstrap.servers: must be set for source=kafka");
+		rc = sp_err(errstr, size, SPATE_ERR_INVALID,
+		            "kafka.bootstrap.servers: must be set for source=kafka");
 		goto fail;
 	}
 	if ((rc = set_fixed(conf, "partition.assignment.strategy", "cooperative-sticky", errstr, size)) ||
@@ -508,10 +447,16 @@ static int ksrc_open(sp_source_t *s, char *errstr, size_t size)
 	char num[32];
 	int64_t kb = sp_conf_int(c, "max.inflight.bytes") / KSRC_PREFETCH_DIV / 1024;
 	int64_t msgs = sp_conf_int(c, "max.inflight.records") / KSRC_PREFETCH_DIV;
-	snprintf(num, sizeof(num), "%" PRId64, kb < 1 ? 1 : kb > KSRC_PREFETCH_MAX_KB ? KSRC_PREFETCH_MAX_KB : kb);
+	snprintf(num, sizeof(num), "%" PRId64,
+	         kb < 1                      ? 1
+	         : kb > KSRC_PREFETCH_MAX_KB ? KSRC_PREFETCH_MAX_KB
+	                                     : kb);
 	if ((rc = set_fixed(conf, "queued.max.messages.kbytes", num, errstr, size)))
 		goto fail;
-	snprintf(num, sizeof(num), "%" PRId64, msgs < 1 ? 1 : msgs > KSRC_PREFETCH_MAX_MSGS ? KSRC_PREFETCH_MAX_MSGS : msgs);
+	snprintf(num, sizeof(num), "%" PRId64,
+	         msgs < 1                        ? 1
+	         : msgs > KSRC_PREFETCH_MAX_MSGS ? KSRC_PREFETCH_MAX_MSGS
+	                                         : msgs);
 	if ((rc = set_fixed(conf, "queued.min.messages", num, errstr, size)))
 		goto fail;
 	char rkerr[512];
@@ -522,41 +467,36 @@ static int ksrc_open(sp_source_t *s, char *errstr, size_t size)
 	sp_conf_foreach_prefix(c, KSRC_PREFIX, apply_key, &w);
 	if ((rc = w.rc))
 		goto fail;
-	/* the group's join state comes from the cgrp debug lines (librdkafka 2.0.2 has no
-	 * call for it): commits outside a rebalance wait for "steady", because an
-	 * OffsetCommit racing a rejoin fails with ILLEGAL_GENERATION and librdkafka then
-	 * drops the whole assignment as lost (librdkafka issue #4059) */
-	char dbg[256];
-	size_t dn = sizeof(dbg);
-	if (rd_kafka_conf_get(conf, "debug", dbg, &dn) != RD_KAFKA_CONF_OK)
-		dbg[0] = 0;
-	x->user_debug = dbg[0] != 0;
-	char dbg2[300];
-	snprintf(dbg2, sizeof(dbg2), "%s%scgrp", dbg, dbg[0] ? "," : "");
-	if ((rc = set_fixed(conf, "debug", dbg2, errstr, size)))
-		goto fail;
-	/* librdkafka must hand over its debug lines: a lower kafka.log_level is applied
-	 * here, to what is forwarded to the log */
-	char lvl[16];
-	size_t ln = sizeof(lvl);
-	x->user_log_level = rd_kafka_conf_get(conf, "log_level", lvl, &ln) == RD_KAFKA_CONF_OK ? atoi(lvl) : 6;
-	if (x->user_debug)
-		x->user_log_level = 7; /* as librdkafka does when debug is set */
-	if ((rc = set_fixed(conf, "log_level", "7", errstr, size)))
-		goto fail;
+	/* the group's cgrp.join_state comes from librdkafka's statistics (kafka.debug and
+	 * kafka.log_level go to librdkafka as they are) */
+	char stats[32];
+	size_t sn = sizeof(stats);
+	if (!kconf(c, "kafka.statistics.interval.ms") ||
+	    rd_kafka_conf_get(conf, "statistics.interval.ms", stats, &sn) != RD_KAFKA_CONF_OK) {
+		snprintf(stats, sizeof(stats), "%d", KSRC_STATS_MS);
+		if ((rc = set_fixed(conf, "statistics.interval.ms", stats, errstr, size)))
+			goto fail;
+	}
 	rd_kafka_conf_set_opaque(conf, x);
 	rd_kafka_conf_set_rebalance_cb(conf, sp_kafka_on_rebalance);
 	rd_kafka_conf_set_error_cb(conf, sp_kafka_on_error);
 	rd_kafka_conf_set_log_cb(conf, sp_kafka_on_log);
+	rd_kafka_conf_set_stats_cb(conf, sp_kafka_on_stats);
+	if (rd_kafka_conf_interceptor_add_on_new(conf, KSRC_NAME "-source", sp_kafka_on_new, x)) {
+		rc = sp_err(errstr, size, SPATE_ERR_SOURCE, "source=kafka: cannot add its interceptor");
+		goto fail;
+	}
 	x->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, rkerr, sizeof(rkerr));
 	if (!x->rk) {
 		char clean[512];
 		sp_kafka_redact(&x->secrets, rkerr, clean, sizeof(clean));
-		rc = sp_err(errstr, size, SPATE_ERR_SOURCE, "source=kafka: cannot create the consumer: %s", clean);
+		rc = sp_err(errstr, size, SPATE_ERR_SOURCE, "source=kafka: cannot create the consumer: %s",
+		            clean);
 		goto fail;
 	}
 	conf = NULL; /* owned by rk now */
 	read_prefetch(x);
+	x->stats_ms = (int64_t)rk_conf_u64(x->rk, "statistics.interval.ms");
 	x->bug_4312 = sp_kafka_has_bug_4312(x);
 	x->session_ms = (int64_t)rk_conf_u64(x->rk, "session.timeout.ms");
 	if (!x->session_ms)
@@ -584,17 +524,14 @@ static int ksrc_open(sp_source_t *s, char *errstr, size_t size)
 		            rd_kafka_err2str(e));
 		goto fail;
 	}
+	x->subscribed = true;
 	x->last_poll_ms = sp_now_ms();
-	r->eng = s->eng;
-	r->x = x;
-	sp_kafka_reg_add(r);
 	s->ctx = x;
 	return SPATE_OK;
 fail:
 	if (conf)
 		rd_kafka_conf_destroy(conf);
 	ksrc_free(x);
-	free(r);
 	return rc;
 }
 
@@ -608,14 +545,17 @@ static int ksrc_seek(sp_source_t *s, sp_part_t *p, const sp_ckpt_t *ckpt, sp_ckp
 	const char *topic = p->pub.topic;
 	int32_t part = p->pub.partition;
 	int64_t lo = 0, hi = 0, off;
-	rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(x->rk, topic, part, &lo, &hi, KSRC_REQUEST_MS);
+	rd_kafka_resp_err_t e =
+	    rd_kafka_query_watermark_offsets(x->rk, topic, part, &lo, &hi, KSRC_REQUEST_MS);
 	if (e)
-		return sp_err(errstr, size, SPATE_ERR_SOURCE, "%s: cannot read the watermarks: %s", p->pub.name,
-		              rd_kafka_err2str(e));
+		return sp_err(errstr, size, SPATE_ERR_SOURCE, "%s: cannot read the watermarks: %s",
+		              p->pub.name, rd_kafka_err2str(e));
 	k->low = lo;
 	if (ckpt) {
-		if (!ckpt->beginning && (!sp_pos_is_offset(&ckpt->after) || ckpt->after.w[2] >= (uint64_t)INT64_MAX))
-			return sp_err(errstr, size, SPATE_ERR_INVALID, "%s: checkpoint is not a Kafka offset", p->pub.name);
+		if (!ckpt->beginning &&
+		    (!sp_pos_is_offset(&ckpt->after) || ckpt->after.w[2] >= (uint64_t)INT64_MAX))
+			return sp_err(errstr, size, SPATE_ERR_INVALID, "%s: checkpoint is not a Kafka offset",
+			              p->pub.name);
 		int64_t committed = k->loaded;
 		k->loaded = -1;
 		/* "beginning" is offset 0 (a start resolved past it is saved as the offset
@@ -625,17 +565,20 @@ static int ksrc_seek(sp_source_t *s, sp_part_t *p, const sp_ckpt_t *ckpt, sp_ckp
 		else
 			off = (int64_t)ckpt->after.w[2] + 1;
 		if (off < lo)
-			return sp_err(errstr, size, SPATE_ERR_OUT_OF_RANGE,
-			              "%s: topic %s partition %" PRId32 ": the checkpoint (next offset %" PRId64
-			              ") is below the log start %" PRId64 ": offsets %" PRId64 "..%" PRId64
-			              " were deleted before they were handled; nothing is skipped silently: to start "
-			              "again at starting.position, reset this partition's checkpoint (`spate checkpoint "
-			              "reset STORE --partition %s`, or the group's offset with kafka-consumer-groups "
-			              "--reset-offsets for store=kafka)",
-			              p->pub.name, topic, part, off, lo, off, lo - 1, p->pub.name);
+			return sp_err(
+			    errstr, size, SPATE_ERR_OUT_OF_RANGE,
+			    "%s: topic %s partition %" PRId32 ": the checkpoint (next offset %" PRId64
+			    ") is below the log start %" PRId64 ": offsets %" PRId64 "..%" PRId64
+			    " were deleted before they were handled; nothing is skipped silently: to start "
+			    "again at starting.position, reset this partition's checkpoint (`spate "
+			    "checkpoint "
+			    "reset STORE --partition %s`, or the group's offset with kafka-consumer-groups "
+			    "--reset-offsets for store=kafka)",
+			    p->pub.name, topic, part, off, lo, off, lo - 1, p->pub.name);
 		if (off > hi)
 			return sp_err(errstr, size, SPATE_ERR_OUT_OF_RANGE,
-			              "%s: topic %s partition %" PRId32 ": the checkpoint (next offset %" PRId64
+			              "%s: topic %s partition %" PRId32
+			              ": the checkpoint (next offset %" PRId64
 			              ") is past the end of the log (high watermark %" PRId64 ")",
 			              p->pub.name, topic, part, off, hi);
 	} else {
@@ -644,15 +587,16 @@ static int ksrc_seek(sp_source_t *s, sp_part_t *p, const sp_ckpt_t *ckpt, sp_ckp
 			off = hi;
 		} else if (!strncmp(sp, "at-timestamp:", 13)) {
 			rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-			rd_kafka_topic_partition_list_add(l, topic, part)->offset = strtoll(sp + 13, NULL, 10);
+			rd_kafka_topic_partition_list_add(l, topic, part)->offset =
+			    strtoll(sp + 13, NULL, 10);
 			e = rd_kafka_offsets_for_times(x->rk, l, KSRC_REQUEST_MS);
 			if (!e)
 				e = l->elems[0].err;
 			off = l->elems[0].offset;
 			rd_kafka_topic_partition_list_destroy(l);
 			if (e)
-				return sp_err(errstr, size, SPATE_ERR_SOURCE, "starting.position: %s: %s: %s", sp, p->pub.name,
-				              rd_kafka_err2str(e));
+				return sp_err(errstr, size, SPATE_ERR_SOURCE, "starting.position: %s: %s: %s",
+				              sp, p->pub.name, rd_kafka_err2str(e));
 			if (off < 0) /* no record at or after the time */
 				off = hi;
 		} else {
@@ -672,257 +616,6 @@ static int ksrc_seek(sp_source_t *s, sp_part_t *p, const sp_ckpt_t *ckpt, sp_ckp
 	return SPATE_OK;
 }
 
-/* ---- poll --------------------------------------------------------------------------- */
-
-typedef struct group {
-	kpart_t *k;
-	uint32_t n, hdrs;
-	uint64_t bytes;
-	uint32_t fill;
-	sp_chunk_t *c;
-	rd_kafka_message_t **msgs;
-} group_t;
-
-static void release_msgs(sp_chunk_t *c, void *opaque)
-{
-	(void)opaque;
-	rd_kafka_message_t **m = c->buf;
-	for (uint32_t i = 0; m && i < c->n; i++)
-		rd_kafka_message_destroy(m[i]);
-	free(m);
-	c->buf = NULL;
-}
-
-/* A consume error: PARTITION_EOF is the end of what there is; out of range is fatal;
- * the rest are transient (librdkafka retries) and logged. */
-static int msg_error(ksrc_t *x, rd_kafka_message_t *m, char *errstr, size_t size)
-{
-	const char *topic = m->rkt ? rd_kafka_topic_name(m->rkt) : "?";
-	if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
-		return SPATE_OK;
-	if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET || m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE) {
-		kpart_t *k = sp_kafka_kp_find(x, topic, m->partition);
-		int64_t lo = -1, hi = -1;
-		rd_kafka_get_watermark_offsets(x->rk, topic, m->partition, &lo, &hi);
-		if (lo < 0)
-			rd_kafka_query_watermark_offsets(x->rk, topic, m->partition, &lo, &hi, KSRC_REQUEST_MS);
-		int64_t at = k ? k->next : m->offset;
-		return sp_err(errstr, size, SPATE_ERR_OUT_OF_RANGE,
-		              "kafka/%s/%" PRId32 ": topic %s partition %" PRId32 ": offset %" PRId64
-		              " is out of range (log start %" PRId64 ", end %" PRId64 "): offsets %" PRId64 "..%" PRId64
-		              " were deleted before they were handled (%s)",
-		              topic, m->partition, topic, m->partition, at, lo, hi, at, lo - 1,
-		              rd_kafka_message_errstr(m));
-	}
-	char clean[512];
-	sp_kafka_redact(&x->secrets, rd_kafka_message_errstr(m), clean, sizeof(clean));
-	sp_msg(x->eng, SP_MSG_WARN, "kafka: consume error on %s [%" PRId32 "]: %s", topic, m->partition, clean);
-	return SPATE_OK;
-}
-
-/* The partition of message m: the previous message's, most of the time. */
-static kpart_t *msg_part(ksrc_t *x, const rd_kafka_message_t *m)
-{
-	kpart_t *k = x->last;
-	if (k && k->rkt == m->rkt && k->partition == m->partition)
-		return k;
-	if (!m->rkt)
-		return NULL;
-	k = sp_kafka_kp_find(x, rd_kafka_topic_name(m->rkt), m->partition);
-	if (k)
-		x->last = k;
-	return k;
-}
-
-/* Take what the consumer queue has, up to the stash's room. */
-static int take_queue(ksrc_t *x, char *errstr, size_t size)
-{
-	if (stash_full(x, 1))
-		return SPATE_OK;
-	size_t want = x->stash_max - stash_len(x);
-	rd_kafka_message_t *buf[KSRC_BATCH];
-	ssize_t got = rd_kafka_consume_batch_queue(x->q, 0, buf, want < KSRC_BATCH ? want : KSRC_BATCH);
-	for (ssize_t i = 0; i < got; i++)
-		if (stash_push(x, buf[i])) {
-			for (ssize_t j = i; j < got; j++)
-				rd_kafka_message_destroy(buf[j]);
-			return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
-		}
-	return SPATE_OK;
-}
-
-static int scratch_reserve(ksrc_t *x, size_t n)
-{
-	if (n <= x->scratch_cap)
-		return SPATE_OK;
-	size_t cap = x->scratch_cap ? x->scratch_cap : 1024;
-	while (cap < n)
-		cap *= 2;
-	int8_t *sel = realloc(x->sel, cap * sizeof(*sel));
-	if (sel)
-		x->sel = sel;
-	rd_kafka_headers_t **hdr = realloc(x->hdr, cap * sizeof(*hdr));
-	if (hdr)
-		x->hdr = hdr;
-	if (!sel || !hdr)
-		return SPATE_ERR_NOMEM;
-	x->scratch_cap = cap;
-	return SPATE_OK;
-}
-
-static int ksrc_poll(sp_source_t *s, sp_chunk_t **out, int max, uint64_t budget_bytes, char *errstr, size_t size)
-{
-	ksrc_t *x = s->ctx;
-	x->last_poll_ms = sp_now_ms();
-	if (x->fatal_rc)
-		return sp_err(errstr, size, x->fatal_rc, "%s", x->fatal);
-	drain_pipe(x);
-	/* what waits first, then the queue (which also serves rebalances) */
-	int rc = take_queue(x, errstr, size);
-	if (rc)
-		return rc;
-	if (x->fatal_rc)
-		return sp_err(errstr, size, x->fatal_rc, "%s", x->fatal);
-	if (scratch_reserve(x, stash_len(x)))
-		return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
-	group_t groups[KSRC_MAX_GROUPS];
-	/* tail gaps: a partition's end (EOF) past its last record: skip chunks after the groups */
-	struct {
-		kpart_t *k;
-		int64_t to;
-	} skips[KSRC_MAX_GROUPS];
-	int ngroups = 0, nskips = 0, maxg = max < KSRC_MAX_GROUPS ? max : KSRC_MAX_GROUPS;
-	uint64_t bytes = 0;
-	size_t head = x->stash_head, i = head;
-	int8_t *sel = x->sel - head;
-	rd_kafka_headers_t **hdr = x->hdr - head;
-	/* pass 1: which messages go into which chunk (a prefix of the stash is used up) */
-	for (; i < x->stash_n; i++) {
-		rd_kafka_message_t *m = x->stash[i];
-		sel[i] = -1;
-		if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-			/* everything before m->offset was delivered: offsets between the last
-			 * record and it are transaction markers, aborted or compacted records */
-			kpart_t *k = msg_part(x, m);
-			if (k) {
-				int64_t lo = -1, hi = -1;
-				rd_kafka_get_watermark_offsets(x->rk, k->topic, k->partition, &lo, &hi);
-				k->eof = m->offset;
-				k->eof_hi = hi;
-			}
-			if (k && k->p && m->offset > k->next) {
-				if (ngroups + nskips == maxg)
-					break;
-				skips[nskips].k = k;
-				skips[nskips++].to = m->offset - 1;
-				k->next = m->offset;
-			}
-			continue;
-		}
-		if (m->err) {
-			if ((rc = msg_error(x, m, errstr, size)))
-				return rc; /* fatal: the stashed messages are destroyed at close */
-			continue;
-		}
-		kpart_t *k = msg_part(x, m);
-		if (!k || !k->p || m->offset < k->next)
-			continue; /* stale: revoked, or before the partition's start */
-		int g = ngroups - 1; /* runs: the latest group first */
-		while (g >= 0 && groups[g].k != k)
-			g--;
-		uint64_t b = msg_bytes(m);
-		if ((g < 0 && ngroups + nskips == maxg) || (bytes && bytes + b > budget_bytes))
-			break;
-		if (g < 0) {
-			g = ngroups++;
-			groups[g] = (group_t){.k = k};
-		}
-		hdr[i] = NULL;
-		if (!rd_kafka_message_headers(m, &hdr[i]) && hdr[i])
-			groups[g].hdrs += (uint32_t)rd_kafka_header_cnt(hdr[i]);
-		groups[g].n++;
-		groups[g].bytes += b;
-		bytes += b;
-		sel[i] = (int8_t)g;
-		k->next = m->offset + 1;
-	}
-	size_t cut = i;
-	/* pass 2: allocate the chunks */
-	for (int g = 0; g < ngroups; g++) {
-		groups[g].c = sp_chunk_new_bare(groups[g].k->p, groups[g].n, groups[g].hdrs);
-		groups[g].msgs = malloc(groups[g].n * sizeof(rd_kafka_message_t *));
-		if (!groups[g].c || !groups[g].msgs) {
-			for (int j = 0; j <= g; j++) {
-				sp_chunk_free(groups[j].c);
-				free(groups[j].msgs);
-			}
-			return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory for %u records", groups[g].n);
-		}
-		groups[g].c->bytes = groups[g].bytes;
-		groups[g].hdrs = 0; /* from now: headers used */
-	}
-	/* pass 3: fill them; everything before cut leaves the stash */
-	for (size_t j = head; j < cut; j++) {
-		rd_kafka_message_t *m = x->stash[j];
-		x->stash_bytes -= msg_bytes(m);
-		int g = sel[j];
-		if (g < 0) {
-			rd_kafka_message_destroy(m);
-			continue;
-		}
-		group_t *gr = &groups[g];
-		spate_record_t *r = &gr->c->recs[gr->fill];
-		rd_kafka_timestamp_type_t tt;
-		int64_t ts = rd_kafka_message_timestamp(m, &tt);
-		*r = (spate_record_t){
-		    .version = SPATE_RECORD_VERSION,
-		    .key = m->key,
-		    .key_len = m->key_len,
-		    .value = m->payload,
-		    .value_len = m->len,
-		    .timestamp_ms = ts >= 0 ? ts : sp_wall_ms(),
-		    .partition = &gr->k->p->pub,
-		    .position = sp_pos((uint64_t)m->offset),
-		};
-		rd_kafka_headers_t *h = hdr[j];
-		if (h) {
-			size_t hc = rd_kafka_header_cnt(h);
-			r->headers = &gr->c->hdrs[gr->hdrs];
-			r->header_cnt = hc;
-			for (size_t q = 0; q < hc; q++) {
-				const char *name;
-				const void *val;
-				size_t vlen;
-				rd_kafka_header_get_all(h, q, &name, &val, &vlen);
-				gr->c->hdrs[gr->hdrs++] = (spate_header_t){name, strlen(name), val, vlen};
-			}
-		}
-		gr->msgs[gr->fill++] = m;
-	}
-	x->stash_head = cut;
-	if (x->stash_head == x->stash_n)
-		x->stash_head = x->stash_n = 0;
-	int nout = 0;
-	for (int g = 0; g < ngroups; g++) {
-		sp_chunk_t *c = groups[g].c;
-		c->buf = groups[g].msgs;
-		c->release = release_msgs;
-		out[nout++] = c;
-	}
-	for (int j = 0; j < nskips; j++) {
-		sp_chunk_t *c = sp_chunk_skip(skips[j].k->p, sp_pos((uint64_t)skips[j].to));
-		if (!c) {
-			for (int q = 0; q < nout; q++)
-				sp_chunk_free(out[q]);
-			return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
-		}
-		sp_msg(x->eng, SP_MSG_DEBUG, "%s: offsets up to %" PRId64 " hold no records (end of the partition)",
-		       skips[j].k->p->pub.name, skips[j].to);
-		out[nout++] = c;
-	}
-	return nout;
-}
-
 /* ---- service, fd, lag, ended ------------------------------------------------------------ */
 
 static int ksrc_service(sp_source_t *s, bool paused, char *errstr, size_t size)
@@ -932,7 +625,7 @@ static int ksrc_service(sp_source_t *s, bool paused, char *errstr, size_t size)
 		sp_kafka_check_single_member(x, NULL);
 	if (x->fatal_rc)
 		return sp_err(errstr, size, x->fatal_rc, "%s", x->fatal);
-	bool want = paused || stash_full(x, 2);
+	bool want = paused || sp_kafka_stash_full(x, 2);
 	if (want != x->paused) {
 		x->paused = want;
 		pause_all(x, want);
@@ -944,10 +637,10 @@ static int ksrc_service(sp_source_t *s, bool paused, char *errstr, size_t size)
 	/* serve rebalances when poll() does not: keep what arrives (once partitions are
 	 * paused, librdkafka drops what it had fetched for them and little arrives) */
 	if (paused || sp_now_ms() - x->last_poll_ms >= KSRC_SERVE_MS) {
-		drain_pipe(x);
+		sp_kafka_drain_pipe(x);
 		rd_kafka_message_t *m;
-		while ((x->paused || !stash_full(x, 2)) && (m = rd_kafka_consumer_poll(x->rk, 0))) {
-			if (stash_push(x, m)) {
+		while ((x->paused || !sp_kafka_stash_full(x, 2)) && (m = rd_kafka_consumer_poll(x->rk, 0))) {
+			if (sp_kafka_stash_push(x, m)) {
 				rd_kafka_message_destroy(m);
 				return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
 			}
@@ -966,7 +659,8 @@ static uint64_t ksrc_min_inflight(sp_source_t *s, char *why, size_t size)
 	ksrc_t *x = s->ctx;
 	snprintf(why, size,
 	         "the Kafka consumer's prefetch (kafka.queued.max.messages.kbytes=%" PRIu64
-	         " and one fetch of kafka.fetch.max.bytes=%" PRIu64 ", twice, and the source's stash) and one "
+	         " and one fetch of kafka.fetch.max.bytes=%" PRIu64
+	         ", twice, and the source's stash) and one "
 	         "kafka.max.partition.fetch.bytes=%" PRIu64,
 	         x->prefetch_bytes / 1024, x->fetch_max_bytes, x->part_fetch_bytes);
 	return s->held_bytes + x->part_fetch_bytes;
@@ -981,7 +675,7 @@ static int ksrc_fd(sp_source_t *s)
 static int ksrc_next_ms(sp_source_t *s)
 {
 	ksrc_t *x = s->ctx;
-	if (!x->assigned_once || x->paused || x->stop_at_end || stash_len(x))
+	if (!x->assigned_once || x->revoking || x->paused || x->stop_at_end || sp_kafka_stash_len(x))
 		return KSRC_TICK_MS;
 	return -1;
 }
@@ -1004,7 +698,7 @@ static int64_t ksrc_lag(sp_source_t *s)
 		if (hi > k->next)
 			lag += hi - k->next;
 	}
-	return lag + (int64_t)stash_len(x);
+	return lag + (int64_t)sp_kafka_stash_len(x);
 }
 
 /* p's share of ksrc_lag, from librdkafka's cached watermarks (no request). */
@@ -1025,7 +719,6 @@ static void ksrc_close(sp_source_t *s)
 	ksrc_t *x = s->ctx;
 	if (!x)
 		return;
-	sp_kafka_reg_del(x->eng);
 	x->closing = true;
 	ksrc_free(x);
 	s->ctx = NULL;
@@ -1047,7 +740,7 @@ const sp_source_ops_t sp_source_kafka = {
     .syntax = "kafka",
     .open = ksrc_open,
     .seek = ksrc_seek,
-    .poll = ksrc_poll,
+    .poll = sp_kafka_poll,
     .fd = ksrc_fd,
     .next_ms = ksrc_next_ms,
     .min_inflight_bytes = ksrc_min_inflight,
@@ -1059,4 +752,7 @@ const sp_source_ops_t sp_source_kafka = {
     .ended = sp_kafka_ended,
     .close = ksrc_close,
     .default_store = "kafka",
+    .default_store_uri = NULL,
+    .open_store = sp_kafka_open_store,
+    .released = sp_kafka_released,
 };

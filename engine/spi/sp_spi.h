@@ -143,11 +143,6 @@ int sp_engine_partition_start(sp_engine_t *e, sp_part_t *p, char *errstr, size_t
  * A later assignment of the same partition is a new sp_part_t.
  */
 int sp_engine_partition_release(sp_engine_t *e, sp_part_t *p, int64_t timeout_ms, bool lost);
-/** The synchronous release the Kafka source still uses inside librdkafka's rebalance
- *  callback: waits up to timeout_ms on the engine thread. Being replaced by
- *  sp_engine_partition_release (an event the engine handles in its loop). */
-int sp_engine_partition_revoke(sp_engine_t *e, sp_part_t *p, int64_t timeout_ms, bool lost, char *errstr,
-                               size_t size);
 /** A source skipped a region it could not read (log.on.corruption=skip): write one
  *  metadata-only DLQ record with condition Corrupt naming it (spate.position is the first
  *  position it may have held, spate.position.last the last; spate.error says where and
@@ -284,7 +279,8 @@ typedef struct sp_store_ops {
 	/** Load the checkpoint of one partition: SPATE_OK, SPATE_ERR_NOT_FOUND, or an error. */
 	int (*load)(sp_store_t *s, const char *name, sp_ckpt_t *out, char *errstr, size_t size);
 	/** Save these partitions' checkpoints, durably. Others keep theirs. SPATE_ERR_BUSY:
-	 *  not now (a Kafka group in a rebalance); the engine tries again later. */
+	 *  not now (a Kafka group in a rebalance); the engine tries again later, and its
+	 *  workers start no new handler batch until a save goes through. */
 	int (*save)(sp_store_t *s, const sp_store_entry_t *ents, size_t n, char *errstr, size_t size);
 	/** List every entry: fn per entry. May be NULL. */
 	int (*list)(sp_store_t *s, void (*fn)(void *arg, const sp_store_entry_t *ent), void *arg, char *errstr,

@@ -41,6 +41,10 @@ enum {
 	MAX_ARGS = 48,
 };
 
+/* kafka.log_level of the members (NULL: unset, librdkafka's default); a test sets it
+ * for its _with_kafka_log_level_3 twin (each test runs in its own process) */
+static const char *g_kafka_log_level;
+
 /* Load topic with n records through `spate produce --kafka` (spread evenly). */
 static void produce_cli(const char *bs, const char *topic, int n)
 {
@@ -48,7 +52,7 @@ static void produce_cli(const char *bs, const char *topic, int n)
 	snprintf(a_n, sizeof(a_n), "%d", n);
 	snprintf(a_bs, sizeof(a_bs), "kafka.bootstrap.servers=%s", bs);
 	char *const argv[] = {(char *)t_spate_cli(), "produce", "--kafka", (char *)topic, "--gen", "bytes",
-	                      "--records", a_n, "-X", a_bs, NULL};
+	                      "--records",           a_n,       "-X",      a_bs,          NULL};
 	char *out = NULL, *err = NULL;
 	int st = t_run(argv, &out, &err);
 	cr_assert_eq(st, 0, "spate produce --kafka %s: status %d: %s", topic, st, err);
@@ -62,7 +66,8 @@ static void produce_cli(const char *bs, const char *topic, int n)
 static pid_t spawn_run(const char *bs, const char *dir, const char *name, const char *topic,
                        const char *group, const char *const *extra)
 {
-	char a_topic[128], a_group[128], a_bs[512], out[512], err[512];
+	char a_topic[128], a_group[128], a_bs[512], a_ll[48], out[512], err[512];
+	snprintf(a_ll, sizeof(a_ll), "kafka.log_level=%s", g_kafka_log_level ? g_kafka_log_level : "");
 	snprintf(a_topic, sizeof(a_topic), "topics=%s", topic);
 	snprintf(a_group, sizeof(a_group), "group.id=%s", group);
 	snprintf(a_bs, sizeof(a_bs), "kafka.bootstrap.servers=%s", bs);
@@ -75,6 +80,7 @@ static pid_t spawn_run(const char *bs, const char *dir, const char *name, const 
 	                       "kafka.session.timeout.ms=6000",
 	                       "kafka.heartbeat.interval.ms=500",
 	                       "checkpoint.interval.ms=200",
+	                       g_kafka_log_level ? a_ll : NULL,
 	                       NULL};
 	char *argv[MAX_ARGS];
 	int n = 0;
@@ -136,7 +142,7 @@ static void expect_exit(const char *dir, const char *name, pid_t pid, int want)
  * committed and ends while the group still makes it wait for A in its SyncGroup. With
  * librdkafka 2.0.2 closing it there aborted (status 134) in
  * rd_kafka_sticky_assignor_state_destroy. */
-Test(kafka_source, a_member_that_ends_before_its_first_assignment_exits_0, .timeout = 300)
+static void a_member_that_ends_before_its_first_assignment_exits_0_run(void)
 {
 	const char *topics[] = {"r11:16", NULL};
 	t_kafka_t *k = t_kafka_start(3, topics);
@@ -188,6 +194,19 @@ Test(kafka_source, a_member_that_ends_before_its_first_assignment_exits_0, .time
 	t_kafka_stop(k);
 }
 
+Test(kafka_source, a_member_that_ends_before_its_first_assignment_exits_0, .timeout = 300)
+{
+	a_member_that_ends_before_its_first_assignment_exits_0_run();
+}
+
+/* the same with kafka.log_level=3: librdkafka's own log level changes nothing */
+Test(kafka_source, a_member_that_ends_before_its_first_assignment_exits_0_with_kafka_log_level_3,
+     .timeout = 300)
+{
+	g_kafka_log_level = "3";
+	a_member_that_ends_before_its_first_assignment_exits_0_run();
+}
+
 /* Start a member of group on topic (16 partitions, 3 brokers, records in it) whose
  * SyncGroup responses mock-kafka holds back for delay_ms, count times; send it SIGTERM
  * once it is past its JoinGroup (the assignor chosen) and before its first assignment;
@@ -202,14 +221,15 @@ static int sigterm_in_syncgroup(const char *dir, const char *topic, const char *
 	const char *bs = t_kafka_bootstrap(k);
 	produce_cli(bs, topic, RUN_RECORDS);
 	t_kafka_ok(k, "delay SyncGroup all %d %d", delay_ms, count);
-	/* the cgrp debug lines show when it is in its SyncGroup */
-	const char *args[] = {"log.level=debug", "kafka.debug=cgrp", NULL};
+	/* the source's own debug line of each cgrp.join_state librdkafka's statistics report
+	 * shows when it is in its SyncGroup (statistics every 100 ms, so that the report comes
+	 * early in the SyncGroup's delay) */
+	const char *args[] = {"log.level=debug", "kafka.statistics.interval.ms=100", NULL};
 	pid_t m = spawn_run(bs, dir, "m", topic, group, args);
 	bool syncing = false;
 	for (int64_t deadline = sp_now_ms() + JOIN_BOUND_MS; !syncing && sp_now_ms() < deadline;) {
 		t_sleep_ms(POLL_MS);
-		syncing = file_has(dir, "m.err", "changed join state wait-metadata -> wait-sync") ||
-		          file_has(dir, "m.err", "changed join state wait-join -> wait-sync");
+		syncing = file_has(dir, "m.err", "cgrp.join_state wait-sync");
 		if (waitpid(m, NULL, WNOHANG) == m) {
 			kt_print_tail(dir, "m.err");
 			cr_assert_fail("the member exited before it joined");
@@ -221,7 +241,9 @@ static int sigterm_in_syncgroup(const char *dir, const char *topic, const char *
 		kt_print_tail(dir, "m.err");
 		cr_assert_fail("the member did not reach its SyncGroup within %d ms", JOIN_BOUND_MS);
 	}
-	bool assigned = file_has(dir, "m.err", "-> wait-assign-call");
+	bool assigned = file_has(dir, "m.err", "assigned, starting at offset") ||
+	                file_has(dir, "m.err", "cgrp.join_state wait-assign-call") ||
+	                file_has(dir, "m.err", "cgrp.join_state steady");
 	kill(m, SIGTERM);
 	cr_log_info("SIGTERM in the SyncGroup (first assignment already there: %s)", assigned ? "yes" : "no");
 	cr_assert(!assigned, "the first assignment came before the signal: the SyncGroup was not held back");
@@ -233,7 +255,7 @@ static int sigterm_in_syncgroup(const char *dir, const char *topic, const char *
 }
 
 /* SIGTERM while a member is joining: it exits 0 (graceful stop), not 134. */
-Test(kafka_source, sigterm_while_joining_exits_0, .timeout = 300)
+static void sigterm_while_joining_exits_0_run(void)
 {
 	char dir[256];
 	t_mkdtemp(dir, sizeof(dir));
@@ -242,10 +264,22 @@ Test(kafka_source, sigterm_while_joining_exits_0, .timeout = 300)
 	t_rmrf(dir);
 }
 
+Test(kafka_source, sigterm_while_joining_exits_0, .timeout = 300)
+{
+	sigterm_while_joining_exits_0_run();
+}
+
+/* the same with kafka.log_level=3: librdkafka's own log level changes nothing */
+Test(kafka_source, sigterm_while_joining_exits_0_with_kafka_log_level_3, .timeout = 300)
+{
+	g_kafka_log_level = "3";
+	sigterm_while_joining_exits_0_run();
+}
+
 /* The same, but the SyncGroup is held back past the session timeout (6 s) each time it
  * is sent: no first assignment comes while the member closes. It still exits 0, and says
  * it left the consumer handle to the process exit instead of destroying it. */
-Test(kafka_source, a_member_without_an_assignment_after_the_session_timeout_exits_0, .timeout = 300)
+static void a_member_without_an_assignment_after_the_session_timeout_exits_0_run(void)
 {
 	char dir[256];
 	t_mkdtemp(dir, sizeof(dir));
@@ -254,6 +288,19 @@ Test(kafka_source, a_member_without_an_assignment_after_the_session_timeout_exit
 	cr_assert(file_has(dir, "m.err", "its handle is left to the process exit"),
 	          "no warning that the consumer handle was left undestroyed");
 	t_rmrf(dir);
+}
+
+Test(kafka_source, a_member_without_an_assignment_after_the_session_timeout_exits_0, .timeout = 300)
+{
+	a_member_without_an_assignment_after_the_session_timeout_exits_0_run();
+}
+
+/* the same with kafka.log_level=3: librdkafka's own log level changes nothing */
+Test(kafka_source, a_member_without_an_assignment_after_the_session_timeout_exits_0_with_kafka_log_level_3,
+     .timeout = 300)
+{
+	g_kafka_log_level = "3";
+	a_member_without_an_assignment_after_the_session_timeout_exits_0_run();
 }
 
 /* store= (empty): no checkpoints, like kcat -e. stop.at.end compares what the source
@@ -315,20 +362,23 @@ Test(kafka_source, a_start_retention_passed_is_an_error_with_store_file, .timeou
 	rd_kafka_destroy(pr);
 	char perr[256];
 	rd_kafka_conf_t *pc = rd_kafka_conf_new();
-	cr_assert_eq(rd_kafka_conf_set(pc, "bootstrap.servers", bs, perr, sizeof(perr)), RD_KAFKA_CONF_OK, "%s", perr);
-	cr_assert_eq(rd_kafka_conf_set(pc, "linger.ms", "5", perr, sizeof(perr)), RD_KAFKA_CONF_OK, "%s", perr);
+	cr_assert_eq(rd_kafka_conf_set(pc, "bootstrap.servers", bs, perr, sizeof(perr)), RD_KAFKA_CONF_OK,
+	             "%s", perr);
+	cr_assert_eq(rd_kafka_conf_set(pc, "linger.ms", "5", perr, sizeof(perr)), RD_KAFKA_CONF_OK, "%s",
+	             perr);
 	pr = rd_kafka_new(RD_KAFKA_PRODUCER, pc, perr, sizeof(perr));
 	cr_assert_not_null(pr, "%s", perr);
 	static char val[1000];
 	memset(val, 'x', sizeof(val) - 1);
 	for (int i = 0; i < 8000; i++)
 		while (rd_kafka_producev(pr, RD_KAFKA_V_TOPIC("r15"), RD_KAFKA_V_PARTITION(0),
-		                         RD_KAFKA_V_VALUE(val, sizeof(val) - 1), RD_KAFKA_V_END) ==
-		       RD_KAFKA_RESP_ERR__QUEUE_FULL)
+		                         RD_KAFKA_V_VALUE(val, sizeof(val) - 1),
+		                         RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
 			rd_kafka_poll(pr, 10);
 	cr_assert_eq(rd_kafka_flush(pr, 60000), RD_KAFKA_RESP_ERR_NO_ERROR);
 	int64_t lo = -1, hi = -1;
-	cr_assert_eq(rd_kafka_query_watermark_offsets(pr, "r15", 0, &lo, &hi, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+	cr_assert_eq(rd_kafka_query_watermark_offsets(pr, "r15", 0, &lo, &hi, 10000),
+	             RD_KAFKA_RESP_ERR_NO_ERROR);
 	rd_kafka_destroy(pr);
 	cr_assert_gt(lo, 0, "retention did not move the log start (low %lld, high %lld)", (long long)lo,
 	             (long long)hi);
@@ -339,7 +389,8 @@ Test(kafka_source, a_start_retention_passed_is_an_error_with_store_file, .timeou
 	cr_assert_neq(st, 0, "the rerun exited 0 past a deleted range");
 	cr_assert_neq(st, -1, "the rerun did not end");
 	char range[96];
-	snprintf(range, sizeof(range), "offsets 0..%lld were deleted before they were handled", (long long)lo - 1);
+	snprintf(range, sizeof(range), "offsets 0..%lld were deleted before they were handled",
+	         (long long)lo - 1);
 	cr_assert(file_has(dir, "m2.err", "kafka/r15/0"), "the error does not name the partition");
 	cr_assert(file_has(dir, "m2.err", range), "the error does not name the range (%s)", range);
 	cr_assert(file_has(dir, "m2.err", "spate checkpoint reset"), "the error does not name the way out");

@@ -73,6 +73,10 @@ typedef struct counts {
 
 static counts_t *g_counts;
 
+/* kafka.log_level of the runs (NULL: unset, librdkafka's default); a test sets it for
+ * its _with_kafka_log_level_3 twin (each test runs in its own process) */
+static const char *g_kafka_log_level;
+
 static int count_handle(void *opaque, void *wctx, spate_batch_t *b)
 {
 	(void)wctx;
@@ -236,6 +240,8 @@ static spate_conf_t *kafka_conf_store(const char *bs, const char *topic, const c
 		set(c, "kafka.debug", getenv("T_KDEBUG"));
 	set(c, "checkpoint.interval.ms", "200");
 	set(c, "log.level", getenv("T_LOG") ? getenv("T_LOG") : "warn");
+	if (g_kafka_log_level)
+		set(c, "kafka.log_level", g_kafka_log_level);
 	return c;
 }
 
@@ -543,7 +549,7 @@ static void *member_run(void *arg)
 	return NULL;
 }
 
-Test(kafka_source, two_members_share_the_group, .timeout = 300)
+static void two_members_share_the_group_run(void)
 {
 	const char *topics[] = {"t5:16", NULL};
 	t_kafka_t *k = t_kafka_start(1, topics);
@@ -585,9 +591,21 @@ Test(kafka_source, two_members_share_the_group, .timeout = 300)
 	t_kafka_stop(k);
 }
 
+Test(kafka_source, two_members_share_the_group, .timeout = 300)
+{
+	two_members_share_the_group_run();
+}
+
+/* the same with kafka.log_level=3: librdkafka's own log level changes nothing */
+Test(kafka_source, two_members_share_the_group_with_kafka_log_level_3, .timeout = 300)
+{
+	g_kafka_log_level = "3";
+	two_members_share_the_group_run();
+}
+
 /* store=file keeps checkpoints for one consumer: a second member in the group is refused
  * with an error that says so (the first member, whose partitions the second takes). */
-Test(kafka_source, a_file_store_with_two_members_is_refused, .timeout = 300)
+static void a_file_store_with_two_members_is_refused_run(void)
 {
 	const char *topics[] = {"t9:16", NULL};
 	t_kafka_t *k = t_kafka_start(1, topics);
@@ -623,6 +641,18 @@ Test(kafka_source, a_file_store_with_two_members_is_refused, .timeout = 300)
 	t_kafka_stop(k);
 }
 
+Test(kafka_source, a_file_store_with_two_members_is_refused, .timeout = 300)
+{
+	a_file_store_with_two_members_is_refused_run();
+}
+
+/* the same with kafka.log_level=3: librdkafka's own log level changes nothing */
+Test(kafka_source, a_file_store_with_two_members_is_refused_with_kafka_log_level_3, .timeout = 300)
+{
+	g_kafka_log_level = "3";
+	a_file_store_with_two_members_is_refused_run();
+}
+
 /* ---- a member killed mid-run: two `spate run` processes in one group ---------------------- */
 
 enum {
@@ -637,7 +667,8 @@ enum {
 static pid_t spawn_member(const char *bs, const char *dir, const char *name, const char *topic,
                           const char *group)
 {
-	char a_topic[128], a_group[128], a_handler[512], a_bs[512], out[512], err[512];
+	char a_topic[128], a_group[128], a_handler[512], a_bs[512], a_ll[48], out[512], err[512];
+	snprintf(a_ll, sizeof(a_ll), "kafka.log_level=%s", g_kafka_log_level ? g_kafka_log_level : "");
 	snprintf(a_topic, sizeof(a_topic), "topics=%s", topic);
 	snprintf(a_group, sizeof(a_group), "group.id=%s", group);
 	snprintf(a_handler, sizeof(a_handler), "handler=journal:%s/%s", dir, name);
@@ -668,6 +699,8 @@ static pid_t spawn_member(const char *bs, const char *dir, const char *name, con
 	                      "checkpoint.interval.ms=200",
 	                      "-X",
 	                      "log.level=info",
+	                      g_kafka_log_level ? "-X" : NULL,
+	                      a_ll,
 	                      NULL};
 	pid_t pid = t_spawn(argv, out, err, 0);
 	cr_assert(pid >= 0, "fork: %s", strerror(errno));
@@ -742,7 +775,7 @@ static long long journal_read(const char *dir, const char *name, const char *top
 	return lines;
 }
 
-Test(kafka_source, a_killed_member_s_partitions_are_taken_over, .timeout = 300)
+static void a_killed_member_s_partitions_are_taken_over_run(void)
 {
 	const char *topics[] = {"t6:16", NULL};
 	t_kafka_t *k = t_kafka_start(1, topics);
@@ -809,6 +842,18 @@ Test(kafka_source, a_killed_member_s_partitions_are_taken_over, .timeout = 300)
 	t_kafka_stop(k);
 }
 
+Test(kafka_source, a_killed_member_s_partitions_are_taken_over, .timeout = 300)
+{
+	a_killed_member_s_partitions_are_taken_over_run();
+}
+
+/* the same with kafka.log_level=3: librdkafka's own log level changes nothing */
+Test(kafka_source, a_killed_member_s_partitions_are_taken_over_with_kafka_log_level_3, .timeout = 300)
+{
+	g_kafka_log_level = "3";
+	a_killed_member_s_partitions_are_taken_over_run();
+}
+
 /* ---- injected Fetch and OffsetCommit errors ------------------------------------------- */
 
 enum { FAULT_AFTER = 2000 }; /* records handled before the errors are injected */
@@ -840,7 +885,7 @@ static void *inject(void *arg)
 	return NULL;
 }
 
-Test(kafka_source, injected_fetch_and_commit_errors_lose_nothing, .timeout = 300)
+static void injected_fetch_and_commit_errors_lose_nothing_run(void)
 {
 	const char *topics[] = {"t7:16", NULL};
 	t_kafka_t *k = t_kafka_start(1, topics);
@@ -877,4 +922,16 @@ Test(kafka_source, injected_fetch_and_commit_errors_lose_nothing, .timeout = 300
 		             (long long)hi[p]);
 	free(cnt);
 	t_kafka_stop(k);
+}
+
+Test(kafka_source, injected_fetch_and_commit_errors_lose_nothing, .timeout = 300)
+{
+	injected_fetch_and_commit_errors_lose_nothing_run();
+}
+
+/* the same with kafka.log_level=3: librdkafka's own log level changes nothing */
+Test(kafka_source, injected_fetch_and_commit_errors_lose_nothing_with_kafka_log_level_3, .timeout = 300)
+{
+	g_kafka_log_level = "3";
+	injected_fetch_and_commit_errors_lose_nothing_run();
 }
