@@ -71,6 +71,7 @@ int sp_checkpoint_maybe_flush(sp_engine_t *e, bool force)
 	int rc = save_dirty(e, err, sizeof(err));
 	e->last_flush_ms = now;
 	if (rc == SPATE_ERR_BUSY) {
+		atomic_fetch_add_explicit(&e->store_busy, 1, memory_order_relaxed);
 		if (!atomic_load_explicit(&e->store_hold, memory_order_relaxed))
 			sp_msg(e, SP_MSG_INFO,
 			       "checkpoint store: %s; no new handler batches until it takes a checkpoint",

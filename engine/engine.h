@@ -437,6 +437,7 @@ struct spate_engine_s {
 	/* what spate_engine_summary reads (any thread) and the engine thread writes: atomic */
 	_Atomic uint64_t records_done;
 	_Atomic uint64_t store_errors;
+	_Atomic uint64_t store_busy; /* saves the store deferred (SPATE_ERR_BUSY: a group rebalancing) */
 	_Atomic uint64_t corrupt_dlq, corrupt_dropped; /* skipped regions sent to the DLQ / dropped */
 	_Atomic uint64_t records_polled; /* records the source returned that entered (engine thread writes) */
 	_Atomic uint64_t ckpt_commits;   /* checkpoint saves the store accepted (engine thread writes) */
