@@ -82,14 +82,14 @@ static void read_ckpt(const char *path, int64_t *c)
  * cnt[p][pos]; returns how many records it read. lo[p]: the lowest position seen. */
 static int64_t read_sink(const char *dir, uint8_t **cnt, int64_t *lo)
 {
+	for (int p = 0; p < PARTS; p++)
+		lo[p] = INT64_MAX;
 	if (access(dir, F_OK))
-		return 0; /* killed before the sink was made */
+		return 0; /* killed before the sink was made: it emitted nothing */
 	char *argv[] = {(char *)t_spate_cli(), "log", "dump", (char *)dir, NULL};
 	int rc;
 	char *out = run_cli(argv, &rc); /* a torn tail may end the dump with an error */
 	int64_t n = 0;
-	for (int p = 0; p < PARTS; p++)
-		lo[p] = INT64_MAX;
 	for (char *l = out; l && *l;) {
 		char *nl = strchr(l, '\n');
 		if (nl)
