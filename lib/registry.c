@@ -11,7 +11,7 @@
 #include <string.h>
 
 extern const sp_source_ops_t sp_source_gen, sp_source_push, sp_source_log;
-extern const sp_store_ops_t sp_store_file;
+extern const sp_store_ops_t sp_store_file, sp_store_redis, sp_store_rediss;
 extern const sp_sink_ops_t sp_sink_log;
 #ifdef SPATE_HAVE_KAFKA /* meson defines it when librdkafka is found */
 extern const sp_sink_ops_t sp_sink_kafka;
@@ -32,7 +32,7 @@ extern const sp_operator_ops_t sp_op_noop, sp_op_fraud, sp_op_sleep, sp_op_spin,
     sp_op_journal;
 
 static const sp_source_ops_t *const sources[] = {&sp_source_gen, &sp_source_push, &sp_source_log, SP_KAFKA_SOURCES NULL};
-static const sp_store_ops_t *const stores[] = {&sp_store_file, SP_KAFKA_STORES NULL};
+static const sp_store_ops_t *const stores[] = {&sp_store_file, &sp_store_redis, &sp_store_rediss, SP_KAFKA_STORES NULL};
 static const sp_sink_ops_t *const sinks[] = {&sp_sink_log, SP_KAFKA_SINKS NULL};
 static const sp_operator_ops_t *const operators[] = {&sp_op_noop, &sp_op_fraud, &sp_op_sleep,
                                                      &sp_op_spin, &sp_op_fail_if, &sp_op_journal,
@@ -99,8 +99,8 @@ static int open_uri(const char *uri, sp_store_t *st, bool readonly, char *errstr
 	const char *arg = sp_split_uri(uri, name, sizeof(name));
 	const sp_store_ops_t *ops = sp_find_store(name);
 	if (!ops)
-		return sp_err(errstr, size, SPATE_ERR_UNKNOWN, "store: unknown kind \"%s\" in \"%s\" (allowed: file:PATH)",
-		              name, uri);
+		return sp_err(errstr, size, SPATE_ERR_UNKNOWN, "store: unknown kind \"%s\" in \"%s\" (allowed: %s)", name,
+		              uri, sp_registry_kinds("store"));
 	memset(st, 0, sizeof(*st));
 	st->ops = ops;
 	st->arg = arg;

@@ -956,6 +956,18 @@ void sp_log_reader_bind(sp_log_reader_t *r, int i, sp_part_t *p)
 	r->parts[i].part = p;
 }
 
+void sp_log_reader_unbind(sp_log_reader_t *r, int i, const sp_part_t *part)
+{
+	rpart_t *p = &r->parts[i];
+	if (p->part != part)
+		return; /* bound again meanwhile (the lease was taken back) */
+	drop_reqs(r, p, NULL);
+	drop_ready(r, p);
+	p->skip_pending = false;
+	p->st = P_IDLE;
+	p->part = NULL;
+}
+
 /* First offset of the partition and the offset after its last readable record. */
 static int bounds(sp_log_reader_t *r, rpart_t *p, sp_log_seglist_t *segs, uint64_t *start, uint64_t *next,
                   char *errstr, size_t size)
