@@ -380,6 +380,7 @@ struct spate_engine_s {
 	char lease_owner[SP_LEASE_OWNER_MAX];
 	int64_t lease_timeout_ms, lease_margin_ms;
 	int64_t lease_next_ms; /* the next renewal and balancing round (monotonic ms) */
+	int64_t lease_last_tick;
 	/* a fatal error found off the loop's own path (the store lost its data): the loop
 	 * stops with it */
 	int fatal_rc;

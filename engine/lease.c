@@ -308,6 +308,11 @@ void sp_lease_tick(sp_engine_t *e)
 	if (!e->leased || e->fatal_rc)
 		return;
 	int64_t now = sp_now_ms();
+	if (e->lease_last_tick && now - e->lease_last_tick > e->lease_timeout_ms / 3)
+		sp_msg(e, SP_MSG_DEBUG,
+		       "leases: the engine thread was away %" PRId64 " ms (more than a renewal period)",
+		       now - e->lease_last_tick);
+	e->lease_last_tick = now;
 	for (size_t i = 0; i < e->ncands; i++) {
 		struct sp_lease_cand *c = &e->cands[i];
 		if (c->part && now >= c->renewed_ms + e->lease_timeout_ms - e->lease_margin_ms)
