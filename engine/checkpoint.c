@@ -36,14 +36,18 @@ static sp_store_entry_t entry_of(sp_engine_t *e, sp_part_t *p, int *rc)
 	return ent;
 }
 
-/* The audit line of a checkpoint write, and what a refused one means. */
-static void audited(sp_engine_t *e, sp_part_t *p, const sp_store_entry_t *ent, int rc, const char *err)
+/* The audit line of a checkpoint write, and what a refused one means. sent: the
+ * wall-clock ms before the write was sent (what an audit compares with the time another
+ * process's acquire returned). */
+static void audited(sp_engine_t *e, sp_part_t *p, const sp_store_entry_t *ent, int rc, const char *err,
+                    int64_t sent)
 {
 	if (!e->leased)
 		return;
 	char b[80];
-	sp_msg(e, SP_MSG_DEBUG, "lease audit: checkpoint %s owner=%s counter=%" PRIu64 " at=%s: %s",
-	       ent->name, ent->owner, ent->counter, sp_ckpt_fmt(&ent->ckpt, b, sizeof(b)),
+	sp_msg(e, SP_MSG_DEBUG,
+	       "lease audit: checkpoint %s owner=%s counter=%" PRIu64 " at=%s sent=%" PRId64 ": %s",
+	       ent->name, ent->owner, ent->counter, sp_ckpt_fmt(&ent->ckpt, b, sizeof(b)), sent,
 	       rc == SPATE_OK          ? "written"
 	       : rc == SPATE_ERR_LEASE ? "refused (lease gone)"
 	                               : err);
@@ -90,6 +94,7 @@ static int save_dirty(sp_engine_t *e, char *err, size_t sz)
 			k++;
 		}
 	}
+	int64_t sent = sp_wall_ms();
 	int rc = e->store.ops->save(&e->store, ents, k, err, sz);
 	bool per_entry = e->leased && e->store.ops->version >= 3 && e->store.ops->leases;
 	int ret = rc;
@@ -104,7 +109,7 @@ static int save_dirty(sp_engine_t *e, char *err, size_t sz)
 			ret = r;
 		}
 		if (per_entry)
-			audited(e, ps[j], &ents[j], r, err);
+			audited(e, ps[j], &ents[j], r, err, sent);
 	}
 	if (ents != stack)
 		free(ents);
@@ -207,9 +212,10 @@ static bool release_finish(sp_engine_t *e, sp_part_t *p, bool lost, char *err, s
 		if (pe->dirty && e->store_open) {
 			int erc;
 			sp_store_entry_t ent = entry_of(e, p, &erc);
+			int64_t sent = sp_wall_ms();
 			rc = e->store.ops->save(&e->store, &ent, 1, err, sz);
 			if (e->leased)
-				audited(e, p, &ent, rc, err);
+				audited(e, p, &ent, rc, err, sent);
 			if (rc == SPATE_OK) {
 				pe->saved = pe->ckpt;
 				pe->dirty = false;

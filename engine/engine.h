@@ -209,6 +209,9 @@ struct sp_part_eng {
 	 * the counter of its lease every checkpoint write is conditional on */
 	size_t lease_cand;
 	uint64_t lease_counter;
+	/* the local deadline of its lease (monotonic ms; 0: none): workers hand no batch of
+	 * it to the handler from then on (the engine thread writes, workers read) */
+	_Atomic int64_t lease_deadline;
 };
 
 /* A partition of a source in lease mode (lease.c): named by the source at open, worked

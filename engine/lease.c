@@ -268,9 +268,10 @@ static bool take(sp_engine_t *e, struct sp_lease_cand *c, bool steal)
 		return false;
 	}
 	sp_msg(e, SP_MSG_DEBUG,
-	       "lease audit: acquire %s owner=%s counter=%" PRIu64 " (from owner=%s counter=%" PRIu64 "%s)",
-	       c->name, e->lease_owner, got.counter, seen.owner[0] ? seen.owner : "-", seen.counter,
-	       steal ? ", stolen" : "");
+	       "lease audit: acquire %s owner=%s counter=%" PRIu64 " done=%" PRId64
+	       " (from owner=%s counter=%" PRIu64 "%s)",
+	       c->name, e->lease_owner, got.counter, sp_wall_ms(), seen.owner[0] ? seen.owner : "-",
+	       seen.counter, steal ? ", stolen" : "");
 	char perr[600] = "";
 	sp_part_t *p = e->src.ops->take(&e->src, c->index, perr, sizeof(perr));
 	if (!p) {
@@ -287,6 +288,8 @@ static bool take(sp_engine_t *e, struct sp_lease_cand *c, bool steal)
 	c->renewed_ms = t0;
 	p->eng->lease_cand = (size_t)(c - e->cands) + 1;
 	p->eng->lease_counter = got.counter;
+	atomic_store_explicit(&p->eng->lease_deadline, t0 + e->lease_timeout_ms - e->lease_margin_ms,
+	                      memory_order_relaxed);
 	rc = sp_engine_partition_start(e, p, perr, sizeof(perr));
 	if (rc == SPATE_ERR_LEASE) {
 		lose(e, c, "taken again before its start was saved");
@@ -344,6 +347,9 @@ void sp_lease_tick(sp_engine_t *e)
 			c->counter = ctr;
 			c->part->eng->lease_counter = ctr;
 			c->renewed_ms = t0;
+			atomic_store_explicit(&c->part->eng->lease_deadline,
+			                      t0 + e->lease_timeout_ms - e->lease_margin_ms,
+			                      memory_order_relaxed);
 			mine++;
 		} else if (rc == SPATE_ERR_LEASE) {
 			lose(e, c, "another process took it");
