@@ -477,61 +477,58 @@ static bool admit(spate_engine_t *e, sp_ck_t *c)
 	return sp_flow_fits(e, c) && sp_dispatch(e, c);
 }
 
-/* Admit what waits, then poll the source and dispatch what it returns. Returns chunks
- * dispatched, or a negative error. A chunk that may not enter waits in its partition's
- * held list (outside the in-flight count) and its partition is paused: the source gives
- * no more of it, while the other partitions go on (see flow.c). */
+/* Admit what waits, then poll the source once and dispatch what it returns. Returns the
+ * chunks admitted or held, or a negative error. A chunk that may not enter waits in its
+ * partition's held list (outside the in-flight count) and its partition is paused: the
+ * source gives no more of it, while the other partitions go on (see flow.c).
+ * One poll per call: the loop drains the workers' completions before the next, so a
+ * fast source (the log in the page cache) does not fill the whole window with chunks
+ * whose records are DONE but not yet retired. Filling it cost 4x the CPU per record at
+ * the default 256 MiB (fresh pages, cold caches, workers waiting on a full completion
+ * ring; docs/benchmarks.md). */
 static int feed(spate_engine_t *e, char *err, size_t sz)
 {
 	int moved = sp_flow_release(e, admit);
-	while (!atomic_load(&e->stop_req)) {
-		/* lease mode: a renewal round that is due comes first (a long feed must not
-		 * let a lease's deadline pass) */
-		if (e->leased && moved && sp_now_ms() >= e->lease_next_ms)
-			break;
-		uint64_t bytes = atomic_load_explicit(&e->inflight_bytes, memory_order_relaxed) + e->held_bytes;
-		/* a hint of how much may enter: what the bound leaves, at most one partition's
-		 * share (so a chunk fits a share), and one share when the bound is reached (a
-		 * partition under its share may still take that much) */
-		uint64_t budget = bytes < e->max_inflight_bytes ? e->max_inflight_bytes - bytes : e->share_bytes;
-		if (budget > e->share_bytes)
-			budget = e->share_bytes;
-		if (!budget)
-			budget = 1;
-		sp_chunk_t *out[SP_POLL_BATCH];
-		int n = e->src.ops->poll(&e->src, out, SP_POLL_BATCH, budget, err, sz);
-		if (n < 0)
-			return n;
-		for (int i = 0; i < n; i++) {
-			sp_ck_t *c = sp_ck(out[i]);
-			if (c->pub.n == 0 && !c->pub.skip) {
-				sp_ck_free(c);
-				continue;
-			}
-			if (c->pub.part->eng->revoked || c->pub.part->eng->releasing) {
-				sp_ck_free(c); /* released meanwhile: its new owner reads it */
-				continue;
-			}
-			if (c->pub.n == 1 && c->pub.bytes > e->max_inflight_bytes) {
-				/* guarantee 7: one record larger than the bound is an error naming it */
-				char pos[64];
-				sp_err(err, sz, SPATE_ERR_INVALID,
-				       "max.inflight.bytes: the record at %s position %s takes %" PRIu64
-				       " bytes, more than the bound of %" PRIu64,
-				       c->pub.part->pub.name, spate_position_fmt(&c->pub.recs[0].position, pos, sizeof(pos)),
-				       c->pub.bytes, e->max_inflight_bytes);
-				for (int j = i; j < n; j++)
-					sp_chunk_free(out[j]);
-				return SPATE_ERR_INVALID;
-			}
-			if (c->pub.part->eng->held_head || !admit(e, c)) {
-				sp_flow_hold(e, c);
-				continue;
-			}
-			moved++;
+	if (atomic_load(&e->stop_req))
+		return moved;
+	uint64_t bytes = atomic_load_explicit(&e->inflight_bytes, memory_order_relaxed) + e->held_bytes;
+	/* a hint of how much may enter: what the bound leaves, at most one partition's
+	 * share (so a chunk fits a share), and one share when the bound is reached (a
+	 * partition under its share may still take that much) */
+	uint64_t budget = bytes < e->max_inflight_bytes ? e->max_inflight_bytes - bytes : e->share_bytes;
+	if (budget > e->share_bytes)
+		budget = e->share_bytes;
+	if (!budget)
+		budget = 1;
+	sp_chunk_t *out[SP_POLL_BATCH];
+	int n = e->src.ops->poll(&e->src, out, SP_POLL_BATCH, budget, err, sz);
+	if (n < 0)
+		return n;
+	for (int i = 0; i < n; i++) {
+		sp_ck_t *c = sp_ck(out[i]);
+		if (c->pub.n == 0 && !c->pub.skip) {
+			sp_ck_free(c);
+			continue;
 		}
-		if (n < SP_POLL_BATCH)
-			break;
+		if (c->pub.part->eng->revoked || c->pub.part->eng->releasing) {
+			sp_ck_free(c); /* released meanwhile: its new owner reads it */
+			continue;
+		}
+		if (c->pub.n == 1 && c->pub.bytes > e->max_inflight_bytes) {
+			/* guarantee 7: one record larger than the bound is an error naming it */
+			char pos[64];
+			sp_err(err, sz, SPATE_ERR_INVALID,
+			       "max.inflight.bytes: the record at %s position %s takes %" PRIu64
+			       " bytes, more than the bound of %" PRIu64,
+			       c->pub.part->pub.name, spate_position_fmt(&c->pub.recs[0].position, pos, sizeof(pos)),
+			       c->pub.bytes, e->max_inflight_bytes);
+			for (int j = i; j < n; j++)
+				sp_chunk_free(out[j]);
+			return SPATE_ERR_INVALID;
+		}
+		if (c->pub.part->eng->held_head || !admit(e, c))
+			sp_flow_hold(e, c);
+		moved++;
 	}
 	return moved;
 }

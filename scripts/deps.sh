@@ -5,9 +5,11 @@ set -euo pipefail
 # zlib1g-dev libsnappy-dev liblz4-dev libzstd-dev: the codecs of compressed batches (the
 # embedded log); python3-kafka with python3-lz4 python3-zstandard python3-snappy: the
 # interop tests' other RecordBatch implementation (tests/connectors/log/kafka_python.py);
-# libhiredis-dev: store=redis://; redis-server redis-tools: the Redis store's tests
+# libmicrohttpd-dev libjansson-dev: the example ingest service (examples/ingest); curl:
+# its test's client (tests/examples/test_ingest.c); libhiredis-dev: store=redis://;
+# redis-server redis-tools: the Redis store's tests
 pkgs=(gcc meson ninja-build pkg-config libcriterion-dev libxxhash-dev liburing-dev
-      librdkafka-dev libisal-dev libjansson-dev libhiredis-dev redis-server redis-tools
+      librdkafka-dev libisal-dev libjansson-dev libmicrohttpd-dev curl libhiredis-dev redis-server redis-tools
       zlib1g-dev libsnappy-dev liblz4-dev libzstd-dev
       python3 python3-kafka python3-lz4 python3-zstandard python3-snappy)
 [ "${1:-}" = "--bench" ] && pkgs+=(gnuplot-nox linux-perf python3)

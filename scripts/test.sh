@@ -12,16 +12,17 @@ start=$(date +%s)
 fail=0
 total_ok=0
 total_fail=0
-# Set up build dir $1 with the meson options that follow and -Dwerror=true. A dir that
+# Set up build dir $1 with the meson options that follow, -Dwerror=true and
+# -Dingest=enabled (the example ingest service is built and tested, never skipped). A dir that
 # exists already is reconfigured rather than set up again (meson setup refuses it), so
 # one set up before this script passed -Dwerror=true, or with other options, gets them.
 setup_dir() {
 	local dir=$1
 	shift
 	if [ ! -f "$dir/build.ninja" ]; then
-		meson setup "$dir" -Dwerror=true "$@" >/dev/null
+		meson setup "$dir" -Dwerror=true -Dingest=enabled "$@" >/dev/null
 	else
-		meson configure "$dir" -Dwerror=true "$@" >/dev/null
+		meson configure "$dir" -Dwerror=true -Dingest=enabled "$@" >/dev/null
 	fi
 }
 # Build dir $2 (name $1; meson options after them); a failed setup or build counts as one

@@ -5,18 +5,24 @@
  * sparse offset index, plus a small `durable` file in which the one writer of the
  * partition publishes how much of it is fsync'd. docs/log.md describes the bytes.
  *
- * Layers, bottom up (one file each):
+ * Layers, bottom up:
  *  - format.c:  CRC32C, varints, RecordBatch v2 encode/decode (no I/O)
  *  - segment.c: directory layout, metadata, segment lists, the index, the durable
- *               file, a buffered batch scanner (pread) used by recovery, verify, seek
+ *               file
+ *  - scan.c:    a buffered batch scanner (pread) used by recovery, verify, seek; the
+ *               resync search after a bad batch; verify
  *  - writer.c:  one partition's writer (flock, recovery, batching, rolling, fsync
- *               policy) and a producer over all partitions (key hash / round robin)
+ *               policy)
+ *  - producer.c: a producer over all partitions (key hash / round robin)
  *  - codec.c:   gzip, snappy, lz4, zstd: compressed batches decoded into an arena,
  *               and the writer's compressor
  *  - reader.c:  the io_uring (or pread) reader over all partitions, producing parsed
  *               sp_chunk_t descriptors that point into the read buffers (parse.c) and
- *               their decode arenas (bufpool.c)
+ *               their decode arenas (bufpool.c), with reader_open.c, and its backends
+ *               reader_uring.c and reader_pread.c behind the private reader.h
+ *  - scan.c:    the buffered batch scanner and the resync search
  *  - verify.c:  `spate log verify`: every batch and record, on threads
+ *  - lpush.c:   durable push (spate_push into the log, group commit)
  *  - source.c, sink.c: the engine vtables sp_source_log and sp_sink_log
  * The CLI (cli/cmd_log.c, cli/cmd_produce.c) and the tests use this header.
  *
@@ -304,7 +310,7 @@ void sp_log_comp_free(sp_log_comp_t *c);
 int sp_log_comp_batch(sp_log_comp_t *c, sp_log_enc_t *e, const uint8_t **out, size_t *len, char *errstr,
                       size_t size);
 
-/* ---- layout, index, durable file, scanner (segment.c) ---------------------------- */
+/* ---- layout, index, durable file (segment.c), scanner (scan.c) --------------------- */
 
 /** The metadata file in the log directory. */
 #define SP_LOG_META_NAME "spate-log.meta"
@@ -436,7 +442,7 @@ int sp_log_scan_resync(sp_log_scan_t *s, uint64_t from, int64_t min_offset, uint
 /** fsync a directory by path or fd (SPATE_OK or SPATE_ERR_IO naming it). */
 int sp_log_fsync_dir(int dirfd, const char *path, char *errstr, size_t size);
 
-/* ---- writer (writer.c) ---------------------------------------------------------------- */
+/* ---- writer (writer.c), producer (producer.c) ------------------------------------------ */
 
 /** Writer settings (sp_log_wopts_from_conf fills them from segment.bytes, flush.ms,
  *  flush.records, compression, compression.level). */
@@ -559,7 +565,7 @@ int sp_log_find_ts(const char *pdir, const sp_log_durable_t *d, const sp_log_seg
 int sp_log_last_record(const char *pdir, const sp_log_durable_t *d, const sp_log_seglist_t *segs, bool *has,
                        uint64_t *last, char *errstr, size_t size);
 
-/* ---- reader (reader.c) ------------------------------------------------------------- */
+/* ---- reader (reader.c, reader_open.c) ------------------------------------------------ */
 
 /** About this many bytes per read. */
 #define SP_LOG_READ_BYTES ((size_t)1 << 20)
@@ -568,6 +574,9 @@ int sp_log_last_record(const char *pdir, const sp_log_durable_t *d, const sp_log
 /** Room in front of each read buffer for the tail of the previous read (a batch split by
  *  the read boundary); a longer tail re-reads from the batch's start instead. */
 #define SP_LOG_READ_HEADROOM ((size_t)256 << 10)
+/** log.read.direct=true: O_DIRECT reads start and end at multiples of this many bytes of
+ *  the file and of memory (the logical block size of every disk Linux reads directly). */
+#define SP_LOG_DIRECT_ALIGN ((size_t)4096)
 
 /* ---- parsing a read buffer (parse.c) ------------------------------------------------- */
 
@@ -671,6 +680,7 @@ typedef struct sp_log_ropts {
 	bool skip_corrupt; /* log.on.corruption=skip */
 	bool no_uring;     /* use pread (also when SPATE_LOG_NO_URING=1 is in the environment) */
 	bool redrive;      /* reading a DLQ back: drop spate.* headers, timestamps = now */
+	bool direct;       /* log.read.direct: segments read with O_DIRECT (not via the page cache) */
 	sp_log_chunk_alloc_fn alloc;
 	sp_log_chunk_free_fn free;
 	/* may be NULL: then nothing moves a checkpoint over offsets that hold no record (a
@@ -796,6 +806,11 @@ int sp_log_push(sp_log_push_t *lp, int32_t part, const spate_push_record_t *recs
 void sp_log_push_delivered(sp_log_push_t *lp, int part, uint64_t next);
 void sp_log_push_close_input(sp_log_push_t *lp);
 bool sp_log_push_closed(const sp_log_push_t *lp);
+/** Whether the reader delivered every record pushed so far (each partition's next
+ *  delivery offset, as sp_log_push_delivered last set it, is past the last record
+ *  appended). The reader's own lag is not enough: it learns of a new durable length
+ *  through inotify, after the push that made it has returned. @locality the engine thread */
+bool sp_log_push_all_delivered(sp_log_push_t *lp);
 /** Push calls and fdatasync calls so far (group commit's effect; tests). */
 void sp_log_push_counts(const sp_log_push_t *lp, uint64_t *calls, uint64_t *syncs);
 

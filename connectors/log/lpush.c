@@ -190,6 +190,20 @@ bool sp_log_push_closed(const sp_log_push_t *lp)
 	return atomic_load(&lp->closed);
 }
 
+bool sp_log_push_all_delivered(sp_log_push_t *lp)
+{
+	for (int i = 0; i < lp->n; i++) {
+		lpart_t *p = &lp->parts[i];
+		pthread_mutex_lock(&p->mu);
+		/* a failed writer's records past its durable length can never be read */
+		uint64_t end = p->err ? p->durable_next : p->next;
+		pthread_mutex_unlock(&p->mu);
+		if (atomic_load_explicit(&p->delivered, memory_order_acquire) < end)
+			return false;
+	}
+	return true;
+}
+
 void sp_log_push_counts(const sp_log_push_t *lp, uint64_t *calls, uint64_t *syncs)
 {
 	*calls = atomic_load(&lp->calls);

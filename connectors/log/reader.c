@@ -1,19 +1,16 @@
-/* reader.c - reads every partition of a log into parsed chunks, through io_uring.
+/* reader.c - reads every partition of a log into parsed chunks: the core.
  *
- * Per partition: about 1 MiB reads (SP_LOG_READ_BYTES), two in flight, on one ring shared
- * by all partitions, POSIX_FADV_SEQUENTIAL, into buffers from a pool whose first buffers
- * are registered with the ring (READ_FIXED) as far as RLIMIT_MEMLOCK allows. Short reads
- * are resubmitted for the rest. A completed read is parsed once: its complete batches
- * are CRC-checked and become one chunk whose record descriptors point into the read
- * buffer (the chunk owns the buffer: chunk->buf, chunk->release; see bufpool.c and
+ * Per partition: about 1 MiB reads (SP_LOG_READ_BYTES), two in flight, POSIX_FADV_SEQUENTIAL,
+ * into buffers from a pool (bufpool.c). A completed read is parsed once: its complete
+ * batches are CRC-checked and become one chunk whose record descriptors point into the
+ * read buffer (the chunk owns the buffer: chunk->buf, chunk->release; see bufpool.c and
  * parse.c). A batch cut by the end of a read is copied into the headroom in front of the
  * next read's data (or, when it does not fit there, read again from its start).
  *
  * Reads never pass the durable length the writer publishes (the partition's `durable`
  * file, see segment.c), so nothing not fsync'd is ever delivered. At the end of the durable
- * data a partition waits: the reader watches each partition folder with inotify, waits
- * for the inotify fd through the ring (a one-shot poll request, re-armed while some
- * partition waits), and re-reads the durable file when it is replaced.
+ * data a partition waits: the reader watches each partition folder with inotify
+ * (reader_open.c) and re-reads the durable file when it is replaced.
  *
  * A batch's baseOffset is not covered by its CRC: every batch's offsets are checked
  * against the batch before it, the one after it and the bound of its segment (the next
@@ -23,80 +20,27 @@
  * offsets that hold no record (a skipped region, what lies before the end) are handed on
  * as record-less chunks that move the checkpoint (ropts.skip).
  *
- * The engine thread waits on one epoll fd (sp_log_reader_fd) that holds the ring fd and
- * an eventfd the reader signals when it has work without I/O.
- *
- * Where io_uring_queue_init fails (EPERM under Docker's default seccomp profile) or
- * SPATE_LOG_NO_URING=1 is set, the same state machine runs on pread, and the epoll fd
- * holds the inotify fd instead of the ring; that is said once per process.
+ * This file decides what to read and what a finished read means; how a read reaches the
+ * kernel is a backend's (reader.h): io_uring, one ring shared by all partitions, with
+ * registered buffers and the inotify fd polled through the ring (reader_uring.c), or
+ * pread where io_uring is unavailable or turned off (reader_pread.c). The engine thread
+ * waits on one epoll fd (sp_log_reader_fd) that holds the backend's fd and an eventfd the
+ * reader signals when it has work without I/O.
  *
  * Threads: every function runs on one thread (the engine thread), except the chunk
  * release callback, which may run on any thread (the buffer pool has a mutex).
  */
-#include "log.h"
+#include "reader.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <liburing.h>
-#include <poll.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
-#include <sys/inotify.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-/* At most this many pooled buffers are registered with the ring. */
-#define POOL_MAX_REGISTERED 32
-/* Use at most this share (1/N) of RLIMIT_MEMLOCK for registered buffers; the rest is
- * left for the ring itself and anything else the process locks. */
-#define MEMLOCK_SHARE 2
-/* Parsed chunks a partition holds before poll hands them out. */
-#define READY_MAX 2
-/* Ring size bounds (entries); the ring gets 2 per partition plus a few. */
-#define RING_MIN_ENTRIES 8
-#define RING_MAX_ENTRIES 4096
-/* Bytes of the inotify read buffer (many events per read). */
-#define INOTIFY_BUF_BYTES 4096
-/* On close, how long to wait for cancelled requests to come back. */
-#define CLOSE_WAIT_MS 5000
-
-/* user_data of the ring's own requests (request pointers are never this small). */
-#define UD_INOTIFY 1
-#define UD_CANCEL  2
-
-/* ---- state --------------------------------------------------------------------------- */
-
-/* An open segment file; requests hold references so it outlives a partition's move on. */
-typedef struct segh {
-	int fd;
-	uint64_t base;
-	int refs;
-} segh_t;
-
-struct rpart;
-
-typedef struct req {
-	struct rpart *p;
-	segh_t *seg;
-	uint8_t *buf; /* buffer base: chunk->buf when it becomes a chunk */
-	size_t cap;   /* buffer bytes */
-	size_t head;  /* the read's data starts at buf + head */
-	int reg;      /* registered buffer index or -1 */
-	uint64_t file_pos;
-	size_t want, got;
-	size_t carry; /* bytes of the previous read's tail copied just before buf + head */
-	int err;      /* negative errno */
-	bool done, eof, inflight, discard;
-	struct req *next;                /* the partition's FIFO */
-	struct req *all_prev, *all_next; /* every live request of the reader */
-} req_t;
 
 /*
  * A partition's state machine (engine thread only):
@@ -115,73 +59,18 @@ typedef struct req {
  *                          log.on.corruption=fail, out of memory
  *
  * Reads are issued only in ACTIVE; ERROR is reported by the next poll once the chunks
- * parsed before it are handed out; DONE and ERROR are left only by a seek.
+ * parsed before it are handed out; DONE and ERROR are left only by a seek. The states
+ * (enum pstate) and a partition's fields (rpart_t) are in reader.h.
  */
-enum pstate { P_IDLE, P_ACTIVE, P_WAIT, P_DONE, P_ERROR };
-
-typedef struct rpart {
-	int id;
-	sp_part_t *part;
-	char pdir[SP_LOG_PATH_MAX];
-	int wd;
-	enum pstate st;
-	sp_log_durable_t dur;
-	bool have_dur; /* no durable file: no writer ever published, nothing is readable */
-	segh_t *seg;
-	uint64_t seg_size;     /* file size when last checked */
-	uint64_t read_pos;     /* file position of the next read */
-	uint64_t parse_pos;    /* file position of the first unparsed byte */
-	size_t need;           /* bytes from parse_pos the next batch needs (0: unknown/none) */
-	size_t big_need;       /* the next read must hold this many bytes */
-	uint64_t next_deliver; /* records before this offset are not delivered */
-	uint64_t passed;       /* offset after the last batch parsed: the next one's lowest base */
-	uint64_t seg_hi;       /* the next segment's base (UINT64_MAX: not known yet) */
-	bool end_set, has_end;
-	uint64_t end;             /* last offset to deliver (stop.at.end) */
-	bool end_bytes;           /* end_dur is the durable length noted with the end */
-	sp_log_durable_t end_dur; /* reading stops there too, whatever the offsets say */
-	bool skip_pending;        /* a record-less chunk moves the checkpoint to skip_to */
-	uint64_t skip_to;
-	req_t *q_head, *q_tail;
-	int nq;
-	sp_chunk_t *ready[READY_MAX];
-	int r_head, nready;
-	bool dirty; /* inotify: the durable file or segments changed */
-	int err;
-	char *errmsg;
-	uint64_t seek_steps;
-} rpart_t;
-
-struct sp_log_reader {
-	char dir[SP_LOG_PATH_MAX];
-	int nparts;
-	rpart_t *parts;
-	sp_log_ropts_t o;
-	bool uring;
-	struct io_uring ring;
-	unsigned inflight; /* requests in the kernel (reads, inotify, cancels) */
-	bool to_submit;
-	int ino_fd;
-	bool ino_armed;
-	_Alignas(struct inotify_event) uint8_t ino_buf[INOTIFY_BUF_BYTES];
-	int epfd, kick_fd;
-	bool kicked;
-	bool closing; /* no resubmits while close() drains the ring */
-	sp_log_pool_t *pool;
-	int rr;
-	uint64_t skipped;
-	sp_log_reader_stats_t stats;
-	req_t *all; /* live requests */
-};
-
-static atomic_bool said_pread; /* "io_uring unavailable" is said once per process */
 
 /* ---- small helpers ------------------------------------------------------------------ */
 
-static void seg_unref(segh_t *s)
+void sp_log_rd_seg_unref(segh_t *s)
 {
 	if (s && --s->refs == 0) {
 		close(s->fd);
+		if (s->dfd >= 0)
+			close(s->dfd);
 		free(s);
 	}
 }
@@ -217,7 +106,7 @@ static void kick(sp_log_reader_t *r)
 		r->kicked = true;
 }
 
-static void req_free(sp_log_reader_t *r, req_t *q)
+void sp_log_rd_req_free(sp_log_reader_t *r, req_t *q)
 {
 	if (q->all_prev)
 		q->all_prev->all_next = q->all_next;
@@ -227,13 +116,13 @@ static void req_free(sp_log_reader_t *r, req_t *q)
 		q->all_next->all_prev = q->all_prev;
 	if (q->buf)
 		sp_log_pool_put(r->pool, q->buf);
-	seg_unref(q->seg);
+	sp_log_rd_seg_unref(q->seg);
 	free(q);
 }
 
 /* Unlink requests after `after` (or all when NULL) from p's FIFO: those in the kernel are
  * freed when they complete. Reading restarts at parse_pos. */
-static void drop_reqs(sp_log_reader_t *r, rpart_t *p, req_t *after)
+void sp_log_rd_drop_reqs(sp_log_reader_t *r, rpart_t *p, req_t *after)
 {
 	req_t *q = after ? after->next : p->q_head;
 	if (after)
@@ -247,13 +136,13 @@ static void drop_reqs(sp_log_reader_t *r, rpart_t *p, req_t *after)
 		if (q->inflight)
 			q->discard = true;
 		else
-			req_free(r, q);
+			sp_log_rd_req_free(r, q);
 		q = n;
 	}
 	p->read_pos = p->parse_pos;
 }
 
-static void drop_ready(sp_log_reader_t *r, rpart_t *p)
+void sp_log_rd_drop_ready(sp_log_reader_t *r, rpart_t *p)
 {
 	while (p->nready) {
 		sp_chunk_t *c = p->ready[p->r_head];
@@ -267,7 +156,7 @@ static void drop_ready(sp_log_reader_t *r, rpart_t *p)
 }
 
 /* Re-read the partition's durable file. */
-static void refresh(sp_log_reader_t *r, rpart_t *p)
+void sp_log_rd_refresh(sp_log_reader_t *r, rpart_t *p)
 {
 	char err[512];
 	sp_log_durable_t d;
@@ -294,16 +183,31 @@ static int open_seg(sp_log_reader_t *r, rpart_t *p, uint64_t base)
 		return -1;
 	}
 	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	int dfd = -1;
+	if (r->o.direct && (dfd = open(path, O_RDONLY | O_CLOEXEC | O_DIRECT)) < 0) {
+		int en = errno;
+		close(fd);
+		set_error(r, p, en == EINVAL ? SPATE_ERR_UNSUPPORTED : SPATE_ERR_IO,
+		          "log %s partition %d: %s: log.read.direct=true: open with O_DIRECT: %s%s", r->dir,
+		          p->id, path, strerror(en),
+		          en == EINVAL
+		              ? " (this file system does not read directly: set log.read.direct=false)"
+		              : "");
+		return -1;
+	}
 	segh_t *s = calloc(1, sizeof(*s));
 	if (!s) {
 		close(fd);
+		if (dfd >= 0)
+			close(dfd);
 		set_error(r, p, SPATE_ERR_NOMEM, "log %s partition %d: out of memory", r->dir, p->id);
 		return -1;
 	}
 	s->fd = fd;
+	s->dfd = dfd;
 	s->base = base;
 	s->refs = 1;
-	seg_unref(p->seg);
+	sp_log_rd_seg_unref(p->seg);
 	p->seg = s;
 	p->seg_size = 0;
 	p->seg_hi = UINT64_MAX;
@@ -373,7 +277,7 @@ static void mark_skip(rpart_t *p, uint64_t to)
  * end (control batches, a skipped region) holds no record, so its checkpoint may go there. */
 static void part_done(sp_log_reader_t *r, rpart_t *p)
 {
-	drop_reqs(r, p, NULL);
+	sp_log_rd_drop_reqs(r, p, NULL);
 	p->st = P_DONE;
 	if (p->has_end)
 		mark_skip(p, p->end);
@@ -390,64 +294,16 @@ static bool at_end_bytes(const rpart_t *p)
 	       (p->seg->base == p->end_dur.seg && p->parse_pos >= p->end_dur.len);
 }
 
-/* ---- I/O ---------------------------------------------------------------------------- */
-
-static struct io_uring_sqe *get_sqe(sp_log_reader_t *r)
-{
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
-	if (!sqe) {
-		io_uring_submit(&r->ring);
-		sqe = io_uring_get_sqe(&r->ring);
-	}
-	return sqe;
-}
-
-/* Queue (or, with pread, do) the rest of q's read. false when the ring is full. */
-static bool start_read(sp_log_reader_t *r, req_t *q)
-{
-	uint8_t *dst = q->buf + q->head + q->got;
-	size_t len = q->want - q->got;
-	uint64_t off = q->file_pos + q->got;
-	if (!r->uring) {
-		r->stats.reads++;
-		while (q->got < q->want) {
-			ssize_t n = pread(q->seg->fd, q->buf + q->head + q->got, q->want - q->got,
-			                  (off_t)(q->file_pos + q->got));
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n < 0) {
-				q->err = -errno;
-				break;
-			}
-			if (n == 0) {
-				q->eof = true;
-				break;
-			}
-			q->got += (size_t)n;
-		}
-		q->done = true;
-		return true;
-	}
-	struct io_uring_sqe *sqe = get_sqe(r);
-	if (!sqe)
-		return false;
-	r->stats.reads++;
-	if (q->got)
-		r->stats.short_reads++;
-	if (q->reg >= 0)
-		r->stats.fixed_reads++;
-	if (q->reg >= 0)
-		io_uring_prep_read_fixed(sqe, q->seg->fd, dst, (unsigned)len, off, q->reg);
-	else
-		io_uring_prep_read(sqe, q->seg->fd, dst, (unsigned)len, off);
-	io_uring_sqe_set_data(sqe, q);
-	q->inflight = true;
-	r->inflight++;
-	r->to_submit = true;
-	return true;
-}
+/* ---- reads ---------------------------------------------------------------------------- */
 
 /* Issue a read of want bytes at p->read_pos. */
+/* The bytes of a full-size read: a direct one leaves room in its buffer to align both
+ * ends. */
+static size_t read_full(const sp_log_reader_t *r)
+{
+	return r->o.direct ? SP_LOG_READ_BYTES - 2 * SP_LOG_DIRECT_ALIGN : SP_LOG_READ_BYTES;
+}
+
 static bool issue_read(sp_log_reader_t *r, rpart_t *p, size_t want)
 {
 	req_t *q = calloc(1, sizeof(*q));
@@ -455,13 +311,28 @@ static bool issue_read(sp_log_reader_t *r, rpart_t *p, size_t want)
 		return false;
 	/* Full-size reads get a pooled buffer with headroom (a following read may carry a
 	 * batch tail into it); a shorter read at the end of the data, or one for a batch
-	 * bigger than a pooled buffer, gets an exact one. */
-	q->cap = want == SP_LOG_READ_BYTES ? SP_LOG_POOL_BUF_BYTES : want;
-	q->head = want == SP_LOG_READ_BYTES ? SP_LOG_READ_HEADROOM : 0;
+	 * bigger than a pooled buffer, gets an exact one. A direct read also needs room to
+	 * align its start and end (sp_log_rd_piece). */
+	const size_t A = SP_LOG_DIRECT_ALIGN;
+	bool pooled = want == read_full(r);
+	q->direct = r->o.direct;
+	q->cap = pooled ? SP_LOG_POOL_BUF_BYTES : want + (q->direct ? 3 * A : 0);
+	q->head = pooled ? SP_LOG_READ_HEADROOM : 0;
 	q->buf = sp_log_pool_get(r->pool, q->cap, &q->reg);
 	if (!q->buf) {
 		free(q);
 		return false;
+	}
+	if (q->direct) {
+		/* buf + head - lead on a multiple of A: pooled, head moves up by less than A
+		 * (head - lead + align_up(lead + want) <= HEADROOM + want + 2A = the cap); an
+		 * exact buffer starts its region at its first aligned byte */
+		q->lead = p->read_pos % A;
+		uintptr_t at = (uintptr_t)(q->buf + q->head) - q->lead;
+		if (!pooled)
+			at = (uintptr_t)q->buf;
+		size_t pad = (A - at % A) % A;
+		q->head = pooled ? q->head + pad : pad + q->lead;
 	}
 	q->p = p;
 	q->seg = p->seg;
@@ -472,8 +343,8 @@ static bool issue_read(sp_log_reader_t *r, rpart_t *p, size_t want)
 	if (r->all)
 		r->all->all_prev = q;
 	r->all = q;
-	if (!start_read(r, q)) {
-		req_free(r, q);
+	if (!r->be->start_read(r, q)) {
+		sp_log_rd_req_free(r, q);
 		return false;
 	}
 	if (p->q_tail)
@@ -486,39 +357,6 @@ static bool issue_read(sp_log_reader_t *r, rpart_t *p, size_t want)
 	return true;
 }
 
-/* A completion from the ring. */
-static void complete(sp_log_reader_t *r, req_t *q, int res)
-{
-	q->inflight = false;
-	if (q->discard) {
-		req_free(r, q);
-		return;
-	}
-	if (r->closing) {
-		q->done = true;
-		return;
-	}
-	if (res == -EAGAIN || res == -EINTR) {
-		start_read(r, q);
-		return;
-	}
-	if (res < 0) {
-		q->err = res;
-		q->done = true;
-		return;
-	}
-	if (res == 0) {
-		q->eof = true;
-		q->done = true;
-		return;
-	}
-	q->got += (size_t)res;
-	if (q->got < q->want)
-		start_read(r, q); /* a short read: ask for the rest */
-	else
-		q->done = true;
-}
-
 /* ---- corruption ----------------------------------------------------------------------- */
 
 /* A bad batch at file position bpos of p's segment (detail: more about it, or "").
@@ -529,7 +367,7 @@ static void corrupt(sp_log_reader_t *r, rpart_t *p, uint64_t bpos, const char *w
 {
 	char path[SP_LOG_PATH_MAX];
 	seg_name(p, p->seg->base, path, sizeof(path));
-	drop_reqs(r, p, NULL);
+	sp_log_rd_drop_reqs(r, p, NULL);
 	if (!r->o.skip_corrupt) {
 		set_error(r, p, SPATE_ERR_CORRUPT,
 		          "log %s partition %d: %s: byte %" PRIu64 ": bad batch after offset %" PRIu64
@@ -599,7 +437,7 @@ static void parse_req(sp_log_reader_t *r, rpart_t *p, req_t *q)
 		seg_name(p, p->seg->base, path, sizeof(path));
 		set_error(r, p, SPATE_ERR_IO, "log %s partition %d: %s: read at byte %" PRIu64 ": %s", r->dir,
 		          p->id, path, q->file_pos, strerror(-q->err));
-		drop_reqs(r, p, NULL);
+		sp_log_rd_drop_reqs(r, p, NULL);
 		return;
 	}
 	bool final;
@@ -622,7 +460,7 @@ static void parse_req(sp_log_reader_t *r, rpart_t *p, req_t *q)
 			set_error(r, p, SPATE_ERR_NOMEM,
 			          "log %s partition %d: out of memory for a chunk of %u records", r->dir,
 			          p->id, ps.nrec);
-			drop_reqs(r, p, NULL);
+			sp_log_rd_drop_reqs(r, p, NULL);
 			return;
 		}
 		if (sp_log_parse_fill(data, &ps, c) == 0)
@@ -640,11 +478,14 @@ static void parse_req(sp_log_reader_t *r, rpart_t *p, req_t *q)
 	bool eof = q->eof;
 	p->parse_pos = dpos + ps.used;
 	if (ps.stop == SP_LOG_PARSE_MORE && (tail > 0 || eof)) {
-		if (nx && !eof && tail <= nx->head && nx->file_pos == q->file_pos + q->got) {
+		/* a direct read with a lead writes the bytes just before its head itself: no
+		 * copy into it while it is in flight */
+		if (nx && !eof && tail <= nx->head && nx->file_pos == q->file_pos + q->got &&
+		    !(nx->lead && !nx->done)) {
 			memcpy(nx->buf + nx->head - tail, data + ps.used, tail);
 			nx->carry = tail;
 		} else {
-			drop_reqs(r, p, q); /* read again from parse_pos */
+			sp_log_rd_drop_reqs(r, p, q); /* read again from parse_pos */
 		}
 	}
 	if (c) {
@@ -667,7 +508,7 @@ static void parse_req(sp_log_reader_t *r, rpart_t *p, req_t *q)
 	if (!p->q_head)
 		p->q_tail = NULL;
 	p->nq--;
-	req_free(r, q);
+	sp_log_rd_req_free(r, q);
 	if (eof && ps.stop == SP_LOG_PARSE_MORE && p->have_dur) {
 		ps.stop = SP_LOG_PARSE_CORRUPT;
 		ps.why = "the file is shorter than its published durable length";
@@ -690,7 +531,7 @@ static void parse_req(sp_log_reader_t *r, rpart_t *p, req_t *q)
 		break;
 	case SP_LOG_PARSE_UNSUPPORTED:
 		seg_name(p, p->seg->base, path, sizeof(path));
-		drop_reqs(r, p, NULL);
+		sp_log_rd_drop_reqs(r, p, NULL);
 		set_error(r, p, ps.err ? ps.err : SPATE_ERR_UNSUPPORTED,
 		          "log %s partition %d: %s: byte %" PRIu64 ": cannot decode %s", r->dir, p->id, path,
 		          dpos + ps.used, ps.why);
@@ -759,7 +600,11 @@ static void pump(sp_log_reader_t *r, rpart_t *p)
 			p->st = P_WAIT;
 			return;
 		}
-		size_t want = p->big_need > SP_LOG_READ_BYTES ? p->big_need : SP_LOG_READ_BYTES;
+		size_t full = read_full(r);
+		size_t want = p->big_need > full ? p->big_need : full;
+		if (r->o.direct && want == full && p->read_pos % SP_LOG_DIRECT_ALIGN)
+			want -= (size_t)((p->read_pos + want) %
+			                 SP_LOG_DIRECT_ALIGN); /* the next one starts aligned */
 		if (want > limit - p->read_pos)
 			want = (size_t)(limit - p->read_pos);
 		if (!issue_read(r, p, want))
@@ -779,7 +624,7 @@ static void service(sp_log_reader_t *r, rpart_t *p)
 		int before = p->nq;
 		pump(r, p);
 		/* io_uring completes later; pread has completed what pump issued: parse it */
-		if (r->uring || p->nq == before)
+		if (!r->be->sync || p->nq == before)
 			return;
 	}
 }
@@ -808,171 +653,32 @@ static void ino_events(sp_log_reader_t *r, const uint8_t *buf, size_t len)
 	}
 }
 
-static void arm_inotify(sp_log_reader_t *r)
+void sp_log_rd_inotify_drain(sp_log_reader_t *r)
 {
-	if (!r->uring || r->ino_armed)
-		return;
-	/* A one-shot poll through the ring, not a read: the inotify fd is non-blocking, and
-	 * io_uring completes a read of a non-blocking fd with -EAGAIN instead of waiting. */
-	struct io_uring_sqe *sqe = get_sqe(r);
-	if (!sqe)
-		return;
-	io_uring_prep_poll_add(sqe, r->ino_fd, POLLIN);
-	io_uring_sqe_set_data64(sqe, UD_INOTIFY);
-	r->ino_armed = true;
-	r->inflight++;
-	r->to_submit = true;
+	ssize_t n;
+	while ((n = read(r->ino_fd, r->ino_buf, sizeof(r->ino_buf))) > 0)
+		ino_events(r, r->ino_buf, (size_t)n);
 }
 
-/* ---- the public API --------------------------------------------------------------------- */
-
-static int setup_uring(sp_log_reader_t *r)
-{
-	unsigned entries = RING_MIN_ENTRIES;
-	while (entries < (unsigned)r->nparts * SP_LOG_READS_IN_FLIGHT + 4 && entries < RING_MAX_ENTRIES)
-		entries *= 2;
-	const char *env = getenv("SPATE_LOG_NO_URING");
-	int rc = -EPERM;
-	if (r->o.no_uring || (env && *env && strcmp(env, "0"))) {
-		if (!atomic_exchange(&said_pread, true))
-			sp_msg(r->o.eng, SP_MSG_WARN, "log: io_uring disabled (%s); reading with pread",
-			       r->o.no_uring ? "by option" : "SPATE_LOG_NO_URING");
-		return 0;
-	}
-	rc = io_uring_queue_init(entries, &r->ring, 0);
-	if (rc < 0) {
-		if (!atomic_exchange(&said_pread, true))
-			sp_msg(r->o.eng, SP_MSG_WARN,
-			       "log: io_uring is not available (%s%s); reading with pread", strerror(-rc),
-			       rc == -EPERM ? ": a seccomp profile such as Docker's default blocks it" : "");
-		return 0;
-	}
-	r->uring = true;
-	/* Register as many pooled buffers as the memlock limit allows. */
-	size_t n = (size_t)r->nparts * SP_LOG_READS_IN_FLIGHT + 2;
-	if (n > POOL_MAX_REGISTERED)
-		n = POOL_MAX_REGISTERED;
-	struct rlimit rl;
-	if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
-		size_t fit = (size_t)(rl.rlim_cur / MEMLOCK_SHARE / SP_LOG_POOL_BUF_BYTES);
-		if (n > fit)
-			n = fit;
-	}
-	uint8_t *mem;
-	if (n == 0 || posix_memalign((void **)&mem, 4096, n * SP_LOG_POOL_BUF_BYTES))
-		return 0;
-	struct iovec *iov = calloc(n, sizeof(*iov));
-	if (!iov) {
-		free(mem);
-		return 0;
-	}
-	for (size_t i = 0; i < n; i++) {
-		iov[i].iov_base = mem + i * SP_LOG_POOL_BUF_BYTES;
-		iov[i].iov_len = SP_LOG_POOL_BUF_BYTES;
-	}
-	rc = io_uring_register_buffers(&r->ring, iov, (unsigned)n);
-	free(iov);
-	if (rc < 0) {
-		sp_msg(r->o.eng, SP_MSG_DEBUG, "log: registering %zu read buffers failed (%s); plain buffers",
-		       n, strerror(-rc));
-		free(mem);
-		return 0;
-	}
-	if (sp_log_pool_adopt(r->pool, mem, n)) {
-		io_uring_unregister_buffers(&r->ring);
-		free(mem);
-	}
-	return 0;
-}
-
-int sp_log_reader_open(const char *dir, const sp_log_ropts_t *o, sp_log_reader_t **out, char *errstr,
-                       size_t size)
-{
-	int parts, rc = sp_log_meta_read(dir, &parts, errstr, size);
-	if (rc)
-		return rc;
-	if (!o || !o->alloc || !o->free)
-		return sp_err(errstr, size, SPATE_ERR_INVALID, "log reader: no chunk allocator");
-	sp_log_reader_t *r = calloc(1, sizeof(*r));
-	if (!r)
-		return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
-	r->ino_fd = r->epfd = r->kick_fd = -1;
-	r->o = *o;
-	r->nparts = parts;
-	snprintf(r->dir, sizeof(r->dir), "%s", dir);
-	r->parts = calloc((size_t)parts, sizeof(*r->parts));
-	r->pool = sp_log_pool_new();
-	if (!r->parts || !r->pool) {
-		free(r->parts);
-		if (r->pool)
-			sp_log_pool_unref(r->pool);
-		free(r);
-		return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
-	}
-	r->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	r->epfd = epoll_create1(EPOLL_CLOEXEC);
-	r->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (r->ino_fd < 0 || r->epfd < 0 || r->kick_fd < 0) {
-		rc = sp_err(errstr, size, SPATE_ERR_IO, "log %s: inotify/epoll/eventfd: %s", dir,
-		            strerror(errno));
-		goto fail;
-	}
-	for (int i = 0; i < parts; i++) {
-		rpart_t *p = &r->parts[i];
-		p->id = i;
-		sp_log_part_path(p->pdir, sizeof(p->pdir), dir, i);
-		/* The watch comes before any read of the durable file, so no change is missed. */
-		p->wd = inotify_add_watch(r->ino_fd, p->pdir, IN_MOVED_TO | IN_CREATE | IN_CLOSE_WRITE);
-		if (p->wd < 0) {
-			rc = sp_err(errstr, size, errno == ENOENT ? SPATE_ERR_NOT_FOUND : SPATE_ERR_IO,
-			            "%s: inotify: %s", p->pdir, strerror(errno));
-			goto fail;
-		}
-		refresh(r, p);
-	}
-	setup_uring(r);
-	struct epoll_event ev = {.events = EPOLLIN};
-	ev.data.fd = r->kick_fd;
-	epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->kick_fd, &ev);
-	ev.data.fd = r->uring ? r->ring.ring_fd : r->ino_fd;
-	if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev) < 0) {
-		rc = sp_err(errstr, size, SPATE_ERR_IO, "log %s: epoll: %s", dir, strerror(errno));
-		goto fail;
-	}
-	*out = r;
-	return SPATE_OK;
-fail:
-	sp_log_reader_close(r);
-	return rc;
-}
-
-int sp_log_reader_partitions(const sp_log_reader_t *r)
-{
-	return r->nparts;
-}
-
-void sp_log_reader_bind(sp_log_reader_t *r, int i, sp_part_t *p)
-{
-	r->parts[i].part = p;
-}
+/* ---- seek, end, poll ------------------------------------------------------------------ */
 
 void sp_log_reader_unbind(sp_log_reader_t *r, int i, const sp_part_t *part)
 {
 	rpart_t *p = &r->parts[i];
 	if (p->part != part)
 		return; /* bound again meanwhile (the lease was taken back) */
-	drop_reqs(r, p, NULL);
-	drop_ready(r, p);
+	sp_log_rd_drop_reqs(r, p, NULL);
+	sp_log_rd_drop_ready(r, p);
 	p->skip_pending = false;
 	p->st = P_IDLE;
 	p->part = NULL;
 }
 
 /* First offset of the partition and the offset after its last readable record. */
-static int bounds(sp_log_reader_t *r, rpart_t *p, sp_log_seglist_t *segs, uint64_t *start, uint64_t *next,
-                  char *errstr, size_t size)
+int sp_log_rd_bounds(sp_log_reader_t *r, rpart_t *p, sp_log_seglist_t *segs, uint64_t *start, uint64_t *next,
+                     char *errstr, size_t size)
 {
-	refresh(r, p);
+	sp_log_rd_refresh(r, p);
 	int rc = sp_log_seglist(p->pdir, segs, errstr, size);
 	if (rc)
 		return rc;
@@ -988,27 +694,18 @@ static int bounds(sp_log_reader_t *r, rpart_t *p, sp_log_seglist_t *segs, uint64
 	return SPATE_OK;
 }
 
-int sp_log_reader_bounds(sp_log_reader_t *r, int i, uint64_t *start, uint64_t *next, char *errstr,
-                         size_t size)
-{
-	sp_log_seglist_t segs = {0};
-	int rc = bounds(r, &r->parts[i], &segs, start, next, errstr, size);
-	sp_log_seglist_free(&segs);
-	return rc;
-}
-
 int sp_log_reader_seek(sp_log_reader_t *r, int i, uint64_t offset, char *errstr, size_t size)
 {
 	rpart_t *p = &r->parts[i];
-	drop_reqs(r, p, NULL);
-	drop_ready(r, p);
+	sp_log_rd_drop_reqs(r, p, NULL);
+	sp_log_rd_drop_ready(r, p);
 	free(p->errmsg);
 	p->errmsg = NULL;
 	p->err = 0;
 	p->seek_steps = 0;
 	sp_log_seglist_t segs = {0};
 	uint64_t start = 0, next = 0;
-	int rc = bounds(r, p, &segs, &start, &next, errstr, size);
+	int rc = sp_log_rd_bounds(r, p, &segs, &start, &next, errstr, size);
 	if (rc)
 		goto out;
 	if (offset < start || offset > next) {
@@ -1029,7 +726,7 @@ int sp_log_reader_seek(sp_log_reader_t *r, int i, uint64_t offset, char *errstr,
 		if (p->have_dur && segs.base[j] <= offset && segs.base[j] <= p->dur.seg)
 			k = j;
 	if (k == segs.n) {
-		seg_unref(p->seg);
+		sp_log_rd_seg_unref(p->seg);
 		p->seg = NULL;
 		goto out; /* nothing written yet: wait for the first segment */
 	}
@@ -1056,32 +753,6 @@ out:
 	return rc;
 }
 
-int sp_log_reader_find_ts(sp_log_reader_t *r, int i, int64_t ts, uint64_t *offset, char *errstr, size_t size)
-{
-	rpart_t *p = &r->parts[i];
-	sp_log_seglist_t segs = {0};
-	uint64_t start = 0, next = 0;
-	int rc = bounds(r, p, &segs, &start, &next, errstr, size);
-	*offset = next;
-	if (rc == SPATE_OK && p->have_dur)
-		rc = sp_log_find_ts(p->pdir, &p->dur, &segs, ts, offset, errstr, size);
-	sp_log_seglist_free(&segs);
-	return rc;
-}
-
-int sp_log_reader_last_record(sp_log_reader_t *r, int i, bool *has, uint64_t *last, char *errstr, size_t size)
-{
-	rpart_t *p = &r->parts[i];
-	sp_log_seglist_t segs = {0};
-	uint64_t start = 0, next = 0;
-	*has = false;
-	int rc = bounds(r, p, &segs, &start, &next, errstr, size);
-	if (rc == SPATE_OK && next > start)
-		rc = sp_log_last_record(p->pdir, &p->dur, &segs, has, last, errstr, size);
-	sp_log_seglist_free(&segs);
-	return rc;
-}
-
 void sp_log_reader_set_end(sp_log_reader_t *r, int i, bool has_end, uint64_t last)
 {
 	rpart_t *p = &r->parts[i];
@@ -1092,42 +763,10 @@ void sp_log_reader_set_end(sp_log_reader_t *r, int i, bool has_end, uint64_t las
 	p->end_dur = p->dur;
 	if (!has_end || p->next_deliver > last) {
 		if (p->st == P_ACTIVE || p->st == P_WAIT)
-			drop_reqs(r, p, NULL);
+			sp_log_rd_drop_reqs(r, p, NULL);
 		if (p->st != P_ERROR)
 			p->st = P_DONE;
 	}
-}
-
-static void drain_inotify(sp_log_reader_t *r)
-{
-	ssize_t n;
-	while ((n = read(r->ino_fd, r->ino_buf, sizeof(r->ino_buf))) > 0)
-		ino_events(r, r->ino_buf, (size_t)n);
-}
-
-/* Reap the ring's completions (or, with pread, drain inotify). */
-static void reap(sp_log_reader_t *r)
-{
-	if (!r->uring) {
-		drain_inotify(r);
-		return;
-	}
-	struct io_uring_cqe *cqe;
-	unsigned head, seen = 0;
-	io_uring_for_each_cqe(&r->ring, head, cqe)
-	{
-		seen++;
-		r->inflight--;
-		uint64_t ud = io_uring_cqe_get_data64(cqe);
-		if (ud == UD_INOTIFY) {
-			r->ino_armed = false;
-			if (!r->closing)
-				drain_inotify(r);
-		} else if (ud != UD_CANCEL) {
-			complete(r, (req_t *)(uintptr_t)ud, cqe->res);
-		}
-	}
-	io_uring_cq_advance(&r->ring, seen);
 }
 
 int sp_log_reader_poll(sp_log_reader_t *r, sp_chunk_t **out, int max, uint64_t budget_bytes, char *errstr,
@@ -1140,12 +779,12 @@ int sp_log_reader_poll(sp_log_reader_t *r, sp_chunk_t **out, int max, uint64_t b
 			              strerror(errno));
 		r->kicked = false;
 	}
-	reap(r);
+	r->be->reap(r);
 	for (int i = 0; i < r->nparts; i++) {
 		rpart_t *p = &r->parts[i];
 		if (p->dirty) {
 			p->dirty = false;
-			refresh(r, p);
+			sp_log_rd_refresh(r, p);
 			if (p->st == P_WAIT)
 				p->st = P_ACTIVE;
 		}
@@ -1195,147 +834,18 @@ int sp_log_reader_poll(sp_log_reader_t *r, sp_chunk_t **out, int max, uint64_t b
 		/* work that needs no I/O wait: chunks to hand out, or reads not yet issued */
 		bool paused = p->part && p->part->paused;
 		if ((!paused && (p->nready || p->skip_pending)) ||
-		    (p->st == P_ACTIVE && p->nq == 0 && p->nready < READY_MAX) || (p->st == P_ERROR && !p->nready))
+		    (p->st == P_ACTIVE && p->nq == 0 && p->nready < READY_MAX) ||
+		    (p->st == P_ERROR && !p->nready))
 			more = true; /* an error is reported by the next poll */
 		if (p->st == P_WAIT)
 			tail_wait = true;
 	}
 	if (tail_wait)
-		arm_inotify(r);
-	if (r->to_submit) {
-		io_uring_submit(&r->ring);
-		r->to_submit = false;
-	}
+		r->be->arm_wait(r);
+	r->be->submit(r);
 	if (more && !budget_blocked)
 		kick(r);
 	if (n == 0 && err)
 		return err;
 	return n;
-}
-
-int sp_log_reader_fd(const sp_log_reader_t *r)
-{
-	return r->epfd;
-}
-
-uint64_t sp_log_reader_next(const sp_log_reader_t *r, int i)
-{
-	return r->parts[i].next_deliver;
-}
-
-int64_t sp_log_reader_lag(const sp_log_reader_t *r)
-{
-	int64_t lag = 0;
-	for (int i = 0; i < r->nparts; i++) {
-		const rpart_t *p = &r->parts[i];
-		if (p->st == P_IDLE)
-			continue;
-		uint64_t end = p->have_dur ? p->dur.next : p->next_deliver;
-		if (p->has_end && end > p->end + 1)
-			end = p->end + 1;
-		if (p->end_set && !p->has_end)
-			continue;
-		if (end > p->next_deliver)
-			lag += (int64_t)(end - p->next_deliver);
-	}
-	return lag;
-}
-
-bool sp_log_reader_ended(const sp_log_reader_t *r)
-{
-	bool any = false;
-	for (int i = 0; i < r->nparts; i++) {
-		const rpart_t *p = &r->parts[i];
-		if (!p->end_set)
-			continue;
-		any = true;
-		if (p->st != P_DONE || p->nready || p->skip_pending)
-			return false;
-	}
-	return any;
-}
-
-bool sp_log_reader_uses_uring(const sp_log_reader_t *r)
-{
-	return r->uring;
-}
-
-uint64_t sp_log_reader_skipped(const sp_log_reader_t *r)
-{
-	return r->skipped;
-}
-
-void sp_log_reader_stats(const sp_log_reader_t *r, sp_log_reader_stats_t *st)
-{
-	*st = r->stats;
-	st->registered = sp_log_pool_registered(r->pool);
-}
-
-uint64_t sp_log_reader_seek_steps(const sp_log_reader_t *r, int i)
-{
-	return r->parts[i].seek_steps;
-}
-
-void sp_log_reader_close(sp_log_reader_t *r)
-{
-	if (!r)
-		return;
-	bool leak = false;
-	r->closing = true;
-	if (r->uring) {
-		/* Cancel what is in the kernel and wait for it: a read may still be copying
-		 * into a buffer that is about to be freed. */
-		for (req_t *q = r->all; q; q = q->all_next)
-			if (q->inflight) {
-				struct io_uring_sqe *sqe = get_sqe(r);
-				if (sqe) {
-					io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)q, 0);
-					io_uring_sqe_set_data64(sqe, UD_CANCEL);
-					r->inflight++;
-				}
-			}
-		if (r->ino_armed) {
-			struct io_uring_sqe *sqe = get_sqe(r);
-			if (sqe) {
-				io_uring_prep_cancel64(sqe, UD_INOTIFY, 0);
-				io_uring_sqe_set_data64(sqe, UD_CANCEL);
-				r->inflight++;
-			}
-		}
-		io_uring_submit(&r->ring);
-		int64_t deadline = sp_now_ms() + CLOSE_WAIT_MS;
-		while (r->inflight > 0 && sp_now_ms() < deadline) {
-			struct io_uring_cqe *cqe;
-			struct __kernel_timespec ts = {0, 100 * 1000000};
-			if (io_uring_wait_cqe_timeout(&r->ring, &cqe, &ts) == 0 || r->inflight)
-				reap(r);
-		}
-		if (r->inflight > 0) {
-			leak = true;
-			sp_msg(r->o.eng, SP_MSG_WARN,
-			       "log %s: %u reads did not finish; their buffers are leaked", r->dir,
-			       r->inflight);
-		}
-		io_uring_queue_exit(&r->ring);
-	}
-	for (int i = 0; r->parts && i < r->nparts; i++) {
-		rpart_t *p = &r->parts[i];
-		if (!leak)
-			drop_reqs(r, p, NULL);
-		drop_ready(r, p);
-		seg_unref(p->seg);
-		free(p->errmsg);
-	}
-	while (r->all && !leak)
-		req_free(r, r->all); /* discarded ones whose completion was never seen */
-	if (r->ino_fd >= 0)
-		close(r->ino_fd);
-	if (r->epfd >= 0)
-		close(r->epfd);
-	if (r->kick_fd >= 0)
-		close(r->kick_fd);
-	if (r->pool && !leak)
-		sp_log_pool_unref(r->pool);
-	free(r->parts);
-	free(r);
 }

@@ -32,7 +32,7 @@ typedef struct src {
 	char topic[TOPIC_MAX];
 	bool stop_at_end;
 	uint64_t corrupt_regions;
-	int dlq_rc;           /* a Corrupt DLQ entry could not be written: poll fails */
+	int dlq_rc; /* a Corrupt DLQ entry could not be written: poll fails */
 	char dlq_err[2048];
 	sp_engine_t *eng;
 	sp_log_push_t *lp; /* log.push=true: spate_push() appends durably (lpush.c) */
@@ -81,8 +81,9 @@ static void on_corrupt(void *opaque, const sp_log_corrupt_info_t *info)
 	int rc = sp_engine_dead_letter_range(x->eng, p, &a, &b, why, err, sizeof(err));
 	if (rc) {
 		x->dlq_rc = rc;
-		snprintf(x->dlq_err, sizeof(x->dlq_err), "%.200s: cannot write the Corrupt DLQ entry for %.1024s: %.400s",
-		         p->pub.name, why, err);
+		snprintf(x->dlq_err, sizeof(x->dlq_err),
+		         "%.200s: cannot write the Corrupt DLQ entry for %.1024s: %.400s", p->pub.name, why,
+		         err);
 	}
 }
 
@@ -117,6 +118,7 @@ static int log_open(sp_source_t *s, char *errstr, size_t size)
 	sp_log_ropts_t o = {0};
 	o.skip_corrupt = !strcmp(sp_conf_str(conf, "log.on.corruption"), "skip");
 	o.redrive = sp_conf_bool(conf, "source.redrive");
+	o.direct = sp_conf_bool(conf, "log.read.direct");
 	o.alloc = chunk_alloc;
 	o.free = chunk_free;
 	o.skip = chunk_skip;
@@ -187,8 +189,8 @@ static int log_open(sp_source_t *s, char *errstr, size_t size)
 		sp_log_wopts_t wo;
 		sp_log_wopts_from_conf(&wo, conf);
 		wo.eng = s->eng;
-		rc = sp_log_push_open(dir, n, &wo, (uint64_t)sp_conf_int(conf, "log.push.max.lag"), s->eng, &x->lp, err,
-		                      sizeof(err));
+		rc = sp_log_push_open(dir, n, &wo, (uint64_t)sp_conf_int(conf, "log.push.max.lag"), s->eng,
+		                      &x->lp, err, sizeof(err));
 		if (rc) {
 			sp_log_reader_close(x->rd);
 			free(x);
@@ -221,12 +223,15 @@ static int log_seek(sp_source_t *s, sp_part_t *p, const sp_ckpt_t *ckpt, sp_ckpt
 		}
 		if (off < start) {
 			const char *st = sp_conf_str(sp_engine_conf(s->eng), "store");
-			return sp_err(errstr, size, SPATE_ERR_OUT_OF_RANGE,
-			              "%s: records at offsets %" PRIu64 "..%" PRIu64 " were removed from log:%s before they "
-			              "were handled (the checkpoint resumes at offset %" PRIu64 ", the partition now starts "
-			              "at %" PRIu64 "); nothing is skipped silently: to start this partition again at "
-			              "starting.position, run `spate checkpoint reset %s --partition %s`",
-			              p->pub.name, off, start - 1, s->arg, off, start, *st ? st : "STORE", p->pub.name);
+			return sp_err(
+			    errstr, size, SPATE_ERR_OUT_OF_RANGE,
+			    "%s: records at offsets %" PRIu64 "..%" PRIu64
+			    " were removed from log:%s before they "
+			    "were handled (the checkpoint resumes at offset %" PRIu64
+			    ", the partition now starts "
+			    "at %" PRIu64 "); nothing is skipped silently: to start this partition again at "
+			    "starting.position, run `spate checkpoint reset %s --partition %s`",
+			    p->pub.name, off, start - 1, s->arg, off, start, *st ? st : "STORE", p->pub.name);
 		}
 		return sp_log_reader_seek(x->rd, i, off, errstr, size);
 	}
@@ -307,8 +312,11 @@ static int64_t log_lag(sp_source_t *s)
 static bool log_ended(sp_source_t *s)
 {
 	src_t *x = s->ctx;
-	if (x->lp) /* a durable push ends once the program closed it and everything is read */
-		return sp_log_push_closed(x->lp) && sp_log_reader_lag(x->rd) == 0;
+	/* a durable push ends once the program closed it and everything pushed is read: what
+	 * the pushes appended, not what the reader has seen of it yet */
+	if (x->lp)
+		return sp_log_push_closed(x->lp) && sp_log_push_all_delivered(x->lp) &&
+		       sp_log_reader_lag(x->rd) == 0;
 	return x->stop_at_end && sp_log_reader_ended(x->rd);
 }
 
@@ -373,6 +381,9 @@ static void log_close(sp_source_t *s)
 static const sp_opt_t log_reader_opts[] = {
     {"log.on.corruption", SP_OPT_ENUM, 0, 0, "fail|skip", "fail",
      "log reader: on a bad batch with data after it, stop with an error or skip it (logged and counted)"},
+    {"log.read.direct", SP_OPT_BOOL, 0, 1, NULL, "false",
+     "log reader: read segments with O_DIRECT into aligned buffers, bypassing the page cache (for "
+     "logs far larger than memory, read once; the file system must support O_DIRECT)"},
     {"source.redrive", SP_OPT_BOOL, 0, 1, NULL, "false",
      "log source: read a DLQ back (spate dlq redrive): drop spate.* headers, timestamps = now"},
     {"log.push", SP_OPT_BOOL, 0, 1, NULL, "false",

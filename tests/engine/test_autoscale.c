@@ -6,7 +6,6 @@
 #include <spate/spate.h>
 
 #include <criterion/criterion.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/common/engine.h"
 #include "tests/common/util.h"
 
 static double fieldf(const char *out, const char *name)
@@ -92,30 +92,17 @@ static int h_init(void *o, int id, void **ctx)
 static void h_fini(void *o, void *ctx)
 {
 	st_t *s = o;
-	cr_assert_eq(ctx, s, "fini got another context than init gave");
+	t_expect(ctx == s, "fini got another context than init gave");
 	atomic_fetch_add(&s->finis, 1);
 }
 
 static int h_handle(void *o, void *ctx, spate_batch_t *b)
 {
 	st_t *s = o;
-	cr_assert_eq(ctx, s, "handle without its worker's init");
+	t_expect(ctx == s, "handle without its worker's init");
 	usleep(1000);
 	atomic_fetch_add(&s->handled, spate_batch_count(b));
 	return SPATE_HANDLER_OK;
-}
-
-typedef struct runner {
-	spate_engine_t *e;
-	int rc;
-	char err[256];
-} runner_t;
-
-static void *run_thread(void *a)
-{
-	runner_t *r = a;
-	r->rc = spate_engine_run(r->e, r->err, sizeof(r->err));
-	return NULL;
 }
 
 static void push_burst(spate_engine_t *e, int n)
@@ -124,8 +111,8 @@ static void push_burst(spate_engine_t *e, int n)
 	for (int i = 0; i < n; i++) {
 		int kl = snprintf(k, sizeof(k), "k%d", i % 64), vl = snprintf(v, sizeof(v), "%d", i);
 		spate_push_record_t r = {.key = k, .key_len = (size_t)kl, .value = v, .value_len = (size_t)vl};
-		while (spate_push(e, i % 4, &r, 1) == 0)
-			usleep(1000);
+		int rc = t_push_all(e, i % 4, &r, 1);
+		t_require(rc == 0, "push: %s", spate_err2str(rc));
 	}
 }
 
@@ -140,55 +127,59 @@ static int64_t wait_stats(spate_engine_t *e, int want_workers, uint64_t want_rec
 			return sp_now_ms();
 		usleep(5000);
 	}
-	cr_assert_fail("stats did not reach workers=%d records=%llu in 20 s", want_workers,
-	               (unsigned long long)want_records);
+	t_require(false, "stats did not reach workers=%d records=%llu in 20 s", want_workers,
+	          (unsigned long long)want_records);
 	return -1;
+}
+
+typedef struct scale_down {
+	st_t s;
+	int minc;
+} scale_down_t;
+
+/* While it runs: a burst, back to min.concurrency once idle, one record more (with min
+ * 0: a cold start), then the stop. */
+static void scale_down_while_running(t_during_t *d)
+{
+	scale_down_t *x = d->arg;
+	st_t *s = &x->s;
+	int minc = x->minc;
+	push_burst(d->e, 20000);
+	int64_t done = wait_stats(d->e, -1, 20000);
+	/* back at min.concurrency within scale.down.idle.ms plus 5 ticks of 100 ms */
+	int64_t back = wait_stats(d->e, minc, 20000);
+	t_require(back - done <= 300 + 5 * 100, "took %lld ms to scale down to %d", (long long)(back - done),
+	          minc);
+	/* the next record is handled (with min 0: a cold start on a restarted worker) */
+	if (minc == 0) /* at zero every started worker runs fini (on its own thread, soon) */
+		for (int k = 0; k < 4000 && atomic_load(&s->inits) != atomic_load(&s->finis); k++)
+			usleep(5000);
+	int inits_idle = atomic_load(&s->inits);
+	if (minc == 0)
+		t_require(inits_idle == atomic_load(&s->finis), "at zero every started worker ran fini");
+	push_burst(d->e, 1);
+	wait_stats(d->e, -1, 20001);
+	if (minc == 0)
+		t_require(atomic_load(&s->inits) > inits_idle, "no worker ran init again after scaling to 0");
+	spate_engine_stop(d->e);
 }
 
 static void scale_down_case(int minc)
 {
-	char err[256], v[16];
-	spate_conf_t *c = spate_conf_new();
-	const char *kv[] = {"source", "push", "push.partitions", "4", "max.concurrency", "8",
-	                    "parallelization.factor", "4", "scale.down.idle.ms", "300", "batch.size", "10", NULL};
-	for (int i = 0; kv[i]; i += 2)
-		cr_assert_eq(spate_conf_set(c, kv[i], kv[i + 1], err, sizeof(err)), SPATE_CONF_OK, "%s", err);
+	char v[16];
 	snprintf(v, sizeof(v), "%d", minc);
-	cr_assert_eq(spate_conf_set(c, "min.concurrency", v, err, sizeof(err)), SPATE_CONF_OK);
-	st_t s = {0};
+	const char *kv[] = {"source", "push", "push.partitions", "4", "max.concurrency", "8",
+	                    "parallelization.factor", "4", "scale.down.idle.ms", "300", "batch.size", "10",
+	                    "min.concurrency", v, NULL};
+	scale_down_t x = {.minc = minc};
+	st_t *s = &x.s;
 	spate_handler_t h = {.version = SPATE_HANDLER_VERSION, .init = h_init, .handle = h_handle,
-	                     .fini = h_fini, .opaque = &s};
-	runner_t r = {.e = spate_engine_new(c, &h, err, sizeof(err))};
-	cr_assert_not_null(r.e, "%s", err);
-	cr_assert_eq(spate_engine_start(r.e, err, sizeof(err)), SPATE_OK, "%s", err);
-	pthread_t th;
-	pthread_create(&th, NULL, run_thread, &r);
-	push_burst(r.e, 20000);
-	int64_t done = wait_stats(r.e, -1, 20000);
-	spate_stats_t st;
-	spate_engine_stats(r.e, &st);
-	/* back at min.concurrency within scale.down.idle.ms plus 5 ticks of 100 ms */
-	int64_t back = wait_stats(r.e, minc, 20000);
-	cr_assert_leq(back - done, 300 + 5 * 100, "took %lld ms to scale down to %d", (long long)(back - done),
-	              minc);
-	/* the next record is handled (with min 0: a cold start on a restarted worker) */
-	if (minc == 0) /* at zero every started worker runs fini (on its own thread, soon) */
-		for (int k = 0; k < 4000 && atomic_load(&s.inits) != atomic_load(&s.finis); k++)
-			usleep(5000);
-	int inits_idle = atomic_load(&s.inits);
-	if (minc == 0)
-		cr_assert_eq(inits_idle, atomic_load(&s.finis), "at zero every started worker ran fini");
-	push_burst(r.e, 1);
-	wait_stats(r.e, -1, 20001);
-	if (minc == 0)
-		cr_assert_gt(atomic_load(&s.inits), inits_idle, "no worker ran init again after scaling to 0");
-	spate_engine_stop(r.e);
-	pthread_join(th, NULL);
+	                     .fini = h_fini, .opaque = s};
+	t_run_t r = t_engine_run(
+	    &(t_engine_opts_t){.conf = kv, .handler = &h, .during = scale_down_while_running, .arg = &x});
 	cr_assert_eq(r.rc, SPATE_OK, "%s", r.err);
-	spate_summary_t sum;
-	spate_engine_summary(r.e, &sum);
-	spate_engine_destroy(r.e);
-	cr_assert_eq(atomic_load(&s.handled), 20001);
+	spate_summary_t sum = r.sum;
+	cr_assert_eq(atomic_load(&s->handled), 20001);
 	cr_assert_geq(sum.workers_max, 2, "it never scaled up");
 	cr_assert_eq(sum.workers_min, minc);
 	if (minc == 0) {
@@ -196,7 +187,7 @@ static void scale_down_case(int minc)
 		cr_assert_gt(sum.cold_p99_ms, 0);
 	}
 	/* every worker instance that was started was stopped, on its own thread */
-	cr_assert_eq(atomic_load(&s.inits), atomic_load(&s.finis));
+	cr_assert_eq(atomic_load(&s->inits), atomic_load(&s->finis));
 }
 
 Test(autoscale, idle_workers_return_to_min)
@@ -210,46 +201,32 @@ Test(autoscale, idle_pipeline_scales_to_zero_and_cold_starts)
 }
 
 typedef struct sampler {
-	spate_engine_t *e;
-	_Atomic int stop;
 	uint64_t max_seen, samples;
 } sampler_t;
 
-static void *sample(void *a)
+/* While it runs, until it returned: the largest inflight_bytes seen. */
+static void sample(t_during_t *d)
 {
-	sampler_t *s = a;
-	while (!atomic_load(&s->stop)) {
+	sampler_t *s = d->arg;
+	while (!atomic_load(&d->ended)) {
 		spate_stats_t st;
-		spate_engine_stats(s->e, &st);
+		spate_engine_stats(d->e, &st);
 		if (st.inflight_bytes > s->max_seen)
 			s->max_seen = st.inflight_bytes;
 		s->samples++;
 		usleep(500);
 	}
-	return NULL;
 }
 
 Test(autoscale, inflight_bytes_stay_under_the_bound)
 {
-	char err[256];
-	spate_conf_t *c = spate_conf_new();
 	const char *kv[] = {"source", "gen", "gen.records", "200000", "gen.partitions", "8", "gen.kind", "bytes",
 	                    "gen.value.bytes", "200", "handler", "sleep:1", "batch.size", "200",
 	                    "max.concurrency", "4", "max.inflight.bytes", "2M", "stop.at.end", "true", NULL};
-	for (int i = 0; kv[i]; i += 2)
-		cr_assert_eq(spate_conf_set(c, kv[i], kv[i + 1], err, sizeof(err)), SPATE_CONF_OK, "%s", err);
-	spate_engine_t *e = spate_engine_new(c, NULL, err, sizeof(err));
-	cr_assert_not_null(e, "%s", err);
-	cr_assert_eq(spate_engine_start(e, err, sizeof(err)), SPATE_OK, "%s", err);
-	sampler_t s = {.e = e};
-	pthread_t th;
-	pthread_create(&th, NULL, sample, &s);
-	cr_assert_eq(spate_engine_run(e, err, sizeof(err)), SPATE_OK, "%s", err);
-	atomic_store(&s.stop, 1);
-	pthread_join(th, NULL);
-	spate_summary_t sum;
-	spate_engine_summary(e, &sum);
-	spate_engine_destroy(e);
+	sampler_t s = {0};
+	t_run_t r = t_engine_run(&(t_engine_opts_t){.conf = kv, .during = sample, .arg = &s});
+	cr_assert_eq(r.rc, SPATE_OK, "%s", r.err);
+	spate_summary_t sum = r.sum;
 	cr_assert_eq(sum.records, 200000);
 	cr_assert_gt(s.samples, 10);
 	cr_assert_gt(s.max_seen, 0);

@@ -4,14 +4,12 @@
 #include <spate/spate.h>
 
 #include <criterion/criterion.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
+#include "tests/common/engine.h"
 #include "tests/common/util.h"
 
 enum { KEYS = 97, PARTS = 3 };
@@ -36,20 +34,21 @@ static int h_init(void *opaque, int worker_id, void **ctx)
 static void h_fini(void *opaque, void *ctx)
 {
 	state_t *s = opaque;
-	cr_assert_neq((intptr_t)ctx, 0);
+	t_expect((intptr_t)ctx != 0);
 	atomic_fetch_add(&s->finis, 1);
 }
 
 static int h_handle(void *opaque, void *ctx, spate_batch_t *b)
 {
 	state_t *s = opaque;
-	cr_assert_neq((intptr_t)ctx, 0, "worker context not passed");
+	t_expect((intptr_t)ctx != 0, "worker context not passed");
 	const spate_record_t *const *r = spate_batch_records(b);
 	for (size_t i = 0; i < spate_batch_count(b); i++) {
-		cr_assert_eq(r[i]->version, SPATE_RECORD_VERSION);
+		t_expect(r[i]->version == SPATE_RECORD_VERSION);
 		unsigned id, key;
-		cr_assert_eq(sscanf(r[i]->value, "%u", &id), 1);
-		cr_assert_eq(sscanf(r[i]->key, "k%u", &key), 1);
+		if (!t_expect(sscanf(r[i]->value, "%u", &id) == 1) ||
+		    !t_expect(sscanf(r[i]->key, "k%u", &key) == 1))
+			continue;
 		atomic_fetch_add(&s->seen[id], 1);
 		int p = r[i]->partition->partition;
 		int64_t pos = (int64_t)r[i]->position.w[2];
@@ -60,21 +59,22 @@ static int h_handle(void *opaque, void *ctx, spate_batch_t *b)
 		char idbuf[128], want[128];
 		spate_record_id(r[i], idbuf, sizeof(idbuf));
 		snprintf(want, sizeof(want), "push/push/%d/%lld", p, (long long)pos);
-		cr_assert_str_eq(idbuf, want);
+		t_expect(!strcmp(idbuf, want), "record id %s, want %s", idbuf, want);
 	}
 	atomic_fetch_add(&s->handled, spate_batch_count(b));
 	return SPATE_HANDLER_OK;
 }
 
+/* What a run pushes: n records with ids from start_id. */
 typedef struct pusher {
-	spate_engine_t *e;
 	size_t n;
 	size_t start_id;
 } pusher_t;
 
-static void *push_thread(void *arg)
+/* During the run: the pusher's records in runs of 257 per partition, then push_close. */
+static void push_ids(t_during_t *d)
 {
-	pusher_t *p = arg;
+	const pusher_t *p = d->arg;
 	enum { CHUNK = 257 };
 	char vals[CHUNK][16], keys[CHUNK][16];
 	spate_push_record_t recs[CHUNK];
@@ -88,42 +88,31 @@ static void *push_thread(void *arg)
 			recs[k] = (spate_push_record_t){.key = keys[k], .key_len = (size_t)kl + 1,
 			                                .value = vals[k], .value_len = (size_t)vl + 1};
 		}
-		size_t off = 0;
-		while (off < k) {
-			int n = spate_push(p->e, part, recs + off, k - off);
-			cr_assert_geq(n, 0, "push: %s", spate_err2str(n));
-			off += (size_t)n;
-		}
+		int rc = t_push_all(d->e, part, recs, k);
+		t_require(rc == 0, "push: %s", spate_err2str(rc));
 		id += k;
 	}
-	spate_push_close(p->e);
-	return NULL;
+	spate_push_close(d->e);
 }
 
-static spate_engine_t *make(state_t *s, const char *store, int workers, int factor)
+/* The suite's engine over the push source, with the suite's handler on s and what o adds
+ * (a pusher, a callback before the run); a store when not NULL. */
+static t_run_t run(state_t *s, const char *store, int workers, int factor, t_engine_opts_t o)
 {
-	char err[512], v[32];
-	spate_conf_t *c = spate_conf_new();
-	cr_assert_eq(spate_conf_set(c, "source", "push", err, sizeof(err)), SPATE_CONF_OK, "%s", err);
-	snprintf(v, sizeof(v), "%d", PARTS);
-	cr_assert_eq(spate_conf_set(c, "push.partitions", v, err, sizeof(err)), SPATE_CONF_OK, "%s", err);
-	snprintf(v, sizeof(v), "%d", workers);
-	cr_assert_eq(spate_conf_set(c, "max.concurrency", v, err, sizeof(err)), SPATE_CONF_OK);
-	/* a fixed pool: per-key order must hold with every worker taking lanes at once */
-	cr_assert_eq(spate_conf_set(c, "min.concurrency", v, err, sizeof(err)), SPATE_CONF_OK);
-	snprintf(v, sizeof(v), "%d", factor);
-	cr_assert_eq(spate_conf_set(c, "parallelization.factor", v, err, sizeof(err)), SPATE_CONF_OK);
-	cr_assert_eq(spate_conf_set(c, "batch.size", "50", err, sizeof(err)), SPATE_CONF_OK);
-	cr_assert_eq(spate_conf_set(c, "stop.at.end", "true", err, sizeof(err)), SPATE_CONF_OK);
-	cr_assert_eq(spate_conf_set(c, "max.inflight.bytes", "1M", err, sizeof(err)), SPATE_CONF_OK);
-	if (store)
-		cr_assert_eq(spate_conf_set(c, "store", store, err, sizeof(err)), SPATE_CONF_OK, "%s", err);
+	char parts[16], w[16], f[16];
+	snprintf(parts, sizeof(parts), "%d", PARTS);
+	snprintf(w, sizeof(w), "%d", workers);
+	snprintf(f, sizeof(f), "%d", factor);
+	/* min.concurrency: a fixed pool, so per-key order must hold with every worker taking
+	 * lanes at once */
+	const char *kv[] = {"source", "push", "push.partitions", parts, "max.concurrency", w, "min.concurrency", w,
+	                    "parallelization.factor", f, "batch.size", "50", "stop.at.end", "true",
+	                    "max.inflight.bytes", "1M", store ? "store" : NULL, store, NULL};
 	spate_handler_t h = {.version = SPATE_HANDLER_VERSION, .name = "test", .init = h_init,
 	                     .handle = h_handle, .fini = h_fini, .opaque = s};
-	spate_engine_t *e = spate_engine_new(c, &h, err, sizeof(err));
-	cr_assert_not_null(e, "%s", err);
-	cr_assert_eq(spate_engine_start(e, err, sizeof(err)), SPATE_OK, "%s", err);
-	return e;
+	o.conf = kv;
+	o.handler = &h;
+	return t_engine_run(&o);
 }
 
 static void reset_state(state_t *s, size_t n)
@@ -136,26 +125,15 @@ static void reset_state(state_t *s, size_t n)
 			s->last[p][k] = -1;
 }
 
-static void run_once(state_t *s, spate_engine_t *e, size_t start, size_t n)
-{
-	pusher_t p = {e, n, start};
-	pthread_t th;
-	pthread_create(&th, NULL, push_thread, &p);
-	char err[512];
-	cr_assert_eq(spate_engine_run(e, err, sizeof(err)), SPATE_OK, "%s", err);
-	pthread_join(th, NULL);
-}
-
 Test(engine_push, every_record_exactly_once_in_key_order)
 {
 	state_t s;
 	size_t n = 200000;
 	reset_state(&s, n);
-	spate_engine_t *e = make(&s, NULL, 3, 8);
-	run_once(&s, e, 0, n);
-	spate_summary_t sum;
-	spate_engine_summary(e, &sum);
-	spate_engine_destroy(e);
+	pusher_t p = {n, 0};
+	t_run_t r = run(&s, NULL, 3, 8, (t_engine_opts_t){.during = push_ids, .arg = &p});
+	cr_assert_eq(r.rc, SPATE_OK, "%s", r.err);
+	spate_summary_t sum = r.sum;
 	cr_assert_eq(sum.records, n);
 	cr_assert_eq(atomic_load(&s.handled), n);
 	cr_assert_eq(sum.failed, 0);
@@ -177,15 +155,13 @@ Test(engine_push, checkpoints_resume_after_restart)
 	state_t s;
 	size_t n = 30000;
 	reset_state(&s, 2 * n);
-	spate_engine_t *e = make(&s, store, 2, 4);
-	run_once(&s, e, 0, n);
-	spate_engine_destroy(e);
+	pusher_t p1 = {n, 0}, p2 = {n, n};
+	t_run_t r = run(&s, store, 2, 4, (t_engine_opts_t){.during = push_ids, .arg = &p1});
+	cr_assert_eq(r.rc, SPATE_OK, "%s", r.err);
 	/* second run: push continues after the checkpoint; positions continue too */
-	e = make(&s, store, 2, 4);
-	run_once(&s, e, n, n);
-	spate_summary_t sum;
-	spate_engine_summary(e, &sum);
-	spate_engine_destroy(e);
+	r = run(&s, store, 2, 4, (t_engine_opts_t){.during = push_ids, .arg = &p2});
+	cr_assert_eq(r.rc, SPATE_OK, "%s", r.err);
+	spate_summary_t sum = r.sum;
 	cr_assert_eq(sum.records, n);
 	for (size_t i = 0; i < 2 * n; i++)
 		cr_assert_eq(atomic_load(&s.seen[i]), 1, "record %zu handled %u times", i, atomic_load(&s.seen[i]));
@@ -195,34 +171,42 @@ Test(engine_push, checkpoints_resume_after_restart)
 	t_rmrf(dir);
 }
 
+static void stop_before_run(spate_engine_t *e, void *arg)
+{
+	spate_engine_stop(e);
+}
+
 Test(engine_push, stop_then_run_returns_after_drain)
 {
 	state_t s;
 	reset_state(&s, 10);
-	spate_engine_t *e = make(&s, NULL, 1, 1);
-	spate_engine_stop(e);
-	char err[256];
-	cr_assert_eq(spate_engine_run(e, err, sizeof(err)), SPATE_OK, "%s", err);
-	cr_assert_eq(spate_push(e, 0, NULL, 0), 0);
-	spate_engine_destroy(e);
+	t_run_t r = run(&s, NULL, 1, 1, (t_engine_opts_t){.started = stop_before_run, .keep = true});
+	cr_assert_eq(r.rc, SPATE_OK, "%s", r.err);
+	cr_assert_eq(spate_push(r.e, 0, NULL, 0), 0);
+	spate_engine_destroy(r.e);
 	free(s.seen);
+}
+
+static void push_one_and_close(spate_engine_t *e, void *arg)
+{
+	t_require(spate_push(e, 1, arg, 1) == 1);
+	spate_push_close(e);
 }
 
 Test(engine_push, a_record_larger_than_the_inflight_bound_is_an_error_naming_it)
 {
 	state_t s;
 	reset_state(&s, 10);
-	spate_engine_t *e = make(&s, NULL, 1, 1); /* max.inflight.bytes=1M */
 	size_t big = 2 << 20;
 	char *v = calloc(1, big);
 	snprintf(v, 16, "0");
-	spate_push_record_t r = {.key = "k0", .key_len = 3, .value = v, .value_len = big};
-	cr_assert_eq(spate_push(e, 1, &r, 1), 1);
-	spate_push_close(e);
-	char err[512];
-	cr_assert_eq(spate_engine_run(e, err, sizeof(err)), SPATE_ERR_INVALID, "%s", err);
-	cr_assert(strstr(err, "max.inflight.bytes") && strstr(err, "push/push/1 position 0"), "%s", err);
-	spate_engine_destroy(e);
+	spate_push_record_t rec = {.key = "k0", .key_len = 3, .value = v, .value_len = big};
+	/* max.inflight.bytes=1M */
+	t_run_t r = run(&s, NULL, 1, 1, (t_engine_opts_t){.started = push_one_and_close, .arg = &rec});
+	cr_assert(r.started, "%s", r.err);
+	cr_assert_eq(r.rc, SPATE_ERR_INVALID, "%s", r.err);
+	cr_assert(strstr(r.err, "max.inflight.bytes") && strstr(r.err, "push/push/1 position 0"), "%s",
+	          r.err);
 	free(v);
 	free(s.seen);
 }
@@ -232,33 +216,17 @@ Test(engine_push, a_record_larger_than_the_inflight_bound_is_an_error_naming_it)
  * a hard limit, so a run that keeps waiting fails the test instead of hanging it. */
 Test(engine_push, a_closed_push_source_ends_the_run_without_stop_at_end, .timeout = 60)
 {
-	pid_t pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		state_t s;
-		reset_state(&s, 1000);
-		char err[512];
-		spate_conf_t *c = spate_conf_new();
-		if (spate_conf_set(c, "source", "push", err, sizeof(err)) ||
-		    spate_conf_set(c, "push.partitions", "3", err, sizeof(err)))
-			_exit(10);
-		/* the suite's handler, with its init (h_handle checks the worker context) */
-		spate_handler_t h = {.version = SPATE_HANDLER_VERSION, .name = "t", .init = h_init, .handle = h_handle,
-		                     .opaque = &s};
-		spate_engine_t *e = spate_engine_new(c, &h, err, sizeof(err));
-		if (!e || spate_engine_start(e, err, sizeof(err)))
-			_exit(11);
-		pusher_t p = {e, 1000, 0};
-		pthread_t th;
-		pthread_create(&th, NULL, push_thread, &p);
-		int rc = spate_engine_run(e, err, sizeof(err));
-		pthread_join(th, NULL);
-		spate_summary_t sum;
-		spate_engine_summary(e, &sum);
-		spate_engine_destroy(e);
-		_exit(rc == SPATE_OK && sum.records == 1000 ? 0 : 12);
-	}
-	int status = -1;
-	cr_assert_eq(t_wait_exit(pid, 30000, &status), 0, "the run did not end after spate_push_close");
-	cr_assert_eq(status, 0, "status %d", status);
+	state_t s;
+	reset_state(&s, 1000);
+	const char *kv[] = {"source", "push", "push.partitions", "3", NULL};
+	/* the suite's handler, with its init (h_handle checks the worker context) */
+	spate_handler_t h = {.version = SPATE_HANDLER_VERSION, .name = "t", .init = h_init, .handle = h_handle,
+	                     .opaque = &s};
+	pusher_t p = {1000, 0};
+	t_run_t r = t_engine_run(
+	    &(t_engine_opts_t){.conf = kv, .handler = &h, .during = push_ids, .arg = &p, .child_ms = 30000});
+	cr_assert(!r.hung, "the run did not end after spate_push_close");
+	cr_assert_eq(r.rc, SPATE_OK, "%s", r.err);
+	cr_assert_eq(r.sum.records, 1000, "%llu records", (unsigned long long)r.sum.records);
+	free(s.seen);
 }

@@ -5,13 +5,14 @@
 #include <spate/spate.h>
 
 #include <criterion/criterion.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <xxhash.h>
+
+#include "tests/common/engine.h"
 
 enum { PARTS = 2 };
 
@@ -114,15 +115,10 @@ static int handle(void *opaque, void *ctx, spate_batch_t *b)
 	return SPATE_HANDLER_FAIL;
 }
 
-typedef struct pusher {
-	spate_engine_t *e;
-	st_t *s;
-} pusher_t;
-
-static void *push_all(void *arg)
+/* During the run: every record of s in runs of 100 per partition, then push_close. */
+static void push_all(t_during_t *d)
 {
-	pusher_t *p = arg;
-	st_t *s = p->s;
+	st_t *s = d->arg;
 	enum { CH = 100 };
 	char vals[CH][16], keys[CH][16];
 	spate_push_record_t recs[CH];
@@ -137,40 +133,22 @@ static void *push_all(void *arg)
 			if (s->ts_old_ms && (id + k) % 2 == 0)
 				recs[k].timestamp_ms = s->ts_old_ms;
 		}
-		for (size_t off = 0; off < k;) {
-			int n = spate_push(p->e, part, recs + off, k - off);
-			cr_assert_geq(n, 0);
-			off += (size_t)n;
-		}
+		int rc = t_push_all(d->e, part, recs, k);
+		t_require(rc == 0, "push: %s", spate_err2str(rc));
 		id += k;
 	}
-	spate_push_close(p->e);
-	return NULL;
+	spate_push_close(d->e);
 }
 
 static spate_summary_t run(st_t *s, const char *const *kv)
 {
-	char err[512];
-	spate_conf_t *c = spate_conf_new();
 	const char *base[] = {"source", "push", "push.partitions", "2", "stop.at.end", "true", "max.concurrency", "2",
 	                      "retry.backoff.ms", "1", "retry.backoff.max.ms", "4", "log.level", "error", NULL};
-	for (int i = 0; base[i]; i += 2)
-		cr_assert_eq(spate_conf_set(c, base[i], base[i + 1], err, sizeof(err)), SPATE_CONF_OK, "%s", err);
-	for (int i = 0; kv[i]; i += 2)
-		cr_assert_eq(spate_conf_set(c, kv[i], kv[i + 1], err, sizeof(err)), SPATE_CONF_OK, "%s", err);
 	spate_handler_t h = {.version = SPATE_HANDLER_VERSION, .handle = handle, .opaque = s};
-	spate_engine_t *e = spate_engine_new(c, &h, err, sizeof(err));
-	cr_assert_not_null(e, "%s", err);
-	cr_assert_eq(spate_engine_start(e, err, sizeof(err)), SPATE_OK, "%s", err);
-	pusher_t p = {e, s};
-	pthread_t th;
-	pthread_create(&th, NULL, push_all, &p);
-	cr_assert_eq(spate_engine_run(e, err, sizeof(err)), SPATE_OK, "%s", err);
-	pthread_join(th, NULL);
-	spate_summary_t sum;
-	spate_engine_summary(e, &sum);
-	spate_engine_destroy(e);
-	return sum;
+	t_run_t r = t_engine_run(
+	    &(t_engine_opts_t){.conf = base, .conf_more = kv, .handler = &h, .during = push_all, .arg = s});
+	cr_assert_eq(r.rc, SPATE_OK, "%s", r.err);
+	return r.sum;
 }
 
 static void init(st_t *s, size_t n)

@@ -19,16 +19,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
+#include "tests/common/engine.h"
 #include "tests/common/util.h"
 
 /* Hard limits: a run that has not done its part by then is taken to hang. */
@@ -103,9 +102,24 @@ Test(flow, poison_partition_does_not_stall_the_other_cli, .timeout = 180)
 	char src[320], st[320];
 	snprintf(src, sizeof(src), "source=log:%s", log);
 	snprintf(st, sizeof(st), "store=file:%s", store);
-	char *argv[] = {(char *)t_spate_cli(), "run", "-X", src, "-X", st, "-X", "handler=fail-if:POISON",
-	                "-X", "max.retry.attempts=-1", "-X", "retry.backoff.max.ms=200", "-X",
-	                "max.inflight.records=20000", "-X", "checkpoint.interval.ms=100", "-X", "log.level=error",
+	char *argv[] = {(char *)t_spate_cli(),
+	                "run",
+	                "-X",
+	                src,
+	                "-X",
+	                st,
+	                "-X",
+	                "handler=fail-if:POISON",
+	                "-X",
+	                "max.retry.attempts=-1",
+	                "-X",
+	                "retry.backoff.max.ms=200",
+	                "-X",
+	                "max.inflight.records=20000",
+	                "-X",
+	                "checkpoint.interval.ms=100",
+	                "-X",
+	                "log.level=error",
 	                NULL};
 	int pid = t_spawn(argv, out, errf, 0);
 	cr_assert_gt(pid, 0);
@@ -117,7 +131,8 @@ Test(flow, poison_partition_does_not_stall_the_other_cli, .timeout = 180)
 	kill(pid, SIGTERM);
 	int status = -1;
 	cr_assert_eq(t_wait_exit(pid, HANG_MS, &status), 0, "spate run did not stop after SIGTERM");
-	cr_assert_eq(c1, 99999, "partition 1's checkpoint is %" PRId64 ", not its end 99999, while partition 0 retries",
+	cr_assert_eq(c1, 99999,
+	             "partition 1's checkpoint is %" PRId64 ", not its end 99999, while partition 0 retries",
 	             c1);
 	cr_assert_eq(c0, -1, "partition 0's checkpoint passed the poison record: %" PRId64, c0);
 	cr_assert_eq(status, 0, "exit status %d", status);
@@ -145,27 +160,62 @@ static int p256_handle(void *opaque, void *ctx, spate_batch_t *b)
 	return SPATE_HANDLER_OK;
 }
 
-typedef struct runner {
-	spate_engine_t *e;
-	int rc;
-	char err[512];
-} runner_t;
-
-static void *run_engine(void *a)
-{
-	runner_t *r = a;
-	r->rc = spate_engine_run(r->e, r->err, sizeof(r->err));
-	return NULL;
-}
-
 static void put_flush(sp_log_writer_t *w, const char *val, int n)
 {
 	char err[512];
 	for (int i = 0; i < n; i++) {
 		spate_push_record_t rec = {.value = val, .value_len = strlen(val)};
-		cr_assert_eq(sp_log_writer_put(w, &rec, sp_wall_ms(), NULL, err, sizeof(err)), SPATE_OK, "%s", err);
+		int rc = sp_log_writer_put(w, &rec, sp_wall_ms(), NULL, err, sizeof(err));
+		t_require(rc == SPATE_OK, "%s", err);
 	}
-	cr_assert_eq(sp_log_writer_flush(w, err, sizeof(err)), SPATE_OK, "%s", err);
+	int rc = sp_log_writer_flush(w, err, sizeof(err));
+	t_require(rc == SPATE_OK, "%s", err);
+}
+
+typedef struct p256_run {
+	p256_t s;
+	sp_log_writer_t *w0, *w1;
+	int chunks;       /* appends of partition 0 the engine took in as their own chunk */
+	uint64_t handled; /* partition 1's records handled, when the wait ended */
+	spate_stats_t st; /* the stats then */
+} p256_run_t;
+
+/* While it runs: 300 appends to partition 0, each after the engine took the one before,
+ * then partition 1's records; waits (bounded) until they are handled, then stops. */
+static void p256_while_running(t_during_t *d)
+{
+	p256_run_t *x = d->arg;
+	/* each append waits until the engine took the previous one in (factor 1: every
+	 * record after the poison stays in flight), so each is one chunk */
+	uint64_t want = 1;
+	for (int k = 0; k < 300; k++) {
+		spate_stats_t st;
+		int64_t until = t_now_ms() + 2000;
+		do {
+			spate_engine_stats(d->e, &st);
+			if (st.inflight_records >= want)
+				break;
+			t_sleep_ms(1);
+		} while (t_now_ms() < until);
+		if (st.inflight_records >= want)
+			x->chunks++;
+		put_flush(x->w0, "good", 10);
+		want += 10;
+	}
+	put_flush(x->w1, "p1", 1000);
+	int64_t deadline = t_now_ms() + HANG_MS;
+	while (atomic_load(&x->s.p1_handled) < 1000 && t_now_ms() < deadline)
+		t_sleep_ms(10);
+	x->handled = atomic_load(&x->s.p1_handled);
+	/* partition 1's chunk leaves the in-flight count once the engine loop retires it,
+	 * a moment after its handler returned */
+	do {
+		spate_engine_stats(d->e, &x->st);
+		if (x->st.inflight_records <= 3001)
+			break;
+		t_sleep_ms(10);
+	} while (t_now_ms() < deadline);
+	spate_engine_stop(d->e);
 }
 
 /* The poison partition comes as 300 chunks (each flushed append is read as its own chunk
@@ -177,60 +227,37 @@ Test(flow, poison_partition_of_more_than_256_chunks, .timeout = 180)
 	cr_assert_eq(sp_log_create(dir, 2, err, sizeof(err)), SPATE_OK, "%s", err);
 	sp_log_wopts_t wo;
 	sp_log_wopts_default(&wo);
-	sp_log_writer_t *w0, *w1;
-	cr_assert_eq(sp_log_writer_open(dir, 0, &wo, &w0, err, sizeof(err)), SPATE_OK, "%s", err);
-	cr_assert_eq(sp_log_writer_open(dir, 1, &wo, &w1, err, sizeof(err)), SPATE_OK, "%s", err);
-	put_flush(w0, "POISON", 1);
+	p256_run_t x = {0};
+	cr_assert_eq(sp_log_writer_open(dir, 0, &wo, &x.w0, err, sizeof(err)), SPATE_OK, "%s", err);
+	cr_assert_eq(sp_log_writer_open(dir, 1, &wo, &x.w1, err, sizeof(err)), SPATE_OK, "%s", err);
+	put_flush(x.w0, "POISON", 1);
 
-	p256_t s = {0};
-	spate_conf_t *c = spate_conf_new();
 	char src[300];
 	snprintf(src, sizeof(src), "log:%s", dir);
-	const char *kv[] = {"source", src, "store", "none", "max.retry.attempts", "-1", "retry.backoff.ms", "50",
-	                    "retry.backoff.max.ms", "100", "log.level", "error", NULL};
-	for (int i = 0; kv[i]; i += 2)
-		cr_assert_eq(spate_conf_set(c, kv[i], kv[i + 1], err, sizeof(err)), SPATE_CONF_OK, "%s", err);
-	spate_handler_t h = {.version = SPATE_HANDLER_VERSION, .name = "p256", .handle = p256_handle, .opaque = &s};
-	runner_t r = {.e = spate_engine_new(c, &h, err, sizeof(err))};
-	cr_assert_not_null(r.e, "%s", err);
-	cr_assert_eq(spate_engine_start(r.e, err, sizeof(err)), SPATE_OK, "%s", err);
-	pthread_t th;
-	pthread_create(&th, NULL, run_engine, &r);
-
-	/* each append waits until the engine took the previous one in (factor 1: every
-	 * record after the poison stays in flight), so each is one chunk */
-	int chunks = 0;
-	uint64_t want = 1;
-	for (int k = 0; k < 300; k++) {
-		spate_stats_t st;
-		int64_t until = t_now_ms() + 2000;
-		do {
-			spate_engine_stats(r.e, &st);
-			if (st.inflight_records >= want)
-				break;
-			t_sleep_ms(1);
-		} while (t_now_ms() < until);
-		if (st.inflight_records >= want)
-			chunks++;
-		put_flush(w0, "good", 10);
-		want += 10;
-	}
-	put_flush(w1, "p1", 1000);
-	int64_t deadline = t_now_ms() + HANG_MS;
-	while (atomic_load(&s.p1_handled) < 1000 && t_now_ms() < deadline)
-		t_sleep_ms(10);
-	uint64_t handled = atomic_load(&s.p1_handled);
-	spate_stats_t st;
-	spate_engine_stats(r.e, &st);
-	spate_engine_stop(r.e);
-	pthread_join(th, NULL);
-	spate_engine_destroy(r.e);
-	sp_log_writer_close(w0, err, sizeof(err));
-	sp_log_writer_close(w1, err, sizeof(err));
-	cr_assert_eq(handled, 1000, "partition 1 handled %" PRIu64 " of 1000 records", handled);
-	cr_assert_gt(chunks, 256, "only %d of partition 0's appends were taken in as chunks", chunks);
-	cr_assert_eq(st.inflight_records, 3001, "partition 0 holds %" PRIu64 " records in flight, not 3001",
-	             st.inflight_records);
+	const char *kv[] = {"source",
+	                    src,
+	                    "store",
+	                    "none",
+	                    "max.retry.attempts",
+	                    "-1",
+	                    "retry.backoff.ms",
+	                    "50",
+	                    "retry.backoff.max.ms",
+	                    "100",
+	                    "log.level",
+	                    "error",
+	                    NULL};
+	spate_handler_t h = {
+	    .version = SPATE_HANDLER_VERSION, .name = "p256", .handle = p256_handle, .opaque = &x.s};
+	t_run_t r = t_engine_run(
+	    &(t_engine_opts_t){.conf = kv, .handler = &h, .during = p256_while_running, .arg = &x});
+	cr_assert(r.started, "%s", r.err);
+	sp_log_writer_close(x.w0, err, sizeof(err));
+	sp_log_writer_close(x.w1, err, sizeof(err));
+	cr_assert_eq(x.handled, 1000, "partition 1 handled %" PRIu64 " of 1000 records", x.handled);
+	cr_assert_gt(x.chunks, 256, "only %d of partition 0's appends were taken in as chunks", x.chunks);
+	cr_assert_eq(x.st.inflight_records, 3001, "partition 0 holds %" PRIu64 " records in flight, not 3001",
+	             x.st.inflight_records);
 	t_rmrf(dir);
 }
 
@@ -244,15 +271,59 @@ static int always_fail(void *opaque, void *ctx, spate_batch_t *b)
 static long rss_kb(void)
 {
 	FILE *f = fopen("/proc/self/status", "r");
-	cr_assert_not_null(f);
+	t_require(f);
 	char line[256];
 	long v = -1;
 	while (fgets(line, sizeof(line), f))
 		if (!strncmp(line, "VmRSS:", 6))
 			v = strtol(line + 6, NULL, 10);
 	fclose(f);
-	cr_assert_gt(v, 0, "no VmRSS in /proc/self/status");
+	t_require(v > 0, "no VmRSS in /proc/self/status");
 	return v;
+}
+
+typedef struct memory_run {
+	char *val;
+	size_t vlen;
+	uint64_t max_seen, accepted;
+	long rss0, rss1;
+} memory_run_t;
+
+/* While it runs: pushes of 256 KiB for 3 s, the stats sampled between them, RSS before
+ * and after; then two stops (the second one at once: the lane sleeps in a 60 s backoff). */
+static void memory_while_running(t_during_t *d)
+{
+	memory_run_t *x = d->arg;
+	x->rss0 = rss_kb();
+	int64_t until = t_now_ms() + 3000;
+	for (int i = 0; i < 240 && t_now_ms() < until;) {
+		char key[16];
+		snprintf(key, sizeof(key), "k%d", i);
+		spate_push_record_t rec = {
+		    .key = key, .key_len = strlen(key), .value = x->val, .value_len = x->vlen};
+		int n = spate_push(d->e, 0, &rec, 1);
+		t_require(n >= 0);
+		if (n) {
+			i++;
+			x->accepted++;
+		} else {
+			t_sleep_ms(2);
+		}
+		spate_stats_t st;
+		spate_engine_stats(d->e, &st);
+		if (st.inflight_bytes > x->max_seen)
+			x->max_seen = st.inflight_bytes;
+	}
+	while (t_now_ms() < until) {
+		spate_stats_t st;
+		spate_engine_stats(d->e, &st);
+		if (st.inflight_bytes > x->max_seen)
+			x->max_seen = st.inflight_bytes;
+		t_sleep_ms(5);
+	}
+	x->rss1 = rss_kb();
+	spate_engine_stop(d->e);
+	spate_engine_stop(d->e);
 }
 
 /* A handler that always fails, a 60 s backoff, pushes of 256 KiB for 3 s under a 4 MiB
@@ -261,61 +332,40 @@ static long rss_kb(void)
  * the push source, allocator slack). */
 Test(flow, retrying_lane_memory_stays_in_the_bound, .timeout = 120)
 {
-	char err[512];
-	spate_conf_t *c = spate_conf_new();
-	const char *kv[] = {"source", "push", "max.inflight.bytes", "4M", "retry.backoff.ms", "60000",
-	                    "retry.backoff.max.ms", "60000", "max.retry.attempts", "-1", "batch.size", "1",
-	                    "shutdown.timeout.ms", "1000", "log.level", "error", NULL};
-	for (int i = 0; kv[i]; i += 2)
-		cr_assert_eq(spate_conf_set(c, kv[i], kv[i + 1], err, sizeof(err)), SPATE_CONF_OK, "%s", err);
+	const char *kv[] = {"source",
+	                    "push",
+	                    "max.inflight.bytes",
+	                    "4M",
+	                    "retry.backoff.ms",
+	                    "60000",
+	                    "retry.backoff.max.ms",
+	                    "60000",
+	                    "max.retry.attempts",
+	                    "-1",
+	                    "batch.size",
+	                    "1",
+	                    "shutdown.timeout.ms",
+	                    "1000",
+	                    "log.level",
+	                    "error",
+	                    NULL};
 	spate_handler_t h = {.version = SPATE_HANDLER_VERSION, .name = "fail", .handle = always_fail};
-	runner_t r = {.e = spate_engine_new(c, &h, err, sizeof(err))};
-	cr_assert_not_null(r.e, "%s", err);
-	cr_assert_eq(spate_engine_start(r.e, err, sizeof(err)), SPATE_OK, "%s", err);
-	pthread_t th;
-	pthread_create(&th, NULL, run_engine, &r);
-	size_t vlen = 256 << 10;
-	char *val = malloc(vlen);
-	memset(val, 'v', vlen);
-	long rss0 = rss_kb();
-	uint64_t max_seen = 0, accepted = 0;
-	int64_t until = t_now_ms() + 3000;
-	for (int i = 0; i < 240 && t_now_ms() < until;) {
-		char key[16];
-		snprintf(key, sizeof(key), "k%d", i);
-		spate_push_record_t rec = {.key = key, .key_len = strlen(key), .value = val, .value_len = vlen};
-		int n = spate_push(r.e, 0, &rec, 1);
-		cr_assert_geq(n, 0);
-		if (n) {
-			i++;
-			accepted++;
-		} else {
-			t_sleep_ms(2);
-		}
-		spate_stats_t st;
-		spate_engine_stats(r.e, &st);
-		if (st.inflight_bytes > max_seen)
-			max_seen = st.inflight_bytes;
-	}
-	while (t_now_ms() < until) {
-		spate_stats_t st;
-		spate_engine_stats(r.e, &st);
-		if (st.inflight_bytes > max_seen)
-			max_seen = st.inflight_bytes;
-		t_sleep_ms(5);
-	}
-	long rss1 = rss_kb();
-	spate_engine_stop(r.e);
-	spate_engine_stop(r.e);
-	pthread_join(th, NULL);
-	spate_engine_destroy(r.e);
-	free(val);
+	memory_run_t x = {.vlen = 256 << 10};
+	x.val = malloc(x.vlen);
+	memset(x.val, 'v', x.vlen);
+	t_run_t r = t_engine_run(
+	    &(t_engine_opts_t){.conf = kv, .handler = &h, .during = memory_while_running, .arg = &x});
+	cr_assert(r.started, "%s", r.err);
+	free(x.val);
+	uint64_t max_seen = x.max_seen, accepted = x.accepted;
 	cr_assert_gt(accepted, 4, "the pipeline took %" PRIu64 " records", accepted);
-	cr_assert_gt(max_seen, 1u << 20, "the stats saw %" PRIu64 " bytes in flight: the arena is not counted", max_seen);
+	cr_assert_gt(max_seen, 1u << 20,
+	             "the stats saw %" PRIu64 " bytes in flight: the arena is not counted", max_seen);
 	/* the bound, plus the chunk a retrying lane is copying (its records count twice for
 	 * that moment: the push source's chunks hold at most 1 MiB), plus headers */
-	cr_assert_leq(max_seen, (5u << 20) + (64u << 10), "in flight %" PRIu64 " > 4 MiB + a 1 MiB chunk", max_seen);
-	cr_assert_lt(rss1 - rss0, 24 * 1024, "RSS grew by %ld KiB", rss1 - rss0);
+	cr_assert_leq(max_seen, (5u << 20) + (64u << 10), "in flight %" PRIu64 " > 4 MiB + a 1 MiB chunk",
+	              max_seen);
+	cr_assert_lt(x.rss1 - x.rss0, 24 * 1024, "RSS grew by %ld KiB", x.rss1 - x.rss0);
 }
 
 /* ---- a handler returning -1 ------------------------------------------------------------ */
@@ -334,40 +384,42 @@ static int minus1_handle(void *opaque, void *ctx, spate_batch_t *b)
 	return atomic_fetch_add(&s->calls, 1) == 0 ? -1 : SPATE_HANDLER_OK;
 }
 
-static void *push_200(void *a)
+/* During the run: 200 records, one a push, then push_close. */
+static void push_200(t_during_t *d)
 {
-	spate_engine_t *e = a;
 	for (int i = 0; i < 200; i++) {
 		char v[16];
 		snprintf(v, sizeof(v), "%d", i);
 		spate_push_record_t rec = {.value = v, .value_len = strlen(v)};
-		while (spate_push(e, 0, &rec, 1) == 0)
-			t_sleep_ms(1);
+		int rc = t_push_all(d->e, 0, &rec, 1);
+		t_require(rc == 0, "push: %s", spate_err2str(rc));
 	}
-	spate_push_close(e);
-	return NULL;
+	spate_push_close(d->e);
 }
 
 Test(flow, handler_returning_minus_one_fails_the_batch, .timeout = 60)
 {
-	char err[512];
 	minus1_t s = {0};
-	spate_conf_t *c = spate_conf_new();
-	const char *kv[] = {"source", "push", "retry.backoff.ms", "1", "retry.backoff.max.ms", "1", "batch.size", "50",
-	                    "max.concurrency", "1", "stop.at.end", "true", "log.level", "error", NULL};
-	for (int i = 0; kv[i]; i += 2)
-		cr_assert_eq(spate_conf_set(c, kv[i], kv[i + 1], err, sizeof(err)), SPATE_CONF_OK, "%s", err);
-	spate_handler_t h = {.version = SPATE_HANDLER_VERSION, .name = "minus1", .handle = minus1_handle, .opaque = &s};
-	spate_engine_t *e = spate_engine_new(c, &h, err, sizeof(err));
-	cr_assert_not_null(e, "%s", err);
-	cr_assert_eq(spate_engine_start(e, err, sizeof(err)), SPATE_OK, "%s", err);
-	pthread_t th;
-	pthread_create(&th, NULL, push_200, e);
-	cr_assert_eq(spate_engine_run(e, err, sizeof(err)), SPATE_OK, "%s", err);
-	pthread_join(th, NULL);
-	spate_summary_t sum;
-	spate_engine_summary(e, &sum);
-	spate_engine_destroy(e);
+	const char *kv[] = {"source",
+	                    "push",
+	                    "retry.backoff.ms",
+	                    "1",
+	                    "retry.backoff.max.ms",
+	                    "1",
+	                    "batch.size",
+	                    "50",
+	                    "max.concurrency",
+	                    "1",
+	                    "stop.at.end",
+	                    "true",
+	                    "log.level",
+	                    "error",
+	                    NULL};
+	spate_handler_t h = {
+	    .version = SPATE_HANDLER_VERSION, .name = "minus1", .handle = minus1_handle, .opaque = &s};
+	t_run_t r = t_engine_run(&(t_engine_opts_t){.conf = kv, .handler = &h, .during = push_200});
+	cr_assert_eq(r.rc, SPATE_OK, "%s", r.err);
+	spate_summary_t sum = r.sum;
 	cr_assert_eq(sum.records, 200);
 	cr_assert_gt(sum.failed, 0, "the batch that returned -1 was not counted as failed");
 	cr_assert_eq(sum.dropped, 0);
@@ -428,40 +480,39 @@ static void sf_close(sp_source_t *s)
 	free(s->ctx);
 }
 
-static const sp_source_ops_t slowfail_ops = {
-    .version = SP_SOURCE_OPS_VERSION, .name = "slowfail", .desc = "test", .open = sf_open, .seek = sf_seek,
-    .poll = sf_poll, .close = sf_close};
+static const sp_source_ops_t slowfail_ops = {.version = SP_SOURCE_OPS_VERSION,
+                                             .name = "slowfail",
+                                             .desc = "test",
+                                             .open = sf_open,
+                                             .seek = sf_seek,
+                                             .poll = sf_poll,
+                                             .close = sf_close};
 
 /* spate_engine_run returns with the source's error; it is not stuck joining workers that
  * wait for room in their completion rings. */
 Test(flow, source_failure_does_not_hang_the_stop, .timeout = 120)
 {
-	pid_t pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		spate_conf_t *c = spate_conf_new();
-		char e2[512];
-		const char *kv[] = {"store", "none", "batch.size", "1", "handler", "noop", "max.concurrency", "2",
-		                    "min.concurrency", "2", "shutdown.timeout.ms", "5000", "log.level", "error", NULL};
-		for (int i = 0; kv[i]; i += 2)
-			if (spate_conf_set(c, kv[i], kv[i + 1], e2, sizeof(e2)) != SPATE_CONF_OK)
-				_exit(10);
-		spate_engine_t *e = spate_engine_new(c, NULL, e2, sizeof(e2));
-		if (!e)
-			_exit(11);
-		sp_engine_set_source_ops(e, &slowfail_ops);
-		if (spate_engine_start(e, e2, sizeof(e2)))
-			_exit(11);
-		int rc = spate_engine_run(e, e2, sizeof(e2));
-		spate_engine_destroy(e);
-		if (rc != SPATE_ERR_SOURCE)
-			fprintf(stderr, "run: %s: %s\n", spate_err2name(rc), e2);
-		_exit(rc == SPATE_ERR_SOURCE ? 0 : 12);
-	}
-	int status = -1;
-	int w8 = t_wait_exit(pid, HANG_MS, &status);
-	cr_assert_eq(w8, 0, "spate_engine_run did not return after its source failed (hung in the stop)");
-	cr_assert_eq(status, 0, "the run ended with status %d (want the source's error)", status);
+	const char *kv[] = {"store",
+	                    "none",
+	                    "batch.size",
+	                    "1",
+	                    "handler",
+	                    "noop",
+	                    "max.concurrency",
+	                    "2",
+	                    "min.concurrency",
+	                    "2",
+	                    "shutdown.timeout.ms",
+	                    "5000",
+	                    "log.level",
+	                    "error",
+	                    NULL};
+	t_run_t r =
+	    t_engine_run(&(t_engine_opts_t){.conf = kv, .source = &slowfail_ops, .child_ms = HANG_MS});
+	cr_assert(!r.hung, "spate_engine_run did not return after its source failed (hung in the stop)");
+	cr_assert(r.started, "the start failed: %s", r.err);
+	cr_assert_eq(r.rc, SPATE_ERR_SOURCE, "the run ended with %s: %s (want the source's error)",
+	             spate_err2name(r.rc), r.err);
 }
 
 /* ---- SIGTERM: running calls finish, a final checkpoint of what was DONE ---------------- */
@@ -490,9 +541,25 @@ Test(flow, sigterm_finishes_running_calls_and_checkpoints_what_was_done, .timeou
 	snprintf(out, sizeof(out), "%s/out", dir);
 	snprintf(errf, sizeof(errf), "%s/err", dir);
 	snprintf(st, sizeof(st), "store=file:%s", store);
-	char *argv[] = {(char *)t_spate_cli(), "run", "-X", "source=gen", "-X", "gen.records=0", "-X",
-	                "gen.partitions=4", "-X", st, "-X", "handler=sleep:200", "-X", "shutdown.timeout.ms=3600000",
-	                "-X", "checkpoint.interval.ms=3600000", "-X", "log.level=error", NULL};
+	char *argv[] = {(char *)t_spate_cli(),
+	                "run",
+	                "-X",
+	                "source=gen",
+	                "-X",
+	                "gen.records=0",
+	                "-X",
+	                "gen.partitions=4",
+	                "-X",
+	                st,
+	                "-X",
+	                "handler=sleep:200",
+	                "-X",
+	                "shutdown.timeout.ms=3600000",
+	                "-X",
+	                "checkpoint.interval.ms=3600000",
+	                "-X",
+	                "log.level=error",
+	                NULL};
 	int pid = t_spawn(argv, out, errf, 0);
 	cr_assert_gt(pid, 0);
 	/* wait until the store holds the resolved starts: the run is under way */

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/common/engine.h"
 #include "tests/common/util.h"
 
 extern const sp_source_ops_t counter_source;
@@ -41,21 +42,11 @@ static int handle(void *opaque, void *ctx, spate_batch_t *b)
 
 static uint64_t run(seen_t *s, const char *store)
 {
-	char err[512];
-	spate_conf_t *c = spate_conf_new();
-	cr_assert_eq(spate_conf_set(c, "store", store, err, sizeof(err)), SPATE_CONF_OK, "%s", err);
-	cr_assert_eq(spate_conf_set(c, "parallelization.factor", "4", err, sizeof(err)), SPATE_CONF_OK);
-	cr_assert_eq(spate_conf_set(c, "log.level", "warn", err, sizeof(err)), SPATE_CONF_OK);
+	const char *kv[] = {"store", store, "parallelization.factor", "4", "log.level", "warn", NULL};
 	spate_handler_t h = {.version = SPATE_HANDLER_VERSION, .name = "count", .handle = handle, .opaque = s};
-	spate_engine_t *e = spate_engine_new(c, &h, err, sizeof(err));
-	cr_assert_not_null(e, "%s", err);
-	sp_engine_set_source_ops(e, &counter_source);
-	cr_assert_eq(spate_engine_start(e, err, sizeof(err)), SPATE_OK, "%s", err);
-	cr_assert_eq(spate_engine_run(e, err, sizeof(err)), SPATE_OK, "%s", err);
-	spate_summary_t sum;
-	spate_engine_summary(e, &sum);
-	spate_engine_destroy(e);
-	return sum.records;
+	t_run_t r = t_engine_run(&(t_engine_opts_t){.conf = kv, .handler = &h, .source = &counter_source});
+	cr_assert_eq(r.rc, SPATE_OK, "%s", r.err);
+	return r.sum.records;
 }
 
 Test(plugin_example, the_counter_source_runs_ends_and_resumes, .timeout = 60)

@@ -3,6 +3,7 @@
  * records out of it, a DLQ outage loses nothing and holds the checkpoint before the
  * first undeliverable record, and record age is judged per record. */
 #include "connectors/log/log.h"
+#include "tests/common/engine.h"
 #include "tests/common/util.h"
 #include "tests/connectors/log/logtest.h"
 
@@ -10,7 +11,6 @@
 
 #include <criterion/criterion.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,36 +74,23 @@ static int handle(void *opaque, void *ctx, spate_batch_t *b)
 	return SPATE_HANDLER_FAIL;
 }
 
-typedef struct run {
-	spate_engine_t *e;
-	int rc;
-	char err[512];
-} run_t;
-
-static spate_engine_t *engine(st_t *s, const char *log, const char *dlq, const char *store,
-                              const char *const *kv)
+/* A run over the log at log into the DLQ log at dlq (a file store at store when not NULL,
+ * else the log's default), with the suite's handler on s and the conf kv of the test. */
+static t_run_t run(st_t *s, const char *log, const char *dlq, const char *store, const char *const *kv,
+                   t_engine_opts_t o)
 {
-	char err[512], a[600];
-	spate_conf_t *c = spate_conf_new();
-	snprintf(a, sizeof(a), "log:%s", log);
-	cr_assert_eq(spate_conf_set(c, "source", a, err, sizeof(err)), SPATE_CONF_OK, "%s", err);
-	snprintf(a, sizeof(a), "log:%s", dlq);
-	cr_assert_eq(spate_conf_set(c, "dlq", a, err, sizeof(err)), SPATE_CONF_OK, "%s", err);
-	if (store) {
-		snprintf(a, sizeof(a), "file:%s", store);
-		cr_assert_eq(spate_conf_set(c, "store", a, err, sizeof(err)), SPATE_CONF_OK, "%s", err);
-	}
-	const char *base[] = {"stop.at.end", "true", "retry.backoff.ms", "1", "retry.backoff.max.ms", "5",
-	                      "log.level", "error", "checkpoint.interval.ms", "20", NULL};
-	for (int i = 0; base[i]; i += 2)
-		cr_assert_eq(spate_conf_set(c, base[i], base[i + 1], err, sizeof(err)), SPATE_CONF_OK, "%s", err);
-	for (int i = 0; kv[i]; i += 2)
-		cr_assert_eq(spate_conf_set(c, kv[i], kv[i + 1], err, sizeof(err)), SPATE_CONF_OK, "%s", err);
+	char src[600], dl[600], st[600];
+	snprintf(src, sizeof(src), "log:%s", log);
+	snprintf(dl, sizeof(dl), "log:%s", dlq);
+	snprintf(st, sizeof(st), "file:%s", store ? store : "");
+	const char *base[] = {"source", src, "dlq", dl, "stop.at.end", "true", "retry.backoff.ms", "1",
+	                      "retry.backoff.max.ms", "5", "log.level", "error", "checkpoint.interval.ms", "20",
+	                      store ? "store" : NULL, st, NULL};
 	spate_handler_t h = {.version = SPATE_HANDLER_VERSION, .handle = handle, .opaque = s};
-	spate_engine_t *e = spate_engine_new(c, &h, err, sizeof(err));
-	cr_assert_not_null(e, "%s", err);
-	cr_assert_eq(spate_engine_start(e, err, sizeof(err)), SPATE_OK, "%s", err);
-	return e;
+	o.conf = base;
+	o.conf_more = kv;
+	o.handler = &h;
+	return t_engine_run(&o);
 }
 
 /* The value of header key of r, its length in *len; NULL with *len 0 when r has none
@@ -123,7 +110,7 @@ static char *hdr_str(const lt_rec_t *r, const char *key)
 {
 	size_t len;
 	const char *v = hdr(r, key, &len);
-	cr_assert_not_null(v, "DLQ record without header %s", key);
+	t_require(v, "DLQ record without header %s", key);
 	char *s = malloc(len + 1);
 	memcpy(s, v, len);
 	s[len] = 0;
@@ -137,11 +124,14 @@ static void read_dlq(const char *dlq, lt_recs_t *recs)
 	memset(recs, 0, sizeof(*recs));
 	if (access(dlq, F_OK) != 0)
 		return;
-	cr_assert_eq(sp_log_meta_read(dlq, &parts, err, sizeof(err)), SPATE_OK, "%s", err);
+	int rc = sp_log_meta_read(dlq, &parts, err, sizeof(err));
+	t_require(rc == SPATE_OK, "%s", err);
 	sp_log_ropts_t ro;
 	lt_ropts(&ro);
-	for (int p = 0; p < parts; p++)
-		cr_assert_eq(lt_read(dlq, p, 0, &ro, recs, err, sizeof(err)), SPATE_OK, "%s", err);
+	for (int p = 0; p < parts; p++) {
+		rc = lt_read(dlq, p, 0, &ro, recs, err, sizeof(err));
+		t_require(rc == SPATE_OK, "%s", err);
+	}
 }
 
 static unsigned rec_id(const lt_rec_t *r)
@@ -160,12 +150,9 @@ Test(dlq, bisect_sends_exactly_the_poison_records_with_contract_headers)
 	produce(log, 1700000000000LL);
 	st_t *s = calloc(1, sizeof(*s));
 	const char *kv[] = {"bisect.on.error", "true", "max.retry.attempts", "2", "batch.size", "100", NULL};
-	spate_engine_t *e = engine(s, log, dlq, NULL, kv);
-	char err[512];
-	cr_assert_eq(spate_engine_run(e, err, sizeof(err)), SPATE_OK, "%s", err);
-	spate_summary_t sum;
-	spate_engine_summary(e, &sum);
-	spate_engine_destroy(e);
+	t_run_t ran = run(s, log, dlq, NULL, kv, (t_engine_opts_t){0});
+	cr_assert_eq(ran.rc, SPATE_OK, "%s", ran.err);
+	spate_summary_t sum = ran.sum;
 	cr_assert_eq(sum.records, N);
 	cr_assert_eq(sum.dlq, N / POISON_EVERY);
 	cr_assert_eq(sum.dropped, 0);
@@ -220,12 +207,9 @@ Test(dlq, bisect_off_sends_whole_failing_batches)
 	produce(log, 1700000000000LL);
 	st_t *s = calloc(1, sizeof(*s));
 	const char *kv[] = {"bisect.on.error", "false", "max.retry.attempts", "1", "batch.size", "100", NULL};
-	spate_engine_t *e = engine(s, log, dlq, NULL, kv);
-	char err[512];
-	cr_assert_eq(spate_engine_run(e, err, sizeof(err)), SPATE_OK, "%s", err);
-	spate_summary_t sum;
-	spate_engine_summary(e, &sum);
-	spate_engine_destroy(e);
+	t_run_t ran = run(s, log, dlq, NULL, kv, (t_engine_opts_t){0});
+	cr_assert_eq(ran.rc, SPATE_OK, "%s", ran.err);
+	spate_summary_t sum = ran.sum;
 	cr_assert_eq(sum.records, N);
 	lt_recs_t recs;
 	read_dlq(dlq, &recs);
@@ -268,11 +252,59 @@ static int read_ckpts(const char *path, char names[][64], int64_t *pos, int max)
 	return n;
 }
 
-static void *run_thread(void *arg)
+/* Where each partition's poison records are, and what the sampler saw. */
+typedef struct outage {
+	const char *store, *dlq;
+	int64_t poison_pos[PARTS][8];
+	int npoison[PARTS];
+	int samples, held;
+} outage_t;
+
+/* Once the engine started (with SPATE_FAULT_DLQ read): the fault hook is not left set. */
+static void unset_fault(spate_engine_t *e, void *arg)
 {
-	run_t *r = arg;
-	r->rc = spate_engine_run(r->e, r->err, sizeof(r->err));
-	return NULL;
+	unsetenv("SPATE_FAULT_DLQ");
+}
+
+/* While it runs: no sampled checkpoint passes a poison record that is not yet in the DLQ
+ * (the DLQ is read after the checkpoint, so it can only hold more). */
+static void sample_checkpoints(t_during_t *d)
+{
+	outage_t *o = d->arg;
+	for (int k = 0; k < 100000; k++) {
+		char names[PARTS * 2][64];
+		int64_t pos[PARTS * 2];
+		int n = read_ckpts(o->store, names, pos, PARTS * 2);
+		lt_recs_t dl;
+		read_dlq(o->dlq, &dl);
+		for (int i = 0; i < n; i++) {
+			int p = atoi(strrchr(names[i], '/') + 1);
+			for (int j = 0; j < o->npoison[p]; j++) {
+				if (pos[i] < o->poison_pos[p][j])
+					continue;
+				bool in = false;
+				for (size_t x = 0; x < dl.n && !in; x++) {
+					char *pp = hdr_str(&dl.v[x], "spate.position"),
+					     *pa = hdr_str(&dl.v[x], "spate.partition");
+					in = atoll(pp) == o->poison_pos[p][j] && !strcmp(pa, names[i]);
+					free(pp), free(pa);
+				}
+				t_require(in,
+				          "checkpoint %s at %" PRId64 " passed poison record %" PRId64
+				          " that is not in the DLQ",
+				          names[i], pos[i], o->poison_pos[p][j]);
+			}
+			for (int j = 0; j < o->npoison[p]; j++)
+				o->held += pos[i] == o->poison_pos[p][j] - 1;
+		}
+		lt_recs_free(&dl);
+		o->samples++;
+		spate_summary_t sum;
+		spate_engine_summary(d->e, &sum);
+		if (sum.records == N || atomic_load(&d->ended))
+			break;
+		usleep(2000);
+	}
 }
 
 Test(dlq, outage_loses_nothing_and_holds_the_checkpoint)
@@ -283,73 +315,33 @@ Test(dlq, outage_loses_nothing_and_holds_the_checkpoint)
 	lt_rmrf(dlq);
 	produce(log, 1700000000000LL);
 	/* where each partition's poison records are: the log places records by key hash */
+	outage_t o = {.store = store, .dlq = dlq};
 	lt_recs_t all = {0};
 	sp_log_ropts_t ro;
 	lt_ropts(&ro);
 	char err[1024];
-	int64_t poison_pos[PARTS][8];
-	int npoison[PARTS] = {0};
 	for (int p = 0; p < PARTS; p++) {
 		size_t before = all.n;
 		cr_assert_eq(lt_read(log, p, 0, &ro, &all, err, sizeof(err)), SPATE_OK, "%s", err);
 		for (size_t i = before; i < all.n; i++)
 			if (is_poison(rec_id(&all.v[i])))
-				poison_pos[p][npoison[p]++] = (int64_t)all.v[i].offset;
+				o.poison_pos[p][o.npoison[p]++] = (int64_t)all.v[i].offset;
 	}
 	lt_recs_free(&all);
 	setenv("SPATE_FAULT_DLQ", "fail:60", 1);
 	st_t *s = calloc(1, sizeof(*s));
 	const char *kv[] = {"bisect.on.error", "true", "max.retry.attempts", "0", "batch.size", "100",
 	                    "retry.backoff.ms", "20", "retry.backoff.max.ms", "40", NULL};
-	run_t r = {.e = engine(s, log, dlq, store, kv)};
-	unsetenv("SPATE_FAULT_DLQ");
-	pthread_t th;
-	pthread_create(&th, NULL, run_thread, &r);
-	/* while it runs: no sampled checkpoint passes a poison record that is not yet in the
-	 * DLQ (the DLQ is read after the checkpoint, so it can only hold more) */
-	int samples = 0, held = 0;
-	for (int k = 0; k < 100000; k++) {
-		char names[PARTS * 2][64];
-		int64_t pos[PARTS * 2];
-		int n = read_ckpts(store, names, pos, PARTS * 2);
-		lt_recs_t d;
-		read_dlq(dlq, &d);
-		for (int i = 0; i < n; i++) {
-			int p = atoi(strrchr(names[i], '/') + 1);
-			for (int j = 0; j < npoison[p]; j++) {
-				if (pos[i] < poison_pos[p][j])
-					continue;
-				bool in = false;
-				for (size_t x = 0; x < d.n && !in; x++) {
-					char *pp = hdr_str(&d.v[x], "spate.position"), *pa = hdr_str(&d.v[x], "spate.partition");
-					in = atoll(pp) == poison_pos[p][j] && !strcmp(pa, names[i]);
-					free(pp), free(pa);
-				}
-				cr_assert(in, "checkpoint %s at %" PRId64 " passed poison record %" PRId64
-				              " that is not in the DLQ",
-				          names[i], pos[i], poison_pos[p][j]);
-			}
-			for (int j = 0; j < npoison[p]; j++)
-				held += pos[i] == poison_pos[p][j] - 1;
-		}
-		lt_recs_free(&d);
-		samples++;
-		spate_summary_t sum;
-		spate_engine_summary(r.e, &sum);
-		if (sum.records == N)
-			break;
-		usleep(2000);
-	}
-	pthread_join(th, NULL);
-	cr_assert_eq(r.rc, SPATE_OK, "%s", r.err);
-	spate_summary_t sum;
-	spate_engine_summary(r.e, &sum);
-	spate_engine_destroy(r.e);
+	t_run_t ran = run(s, log, dlq, store, kv,
+	                  (t_engine_opts_t){.started = unset_fault, .during = sample_checkpoints, .arg = &o});
+	unsetenv("SPATE_FAULT_DLQ"); /* when the start failed */
+	cr_assert_eq(ran.rc, SPATE_OK, "%s", ran.err);
+	spate_summary_t sum = ran.sum;
 	cr_assert_eq(sum.records, N);
 	cr_assert_geq(sum.dlq_errors, 60, "the fault hook did not fire: %" PRIu64, sum.dlq_errors);
 	cr_assert_eq(sum.dlq, N / POISON_EVERY);
-	cr_assert_gt(samples, 0);
-	cr_assert_gt(held, 0, "no sample saw a checkpoint held right before a poison record");
+	cr_assert_gt(o.samples, 0);
+	cr_assert_gt(o.held, 0, "no sample saw a checkpoint held right before a poison record");
 	lt_recs_t d;
 	read_dlq(dlq, &d);
 	cr_assert_eq(d.n, N / POISON_EVERY);
@@ -371,12 +363,9 @@ Test(dlq, record_age_sends_only_failed_old_records)
 	st_t *s = calloc(1, sizeof(*s));
 	const char *kv[] = {"bisect.on.error", "true", "max.retry.attempts", "-1", "max.record.age.ms", "60000",
 	                    "batch.size", "100", NULL};
-	spate_engine_t *e = engine(s, log, dlq, NULL, kv);
-	char err[512];
-	cr_assert_eq(spate_engine_run(e, err, sizeof(err)), SPATE_OK, "%s", err);
-	spate_summary_t sum;
-	spate_engine_summary(e, &sum);
-	spate_engine_destroy(e);
+	t_run_t ran = run(s, log, dlq, NULL, kv, (t_engine_opts_t){0});
+	cr_assert_eq(ran.rc, SPATE_OK, "%s", ran.err);
+	spate_summary_t sum = ran.sum;
 	cr_assert_eq(sum.records, N);
 	lt_recs_t recs;
 	read_dlq(dlq, &recs);

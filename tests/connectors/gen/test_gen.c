@@ -10,6 +10,7 @@
  */
 #include "connectors/gen/gen.h"
 #include "engine/engine.h"
+#include "tests/common/engine.h"
 #include "tests/common/util.h"
 
 #include <criterion/criterion.h>
@@ -30,18 +31,6 @@ static int noop(void *opaque, void *wctx, spate_batch_t *b)
 	return SPATE_HANDLER_OK;
 }
 
-/* A conf from NULL-terminated key, value pairs. */
-static spate_conf_t *conf_of(const char *const *kv)
-{
-	spate_conf_t *c = spate_conf_new();
-	char err[256];
-	cr_assert_not_null(c);
-	for (; kv && kv[0]; kv += 2)
-		cr_assert_eq(spate_conf_set(c, kv[0], kv[1], err, sizeof(err)), SPATE_CONF_OK, "%s=%s: %s",
-		             kv[0], kv[1], err);
-	return c;
-}
-
 /* ---- the vtable by hand ------------------------------------------------------------------ */
 
 typedef struct rig {
@@ -56,7 +45,7 @@ static int rig_open(rig_t *r, const char *const *kv, const char *arg, char *err,
 {
 	spate_handler_t h = {.version = SPATE_HANDLER_VERSION, .name = "noop", .handle = noop};
 	memset(r, 0, sizeof(*r));
-	r->e = spate_engine_new(conf_of(kv), &h, err, sz);
+	r->e = spate_engine_new(t_conf(kv), &h, err, sz);
 	cr_assert_not_null(r->e, "%s", err);
 	r->s = (sp_source_t){.ops = &sp_source_gen, .eng = r->e, .arg = arg};
 	int rc = sp_source_gen.open(&r->s, err, sz);
@@ -505,24 +494,20 @@ static void state_init(run_state_t *s, const sp_gen_pool_t *pool)
 		s->last[p] = -1;
 }
 
-/* Start an engine over gen with the run_state handler (or the conf's handler when s is NULL). */
-static spate_engine_t *start(run_state_t *s, const char *const *kv, char *err, size_t sz, int *rc)
+static void note_engine(spate_engine_t *e, void *arg)
+{
+	run_state_t *s = arg;
+	s->e = e; /* for run_handle's stop */
+}
+
+/* A run over gen with the run_state handler on s (or the conf's handler when s is NULL);
+ * keep: the caller destroys the engine (r.e). */
+static t_run_t run(run_state_t *s, const char *const *kv, bool keep)
 {
 	spate_handler_t h = {
 	    .version = SPATE_HANDLER_VERSION, .name = "check", .handle = run_handle, .opaque = s};
-	spate_conf_t *c = conf_of(kv);
-	spate_engine_t *e = spate_engine_new(c, s ? &h : NULL, err, sz);
-	cr_assert_not_null(e, "%s", err);
-	if (s)
-		s->e = e;
-	*rc = spate_engine_start(e, err, sz);
-	return e;
-}
-
-static void run_to_end(spate_engine_t *e)
-{
-	char err[512] = "";
-	cr_assert_eq(spate_engine_run(e, err, sizeof(err)), SPATE_OK, "%s", err);
+	return t_engine_run(&(t_engine_opts_t){
+	    .conf = kv, .handler = s ? &h : NULL, .started = s ? note_engine : NULL, .arg = s, .keep = keep});
 }
 
 Test(gen_run, exact_counts_consecutive_positions)
@@ -534,14 +519,9 @@ Test(gen_run, exact_counts_consecutive_positions)
 	                    "gen.partitions", "3",   "gen.pool",    "1000",   "gen.keys",        "64",
 	                    "gen.seed",       "5",   "stop.at.end", "true",   "max.concurrency", "2",
 	                    "batch.size",     "100", NULL};
-	char err[512] = "";
-	int rc;
-	spate_engine_t *e = start(&s, kv, err, sizeof(err), &rc);
-	cr_assert_eq(rc, SPATE_OK, "%s", err);
-	run_to_end(e);
-	spate_summary_t sum;
-	spate_engine_summary(e, &sum);
-	spate_engine_destroy(e);
+	t_run_t r = run(&s, kv, false);
+	cr_assert_eq(r.rc, SPATE_OK, "%s", r.err);
+	spate_summary_t sum = r.sum;
 	cr_assert_eq(atomic_load(&s.violations), 0, "%s", s.why);
 	cr_assert_eq(atomic_load(&s.count[0]), 3336);
 	cr_assert_eq(atomic_load(&s.count[1]), 3336);
@@ -598,12 +578,8 @@ Test(gen_run, resume_from_checkpoint)
 	run_state_t s1;
 	state_init(&s1, pool);
 	s1.stop_after = 5000;
-	char err[512] = "";
-	int rc;
-	spate_engine_t *e = start(&s1, kv, err, sizeof(err), &rc);
-	cr_assert_eq(rc, SPATE_OK, "%s", err);
-	run_to_end(e);
-	spate_engine_destroy(e);
+	t_run_t r = run(&s1, kv, false);
+	cr_assert_eq(r.rc, SPATE_OK, "%s", r.err);
 	cr_assert_eq(atomic_load(&s1.violations), 0, "%s", s1.why);
 	uint64_t done1 = atomic_load(&s1.handled);
 	cr_assert_geq(done1, 5000);
@@ -625,10 +601,8 @@ Test(gen_run, resume_from_checkpoint)
 		s2.first[p] = (uint64_t)(s1.last[p] + 1);
 	}
 
-	e = start(&s2, kv, err, sizeof(err), &rc);
-	cr_assert_eq(rc, SPATE_OK, "%s", err);
-	run_to_end(e);
-	spate_engine_destroy(e);
+	r = run(&s2, kv, false);
+	cr_assert_eq(r.rc, SPATE_OK, "%s", r.err);
 	cr_assert_eq(atomic_load(&s2.violations), 0, "%s", s2.why);
 	for (int p = 0; p < 2; p++) {
 		cr_assert_eq(atomic_load(&s1.count[p]) + atomic_load(&s2.count[p]), 100000, "partition %d",
@@ -652,23 +626,18 @@ Test(gen_run, checkpoint_past_end_is_an_error)
 	state_init(&s, pool);
 	const char *kv[] = {"gen.records", "400",  "gen.partitions", "2",   "gen.pool", "100",
 	                    "stop.at.end", "true", "store",          store, NULL};
-	char err[512] = "";
-	int rc;
-	spate_engine_t *e = start(&s, kv, err, sizeof(err), &rc);
-	cr_assert_eq(rc, SPATE_OK, "%s", err);
-	run_to_end(e);
-	spate_engine_destroy(e);
+	t_run_t r = run(&s, kv, false);
+	cr_assert_eq(r.rc, SPATE_OK, "%s", r.err);
 	cr_assert_eq(atomic_load(&s.handled), 400);
 	cr_assert_eq(stored(store, "gen/gen/1").after.w[2], 199);
 
 	const char *kv2[] = {"gen.records", "100",  "gen.partitions", "2",   "gen.pool", "100",
 	                     "stop.at.end", "true", "store",          store, NULL};
 	state_init(&s, pool);
-	err[0] = 0;
-	e = start(&s, kv2, err, sizeof(err), &rc);
-	cr_assert_eq(rc, SPATE_ERR_OUT_OF_RANGE, "%d: %s", rc, err);
-	cr_assert(strstr(err, "gen/gen/0") && strstr(err, "199"), "%s", err);
-	spate_engine_destroy(e);
+	r = run(&s, kv2, false);
+	cr_assert(!r.started, "the start succeeded");
+	cr_assert_eq(r.rc, SPATE_ERR_OUT_OF_RANGE, "%d: %s", r.rc, r.err);
+	cr_assert(strstr(r.err, "gen/gen/0") && strstr(r.err, "199"), "%s", r.err);
 	cr_assert_eq(atomic_load(&s.handled), 0);
 	sp_gen_pool_free(pool);
 	t_rmrf(dir);
@@ -682,14 +651,9 @@ Test(gen_run, latest_reads_nothing)
 	state_init(&s, pool);
 	const char *kv[] = {"gen.records",       "1000",   "gen.pool", "100", "stop.at.end", "true",
 	                    "starting.position", "latest", NULL};
-	char err[512] = "";
-	int rc;
-	spate_engine_t *e = start(&s, kv, err, sizeof(err), &rc);
-	cr_assert_eq(rc, SPATE_OK, "%s", err);
-	run_to_end(e);
-	spate_summary_t sum;
-	spate_engine_summary(e, &sum);
-	spate_engine_destroy(e);
+	t_run_t r = run(&s, kv, false);
+	cr_assert_eq(r.rc, SPATE_OK, "%s", r.err);
+	spate_summary_t sum = r.sum;
 	cr_assert_eq(sum.records, 0);
 	cr_assert_eq(atomic_load(&s.handled), 0);
 	sp_gen_pool_free(pool);
@@ -704,12 +668,8 @@ Test(gen_run, rate_limited_run_is_complete)
 	const char *kv[] = {"gen.kind",    "bytes", "gen.value.bytes", "16",   "gen.keys", "10",
 	                    "gen.records", "1500",  "gen.partitions",  "3",    "gen.pool", "50",
 	                    "gen.rate",    "20000", "stop.at.end",     "true", NULL};
-	char err[512] = "";
-	int rc;
-	spate_engine_t *e = start(&s, kv, err, sizeof(err), &rc);
-	cr_assert_eq(rc, SPATE_OK, "%s", err);
-	run_to_end(e);
-	spate_engine_destroy(e);
+	t_run_t r = run(&s, kv, false);
+	cr_assert_eq(r.rc, SPATE_OK, "%s", r.err);
 	cr_assert_eq(atomic_load(&s.violations), 0, "%s", s.why);
 	for (int p = 0; p < 3; p++)
 		cr_assert_eq(atomic_load(&s.count[p]), 500);
@@ -723,18 +683,15 @@ Test(gen_run, fraud_handler_counts_planted_flags)
 	const char *kv[] = {"gen.kind", "fraud", "gen.records", "20000", "gen.partitions",  "4",
 	                    "handler",  "fraud", "stop.at.end", "true",  "max.concurrency", "3",
 	                    NULL};
-	char err[512] = "";
-	int rc;
-	spate_engine_t *e = start(NULL, kv, err, sizeof(err), &rc);
-	cr_assert_eq(rc, SPATE_OK, "%s", err);
-	run_to_end(e);
+	t_run_t r = run(NULL, kv, true);
+	cr_assert_eq(r.rc, SPATE_OK, "%s", r.err);
 	char *text = NULL;
 	size_t len = 0;
 	FILE *fp = open_memstream(&text, &len);
 	cr_assert_not_null(fp);
-	spate_engine_report(e, fp);
+	spate_engine_report(r.e, fp);
 	fclose(fp);
-	spate_engine_destroy(e);
+	spate_engine_destroy(r.e);
 	const char *want = "fraud.records 20000\nfraud.flagged 800\nfraud.amount 200\nfraud.merchant 200\n"
 	                   "fraud.card_prefix 200\nfraud.currency 200\nfraud.malformed 0\n";
 	cr_assert_str_eq(text, want);

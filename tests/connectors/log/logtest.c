@@ -1,5 +1,6 @@
 /* logtest.c - helpers shared by the embedded log's tests (see logtest.h). */
 #include "tests/connectors/log/logtest.h"
+#include "tests/common/engine.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -245,7 +246,7 @@ static sp_chunk_t *lt_alloc(void *opaque, sp_part_t *p, uint32_t n, uint32_t hdr
 {
 	(void)opaque;
 	sp_chunk_t *c = calloc(1, sizeof(*c) + n * sizeof(spate_record_t) + hdr_cap * sizeof(spate_header_t));
-	cr_assert(c);
+	t_require(c);
 	c->part = p;
 	c->n = n;
 	c->recs = (spate_record_t *)(c + 1);
@@ -289,8 +290,8 @@ void lt_take(sp_chunk_t **c, int n, lt_recs_t *recs)
 				recs->v = realloc(recs->v, recs->cap * sizeof(lt_rec_t));
 			}
 			lt_rec_t *d = &recs->v[recs->n++];
-			cr_assert_eq(s->position.w[0], 0);
-			cr_assert_eq(s->position.w[1], 0);
+			t_require(s->position.w[0] == 0);
+			t_require(s->position.w[1] == 0);
 			d->offset = s->position.w[2];
 			d->ts = s->timestamp_ms;
 			d->key = dup_or_null(s->key, s->key_len);
@@ -300,8 +301,8 @@ void lt_take(sp_chunk_t **c, int n, lt_recs_t *recs)
 			d->hcnt = s->header_cnt;
 			d->hdrs = s->header_cnt ? calloc(s->header_cnt, sizeof(spate_header_t)) : NULL;
 			if (s->header_cnt)
-				cr_assert_eq(s->headers, &c[i]->hdrs[hused],
-				             "headers live in the chunk's hdrs");
+				t_require(s->headers == &c[i]->hdrs[hused],
+				          "headers live in the chunk's hdrs");
 			hused += (uint32_t)s->header_cnt;
 			for (size_t h = 0; h < s->header_cnt; h++) {
 				d->hdrs[h].key = dup_or_null(s->headers[h].key, s->headers[h].key_len);
@@ -310,7 +311,7 @@ void lt_take(sp_chunk_t **c, int n, lt_recs_t *recs)
 				d->hdrs[h].value_len = s->headers[h].value_len;
 			}
 		}
-		cr_assert(hused <= c[i]->hdr_cap);
+		t_require(hused <= c[i]->hdr_cap);
 		/* the records point into the chunk's buffer, or the decode arena that goes with it
 		 * (compressed batches): no copy was made */
 		const sp_log_dec_t *dec = c[i]->release == sp_log_pool_chunk_release && c[i]->buf
@@ -323,7 +324,7 @@ void lt_take(sp_chunk_t **c, int n, lt_recs_t *recs)
 			bool in_buf =
 			    v >= (const uint8_t *)c[i]->buf && v < (const uint8_t *)c[i]->buf + c[i]->bytes;
 			bool in_dec = dec && dec->mem && v >= dec->mem && v < dec->mem + dec->used;
-			cr_assert(in_buf || in_dec, "value points into the read buffer or its decode arena");
+			t_require(in_buf || in_dec, "value points into the read buffer or its decode arena");
 		}
 		c[i]->release(c[i], c[i]->release_opaque);
 		free(c[i]);
@@ -356,7 +357,8 @@ int lt_read(const char *dir, int part, uint64_t from, const sp_log_ropts_t *o, l
 	sp_part_t p;
 	memset(&p, 0, sizeof(p));
 	uint64_t start, next;
-	cr_assert_eq(sp_log_reader_bounds(rd, part, &start, &next, errstr, size), SPATE_OK, "%s", errstr);
+	rc = sp_log_reader_bounds(rd, part, &start, &next, errstr, size);
+	t_require(rc == SPATE_OK, "%s", errstr);
 	for (int i = 0; i < sp_log_reader_partitions(rd); i++)
 		sp_log_reader_set_end(rd, i, i == part && next > from, next ? next - 1 : 0);
 	sp_log_reader_bind(rd, part, &p);
@@ -366,7 +368,8 @@ int lt_read(const char *dir, int part, uint64_t from, const sp_log_ropts_t *o, l
 	}
 	while (!sp_log_reader_ended(rd)) {
 		struct pollfd pf = {sp_log_reader_fd(rd), POLLIN, 0};
-		cr_assert_gt(poll(&pf, 1, LT_WAIT_MS), 0, "the reader made no progress in %d ms", LT_WAIT_MS);
+		int ready = poll(&pf, 1, LT_WAIT_MS);
+		t_require(ready > 0, "the reader made no progress in %d ms", LT_WAIT_MS);
 		sp_chunk_t *out[8];
 		int n = sp_log_reader_poll(rd, out, 8, UINT64_MAX, errstr, size);
 		if (n < 0) {

@@ -51,15 +51,16 @@ void lt_check_text(const lt_rec_t *got, uint64_t i, uint64_t offset);
 
 /** Reader options with a malloc chunk allocator. */
 void lt_ropts(sp_log_ropts_t *o);
-/** Copy every record of the chunks into recs, release and free them. */
+/** Copy every record of the chunks into recs, release and free them. Checks with
+ *  t_require (tests/common/engine.h), so it may run on a during thread. */
 void lt_take(sp_chunk_t **c, int n, lt_recs_t *recs);
 void lt_recs_free(lt_recs_t *recs);
 
 /**
  * Read partition `part` of dir from `from` to its durable end as it is now (stop at
  * end). Returns SPATE_OK with the records appended to recs, or the poll's error (its
- * message in errstr). Waits at most wait_ms per poll for the reader's fd (a guard
- * against hangs only).
+ * message in errstr). Waits at most LT_WAIT_MS per poll for the reader's fd (a guard
+ * against hangs only). Checks with t_require, so it may run on a during thread.
  */
 int lt_read(const char *dir, int part, uint64_t from, const sp_log_ropts_t *o, lt_recs_t *recs, char *errstr,
             size_t size);

@@ -537,6 +537,9 @@ static void read_with_stats(const char *dir, sp_log_reader_stats_t *st)
 
 Test(log_reader, registered_buffers_where_memlock_allows)
 {
+	/* registered buffers are the ring's: io_uring also when the suite runs with
+	 * SPATE_LOG_NO_URING=1 (as pread_fallback_by_env ends) */
+	unsetenv("SPATE_LOG_NO_URING");
 	char *dir = seek_log();
 	struct rlimit rl;
 	cr_assert_eq(getrlimit(RLIMIT_MEMLOCK, &rl), 0);
@@ -563,6 +566,91 @@ Test(log_reader, registered_buffers_where_memlock_allows)
 	int status;
 	cr_assert_eq(waitpid(pid, &status, 0), pid);
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+	lt_rmrf(dir);
+	free(dir);
+}
+
+/* ---- log.read.direct ---------------------------------------------------------------------- */
+
+/* A folder for direct reads on the disk that holds the build (O_DIRECT needs a file
+ * system that reads directly, and /tmp may be another one). */
+static char *direct_dir(void)
+{
+	const char *b = getenv("SPATE_BUILD_DIR");
+	cr_assert(b && *b, "SPATE_BUILD_DIR is set by meson test");
+	char *d;
+	cr_assert(asprintf(&d, "%s/direct-XXXXXX", b) > 0);
+	cr_assert(mkdtemp(d), "mkdtemp %s", d);
+	return d;
+}
+
+/* O_DIRECT reads (both backends) return exactly what the page-cache path returns: every
+ * record of a log of many segments whose batches cross every read boundary (so a batch's
+ * tail is carried into the next aligned read), from offset 0 and from offsets whose
+ * batches start at unaligned bytes (a first read with a lead), and while tailing a
+ * writer whose published length ends at unaligned bytes. */
+Test(log_reader, direct_reads_return_what_the_page_cache_path_does, .timeout = 120)
+{
+	enum { N = 40000, ROUNDS = 20 };
+	char *dir = direct_dir();
+	char err[1024];
+	cr_assert_eq(sp_log_create(dir, 1, err, sizeof(err)), SPATE_OK, "%s", err);
+	sp_log_wopts_t o;
+	lt_wopts(&o, 3 << 20, 3000); /* 3 MiB segments: several reads and a few segments */
+	sp_log_writer_t *w;
+	cr_assert_eq(sp_log_writer_open(dir, 0, &o, &w, err, sizeof(err)), SPATE_OK, "%s", err);
+	put_range(w, 0, N);
+	cr_assert_eq(sp_log_writer_flush(w, err, sizeof(err)), SPATE_OK, "%s", err);
+	cr_assert_geq(lt_segments(dir, 0), 2);
+	for (int mode = 0; mode < 2; mode++) {
+		sp_log_ropts_t ro;
+		lt_ropts(&ro);
+		ro.no_uring = mode;
+		ro.direct = true;
+		lt_recs_t recs = {0};
+		cr_assert_eq(lt_read(dir, 0, 0, &ro, &recs, err, sizeof(err)), SPATE_OK, "%s", err);
+		cr_assert_eq(recs.n, N, "direct (%s) read %zu of %d records", mode ? "pread" : "io_uring",
+		             recs.n, N);
+		for (uint64_t i = 0; i < N; i++)
+			lt_check(&recs.v[i], i, i);
+		lt_recs_free(&recs);
+		/* seeks: the first read starts at the batch's byte, rarely a multiple of 4096 */
+		uint64_t seed = 11 + (uint64_t)mode;
+		for (int t = 0; t < 8; t++) {
+			seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+			uint64_t from = (seed >> 33) % N;
+			lt_recs_t part = {0};
+			cr_assert_eq(lt_read(dir, 0, from, &ro, &part, err, sizeof(err)), SPATE_OK, "%s",
+			             err);
+			cr_assert_eq(part.n, N - from, "from %llu: %zu records", (unsigned long long)from,
+			             part.n);
+			for (uint64_t i = 0; i < part.n; i++)
+				lt_check(&part.v[i], from + i, from + i);
+			lt_recs_free(&part);
+		}
+	}
+	/* tailing: each round publishes a length that ends mid-page */
+	for (int mode = 0; mode < 2; mode++) {
+		sp_log_ropts_t ro;
+		lt_ropts(&ro);
+		ro.no_uring = mode;
+		ro.direct = true;
+		sp_part_t part;
+		uint64_t base = N + (uint64_t)mode * ROUNDS * 777;
+		sp_log_reader_t *rd = open_at(dir, &ro, &part, base);
+		lt_recs_t recs = {0};
+		for (int k = 0; k < ROUNDS; k++) {
+			put_range(w, base + (uint64_t)k * 777, base + (uint64_t)(k + 1) * 777);
+			cr_assert_eq(sp_log_writer_flush(w, err, sizeof(err)), SPATE_OK, "%s", err);
+			read_until(rd, &recs, (size_t)(k + 1) * 777);
+		}
+		expect_idle(rd, &recs);
+		for (uint64_t i = 0; i < recs.n; i++)
+			lt_check(&recs.v[i], base + i, base + i);
+		sp_log_reader_close(rd);
+		lt_recs_free(&recs);
+	}
+	sp_log_writer_close(w, NULL, 0);
 	lt_rmrf(dir);
 	free(dir);
 }

@@ -3,6 +3,7 @@
  * a restart resumes after the checkpoint; starting.position latest and at-timestamp;
  * stop.at.end with a tiny max.inflight.bytes; log.on.corruption fail and skip; records
  * that fail go to a dlq=log:DIR, durably, with their bytes. */
+#include "tests/common/engine.h"
 #include "tests/connectors/log/logtest.h"
 
 #include <criterion/criterion.h>
@@ -77,30 +78,17 @@ static int handle(void *opaque, void *ctx, spate_batch_t *b)
 	return SPATE_HANDLER_OK;
 }
 
-static spate_engine_t *engine(state_t *s, const char *dir, const char *store, const char *const *kv)
+/* A run over the log at dir with stop.at.end and 2 workers, store the store URI (NULL:
+ * none, as the log's default store would resume the next run), the suite's handler on s
+ * (NULL: the conf's handler) and the test's own conf kv (may be NULL). */
+static t_run_t run(state_t *s, const char *dir, const char *store, const char *const *kv)
 {
-	char err[1024], src[512];
-	spate_conf_t *c = spate_conf_new();
+	char src[512];
 	snprintf(src, sizeof(src), "log:%s", dir);
-	cr_assert_eq(spate_conf_set(c, "source", src, err, sizeof(err)), SPATE_CONF_OK, "%s", err);
-	cr_assert_eq(spate_conf_set(c, "stop.at.end", "true", err, sizeof(err)), SPATE_CONF_OK);
-	cr_assert_eq(spate_conf_set(c, "max.concurrency", "2", err, sizeof(err)), SPATE_CONF_OK);
-	/* no store: none (the log's default store would resume the next run) */
-	cr_assert_eq(spate_conf_set(c, "store", store ? store : "none", err, sizeof(err)), SPATE_CONF_OK, "%s", err);
-	for (size_t i = 0; kv && kv[i]; i += 2)
-		cr_assert_eq(spate_conf_set(c, kv[i], kv[i + 1], err, sizeof(err)), SPATE_CONF_OK, "%s", err);
+	const char *base[] = {"source", src, "stop.at.end", "true", "max.concurrency", "2",
+	                      "store", store ? store : "none", NULL};
 	spate_handler_t h = {.version = SPATE_HANDLER_VERSION, .name = "t", .handle = handle, .opaque = s};
-	spate_engine_t *e = spate_engine_new(c, s ? &h : NULL, err, sizeof(err));
-	cr_assert_not_null(e, "%s", err);
-	return e;
-}
-
-static int run(spate_engine_t *e, char *err, size_t size)
-{
-	int rc = spate_engine_start(e, err, size);
-	if (rc == SPATE_OK)
-		rc = spate_engine_run(e, err, size);
-	return rc;
+	return t_engine_run(&(t_engine_opts_t){.conf = base, .conf_more = kv, .handler = s ? &h : NULL});
 }
 
 static state_t *new_state(const char *dir)
@@ -114,15 +102,13 @@ static state_t *new_state(const char *dir)
 Test(log_source, every_record_once_then_resume_after_checkpoint)
 {
 	char *dir = lt_mkdtemp(), *sd = lt_mkdtemp();
-	char store[512], err[1024];
+	char store[512];
 	snprintf(store, sizeof(store), "file:%s/ckpt", sd);
 	produce(dir, 0, N1);
 	state_t *s = new_state(dir);
-	spate_engine_t *e = engine(s, dir, store, NULL);
-	cr_assert_eq(run(e, err, sizeof(err)), SPATE_OK, "%s", err);
-	spate_summary_t sum;
-	spate_engine_summary(e, &sum);
-	spate_engine_destroy(e);
+	t_run_t r = run(s, dir, store, NULL);
+	cr_assert_eq(r.rc, SPATE_OK, "%s", r.err);
+	spate_summary_t sum = r.sum;
 	cr_assert_eq(sum.records, N1);
 	cr_assert_eq(atomic_load(&s->handled), N1);
 	cr_assert_eq(atomic_load(&s->bad), 0);
@@ -131,10 +117,9 @@ Test(log_source, every_record_once_then_resume_after_checkpoint)
 		             atomic_load(&s->seen[i]));
 	/* more records; the second run starts after the checkpoint */
 	produce(dir, N1, MAXREC);
-	e = engine(s, dir, store, NULL);
-	cr_assert_eq(run(e, err, sizeof(err)), SPATE_OK, "%s", err);
-	spate_engine_summary(e, &sum);
-	spate_engine_destroy(e);
+	r = run(s, dir, store, NULL);
+	cr_assert_eq(r.rc, SPATE_OK, "%s", r.err);
+	sum = r.sum;
 	cr_assert_eq(sum.records, N2);
 	for (uint32_t i = 0; i < MAXREC; i++)
 		cr_assert_eq(atomic_load(&s->seen[i]), 1, "record %u seen %u times", i,
@@ -150,20 +135,18 @@ Test(log_source, every_record_once_then_resume_after_checkpoint)
 Test(log_source, inflight_bound_below_one_read_per_partition_is_refused)
 {
 	char *dir = lt_mkdtemp();
-	char err[1024], min[64];
+	char min[64];
 	produce(dir, 0, N1);
 	state_t *s = new_state(dir);
 	const char *kv[] = {"max.inflight.bytes", "1", NULL};
-	spate_engine_t *e = engine(s, dir, NULL, kv);
-	cr_assert_eq(run(e, err, sizeof(err)), SPATE_ERR_INVALID, "%s", err);
-	spate_engine_destroy(e);
+	t_run_t r = run(s, dir, NULL, kv);
+	cr_assert_eq(r.rc, SPATE_ERR_INVALID, "%s", r.err);
 	snprintf(min, sizeof(min), "%llu", (unsigned long long)PARTS * SP_LOG_POOL_BUF_BYTES);
-	cr_assert(strstr(err, "max.inflight.bytes") && strstr(err, min), "%s", err);
+	cr_assert(strstr(r.err, "max.inflight.bytes") && strstr(r.err, min), "%s", r.err);
 	/* the minimum itself works: one read per partition in flight */
 	const char *kv2[] = {"max.inflight.bytes", min, NULL};
-	e = engine(s, dir, NULL, kv2);
-	cr_assert_eq(run(e, err, sizeof(err)), SPATE_OK, "%s", err);
-	spate_engine_destroy(e);
+	r = run(s, dir, NULL, kv2);
+	cr_assert_eq(r.rc, SPATE_OK, "%s", r.err);
 	cr_assert_eq(atomic_load(&s->handled), N1);
 	free(s);
 	lt_rmrf(dir);
@@ -173,19 +156,16 @@ Test(log_source, inflight_bound_below_one_read_per_partition_is_refused)
 Test(log_source, starting_positions)
 {
 	char *dir = lt_mkdtemp();
-	char err[1024];
 	produce(dir, 0, N1);
 	state_t *s = new_state(dir);
 	const char *latest[] = {"starting.position", "latest", NULL};
-	spate_engine_t *e = engine(s, dir, NULL, latest);
-	cr_assert_eq(run(e, err, sizeof(err)), SPATE_OK, "%s", err);
-	spate_engine_destroy(e);
+	t_run_t r = run(s, dir, NULL, latest);
+	cr_assert_eq(r.rc, SPATE_OK, "%s", r.err);
 	cr_assert_eq(atomic_load(&s->handled), 0, "latest: nothing that was there before");
 	/* at-timestamp: records with timestamps >= T, i.e. ids >= 4000 */
 	const char *ts[] = {"starting.position", "at-timestamp:1700000004000", NULL};
-	e = engine(s, dir, NULL, ts);
-	cr_assert_eq(run(e, err, sizeof(err)), SPATE_OK, "%s", err);
-	spate_engine_destroy(e);
+	r = run(s, dir, NULL, ts);
+	cr_assert_eq(r.rc, SPATE_OK, "%s", r.err);
 	cr_assert_eq(atomic_load(&s->handled), N1 - 4000);
 	for (uint32_t i = 0; i < N1; i++)
 		cr_assert_eq(atomic_load(&s->seen[i]), i >= 4000 ? 1u : 0u, "record %u", i);
@@ -203,11 +183,9 @@ Test(log_source, failed_records_go_to_a_log_dlq)
 	snprintf(dlqarg, sizeof(dlqarg), "log:%s", dlq);
 	const char *kv[] = {"handler", "fail-if:poison",       "dlq",  dlqarg, "max.retry.attempts",
 	                    "0",       "report.item.failures", "true", NULL};
-	spate_engine_t *e = engine(NULL, dir, NULL, kv);
-	cr_assert_eq(run(e, err, sizeof(err)), SPATE_OK, "%s", err);
-	spate_summary_t sum;
-	spate_engine_summary(e, &sum);
-	spate_engine_destroy(e);
+	t_run_t r = run(NULL, dir, NULL, kv);
+	cr_assert_eq(r.rc, SPATE_OK, "%s", r.err);
+	spate_summary_t sum = r.sum;
 	cr_assert_eq(sum.records, N1);
 	cr_assert_eq(sum.dlq, N1 / 100);
 	int parts;
@@ -257,18 +235,15 @@ Test(log_source, corruption_fail_and_skip)
 	produce(dir, 0, N1);
 	corrupt_partition0(dir);
 	state_t *s = new_state(dir);
-	spate_engine_t *e = engine(s, dir, NULL, NULL);
-	int rc = run(e, err, sizeof(err));
-	spate_engine_destroy(e);
-	cr_assert_eq(rc, SPATE_ERR_CORRUPT, "rc %d: %s", rc, err);
-	cr_assert(strstr(err, "00000000000000000000.log"), "%s", err);
-	cr_assert(strstr(err, "byte "), "%s", err);
+	t_run_t r = run(s, dir, NULL, NULL);
+	cr_assert_eq(r.rc, SPATE_ERR_CORRUPT, "rc %d: %s", r.rc, r.err);
+	cr_assert(strstr(r.err, "00000000000000000000.log"), "%s", r.err);
+	cr_assert(strstr(r.err, "byte "), "%s", r.err);
 	free(s);
 	s = new_state(dir);
 	const char *skip[] = {"log.on.corruption", "skip", NULL};
-	e = engine(s, dir, NULL, skip);
-	cr_assert_eq(run(e, err, sizeof(err)), SPATE_OK, "%s", err);
-	spate_engine_destroy(e);
+	r = run(s, dir, NULL, skip);
+	cr_assert_eq(r.rc, SPATE_OK, "%s", r.err);
 	uint64_t h = atomic_load(&s->handled);
 	cr_assert_lt(h, N1, "the bad batch's records were skipped");
 	cr_assert_gt(h, N1 - 200, "only one batch was skipped");
@@ -281,12 +256,9 @@ Test(log_source, corruption_fail_and_skip)
 	snprintf(dlqarg, sizeof(dlqarg), "log:%s", dlq);
 	s = new_state(dir);
 	const char *skip_dlq[] = {"log.on.corruption", "skip", "dlq", dlqarg, NULL};
-	e = engine(s, dir, NULL, skip_dlq);
-	cr_assert_eq(run(e, err, sizeof(err)), SPATE_OK, "%s", err);
-	spate_summary_t sum;
-	spate_engine_summary(e, &sum);
-	spate_engine_destroy(e);
-	cr_assert_eq(sum.dlq, 1);
+	r = run(s, dir, NULL, skip_dlq);
+	cr_assert_eq(r.rc, SPATE_OK, "%s", r.err);
+	cr_assert_eq(r.sum.dlq, 1);
 	lt_recs_t recs = {0};
 	sp_log_ropts_t ro;
 	lt_ropts(&ro);
@@ -312,12 +284,10 @@ Test(log_source, corruption_fail_and_skip)
 	lt_rmrf(dlq);
 	setenv("SPATE_FAULT_DLQ", "fail", 1);
 	s = new_state(dir);
-	e = engine(s, dir, NULL, skip_dlq);
-	rc = run(e, err, sizeof(err));
-	spate_engine_destroy(e);
+	r = run(s, dir, NULL, skip_dlq);
 	unsetenv("SPATE_FAULT_DLQ");
-	cr_assert_neq(rc, SPATE_OK);
-	cr_assert(strstr(err, "Corrupt DLQ entry"), "%s", err);
+	cr_assert_neq(r.rc, SPATE_OK);
+	cr_assert(strstr(r.err, "Corrupt DLQ entry"), "%s", r.err);
 	free(s);
 	lt_rmrf(dlq);
 	free(dlq);
