@@ -319,3 +319,26 @@ Test(redis_store, file_store_refuses_leases)
 	st.ops->close(&st);
 	t_rmrf(dir);
 }
+
+Test(redis_store, checkpoint_cli_reads_a_pipeline)
+{
+	sp_store_t st;
+	open_store(&st, srv.uri, "clipipe");
+	char err[600] = "";
+	sp_lease_t got;
+	cr_assert_eq(st.ops->lease_acquire(&st, "log/o/1", "A", NULL, false, 60000, &got, err, sizeof(err)),
+	             SPATE_OK);
+	cr_assert_eq(save1(&st, "log/o/1", at(12), "A", got.counter, err, sizeof(err)), SPATE_OK, "%s", err);
+	st.ops->close(&st);
+	char *out = NULL, *errs = NULL;
+	char *argv[] = {(char *)t_spate_cli(), "checkpoint", "show", srv.uri, "--pipeline", "clipipe", NULL};
+	cr_assert_eq(t_run(argv, &out, &errs), 0, "%s", errs ? errs : "");
+	cr_assert(out && !strcmp(out, "log/o/1 12\n"), "show printed \"%s\"", out ? out : "");
+	free(out);
+	free(errs);
+	char *argv2[] = {(char *)t_spate_cli(), "checkpoint", "show", srv.uri, NULL};
+	cr_assert_eq(t_run(argv2, &out, &errs), 0);
+	cr_assert(out && !*out, "another pipeline's checkpoints were shown: \"%s\"", out ? out : "");
+	free(out);
+	free(errs);
+}
