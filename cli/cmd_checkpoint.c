@@ -103,7 +103,7 @@ static int show(sp_store_t *st, const char *uri)
 		if (c.n)
 			qsort(c.ents, c.n, sizeof *c.ents, shown_cmp);
 		for (size_t i = 0; i < c.n; i++) {
-			char ctext[128];
+			char ctext[SPATE_POSITION_MAX];
 			printf("%s %s\n", c.ents[i].name, sp_ckpt_fmt(&c.ents[i].ckpt, ctext, sizeof ctext));
 		}
 		if (fflush(stdout) != 0) {

@@ -1,6 +1,8 @@
 /* cmd_produce.c - `spate produce DIR`: append records to the embedded log, or with
  * --kafka TOPIC produce them to a Kafka topic (through the Kafka sink: idempotent,
- * acks=all, each batch written only once every delivery report said delivered).
+ * acks=all, each batch written only once every delivery report said delivered), or with
+ * --kinesis STREAM to a Kinesis stream (through the Kinesis sink: PutRecords, each batch
+ * written only once every entry succeeded).
  *
  * Records come from stdin, one per line (the whole line is the value; with
  * --key-separator C the line is split at its first C into key and value, and a line
@@ -32,10 +34,10 @@
 #define DEFAULT_PARTITIONS 8
 /* Records handed to the producer per call (the log's writers batch on their own; a
  * Kafka write waits for its delivery reports, so it takes more at once). */
-#define SEND_BATCH 1024
+#define SEND_BATCH       1024
 #define KAFKA_SEND_BATCH 32768
 /* stdin is read in pieces of this size (grown for a longer line). */
-#define READ_CHUNK ((size_t)1 << 20)
+#define READ_CHUNK       ((size_t)1 << 20)
 #define KAFKA_READ_CHUNK ((size_t)8 << 20)
 /* With --kafka, a partial buffer of lines is sent once stdin stays quiet this long. */
 #define KAFKA_LINGER_MS 10
@@ -54,10 +56,13 @@ static const char usage_text[] =
     "                         [--gen fraud|sensor|bytes [--records N] [--value-bytes B]\n"
     "                          [--keys K] [--seed S]] [-X key=value]...\n"
     "       spate produce --kafka TOPIC -X kafka.bootstrap.servers=H:P [same record options]\n"
+    "       spate produce --kinesis STREAM [-X kinesis.region=R] [same record options]\n"
     "\n"
     "Append records to the embedded log at DIR, creating it when missing; or, with --kafka,\n"
     "produce them to TOPIC (idempotent, acks=all; keyless records are spread evenly,\n"
-    "kafka.sticky.partitioning.linger.ms=0 unless set; every kafka.* key goes to librdkafka).\n"
+    "kafka.sticky.partitioning.linger.ms=0 unless set; every kafka.* key goes to librdkafka);\n"
+    "or, with --kinesis, put them to STREAM (PutRecords; a keyless record gets a unique\n"
+    "partition key; credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY).\n"
     "\n"
     "  --partitions N      partitions of a new log (default %d); an existing log must match\n"
     "  --partition P       write every record to partition P (default: XXH3(key) %% N,\n"
@@ -70,11 +75,12 @@ static const char usage_text[] =
     "  --keys K            gen: distinct keys (default %d)\n"
     "  --seed S            gen: seed (default %d)\n"
     "  --kafka TOPIC       produce to this Kafka topic instead of a log (no --partition(s))\n"
+    "  --kinesis STREAM    put to this Kinesis stream instead of a log (no --partition(s))\n"
     "  -X key=value        segment.bytes, flush.ms, flush.records, compression=none|gzip|\n"
     "                      snappy|lz4|zstd, compression.level (see `spate config`),\n"
-    "                      kafka.* with --kafka\n"
+    "                      kafka.* with --kafka, kinesis.* with --kinesis\n"
     "\n"
-    "Everything is fsync'd (Kafka: acknowledged) before exit (also on SIGINT/SIGTERM). A\n"
+    "Everything is fsync'd (Kafka, Kinesis: acknowledged) before exit (also on SIGINT/SIGTERM). A\n"
     "progress line is shown on stderr when it is a terminal. A partition's writer opens\n"
     "with the first record that goes to it: with no input nothing is published (segments\n"
     "copied into a log are published by `spate log publish DIR`).\n";
@@ -116,8 +122,10 @@ static void progress_draw(progress_t *pg, bool final)
 
 typedef struct popts {
 	const char *dir;
-	const char *kafka; /* --kafka TOPIC */
-	size_t batch;      /* records per send */
+	const char *kafka;   /* --kafka TOPIC */
+	const char *kinesis; /* --kinesis STREAM */
+	const char *remote;  /* "kafka" or "kinesis" when one of them is given */
+	size_t batch;        /* records per send */
 	long long partitions, partition, records, value_bytes, keys, seed;
 	int sep;
 	const char *gen;
@@ -190,6 +198,8 @@ static int parse(int argc, char **argv, popts_t *o)
 			o->gen = v;
 		else if (!strcmp(name, "--kafka"))
 			o->kafka = v;
+		else if (!strcmp(name, "--kinesis"))
+			o->kinesis = v;
 		else if (!strcmp(name, "--key-separator")) {
 			if (strlen(v) != 1) {
 				fprintf(stderr,
@@ -218,17 +228,24 @@ static int parse(int argc, char **argv, popts_t *o)
 		if (rc < 0)
 			return -1;
 	}
-	if (o->kafka && (o->dir || o->partitions >= 0 || o->partition >= 0)) {
-		fprintf(stderr, "spate produce: --kafka %s takes no DIR, --partitions or --partition (the topic "
-		                "exists; the key picks the partition)\n",
-		        o->kafka);
+	if (o->kafka && o->kinesis) {
+		fprintf(stderr, "spate produce: --kafka and --kinesis: choose one\n");
 		return -1;
 	}
-	if (!o->dir && !o->kafka) {
+	o->remote = o->kafka ? "kafka" : o->kinesis ? "kinesis" : NULL;
+	if (o->remote && (o->dir || o->partitions >= 0 || o->partition >= 0)) {
+		fprintf(stderr,
+		        "spate produce: --%s %s takes no DIR, --partitions or --partition (the %s "
+		        "exists; the key picks the %s)\n",
+		        o->remote, o->kafka ? o->kafka : o->kinesis, o->kafka ? "topic" : "stream",
+		        o->kafka ? "partition" : "shard");
+		return -1;
+	}
+	if (!o->dir && !o->remote) {
 		fprintf(stderr, "spate produce: DIR is missing (see --help)\n");
 		return -1;
 	}
-	o->batch = o->kafka ? KAFKA_SEND_BATCH : SEND_BATCH;
+	o->batch = o->remote ? KAFKA_SEND_BATCH : SEND_BATCH;
 	return 0;
 }
 
@@ -318,7 +335,7 @@ static bool stdin_ready(int ms)
 static int from_stdin(target_t *p, const popts_t *o, progress_t *pg)
 {
 	/* a Kafka write waits for its delivery reports: it gets a bigger buffer of lines */
-	size_t cap = o->kafka ? KAFKA_READ_CHUNK : READ_CHUNK, len = 0;
+	size_t cap = o->remote ? KAFKA_READ_CHUNK : READ_CHUNK, len = 0;
 	char *buf = malloc(cap);
 	spate_push_record_t *recs = malloc(o->batch * sizeof(*recs));
 	int rc = 0;
@@ -358,7 +375,7 @@ static int from_stdin(target_t *p, const popts_t *o, progress_t *pg)
 		/* a pipe gives 64 KiB a read: fill the buffer while more comes, so a write takes
 		 * many lines (a Kafka write waits a round trip for its delivery reports, and the
 		 * writer blocks on the full pipe meanwhile: it lingers KAFKA_LINGER_MS) */
-		if (!eof && len < cap && stdin_ready(o->kafka ? KAFKA_LINGER_MS : 0))
+		if (!eof && len < cap && stdin_ready(o->remote ? KAFKA_LINGER_MS : 0))
 			continue;
 		/* every complete line (and at EOF the last one without a newline) */
 		size_t start = 0, cnt = 0;
@@ -434,18 +451,19 @@ static int produce_records(target_t *t, const popts_t *o, progress_t *pg)
 	return o->gen ? from_gen(t, o, pg) : from_stdin(t, o, pg);
 }
 
-/* --kafka TOPIC: the Kafka sink, opened on the -X configuration. */
-static int produce_kafka(popts_t *o)
+/* --kafka TOPIC or --kinesis STREAM: that sink, opened on the -X configuration. */
+static int produce_remote(popts_t *o)
 {
 	char err[1024];
 	target_t t = {0};
-	t.sink.ops = sp_find_sink("kafka");
+	t.sink.ops = sp_find_sink(o->remote);
 	if (!t.sink.ops) {
-		fprintf(stderr, "spate produce: --kafka: this spate was built without librdkafka\n");
+		fprintf(stderr, "spate produce: --%s: this spate was built without %s\n", o->remote,
+		        o->kafka ? "librdkafka" : "libcurl, jansson and libcrypto");
 		spate_conf_destroy(o->conf);
 		return 1;
 	}
-	t.sink.arg = o->kafka;
+	t.sink.arg = o->kafka ? o->kafka : o->kinesis;
 	t.sink.conf = o->conf;
 	if (t.sink.ops->open(&t.sink, err, sizeof(err))) {
 		fprintf(stderr, "spate produce: %s\n", err);
@@ -486,8 +504,8 @@ int spate_cmd_produce(int argc, char **argv)
 		return 2;
 	}
 	char err[1024];
-	if (o.kafka)
-		return produce_kafka(&o);
+	if (o.remote)
+		return produce_remote(&o);
 	sp_log_wopts_t wo;
 	sp_log_wopts_from_conf(&wo, o.conf);
 	spate_conf_destroy(o.conf);

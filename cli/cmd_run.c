@@ -294,8 +294,8 @@ int spate_cmd_config(int argc, char **argv)
 	       "Generated from the property table in engine/conf.c by `spate config --markdown`;\n"
 	       "a test checks that this file and the table agree. Set keys in a config file\n"
 	       "(`key=value` lines, `#` comments), with `-X key=value`, or with `spate_conf_set()`.\n"
-	       "Keys starting with `kafka.` pass through to librdkafka (docs/kafka.md). Keys starting\n"
-	       "with `kinesis.` are accepted and unused: they are reserved for a planned Kinesis connector.\n\n"
+	       "Keys starting with `kafka.` pass through to librdkafka (docs/kafka.md). The Kinesis\n"
+	       "connector's keys start with `kinesis.` (docs/kinesis.md).\n\n"
 	       "| key | type | range / allowed | default | description |\n"
 	       "|---|---|---|---|---|\n");
 	for (size_t i = 0; i < n; i++) {

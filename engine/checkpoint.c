@@ -158,9 +158,8 @@ static int start_one(sp_engine_t *e, sp_part_t *p, bool *resolved_out, char *err
 		if ((rc = e->src.ops->seek(&e->src, p, &ck, NULL, err, sz)))
 			return rc;
 		p->eng->ckpt = p->eng->saved = ck;
-		char b[80];
-		sp_msg(e, SP_MSG_DEBUG, "%s: resuming after checkpoint %s", p->pub.name,
-		       sp_ckpt_fmt(&ck, b, sizeof(b)));
+		char b[SPATE_POSITION_MAX];
+		sp_msg(e, SP_MSG_DEBUG, "%s: resuming after checkpoint %s", p->pub.name, sp_ckpt_fmt(&ck, b, sizeof(b)));
 	} else {
 		sp_ckpt_t resolved = {.beginning = true};
 		if ((rc = e->src.ops->seek(&e->src, p, NULL, &resolved, err, sz)))
@@ -188,6 +187,20 @@ int sp_checkpoint_load_and_seek(sp_engine_t *e, char *err, size_t sz)
 			return rc;
 	}
 	return SPATE_OK;
+}
+
+int sp_engine_checkpoint_load(sp_engine_t *e, const char *name, sp_ckpt_t *out, char *err, size_t sz)
+{
+	if (e->store_open)
+		return e->store.ops->load(&e->store, name, out, err, sz);
+	for (size_t i = 0; i < e->nparts; i++) {
+		sp_part_t *p = e->parts[i];
+		if (p->eng->started && !p->eng->revoked && !strcmp(p->pub.name, name)) {
+			*out = p->eng->ckpt;
+			return SPATE_OK;
+		}
+	}
+	return SPATE_ERR_NOT_FOUND;
 }
 
 int sp_engine_partition_start(sp_engine_t *e, sp_part_t *p, char *err, size_t sz)

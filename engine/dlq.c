@@ -59,7 +59,7 @@ int sp_dlq_write(sp_engine_t *e, const spate_push_record_t *recs, size_t n, char
 int sp_engine_dead_letter_range(sp_engine_t *e, sp_part_t *p, const spate_position_t *first,
                                 const spate_position_t *last, const char *error, char *errstr, size_t size)
 {
-	char a[64], b[64], vals[SP_DLQ_VALBYTES];
+	char a[SPATE_POSITION_MAX], b[SPATE_POSITION_MAX], vals[SP_DLQ_VALBYTES];
 	spate_position_fmt(first, a, sizeof(a));
 	spate_position_fmt(last, b, sizeof(b));
 	if (!e->dlq_open) {

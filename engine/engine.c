@@ -516,7 +516,7 @@ static int feed(spate_engine_t *e, char *err, size_t sz)
 		}
 		if (c->pub.n == 1 && c->pub.bytes > e->max_inflight_bytes) {
 			/* guarantee 7: one record larger than the bound is an error naming it */
-			char pos[64];
+			char pos[SPATE_POSITION_MAX];
 			sp_err(err, sz, SPATE_ERR_INVALID,
 			       "max.inflight.bytes: the record at %s position %s takes %" PRIu64
 			       " bytes, more than the bound of %" PRIu64,

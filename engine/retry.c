@@ -89,7 +89,7 @@ bool sp_lane_dead_letter(sp_worker_t *w, sp_lane_t *l, const sp_bref_t *refs, ui
 	if (!e->dlq_open) {
 		for (uint32_t i = 0; i < k; i++) {
 			const spate_record_t *r = sp_bref_rec(&refs[i]);
-			char pos[64];
+			char pos[SPATE_POSITION_MAX];
 			sp_msg(e, SP_MSG_WARN, "dropped %s position %s after %u attempts (%s): %s (no dlq configured)",
 			       r->partition->name, spate_position_fmt(&r->position, pos, sizeof(pos)),
 			       sp_bref_st(&refs[i])->attempts, sp_dlq_conditions[cond], errs && errs[i] ? errs[i] : l->last_err);
@@ -135,7 +135,7 @@ bool sp_lane_dead_letter(sp_worker_t *w, sp_lane_t *l, const sp_bref_t *refs, ui
 			for (size_t j = 0; j < r->header_cnt; j++)
 				h[hn++] = r->headers[j];
 		const char *err = errs && errs[i] ? errs[i] : l->last_err;
-		char pos[64];
+		char pos[SPATE_POSITION_MAX];
 		spate_position_fmt(&r->position, pos, sizeof(pos));
 		sp_dlq_meta_t m = {.condition = c,
 		                   .attempts = st->attempts,
@@ -155,7 +155,7 @@ bool sp_lane_dead_letter(sp_worker_t *w, sp_lane_t *l, const sp_bref_t *refs, ui
 	if (rc != SPATE_OK) {
 		atomic_fetch_add_explicit(&w->st.dlq_errors, 1, memory_order_relaxed);
 		const spate_record_t *r = sp_bref_rec(&refs[0]);
-		char pos[64];
+		char pos[SPATE_POSITION_MAX];
 		sp_msg(e, SP_MSG_ERROR, "dlq: cannot write %u records of %s from position %s: %s; the lane waits and retries",
 		       k, r->partition->name, spate_position_fmt(&r->position, pos, sizeof(pos)), errstr);
 		l->dlq_pending = k;

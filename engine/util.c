@@ -193,20 +193,163 @@ int64_t sp_fault_hook(const char *env, char *errstr, size_t size)
 	return -1;
 }
 
+/* ---- positions: one unsigned 512-bit number, x[0..4] then w[0..2] ----------------------- */
+
+#define POS_WORDS 8
+_Static_assert(sizeof(spate_position_t) == POS_WORDS * sizeof(uint64_t), "a position is 8 words, no padding");
+
+/* The words of the number, most significant first (x[0] .. x[4], w[0] .. w[2]): the
+ * struct is those eight words with no padding (the assertion above). */
+static inline const uint64_t *pos_words(const spate_position_t *p)
+{
+	return (const uint64_t *)(const void *)p;
+}
+
+static inline uint64_t pos_word(const spate_position_t *p, int i)
+{
+	return pos_words(p)[i];
+}
+
+static inline uint64_t *pos_wordp(spate_position_t *p, int i)
+{
+	return (uint64_t *)(void *)p + i;
+}
+
 int spate_position_cmp(const spate_position_t *a, const spate_position_t *b)
 {
-	for (int i = 0; i < 3; i++)
-		if (a->w[i] != b->w[i])
-			return a->w[i] < b->w[i] ? -1 : 1;
+	/* offsets (x all 0) decide on the low words; the high words are compared first */
+	for (int i = 0; i < POS_WORDS; i++) {
+		uint64_t u = pos_word(a, i), v = pos_word(b, i);
+		if (u != v)
+			return u < v ? -1 : 1;
+	}
+	return 0;
+}
+
+bool sp_pos_is_offset(const spate_position_t *p)
+{
+	for (int i = 0; i < POS_WORDS - 1; i++)
+		if (pos_word(p, i))
+			return false;
+	return true;
+}
+
+spate_position_t sp_pos_closed(void)
+{
+	spate_position_t p;
+	memset(&p, 0xff, sizeof(p));
+	return p;
+}
+
+bool sp_pos_is_closed(const spate_position_t *p)
+{
+	for (int i = 0; i < POS_WORDS; i++)
+		if (pos_word(p, i) != UINT64_MAX)
+			return false;
+	return true;
+}
+
+bool sp_pos_is_wide(const spate_position_t *p)
+{
+	return (p->x[0] & SPATE_POSITION_WIDE) && !sp_pos_is_closed(p);
+}
+
+/* The sequence-number part of a wide position: words 0..6 with the flag cleared, as a
+ * little array v[0..6] most significant first. */
+static void seq_words(const spate_position_t *p, uint64_t v[POS_WORDS - 1])
+{
+	for (int i = 0; i < POS_WORDS - 1; i++)
+		v[i] = pos_word(p, i);
+	v[0] &= ~SPATE_POSITION_WIDE;
+}
+
+/* Divide the n-word number v (most significant first) by d in place; the remainder. */
+static uint64_t words_divmod(uint64_t *v, int n, uint64_t d)
+{
+	unsigned __int128 r = 0;
+	for (int i = 0; i < n; i++) {
+		unsigned __int128 cur = (r << 64) | v[i];
+		v[i] = (uint64_t)(cur / d);
+		r = cur % d;
+	}
+	return (uint64_t)r;
+}
+
+/* Decimal text of the n-word number v (consumed) into buf; its length, or -1 when it does
+ * not fit. */
+static int words_dec(uint64_t *v, int n, char *buf, size_t size)
+{
+	/* 10^19 is the largest power of ten below 2^64: peel 19 digits at a time; 448 bits
+	 * are at most 135 digits, 8 such parts */
+	const uint64_t chunk = UINT64_C(10000000000000000000);
+	uint64_t parts[8];
+	int np = 0;
+	bool more;
+	do {
+		parts[np++] = words_divmod(v, n, chunk);
+		more = false;
+		for (int i = 0; i < n; i++)
+			more = more || v[i];
+	} while (more && np < 8);
+	int len = snprintf(buf, size, "%" PRIu64, parts[np - 1]);
+	for (int i = np - 2; i >= 0 && len >= 0 && (size_t)len < size; i--)
+		len += snprintf(buf + len, size - (size_t)len, "%019" PRIu64, parts[i]);
+	return len < 0 || (size_t)len >= size ? -1 : len;
+}
+
+int sp_position_seq_fmt(const spate_position_t *p, char *buf, size_t size)
+{
+	uint64_t v[POS_WORDS - 1];
+	seq_words(p, v);
+	return words_dec(v, POS_WORDS - 1, buf, size);
+}
+
+int sp_position_wide(const char *digits, size_t len, uint64_t sub, spate_position_t *out)
+{
+	/* a sequence number: 1 to SP_SEQ_DIGITS_MAX decimal digits, no sign, no leading 0
+	 * (except "0" itself), as the Kinesis API's pattern 0|([1-9]\d{0,128}) */
+	if (len == 0 || len > SP_SEQ_DIGITS_MAX || (len > 1 && digits[0] == '0'))
+		return -1;
+	uint64_t v[POS_WORDS - 1] = {0};
+	for (size_t k = 0; k < len; k++) {
+		if (digits[k] < '0' || digits[k] > '9')
+			return -1;
+		unsigned __int128 carry = (unsigned)(digits[k] - '0');
+		for (int i = POS_WORDS - 2; i >= 0; i--) {
+			unsigned __int128 cur = (unsigned __int128)v[i] * 10 + carry;
+			v[i] = (uint64_t)cur;
+			carry = cur >> 64;
+		}
+		if (carry || (v[0] & SPATE_POSITION_WIDE))
+			return -1; /* cannot happen below SP_SEQ_DIGITS_MAX digits; kept as a guard */
+	}
+	memset(out, 0, sizeof(*out));
+	for (int i = 0; i < POS_WORDS - 1; i++)
+		*pos_wordp(out, i) = v[i];
+	out->x[0] |= SPATE_POSITION_WIDE;
+	out->w[2] = sub;
 	return 0;
 }
 
 char *spate_position_fmt(const spate_position_t *p, char *buf, size_t size)
 {
-	if (!p->w[0] && !p->w[1])
+	if (sp_pos_is_offset(p)) {
 		snprintf(buf, size, "%" PRIu64, p->w[2]);
-	else
+	} else if (sp_pos_is_closed(p)) {
+		snprintf(buf, size, "SHARD_END");
+	} else if (sp_pos_is_wide(p)) {
+		char seq[SPATE_POSITION_MAX];
+		if (sp_position_seq_fmt(p, seq, sizeof(seq)) < 0)
+			seq[0] = 0;
+		snprintf(buf, size, "%s.%" PRIu64, seq, p->w[2]);
+	} else if (!p->x[0] && !p->x[1] && !p->x[2] && !p->x[3] && !p->x[4]) {
 		snprintf(buf, size, "%" PRIx64 ":%016" PRIx64 ":%016" PRIx64, p->w[0], p->w[1], p->w[2]);
+	} else {
+		snprintf(buf, size,
+		         "%" PRIx64 ":%016" PRIx64 ":%016" PRIx64 ":%016" PRIx64 ":%016" PRIx64 ":%016" PRIx64
+		         ":%016" PRIx64 ":%016" PRIx64,
+		         p->x[0], p->x[1], p->x[2], p->x[3], p->x[4], p->w[0], p->w[1], p->w[2]);
+	}
 	return buf;
 }
 
@@ -229,17 +372,36 @@ int sp_position_parse(const char *s, spate_position_t *out)
 {
 	if (!s)
 		return -1;
+	if (!strcmp(s, "SHARD_END")) {
+		*out = sp_pos_closed();
+		return 0;
+	}
 	const char *q = s;
-	if (strchr(s, ':')) {
-		uint64_t w[3];
-		for (int i = 0; i < 3; i++) {
-			if (parse_word(q, 16, i < 2 ? ':' : 0, &w[i], &q) < 0)
+	const char *dot = strchr(s, '.');
+	if (dot) { /* SEQ.SUB */
+		uint64_t sub;
+		if (parse_word(dot + 1, 10, 0, &sub, &q) < 0)
+			return -1;
+		return sp_position_wide(s, (size_t)(dot - s), sub, out);
+	}
+	size_t colons = 0;
+	for (const char *c = s; *c; c++)
+		colons += *c == ':';
+	if (colons == 2 || colons == POS_WORDS - 1) {
+		int n = (int)colons + 1;
+		uint64_t w[POS_WORDS];
+		for (int i = 0; i < n; i++) {
+			if (parse_word(q, 16, i < n - 1 ? ':' : 0, &w[i], &q) < 0)
 				return -1;
 			q++;
 		}
-		memcpy(out->w, w, sizeof(w));
+		memset(out, 0, sizeof(*out));
+		for (int i = 0; i < n; i++)
+			*pos_wordp(out, POS_WORDS - n + i) = w[i];
 		return 0;
 	}
+	if (colons)
+		return -1;
 	uint64_t v;
 	if (parse_word(s, 10, 0, &v, &q) < 0)
 		return -1;
@@ -269,7 +431,7 @@ int sp_ckpt_parse(const char *s, sp_ckpt_t *out)
 
 size_t spate_record_id(const spate_record_t *rec, char *buf, size_t size)
 {
-	char pos[64];
+	char pos[SPATE_POSITION_MAX];
 	spate_position_fmt(&rec->position, pos, sizeof(pos));
 	int n = snprintf(buf, buf ? size : 0, "%s/%s", rec->partition->name, pos);
 	return n < 0 ? 0 : (size_t)n;

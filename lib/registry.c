@@ -28,12 +28,21 @@ extern const sp_store_ops_t sp_store_kafka;
 #define SP_KAFKA_SOURCES
 #define SP_KAFKA_STORES
 #endif
+#ifdef SPATE_HAVE_KINESIS /* the Kinesis source, sink and DLQ */
+extern const sp_source_ops_t sp_source_kinesis;
+extern const sp_sink_ops_t sp_sink_kinesis;
+#define SP_KINESIS_SOURCES &sp_source_kinesis,
+#define SP_KINESIS_SINKS &sp_sink_kinesis,
+#else
+#define SP_KINESIS_SOURCES
+#define SP_KINESIS_SINKS
+#endif
 extern const sp_operator_ops_t sp_op_noop, sp_op_fraud, sp_op_sleep, sp_op_spin, sp_op_fail_if,
     sp_op_journal;
 
-static const sp_source_ops_t *const sources[] = {&sp_source_gen, &sp_source_push, &sp_source_log, SP_KAFKA_SOURCES NULL};
+static const sp_source_ops_t *const sources[] = {&sp_source_gen, &sp_source_push, &sp_source_log, SP_KAFKA_SOURCES SP_KINESIS_SOURCES NULL};
 static const sp_store_ops_t *const stores[] = {&sp_store_file, &sp_store_redis, &sp_store_rediss, SP_KAFKA_STORES NULL};
-static const sp_sink_ops_t *const sinks[] = {&sp_sink_log, SP_KAFKA_SINKS NULL};
+static const sp_sink_ops_t *const sinks[] = {&sp_sink_log, SP_KAFKA_SINKS SP_KINESIS_SINKS NULL};
 static const sp_operator_ops_t *const operators[] = {&sp_op_noop, &sp_op_fraud, &sp_op_sleep,
                                                      &sp_op_spin, &sp_op_fail_if, &sp_op_journal,
                                                      NULL};

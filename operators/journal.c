@@ -28,8 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
-/* What spate_position_fmt needs for any position (decimal or three hex words). */
-#define JOURNAL_POS_MAX 64
+/* What spate_position_fmt needs for any position. */
+#define JOURNAL_POS_MAX SPATE_POSITION_MAX
 /* The first buffer of a worker; it grows to fit the largest batch seen. */
 #define JOURNAL_BUF_INIT (64 * 1024)
 

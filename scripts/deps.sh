@@ -9,9 +9,14 @@ set -euo pipefail
 # its test's client (tests/examples/test_ingest.c); libhiredis-dev: store=redis://;
 # redis-server redis-tools: the Redis store's tests
 pkgs=(gcc meson ninja-build pkg-config libcriterion-dev libxxhash-dev liburing-dev
-      librdkafka-dev libisal-dev libjansson-dev libmicrohttpd-dev curl libhiredis-dev redis-server redis-tools
+      librdkafka-dev libisal-dev libjansson-dev libcurl4-openssl-dev libssl-dev
+      libmicrohttpd-dev curl libhiredis-dev redis-server redis-tools
       zlib1g-dev libsnappy-dev liblz4-dev libzstd-dev
       python3 python3-kafka python3-lz4 python3-zstandard python3-snappy)
+# node runs kinesalite, the Kinesis server of the tests (installed below with npm); a
+# node that is already there (another packaging of it) is kept
+command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
+command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 [ "${1:-}" = "--bench" ] && pkgs+=(gnuplot-nox linux-perf python3)
 missing=()
 for p in "${pkgs[@]}"; do
@@ -24,4 +29,16 @@ if [ ${#missing[@]} -gt 0 ]; then
 	export DEBIAN_FRONTEND=noninteractive
 	$SUDO apt-get update -qq
 	$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# kinesalite (npm) for the Kinesis tests, into the repository's .deps/node (never
+# globally); tests/meson.build points the tests at it. Pinned: the version the tests
+# were written against (shared/reference/test-peers.md).
+KINESALITE_VERSION=3.3.3
+root="$(cd "$(dirname "$0")/.." && pwd)"
+kdir="$root/.deps/node"
+if ! grep -qs "\"version\": \"$KINESALITE_VERSION\"" "$kdir/node_modules/kinesalite/package.json"; then
+	echo "deps: installing kinesalite $KINESALITE_VERSION into $kdir" >&2
+	mkdir -p "$kdir"
+	npm install --prefix "$kdir" --no-audit --no-fund --loglevel=error "kinesalite@$KINESALITE_VERSION" >&2
 fi

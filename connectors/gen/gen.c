@@ -142,9 +142,9 @@ static int gen_seek(sp_source_t *s, sp_part_t *p, const sp_ckpt_t *ckpt, sp_ckpt
 			gp->next = 0;
 			return SPATE_OK;
 		}
-		char buf[80];
+		char buf[SPATE_POSITION_MAX];
 		const spate_position_t *a = &ckpt->after;
-		if (a->w[0] || a->w[1] || a->w[2] == UINT64_MAX)
+		if (!sp_pos_is_offset(a) || a->w[2] == UINT64_MAX)
 			return sp_err(err, sz, SPATE_ERR_OUT_OF_RANGE,
 			              "%s: checkpoint %s is not a gen position", p->pub.name,
 			              spate_position_fmt(a, buf, sizeof(buf)));

@@ -614,7 +614,7 @@ static int ksrc_seek(sp_source_t *s, sp_part_t *p, const sp_ckpt_t *ckpt, sp_ckp
 		              rd_kafka_err2str(e));
 	k->low = lo;
 	if (ckpt) {
-		if (!ckpt->beginning && (ckpt->after.w[0] || ckpt->after.w[1] || ckpt->after.w[2] >= (uint64_t)INT64_MAX))
+		if (!ckpt->beginning && (!sp_pos_is_offset(&ckpt->after) || ckpt->after.w[2] >= (uint64_t)INT64_MAX))
 			return sp_err(errstr, size, SPATE_ERR_INVALID, "%s: checkpoint is not a Kafka offset", p->pub.name);
 		int64_t committed = k->loaded;
 		k->loaded = -1;

@@ -216,7 +216,7 @@ static int log_seek(sp_source_t *s, sp_part_t *p, const sp_ckpt_t *ckpt, sp_ckpt
 		if (ckpt->beginning) {
 			off = 0;
 		} else {
-			if (ckpt->after.w[0] || ckpt->after.w[1] || ckpt->after.w[2] == UINT64_MAX)
+			if (!sp_pos_is_offset(&ckpt->after) || ckpt->after.w[2] == UINT64_MAX)
 				return sp_err(errstr, size, SPATE_ERR_INVALID,
 				              "%s: checkpoint is not a log offset", p->pub.name);
 			off = ckpt->after.w[2] + 1;

@@ -36,8 +36,8 @@
 #define FSTORE_MAGIC "spate-checkpoints"
 /* The first word of the checksum line, the last line of the file. */
 #define FSTORE_TRAILER "#end"
-/* The longest checkpoint text accepted in a line; a wide position is 50 characters. */
-#define FSTORE_CKPT_MAX 96
+/* The longest checkpoint text accepted in a line (any position, spate.h). */
+#define FSTORE_CKPT_MAX SPATE_POSITION_MAX
 /* The longest header or checksum line accepted. */
 #define FSTORE_META_MAX 160
 

@@ -8,7 +8,7 @@
  *   token   the fencing token (leaseCounter): raised by every acquire
  *   expiry  when the lease expires, in ms of the server's clock (TIME)
  *   ckpt    the checkpoint as sp_ckpt_fmt() writes it
- *   cmp     the same position as 48 hex digits ("" for "beginning"), so that Lua
+ *   cmp     the same position as 128 hex digits ("" for "beginning"), so that Lua
  *           compares positions as big numbers by comparing strings
  *   epoch   the epoch marker the hash was written under
  *
@@ -216,15 +216,18 @@ static void rs_epoch_key(const rstore_t *r, char *buf, size_t size)
 	snprintf(buf, size, "spate:%s:epoch", r->ns);
 }
 
-/* The position as 48 hex digits ("" for "beginning"): strings that compare as the
- * positions do. */
+/* The position as 128 hex digits, its eight words most significant first ("" for
+ * "beginning"): strings that compare as the positions do (one 512-bit number). */
 static void ckpt_cmp(const sp_ckpt_t *c, char *buf, size_t size)
 {
+	buf[0] = 0;
 	if (c->beginning)
-		snprintf(buf, size, "%s", "");
-	else
-		snprintf(buf, size, "%016" PRIx64 "%016" PRIx64 "%016" PRIx64, c->after.w[0], c->after.w[1],
-		         c->after.w[2]);
+		return;
+	size_t n = 0;
+	for (int i = 0; i < 5 && n < size; i++)
+		n += (size_t)snprintf(buf + n, size - n, "%016" PRIx64, c->after.x[i]);
+	for (int i = 0; i < 3 && n < size; i++)
+		n += (size_t)snprintf(buf + n, size - n, "%016" PRIx64, c->after.w[i]);
 }
 
 static int lost_err(rstore_t *r, char *errstr, size_t size, const char *what)
@@ -440,7 +443,7 @@ static int rs_save(sp_store_t *s, const sp_store_entry_t *ents, size_t n, char *
 			            "a lease: run the source in lease mode)",
 			            r->name, e->name);
 		} else {
-			char key[RS_KEY_MAX], tok[24], ck[96], cmp[64];
+			char key[RS_KEY_MAX], tok[24], ck[SPATE_POSITION_MAX], cmp[160];
 			rs_key(r, e->name, key, sizeof(key));
 			snprintf(tok, sizeof(tok), "%" PRIu64, e->counter);
 			sp_ckpt_fmt(&e->ckpt, ck, sizeof(ck));

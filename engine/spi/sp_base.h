@@ -72,14 +72,36 @@ typedef struct sp_ckpt {
 char *sp_ckpt_fmt(const sp_ckpt_t *c, char *buf, size_t size);
 /** Parse what sp_ckpt_fmt wrote. 0 or -1. */
 int sp_ckpt_parse(const char *s, sp_ckpt_t *out);
-/** Parse a position as spate_position_fmt writes it. 0 or -1. */
+/** Parse a position as spate_position_fmt writes it (also the three-word hex form older
+ *  versions wrote). 0 or -1. */
 int sp_position_parse(const char *s, spate_position_t *out);
 
 static inline spate_position_t sp_pos(uint64_t off)
 {
-	spate_position_t p = {{0, 0, off}};
+	spate_position_t p = {.w = {0, 0, off}};
 	return p;
 }
+
+/** The most digits of a wide position's sequence number (the Kinesis API's pattern
+ *  0|([1-9]\d{0,128})). */
+#define SP_SEQ_DIGITS_MAX 129
+
+/** True when p is an offset: only w[2] may be non-zero (what log, gen, push and Kafka
+ *  positions are; a source refuses a checkpoint that is not one). */
+bool sp_pos_is_offset(const spate_position_t *p);
+/** True for a wide (sequence number, sub-sequence) position (not SHARD_END). */
+bool sp_pos_is_wide(const spate_position_t *p);
+/** SPATE_POSITION_CLOSED (every bit set, "SHARD_END"): after every record of a partition
+ *  that has ended. */
+spate_position_t sp_pos_closed(void);
+bool sp_pos_is_closed(const spate_position_t *p);
+/** A wide position from a sequence number in decimal (digits, len: 1 to
+ *  SP_SEQ_DIGITS_MAX digits, no sign, no leading zero) and a sub-sequence number. 0, or
+ *  -1 when digits is not such a number. Needs no NUL after the digits. */
+int sp_position_wide(const char *digits, size_t len, uint64_t sub, spate_position_t *out);
+/** The sequence number of a wide position in decimal into buf (SPATE_POSITION_MAX bytes
+ *  hold any). Its length, or -1 when buf is too small. */
+int sp_position_seq_fmt(const spate_position_t *p, char *buf, size_t size);
 
 /* ---- values, files, checksums ----------------------------------------------------- */
 

@@ -157,6 +157,12 @@ int sp_engine_dead_letter_range(sp_engine_t *e, sp_part_t *p, const spate_positi
                                 const spate_position_t *last, const char *error, char *errstr, size_t size);
 /** Wake the engine thread. @locality any thread, or a signal handler */
 void sp_engine_wake(sp_engine_t *e);
+/** The checkpoint the store holds for the partition named name ("source/topic/shard"),
+ *  which need not be one of this engine's partitions (a Kinesis child shard waits until
+ *  the store shows each parent at SHARD_END, whoever read the parent). With no store
+ *  (store=none) it is what this engine has DONE of its partition of that name.
+ *  SPATE_OK, SPATE_ERR_NOT_FOUND, or the store's error. @locality the engine thread */
+int sp_engine_checkpoint_load(sp_engine_t *e, const char *name, sp_ckpt_t *out, char *errstr, size_t size);
 
 /* ---- sources ---------------------------------------------------------------------- */
 

@@ -1,7 +1,7 @@
 /* spate.h - the one public header of libspate.
  *
  * spate reads partitioned streams (the embedded log, Kafka, a synthetic generator, or
- * records pushed by the embedding application; Kinesis is planned), fans the records
+ * records pushed by the embedding application, Kinesis), fans the records
  * out to stateless handlers that run on a pool of worker threads, tracks which records
  * are DONE, and writes per-partition checkpoints to a store. Poison records go to a
  * dead-letter queue.
@@ -101,9 +101,8 @@ SPATE_API void spate_conf_destroy(spate_conf_t *conf);
  * Set key to value after checking it against the key's type and range.
  * On failure a message naming the key and what is allowed is written to errstr
  * (which may be NULL), and the conf is unchanged.
- * Keys that start with "kafka." pass through to librdkafka (docs/kafka.md). Keys that
- * start with "kinesis." are accepted unchecked and unused: they are reserved for the
- * planned Kinesis connector.
+ * Keys that start with "kafka." pass through to librdkafka (docs/kafka.md); the
+ * Kinesis connector's keys start with "kinesis." (docs/kinesis.md).
  */
 SPATE_API spate_conf_res_t spate_conf_set(spate_conf_t *conf, const char *key, const char *value,
                                           char *errstr, size_t errstr_size);
@@ -133,12 +132,13 @@ SPATE_API const spate_conf_prop_t *spate_conf_properties(size_t *cnt);
  * Records and batches
  * ---------------------------------------------------------------------------------- */
 
-/** The version of spate_record_t this header describes. */
-#define SPATE_RECORD_VERSION 1
+/** The version of spate_record_t this header describes. Version 2 widened
+ *  spate_position_t from 192 to 512 bits (Kinesis sequence numbers of up to 129 digits). */
+#define SPATE_RECORD_VERSION 2
 
 /** Where a record came from: the source, its topic or stream, and its partition or shard. */
 typedef struct spate_partition {
-	const char *source;  /**< "gen", "push", "log", "kafka" ("kinesis" is planned) */
+	const char *source;  /**< "gen", "push", "log", "kafka", "kinesis" */
 	const char *topic;   /**< topic, stream or log directory name */
 	int32_t partition;   /**< partition number; -1 for Kinesis shards */
 	const char *shard;   /**< Kinesis shard id, else NULL */
@@ -147,17 +147,34 @@ typedef struct spate_partition {
 
 /**
  * An opaque, totally ordered position in a partition: compare with
- * spate_position_cmp(). Kafka and log offsets and gen sequence numbers fill w[2];
- * wider positions (Kinesis sequence numbers) use all three words, most significant first.
+ * spate_position_cmp(). It is one unsigned 512-bit number, most significant word first:
+ * x[0..4] then w[0..2]. Kafka and log offsets and gen sequence numbers fill w[2] (the
+ * other words are 0). A Kinesis position (record version 2) sets the top bit of x[0]
+ * (SPATE_POSITION_WIDE), holds the sequence number (up to 129 decimal digits) in the
+ * bits below it down to w[1], and the KPL sub-sequence number in w[2], so comparing the
+ * numbers orders (sequence number, sub-sequence number). Every bit set is
+ * SPATE_POSITION_CLOSED: after every record of a partition that has ended (a Kinesis
+ * shard read to SHARD_END).
  */
 typedef struct spate_position {
-	uint64_t w[3];
+	uint64_t x[5]; /**< the high words (0 for offsets); record version 2 */
+	uint64_t w[3]; /**< the low words; offsets fill w[2] */
 } spate_position_t;
+
+/** The flag bit of x[0] that marks a wide (sequence number, sub-sequence) position. */
+#define SPATE_POSITION_WIDE (UINT64_C(1) << 63)
+/** The most bytes spate_position_fmt writes, NUL included ("SEQ.SUB" with a 129-digit
+ *  sequence number, or eight hex words). */
+#define SPATE_POSITION_MAX 160
 
 /** <0, 0, >0 as a is before, equal to, or after b. */
 SPATE_API int spate_position_cmp(const spate_position_t *a, const spate_position_t *b);
-/** Format a position into buf (at least 64 bytes): decimal when only w[2] is used, else
- *  "w0:w1:w2" in hex. Returns buf. */
+/**
+ * Format a position into buf (SPATE_POSITION_MAX bytes hold any): decimal when only
+ * w[2] is used; "SEQ.SUB" (two decimals) for a wide position; "SHARD_END" for
+ * SPATE_POSITION_CLOSED; else the words in hex, "w0:w1:w2" when x is 0, else all eight
+ * "x0:x1:x2:x3:x4:w0:w1:w2". Returns buf.
+ */
 SPATE_API char *spate_position_fmt(const spate_position_t *pos, char *buf, size_t size);
 
 /** A record header: a key and an optional binary value. */

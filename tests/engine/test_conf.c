@@ -162,7 +162,7 @@ Test(conf, errors_have_names)
 
 Test(conf, positions_and_checkpoints_round_trip)
 {
-	spate_position_t a = sp_pos(42), b = {{1, 2, 3}}, x;
+	spate_position_t a = sp_pos(42), b = {.w = {1, 2, 3}}, x;
 	char buf[80];
 	cr_assert_eq(sp_position_parse(spate_position_fmt(&a, buf, sizeof(buf)), &x), 0);
 	cr_assert_eq(spate_position_cmp(&a, &x), 0);

@@ -275,16 +275,17 @@ Test(failures, poison_key_does_not_stall_other_lanes)
 	poison_lane_case("256M");
 }
 
-/* The stream (40,000 records of about 12 bytes: about 5.4 MB as chunks, with the
- * engine's descriptors of them) is far larger than 3 MiB in flight: the retrying lane
- * must copy its queued records out and release the chunks, or its partition stays paused
- * until the poison record is dead-lettered. What the lane copies (1/8 of its
- * partition's records with their descriptors, about 0.5 MB) counts in the bound and fits
- * its partition's share (1.5 MiB); a lane whose copies pass its share pauses its
- * partition and no other (test_flow.c). */
+/* The stream (40,000 records of about 12 bytes: about 7 MB as chunks, with the engine's
+ * descriptors of them, 136 bytes each since positions are 512 bits) is far larger than
+ * 4 MiB in flight: the retrying lane must copy its queued records out and release the
+ * chunks, or its partition stays paused until the poison record is dead-lettered (with
+ * the copies turned off this test fails at 4 MiB). What the lane copies (1/8 of its
+ * partition's records with their descriptors, about 0.7 MB) counts in the bound and fits
+ * its partition's share (2 MiB); a lane whose copies pass its share pauses its partition
+ * and no other (test_flow.c). */
 Test(failures, retrying_lane_releases_chunks_under_a_small_inflight_bound)
 {
-	poison_lane_case("3M");
+	poison_lane_case("4M");
 }
 
 Test(failures, record_age_only_for_records_that_failed)

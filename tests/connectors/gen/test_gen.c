@@ -304,7 +304,7 @@ Test(gen_source, seek_checkpoints)
 	err[0] = 0;
 	cr_assert_eq(sp_source_gen.seek(&r.s, p1, &past, NULL, err, sizeof(err)), SPATE_ERR_OUT_OF_RANGE);
 	cr_assert(strstr(err, "gen/gen/1") && strstr(err, "0..49"), "%s", err);
-	sp_ckpt_t wide = {.beginning = false, .after = {{1, 0, 3}}};
+	sp_ckpt_t wide = {.beginning = false, .after = {.w = {1, 0, 3}}};
 	err[0] = 0;
 	cr_assert_eq(sp_source_gen.seek(&r.s, p0, &wide, NULL, err, sizeof(err)), SPATE_ERR_OUT_OF_RANGE);
 	cr_assert(strstr(err, "gen/gen/0"), "%s", err);

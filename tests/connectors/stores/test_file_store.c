@@ -105,13 +105,13 @@ static sp_ckpt_t ck_at(uint64_t off)
 
 static sp_ckpt_t ck_wide(uint64_t a, uint64_t b, uint64_t c)
 {
-	sp_ckpt_t k = {false, {{a, b, c}}};
+	sp_ckpt_t k = {false, {.w = {a, b, c}}};
 	return k;
 }
 
 static sp_ckpt_t ck_beginning(void)
 {
-	sp_ckpt_t c = {true, {{0, 0, 0}}};
+	sp_ckpt_t c = {true, {.w = {0, 0, 0}}};
 	return c;
 }
 
@@ -231,13 +231,13 @@ Test(file_store, round_trip_many_partitions)
 	set_t s = make_set(MANY, 0, false);
 	/* the extremes, and names holding every byte the format escapes */
 	const sp_store_entry_t extra[] = {
-	    {.name = "gen/x/0", .ckpt = {false, {{0, 0, 0}}}},
-	    {.name = "gen/x/1", .ckpt = {false, {{0, 0, UINT64_MAX}}}},
-	    {.name = "kinesis/s/shardId-000", .ckpt = {false, {{UINT64_MAX, UINT64_MAX, UINT64_MAX}}}},
-	    {.name = "kinesis/s/shardId-001", .ckpt = {false, {{1, 0, 0}}}},
-	    {.name = "log/with\ttab\nnewline\r/3", .ckpt = {false, {{0, 0, 7}}}},
-	    {.name = "#log/100%/#2", .ckpt = {true, {{0, 0, 0}}}},
-	    {.name = "log/space and \x7f\x01 and caf\xc3\xa9/4", .ckpt = {false, {{0, 0, 42}}}},
+	    {.name = "gen/x/0", .ckpt = {false, {.w = {0, 0, 0}}}},
+	    {.name = "gen/x/1", .ckpt = {false, {.w = {0, 0, UINT64_MAX}}}},
+	    {.name = "kinesis/s/shardId-000", .ckpt = {false, {.w = {UINT64_MAX, UINT64_MAX, UINT64_MAX}}}},
+	    {.name = "kinesis/s/shardId-001", .ckpt = {false, {.w = {1, 0, 0}}}},
+	    {.name = "log/with\ttab\nnewline\r/3", .ckpt = {false, {.w = {0, 0, 7}}}},
+	    {.name = "#log/100%/#2", .ckpt = {true, {.w = {0, 0, 0}}}},
+	    {.name = "log/space and \x7f\x01 and caf\xc3\xa9/4", .ckpt = {false, {.w = {0, 0, 42}}}},
 	};
 	sp_store_t st;
 	must_open(&st, f.path);

@@ -1,0 +1,366 @@
+/* kinesalite.c - Criterion helpers for Kinesis tests: kinesalite as a child process and
+ * direct calls of the Kinesis API. See kinesalite.h. Failures are t_require (engine.h):
+ * the helpers also run on t_engine_run's during thread. */
+#include "engine/engine.h"
+#include "tests/common/engine.h"
+#include "tests/common/kinesalite.h"
+#include "tests/common/util.h"
+
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+enum {
+	T_KIN_READY_MS = 30000,  /* node and kinesalite start within this (ASan, a busy machine) */
+	T_KIN_ANSWER_MS = 15000, /* a command's answer */
+	T_KIN_STOP_MS = 10000,   /* SIGTERM, then SIGKILL */
+	T_KIN_ACTIVE_MS = 30000, /* a stream becomes ACTIVE within this */
+	T_KIN_MAX = 4,
+	T_KIN_LINE = 512,
+};
+
+struct t_kin {
+	pid_t pid;
+	int in_fd, out_fd;
+	char endpoint[T_KIN_LINE + 16];
+	char rbuf[T_KIN_LINE];
+	size_t rlen;
+};
+
+static t_kin_t *running[T_KIN_MAX];
+
+void t_kin_env(void)
+{
+	setenv("AWS_ACCESS_KEY_ID", T_KIN_KEY_ID, 1);
+	setenv("AWS_SECRET_ACCESS_KEY", T_KIN_SECRET, 1);
+	unsetenv("AWS_SESSION_TOKEN");
+	setenv("AWS_REGION", T_KIN_REGION, 1);
+}
+
+static int read_line(t_kin_t *k, char *buf, size_t size, int64_t deadline)
+{
+	for (;;) {
+		char *nl = memchr(k->rbuf, '\n', k->rlen);
+		if (nl) {
+			size_t n = (size_t)(nl - k->rbuf);
+			snprintf(buf, size, "%.*s", (int)n, k->rbuf);
+			k->rlen -= n + 1;
+			memmove(k->rbuf, nl + 1, k->rlen);
+			return 0;
+		}
+		if (k->rlen == sizeof(k->rbuf))
+			return -1;
+		int64_t left = deadline - sp_now_ms();
+		if (left <= 0)
+			return -1;
+		struct pollfd p = {.fd = k->out_fd, .events = POLLIN};
+		int r = poll(&p, 1, (int)left);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		ssize_t n = read(k->out_fd, k->rbuf + k->rlen, sizeof(k->rbuf) - k->rlen);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		k->rlen += (size_t)n;
+	}
+}
+
+t_kin_t *t_kinesalite_start(void)
+{
+	const char *mods = getenv("SPATE_KINESALITE_MODULES");
+	const char *src = getenv("SPATE_SOURCE_DIR");
+	char script[1024], check[1200], dflt[1024];
+	if (!src || !*src)
+		src = ".";
+	snprintf(script, sizeof(script), "%s/tests/tools/kinesalite.js", src);
+	if (!mods || !*mods) { /* run outside meson test: the repository's .deps */
+		snprintf(dflt, sizeof(dflt), "%s/.deps/node/node_modules", src);
+		mods = dflt;
+	}
+	snprintf(check, sizeof(check), "%s/kinesalite/package.json", mods);
+	t_require(
+	    access(check, R_OK) == 0,
+	    "kinesalite is not installed in %s: run scripts/deps.sh (it installs nodejs, npm and kinesalite)",
+	    mods);
+	int slot = -1;
+	for (int i = 0; i < T_KIN_MAX && slot < 0; i++)
+		if (!running[i])
+			slot = i;
+	t_require(slot >= 0, "more than %d kinesalites at once", T_KIN_MAX);
+	t_kin_t *k = calloc(1, sizeof(*k));
+	t_require(k);
+	int in[2], out[2];
+	t_require(pipe2(in, O_CLOEXEC) == 0 && pipe2(out, O_CLOEXEC) == 0, "pipe2: %s", strerror(errno));
+	fflush(NULL);
+	pid_t pid = fork();
+	t_require(pid >= 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(in[0], 0);
+		dup2(out[1], 1);
+		execlp("node", "node", script, mods, (char *)NULL);
+		fprintf(stderr, "exec node: %s (install nodejs: scripts/deps.sh)\n", strerror(errno));
+		_exit(127);
+	}
+	close(in[0]);
+	close(out[1]);
+	k->pid = pid;
+	k->in_fd = in[1];
+	k->out_fd = out[0];
+	running[slot] = k;
+	char line[T_KIN_LINE];
+	t_require(read_line(k, line, sizeof(line), sp_now_ms() + T_KIN_READY_MS) == 0,
+	          "kinesalite (node %s) printed no ready line within %d ms", script, T_KIN_READY_MS);
+	const char *pre = "kinesalite listening on ";
+	t_require(!strncmp(line, pre, strlen(pre)), "kinesalite said \"%s\"", line);
+	t_require(!strncmp(line + strlen(pre), "127.0.0.1:", 10), "kinesalite listens on %s, not 127.0.0.1",
+	          line);
+	snprintf(k->endpoint, sizeof(k->endpoint), "http://%s", line + strlen(pre));
+	t_kin_env();
+	return k;
+}
+
+const char *t_kin_endpoint(const t_kin_t *k)
+{
+	return k->endpoint;
+}
+
+void t_kin_skew(t_kin_t *k, int64_t ms)
+{
+	char cmd[64], line[T_KIN_LINE];
+	int n = snprintf(cmd, sizeof(cmd), "skew %lld\n", (long long)ms);
+	t_require(write(k->in_fd, cmd, (size_t)n) == n, "kinesalite: cannot send a command");
+	t_require(read_line(k, line, sizeof(line), sp_now_ms() + T_KIN_ANSWER_MS) == 0,
+	          "kinesalite: no answer");
+	t_require(!strcmp(line, "ok"), "kinesalite answered \"%s\"", line);
+}
+
+void t_kinesalite_stop(t_kin_t *k)
+{
+	if (!k)
+		return;
+	for (int i = 0; i < T_KIN_MAX; i++)
+		if (running[i] == k)
+			running[i] = NULL;
+	close(k->in_fd); /* kinesalite exits when its stdin closes */
+	kill(k->pid, SIGTERM);
+	int st;
+	int64_t deadline = sp_now_ms() + T_KIN_STOP_MS;
+	while (waitpid(k->pid, &st, WNOHANG) == 0) {
+		if (sp_now_ms() >= deadline) {
+			kill(k->pid, SIGKILL);
+			waitpid(k->pid, &st, 0);
+			break;
+		}
+		t_sleep_ms(10);
+	}
+	close(k->out_fd);
+	free(k);
+}
+
+void t_kinesalite_fini(void)
+{
+	for (int i = 0; i < T_KIN_MAX; i++)
+		if (running[i])
+			t_kinesalite_stop(running[i]);
+}
+
+/* ---- the API ---------------------------------------------------------------------- */
+
+typedef struct buf {
+	char *p;
+	size_t n;
+} buf_t;
+
+static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userp)
+{
+	buf_t *b = userp;
+	size_t n = size * nmemb;
+	char *q = realloc(b->p, b->n + n + 1);
+	if (!q)
+		return 0;
+	memcpy(q + b->n, ptr, n);
+	b->p = q;
+	b->n += n;
+	b->p[b->n] = 0;
+	return n;
+}
+
+long t_kin_call(t_kin_t *k, const char *op, const char *body, char **out)
+{
+	CURL *e = curl_easy_init();
+	t_require(e);
+	char target[128], url[600];
+	snprintf(target, sizeof(target), "X-Amz-Target: Kinesis_20131202.%s", op);
+	snprintf(url, sizeof(url), "%s/", k->endpoint);
+	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/x-amz-json-1.1");
+	h = curl_slist_append(h, target);
+	buf_t b = {0};
+	curl_easy_setopt(e, CURLOPT_URL, url);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(e, CURLOPT_AWS_SIGV4, "aws:amz:" T_KIN_REGION ":kinesis");
+	curl_easy_setopt(e, CURLOPT_USERPWD, T_KIN_KEY_ID ":" T_KIN_SECRET);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 30000L);
+	long status = 0;
+	if (curl_easy_perform(e) == CURLE_OK)
+		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+	curl_slist_free_all(h);
+	curl_easy_cleanup(e);
+	if (out)
+		*out = b.p;
+	else
+		free(b.p);
+	return status;
+}
+
+char *t_kin_ok(t_kin_t *k, const char *op, const char *fmt, ...)
+{
+	char *body;
+	va_list ap;
+	va_start(ap, fmt);
+	t_require(vasprintf(&body, fmt, ap) >= 0);
+	va_end(ap);
+	char *out = NULL;
+	long st = t_kin_call(k, op, body, &out);
+	t_require(st == 200, "%s %s: HTTP %ld: %s", op, body, st, out ? out : "(no body)");
+	free(body);
+	return out;
+}
+
+void t_kin_wait_active(t_kin_t *k, const char *stream)
+{
+	int64_t deadline = sp_now_ms() + T_KIN_ACTIVE_MS;
+	for (;;) {
+		char *r = t_kin_ok(k, "DescribeStreamSummary", "{\"StreamName\":\"%s\"}", stream);
+		bool active = strstr(r, "\"StreamStatus\":\"ACTIVE\"") != NULL;
+		free(r);
+		if (active)
+			return;
+		t_require(sp_now_ms() < deadline, "stream %s is not ACTIVE within %d ms", stream,
+		          T_KIN_ACTIVE_MS);
+		t_sleep_ms(20);
+	}
+}
+
+void t_kin_create(t_kin_t *k, const char *stream, int shards)
+{
+	free(t_kin_ok(k, "CreateStream", "{\"StreamName\":\"%s\",\"ShardCount\":%d}", stream, shards));
+	t_kin_wait_active(k, stream);
+}
+
+char *t_kin_put(t_kin_t *k, const char *stream, const char *key, const void *data, size_t len)
+{
+	char *b64 = malloc(len * 4 / 3 + 8);
+	t_require(b64);
+	size_t n = 0;
+	static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	const uint8_t *s = data;
+	size_t i = 0;
+	for (; i + 3 <= len; i += 3) {
+		uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
+		b64[n++] = al[v >> 18];
+		b64[n++] = al[(v >> 12) & 63];
+		b64[n++] = al[(v >> 6) & 63];
+		b64[n++] = al[v & 63];
+	}
+	if (i < len) {
+		uint32_t v = (uint32_t)s[i] << 16 | (i + 1 < len ? (uint32_t)s[i + 1] << 8 : 0);
+		b64[n++] = al[v >> 18];
+		b64[n++] = al[(v >> 12) & 63];
+		b64[n++] = i + 1 < len ? al[(v >> 6) & 63] : '=';
+		b64[n++] = '=';
+	}
+	b64[n] = 0;
+	char *r = t_kin_ok(k, "PutRecord", "{\"StreamName\":\"%s\",\"PartitionKey\":\"%s\",\"Data\":\"%s\"}",
+	                   stream, key, b64);
+	free(b64);
+	json_t *j = json_loads(r, 0, NULL);
+	t_require(j, "PutRecord reply %s", r);
+	char *seq = strdup(json_string_value(json_object_get(j, "SequenceNumber")));
+	json_decref(j);
+	free(r);
+	return seq;
+}
+
+int t_kin_shards(t_kin_t *k, const char *stream, t_shard_t *out, int max)
+{
+	char *r = t_kin_ok(k, "ListShards", "{\"StreamName\":\"%s\"}", stream);
+	json_t *j = json_loads(r, 0, NULL);
+	t_require(j, "ListShards reply %s", r);
+	json_t *arr = json_object_get(j, "Shards"), *sh;
+	size_t i;
+	int n = 0;
+	json_array_foreach(arr, i, sh)
+	{
+		t_require(n < max);
+		t_shard_t *s = &out[n++];
+		memset(s, 0, sizeof(*s));
+		snprintf(s->id, sizeof(s->id), "%s", json_string_value(json_object_get(sh, "ShardId")));
+		const char *p = json_string_value(json_object_get(sh, "ParentShardId"));
+		const char *a = json_string_value(json_object_get(sh, "AdjacentParentShardId"));
+		snprintf(s->parent, sizeof(s->parent), "%s", p ? p : "");
+		snprintf(s->adj, sizeof(s->adj), "%s", a ? a : "");
+		json_t *hr = json_object_get(sh, "HashKeyRange");
+		snprintf(s->start_hash, sizeof(s->start_hash), "%s",
+		         json_string_value(json_object_get(hr, "StartingHashKey")));
+		snprintf(s->end_hash, sizeof(s->end_hash), "%s",
+		         json_string_value(json_object_get(hr, "EndingHashKey")));
+		s->closed = json_object_get(json_object_get(sh, "SequenceNumberRange"),
+		                            "EndingSequenceNumber") != NULL;
+	}
+	json_decref(j);
+	free(r);
+	return n;
+}
+
+long t_kin_read_shard(t_kin_t *k, const char *stream, const char *shard, char *last, size_t size)
+{
+	if (last)
+		last[0] = 0;
+	char *r =
+	    t_kin_ok(k, "GetShardIterator",
+	             "{\"StreamName\":\"%s\",\"ShardId\":\"%s\",\"ShardIteratorType\":\"TRIM_HORIZON\"}",
+	             stream, shard);
+	json_t *j = json_loads(r, 0, NULL);
+	char *it = strdup(json_string_value(json_object_get(j, "ShardIterator")));
+	json_decref(j);
+	free(r);
+	long n = 0;
+	while (it) {
+		r = t_kin_ok(k, "GetRecords", "{\"ShardIterator\":\"%s\",\"Limit\":10000}", it);
+		free(it);
+		it = NULL;
+		j = json_loads(r, 0, NULL);
+		t_require(j);
+		json_t *recs = json_object_get(j, "Records");
+		size_t cnt = json_array_size(recs);
+		n += (long)cnt;
+		if (cnt && last)
+			snprintf(last, size, "%s",
+			         json_string_value(
+			             json_object_get(json_array_get(recs, cnt - 1), "SequenceNumber")));
+		const char *next = json_string_value(json_object_get(j, "NextShardIterator"));
+		if (next && cnt)
+			it = strdup(next);
+		json_decref(j);
+		free(r);
+	}
+	return n;
+}
