@@ -66,7 +66,7 @@ int spate_cmd_dlq(int argc, char **argv)
 		return 2;
 	}
 	spate_conf_t *c = spate_conf_new();
-	if (!c || spate_cli_load_config(c, config)) {
+	if (!c || spate_cli_load_env(c) || spate_cli_load_config(c, config)) {
 		spate_conf_destroy(c);
 		return 1;
 	}
@@ -75,7 +75,10 @@ int spate_cmd_dlq(int argc, char **argv)
 			const char *kv = argv[++i], *eq = strchr(kv, '=');
 			char key[256];
 			if (!eq || (size_t)(eq - kv) >= sizeof(key)) {
-				fprintf(stderr, "spate: -X %s: expected key=value\n", kv);
+				/* the argument is not shown: it may hold a secret */
+				fprintf(stderr,
+				        "spate: -X: expected key=value with a key of at most %zu bytes\n",
+				        sizeof(key) - 1);
 				spate_conf_destroy(c);
 				return 1;
 			}
@@ -85,13 +88,15 @@ int spate_cmd_dlq(int argc, char **argv)
 				spate_conf_destroy(c);
 				return 1;
 			}
+			spate_cli_warn_arg(key, eq + 1);
 		}
 	char src[4096];
 	snprintf(src, sizeof(src), "log:%s", dlq);
 	const char *target_dlq = sp_conf_str(c, "dlq");
 	if (!strcmp(target_dlq, src)) {
-		fprintf(stderr, "spate: dlq redrive: dlq: the pipeline's DLQ is %s, the DLQ being redriven; "
-		                "give it another DLQ (-X dlq=log:OTHER)\n",
+		fprintf(stderr,
+		        "spate: dlq redrive: dlq: the pipeline's DLQ is %s, the DLQ being redriven; "
+		        "give it another DLQ (-X dlq=log:OTHER)\n",
 		        dlq);
 		spate_conf_destroy(c);
 		return 1;

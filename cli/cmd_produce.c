@@ -212,7 +212,11 @@ static int parse(int argc, char **argv, popts_t *o)
 			char key[128], err[512];
 			const char *e2 = strchr(v, '=');
 			if (!e2 || (size_t)(e2 - v) >= sizeof(key)) {
-				fprintf(stderr, "spate produce: -X takes key=value, not \"%s\"\n", v);
+				/* not shown: an argument without its key may still be a secret */
+				fprintf(stderr,
+				        "spate produce: -X takes key=value (a key of at most %zu bytes, then "
+				        "=)\n",
+				        sizeof(key) - 1);
 				return -1;
 			}
 			memcpy(key, v, (size_t)(e2 - v));
@@ -221,6 +225,7 @@ static int parse(int argc, char **argv, popts_t *o)
 				fprintf(stderr, "spate produce: -X %s\n", err);
 				return -1;
 			}
+			spate_cli_warn_arg(key, e2 + 1);
 		} else {
 			fprintf(stderr, "spate produce: unknown option \"%s\" (see --help)\n", a);
 			return -1;
@@ -491,6 +496,10 @@ int spate_cmd_produce(int argc, char **argv)
 	 * partition at a time); a -X sets it otherwise */
 	char serr[256];
 	spate_conf_set(o.conf, "kafka.sticky.partitioning.linger.ms", "0", serr, sizeof(serr));
+	if (spate_cli_load_env(o.conf)) { /* SPATE_KAFKA_*, as for spate run */
+		spate_conf_destroy(o.conf);
+		return 1;
+	}
 	int pr = parse(argc, argv, &o);
 	if (pr != 0) {
 		if (pr > 0)

@@ -13,8 +13,10 @@
 #include <stdbool.h>
 #include <unistd.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +41,55 @@ static char *trim(char *s)
 	return s;
 }
 
+/* Environment variables named ENV_KAFKA_PREFIX + NAME set kafka.name ('_' as '.',
+ * lower case): SPATE_KAFKA_SASL_PASSWORD is kafka.sasl.password. A process's environment
+ * is readable by its own user only (/proc/PID/environ), its command line by every user
+ * (ps), so secrets given this way stay out of sight. */
+#define ENV_KAFKA_PREFIX "SPATE_KAFKA_"
+
+bool spate_cli_secret(const char *key, const char *val)
+{
+	static const char *const words[] = {"password", "secret", "token", ".pem", NULL};
+	for (int i = 0; words[i]; i++)
+		if (strstr(key, words[i]))
+			return true;
+	/* a URI with user:password@ (store=redis://user:PASSWORD@host:port) */
+	const char *auth = val ? strstr(val, "://") : NULL, *at = auth ? strrchr(auth + 3, '@') : NULL;
+	const char *colon = auth ? strchr(auth + 3, ':') : NULL;
+	return at && colon && colon < at;
+}
+
+int spate_cli_load_env(spate_conf_t *conf)
+{
+	extern char **environ;
+	size_t pl = strlen(ENV_KAFKA_PREFIX);
+	for (char **e = environ; e && *e; e++) {
+		const char *eq = strchr(*e, '=');
+		if (strncmp(*e, ENV_KAFKA_PREFIX, pl) || !eq || eq == *e + pl)
+			continue;
+		char key[256] = "kafka.";
+		size_t k = strlen(key);
+		for (const char *p = *e + pl; p < eq && k < sizeof(key) - 1; p++)
+			key[k++] = *p == '_' ? '.' : (char)tolower((unsigned char)*p);
+		key[k] = 0;
+		char err[512];
+		if (spate_conf_set(conf, key, eq + 1, err, sizeof(err)) != SPATE_CONF_OK) {
+			fprintf(stderr, "spate: environment %.*s: %s\n", (int)(eq - *e), *e, err);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void spate_cli_warn_arg(const char *key, const char *val)
+{
+	if (spate_cli_secret(key, val))
+		fprintf(stderr,
+		        "spate: warning: -X %s: a secret on the command line is shown to every user by ps; "
+		        "give it in CONFIG (chmod 600) or in the environment (`spate run --help`)\n",
+		        key);
+}
+
 int spate_cli_load_config(spate_conf_t *conf, const char *path)
 {
 	FILE *f = fopen(path, "r");
@@ -46,6 +97,9 @@ int spate_cli_load_config(spate_conf_t *conf, const char *path)
 		fprintf(stderr, "spate: %s: %s\n", path, strerror(errno));
 		return -1;
 	}
+	struct stat st;
+	bool shared = fstat(fileno(f), &st) == 0 && (st.st_mode & 077);
+	char secret_key[256] = "";
 	char *line = NULL;
 	size_t cap = 0;
 	int lineno = 0, rc = 0;
@@ -56,7 +110,9 @@ int spate_cli_load_config(spate_conf_t *conf, const char *path)
 			continue;
 		char *eq = strchr(s, '=');
 		if (!eq) {
-			fprintf(stderr, "spate: %s:%d: expected key=value, got \"%s\"\n", path, lineno, s);
+			/* the line is not shown: it may be a secret that lost its key */
+			fprintf(stderr, "spate: %s:%d: expected key=value (a line without '=')\n", path,
+			        lineno);
 			rc = -1;
 			break;
 		}
@@ -68,9 +124,16 @@ int spate_cli_load_config(spate_conf_t *conf, const char *path)
 			rc = -1;
 			break;
 		}
+		if (shared && !secret_key[0] && spate_cli_secret(key, val))
+			snprintf(secret_key, sizeof(secret_key), "%s", key);
 	}
 	free(line);
 	fclose(f);
+	if (rc == 0 && secret_key[0])
+		fprintf(stderr,
+		        "spate: warning: %s holds a secret (%s) and other users may read it (mode %04o); "
+		        "chmod 600 %s\n",
+		        path, secret_key, (unsigned)(st.st_mode & 07777), path);
 	return rc;
 }
 
@@ -111,6 +174,13 @@ static void run_usage(FILE *f)
 	           "default the handler key, e.g. fraud or sleep-200), source=kafka in its consumer\n"
 	           "group; gen and push keep none.\n"
 	           "\n"
+	           "Secrets (kafka.sasl.password, a store URI's user:password@) stay out of ps when\n"
+	           "given in CONFIG (chmod 600: spate warns when others may read a CONFIG holding\n"
+	           "one) or in the environment: SPATE_KAFKA_NAME sets kafka.name ('_' as '.', lower\n"
+	           "case), e.g. SPATE_KAFKA_SASL_PASSWORD. A secret given with -X is shown to every\n"
+	           "user by ps (spate warns).\n"
+	           "Secret values are never printed, in errors, logs, stats or the summary.\n"
+	           "\n"
 	           "keys:\n");
 	print_keys(f);
 }
@@ -119,7 +189,8 @@ static int set_x(spate_conf_t *conf, const char *kv)
 {
 	const char *eq = strchr(kv, '=');
 	if (!eq || eq == kv) {
-		fprintf(stderr, "spate: -X %s: expected key=value\n", kv);
+		/* not shown: an argument without its key may still be a secret */
+		fprintf(stderr, "spate: -X: expected key=value (an argument without a key and '=')\n");
 		return -1;
 	}
 	char key[256];
@@ -128,9 +199,12 @@ static int set_x(spate_conf_t *conf, const char *kv)
 	key[kl] = 0;
 	char err[512];
 	if (spate_conf_set(conf, key, eq + 1, err, sizeof(err)) != SPATE_CONF_OK) {
-		fprintf(stderr, "spate: -X %s: %s\n", kv, err);
+		/* err names the key and shows the value without a URI's password; kv is not
+		 * repeated, since a value may be a secret */
+		fprintf(stderr, "spate: -X: %s\n", err);
 		return -1;
 	}
+	spate_cli_warn_arg(key, eq + 1);
 	return 0;
 }
 
@@ -179,7 +253,10 @@ int spate_cli_run_conf(spate_conf_t *conf)
 	if (*js) {
 		char buf[1024];
 		spate_summary_json(&s, buf, sizeof(buf));
-		FILE *f = fopen(js, "w");
+		int fd = open(js, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, SP_FILE_MODE);
+		FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+		if (!f && fd >= 0)
+			close(fd);
 		if (!f || fprintf(f, "%s\n", buf) < 0 || fclose(f)) {
 			fprintf(stderr, "spate: summary.json: cannot write %s: %s\n", js, strerror(errno));
 			if (erc == SPATE_OK)
@@ -206,6 +283,11 @@ int spate_cmd_run(int argc, char **argv)
 	if (!conf)
 		return 1;
 	int rc = 1;
+	bool help = false;
+	for (int i = 1; i < argc; i++)
+		help |= !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h");
+	if (!help && spate_cli_load_env(conf))
+		goto out;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -232,7 +314,7 @@ int spate_cmd_run(int argc, char **argv)
 			/* the config file comes first so -X given before it still wins: load it,
 			 * then re-apply every -X of the command line */
 			spate_conf_t *fresh = spate_conf_new();
-			if (!fresh || spate_cli_load_config(fresh, a)) {
+			if (!fresh || spate_cli_load_env(fresh) || spate_cli_load_config(fresh, a)) {
 				spate_conf_destroy(fresh);
 				goto out;
 			}
@@ -260,11 +342,13 @@ int spate_cmd_run(int argc, char **argv)
 			for (int j = i + 1; j < argc; j++)
 				if (!strcmp(argv[j], "-X"))
 					j++;
-				else if (strncmp(argv[j], "-X", 2) && strcmp(argv[j], "--stats") && argv[j][0] == '-') {
+				else if (strncmp(argv[j], "-X", 2) && strcmp(argv[j], "--stats") &&
+				         argv[j][0] == '-') {
 					fprintf(stderr, "spate: run: unknown option \"%s\"\n", argv[j]);
 					goto out;
 				} else if (argv[j][0] != '-') {
-					fprintf(stderr, "spate: run: more than one CONFIG (\"%s\")\n", argv[j]);
+					fprintf(stderr, "spate: run: more than one CONFIG (\"%s\")\n",
+					        argv[j]);
 					goto out;
 				}
 			break;
@@ -281,7 +365,8 @@ int spate_cmd_config(int argc, char **argv)
 {
 	bool md = argc > 1 && !strcmp(argv[1], "--markdown");
 	if (argc > 1 && !md) {
-		printf("usage: spate config [--markdown]\n  Prints every configuration key; --markdown writes docs/configuration.md's text.\n");
+		printf("usage: spate config [--markdown]\n  Prints every configuration key; --markdown "
+		       "writes docs/configuration.md's text.\n");
 		return strcmp(argv[1], "--help") ? 2 : 0;
 	}
 	if (!md) {

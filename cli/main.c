@@ -19,6 +19,8 @@ static void usage(FILE *f)
 	        "  run [CONFIG] [-X key=value]...        run a pipeline until the source ends or SIGTERM\n"
 	        "  produce DIR [options]                  append records to the embedded log\n"
 	        "  log create|ls|dump|verify|publish DIR  the embedded log\n"
+	        "  bench (--log DIR | --kafka TOPIC) ...  produce and consume at once: rates, latency, CPU\n"
+	        "  top [ADDR:PORT]                        a live view of a pipeline's metrics endpoint\n"
 	        "  checkpoint show|reset STORE            what a checkpoint store holds\n"
 	        "  dlq redrive DLQ_DIR --to CONFIG        replay dead letters into a pipeline\n"
 	        "  config [--markdown]                    every configuration key, with its default\n"
@@ -53,6 +55,10 @@ int main(int argc, char **argv)
 		return spate_cmd_produce(argc - 1, argv + 1);
 	if (!strcmp(v, "dlq"))
 		return spate_cmd_dlq(argc - 1, argv + 1);
+	if (!strcmp(v, "bench"))
+		return spate_cmd_bench(argc - 1, argv + 1);
+	if (!strcmp(v, "top"))
+		return spate_cmd_top(argc - 1, argv + 1);
 	if (!strcmp(v, "checkpoint"))
 		return spate_cmd_checkpoint(argc - 1, argv + 1);
 	fprintf(stderr, "spate: unknown verb \"%s\"\n\n", v);

@@ -100,6 +100,8 @@ static int save_dirty(sp_engine_t *e, char *err, size_t sz)
 	int ret = rc;
 	if (per_entry)
 		ret = SPATE_OK;
+	if (rc == SPATE_OK)
+		sp_hist_bump(&e->ckpt_commits, 1);
 	for (size_t j = 0; j < k; j++) {
 		int r = per_entry ? rcs[j] : rc;
 		if (r == SPATE_OK) {
@@ -230,6 +232,7 @@ static bool release_finish(sp_engine_t *e, sp_part_t *p, bool lost, char *err, s
 			if (e->leased)
 				audited(e, p, &ent, rc, err, sent);
 			if (rc == SPATE_OK) {
+				sp_hist_bump(&e->ckpt_commits, 1);
 				pe->saved = pe->ckpt;
 				pe->dirty = false;
 			} else {

@@ -79,6 +79,14 @@ static const prop_t engine_opts[] = {
     {"stats.interval.ms", T_INT, 0, 3600000, NULL, "0",
      "Write one JSON line of stats this often (0 = off; spate run --stats sets 1000)"},
     {"stats.file", T_STR, 0, 0, NULL, "", "Where the stats lines go (empty = stderr)"},
+    {"metrics.listen", T_STR, 0, 0, NULL, "",
+     "Serve Prometheus metrics at http://ADDR:PORT/metrics (e.g. 127.0.0.1:9464; port 0 picks one; "
+     "empty = off); see docs/metrics.md"},
+    {"metrics.listen.remote", T_BOOL, 0, 1, NULL, "false",
+     "Allow metrics.listen to name an address other than loopback (127.0.0.0/8, ::1)"},
+    {"metrics.partitions.max", T_INT, 0, 100000, NULL, "256",
+     "Partitions the endpoint reports one by one (partition label); the rest are summed as "
+     "partition=\"_other\""},
     {"max.inflight.bytes", T_SIZE, 1, I64MAX, NULL, "268435456",
      "Fetched-but-not-DONE bytes above which the source pauses"},
     {"max.inflight.records", T_INT, 1, I64MAX, NULL, "4000000",
@@ -328,10 +336,30 @@ static bool enum_allows(const char *allowed, const char *v)
 	return false;
 }
 
+/* Room for a value as an error shows it: longer values are cut (with "...") there. */
+#define SHOWN_MAX 256
+
+/* v as an error shows it, in buf: the user information of a URI (scheme://user:PASSWORD@
+ * host, as in store=redis://user:PASSWORD@host:port) becomes "***", so no error repeats a
+ * password; everything up to the last '@' counts, since a password may hold '@' or ':'.
+ * Values are cut to SHOWN_MAX bytes. Returns buf. */
+static const char *shown(const char *v, char *buf, size_t size)
+{
+	const char *auth = strstr(v, "://"), *at = auth ? strrchr(auth + 3, '@') : NULL;
+	if (at)
+		snprintf(buf, size, "%.*s***%s", (int)(auth + 3 - v), v, at);
+	else
+		snprintf(buf, size, "%s", v);
+	if (strlen(buf) == size - 1 && size > 4)
+		memcpy(buf + size - 4, "...", 3);
+	return buf;
+}
+
 /* Checks of string keys whose syntax is known here. Connector-specific checks (that the
  * source's directory exists, ...) happen when it opens. */
 static int check_string(const prop_t *p, const char *v, char *err, size_t sz)
 {
+	char vb[SHOWN_MAX];
 	if (!strcmp(p->name, "source") || !strcmp(p->name, "handler") || !strcmp(p->name, "store") ||
 	    !strcmp(p->name, "dlq")) {
 		if (!*v && (!strcmp(p->name, "source") || !strcmp(p->name, "handler")))
@@ -357,7 +385,7 @@ static int check_string(const prop_t *p, const char *v, char *err, size_t sz)
 		}
 		if (!known)
 			return sp_err(err, sz, SPATE_CONF_INVALID, "%s: unknown kind \"%s\" in \"%s\" (allowed: %s)",
-			              p->name, name, v, kinds);
+			              p->name, name, shown(v, vb, sizeof(vb)), kinds);
 		(void)arg;
 		return 0;
 	}
@@ -368,7 +396,8 @@ static int check_string(const prop_t *p, const char *v, char *err, size_t sz)
 		if (!strncmp(v, "at-timestamp:", 13) && !parse_int(v + 13, &ms) && ms >= 0)
 			return 0;
 		return sp_err(err, sz, SPATE_CONF_INVALID,
-		              "%s: \"%s\" is not allowed (earliest, latest, at-timestamp:MS)", p->name, v);
+		              "%s: \"%s\" is not allowed (earliest, latest, at-timestamp:MS)", p->name,
+		              shown(v, vb, sizeof(vb)));
 	}
 	return 0;
 }
@@ -377,12 +406,14 @@ static int check_value(const prop_t *p, const char *v, char *err, size_t sz)
 {
 	int64_t n;
 	bool b;
+	char vb[SHOWN_MAX];
 	switch (p->type) {
 	case T_INT:
 	case T_SIZE:
 		if ((p->type == T_INT ? parse_int(v, &n) : sp_parse_size(v, &n)) < 0)
 			return sp_err(err, sz, SPATE_CONF_INVALID, "%s: \"%s\" is not %s (allowed: %" PRId64 "..%" PRId64 ")",
-			              p->name, v, p->type == T_INT ? "an integer" : "a size (N, Nk, NM, NG)",
+			              p->name, shown(v, vb, sizeof(vb)),
+			              p->type == T_INT ? "an integer" : "a size (N, Nk, NM, NG)",
 			              p->min, p->max);
 		if (n < p->min || n > p->max)
 			return sp_err(err, sz, SPATE_CONF_INVALID, "%s: %" PRId64 " is out of range (allowed: %" PRId64 "..%" PRId64 ")",
@@ -391,12 +422,12 @@ static int check_value(const prop_t *p, const char *v, char *err, size_t sz)
 	case T_BOOL:
 		if (parse_bool(v, &b) < 0)
 			return sp_err(err, sz, SPATE_CONF_INVALID, "%s: \"%s\" is not a boolean (allowed: true, false)",
-			              p->name, v);
+			              p->name, shown(v, vb, sizeof(vb)));
 		return 0;
 	case T_ENUM:
 		if (!enum_allows(p->allowed, v))
-			return sp_err(err, sz, SPATE_CONF_INVALID, "%s: \"%s\" is not allowed (allowed: %s)", p->name, v,
-			              p->allowed);
+			return sp_err(err, sz, SPATE_CONF_INVALID, "%s: \"%s\" is not allowed (allowed: %s)", p->name,
+			              shown(v, vb, sizeof(vb)), p->allowed);
 		return 0;
 	case T_STR:
 		return check_string(p, v, err, sz);

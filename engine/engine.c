@@ -148,7 +148,7 @@ static int read_settings(spate_engine_t *e, char *err, size_t sz)
 		              e->backoff_max_ms, e->backoff_ms);
 	if (e->max_age_ms >= 0 && e->max_age_ms < 1)
 		return sp_err(err, sz, SPATE_ERR_INVALID, "max.record.age.ms: must be -1 or positive");
-	return SPATE_OK;
+	return sp_prom_check(e, err, sz);
 }
 
 spate_engine_t *spate_engine_new(spate_conf_t *conf, const spate_handler_t *handler, char *err,
@@ -201,6 +201,7 @@ fail:
 		e->op->destroy(&e->h);
 	if (e->wakefd >= 0)
 		close(e->wakefd);
+	sp_prom_free(e); /* metrics.listen was checked: nothing serves yet */
 	free(e);
 	return NULL;
 }
@@ -388,6 +389,8 @@ spate_err_t spate_engine_start(spate_engine_t *e, char *err, size_t sz)
 		rc = sp_metrics_new(e, err, sz);
 	if (!rc)
 		rc = sp_workers_start(e, err, sz);
+	if (!rc)
+		rc = sp_prom_start(e, err, sz);
 	if (rc)
 		return rc;
 	e->running = true;
@@ -474,7 +477,14 @@ static bool admit(spate_engine_t *e, sp_ck_t *c)
 		sp_tracker_add(e, c);
 		return true;
 	}
-	return sp_flow_fits(e, c) && sp_dispatch(e, c);
+	if (!sp_flow_fits(e, c) || !sp_dispatch(e, c))
+		return false;
+	/* what the metrics endpoint reports: PolledEventCount and the iterator age */
+	sp_hist_bump(&e->records_polled, c->pub.n);
+	int64_t ts = c->pub.recs[c->pub.n - 1].timestamp_ms;
+	if (ts > c->pub.part->eng->newest_ts_ms)
+		c->pub.part->eng->newest_ts_ms = ts;
+	return true;
 }
 
 /* Admit what waits, then poll the source once and dispatch what it returns. Returns the
@@ -630,6 +640,7 @@ spate_err_t spate_engine_run(spate_engine_t *e, char *err, size_t sz)
 		int64_t now_ns = sp_now_ns();
 		sp_autoscale_tick(e, now_ns);
 		sp_metrics_tick(e, now_ns);
+		sp_prom_tick(e, now_ns, false);
 		/* a finite source (gen with a record count, push after close) ends the run once
 		 * everything is DONE; a log or Kafka source only with stop.at.end (its ended()) */
 		if (sp_checkpoint_maybe_flush(e, false) == SPATE_OK && all_at_end(e)) {
@@ -679,6 +690,7 @@ spate_err_t spate_engine_run(spate_engine_t *e, char *err, size_t sz)
 	e->running = false;
 	e->end_ns = sp_now_ns();
 	atomic_store_explicit(&e->finished, true, memory_order_release); /* publishes end_ns */
+	sp_prom_tick(e, e->end_ns, true); /* the endpoint serves the final partition gauges */
 	return rc;
 }
 
@@ -711,6 +723,7 @@ void spate_engine_destroy(spate_engine_t *e)
 {
 	if (!e)
 		return;
+	sp_prom_free(e); /* its scrapes read the workers */
 	if (e->running) {
 		atomic_store(&e->stop_req, 2);
 		e->running = false;

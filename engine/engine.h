@@ -212,6 +212,7 @@ struct sp_part_eng {
 	/* the local deadline of its lease (monotonic ms; 0: none): workers hand no batch of
 	 * it to the handler from then on (the engine thread writes, workers read) */
 	_Atomic int64_t lease_deadline;
+	int64_t newest_ts_ms;  /* stream timestamp of the newest record dispatched (iterator age) */
 };
 
 /* A partition of a source in lease mode (lease.c): named by the source at open, worked
@@ -271,6 +272,7 @@ typedef struct sp_wstats {
 	sp_hist_t in_done;      /* ... to DONE */
 	_Atomic uint64_t batches, failed, dlq, dropped, retries, dlq_errors, busy_ns, records_in;
 	_Atomic uint64_t migrated, arena_bytes, emitted, filtered;
+	_Atomic uint64_t errors; /* handler invocations that failed (a whole batch or items) */
 } sp_wstats_t;
 
 typedef struct sp_worker {
@@ -463,12 +465,15 @@ struct spate_engine_s {
 	_Atomic uint64_t records_done;
 	_Atomic uint64_t store_errors;
 	_Atomic uint64_t corrupt_dlq, corrupt_dropped; /* skipped regions sent to the DLQ / dropped */
+	_Atomic uint64_t records_polled; /* records the source returned that entered (engine thread writes) */
+	_Atomic uint64_t ckpt_commits;   /* checkpoint saves the store accepted (engine thread writes) */
 	int64_t start_ns, end_ns;
 	_Atomic int64_t first_ns;
 	_Atomic int64_t last_done_ns; /* relaxed: a time, it publishes nothing */
 	uint64_t rng;
 	struct sp_autoscale *as; /* autoscale.c */
 	struct sp_metrics *mx;   /* metrics.c */
+	struct sp_prom *prom;    /* prom.c: the metrics endpoint (metrics.listen) */
 };
 
 /** Free the chunk allocations kept for reuse. */
@@ -629,6 +634,21 @@ int sp_metrics_new(sp_engine_t *e, char *errstr, size_t size);
 void sp_metrics_free(sp_engine_t *e);
 /** On the engine thread: write a stats line when due. */
 void sp_metrics_tick(sp_engine_t *e, int64_t now_ns);
+
+/* prom.c: the Prometheus endpoint (metrics.listen) */
+/** Check metrics.listen (and metrics.listen.remote): SPATE_OK or an error naming the key.
+ *  @locality spate_engine_new */
+int sp_prom_check(sp_engine_t *e, char *errstr, size_t size);
+/** Start serving, when metrics.listen is set. @locality spate_engine_start, after the
+ *  workers exist */
+int sp_prom_start(sp_engine_t *e, char *errstr, size_t size);
+/** On the engine thread: publish the partitions' gauges when due (force: now). Never
+ *  blocks: a scrape that holds the snapshot defers the publication to the next turn. */
+void sp_prom_tick(sp_engine_t *e, int64_t now_ns, bool force);
+/** Stop serving and free (first thing at destroy: a scrape reads the workers). */
+void sp_prom_free(sp_engine_t *e);
+/** The port served (0 when not serving): for tests and the log line. */
+int sp_prom_port(sp_engine_t *e);
 
 /* checkpoint.c */
 /** Lease mode: set up at start (the owner, the timeout). */

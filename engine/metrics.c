@@ -9,11 +9,13 @@
 #include "engine/engine.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct sp_metrics {
 	FILE *out;
@@ -31,7 +33,10 @@ int sp_metrics_new(sp_engine_t *e, char *err, size_t sz)
 		return sp_err(err, sz, SPATE_ERR_NOMEM, "out of memory");
 	const char *path = sp_conf_str(e->conf, "stats.file");
 	if (*path) {
-		if (!(m->out = fopen(path, "a"))) {
+		int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, SP_FILE_MODE);
+		if (fd < 0 || !(m->out = fdopen(fd, "a"))) {
+			if (fd >= 0)
+				close(fd);
 			free(m);
 			return sp_err(err, sz, SPATE_ERR_IO, "stats.file: cannot open %s: %s", path, strerror(errno));
 		}

@@ -276,6 +276,7 @@ size_t sp_tracker_drain(sp_engine_t *e)
 			recs += cp->len;
 			sp_flow_add(e, c->pub.part, 0, -(int64_t)cp->len);
 			struct sp_part_eng *pe = c->pub.part->eng;
+			pe->done += cp->len;
 			if (pe->fifo_head == c) {
 				if (!pe->head_dirty) {
 					pe->head_dirty = true;

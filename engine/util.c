@@ -111,6 +111,9 @@ bool sp_msg_enabled(sp_engine_t *e, int level)
 }
 
 static void msg_v(sp_engine_t *e, const char *who, int level, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
+
+static void msg_v(sp_engine_t *e, const char *who, int level, const char *fmt, va_list ap)
 {
 	char line[2048];
 	vsnprintf(line, sizeof(line), fmt, ap);

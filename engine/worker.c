@@ -348,6 +348,7 @@ static bool run_batch(sp_worker_t *w, sp_lane_t *l)
 		sp_lane_bisect_next(l);
 		return true;
 	}
+	sp_hist_bump(&w->st.errors, 1);
 	return sp_retry_failed(w, l, &b, res, n, items);
 }
 

@@ -60,7 +60,7 @@ static int journal_init(void *opaque, int worker_id, void **wctx)
 		free(w);
 		return SPATE_ERR_NOMEM;
 	}
-	w->fd = open(w->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	w->fd = open(w->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, SP_FILE_MODE);
 	if (w->fd < 0) {
 		sp_msg(o->eng, SP_MSG_ERROR, "handler: journal cannot open %s: %s", w->path, strerror(errno));
 		free(w->buf);

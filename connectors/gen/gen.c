@@ -337,6 +337,15 @@ static int64_t gen_lag(sp_source_t *s)
 	return lag > INT64_MAX ? INT64_MAX : (int64_t)lag;
 }
 
+static int64_t gen_part_lag(sp_source_t *s, sp_part_t *p)
+{
+	const gen_part_t *gp = p->src_ctx;
+	if (!gp || gp->total == UINT64_MAX)
+		return -1;
+	uint64_t lag = gp->total - gp->next;
+	return lag > INT64_MAX ? INT64_MAX : (int64_t)lag;
+}
+
 /* The keys of this plugin (its part of the configuration reference). */
 static const sp_opt_t gen_opts[] = {
     {"gen.kind", SP_OPT_ENUM, 0, 0, "fraud|sensor|bytes", "fraud",
@@ -363,6 +372,7 @@ const sp_source_ops_t sp_source_gen = {
     .fd = NULL,
     .next_ms = gen_next_ms,
     .lag = gen_lag,
+    .part_lag = gen_part_lag,
     .push = NULL,
     .push_close = NULL,
     .ended = gen_ended,

@@ -1007,6 +1007,19 @@ static int64_t ksrc_lag(sp_source_t *s)
 	return lag + (int64_t)stash_len(x);
 }
 
+/* p's share of ksrc_lag, from librdkafka's cached watermarks (no request). */
+static int64_t ksrc_part_lag(sp_source_t *s, sp_part_t *p)
+{
+	ksrc_t *x = s->ctx;
+	kpart_t *k = p->src_ctx;
+	int64_t lo, hi;
+	if (!k || rd_kafka_get_watermark_offsets(x->rk, k->topic, k->partition, &lo, &hi) || hi < 0)
+		return -1;
+	if (k->eof >= 0 && k->next >= k->eof && hi == k->eof_hi)
+		return 0;
+	return hi > k->next ? hi - k->next : 0;
+}
+
 static void ksrc_close(sp_source_t *s)
 {
 	ksrc_t *x = s->ctx;
@@ -1039,6 +1052,7 @@ const sp_source_ops_t sp_source_kafka = {
     .next_ms = ksrc_next_ms,
     .min_inflight_bytes = ksrc_min_inflight,
     .lag = ksrc_lag,
+    .part_lag = ksrc_part_lag,
     .service = ksrc_service,
     .push = NULL,
     .push_close = NULL,

@@ -270,6 +270,8 @@ void sp_log_rec_iter_init_recs(sp_log_rec_iter_t *it, const uint8_t *recs, size_
 	it->left = h->count;
 	it->base_offset = h->base_offset;
 	it->base_ts = h->base_ts;
+	it->last_offset = sp_log_batch_last(h);
+	it->prev_offset = h->base_offset - 1;
 }
 
 int sp_log_rec_next(sp_log_rec_iter_t *it, sp_log_rec_t *r, const char **why)
@@ -309,8 +311,18 @@ int sp_log_rec_next(sp_log_rec_iter_t *it, sp_log_rec_t *r, const char **why)
 		*why = "bad header count";
 		return -1;
 	}
-	r->offset = it->base_offset + off_delta;
-	r->timestamp = it->base_ts + ts_delta;
+	/* in unsigned arithmetic, as Java's long wraps: a base offset near INT64_MAX gives an
+	 * offset that is refused below instead of an overflow */
+	r->offset = (int64_t)((uint64_t)it->base_offset + (uint64_t)off_delta);
+	/* Offsets rise inside [baseOffset, baseOffset + lastOffsetDelta] (compaction leaves
+	 * gaps, never disorder): a record past the batch's last offset would move a reader's
+	 * next offset over the next batch's records, which would be skipped as delivered. */
+	if (r->offset <= it->prev_offset || r->offset > it->last_offset) {
+		*why = "record offsets out of order or past lastOffsetDelta";
+		return -1;
+	}
+	it->prev_offset = r->offset;
+	r->timestamp = (int64_t)((uint64_t)it->base_ts + (uint64_t)ts_delta); /* wraps as in Java */
 	r->hdrs = p;
 	r->hdrs_end = rend;
 	it->p = rend;

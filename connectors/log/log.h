@@ -154,15 +154,20 @@ typedef struct sp_log_rec_iter {
 	const uint8_t *p, *end;
 	int32_t left;
 	int64_t base_offset, base_ts;
+	int64_t last_offset; /* the batch's last offset: no record goes past it */
+	int64_t prev_offset; /* the record before (base_offset - 1 at first) */
 } sp_log_rec_iter_t;
 
 /** Iterate the records of an uncompressed batch (p, total bytes, header h). */
 void sp_log_rec_iter_init(sp_log_rec_iter_t *it, const uint8_t *p, size_t total, const sp_log_batch_hdr_t *h);
 /** Iterate the records section recs[0..len) of a batch with header h (a compressed batch's
- *  records once decompressed: sp_log_dec_batch). */
+ *  records once decompressed: sp_log_dec_batch). The iterator checks that the records'
+ *  offsets rise inside the batch's offsets. */
 void sp_log_rec_iter_init_recs(sp_log_rec_iter_t *it, const uint8_t *recs, size_t len, const sp_log_batch_hdr_t *h);
 /** 1 and *r for the next record; 0 after the last (when the bytes were used exactly);
- *  -1 when the framing is wrong (*why says how). Headers are not walked here. */
+ *  -1 when the framing is wrong or a record's offset does not rise inside the batch's
+ *  offsets (*why says how; what `spate log verify` and every reader refuse). Headers are
+ *  not walked here. */
 int sp_log_rec_next(sp_log_rec_iter_t *it, sp_log_rec_t *r, const char **why);
 /** Decode the next raw header at *p (before end) into *h (pointers into the bytes);
  *  0, or -1 when malformed. */
@@ -736,6 +741,8 @@ int sp_log_reader_poll(sp_log_reader_t *r, sp_chunk_t **out, int max, uint64_t b
 int sp_log_reader_fd(const sp_log_reader_t *r);
 /** Records between what was delivered and the durable end, all partitions. */
 int64_t sp_log_reader_lag(const sp_log_reader_t *r);
+/** Partition i's share of sp_log_reader_lag (-1: no such partition). */
+int64_t sp_log_reader_part_lag(const sp_log_reader_t *r, int i);
 /** The next offset partition i delivers. */
 uint64_t sp_log_reader_next(const sp_log_reader_t *r, int i);
 /** True when every partition with an end (set_end) was delivered up to it (including the

@@ -11,7 +11,9 @@
  * `from` (a seek into a batch) and after `end` (stop.at.end) are skipped too.
  * Every batch's baseOffset, which its CRC does not cover, is checked against the batch
  * before it, the next one and `hi` (sp_log_batch_offsets_bad): a wrong one is corruption,
- * never records delivered at the wrong positions or dropped as "before `from`".
+ * never records delivered at the wrong positions or dropped as "before `from`". So is a
+ * record whose offset does not rise inside its batch's offsets (sp_log_rec_next refuses
+ * it, for every reader).
  *
  * A compressed batch's records are decompressed by the scan into ps->dec, the decode arena
  * of the read buffer (codec.c, bufpool.c), and its descriptors point there; the fill (and a
@@ -107,6 +109,10 @@ void sp_log_parse_scan(const uint8_t *data, size_t len, sp_log_parse_t *ps)
 			sp_log_rec_iter_t it;
 			sp_log_rec_t rec;
 			int k;
+			/* a batch counts whole or not at all: the fill takes only batches before
+			 * `used`, so a bad record takes back what its batch added */
+			uint32_t nrec0 = ps->nrec, nhdr0 = ps->nhdr;
+			uint64_t nd0 = nd;
 			sp_log_rec_iter_init_recs(&it, recs, rlen, &ps->h);
 			while ((k = sp_log_rec_next(&it, &rec, &ps->why)) == 1) {
 				if (sp_log_rec_check_hdrs(&rec) < 0) {
@@ -122,6 +128,9 @@ void sp_log_parse_scan(const uint8_t *data, size_t len, sp_log_parse_t *ps)
 				nd = (uint64_t)rec.offset + 1;
 			}
 			if (k < 0) {
+				ps->nrec = nrec0;
+				ps->nhdr = nhdr0;
+				nd = nd0;
 				ps->stop = SP_LOG_PARSE_CORRUPT;
 				break;
 			}
@@ -163,8 +172,9 @@ int sp_log_parse_fill(const uint8_t *data, const sp_log_parse_t *ps, sp_chunk_t 
 				if ((uint64_t)rec.offset < nd ||
 				    (ps->has_end && (uint64_t)rec.offset > ps->end))
 					continue;
-				if (k == c->n || (rec.hdr_cnt && (hk + (uint32_t)rec.hdr_cnt > c->hdr_cap ||
-				                                  sp_log_rec_check_hdrs(&rec) < 0)))
+				/* bytes after the last header (or instead of none) are bad framing too */
+				if (k == c->n || (rec.hdrs != rec.hdrs_end && (hk + (uint32_t)rec.hdr_cnt > c->hdr_cap ||
+				                                                sp_log_rec_check_hdrs(&rec) < 0)))
 					return -1;
 				spate_record_t *d = &c->recs[k++];
 				d->version = SPATE_RECORD_VERSION;

@@ -159,21 +159,26 @@ uint64_t sp_log_reader_next(const sp_log_reader_t *r, int i)
 	return r->parts[i].next_deliver;
 }
 
+int64_t sp_log_reader_part_lag(const sp_log_reader_t *r, int i)
+{
+	if (i < 0 || i >= r->nparts)
+		return -1;
+	const rpart_t *p = &r->parts[i];
+	if (p->st == P_IDLE)
+		return 0;
+	uint64_t end = p->have_dur ? p->dur.next : p->next_deliver;
+	if (p->has_end && end > p->end + 1)
+		end = p->end + 1;
+	if (p->end_set && !p->has_end)
+		return 0;
+	return end > p->next_deliver ? (int64_t)(end - p->next_deliver) : 0;
+}
+
 int64_t sp_log_reader_lag(const sp_log_reader_t *r)
 {
 	int64_t lag = 0;
-	for (int i = 0; i < r->nparts; i++) {
-		const rpart_t *p = &r->parts[i];
-		if (p->st == P_IDLE)
-			continue;
-		uint64_t end = p->have_dur ? p->dur.next : p->next_deliver;
-		if (p->has_end && end > p->end + 1)
-			end = p->end + 1;
-		if (p->end_set && !p->has_end)
-			continue;
-		if (end > p->next_deliver)
-			lag += (int64_t)(end - p->next_deliver);
-	}
+	for (int i = 0; i < r->nparts; i++)
+		lag += sp_log_reader_part_lag(r, i);
 	return lag;
 }
 

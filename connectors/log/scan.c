@@ -18,8 +18,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* The scanner's buffer: one pread fills this much (grown for a bigger batch). */
+/* The scanner's buffer: one pread fills this much (grown for a bigger batch). The fuzz
+ * build makes it small (-DSP_LOG_SCAN_BUF_BYTES=4096): refills and growth run often,
+ * and a sanitized 1 MiB allocation per scan costs more than the scan. */
+#ifdef SP_LOG_SCAN_BUF_BYTES
+#define SCAN_BUF_BYTES ((size_t)SP_LOG_SCAN_BUF_BYTES)
+#else
 #define SCAN_BUF_BYTES ((size_t)1 << 20)
+#endif
 
 static inline uint32_t be32(const uint8_t *p)
 {

@@ -179,11 +179,11 @@ static int mkdir_p(const char *dir, char *errstr, size_t size)
 		if (*p != '/')
 			continue;
 		*p = 0;
-		if (mkdir(tmp, 0777) < 0 && errno != EEXIST)
+		if (mkdir(tmp, SP_DIR_MODE) < 0 && errno != EEXIST)
 			return sp_err(errstr, size, SPATE_ERR_IO, "%s: mkdir: %s", tmp, strerror(errno));
 		*p = '/';
 	}
-	if (mkdir(tmp, 0777) < 0 && errno != EEXIST)
+	if (mkdir(tmp, SP_DIR_MODE) < 0 && errno != EEXIST)
 		return sp_err(errstr, size, SPATE_ERR_IO, "%s: mkdir: %s", tmp, strerror(errno));
 	struct stat st;
 	if (stat(tmp, &st) < 0 || !S_ISDIR(st.st_mode))
@@ -196,7 +196,7 @@ static int make_partition_dirs(const char *dir, int partitions, char *errstr, si
 	char pdir[SP_LOG_PATH_MAX];
 	for (int i = 0; i < partitions; i++) {
 		sp_log_part_path(pdir, sizeof(pdir), dir, i);
-		if (mkdir(pdir, 0777) < 0 && errno != EEXIST)
+		if (mkdir(pdir, SP_DIR_MODE) < 0 && errno != EEXIST)
 			return sp_err(errstr, size, SPATE_ERR_IO, "%s: mkdir: %s", pdir, strerror(errno));
 	}
 	return SPATE_OK;
@@ -245,8 +245,7 @@ int sp_log_create(const char *dir, int partitions, char *errstr, size_t size)
 		unlink(tmp);
 		return rc;
 	}
-	close(fd);
-	chmod(tmp, 0644);
+	close(fd); /* mkstemp made it SP_FILE_MODE (0600) */
 	if (link(tmp, path) < 0) {
 		int e = errno;
 		unlink(tmp);
@@ -348,7 +347,7 @@ int sp_log_durable_write(int dirfd, const char *pdir, const sp_log_durable_t *d,
 	char text[128];
 	int len = snprintf(text, sizeof(text), "seg=%" PRIu64 " len=%" PRIu64 " next=%" PRIu64 "\n", d->seg,
 	                   d->len, d->next);
-	int fd = openat(dirfd, tmpname, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int fd = openat(dirfd, tmpname, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, SP_FILE_MODE);
 	if (fd < 0)
 		return sp_err(errstr, size, SPATE_ERR_IO, "%s/%s: %s", pdir, tmpname, strerror(errno));
 	if (sp_write_all(fd, text, (size_t)len, -1) < 0) {

@@ -296,7 +296,7 @@ static int log_default_store(sp_source_t *s, const char *pipeline, char *buf, si
 {
 	char d[SP_LOG_PATH_MAX];
 	snprintf(d, sizeof(d), "%s/%s", s->arg, SP_LOG_CKPT_DIR);
-	if (mkdir(d, 0700) < 0 && errno != EEXIST)
+	if (mkdir(d, SP_DIR_MODE) < 0 && errno != EEXIST)
 		return sp_err(errstr, errsize, SPATE_ERR_IO, "cannot make %s: %s", d, strerror(errno));
 	if ((size_t)snprintf(buf, size, "file:%s/%s", d, pipeline) >= size)
 		return sp_err(errstr, errsize, SPATE_ERR_INVALID, "the path %s/%s is too long", d, pipeline);
@@ -307,6 +307,12 @@ static int64_t log_lag(sp_source_t *s)
 {
 	src_t *x = s->ctx;
 	return sp_log_reader_lag(x->rd);
+}
+
+static int64_t log_part_lag(sp_source_t *s, sp_part_t *p)
+{
+	src_t *x = s->ctx;
+	return sp_log_reader_part_lag(x->rd, p->pub.partition);
 }
 
 static bool log_ended(sp_source_t *s)
@@ -408,6 +414,7 @@ const sp_source_ops_t sp_source_log = {
     .min_inflight_bytes = log_min_inflight,
     .next_ms = NULL,
     .lag = log_lag,
+    .part_lag = log_part_lag,
     .push = log_push,
     .push_close = log_push_close,
     .ended = log_ended,

@@ -135,7 +135,7 @@ static int create_segment(sp_log_writer_t *w, uint64_t base, char *errstr, size_
 {
 	char path[SP_LOG_PATH_MAX];
 	sp_log_seg_path(path, sizeof(path), w->pdir, base, "log");
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, SP_FILE_MODE);
 	if (fd < 0)
 		return sp_err(errstr, size, SPATE_ERR_IO, "%s: %s", path, strerror(errno));
 	struct stat st;
@@ -145,7 +145,7 @@ static int create_segment(sp_log_writer_t *w, uint64_t base, char *errstr, size_
 		              "%s: a segment with this base offset already holds data", path);
 	}
 	sp_log_seg_path(path, sizeof(path), w->pdir, base, "index");
-	int ifd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+	int ifd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, SP_FILE_MODE);
 	if (ifd < 0) {
 		close(fd);
 		return sp_err(errstr, size, SPATE_ERR_IO, "%s: %s", path, strerror(errno));
@@ -417,7 +417,7 @@ static int recover(sp_log_writer_t *w, char *errstr, size_t size)
 		return sp_err(errstr, size, SPATE_ERR_INVALID, "%s: path too long", ipath);
 	memcpy(tmp, ipath, il);
 	memcpy(tmp + il, ".tmp", 5);
-	int ifd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int ifd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, SP_FILE_MODE);
 	if (ifd < 0)
 		return sp_err(errstr, size, SPATE_ERR_IO, "%s: %s", tmp, strerror(errno));
 	if (w->idx_pend_len && write(ifd, w->idx_pend, w->idx_pend_len) != (ssize_t)w->idx_pend_len) {

@@ -335,7 +335,7 @@ static int write_file(fstore_t *fs, const fent_t *ents, size_t n, uint64_t epoch
 		return sp_err(errstr, size, r, "file store %s: out of memory", fs->path);
 	}
 	const char *op = "open";
-	int fd = open(fs->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int fd = open(fs->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, SP_FILE_MODE);
 	if (fd < 0)
 		goto fail;
 	if (stop_after == SP_FILE_FAULT_PARTIAL_WRITE) {
@@ -511,7 +511,7 @@ static char *dir_of(const char *path)
 /* Take the store's flock on PATH.lock (created when missing), without waiting. */
 static int take_lock(fstore_t *fs, char *errstr, size_t size)
 {
-	fs->lock_fd = open(fs->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	fs->lock_fd = open(fs->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, SP_FILE_MODE);
 	if (fs->lock_fd < 0)
 		return sp_err(errstr, size, SPATE_ERR_IO, "file store %s: cannot open its lock file %s: %s",
 		              fs->path, fs->lock_path, strerror(errno));

@@ -109,6 +109,13 @@ int sp_position_seq_fmt(const spate_position_t *p, char *buf, size_t size);
  *  "redis://h:p" keeps the whole string as arg with name "redis". */
 const char *sp_split_uri(const char *s, char *name, size_t name_size);
 
+/** The modes spate asks for what it makes (logs and DLQs, their folders, segments,
+ *  indexes, durable and metadata files, file stores and their locks, the journal,
+ *  summary.json, stats.file): private to the user. The umask still applies, so a
+ *  stricter one makes them stricter; a file that exists keeps its mode. */
+#define SP_FILE_MODE 0600
+#define SP_DIR_MODE  0700
+
 /** Write all len bytes to fd (at off with pwrite when off >= 0, else write), retrying
  *  short writes and EINTR. 0, or -1 with errno set. */
 int sp_write_all(int fd, const void *buf, size_t len, off_t off);

@@ -248,6 +248,10 @@ typedef struct sp_source_ops {
 	/** How the "source" key names it ("log:DIR"), for help and errors. */
 	const char *syntax;
 	/* ---- version 3 ---- */
+	/** Partition p's records known to exist but not yet returned by poll (its offset
+	 *  lag), or -1 unknown. Must not block (the metrics endpoint's partition gauges; the
+	 *  engine calls it a few times a second). May be NULL. */
+	int64_t (*part_lag)(sp_source_t *s, sp_part_t *p);
 	/** Lease mode: with a store that keeps leases (sp_store_ops_t.leases), several
 	 *  processes share the source's partitions, each working those it holds the lease of
 	 *  (engine/lease.c). open() then registers no partition but names every one with

@@ -482,7 +482,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "spate-ingest: --listen %s: ADDR:PORT expected, ADDR an IPv4 address\n", listen);
 		return 2;
 	}
-	if (mkdir(dir, 0755) && errno != EEXIST) {
+	/* private, as spate makes its logs and DLQs (0700) */
+	if (mkdir(dir, 0700) && errno != EEXIST) {
 		fprintf(stderr, "spate-ingest: %s: %s\n", dir, strerror(errno));
 		return 1;
 	}

@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,4 +154,35 @@ int t_wait_exit(int pid, int timeout_ms, int *status)
 		}
 		t_sleep_ms(5);
 	}
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define T_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define T_ASAN 1
+#endif
+#endif
+
+#ifdef T_ASAN
+size_t __sanitizer_get_current_allocated_bytes(void); /* <sanitizer/allocator_interface.h> */
+#endif
+
+int t_asan(void)
+{
+#ifdef T_ASAN
+	return 1;
+#else
+	return 0;
+#endif
+}
+
+int64_t t_heap_live_bytes(void)
+{
+#ifdef T_ASAN
+	return (int64_t)__sanitizer_get_current_allocated_bytes();
+#else
+	struct mallinfo2 m = mallinfo2(); /* every arena, and the blocks malloc mmapped */
+	return (int64_t)(m.uordblks + m.hblkhd);
+#endif
 }

@@ -26,6 +26,13 @@ int t_wait_exit(int pid, int timeout_ms, int *status);
 int64_t t_now_ms(void);
 /* Sleep ms milliseconds. */
 void t_sleep_ms(int ms);
+/* The bytes the process's allocator has handed out and not taken back (live heap,
+ * mmapped blocks included): glibc's mallinfo2, or ASan's own count under ASan, where
+ * freed memory waits in a quarantine and RSS says little about what is live. What a
+ * test of a memory bound compares, alongside the engine's own accounting. */
+int64_t t_heap_live_bytes(void);
+/* Whether this is a build under AddressSanitizer. */
+int t_asan(void);
 /* Whole file into a malloc'd NUL-terminated buffer, or NULL. */
 char *t_read_file(const char *path, size_t *len);
 

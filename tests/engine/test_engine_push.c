@@ -15,7 +15,7 @@
 enum { KEYS = 97, PARTS = 3 };
 
 typedef struct state {
-	_Atomic uint32_t *seen;   /* per record id (value holds it) */
+	_Atomic uint32_t *seen;    /* per record id (value holds it) */
 	int64_t last[PARTS][KEYS]; /* last position seen per partition and key */
 	_Atomic int order_violations;
 	_Atomic uint64_t handled;
@@ -85,8 +85,10 @@ static void push_ids(t_during_t *d)
 		for (; k < CHUNK && id + k < end; k++) {
 			int vl = snprintf(vals[k], sizeof(vals[k]), "%zu", id + k);
 			int kl = snprintf(keys[k], sizeof(keys[k]), "k%zu", (id + k) % KEYS);
-			recs[k] = (spate_push_record_t){.key = keys[k], .key_len = (size_t)kl + 1,
-			                                .value = vals[k], .value_len = (size_t)vl + 1};
+			recs[k] = (spate_push_record_t){.key = keys[k],
+			                                .key_len = (size_t)kl + 1,
+			                                .value = vals[k],
+			                                .value_len = (size_t)vl + 1};
 		}
 		int rc = t_push_all(d->e, part, recs, k);
 		t_require(rc == 0, "push: %s", spate_err2str(rc));
@@ -105,11 +107,31 @@ static t_run_t run(state_t *s, const char *store, int workers, int factor, t_eng
 	snprintf(f, sizeof(f), "%d", factor);
 	/* min.concurrency: a fixed pool, so per-key order must hold with every worker taking
 	 * lanes at once */
-	const char *kv[] = {"source", "push", "push.partitions", parts, "max.concurrency", w, "min.concurrency", w,
-	                    "parallelization.factor", f, "batch.size", "50", "stop.at.end", "true",
-	                    "max.inflight.bytes", "1M", store ? "store" : NULL, store, NULL};
-	spate_handler_t h = {.version = SPATE_HANDLER_VERSION, .name = "test", .init = h_init,
-	                     .handle = h_handle, .fini = h_fini, .opaque = s};
+	const char *kv[] = {"source",
+	                    "push",
+	                    "push.partitions",
+	                    parts,
+	                    "max.concurrency",
+	                    w,
+	                    "min.concurrency",
+	                    w,
+	                    "parallelization.factor",
+	                    f,
+	                    "batch.size",
+	                    "50",
+	                    "stop.at.end",
+	                    "true",
+	                    "max.inflight.bytes",
+	                    "1M",
+	                    store ? "store" : NULL,
+	                    store,
+	                    NULL};
+	spate_handler_t h = {.version = SPATE_HANDLER_VERSION,
+	                     .name = "test",
+	                     .init = h_init,
+	                     .handle = h_handle,
+	                     .fini = h_fini,
+	                     .opaque = s};
 	o.conf = kv;
 	o.handler = &h;
 	return t_engine_run(&o);
@@ -140,7 +162,8 @@ Test(engine_push, every_record_exactly_once_in_key_order)
 	cr_assert_eq(sum.dropped, 0);
 	cr_assert_gt(sum.batches, n / 50 - 1);
 	for (size_t i = 0; i < n; i++)
-		cr_assert_eq(atomic_load(&s.seen[i]), 1, "record %zu handled %u times", i, atomic_load(&s.seen[i]));
+		cr_assert_eq(atomic_load(&s.seen[i]), 1, "record %zu handled %u times", i,
+		             atomic_load(&s.seen[i]));
 	cr_assert_eq(atomic_load(&s.order_violations), 0);
 	cr_assert_eq(atomic_load(&s.inits), 3);
 	cr_assert_eq(atomic_load(&s.finis), 3);
@@ -164,7 +187,8 @@ Test(engine_push, checkpoints_resume_after_restart)
 	spate_summary_t sum = r.sum;
 	cr_assert_eq(sum.records, n);
 	for (size_t i = 0; i < 2 * n; i++)
-		cr_assert_eq(atomic_load(&s.seen[i]), 1, "record %zu handled %u times", i, atomic_load(&s.seen[i]));
+		cr_assert_eq(atomic_load(&s.seen[i]), 1, "record %zu handled %u times", i,
+		             atomic_load(&s.seen[i]));
 	/* the per-key order check spans both runs: positions kept increasing */
 	cr_assert_eq(atomic_load(&s.order_violations), 0);
 	free(s.seen);
@@ -176,7 +200,7 @@ static void stop_before_run(spate_engine_t *e, void *arg)
 	spate_engine_stop(e);
 }
 
-Test(engine_push, stop_then_run_returns_after_drain)
+Test(engine_push, stop_then_run_returns)
 {
 	state_t s;
 	reset_state(&s, 10);
@@ -185,6 +209,79 @@ Test(engine_push, stop_then_run_returns_after_drain)
 	cr_assert_eq(spate_push(r.e, 0, NULL, 0), 0);
 	spate_engine_destroy(r.e);
 	free(s.seen);
+}
+
+/* A handler call held until the test lets it go, and what it saw. */
+typedef struct held {
+	t_during_t *d;
+	_Atomic bool in_call, release;
+	_Atomic int calls;
+	_Atomic uint64_t handled;
+	_Atomic bool ended_before_done; /* the run had returned when the call finished */
+} held_t;
+
+static int held_handle(void *opaque, void *ctx, spate_batch_t *b)
+{
+	held_t *h = opaque;
+	atomic_fetch_add(&h->calls, 1);
+	atomic_store(&h->in_call, true);
+	while (!atomic_load(&h->release))
+		t_sleep_ms(1);
+	atomic_fetch_add(&h->handled, spate_batch_count(b));
+	if (h->d && atomic_load(&h->d->ended))
+		atomic_store(&h->ended_before_done, true);
+	return SPATE_HANDLER_OK;
+}
+
+/* While it runs: 10 records pushed, then once their call is running, a stop; the call is
+ * let go a moment later (a window for a run that returned without it to show). */
+static void push_then_stop_mid_call(t_during_t *d)
+{
+	held_t *h = d->arg;
+	h->d = d;
+	spate_push_record_t recs[10];
+	char vals[10][8];
+	for (int i = 0; i < 10; i++) {
+		snprintf(vals[i], sizeof(vals[i]), "%d", i);
+		recs[i] = (spate_push_record_t){
+		    .key = "k", .key_len = 1, .value = vals[i], .value_len = strlen(vals[i])};
+	}
+	t_require(t_push_all(d->e, 0, recs, 10) == 0);
+	for (int64_t until = t_now_ms() + 60000; !atomic_load(&h->in_call) && t_now_ms() < until;)
+		t_sleep_ms(1);
+	t_require(atomic_load(&h->in_call), "the handler was not called in 60 s");
+	spate_engine_stop(d->e);
+	t_sleep_ms(100);
+	atomic_store(&h->release, true);
+}
+
+/* A stop with a handler call running: the run returns only after that call finished, and
+ * starts none after it (guarantee 8). */
+Test(engine_push, stop_returns_after_the_running_call)
+{
+	const char *kv[] = {"source",
+	                    "push",
+	                    "push.partitions",
+	                    "1",
+	                    "max.concurrency",
+	                    "1",
+	                    "batch.size",
+	                    "100",
+	                    "batch.window.ms",
+	                    "0",
+	                    NULL};
+	held_t h = {0};
+	spate_handler_t hd = {
+	    .version = SPATE_HANDLER_VERSION, .name = "held", .handle = held_handle, .opaque = &h};
+	t_run_t r = t_engine_run(
+	    &(t_engine_opts_t){.conf = kv, .handler = &hd, .during = push_then_stop_mid_call, .arg = &h});
+	cr_assert_eq(r.rc, SPATE_OK, "%s", r.err);
+	cr_assert(!atomic_load(&h.ended_before_done), "the run returned before the running call finished");
+	cr_assert_geq(atomic_load(&h.calls), 1);
+	cr_assert_eq(r.sum.records, atomic_load(&h.handled),
+	             "the summary counts %llu, the handler finished %llu", (unsigned long long)r.sum.records,
+	             (unsigned long long)atomic_load(&h.handled));
+	cr_assert_gt(atomic_load(&h.handled), 0);
 }
 
 static void push_one_and_close(spate_engine_t *e, void *arg)
@@ -220,8 +317,8 @@ Test(engine_push, a_closed_push_source_ends_the_run_without_stop_at_end, .timeou
 	reset_state(&s, 1000);
 	const char *kv[] = {"source", "push", "push.partitions", "3", NULL};
 	/* the suite's handler, with its init (h_handle checks the worker context) */
-	spate_handler_t h = {.version = SPATE_HANDLER_VERSION, .name = "t", .init = h_init, .handle = h_handle,
-	                     .opaque = &s};
+	spate_handler_t h = {
+	    .version = SPATE_HANDLER_VERSION, .name = "t", .init = h_init, .handle = h_handle, .opaque = &s};
 	pusher_t p = {1000, 0};
 	t_run_t r = t_engine_run(
 	    &(t_engine_opts_t){.conf = kv, .handler = &h, .during = push_ids, .arg = &p, .child_ms = 30000});
