@@ -26,8 +26,8 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: spate checkpoint show STORE\n"
-	           "       spate checkpoint reset STORE [--partition NAME]\n"
+	fprintf(f, "usage: spate checkpoint show STORE [--pipeline NAME]\n"
+	           "       spate checkpoint reset STORE [--partition NAME] [--pipeline NAME]\n"
 	           "\n"
 	           "  show    print `partition checkpoint` lines, sorted by partition; reads the\n"
 	           "          store without locking it, so it works while a pipeline runs\n"
@@ -36,6 +36,8 @@ static void usage(FILE *f)
 	           "          running pipeline uses the store: stop the pipeline first\n"
 	           "\n"
 	           "STORE is a store URI as the \"store\" key takes it, e.g. file:/var/lib/spate/ckpt.\n"
+	           "--pipeline NAME: in a store shared by pipelines (redis://...), the checkpoints of\n"
+	           "pipeline NAME (its pipeline.name); default \"pipeline\".\n"
 	           "A checkpoint is \"beginning\" (nothing done yet) or the last position done.\n");
 }
 
@@ -136,12 +138,18 @@ static int reset(sp_store_t *st, const char *uri, const char *partition)
 
 int spate_cmd_checkpoint(int argc, char **argv)
 {
-	const char *sub = NULL, *uri = NULL, *partition = NULL;
+	const char *sub = NULL, *uri = NULL, *partition = NULL, *pipeline = NULL;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
 			usage(stdout);
 			return EXIT_DONE;
+		} else if (!strcmp(a, "--pipeline")) {
+			if (i + 1 >= argc) {
+				fprintf(stderr, "spate: checkpoint: %s needs a pipeline name\n", a);
+				return EXIT_USAGE;
+			}
+			pipeline = argv[++i];
 		} else if (!strcmp(a, "--partition") || !strcmp(a, "-p")) {
 			if (i + 1 >= argc) {
 				fprintf(stderr, "spate: checkpoint: %s needs a partition name\n", a);
@@ -185,8 +193,7 @@ int spate_cmd_checkpoint(int argc, char **argv)
 	char err[512];
 	/* show only looks, so it takes no lock a running pipeline holds or needs; reset
 	 * changes checkpoints and must hold the store as the engine does */
-	int r = is_show ? sp_store_open_uri_readonly(uri, &st, err, sizeof err)
-	                : sp_store_open_uri(uri, &st, err, sizeof err);
+	int r = sp_store_open_uri_ns(uri, pipeline, is_show, &st, err, sizeof err);
 	if (r == SPATE_ERR_BUSY && is_reset) {
 		fprintf(stderr,
 		        "spate: checkpoint reset refused: %s; reset never changes checkpoints under a "

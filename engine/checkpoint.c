@@ -22,11 +22,51 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Whether p's checkpoint may be written: it is not released, nor being released lost. */
+static bool savable(const sp_part_t *p)
+{
+	return p->eng->dirty && !p->eng->revoked && !(p->eng->releasing && p->eng->release_lost);
+}
+
+/* The entry of p's checkpoint: in lease mode conditional on its lease. */
+static sp_store_entry_t entry_of(sp_engine_t *e, sp_part_t *p, int *rc)
+{
+	sp_store_entry_t ent = {.name = p->pub.name, .ckpt = p->eng->ckpt, .rc = rc};
+	if (e->leased) {
+		ent.owner = e->lease_owner;
+		ent.counter = p->eng->lease_counter;
+	}
+	if (rc)
+		*rc = SPATE_ERR_STORE; /* a store that does not set it: the save's own result */
+	return ent;
+}
+
+/* The audit line of a checkpoint write, and what a refused one means. sent: the
+ * wall-clock ms before the write was sent (what an audit compares with the time another
+ * process's acquire returned). */
+static void audited(sp_engine_t *e, sp_part_t *p, const sp_store_entry_t *ent, int rc, const char *err,
+                    int64_t sent)
+{
+	if (!e->leased)
+		return;
+	char b[80];
+	sp_msg(e, SP_MSG_DEBUG,
+	       "lease audit: checkpoint %s owner=%s counter=%" PRIu64 " at=%s sent=%" PRId64 ": %s",
+	       ent->name, ent->owner, ent->counter, sp_ckpt_fmt(&ent->ckpt, b, sizeof(b)), sent,
+	       rc == SPATE_OK          ? "written"
+	       : rc == SPATE_ERR_LEASE ? "refused (lease gone)"
+	                               : err);
+	if (rc == SPATE_ERR_LEASE)
+		sp_lease_lost(e, p, "a checkpoint write was refused");
+	else if (rc == SPATE_ERR_STORE_LOST)
+		sp_engine_fatal(e, rc, err);
+}
+
 static int save_dirty(sp_engine_t *e, char *err, size_t sz)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < e->nparts; i++)
-		if (e->parts[i]->eng->dirty && !e->parts[i]->eng->revoked)
+		if (savable(e->parts[i]))
 			n++;
 	if (!n)
 		return SPATE_OK;
@@ -36,29 +76,55 @@ static int save_dirty(sp_engine_t *e, char *err, size_t sz)
 		return SPATE_OK;
 	}
 	sp_store_entry_t stack[64];
+	int rstack[64];
+	sp_part_t *pstack[64];
 	sp_store_entry_t *ents = n <= 64 ? stack : malloc(n * sizeof(*ents));
-	if (!ents)
+	int *rcs = n <= 64 ? rstack : malloc(n * sizeof(*rcs));
+	sp_part_t **ps = n <= 64 ? pstack : malloc(n * sizeof(*ps));
+	if (!ents || !rcs || !ps) {
+		if (ents != stack)
+			free(ents);
+		if (rcs != rstack)
+			free(rcs);
+		if (ps != pstack)
+			free(ps);
 		return sp_err(err, sz, SPATE_ERR_NOMEM, "out of memory");
+	}
 	size_t k = 0;
 	for (size_t i = 0; i < e->nparts; i++) {
 		sp_part_t *p = e->parts[i];
-		if (p->eng->dirty && !p->eng->revoked)
-			ents[k++] = (sp_store_entry_t){p->pub.name, p->eng->ckpt};
-	}
-	int rc = e->store.ops->save(&e->store, ents, k, err, sz);
-	if (rc == SPATE_OK) {
-		sp_hist_bump(&e->ckpt_commits, 1);
-		for (size_t i = 0; i < e->nparts; i++) {
-			sp_part_t *p = e->parts[i];
-			if (p->eng->dirty) {
-				p->eng->saved = p->eng->ckpt;
-				p->eng->dirty = false;
-			}
+		if (savable(p)) {
+			ps[k] = p;
+			ents[k] = entry_of(e, p, &rcs[k]);
+			k++;
 		}
+	}
+	int64_t sent = sp_wall_ms();
+	int rc = e->store.ops->save(&e->store, ents, k, err, sz);
+	bool per_entry = e->leased && e->store.ops->version >= 3 && e->store.ops->leases;
+	int ret = rc;
+	if (per_entry)
+		ret = SPATE_OK;
+	if (rc == SPATE_OK)
+		sp_hist_bump(&e->ckpt_commits, 1);
+	for (size_t j = 0; j < k; j++) {
+		int r = per_entry ? rcs[j] : rc;
+		if (r == SPATE_OK) {
+			ps[j]->eng->saved = ents[j].ckpt;
+			ps[j]->eng->dirty = false;
+		} else if (per_entry && r != SPATE_ERR_LEASE && ret == SPATE_OK) {
+			ret = r;
+		}
+		if (per_entry)
+			audited(e, ps[j], &ents[j], r, err, sent);
 	}
 	if (ents != stack)
 		free(ents);
-	return rc;
+	if (rcs != rstack)
+		free(rcs);
+	if (ps != pstack)
+		free(ps);
+	return ret;
 }
 
 int sp_checkpoint_maybe_flush(sp_engine_t *e, bool force)
@@ -176,8 +242,12 @@ static bool release_finish(sp_engine_t *e, sp_part_t *p, bool lost, char *err, s
 	if (!lost && pe->started) {
 		saved = true;
 		if (pe->dirty && e->store_open) {
-			sp_store_entry_t ent = {p->pub.name, pe->ckpt};
+			int erc;
+			sp_store_entry_t ent = entry_of(e, p, &erc);
+			int64_t sent = sp_wall_ms();
 			rc = e->store.ops->save(&e->store, &ent, 1, err, sz);
+			if (e->leased)
+				audited(e, p, &ent, rc, err, sent);
 			if (rc == SPATE_OK) {
 				sp_hist_bump(&e->ckpt_commits, 1);
 				pe->saved = pe->ckpt;
@@ -247,6 +317,8 @@ void sp_engine_releases(sp_engine_t *e, bool now)
 		e->nreleasing--;
 		sp_msg(e, SP_MSG_DEBUG, "%s: released (%s)", p->pub.name,
 		       saved ? "checkpoint saved" : "nothing committed");
+		if (e->leased)
+			sp_lease_released(e, p, pe->release_lost);
 		if (e->src.ops->released)
 			e->src.ops->released(&e->src, p, saved);
 	}

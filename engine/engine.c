@@ -259,6 +259,29 @@ static int open_plugins(spate_engine_t *e, char *err, size_t sz)
 	if (!so)
 		return sp_err(err, sz, SPATE_ERR_INVALID, "source: unknown source \"%s\"", v);
 	e->src = (sp_source_t){.ops = so, .eng = e, .arg = arg};
+	/* lease mode: an explicit store that keeps leases; the source then names its
+	 * partitions as candidates and registers those whose lease this process takes */
+	{
+		const char *sv = sp_conf_str(e->conf, "store");
+		char sname[64];
+		sp_split_uri(sv, sname, sizeof(sname));
+		const sp_store_ops_t *st = *sv ? sp_find_store(sname) : NULL;
+		if (st && st->version >= 3 && st->leases) {
+			if (so->version < 3 || !so->take)
+				return sp_err(err, sz, SPATE_ERR_INVALID,
+				              "store: %s keeps leases for sources without a group protocol (log:DIR); source %s "
+				              "cannot share its partitions through it (use store=file:PATH, or kafka's group)",
+				              sname, name);
+			e->leased = true;
+		} else if (sp_conf_is_set(e->conf, "lease.timeout.ms")) {
+			return sp_err(err, sz, SPATE_ERR_INVALID,
+			              "lease.timeout.ms: the checkpoint store %s keeps no leases (%s); leases need "
+			              "store=redis://host:port",
+			              *sv ? sv : "(the source's default)",
+			              st && !strcmp(st->name, "file") ? "file: one process per store, held by a lock"
+			                                              : "one process per store");
+		}
+	}
 	int rc = so->open(&e->src, err, sz);
 	if (rc)
 		return rc;
@@ -284,12 +307,12 @@ static int open_plugins(spate_engine_t *e, char *err, size_t sz)
 		e->max_inflight_bytes -= e->src.held_bytes;
 		e->max_inflight_records -= e->src.held_records;
 	}
-	if (e->nparts == 0 && !so->service) /* a Kafka source adds partitions as they are assigned */
+	if (e->nparts == 0 && !so->service && !e->leased) /* a Kafka source adds partitions as assigned */
 		return sp_err(err, sz, SPATE_ERR_INVALID, "source: \"%s\" has no partitions", v);
-	if (e->nparts * e->factor > SP_MAX_LANES)
+	if ((e->leased ? e->ncands : e->nparts) * e->factor > SP_MAX_LANES)
 		return sp_err(err, sz, SPATE_ERR_INVALID,
 		              "parallelization.factor: %u lanes per partition x %zu partitions is more than %d lanes",
-		              e->factor, e->nparts, SP_MAX_LANES);
+		              e->factor, e->leased ? e->ncands : e->nparts, SP_MAX_LANES);
 
 	v = sp_conf_str(e->conf, "store");
 	bool dflt = !*v && !sp_conf_is_set(e->conf, "store");
@@ -336,6 +359,8 @@ static int open_plugins(spate_engine_t *e, char *err, size_t sz)
 			sp_msg(e, SP_MSG_INFO, "checkpoints: %s (the default of source=%s for pipeline %s)", v,
 			       sp_conf_str(e->conf, "source"), sp_engine_pipeline_name(e));
 		e->store_open = true;
+		if (e->leased && (rc = sp_lease_init(e, err, sz)))
+			return rc;
 	}
 	v = sp_conf_str(e->conf, "dlq");
 	if (*v) {
@@ -434,6 +459,8 @@ static bool all_at_end(spate_engine_t *e)
 {
 	if (atomic_load_explicit(&e->inflight_records, memory_order_relaxed) || e->held_bytes)
 		return false;
+	if (e->leased)
+		return sp_lease_all_at_end(e);
 	if (!e->src.ops->ended || !e->src.ops->ended(&e->src))
 		return false;
 	for (size_t i = 0; i < e->nparts; i++) {
@@ -612,6 +639,13 @@ spate_err_t spate_engine_run(spate_engine_t *e, char *err, size_t sz)
 		int st = atomic_load(&e->stop_req);
 		if (st >= 2)
 			break;
+		if (e->leased) {
+			sp_lease_tick(e);
+			if (e->fatal_rc) {
+				rc = sp_err(err, sz, e->fatal_rc, "%s", e->fatal_err);
+				break;
+			}
+		}
 		int fed = 0;
 		if (e->src.ops->service) {
 			int src_rc = e->src.ops->service(&e->src, st != 0, err, sz);
@@ -694,6 +728,10 @@ spate_err_t spate_engine_run(spate_engine_t *e, char *err, size_t sz)
 		if (frc && !rc)
 			rc = sp_err(err, sz, frc, "final checkpoint failed (see the log)");
 	}
+	if (e->fatal_rc && !rc)
+		rc = sp_err(err, sz, e->fatal_rc, "%s", e->fatal_err);
+	if (!e->fatal_rc)
+		sp_lease_release_all(e); /* another process may take them at once */
 	e->running = false;
 	e->end_ns = sp_now_ns();
 	atomic_store_explicit(&e->finished, true, memory_order_release); /* publishes end_ns */
@@ -744,6 +782,7 @@ void spate_engine_destroy(spate_engine_t *e)
 		e->src.ops->close(&e->src);
 	if (e->store_open && e->store.ops->close)
 		e->store.ops->close(&e->store);
+	sp_lease_free(e);
 	if (e->dlq_open && e->dlq.ops->close)
 		e->dlq.ops->close(&e->dlq);
 	sp_sinks_close(e);

@@ -209,7 +209,35 @@ struct sp_part_eng {
 	bool dirty;
 	bool head_dirty;       /* completions touched the head chunk since the last advance */
 	uint64_t done;         /* records DONE */
+	/* lease mode (lease.c): 1 + the index of the partition's candidate (0: none), and
+	 * the counter of its lease every checkpoint write is conditional on */
+	size_t lease_cand;
+	uint64_t lease_counter;
+	/* the local deadline of its lease (monotonic ms; 0: none): workers hand no batch of
+	 * it to the handler from then on (the engine thread writes, workers read) */
+	_Atomic int64_t lease_deadline;
 	int64_t newest_ts_ms;  /* stream timestamp of the newest record dispatched (iterator age) */
+};
+
+/* A partition of a source in lease mode (lease.c): named by the source at open, worked
+ * once this process holds its lease. */
+struct sp_lease_cand {
+	char *name, *source, *topic, *shard, *parents;
+	int32_t partition;
+	int index; /* the source's index of it (sp_source_ops_t.take) */
+	bool has_end;
+	spate_position_t end;
+	sp_part_t *part;    /* held: the partition taken; NULL otherwise */
+	uint64_t counter;   /* held: the lease's counter */
+	int64_t renewed_ms; /* held: when the last successful renewal (or the acquire) was sent */
+	/* the store's view at the last list */
+	bool listed;
+	char owner[SP_LEASE_OWNER_MAX];
+	uint64_t seen_counter;
+	int expired;
+	int64_t seen_since_ms; /* a store without a clock: when seen_counter was first seen */
+	bool has_ckpt;
+	sp_ckpt_t ckpt;
 };
 
 enum comp_kind {
@@ -358,6 +386,19 @@ struct spate_engine_s {
 	bool src_open;
 	sp_store_t store;
 	bool store_open;
+	/* lease mode (lease.c): the store keeps leases and the source works the partitions
+	 * this process holds the lease of */
+	bool leased;
+	struct sp_lease_cand *cands;
+	size_t ncands, cands_cap;
+	char lease_owner[SP_LEASE_OWNER_MAX];
+	int64_t lease_timeout_ms, lease_margin_ms;
+	int64_t lease_next_ms; /* the next renewal and balancing round (monotonic ms) */
+	int64_t lease_last_tick;
+	/* a fatal error found off the loop's own path (the store lost its data): the loop
+	 * stops with it */
+	int fatal_rc;
+	char fatal_err[1024];
 	sp_sink_t dlq;
 	bool dlq_open;
 	/* the named sinks handlers emit to (sink.NAME=...), opened at start (emit.c) */
@@ -628,6 +669,24 @@ void sp_prom_free(sp_engine_t *e);
 int sp_prom_port(sp_engine_t *e);
 
 /* checkpoint.c */
+/** Lease mode: set up at start (the owner, the timeout). */
+int sp_lease_init(sp_engine_t *e, char *err, size_t sz);
+/** Lease mode, every turn of the loop: stop working partitions past their deadline;
+ *  when due, check the epoch, renew, list, take and steal (lease.c). */
+void sp_lease_tick(sp_engine_t *e);
+/** Lease mode: a checkpoint write of p was refused (its lease is gone): release it lost. */
+void sp_lease_lost(sp_engine_t *e, sp_part_t *p, const char *why);
+/** Lease mode: p was released; give its lease up unless it was lost. */
+void sp_lease_released(sp_engine_t *e, sp_part_t *p, bool lost);
+/** Lease mode, at stop: give up every lease held. */
+void sp_lease_release_all(sp_engine_t *e);
+/** Lease mode: every candidate with an end has its checkpoint (here or in the store) at it. */
+bool sp_lease_all_at_end(sp_engine_t *e);
+/** Free the candidates. */
+void sp_lease_free(sp_engine_t *e);
+/** Record a fatal error for the loop (first one wins). */
+void sp_engine_fatal(sp_engine_t *e, int rc, const char *msg);
+
 /** Flush dirty checkpoints when due (force: now). Returns SPATE_OK or a store error. */
 int sp_checkpoint_maybe_flush(sp_engine_t *e, bool force);
 /** Load every partition's checkpoint and seek the source; checkpoint resolved starts. */

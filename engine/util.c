@@ -72,6 +72,8 @@ static const struct {
     [14] = {"ERR_STORE", "checkpoint store failed"},
     [15] = {"ERR_SOURCE", "source failed"},
     [16] = {"ERR_SINK", "sink or DLQ failed"},
+    [17] = {"ERR_LEASE", "lease lost: another process holds the partition"},
+    [18] = {"ERR_STORE_LOST", "checkpoint store lost its data (epoch marker gone or changed)"},
 };
 
 const char *spate_err2str(spate_err_t err)

@@ -345,6 +345,17 @@ static bool run_batch(sp_worker_t *w, sp_lane_t *l)
 		drop_released(w, l);
 		return false;
 	}
+	if (e->leased) {
+		/* lease mode: past the partition's local deadline (a process paused past its
+		 * lease) no record of it reaches the handler; the lane waits until the engine
+		 * thread releases the partition (its records are never DONE here) */
+		int64_t dl = atomic_load_explicit(&l->part->eng->lease_deadline, memory_order_relaxed);
+		if (dl && sp_now_ms() >= dl) {
+			l->park_until_ms = sp_now_ms() + 5;
+			l->window_wait = true; /* a wait, not a retry: nothing is copied */
+			return false;
+		}
+	}
 	if (l->dlq_pending) {
 		uint32_t k = sp_lane_build_batch(w, l, l->dlq_pending);
 		if (k < l->dlq_pending)

@@ -11,7 +11,7 @@
 #include <string.h>
 
 extern const sp_source_ops_t sp_source_gen, sp_source_push, sp_source_log;
-extern const sp_store_ops_t sp_store_file;
+extern const sp_store_ops_t sp_store_file, sp_store_redis, sp_store_rediss;
 extern const sp_sink_ops_t sp_sink_log;
 #ifdef SPATE_HAVE_KAFKA /* meson defines it when librdkafka is found */
 extern const sp_sink_ops_t sp_sink_kafka;
@@ -41,7 +41,7 @@ extern const sp_operator_ops_t sp_op_noop, sp_op_fraud, sp_op_sleep, sp_op_spin,
     sp_op_journal, sp_op_route, sp_op_sensor;
 
 static const sp_source_ops_t *const sources[] = {&sp_source_gen, &sp_source_push, &sp_source_log, SP_KAFKA_SOURCES SP_KINESIS_SOURCES NULL};
-static const sp_store_ops_t *const stores[] = {&sp_store_file, SP_KAFKA_STORES NULL};
+static const sp_store_ops_t *const stores[] = {&sp_store_file, &sp_store_redis, &sp_store_rediss, SP_KAFKA_STORES NULL};
 static const sp_sink_ops_t *const sinks[] = {&sp_sink_log, SP_KAFKA_SINKS SP_KINESIS_SINKS NULL};
 static const sp_operator_ops_t *const operators[] = {&sp_op_noop, &sp_op_fraud, &sp_op_sleep,
                                                      &sp_op_spin, &sp_op_fail_if, &sp_op_journal,
@@ -102,17 +102,18 @@ const char *sp_registry_kinds(const char *kind)
 
 /* Find the store uri names and open it: through open_readonly when readonly is set and
  * the store has one, else through open. */
-static int open_uri(const char *uri, sp_store_t *st, bool readonly, char *errstr, size_t size)
+static int open_uri(const char *uri, const char *ns, sp_store_t *st, bool readonly, char *errstr, size_t size)
 {
 	char name[64];
 	const char *arg = sp_split_uri(uri, name, sizeof(name));
 	const sp_store_ops_t *ops = sp_find_store(name);
 	if (!ops)
-		return sp_err(errstr, size, SPATE_ERR_UNKNOWN, "store: unknown kind \"%s\" in \"%s\" (allowed: file:PATH)",
-		              name, uri);
+		return sp_err(errstr, size, SPATE_ERR_UNKNOWN, "store: unknown kind \"%s\" in \"%s\" (allowed: %s)", name,
+		              uri, sp_registry_kinds("store"));
 	memset(st, 0, sizeof(*st));
 	st->ops = ops;
 	st->arg = arg;
+	st->ns = ns;
 	if (readonly && ops->version >= 2 && ops->open_readonly)
 		return ops->open_readonly(st, errstr, size);
 	return ops->open(st, errstr, size);
@@ -120,10 +121,15 @@ static int open_uri(const char *uri, sp_store_t *st, bool readonly, char *errstr
 
 int sp_store_open_uri(const char *uri, sp_store_t *st, char *errstr, size_t size)
 {
-	return open_uri(uri, st, false, errstr, size);
+	return open_uri(uri, NULL, st, false, errstr, size);
 }
 
 int sp_store_open_uri_readonly(const char *uri, sp_store_t *st, char *errstr, size_t size)
 {
-	return open_uri(uri, st, true, errstr, size);
+	return open_uri(uri, NULL, st, true, errstr, size);
+}
+
+int sp_store_open_uri_ns(const char *uri, const char *ns, bool readonly, sp_store_t *st, char *errstr, size_t size)
+{
+	return open_uri(uri, ns, st, readonly, errstr, size);
 }

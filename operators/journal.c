@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* What spate_position_fmt needs for any position. */
@@ -34,6 +35,7 @@
 
 typedef struct journal_op {
 	spate_engine_t *eng; /* for sp_log; may be NULL */
+	int64_t sleep_ms;    /* journal.sleep.ms: a slow handler for the lease tests */
 	char prefix[];       /* PATH_PREFIX */
 } journal_op_t;
 
@@ -141,6 +143,12 @@ static int journal_handle(void *opaque, void *wctx, spate_batch_t *b)
 		if (errno != EINTR)
 			return journal_fail(b, w, "fdatasync", errno);
 	}
+	journal_op_t *o = opaque;
+	if (o->sleep_ms) {
+		struct timespec ts = {o->sleep_ms / 1000, (o->sleep_ms % 1000) * 1000000}, left;
+		while (nanosleep(&ts, &left) < 0 && errno == EINTR)
+			ts = left;
+	}
 	return SPATE_HANDLER_OK;
 }
 
@@ -156,6 +164,7 @@ static int journal_create(const char *arg, const spate_conf_t *conf, spate_engin
 	if (!o)
 		return sp_err(err, sz, SPATE_ERR_NOMEM, "handler: out of memory");
 	o->eng = e;
+	o->sleep_ms = conf ? sp_conf_int(conf, "journal.sleep.ms") : 0;
 	memcpy(o->prefix, arg, len + 1);
 	memset(h, 0, sizeof(*h));
 	h->version = SPATE_HANDLER_VERSION;
@@ -173,12 +182,20 @@ static void journal_destroy(spate_handler_t *h)
 	h->opaque = NULL;
 }
 
+static const sp_opt_t journal_opts[] = {
+    {"journal.sleep.ms", SP_OPT_INT, 0, 60000, NULL, "0",
+     "journal: sleep this long after each batch is written (tests: a slow handler that still records what it "
+     "handled)"},
+    {NULL, 0, 0, 0, NULL, NULL, NULL},
+};
+
 const sp_operator_ops_t sp_op_journal = {
     .version = SP_OPERATOR_OPS_VERSION,
     .name = "journal",
     .desc = "journal:PATH_PREFIX appends \"partition position\" per record to PATH_PREFIX.<worker>, "
             "fdatasync'd per batch",
     .syntax = "journal:PATH_PREFIX",
+    .opts = journal_opts,
     .create = journal_create,
     .destroy = journal_destroy,
 };

@@ -706,6 +706,10 @@ int sp_log_reader_open(const char *dir, const sp_log_ropts_t *o, sp_log_reader_t
 int sp_log_reader_partitions(const sp_log_reader_t *r);
 /** The engine partition chunks of partition i belong to. */
 void sp_log_reader_bind(sp_log_reader_t *r, int i, sp_part_t *p);
+/** Lease mode: partition i is no longer worked here (its lease was lost or given up):
+ *  its reads and parsed chunks are dropped and it reads nothing until bound and sought
+ *  again. Nothing happens when i is bound to another partition than part by now. */
+void sp_log_reader_unbind(sp_log_reader_t *r, int i, const sp_part_t *part);
 /** Re-read partition i's durable file: *start = its first offset, *next = the offset
  *  after its last durable record. */
 int sp_log_reader_bounds(sp_log_reader_t *r, int i, uint64_t *start, uint64_t *next, char *errstr,

@@ -662,6 +662,18 @@ void sp_log_rd_inotify_drain(sp_log_reader_t *r)
 
 /* ---- seek, end, poll ------------------------------------------------------------------ */
 
+void sp_log_reader_unbind(sp_log_reader_t *r, int i, const sp_part_t *part)
+{
+	rpart_t *p = &r->parts[i];
+	if (p->part != part)
+		return; /* bound again meanwhile (the lease was taken back) */
+	sp_log_rd_drop_reqs(r, p, NULL);
+	sp_log_rd_drop_ready(r, p);
+	p->skip_pending = false;
+	p->st = P_IDLE;
+	p->part = NULL;
+}
+
 /* First offset of the partition and the offset after its last readable record. */
 int sp_log_rd_bounds(sp_log_reader_t *r, rpart_t *p, sp_log_seglist_t *segs, uint64_t *start, uint64_t *next,
                      char *errstr, size_t size)

@@ -145,16 +145,26 @@ static int log_open(sp_source_t *s, char *errstr, size_t size)
 		return sp_err(errstr, size, rc, "source=log:%s: %s", dir, err);
 	}
 	int n = sp_log_reader_partitions(x->rd);
+	bool leased = sp_engine_leased(s->eng);
 	for (int i = 0; i < n; i++) {
-		sp_part_t *p = sp_engine_add_partition(s->eng, "log", x->topic, i, NULL);
-		if (!p) {
-			sp_log_reader_close(x->rd);
-			free(x);
-			return sp_err(errstr, size, SPATE_ERR_NOMEM, "source=log:%s: out of memory", dir);
+		sp_part_t *p = NULL;
+		if (!leased) {
+			p = sp_engine_add_partition(s->eng, "log", x->topic, i, NULL);
+			if (!p) {
+				sp_log_reader_close(x->rd);
+				free(x);
+				return sp_err(errstr, size, SPATE_ERR_NOMEM, "source=log:%s: out of memory", dir);
+			}
+			sp_log_reader_bind(x->rd, i, p);
 		}
-		sp_log_reader_bind(x->rd, i, p);
-		if (!x->stop_at_end)
+		if (!x->stop_at_end) {
+			if (leased && sp_engine_lease_candidate(s->eng, i, "log", x->topic, i, NULL, NULL, false, NULL)) {
+				sp_log_reader_close(x->rd);
+				free(x);
+				return sp_err(errstr, size, SPATE_ERR_NOMEM, "source=log:%s: out of memory", dir);
+			}
 			continue;
+		}
 		/* The end is the last record there is, not the durable next offset minus one:
 		 * a trailing control batch (Kafka transactions) is never delivered. */
 		bool has;
@@ -164,8 +174,15 @@ static int log_open(sp_source_t *s, char *errstr, size_t size)
 			free(x);
 			return sp_err(errstr, size, rc, "source=log:%s: %s", dir, err);
 		}
-		p->has_end = has;
-		p->end = sp_pos(last);
+		spate_position_t end = sp_pos(last);
+		if (p) {
+			p->has_end = has;
+			p->end = end;
+		} else if (sp_engine_lease_candidate(s->eng, i, "log", x->topic, i, NULL, NULL, has, &end)) {
+			sp_log_reader_close(x->rd);
+			free(x);
+			return sp_err(errstr, size, SPATE_ERR_NOMEM, "source=log:%s: out of memory", dir);
+		}
 		sp_log_reader_set_end(x->rd, i, has, last);
 	}
 	if (push) {
@@ -325,6 +342,32 @@ static void log_push_close(sp_source_t *s)
 		sp_log_push_close_input(x->lp);
 }
 
+/* Lease mode: this process took partition index's lease. */
+static sp_part_t *log_take(sp_source_t *s, int index, char *errstr, size_t size)
+{
+	src_t *x = s->ctx;
+	if (index < 0 || index >= sp_log_reader_partitions(x->rd)) {
+		sp_err(errstr, size, SPATE_ERR_INVALID, "source=log:%s: no partition %d", s->arg, index);
+		return NULL;
+	}
+	sp_part_t *p = sp_engine_add_partition(s->eng, "log", x->topic, index, NULL);
+	if (!p) {
+		sp_err(errstr, size, SPATE_ERR_NOMEM, "source=log:%s: out of memory", s->arg);
+		return NULL;
+	}
+	sp_log_reader_bind(x->rd, index, p);
+	return p;
+}
+
+/* A partition given to sp_engine_partition_release is released (lease mode: the lease is
+ * lost or given up): the reader stops reading it. */
+static void log_released(sp_source_t *s, sp_part_t *p, bool saved)
+{
+	src_t *x = s->ctx;
+	if (x && p->pub.partition >= 0 && p->pub.partition < sp_log_reader_partitions(x->rd))
+		sp_log_reader_unbind(x->rd, p->pub.partition, p);
+}
+
 static void log_close(sp_source_t *s)
 {
 	src_t *x = s->ctx;
@@ -377,4 +420,6 @@ const sp_source_ops_t sp_source_log = {
     .ended = log_ended,
     .close = log_close,
     .default_store_uri = log_default_store,
+    .released = log_released,
+    .take = log_take,
 };

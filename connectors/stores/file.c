@@ -28,6 +28,11 @@
  * checkpoint is reset, so a file that was replaced can be told from the one that was
  * saved.
  *
+ * The file store is the one-process subset of the store interface: load, save, list,
+ * reset and the epoch marker, but no leases (sp_store_ops_t.leases is false): the engine
+ * refuses lease.timeout.ms with it, and a save of an entry under a lease (an owner) is
+ * refused as SPATE_ERR_UNSUPPORTED.
+ *
  * Tests stop a save between its steps with sp_store_file_save_fault() (file.h), and
  * integration tests make saves fail with SPATE_FAULT_STORE=fail or fail:N (the next N
  * saves), read once at open into the store instance.
@@ -632,6 +637,14 @@ static int save_locked(fstore_t *fs, const sp_store_entry_t *ents, size_t n, int
 	int r = check_writable(fs, "save", errstr, size);
 	if (r != SPATE_OK)
 		return r;
+	/* the one-process subset of the store interface: no leases */
+	for (size_t i = 0; i < n; i++)
+		if (ents[i].owner && ents[i].owner[0])
+			return sp_err(errstr, size, SPATE_ERR_UNSUPPORTED,
+			              "file store %s keeps no leases (one process per store, held by a lock): a "
+			              "checkpoint of %s under owner %s's lease is refused; share partitions between "
+			              "processes with store=redis://host:port",
+			              fs->path, ents[i].name, ents[i].owner);
 	if (fs->fault_left) {
 		if (fs->fault_left != INT64_MAX)
 			fs->fault_left--;
@@ -702,7 +715,7 @@ static int fstore_list(sp_store_t *s, void (*fn)(void *arg, const sp_store_entry
 	(void)size;
 	pthread_mutex_lock(&fs->mu);
 	for (size_t i = 0; i < fs->n; i++) {
-		sp_store_entry_t ent = {fs->ents[i].name, fs->ents[i].ckpt};
+		sp_store_entry_t ent = {.name = fs->ents[i].name, .ckpt = fs->ents[i].ckpt};
 		fn(arg, &ent);
 	}
 	pthread_mutex_unlock(&fs->mu);

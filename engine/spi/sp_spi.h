@@ -247,7 +247,28 @@ typedef struct sp_source_ops {
 	 *  lag), or -1 unknown. Must not block (the metrics endpoint's partition gauges; the
 	 *  engine calls it a few times a second). May be NULL. */
 	int64_t (*part_lag)(sp_source_t *s, sp_part_t *p);
+	/** Lease mode: with a store that keeps leases (sp_store_ops_t.leases), several
+	 *  processes share the source's partitions, each working those it holds the lease of
+	 *  (engine/lease.c). open() then registers no partition but names every one with
+	 *  sp_engine_lease_candidate() (sp_engine_leased() says which mode is on); once the
+	 *  engine holds candidate `index`'s lease it calls take(), which registers the
+	 *  partition (sp_engine_add_partition, with has_end/end under stop.at.end) and
+	 *  returns it; the engine then starts it at the lease's checkpoint. A lost or given
+	 *  up lease is released like a Kafka revoke (sp_engine_partition_release, then
+	 *  released()). NULL: the source has no lease mode (a lease store is refused). */
+	sp_part_t *(*take)(sp_source_t *s, int index, char *errstr, size_t size);
 } sp_source_ops_t;
+
+/** True when the engine runs the source in lease mode (see sp_source_ops_t.take).
+ *  @locality from open() on */
+bool sp_engine_leased(sp_engine_t *e);
+/** In lease mode, name partition `index` of the source (its name is made as
+ *  sp_engine_add_partition makes it). parents: the ids of the partitions that must be
+ *  read to their end first, comma-separated (Kinesis parent shards), or NULL. has_end /
+ *  end: stop.at.end's end of the partition. @locality inside open() */
+int sp_engine_lease_candidate(sp_engine_t *e, int index, const char *source, const char *topic,
+                              int32_t partition, const char *shard, const char *parents, bool has_end,
+                              const spate_position_t *end);
 
 /** Use ops as the source instead of the one the "source" key names (a source that is
  *  not in the registry: tests, docs/plugins.md). Before spate_engine_start. */
@@ -255,20 +276,55 @@ void sp_engine_set_source_ops(sp_engine_t *e, const sp_source_ops_t *ops);
 
 /* ---- checkpoint stores ---------------------------------------------------------------- */
 
-#define SP_STORE_OPS_VERSION 2
+#define SP_STORE_OPS_VERSION 3
 
 struct sp_store {
 	const struct sp_store_ops *ops;
 	sp_engine_t *eng; /* NULL when opened by the CLI outside an engine */
 	const char *arg;
 	void *ctx;
+	/* version 3: the configuration when there is no engine (the CLI), else NULL (the
+	 * store reads sp_engine_conf(eng)); and the namespace of the pipeline's checkpoints
+	 * in a shared store (its pipeline name; NULL: "pipeline") */
+	const spate_conf_t *conf;
+	const char *ns;
 };
 
 /** One partition's checkpoint, by partition name ("source/topic/partition"). */
 typedef struct sp_store_entry {
 	const char *name;
 	sp_ckpt_t ckpt;
+	/* version 3: the lease the write is conditional on, for a store with leases: the
+	 * owner and the counter it last got from acquire or renew. A store with leases
+	 * refuses an entry without an owner; the file store refuses one with an owner. */
+	const char *owner;
+	uint64_t counter;
+	/* where a store with leases writes this entry's result (may be NULL): SPATE_OK,
+	 * SPATE_ERR_LEASE (the lease is gone: stop working the partition),
+	 * SPATE_ERR_STORE_LOST, or a transient error */
+	int *rc;
 } sp_store_entry_t;
+
+/** The longest lease owner (NUL included). */
+#define SP_LEASE_OWNER_MAX 128
+/** The longest list of parent partitions a lease names (NUL included). */
+#define SP_LEASE_PARENTS_MAX 256
+
+/** A partition's lease as the store holds it. */
+typedef struct sp_lease {
+	const char *name;               /* the partition */
+	char owner[SP_LEASE_OWNER_MAX]; /* "" when nobody holds it */
+	/* the fencing token: raised by every acquire (DynamoDB also raises it on renew, as
+	 * KCL's leaseCounter); every write is conditional on it and on the owner */
+	uint64_t counter;
+	/* the store's own judgement of expiry by its own clock (Redis' TIME): 1 expired, 0
+	 * live; -1: the store has no clock, the taker judges (the counter has not moved
+	 * for lease.timeout.ms of its monotonic time) */
+	int expired;
+	bool has_ckpt; /* a checkpoint is stored */
+	sp_ckpt_t ckpt;
+	char parents[SP_LEASE_PARENTS_MAX]; /* comma-separated, or "" */
+} sp_lease_t;
 
 typedef struct sp_store_ops {
 	int version;
@@ -280,12 +336,15 @@ typedef struct sp_store_ops {
 	int (*load)(sp_store_t *s, const char *name, sp_ckpt_t *out, char *errstr, size_t size);
 	/** Save these partitions' checkpoints, durably. Others keep theirs. SPATE_ERR_BUSY:
 	 *  not now (a Kafka group in a rebalance); the engine tries again later, and its
-	 *  workers start no new handler batch until a save goes through. */
+	 *  workers start no new handler batch until a save goes through. A store with
+	 *  leases writes each entry conditionally on its lease (owner and counter) and never
+	 *  moves a checkpoint backwards; it sets each entry's *rc and returns the first error. */
 	int (*save)(sp_store_t *s, const sp_store_entry_t *ents, size_t n, char *errstr, size_t size);
 	/** List every entry: fn per entry. May be NULL. */
 	int (*list)(sp_store_t *s, void (*fn)(void *arg, const sp_store_entry_t *ent), void *arg, char *errstr,
 	            size_t size);
-	/** Remove one partition's checkpoint (name) or all of them (NULL). May be NULL. */
+	/** Remove one partition's checkpoint (name) or all of them (NULL; a store with an
+	 *  epoch marker writes a new one). May be NULL. */
 	int (*reset)(sp_store_t *s, const char *name, char *errstr, size_t size);
 	void (*close)(sp_store_t *s);
 	/** Open only to read (load, list): no lock, nothing written, so it works while a
@@ -294,6 +353,30 @@ typedef struct sp_store_ops {
 	int (*open_readonly)(sp_store_t *s, char *errstr, size_t size);
 	/** How the "store" key names it ("file:PATH"), for help and errors. */
 	const char *syntax;
+	/* ---- version 3: leases (engine/lease.c) and the epoch marker ---- */
+	/** True when the store keeps leases: several processes share it. */
+	bool leases;
+	/** Check the store's epoch marker against the one seen at open: SPATE_OK, or
+	 *  SPATE_ERR_STORE_LOST naming the store when it lost its data (guarantee 6), or a
+	 *  transient error. May be NULL. */
+	int (*epoch)(sp_store_t *s, char *errstr, size_t size);
+	/** Every lease the namespace holds: fn per lease (valid during the call). */
+	int (*lease_list)(sp_store_t *s, void (*fn)(void *arg, const sp_lease_t *l), void *arg, char *errstr,
+	                  size_t size);
+	/** Take partition name's lease for owner, conditionally on what the caller saw last
+	 *  (seen->owner and seen->counter; "" and 0 for a lease never seen). Without steal
+	 *  the lease must also be free or expired. On success *out holds the new lease (its
+	 *  counter, its checkpoint). SPATE_ERR_LEASE when it changed meanwhile (another
+	 *  process won), SPATE_ERR_STORE_LOST, or a transient error. */
+	int (*lease_acquire)(sp_store_t *s, const char *name, const char *owner, const sp_lease_t *seen, bool steal,
+	                     int64_t timeout_ms, sp_lease_t *out, char *errstr, size_t size);
+	/** Extend owner's lease by timeout_ms, conditionally on owner and *counter (which a
+	 *  store may raise: the new value is written back). SPATE_ERR_LEASE when it is gone. */
+	int (*lease_renew)(sp_store_t *s, const char *name, const char *owner, uint64_t *counter, int64_t timeout_ms,
+	                   char *errstr, size_t size);
+	/** Give the lease up (the checkpoint stays), conditionally on owner and counter. */
+	int (*lease_release)(sp_store_t *s, const char *name, const char *owner, uint64_t counter, char *errstr,
+	                     size_t size);
 } sp_store_ops_t;
 
 /* ---- sinks (the DLQ, and later outputs) --------------------------------------------- */

@@ -64,7 +64,11 @@ typedef enum spate_err {
 	SPATE_ERR_STORE = -14,      /**< the checkpoint store failed */
 	SPATE_ERR_SOURCE = -15,     /**< the source failed */
 	SPATE_ERR_SINK = -16,       /**< a sink or the DLQ failed */
-	SPATE_ERR__END = -17        /**< (not an error: one past the last code) */
+	SPATE_ERR_LEASE = -17,      /**< a lease-conditional write was refused: another process
+	                             *   holds the partition's lease (or took it) */
+	SPATE_ERR_STORE_LOST = -18, /**< the checkpoint store lost its data (its epoch marker is
+	                             *   gone or changed); `spate checkpoint reset` starts over */
+	SPATE_ERR__END = -19        /**< (not an error: one past the last code) */
 } spate_err_t;
 
 /** A human-readable description of err, never NULL. */

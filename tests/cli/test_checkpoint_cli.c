@@ -46,10 +46,10 @@ static void fill(const char *path)
 {
 	/* saved out of order: show must sort */
 	const sp_store_entry_t e[] = {
-	    {"log/b/1", {false, {.w = {0, 0, 41}}}},
-	    {"kinesis/s/shardId-0", {false, {.w = {1, 2, 3}}}},
-	    {"log/b/0", {true, {.w = {0, 0, 0}}}},
-	    {"gen/g/0", {false, {.w = {0, 0, 18446744073709551615ULL}}}},
+	    {.name = "log/b/1", .ckpt = {false, {.w = {0, 0, 41}}}},
+	    {.name = "kinesis/s/shardId-0", .ckpt = {false, {.w = {1, 2, 3}}}},
+	    {.name = "log/b/0", .ckpt = {true, {.w = {0, 0, 0}}}},
+	    {.name = "gen/g/0", .ckpt = {false, {.w = {0, 0, 18446744073709551615ULL}}}},
 	};
 	sp_store_t st;
 	char err[512] = "";

@@ -266,7 +266,7 @@ Test(kinesis, restart_inside_an_aggregate, .timeout = 120)
 	snprintf(uri, sizeof(uri), "file:%s/ck", dir);
 	sp_store_t st;
 	cr_assert_eq(sp_store_open_uri(uri, &st, err, sizeof(err)), SPATE_OK, "%s", err);
-	sp_store_entry_t ent = {"kinesis/kpl2/shardId-000000000000", {.beginning = false}};
+	sp_store_entry_t ent = {.name = "kinesis/kpl2/shardId-000000000000", .ckpt = {.beginning = false}};
 	cr_assert_eq(sp_position_wide(seq, strlen(seq), 2, &ent.ckpt.after), 0);
 	cr_assert_eq(st.ops->save(&st, &ent, 1, err, sizeof(err)), SPATE_OK, "%s", err);
 	st.ops->close(&st);

@@ -231,13 +231,13 @@ Test(file_store, round_trip_many_partitions)
 	set_t s = make_set(MANY, 0, false);
 	/* the extremes, and names holding every byte the format escapes */
 	const sp_store_entry_t extra[] = {
-	    {"gen/x/0", {false, {.w = {0, 0, 0}}}},
-	    {"gen/x/1", {false, {.w = {0, 0, UINT64_MAX}}}},
-	    {"kinesis/s/shardId-000", {false, {.w = {UINT64_MAX, UINT64_MAX, UINT64_MAX}}}},
-	    {"kinesis/s/shardId-001", {false, {.w = {1, 0, 0}}}},
-	    {"log/with\ttab\nnewline\r/3", {false, {.w = {0, 0, 7}}}},
-	    {"#log/100%/#2", {true, {.w = {0, 0, 0}}}},
-	    {"log/space and \x7f\x01 and caf\xc3\xa9/4", {false, {.w = {0, 0, 42}}}},
+	    {.name = "gen/x/0", .ckpt = {false, {.w = {0, 0, 0}}}},
+	    {.name = "gen/x/1", .ckpt = {false, {.w = {0, 0, UINT64_MAX}}}},
+	    {.name = "kinesis/s/shardId-000", .ckpt = {false, {.w = {UINT64_MAX, UINT64_MAX, UINT64_MAX}}}},
+	    {.name = "kinesis/s/shardId-001", .ckpt = {false, {.w = {1, 0, 0}}}},
+	    {.name = "log/with\ttab\nnewline\r/3", .ckpt = {false, {.w = {0, 0, 7}}}},
+	    {.name = "#log/100%/#2", .ckpt = {true, {.w = {0, 0, 0}}}},
+	    {.name = "log/space and \x7f\x01 and caf\xc3\xa9/4", .ckpt = {false, {.w = {0, 0, 42}}}},
 	};
 	sp_store_t st;
 	must_open(&st, f.path);
@@ -267,11 +267,11 @@ Test(file_store, save_merges_with_earlier_entries)
 	sp_store_t st;
 	must_open(&st, f.path);
 	const sp_store_entry_t first[] = {
-	    {"a/t/0", ck_at(10)}, {"a/t/1", ck_at(20)}, {"a/t/2", ck_beginning()}};
-	const sp_store_entry_t second[] = {{"a/t/1", ck_at(25)},
-	                                   {"a/t/3", ck_at(5)},
-	                                   {"a/t/3", ck_at(6)}, /* the later of two wins */
-	                                   {"a/t/2", ck_at(1)}};
+	    {.name = "a/t/0", .ckpt = ck_at(10)}, {.name = "a/t/1", .ckpt = ck_at(20)}, {.name = "a/t/2", .ckpt = ck_beginning()}};
+	const sp_store_entry_t second[] = {{.name = "a/t/1", .ckpt = ck_at(25)},
+	                                   {.name = "a/t/3", .ckpt = ck_at(5)},
+	                                   {.name = "a/t/3", .ckpt = ck_at(6)}, /* the later of two wins */
+	                                   {.name = "a/t/2", .ckpt = ck_at(1)}};
 	must_save(&st, first, 3);
 	must_save(&st, second, 4);
 	must_save(&st, NULL, 0); /* an empty save keeps everything */
@@ -310,7 +310,7 @@ Test(file_store, opens_through_the_registry_uri)
 	sp_store_t st;
 	cr_assert_eq(sp_store_open_uri(uri, &st, err, sizeof err), SPATE_OK, "%s", err);
 	cr_assert_eq(st.ops, &sp_store_file);
-	const sp_store_entry_t e = {"p/t/0", ck_at(3)};
+	const sp_store_entry_t e = {.name = "p/t/0", .ckpt = ck_at(3)};
 	must_save(&st, &e, 1);
 	st.ops->close(&st);
 	must_open(&st, f.path);
@@ -407,7 +407,7 @@ static void fault_with_old_file(int step, bool expect_new)
 		}
 	}
 	/* and the store works on from there */
-	const sp_store_entry_t next = {"kafka/topic-0/0", ck_at(999)};
+	const sp_store_entry_t next = {.name = "kafka/topic-0/0", .ckpt = ck_at(999)};
 	must_save(&st, &next, 1);
 	st.ops->close(&st);
 	must_open(&st, f.path);
@@ -523,10 +523,10 @@ Test(file_store_fault, bad_step_is_invalid)
 static char *small_file(fixture_t *f, size_t *len)
 {
 	sp_store_t st;
-	const sp_store_entry_t e[] = {{"kafka/o/0", ck_at(12)},
-	                              {"kafka/o/1", ck_beginning()},
-	                              {"kinesis/s/a", ck_wide(9, 8, 7)},
-	                              {"log/l/0", ck_at(UINT64_MAX)}};
+	const sp_store_entry_t e[] = {{.name = "kafka/o/0", .ckpt = ck_at(12)},
+	                              {.name = "kafka/o/1", .ckpt = ck_beginning()},
+	                              {.name = "kinesis/s/a", .ckpt = ck_wide(9, 8, 7)},
+	                              {.name = "log/l/0", .ckpt = ck_at(UINT64_MAX)}};
 	must_open(&st, f->path);
 	must_save(&st, e, 4);
 	st.ops->close(&st);
@@ -687,8 +687,8 @@ Test(file_store_env, fail_n_fails_then_recovers)
 	fixture_init(&f);
 	sp_store_t st;
 	char err[512];
-	const sp_store_entry_t v1 = {"p/t/0", ck_at(1)}, v2 = {"p/t/0", ck_at(2)}, v3 = {"p/t/0", ck_at(3)},
-	                       other = {"p/t/1", ck_at(9)};
+	const sp_store_entry_t v1 = {.name = "p/t/0", .ckpt = ck_at(1)}, v2 = {.name = "p/t/0", .ckpt = ck_at(2)}, v3 = {.name = "p/t/0", .ckpt = ck_at(3)},
+	                       other = {.name = "p/t/1", .ckpt = ck_at(9)};
 	must_open(&st, f.path);
 	must_save(&st, &v1, 1);
 	st.ops->close(&st);
@@ -719,7 +719,7 @@ Test(file_store_env, fail_fails_every_save_of_that_instance_only)
 	fixture_init(&f);
 	char other_path[200], err[512];
 	snprintf(other_path, sizeof other_path, "%s/other", f.dir);
-	const sp_store_entry_t v = {"p/t/0", ck_at(5)};
+	const sp_store_entry_t v = {.name = "p/t/0", .ckpt = ck_at(5)};
 	sp_store_t ok, failing;
 	must_open(&ok, other_path); /* opened before the switch: unaffected */
 	setenv("SPATE_FAULT_STORE", "fail", 1);
@@ -755,7 +755,7 @@ Test(file_store, reset_one_and_all)
 	fixture_init(&f);
 	sp_store_t st;
 	char err[512];
-	const sp_store_entry_t e[] = {{"p/t/0", ck_at(1)}, {"p/t/1", ck_at(2)}, {"p/t/2", ck_at(3)}};
+	const sp_store_entry_t e[] = {{.name = "p/t/0", .ckpt = ck_at(1)}, {.name = "p/t/1", .ckpt = ck_at(2)}, {.name = "p/t/2", .ckpt = ck_at(3)}};
 	must_open(&st, f.path);
 	must_save(&st, e, 3);
 	uint64_t epoch = sp_store_file_epoch(&st);
@@ -862,7 +862,7 @@ Test(file_store_tmp, bad_checksum_tmp_next_to_good_path_is_ignored)
 {
 	fixture_t f;
 	fixture_init(&f);
-	const sp_store_entry_t e[] = {{"kafka/orders/0", ck_at(7)}, {"kafka/orders/2", ck_beginning()}};
+	const sp_store_entry_t e[] = {{.name = "kafka/orders/0", .ckpt = ck_at(7)}, {.name = "kafka/orders/2", .ckpt = ck_beginning()}};
 	sp_store_t st;
 	must_open(&st, f.path);
 	must_save(&st, e, 2);
@@ -906,7 +906,7 @@ Test(file_store_readonly, reads_a_locked_store_and_cannot_write)
 	assert_set(&ro, &s2);
 	cr_assert_eq(sp_store_file_epoch(&ro), sp_store_file_epoch(&owner));
 
-	const sp_store_entry_t e = {"kafka/topic-0/0", ck_at(1)};
+	const sp_store_entry_t e = {.name = "kafka/topic-0/0", .ckpt = ck_at(1)};
 	cr_assert_eq(ro.ops->save(&ro, &e, 1, err, sizeof err), SPATE_ERR_INVALID);
 	cr_assert(strstr(err, f.path) && strstr(err, "read-only"), "%s", err);
 	cr_assert_eq(ro.ops->reset(&ro, NULL, err, sizeof err), SPATE_ERR_INVALID);

@@ -1,0 +1,166 @@
+/* redis.c - a redis-server for the tests (redis.h). */
+#include "tests/common/redis.h"
+
+#include "tests/common/util.h"
+
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert(fd >= 0);
+	struct sockaddr_in a = {
+	    .sin_family = AF_INET, .sin_port = 0, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	cr_assert(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+	socklen_t l = sizeof(a);
+	cr_assert(getsockname(fd, (struct sockaddr *)&a, &l) == 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+static bool ping(const t_redis_t *r)
+{
+	struct timeval tv = {1, 0};
+	redisContext *c = redisConnectWithTimeout("127.0.0.1", r->port, tv);
+	bool ok = false;
+	if (c && !c->err) {
+		redisReply *rep = redisCommand(c, "PING");
+		ok = rep && rep->type == REDIS_REPLY_STATUS && !strcmp(rep->str, "PONG");
+		if (rep)
+			freeReplyObject(rep);
+	}
+	if (c)
+		redisFree(c);
+	return ok;
+}
+
+/* redis-server's path, from PATH. */
+static const char *server_path(void)
+{
+	static char buf[512];
+	const char *path = getenv("PATH");
+	if (!path || !*path)
+		path = "/usr/local/bin:/usr/bin:/bin";
+	while (*path) {
+		size_t n = strcspn(path, ":");
+		snprintf(buf, sizeof(buf), "%.*s/redis-server", (int)n, path);
+		if (access(buf, X_OK) == 0)
+			return buf;
+		path += n + (path[n] == ':');
+	}
+	cr_assert_fail("redis-server is not installed (scripts/deps.sh installs it)");
+	return NULL;
+}
+
+static void spawn(t_redis_t *r)
+{
+	char port[16], logf[300];
+	snprintf(port, sizeof(port), "%d", r->port);
+	snprintf(logf, sizeof(logf), "%s/redis.log", r->dir);
+	char *argv[] = {(char *)server_path(),
+	                "--port",
+	                port,
+	                "--bind",
+	                "127.0.0.1",
+	                "--daemonize",
+	                "no",
+	                "--dir",
+	                r->dir,
+	                "--save",
+	                "",
+	                "--appendonly",
+	                "yes",
+	                "--appendfsync",
+	                "always",
+	                "--protected-mode",
+	                "no",
+	                NULL};
+	r->pid = t_spawn(argv, logf, logf, 0);
+	cr_assert(r->pid > 0, "cannot start redis-server");
+	int64_t until = t_now_ms() + 20000;
+	while (!ping(r)) {
+		int st;
+		cr_assert(waitpid(r->pid, &st, WNOHANG) != r->pid, "redis-server exited at start (see %s)",
+		          logf);
+		cr_assert(t_now_ms() < until, "redis-server on port %d did not answer PING within 20 s",
+		          r->port);
+		t_sleep_ms(50);
+	}
+}
+
+void t_redis_start(t_redis_t *r)
+{
+	memset(r, 0, sizeof(*r));
+	t_mkdtemp(r->dir, sizeof(r->dir));
+	r->port = free_port();
+	snprintf(r->uri, sizeof(r->uri), "redis://127.0.0.1:%d", r->port);
+	spawn(r);
+}
+
+void t_redis_restart(t_redis_t *r, bool restart)
+{
+	if (r->pid > 0) {
+		kill(r->pid, SIGTERM);
+		int st;
+		if (t_wait_exit(r->pid, 20000, &st) < 0)
+			cr_log_warn("redis-server needed SIGKILL");
+		r->pid = 0;
+	}
+	if (restart)
+		spawn(r);
+}
+
+void t_redis_stop(t_redis_t *r)
+{
+	if (r->pid > 0) {
+		kill(r->pid, SIGTERM);
+		int st;
+		t_wait_exit(r->pid, 10000, &st);
+		r->pid = 0;
+	}
+	if (r->dir[0])
+		t_rmrf(r->dir);
+	r->dir[0] = 0;
+}
+
+char *t_redis_cmd(const t_redis_t *r, const char *fmt, ...)
+{
+	struct timeval tv = {5, 0};
+	redisContext *c = redisConnectWithTimeout("127.0.0.1", r->port, tv);
+	if (!c || c->err) {
+		if (c)
+			redisFree(c);
+		return NULL;
+	}
+	va_list ap;
+	va_start(ap, fmt);
+	redisReply *rep = redisvCommand(c, fmt, ap);
+	va_end(ap);
+	char *out = NULL;
+	if (rep) {
+		if (rep->type == REDIS_REPLY_INTEGER) {
+			char b[32];
+			snprintf(b, sizeof(b), "%lld", rep->integer);
+			out = strdup(b);
+		} else if (rep->type == REDIS_REPLY_STRING || rep->type == REDIS_REPLY_STATUS) {
+			out = strdup(rep->str);
+		} else if (rep->type == REDIS_REPLY_NIL) {
+			out = strdup("");
+		}
+		freeReplyObject(rep);
+	}
+	redisFree(c);
+	return out;
+}
