@@ -217,6 +217,12 @@ void sp_prom_tick(sp_engine_t *e, int64_t now_ns, bool force)
 		double age = behind && pe->newest_ts_ms > 0 && wall > pe->newest_ts_ms
 		                 ? (double)(wall - pe->newest_ts_ms) / 1000.0
 		                 : 0;
+		/* a service that says how far behind the reading is (Kinesis) is believed */
+		int64_t behind_ms = e->src_open && e->src.ops->version >= 3 && e->src.ops->part_behind_ms
+		                        ? e->src.ops->part_behind_ms(&e->src, sp)
+		                        : -1;
+		if (behind_ms >= 0)
+			age = (double)behind_ms / 1000.0;
 		if (age > s->max_age_s)
 			s->max_age_s = age;
 		prom_part_t *q;

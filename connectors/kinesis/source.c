@@ -609,6 +609,14 @@ static int64_t ksrc_lag(sp_source_t *src)
 	return lag;
 }
 
+/* A shard's MillisBehindLatest from its last GetRecords (the metrics' iterator age). */
+static int64_t ksrc_part_behind_ms(sp_source_t *src, sp_part_t *p)
+{
+	(void)src;
+	const kshard_t *s = p->src_ctx;
+	return s ? s->behind_ms : -1;
+}
+
 static bool ksrc_ended(sp_source_t *src)
 {
 	kin_src_t *x = src->ctx;
@@ -661,6 +669,7 @@ const sp_source_ops_t sp_source_kinesis = {
     .next_ms = ksrc_next_ms,
     .min_inflight_bytes = ksrc_min_inflight,
     .lag = ksrc_lag,
+    .part_behind_ms = ksrc_part_behind_ms,
     .ended = ksrc_ended,
     .close = ksrc_close,
 };

@@ -58,8 +58,8 @@ typedef struct sp_opt {
 /** A partition of the source, as the source sees it. */
 struct sp_part {
 	spate_partition_t pub;
-	int index;                /* in the engine's partition array (may change) */
-	void *src_ctx;            /* the source's per-partition state */
+	int index;     /* in the engine's partition array (may change) */
+	void *src_ctx; /* the source's per-partition state */
 	/* stop.at.end: the last position at start; has_end=false when the partition was empty */
 	bool has_end;
 	spate_position_t end;
@@ -68,7 +68,7 @@ struct sp_part {
 	 * partition (and may pause its fetching) until the flag clears; what it hands out
 	 * anyway waits in the engine. Read on the engine thread. */
 	bool paused;
-	struct sp_part_eng *eng;  /* the engine's state of the partition (opaque) */
+	struct sp_part_eng *eng; /* the engine's state of the partition (opaque) */
 };
 
 /** Called once no record of the chunk is read any more (on the engine thread): frees
@@ -78,15 +78,15 @@ typedef void (*sp_chunk_release_fn)(sp_chunk_t *c, void *opaque);
 /** What a source fills in a chunk. */
 struct sp_chunk {
 	sp_part_t *part;
-	uint32_t n;               /* records */
-	spate_record_t *recs;     /* n descriptors */
-	spate_header_t *hdrs;     /* header storage the source may use (hdr_cap entries) */
+	uint32_t n;           /* records */
+	spate_record_t *recs; /* n descriptors */
+	spate_header_t *hdrs; /* header storage the source may use (hdr_cap entries) */
 	uint32_t hdr_cap;
-	uint64_t bytes;           /* the bytes this chunk holds (what its buf costs) */
-	void *buf;                /* the source's bytes (optional) */
+	uint64_t bytes; /* the bytes this chunk holds (what its buf costs) */
+	void *buf;      /* the source's bytes (optional) */
 	sp_chunk_release_fn release;
 	void *release_opaque;
-	bool end_marker;          /* the source says: nothing follows in this partition */
+	bool end_marker; /* the source says: nothing follows in this partition */
 	/* a record-less chunk (n == 0): the positions up to skip_to hold nothing to deliver
 	 * (transaction markers, aborted or compacted records at a partition's tail); once
 	 * every chunk before it is DONE the checkpoint moves to skip_to */
@@ -178,8 +178,8 @@ typedef struct sp_source_ops {
 	int version;
 	const char *name; /* what the "source" key says before any ':' */
 	const char *desc;
-	const sp_opt_t *opts;        /* the source's keys, or NULL */
-	const char *conf_prefix;     /* keys with this prefix pass through unchecked ("kafka."), or NULL */
+	const sp_opt_t *opts;    /* the source's keys, or NULL */
+	const char *conf_prefix; /* keys with this prefix pass through unchecked ("kafka."), or NULL */
 	/** Check the conf, open the stream and register every partition with
 	 *  sp_engine_add_partition(). Sets has_end/end of each partition when
 	 *  stop.at.end is on. Returns SPATE_OK or an error with errstr naming the key. */
@@ -194,7 +194,8 @@ typedef struct sp_source_ops {
 	 *  hint of how much may be admitted (record bytes plus SP_CHUNK_REC_COST per record;
 	 *  the first chunk of a poll may pass it). Chunks of a paused partition
 	 *  (sp_part_t.paused) should not be returned. */
-	int (*poll)(sp_source_t *s, sp_chunk_t **out, int max, uint64_t budget_bytes, char *errstr, size_t size);
+	int (*poll)(sp_source_t *s, sp_chunk_t **out, int max, uint64_t budget_bytes, char *errstr,
+	            size_t size);
 	/** An fd the engine thread polls for POLLIN before calling poll again, or -1 when
 	 *  poll should be called on the engine's tick. May be NULL. */
 	int (*fd)(sp_source_t *s);
@@ -247,6 +248,11 @@ typedef struct sp_source_ops {
 	 *  lag), or -1 unknown. Must not block (the metrics endpoint's partition gauges; the
 	 *  engine calls it a few times a second). May be NULL. */
 	int64_t (*part_lag)(sp_source_t *s, sp_part_t *p);
+	/** How far partition p's reading is behind the newest record of the stream, in
+	 *  milliseconds, as the service reports it (Kinesis MillisBehindLatest), or -1 when
+	 *  not known. Replaces the engine's own estimate of the partition's iterator age in
+	 *  the metrics. Must not block; engine thread. May be NULL. */
+	int64_t (*part_behind_ms)(sp_source_t *s, sp_part_t *p);
 	/** Lease mode: with a store that keeps leases (sp_store_ops_t.leases), several
 	 *  processes share the source's partitions, each working those it holds the lease of
 	 *  (engine/lease.c). open() then registers no partition but names every one with
@@ -341,8 +347,8 @@ typedef struct sp_store_ops {
 	 *  moves a checkpoint backwards; it sets each entry's *rc and returns the first error. */
 	int (*save)(sp_store_t *s, const sp_store_entry_t *ents, size_t n, char *errstr, size_t size);
 	/** List every entry: fn per entry. May be NULL. */
-	int (*list)(sp_store_t *s, void (*fn)(void *arg, const sp_store_entry_t *ent), void *arg, char *errstr,
-	            size_t size);
+	int (*list)(sp_store_t *s, void (*fn)(void *arg, const sp_store_entry_t *ent), void *arg,
+	            char *errstr, size_t size);
 	/** Remove one partition's checkpoint (name) or all of them (NULL; a store with an
 	 *  epoch marker writes a new one). May be NULL. */
 	int (*reset)(sp_store_t *s, const char *name, char *errstr, size_t size);
@@ -368,15 +374,15 @@ typedef struct sp_store_ops {
 	 *  the lease must also be free or expired. On success *out holds the new lease (its
 	 *  counter, its checkpoint). SPATE_ERR_LEASE when it changed meanwhile (another
 	 *  process won), SPATE_ERR_STORE_LOST, or a transient error. */
-	int (*lease_acquire)(sp_store_t *s, const char *name, const char *owner, const sp_lease_t *seen, bool steal,
-	                     int64_t timeout_ms, sp_lease_t *out, char *errstr, size_t size);
+	int (*lease_acquire)(sp_store_t *s, const char *name, const char *owner, const sp_lease_t *seen,
+	                     bool steal, int64_t timeout_ms, sp_lease_t *out, char *errstr, size_t size);
 	/** Extend owner's lease by timeout_ms, conditionally on owner and *counter (which a
 	 *  store may raise: the new value is written back). SPATE_ERR_LEASE when it is gone. */
-	int (*lease_renew)(sp_store_t *s, const char *name, const char *owner, uint64_t *counter, int64_t timeout_ms,
-	                   char *errstr, size_t size);
+	int (*lease_renew)(sp_store_t *s, const char *name, const char *owner, uint64_t *counter,
+	                   int64_t timeout_ms, char *errstr, size_t size);
 	/** Give the lease up (the checkpoint stays), conditionally on owner and counter. */
-	int (*lease_release)(sp_store_t *s, const char *name, const char *owner, uint64_t counter, char *errstr,
-	                     size_t size);
+	int (*lease_release)(sp_store_t *s, const char *name, const char *owner, uint64_t counter,
+	                     char *errstr, size_t size);
 } sp_store_ops_t;
 
 /* ---- sinks (the DLQ, and later outputs) --------------------------------------------- */
@@ -419,8 +425,8 @@ typedef struct sp_operator_ops {
 	const char *desc;
 	const sp_opt_t *opts; /* the operator's keys, or NULL */
 	/** Fill *h for handler=name:arg. Returns SPATE_OK or an error naming the key. */
-	int (*create)(const char *arg, const spate_conf_t *conf, sp_engine_t *e, spate_handler_t *h, char *errstr,
-	              size_t size);
+	int (*create)(const char *arg, const spate_conf_t *conf, sp_engine_t *e, spate_handler_t *h,
+	              char *errstr, size_t size);
 	/** Free what create allocated (h->opaque). May be NULL. */
 	void (*destroy)(spate_handler_t *h);
 	/** Print what the operator counted (e.g. fraud flags) at the end. May be NULL. */
