@@ -536,7 +536,7 @@ static bool op_rule(cctx_t *c, rules_t *rs, uint32_t oi)
 {
 	const sp_json_node_t *o = node(c, oi), *k, *v;
 	char kb[64];
-	rule_t *r;
+	rule_t *r = NULL;
 	if (!o->child)
 		return cerr(c, o->pos, "an operator object needs one operator");
 	k = node(c, o->child);

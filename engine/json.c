@@ -289,7 +289,7 @@ static size_t decode_string(const uint8_t *s, const uint8_t *e, char *o)
 			*o++ = '\t';
 			break;
 		case 'u': {
-			uint32_t cp, lo;
+			uint32_t cp = 0, lo = 0;
 			hex4(s, &cp);
 			s += 4;
 			if (cp >= 0xD800 && cp <= 0xDBFF) {

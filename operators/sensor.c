@@ -377,6 +377,8 @@ static int sensor_create(const char *arg, const spate_conf_t *conf, spate_engine
 	else if (t->min > t->max)
 		rc = sp_err(err, sz, SPATE_ERR_INVALID, "sensor.min: %s is above sensor.max (%s)", mn, mx);
 	const char *field = sp_conf_str(conf, "sensor.field");
+	if (!field)
+		field = "";
 	if (!rc && (!*field || strlen(field) >= sizeof(t->field) || strpbrk(field, "\"\\")))
 		rc = sp_err(err, sz, SPATE_ERR_INVALID,
 		            "sensor.field: \"%s\" is not a field name (1..63 bytes, no quote or backslash)",
