@@ -214,10 +214,27 @@ static bool split_evenly(void *arg)
 	return held_by(a->st, a->stream, "A") == NSHARD / 2 && held_by(a->st, a->stream, "B") == NSHARD / 2;
 }
 
+/* `who` holds a shard whose checkpoint in the store is past the start: it handled records. */
+static bool checkpointed(void *arg)
+{
+	split_arg_t *a = arg;
+	lt_view_t v;
+	view(a->st, &v);
+	for (int i = 0; i < v.n; i++)
+		if (!strcmp(v.l[i].owner, a->who) && v.l[i].has_ckpt && !v.l[i].ckpt.beginning)
+			return true;
+	return false;
+}
+
 static bool holds(void *arg)
 {
 	split_arg_t *a = arg;
 	return held_by(a->st, a->stream, a->who) == a->want;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 /* Every record of every shard is in some journal: the distinct (shard, position) pairs
@@ -256,7 +273,7 @@ static void check_journals(t_kin_t *k, const char *stream, const char *const *wh
 				}
 				free(buf);
 			}
-		qsort(pos, cnt, sizeof(*pos), (int (*)(const void *, const void *))strcmp);
+		qsort(pos, cnt, sizeof(*pos), cmp_str);
 		long distinct = 0;
 		for (size_t i = 0; i < cnt; i++) {
 			if (!i || strcmp(pos[i], pos[i - 1]))
@@ -367,6 +384,11 @@ static void two_processes(const lt_store_t *st)
 	cr_assert(wait_for(split_evenly, &sa, WAIT_MS), "the shards did not split 2/2 (A %d, B %d)",
 	          held_by(st, "kl", "A"), held_by(st, "kl", "B"));
 	int64_t t1 = t_now_ms();
+	split_arg_t sb = {st, "kl", "B", 0};
+	cr_assert(wait_for(checkpointed, &sb, WAIT_MS), "B wrote no checkpoint of the shards it holds");
+	cr_assert_eq(held_by(st, "kl", "B"), NSHARD / 2, "B holds %d shards when it is killed",
+	             held_by(st, "kl", "B"));
+	int64_t tk = t_now_ms();
 	kill(b, SIGKILL);
 	int status;
 	t_wait_exit(b, 10000, &status);
@@ -376,13 +398,19 @@ static void two_processes(const lt_store_t *st)
 	fprintf(stderr,
 	        "kinesis leases (%s): split 2/2 %.1f lease timeouts after the first start; A held "
 	        "all %d %.1f lease timeouts after the kill\n",
-	        st->uri, (double)(t1 - t0) / LEASE_MS, NSHARD, (double)(t2 - t1) / LEASE_MS);
+	        st->uri, (double)(t1 - t0) / LEASE_MS, NSHARD, (double)(t2 - tk) / LEASE_MS);
 	cr_assert_eq(t_wait_exit(a, 400000, &status), 0, "A did not finish");
 	cr_assert_eq(status, 0, "A exited %d", status);
 	const char *whos[] = {"A", "B"};
 	check_journals(k, "kl", whos, 2);
 	check_final_checkpoints(k, st, "kl");
 	cr_assert_gt(check_audit(whos, 2), 0, "no checkpoint write in the audit trail");
+	/* A took B's shards over from B's checkpoints: with higher counters */
+	char aerr[400];
+	snprintf(aerr, sizeof(aerr), "%s/A.err", dir);
+	char *alog = t_read_file(aerr, NULL);
+	cr_assert(alog && strstr(alog, "counter=3"), "A never took a shard back from B");
+	free(alog);
 	t_kinesalite_stop(k);
 }
 
