@@ -89,16 +89,24 @@ static void on_lease(void *arg, const sp_lease_t *l)
 	v->n++;
 }
 
-/* Every lease of the pipeline as the store shows it. Any thread (t_require). */
+/* Every lease of the pipeline as the store shows it, read through the store's own plugin
+ * opened read-only with the store's keys (st->kv). Any thread (t_require). */
 static void view(const lt_store_t *st, lt_view_t *v)
 {
-	sp_store_t s;
-	char err[1024];
+	char name[64], err[1024];
 	memset(v, 0, sizeof(*v));
-	t_require(sp_store_open_uri_ns(st->uri, PIPELINE, true, &s, err, sizeof(err)) == SPATE_OK, "%s", err);
-	t_require(s.ops->lease_list, "store %s lists no leases", st->uri);
-	int rc = s.ops->lease_list(&s, on_lease, v, err, sizeof(err));
-	s.ops->close(&s);
+	const char *arg = sp_split_uri(st->uri, name, sizeof(name));
+	const sp_store_ops_t *ops = sp_find_store(name);
+	t_require(ops && ops->lease_list, "store %s lists no leases", st->uri);
+	spate_conf_t *conf = t_conf(st->kv);
+	sp_store_t s = {.ops = ops, .arg = arg, .conf = conf, .ns = PIPELINE};
+	int rc =
+	    ops->open_readonly ? ops->open_readonly(&s, err, sizeof(err)) : ops->open(&s, err, sizeof(err));
+	if (rc == SPATE_OK) {
+		rc = ops->lease_list(&s, on_lease, v, err, sizeof(err));
+		ops->close(&s);
+	}
+	spate_conf_destroy(conf);
 	t_require(rc == SPATE_OK, "%s", err);
 }
 
