@@ -3,18 +3,20 @@
 AWS_ENDPOINT_URL_DYNAMODB (dynalite: it checks no signature, so none is made).
   create TABLE                  a lease table (leaseKey HASH), waits until ACTIVE
   held TABLE PIPELINE OWNER     how many of PIPELINE's leases OWNER holds (one Scan)
-  loop TABLE SECONDS            a plain conditional UpdateItem loop on one item, one
-                                connection kept alive: prints "writes_per_s N"
+  put TABLE ITEM_JSON           PutItem
 """
 import http.client
 import json
 import os
+import socket
 import sys
 import time
 import urllib.parse
 
 url = urllib.parse.urlparse(os.environ["AWS_ENDPOINT_URL_DYNAMODB"])
 conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+conn.connect()
+conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as libcurl does
 HDR = {"Content-Type": "application/x-amz-json-1.0",
        "Authorization": "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20200101/us-east-1/"
                         "dynamodb/aws4_request, SignedHeaders=host, Signature=0",
@@ -24,7 +26,7 @@ HDR = {"Content-Type": "application/x-amz-json-1.0",
 def call(op, body):
     h = dict(HDR)
     h["X-Amz-Target"] = "DynamoDB_20120810." + op
-    conn.request("POST", "/", json.dumps(body), h)
+    conn.request("POST", "/", json.dumps(body).encode(), h)
     r = conn.getresponse()
     data = json.loads(r.read() or b"{}")
     return r.status, data
@@ -47,27 +49,9 @@ def main():
         print(sum(1 for it in d.get("Items", [])
                   if it.get("spatePipeline", {}).get("S") == pipeline
                   and it.get("leaseOwner", {}).get("S") == owner))
-    elif cmd == "loop":
-        secs = float(sys.argv[3])
-        key = {"leaseKey": {"S": "bench/raw"}}
-        st, d = call("PutItem", {"TableName": table, "Item": {**key, "leaseOwner": {"S": "bench"},
-                                                               "leaseCounter": {"N": "1"}}})
+    elif cmd == "put":
+        st, d = call("PutItem", {"TableName": table, "Item": json.loads(sys.argv[3])})
         assert st == 200, d
-        n, pos = 0, 0
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < secs:
-            pos += 1
-            st, d = call("UpdateItem", {
-                "TableName": table, "Key": key,
-                "UpdateExpression": "SET #ck = :ck, #cmp = :cmp",
-                "ConditionExpression": "#c = :c AND #o = :me AND (attribute_not_exists(#cmp) OR #cmp <= :cmp)",
-                "ExpressionAttributeNames": {"#ck": "checkpoint", "#cmp": "spateCmp", "#c": "leaseCounter",
-                                             "#o": "leaseOwner"},
-                "ExpressionAttributeValues": {":ck": {"S": str(pos)}, ":cmp": {"S": "%032x" % pos},
-                                              ":c": {"N": "1"}, ":me": {"S": "bench"}}})
-            assert st == 200, d
-            n += 1
-        print("writes_per_s %.0f" % (n / (time.monotonic() - t0)))
     else:
         sys.exit(__doc__)
 
