@@ -5,9 +5,9 @@
  *    one I/O thread per connection that drives libcurl's multi-socket interface from an
  *    io_uring loop; requests go in from any thread and come back through a callback on
  *    that thread;
- *  - parse.c: the reply parsers (ListShards, GetShardIterator, GetRecords, PutRecords,
- *    errors), base64, and the header envelope of the sink; each runs on a (bytes,
- *    length) buffer with no network, so a fuzzer can drive it;
+ *  - parse.c: the reply parsers (ListShards, GetShardIterator, GetRecords, PutRecords;
+ *    error replies: ../aws/aws.c), base64, and the header envelope of the sink; each
+ *    runs on a (bytes, length) buffer with no network, so a fuzzer can drive it;
  *  - kpl.c: the de-aggregator of KPL records (its own small protobuf reader) and MD5;
  *  - source.c (shards, iterators, resharding) and sink.c (PutRecords, the DLQ).
  */

@@ -138,7 +138,7 @@ static int start(const char *who, const char *sleep_ms)
 	snprintf(owner, sizeof(owner), "lease.owner=%s", who);
 	snprintf(errf, sizeof(errf), "%s/%s.err", dir, who);
 	snprintf(sl, sizeof(sl), "journal.sleep.ms=%s", sleep_ms);
-	char src[400], store[128];
+	char src[400], store[160];
 	snprintf(src, sizeof(src), "source=log:%s", logdir);
 	snprintf(store, sizeof(store), "store=%s", be.uri);
 	char *argv[] = {(char *)t_spate_cli(),
