@@ -304,7 +304,9 @@ static void on_lease(void *arg, const sp_lease_t *l)
 		struct sp_lease_cand *c = &e->cands[i];
 		if (strcmp(c->name, l->name))
 			continue;
-		if (!c->listed || c->seen_counter != l->counter || strcmp(c->owner, l->owner))
+		/* since when the counter and owner are what they are now (listed is cleared before
+		 * every list: it cannot tell a first sighting) */
+		if (!c->seen_since_ms || c->seen_counter != l->counter || strcmp(c->owner, l->owner))
 			c->seen_since_ms = now;
 		c->listed = true;
 		snprintf(c->owner, sizeof(c->owner), "%s", l->owner);
