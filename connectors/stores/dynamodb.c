@@ -12,7 +12,7 @@
  *                                 offset, TRIM_HORIZON for "beginning", SHARD_END
  *   checkpointSubSequenceNumber   the KPL sub-sequence number (N), else 0
  *   ownerSwitchesSinceCheckpoint  (N) raised when another owner takes it, 0 at a checkpoint
- *   parentShardId                 (SS) read when present (Kinesis parents)
+ *   parentShardId                 (SS) Kinesis parents, written by the acquire that names them
  *
  * and spate's own: spatePipeline and spatePartition (what the key is made of, so a Scan
  * filters exactly), spateCheckpoint (the checkpoint as sp_ckpt_fmt() writes it: what is
@@ -179,11 +179,11 @@ static json_t *key_of(const char *key)
 /* The names every expression uses (DynamoDB reserves many words). */
 static json_t *names(void)
 {
-	return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "#k", "leaseKey", "#o",
+	return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "#k", "leaseKey", "#o",
 	                 "leaseOwner", "#c", "leaseCounter", "#ck", "checkpoint", "#sub",
 	                 "checkpointSubSequenceNumber", "#sw", "ownerSwitchesSinceCheckpoint", "#pl",
 	                 "spatePipeline", "#pt", "spatePartition", "#x", "spateCheckpoint", "#cmp",
-	                 "spateCmp", "#ep", "spateEpoch", "#epo", "spateEpochOf");
+	                 "spateCmp", "#ep", "spateEpoch", "#epo", "spateEpochOf", "#ps", "parentShardId");
 }
 
 static const char *attr_s(json_t *item, const char *name)
@@ -862,6 +862,22 @@ static int ds_acquire(sp_store_t *s, const char *name, const char *owner, const 
 	        : "SET #o = :me, #c = if_not_exists(#c, :zero) + :one, #pl = :ns, #pt = :name, #ep = :ep";
 	json_t *vals = json_pack("{s:o,s:o,s:o,s:o,s:o,s:o}", ":me", str(owner), ":zero", num(0), ":one",
 	                         num(1), ":ns", str(d->ns), ":name", str(name), ":ep", str(d->epoch));
+	/* the partitions to be read to their end first (Kinesis parent shards), as KCL keeps
+	 * them: parentShardId, a string set */
+	char updp[512];
+	const char *parents = seen ? seen->parents : "";
+	if (parents[0]) {
+		json_t *ss = json_array();
+		for (const char *q = parents; *q;) {
+			size_t n = strcspn(q, ",");
+			if (n)
+				json_array_append_new(ss, json_stringn(q, n));
+			q += n + (q[n] == ',');
+		}
+		json_object_set_new(vals, ":ps", json_pack("{s:o}", "SS", ss));
+		snprintf(updp, sizeof(updp), "%s, #ps = :ps", upd);
+		upd = updp;
+	}
 	if (sc)
 		json_object_set_new(vals, ":sc", num(sc));
 	if (so[0])

@@ -16,6 +16,9 @@
 #include "engine/spi/sp_registry.h"
 #include "tests/common/kinesalite.h"
 #include "tests/common/redis.h"
+#ifdef SPATE_HAVE_DYNAMODB
+#include "tests/common/dynalite.h"
+#endif
 #include "tests/common/util.h"
 #include "tests/connectors/kinesis/kintest.h"
 
@@ -54,6 +57,9 @@ static void teardown(void)
 	if (srv_up)
 		t_redis_stop(&srv);
 	srv_up = false;
+#ifdef SPATE_HAVE_DYNAMODB
+	t_dynalite_fini();
+#endif
 	t_kinesalite_fini();
 	if (dir[0])
 		t_rmrf(dir);
@@ -69,6 +75,24 @@ static void redis_store(lt_store_t *st)
 	memset(st, 0, sizeof(*st));
 	snprintf(st->uri, sizeof(st->uri), "%s", srv.uri);
 }
+
+#ifdef SPATE_HAVE_DYNAMODB
+/* store=dynamodb:kinesis-leases against dynalite (its endpoint also in AWS_ENDPOINT_URL_DYNAMODB,
+ * which t_dynalite_start sets and the spawned processes inherit) */
+static void dynamodb_store(lt_store_t *st)
+{
+	t_dyn_t *d = t_dynalite_start();
+	t_dyn_create_table(d, "kinesis-leases");
+	static char ep[256];
+	snprintf(ep, sizeof(ep), "%s", t_dyn_endpoint(d));
+	memset(st, 0, sizeof(*st));
+	snprintf(st->uri, sizeof(st->uri), "dynamodb:kinesis-leases");
+	st->kv[0] = "dynamodb.endpoint";
+	st->kv[1] = ep;
+	st->kv[2] = "dynamodb.region";
+	st->kv[3] = "us-east-1";
+}
+#endif
 
 /* ---- the store, through its plugin ---------------------------------------------------- */
 
@@ -431,6 +455,15 @@ Test(kinesis_leases, two_processes_split_kill_one_other_finishes_redis)
 	two_processes(&st);
 }
 
+#ifdef SPATE_HAVE_DYNAMODB
+Test(kinesis_leases, two_processes_split_kill_one_other_finishes_dynamodb)
+{
+	lt_store_t st;
+	dynamodb_store(&st);
+	two_processes(&st);
+}
+#endif
+
 /* ---- resharding with two lease owners --------------------------------------------------- */
 
 enum { RS_KEYS = 40, RS_PER_KEY = 100 }; /* half before the split, half after */
@@ -546,10 +579,10 @@ static void reshard_during(t_during_t *d)
 	spate_engine_stop(d->e);
 }
 
-Test(kinesis_leases, split_while_two_owners_run_children_after_parents_at_shard_end_redis)
+/* A split of a parent while owners A and B (two engines) run over store st. */
+static void split_with_two_owners(const lt_store_t *st_)
 {
-	lt_store_t st;
-	redis_store(&st);
+	lt_store_t st = *st_;
 	t_kin_t *k = t_kinesalite_start();
 	t_kin_create(k, "rs", 4);
 	kt_put(k, "rs", RS_KEYS, 0, RS_PER_KEY / 2);
@@ -561,28 +594,36 @@ Test(kinesis_leases, split_while_two_owners_run_children_after_parents_at_shard_
 	kt_conf_init(&cf, k, "rs", dir);
 	char store[300];
 	snprintf(store, sizeof(store), "%s", st.uri);
-	const char *more_a[] = {"store",
-	                        store,
-	                        "pipeline.name",
-	                        PIPELINE,
-	                        "lease.owner",
-	                        "A",
-	                        "lease.timeout.ms",
-	                        LEASE_MS_S,
-	                        "batch.size",
-	                        "20",
-	                        NULL};
-	const char *more_b[] = {"store",
-	                        store,
-	                        "pipeline.name",
-	                        PIPELINE,
-	                        "lease.owner",
-	                        "B",
-	                        "lease.timeout.ms",
-	                        LEASE_MS_S,
-	                        "batch.size",
-	                        "20",
-	                        NULL};
+	const char *more_a[20] = {"store",
+	                          store,
+	                          "pipeline.name",
+	                          PIPELINE,
+	                          "lease.owner",
+	                          "A",
+	                          "lease.timeout.ms",
+	                          LEASE_MS_S,
+	                          "batch.size",
+	                          "20",
+	                          NULL};
+	for (int i = 0; st.kv[i] && st.kv[i + 1] && i < 8; i += 2) { /* the store's own keys */
+		more_a[10 + i] = st.kv[i];
+		more_a[11 + i] = st.kv[i + 1];
+	}
+	const char *more_b[20] = {"store",
+	                          store,
+	                          "pipeline.name",
+	                          PIPELINE,
+	                          "lease.owner",
+	                          "B",
+	                          "lease.timeout.ms",
+	                          LEASE_MS_S,
+	                          "batch.size",
+	                          "20",
+	                          NULL};
+	for (int i = 0; st.kv[i] && st.kv[i + 1] && i < 8; i += 2) { /* the store's own keys */
+		more_b[10 + i] = st.kv[i];
+		more_b[11 + i] = st.kv[i + 1];
+	}
 	rs_ctx_t x = {.k = k, .st = &st, .s = &s, .cf = &cf, .more_b = more_b};
 	s.first_of = first_record;
 	s.hook_arg = &x;
@@ -628,3 +669,19 @@ Test(kinesis_leases, split_while_two_owners_run_children_after_parents_at_shard_
 	kt_seen_free(&s);
 	t_kinesalite_stop(k);
 }
+
+Test(kinesis_leases, split_while_two_owners_run_children_after_parents_at_shard_end_redis)
+{
+	lt_store_t st;
+	redis_store(&st);
+	split_with_two_owners(&st);
+}
+
+#ifdef SPATE_HAVE_DYNAMODB
+Test(kinesis_leases, split_while_two_owners_run_children_after_parents_at_shard_end_dynamodb)
+{
+	lt_store_t st;
+	dynamodb_store(&st);
+	split_with_two_owners(&st);
+}
+#endif
