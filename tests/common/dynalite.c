@@ -7,16 +7,11 @@
 
 #include <curl/curl.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 enum {
@@ -31,30 +26,14 @@ enum {
 #define T_DYN_REGION "us-east-1"
 
 struct t_dyn {
-	pid_t pid;
-	int in_fd, out_fd;
-	char endpoint[300];
+	t_node_t node;
+	char endpoint[T_NODE_LINE + 16];
 };
 
 static t_dyn_t *running[T_DYN_MAX];
 
 t_dyn_t *t_dynalite_start(void)
 {
-	const char *mods = getenv("SPATE_KINESALITE_MODULES");
-	const char *src = getenv("SPATE_SOURCE_DIR");
-	char script[1024], check[1200], dflt[1024];
-	if (!src || !*src)
-		src = ".";
-	snprintf(script, sizeof(script), "%s/tests/tools/dynalite.js", src);
-	if (!mods || !*mods) { /* run outside meson test: the repository's .deps */
-		snprintf(dflt, sizeof(dflt), "%s/.deps/node/node_modules", src);
-		mods = dflt;
-	}
-	snprintf(check, sizeof(check), "%s/dynalite/package.json", mods);
-	t_require(
-	    access(check, R_OK) == 0,
-	    "dynalite is not installed in %s: run scripts/deps.sh (it installs nodejs, npm and dynalite)",
-	    mods);
 	int slot = -1;
 	for (int i = 0; i < T_DYN_MAX && slot < 0; i++)
 		if (!running[i])
@@ -62,44 +41,9 @@ t_dyn_t *t_dynalite_start(void)
 	t_require(slot >= 0, "more than %d dynalites at once", T_DYN_MAX);
 	t_dyn_t *d = calloc(1, sizeof(*d));
 	t_require(d);
-	int in[2], out[2];
-	t_require(pipe2(in, O_CLOEXEC) == 0 && pipe2(out, O_CLOEXEC) == 0, "pipe2: %s", strerror(errno));
-	fflush(NULL);
-	pid_t pid = fork();
-	t_require(pid >= 0, "fork: %s", strerror(errno));
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		dup2(in[0], 0);
-		dup2(out[1], 1);
-		execlp("node", "node", script, mods, (char *)NULL);
-		fprintf(stderr, "exec node: %s (install nodejs: scripts/deps.sh)\n", strerror(errno));
-		_exit(127);
-	}
-	close(in[0]);
-	close(out[1]);
-	d->pid = pid;
-	d->in_fd = in[1];
-	d->out_fd = out[0];
+	char line[T_NODE_LINE];
+	t_node_start(&d->node, "dynalite", line, sizeof(line), T_DYN_READY_MS);
 	running[slot] = d;
-	/* the ready line */
-	char line[256];
-	size_t n = 0;
-	int64_t deadline = sp_now_ms() + T_DYN_READY_MS;
-	while (!memchr(line, '\n', n)) {
-		int64_t left = deadline - sp_now_ms();
-		t_require(left > 0 && n < sizeof(line) - 1,
-		          "dynalite (node %s) printed no ready line within %d ms", script, T_DYN_READY_MS);
-		struct pollfd p = {.fd = d->out_fd, .events = POLLIN};
-		int r = poll(&p, 1, (int)left);
-		if (r < 0 && errno == EINTR)
-			continue;
-		t_require(r > 0, "dynalite printed no ready line within %d ms", T_DYN_READY_MS);
-		ssize_t k = read(d->out_fd, line + n, sizeof(line) - 1 - n);
-		t_require(k > 0, "dynalite exited before it was ready (node %s)", script);
-		n += (size_t)k;
-	}
-	line[n] = 0;
-	*strchr(line, '\n') = 0;
 	const char *pre = "dynalite listening on 127.0.0.1:";
 	t_require(!strncmp(line, pre, strlen(pre)), "dynalite said \"%s\"", line);
 	snprintf(d->endpoint, sizeof(d->endpoint), "http://127.0.0.1:%s", line + strlen(pre));
@@ -123,19 +67,7 @@ void t_dynalite_stop(t_dyn_t *d)
 	for (int i = 0; i < T_DYN_MAX; i++)
 		if (running[i] == d)
 			running[i] = NULL;
-	close(d->in_fd); /* dynalite.js exits when its stdin closes */
-	kill(d->pid, SIGTERM);
-	int st;
-	int64_t deadline = sp_now_ms() + T_DYN_STOP_MS;
-	while (waitpid(d->pid, &st, WNOHANG) == 0) {
-		if (sp_now_ms() >= deadline) {
-			kill(d->pid, SIGKILL);
-			waitpid(d->pid, &st, 0);
-			break;
-		}
-		t_sleep_ms(10);
-	}
-	close(d->out_fd);
+	t_node_stop(&d->node, T_DYN_STOP_MS);
 	free(d);
 }
 
@@ -171,7 +103,7 @@ long t_dyn_call(const t_dyn_t *d, const char *op, const char *body, char **out)
 {
 	CURL *e = curl_easy_init();
 	t_require(e);
-	char target[128], url[320];
+	char target[128], url[600];
 	snprintf(target, sizeof(target), "X-Amz-Target: DynamoDB_20120810.%s", op);
 	snprintf(url, sizeof(url), "%s/", d->endpoint);
 	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/x-amz-json-1.0");

@@ -63,33 +63,7 @@ const char *t_kafka_tool(void)
  * line (no newline) in buf, or -1 on timeout or EOF. */
 static int read_line(t_kafka_t *k, char *buf, size_t size, int64_t deadline)
 {
-	for (;;) {
-		char *nl = memchr(k->rbuf, '\n', k->rlen);
-		if (nl) {
-			size_t n = (size_t)(nl - k->rbuf);
-			snprintf(buf, size, "%.*s", (int)n, k->rbuf);
-			k->rlen -= n + 1;
-			memmove(k->rbuf, nl + 1, k->rlen);
-			return 0;
-		}
-		if (k->rlen == sizeof(k->rbuf))
-			return -1; /* a line longer than any answer: not ours */
-		int64_t left = deadline - sp_now_ms();
-		if (left <= 0)
-			return -1;
-		struct pollfd p = {.fd = k->out_fd, .events = POLLIN};
-		int r = poll(&p, 1, (int)left);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return -1;
-		ssize_t n = read(k->out_fd, k->rbuf + k->rlen, sizeof(k->rbuf) - k->rlen);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		k->rlen += (size_t)n;
-	}
+	return t_read_line(k->out_fd, k->rbuf, sizeof(k->rbuf), &k->rlen, buf, size, deadline);
 }
 
 /* Reap the child if it exited. Returns its status as t_kafka_stop does, or -1 if running. */

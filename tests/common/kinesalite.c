@@ -9,16 +9,11 @@
 #include <criterion/criterion.h>
 #include <curl/curl.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 enum {
@@ -27,15 +22,11 @@ enum {
 	T_KIN_STOP_MS = 10000,   /* SIGTERM, then SIGKILL */
 	T_KIN_ACTIVE_MS = 30000, /* a stream becomes ACTIVE within this */
 	T_KIN_MAX = 4,
-	T_KIN_LINE = 512,
 };
 
 struct t_kin {
-	pid_t pid;
-	int in_fd, out_fd;
-	char endpoint[T_KIN_LINE + 16];
-	char rbuf[T_KIN_LINE];
-	size_t rlen;
+	t_node_t node;
+	char endpoint[T_NODE_LINE + 16];
 };
 
 static t_kin_t *running[T_KIN_MAX];
@@ -48,54 +39,8 @@ void t_kin_env(void)
 	setenv("AWS_REGION", T_KIN_REGION, 1);
 }
 
-static int read_line(t_kin_t *k, char *buf, size_t size, int64_t deadline)
-{
-	for (;;) {
-		char *nl = memchr(k->rbuf, '\n', k->rlen);
-		if (nl) {
-			size_t n = (size_t)(nl - k->rbuf);
-			snprintf(buf, size, "%.*s", (int)n, k->rbuf);
-			k->rlen -= n + 1;
-			memmove(k->rbuf, nl + 1, k->rlen);
-			return 0;
-		}
-		if (k->rlen == sizeof(k->rbuf))
-			return -1;
-		int64_t left = deadline - sp_now_ms();
-		if (left <= 0)
-			return -1;
-		struct pollfd p = {.fd = k->out_fd, .events = POLLIN};
-		int r = poll(&p, 1, (int)left);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return -1;
-		ssize_t n = read(k->out_fd, k->rbuf + k->rlen, sizeof(k->rbuf) - k->rlen);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		k->rlen += (size_t)n;
-	}
-}
-
 t_kin_t *t_kinesalite_start(void)
 {
-	const char *mods = getenv("SPATE_KINESALITE_MODULES");
-	const char *src = getenv("SPATE_SOURCE_DIR");
-	char script[1024], check[1200], dflt[1024];
-	if (!src || !*src)
-		src = ".";
-	snprintf(script, sizeof(script), "%s/tests/tools/kinesalite.js", src);
-	if (!mods || !*mods) { /* run outside meson test: the repository's .deps */
-		snprintf(dflt, sizeof(dflt), "%s/.deps/node/node_modules", src);
-		mods = dflt;
-	}
-	snprintf(check, sizeof(check), "%s/kinesalite/package.json", mods);
-	t_require(
-	    access(check, R_OK) == 0,
-	    "kinesalite is not installed in %s: run scripts/deps.sh (it installs nodejs, npm and kinesalite)",
-	    mods);
 	int slot = -1;
 	for (int i = 0; i < T_KIN_MAX && slot < 0; i++)
 		if (!running[i])
@@ -103,28 +48,9 @@ t_kin_t *t_kinesalite_start(void)
 	t_require(slot >= 0, "more than %d kinesalites at once", T_KIN_MAX);
 	t_kin_t *k = calloc(1, sizeof(*k));
 	t_require(k);
-	int in[2], out[2];
-	t_require(pipe2(in, O_CLOEXEC) == 0 && pipe2(out, O_CLOEXEC) == 0, "pipe2: %s", strerror(errno));
-	fflush(NULL);
-	pid_t pid = fork();
-	t_require(pid >= 0, "fork: %s", strerror(errno));
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		dup2(in[0], 0);
-		dup2(out[1], 1);
-		execlp("node", "node", script, mods, (char *)NULL);
-		fprintf(stderr, "exec node: %s (install nodejs: scripts/deps.sh)\n", strerror(errno));
-		_exit(127);
-	}
-	close(in[0]);
-	close(out[1]);
-	k->pid = pid;
-	k->in_fd = in[1];
-	k->out_fd = out[0];
+	char line[T_NODE_LINE];
+	t_node_start(&k->node, "kinesalite", line, sizeof(line), T_KIN_READY_MS);
 	running[slot] = k;
-	char line[T_KIN_LINE];
-	t_require(read_line(k, line, sizeof(line), sp_now_ms() + T_KIN_READY_MS) == 0,
-	          "kinesalite (node %s) printed no ready line within %d ms", script, T_KIN_READY_MS);
 	const char *pre = "kinesalite listening on ";
 	t_require(!strncmp(line, pre, strlen(pre)), "kinesalite said \"%s\"", line);
 	t_require(!strncmp(line + strlen(pre), "127.0.0.1:", 10), "kinesalite listens on %s, not 127.0.0.1",
@@ -141,10 +67,10 @@ const char *t_kin_endpoint(const t_kin_t *k)
 
 void t_kin_skew(t_kin_t *k, int64_t ms)
 {
-	char cmd[64], line[T_KIN_LINE];
+	char cmd[64], line[T_NODE_LINE];
 	int n = snprintf(cmd, sizeof(cmd), "skew %lld\n", (long long)ms);
-	t_require(write(k->in_fd, cmd, (size_t)n) == n, "kinesalite: cannot send a command");
-	t_require(read_line(k, line, sizeof(line), sp_now_ms() + T_KIN_ANSWER_MS) == 0,
+	t_require(write(k->node.in_fd, cmd, (size_t)n) == n, "kinesalite: cannot send a command");
+	t_require(t_node_read_line(&k->node, line, sizeof(line), T_KIN_ANSWER_MS) == 0,
 	          "kinesalite: no answer");
 	t_require(!strcmp(line, "ok"), "kinesalite answered \"%s\"", line);
 }
@@ -156,19 +82,7 @@ void t_kinesalite_stop(t_kin_t *k)
 	for (int i = 0; i < T_KIN_MAX; i++)
 		if (running[i] == k)
 			running[i] = NULL;
-	close(k->in_fd); /* kinesalite exits when its stdin closes */
-	kill(k->pid, SIGTERM);
-	int st;
-	int64_t deadline = sp_now_ms() + T_KIN_STOP_MS;
-	while (waitpid(k->pid, &st, WNOHANG) == 0) {
-		if (sp_now_ms() >= deadline) {
-			kill(k->pid, SIGKILL);
-			waitpid(k->pid, &st, 0);
-			break;
-		}
-		t_sleep_ms(10);
-	}
-	close(k->out_fd);
+	t_node_stop(&k->node, T_KIN_STOP_MS);
 	free(k);
 }
 

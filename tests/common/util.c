@@ -1,10 +1,13 @@
 /* util.c - helpers shared by the tests. */
 #include "tests/common/util.h"
 
+#include "tests/common/engine.h"
+
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,4 +188,96 @@ int64_t t_heap_live_bytes(void)
 	struct mallinfo2 m = mallinfo2(); /* every arena, and the blocks malloc mmapped */
 	return (int64_t)(m.uordblks + m.hblkhd);
 #endif
+}
+
+int t_read_line(int fd, char *rbuf, size_t cap, size_t *rlen, char *buf, size_t size, int64_t deadline)
+{
+	for (;;) {
+		char *nl = memchr(rbuf, '\n', *rlen);
+		if (nl) {
+			size_t n = (size_t)(nl - rbuf);
+			snprintf(buf, size, "%.*s", (int)n, rbuf);
+			*rlen -= n + 1;
+			memmove(rbuf, nl + 1, *rlen);
+			return 0;
+		}
+		if (*rlen == cap)
+			return -1; /* a line longer than any answer: not ours */
+		int64_t left = deadline - t_now_ms();
+		if (left <= 0)
+			return -1;
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		int r = poll(&p, 1, (int)left);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		ssize_t n = read(fd, rbuf + *rlen, cap - *rlen);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		*rlen += (size_t)n;
+	}
+}
+
+void t_node_start(t_node_t *n, const char *name, char *line, size_t size, int ready_ms)
+{
+	const char *mods = getenv("SPATE_KINESALITE_MODULES");
+	const char *src = getenv("SPATE_SOURCE_DIR");
+	char script[1024], check[1200], dflt[1024];
+	if (!src || !*src)
+		src = ".";
+	snprintf(script, sizeof(script), "%s/tests/tools/%s.js", src, name);
+	if (!mods || !*mods) { /* run outside meson test: the repository's .deps */
+		snprintf(dflt, sizeof(dflt), "%s/.deps/node/node_modules", src);
+		mods = dflt;
+	}
+	snprintf(check, sizeof(check), "%s/%s/package.json", mods, name);
+	t_require(access(check, R_OK) == 0,
+	          "%s is not installed in %s: run scripts/deps.sh (it installs nodejs, npm and %s)", name,
+	          mods, name);
+	memset(n, 0, sizeof(*n));
+	int in[2], out[2];
+	t_require(pipe2(in, O_CLOEXEC) == 0 && pipe2(out, O_CLOEXEC) == 0, "pipe2: %s", strerror(errno));
+	fflush(NULL);
+	pid_t pid = fork();
+	t_require(pid >= 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(in[0], 0);
+		dup2(out[1], 1);
+		execlp("node", "node", script, mods, (char *)NULL);
+		fprintf(stderr, "exec node: %s (install nodejs: scripts/deps.sh)\n", strerror(errno));
+		_exit(127);
+	}
+	close(in[0]);
+	close(out[1]);
+	n->pid = pid;
+	n->in_fd = in[1];
+	n->out_fd = out[0];
+	t_require(t_node_read_line(n, line, size, ready_ms) == 0,
+	          "%s (node %s) printed no ready line within %d ms", name, script, ready_ms);
+}
+
+int t_node_read_line(t_node_t *n, char *buf, size_t size, int timeout_ms)
+{
+	return t_read_line(n->out_fd, n->rbuf, sizeof(n->rbuf), &n->rlen, buf, size, t_now_ms() + timeout_ms);
+}
+
+void t_node_stop(t_node_t *n, int stop_ms)
+{
+	close(n->in_fd); /* the scripts exit when their stdin closes */
+	kill(n->pid, SIGTERM);
+	int st;
+	int64_t deadline = t_now_ms() + stop_ms;
+	while (waitpid(n->pid, &st, WNOHANG) == 0) {
+		if (t_now_ms() >= deadline) {
+			kill(n->pid, SIGKILL);
+			waitpid(n->pid, &st, 0);
+			break;
+		}
+		t_sleep_ms(10);
+	}
+	close(n->out_fd);
 }

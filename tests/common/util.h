@@ -36,4 +36,27 @@ int t_asan(void);
 /* Whole file into a malloc'd NUL-terminated buffer, or NULL. */
 char *t_read_file(const char *path, size_t *len);
 
+/* Read one line from fd within deadline (monotonic ms), buffered in rbuf (cap bytes, *rlen
+ * of them held over from earlier calls). Returns 0 with the line (no newline) in buf, or -1
+ * on timeout, EOF, or a line longer than rbuf. */
+int t_read_line(int fd, char *rbuf, size_t cap, size_t *rlen, char *buf, size_t size, int64_t deadline);
+
+/* A node script of the tests (tests/tools/NAME.js) as a child process: its stdin a pipe
+ * (the script exits when it closes), its stdout a pipe read line by line. */
+enum { T_NODE_LINE = 512 };
+typedef struct t_node {
+	int pid;
+	int in_fd, out_fd;
+	char rbuf[T_NODE_LINE];
+	size_t rlen;
+} t_node_t;
+/* Start `node tests/tools/NAME.js MODULES` (MODULES: SPATE_KINESALITE_MODULES, else the
+ * repository's .deps/node/node_modules, which must hold the npm package NAME) and wait
+ * up to ready_ms for its first line (into line). Failures are t_require (engine.h). */
+void t_node_start(t_node_t *n, const char *name, char *line, size_t size, int ready_ms);
+/* A line of n's stdout within timeout_ms: 0, or -1 (t_read_line). */
+int t_node_read_line(t_node_t *n, char *buf, size_t size, int timeout_ms);
+/* Close n's stdin, SIGTERM, SIGKILL after stop_ms; reap it and close its stdout. */
+void t_node_stop(t_node_t *n, int stop_ms);
+
 #endif
