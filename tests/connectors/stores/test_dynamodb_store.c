@@ -5,9 +5,9 @@
 #include "engine/spi/sp_registry.h"
 #include "tests/common/dynalite.h"
 #include "tests/common/util.h"
+#include "tests/connectors/stores/storetest.h"
 
 #include <criterion/criterion.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,28 +30,7 @@ static void teardown(void)
 
 static void open_store(sp_store_t *st, const char *table, const char *ns)
 {
-	memset(st, 0, sizeof(*st));
-	st->ops = &sp_store_dynamodb;
-	st->arg = table;
-	st->ns = ns;
-	char err[1400] = "";
-	cr_assert_eq(st->ops->open(st, err, sizeof(err)), SPATE_OK, "open %s: %s", table, err);
-}
-
-static sp_ckpt_t at(uint64_t off)
-{
-	sp_ckpt_t c = {.beginning = false, .after = sp_pos(off)};
-	return c;
-}
-
-static int save1(sp_store_t *st, const char *name, sp_ckpt_t ck, const char *owner, uint64_t counter,
-                 char *err, size_t sz)
-{
-	int rc = -999;
-	sp_store_entry_t e = {.name = name, .ckpt = ck, .owner = owner, .counter = counter, .rc = &rc};
-	int r = st->ops->save(st, &e, 1, err, sz);
-	cr_assert_eq(r, rc, "save's result %d and the entry's %d differ", r, rc);
-	return r;
+	stt_open(st, &sp_store_dynamodb, table, ns);
 }
 
 static void expect_attr(const char *key, const char *attr, const char *want)
@@ -79,47 +58,22 @@ static void on_lease(void *arg, const sp_lease_t *l)
 
 TestSuite(dynamodb_store, .init = setup, .fini = teardown, .timeout = 120);
 
-Test(dynamodb_store, save_load_round_trip)
+/* KCL's lease shape, after the round trip's first save */
+static void kcl_shape(sp_store_t *st, void *arg)
 {
-	sp_store_t st;
-	open_store(&st, "leases", "rt");
-	char err[1400] = "";
-	sp_ckpt_t ck;
-	cr_assert_eq(st.ops->load(&st, "log/t/0", &ck, err, sizeof(err)), SPATE_ERR_NOT_FOUND);
-	sp_lease_t got;
-	cr_assert_eq(st.ops->lease_acquire(&st, "log/t/0", "a", NULL, false, 10000, &got, err, sizeof(err)),
-	             SPATE_OK, "%s", err);
-	cr_assert_eq(got.counter, 1);
-	cr_assert(!got.has_ckpt);
-	cr_assert_eq(save1(&st, "log/t/0", at(41), "a", 1, err, sizeof(err)), SPATE_OK, "%s", err);
-	/* KCL's lease shape */
+	(void)st;
+	(void)arg;
 	expect_attr("rt/log/t/0", "leaseOwner", "a");
 	expect_attr("rt/log/t/0", "leaseCounter", "1");
 	expect_attr("rt/log/t/0", "checkpoint", "41");
 	expect_attr("rt/log/t/0", "checkpointSubSequenceNumber", "0");
 	expect_attr("rt/log/t/0", "ownerSwitchesSinceCheckpoint", "0");
-	sp_ckpt_t beg = {.beginning = true};
-	cr_assert_eq(save1(&st, "log/t/0", beg, "a", 1, err, sizeof(err)), SPATE_ERR_INVALID,
-	             "a checkpoint moved back to the beginning");
-	/* wide positions compare as big numbers, not as text */
-	sp_ckpt_t wide = {.after = {{1, 0, 5}}};
-	cr_assert_eq(save1(&st, "log/t/0", wide, "a", 1, err, sizeof(err)), SPATE_OK, "%s", err);
-	cr_assert_eq(save1(&st, "log/t/0", at(UINT64_MAX - 1), "a", 1, err, sizeof(err)), SPATE_ERR_INVALID);
-	cr_assert(strstr(err, "before the stored one"), "%s", err);
-	/* the same position again is fine (a repeated write) */
-	cr_assert_eq(save1(&st, "log/t/0", wide, "a", 1, err, sizeof(err)), SPATE_OK, "%s", err);
-	st.ops->close(&st);
+}
 
-	/* another store instance (a restarted process) reads what was saved */
-	open_store(&st, "leases", "rt");
-	cr_assert_eq(st.ops->load(&st, "log/t/0", &ck, err, sizeof(err)), SPATE_OK, "%s", err);
-	cr_assert(!ck.beginning);
-	cr_assert_eq(spate_position_cmp(&ck.after, &wide.after), 0);
-	/* another namespace (pipeline) does not see it */
-	sp_store_t other;
-	open_store(&other, "leases", "other");
-	cr_assert_eq(other.ops->load(&other, "log/t/0", &ck, err, sizeof(err)), SPATE_ERR_NOT_FOUND);
-	other.ops->close(&other);
+Test(dynamodb_store, save_load_round_trip)
+{
+	sp_store_t st;
+	stt_round_trip(&st, &sp_store_dynamodb, "leases", "rt", kcl_shape, NULL);
 	st.ops->close(&st);
 }
 
@@ -132,7 +86,7 @@ Test(dynamodb_store, stale_counter_refused)
 	sp_lease_t la, lb;
 	cr_assert_eq(a.ops->lease_acquire(&a, "p", "A", NULL, false, 60000, &la, err, sizeof(err)), SPATE_OK,
 	             "%s", err);
-	cr_assert_eq(save1(&a, "p", at(10), "A", la.counter, err, sizeof(err)), SPATE_OK, "%s", err);
+	cr_assert_eq(stt_save1(&a, "p", stt_at(10), "A", la.counter, err, sizeof(err)), SPATE_OK, "%s", err);
 	/* a renewal raises the counter (KCL's leaseCounter) */
 	uint64_t ca = la.counter;
 	cr_assert_eq(a.ops->lease_renew(&a, "p", "A", &ca, 60000, err, sizeof(err)), SPATE_OK, "%s", err);
@@ -153,14 +107,7 @@ Test(dynamodb_store, stale_counter_refused)
 	cr_assert(lb.has_ckpt && lb.ckpt.after.w[2] == 10, "the new owner sees the checkpoint");
 	expect_attr("st/p", "ownerSwitchesSinceCheckpoint", "1");
 	/* A's writes with its old counter are refused: checkpoint, renewal, release */
-	cr_assert_eq(save1(&a, "p", at(20), "A", ca, err, sizeof(err)), SPATE_ERR_LEASE);
-	cr_assert(strstr(err, "no longer holds"), "%s", err);
-	uint64_t c = ca;
-	cr_assert_eq(a.ops->lease_renew(&a, "p", "A", &c, 60000, err, sizeof(err)), SPATE_ERR_LEASE);
-	cr_assert_eq(a.ops->lease_release(&a, "p", "A", ca, err, sizeof(err)), SPATE_ERR_LEASE);
-	/* a write naming B with A's counter is refused too: owner and counter both count */
-	cr_assert_eq(save1(&a, "p", at(20), "B", ca, err, sizeof(err)), SPATE_ERR_LEASE);
-	cr_assert_eq(save1(&b, "p", at(20), "B", lb.counter, err, sizeof(err)), SPATE_OK, "%s", err);
+	stt_old_holder_refused(&a, &b, "p", ca, lb.counter);
 	expect_attr("st/p", "checkpoint", "20");
 	/* a released lease is free (no leaseOwner): taken without stealing, higher counter */
 	cr_assert_eq(b.ops->lease_release(&b, "p", "B", lb.counter, err, sizeof(err)), SPATE_OK, "%s", err);
@@ -178,58 +125,14 @@ Test(dynamodb_store, stale_counter_refused)
 	cr_assert_eq(sa.l.counter, la.counter);
 	cr_assert_eq(sa.l.expired, -1);
 	/* a write without a lease is refused by this store */
-	sp_store_entry_t bare = {.name = "p", .ckpt = at(30)};
-	cr_assert_eq(a.ops->save(&a, &bare, 1, err, sizeof(err)), SPATE_ERR_INVALID);
+	stt_bare_save_refused(&a, "p");
 	a.ops->close(&a);
 	b.ops->close(&b);
 }
 
-struct racer {
-	int id;
-	int rc;
-	pthread_barrier_t *bar;
-};
-
-static void *race(void *arg)
-{
-	struct racer *r = arg;
-	sp_store_t st = {.ops = &sp_store_dynamodb, .arg = "leases", .ns = "race"};
-	char err[1400];
-	if (st.ops->open(&st, err, sizeof(err))) {
-		r->rc = -1000;
-		pthread_barrier_wait(r->bar);
-		return NULL;
-	}
-	char owner[32];
-	snprintf(owner, sizeof(owner), "racer-%d", r->id);
-	sp_lease_t got;
-	pthread_barrier_wait(r->bar);
-	r->rc = st.ops->lease_acquire(&st, "log/t/3", owner, NULL, false, 60000, &got, err, sizeof(err));
-	st.ops->close(&st);
-	return NULL;
-}
-
 Test(dynamodb_store, twenty_acquirers_one_wins)
 {
-	pthread_barrier_t bar;
-	pthread_barrier_init(&bar, NULL, 20);
-	pthread_t th[20];
-	struct racer rs[20];
-	for (int i = 0; i < 20; i++) {
-		rs[i] = (struct racer){.id = i, .rc = -999, .bar = &bar};
-		cr_assert_eq(pthread_create(&th[i], NULL, race, &rs[i]), 0);
-	}
-	int won = 0, lost = 0;
-	for (int i = 0; i < 20; i++) {
-		pthread_join(th[i], NULL);
-		if (rs[i].rc == SPATE_OK)
-			won++;
-		else if (rs[i].rc == SPATE_ERR_LEASE)
-			lost++;
-	}
-	pthread_barrier_destroy(&bar);
-	cr_assert_eq(won, 1, "%d acquirers won", won);
-	cr_assert_eq(lost, 19);
+	stt_acquirers_one_wins(&sp_store_dynamodb, "leases", "race", "log/t/3", 20);
 	expect_attr("race/log/t/3", "leaseCounter", "1");
 }
 
@@ -282,13 +185,13 @@ Test(dynamodb_store, emptied_table_is_store_lost)
 	sp_lease_t got;
 	cr_assert_eq(st.ops->lease_acquire(&st, "p", "A", NULL, false, 60000, &got, err, sizeof(err)),
 	             SPATE_OK, "%s", err);
-	cr_assert_eq(save1(&st, "p", at(5), "A", got.counter, err, sizeof(err)), SPATE_OK, "%s", err);
+	cr_assert_eq(stt_save1(&st, "p", stt_at(5), "A", got.counter, err, sizeof(err)), SPATE_OK, "%s", err);
 	cr_assert_eq(st.ops->epoch(&st, err, sizeof(err)), SPATE_OK, "%s", err);
 	t_dyn_empty_table(srv, "leases");
 	cr_assert_eq(st.ops->epoch(&st, err, sizeof(err)), SPATE_ERR_STORE_LOST);
 	cr_assert(strstr(err, "dynamodb:leases") && strstr(err, "lost its data"), "%s", err);
-	cr_assert_eq(save1(&st, "p", at(6), "A", got.counter, err, sizeof(err)), SPATE_ERR_STORE_LOST, "%s",
-	             err);
+	cr_assert_eq(stt_save1(&st, "p", stt_at(6), "A", got.counter, err, sizeof(err)), SPATE_ERR_STORE_LOST,
+	             "%s", err);
 	uint64_t c = got.counter;
 	cr_assert_eq(st.ops->lease_renew(&st, "p", "A", &c, 60000, err, sizeof(err)), SPATE_ERR_STORE_LOST);
 	/* a deleted table is lost too */
@@ -324,7 +227,8 @@ Test(dynamodb_store, checkpoint_cli)
 	sp_lease_t got;
 	cr_assert_eq(st.ops->lease_acquire(&st, "log/o/1", "A", NULL, false, 60000, &got, err, sizeof(err)),
 	             SPATE_OK, "%s", err);
-	cr_assert_eq(save1(&st, "log/o/1", at(12), "A", got.counter, err, sizeof(err)), SPATE_OK, "%s", err);
+	cr_assert_eq(stt_save1(&st, "log/o/1", stt_at(12), "A", got.counter, err, sizeof(err)), SPATE_OK,
+	             "%s", err);
 	st.ops->close(&st);
 	/* the CLI reads the endpoint from AWS_ENDPOINT_URL_DYNAMODB (t_dynalite_start set it) */
 	char *out = NULL, *errs = NULL;

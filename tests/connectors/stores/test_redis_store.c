@@ -5,9 +5,9 @@
 #include "engine/spi/sp_registry.h"
 #include "tests/common/redis.h"
 #include "tests/common/util.h"
+#include "tests/connectors/stores/storetest.h"
 
 #include <criterion/criterion.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,28 +28,7 @@ static void teardown(void)
 
 static void open_store(sp_store_t *st, const char *uri, const char *ns)
 {
-	memset(st, 0, sizeof(*st));
-	st->ops = &sp_store_redis;
-	st->arg = uri;
-	st->ns = ns;
-	char err[600] = "";
-	cr_assert_eq(st->ops->open(st, err, sizeof(err)), SPATE_OK, "open %s: %s", uri, err);
-}
-
-static sp_ckpt_t at(uint64_t off)
-{
-	sp_ckpt_t c = {.beginning = false, .after = sp_pos(off)};
-	return c;
-}
-
-static int save1(sp_store_t *st, const char *name, sp_ckpt_t ck, const char *owner, uint64_t counter,
-                 char *err, size_t sz)
-{
-	int rc = -999;
-	sp_store_entry_t e = {.name = name, .ckpt = ck, .owner = owner, .counter = counter, .rc = &rc};
-	int r = st->ops->save(st, &e, 1, err, sz);
-	cr_assert_eq(r, rc, "save's result %d and the entry's %d differ", r, rc);
-	return r;
+	stt_open(st, &sp_store_redis, uri, ns);
 }
 
 TestSuite(redis_store, .init = setup, .fini = teardown, .timeout = 120);
@@ -57,36 +36,7 @@ TestSuite(redis_store, .init = setup, .fini = teardown, .timeout = 120);
 Test(redis_store, save_load_round_trip)
 {
 	sp_store_t st;
-	open_store(&st, srv.uri, "rt");
-	char err[600] = "";
-	sp_ckpt_t ck;
-	cr_assert_eq(st.ops->load(&st, "log/t/0", &ck, err, sizeof(err)), SPATE_ERR_NOT_FOUND);
-	sp_lease_t got;
-	cr_assert_eq(st.ops->lease_acquire(&st, "log/t/0", "a", NULL, false, 10000, &got, err, sizeof(err)),
-	             SPATE_OK, "%s", err);
-	cr_assert_eq(got.counter, 1);
-	cr_assert(!got.has_ckpt);
-	cr_assert_eq(save1(&st, "log/t/0", at(41), "a", 1, err, sizeof(err)), SPATE_OK, "%s", err);
-	sp_ckpt_t beg = {.beginning = true};
-	cr_assert_eq(save1(&st, "log/t/0", beg, "a", 1, err, sizeof(err)), SPATE_ERR_INVALID,
-	             "a checkpoint moved back to the beginning");
-	/* wide positions compare as big numbers, not as text */
-	sp_ckpt_t wide = {.after = {{1, 0, 5}}};
-	cr_assert_eq(save1(&st, "log/t/0", wide, "a", 1, err, sizeof(err)), SPATE_OK, "%s", err);
-	cr_assert_eq(save1(&st, "log/t/0", at(UINT64_MAX - 1), "a", 1, err, sizeof(err)), SPATE_ERR_INVALID);
-	cr_assert(strstr(err, "before the stored one"), "%s", err);
-	st.ops->close(&st);
-
-	/* another connection (a restarted process) reads what was saved */
-	open_store(&st, srv.uri, "rt");
-	cr_assert_eq(st.ops->load(&st, "log/t/0", &ck, err, sizeof(err)), SPATE_OK, "%s", err);
-	cr_assert(!ck.beginning);
-	cr_assert_eq(spate_position_cmp(&ck.after, &wide.after), 0);
-	/* another namespace (pipeline) does not see it */
-	sp_store_t other;
-	open_store(&other, srv.uri, "other");
-	cr_assert_eq(other.ops->load(&other, "log/t/0", &ck, err, sizeof(err)), SPATE_ERR_NOT_FOUND);
-	other.ops->close(&other);
+	stt_round_trip(&st, &sp_store_redis, srv.uri, "rt", NULL, NULL);
 	/* the key carries the partition in a {hash tag} */
 	char *v = t_redis_cmd(&srv, "HGET spate:rt:{log/t/0} owner");
 	cr_assert(v && !strcmp(v, "a"), "%s", v ? v : "(null)");
@@ -103,7 +53,7 @@ Test(redis_store, stale_counter_refused)
 	sp_lease_t la, lb;
 	cr_assert_eq(a.ops->lease_acquire(&a, "p", "A", NULL, false, 60000, &la, err, sizeof(err)), SPATE_OK,
 	             "%s", err);
-	cr_assert_eq(save1(&a, "p", at(10), "A", la.counter, err, sizeof(err)), SPATE_OK, "%s", err);
+	cr_assert_eq(stt_save1(&a, "p", stt_at(10), "A", la.counter, err, sizeof(err)), SPATE_OK, "%s", err);
 	/* B may not take a live lease without stealing; with a stale view it may not steal */
 	sp_lease_t seen = {.name = "p", .counter = la.counter};
 	snprintf(seen.owner, sizeof(seen.owner), "A");
@@ -118,15 +68,8 @@ Test(redis_store, stale_counter_refused)
 	cr_assert_gt(lb.counter, la.counter);
 	cr_assert(lb.has_ckpt && lb.ckpt.after.w[2] == 10, "the new owner sees the checkpoint");
 	/* A's writes with its old counter are refused: checkpoint, renewal, release */
-	cr_assert_eq(save1(&a, "p", at(20), "A", la.counter, err, sizeof(err)), SPATE_ERR_LEASE);
-	cr_assert(strstr(err, "no longer holds"), "%s", err);
-	uint64_t c = la.counter;
-	cr_assert_eq(a.ops->lease_renew(&a, "p", "A", &c, 60000, err, sizeof(err)), SPATE_ERR_LEASE);
-	cr_assert_eq(a.ops->lease_release(&a, "p", "A", la.counter, err, sizeof(err)), SPATE_ERR_LEASE);
-	/* a write naming B with A's counter is refused too: owner and counter both count */
-	cr_assert_eq(save1(&a, "p", at(20), "B", la.counter, err, sizeof(err)), SPATE_ERR_LEASE);
-	cr_assert_eq(save1(&b, "p", at(20), "B", lb.counter, err, sizeof(err)), SPATE_OK, "%s", err);
-	c = lb.counter;
+	stt_old_holder_refused(&a, &b, "p", la.counter, lb.counter);
+	uint64_t c = lb.counter;
 	cr_assert_eq(b.ops->lease_renew(&b, "p", "B", &c, 60000, err, sizeof(err)), SPATE_OK, "%s", err);
 	/* a released lease is free: taken without stealing, with a higher counter */
 	cr_assert_eq(b.ops->lease_release(&b, "p", "B", lb.counter, err, sizeof(err)), SPATE_OK, "%s", err);
@@ -136,8 +79,7 @@ Test(redis_store, stale_counter_refused)
 	             "%s", err);
 	cr_assert_gt(la.counter, lb.counter);
 	/* a write without a lease is refused by this store */
-	sp_store_entry_t bare = {.name = "p", .ckpt = at(30)};
-	cr_assert_eq(a.ops->save(&a, &bare, 1, err, sizeof(err)), SPATE_ERR_INVALID);
+	stt_bare_save_refused(&a, "p");
 	a.ops->close(&a);
 	b.ops->close(&b);
 }
@@ -158,52 +100,9 @@ Test(redis_store, expired_lease_taken_without_steal)
 	a.ops->close(&a);
 }
 
-struct racer {
-	int id;
-	int rc;
-	pthread_barrier_t *bar;
-};
-
-static void *race(void *arg)
-{
-	struct racer *r = arg;
-	sp_store_t st = {.ops = &sp_store_redis, .arg = srv.uri, .ns = "race"};
-	char err[600];
-	if (st.ops->open(&st, err, sizeof(err))) {
-		r->rc = -1000;
-		pthread_barrier_wait(r->bar);
-		return NULL;
-	}
-	char owner[32];
-	snprintf(owner, sizeof(owner), "racer-%d", r->id);
-	sp_lease_t got;
-	pthread_barrier_wait(r->bar);
-	r->rc = st.ops->lease_acquire(&st, "log/t/3", owner, NULL, false, 60000, &got, err, sizeof(err));
-	st.ops->close(&st);
-	return NULL;
-}
-
 Test(redis_store, twenty_acquirers_one_wins)
 {
-	pthread_barrier_t bar;
-	pthread_barrier_init(&bar, NULL, 20);
-	pthread_t th[20];
-	struct racer rs[20];
-	for (int i = 0; i < 20; i++) {
-		rs[i] = (struct racer){.id = i, .rc = -999, .bar = &bar};
-		cr_assert_eq(pthread_create(&th[i], NULL, race, &rs[i]), 0);
-	}
-	int won = 0, lost = 0;
-	for (int i = 0; i < 20; i++) {
-		pthread_join(th[i], NULL);
-		if (rs[i].rc == SPATE_OK)
-			won++;
-		else if (rs[i].rc == SPATE_ERR_LEASE)
-			lost++;
-	}
-	pthread_barrier_destroy(&bar);
-	cr_assert_eq(won, 1, "%d acquirers won", won);
-	cr_assert_eq(lost, 19);
+	stt_acquirers_one_wins(&sp_store_redis, srv.uri, "race", "log/t/3", 20);
 	char *v = t_redis_cmd(&srv, "HGET spate:race:{log/t/3} token");
 	cr_assert(v && !strcmp(v, "1"), "token %s", v ? v : "(null)");
 	free(v);
@@ -217,12 +116,13 @@ Test(redis_store, flushall_is_store_lost)
 	sp_lease_t got;
 	cr_assert_eq(st.ops->lease_acquire(&st, "p", "A", NULL, false, 60000, &got, err, sizeof(err)),
 	             SPATE_OK);
-	cr_assert_eq(save1(&st, "p", at(5), "A", got.counter, err, sizeof(err)), SPATE_OK, "%s", err);
+	cr_assert_eq(stt_save1(&st, "p", stt_at(5), "A", got.counter, err, sizeof(err)), SPATE_OK, "%s", err);
 	cr_assert_eq(st.ops->epoch(&st, err, sizeof(err)), SPATE_OK, "%s", err);
 	free(t_redis_cmd(&srv, "FLUSHALL"));
 	cr_assert_eq(st.ops->epoch(&st, err, sizeof(err)), SPATE_ERR_STORE_LOST);
 	cr_assert(strstr(err, srv.uri) && strstr(err, "lost its data"), "%s", err);
-	cr_assert_eq(save1(&st, "p", at(6), "A", got.counter, err, sizeof(err)), SPATE_ERR_STORE_LOST);
+	cr_assert_eq(stt_save1(&st, "p", stt_at(6), "A", got.counter, err, sizeof(err)),
+	             SPATE_ERR_STORE_LOST);
 	uint64_t c = got.counter;
 	cr_assert_eq(st.ops->lease_renew(&st, "p", "A", &c, 60000, err, sizeof(err)), SPATE_ERR_STORE_LOST);
 	st.ops->close(&st);
@@ -253,9 +153,10 @@ Test(redis_store, server_restart_keeps_checkpoints)
 	sp_lease_t got;
 	cr_assert_eq(st.ops->lease_acquire(&st, "p", "A", NULL, false, 60000, &got, err, sizeof(err)),
 	             SPATE_OK);
-	cr_assert_eq(save1(&st, "p", at(77), "A", got.counter, err, sizeof(err)), SPATE_OK, "%s", err);
+	cr_assert_eq(stt_save1(&st, "p", stt_at(77), "A", got.counter, err, sizeof(err)), SPATE_OK, "%s",
+	             err);
 	t_redis_restart(&srv, false);
-	cr_assert_eq(save1(&st, "p", at(78), "A", got.counter, err, sizeof(err)), SPATE_ERR_STORE,
+	cr_assert_eq(stt_save1(&st, "p", stt_at(78), "A", got.counter, err, sizeof(err)), SPATE_ERR_STORE,
 	             "a write while the server is down is a transient error");
 	t_redis_restart(&srv, true);
 	/* the same store instance reconnects; the AOF kept the checkpoint, lease and epoch */
@@ -263,7 +164,8 @@ Test(redis_store, server_restart_keeps_checkpoints)
 	sp_ckpt_t ck;
 	cr_assert_eq(st.ops->load(&st, "p", &ck, err, sizeof(err)), SPATE_OK, "%s", err);
 	cr_assert_eq(ck.after.w[2], 77);
-	cr_assert_eq(save1(&st, "p", at(79), "A", got.counter, err, sizeof(err)), SPATE_OK, "%s", err);
+	cr_assert_eq(stt_save1(&st, "p", stt_at(79), "A", got.counter, err, sizeof(err)), SPATE_OK, "%s",
+	             err);
 	st.ops->close(&st);
 }
 
@@ -313,7 +215,7 @@ Test(redis_store, file_store_refuses_leases)
 	sp_store_t st;
 	cr_assert_eq(sp_store_open_uri(path, &st, err, sizeof(err)), SPATE_OK, "%s", err);
 	cr_assert(!st.ops->leases);
-	sp_store_entry_t e = {.name = "p", .ckpt = at(1), .owner = "A", .counter = 1};
+	sp_store_entry_t e = {.name = "p", .ckpt = stt_at(1), .owner = "A", .counter = 1};
 	cr_assert_eq(st.ops->save(&st, &e, 1, err, sizeof(err)), SPATE_ERR_UNSUPPORTED);
 	cr_assert(strstr(err, "keeps no leases"), "%s", err);
 	st.ops->close(&st);
@@ -328,7 +230,8 @@ Test(redis_store, checkpoint_cli_reads_a_pipeline)
 	sp_lease_t got;
 	cr_assert_eq(st.ops->lease_acquire(&st, "log/o/1", "A", NULL, false, 60000, &got, err, sizeof(err)),
 	             SPATE_OK);
-	cr_assert_eq(save1(&st, "log/o/1", at(12), "A", got.counter, err, sizeof(err)), SPATE_OK, "%s", err);
+	cr_assert_eq(stt_save1(&st, "log/o/1", stt_at(12), "A", got.counter, err, sizeof(err)), SPATE_OK,
+	             "%s", err);
 	st.ops->close(&st);
 	char *out = NULL, *errs = NULL;
 	char *argv[] = {(char *)t_spate_cli(), "checkpoint", "show", srv.uri, "--pipeline", "clipipe", NULL};
