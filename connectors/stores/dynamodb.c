@@ -46,6 +46,7 @@
  * @locality one thread at a time (the engine thread, or the CLI)
  */
 #include "../aws/aws.h"
+#include "lease_store.h"
 #include "sp_spi.h"
 
 #include <inttypes.h>
@@ -53,7 +54,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 #define DS_KEY_MAX 1024
@@ -274,20 +274,6 @@ static int ds_get(dstore_t *d, const char *key, json_t **item, char *errstr, siz
 	return SPATE_OK;
 }
 
-/* The position as 128 hex digits, its eight words most significant first ("-" for
- * "beginning"): strings that compare as the positions do (as the redis store's cmp). */
-static void ckpt_cmp(const sp_ckpt_t *c, char *buf, size_t size)
-{
-	snprintf(buf, size, "-");
-	if (c->beginning)
-		return;
-	size_t n = 0;
-	for (int i = 0; i < 5 && n < size; i++)
-		n += (size_t)snprintf(buf + n, size - n, "%016" PRIx64, c->after.x[i]);
-	for (int i = 0; i < 3 && n < size; i++)
-		n += (size_t)snprintf(buf + n, size - n, "%016" PRIx64, c->after.w[i]);
-}
-
 /* KCL's checkpoint and checkpointSubSequenceNumber for the position sp_ckpt_fmt wrote. */
 static void kcl_ckpt(const char *fmt, char *ck, size_t size, char *sub, size_t subsize)
 {
@@ -320,11 +306,6 @@ static int lost_err(dstore_t *d, char *errstr, size_t size, const char *what)
 }
 
 /* ---- open and close ------------------------------------------------------------------ */
-
-static const spate_conf_t *conf_of(sp_store_t *s)
-{
-	return s->eng ? sp_engine_conf(s->eng) : s->conf;
-}
 
 static bool table_name_ok(const char *t)
 {
@@ -407,20 +388,12 @@ static int ensure_table(dstore_t *d, bool create, bool readonly, char *errstr, s
 	return SPATE_OK;
 }
 
-static void new_epoch(char *buf, size_t size)
-{
-	uint64_t v[2] = {0, 0};
-	if (getrandom(v, sizeof(v), 0) != sizeof(v))
-		v[0] = (uint64_t)sp_wall_ms();
-	snprintf(buf, size, "%016" PRIx64 "%016" PRIx64, v[0], v[1]);
-}
-
 static int put_epoch(dstore_t *d, bool only_new, char *errstr, size_t size)
 {
 	char ek[DS_KEY_MAX];
 	ds_epoch_key(d, ek, sizeof(ek));
 	char fresh[40];
-	new_epoch(fresh, sizeof(fresh));
+	ls_new_epoch(fresh, sizeof(fresh));
 	json_t *req = json_pack("{s:{s:{s:s},s:{s:s},s:{s:s}}}", "Item", "leaseKey", "S", ek, "spateEpochOf",
 	                        "S", d->ns, "spateEpoch", "S", fresh);
 	if (only_new) {
@@ -470,7 +443,7 @@ static int ds_open_common(sp_store_t *s, bool readonly, char *errstr, size_t siz
 	if (!d)
 		return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
 	snprintf(d->table, sizeof(d->table), "%s", table);
-	const spate_conf_t *conf = conf_of(s);
+	const spate_conf_t *conf = ls_conf_of(s);
 	const char *region = conf ? sp_conf_str(conf, "dynamodb.region") : "";
 	if (!*region)
 		region = kin_aws_env_region();
@@ -513,9 +486,7 @@ static int ds_open_common(sp_store_t *s, bool readonly, char *errstr, size_t siz
 		return rc == DS_COND ? SPATE_ERR_STORE : rc;
 	}
 	s->ctx = d;
-	if (s->eng)
-		sp_msg(s->eng, SP_MSG_DEBUG, "lease audit: store %s namespace %s epoch %s", d->name, d->ns,
-		       d->epoch);
+	ls_audit_open(s, d->name, d->ns, d->epoch);
 	return SPATE_OK;
 }
 
@@ -633,7 +604,7 @@ static int save_one(dstore_t *d, const sp_store_entry_t *e, char *err, size_t es
 	char key[DS_KEY_MAX], ck[SPATE_POSITION_MAX], cmp[160], kck[SPATE_POSITION_MAX], sub[64];
 	ds_key(d, e->name, key, sizeof(key));
 	sp_ckpt_fmt(&e->ckpt, ck, sizeof(ck));
-	ckpt_cmp(&e->ckpt, cmp, sizeof(cmp));
+	ls_ckpt_hex(&e->ckpt, "-", cmp, sizeof(cmp));
 	kcl_ckpt(ck, kck, sizeof(kck), sub, sizeof(sub));
 	json_t *vals = json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", ":me", str(e->owner), ":c",
 	                         num(e->counter), ":ep", str(d->epoch), ":x", str(ck), ":cmp", str(cmp),
@@ -754,12 +725,7 @@ static int list_one(void *arg, json_t *it)
 		if (n >= sizeof(l.parents))
 			break;
 	}
-	if (lc->lfn)
-		lc->lfn(lc->arg, &l);
-	if (lc->fn && l.has_ckpt) {
-		sp_store_entry_t e = {.name = name, .ckpt = l.ckpt};
-		lc->fn(lc->arg, &e);
-	}
+	ls_deliver(lc->fn, lc->lfn, lc->arg, &l);
 	return SPATE_OK;
 }
 

@@ -35,6 +35,7 @@
  * rediss:// (TLS) is refused with a clear error: Debian 12's hiredis (0.14) has no TLS.
  * @locality one thread at a time (the engine thread, or the CLI)
  */
+#include "lease_store.h"
 #include "sp_spi.h"
 
 #include <errno.h>
@@ -43,7 +44,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #define RS_KEY_MAX 1024
 
@@ -220,20 +220,6 @@ static void rs_epoch_key(const rstore_t *r, char *buf, size_t size)
 	snprintf(buf, size, "spate:%s:epoch", r->ns);
 }
 
-/* The position as 128 hex digits, its eight words most significant first ("" for
- * "beginning"): strings that compare as the positions do (one 512-bit number). */
-static void ckpt_cmp(const sp_ckpt_t *c, char *buf, size_t size)
-{
-	buf[0] = 0;
-	if (c->beginning)
-		return;
-	size_t n = 0;
-	for (int i = 0; i < 5 && n < size; i++)
-		n += (size_t)snprintf(buf + n, size - n, "%016" PRIx64, c->after.x[i]);
-	for (int i = 0; i < 3 && n < size; i++)
-		n += (size_t)snprintf(buf + n, size - n, "%016" PRIx64, c->after.w[i]);
-}
-
 static int lost_err(rstore_t *r, char *errstr, size_t size, const char *what)
 {
 	char ek[RS_KEY_MAX];
@@ -298,11 +284,6 @@ static int parse_uri(rstore_t *r, const char *arg, char *errstr, size_t size)
 	return SPATE_OK;
 }
 
-static const spate_conf_t *conf_of(sp_store_t *s)
-{
-	return s->eng ? sp_engine_conf(s->eng) : s->conf;
-}
-
 static int rs_open_common(sp_store_t *s, bool readonly, char *errstr, size_t size)
 {
 	rstore_t *r = calloc(1, sizeof(*r));
@@ -313,7 +294,7 @@ static int rs_open_common(sp_store_t *s, bool readonly, char *errstr, size_t siz
 		free(r);
 		return rc;
 	}
-	const spate_conf_t *conf = conf_of(s);
+	const spate_conf_t *conf = ls_conf_of(s);
 	r->timeout_ms = conf ? sp_conf_int(conf, "redis.timeout.ms") : 2000;
 	if (r->timeout_ms <= 0)
 		r->timeout_ms = 2000;
@@ -326,11 +307,8 @@ static int rs_open_common(sp_store_t *s, bool readonly, char *errstr, size_t siz
 	char ek[RS_KEY_MAX];
 	rs_epoch_key(r, ek, sizeof(ek));
 	if (!readonly) {
-		uint64_t v[2] = {0, 0};
-		if (getrandom(v, sizeof(v), 0) != sizeof(v))
-			v[0] = (uint64_t)sp_wall_ms();
 		char fresh[40];
-		snprintf(fresh, sizeof(fresh), "%016" PRIx64 "%016" PRIx64, v[0], v[1]);
+		ls_new_epoch(fresh, sizeof(fresh));
 		const char *argv[] = {"SET", ek, fresh, "NX"};
 		size_t lens[] = {3, strlen(ek), strlen(fresh), 2};
 		redisReply *rep = rs_cmd(r, 4, argv, lens, errstr, size);
@@ -353,9 +331,7 @@ static int rs_open_common(sp_store_t *s, bool readonly, char *errstr, size_t siz
 		snprintf(r->epoch, sizeof(r->epoch), "%s", rep->str);
 	freeReplyObject(rep);
 	s->ctx = r;
-	if (s->eng)
-		sp_msg(s->eng, SP_MSG_DEBUG, "lease audit: store %s namespace %s epoch %s", r->name, r->ns,
-		       r->epoch);
+	ls_audit_open(s, r->name, r->ns, r->epoch);
 	return SPATE_OK;
 }
 
@@ -451,7 +427,7 @@ static int rs_save(sp_store_t *s, const sp_store_entry_t *ents, size_t n, char *
 			rs_key(r, e->name, key, sizeof(key));
 			snprintf(tok, sizeof(tok), "%" PRIu64, e->counter);
 			sp_ckpt_fmt(&e->ckpt, ck, sizeof(ck));
-			ckpt_cmp(&e->ckpt, cmp, sizeof(cmp));
+			ls_ckpt_hex(&e->ckpt, "", cmp, sizeof(cmp));
 			const char *args[] = {e->owner, tok, r->epoch, ck, cmp};
 			redisReply *rep = rs_eval(r, LUA_CKPT, key, 5, args, err, sizeof(err));
 			if (!rep) {
@@ -561,12 +537,7 @@ static int list_one(void *arg, const char *key, const char *name)
 	if (rep->elements > 4 && rep->element[4]->str)
 		snprintf(l.parents, sizeof(l.parents), "%s", rep->element[4]->str);
 	freeReplyObject(rep);
-	if (lc->lfn)
-		lc->lfn(lc->arg, &l);
-	if (lc->fn && l.has_ckpt) {
-		sp_store_entry_t e = {.name = name, .ckpt = l.ckpt};
-		lc->fn(lc->arg, &e);
-	}
+	ls_deliver(lc->fn, lc->lfn, lc->arg, &l);
 	return SPATE_OK;
 }
 
@@ -619,10 +590,7 @@ static int rs_reset(sp_store_t *s, const char *name, char *errstr, size_t size)
 	if (rc)
 		return rc;
 	/* a new epoch: processes still running against the old one stop */
-	uint64_t v[2] = {0, 0};
-	if (getrandom(v, sizeof(v), 0) != sizeof(v))
-		v[0] = (uint64_t)sp_wall_ms();
-	snprintf(r->epoch, sizeof(r->epoch), "%016" PRIx64 "%016" PRIx64, v[0], v[1]);
+	ls_new_epoch(r->epoch, sizeof(r->epoch));
 	char ek[RS_KEY_MAX];
 	rs_epoch_key(r, ek, sizeof(ek));
 	const char *argv[] = {"SET", ek, r->epoch};
