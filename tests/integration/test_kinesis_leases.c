@@ -468,27 +468,6 @@ Test(kinesis_leases, two_processes_split_kill_one_other_finishes_dynamodb)
 
 enum { RS_KEYS = 40, RS_PER_KEY = 100 }; /* half before the split, half after */
 
-static unsigned __int128 dec128(const char *s)
-{
-	unsigned __int128 v = 0;
-	for (; *s; s++)
-		v = v * 10 + (unsigned)(*s - '0');
-	return v;
-}
-
-static void fmt128(unsigned __int128 v, char *buf, size_t size)
-{
-	char tmp[48];
-	int n = 0;
-	do {
-		tmp[n++] = (char)('0' + (int)(v % 10));
-		v /= 10;
-	} while (v);
-	for (int i = 0; i < n && (size_t)i < size - 1; i++)
-		buf[i] = tmp[n - 1 - i];
-	buf[(size_t)n < size ? (size_t)n : size - 1] = 0;
-}
-
 typedef struct rs_ctx {
 	t_kin_t *k;
 	const lt_store_t *st;
@@ -562,7 +541,7 @@ static void reshard_during(t_during_t *d)
 		int n = t_kin_shards(x->k, "rs", sh, 16);
 		t_expect(n == 4, "%d shards", n);
 		char mid[48];
-		fmt128((dec128(sh[0].start_hash) + dec128(sh[0].end_hash)) / 2 + 1, mid, sizeof(mid));
+		kt_mid_hash(&sh[0], mid, sizeof(mid));
 		free(t_kin_ok(x->k, "SplitShard",
 		              "{\"StreamName\":\"rs\",\"ShardToSplit\":\"%s\",\"NewStartingHashKey\":\"%s\"}",
 		              sh[0].id, mid));

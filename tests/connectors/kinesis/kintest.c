@@ -266,3 +266,29 @@ void kt_ckpt(const char *dir, const char *name, char *out, size_t size)
 		t_require(rc == SPATE_ERR_NOT_FOUND, "%s", err);
 	st.ops->close(&st);
 }
+
+static unsigned __int128 dec128(const char *s)
+{
+	unsigned __int128 v = 0;
+	for (; *s; s++)
+		v = v * 10 + (unsigned)(*s - '0');
+	return v;
+}
+
+static void fmt128(unsigned __int128 v, char *buf, size_t size)
+{
+	char tmp[48];
+	int n = 0;
+	do {
+		tmp[n++] = (char)('0' + (int)(v % 10));
+		v /= 10;
+	} while (v);
+	for (int i = 0; i < n && (size_t)i < size - 1; i++)
+		buf[i] = tmp[n - 1 - i];
+	buf[(size_t)n < size ? (size_t)n : size - 1] = 0;
+}
+
+void kt_mid_hash(const t_shard_t *sh, char *buf, size_t size)
+{
+	fmt128((dec128(sh->start_hash) + dec128(sh->end_hash)) / 2 + 1, buf, size);
+}

@@ -85,4 +85,7 @@ void kt_wait_total(kt_seen_t *s, long n, int ms);
 /* The store's checkpoint of partition name as text ("" when none). Any thread. */
 void kt_ckpt(const char *dir, const char *name, char *out, size_t size);
 
+/* The hash key that splits shard sh in two halves (its range's midpoint + 1), in decimal. */
+void kt_mid_hash(const t_shard_t *sh, char *buf, size_t size);
+
 #endif

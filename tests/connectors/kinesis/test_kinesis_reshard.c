@@ -27,27 +27,6 @@ enum {
 	WAIT_MS = 120000, /* generous bounds: kinesalite on a busy machine, ASan */
 };
 
-static unsigned __int128 dec128(const char *s)
-{
-	unsigned __int128 v = 0;
-	for (; *s; s++)
-		v = v * 10 + (unsigned)(*s - '0');
-	return v;
-}
-
-static void fmt128(unsigned __int128 v, char *buf, size_t size)
-{
-	char tmp[48];
-	int n = 0;
-	do {
-		tmp[n++] = (char)('0' + (int)(v % 10));
-		v /= 10;
-	} while (v);
-	for (int i = 0; i < n && (size_t)i < size - 1; i++)
-		buf[i] = tmp[n - 1 - i];
-	buf[(size_t)n < size ? (size_t)n : size - 1] = 0;
-}
-
 typedef struct rs_ctx {
 	t_kin_t *k;
 	kt_seen_t *s;
@@ -64,7 +43,7 @@ static void reshard_during(t_during_t *d)
 	int n = t_kin_shards(k, "rs", sh, 16);
 	t_require(n == 4, "%d shards", n);
 	char mid[48];
-	fmt128((dec128(sh[0].start_hash) + dec128(sh[0].end_hash)) / 2 + 1, mid, sizeof(mid));
+	kt_mid_hash(&sh[0], mid, sizeof(mid));
 	free(t_kin_ok(k, "SplitShard",
 	              "{\"StreamName\":\"rs\",\"ShardToSplit\":\"%s\",\"NewStartingHashKey\":\"%s\"}",
 	              sh[0].id, mid));
