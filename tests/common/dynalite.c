@@ -2,10 +2,10 @@
 #include "tests/common/dynalite.h"
 
 #include "engine/engine.h"
+#include "tests/common/awsapi.h"
 #include "tests/common/engine.h"
 #include "tests/common/util.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -80,66 +80,24 @@ void t_dynalite_fini(void)
 
 /* ---- the API ---------------------------------------------------------------------- */
 
-typedef struct buf {
-	char *p;
-	size_t n;
-} buf_t;
-
-static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userp)
-{
-	buf_t *b = userp;
-	size_t n = size * nmemb;
-	char *q = realloc(b->p, b->n + n + 1);
-	if (!q)
-		return 0;
-	memcpy(q + b->n, ptr, n);
-	b->p = q;
-	b->n += n;
-	b->p[b->n] = 0;
-	return n;
-}
+static const t_aws_api_t dynamodb_api = {
+    .target = "DynamoDB_20120810",
+    .content_type = "application/x-amz-json-1.0",
+    .sigv4 = "aws:amz:" T_DYN_REGION ":dynamodb",
+    .userpwd = T_DYN_KEY_ID ":" T_DYN_SECRET,
+};
 
 long t_dyn_call(const t_dyn_t *d, const char *op, const char *body, char **out)
 {
-	CURL *e = curl_easy_init();
-	t_require(e);
-	char target[128], url[600];
-	snprintf(target, sizeof(target), "X-Amz-Target: DynamoDB_20120810.%s", op);
-	snprintf(url, sizeof(url), "%s/", d->endpoint);
-	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/x-amz-json-1.0");
-	h = curl_slist_append(h, target);
-	buf_t b = {0};
-	curl_easy_setopt(e, CURLOPT_URL, url);
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(e, CURLOPT_AWS_SIGV4, "aws:amz:" T_DYN_REGION ":dynamodb");
-	curl_easy_setopt(e, CURLOPT_USERPWD, T_DYN_KEY_ID ":" T_DYN_SECRET);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 30000L);
-	long status = 0;
-	if (curl_easy_perform(e) == CURLE_OK)
-		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-	curl_slist_free_all(h);
-	curl_easy_cleanup(e);
-	if (out)
-		*out = b.p;
-	else
-		free(b.p);
-	return status;
+	return t_aws_call(&dynamodb_api, d->endpoint, op, body, out);
 }
 
 char *t_dyn_ok(const t_dyn_t *d, const char *op, const char *fmt, ...)
 {
-	char *body;
 	va_list ap;
 	va_start(ap, fmt);
-	t_require(vasprintf(&body, fmt, ap) >= 0);
+	char *out = t_aws_vok(&dynamodb_api, d->endpoint, op, fmt, ap);
 	va_end(ap);
-	char *out = NULL;
-	long st = t_dyn_call(d, op, body, &out);
-	t_require(st == 200, "%s %s: HTTP %ld: %s", op, body, st, out ? out : "(no body)");
-	free(body);
 	return out;
 }
 

@@ -2,12 +2,12 @@
  * direct calls of the Kinesis API. See kinesalite.h. Failures are t_require (engine.h):
  * the helpers also run on t_engine_run's during thread. */
 #include "engine/engine.h"
+#include "tests/common/awsapi.h"
 #include "tests/common/engine.h"
 #include "tests/common/kinesalite.h"
 #include "tests/common/util.h"
 
 #include <criterion/criterion.h>
-#include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -95,66 +95,24 @@ void t_kinesalite_fini(void)
 
 /* ---- the API ---------------------------------------------------------------------- */
 
-typedef struct buf {
-	char *p;
-	size_t n;
-} buf_t;
-
-static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userp)
-{
-	buf_t *b = userp;
-	size_t n = size * nmemb;
-	char *q = realloc(b->p, b->n + n + 1);
-	if (!q)
-		return 0;
-	memcpy(q + b->n, ptr, n);
-	b->p = q;
-	b->n += n;
-	b->p[b->n] = 0;
-	return n;
-}
+static const t_aws_api_t kinesis_api = {
+    .target = "Kinesis_20131202",
+    .content_type = "application/x-amz-json-1.1",
+    .sigv4 = "aws:amz:" T_KIN_REGION ":kinesis",
+    .userpwd = T_KIN_KEY_ID ":" T_KIN_SECRET,
+};
 
 long t_kin_call(t_kin_t *k, const char *op, const char *body, char **out)
 {
-	CURL *e = curl_easy_init();
-	t_require(e);
-	char target[128], url[600];
-	snprintf(target, sizeof(target), "X-Amz-Target: Kinesis_20131202.%s", op);
-	snprintf(url, sizeof(url), "%s/", k->endpoint);
-	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/x-amz-json-1.1");
-	h = curl_slist_append(h, target);
-	buf_t b = {0};
-	curl_easy_setopt(e, CURLOPT_URL, url);
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(e, CURLOPT_AWS_SIGV4, "aws:amz:" T_KIN_REGION ":kinesis");
-	curl_easy_setopt(e, CURLOPT_USERPWD, T_KIN_KEY_ID ":" T_KIN_SECRET);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 30000L);
-	long status = 0;
-	if (curl_easy_perform(e) == CURLE_OK)
-		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-	curl_slist_free_all(h);
-	curl_easy_cleanup(e);
-	if (out)
-		*out = b.p;
-	else
-		free(b.p);
-	return status;
+	return t_aws_call(&kinesis_api, k->endpoint, op, body, out);
 }
 
 char *t_kin_ok(t_kin_t *k, const char *op, const char *fmt, ...)
 {
-	char *body;
 	va_list ap;
 	va_start(ap, fmt);
-	t_require(vasprintf(&body, fmt, ap) >= 0);
+	char *out = t_aws_vok(&kinesis_api, k->endpoint, op, fmt, ap);
 	va_end(ap);
-	char *out = NULL;
-	long st = t_kin_call(k, op, body, &out);
-	t_require(st == 200, "%s %s: HTTP %ld: %s", op, body, st, out ? out : "(no body)");
-	free(body);
 	return out;
 }
 
