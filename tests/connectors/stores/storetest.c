@@ -95,6 +95,41 @@ void stt_bare_save_refused(sp_store_t *st, const char *name)
 	cr_assert_eq(st->ops->save(st, &bare, 1, err, sizeof(err)), SPATE_ERR_INVALID);
 }
 
+void stt_wiped_is_store_lost(sp_store_t *st, void (*wipe)(void *arg), void *arg, const char *named)
+{
+	char err[STT_ERR] = "";
+	sp_lease_t got;
+	cr_assert_eq(st->ops->lease_acquire(st, "p", "A", NULL, false, 60000, &got, err, sizeof(err)),
+	             SPATE_OK, "%s", err);
+	cr_assert_eq(stt_save1(st, "p", stt_at(5), "A", got.counter, err, sizeof(err)), SPATE_OK, "%s", err);
+	cr_assert_eq(st->ops->epoch(st, err, sizeof(err)), SPATE_OK, "%s", err);
+	wipe(arg);
+	cr_assert_eq(st->ops->epoch(st, err, sizeof(err)), SPATE_ERR_STORE_LOST);
+	cr_assert(strstr(err, named) && strstr(err, "lost its data"), "%s", err);
+	cr_assert_eq(stt_save1(st, "p", stt_at(6), "A", got.counter, err, sizeof(err)), SPATE_ERR_STORE_LOST,
+	             "%s", err);
+	uint64_t c = got.counter;
+	cr_assert_eq(st->ops->lease_renew(st, "p", "A", &c, 60000, err, sizeof(err)), SPATE_ERR_STORE_LOST);
+}
+
+void stt_reset_writes_new_epoch(const sp_store_ops_t *ops, const char *arg, const char *ns)
+{
+	sp_store_t a, b;
+	stt_open(&a, ops, arg, ns);
+	stt_open(&b, ops, arg, ns);
+	char err[STT_ERR] = "";
+	sp_lease_t got;
+	cr_assert_eq(a.ops->lease_acquire(&a, "p", "A", NULL, false, 60000, &got, err, sizeof(err)), SPATE_OK,
+	             "%s", err);
+	cr_assert_eq(b.ops->reset(&b, "q", err, sizeof(err)), SPATE_ERR_NOT_FOUND);
+	cr_assert_eq(b.ops->reset(&b, NULL, err, sizeof(err)), SPATE_OK, "%s", err);
+	cr_assert_eq(a.ops->epoch(&a, err, sizeof(err)), SPATE_ERR_STORE_LOST,
+	             "a reset under a running process");
+	cr_assert_eq(b.ops->epoch(&b, err, sizeof(err)), SPATE_OK, "%s", err);
+	a.ops->close(&a);
+	b.ops->close(&b);
+}
+
 struct racer {
 	const sp_store_ops_t *ops;
 	const char *arg, *ns, *name;

@@ -29,6 +29,13 @@ void stt_round_trip(sp_store_t *st, const sp_store_ops_t *ops, const char *arg, 
 void stt_old_holder_refused(sp_store_t *a, sp_store_t *b, const char *name, uint64_t old, uint64_t cur);
 /* A save without a lease (no owner) on partition name is refused (SPATE_ERR_INVALID). */
 void stt_bare_save_refused(sp_store_t *st, const char *name);
+/* On the open store st: "A" acquires "p" and saves at 5; after wipe(arg) emptied the
+ * store under it, epoch says SPATE_ERR_STORE_LOST (an error naming named and "lost its
+ * data"), and a save and a renewal are refused as lost too. st stays open. */
+void stt_wiped_is_store_lost(sp_store_t *st, void (*wipe)(void *arg), void *arg, const char *named);
+/* Two stores on arg in namespace ns: a holds "p"; b resets a partition it does not have
+ * (SPATE_ERR_NOT_FOUND), then everything: a's epoch is lost, b's the new one. */
+void stt_reset_writes_new_epoch(const sp_store_ops_t *ops, const char *arg, const char *ns);
 /* n threads each open ops on arg in namespace ns and, together, acquire partition name
  * without a view: exactly one wins, the others are refused (SPATE_ERR_LEASE). */
 void stt_acquirers_one_wins(const sp_store_ops_t *ops, const char *arg, const char *ns, const char *name,

@@ -177,24 +177,18 @@ Test(dynamodb_store, missing_table)
 	          err);
 }
 
+static void empty_table(void *arg)
+{
+	t_dyn_empty_table(srv, arg);
+}
+
 Test(dynamodb_store, emptied_table_is_store_lost)
 {
 	sp_store_t st;
 	open_store(&st, "leases", "fl");
-	char err[1400] = "";
-	sp_lease_t got;
-	cr_assert_eq(st.ops->lease_acquire(&st, "p", "A", NULL, false, 60000, &got, err, sizeof(err)),
-	             SPATE_OK, "%s", err);
-	cr_assert_eq(stt_save1(&st, "p", stt_at(5), "A", got.counter, err, sizeof(err)), SPATE_OK, "%s", err);
-	cr_assert_eq(st.ops->epoch(&st, err, sizeof(err)), SPATE_OK, "%s", err);
-	t_dyn_empty_table(srv, "leases");
-	cr_assert_eq(st.ops->epoch(&st, err, sizeof(err)), SPATE_ERR_STORE_LOST);
-	cr_assert(strstr(err, "dynamodb:leases") && strstr(err, "lost its data"), "%s", err);
-	cr_assert_eq(stt_save1(&st, "p", stt_at(6), "A", got.counter, err, sizeof(err)), SPATE_ERR_STORE_LOST,
-	             "%s", err);
-	uint64_t c = got.counter;
-	cr_assert_eq(st.ops->lease_renew(&st, "p", "A", &c, 60000, err, sizeof(err)), SPATE_ERR_STORE_LOST);
+	stt_wiped_is_store_lost(&st, empty_table, "leases", "dynamodb:leases");
 	/* a deleted table is lost too */
+	char err[1400] = "";
 	free(t_dyn_ok(srv, "DeleteTable", "{\"TableName\":\"leases\"}"));
 	cr_assert_eq(st.ops->epoch(&st, err, sizeof(err)), SPATE_ERR_STORE_LOST);
 	cr_assert(strstr(err, "the table is gone"), "%s", err);
@@ -203,20 +197,7 @@ Test(dynamodb_store, emptied_table_is_store_lost)
 
 Test(dynamodb_store, reset_writes_a_new_epoch)
 {
-	sp_store_t a, b;
-	open_store(&a, "leases", "rs");
-	open_store(&b, "leases", "rs");
-	char err[1400] = "";
-	sp_lease_t got;
-	cr_assert_eq(a.ops->lease_acquire(&a, "p", "A", NULL, false, 60000, &got, err, sizeof(err)), SPATE_OK,
-	             "%s", err);
-	cr_assert_eq(b.ops->reset(&b, "q", err, sizeof(err)), SPATE_ERR_NOT_FOUND);
-	cr_assert_eq(b.ops->reset(&b, NULL, err, sizeof(err)), SPATE_OK, "%s", err);
-	cr_assert_eq(a.ops->epoch(&a, err, sizeof(err)), SPATE_ERR_STORE_LOST,
-	             "a reset under a running process");
-	cr_assert_eq(b.ops->epoch(&b, err, sizeof(err)), SPATE_OK, "%s", err);
-	a.ops->close(&a);
-	b.ops->close(&b);
+	stt_reset_writes_new_epoch(&sp_store_dynamodb, "leases", "rs");
 }
 
 Test(dynamodb_store, checkpoint_cli)

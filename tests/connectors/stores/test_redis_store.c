@@ -108,41 +108,23 @@ Test(redis_store, twenty_acquirers_one_wins)
 	free(v);
 }
 
+static void flushall(void *arg)
+{
+	(void)arg;
+	free(t_redis_cmd(&srv, "FLUSHALL"));
+}
+
 Test(redis_store, flushall_is_store_lost)
 {
 	sp_store_t st;
 	open_store(&st, srv.uri, "fl");
-	char err[600] = "";
-	sp_lease_t got;
-	cr_assert_eq(st.ops->lease_acquire(&st, "p", "A", NULL, false, 60000, &got, err, sizeof(err)),
-	             SPATE_OK);
-	cr_assert_eq(stt_save1(&st, "p", stt_at(5), "A", got.counter, err, sizeof(err)), SPATE_OK, "%s", err);
-	cr_assert_eq(st.ops->epoch(&st, err, sizeof(err)), SPATE_OK, "%s", err);
-	free(t_redis_cmd(&srv, "FLUSHALL"));
-	cr_assert_eq(st.ops->epoch(&st, err, sizeof(err)), SPATE_ERR_STORE_LOST);
-	cr_assert(strstr(err, srv.uri) && strstr(err, "lost its data"), "%s", err);
-	cr_assert_eq(stt_save1(&st, "p", stt_at(6), "A", got.counter, err, sizeof(err)),
-	             SPATE_ERR_STORE_LOST);
-	uint64_t c = got.counter;
-	cr_assert_eq(st.ops->lease_renew(&st, "p", "A", &c, 60000, err, sizeof(err)), SPATE_ERR_STORE_LOST);
+	stt_wiped_is_store_lost(&st, flushall, NULL, srv.uri);
 	st.ops->close(&st);
 }
 
 Test(redis_store, reset_writes_a_new_epoch)
 {
-	sp_store_t a, b;
-	open_store(&a, srv.uri, "rs");
-	open_store(&b, srv.uri, "rs");
-	char err[600] = "";
-	sp_lease_t got;
-	cr_assert_eq(a.ops->lease_acquire(&a, "p", "A", NULL, false, 60000, &got, err, sizeof(err)),
-	             SPATE_OK);
-	cr_assert_eq(b.ops->reset(&b, NULL, err, sizeof(err)), SPATE_OK, "%s", err);
-	cr_assert_eq(a.ops->epoch(&a, err, sizeof(err)), SPATE_ERR_STORE_LOST,
-	             "a reset under a running process");
-	cr_assert_eq(b.ops->epoch(&b, err, sizeof(err)), SPATE_OK, "%s", err);
-	a.ops->close(&a);
-	b.ops->close(&b);
+	stt_reset_writes_new_epoch(&sp_store_redis, srv.uri, "rs");
 }
 
 Test(redis_store, server_restart_keeps_checkpoints)
