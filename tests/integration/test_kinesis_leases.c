@@ -20,6 +20,7 @@
 #include "tests/common/dynalite.h"
 #endif
 #include "tests/common/util.h"
+#include "tests/integration/leasetest.h"
 #include "tests/connectors/kinesis/kintest.h"
 
 #include <criterion/criterion.h>
@@ -229,17 +230,6 @@ typedef struct split_arg {
 	int want;
 } split_arg_t;
 
-static bool wait_for(bool (*cond)(void *), void *arg, int ms)
-{
-	int64_t until = t_now_ms() + ms;
-	while (t_now_ms() < until) {
-		if (cond(arg))
-			return true;
-		t_sleep_ms(100);
-	}
-	return cond(arg);
-}
-
 static bool split_evenly(void *arg)
 {
 	split_arg_t *a = arg;
@@ -340,65 +330,6 @@ static void check_final_checkpoints(t_kin_t *k, const lt_store_t *st, const char
 	}
 }
 
-struct acq {
-	char part[128], owner[32];
-	uint64_t counter;
-	int64_t done;
-};
-
-/* The audit: no checkpoint was written (sent) by a process for a shard after another
- * process's acquire of it with a higher counter had returned. Returns the writes
- * audited. */
-static int check_audit(const char *const *whos, int n)
-{
-	static struct acq acqs[4096];
-	int na = 0;
-	for (int k = 0; k < n; k++) {
-		char path[400];
-		snprintf(path, sizeof(path), "%s/%s.err", dir, whos[k]);
-		char *buf = t_read_file(path, NULL);
-		cr_assert(buf, "%s", path);
-		for (char *l = strtok(buf, "\n"); l; l = strtok(NULL, "\n")) {
-			struct acq a;
-			if (na < 4096 &&
-			    sscanf(l,
-			           "spate: debug: lease audit: acquire %127s owner=%31s counter=%" SCNu64
-			           " done=%" SCNd64,
-			           a.part, a.owner, &a.counter, &a.done) == 4)
-				acqs[na++] = a;
-		}
-		free(buf);
-	}
-	cr_assert_gt(na, 0, "no acquire in the audit trail");
-	int writes = 0;
-	for (int k = 0; k < n; k++) {
-		char path[400];
-		snprintf(path, sizeof(path), "%s/%s.err", dir, whos[k]);
-		char *buf = t_read_file(path, NULL);
-		for (char *l = strtok(buf, "\n"); l; l = strtok(NULL, "\n")) {
-			char part[128], owner[32], at[200], res[32];
-			uint64_t ctr;
-			int64_t sent;
-			if (sscanf(l,
-			           "spate: debug: lease audit: checkpoint %127s owner=%31s counter=%" SCNu64
-			           " at=%199s sent=%" SCNd64 ": %31s",
-			           part, owner, &ctr, at, &sent, res) != 6 ||
-			    strcmp(res, "written"))
-				continue;
-			writes++;
-			for (int j = 0; j < na; j++)
-				cr_assert(!(!strcmp(acqs[j].part, part) && strcmp(acqs[j].owner, owner) &&
-				            acqs[j].counter > ctr && acqs[j].done < sent),
-				          "%s wrote a checkpoint of %s (counter %" PRIu64 ", sent at %" PRId64
-				          ") after %s acquired it with counter %" PRIu64 " (at %" PRId64 ")",
-				          owner, part, ctr, sent, acqs[j].owner, acqs[j].counter,
-				          acqs[j].done);
-		}
-		free(buf);
-	}
-	return writes;
-}
-
 /* Two processes on a 4-shard stream through store st: split, kill one, the other
  * finishes. */
 static void two_processes(const lt_store_t *st)
@@ -413,18 +344,18 @@ static void two_processes(const lt_store_t *st)
 	t_sleep_ms(300);
 	int b = start(k, st, "kl", "B");
 	split_arg_t sa = {st, "kl", "A", NSHARD};
-	cr_assert(wait_for(split_evenly, &sa, WAIT_MS), "the shards did not split 2/2 (A %d, B %d)",
+	cr_assert(lt_wait_for(split_evenly, &sa, WAIT_MS), "the shards did not split 2/2 (A %d, B %d)",
 	          held_by(st, "kl", "A"), held_by(st, "kl", "B"));
 	int64_t t1 = t_now_ms();
 	split_arg_t sb = {st, "kl", "B", 0};
-	cr_assert(wait_for(checkpointed, &sb, WAIT_MS), "B wrote no checkpoint of the shards it holds");
+	cr_assert(lt_wait_for(checkpointed, &sb, WAIT_MS), "B wrote no checkpoint of the shards it holds");
 	cr_assert_eq(held_by(st, "kl", "B"), NSHARD / 2, "B holds %d shards when it is killed",
 	             held_by(st, "kl", "B"));
 	int64_t tk = t_now_ms();
 	kill(b, SIGKILL);
 	int status;
 	t_wait_exit(b, 10000, &status);
-	cr_assert(wait_for(holds, &sa, WAIT_MS), "A did not take all %d shards (it holds %d)", NSHARD,
+	cr_assert(lt_wait_for(holds, &sa, WAIT_MS), "A did not take all %d shards (it holds %d)", NSHARD,
 	          held_by(st, "kl", "A"));
 	int64_t t2 = t_now_ms();
 	fprintf(stderr,
@@ -436,7 +367,7 @@ static void two_processes(const lt_store_t *st)
 	const char *whos[] = {"A", "B"};
 	check_journals(k, "kl", whos, 2);
 	check_final_checkpoints(k, st, "kl");
-	cr_assert_gt(check_audit(whos, 2), 0, "no checkpoint write in the audit trail");
+	cr_assert_gt(lt_check_audit(dir, whos, 2), 0, "no checkpoint write in the audit trail");
 	/* A took B's shards over from B's checkpoints: with higher counters */
 	char aerr[400];
 	snprintf(aerr, sizeof(aerr), "%s/A.err", dir);

@@ -7,6 +7,7 @@
  * store-lost error. Timing is never asserted: waits are generous upper bounds. */
 #include "tests/common/redis.h"
 #include "tests/common/util.h"
+#include "tests/integration/leasetest.h"
 
 #include <criterion/criterion.h>
 #include <inttypes.h>
@@ -184,17 +185,6 @@ static int held_by(const char *who)
 	return n;
 }
 
-static bool wait_for(bool (*cond)(void *), void *arg, int ms)
-{
-	int64_t until = t_now_ms() + ms;
-	while (t_now_ms() < until) {
-		if (cond(arg))
-			return true;
-		t_sleep_ms(100);
-	}
-	return cond(arg);
-}
-
 static bool split_evenly(void *arg)
 {
 	(void)arg;
@@ -247,84 +237,25 @@ static void check_final_checkpoints(void)
 	}
 }
 
-struct acq {
-	char part[64], owner[32];
-	uint64_t counter;
-	int64_t done;
-};
-
-/* The audit: no checkpoint was written (sent) by a process for a partition after
- * another process's acquire of it with a higher counter had returned. Returns the
- * number of checkpoint writes audited. */
-static int check_audit(const char *const *whos, int n)
-{
-	struct acq acqs[4096];
-	int na = 0;
-	for (int k = 0; k < n; k++) {
-		char path[400];
-		snprintf(path, sizeof(path), "%s/%s.err", dir, whos[k]);
-		char *buf = t_read_file(path, NULL);
-		cr_assert(buf, "%s", path);
-		for (char *l = strtok(buf, "\n"); l; l = strtok(NULL, "\n")) {
-			struct acq a;
-			if (na < 4096 &&
-			    sscanf(l,
-			           "spate: debug: lease audit: acquire %63s owner=%31s counter=%" SCNu64
-			           " done=%" SCNd64,
-			           a.part, a.owner, &a.counter, &a.done) == 4)
-				acqs[na++] = a;
-		}
-		free(buf);
-	}
-	cr_assert_gt(na, 0, "no acquire in the audit trail");
-	int writes = 0;
-	for (int k = 0; k < n; k++) {
-		char path[400];
-		snprintf(path, sizeof(path), "%s/%s.err", dir, whos[k]);
-		char *buf = t_read_file(path, NULL);
-		for (char *l = strtok(buf, "\n"); l; l = strtok(NULL, "\n")) {
-			char part[64], owner[32], at[64], res[32];
-			uint64_t ctr;
-			int64_t sent;
-			if (sscanf(l,
-			           "spate: debug: lease audit: checkpoint %63s owner=%31s counter=%" SCNu64
-			           " at=%63s sent=%" SCNd64 ": %31s",
-			           part, owner, &ctr, at, &sent, res) != 6 ||
-			    strcmp(res, "written"))
-				continue;
-			writes++;
-			for (int j = 0; j < na; j++)
-				cr_assert(!(!strcmp(acqs[j].part, part) && strcmp(acqs[j].owner, owner) &&
-				            acqs[j].counter > ctr && acqs[j].done < sent),
-				          "%s wrote a checkpoint of %s (counter %" PRIu64 ", sent at %" PRId64
-				          ") after %s acquired it with counter %" PRIu64 " (at %" PRId64 ")",
-				          owner, part, ctr, sent, acqs[j].owner, acqs[j].counter,
-				          acqs[j].done);
-		}
-		free(buf);
-	}
-	return writes;
-}
-
 static void split_kill_one_other_finishes(void)
 {
 	produce(40000); /* 5,000 a partition; 20 a batch, 20 ms a batch: minutes for one worker */
 	int a = start("A", "20");
 	t_sleep_ms(300);
 	int b = start("B", "20");
-	cr_assert(wait_for(split_evenly, NULL, 120000), "the partitions did not split 4/4 (A %d, B %d)",
+	cr_assert(lt_wait_for(split_evenly, NULL, 120000), "the partitions did not split 4/4 (A %d, B %d)",
 	          held_by("A"), held_by("B"));
 	kill(b, SIGKILL);
 	int st;
 	t_wait_exit(b, 10000, &st);
-	cr_assert(wait_for(holds_all, "A", 120000), "A did not take all 8 partitions (it holds %d)",
+	cr_assert(lt_wait_for(holds_all, "A", 120000), "A did not take all 8 partitions (it holds %d)",
 	          held_by("A"));
 	cr_assert_eq(t_wait_exit(a, 400000, &st), 0, "A did not finish");
 	cr_assert_eq(st, 0, "A exited %d", st);
 	const char *whos[] = {"A", "B"};
 	check_journals(whos, 2);
 	check_final_checkpoints();
-	cr_assert_gt(check_audit(whos, 2), 0);
+	cr_assert_gt(lt_check_audit(dir, whos, 2), 0);
 }
 
 static size_t count_in(const char *path, size_t from, const char *needle)
@@ -345,7 +276,7 @@ static void paused_process_writes_nothing(void)
 	int a = start("A", "20");
 	t_sleep_ms(300);
 	int b = start("B", "20");
-	cr_assert(wait_for(split_evenly, NULL, 120000), "the partitions did not split 4/4 (A %d, B %d)",
+	cr_assert(lt_wait_for(split_evenly, NULL, 120000), "the partitions did not split 4/4 (A %d, B %d)",
 	          held_by("A"), held_by("B"));
 	bool had[NPART];
 	for (int i = 0; i < NPART; i++) {
@@ -354,7 +285,7 @@ static void paused_process_writes_nothing(void)
 		free(v);
 	}
 	kill(b, SIGSTOP);
-	cr_assert(wait_for(holds_all, "A", 120000), "A did not take B's partitions while B was stopped");
+	cr_assert(lt_wait_for(holds_all, "A", 120000), "A did not take B's partitions while B was stopped");
 	/* what B's journals and log hold now: B may finish the batch each handler was
 	 * running when it stopped, and nothing more of the partitions it lost */
 	size_t before[8] = {0}, errlen = 0;
@@ -416,7 +347,7 @@ static void paused_process_writes_nothing(void)
 	const char *whos[] = {"A", "B"};
 	check_journals(whos, 2);
 	check_final_checkpoints();
-	check_audit(whos, 2);
+	lt_check_audit(dir, whos, 2);
 }
 
 Test(leases, two_processes_split_kill_one_other_finishes)
@@ -444,7 +375,7 @@ Test(leases_dynamodb, emptied_table_stops_with_store_lost)
 {
 	produce(16000);
 	int a = start("A", "20");
-	cr_assert(wait_for(holds_all, "A", 60000));
+	cr_assert(lt_wait_for(holds_all, "A", 60000));
 	t_dyn_empty_table(dyn, "leases");
 	int st;
 	cr_assert_eq(t_wait_exit(a, 60000, &st), 0, "A did not stop after the table was emptied");
@@ -469,7 +400,7 @@ Test(leases, redis_restart_loses_no_checkpoint)
 {
 	produce(16000);
 	int a = start("A", "10");
-	cr_assert(wait_for(holds_all, "A", 60000));
+	cr_assert(lt_wait_for(holds_all, "A", 60000));
 	t_sleep_ms(1000);
 	uint64_t ck[NPART];
 	for (int i = 0; i < NPART; i++) {
@@ -498,7 +429,7 @@ Test(leases, flushall_stops_with_store_lost)
 {
 	produce(16000);
 	int a = start("A", "20");
-	cr_assert(wait_for(holds_all, "A", 60000));
+	cr_assert(lt_wait_for(holds_all, "A", 60000));
 	free(t_redis_cmd(&srv, "FLUSHALL"));
 	int st;
 	cr_assert_eq(t_wait_exit(a, 60000, &st), 0, "A did not stop after FLUSHALL");
