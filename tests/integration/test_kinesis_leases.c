@@ -489,6 +489,22 @@ static void reshard_during(t_during_t *d)
 	spate_engine_stop(d->e);
 }
 
+/* The conf of lease owner who on store st (store: its URI): more[20], NULL-ended. */
+static void owner_conf(const lt_store_t *st, const char *store, const char *who, const char **more)
+{
+	const char *base[] = {"store",       store, "pipeline.name",    PIPELINE,
+	                      "lease.owner", who,   "lease.timeout.ms", LEASE_MS_S,
+	                      "batch.size",  "20"};
+	int n = 0;
+	for (; n < 10; n++)
+		more[n] = base[n];
+	for (int i = 0; i < 8 && st->kv[i] && st->kv[i + 1]; i += 2) { /* the store's own keys */
+		more[n++] = st->kv[i];
+		more[n++] = st->kv[i + 1];
+	}
+	more[n] = NULL;
+}
+
 /* A split of a parent while owners A and B (two engines) run over store st. */
 static void split_with_two_owners(const lt_store_t *st_)
 {
@@ -504,36 +520,9 @@ static void split_with_two_owners(const lt_store_t *st_)
 	kt_conf_init(&cf, k, "rs", dir);
 	char store[300];
 	snprintf(store, sizeof(store), "%s", st.uri);
-	const char *more_a[20] = {"store",
-	                          store,
-	                          "pipeline.name",
-	                          PIPELINE,
-	                          "lease.owner",
-	                          "A",
-	                          "lease.timeout.ms",
-	                          LEASE_MS_S,
-	                          "batch.size",
-	                          "20",
-	                          NULL};
-	for (int i = 0; st.kv[i] && st.kv[i + 1] && i < 8; i += 2) { /* the store's own keys */
-		more_a[10 + i] = st.kv[i];
-		more_a[11 + i] = st.kv[i + 1];
-	}
-	const char *more_b[20] = {"store",
-	                          store,
-	                          "pipeline.name",
-	                          PIPELINE,
-	                          "lease.owner",
-	                          "B",
-	                          "lease.timeout.ms",
-	                          LEASE_MS_S,
-	                          "batch.size",
-	                          "20",
-	                          NULL};
-	for (int i = 0; st.kv[i] && st.kv[i + 1] && i < 8; i += 2) { /* the store's own keys */
-		more_b[10 + i] = st.kv[i];
-		more_b[11 + i] = st.kv[i + 1];
-	}
+	const char *more_a[20], *more_b[20];
+	owner_conf(&st, store, "A", more_a);
+	owner_conf(&st, store, "B", more_b);
 	rs_ctx_t x = {.k = k, .st = &st, .s = &s, .cf = &cf, .more_b = more_b};
 	s.first_of = first_record;
 	s.hook_arg = &x;
