@@ -350,6 +350,29 @@ static void paused_process_writes_nothing(void)
 	lt_check_audit(dir, whos, 2);
 }
 
+/* A takes every partition; after wipe() emptied the store under it (what: how, for the
+ * failure), A stops with an error that its store (named) lost its data. */
+static void wiped_stops_a(void (*wipe)(void), const char *what, const char *named)
+{
+	produce(16000);
+	int a = start("A", "20");
+	cr_assert(lt_wait_for(holds_all, "A", 60000));
+	wipe();
+	int st;
+	cr_assert_eq(t_wait_exit(a, 60000, &st), 0, "A did not stop after %s", what);
+	cr_assert_neq(st, 0, "A went on after its store lost its data");
+	char path[400];
+	snprintf(path, sizeof(path), "%s/A.err", dir);
+	char *err = t_read_file(path, NULL);
+	cr_assert(err && strstr(err, "lost its data") && strstr(err, named), "%s", err ? err : "");
+	free(err);
+}
+
+static void flushall(void)
+{
+	free(t_redis_cmd(&srv, "FLUSHALL"));
+}
+
 Test(leases, two_processes_split_kill_one_other_finishes)
 {
 	split_kill_one_other_finishes();
@@ -371,21 +394,14 @@ Test(leases_dynamodb, paused_process_writes_nothing_for_lost_partitions)
 	paused_process_writes_nothing();
 }
 
+static void empty_table(void)
+{
+	t_dyn_empty_table(dyn, "leases");
+}
+
 Test(leases_dynamodb, emptied_table_stops_with_store_lost)
 {
-	produce(16000);
-	int a = start("A", "20");
-	cr_assert(lt_wait_for(holds_all, "A", 60000));
-	t_dyn_empty_table(dyn, "leases");
-	int st;
-	cr_assert_eq(t_wait_exit(a, 60000, &st), 0, "A did not stop after the table was emptied");
-	cr_assert_neq(st, 0, "A went on after its store lost its data");
-	char path[400];
-	snprintf(path, sizeof(path), "%s/A.err", dir);
-	char *err = t_read_file(path, NULL);
-	cr_assert(err && strstr(err, "lost its data") && strstr(err, "dynamodb:leases"), "%s",
-	          err ? err : "");
-	free(err);
+	wiped_stops_a(empty_table, "the table was emptied", "dynamodb:leases");
 	/* it did not start over: no lease or checkpoint was written back */
 	for (int i = 0; i < NPART; i++) {
 		char *v = be.owner(i);
@@ -427,22 +443,11 @@ Test(leases, redis_restart_loses_no_checkpoint)
 
 Test(leases, flushall_stops_with_store_lost)
 {
-	produce(16000);
-	int a = start("A", "20");
-	cr_assert(lt_wait_for(holds_all, "A", 60000));
-	free(t_redis_cmd(&srv, "FLUSHALL"));
-	int st;
-	cr_assert_eq(t_wait_exit(a, 60000, &st), 0, "A did not stop after FLUSHALL");
-	cr_assert_neq(st, 0, "A went on after its store lost its data");
-	char path[400];
-	snprintf(path, sizeof(path), "%s/A.err", dir);
-	char *err = t_read_file(path, NULL);
-	cr_assert(err && strstr(err, "lost its data") && strstr(err, srv.uri), "%s", err ? err : "");
+	wiped_stops_a(flushall, "FLUSHALL", srv.uri);
 	/* it did not start over: nothing was written back but what a stale write could not */
 	char *v = t_redis_cmd(&srv, "GET spate:p:epoch");
 	cr_assert(v && !*v, "the epoch marker was written again: %s", v ? v : "(null)");
 	free(v);
-	free(err);
 }
 
 Test(leases, file_store_refuses_leases)
