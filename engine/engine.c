@@ -588,11 +588,12 @@ static int feed_round(spate_engine_t *e, char *err, size_t sz)
 	return moved;
 }
 
-/* One feed round; the lanes it dispatched to are made ready together at its end (one
- * lock and one wakeup per round, not per chunk: a Kafka poll returns a chunk for each
- * of up to 64 partitions). */
+/* One feed round; the lanes it dispatched to are made ready the first at once, then in
+ * groups of SP_READY_BATCH and the rest at its end (a lock and a wakeup per group, not
+ * per chunk: a Kafka poll returns a chunk for each of up to 64 partitions). */
 static int feed(spate_engine_t *e, char *err, size_t sz)
 {
+	e->pend_first = true;
 	int rc = feed_round(e, err, sz);
 	sp_lanes_flush(e);
 	return rc;

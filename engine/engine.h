@@ -90,6 +90,9 @@ static inline sp_ck_t *sp_ck(sp_chunk_t *c)
 /* Lanes one feed round collects before it makes them ready (one lock and one wakeup for
  * all of them); more flush early. */
 #define SP_READY_PEND 256
+/* ... and makes ready every this many (a worker runs the first while the engine thread
+ * dispatches the rest of the round). */
+#define SP_READY_BATCH 16
 /* Longest a worker that keeps running lanes leaves its completions unannounced to a
  * sleeping engine thread (worker.c burst_done): 1 ms. */
 #define SP_WAKE_DEFER_NS 1000000
@@ -432,6 +435,7 @@ struct spate_engine_s {
 	 * thread only; sp_lanes_defer, sp_lanes_flush) */
 	sp_lane_t *pend[SP_READY_PEND];
 	size_t npend;
+	bool pend_first; /* no lane of this round was made ready yet */
 	sp_lane_t *parked;
 	int idle_workers;
 	int active;        /* workers allowed to claim lanes (the autoscaler sets it) */

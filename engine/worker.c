@@ -137,6 +137,12 @@ void sp_lanes_defer(sp_engine_t *e, sp_lane_t **lanes, size_t n)
 		sp_lanes_flush(e);
 	memcpy(e->pend + e->npend, lanes, n * sizeof(*lanes));
 	e->npend += n;
+	/* the round's first lanes at once, so a worker starts while the engine thread
+	 * dispatches the rest; then every SP_READY_BATCH lanes */
+	if (e->pend_first || e->npend >= SP_READY_BATCH) {
+		e->pend_first = false;
+		sp_lanes_flush(e);
+	}
 }
 
 void sp_lanes_flush(sp_engine_t *e)
