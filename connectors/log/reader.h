@@ -18,6 +18,7 @@
 
 #include "log.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/inotify.h>
@@ -54,6 +55,23 @@ typedef struct req {
 	size_t lead, dgot;
 	int err; /* negative errno */
 	bool done, eof, inflight, discard;
+	/* the decode stage (reader_decode.c): once pre-scanned, the request waits in its
+	 * partition's decode FIFO (dnext) while a decode thread fills dc; jnext links the
+	 * stage's job queue. dstate: DEC_QUEUED, DEC_RUNNING, DEC_DONE (written under the
+	 * stage's mutex; ddone is what the engine thread reads without it). dok: dc holds
+	 * exactly what the pre-scan promised. The snapshot is the partition's state before the
+	 * pre-scan, restored when the decode differs (corruption, ...) and the read is parsed
+	 * again on the engine thread. */
+	sp_chunk_t *dc;
+	sp_log_parse_t dps; /* the parse's inputs */
+	size_t exp_used;    /* what the pre-scan found: the decode must agree */
+	uint64_t exp_next, exp_passed;
+	int dstate;
+	_Atomic bool ddone;
+	bool dok;
+	struct req *dnext, *jnext;
+	uint64_t snap_parse_pos, snap_next_deliver, snap_passed;
+	size_t snap_need, snap_big_need;
 	struct req *next;                /* the partition's FIFO */
 	struct req *all_prev, *all_next; /* every live request of the reader */
 } req_t;
@@ -86,6 +104,8 @@ typedef struct rpart {
 	uint64_t skip_to;
 	req_t *q_head, *q_tail;
 	int nq;
+	req_t *d_head, *d_tail; /* pre-scanned reads being decoded, in order */
+	int ndec;
 	sp_chunk_t *ready[READY_MAX];
 	int r_head, nready;
 	bool dirty; /* inotify: the durable file or segments changed */
@@ -113,6 +133,8 @@ struct sp_log_reader {
 	uint64_t skipped;
 	sp_log_reader_stats_t stats;
 	req_t *all; /* live requests */
+	struct sp_log_decoders *dec; /* the decode stage, or NULL: parse on this thread */
+	_Atomic bool dec_kicked;    /* a decode thread wrote kick_fd since poll last read it */
 };
 
 /* ---- the read backends -------------------------------------------------------------- */
@@ -184,6 +206,28 @@ struct sp_log_rd_backend {
 	 * pool) must be leaked rather than freed under the kernel. */
 	bool (*close)(sp_log_reader_t *r);
 };
+
+/* ---- the decode stage (reader_decode.c) ----------------------------------------------- */
+
+/* Pre-scanned reads a partition may have in the decode stage. */
+#define SP_LOG_DECODE_DEPTH 2
+enum { DEC_QUEUED = 1, DEC_RUNNING, DEC_DONE };
+
+/* Start n decode threads for r (r->dec). SPATE_OK or SPATE_ERR_NOMEM (errstr says). */
+int sp_log_rd_dec_start(sp_log_reader_t *r, int n, char *errstr, size_t size);
+/* Stop and join them (every job must be finished or cancelled before). */
+void sp_log_rd_dec_stop(sp_log_reader_t *r);
+/* Queue q's decode (q->dc, q->dps set). */
+void sp_log_rd_dec_submit(sp_log_reader_t *r, req_t *q);
+/* Take q back from the stage: out of the queue when no thread took it yet, else wait
+ * until its thread is done with it. Then q may be freed. */
+void sp_log_rd_dec_cancel(sp_log_reader_t *r, req_t *q);
+/* Take p's reads out of the decode stage after `after` (NULL: all), waiting for those a
+ * thread decodes, and free them with their chunks (reader.c). */
+void sp_log_rd_dec_drop(sp_log_reader_t *r, rpart_t *p, req_t *after);
+/* Decode q on the calling thread (what a decode thread runs): CRC, decompression,
+ * descriptors. Sets q->dok. */
+void sp_log_rd_decode(sp_log_reader_t *r, req_t *q);
 
 extern const sp_log_rd_backend_t sp_log_rd_pread;
 extern const sp_log_rd_backend_t sp_log_rd_uring;

@@ -89,6 +89,16 @@ int sp_log_reader_open(const char *dir, const sp_log_ropts_t *o, sp_log_reader_t
 		sp_log_rd_refresh(r, p);
 	}
 	pick_backend(r);
+	/* SPATE_LOG_DECODE_THREADS=N overrides the option (tests run the reader's suites both
+	 * ways with it) */
+	const char *denv = getenv("SPATE_LOG_DECODE_THREADS");
+	long n = denv && *denv ? strtol(denv, NULL, 10) : o->decode_threads;
+	if (n) {
+		if (n < 0 && (n = sysconf(_SC_NPROCESSORS_ONLN)) < 1)
+			n = 1;
+		if ((rc = sp_log_rd_dec_start(r, (int)n, errstr, size)))
+			goto fail;
+	}
 	struct epoll_event ev = {.events = EPOLLIN};
 	ev.data.fd = r->kick_fd;
 	epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->kick_fd, &ev);
@@ -190,7 +200,7 @@ bool sp_log_reader_ended(const sp_log_reader_t *r)
 		if (!p->end_set)
 			continue;
 		any = true;
-		if (p->st != P_DONE || p->nready || p->skip_pending)
+		if (p->st != P_DONE || p->nready || p->ndec || p->skip_pending)
 			return false;
 	}
 	return any;
@@ -222,6 +232,10 @@ void sp_log_reader_close(sp_log_reader_t *r)
 	if (!r)
 		return;
 	r->closing = true;
+	/* the decode stage first: its threads read buffers that are about to be freed */
+	for (int i = 0; r->dec && r->parts && i < r->nparts; i++)
+		sp_log_rd_dec_drop(r, &r->parts[i], NULL);
+	sp_log_rd_dec_stop(r);
 	/* The backend first: a read may still be copying into a buffer that is about to be
 	 * freed. */
 	bool leak = !r->be->close(r);
