@@ -570,7 +570,7 @@ static bool dec_prescan(sp_log_reader_t *r, rpart_t *p, req_t *q)
 	sp_log_parse_t ps = init;
 	ps.headers_only = true;
 	sp_log_parse_scan(data, len, &ps);
-	if (ps.stop != SP_LOG_PARSE_MORE || ps.edge || ps.nrec == 0)
+	if ((ps.stop != SP_LOG_PARSE_MORE && ps.stop != SP_LOG_PARSE_END) || ps.edge || ps.nrec == 0)
 		return false;
 	sp_chunk_t *c = r->o.alloc(r->o.alloc_opaque, p->part, ps.nrec, 0);
 	if (!c)
@@ -585,11 +585,14 @@ static bool dec_prescan(sp_log_reader_t *r, rpart_t *p, req_t *q)
 	q->snap_passed = p->passed;
 	q->snap_need = p->need;
 	q->snap_big_need = p->big_need;
+	q->snap_skip_pending = p->skip_pending;
+	q->snap_skip_to = p->skip_to;
+	q->dend = ps.stop == SP_LOG_PARSE_END;
 	/* as parse_req: the cut batch goes in front of the next read, or is read again */
 	size_t tail = len - ps.used;
 	req_t *nx = q->next;
 	p->parse_pos = dpos + ps.used;
-	if (tail > 0) {
+	if (tail > 0 && !q->dend) {
 		if (nx && tail <= nx->head && nx->file_pos == q->file_pos + q->got &&
 		    !(nx->lead && !nx->done)) {
 			memcpy(nx->buf + nx->head - tail, data + ps.used, tail);
@@ -600,7 +603,7 @@ static bool dec_prescan(sp_log_reader_t *r, rpart_t *p, req_t *q)
 	}
 	p->next_deliver = ps.next;
 	p->passed = ps.passed;
-	p->need = ps.need;
+	p->need = q->dend ? 0 : ps.need;
 	if (p->need > SP_LOG_READ_BYTES && p->q_head == q && !q->next)
 		p->big_need = p->need;
 	p->q_head = q->next;
@@ -616,6 +619,8 @@ static bool dec_prescan(sp_log_reader_t *r, rpart_t *p, req_t *q)
 	p->d_tail = q;
 	p->ndec++;
 	sp_log_rd_dec_submit(r, q);
+	if (q->dend)
+		part_done(r, p); /* its skip chunk waits for the decoded ones (poll) */
 	return true;
 }
 
@@ -656,7 +661,7 @@ static void dec_finish(sp_log_reader_t *r, rpart_t *p)
 		c->release = sp_log_pool_chunk_release;
 		c->release_opaque = r->pool;
 		c->bytes = q->cap + sp_log_dec_bytes(q->dps.dec);
-		c->end_marker = false;
+		c->end_marker = q->dend;
 		q->buf = NULL;
 		q->dc = NULL;
 		p->ready[(p->r_head + p->nready) % READY_MAX] = c;
@@ -681,8 +686,10 @@ static void dec_finish(sp_log_reader_t *r, rpart_t *p)
 	p->passed = q->snap_passed;
 	p->need = q->snap_need;
 	p->big_need = q->snap_big_need;
-	if (p->st == P_WAIT)
-		p->st = P_ACTIVE;
+	p->skip_pending = q->snap_skip_pending;
+	p->skip_to = q->snap_skip_to;
+	if (p->st == P_WAIT || q->dend)
+		p->st = P_ACTIVE; /* as at its pre-scan (the end it found is found again) */
 	q->next = NULL;
 	p->q_head = p->q_tail = q;
 	p->nq = 1;
@@ -989,7 +996,7 @@ int sp_log_reader_poll(sp_log_reader_t *r, sp_chunk_t **out, int max, uint64_t b
 			p->r_head = (p->r_head + 1) % READY_MAX;
 			p->nready--;
 		}
-		if (!paused && !p->nready && p->skip_pending && n < max) {
+		if (!paused && !p->nready && !p->ndec && p->skip_pending && n < max) {
 			/* after every chunk of records before it; out of memory: the next poll */
 			sp_chunk_t *c = r->o.skip ? r->o.skip(r->o.alloc_opaque, p->part, p->skip_to) : NULL;
 			if (c || !r->o.skip)
@@ -997,7 +1004,7 @@ int sp_log_reader_poll(sp_log_reader_t *r, sp_chunk_t **out, int max, uint64_t b
 			if (c)
 				out[n++] = c;
 		}
-		if (!p->nready && p->st == P_ERROR && err == SPATE_OK && n == 0) {
+		if (!p->nready && !p->ndec && p->st == P_ERROR && err == SPATE_OK && n == 0) {
 			err = p->err;
 			sp_err(errstr, size, err, "%s", p->errmsg ? p->errmsg : "log: partition failed");
 		}

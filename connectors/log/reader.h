@@ -72,6 +72,9 @@ typedef struct req {
 	struct req *dnext, *jnext;
 	uint64_t snap_parse_pos, snap_next_deliver, snap_passed;
 	size_t snap_need, snap_big_need;
+	bool snap_skip_pending;
+	uint64_t snap_skip_to;
+	bool dend; /* the pre-scan reached the stop.at.end end: the partition is done after it */
 	struct req *next;                /* the partition's FIFO */
 	struct req *all_prev, *all_next; /* every live request of the reader */
 } req_t;

@@ -58,10 +58,11 @@ void sp_log_rd_decode(sp_log_reader_t *r, req_t *q)
 	size_t len = q->carry + q->got;
 	sp_chunk_t *c = q->dc;
 	sp_log_parse_t in = q->dps, ps = in;
+	int stop = q->dend ? SP_LOG_PARSE_END : SP_LOG_PARSE_MORE;
 	ps.fast = true;
 	ps.headers_only = false;
 	sp_log_parse_scan(data, len, &ps);
-	bool ok = ps.stop == SP_LOG_PARSE_MORE && ps.used == q->exp_used && ps.nrec == c->n &&
+	bool ok = ps.stop == stop && ps.used == q->exp_used && ps.nrec == c->n &&
 	          ps.next == q->exp_next && ps.passed == q->exp_passed;
 	if (ok && sp_log_parse_fill(data, &ps, c) != 0) {
 		/* headers (c has no room for them yet), or a record the fast scan left unchecked */
@@ -69,7 +70,7 @@ void sp_log_rd_decode(sp_log_reader_t *r, req_t *q)
 		ps.fast = false;
 		ps.headers_only = false;
 		sp_log_parse_scan(data, len, &ps);
-		ok = ps.stop == SP_LOG_PARSE_MORE && ps.used == q->exp_used && ps.nrec == c->n &&
+		ok = ps.stop == stop && ps.used == q->exp_used && ps.nrec == c->n &&
 		     ps.next == q->exp_next && ps.passed == q->exp_passed;
 		sp_log_dec_t *d = ps.dec;
 		if (ok && ps.nhdr > d->hdr_cap) {
