@@ -74,8 +74,8 @@ typedef struct req {
 	size_t snap_need, snap_big_need;
 	bool snap_skip_pending;
 	uint64_t snap_skip_to;
-	bool dend; /* the pre-scan reached the stop.at.end end: the partition is done after it */
-	struct req *next;                /* the partition's FIFO */
+	bool dend;        /* the pre-scan reached the stop.at.end end: the partition is done after it */
+	struct req *next; /* the partition's FIFO */
 	struct req *all_prev, *all_next; /* every live request of the reader */
 } req_t;
 
@@ -135,9 +135,9 @@ struct sp_log_reader {
 	int rr;
 	uint64_t skipped;
 	sp_log_reader_stats_t stats;
-	req_t *all; /* live requests */
+	req_t *all;                  /* live requests */
 	struct sp_log_decoders *dec; /* the decode stage, or NULL: parse on this thread */
-	_Atomic bool dec_kicked;    /* a decode thread wrote kick_fd since poll last read it */
+	_Atomic bool dec_kicked;     /* a decode thread wrote kick_fd since poll last read it */
 };
 
 /* ---- the read backends -------------------------------------------------------------- */
@@ -212,8 +212,10 @@ struct sp_log_rd_backend {
 
 /* ---- the decode stage (reader_decode.c) ----------------------------------------------- */
 
-/* Pre-scanned reads a partition may have in the decode stage. */
-#define SP_LOG_DECODE_DEPTH 2
+/* Pre-scanned reads a partition may have in the decode stage beyond READY_MAX parsed ones
+ * (with 8 partitions one each keeps the threads busy; 2 only added memory: about 10% more
+ * RSS for the same rate, docs/benchmarks.md). */
+#define SP_LOG_DECODE_DEPTH 1
 enum { DEC_QUEUED = 1, DEC_RUNNING, DEC_DONE };
 
 /* Start n decode threads for r (r->dec). SPATE_OK or SPATE_ERR_NOMEM (errstr says). */
@@ -239,6 +241,11 @@ extern const sp_log_rd_backend_t sp_log_rd_uring;
  * buffer pool. Returns 0 with r->be and r->be_ctx set, or the negative errno of
  * io_uring_queue_init with r unchanged (the caller reads with pread). */
 int sp_log_rd_uring_open(sp_log_reader_t *r);
+/* With the decode stage: a read through the page cache is handed to io_uring's workers
+ * (IOSQE_ASYNC, at most `workers` of them), so the copy from the page cache runs beside
+ * the engine thread instead of inline in its submit. Direct reads are not: they copy
+ * nothing. */
+void sp_log_rd_uring_offload(sp_log_reader_t *r, unsigned workers);
 
 /* ---- what the core lends the other reader files (reader.c) -------------------------- */
 

@@ -62,16 +62,16 @@ void sp_log_rd_decode(sp_log_reader_t *r, req_t *q)
 	ps.fast = true;
 	ps.headers_only = false;
 	sp_log_parse_scan(data, len, &ps);
-	bool ok = ps.stop == stop && ps.used == q->exp_used && ps.nrec == c->n &&
-	          ps.next == q->exp_next && ps.passed == q->exp_passed;
+	bool ok = ps.stop == stop && ps.used == q->exp_used && ps.nrec == c->n && ps.next == q->exp_next &&
+	          ps.passed == q->exp_passed;
 	if (ok && sp_log_parse_fill(data, &ps, c) != 0) {
 		/* headers (c has no room for them yet), or a record the fast scan left unchecked */
 		ps = in;
 		ps.fast = false;
 		ps.headers_only = false;
 		sp_log_parse_scan(data, len, &ps);
-		ok = ps.stop == stop && ps.used == q->exp_used && ps.nrec == c->n &&
-		     ps.next == q->exp_next && ps.passed == q->exp_passed;
+		ok = ps.stop == stop && ps.used == q->exp_used && ps.nrec == c->n && ps.next == q->exp_next &&
+		     ps.passed == q->exp_passed;
 		sp_log_dec_t *d = ps.dec;
 		if (ok && ps.nhdr > d->hdr_cap) {
 			/* kept with the buffer: grows only until buffers in circulation are big enough */

@@ -98,6 +98,8 @@ int sp_log_reader_open(const char *dir, const sp_log_ropts_t *o, sp_log_reader_t
 			n = 1;
 		if ((rc = sp_log_rd_dec_start(r, (int)n, errstr, size)))
 			goto fail;
+		if (r->be == &sp_log_rd_uring)
+			sp_log_rd_uring_offload(r, (unsigned)n);
 	}
 	struct epoll_event ev = {.events = EPOLLIN};
 	ev.data.fd = r->kick_fd;
