@@ -34,10 +34,10 @@ typedef struct lpart {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	sp_log_writer_t *w;
-	uint64_t next;         /* the offset the next pushed record gets */
-	uint64_t durable_next; /* offsets below it are durable and published */
-	bool syncing;          /* a leader is in fdatasync */
-	int err;               /* the writer failed: every later push returns this */
+	uint64_t next;          /* the offset the next pushed record gets */
+	uint64_t durable_next;  /* offsets below it are durable and published */
+	bool syncing;           /* a leader is in fdatasync */
+	int err;                /* the writer failed: every later push returns this */
 	char errmsg[512];
 	_Atomic uint64_t delivered; /* the reader's next offset to deliver (engine thread) */
 } lpart_t;
@@ -51,8 +51,8 @@ struct sp_log_push {
 	sp_engine_t *eng;
 };
 
-int sp_log_push_open(const char *dir, int nparts, const sp_log_wopts_t *wo, uint64_t max_lag,
-                     sp_engine_t *eng, sp_log_push_t **out, char *err, size_t sz)
+int sp_log_push_open(const char *dir, int nparts, const sp_log_wopts_t *wo, uint64_t max_lag, sp_engine_t *eng,
+                     sp_log_push_t **out, char *err, size_t sz)
 {
 	sp_log_push_t *lp = calloc(1, sizeof(*lp));
 	if (!lp || !(lp->parts = calloc((size_t)nparts, sizeof(lpart_t)))) {

@@ -77,12 +77,9 @@ static void sink_close(sp_sink_t *s)
 
 /* The keys of this plugin (its part of the configuration reference). */
 static const sp_opt_t log_writer_opts[] = {
-    {"segment.bytes", SP_OPT_SIZE, 65536, 1073741824, NULL, "134217728",
-     "log: roll a segment past this size"},
-    {"flush.ms", SP_OPT_INT, 0, 3600000, NULL, "100",
-     "log writer: fsync at least this often (0 = every append)"},
-    {"flush.records", SP_OPT_INT, 0, INT64_MAX, NULL, "10000",
-     "log writer: fsync after this many records (0 = off)"},
+    {"segment.bytes", SP_OPT_SIZE, 65536, 1073741824, NULL, "134217728", "log: roll a segment past this size"},
+    {"flush.ms", SP_OPT_INT, 0, 3600000, NULL, "100", "log writer: fsync at least this often (0 = every append)"},
+    {"flush.records", SP_OPT_INT, 0, INT64_MAX, NULL, "10000", "log writer: fsync after this many records (0 = off)"},
     {"compression", SP_OPT_ENUM, 0, 0, "none|gzip|snappy|lz4|zstd", "none",
      "log writer: compress each batch's records (Kafka's compression.type; snappy in the xerial framing)"},
     {"compression.level", SP_OPT_INT, -131072, 22, NULL, "-1",

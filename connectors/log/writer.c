@@ -640,8 +640,8 @@ int sp_log_writer_sync_begin(sp_log_writer_t *w, sp_log_wsync_t *t, char *errstr
 	if (w->idx_pend_len) {
 		/* the index is a hint readers validate: losing its tail costs a scan */
 		if (write(w->idx_fd, w->idx_pend, w->idx_pend_len) != (ssize_t)w->idx_pend_len)
-			sp_msg(w->o.eng, SP_MSG_WARN, "%s: index write failed (%s); readers will scan",
-			       w->pdir, strerror(errno));
+			sp_msg(w->o.eng, SP_MSG_WARN, "%s: index write failed (%s); readers will scan", w->pdir,
+			       strerror(errno));
 		w->idx_pend_len = 0;
 	}
 	t->seg = w->seg_base;
