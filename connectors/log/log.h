@@ -19,7 +19,9 @@
  *  - reader.c:  the io_uring (or pread) reader over all partitions, producing parsed
  *               sp_chunk_t descriptors that point into the read buffers (parse.c) and
  *               their decode arenas (bufpool.c), with reader_open.c, and its backends
- *               reader_uring.c and reader_pread.c behind the private reader.h
+ *               reader_uring.c and reader_pread.c behind the private reader.h; its
+ *               decode stage (CRC, decompression, descriptors on threads) is
+ *               reader_decode.c
  *  - scan.c:    the buffered batch scanner and the resync search
  *  - verify.c:  `spate log verify`: every batch and record, on threads
  *  - lpush.c:   durable push (spate_push into the log, group commit)

@@ -27,8 +27,14 @@
  * waits on one epoll fd (sp_log_reader_fd) that holds the backend's fd and an eventfd the
  * reader signals when it has work without I/O.
  *
+ * With the decode stage (log.decode.threads, reader_decode.c) a finished read is first
+ * pre-scanned here (batch headers only: dec_prescan) and decoded on a decode thread; the
+ * decoded chunks come back in read order (dec_finish), and a read whose decode differs
+ * from its pre-scan (corruption, ...) is parsed here after all, as without the stage.
+ *
  * Threads: every function runs on one thread (the engine thread), except the chunk
- * release callback, which may run on any thread (the buffer pool has a mutex).
+ * release callback, which may run on any thread (the buffer pool has a mutex), and
+ * sp_log_rd_decode on the decode threads.
  */
 #include "reader.h"
 

@@ -1,6 +1,6 @@
 /* reader.h - the log reader's private structures and its read backends (reader*.c only).
  *
- * The reader is four files:
+ * The reader is five files:
  *  - reader.c:        the core: each partition's state machine (the table is there), what
  *                     to read next, the parsing of a finished read into a chunk, corruption,
  *                     seek, set_end and poll;
@@ -8,10 +8,13 @@
  *                     close, and the queries (bounds, lag, ended, stats);
  *  - reader_uring.c:  the io_uring backend;
  *  - reader_pread.c:  the pread backend, where io_uring is unavailable or turned off.
+ *  - reader_decode.c: the decode stage: threads that check CRCs, decompress and fill the
+ *                     descriptors of the reads the core pre-scanned (log.decode.threads).
  * The core decides what to read; a backend only moves requests to the kernel and back,
  * through the small interface below (as Redis keeps ae_epoll.c and ae_select.c behind
  * ae.c). Everything runs on the engine thread, except the chunk release callback
- * (bufpool.c), which may run on any thread.
+ * (bufpool.c), which may run on any thread, and the decode threads, which touch only the
+ * requests queued to them (their buffer, arena and chunk) until they mark them done.
  */
 #ifndef SPATE_CONNECTORS_LOG_READER_H
 #define SPATE_CONNECTORS_LOG_READER_H
