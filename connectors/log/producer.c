@@ -6,12 +6,24 @@
  * policy, and tick applies the time-based one. `spate produce`, the log sink and the
  * tests write through it.
  *
+ * The partitions due at one moment are flushed together: each writes its open batch and
+ * notes what a sync makes durable (sp_log_writer_sync_begin), their fdatasyncs run at once
+ * (io_uring IORING_OP_FSYNC with IORING_FSYNC_DATASYNC: the kernel's workers sync the
+ * files in parallel, where the filesystem can merge them into one journal commit), then
+ * each publishes its durable length. Eight partitions then cost about one fdatasync, not
+ * eight in a row (on this machine's disk, 8 serial fdatasyncs took a median 35-44 ms, 8
+ * parallel ones 6-23 ms), which is most of a record's time from producer to consumer.
+ * Without io_uring (refused by a seccomp profile) the syncs run one after the other.
+ *
  * Not thread-safe: one thread at a time per producer, like its writers.
  */
 #include "log.h"
 
+#include <errno.h>
+#include <liburing.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 struct sp_log_producer {
@@ -21,6 +33,12 @@ struct sp_log_producer {
 	sp_log_writer_t **w; /* opened on first use */
 	uint8_t *touched;
 	uint64_t rr; /* round robin for keyless records */
+	/* parallel syncs: the partitions being flushed and their syncs */
+	int *due;
+	sp_log_wsync_t *sync;
+	int *errs;
+	int ring_state; /* 0: not tried yet, 1: ring ready, -1: io_uring refused (serial syncs) */
+	struct io_uring ring;
 };
 
 int sp_log_producer_open(const char *dir, int create_partitions, const sp_log_wopts_t *o,
@@ -39,9 +57,15 @@ int sp_log_producer_open(const char *dir, int create_partitions, const sp_log_wo
 		return rc;
 	sp_log_producer_t *p = calloc(1, sizeof(*p));
 	if (!p || !(p->w = calloc((size_t)parts, sizeof(*p->w))) ||
-	    !(p->touched = calloc((size_t)parts, 1))) {
-		if (p)
+	    !(p->touched = calloc((size_t)parts, 1)) || !(p->due = calloc((size_t)parts, sizeof(*p->due))) ||
+	    !(p->sync = calloc((size_t)parts, sizeof(*p->sync))) ||
+	    !(p->errs = calloc((size_t)parts, sizeof(*p->errs)))) {
+		if (p) {
 			free(p->w);
+			free(p->touched);
+			free(p->due);
+			free(p->sync);
+		}
 		free(p);
 		return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
 	}
@@ -67,6 +91,99 @@ int sp_log_producer_pick(sp_log_producer_t *p, const void *key, size_t key_len, 
 	return (int)(XXH3_64bits(key, key_len) % (uint64_t)p->nparts);
 }
 
+/* fdatasync the n files of fds (-1: nothing to sync) at once; errs[i] gets the errno of
+ * fds[i]'s sync (0 when it succeeded). Through the ring when io_uring is there, else one
+ * after the other. */
+static void sync_all(sp_log_producer_t *p, const sp_log_wsync_t *t, int n, int *errs)
+{
+	int want = 0;
+	for (int i = 0; i < n; i++) {
+		errs[i] = 0;
+		want += t[i].fd >= 0;
+	}
+	if (want > 1 && p->ring_state == 0) {
+		unsigned entries = 1;
+		while (entries < (unsigned)p->nparts && entries < 256)
+			entries <<= 1;
+		p->ring_state = io_uring_queue_init(entries, &p->ring, 0) == 0 ? 1 : -1;
+	}
+	int i = 0;
+	while (want > 1 && p->ring_state > 0 && i < n) {
+		/* at most a ring's worth at a time */
+		int sub = 0, first = i;
+		for (; i < n; i++) {
+			if (t[i].fd < 0)
+				continue;
+			struct io_uring_sqe *sqe = io_uring_get_sqe(&p->ring);
+			if (!sqe)
+				break;
+			io_uring_prep_fsync(sqe, t[i].fd, IORING_FSYNC_DATASYNC);
+			io_uring_sqe_set_data64(sqe, (uint64_t)i);
+			sub++;
+		}
+		int out = 0, got = 0;
+		while (out < sub) {
+			int rc = io_uring_submit(&p->ring);
+			if (rc == -EINTR || rc == -EAGAIN)
+				continue;
+			if (rc <= 0)
+				break;
+			out += rc;
+		}
+		while (got < out) {
+			struct io_uring_cqe *cqe;
+			int rc = io_uring_wait_cqe(&p->ring, &cqe);
+			if (rc == -EINTR)
+				continue;
+			if (rc < 0)
+				break;
+			int k = (int)io_uring_cqe_get_data64(cqe);
+			errs[k] = cqe->res < 0 ? -cqe->res : 0;
+			io_uring_cqe_seen(&p->ring, cqe);
+			got++;
+		}
+		if (out < sub || got < out) {
+			/* the ring failed: drop it (and what is still queued in it) and sync this
+			 * round's files the plain way; later rounds sync one after the other */
+			io_uring_queue_exit(&p->ring);
+			p->ring_state = -1;
+			i = first;
+		}
+	}
+	for (; i < n; i++)
+		if (t[i].fd >= 0 && fdatasync(t[i].fd) < 0)
+			errs[i] = errno;
+}
+
+/* Flush the writers p->due[0..n-1] together: each writes its open batch and notes what a
+ * sync makes durable, the syncs run at once, then each publishes. The first error goes to
+ * errstr (NULL: it is not wanted). */
+static int flush_due(sp_log_producer_t *p, int n, char *errstr, size_t size)
+{
+	if (n == 1)
+		return sp_log_writer_flush(p->w[p->due[0]], errstr, size);
+	int rc = SPATE_OK, m = 0;
+	int *errs = p->errs;
+	for (int k = 0; k < n; k++) {
+		sp_log_writer_t *w = p->w[p->due[k]];
+		int r = sp_log_writer_sync_begin(w, &p->sync[m], rc ? NULL : errstr, size);
+		if (r) {
+			if (rc == SPATE_OK)
+				rc = r;
+			continue;
+		}
+		p->due[m++] = p->due[k];
+	}
+	sync_all(p, p->sync, m, errs);
+	for (int k = 0; k < m; k++) {
+		int r =
+		    sp_log_writer_sync_end(p->w[p->due[k]], &p->sync[k], errs[k], rc ? NULL : errstr, size);
+		if (rc == SPATE_OK)
+			rc = r;
+	}
+	return rc;
+}
+
 int sp_log_producer_send(sp_log_producer_t *p, const spate_push_record_t *recs, size_t n, int partition,
                          char *errstr, size_t size)
 {
@@ -86,11 +203,16 @@ int sp_log_producer_send(sp_log_producer_t *p, const spate_push_record_t *recs, 
 		                       size);
 	}
 	int64_t mono = sp_now_ms();
+	int nd = 0;
 	for (int i = 0; i < p->nparts; i++) {
 		if (!p->touched[i])
 			continue;
 		p->touched[i] = 0;
-		int r2 = sp_log_writer_maybe_flush(p->w[i], mono, rc ? NULL : errstr, size);
+		if (sp_log_writer_flush_due(p->w[i], mono) == 0)
+			p->due[nd++] = i;
+	}
+	if (nd) {
+		int r2 = flush_due(p, nd, rc ? NULL : errstr, size);
 		if (rc == SPATE_OK)
 			rc = r2;
 	}
@@ -99,27 +221,24 @@ int sp_log_producer_send(sp_log_producer_t *p, const spate_push_record_t *recs, 
 
 int sp_log_producer_flush(sp_log_producer_t *p, char *errstr, size_t size)
 {
-	int rc = SPATE_OK;
-	for (int i = 0; i < p->nparts; i++) {
-		if (!p->w[i])
-			continue;
-		int r = sp_log_writer_flush(p->w[i], rc ? NULL : errstr, size);
-		if (rc == SPATE_OK)
-			rc = r;
-	}
-	return rc;
+	int n = 0;
+	for (int i = 0; i < p->nparts; i++)
+		if (p->w[i])
+			p->due[n++] = i;
+	return n ? flush_due(p, n, errstr, size) : SPATE_OK;
 }
 
 int64_t sp_log_producer_tick(sp_log_producer_t *p, char *errstr, size_t size, int *err)
 {
 	int64_t now = sp_now_ms(), next = -1;
-	*err = SPATE_OK;
+	int n = 0;
+	for (int i = 0; i < p->nparts; i++)
+		if (p->w[i] && sp_log_writer_flush_due(p->w[i], now) == 0)
+			p->due[n++] = i;
+	*err = n ? flush_due(p, n, errstr, size) : SPATE_OK;
 	for (int i = 0; i < p->nparts; i++) {
 		if (!p->w[i])
 			continue;
-		int rc = sp_log_writer_maybe_flush(p->w[i], now, *err ? NULL : errstr, size);
-		if (rc && *err == SPATE_OK)
-			*err = rc;
 		int64_t due = sp_log_writer_flush_due(p->w[i], now);
 		if (due >= 0 && (next < 0 || due < next))
 			next = due;
@@ -139,8 +258,13 @@ int sp_log_producer_close(sp_log_producer_t *p, char *errstr, size_t size)
 		if (rc == SPATE_OK)
 			rc = r;
 	}
+	if (p->ring_state > 0)
+		io_uring_queue_exit(&p->ring);
 	free(p->w);
 	free(p->touched);
+	free(p->due);
+	free(p->sync);
+	free(p->errs);
 	free(p);
 	return rc;
 }
