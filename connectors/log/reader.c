@@ -694,8 +694,9 @@ static void dec_finish(sp_log_reader_t *r, rpart_t *p)
 	p->big_need = q->snap_big_need;
 	p->skip_pending = q->snap_skip_pending;
 	p->skip_to = q->snap_skip_to;
-	if (p->st == P_WAIT || q->dend)
-		p->st = P_ACTIVE; /* as at its pre-scan (the end it found is found again) */
+	/* as at its pre-scan, which runs only ACTIVE (a later read that reached the end made
+	 * the partition DONE: that end is found again) */
+	p->st = P_ACTIVE;
 	q->next = NULL;
 	p->q_head = p->q_tail = q;
 	p->nq = 1;

@@ -38,6 +38,9 @@ struct sp_log_decoders {
 	int idle, waiters;
 	bool quit;
 	int n;
+	/* SPATE_LOG_DECODE_DELAY_MS (tests): each job waits this long before it decodes, so a
+	 * test sees later reads pre-scanned while an earlier one is still being decoded */
+	int delay_ms;
 	pthread_t th[DEC_THREADS_MAX];
 };
 
@@ -112,6 +115,8 @@ static void *dec_main(void *arg)
 			d->tail = NULL;
 		q->dstate = DEC_RUNNING;
 		pthread_mutex_unlock(&d->mu);
+		if (d->delay_ms)
+			usleep((useconds_t)d->delay_ms * 1000);
 		sp_log_rd_decode(r, q);
 		pthread_mutex_lock(&d->mu);
 		q->dstate = DEC_DONE;
@@ -136,6 +141,8 @@ int sp_log_rd_dec_start(sp_log_reader_t *r, int n, char *errstr, size_t size)
 	pthread_mutex_init(&d->mu, NULL);
 	pthread_cond_init(&d->work_cv, NULL);
 	pthread_cond_init(&d->done_cv, NULL);
+	const char *delay = getenv("SPATE_LOG_DECODE_DELAY_MS");
+	d->delay_ms = delay ? atoi(delay) : 0;
 	r->dec = d;
 	for (int i = 0; i < n; i++) {
 		if (pthread_create(&d->th[i], NULL, dec_main, r)) {

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 enum {
@@ -222,6 +223,46 @@ Test(log_decode, corruption_found_on_a_thread_fails_or_skips_exactly)
 	}
 	cr_assert_geq(st.decode_redo, 1);
 	lt_recs_free(&recs);
+	lt_rmrf(dir);
+	free(dir);
+}
+
+/* A bad batch in the read before the last one: that read's decode differs while the last
+ * read (which reaches the end) may already be pre-scanned. Skipping it must read on to
+ * the end whatever the order the two decodes finished in. */
+Test(log_decode, corruption_before_the_last_read_skips_and_reads_on)
+{
+	char *dir = lt_mkdtemp(), err[1024], path[1024];
+	write_part(dir, SP_LOG_CODEC_NONE, false);
+	lt_seg(path, sizeof(path), dir, 0, 0);
+	struct stat sb;
+	cr_assert_eq(stat(path, &sb), 0);
+	cr_assert_gt(sb.st_size, 3 << 20);
+	uint64_t pos, first, last;
+	/* reads cover whole MiBs of the file: a batch in the middle of the one before the last */
+	uint64_t lastread = ((uint64_t)sb.st_size >> 20) << 20;
+	damage(dir, 0, lastread - (1u << 19), &pos, &first, &last);
+	/* decodes wait: later reads are pre-scanned (the last one reaching the end) while the
+	 * bad one is still in the stage */
+	setenv("SPATE_LOG_DECODE_DELAY_MS", "30", 1);
+	for (int round = 0; round < 3; round++) {
+		sp_log_corrupt_info_t seen = {0};
+		sp_log_ropts_t o;
+		dec_opts(&o);
+		o.skip_corrupt = true;
+		o.on_corrupt = on_corrupt;
+		o.corrupt_opaque = &seen;
+		lt_recs_t recs = {0};
+		sp_log_reader_stats_t st;
+		cr_assert_eq(read_all(dir, &o, &recs, &st, err, sizeof(err)), SPATE_OK, "%s", err);
+		cr_assert_eq(seen.byte, pos);
+		cr_assert_eq(recs.n, N - (last - first + 1), "round %d: every record but the bad batch's",
+		             round);
+		cr_assert_eq(recs.v[recs.n - 1].offset, N - 1, "read to the end");
+		cr_assert_geq(st.decode_redo, 1);
+		lt_recs_free(&recs);
+	}
+	unsetenv("SPATE_LOG_DECODE_DELAY_MS");
 	lt_rmrf(dir);
 	free(dir);
 }
