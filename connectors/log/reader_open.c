@@ -166,9 +166,16 @@ int sp_log_reader_fd(const sp_log_reader_t *r)
 	return r->epfd;
 }
 
+/* The next offset p delivers, not counting reads in the decode stage: their records are
+ * not parsed for the engine yet (a durable push's lag and end wait for them). */
+static uint64_t next_of(const rpart_t *p)
+{
+	return p->d_head ? p->d_head->snap_next_deliver : p->next_deliver;
+}
+
 uint64_t sp_log_reader_next(const sp_log_reader_t *r, int i)
 {
-	return r->parts[i].next_deliver;
+	return next_of(&r->parts[i]);
 }
 
 int64_t sp_log_reader_part_lag(const sp_log_reader_t *r, int i)
@@ -178,12 +185,12 @@ int64_t sp_log_reader_part_lag(const sp_log_reader_t *r, int i)
 	const rpart_t *p = &r->parts[i];
 	if (p->st == P_IDLE)
 		return 0;
-	uint64_t end = p->have_dur ? p->dur.next : p->next_deliver;
+	uint64_t next = next_of(p), end = p->have_dur ? p->dur.next : next;
 	if (p->has_end && end > p->end + 1)
 		end = p->end + 1;
 	if (p->end_set && !p->has_end)
 		return 0;
-	return end > p->next_deliver ? (int64_t)(end - p->next_deliver) : 0;
+	return end > next ? (int64_t)(end - next) : 0;
 }
 
 int64_t sp_log_reader_lag(const sp_log_reader_t *r)
