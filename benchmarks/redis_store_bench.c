@@ -1,16 +1,17 @@
-/* redis_store_bench.c - checkpoint writes per second through store=redis:// (each write
- * one Lua script conditional on owner and counter), against a redis-server given by URI.
+/* redis_store_bench.c - checkpoint writes per second through a store with leases given
+ * by URI: store=redis:// (each write one Lua script conditional on owner and counter) or
+ * store=dynamodb:TABLE (each write one conditional UpdateItem).
  * usage: redis_store_bench URI SECONDS PARTITIONS
  * Saves PARTITIONS checkpoints per save() call, over and over for SECONDS, and prints
- * "writes_per_s N". benchmarks/redis_store.sh runs it next to redis-benchmark. */
+ * "writes_per_s N". benchmarks/redis_store.sh runs it next to redis-benchmark,
+ * benchmarks/dynamodb_store.sh next to a plain UpdateItem loop against dynalite. */
+#include "sp_registry.h"
 #include "sp_spi.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-extern const sp_store_ops_t sp_store_redis;
 
 int main(int argc, char **argv)
 {
@@ -21,9 +22,9 @@ int main(int argc, char **argv)
 	int secs = atoi(argv[2]), np = atoi(argv[3]);
 	if (secs < 1 || np < 1 || np > 1024)
 		return 2;
-	sp_store_t st = {.ops = &sp_store_redis, .arg = argv[1], .ns = "bench"};
-	char err[600];
-	if (st.ops->open(&st, err, sizeof(err))) {
+	sp_store_t st;
+	char err[1400];
+	if (sp_store_open_uri_ns(argv[1], "bench", false, &st, err, sizeof(err))) {
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}

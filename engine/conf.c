@@ -113,7 +113,7 @@ static const prop_t engine_opts[] = {
     {"checkpoint.records", T_INT, 1, I64MAX, NULL, "1000000",
      "Flush checkpoints once this many records were DONE since the last flush"},
     {"lease.timeout.ms", T_INT, 300, 3600000, NULL, "10000",
-     "Lease mode (a store with leases: redis): a lease not renewed for this long may be taken by another "
+     "Lease mode (a store with leases: redis, dynamodb): a lease not renewed for this long may be taken by another "
      "process; each process renews every third of it and stops working a partition when its renewal is "
      "this late (minus a margin). Refused with a store that keeps no leases (file)"},
     {"lease.owner", T_STR, 0, 0, NULL, "",

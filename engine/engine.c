@@ -269,14 +269,14 @@ static int open_plugins(spate_engine_t *e, char *err, size_t sz)
 		if (st && st->version >= 3 && st->leases) {
 			if (so->version < 3 || !so->take)
 				return sp_err(err, sz, SPATE_ERR_INVALID,
-				              "store: %s keeps leases for sources without a group protocol (log:DIR); source %s "
+				              "store: %s keeps leases for sources without a group protocol (log:DIR, kinesis); source %s "
 				              "cannot share its partitions through it (use store=file:PATH, or kafka's group)",
 				              sname, name);
 			e->leased = true;
 		} else if (sp_conf_is_set(e->conf, "lease.timeout.ms")) {
 			return sp_err(err, sz, SPATE_ERR_INVALID,
 			              "lease.timeout.ms: the checkpoint store %s keeps no leases (%s); leases need "
-			              "store=redis://host:port",
+			              "store=redis://host:port or store=dynamodb:TABLE",
 			              *sv ? sv : "(the source's default)",
 			              st && !strcmp(st->name, "file") ? "file: one process per store, held by a lock"
 			                                              : "one process per store");

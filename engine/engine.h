@@ -238,6 +238,11 @@ struct sp_lease_cand {
 	int64_t seen_since_ms; /* a store without a clock: when seen_counter was first seen */
 	bool has_ckpt;
 	sp_ckpt_t ckpt;
+	/* named while running (a Kinesis child): stop.at.end does not wait for it */
+	bool late;
+	/* stop.at.end, an end not known at open (sp_source_ops_t.part_ended): this process
+	 * read it to its end and gave its lease up; it does not take it again */
+	bool done_here;
 };
 
 enum comp_kind {

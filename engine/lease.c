@@ -1,5 +1,5 @@
-/* lease.c - lease coordination for sources without a group protocol (the log; later
- * Kinesis), over a store that keeps leases (redis).
+/* lease.c - lease coordination for sources without a group protocol (the log, Kinesis),
+ * over a store that keeps leases (redis).
  *
  * KCL's model. Each partition has a lease in the store: an owner, a counter (the fencing
  * token, raised by every acquire) and the checkpoint. Every lease.timeout.ms/3 this
@@ -11,6 +11,12 @@
  *    the partitions divided by the processes holding live leases, rounded up), and when
  *    it took none steals one lease from the process holding the most, while that one
  *    holds at least two more than this one does.
+ * Partitions may be named while running (Kinesis shards made by a split or a merge). A
+ * partition with parents is not taken before the store shows every parent's checkpoint
+ * at SPATE_POSITION_CLOSED (SHARD_END): what this process finished locally does not
+ * count until it is in the store, so the rule holds whichever process read the parent.
+ * A partition checkpointed at SHARD_END is finished: its holder gives its lease up and
+ * nobody takes it, and it counts in no process's share.
  * It stops working a partition at a local monotonic deadline: the time the last
  * successful renewal was sent + lease.timeout.ms - a margin. Until then a transient
  * store error is only retried, so a short outage drops nothing; a paused process
@@ -73,6 +79,7 @@ int sp_engine_lease_candidate(sp_engine_t *e, int index, const char *source, con
 	c->has_end = has_end;
 	if (end)
 		c->end = *end;
+	c->late = e->running;
 	if (!c->name || !c->source || !c->topic || (shard && !c->shard) || (parents && !c->parents)) {
 		free(c->name);
 		free(c->source);
@@ -185,13 +192,93 @@ void sp_lease_release_all(sp_engine_t *e)
 	}
 }
 
+/* Whether the store, at the last list, showed c's checkpoint at SPATE_POSITION_CLOSED
+ * (a Kinesis shard read to SHARD_END): it is finished, whoever read it. */
+static bool store_closed(const struct sp_lease_cand *c)
+{
+	return c->has_ckpt && !c->ckpt.beginning && sp_pos_is_closed(&c->ckpt.after);
+}
+
+/* The candidate named SOURCE/TOPIC/id, or NULL. */
+static struct sp_lease_cand *cand_by_id(sp_engine_t *e, const struct sp_lease_cand *of, const char *id,
+                                        size_t len)
+{
+	for (size_t i = 0; i < e->ncands; i++) {
+		struct sp_lease_cand *c = &e->cands[i];
+		if (c->shard && strlen(c->shard) == len && !strncmp(c->shard, id, len) &&
+		    !strcmp(c->source, of->source) && !strcmp(c->topic, of->topic))
+			return c;
+	}
+	return NULL;
+}
+
+/* Whether the store shows every parent of c at SHARD_END (a parent that is no candidate,
+ * no longer listed by the source, is not waited for). Only the store counts: a parent
+ * this process finished is ready once its checkpoint is written and listed. */
+static bool parents_done(sp_engine_t *e, const struct sp_lease_cand *c)
+{
+	for (const char *p = c->parents; p && *p;) {
+		size_t n = strcspn(p, ",");
+		const struct sp_lease_cand *par = cand_by_id(e, c, p, n);
+		if (par && !store_closed(par))
+			return false;
+		p += n + (p[n] == ',');
+	}
+	return true;
+}
+
+/* Whether this process should work c when it does not hold it: not finished, not read
+ * to its end here already (stop.at.end), its parents at SHARD_END in the store. */
+static bool wanted(sp_engine_t *e, const struct sp_lease_cand *c)
+{
+	return !c->done_here && !store_closed(c) && parents_done(e, c);
+}
+
+/* A held partition with nothing left to do gives its lease up (a graceful release: its
+ * checkpoint is saved, the lease released): read to SHARD_END with that checkpoint
+ * saved, or, with stop.at.end and an end noted while reading (part_ended), read to that
+ * end with the checkpoint saved there. */
+static void retire_if_done(sp_engine_t *e, struct sp_lease_cand *c)
+{
+	sp_part_t *p = c->part;
+	struct sp_part_eng *pe = p->eng;
+	if (!pe->started || pe->releasing || pe->revoked || pe->dirty || pe->held_head || pe->fifo_head)
+		return;
+	const sp_ckpt_t *ck = &pe->ckpt;
+	bool closed = !ck->beginning && sp_pos_is_closed(&ck->after);
+	bool ended = false;
+	if (!closed && e->stop_at_end && !c->has_end && e->src.ops->part_ended &&
+	    e->src.ops->part_ended(&e->src, p))
+		ended = !p->has_end || (!ck->beginning && spate_position_cmp(&ck->after, &p->end) >= 0);
+	if (!closed && !ended)
+		return;
+	sp_msg(e, SP_MSG_INFO, "%s: %s: its lease is given up", c->name,
+	       closed ? "read to SHARD_END" : "read to its end (stop.at.end)");
+	if (closed) { /* what the store now holds, before the next list shows it */
+		c->has_ckpt = true;
+		c->ckpt = *ck;
+	} else {
+		c->done_here = true;
+	}
+	sp_engine_partition_release(e, p, 0, false);
+}
+
 bool sp_lease_all_at_end(sp_engine_t *e)
 {
 	bool any = false;
+	bool noted = e->stop_at_end && e->src.ops->part_ended; /* ends noted while reading */
 	for (size_t i = 0; i < e->ncands; i++) {
 		struct sp_lease_cand *c = &e->cands[i];
-		if (!c->has_end)
+		if (c->late)
+			continue; /* named while running: stop.at.end's ends are those at open */
+		if (!c->has_end) {
+			if (!noted)
+				continue;
+			any = true;
+			if (!c->done_here && !store_closed(c))
+				return false;
 			continue;
+		}
 		any = true;
 		const sp_ckpt_t *ck;
 		if (c->part) {
@@ -217,7 +304,9 @@ static void on_lease(void *arg, const sp_lease_t *l)
 		struct sp_lease_cand *c = &e->cands[i];
 		if (strcmp(c->name, l->name))
 			continue;
-		if (!c->listed || c->seen_counter != l->counter || strcmp(c->owner, l->owner))
+		/* since when the counter and owner are what they are now (listed is cleared before
+		 * every list: it cannot tell a first sighting) */
+		if (!c->seen_since_ms || c->seen_counter != l->counter || strcmp(c->owner, l->owner))
 			c->seen_since_ms = now;
 		c->listed = true;
 		snprintf(c->owner, sizeof(c->owner), "%s", l->owner);
@@ -228,6 +317,8 @@ static void on_lease(void *arg, const sp_lease_t *l)
 		c->has_ckpt = l->has_ckpt;
 		if (l->has_ckpt)
 			c->ckpt = l->ckpt;
+		if (!c->parents && l->parents[0]) /* recorded by the process that took it */
+			c->parents = strdup(l->parents);
 		return;
 	}
 }
@@ -253,6 +344,8 @@ static bool take(sp_engine_t *e, struct sp_lease_cand *c, bool steal)
 		snprintf(seen.owner, sizeof(seen.owner), "%s", c->owner);
 		seen.counter = c->seen_counter;
 	}
+	if (c->parents)
+		snprintf(seen.parents, sizeof(seen.parents), "%s", c->parents);
 	char err[600];
 	int64_t t0 = sp_now_ms();
 	int rc = e->store.ops->lease_acquire(&e->store, c->name, e->lease_owner, &seen, steal,
@@ -360,18 +453,30 @@ void sp_lease_tick(sp_engine_t *e)
 			mine++;
 		}
 	}
+	for (size_t i = 0; i < e->ncands; i++) {
+		struct sp_lease_cand *c = &e->cands[i];
+		if (c->part && !c->part->eng->releasing) {
+			retire_if_done(e, c);
+			if (c->part->eng->releasing && mine)
+				mine--;
+		}
+	}
 	for (size_t i = 0; i < e->ncands; i++)
 		e->cands[i].listed = false;
 	if ((rc = e->store.ops->lease_list(&e->store, on_lease, e, err, sizeof(err)))) {
 		store_error(e, rc, "list", err);
 		return;
 	}
-	/* the processes holding live leases, and how many each holds */
+	/* the processes holding live leases, and how many each holds, of the partitions
+	 * that have work left (not finished, parents at SHARD_END) */
 	const char *owners[64];
-	size_t counts[64], nowners = 0;
+	size_t counts[64], nowners = 0, active = 0;
 	for (size_t i = 0; i < e->ncands; i++) {
 		struct sp_lease_cand *c = &e->cands[i];
-		if (!c->listed || !c->owner[0] || c->expired || c->part || !strcmp(c->owner, e->lease_owner))
+		if (c->part ? !c->part->eng->releasing : !store_closed(c) && parents_done(e, c))
+			active++;
+		if (!c->listed || !c->owner[0] || c->expired || c->part ||
+		    !strcmp(c->owner, e->lease_owner) || store_closed(c))
 			continue;
 		size_t k = 0;
 		while (k < nowners && strcmp(owners[k], c->owner))
@@ -384,11 +489,13 @@ void sp_lease_tick(sp_engine_t *e)
 		}
 		counts[k]++;
 	}
-	size_t target = (e->ncands + nowners) / (nowners + 1); /* ceil(ncands / (nowners + 1)) */
+	size_t target = (active + nowners) / (nowners + 1); /* ceil(active / (nowners + 1)) */
 	size_t taken = 0;
 	for (size_t i = 0; i < e->ncands && mine < target; i++) {
 		struct sp_lease_cand *c = &e->cands[i];
-		if (c->part || (c->listed && c->owner[0] && !c->expired && strcmp(c->owner, e->lease_owner)))
+		if (c->part ||
+		    (c->listed && c->owner[0] && !c->expired && strcmp(c->owner, e->lease_owner)) ||
+		    !wanted(e, c))
 			continue;
 		if (take(e, c, c->listed && !strcmp(c->owner, e->lease_owner))) {
 			mine++;
@@ -407,7 +514,7 @@ void sp_lease_tick(sp_engine_t *e)
 		return;
 	for (size_t i = 0; i < e->ncands; i++) {
 		struct sp_lease_cand *c = &e->cands[i];
-		if (!c->part && c->listed && !c->expired && !strcmp(c->owner, owners[most])) {
+		if (!c->part && c->listed && !c->expired && !strcmp(c->owner, owners[most]) && wanted(e, c)) {
 			take(e, c, true);
 			return; /* one steal a round */
 		}

@@ -41,7 +41,13 @@ extern const sp_operator_ops_t sp_op_noop, sp_op_fraud, sp_op_sleep, sp_op_spin,
     sp_op_journal, sp_op_route, sp_op_sensor;
 
 static const sp_source_ops_t *const sources[] = {&sp_source_gen, &sp_source_push, &sp_source_log, SP_KAFKA_SOURCES SP_KINESIS_SOURCES NULL};
-static const sp_store_ops_t *const stores[] = {&sp_store_file, &sp_store_redis, &sp_store_rediss, SP_KAFKA_STORES NULL};
+#ifdef SPATE_HAVE_DYNAMODB /* the DynamoDB lease store, built with the AWS client */
+extern const sp_store_ops_t sp_store_dynamodb;
+#define SP_DYNAMODB_STORES &sp_store_dynamodb,
+#else
+#define SP_DYNAMODB_STORES
+#endif
+static const sp_store_ops_t *const stores[] = {&sp_store_file, &sp_store_redis, &sp_store_rediss, SP_DYNAMODB_STORES SP_KAFKA_STORES NULL};
 static const sp_sink_ops_t *const sinks[] = {&sp_sink_log, SP_KAFKA_SINKS SP_KINESIS_SINKS NULL};
 static const sp_operator_ops_t *const operators[] = {&sp_op_noop, &sp_op_fraud, &sp_op_sleep,
                                                      &sp_op_spin, &sp_op_fail_if, &sp_op_journal,

@@ -17,8 +17,9 @@ pkgs=(gcc meson ninja-build pkg-config libcriterion-dev libxxhash-dev liburing-d
       zlib1g-dev libsnappy-dev liblz4-dev libzstd-dev
       python3 python3-kafka python3-lz4 python3-zstandard python3-snappy
       clang libfuzzer-14-dev libclang-rt-14-dev)
-# node runs kinesalite, the Kinesis server of the tests (installed below with npm); a
-# node that is already there (another packaging of it) is kept
+# node runs kinesalite and dynalite, the Kinesis and DynamoDB servers of the tests
+# (installed below with npm); a node that is already there (another packaging of it) is
+# kept
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 [ "${1:-}" = "--bench" ] && pkgs+=(gnuplot-nox linux-perf python3)
@@ -35,14 +36,17 @@ if [ ${#missing[@]} -gt 0 ]; then
 	$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# kinesalite (npm) for the Kinesis tests, into the repository's .deps/node (never
-# globally); tests/meson.build points the tests at it. Pinned: the version the tests
-# were written against (shared/reference/test-peers.md).
+# kinesalite and dynalite (npm) for the Kinesis and DynamoDB store tests, into the
+# repository's .deps/node (never globally); tests/meson.build points the tests at it.
+# Pinned: the versions the tests were written against (shared/reference/test-peers.md).
 KINESALITE_VERSION=3.3.3
+DYNALITE_VERSION=4.0.0
 root="$(cd "$(dirname "$0")/.." && pwd)"
 kdir="$root/.deps/node"
-if ! grep -qs "\"version\": \"$KINESALITE_VERSION\"" "$kdir/node_modules/kinesalite/package.json"; then
-	echo "deps: installing kinesalite $KINESALITE_VERSION into $kdir" >&2
+if ! grep -qs "\"version\": \"$KINESALITE_VERSION\"" "$kdir/node_modules/kinesalite/package.json" ||
+   ! grep -qs "\"version\": \"$DYNALITE_VERSION\"" "$kdir/node_modules/dynalite/package.json"; then
+	echo "deps: installing kinesalite $KINESALITE_VERSION and dynalite $DYNALITE_VERSION into $kdir" >&2
 	mkdir -p "$kdir"
-	npm install --prefix "$kdir" --no-audit --no-fund --loglevel=error "kinesalite@$KINESALITE_VERSION" >&2
+	npm install --prefix "$kdir" --no-audit --no-fund --loglevel=error \
+		"kinesalite@$KINESALITE_VERSION" "dynalite@$DYNALITE_VERSION" >&2
 fi

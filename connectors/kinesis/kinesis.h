@@ -1,19 +1,20 @@
 /* kinesis.h - what the files of the Kinesis connector share (internal to
  * connectors/kinesis):
- *  - aws.c: the connection settings (stream name or ARN, region, endpoint, credentials
- *    from the AWS environment variables) and the request bodies;
- *  - http.c: one I/O thread per connection that drives libcurl's multi-socket interface
- *    from an io_uring loop; requests go in from any thread and come back through a
- *    callback on that thread;
- *  - parse.c: the reply parsers (ListShards, GetShardIterator, GetRecords, PutRecords,
- *    errors), base64, and the header envelope of the sink; each runs on a (bytes,
- *    length) buffer with no network, so a fuzzer can drive it;
+ *  - aws.c: the stream (a name or an ARN) and the request bodies;
+ *  - ../aws (aws.h, shared with the DynamoDB store): the credentials, the endpoint, and
+ *    one I/O thread per connection that drives libcurl's multi-socket interface from an
+ *    io_uring loop; requests go in from any thread and come back through a callback on
+ *    that thread;
+ *  - parse.c: the reply parsers (ListShards, GetShardIterator, GetRecords, PutRecords;
+ *    error replies: ../aws/aws.c), base64, and the header envelope of the sink; each
+ *    runs on a (bytes, length) buffer with no network, so a fuzzer can drive it;
  *  - kpl.c: the de-aggregator of KPL records (its own small protobuf reader) and MD5;
  *  - source.c (shards, iterators, resharding) and sink.c (PutRecords, the DLQ).
  */
 #ifndef SPATE_CONNECTORS_KINESIS_H
 #define SPATE_CONNECTORS_KINESIS_H
 
+#include "../aws/aws.h"
 #include "sp_spi.h"
 
 #include <pthread.h>
@@ -36,101 +37,23 @@ enum {
 	                                  * (10 MiB: 5 s, as GetRecords asks) */
 	KIN_ITERATOR_LIFE_MS = 300000,   /* an iterator expires 5 minutes after it was made */
 	KIN_NEXT_TOKEN_LIFE_MS = 300000, /* a ListShards NextToken expires after 300 s */
-	/* requests */
-	KIN_REQUEST_TIMEOUT_MS = 30000, /* one HTTP request, connection included */
-	KIN_CONNECT_TIMEOUT_MS = 10000,
+	/* requests (their timeouts: aws.h) */
 	KIN_BACKOFF_MIN_MS = 100,   /* retryable errors: backoff doubles from here */
 	KIN_BACKOFF_MAX_MS = 10000, /* ... up to here */
 	KIN_OPEN_TRIES = 3,         /* a request at open is tried this often */
 	KIN_MALFORMED_TRIES = 5,    /* malformed replies in a row before it is fatal */
-	KIN_MAX_CONNS = 32,         /* connections to the endpoint at once */
 };
 
-/* ---- aws.c: settings and requests --------------------------------------------------- */
-
-typedef struct kin_aws {
-	char stream[256]; /* the name (from an ARN: the part after "stream/") */
-	char arn[512];    /* the ARN when one was given, else "" */
-	char region[64];
-	char endpoint[512]; /* scheme://host[:port], no trailing '/' */
-	char sigv4[128];    /* CURLOPT_AWS_SIGV4: "aws:amz:REGION:kinesis" */
-	/* secrets: never in a message */
-	char userpwd[512];    /* "ACCESS_KEY_ID:SECRET" for CURLOPT_USERPWD */
-	char token_hdr[4200]; /* "X-Amz-Security-Token: ..." or "" */
-} kin_aws_t;
+/* ---- aws.c: the stream --------------------------------------------------------------- */
 
 /** Fill *a from the conf keys kinesis.stream (arg overrides: the sink's STREAM),
  *  kinesis.region, kinesis.endpoint and the AWS environment variables. Errors name the
  *  key or variable, never a secret's value. */
 int kin_aws_init(kin_aws_t *a, const spate_conf_t *c, const char *stream_arg, char *errstr, size_t size);
-/** Wipe the secrets. */
-void kin_aws_clear(kin_aws_t *a);
 /** `"StreamName":"NAME"` or `"StreamARN":"ARN"` as JSON members (no braces) into buf. */
 void kin_aws_stream_member(const kin_aws_t *a, char *buf, size_t size);
-/** A JSON string of s (quotes included) appended into buf at *len; false when full. */
-bool kin_json_str(char *buf, size_t size, size_t *len, const char *s, size_t n);
-
-/* ---- http.c: the I/O thread ------------------------------------------------------------ */
-
-typedef struct kin_http kin_http_t;
-typedef struct kin_req kin_req_t;
-
-/** Called on the I/O thread when r finished (status, body or curl_err set). */
-typedef void (*kin_done_fn)(kin_req_t *r);
-
-struct kin_req {
-	/* in: the operation (the X-Amz-Target suffix) and the JSON body (owned: freed with
-	 * the request) */
-	const char *op;
-	char *body;
-	size_t body_len;
-	kin_done_fn done;
-	void *arg;
-	/* out */
-	long status; /* HTTP status, 0 when no reply came */
-	int curl_rc; /* CURLE_OK, or the transport error */
-	char curl_err[256];
-	char *resp; /* the reply body (NUL-terminated), owned by the request */
-	size_t resp_len, resp_cap;
-	int64_t sent_ms, done_ms;
-	/* private to http.c */
-	void *easy;
-	void *hdrs;
-	kin_req_t *next, *prev;
-	/* for synchronous calls */
-	bool finished;
-	/* the caller's */
-	int kind;
-	void *shard;
-	uint64_t gen;
-};
-
-/** Start the I/O thread for a (its settings are read, not copied: they must outlive it). */
-kin_http_t *kin_http_new(const kin_aws_t *a, char *errstr, size_t size);
-/** Hand r to the I/O thread. @locality any thread */
-void kin_http_submit(kin_http_t *h, kin_req_t *r);
-/** Submit r and wait until it finished. @locality any thread but the I/O thread */
-void kin_http_call(kin_http_t *h, kin_req_t *r);
-/** Stop the thread; requests still running are ended with curl_rc set. */
-void kin_http_free(kin_http_t *h);
-/** Free r and what it owns. */
-void kin_req_free(kin_req_t *r);
-/** A new request of op with body (taken over). NULL when out of memory. */
-kin_req_t *kin_req_new(const char *op, char *body, size_t len);
 
 /* ---- parse.c: replies ---------------------------------------------------------------- */
-
-/** What an error reply says: AWS's error type ("ExpiredIteratorException", without a
- *  "prefix#") and message. */
-typedef struct kin_error {
-	char type[128];
-	char message[512];
-} kin_error_t;
-
-/** Parse an error body. Always fills e (type "" when the body names none). */
-void kin_parse_error(const char *body, size_t len, kin_error_t *e);
-/** The error types that are retried with backoff (throttling, limits, internal). */
-bool kin_error_retryable(long status, const char *type);
 
 typedef struct kin_shard_info {
 	char *id, *parent, *adj_parent; /* parent ids NULL when none */

@@ -86,37 +86,6 @@ ssize_t kin_b64_decode(const char *src, size_t n, uint8_t *dst)
 	return (ssize_t)o;
 }
 
-/* ---- errors --------------------------------------------------------------------------- */
-
-void kin_parse_error(const char *body, size_t len, kin_error_t *e)
-{
-	e->type[0] = e->message[0] = 0;
-	json_t *j = body && len ? json_loadb(body, len, 0, NULL) : NULL;
-	if (!j)
-		return;
-	const char *t = json_string_value(json_object_get(j, "__type"));
-	if (t) {
-		const char *hash = strrchr(t, '#'); /* "com.amazonaws...#ResourceNotFoundException" */
-		snprintf(e->type, sizeof(e->type), "%s", hash ? hash + 1 : t);
-	}
-	const char *m = json_string_value(json_object_get(j, "message"));
-	if (!m)
-		m = json_string_value(json_object_get(j, "Message"));
-	if (m)
-		snprintf(e->message, sizeof(e->message), "%s", m);
-	json_decref(j);
-}
-
-bool kin_error_retryable(long status, const char *type)
-{
-	if (status >= 500 || status == 429)
-		return true;
-	return !strcmp(type, "ProvisionedThroughputExceededException") ||
-	       !strcmp(type, "LimitExceededException") || !strcmp(type, "ThrottlingException") ||
-	       !strcmp(type, "InternalFailure") || !strcmp(type, "ServiceUnavailable") ||
-	       !strcmp(type, "KMSThrottlingException");
-}
-
 #define CORRUPT(...) sp_err(why, size, SPATE_ERR_CORRUPT, __VA_ARGS__)
 
 static json_t *load(const char *body, size_t len, char *why, size_t size)

@@ -10,6 +10,10 @@
  *
  * Every listed shard is a partition ("kinesis/STREAM/SHARD"); shards that appear later
  * are added and started then (a child without a checkpoint starts at TRIM_HORIZON).
+ * In lease mode (a store with leases: several processes share the stream) a shard is
+ * only named to the engine as a lease candidate, with its parents; the engine takes its
+ * lease once the store shows the parents at SHARD_END and then registers it (take() in
+ * source.c).
  * A child is not read before the store shows each of its parents at SHARD_END, so the
  * rule holds whichever process read the parent. A parent that ListShards no longer
  * returns (its retention passed: none of it can be read any more) is not waited for;
@@ -171,8 +175,31 @@ static int add_shard(kin_src_t *x, const kin_shard_info_t *in, kshard_t **out)
 	return SPATE_OK;
 }
 
+/* Lease mode: name shard s (the last one added) to the engine, with its parents and,
+ * under stop.at.end, the end of a shard closed at open (SHARD_END). */
+static int candidate(kin_src_t *x, kshard_t *s, char *errstr, size_t size)
+{
+	char parents[SP_LEASE_PARENTS_MAX] = "";
+	if (s->parent && s->adj)
+		snprintf(parents, sizeof(parents), "%s,%s", s->parent, s->adj);
+	else if (s->parent || s->adj)
+		snprintf(parents, sizeof(parents), "%s", s->parent ? s->parent : s->adj);
+	spate_position_t end = sp_pos_closed();
+	bool has_end = x->stop_at_end && s->at_open && s->closed;
+	if (sp_engine_lease_candidate(x->eng, (int)(x->nshards - 1), KIN_NAME, x->aws.stream, -1, s->id,
+	                              parents[0] ? parents : NULL, has_end, &end))
+		return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
+	if (x->running)
+		sp_msg_from(x->eng, KIN_NAME, SP_MSG_INFO,
+		            "stream %s: new shard %s (parents %s): its lease is taken once the store shows "
+		            "them at SHARD_END",
+		            x->aws.stream, s->id, parents[0] ? parents : "none");
+	return SPATE_OK;
+}
+
 int kin_shards_merge(kin_src_t *x, char *errstr, size_t size)
 {
+	int crc;
 	for (size_t i = 0; i < x->nshards; i++)
 		x->shards[i]->listed = false;
 	for (size_t i = 0; i < x->list.n; i++) {
@@ -186,6 +213,11 @@ int kin_shards_merge(kin_src_t *x, char *errstr, size_t size)
 		if (!fresh)
 			continue;
 		s->at_open = !x->running;
+		if (x->leased) {
+			if ((crc = candidate(x, s, errstr, size)))
+				return crc;
+			continue;
+		}
 		s->p = sp_engine_add_partition(x->eng, KIN_NAME, x->aws.stream, -1, s->id);
 		if (!s->p)
 			return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");

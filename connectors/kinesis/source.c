@@ -28,6 +28,11 @@
  * any other error is fatal and names the stream, shard, operation, HTTP status, AWS's
  * error type and the position.
  *
+ * Lease mode (a store with leases, engine/lease.c): each shard is a lease candidate;
+ * take() registers the shard the engine holds the lease of, released() forgets it (its
+ * chunks not yet polled are freed, a reply still in flight is dropped by its gen), and
+ * under stop.at.end part_ended() says when a shard was read to the end noted for it.
+ *
  * End of a shard: a reply without NextShardIterator (the shard was closed and is read)
  * hands over its records and then a skip chunk to SHARD_END, so the checkpoint becomes
  * SHARD_END once they are DONE; the children start when the store shows that.
@@ -81,6 +86,7 @@ static void ask_iterator(kin_src_t *x, kshard_t *s)
 		return; /* tried again on the next turn */
 	r->kind = RQ_ITER;
 	r->shard = s;
+	r->gen = s->gen;
 	s->state = KS_BUSY;
 	kin_send(x, r);
 }
@@ -108,6 +114,7 @@ static void ask_records(kin_src_t *x, kshard_t *s, uint64_t budget)
 		return;
 	r->kind = RQ_GET;
 	r->shard = s;
+	r->gen = s->gen;
 	int64_t now = sp_now_ms();
 	s->calls[s->call_at] = now;
 	s->call_at = (s->call_at + 1) % KIN_GETS_PER_S;
@@ -318,6 +325,8 @@ static void on_reply(kin_src_t *x, kin_req_t *r)
 		return;
 	}
 	kshard_t *s = r->shard;
+	if (!s->p || r->gen != s->gen)
+		return; /* its partition was released meanwhile (lease mode) */
 	bool ok = !r->curl_rc && r->status == 200;
 	if (r->kind == RQ_ITER) {
 		if (!ok) {
@@ -465,6 +474,7 @@ static int ksrc_open(sp_source_t *s, char *errstr, size_t size)
 		rc = SPATE_ERR_SOURCE;
 		goto fail;
 	}
+	x->leased = sp_engine_leased(x->eng);
 	if ((rc = kin_list_sync(x, errstr, size)) || (rc = kin_shards_merge(x, errstr, size)))
 		goto fail;
 	if (!x->nshards) {
@@ -518,11 +528,12 @@ static int ksrc_seek(sp_source_t *src, sp_part_t *p, const sp_ckpt_t *ck, sp_ckp
 		}
 		return SPATE_OK;
 	}
-	/* no checkpoint: a shard that appears while running is a child (TRIM_HORIZON);
-	 * otherwise starting.position, resolved to something concrete and saved at once */
+	/* no checkpoint: a shard that appeared while running is a child (TRIM_HORIZON);
+	 * otherwise starting.position, resolved to something concrete and saved at once
+	 * (in lease mode also when its lease is first taken after the run began) */
 	const char *sp = sp_conf_str(x->conf, "starting.position");
 	memset(resolved, 0, sizeof(*resolved));
-	if (x->running || !strcmp(sp, "earliest")) {
+	if (!s->at_open || !strcmp(sp, "earliest")) {
 		s->it_kind = IT_TRIM_HORIZON;
 		resolved->beginning = true;
 		return SPATE_OK;
@@ -630,6 +641,73 @@ static bool ksrc_ended(sp_source_t *src)
 	return x->nready == 0;
 }
 
+/* Lease mode: this process took the lease of shard index; register it (the engine then
+ * starts it at the lease's checkpoint through seek). */
+static sp_part_t *ksrc_take(sp_source_t *src, int index, char *errstr, size_t size)
+{
+	kin_src_t *x = src->ctx;
+	if (index < 0 || (size_t)index >= x->nshards || x->shards[index]->p) {
+		sp_err(errstr, size, SPATE_ERR_INVALID, "kinesis: stream %s: no shard %d to take",
+		       x->aws.stream, index);
+		return NULL;
+	}
+	kshard_t *s = x->shards[index];
+	sp_part_t *p = sp_engine_add_partition(x->eng, KIN_NAME, x->aws.stream, -1, s->id);
+	if (!p) {
+		sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
+		return NULL;
+	}
+	p->src_ctx = s;
+	s->p = p;
+	s->state = KS_UNSTARTED;
+	s->has_last = s->handed = s->end_noted = s->has_filter = false;
+	s->backoff_n = s->malformed_n = 0;
+	s->not_before = s->gate_at = 0;
+	s->behind_ms = -1;
+	return p;
+}
+
+/* Partition p was released (lease mode: its lease was lost or given up): forget it.
+ * Its chunks not yet polled are freed; a request still in flight is dropped when it
+ * comes back (its gen is older). */
+static void ksrc_released(sp_source_t *src, sp_part_t *p, bool saved)
+{
+	(void)saved;
+	kin_src_t *x = src->ctx;
+	kshard_t *s = p->src_ctx;
+	if (!x || !s || s->p != p)
+		return;
+	int k = 0;
+	for (int i = 0; i < x->nready; i++) {
+		if (x->ready[i]->part == p)
+			sp_chunk_free(x->ready[i]);
+		else
+			x->ready[k++] = x->ready[i];
+	}
+	x->nready = k;
+	s->p = NULL;
+	s->gen++;
+	free(s->iter);
+	s->iter = NULL;
+	s->state = KS_UNSTARTED;
+	s->behind_ms = -1;
+}
+
+/* Lease mode, stop.at.end: shard p was read to its end (SHARD_END, or caught up: the
+ * end noted then is p->has_end / p->end) and every chunk of it was polled. */
+static bool ksrc_part_ended(sp_source_t *src, sp_part_t *p)
+{
+	kin_src_t *x = src->ctx;
+	const kshard_t *s = p->src_ctx;
+	if (!x->stop_at_end || !s || s->p != p || (s->state != KS_ENDED && !s->end_noted) ||
+	    s->state == KS_BUSY)
+		return false;
+	for (int i = 0; i < x->nready; i++)
+		if (x->ready[i]->part == p)
+			return false;
+	return true;
+}
+
 static void ksrc_close(sp_source_t *src)
 {
 	ksrc_free(src->ctx);
@@ -672,4 +750,7 @@ const sp_source_ops_t sp_source_kinesis = {
     .part_behind_ms = ksrc_part_behind_ms,
     .ended = ksrc_ended,
     .close = ksrc_close,
+    .released = ksrc_released,
+    .take = ksrc_take,
+    .part_ended = ksrc_part_ended,
 };

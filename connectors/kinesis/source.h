@@ -35,7 +35,8 @@ typedef struct kshard {
 	bool closed;             /* the listing had an EndingSequenceNumber */
 	bool listed;             /* in the latest complete listing */
 	bool at_open;            /* known at open (stop.at.end notes its end) */
-	sp_part_t *p;            /* the engine's partition */
+	sp_part_t *p;            /* the engine's partition (lease mode: NULL unless held) */
+	uint64_t gen;            /* raised when p is released: replies of an older gen are dropped */
 	int state;
 	/* how to (re)acquire the iterator */
 	int it_kind;
@@ -69,6 +70,7 @@ typedef struct kin_src {
 	kshard_t **shards;
 	size_t nshards, cap;
 	bool stop_at_end, no_store, running;
+	bool leased; /* lease mode: shards are lease candidates, worked once taken */
 	int64_t sync_ms, idle_ms;
 	int64_t resolve_ms; /* starting.position=latest: the time every shard starts at */
 	/* the shard sync */

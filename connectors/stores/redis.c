@@ -11,6 +11,8 @@
  *   cmp     the same position as 128 hex digits ("" for "beginning"), so that Lua
  *           compares positions as big numbers by comparing strings
  *   epoch   the epoch marker the hash was written under
+ *   parents the partitions to be read to their end first (Kinesis parent shards,
+ *           comma-separated; KCL's parentShardId), written by an acquire that names them
  *
  * Every operation on a partition is one Lua script, so it is atomic on the server, and
  * reads the time with the server's TIME (Redis 5 and later replicate a script's effects,
@@ -64,7 +66,8 @@ typedef struct rstore {
 	"local t = redis.call('TIME') "                                                                      \
 	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
 
-/* KEYS[1] the hash; ARGV owner, seen owner, seen token, steal, timeout ms, epoch.
+/* KEYS[1] the hash; ARGV owner, seen owner, seen token, steal, timeout ms, epoch,
+ * parents ("" when none: the field is left as it is).
  * {1, token, ckpt} taken; {0} changed meanwhile; {-2} the hash is of another epoch */
 static const char LUA_ACQUIRE[] = LUA_NOW
     "local h = redis.call('HMGET', KEYS[1], 'owner', 'token', 'expiry', 'epoch', 'ckpt') "
@@ -76,6 +79,7 @@ static const char LUA_ACQUIRE[] = LUA_NOW
     "if ARGV[4] ~= '1' and owner ~= '' and exp > now then return {0} end "
     "token = redis.call('HINCRBY', KEYS[1], 'token', 1) "
     "redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'expiry', now + tonumber(ARGV[5]), 'epoch', ARGV[6]) "
+    "if ARGV[7] and ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'parents', ARGV[7]) end "
     "return {1, token, h[5] or ''}";
 
 /* the common checks of renew, checkpoint and release: ARGV[1] owner, ARGV[2] token,
@@ -97,15 +101,15 @@ static const char LUA_CKPT[] =
 /* 1 released, 0 gone, -2 lost */
 static const char LUA_RELEASE[] = LUA_CHECK "redis.call('HSET', KEYS[1], 'owner', '', 'expiry', 0) return 1";
 
-/* {owner, token, expired (0/1), ckpt} or {} when missing */
+/* {owner, token, expired (0/1), ckpt, parents} or {} when missing */
 static const char LUA_LIST[] =
-    LUA_NOW "local h = redis.call('HMGET', KEYS[1], 'owner', 'token', 'expiry', 'ckpt') "
+    LUA_NOW "local h = redis.call('HMGET', KEYS[1], 'owner', 'token', 'expiry', 'ckpt', 'parents') "
             "if not h[2] and not h[4] then return {} end "
             "local exp = tonumber(h[3] or '0') "
             "local owner = h[1] or '' "
             "local e = 1 "
             "if owner ~= '' and exp > now then e = 0 end "
-            "return {owner, h[2] or '0', e, h[4] or ''}";
+            "return {owner, h[2] or '0', e, h[4] or '', h[5] or ''}";
 
 /* ---- the connection ------------------------------------------------------------------ */
 
@@ -541,7 +545,7 @@ static int list_one(void *arg, const char *key, const char *name)
 	redisReply *rep = rs_eval(lc->r, LUA_LIST, key, 0, NULL, lc->errstr, lc->size);
 	if (!rep)
 		return SPATE_ERR_STORE;
-	if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 4) {
+	if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 4) {
 		freeReplyObject(rep);
 		return SPATE_OK; /* gone meanwhile */
 	}
@@ -554,6 +558,8 @@ static int list_one(void *arg, const char *key, const char *name)
 	const char *ck = rep->element[3]->str;
 	if (ck && *ck && !sp_ckpt_parse(ck, &l.ckpt))
 		l.has_ckpt = true;
+	if (rep->elements > 4 && rep->element[4]->str)
+		snprintf(l.parents, sizeof(l.parents), "%s", rep->element[4]->str);
 	freeReplyObject(rep);
 	if (lc->lfn)
 		lc->lfn(lc->arg, &l);
@@ -638,8 +644,9 @@ static int rs_acquire(sp_store_t *s, const char *name, const char *owner, const 
 	rs_key(r, name, key, sizeof(key));
 	snprintf(tok, sizeof(tok), "%" PRIu64, seen ? seen->counter : 0);
 	snprintf(tmo, sizeof(tmo), "%" PRId64, timeout_ms);
-	const char *args[] = {owner, seen ? seen->owner : "", tok, steal ? "1" : "0", tmo, r->epoch};
-	redisReply *rep = rs_eval(r, LUA_ACQUIRE, key, 6, args, errstr, size);
+	const char *args[] = {owner,    seen ? seen->owner : "",  tok, steal ? "1" : "0", tmo,
+	                      r->epoch, seen ? seen->parents : ""};
+	redisReply *rep = rs_eval(r, LUA_ACQUIRE, key, 7, args, errstr, size);
 	if (!rep)
 		return SPATE_ERR_STORE;
 	int rc;

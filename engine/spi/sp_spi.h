@@ -263,6 +263,14 @@ typedef struct sp_source_ops {
 	 *  up lease is released like a Kafka revoke (sp_engine_partition_release, then
 	 *  released()). NULL: the source has no lease mode (a lease store is refused). */
 	sp_part_t *(*take)(sp_source_t *s, int index, char *errstr, size_t size);
+	/** Lease mode with stop.at.end, for a partition whose end is not known at open (a
+	 *  Kinesis shard still open: its end is what was read when it caught up): true once
+	 *  p was read to its end and every record up to it was handed over (p->has_end /
+	 *  p->end then name the last one, has_end=false when there was none). The engine
+	 *  then gives the lease up once the checkpoint is saved there, and ends the run when
+	 *  this process saw every such partition at its end (engine/lease.c). NULL: the ends
+	 *  are those named at open (sp_engine_lease_candidate). Engine thread. */
+	bool (*part_ended)(sp_source_t *s, sp_part_t *p);
 } sp_source_ops_t;
 
 /** True when the engine runs the source in lease mode (see sp_source_ops_t.take).
@@ -270,8 +278,14 @@ typedef struct sp_source_ops {
 bool sp_engine_leased(sp_engine_t *e);
 /** In lease mode, name partition `index` of the source (its name is made as
  *  sp_engine_add_partition makes it). parents: the ids of the partitions that must be
- *  read to their end first, comma-separated (Kinesis parent shards), or NULL. has_end /
- *  end: stop.at.end's end of the partition. @locality inside open() */
+ *  read to their end first, comma-separated (Kinesis parent shards), or NULL: the lease
+ *  is not taken before the store shows each parent's checkpoint at
+ *  SPATE_POSITION_CLOSED (SHARD_END), whichever process wrote it, and the acquire
+ *  records them in the store (sp_lease_t.parents). A parent that is no candidate is not
+ *  waited for. has_end / end: stop.at.end's end of the partition. A partition whose
+ *  checkpoint is at SPATE_POSITION_CLOSED is finished: its lease is given up and taken
+ *  by nobody. @locality inside open(), or later on the engine thread for a partition
+ *  that appears while running (a Kinesis child: stop.at.end does not wait for it) */
 int sp_engine_lease_candidate(sp_engine_t *e, int index, const char *source, const char *topic,
                               int32_t partition, const char *shard, const char *parents, bool has_end,
                               const spate_position_t *end);
@@ -370,7 +384,8 @@ typedef struct sp_store_ops {
 	int (*lease_list)(sp_store_t *s, void (*fn)(void *arg, const sp_lease_t *l), void *arg, char *errstr,
 	                  size_t size);
 	/** Take partition name's lease for owner, conditionally on what the caller saw last
-	 *  (seen->owner and seen->counter; "" and 0 for a lease never seen). Without steal
+	 *  (seen->owner and seen->counter; "" and 0 for a lease never seen); seen->parents,
+	 *  when not "", is recorded with the lease (KCL's parentShardId). Without steal
 	 *  the lease must also be free or expired. On success *out holds the new lease (its
 	 *  counter, its checkpoint). SPATE_ERR_LEASE when it changed meanwhile (another
 	 *  process won), SPATE_ERR_STORE_LOST, or a transient error. */

@@ -1,8 +1,9 @@
 /* test_leases.c - several spate processes share an 8-partition log through store=redis
- * (redis-server started here, AOF with appendfsync always): the partitions split 4/4, a
- * SIGKILLed process's partitions are taken over and the run finishes with every record
- * handled at least once, a process paused past its leases writes nothing for them after
- * SIGCONT, a Redis restart loses no checkpoint, and a FLUSHALL stops spate with the
+ * (redis-server started here, AOF with appendfsync always) and through store=dynamodb
+ * (dynalite started here): the partitions split 4/4, a SIGKILLed process's partitions are
+ * taken over and the run finishes with every record handled at least once, a process
+ * paused past its leases writes nothing for them after SIGCONT; a Redis restart loses no
+ * checkpoint, and a FLUSHALL (or an emptied DynamoDB table) stops spate with the
  * store-lost error. Timing is never asserted: waits are generous upper bounds. */
 #include "tests/common/redis.h"
 #include "tests/common/util.h"
@@ -15,6 +16,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#ifdef SPATE_HAVE_DYNAMODB /* built with the AWS client */
+#include "tests/common/dynalite.h"
+#endif
+
 #define NPART    8
 #define LEASE_MS "1500"
 
@@ -22,9 +27,31 @@ static t_redis_t srv;
 static char dir[256], logdir[300];
 static uint64_t next_off[NPART]; /* each partition's next offset: records 0..next-1 */
 
+/* ---- the store under test: what the two-process tests need of it ---- */
+
+struct backend {
+	char uri[128];
+	/* partition i's lease owner and checkpoint as the store holds them (malloc'd, or NULL) */
+	char *(*owner)(int part);
+	char *(*ckpt)(int part);
+};
+static struct backend be;
+
+static char *redis_owner(int part)
+{
+	return t_redis_cmd(&srv, "HGET spate:p:{log/orders/%d} owner", part);
+}
+
+static char *redis_ckpt(int part)
+{
+	return t_redis_cmd(&srv, "HGET spate:p:{log/orders/%d} ckpt", part);
+}
+
 static void setup(void)
 {
 	t_redis_start(&srv);
+	be = (struct backend){.owner = redis_owner, .ckpt = redis_ckpt};
+	snprintf(be.uri, sizeof(be.uri), "%s", srv.uri);
 	t_mkdtemp(dir, sizeof(dir));
 	snprintf(logdir, sizeof(logdir), "%s/orders", dir);
 }
@@ -34,6 +61,47 @@ static void teardown(void)
 	t_redis_stop(&srv);
 	t_rmrf(dir);
 }
+
+#ifdef SPATE_HAVE_DYNAMODB
+/* store=dynamodb:leases against dynalite; the processes find it through
+ * AWS_ENDPOINT_URL_DYNAMODB (t_dynalite_start sets it, the children inherit it) */
+static t_dyn_t *dyn;
+
+static char *dyn_attr(int part, const char *attr)
+{
+	char key[64];
+	snprintf(key, sizeof(key), "p/log/orders/%d", part);
+	return t_dyn_attr(dyn, "leases", key, attr);
+}
+
+static char *dyn_owner(int part)
+{
+	return dyn_attr(part, "leaseOwner");
+}
+
+static char *dyn_ckpt(int part)
+{
+	return dyn_attr(part, "spateCheckpoint");
+}
+
+static void setup_dyn(void)
+{
+	dyn = t_dynalite_start();
+	t_dyn_create_table(dyn, "leases");
+	be = (struct backend){.uri = "dynamodb:leases", .owner = dyn_owner, .ckpt = dyn_ckpt};
+	t_mkdtemp(dir, sizeof(dir));
+	snprintf(logdir, sizeof(logdir), "%s/orders", dir);
+}
+
+static void teardown_dyn(void)
+{
+	t_dynalite_fini();
+	dyn = NULL;
+	t_rmrf(dir);
+}
+
+TestSuite(leases_dynamodb, .init = setup_dyn, .fini = teardown_dyn, .timeout = 600);
+#endif
 
 TestSuite(leases, .init = setup, .fini = teardown, .timeout = 600);
 
@@ -70,9 +138,9 @@ static int start(const char *who, const char *sleep_ms)
 	snprintf(owner, sizeof(owner), "lease.owner=%s", who);
 	snprintf(errf, sizeof(errf), "%s/%s.err", dir, who);
 	snprintf(sl, sizeof(sl), "journal.sleep.ms=%s", sleep_ms);
-	char src[400], store[128];
+	char src[400], store[160];
 	snprintf(src, sizeof(src), "source=log:%s", logdir);
-	snprintf(store, sizeof(store), "store=%s", srv.uri);
+	snprintf(store, sizeof(store), "store=%s", be.uri);
 	char *argv[] = {(char *)t_spate_cli(),
 	                "run",
 	                "-X",
@@ -103,12 +171,12 @@ static int start(const char *who, const char *sleep_ms)
 	return pid;
 }
 
-/* How many partitions' leases `who` holds in Redis. */
+/* How many partitions' leases `who` holds in the store. */
 static int held_by(const char *who)
 {
 	int n = 0;
 	for (int i = 0; i < NPART; i++) {
-		char *v = t_redis_cmd(&srv, "HGET spate:p:{log/orders/%d} owner", i);
+		char *v = be.owner(i);
 		if (v && !strcmp(v, who))
 			n++;
 		free(v);
@@ -167,11 +235,11 @@ static void check_journals(const char *const *whos, int n)
 	}
 }
 
-/* The final checkpoints in Redis are the partitions' last records. */
+/* The final checkpoints in the store are the partitions' last records. */
 static void check_final_checkpoints(void)
 {
 	for (int i = 0; i < NPART; i++) {
-		char *v = t_redis_cmd(&srv, "HGET spate:p:{log/orders/%d} ckpt", i);
+		char *v = be.ckpt(i);
 		cr_assert(v && strtoull(v, NULL, 10) == next_off[i] - 1,
 		          "partition %d checkpoint %s, last record %" PRIu64, i, v ? v : "(none)",
 		          next_off[i] - 1);
@@ -238,7 +306,7 @@ static int check_audit(const char *const *whos, int n)
 	return writes;
 }
 
-Test(leases, two_processes_split_kill_one_other_finishes)
+static void split_kill_one_other_finishes(void)
 {
 	produce(40000); /* 5,000 a partition; 20 a batch, 20 ms a batch: minutes for one worker */
 	int a = start("A", "20");
@@ -271,7 +339,7 @@ static size_t count_in(const char *path, size_t from, const char *needle)
 	return n;
 }
 
-Test(leases, paused_process_writes_nothing_for_lost_partitions)
+static void paused_process_writes_nothing(void)
 {
 	produce(40000);
 	int a = start("A", "20");
@@ -281,7 +349,7 @@ Test(leases, paused_process_writes_nothing_for_lost_partitions)
 	          held_by("A"), held_by("B"));
 	bool had[NPART];
 	for (int i = 0; i < NPART; i++) {
-		char *v = t_redis_cmd(&srv, "HGET spate:p:{log/orders/%d} owner", i);
+		char *v = be.owner(i);
 		had[i] = v && !strcmp(v, "B");
 		free(v);
 	}
@@ -350,6 +418,52 @@ Test(leases, paused_process_writes_nothing_for_lost_partitions)
 	check_final_checkpoints();
 	check_audit(whos, 2);
 }
+
+Test(leases, two_processes_split_kill_one_other_finishes)
+{
+	split_kill_one_other_finishes();
+}
+
+Test(leases, paused_process_writes_nothing_for_lost_partitions)
+{
+	paused_process_writes_nothing();
+}
+
+#ifdef SPATE_HAVE_DYNAMODB
+Test(leases_dynamodb, two_processes_split_kill_one_other_finishes)
+{
+	split_kill_one_other_finishes();
+}
+
+Test(leases_dynamodb, paused_process_writes_nothing_for_lost_partitions)
+{
+	paused_process_writes_nothing();
+}
+
+Test(leases_dynamodb, emptied_table_stops_with_store_lost)
+{
+	produce(16000);
+	int a = start("A", "20");
+	cr_assert(wait_for(holds_all, "A", 60000));
+	t_dyn_empty_table(dyn, "leases");
+	int st;
+	cr_assert_eq(t_wait_exit(a, 60000, &st), 0, "A did not stop after the table was emptied");
+	cr_assert_neq(st, 0, "A went on after its store lost its data");
+	char path[400];
+	snprintf(path, sizeof(path), "%s/A.err", dir);
+	char *err = t_read_file(path, NULL);
+	cr_assert(err && strstr(err, "lost its data") && strstr(err, "dynamodb:leases"), "%s",
+	          err ? err : "");
+	free(err);
+	/* it did not start over: no lease or checkpoint was written back */
+	for (int i = 0; i < NPART; i++) {
+		char *v = be.owner(i);
+		cr_assert_null(v, "partition %d's lease was written again (owner %s)", i, v);
+	}
+	char *v = t_dyn_attr(dyn, "leases", "p#epoch", "spateEpoch");
+	cr_assert_null(v, "the epoch marker was written again: %s", v);
+}
+#endif
 
 Test(leases, redis_restart_loses_no_checkpoint)
 {

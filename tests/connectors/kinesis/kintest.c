@@ -72,15 +72,23 @@ static int handle(void *opaque, void *wctx, spate_batch_t *b)
 		    memcmp(r[i]->headers[0].value, hv, (size_t)hl))
 			s->bad_header++;
 		uint8_t *c = &s->count[(size_t)k * (size_t)s->per_key + (size_t)q];
-		if (++*c > 1)
+		if (*c < UINT8_MAX)
+			++*c;
+		if (*c > 1) {
 			s->dups++;
-		else if (q <= s->last[k])
-			s->disorder++;
+		} else {
+			s->distinct++;
+			if (q <= s->last[k])
+				s->disorder++;
+		}
 		if (q > s->last[k])
 			s->last[k] = q;
 		kt_part_t *p = kt_part(s, r[i]->partition->name);
-		if (p->first_in < 0)
+		if (p->first_in < 0) {
 			p->first_in = in;
+			if (s->first_of)
+				s->first_of(s, p->name);
+		}
 		p->n++;
 		if (spate_position_cmp(&r[i]->position, &p->last) > 0)
 			p->last = r[i]->position;
@@ -206,10 +214,16 @@ static void kt_during(t_during_t *d)
 	x->during(d);
 }
 
+spate_handler_t kt_handler(kt_seen_t *s)
+{
+	return (spate_handler_t){
+	    .version = SPATE_HANDLER_VERSION, .name = "kt", .handle = handle, .opaque = s};
+}
+
 void kt_run(const kt_conf_t *cf, const char *const *more, kt_seen_t *s, void (*during)(t_during_t *),
             void *arg)
 {
-	spate_handler_t h = {.version = SPATE_HANDLER_VERSION, .name = "kt", .handle = handle, .opaque = s};
+	spate_handler_t h = kt_handler(s);
 	kt_ctx_t x = {.s = s, .during = during, .arg = arg};
 	t_engine_opts_t o = {.conf = cf->kv,
 	                     .conf_more = more,

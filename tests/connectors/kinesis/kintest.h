@@ -24,12 +24,14 @@ typedef struct kt_part {
 	spate_position_t last;
 } kt_part_t;
 
-typedef struct kt_seen {
+typedef struct kt_seen kt_seen_t;
+struct kt_seen {
 	pthread_mutex_t mu;
 	int keys, per_key;
 	int *last;      /* per key: the last sequence handled (-1) */
 	uint8_t *count; /* per (key, seq): deliveries */
 	long total, dups, disorder, bad_header, foreign;
+	long distinct; /* records handled at least once */
 	long tick;
 	kt_part_t parts[KT_MAX_PARTS];
 	int nparts;
@@ -44,13 +46,19 @@ typedef struct kt_seen {
 	int nmin;
 	long before_ckpt; /* records at or before min_pos */
 	kt_part_t spare;  /* kt_part's answer when parts is full (a failure is noted) */
-} kt_seen_t;
+	/* called (under mu, on a worker: t_expect only) with a partition's name when its
+	 * first record is handled; hook_arg is the test's */
+	void (*first_of)(struct kt_seen *s, const char *part);
+	void *hook_arg;
+};
 
 void kt_seen_init(kt_seen_t *s, int keys, int per_key);
 void kt_seen_free(kt_seen_t *s);
 /* Every record handled exactly once, in per-key order, with its header. */
 void kt_assert_exactly_once(kt_seen_t *s);
 kt_part_t *kt_part(kt_seen_t *s, const char *name);
+/* The counting handler on s (what kt_run runs; a test running engines itself uses it). */
+spate_handler_t kt_handler(kt_seen_t *s);
 
 /* Put keys x per_key records (seq from first_seq) through the kinesis sink, interleaved
  * by key. */

@@ -1,5 +1,5 @@
-/* http.c - the Kinesis connector's I/O thread: libcurl's multi-socket interface driven
- * from an io_uring loop.
+/* http.c - the I/O thread of an AWS JSON-protocol client (the Kinesis connector, the
+ * DynamoDB store): libcurl's multi-socket interface driven from an io_uring loop.
  *
  * One thread per connection object (the source has one, the sink another) serves every
  * request: socket readiness is a POLL_ADD request in the ring for each socket libcurl
@@ -15,7 +15,7 @@
  * @locality kin_http_submit and kin_http_call from any thread; everything else here runs
  * on the I/O thread.
  */
-#include "kinesis.h"
+#include "aws.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -238,11 +238,11 @@ static void finish(kin_req_t *r, int rc)
 static void start(kin_http_t *h, kin_req_t *r)
 {
 	CURL *e = curl_easy_init();
-	char target[96];
-	snprintf(target, sizeof(target), "X-Amz-Target: Kinesis_20131202.%s", r->op);
+	char target[160], ctype[96];
+	snprintf(target, sizeof(target), "X-Amz-Target: %s.%s", h->aws->target, r->op);
+	snprintf(ctype, sizeof(ctype), "Content-Type: %s", h->aws->ctype);
 	struct curl_slist *hd = NULL, *t;
-	const char *lines[] = {"Content-Type: application/x-amz-json-1.1", target,
-	                       "Expect:", h->aws->token_hdr[0] ? h->aws->token_hdr : NULL};
+	const char *lines[] = {ctype, target, "Expect:", h->aws->token_hdr[0] ? h->aws->token_hdr : NULL};
 	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
 		if (!lines[i])
 			continue;
@@ -277,8 +277,12 @@ static void start(kin_http_t *h, kin_req_t *r)
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->curl_err);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, r);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)KIN_REQUEST_TIMEOUT_MS);
-	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)KIN_CONNECT_TIMEOUT_MS);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS,
+	                 (long)(r->timeout_ms > 0 ? r->timeout_ms : KIN_REQUEST_TIMEOUT_MS));
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+	                 (long)(r->timeout_ms > 0 && r->timeout_ms < KIN_CONNECT_TIMEOUT_MS
+	                            ? r->timeout_ms
+	                            : KIN_CONNECT_TIMEOUT_MS));
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, ""); /* what libcurl can decode */
 	CURLMcode mc = curl_multi_add_handle(h->multi, e);
@@ -459,13 +463,13 @@ kin_http_t *kin_http_new(const kin_aws_t *a, char *errstr, size_t size)
 {
 	pthread_once(&curl_once, curl_init);
 	if (curl_init_rc != CURLE_OK) {
-		sp_err(errstr, size, SPATE_ERR_SOURCE, "kinesis: libcurl: %s",
+		sp_err(errstr, size, SPATE_ERR_SOURCE, "%s: libcurl: %s", a->endpoint,
 		       curl_easy_strerror(curl_init_rc));
 		return NULL;
 	}
 	kin_http_t *h = calloc(1, sizeof(*h));
 	if (!h) {
-		sp_err(errstr, size, SPATE_ERR_NOMEM, "kinesis: out of memory");
+		sp_err(errstr, size, SPATE_ERR_NOMEM, "%s: out of memory", a->endpoint);
 		return NULL;
 	}
 	h->aws = a;
@@ -475,14 +479,15 @@ kin_http_t *kin_http_new(const kin_aws_t *a, char *errstr, size_t size)
 	pthread_cond_init(&h->cv, NULL);
 	int rc = io_uring_queue_init(KIN_RING_ENTRIES, &h->ring, 0);
 	if (rc < 0) {
-		sp_err(errstr, size, SPATE_ERR_SOURCE, "kinesis: io_uring_queue_init: %s", strerror(-rc));
+		sp_err(errstr, size, SPATE_ERR_SOURCE, "%s: io_uring_queue_init: %s", a->endpoint,
+		       strerror(-rc));
 		goto fail;
 	}
 	h->ring_ok = true;
 	h->evfd = eventfd(0, EFD_CLOEXEC);
 	h->multi = curl_multi_init();
 	if (h->evfd < 0 || !h->multi) {
-		sp_err(errstr, size, SPATE_ERR_SOURCE, "kinesis: cannot set up the I/O loop: %s",
+		sp_err(errstr, size, SPATE_ERR_SOURCE, "%s: cannot set up the I/O loop: %s", a->endpoint,
 		       h->evfd < 0 ? strerror(errno) : "curl_multi_init failed");
 		goto fail;
 	}
@@ -492,7 +497,7 @@ kin_http_t *kin_http_new(const kin_aws_t *a, char *errstr, size_t size)
 	curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
 	curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)KIN_MAX_CONNS);
 	if ((rc = pthread_create(&h->th, NULL, loop, h))) {
-		sp_err(errstr, size, SPATE_ERR_SOURCE, "kinesis: cannot start the I/O thread: %s",
+		sp_err(errstr, size, SPATE_ERR_SOURCE, "%s: cannot start the I/O thread: %s", a->endpoint,
 		       strerror(rc));
 		goto fail;
 	}
