@@ -151,6 +151,12 @@ int sp_checkpoint_maybe_flush(sp_engine_t *e, bool force)
 		sp_msg(e, SP_MSG_INFO, "checkpoint store: takes checkpoints again; handlers resume");
 		sp_workers_hold(e, false);
 	}
+	if (rc == SPATE_ERR_STORE_LOST) {
+		/* the store lost its data (guarantee 6): saving on would start every partition over */
+		atomic_fetch_add_explicit(&e->store_errors, 1, memory_order_relaxed);
+		sp_engine_fatal(e, rc, err);
+		return rc;
+	}
 	if (rc) {
 		uint64_t n = atomic_fetch_add_explicit(&e->store_errors, 1, memory_order_relaxed) + 1;
 		sp_msg(e, SP_MSG_ERROR, "checkpoint store: %s (will retry; %" PRIu64 " failures so far)", err,

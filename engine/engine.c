@@ -650,12 +650,11 @@ spate_err_t spate_engine_run(spate_engine_t *e, char *err, size_t sz)
 		int st = atomic_load(&e->stop_req);
 		if (st >= 2)
 			break;
-		if (e->leased) {
+		if (e->leased)
 			sp_lease_tick(e);
-			if (e->fatal_rc) {
-				rc = sp_err(err, sz, e->fatal_rc, "%s", e->fatal_err);
-				break;
-			}
+		if (e->fatal_rc) { /* a lost lease store, or a store that lost its data */
+			rc = sp_err(err, sz, e->fatal_rc, "%s", e->fatal_err);
+			break;
 		}
 		int fed = 0;
 		if (e->src.ops->service) {

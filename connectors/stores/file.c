@@ -72,7 +72,11 @@ typedef struct fstore {
 	uint64_t epoch;
 	int64_t created_ms;
 	int64_t fault_left; /* SPATE_FAULT_STORE: saves still to fail (INT64_MAX: all); 0 off */
+	bool on_disk;       /* PATH holds this store's set: it was loaded from PATH, or saved to it */
 } fstore_t;
+
+/* Bytes read from the start of PATH to find its header line (longer than any header). */
+#define FSTORE_HEAD_READ 256
 
 /* ---- small helpers ----------------------------------------------------------------- */
 
@@ -244,6 +248,7 @@ static int load_files(fstore_t *fs, char *errstr, size_t size)
 	fparse_t fp;
 	int r = read_parse(fs->path, &fp, errstr, size);
 	if (r == SPATE_OK) {
+		fs->on_disk = true;
 		if (access(fs->tmp_path, F_OK) == 0)
 			sp_msg(fs->eng, SP_MSG_INFO,
 			       "file store: ignoring %s, left by an interrupted save; %s holds the last "
@@ -370,6 +375,7 @@ static int write_file(fstore_t *fs, const fent_t *ents, size_t n, uint64_t epoch
 		unlink(fs->tmp_path);
 		return r;
 	}
+	fs->on_disk = true;
 	if (stop_after == SP_FILE_FAULT_BEFORE_DIRSYNC)
 		return fault_stop(fs, stop_after, errstr, size);
 	int dfd = open(fs->dir_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -393,6 +399,58 @@ fail:
 	free(b.p);
 	unlink(fs->tmp_path);
 	return r;
+}
+
+/* SPATE_ERR_STORE_LOST naming the store and what happened to PATH. */
+static int lost_err(const fstore_t *fs, char *errstr, size_t size, const char *what)
+{
+	return sp_err(errstr, size, SPATE_ERR_STORE_LOST,
+	              "file store %s lost its data: %s (epoch %016" PRIx64 " when this process opened it); "
+	              "something removed or replaced it while this process held its lock (%s), so spate "
+	              "stops rather than overwrite it or start over; `spate checkpoint reset` starts over "
+	              "deliberately",
+	              fs->path, what, fs->epoch, fs->lock_path);
+}
+
+/* Before a save: PATH is still this store's file. While the store holds the lock only it
+ * writes PATH, so a PATH that vanished after it was loaded or saved, one that appeared
+ * without a save, or one under another epoch was removed or replaced behind its back
+ * (guarantee 6): SPATE_ERR_STORE_LOST. SPATE_ERR_STORE when PATH cannot be read. Reads
+ * the header line only. Caller holds fs->mu. */
+static int check_same_file(const fstore_t *fs, char *errstr, size_t size)
+{
+	int fd = open(fs->path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno != ENOENT)
+			return sp_err(errstr, size, SPATE_ERR_STORE, "file store %s: cannot open it: %s",
+			              fs->path, strerror(errno));
+		return fs->on_disk ? lost_err(fs, errstr, size, "the file is gone") : SPATE_OK;
+	}
+	char head[FSTORE_HEAD_READ], why[512];
+	ssize_t got;
+	do
+		got = pread(fd, head, sizeof head, 0);
+	while (got < 0 && errno == EINTR);
+	int err = errno;
+	close(fd);
+	if (got < 0)
+		return sp_err(errstr, size, SPATE_ERR_STORE, "file store %s: cannot read it: %s", fs->path,
+		              strerror(err));
+	uint64_t epoch;
+	if (sp_fstore_head_epoch(fs->path, head, (size_t)got, &epoch, why, sizeof why) != SPATE_OK) {
+		char what[600];
+		snprintf(what, sizeof what, "it is no longer a checkpoint file of this store (%s)", why);
+		return lost_err(fs, errstr, size, what);
+	}
+	if (!fs->on_disk || epoch != fs->epoch) {
+		char what[200];
+		snprintf(what, sizeof what, "%s with epoch %016" PRIx64,
+		         fs->on_disk ? "it was replaced by a file"
+		                     : "a file this process did not write appeared",
+		         epoch);
+		return lost_err(fs, errstr, size, what);
+	}
+	return SPATE_OK;
 }
 
 /* ---- merging ------------------------------------------------------------------------- */
@@ -653,6 +711,8 @@ static int save_locked(fstore_t *fs, const sp_store_entry_t *ents, size_t n, int
 		              FSTORE_FAULT_ENV);
 	}
 	fent_t *merged = NULL;
+	if ((r = check_same_file(fs, errstr, size)) != SPATE_OK)
+		return r;
 	size_t mn = 0;
 	bool *fresh = NULL;
 	r = merge(fs, ents, n, &merged, &mn, &fresh, errstr, size);

@@ -331,6 +331,20 @@ int sp_fstore_parse(const char *file, const char *buf, size_t file_len, fparse_t
 	return CORRUPT(lineno + 1, "truncated: the checksum line is missing");
 }
 
+int sp_fstore_head_epoch(const char *file, const char *buf, size_t len, uint64_t *epoch, char *errstr,
+                         size_t size)
+{
+	const char *nl = memchr(buf, '\n', len);
+	fparse_t fp;
+	memset(&fp, 0, sizeof fp);
+	if (!nl)
+		return CORRUPT(1, "no complete header line");
+	int r = parse_header(file, buf, (size_t)(nl - buf), &fp, errstr, size);
+	if (r == SPATE_OK)
+		*epoch = fp.epoch;
+	return r;
+}
+
 #undef CORRUPT
 
 /* ---- formatting --------------------------------------------------------------------- */

@@ -51,6 +51,12 @@ typedef struct fparse {
 int sp_fstore_parse(const char *file, const char *buf, size_t file_len, fparse_t *out, char *errstr,
                     size_t size);
 
+/* The epoch in the header line at the start of buf (len bytes, the first bytes of a
+ * checkpoint file: the whole header line must be among them). SPATE_OK with *epoch set,
+ * or SPATE_ERR_CORRUPT (or _UNSUPPORTED) with file named in errstr. */
+int sp_fstore_head_epoch(const char *file, const char *buf, size_t len, uint64_t *epoch, char *errstr,
+                         size_t size);
+
 /* The file's bytes for this set of entries (sorted by name, names unique), appended to
  * b. SPATE_OK, or SPATE_ERR_NOMEM; b->p is the caller's to free either way. */
 int sp_fstore_serialize(const fent_t *ents, size_t n, uint64_t epoch, int64_t created_ms, sbuf_t *b);

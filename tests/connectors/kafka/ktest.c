@@ -9,13 +9,19 @@
 #include "tests/common/util.h"
 #include "tests/connectors/kafka/ktest.h"
 
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 enum {
 	/* how long reading a topic back may take (ASan on a loaded machine) */
@@ -278,4 +284,145 @@ void kt_print_tail(const char *dir, const char *file)
 	size_t n = s ? strlen(s) : 0;
 	cr_log_info("%s (last part):\n%s", file, s ? s + (n > KT_TAIL_BYTES ? n - KT_TAIL_BYTES : 0) : "(none)");
 	free(s);
+}
+
+/* ---- transaction control markers through a raw Produce request ----------------------- */
+
+typedef struct kt_wbuf {
+	uint8_t b[512];
+	size_t n;
+} kt_wbuf_t;
+
+static void kw8(kt_wbuf_t *w, uint8_t v)
+{
+	cr_assert_lt(w->n, sizeof(w->b));
+	w->b[w->n++] = v;
+}
+static void kw16(kt_wbuf_t *w, uint16_t v)
+{
+	kw8(w, (uint8_t)(v >> 8));
+	kw8(w, (uint8_t)v);
+}
+static void kw32(kt_wbuf_t *w, uint32_t v)
+{
+	kw16(w, (uint16_t)(v >> 16));
+	kw16(w, (uint16_t)v);
+}
+static void kw64(kt_wbuf_t *w, uint64_t v)
+{
+	kw32(w, (uint32_t)(v >> 32));
+	kw32(w, (uint32_t)v);
+}
+static void kwbytes(kt_wbuf_t *w, const void *p, size_t n)
+{
+	cr_assert_leq(w->n + n, sizeof(w->b));
+	memcpy(w->b + w->n, p, n);
+	w->n += n;
+}
+/* A zigzag varint, as records use. */
+static void kwvar(kt_wbuf_t *w, int64_t v)
+{
+	uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+	for (; z >= 0x80; z >>= 7)
+		kw8(w, (uint8_t)(z | 0x80));
+	kw8(w, (uint8_t)z);
+}
+static void kwput32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+/* A record batch (magic 2) of one control record: key {version 0, type 1 commit / 0
+ * abort}, value {version 0, coordinator epoch 0}; producer id -1 (none). */
+static void control_batch(kt_wbuf_t *w, int commit)
+{
+	size_t start = w->n;
+	kw64(w, 0); /* baseOffset: the broker assigns it */
+	kw32(w, 0); /* batchLength, set below */
+	kw32(w, 0); /* partitionLeaderEpoch */
+	kw8(w, 2);  /* magic */
+	kw32(w, 0); /* crc, set below */
+	size_t crc_from = w->n;
+	kw16(w, 0x30); /* attributes: transactional (0x10), control (0x20) */
+	kw32(w, 0);    /* lastOffsetDelta */
+	kw64(w, 1700000000000ULL);
+	kw64(w, 1700000000000ULL);
+	kw64(w, UINT64_MAX); /* producerId -1 */
+	kw16(w, 0);          /* producerEpoch */
+	kw32(w, UINT32_MAX); /* baseSequence -1 */
+	kw32(w, 1);          /* one record */
+	kt_wbuf_t r = {0};
+	kw8(&r, 0);   /* attributes */
+	kwvar(&r, 0); /* timestampDelta */
+	kwvar(&r, 0); /* offsetDelta */
+	kwvar(&r, 4);
+	kw16(&r, 0);
+	kw16(&r, commit ? 1 : 0);
+	kwvar(&r, 6);
+	kw16(&r, 0);
+	kw32(&r, 0);
+	kwvar(&r, 0); /* no headers */
+	kwvar(w, (int64_t)r.n);
+	kwbytes(w, r.b, r.n);
+	kwput32(w->b + start + 8, (uint32_t)(w->n - start - 12));
+	kwput32(w->b + start + 17, sp_crc32c(w->b + crc_from, w->n - crc_from));
+}
+
+void kt_append_control(const char *hostport, const char *topic, int32_t partition, int commit)
+{
+	const char *colon = strrchr(hostport, ':');
+	cr_assert(colon, "no port in %s", hostport);
+	char host[64];
+	snprintf(host, sizeof(host), "%.*s", (int)(colon - hostport), hostport);
+	kt_wbuf_t w = {0}, batch = {0};
+	control_batch(&batch, commit);
+	/* Produce v3: size, api key 0, version 3, correlation id, client id; transactional
+	 * id null, acks 1, timeout, one topic with one partition and its records */
+	kw32(&w, 0);
+	kw16(&w, 0);
+	kw16(&w, 3);
+	kw32(&w, 1);
+	kw16(&w, 2);
+	kwbytes(&w, "kt", 2);
+	kw16(&w, UINT16_MAX);
+	kw16(&w, 1);
+	kw32(&w, 10000);
+	kw32(&w, 1);
+	kw16(&w, (uint16_t)strlen(topic));
+	kwbytes(&w, topic, strlen(topic));
+	kw32(&w, 1);
+	kw32(&w, (uint32_t)partition);
+	kw32(&w, (uint32_t)batch.n);
+	kwbytes(&w, batch.b, batch.n);
+	kwput32(w.b, (uint32_t)(w.n - 4));
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(fd, 0);
+	struct timeval tv = {.tv_sec = 10};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
+	cr_assert_eq(inet_pton(AF_INET, host, &a.sin_addr), 1, "%s", host);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0, "connect %s: %s", hostport,
+	             strerror(errno));
+	cr_assert_eq(write(fd, w.b, w.n), (ssize_t)w.n);
+	/* the answer: size, correlation id, one topic (name), one partition: id, error code */
+	uint8_t resp[512];
+	size_t got = 0, need = 4;
+	while (got < need) {
+		ssize_t k = read(fd, resp + got, sizeof(resp) - got);
+		cr_assert_gt(k, 0, "no Produce answer from %s", hostport);
+		got += (size_t)k;
+		if (got >= 4)
+			need = 4 + ((size_t)resp[0] << 24 | (size_t)resp[1] << 16 | (size_t)resp[2] << 8 |
+			            resp[3]);
+		cr_assert_leq(need, sizeof(resp));
+	}
+	close(fd);
+	size_t o = 4 + 4 + 4 + 2 + strlen(topic) + 4 + 4;
+	cr_assert_leq(o + 2, got);
+	int16_t err = (int16_t)(resp[o] << 8 | resp[o + 1]);
+	cr_assert_eq(err, 0, "the control marker for %s [%d] was refused: error %d", topic, (int)partition,
+	             err);
 }

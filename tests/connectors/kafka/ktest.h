@@ -52,6 +52,13 @@ rd_kafka_resp_err_t kt_produce_sync(rd_kafka_t *rk, const char *topic, int32_t p
  * fails the test when they cannot be read. */
 void kt_committed(const char *bootstrap, const char *topic, const char *group, int np, int64_t *committed);
 
+/* Append a transaction control marker (commit, or abort when !commit) to partition of
+ * topic at the leader at host:port, as a transaction coordinator does: one record batch
+ * with the control and transactional attributes, written with a raw Produce request
+ * (librdkafka 2.0.2's mock cluster takes a transactional producer but writes no markers
+ * of its own). The marker takes one offset that no consumer hands out. Fails the test
+ * when it is not acknowledged without error. */
+void kt_append_control(const char *hostport, const char *topic, int32_t partition, int commit);
 /* Wait up to bound_ms for the child pid to exit: its exit status (128+signal when a
  * signal ended it), or -1 when it did not exit in time (it is SIGKILLed and reaped). */
 int kt_wait_exit(pid_t pid, int bound_ms);

@@ -418,3 +418,69 @@ Test(log_cli, the_default_store_is_inside_the_log_per_pipeline)
 	free(err);
 	t_rmrf(dir);
 }
+
+/* How many times line (a whole line, without its newline) occurs in text. */
+static int line_count(const char *text, const char *line)
+{
+	int n = 0;
+	size_t len = strlen(line);
+	for (const char *p = text; (p = strstr(p, line)); p += len)
+		if ((p == text || p[-1] == '\n') && (p[len] == '\n' || p[len] == '\0'))
+			n++;
+	return n;
+}
+
+/* Guarantee 5: with no DLQ, a record whose retries are exhausted is dropped, and each
+ * drop is logged once, naming the partition, the position and the error, and counted.
+ * The poison records' partitions and offsets come from `spate log dump`, so the test
+ * does not depend on how keyless lines are placed. One record per batch, so each poison
+ * record fails exactly max.retry.attempts + 1 = 2 times. */
+Test(log_cli, each_drop_is_logged_naming_partition_position_and_error)
+{
+	char dir[256], cmd[4096], *out = NULL, *err = NULL;
+	t_mkdtemp(dir, sizeof(dir));
+	snprintf(cmd, sizeof(cmd),
+	         "seq 0 2999 | awk '{ if ($1 %% 100 == 7) print $1 \":poison\"; else print $1 }' | "
+	         "$SPATE produce %s/orders --partitions 2",
+	         dir);
+	cr_assert_eq(sh(cmd, &out, &err), 0, "%s", err);
+	free(out);
+	free(err);
+	snprintf(cmd, sizeof(cmd), "$SPATE log dump %s/orders | grep -F ':poison'", dir);
+	char *dump = NULL;
+	cr_assert_eq(sh(cmd, &dump, &err), 0, "%s", err);
+	free(err);
+	cr_assert_eq(count_lines(dump), 30, "%s", dump);
+	snprintf(cmd, sizeof(cmd),
+	         "$SPATE run -X source=log:%s/orders -X store=none -X stop.at.end=true "
+	         "-X handler=fail-if:poison -X report.item.failures=true -X max.retry.attempts=1 "
+	         "-X batch.size=1 -X retry.backoff.ms=1 -X retry.backoff.max.ms=2",
+	         dir);
+	cr_assert_eq(sh(cmd, &out, &err), 0, "%s", err);
+	cr_assert_eq(summary_field(out, "records"), 3000, "%s", out);
+	cr_assert_eq(summary_field(out, "dropped"), 30, "%s", out);
+	cr_assert_eq(summary_field(out, "dlq"), 0, "%s", out);
+	/* one line per drop, and no other */
+	int drops = 0;
+	for (const char *p = err; (p = strstr(p, "dropped ")); p++)
+		drops++;
+	cr_assert_eq(drops, 30, "%d drop lines, 30 drops:\n%s", drops, err);
+	/* each poison record's line names its partition, its position and the error */
+	for (const char *l = dump; *l;) {
+		int part = -1;
+		unsigned long long off = 0;
+		cr_assert_eq(sscanf(l, "%d:%llu ", &part, &off), 2, "dump line: %s", l);
+		char want[512];
+		snprintf(want, sizeof(want),
+		         "spate: warn: dropped log/orders/%d position %llu after 2 attempts "
+		         "(RetryAttemptsExhausted): value contains \"poison\" (no dlq configured)",
+		         part, off);
+		cr_assert_eq(line_count(err, want), 1, "want once: %s\nin:\n%s", want, err);
+		l = strchr(l, '\n');
+		l = l ? l + 1 : "";
+	}
+	free(dump);
+	free(out);
+	free(err);
+	t_rmrf(dir);
+}

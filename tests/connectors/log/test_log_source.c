@@ -4,9 +4,11 @@
  * stop.at.end with a tiny max.inflight.bytes; log.on.corruption fail and skip; records
  * that fail go to a dlq=log:DIR, durably, with their bytes. */
 #include "tests/common/engine.h"
+#include "tests/common/util.h"
 #include "tests/connectors/log/logtest.h"
 
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -293,4 +295,192 @@ Test(log_source, corruption_fail_and_skip)
 	free(dlq);
 	lt_rmrf(dir);
 	free(dir);
+}
+
+/* ---- guarantee 6: the resolved start is saved before the first record --------------- */
+
+/* Records [N1, HALF) are appended once the run started (after the start was resolved),
+ * [HALF, MAXREC) after the first run ended. */
+enum { HALF = N1 + N2 / 2 };
+
+typedef struct first_call {
+	state_t *s;
+	char store_path[512];
+	char dir[256];
+	atomic_bool called;
+	char *snap; /* the store file as the first handler call found it (NULL: none) */
+	size_t snap_len;
+	uint64_t want; /* records the first run handles before it is stopped */
+} first_t;
+
+/* The suite's handler, which also copies the store file at its first call. */
+static int handle_first(void *opaque, void *ctx, spate_batch_t *b)
+{
+	first_t *f = opaque;
+	if (!atomic_exchange(&f->called, true))
+		f->snap = t_read_file(f->store_path, &f->snap_len);
+	return handle(f->s, ctx, b);
+}
+
+static void append_after_start(spate_engine_t *e, void *arg)
+{
+	(void)e;
+	first_t *f = arg;
+	produce(f->dir, N1, HALF);
+}
+
+static void stop_once_handled(t_during_t *d)
+{
+	first_t *f = d->arg;
+	int64_t until = t_now_ms() + 60000;
+	while (atomic_load(&f->s->handled) < f->want && t_now_ms() < until && !atomic_load(&d->ended))
+		t_sleep_ms(5);
+	t_require(atomic_load(&f->s->handled) >= f->want, "handled %llu of %llu",
+	          (unsigned long long)atomic_load(&f->s->handled), (unsigned long long)f->want);
+	spate_engine_stop(d->e);
+}
+
+/* A first run with starting.position=pos whose handler copies the store file at its
+ * first call: the file already holds every partition's resolved start (no periodic or
+ * count checkpoint can have saved it: both are an hour and a billion records away). A
+ * SIGKILL at that call would leave exactly that file (saves replace it by rename), so
+ * the test puts it back after the run, appends more records, and reruns with
+ * starting.position=latest: the rerun resumes from the saved start and handles exactly
+ * the records from it on, those appended after the "kill" included; with nothing saved
+ * it would resolve latest again and handle none. first_id: the first record the start
+ * takes in. */
+static void start_saved_before_first_record(const char *pos, uint32_t first_id)
+{
+	char *dir = lt_mkdtemp(), *sd = lt_mkdtemp();
+	produce(dir, 0, N1);
+	first_t f = {.s = new_state(dir)};
+	snprintf(f.dir, sizeof(f.dir), "%s", dir);
+	snprintf(f.store_path, sizeof(f.store_path), "%s/ckpt", sd);
+	f.want = HALF - first_id;
+	char src[512], store[600];
+	snprintf(src, sizeof(src), "log:%s", dir);
+	snprintf(store, sizeof(store), "file:%s", f.store_path);
+	const char *kv[] = {"source",
+	                    src,
+	                    "store",
+	                    store,
+	                    "starting.position",
+	                    pos,
+	                    "max.concurrency",
+	                    "2",
+	                    "checkpoint.interval.ms",
+	                    "3600000",
+	                    "checkpoint.records",
+	                    "1000000000",
+	                    NULL};
+	spate_handler_t h = {
+	    .version = SPATE_HANDLER_VERSION, .name = "t", .handle = handle_first, .opaque = &f};
+	t_run_t r = t_engine_run(&(t_engine_opts_t){.conf = kv,
+	                                            .handler = &h,
+	                                            .started = append_after_start,
+	                                            .during = stop_once_handled,
+	                                            .arg = &f});
+	cr_assert_eq(r.rc, SPATE_OK, "%s", r.err);
+	cr_assert(atomic_load(&f.called));
+	cr_assert_not_null(f.snap, "%s: no store file at the first handler call", pos);
+	for (int p = 0; p < PARTS; p++) {
+		char name[128];
+		snprintf(name, sizeof(name), "\nlog/%s/%d\t%s", f.s->topic, p,
+		         !strcmp(pos, "earliest") ? "beginning\n" : "");
+		cr_assert(strstr(f.snap, name),
+		          "%s: partition %d's start is not in the store at the first "
+		          "handler call:\n%s",
+		          pos, p, f.snap);
+	}
+	/* the store as a SIGKILL at the first handler call leaves it */
+	FILE *fp = fopen(f.store_path, "wb");
+	cr_assert_not_null(fp);
+	cr_assert_eq(fwrite(f.snap, 1, f.snap_len, fp), f.snap_len);
+	cr_assert_eq(fclose(fp), 0);
+	produce(dir, HALF, MAXREC);
+	state_t *s2 = new_state(dir);
+	const char *latest[] = {"starting.position", "latest", NULL};
+	r = run(s2, dir, store, latest);
+	cr_assert_eq(r.rc, SPATE_OK, "%s", r.err);
+	cr_assert_eq(atomic_load(&s2->handled), MAXREC - first_id, "%s: the rerun handled %llu", pos,
+	             (unsigned long long)atomic_load(&s2->handled));
+	for (uint32_t i = 0; i < MAXREC; i++)
+		cr_assert_eq(atomic_load(&s2->seen[i]), i >= first_id ? 1u : 0u,
+		             "%s: record %u seen %u times", pos, i, atomic_load(&s2->seen[i]));
+	cr_assert_eq(atomic_load(&s2->bad), 0);
+	free(f.snap);
+	free(f.s);
+	free(s2);
+	lt_rmrf(dir);
+	lt_rmrf(sd);
+	free(dir);
+	free(sd);
+}
+
+Test(log_source, earliest_start_is_saved_before_the_first_record)
+{
+	start_saved_before_first_record("earliest", 0);
+}
+
+Test(log_source, latest_start_is_saved_before_the_first_record)
+{
+	start_saved_before_first_record("latest", N1);
+}
+
+Test(log_source, at_timestamp_start_is_saved_before_the_first_record)
+{
+	start_saved_before_first_record("at-timestamp:1700000004000", 4000);
+}
+
+/* The store's file replaced by another store's (another epoch) while a run holds it: the
+ * run's next save stops it with ERR_STORE_LOST naming the file, and the replacement is
+ * not overwritten. The file is replaced after the start (which saved the resolved
+ * starts) and before the run, so no save of the run can race with the replacement. */
+static void replace_store(spate_engine_t *e, void *arg)
+{
+	(void)e;
+	const char *const *paths = arg;
+	t_require(rename(paths[0], paths[1]) == 0, "rename %s: %s", paths[0], strerror(errno));
+}
+
+Test(log_source, a_store_file_replaced_mid_run_stops_the_run)
+{
+	char *dir = lt_mkdtemp(), *sd = lt_mkdtemp();
+	produce(dir, 0, N1);
+	char other[512], mine[512], store[600];
+	snprintf(other, sizeof(other), "%s/other", sd);
+	snprintf(mine, sizeof(mine), "%s/ckpt", sd);
+	/* another pipeline's store: a whole file under its own epoch */
+	snprintf(store, sizeof(store), "file:%s", other);
+	state_t *s = new_state(dir);
+	t_run_t r = run(s, dir, store, NULL);
+	cr_assert_eq(r.rc, SPATE_OK, "%s", r.err);
+	size_t len0;
+	char *replacement = t_read_file(other, &len0);
+	cr_assert_not_null(replacement);
+	free(s);
+	s = new_state(dir);
+	snprintf(store, sizeof(store), "file:%s", mine);
+	char src[512];
+	snprintf(src, sizeof(src), "log:%s", dir);
+	const char *kv[] = {"source", src, "store", store, "checkpoint.interval.ms", "10", NULL};
+	const char *paths[] = {other, mine};
+	spate_handler_t h = {.version = SPATE_HANDLER_VERSION, .name = "t", .handle = handle, .opaque = s};
+	r = t_engine_run(&(t_engine_opts_t){
+	    .conf = kv, .handler = &h, .started = replace_store, .arg = paths, .child_ms = 60000});
+	cr_assert_eq(r.rc, SPATE_ERR_STORE_LOST, "rc %d: %s", r.rc, r.err);
+	char want[700];
+	snprintf(want, sizeof(want), "file store %s lost its data: it was replaced by a file with epoch",
+	         mine);
+	cr_assert(strstr(r.err, want), "want \"%s\" in: %s", want, r.err);
+	size_t len1;
+	char *now = t_read_file(mine, &len1);
+	cr_assert(now && len1 == len0 && !memcmp(now, replacement, len0), "the replacement was overwritten");
+	free(now);
+	free(replacement);
+	free(s);
+	lt_rmrf(dir);
+	lt_rmrf(sd);
+	free(dir);
+	free(sd);
 }

@@ -983,3 +983,114 @@ Test(file_store_readonly, reads_tmp_like_open)
 	set_free(&upd);
 	fixture_fini(&f);
 }
+
+/* ---- a file removed or replaced while the store is open ----------------------------- */
+
+/* The store's file is removed while the store holds its lock (a person, a cleanup job):
+ * the next save is SPATE_ERR_STORE_LOST naming the file, and writes nothing (it would
+ * otherwise put back a file nobody can tell from the lost one). */
+Test(file_store_lost, a_file_removed_while_open_is_lost)
+{
+	fixture_t f;
+	fixture_init(&f);
+	sp_store_t st;
+	must_open(&st, f.path);
+	sp_store_entry_t e = {.name = "log/orders/0", .ckpt = ck_at(10)};
+	must_save(&st, &e, 1);
+	e.ckpt = ck_at(20);
+	must_save(&st, &e, 1); /* its own saves never look like a loss */
+	cr_assert_eq(unlink(f.path), 0);
+	char err[1024] = "", want[256];
+	e.ckpt = ck_at(30);
+	int r = st.ops->save(&st, &e, 1, err, sizeof err);
+	cr_assert_eq(r, SPATE_ERR_STORE_LOST, "save returned %d: %s", r, err);
+	snprintf(want, sizeof want, "file store %s lost its data: the file is gone", f.path);
+	cr_assert(strstr(err, want), "want \"%s\" in: %s", want, err);
+	cr_assert(!exists(f.path) && !exists(f.tmp), "the lost file was written again");
+	st.ops->close(&st);
+	fixture_fini(&f);
+}
+
+/* Another store's file (another epoch) is moved over the store's file: the next save is
+ * SPATE_ERR_STORE_LOST naming both epochs' holder, and the file is left as it is. A file
+ * that appears where there was none (the store never saved) is refused the same way. */
+Test(file_store_lost, a_file_replaced_under_another_epoch_is_lost)
+{
+	fixture_t f, g;
+	fixture_init(&f);
+	fixture_init(&g);
+	sp_store_t st, other;
+	must_open(&st, f.path);
+	sp_store_entry_t e = {.name = "log/orders/0", .ckpt = ck_at(10)};
+	must_save(&st, &e, 1);
+	must_open(&other, g.path);
+	uint64_t mine = sp_store_file_epoch(&st), theirs = sp_store_file_epoch(&other);
+	cr_assert_neq(mine, theirs);
+	e.ckpt = ck_at(5);
+	must_save(&other, &e, 1);
+	other.ops->close(&other);
+	size_t len0;
+	char *replacement = t_read_file(g.path, &len0);
+	cr_assert_eq(rename(g.path, f.path), 0);
+	char err[1024] = "", want[256];
+	e.ckpt = ck_at(30);
+	int r = st.ops->save(&st, &e, 1, err, sizeof err);
+	cr_assert_eq(r, SPATE_ERR_STORE_LOST, "save returned %d: %s", r, err);
+	snprintf(want, sizeof want,
+	         "file store %s lost its data: it was replaced by a file with epoch %016" PRIx64, f.path,
+	         theirs);
+	cr_assert(strstr(err, want), "want \"%s\" in: %s", want, err);
+	snprintf(want, sizeof want, "(epoch %016" PRIx64 " when this process opened it)", mine);
+	cr_assert(strstr(err, want), "want \"%s\" in: %s", want, err);
+	size_t len1;
+	char *now = t_read_file(f.path, &len1);
+	cr_assert(now && len1 == len0 && !memcmp(now, replacement, len0), "the replacement was overwritten");
+	free(now);
+	st.ops->close(&st);
+	/* a store that never saved: a file that appears at its path was not written by it */
+	cr_assert_eq(unlink(f.path), 0);
+	must_open(&st, f.path);
+	write_bytes(f.path, replacement, len0);
+	r = st.ops->save(&st, &e, 1, err, sizeof err);
+	cr_assert_eq(r, SPATE_ERR_STORE_LOST, "save returned %d: %s", r, err);
+	cr_assert(strstr(err, "a file this process did not write appeared with epoch"), "%s", err);
+	st.ops->close(&st);
+	/* reopened, the store takes the file it finds as its own and saves to it */
+	must_open(&st, f.path);
+	must_save(&st, &e, 1);
+	assert_ckpt(&st, "log/orders/0", ck_at(30));
+	cr_assert_eq(sp_store_file_epoch(&st), theirs);
+	st.ops->close(&st);
+	free(replacement);
+	fixture_fini(&f);
+	fixture_fini(&g);
+}
+
+/* A reset of every checkpoint renews the epoch: the store's own reset is no loss, and
+ * neither is a first save after a lone PATH.tmp was loaded (PATH did not exist yet). */
+Test(file_store_lost, its_own_reset_and_first_save_are_no_loss)
+{
+	fixture_t f;
+	fixture_init(&f);
+	sp_store_t st;
+	must_open(&st, f.path);
+	sp_store_entry_t e = {.name = "log/orders/0", .ckpt = ck_at(10)};
+	must_save(&st, &e, 1);
+	uint64_t before = sp_store_file_epoch(&st);
+	char err[512] = "";
+	cr_assert_eq(st.ops->reset(&st, NULL, err, sizeof err), SPATE_OK, "%s", err);
+	cr_assert_neq(sp_store_file_epoch(&st), before);
+	must_save(&st, &e, 1);
+	/* a complete save not renamed: the reopen loads PATH.tmp, its first save writes PATH */
+	e.ckpt = ck_at(11);
+	cr_assert_eq(sp_store_file_save_fault(&st, &e, 1, SP_FILE_FAULT_BEFORE_RENAME, err, sizeof err),
+	             SPATE_ERR_STORE, "%s", err);
+	st.ops->close(&st);
+	cr_assert_eq(unlink(f.path), 0);
+	must_open(&st, f.path);
+	assert_ckpt(&st, "log/orders/0", ck_at(11));
+	e.ckpt = ck_at(12);
+	must_save(&st, &e, 1);
+	st.ops->close(&st);
+	fixture_fini(&f);
+}
