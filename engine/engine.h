@@ -303,6 +303,8 @@ typedef struct sp_worker {
 	sp_comp_t ring[SP_COMP_RING];
 	/* when the oldest completion the engine was not woken for was pushed (0: none) */
 	int64_t owed_ns;
+	/* how long this worker's last handler call took (worker only) */
+	uint64_t last_took_ns;
 	_Alignas(64) sp_wstats_t st;
 	/* scratch for one batch (worker only) */
 	const spate_record_t **ptrs;

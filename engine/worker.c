@@ -440,8 +440,14 @@ static bool run_batch(sp_worker_t *w, sp_lane_t *l)
 		sp_autoscale_cold_done(e);
 	int64_t t0 = sp_now_ns(), wall0 = sp_wall_us();
 	latency(w, &w->st.ts_start, &w->st.in_start, n, t0, wall0);
+	/* completions this worker left unannounced wait for no handler call that may be long
+	 * (the last one took more than a tenth of the deferral): the engine would otherwise
+	 * learn of them only after it, or at its tick, and hold checkpoints and admission */
+	if (w->owed_ns && w->last_took_ns > SP_WAKE_DEFER_NS / 10)
+		wake_engine_if_sleeping(w);
 	int res = e->h.handle(e->h.opaque, w->hctx, &b);
 	uint64_t took = (uint64_t)(sp_now_ns() - t0);
+	w->last_took_ns = took;
 	atomic_fetch_add_explicit(&w->st.busy_ns, took, memory_order_relaxed);
 	sp_hist_add(&w->st.handler, took / 1000, 1);
 	atomic_fetch_add_explicit(&w->st.batches, 1, memory_order_relaxed);
