@@ -1,8 +1,9 @@
 /* cmd_bench.c - `spate bench`: a load generator and a consumer in one run.
  *
  * A producer thread writes records of --record-bytes with --keys distinct keys into a
- * log (--log DIR, created with --partitions) or a Kafka topic (--kafka TOPIC, through
- * the Kafka sink: idempotent, acks=all), at --rate records/s held open loop (the
+ * log (--log DIR, created with --partitions), a Kafka topic (--kafka TOPIC, through
+ * the Kafka sink: idempotent, acks=all) or a Kinesis stream (--kinesis STREAM, through
+ * the Kinesis sink: PutRecords), at --rate records/s held open loop (the
  * schedule says how many records should be out by now; the producer never waits for
  * the consumer, and when it falls behind the schedule it says so) or as fast as it can
  * (--rate 0). Meanwhile a pipeline (the engine, on this thread) consumes the stream with
@@ -31,7 +32,7 @@
 #include <unistd.h>
 
 /* Records per producer call at most (a Kafka write waits for its delivery reports: it
- * takes more at once). */
+ * takes more at once; the Kinesis sink splits a call into PutRecords of at most 500). */
 #define BENCH_SEND_BATCH       1024
 #define BENCH_KAFKA_SEND_BATCH 16384
 /* Samples of the counters, for the progress line and the steady-state rates. */
@@ -48,18 +49,22 @@
 #define BENCH_SAMPLES_MAX 360000
 
 static const char usage_text[] =
-    "usage: spate bench (--log DIR | --kafka TOPIC -X kafka.bootstrap.servers=H:P)\n"
+    "usage: spate bench (--log DIR | --kafka TOPIC -X kafka.bootstrap.servers=H:P |\n"
+    "                    --kinesis STREAM [-X kinesis.region=R] [-X kinesis.endpoint=URL])\n"
     "                   [--rate R] [--records N | --duration S] [--record-bytes B]\n"
     "                   [--keys K] [--partitions P] [--handler H] [--json FILE]\n"
     "                   [-X key=value]...\n"
     "\n"
-    "Produce records into a new log or a Kafka topic while a pipeline consumes them, then\n"
-    "report records/s and MB/s produced and consumed (steady state: between 10%% and 90%%\n"
-    "of the records), end-to-end latency percentiles, workers and CPU per million records.\n"
+    "Produce records into a new log, a Kafka topic or a Kinesis stream while a pipeline\n"
+    "consumes them, then report records/s and MB/s produced and consumed (steady state:\n"
+    "between 10% and 90% of the records), end-to-end latency percentiles, workers and CPU\n"
+    "per million records.\n"
     "\n"
     "  --log DIR          a new log at DIR (created with --partitions; must not hold records)\n"
     "  --kafka TOPIC      an existing topic (its records before the run are consumed too:\n"
     "                     use a new one); the pipeline reads it in a new consumer group\n"
+    "  --kinesis STREAM   an existing, active stream (its records before the run are\n"
+    "                     consumed too: use a new one); credentials from the environment\n"
     "  --rate R           records/s, held open loop (default 0: as fast as possible)\n"
     "  --records N        records to produce (default 1000000)\n"
     "  --duration S       produce for S seconds instead (with --rate: R*S records)\n"
@@ -69,12 +74,11 @@ static const char usage_text[] =
     "  --handler H        the pipeline's handler (default noop; see `spate config`)\n"
     "  --json FILE        write the report as one JSON object to FILE\n"
     "  -X key=value       pipeline keys (max.concurrency, batch.size, ...), the log's\n"
-    "                     writer keys (flush.ms, compression, ...), kafka.* keys\n"
-    "\n"
-    "Kinesis: not yet (spate bench produces into a log or a Kafka topic only).\n";
+    "                     writer keys (flush.ms, compression, ...), kafka.* keys,\n"
+    "                     kinesis.* keys\n";
 
 typedef struct bopts {
-	const char *dir, *kafka, *handler, *json;
+	const char *dir, *kafka, *kinesis, *handler, *json;
 	long long rate, records, duration, bytes, keys, partitions;
 	spate_conf_t *conf; /* the -X keys */
 } bopts_t;
@@ -153,10 +157,9 @@ static int parse(int argc, char **argv, bopts_t *o)
 			o->dir = v;
 		else if (!strcmp(a, "--kafka"))
 			o->kafka = v;
-		else if (!strcmp(a, "--kinesis")) {
-			fprintf(stderr, "spate bench: --kinesis: not yet: spate bench produces into a log or a Kafka topic only\n");
-			return -1;
-		} else if (!strcmp(a, "--handler"))
+		else if (!strcmp(a, "--kinesis"))
+			o->kinesis = v;
+		else if (!strcmp(a, "--handler"))
 			o->handler = v;
 		else if (!strcmp(a, "--json"))
 			o->json = v;
@@ -192,8 +195,9 @@ static int parse(int argc, char **argv, bopts_t *o)
 		if (rc)
 			return -1;
 	}
-	if (!o->dir == !o->kafka) {
-		fprintf(stderr, "spate bench: give one of --log DIR and --kafka TOPIC (see --help)\n");
+	if (!!o->dir + !!o->kafka + !!o->kinesis != 1) {
+		fprintf(stderr, "spate bench: give one of --log DIR, --kafka TOPIC and --kinesis STREAM "
+		                "(see --help)\n");
 		return -1;
 	}
 	if (o->duration && records_set) {
@@ -440,12 +444,13 @@ static int open_target(bench_t *b)
 		}
 		return 0;
 	}
-	b->sink.ops = sp_find_sink("kafka");
+	b->sink.ops = sp_find_sink(o->kafka ? "kafka" : "kinesis");
 	if (!b->sink.ops) {
-		fprintf(stderr, "spate bench: --kafka: this spate was built without librdkafka\n");
+		fprintf(stderr, "spate bench: --%s: this spate was built without it\n",
+		        o->kafka ? "kafka" : "kinesis");
 		return -1;
 	}
-	b->sink.arg = o->kafka;
+	b->sink.arg = o->kafka ? o->kafka : o->kinesis;
 	b->sink.conf = o->conf;
 	if (b->sink.ops->open(&b->sink, err, sizeof(err))) {
 		fprintf(stderr, "spate bench: %s\n", err);
@@ -476,6 +481,10 @@ static spate_conf_t *pipeline_conf(const bopts_t *o)
 	if (o->dir) {
 		snprintf(src, sizeof(src), "log:%s", o->dir);
 		rc |= set(c, "source", src);
+		rc |= set(c, "store", "none");
+	} else if (o->kinesis) {
+		rc |= set(c, "source", "kinesis");
+		rc |= set(c, "kinesis.stream", o->kinesis);
 		rc |= set(c, "store", "none");
 	} else {
 		snprintf(group, sizeof(group), "spate-bench-%d-%lld", (int)getpid(), (long long)sp_wall_ms());
@@ -513,8 +522,8 @@ static void lat_json(FILE *f, const char *name, const spate_latency_t *l)
 static void write_json(FILE *f, const bench_t *b, const report_t *r)
 {
 	const bopts_t *o = &b->o;
-	fprintf(f, "{\"target\":\"%s\",\"name\":\"", o->dir ? "log" : "kafka");
-	for (const char *p = o->dir ? o->dir : o->kafka; *p; p++)
+	fprintf(f, "{\"target\":\"%s\",\"name\":\"", o->dir ? "log" : o->kafka ? "kafka" : "kinesis");
+	for (const char *p = o->dir ? o->dir : o->kafka ? o->kafka : o->kinesis; *p; p++)
 		fprintf(f, *p == '"' || *p == '\\' ? "\\%c" : "%c", *p);
 	fprintf(f,
 	        "\",\"handler\":\"%s\",\"rate_target\":%lld,\"record_bytes\":%lld,\"keys\":%lld,"

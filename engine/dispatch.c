@@ -48,7 +48,7 @@ bool sp_dispatch(sp_engine_t *e, sp_ck_t *c)
 		atomic_store_explicit(&c->lane_refs, 1, memory_order_relaxed);
 		sp_tracker_add(e, c);
 		ring_push(lanes[0], c, 0, c->pub.n);
-		sp_lanes_ready(e, lanes, 1);
+		sp_lanes_defer(e, lanes, 1);
 		return true;
 	}
 
@@ -100,10 +100,10 @@ bool sp_dispatch(sp_engine_t *e, sp_ck_t *c)
 		begin = end;
 	}
 	if (touched) {
-		sp_lanes_ready(e, touched, nt);
+		sp_lanes_defer(e, touched, nt);
 	} else {
 		/* out of memory for the list: mark every lane of the partition */
-		sp_lanes_ready(e, lanes, F);
+		sp_lanes_defer(e, lanes, F);
 	}
 	if (touched && touched != touched_stack)
 		free(touched);

@@ -541,7 +541,7 @@ static bool admit(spate_engine_t *e, sp_ck_t *c)
  * whose records are DONE but not yet retired. Filling it cost 4x the CPU per record at
  * the default 256 MiB (fresh pages, cold caches, workers waiting on a full completion
  * ring; docs/benchmarks.md). */
-static int feed(spate_engine_t *e, char *err, size_t sz)
+static int feed_round(spate_engine_t *e, char *err, size_t sz)
 {
 	int moved = sp_flow_release(e, admit);
 	if (atomic_load(&e->stop_req))
@@ -586,6 +586,17 @@ static int feed(spate_engine_t *e, char *err, size_t sz)
 		moved++;
 	}
 	return moved;
+}
+
+/* One feed round; the lanes it dispatched to are made ready the first at once, then in
+ * groups of SP_READY_BATCH and the rest at its end (a lock and a wakeup per group, not
+ * per chunk: a Kafka poll returns a chunk for each of up to 64 partitions). */
+static int feed(spate_engine_t *e, char *err, size_t sz)
+{
+	e->pend_first = true;
+	int rc = feed_round(e, err, sz);
+	sp_lanes_flush(e);
+	return rc;
 }
 
 static int timeout_for(spate_engine_t *e)

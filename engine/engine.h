@@ -87,6 +87,15 @@ static inline sp_ck_t *sp_ck(sp_chunk_t *c)
 /* Batches a worker runs back to back on one lane before it requeues the lane behind
  * others, so one busy lane cannot starve the rest. */
 #define SP_LANE_BURST 8
+/* Lanes one feed round collects before it makes them ready (one lock and one wakeup for
+ * all of them); more flush early. */
+#define SP_READY_PEND 256
+/* ... and makes ready every this many (a worker runs the first while the engine thread
+ * dispatches the rest of the round). */
+#define SP_READY_BATCH 16
+/* Longest a worker that keeps running lanes leaves its completions unannounced to a
+ * sleeping engine thread (worker.c burst_done): 1 ms. */
+#define SP_WAKE_DEFER_NS 1000000
 /* The most lanes an engine runs (partitions x parallelization.factor). */
 #define SP_MAX_LANES 65536
 /* Freed chunk allocations kept for reuse: a chunk is one allocation of about 0.5 MiB,
@@ -292,6 +301,10 @@ typedef struct sp_worker {
 	/* completion ring: this worker produces, the engine thread consumes (ring.h) */
 	sp_ring_t cq;
 	sp_comp_t ring[SP_COMP_RING];
+	/* when the oldest completion the engine was not woken for was pushed (0: none) */
+	int64_t owed_ns;
+	/* how long this worker's last handler call took (worker only) */
+	uint64_t last_took_ns;
 	_Alignas(64) sp_wstats_t st;
 	/* scratch for one batch (worker only) */
 	const spate_record_t **ptrs;
@@ -425,6 +438,11 @@ struct spate_engine_s {
 	pthread_cond_t work_cv; /* active workers wait here for lanes */
 	pthread_cond_t idle_cv; /* stopped workers wait here to be started */
 	sp_lane_t *ready_head, *ready_tail;
+	/* lanes dispatched to in this feed round, made ready together at its end (engine
+	 * thread only; sp_lanes_defer, sp_lanes_flush) */
+	sp_lane_t *pend[SP_READY_PEND];
+	size_t npend;
+	bool pend_first; /* no lane of this round was made ready yet */
 	sp_lane_t *parked;
 	int idle_workers;
 	int active;        /* workers allowed to claim lanes (the autoscaler sets it) */
@@ -590,8 +608,9 @@ typedef struct sp_dlq_meta {
 size_t sp_dlq_headers(spate_header_t *h, char *vb, size_t vbsize, const sp_dlq_meta_t *m);
 
 /* dispatch.c */
-/** Dispatch chunk c into its partition's lanes. Returns false (and does nothing) when a
- *  lane's ring has no room: the caller holds the chunk and tries again later. */
+/** Dispatch chunk c into its partition's lanes (made ready by the next sp_lanes_flush).
+ *  Returns false (and does nothing) when a lane's ring has no room: the caller holds the
+ *  chunk and tries again later. */
 bool sp_dispatch(sp_engine_t *e, sp_ck_t *c);
 /** Lane of a record: XXH3_64bits(key) % factor; keyless records by position. */
 uint32_t sp_lane_of(const spate_record_t *r, uint32_t factor);
@@ -608,6 +627,12 @@ void sp_workers_free(sp_engine_t *e);
 void sp_lanes_free_arenas(sp_engine_t *e);
 /** Make lanes ready under e->mu and wake workers. */
 void sp_lanes_ready(sp_engine_t *e, sp_lane_t **lanes, size_t n);
+/** Note lanes that got runs; they are made ready by the next sp_lanes_flush (early when
+ *  the list is full). @locality the engine thread. */
+void sp_lanes_defer(sp_engine_t *e, sp_lane_t **lanes, size_t n);
+/** Make the noted lanes ready: one lock of e->mu and one wakeup for the round.
+ *  @locality the engine thread. */
+void sp_lanes_flush(sp_engine_t *e);
 /** Partition p was released: its lanes drop what they still hold (parked ones are woken
  *  for it). @locality the engine thread. */
 void sp_lanes_release(sp_engine_t *e, sp_part_t *p);

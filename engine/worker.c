@@ -116,13 +116,41 @@ void sp_lanes_ready(sp_engine_t *e, sp_lane_t **lanes, size_t n)
 	}
 	if (queued && !e->active)
 		sp_autoscale_wake_locked(e);
-	if (queued && e->idle_workers) {
-		if (queued > 1 && e->idle_workers > 1)
-			pthread_cond_broadcast(&e->work_cv);
-		else
-			pthread_cond_signal(&e->work_cv);
-	}
+	int idle = queued ? e->idle_workers : 0;
 	pthread_mutex_unlock(&e->mu);
+	/* signalled after the unlock: a worker woken while this thread still held mu would
+	 * only block on it again (two context switches per handoff instead of one) */
+	if (idle > 1 && queued > 1)
+		pthread_cond_broadcast(&e->work_cv);
+	else if (idle)
+		pthread_cond_signal(&e->work_cv);
+}
+
+void sp_lanes_defer(sp_engine_t *e, sp_lane_t **lanes, size_t n)
+{
+	if (n > SP_READY_PEND) {
+		sp_lanes_flush(e);
+		sp_lanes_ready(e, lanes, n);
+		return;
+	}
+	if (e->npend + n > SP_READY_PEND)
+		sp_lanes_flush(e);
+	memcpy(e->pend + e->npend, lanes, n * sizeof(*lanes));
+	e->npend += n;
+	/* the round's first lanes at once, so a worker starts while the engine thread
+	 * dispatches the rest; then every SP_READY_BATCH lanes */
+	if (e->pend_first || e->npend >= SP_READY_BATCH) {
+		e->pend_first = false;
+		sp_lanes_flush(e);
+	}
+}
+
+void sp_lanes_flush(sp_engine_t *e)
+{
+	if (!e->npend)
+		return;
+	sp_lanes_ready(e, e->pend, e->npend);
+	e->npend = 0;
 }
 
 /* Move parked lanes whose time came to the ready queue. Returns the earliest deadline
@@ -224,6 +252,28 @@ static void wake_engine_if_sleeping(sp_worker_t *w)
 	atomic_fetch_add_explicit(&w->cq.head, 0, memory_order_seq_cst);
 	if (atomic_load_explicit(&w->e->sleeping, memory_order_seq_cst))
 		sp_engine_wake(w->e);
+	w->owed_ns = 0;
+}
+
+/* After a lane burst: the engine learns of the completions it left when this worker
+ * is about to wait (settle), or at once when they fill a quarter of the ring or the
+ * oldest of them waited SP_WAKE_DEFER_NS. A round of many small lanes (a Kafka fetch
+ * spans dozens of partitions) then costs the engine one wakeup, not one per lane. */
+static void burst_done(sp_worker_t *w)
+{
+	int64_t now = sp_now_ns();
+	if (!w->owed_ns)
+		w->owed_ns = now;
+	if (SP_COMP_RING - sp_ring_room(&w->cq, SP_COMP_RING) >= SP_COMP_RING / 4 ||
+	    now - w->owed_ns >= SP_WAKE_DEFER_NS)
+		wake_engine_if_sleeping(w);
+}
+
+/* Before this worker waits: wake the engine for the completions it was not told of. */
+static void settle(sp_worker_t *w)
+{
+	if (w->owed_ns)
+		wake_engine_if_sleeping(w);
 }
 
 /* ---- batches ---------------------------------------------------------------------- */
@@ -390,8 +440,14 @@ static bool run_batch(sp_worker_t *w, sp_lane_t *l)
 		sp_autoscale_cold_done(e);
 	int64_t t0 = sp_now_ns(), wall0 = sp_wall_us();
 	latency(w, &w->st.ts_start, &w->st.in_start, n, t0, wall0);
+	/* completions this worker left unannounced wait for no handler call that may be long
+	 * (the last one took more than a tenth of the deferral): the engine would otherwise
+	 * learn of them only after it, or at its tick, and hold checkpoints and admission */
+	if (w->owed_ns && w->last_took_ns > SP_WAKE_DEFER_NS / 10)
+		wake_engine_if_sleeping(w);
 	int res = e->h.handle(e->h.opaque, w->hctx, &b);
 	uint64_t took = (uint64_t)(sp_now_ns() - t0);
+	w->last_took_ns = took;
 	atomic_fetch_add_explicit(&w->st.busy_ns, took, memory_order_relaxed);
 	sp_hist_add(&w->st.handler, took / 1000, 1);
 	atomic_fetch_add_explicit(&w->st.batches, 1, memory_order_relaxed);
@@ -524,12 +580,14 @@ static void *worker_main(void *arg)
 					if (e->ready_head)
 						sp_autoscale_wake_locked(e);
 				}
+				settle(w);
 				timed_wait(&e->idle_cv, &e->mu, next);
 				continue;
 			}
 			if (atomic_load_explicit(&e->draining, memory_order_relaxed)) {
 				/* a graceful stop: nothing new starts */
 				e->idle_workers++;
+				settle(w);
 				timed_wait(&e->work_cv, &e->mu, 0);
 				e->idle_workers--;
 				continue;
@@ -544,6 +602,7 @@ static void *worker_main(void *arg)
 			if ((l = take_migration_locked(e)))
 				break;
 			e->idle_workers++;
+			settle(w);
 			timed_wait(&e->work_cv, &e->mu, next);
 			e->idle_workers--;
 		}
@@ -560,7 +619,7 @@ static void *worker_main(void *arg)
 				;
 		if (l->park_until_ms && !l->window_wait)
 			sp_lane_migrate(w, l);
-		wake_engine_if_sleeping(w);
+		burst_done(w);
 
 		pthread_mutex_lock(&e->mu);
 		e->nrunning--;

@@ -27,6 +27,9 @@ enum {
 	KSRC_TICK_MS = 50,
 	/* service() serves callbacks itself when poll() was not called for this long */
 	KSRC_SERVE_MS = 100,
+	/* messages service() takes from the consumer queue per call of
+	 * rd_kafka_consume_batch_queue (an array of them on the stack) */
+	KSRC_SERVE_BATCH = 1024,
 	/* stop.at.end: the group's committed offsets are read at most this often */
 	KSRC_ENDED_CHECK_MS = 200,
 	/* bound of synchronous metadata, watermark and committed-offset requests */

@@ -638,12 +638,21 @@ static int ksrc_service(sp_source_t *s, bool paused, char *errstr, size_t size)
 	 * paused, librdkafka drops what it had fetched for them and little arrives) */
 	if (paused || sp_now_ms() - x->last_poll_ms >= KSRC_SERVE_MS) {
 		sp_kafka_drain_pipe(x);
-		rd_kafka_message_t *m;
-		while ((x->paused || !sp_kafka_stash_full(x, 2)) && (m = rd_kafka_consumer_poll(x->rk, 0))) {
-			if (sp_kafka_stash_push(x, m)) {
-				rd_kafka_message_destroy(m);
-				return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
-			}
+		/* in batches, as poll() takes them (a message at a time cost half again as much) */
+		rd_kafka_message_t *buf[KSRC_SERVE_BATCH];
+		ssize_t got;
+		while (x->paused || !sp_kafka_stash_full(x, 2)) {
+			size_t take = KSRC_SERVE_BATCH, len = sp_kafka_stash_len(x);
+			if (!x->paused && 2 * x->stash_max - len < take)
+				take = 2 * x->stash_max - len; /* not full: len < 2 * stash_max */
+			if ((got = rd_kafka_consume_batch_queue(x->q, 0, buf, take)) <= 0)
+				break;
+			for (ssize_t i = 0; i < got; i++)
+				if (sp_kafka_stash_push(x, buf[i])) {
+					for (ssize_t j = i; j < got; j++)
+						rd_kafka_message_destroy(buf[j]);
+					return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
+				}
 		}
 		if (!paused)
 			x->last_poll_ms = sp_now_ms();

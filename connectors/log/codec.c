@@ -151,6 +151,7 @@ void sp_log_dec_free(sp_log_dec_t *d)
 	LZ4F_freeDecompressionContext(d->lz4);
 	free(d->mem);
 	free(d->ent);
+	free(d->hdrs);
 	memset(d, 0, sizeof(*d));
 }
 

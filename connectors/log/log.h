@@ -19,7 +19,9 @@
  *  - reader.c:  the io_uring (or pread) reader over all partitions, producing parsed
  *               sp_chunk_t descriptors that point into the read buffers (parse.c) and
  *               their decode arenas (bufpool.c), with reader_open.c, and its backends
- *               reader_uring.c and reader_pread.c behind the private reader.h
+ *               reader_uring.c and reader_pread.c behind the private reader.h; its
+ *               decode stage (CRC, decompression, descriptors on threads) is
+ *               reader_decode.c
  *  - scan.c:    the buffered batch scanner and the resync search
  *  - verify.c:  `spate log verify`: every batch and record, on threads
  *  - lpush.c:   durable push (spate_push into the log, group commit)
@@ -266,6 +268,11 @@ typedef struct sp_log_dec {
 	size_t cursor;         /* the next batch a walk expects (sp_log_dec_rewind) */
 	size_t limit;          /* per batch; 0 = SP_LOG_MAX_DECOMPRESSED_BYTES (tests lower it) */
 	void *gz, *zstd, *lz4; /* decompression contexts */
+	/* header descriptors of the buffer's records when its chunk was filled by the decode
+	 * stage (reader_decode.c: the chunk was allocated before its headers were counted);
+	 * kept with the buffer like mem, grown, never shrunk */
+	spate_header_t *hdrs;
+	uint32_t hdr_cap;
 } sp_log_dec_t;
 
 void sp_log_dec_init(sp_log_dec_t *d);
@@ -610,6 +617,9 @@ typedef struct sp_log_parse {
 	int64_t redrive_ms; /* > 0: a DLQ redrive: drop spate.* headers, stamp this time */
 	sp_log_dec_t *dec;  /* where compressed batches' records are decompressed (the read
 	                     * buffer's arena, sp_log_pool_dec); NULL: they stop the parse */
+	bool headers_only;  /* the decode stage's pre-scan (reader_decode.c): walk batch
+	                     * headers only (no CRC, no decompression, no record), counting
+	                     * whole batches; a batch not delivered whole sets edge and stops */
 	/* out */
 	size_t used;         /* bytes of complete, valid batches from the start */
 	size_t need;         /* bytes from `used` the next batch needs (0: none begun) */
@@ -620,6 +630,8 @@ typedef struct sp_log_parse {
 	const char *why;
 	char why_buf[224];   /* where why points when it names a compressed batch */
 	bool bad_offsets;     /* CORRUPT by sp_log_batch_offsets_bad (h says which) */
+	bool edge;            /* headers_only: stopped at a batch partly before `from`, partly
+	                       * after `end`, or with no records: parse it exactly */
 	sp_log_batch_hdr_t h; /* the header at `used` when stop is CORRUPT/UNSUPPORTED */
 } sp_log_parse_t;
 
@@ -686,6 +698,9 @@ typedef struct sp_log_ropts {
 	bool no_uring;     /* use pread (also when SPATE_LOG_NO_URING=1 is in the environment) */
 	bool redrive;      /* reading a DLQ back: drop spate.* headers, timestamps = now */
 	bool direct;       /* log.read.direct: segments read with O_DIRECT (not via the page cache) */
+	/* log.decode.threads: threads that check CRCs, decompress and fill descriptors (the
+	 * decode stage, reader_decode.c); 0: the thread that polls does it; < 0: one per core */
+	int decode_threads;
 	sp_log_chunk_alloc_fn alloc;
 	sp_log_chunk_free_fn free;
 	/* may be NULL: then nothing moves a checkpoint over offsets that hold no record (a
@@ -757,6 +772,9 @@ typedef struct sp_log_reader_stats {
 	uint64_t reads;       /* reads issued (a resubmitted short read counts again) */
 	uint64_t fixed_reads; /* of them into registered buffers (READ_FIXED) */
 	uint64_t short_reads; /* short reads resubmitted for the rest */
+	uint64_t decoded;     /* chunks the decode threads decoded (log.decode.threads) */
+	uint64_t decode_redo; /* of reads a decode thread found different from their pre-scan
+	                       * (corruption, ...): parsed again on the engine thread */
 	size_t registered;    /* registered buffers */
 } sp_log_reader_stats_t;
 

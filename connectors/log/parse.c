@@ -36,6 +36,7 @@ void sp_log_parse_scan(const uint8_t *data, size_t len, sp_log_parse_t *ps)
 	ps->why = NULL;
 	ps->err = SPATE_OK;
 	ps->bad_offsets = false;
+	ps->edge = false;
 	if (ps->dec)
 		sp_log_dec_rewind(ps->dec);
 	while (off < len && ps->stop == SP_LOG_PARSE_MORE) {
@@ -53,7 +54,7 @@ void sp_log_parse_scan(const uint8_t *data, size_t len, sp_log_parse_t *ps)
 			ps->need = total;
 			break;
 		}
-		if (!sp_log_batch_crc_ok(data + off, total, NULL)) {
+		if (!ps->headers_only && !sp_log_batch_crc_ok(data + off, total, NULL)) {
 			ps->why = "CRC32C mismatch";
 			ps->stop = SP_LOG_PARSE_CORRUPT;
 			break;
@@ -80,10 +81,20 @@ void sp_log_parse_scan(const uint8_t *data, size_t len, sp_log_parse_t *ps)
 		}
 		const uint8_t *recs = data + off + SP_LOG_BATCH_HEADER;
 		size_t rlen = total - SP_LOG_BATCH_HEADER;
-		if (sp_log_batch_codec(&ps->h) && !(ps->h.attributes & SP_LOG_ATTR_CONTROL)) {
+		uint64_t last = (uint64_t)sp_log_batch_last(&ps->h);
+		bool whole =
+		    (uint64_t)ps->h.base_offset >= nd && (!ps->has_end || last <= ps->end) && ps->h.count > 0;
+		if (ps->headers_only && !(ps->h.attributes & SP_LOG_ATTR_CONTROL) && !whole) {
+			/* a batch not delivered whole: the caller parses this read exactly */
+			ps->edge = true;
+			break;
+		}
+		if (sp_log_batch_codec(&ps->h) && !(ps->h.attributes & SP_LOG_ATTR_CONTROL) &&
+		    !ps->headers_only) {
 			if (!ps->dec) {
 				ps->err = SPATE_ERR_UNSUPPORTED;
-				ps->why = "a compressed batch, and this parse decompresses nothing (no decode arena)";
+				ps->why = "a compressed batch, and this parse decompresses nothing (no "
+				          "decode arena)";
 				ps->stop = SP_LOG_PARSE_UNSUPPORTED;
 				break;
 			}
@@ -91,18 +102,17 @@ void sp_log_parse_scan(const uint8_t *data, size_t len, sp_log_parse_t *ps)
 			if (off > 0 && !sp_log_dec_cached(ps->dec, data + off) &&
 			    sp_log_dec_used(ps->dec) >= SP_LOG_DEC_PARSE_BYTES)
 				break;
-			int rc = sp_log_dec_batch(ps->dec, data + off, total, &ps->h, &recs, &rlen, ps->why_buf,
-			                          sizeof(ps->why_buf));
+			int rc = sp_log_dec_batch(ps->dec, data + off, total, &ps->h, &recs, &rlen,
+			                          ps->why_buf, sizeof(ps->why_buf));
 			if (rc) {
 				ps->err = rc;
 				ps->why = ps->why_buf;
-				ps->stop = rc == SPATE_ERR_CORRUPT ? SP_LOG_PARSE_CORRUPT : SP_LOG_PARSE_UNSUPPORTED;
+				ps->stop =
+				    rc == SPATE_ERR_CORRUPT ? SP_LOG_PARSE_CORRUPT : SP_LOG_PARSE_UNSUPPORTED;
 				break;
 			}
 		}
-		uint64_t last = (uint64_t)sp_log_batch_last(&ps->h);
-		if (!(ps->h.attributes & SP_LOG_ATTR_CONTROL) && ps->fast &&
-		    (uint64_t)ps->h.base_offset >= nd && (!ps->has_end || last <= ps->end) && ps->h.count > 0) {
+		if (!(ps->h.attributes & SP_LOG_ATTR_CONTROL) && (ps->fast || ps->headers_only) && whole) {
 			ps->nrec += (uint32_t)ps->h.count;
 			nd = last + 1;
 		} else if (!(ps->h.attributes & SP_LOG_ATTR_CONTROL)) {
@@ -164,7 +174,8 @@ int sp_log_parse_fill(const uint8_t *data, const sp_log_parse_t *ps, sp_chunk_t 
 			char wb[8];
 			/* the scan decompressed it: the arena hands back where */
 			if (sp_log_batch_codec(&b) &&
-			    (!ps->dec || sp_log_dec_batch(ps->dec, data + off, total, &b, &recs, &rlen, wb, sizeof(wb))))
+			    (!ps->dec ||
+			     sp_log_dec_batch(ps->dec, data + off, total, &b, &recs, &rlen, wb, sizeof(wb))))
 				return -1;
 			sp_log_rec_iter_init_recs(&it, recs, rlen, &b);
 			int got;
@@ -173,8 +184,9 @@ int sp_log_parse_fill(const uint8_t *data, const sp_log_parse_t *ps, sp_chunk_t 
 				    (ps->has_end && (uint64_t)rec.offset > ps->end))
 					continue;
 				/* bytes after the last header (or instead of none) are bad framing too */
-				if (k == c->n || (rec.hdrs != rec.hdrs_end && (hk + (uint32_t)rec.hdr_cnt > c->hdr_cap ||
-				                                                sp_log_rec_check_hdrs(&rec) < 0)))
+				if (k == c->n ||
+				    (rec.hdrs != rec.hdrs_end && (hk + (uint32_t)rec.hdr_cnt > c->hdr_cap ||
+				                                  sp_log_rec_check_hdrs(&rec) < 0)))
 					return -1;
 				spate_record_t *d = &c->recs[k++];
 				d->version = SPATE_RECORD_VERSION;
@@ -187,7 +199,8 @@ int sp_log_parse_fill(const uint8_t *data, const sp_log_parse_t *ps, sp_chunk_t 
 				/* LogAppendTime: the broker's time, the batch's maxTimestamp */
 				d->timestamp_ms = log_append ? b.max_ts : rec.timestamp;
 				if (ps->redrive_ms)
-					d->timestamp_ms = ps->redrive_ms; /* its age counts from the redrive */
+					d->timestamp_ms =
+					    ps->redrive_ms; /* its age counts from the redrive */
 				d->position = sp_pos((uint64_t)rec.offset);
 				d->header_cnt = (size_t)rec.hdr_cnt;
 				d->headers = rec.hdr_cnt ? &c->hdrs[hk] : NULL;

@@ -27,8 +27,14 @@
  * waits on one epoll fd (sp_log_reader_fd) that holds the backend's fd and an eventfd the
  * reader signals when it has work without I/O.
  *
+ * With the decode stage (log.decode.threads, reader_decode.c) a finished read is first
+ * pre-scanned here (batch headers only: dec_prescan) and decoded on a decode thread; the
+ * decoded chunks come back in read order (dec_finish), and a read whose decode differs
+ * from its pre-scan (corruption, ...) is parsed here after all, as without the stage.
+ *
  * Threads: every function runs on one thread (the engine thread), except the chunk
- * release callback, which may run on any thread (the buffer pool has a mutex).
+ * release callback, which may run on any thread (the buffer pool has a mutex), and
+ * sp_log_rd_decode on the decode threads.
  */
 #include "reader.h"
 
@@ -36,6 +42,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -541,6 +548,161 @@ static void parse_req(sp_log_reader_t *r, rpart_t *p, req_t *q)
 	}
 }
 
+/* ---- the decode stage (reader_decode.c) ------------------------------------------------ */
+
+/* Hand the finished read q (p's FIFO head) to the decode stage: walk its batch headers
+ * (no CRC, no record), allocate its chunk for the records they count, carry a cut batch
+ * to the next read, and move the partition on as parse_req would. false, with nothing
+ * changed, when the read must be parsed here instead: an error, the end of the file, a
+ * batch not delivered whole (a seek into it, a stop.at.end end inside it, no records),
+ * a bad header, the end, only control batches. */
+static bool dec_prescan(sp_log_reader_t *r, rpart_t *p, req_t *q)
+{
+	if (q->err || q->eof)
+		return false;
+	const uint8_t *data = q->buf + q->head - q->carry;
+	size_t len = q->carry + q->got;
+	uint64_t dpos = q->file_pos - q->carry;
+	bool final;
+	uint64_t limit = seg_limit(p, &final);
+	sp_log_parse_t init = {.from = p->next_deliver,
+	                       .has_end = p->has_end,
+	                       .end = p->end,
+	                       .passed = p->passed,
+	                       .hi = part_hi(r, p),
+	                       .more = limit > dpos + len ? limit - (dpos + len) : 0,
+	                       .redrive_ms = r->o.redrive ? sp_wall_ms() : 0,
+	                       .dec = sp_log_pool_dec(r->pool, q->buf)};
+	sp_log_parse_t ps = init;
+	ps.headers_only = true;
+	sp_log_parse_scan(data, len, &ps);
+	if ((ps.stop != SP_LOG_PARSE_MORE && ps.stop != SP_LOG_PARSE_END) || ps.edge || ps.nrec == 0)
+		return false;
+	sp_chunk_t *c = r->o.alloc(r->o.alloc_opaque, p->part, ps.nrec, 0);
+	if (!c)
+		return false; /* parse_req says it */
+	q->dc = c;
+	q->dps = init;
+	q->exp_used = ps.used;
+	q->exp_next = ps.next;
+	q->exp_passed = ps.passed;
+	q->snap_parse_pos = p->parse_pos;
+	q->snap_next_deliver = p->next_deliver;
+	q->snap_passed = p->passed;
+	q->snap_need = p->need;
+	q->snap_big_need = p->big_need;
+	q->snap_skip_pending = p->skip_pending;
+	q->snap_skip_to = p->skip_to;
+	q->dend = ps.stop == SP_LOG_PARSE_END;
+	/* as parse_req: the cut batch goes in front of the next read, or is read again */
+	size_t tail = len - ps.used;
+	req_t *nx = q->next;
+	p->parse_pos = dpos + ps.used;
+	if (tail > 0 && !q->dend) {
+		if (nx && tail <= nx->head && nx->file_pos == q->file_pos + q->got &&
+		    !(nx->lead && !nx->done)) {
+			memcpy(nx->buf + nx->head - tail, data + ps.used, tail);
+			nx->carry = tail;
+		} else {
+			sp_log_rd_drop_reqs(r, p, q);
+		}
+	}
+	p->next_deliver = ps.next;
+	p->passed = ps.passed;
+	p->need = q->dend ? 0 : ps.need;
+	if (p->need > SP_LOG_READ_BYTES && p->q_head == q && !q->next)
+		p->big_need = p->need;
+	p->q_head = q->next;
+	if (!p->q_head)
+		p->q_tail = NULL;
+	p->nq--;
+	q->next = NULL;
+	q->dnext = NULL;
+	if (p->d_tail)
+		p->d_tail->dnext = q;
+	else
+		p->d_head = q;
+	p->d_tail = q;
+	p->ndec++;
+	sp_log_rd_dec_submit(r, q);
+	if (q->dend)
+		part_done(r, p); /* its skip chunk waits for the decoded ones (poll) */
+	return true;
+}
+
+/* Take every read of p out of the decode stage (waiting for the ones a thread decodes)
+ * and free them with their chunks: a seek, an unbind, a close, or a decode that differed
+ * (then from `after` on; NULL: all). */
+void sp_log_rd_dec_drop(sp_log_reader_t *r, rpart_t *p, req_t *after)
+{
+	req_t *q = after ? after->dnext : p->d_head;
+	if (after) {
+		after->dnext = NULL;
+		p->d_tail = after;
+	} else {
+		p->d_head = p->d_tail = NULL;
+	}
+	while (q) {
+		req_t *n = q->dnext;
+		sp_log_rd_dec_cancel(r, q);
+		if (q->dc)
+			r->o.free(r->o.alloc_opaque, q->dc);
+		q->dc = NULL;
+		p->ndec--;
+		sp_log_rd_req_free(r, q);
+		q = n;
+	}
+}
+
+/* The head of p's decode FIFO is decoded: its chunk joins p's ready ones. When the decode
+ * differed from the pre-scan, everything read after it is dropped, the partition goes
+ * back to where it was before it, and parse_req parses it here (and reports what is
+ * wrong with it exactly as without the stage). */
+static void dec_finish(sp_log_reader_t *r, rpart_t *p)
+{
+	req_t *q = p->d_head;
+	if (q->dok) {
+		sp_chunk_t *c = q->dc;
+		c->buf = q->buf;
+		c->release = sp_log_pool_chunk_release;
+		c->release_opaque = r->pool;
+		c->bytes = q->cap + sp_log_dec_bytes(q->dps.dec);
+		c->end_marker = q->dend;
+		q->buf = NULL;
+		q->dc = NULL;
+		p->ready[(p->r_head + p->nready) % READY_MAX] = c;
+		p->nready++;
+		p->d_head = q->dnext;
+		if (!p->d_head)
+			p->d_tail = NULL;
+		p->ndec--;
+		r->stats.decoded++;
+		sp_log_rd_req_free(r, q);
+		return;
+	}
+	r->stats.decode_redo++;
+	sp_log_rd_dec_drop(r, p, q);
+	r->o.free(r->o.alloc_opaque, q->dc);
+	q->dc = NULL;
+	p->d_head = p->d_tail = NULL;
+	p->ndec--;
+	p->parse_pos = q->snap_parse_pos;
+	sp_log_rd_drop_reqs(r, p, NULL); /* read_pos = parse_pos */
+	p->next_deliver = q->snap_next_deliver;
+	p->passed = q->snap_passed;
+	p->need = q->snap_need;
+	p->big_need = q->snap_big_need;
+	p->skip_pending = q->snap_skip_pending;
+	p->skip_to = q->snap_skip_to;
+	/* as at its pre-scan, which runs only ACTIVE (a later read that reached the end made
+	 * the partition DONE: that end is found again) */
+	p->st = P_ACTIVE;
+	q->next = NULL;
+	p->q_head = p->q_tail = q;
+	p->nq = 1;
+	parse_req(r, p, q);
+}
+
 /* The first segment that may be read, or false. */
 static bool first_seg(rpart_t *p, uint64_t *base)
 {
@@ -558,7 +720,8 @@ static bool first_seg(rpart_t *p, uint64_t *base)
 /* Issue reads while p may have more; move to the next segment at the end of one. */
 static void pump(sp_log_reader_t *r, rpart_t *p)
 {
-	while (p->st == P_ACTIVE && p->nq < SP_LOG_READS_IN_FLIGHT && p->nready < READY_MAX) {
+	while (p->st == P_ACTIVE && p->nq < SP_LOG_READS_IN_FLIGHT &&
+	       p->nready + p->ndec < READY_MAX + (r->dec ? SP_LOG_DECODE_DEPTH : 0)) {
 		uint64_t nb;
 		if (!p->seg) {
 			if (!first_seg(p, &nb)) {
@@ -571,12 +734,18 @@ static void pump(sp_log_reader_t *r, rpart_t *p)
 				p->passed = nb; /* a segment's name is the lowest offset it may hold */
 			continue;
 		}
+		/* what waits on the decode stage comes first: nothing below may move the
+		 * partition on (another segment, its end, an error) before it is handed out */
+		bool final;
+		uint64_t limit = seg_limit(p, &final);
+		if (p->nq == 0 && p->ndec &&
+		    (at_end_bytes(p) || p->read_pos >= limit ||
+		     (p->need && p->have_dur && (p->parse_pos >= limit || limit - p->parse_pos < p->need))))
+			return;
 		if (p->nq == 0 && at_end_bytes(p)) {
 			part_done(r, p);
 			return;
 		}
-		bool final;
-		uint64_t limit = seg_limit(p, &final);
 		if (p->nq == 0 && p->need && p->have_dur &&
 		    (p->parse_pos >= limit || limit - p->parse_pos < p->need)) {
 			/* The next batch does not fit in what is readable: the writer publishes
@@ -617,8 +786,27 @@ static void pump(sp_log_reader_t *r, rpart_t *p)
 static void service(sp_log_reader_t *r, rpart_t *p)
 {
 	for (;;) {
-		while (p->st == P_ACTIVE && p->q_head && p->q_head->done && p->nready < READY_MAX)
-			parse_req(r, p, p->q_head);
+		for (bool progress = true; progress;) {
+			progress = false;
+			/* decoded reads, in read order */
+			while (p->d_head && atomic_load(&p->d_head->ddone) && p->nready < READY_MAX) {
+				dec_finish(r, p);
+				progress = true;
+			}
+			while (p->st == P_ACTIVE && p->q_head && p->q_head->done) {
+				req_t *q = p->q_head;
+				if (r->dec && p->nready + p->ndec < READY_MAX + SP_LOG_DECODE_DEPTH &&
+				    dec_prescan(r, p, q)) {
+					progress = true;
+					continue;
+				}
+				/* parsed here: after every read before it is handed out */
+				if (p->ndec || p->nready >= READY_MAX)
+					break;
+				parse_req(r, p, q);
+				progress = true;
+			}
+		}
 		if (p->st != P_ACTIVE)
 			return;
 		int before = p->nq;
@@ -668,6 +856,7 @@ void sp_log_reader_unbind(sp_log_reader_t *r, int i, const sp_part_t *part)
 	if (p->part != part)
 		return; /* bound again meanwhile (the lease was taken back) */
 	sp_log_rd_drop_reqs(r, p, NULL);
+	sp_log_rd_dec_drop(r, p, NULL);
 	sp_log_rd_drop_ready(r, p);
 	p->skip_pending = false;
 	p->st = P_IDLE;
@@ -698,6 +887,7 @@ int sp_log_reader_seek(sp_log_reader_t *r, int i, uint64_t offset, char *errstr,
 {
 	rpart_t *p = &r->parts[i];
 	sp_log_rd_drop_reqs(r, p, NULL);
+	sp_log_rd_dec_drop(r, p, NULL);
 	sp_log_rd_drop_ready(r, p);
 	free(p->errmsg);
 	p->errmsg = NULL;
@@ -773,11 +963,13 @@ int sp_log_reader_poll(sp_log_reader_t *r, sp_chunk_t **out, int max, uint64_t b
                        size_t size)
 {
 	uint64_t junk;
-	if (r->kicked) {
+	if (r->kicked || (r->dec && atomic_load(&r->dec_kicked))) {
 		if (read(r->kick_fd, &junk, sizeof(junk)) < 0 && errno != EAGAIN)
 			return sp_err(errstr, size, SPATE_ERR_IO, "log %s: eventfd: %s", r->dir,
 			              strerror(errno));
 		r->kicked = false;
+		/* after the read: a decode that ends from now on writes the eventfd again */
+		atomic_store(&r->dec_kicked, false);
 	}
 	r->be->reap(r);
 	for (int i = 0; i < r->nparts; i++) {
@@ -811,7 +1003,7 @@ int sp_log_reader_poll(sp_log_reader_t *r, sp_chunk_t **out, int max, uint64_t b
 			p->r_head = (p->r_head + 1) % READY_MAX;
 			p->nready--;
 		}
-		if (!paused && !p->nready && p->skip_pending && n < max) {
+		if (!paused && !p->nready && !p->ndec && p->skip_pending && n < max) {
 			/* after every chunk of records before it; out of memory: the next poll */
 			sp_chunk_t *c = r->o.skip ? r->o.skip(r->o.alloc_opaque, p->part, p->skip_to) : NULL;
 			if (c || !r->o.skip)
@@ -819,7 +1011,7 @@ int sp_log_reader_poll(sp_log_reader_t *r, sp_chunk_t **out, int max, uint64_t b
 			if (c)
 				out[n++] = c;
 		}
-		if (!p->nready && p->st == P_ERROR && err == SPATE_OK && n == 0) {
+		if (!p->nready && !p->ndec && p->st == P_ERROR && err == SPATE_OK && n == 0) {
 			err = p->err;
 			sp_err(errstr, size, err, "%s", p->errmsg ? p->errmsg : "log: partition failed");
 		}
@@ -834,7 +1026,7 @@ int sp_log_reader_poll(sp_log_reader_t *r, sp_chunk_t **out, int max, uint64_t b
 		/* work that needs no I/O wait: chunks to hand out, or reads not yet issued */
 		bool paused = p->part && p->part->paused;
 		if ((!paused && (p->nready || p->skip_pending)) ||
-		    (p->st == P_ACTIVE && p->nq == 0 && p->nready < READY_MAX) ||
+		    (p->st == P_ACTIVE && p->nq == 0 && p->ndec == 0 && p->nready < READY_MAX) ||
 		    (p->st == P_ERROR && !p->nready))
 			more = true; /* an error is reported by the next poll */
 		if (p->st == P_WAIT)

@@ -1,6 +1,6 @@
 /* reader.h - the log reader's private structures and its read backends (reader*.c only).
  *
- * The reader is four files:
+ * The reader is five files:
  *  - reader.c:        the core: each partition's state machine (the table is there), what
  *                     to read next, the parsing of a finished read into a chunk, corruption,
  *                     seek, set_end and poll;
@@ -8,16 +8,20 @@
  *                     close, and the queries (bounds, lag, ended, stats);
  *  - reader_uring.c:  the io_uring backend;
  *  - reader_pread.c:  the pread backend, where io_uring is unavailable or turned off.
+ *  - reader_decode.c: the decode stage: threads that check CRCs, decompress and fill the
+ *                     descriptors of the reads the core pre-scanned (log.decode.threads).
  * The core decides what to read; a backend only moves requests to the kernel and back,
  * through the small interface below (as Redis keeps ae_epoll.c and ae_select.c behind
  * ae.c). Everything runs on the engine thread, except the chunk release callback
- * (bufpool.c), which may run on any thread.
+ * (bufpool.c), which may run on any thread, and the decode threads, which touch only the
+ * requests queued to them (their buffer, arena and chunk) until they mark them done.
  */
 #ifndef SPATE_CONNECTORS_LOG_READER_H
 #define SPATE_CONNECTORS_LOG_READER_H
 
 #include "log.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/inotify.h>
@@ -54,7 +58,27 @@ typedef struct req {
 	size_t lead, dgot;
 	int err; /* negative errno */
 	bool done, eof, inflight, discard;
-	struct req *next;                /* the partition's FIFO */
+	/* the decode stage (reader_decode.c): once pre-scanned, the request waits in its
+	 * partition's decode FIFO (dnext) while a decode thread fills dc; jnext links the
+	 * stage's job queue. dstate: DEC_QUEUED, DEC_RUNNING, DEC_DONE (written under the
+	 * stage's mutex; ddone is what the engine thread reads without it). dok: dc holds
+	 * exactly what the pre-scan promised. The snapshot is the partition's state before the
+	 * pre-scan, restored when the decode differs (corruption, ...) and the read is parsed
+	 * again on the engine thread. */
+	sp_chunk_t *dc;
+	sp_log_parse_t dps; /* the parse's inputs */
+	size_t exp_used;    /* what the pre-scan found: the decode must agree */
+	uint64_t exp_next, exp_passed;
+	int dstate;
+	_Atomic bool ddone;
+	bool dok;
+	struct req *dnext, *jnext;
+	uint64_t snap_parse_pos, snap_next_deliver, snap_passed;
+	size_t snap_need, snap_big_need;
+	bool snap_skip_pending;
+	uint64_t snap_skip_to;
+	bool dend;        /* the pre-scan reached the stop.at.end end: the partition is done after it */
+	struct req *next; /* the partition's FIFO */
 	struct req *all_prev, *all_next; /* every live request of the reader */
 } req_t;
 
@@ -86,6 +110,8 @@ typedef struct rpart {
 	uint64_t skip_to;
 	req_t *q_head, *q_tail;
 	int nq;
+	req_t *d_head, *d_tail; /* pre-scanned reads being decoded, in order */
+	int ndec;
 	sp_chunk_t *ready[READY_MAX];
 	int r_head, nready;
 	bool dirty; /* inotify: the durable file or segments changed */
@@ -112,7 +138,9 @@ struct sp_log_reader {
 	int rr;
 	uint64_t skipped;
 	sp_log_reader_stats_t stats;
-	req_t *all; /* live requests */
+	req_t *all;                  /* live requests */
+	struct sp_log_decoders *dec; /* the decode stage, or NULL: parse on this thread */
+	_Atomic bool dec_kicked;     /* a decode thread wrote kick_fd since poll last read it */
 };
 
 /* ---- the read backends -------------------------------------------------------------- */
@@ -185,6 +213,30 @@ struct sp_log_rd_backend {
 	bool (*close)(sp_log_reader_t *r);
 };
 
+/* ---- the decode stage (reader_decode.c) ----------------------------------------------- */
+
+/* Pre-scanned reads a partition may have in the decode stage beyond READY_MAX parsed ones
+ * (with 8 partitions one each keeps the threads busy; 2 only added memory: about 10% more
+ * RSS for the same rate, docs/benchmarks.md). */
+#define SP_LOG_DECODE_DEPTH 1
+enum { DEC_QUEUED = 1, DEC_RUNNING, DEC_DONE };
+
+/* Start n decode threads for r (r->dec). SPATE_OK or SPATE_ERR_NOMEM (errstr says). */
+int sp_log_rd_dec_start(sp_log_reader_t *r, int n, char *errstr, size_t size);
+/* Stop and join them (every job must be finished or cancelled before). */
+void sp_log_rd_dec_stop(sp_log_reader_t *r);
+/* Queue q's decode (q->dc, q->dps set). */
+void sp_log_rd_dec_submit(sp_log_reader_t *r, req_t *q);
+/* Take q back from the stage: out of the queue when no thread took it yet, else wait
+ * until its thread is done with it. Then q may be freed. */
+void sp_log_rd_dec_cancel(sp_log_reader_t *r, req_t *q);
+/* Take p's reads out of the decode stage after `after` (NULL: all), waiting for those a
+ * thread decodes, and free them with their chunks (reader.c). */
+void sp_log_rd_dec_drop(sp_log_reader_t *r, rpart_t *p, req_t *after);
+/* Decode q on the calling thread (what a decode thread runs): CRC, decompression,
+ * descriptors. Sets q->dok. */
+void sp_log_rd_decode(sp_log_reader_t *r, req_t *q);
+
 extern const sp_log_rd_backend_t sp_log_rd_pread;
 extern const sp_log_rd_backend_t sp_log_rd_uring;
 
@@ -192,6 +244,11 @@ extern const sp_log_rd_backend_t sp_log_rd_uring;
  * buffer pool. Returns 0 with r->be and r->be_ctx set, or the negative errno of
  * io_uring_queue_init with r unchanged (the caller reads with pread). */
 int sp_log_rd_uring_open(sp_log_reader_t *r);
+/* With the decode stage: a read through the page cache is handed to io_uring's workers
+ * (IOSQE_ASYNC, at most `workers` of them), so the copy from the page cache runs beside
+ * the engine thread instead of inline in its submit. Direct reads are not: they copy
+ * nothing. */
+void sp_log_rd_uring_offload(sp_log_reader_t *r, unsigned workers);
 
 /* ---- what the core lends the other reader files (reader.c) -------------------------- */
 

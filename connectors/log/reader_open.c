@@ -89,6 +89,18 @@ int sp_log_reader_open(const char *dir, const sp_log_ropts_t *o, sp_log_reader_t
 		sp_log_rd_refresh(r, p);
 	}
 	pick_backend(r);
+	/* SPATE_LOG_DECODE_THREADS=N overrides the option (tests run the reader's suites both
+	 * ways with it) */
+	const char *denv = getenv("SPATE_LOG_DECODE_THREADS");
+	long n = denv && *denv ? strtol(denv, NULL, 10) : o->decode_threads;
+	if (n) {
+		if (n < 0 && (n = sysconf(_SC_NPROCESSORS_ONLN)) < 1)
+			n = 1;
+		if ((rc = sp_log_rd_dec_start(r, (int)n, errstr, size)))
+			goto fail;
+		if (r->be == &sp_log_rd_uring)
+			sp_log_rd_uring_offload(r, (unsigned)n);
+	}
 	struct epoll_event ev = {.events = EPOLLIN};
 	ev.data.fd = r->kick_fd;
 	epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->kick_fd, &ev);
@@ -154,9 +166,16 @@ int sp_log_reader_fd(const sp_log_reader_t *r)
 	return r->epfd;
 }
 
+/* The next offset p delivers, not counting reads in the decode stage: their records are
+ * not parsed for the engine yet (a durable push's lag and end wait for them). */
+static uint64_t next_of(const rpart_t *p)
+{
+	return p->d_head ? p->d_head->snap_next_deliver : p->next_deliver;
+}
+
 uint64_t sp_log_reader_next(const sp_log_reader_t *r, int i)
 {
-	return r->parts[i].next_deliver;
+	return next_of(&r->parts[i]);
 }
 
 int64_t sp_log_reader_part_lag(const sp_log_reader_t *r, int i)
@@ -166,12 +185,12 @@ int64_t sp_log_reader_part_lag(const sp_log_reader_t *r, int i)
 	const rpart_t *p = &r->parts[i];
 	if (p->st == P_IDLE)
 		return 0;
-	uint64_t end = p->have_dur ? p->dur.next : p->next_deliver;
+	uint64_t next = next_of(p), end = p->have_dur ? p->dur.next : next;
 	if (p->has_end && end > p->end + 1)
 		end = p->end + 1;
 	if (p->end_set && !p->has_end)
 		return 0;
-	return end > p->next_deliver ? (int64_t)(end - p->next_deliver) : 0;
+	return end > next ? (int64_t)(end - next) : 0;
 }
 
 int64_t sp_log_reader_lag(const sp_log_reader_t *r)
@@ -190,7 +209,7 @@ bool sp_log_reader_ended(const sp_log_reader_t *r)
 		if (!p->end_set)
 			continue;
 		any = true;
-		if (p->st != P_DONE || p->nready || p->skip_pending)
+		if (p->st != P_DONE || p->nready || p->ndec || p->skip_pending)
 			return false;
 	}
 	return any;
@@ -222,6 +241,10 @@ void sp_log_reader_close(sp_log_reader_t *r)
 	if (!r)
 		return;
 	r->closing = true;
+	/* the decode stage first: its threads read buffers that are about to be freed */
+	for (int i = 0; r->dec && r->parts && i < r->nparts; i++)
+		sp_log_rd_dec_drop(r, &r->parts[i], NULL);
+	sp_log_rd_dec_stop(r);
 	/* The backend first: a read may still be copying into a buffer that is about to be
 	 * freed. */
 	bool leak = !r->be->close(r);

@@ -41,6 +41,7 @@ typedef struct uring {
 	unsigned inflight; /* requests in the kernel (reads, inotify, cancels) */
 	bool to_submit;
 	bool ino_armed;
+	bool offload; /* reads through the page cache are copied by io_uring's workers */
 } uring_t;
 
 static struct io_uring_sqe *get_sqe(uring_t *u)
@@ -73,6 +74,8 @@ static bool ur_start_read(sp_log_reader_t *r, req_t *q)
 		io_uring_prep_read_fixed(sqe, fd, dst, (unsigned)len, off, q->reg);
 	else
 		io_uring_prep_read(sqe, fd, dst, (unsigned)len, off);
+	if (u->offload && !q->direct)
+		io_uring_sqe_set_flags(sqe, IOSQE_ASYNC); /* the copy on io_uring's workers */
 	io_uring_sqe_set_data(sqe, q);
 	q->inflight = true;
 	u->inflight++;
@@ -274,4 +277,12 @@ int sp_log_rd_uring_open(sp_log_reader_t *r)
 	r->be_ctx = u;
 	register_buffers(r, u);
 	return 0;
+}
+
+void sp_log_rd_uring_offload(sp_log_reader_t *r, unsigned workers)
+{
+	uring_t *u = r->be_ctx;
+	unsigned max[2] = {workers, workers}; /* bounded (file reads), unbounded */
+	io_uring_register_iowq_max_workers(&u->ring, max);
+	u->offload = true;
 }

@@ -119,6 +119,7 @@ static int log_open(sp_source_t *s, char *errstr, size_t size)
 	o.skip_corrupt = !strcmp(sp_conf_str(conf, "log.on.corruption"), "skip");
 	o.redrive = sp_conf_bool(conf, "source.redrive");
 	o.direct = sp_conf_bool(conf, "log.read.direct");
+	o.decode_threads = (int)sp_conf_int(conf, "log.decode.threads");
 	o.alloc = chunk_alloc;
 	o.free = chunk_free;
 	o.skip = chunk_skip;
@@ -153,15 +154,18 @@ static int log_open(sp_source_t *s, char *errstr, size_t size)
 			if (!p) {
 				sp_log_reader_close(x->rd);
 				free(x);
-				return sp_err(errstr, size, SPATE_ERR_NOMEM, "source=log:%s: out of memory", dir);
+				return sp_err(errstr, size, SPATE_ERR_NOMEM, "source=log:%s: out of memory",
+				              dir);
 			}
 			sp_log_reader_bind(x->rd, i, p);
 		}
 		if (!x->stop_at_end) {
-			if (leased && sp_engine_lease_candidate(s->eng, i, "log", x->topic, i, NULL, NULL, false, NULL)) {
+			if (leased && sp_engine_lease_candidate(s->eng, i, "log", x->topic, i, NULL, NULL,
+			                                        false, NULL)) {
 				sp_log_reader_close(x->rd);
 				free(x);
-				return sp_err(errstr, size, SPATE_ERR_NOMEM, "source=log:%s: out of memory", dir);
+				return sp_err(errstr, size, SPATE_ERR_NOMEM, "source=log:%s: out of memory",
+				              dir);
 			}
 			continue;
 		}
@@ -390,6 +394,9 @@ static const sp_opt_t log_reader_opts[] = {
     {"log.read.direct", SP_OPT_BOOL, 0, 1, NULL, "false",
      "log reader: read segments with O_DIRECT into aligned buffers, bypassing the page cache (for "
      "logs far larger than memory, read once; the file system must support O_DIRECT)"},
+    {"log.decode.threads", SP_OPT_INT, -1, 64, NULL, "-1",
+     "log reader: threads that check CRCs, decompress and decode records (the decode stage); "
+     "-1: one per core; 0: the engine thread does it"},
     {"source.redrive", SP_OPT_BOOL, 0, 1, NULL, "false",
      "log source: read a DLQ back (spate dlq redrive): drop spate.* headers, timestamps = now"},
     {"log.push", SP_OPT_BOOL, 0, 1, NULL, "false",

@@ -1,6 +1,7 @@
 /* test_bench.c - tests `spate bench` (cli/cmd_bench.c): against a new log and against a
  * mock-kafka topic, its report counts exactly the records produced, consumed and their
- * bytes (never its speed); it refuses a log that holds records and --kinesis. */
+ * bytes (never its speed); it refuses a log that holds records. --kinesis is tested
+ * against kinesalite in tests/connectors/kinesis/test_kinesis_bench.c. */
 #include <spate/spate.h>
 
 #include <criterion/criterion.h>
@@ -80,10 +81,6 @@ Test(bench, log_counts_match)
 	/* the log now holds records: a second run is refused, naming the folder */
 	char *out, *err;
 	cr_assert_neq(t_run(argv, &out, &err), 0, "a log with records was accepted: %s", out);
-	free(out), free(err);
-	char *kv[] = {(char *)t_spate_cli(), "bench", "--kinesis", "s", NULL};
-	cr_assert_eq(t_run(kv, &out, &err), 2);
-	cr_assert(strstr(err, "--kinesis: not yet"), "%s", err);
 	free(out), free(err);
 	t_rmrf(dir);
 }
