@@ -2,7 +2,7 @@
 # test.sh - the whole test suite: install what is missing, build, run every test once
 # plain, a short soak with faults (scripts/soak.sh) and every test once under ASan+UBSan, run scripts/tsan.sh on a ThreadSanitizer build, run
 # each libFuzzer harness a few seconds (scripts/fuzz.sh, a clang build), then
-# compile (without running tests) a release and a debugoptimized build. Every build here makes warnings errors (-Dwerror=true): the
+# compile (without running tests) a release build. Every build here makes warnings errors (-Dwerror=true): the
 # project's defaults do not, so users on other compilers and build types can build.
 # Servers the tests need are started by the tests themselves (free ports on 127.0.0.1,
 # stopped at the end).
@@ -51,7 +51,9 @@ run_suite() { # name, build dir, meson options...
 	total_ok=$((total_ok + ok))
 	total_fail=$((total_fail + bad))
 }
-run_suite "plain" build
+# the plain build is the project's default, debugoptimized (-O2 -g), with the stress
+# programs compiled too
+run_suite "plain" build -Dstress=true
 # The soak with faults (scripts/soak.sh, docs/testing.md): the short version, on the plain
 # build's spate; SOAK_SECONDS (default 60) of faults, then its checks. One test.
 run_soak() {
@@ -111,9 +113,9 @@ run_fuzz() {
 run_fuzz
 # Compile only: the optimizer finds warnings (maybe-uninitialized) the plain build does not.
 # -Dtests=true -Dstress=true so the test and stress code is compiled too.
+# (A separate debugoptimized compile is not needed: the plain build is one, stress
+# programs included.)
 build_dir "release (compile only)" build-release --buildtype=release -Dtests=true -Dstress=true
-build_dir "debugoptimized (compile only)" build-debugoptimized --buildtype=debugoptimized -Dtests=true \
-	-Dstress=true
 echo "suite wall time: $(( $(date +%s) - start )) s"
 echo "tests: $total_ok passed, $total_fail failed"
 exit $fail
