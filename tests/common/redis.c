@@ -30,14 +30,20 @@ static int free_port(void)
 	return ntohs(a.sin_port);
 }
 
+/* Does our redis-server answer on r->port? INFO's process_id must be our child's pid: a
+ * test running alongside (Criterion --jobs) may have been handed the same free port, and
+ * its server must never be taken for ours. */
 static bool ping(const t_redis_t *r)
 {
 	struct timeval tv = {1, 0};
 	redisContext *c = redisConnectWithTimeout("127.0.0.1", r->port, tv);
 	bool ok = false;
 	if (c && !c->err) {
-		redisReply *rep = redisCommand(c, "PING");
-		ok = rep && rep->type == REDIS_REPLY_STATUS && !strcmp(rep->str, "PONG");
+		redisReply *rep = redisCommand(c, "INFO server");
+		if (rep && rep->type == REDIS_REPLY_STRING) {
+			const char *pid = strstr(rep->str, "process_id:");
+			ok = pid && atol(pid + strlen("process_id:")) == (long)r->pid;
+		}
 		if (rep)
 			freeReplyObject(rep);
 	}
@@ -64,7 +70,8 @@ static const char *server_path(void)
 	return NULL;
 }
 
-static void spawn(t_redis_t *r)
+/* Start redis-server on r->port; false when it exited at start (the port was taken). */
+static bool spawn(t_redis_t *r)
 {
 	char port[16], logf[300];
 	snprintf(port, sizeof(port), "%d", r->port);
@@ -92,21 +99,29 @@ static void spawn(t_redis_t *r)
 	int64_t until = t_now_ms() + 20000;
 	while (!ping(r)) {
 		int st;
-		cr_assert(waitpid(r->pid, &st, WNOHANG) != r->pid, "redis-server exited at start (see %s)",
-		          logf);
-		cr_assert(t_now_ms() < until, "redis-server on port %d did not answer PING within 20 s",
-		          r->port);
+		if (waitpid(r->pid, &st, WNOHANG) == r->pid) {
+			r->pid = 0;
+			return false;
+		}
+		cr_assert(t_now_ms() < until, "redis-server on port %d did not answer within 20 s (see %s)",
+		          r->port, logf);
 		t_sleep_ms(50);
 	}
+	return true;
 }
 
 void t_redis_start(t_redis_t *r)
 {
 	memset(r, 0, sizeof(*r));
 	t_mkdtemp(r->dir, sizeof(r->dir));
-	r->port = free_port();
-	snprintf(r->uri, sizeof(r->uri), "redis://127.0.0.1:%d", r->port);
-	spawn(r);
+	/* a free port may be taken by another test's server before ours binds it: try again */
+	for (int attempt = 0;; attempt++) {
+		r->port = free_port();
+		snprintf(r->uri, sizeof(r->uri), "redis://127.0.0.1:%d", r->port);
+		if (spawn(r))
+			return;
+		cr_assert(attempt < 5, "redis-server exited at start 6 times (see %s/redis.log)", r->dir);
+	}
 }
 
 void t_redis_restart(t_redis_t *r, bool restart)
@@ -119,7 +134,8 @@ void t_redis_restart(t_redis_t *r, bool restart)
 		r->pid = 0;
 	}
 	if (restart)
-		spawn(r);
+		cr_assert(spawn(r), "redis-server did not restart on port %d (see %s/redis.log)", r->port,
+		          r->dir);
 }
 
 void t_redis_stop(t_redis_t *r)

@@ -712,7 +712,7 @@ Test(kafka_source, a_file_store_with_two_members_is_refused_with_kafka_log_level
 /* ---- a member killed mid-run: two `spate run` processes in one group ---------------------- */
 
 enum {
-	KILL_RECORDS = 200000, /* 12,500 per partition: a run of several seconds */
+	KILL_RECORDS = 200000, /* 12,500 per partition: 10 s or more for one member alone */
 	KILL_PER_PART = KILL_RECORDS / PARTS,
 	KILL_BOTH_BOUND_MS = 60000,      /* both members must have journalled records by then */
 	KILL_SURVIVOR_BOUND_MS = 120000, /* the survivor must exit by then */
@@ -753,6 +753,11 @@ static pid_t spawn_member(const char *bs, const char *dir, const char *name, con
 	                      "kafka.heartbeat.interval.ms=500",
 	                      "-X",
 	                      "checkpoint.interval.ms=200",
+	                      "-X",
+	                      /* at most 2 workers x 100 records per 10 ms: one member alone takes
+	                       * 10 s or more for the topic, so the second one joins the group
+	                       * while there is work left, however loaded the machine is */
+	                      "journal.sleep.ms=10",
 	                      "-X",
 	                      "log.level=info",
 	                      g_kafka_log_level ? "-X" : NULL,

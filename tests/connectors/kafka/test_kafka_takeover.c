@@ -13,7 +13,8 @@
  * interval of its work is repeated; the bound allows three, because on a loaded machine
  * the engine thread's commit comes late while the workers run. No timing is asserted:
  * the samples only measure A's own pace.
- * Part of the kafka_source test executable (suite kafka_source). */
+ * Its own test executable (suite kafka_takeover), run with Criterion's --jobs 1: other
+ * tests running alongside would change A's pace between the samples and the kill. */
 #include "engine/engine.h"
 
 #include <criterion/criterion.h>
@@ -336,13 +337,13 @@ static void killed_in_a_rebalance(const char *topic, const char *group, const ch
 	t_kafka_stop(k);
 }
 
-Test(kafka_source, a_member_killed_in_a_rebalance_costs_about_a_checkpoint_interval, .timeout = 300)
+Test(kafka_takeover, a_member_killed_in_a_rebalance_costs_about_a_checkpoint_interval, .timeout = 300)
 {
 	killed_in_a_rebalance("t20", "g20", NULL);
 }
 
 /* the same with kafka.log_level=3: librdkafka's own log level changes nothing */
-Test(kafka_source, a_member_killed_in_a_rebalance_costs_about_a_checkpoint_interval_with_kafka_log_level_3,
+Test(kafka_takeover, a_member_killed_in_a_rebalance_costs_about_a_checkpoint_interval_with_kafka_log_level_3,
      .timeout = 300)
 {
 	const char *extra[] = {"kafka.log_level=3", NULL};
