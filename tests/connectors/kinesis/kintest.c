@@ -103,7 +103,13 @@ static int handle(void *opaque, void *wctx, spate_batch_t *b)
 		kt_part_t *p = kt_part(s, r[i]->partition->name);
 		p->last_out = out;
 	}
-	spate_engine_t *stop = s->stop_after && s->total >= s->stop_after ? s->e : NULL;
+	/* once only: a second spate_engine_stop stops at once, without the final checkpoint
+	 * (and with 2 workers, two batches may end past stop_after) */
+	spate_engine_t *stop = NULL;
+	if (s->stop_after && s->total >= s->stop_after && !s->stopped) {
+		stop = s->e;
+		s->stopped = stop != NULL;
+	}
 	pthread_mutex_unlock(&s->mu);
 	if (stop)
 		spate_engine_stop(stop);

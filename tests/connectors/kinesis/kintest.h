@@ -38,6 +38,7 @@ struct kt_seen {
 	/* hooks */
 	spate_engine_t *e;
 	long stop_after;           /* spate_engine_stop once this many were handled (0: never) */
+	bool stopped;              /* ... and it was called (once: a second call stops at once) */
 	int delay_ms;              /* each batch takes this long (so a stop lands mid-stream) */
 	_Atomic int block;         /* 1: the handler waits while it stays 1 (set by the test) */
 	_Atomic int blocked;       /* the handler is waiting */
