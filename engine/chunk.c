@@ -4,14 +4,30 @@
  * body: one allocation of the records' descriptors, their states, the order array and
  * the header storage. Freed headers and bodies are kept in per-engine caches for reuse
  * (a body is about 0.5 MiB, above glibc's mmap threshold: without reuse every chunk's
- * pages would fault in anew). A body is reused only when it wastes at most
- * 1/SP_CHUNK_SLACK_DIV of what is needed, since its size counts in the in-flight bound.
+ * pages would fault in anew). Bodies are allocated in size classes (body_class), and one
+ * is reused only when it wastes at most 1/SP_CHUNK_SLACK_DIV of what is needed, since its
+ * size counts in the in-flight bound.
  * @locality the engine thread (sources call sp_chunk_new from poll).
  */
 #include "engine/engine.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+/* need rounded up to its size class: SP_CHUNK_SLACK_DIV classes per power of two (a
+ * class wastes less than 1/SP_CHUNK_SLACK_DIV of need). Chunks whose record counts differ
+ * a little (a compressed log's reads: the records of one 1.25 MiB read vary with the
+ * compression) then share bodies through the cache; sized exactly, a body fitted only
+ * chunks of its size or a little smaller, every other chunk allocated a new body, and
+ * its pages (above glibc's mmap threshold) faulted in anew. */
+static size_t body_class(size_t need)
+{
+	if (need <= 4096)
+		return need;
+	size_t pow = (size_t)1 << (63 - __builtin_clzll((unsigned long long)need));
+	size_t step = pow / SP_CHUNK_SLACK_DIV;
+	return (need + step - 1) / step * step;
+}
 
 /* A body allocation from the engine's cache: one that fits without wasting more than
  * 1/SP_CHUNK_SLACK_DIV of what is needed (the slack counts in the bound, so a source that
@@ -27,8 +43,8 @@ static void *body_get(spate_engine_t *e, size_t need, size_t *size)
 			return m;
 		}
 	}
-	*size = need;
-	return malloc(need);
+	*size = body_class(need);
+	return malloc(*size);
 }
 
 void sp_chunk_body_put(spate_engine_t *e, void *body, size_t size)

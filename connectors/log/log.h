@@ -581,6 +581,8 @@ int sp_log_last_record(const char *pdir, const sp_log_durable_t *d, const sp_log
 
 /** About this many bytes per read. */
 #define SP_LOG_READ_BYTES ((size_t)1 << 20)
+/** The smallest read a compressed log's reads are sized down to (reader.c: read_size). */
+#define SP_LOG_READ_MIN_BYTES ((size_t)64 << 10)
 /** Reads in flight per partition. */
 #define SP_LOG_READS_IN_FLIGHT 2
 /** Room in front of each read buffer for the tail of the previous read (a batch split by

@@ -311,17 +311,60 @@ static size_t read_full(const sp_log_reader_t *r)
 	return r->o.direct ? SP_LOG_READ_BYTES - 2 * SP_LOG_DIRECT_ALIGN : SP_LOG_READ_BYTES;
 }
 
-static bool issue_read(sp_log_reader_t *r, rpart_t *p, size_t want)
+/* The size of p's next read: a full one, or for a compressed log one that decompresses
+ * to about a full read's bytes (not for direct reads: their sizes are aligned). Each read
+ * becomes one chunk, with the decompressed records in its buffer's arena and a
+ * descriptor per record: a full read of a log that compresses 5 to 1 made chunks of 6 MiB
+ * of records and arenas of 8 MiB, five times an uncompressed read's, and the pages of
+ * every such arena and chunk body were faulted in once each (most of a compressed read's
+ * system time on this machine). */
+static size_t read_size(const sp_log_reader_t *r, const rpart_t *p)
+{
+	size_t full = read_full(r);
+	if (r->o.direct || p->expand16 == 16)
+		return full;
+	/* until a read says (the first reads of a partition, up to 5 with the decode stage),
+	 * as if it expanded 8 to 1 */
+	uint32_t x16 = p->expand16 ? p->expand16 : 8 * 16;
+	size_t want = (size_t)((uint64_t)full * 16 / x16);
+	if (want < SP_LOG_READ_MIN_BYTES)
+		want = SP_LOG_READ_MIN_BYTES;
+	/* a read from the batch that needs more: that batch whole, if it fits in a full read
+	 * (a read after one in flight starts further on: need says nothing about it) */
+	if (p->need > want && p->read_pos == p->parse_pos)
+		want = p->need < full ? p->need : full;
+	return want;
+}
+
+/* A read of got bytes whose batches decompressed to used bytes (0: uncompressed): what
+ * the next reads are sized by (read_size). A read that expands more counts at once (the
+ * next reads shrink: memory); one that expands less moves the estimate a quarter of the
+ * way (one incompressible batch does not make the next read of a 10:1 log 10 MiB of
+ * records). Reads shorter than SP_LOG_READ_MIN_BYTES (the end of the data) say too
+ * little. */
+static void note_expansion(rpart_t *p, size_t got, size_t used)
+{
+	if (got < SP_LOG_READ_MIN_BYTES)
+		return;
+	uint64_t x = 16 * ((uint64_t)got + used) / got;
+	if (p->expand16 && x < p->expand16)
+		x = (3 * (uint64_t)p->expand16 + x) / 4;
+	p->expand16 = x > UINT32_MAX ? UINT32_MAX : (uint32_t)x;
+}
+
+/* Read want bytes at p->read_pos; pooled: into a full-size buffer from the pool (with the
+ * headroom a carried batch tail needs), else an exact one. */
+static bool issue_read(sp_log_reader_t *r, rpart_t *p, size_t want, bool pooled)
 {
 	req_t *q = calloc(1, sizeof(*q));
 	if (!q)
 		return false;
-	/* Full-size reads get a pooled buffer with headroom (a following read may carry a
-	 * batch tail into it); a shorter read at the end of the data, or one for a batch
-	 * bigger than a pooled buffer, gets an exact one. A direct read also needs room to
-	 * align its start and end (sp_log_rd_piece). */
+	/* Full-size reads (and a compressed log's reads, sized to what they decompress to) get
+	 * a pooled buffer with headroom (a following read may carry a batch tail into it); a
+	 * shorter read at the end of the data, or one for a batch bigger than a pooled
+	 * buffer, gets an exact one. A direct read also needs room to align its start and end
+	 * (sp_log_rd_piece). */
 	const size_t A = SP_LOG_DIRECT_ALIGN;
-	bool pooled = want == read_full(r);
 	q->direct = r->o.direct;
 	q->cap = pooled ? SP_LOG_POOL_BUF_BYTES : want + (q->direct ? 3 * A : 0);
 	q->head = pooled ? SP_LOG_READ_HEADROOM : 0;
@@ -500,6 +543,7 @@ static void parse_req(sp_log_reader_t *r, rpart_t *p, req_t *q)
 		c->release = sp_log_pool_chunk_release;
 		c->release_opaque = r->pool;
 		c->bytes = q->cap + sp_log_dec_bytes(init.dec); /* decompressed records too */
+		note_expansion(p, q->got, sp_log_dec_used(init.dec));
 		c->end_marker = ps.stop == SP_LOG_PARSE_END;
 		q->buf = NULL; /* the chunk owns it now */
 		p->ready[(p->r_head + p->nready) % READY_MAX] = c;
@@ -667,6 +711,7 @@ static void dec_finish(sp_log_reader_t *r, rpart_t *p)
 		c->release = sp_log_pool_chunk_release;
 		c->release_opaque = r->pool;
 		c->bytes = q->cap + sp_log_dec_bytes(q->dps.dec);
+		note_expansion(p, q->got, sp_log_dec_used(q->dps.dec));
 		c->end_marker = q->dend;
 		q->buf = NULL;
 		q->dc = NULL;
@@ -769,14 +814,14 @@ static void pump(sp_log_reader_t *r, rpart_t *p)
 			p->st = P_WAIT;
 			return;
 		}
-		size_t full = read_full(r);
-		size_t want = p->big_need > full ? p->big_need : full;
+		size_t full = read_full(r), planned = read_size(r, p);
+		size_t want = p->big_need > full ? p->big_need : planned;
 		if (r->o.direct && want == full && p->read_pos % SP_LOG_DIRECT_ALIGN)
 			want -= (size_t)((p->read_pos + want) %
 			                 SP_LOG_DIRECT_ALIGN); /* the next one starts aligned */
 		if (want > limit - p->read_pos)
 			want = (size_t)(limit - p->read_pos);
-		if (!issue_read(r, p, want))
+		if (!issue_read(r, p, want, want == planned))
 			return; /* ring full or out of memory: the next poll tries again */
 		p->big_need = 0;
 	}

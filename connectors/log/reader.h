@@ -99,6 +99,8 @@ typedef struct rpart {
 	uint64_t parse_pos;    /* file position of the first unparsed byte */
 	size_t need;           /* bytes from parse_pos the next batch needs (0: unknown/none) */
 	size_t big_need;       /* the next read must hold this many bytes */
+	uint32_t expand16;     /* 16 x (bytes read + bytes decompressed) / bytes read, of the last
+	                        * full read (16: uncompressed): sizes the next reads (pump) */
 	uint64_t next_deliver; /* records before this offset are not delivered */
 	uint64_t passed;       /* offset after the last batch parsed: the next one's lowest base */
 	uint64_t seg_hi;       /* the next segment's base (UINT64_MAX: not known yet) */

@@ -760,3 +760,131 @@ Test(log_codec, changed_compressed_bytes_are_corruption_or_records)
 		free(b.p);
 	}
 }
+
+/* ---- read sizes of a compressed log ------------------------------------------------------ */
+
+enum {
+	RS_TEXT = 60000,   /* text records (about 10:1 with zstd) before and after the big batch */
+	RS_PER_BATCH = 200,
+	RS_BIG = 40,       /* records of RS_BIG_BYTES random bytes: one batch that does not shrink */
+	RS_BIG_BYTES = 16 << 10,
+};
+
+/* Record i's random value (RS_BIG_BYTES), the same for the writer and the check. */
+static void rs_random(uint64_t i, uint8_t *v)
+{
+	uint64_t x = i * 0x9E3779B97F4A7C15ull + 1;
+	for (size_t k = 0; k < RS_BIG_BYTES; k++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		v[k] = (uint8_t)x;
+	}
+}
+
+static void rs_read(const char *dir, uint64_t total, int decode_threads)
+{
+	char err[1024];
+	sp_log_ropts_t ro;
+	lt_ropts(&ro);
+	ro.decode_threads = decode_threads;
+	sp_log_reader_t *rd;
+	cr_assert_eq(sp_log_reader_open(dir, &ro, &rd, err, sizeof(err)), SPATE_OK, "%s", err);
+	sp_part_t part;
+	memset(&part, 0, sizeof(part));
+	sp_log_reader_bind(rd, 0, &part);
+	sp_log_reader_set_end(rd, 0, true, total - 1);
+	cr_assert_eq(sp_log_reader_seek(rd, 0, 0, err, sizeof(err)), SPATE_OK, "%s", err);
+	uint8_t *want = malloc(RS_BIG_BYTES);
+	uint64_t next = 0, most = 0;
+	int chunks = 0;
+	while (!sp_log_reader_ended(rd)) {
+		struct pollfd pf = {sp_log_reader_fd(rd), POLLIN, 0};
+		cr_assert_gt(poll(&pf, 1, LT_WAIT_MS), 0);
+		sp_chunk_t *out[4];
+		int n = sp_log_reader_poll(rd, out, 4, UINT64_MAX, err, sizeof(err));
+		cr_assert_geq(n, 0, "%s", err);
+		for (int i = 0; i < n; i++) {
+			sp_chunk_t *c = out[i];
+			uint64_t bytes = 0;
+			for (uint32_t k = 0; k < c->n; k++, next++) {
+				const spate_record_t *r = &c->recs[k];
+				cr_assert_eq(r->position.w[2], next, "record %u of chunk %d", k, chunks);
+				bytes += r->value_len + r->key_len;
+				if (next >= RS_TEXT && next < RS_TEXT + RS_BIG) {
+					rs_random(next, want);
+					cr_assert_eq(r->value_len, RS_BIG_BYTES);
+					cr_assert(!memcmp(r->value, want, RS_BIG_BYTES), "record %llu",
+					          (unsigned long long)next);
+				} else {
+					uint64_t t = next < RS_TEXT ? next : next - RS_BIG;
+					spate_push_record_t e;
+					lt_make_text(t, 0, &e);
+					cr_assert_eq(r->value_len, e.value_len, "record %llu", (unsigned long long)next);
+					cr_assert(!e.value_len || !memcmp(r->value, e.value, e.value_len));
+				}
+			}
+			/* the first reads of a partition (2 in flight, 3 more in the decode stage) are
+			 * sized before one says how the log expands */
+			if (c->n && chunks++ >= 5 && bytes > most)
+				most = bytes;
+			c->release(c, c->release_opaque);
+			free(c);
+		}
+	}
+	cr_assert_eq(next, total, "records read with log.decode.threads=%d", decode_threads);
+	cr_log_info("log.decode.threads=%d: %d chunks, at most %llu bytes of records in one after the "
+	            "first 5",
+	            decode_threads, chunks, (unsigned long long)most);
+	/* a full read (1 MiB) of this log would be a chunk of about 10 MiB of records */
+	cr_assert_leq(most, 2 * SP_LOG_READ_BYTES,
+	              "a chunk of %llu bytes of records: reads are not sized by what they decompress to",
+	              (unsigned long long)most);
+	cr_assert_gt(chunks, 10);
+	free(want);
+	sp_log_reader_close(rd);
+}
+
+/* A zstd log of about 10:1 with one batch in the middle that does not compress (bigger
+ * than a read sized for 10:1, smaller than a full one): the reader sizes reads by what they
+ * decompress to, so a chunk holds about a full read's bytes of records (not ten times
+ * that), and the big batch, cut by such a read, is read whole; every record comes back
+ * once, in order, from the engine thread's parse and from the decode stage. */
+Test(log_codec, a_compressed_log_is_read_in_reads_sized_by_what_they_decompress_to)
+{
+	buf_t seg = {0};
+	uint64_t off = 0;
+	for (uint64_t i = 0; i < RS_TEXT; i += RS_PER_BATCH, off += RS_PER_BATCH)
+		add_batch(&seg, off, i, RS_PER_BATCH, F_SPATE, SP_LOG_CODEC_ZSTD);
+	sp_log_enc_t e;
+	sp_log_enc_init(&e);
+	uint8_t *v = malloc(RS_BIG_BYTES);
+	for (int k = 0; k < RS_BIG; k++) {
+		rs_random(off + (uint64_t)k, v);
+		spate_push_record_t r = {.value = v, .value_len = RS_BIG_BYTES, .timestamp_ms = TS0};
+		if (k == 0)
+			sp_log_enc_begin(&e, (int64_t)off, TS0);
+		cr_assert_eq(sp_log_enc_add(&e, &r, TS0), SPATE_OK);
+	}
+	free(v);
+	buf_t z = {0};
+	buf_put(&z, e.buf, SP_LOG_BATCH_HEADER);
+	zstd_frame(&z, e.buf + SP_LOG_BATCH_HEADER, e.len - SP_LOG_BATCH_HEADER, true);
+	sp_log_enc_seal(&e, z.p, z.len, SP_LOG_CODEC_ZSTD);
+	cr_assert_gt(z.len, (size_t)600 << 10, "the big batch stays big compressed (%zu bytes)", z.len);
+	buf_put(&seg, z.p, z.len);
+	free(z.p);
+	sp_log_enc_free(&e);
+	off += RS_BIG;
+	for (uint64_t i = RS_TEXT; i < 2 * RS_TEXT; i += RS_PER_BATCH, off += RS_PER_BATCH)
+		add_batch(&seg, off, i, RS_PER_BATCH, F_SPATE, SP_LOG_CODEC_ZSTD);
+	cr_log_info("segment: %zu bytes for %llu records", seg.len, (unsigned long long)off);
+	cr_assert_gt(seg.len, 2 * SP_LOG_READ_BYTES, "several full reads of compressed bytes");
+	char *dir = lt_mkdtemp();
+	write_log(dir, &seg);
+	rs_read(dir, off, 0);
+	rs_read(dir, off, 2);
+	free(seg.p);
+	lt_rmrf(dir);
+	free(dir);
+}
