@@ -560,6 +560,14 @@ bool sp_lane_dead_letter(sp_worker_t *w, sp_lane_t *l, const sp_bref_t *refs, ui
 void sp_lane_bisect_next(sp_lane_t *l);
 /** A failed batch (see retry.c). */
 bool sp_retry_failed(sp_worker_t *w, sp_lane_t *l, const spate_batch_t *b, int res, uint32_t n, bool items);
+/* The DLQ condition under which record r (its state st) leaves now, or -1: it never failed,
+ * or it may still retry. */
+int sp_retry_exhausted(sp_engine_t *e, const spate_record_t *r, const sp_rstate_t *st);
+/* The lane's next batch starts at w->refs[s] (of the n just built or handled): end it
+ * before the first record behind s whose attempts are spent, so that record reaches the
+ * head and leaves without another handler call (run_batch) instead of being handled once
+ * more in the middle of a batch. A bisect in progress keeps the smaller limit. */
+void sp_retry_cut_before_spent(sp_worker_t *w, sp_lane_t *l, uint32_t s, uint32_t n);
 
 /* The record and state of a batch entry: its arena copy for a copied one. */
 static inline sp_rstate_t *sp_bref_st(const sp_bref_t *r)

@@ -57,6 +57,23 @@ static int exhausted(sp_engine_t *e, const spate_record_t *r, const sp_rstate_t 
 	return -1;
 }
 
+int sp_retry_exhausted(sp_engine_t *e, const spate_record_t *r, const sp_rstate_t *st)
+{
+	return st->attempts ? exhausted(e, r, st) : -1;
+}
+
+void sp_retry_cut_before_spent(sp_worker_t *w, sp_lane_t *l, uint32_t s, uint32_t n)
+{
+	for (uint32_t j = s + 1; j < n; j++) {
+		if (sp_retry_exhausted(w->e, sp_bref_rec(&w->refs[j]), sp_bref_st(&w->refs[j])) >= 0) {
+			uint32_t cut = j - s;
+			if (!l->bisect_limit || cut < l->bisect_limit)
+				l->bisect_limit = cut;
+			return;
+		}
+	}
+}
+
 static void charge(sp_rstate_t *st, int64_t wall)
 {
 	if (st->attempts < UINT16_MAX)
@@ -213,8 +230,12 @@ bool sp_retry_failed(sp_worker_t *w, sp_lane_t *l, const spate_batch_t *bp, int 
 				errs[k] = o != UINT32_MAX ? w->errbuf + o : "item failed";
 				k++;
 			}
-			return sp_lane_dead_letter(w, l, &w->refs[f], k, cond, errs);
+			if (!sp_lane_dead_letter(w, l, &w->refs[f], k, cond, errs))
+				return false;
+			sp_retry_cut_before_spent(w, l, f + k, n);
+			return true;
 		}
+		sp_retry_cut_before_spent(w, l, f, n);
 		sp_lane_park(w, l, sp_bref_st(&w->refs[f])->attempts);
 		return l->park_until_ms == 0;
 	}

@@ -418,6 +418,20 @@ static bool run_batch(sp_worker_t *w, sp_lane_t *l)
 	uint32_t n = sp_lane_build_batch(w, l, limit);
 	if (!n)
 		return false;
+	/* failed items whose attempts are spent, at the head: they leave without another
+	 * handler call (item failures send the first failed item and the spent ones right
+	 * behind it; a spent one further back reaches the head so: sp_retry_failed ends the
+	 * batch before it). One check per batch, none per record. */
+	int spent = sp_retry_exhausted(e, w->ptrs[0], sp_bref_st(&w->refs[0]));
+	if (spent >= 0) {
+		uint32_t k = 1;
+		while (k < n && sp_retry_exhausted(e, w->ptrs[k], sp_bref_st(&w->refs[k])) == spent)
+			k++;
+		if (!sp_lane_dead_letter(w, l, w->refs, k, spent, NULL))
+			return false;
+		sp_retry_cut_before_spent(w, l, k, n);
+		return true;
+	}
 	if (e->filter && drop_filtered_head(w, l, n))
 		return true; /* the lane's next batch starts at a record that passes */
 	l->window_wait = false;

@@ -233,6 +233,39 @@ Test(failures, item_failures_retry_from_the_failed_item_only)
 	free(s.fails);
 }
 
+/* Failed items that are not next to each other in a batch, max.retry.attempts=1: every
+ * poison record reaches the handler exactly twice (the call and one retry), then leaves.
+ * Item failures send the first failed item to the DLQ with the spent ones right behind
+ * it; before the lane ended the next batch in front of a spent item further back, that
+ * item was handled a third time in the middle of the next batch. */
+Test(failures, item_failures_never_pass_max_retry_attempts)
+{
+	st_t s;
+	init(&s, 7000);
+	s.poison_mod = 7; /* ids 3, 10, 17, ...: several per batch, healthy records between */
+	s.poison_rem = 3;
+	s.items = true;
+	s.keys = 1; /* one lane per partition: the batches follow the lane order */
+	const char *kv[] = {"report.item.failures", "true", "max.retry.attempts", "1", "batch.size", "50",
+	                    "bisect.on.error", "false", NULL};
+	spate_summary_t sum = run(&s, kv);
+	cr_assert_eq(sum.records, s.n);
+	size_t poison = 0;
+	for (size_t i = 0; i < s.n; i++) {
+		if (i % 7 == 3) {
+			poison++;
+			cr_assert_eq(atomic_load(&s.fails[i]), 2, "poison record %zu reached the handler %u times",
+			             i, atomic_load(&s.fails[i]));
+			cr_assert_eq(atomic_load(&s.ok[i]), 0);
+		} else {
+			cr_assert_geq(atomic_load(&s.ok[i]), 1, "healthy record %zu never succeeded", i);
+		}
+	}
+	cr_assert_eq(sum.dropped, poison, "dropped %llu, poison %zu", (unsigned long long)sum.dropped, poison);
+	free(s.ok);
+	free(s.fails);
+}
+
 static void poison_lane_case(const char *inflight)
 {
 	st_t s;
