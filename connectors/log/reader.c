@@ -475,6 +475,23 @@ static void corrupt(sp_log_reader_t *r, rpart_t *p, uint64_t bpos, const char *w
 
 /* ---- parsing ------------------------------------------------------------------------- */
 
+/* What a parse of the finished read q of p starts from: the partition's position and
+ * end, the readable bytes after the read, the read buffer's decode arena. */
+static sp_log_parse_t parse_init(sp_log_reader_t *r, rpart_t *p, const req_t *q)
+{
+	uint64_t end_pos = q->file_pos + q->got; /* the file position after the read's data */
+	bool final;
+	uint64_t limit = seg_limit(p, &final);
+	return (sp_log_parse_t){.from = p->next_deliver,
+	                        .has_end = p->has_end,
+	                        .end = p->end,
+	                        .passed = p->passed,
+	                        .hi = part_hi(r, p),
+	                        .more = limit > end_pos ? limit - end_pos : 0,
+	                        .redrive_ms = r->o.redrive ? sp_wall_ms() : 0,
+	                        .dec = sp_log_pool_dec(r->pool, q->buf)};
+}
+
 /* Parse the complete batches of a finished read (the FIFO head) into a chunk queued on
  * p->ready; carry a cut batch to the next read or read it again; free the request. */
 static void parse_req(sp_log_reader_t *r, rpart_t *p, req_t *q)
@@ -490,16 +507,7 @@ static void parse_req(sp_log_reader_t *r, rpart_t *p, req_t *q)
 		sp_log_rd_drop_reqs(r, p, NULL);
 		return;
 	}
-	bool final;
-	uint64_t limit = seg_limit(p, &final);
-	sp_log_parse_t init = {.from = p->next_deliver,
-	                       .has_end = p->has_end,
-	                       .end = p->end,
-	                       .passed = p->passed,
-	                       .hi = part_hi(r, p),
-	                       .more = limit > dpos + len ? limit - (dpos + len) : 0,
-	                       .redrive_ms = r->o.redrive ? sp_wall_ms() : 0,
-	                       .dec = sp_log_pool_dec(r->pool, q->buf)};
+	sp_log_parse_t init = parse_init(r, p, q);
 	sp_log_parse_t ps = init;
 	ps.fast = true;
 	sp_log_parse_scan(data, len, &ps);
@@ -607,16 +615,7 @@ static bool dec_prescan(sp_log_reader_t *r, rpart_t *p, req_t *q)
 	const uint8_t *data = q->buf + q->head - q->carry;
 	size_t len = q->carry + q->got;
 	uint64_t dpos = q->file_pos - q->carry;
-	bool final;
-	uint64_t limit = seg_limit(p, &final);
-	sp_log_parse_t init = {.from = p->next_deliver,
-	                       .has_end = p->has_end,
-	                       .end = p->end,
-	                       .passed = p->passed,
-	                       .hi = part_hi(r, p),
-	                       .more = limit > dpos + len ? limit - (dpos + len) : 0,
-	                       .redrive_ms = r->o.redrive ? sp_wall_ms() : 0,
-	                       .dec = sp_log_pool_dec(r->pool, q->buf)};
+	sp_log_parse_t init = parse_init(r, p, q);
 	sp_log_parse_t ps = init;
 	ps.headers_only = true;
 	sp_log_parse_scan(data, len, &ps);
