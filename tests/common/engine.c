@@ -243,3 +243,19 @@ int t_push_all(spate_engine_t *e, int32_t part, const spate_push_record_t *recs,
 	}
 	return 0;
 }
+
+static int first_snap_handle(void *opaque, void *ctx, spate_batch_t *b)
+{
+	t_first_snap_t *f = opaque;
+	if (!atomic_exchange(&f->called, true))
+		f->snap = t_read_file(f->path, &f->snap_len);
+	return f->inner ? f->inner->handle(f->inner->opaque, ctx, b) : SPATE_HANDLER_OK;
+}
+
+spate_handler_t t_first_snap_handler(t_first_snap_t *f)
+{
+	return (spate_handler_t){.version = SPATE_HANDLER_VERSION,
+	                         .name = "first-snap",
+	                         .handle = first_snap_handle,
+	                         .opaque = f};
+}

@@ -79,6 +79,18 @@ t_run_t t_engine_run(const t_engine_opts_t *o);
  * during thread whose run has returned (nothing would take the rest). Any thread. */
 int t_push_all(spate_engine_t *e, int32_t part, const spate_push_record_t *recs, size_t n);
 
+/* A handler that copies a file (a file store's) at its first call, then runs inner (NULL:
+ * every batch OK): what the guarantee 6 tests compare with, the store as it was before any
+ * record reached a handler. t_first_snap_handler(f) is the spate_handler_t of f. */
+typedef struct t_first_snap {
+	const char *path;               /* the file to copy */
+	const spate_handler_t *inner;   /* run for every batch; NULL: SPATE_HANDLER_OK */
+	atomic_bool called;
+	char *snap; /* the file at the first call (NULL: none); the caller frees it */
+	size_t snap_len;
+} t_first_snap_t;
+spate_handler_t t_first_snap_handler(t_first_snap_t *f);
+
 /* t_require(cond, "format", ...): when cond is false, fail. On the main thread: a failed
  * Criterion assertion. On a during thread: the message is noted, the engine is stopped
  * and the thread ends (pthread_exit); t_engine_run fails the test after joining it. On

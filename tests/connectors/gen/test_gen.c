@@ -701,29 +701,13 @@ Test(gen_run, fraud_handler_counts_planted_flags)
 /* Guarantee 6 for gen: the resolved start of every partition is in the store before the
  * first record reaches a handler (periodic and count checkpoints out of reach, so only
  * the save at start can have written it). */
-typedef struct first_snap {
-	const char *path;
-	atomic_bool called;
-	char *snap; /* the store file at the first handler call (NULL: none) */
-} first_snap_t;
-
-static int snap_handle(void *opaque, void *ctx, spate_batch_t *b)
-{
-	(void)ctx;
-	(void)b;
-	first_snap_t *f = opaque;
-	if (!atomic_exchange(&f->called, true))
-		f->snap = t_read_file(f->path, NULL);
-	return SPATE_HANDLER_OK;
-}
-
 Test(gen_run, the_resolved_start_is_saved_before_the_first_record)
 {
 	char dir[64], path[128], store[160];
 	t_mkdtemp(dir, sizeof(dir));
 	snprintf(path, sizeof(path), "%s/ckpt", dir);
 	snprintf(store, sizeof(store), "file:%s", path);
-	first_snap_t f = {.path = path};
+	t_first_snap_t f = {.path = path};
 	const char *kv[] = {"source",
 	                    "gen",
 	                    "gen.records",
@@ -739,8 +723,7 @@ Test(gen_run, the_resolved_start_is_saved_before_the_first_record)
 	                    "checkpoint.records",
 	                    "1000000000",
 	                    NULL};
-	spate_handler_t h = {
-	    .version = SPATE_HANDLER_VERSION, .name = "snap", .handle = snap_handle, .opaque = &f};
+	spate_handler_t h = t_first_snap_handler(&f);
 	t_run_t r = t_engine_run(&(t_engine_opts_t){.conf = kv, .handler = &h});
 	cr_assert_eq(r.rc, SPATE_OK, "%s", r.err);
 	cr_assert_eq(r.sum.records, 1000);

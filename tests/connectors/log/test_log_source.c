@@ -307,20 +307,9 @@ typedef struct first_call {
 	state_t *s;
 	char store_path[512];
 	char dir[256];
-	atomic_bool called;
-	char *snap; /* the store file as the first handler call found it (NULL: none) */
-	size_t snap_len;
-	uint64_t want; /* records the first run handles before it is stopped */
+	t_first_snap_t snap; /* the store file as the first handler call found it */
+	uint64_t want;       /* records the first run handles before it is stopped */
 } first_t;
-
-/* The suite's handler, which also copies the store file at its first call. */
-static int handle_first(void *opaque, void *ctx, spate_batch_t *b)
-{
-	first_t *f = opaque;
-	if (!atomic_exchange(&f->called, true))
-		f->snap = t_read_file(f->store_path, &f->snap_len);
-	return handle(f->s, ctx, b);
-}
 
 static void append_after_start(spate_engine_t *e, void *arg)
 {
@@ -373,29 +362,30 @@ static void start_saved_before_first_record(const char *pos, uint32_t first_id)
 	                    "checkpoint.records",
 	                    "1000000000",
 	                    NULL};
-	spate_handler_t h = {
-	    .version = SPATE_HANDLER_VERSION, .name = "t", .handle = handle_first, .opaque = &f};
+	spate_handler_t inner = {.version = SPATE_HANDLER_VERSION, .name = "t", .handle = handle, .opaque = f.s};
+	f.snap = (t_first_snap_t){.path = f.store_path, .inner = &inner};
+	spate_handler_t h = t_first_snap_handler(&f.snap);
 	t_run_t r = t_engine_run(&(t_engine_opts_t){.conf = kv,
 	                                            .handler = &h,
 	                                            .started = append_after_start,
 	                                            .during = stop_once_handled,
 	                                            .arg = &f});
 	cr_assert_eq(r.rc, SPATE_OK, "%s", r.err);
-	cr_assert(atomic_load(&f.called));
-	cr_assert_not_null(f.snap, "%s: no store file at the first handler call", pos);
+	cr_assert(atomic_load(&f.snap.called));
+	cr_assert_not_null(f.snap.snap, "%s: no store file at the first handler call", pos);
 	for (int p = 0; p < PARTS; p++) {
 		char name[128];
 		snprintf(name, sizeof(name), "\nlog/%s/%d\t%s", f.s->topic, p,
 		         !strcmp(pos, "earliest") ? "beginning\n" : "");
-		cr_assert(strstr(f.snap, name),
+		cr_assert(strstr(f.snap.snap, name),
 		          "%s: partition %d's start is not in the store at the first "
 		          "handler call:\n%s",
-		          pos, p, f.snap);
+		          pos, p, f.snap.snap);
 	}
 	/* the store as a SIGKILL at the first handler call leaves it */
 	FILE *fp = fopen(f.store_path, "wb");
 	cr_assert_not_null(fp);
-	cr_assert_eq(fwrite(f.snap, 1, f.snap_len, fp), f.snap_len);
+	cr_assert_eq(fwrite(f.snap.snap, 1, f.snap.snap_len, fp), f.snap.snap_len);
 	cr_assert_eq(fclose(fp), 0);
 	produce(dir, HALF, MAXREC);
 	state_t *s2 = new_state(dir);
@@ -408,7 +398,7 @@ static void start_saved_before_first_record(const char *pos, uint32_t first_id)
 		cr_assert_eq(atomic_load(&s2->seen[i]), i >= first_id ? 1u : 0u,
 		             "%s: record %u seen %u times", pos, i, atomic_load(&s2->seen[i]));
 	cr_assert_eq(atomic_load(&s2->bad), 0);
-	free(f.snap);
+	free(f.snap.snap);
 	free(f.s);
 	free(s2);
 	lt_rmrf(dir);
