@@ -90,16 +90,23 @@ static void dec_opts(sp_log_ropts_t *o)
 	o->decode_threads = 2;
 }
 
-Test(log_decode, every_record_in_order_decoded_on_the_threads)
+/* Read dir's partition to its end with 2 decode threads: its N records into recs. */
+static void read_decoded(const char *dir, lt_recs_t *recs, sp_log_reader_stats_t *st)
 {
-	char *dir = lt_mkdtemp(), err[1024];
-	write_part(dir, SP_LOG_CODEC_NONE, false);
+	char err[1024];
 	sp_log_ropts_t o;
 	dec_opts(&o);
+	cr_assert_eq(read_all(dir, &o, recs, st, err, sizeof(err)), SPATE_OK, "%s", err);
+	cr_assert_eq(recs->n, N);
+}
+
+Test(log_decode, every_record_in_order_decoded_on_the_threads)
+{
+	char *dir = lt_mkdtemp();
+	write_part(dir, SP_LOG_CODEC_NONE, false);
 	lt_recs_t recs = {0};
 	sp_log_reader_stats_t st;
-	cr_assert_eq(read_all(dir, &o, &recs, &st, err, sizeof(err)), SPATE_OK, "%s", err);
-	cr_assert_eq(recs.n, N);
+	read_decoded(dir, &recs, &st);
 	for (size_t i = 0; i < recs.n; i++)
 		lt_check(&recs.v[i], i, i);
 	cr_assert_gt(st.reads, 3, "several reads");
@@ -122,12 +129,9 @@ Test(log_decode, compressed_batches_decoded_on_the_threads)
 		cr_assert_eq(sp_log_verify_partition(dir, 0, &vs, err, sizeof(err)), SPATE_OK, "%s", err);
 		cr_assert_eq(vs.codec_records[codecs[c]], N, "every batch compressed (%s)",
 		             sp_log_codec_name(codecs[c]));
-		sp_log_ropts_t o;
-		dec_opts(&o);
 		lt_recs_t recs = {0};
 		sp_log_reader_stats_t st;
-		cr_assert_eq(read_all(dir, &o, &recs, &st, err, sizeof(err)), SPATE_OK, "%s", err);
-		cr_assert_eq(recs.n, N);
+		read_decoded(dir, &recs, &st);
 		for (size_t i = 0; i < recs.n; i++)
 			lt_check_text(&recs.v[i], i, i);
 		cr_assert_gt(st.decoded, 0, "%s: decoded on the threads", sp_log_codec_name(codecs[c]));
