@@ -72,6 +72,10 @@ static const char usage_text[] =
     "  --keys K           distinct keys (default 10000)\n"
     "  --partitions P     partitions of the new log (default 8)\n"
     "  --handler H        the pipeline's handler (default noop; see `spate config`)\n"
+    "  --warmup S         first produce one record and wait (at most S seconds, default\n"
+    "                     60) until the pipeline has handled it, so the load and its\n"
+    "                     latencies start once the consumer is ready (a Kafka group\n"
+    "                     joined); 0: start at once\n"
     "  --json FILE        write the report as one JSON object to FILE\n"
     "  -X key=value       pipeline keys (max.concurrency, batch.size, ...), the log's\n"
     "                     writer keys (flush.ms, compression, ...), kafka.* keys,\n"
@@ -79,7 +83,7 @@ static const char usage_text[] =
 
 typedef struct bopts {
 	const char *dir, *kafka, *kinesis, *handler, *json;
-	long long rate, records, duration, bytes, keys, partitions;
+	long long rate, records, duration, bytes, keys, partitions, warmup;
 	spate_conf_t *conf; /* the -X keys */
 } bopts_t;
 
@@ -142,6 +146,7 @@ static int parse(int argc, char **argv, bopts_t *o)
 	o->keys = 10000;
 	o->partitions = 8;
 	o->handler = "noop";
+	o->warmup = 60;
 	bool records_set = false;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -175,6 +180,8 @@ static int parse(int argc, char **argv, bopts_t *o)
 			rc = num(a, v, 1, &o->keys);
 		else if (!strcmp(a, "--partitions"))
 			rc = num(a, v, 1, &o->partitions);
+		else if (!strcmp(a, "--warmup"))
+			rc = num(a, v, 0, &o->warmup);
 		else if (!strcmp(a, "-X")) {
 			char key[128], err[512];
 			const char *eq = strchr(v, '=');
@@ -229,6 +236,38 @@ static int send_recs(bench_t *b, const spate_push_record_t *recs, size_t n)
 	return b->sink.ops->write(&b->sink, recs, n, b->perr, sizeof(b->perr));
 }
 
+/* --warmup: record 0 alone, then wait until the pipeline has it DONE (a Kafka consumer
+ * that handled a record holds its partitions: it is the group's only member). 0, or -1
+ * with b->perr set. *sent and *bytes count it. */
+static int warm_up(bench_t *b, const sp_gen_rec_t *g, uint64_t *sent, uint64_t *bytes)
+{
+	spate_push_record_t r = {.key = g->key, .key_len = g->key_len, .value = g->value,
+	                         .value_len = g->value_len};
+	if (send_recs(b, &r, 1) ||
+	    (b->log && sp_log_producer_flush(b->log, b->perr, sizeof(b->perr))))
+		return -1;
+	*sent = 1;
+	*bytes = r.key_len + r.value_len;
+	atomic_store_explicit(&b->produced, 1, memory_order_relaxed);
+	atomic_store_explicit(&b->produced_bytes, *bytes, memory_order_relaxed);
+	int64_t until = sp_now_ms() + b->o.warmup * 1000;
+	for (;;) {
+		spate_stats_t st;
+		spate_engine_stats(b->e, &st);
+		if (st.records >= 1)
+			return 0;
+		if (bench_signal || atomic_load(&b->quit))
+			return 0; /* the run ends anyway */
+		if (sp_now_ms() >= until) {
+			snprintf(b->perr, sizeof(b->perr),
+			         "the pipeline did not handle the warm-up record within --warmup %lld s",
+			         b->o.warmup);
+			return -1;
+		}
+		sleep_ms(10);
+	}
+}
+
 static void *producer_main(void *arg)
 {
 	bench_t *b = arg;
@@ -243,9 +282,15 @@ static void *producer_main(void *arg)
 		goto out;
 	}
 	double cpu0 = thread_cpu_s();
+	uint64_t sent = 0, bytes = 0;
+	if (o->warmup && warm_up(b, g, &sent, &bytes)) {
+		b->prc = -1;
+		goto out;
+	}
+	/* the schedule starts now: with --rate, R records/s from here */
 	int64_t start = sp_now_ms(), end_ms = o->duration ? start + o->duration * 1000 : 0;
 	b->p_start_ms = start;
-	uint64_t sent = 0, bytes = 0;
+	uint64_t base = sent;
 	for (;;) {
 		if (bench_signal || atomic_load(&b->quit))
 			break;
@@ -257,7 +302,7 @@ static void *producer_main(void *arg)
 		uint64_t want = batch;
 		if (o->rate) {
 			/* open loop: the records due by now, whatever the consumer does */
-			uint64_t due = (uint64_t)((double)(now - start) * (double)o->rate / 1000.0);
+			uint64_t due = base + (uint64_t)((double)(now - start) * (double)o->rate / 1000.0);
 			if (due <= sent) {
 				int e;
 				int64_t t =

@@ -102,3 +102,20 @@ Test(bench, mock_kafka_counts_match, .timeout = 300)
 	t_kafka_stop(k);
 	t_rmrf(dir);
 }
+
+/* --warmup: the warm-up record must be handled in time, or the run fails naming the
+ * option (a handler that takes 3 s per batch, a warm-up of 1 s). */
+Test(bench, a_warmup_not_handled_in_time_is_an_error_naming_it)
+{
+	char dir[256], log[300];
+	t_mkdtemp(dir, sizeof(dir));
+	snprintf(log, sizeof(log), "%s/log", dir);
+	char *argv[] = {(char *)t_spate_cli(), "bench", "--log", log, "--records", "100", "--handler",
+	                "sleep:3000", "--warmup", "1", "-X", "flush.ms=5", NULL};
+	char *out, *err;
+	int st = t_run(argv, &out, &err);
+	cr_assert_neq(st, 0, "a warm-up that was not handled in time passed:\n%s", out);
+	cr_assert(strstr(err, "warm-up record") && strstr(err, "--warmup 1 s"), "%s", err);
+	free(out), free(err);
+	t_rmrf(dir);
+}
