@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/common/benchtest.h"
 #include "tests/common/kafka.h"
 #include "tests/common/util.h"
 
@@ -20,37 +21,6 @@ TestSuite(bench, .fini = t_kafka_fini);
 #define NREC    20000
 #define RATE    "20000"
 #define VBYTES  64
-/* gen bytes records: a key "k" plus digits, a value of VBYTES; the report's bytes are
- * keys plus values, so they are at least NREC * VBYTES */
-
-static json_t *run_bench(char *const *argv, const char *json)
-{
-	char *out, *err;
-	int st = t_run(argv, &out, &err);
-	cr_assert_eq(st, 0, "spate bench exited %d:\n%s\n%s", st, out, err);
-	cr_assert(strstr(out, "consumed " RECORDS " records\n"), "%s", out);
-	json_error_t je;
-	json_t *j = json_load_file(json, 0, &je);
-	cr_assert(j, "%s: %s", json, je.text);
-	free(out), free(err);
-	return j;
-}
-
-static void check_counts(json_t *j, const char *target)
-{
-	cr_assert_str_eq(json_string_value(json_object_get(j, "target")), target);
-	cr_assert_eq(json_integer_value(json_object_get(j, "produced")), NREC);
-	cr_assert_eq(json_integer_value(json_object_get(j, "consumed")), NREC);
-	cr_assert(json_is_true(json_object_get(j, "complete")));
-	json_int_t bytes = json_integer_value(json_object_get(j, "produced_bytes"));
-	cr_assert_geq(bytes, (json_int_t)NREC * VBYTES);
-	cr_assert_leq(bytes, (json_int_t)NREC * (VBYTES + 16));
-	json_t *lat = json_object_get(j, "latency_done");
-	cr_assert(json_is_object(lat));
-	cr_assert_geq(json_number_value(json_object_get(lat, "max_ms")),
-	              json_number_value(json_object_get(lat, "p50_ms")));
-	cr_assert_geq(json_integer_value(json_object_get(j, "workers_max")), 1);
-}
 
 Test(bench, log_counts_match)
 {
@@ -75,8 +45,8 @@ Test(bench, log_counts_match)
 	                "-X",
 	                "flush.ms=5",
 	                NULL};
-	json_t *j = run_bench(argv, json);
-	check_counts(j, "log");
+	json_t *j = t_bench_run(argv, json, NREC);
+	t_bench_check(j, "log", NREC, VBYTES);
 	json_decref(j);
 	/* the log now holds records: a second run is refused, naming the folder */
 	char *out, *err;
@@ -96,8 +66,8 @@ Test(bench, mock_kafka_counts_match, .timeout = 300)
 	char *argv[] = {
 	    (char *)t_spate_cli(), "bench", "--kafka", "bench", "--records", RECORDS, "--rate", RATE,
 	    "--record-bytes",      "64",    "--json",  json,    "-X",        bs,      NULL};
-	json_t *j = run_bench(argv, json);
-	check_counts(j, "kafka");
+	json_t *j = t_bench_run(argv, json, NREC);
+	t_bench_check(j, "kafka", NREC, VBYTES);
 	json_decref(j);
 	t_kafka_stop(k);
 	t_rmrf(dir);

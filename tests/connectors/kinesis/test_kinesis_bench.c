@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/common/benchtest.h"
 #include "tests/common/kinesalite.h"
 #include "tests/common/util.h"
 
@@ -46,26 +47,9 @@ Test(kinesis_bench, counts_match, .timeout = 240)
 	                "-X",
 	                "kinesis.region=" T_KIN_REGION,
 	                NULL};
-	char *out, *err;
-	int st = t_run(argv, &out, &err);
-	cr_assert_eq(st, 0, "spate bench exited %d:\n%s\n%s", st, out, err);
-	cr_assert(strstr(out, "consumed " RECORDS " records\n"), "%s", out);
-	free(out), free(err);
-	json_error_t je;
-	json_t *j = json_load_file(json, 0, &je);
-	cr_assert(j, "%s: %s", json, je.text);
-	cr_assert_str_eq(json_string_value(json_object_get(j, "target")), "kinesis");
+	json_t *j = t_bench_run(argv, json, NREC);
+	t_bench_check(j, "kinesis", NREC, VBYTES);
 	cr_assert_str_eq(json_string_value(json_object_get(j, "name")), "bench");
-	cr_assert_eq(json_integer_value(json_object_get(j, "produced")), NREC);
-	cr_assert_eq(json_integer_value(json_object_get(j, "consumed")), NREC);
-	cr_assert(json_is_true(json_object_get(j, "complete")));
-	json_int_t bytes = json_integer_value(json_object_get(j, "produced_bytes"));
-	cr_assert_geq(bytes, (json_int_t)NREC * VBYTES);
-	cr_assert_leq(bytes, (json_int_t)NREC * (VBYTES + 16));
-	json_t *lat = json_object_get(j, "latency_done");
-	cr_assert(json_is_object(lat));
-	cr_assert_geq(json_number_value(json_object_get(lat, "max_ms")),
-	              json_number_value(json_object_get(lat, "p50_ms")));
 	json_decref(j);
 	/* the stream holds exactly what was put: the shards' records add up */
 	t_shard_t sh[8];
@@ -79,6 +63,7 @@ Test(kinesis_bench, counts_match, .timeout = 240)
 	cr_assert_eq(total, NREC);
 	/* one target only */
 	char *two[] = {(char *)t_spate_cli(), "bench", "--kinesis", "bench", "--kafka", "t", NULL};
+	char *out, *err;
 	cr_assert_eq(t_run(two, &out, &err), 2);
 	cr_assert(strstr(err, "give one of"), "%s", err);
 	free(out), free(err);
