@@ -16,7 +16,7 @@
 #   NAME...     these harnesses only (default: every one the build lists)
 #
 # A harness reads tests/fuzz/corpus/NAME (seeds and regression inputs; never written
-# here) and writes what it finds new into DIR/NAME/corpus. A crash (a sanitizer report, a
+# here), with the dictionary tests/fuzz/NAME.dict when there is one, and writes what it finds new into DIR/NAME/corpus. A crash (a sanitizer report, a
 # property a harness checks, a timeout or running out of memory) fails the harness: its
 # input is saved as DIR/NAME/crash-* and the end of its report is printed. Each harness
 # prints one line, "fuzz: NAME: N executions in S s, ok" or "... FAILED", and the script
@@ -62,6 +62,7 @@ run_one() {
 	local args=(-max_total_time="$secs" -timeout="$per_input_timeout" -rss_limit_mb="$rss_limit_mb"
 		-close_fd_mask=3 -print_final_stats=1 -artifact_prefix="$dir/")
 	[ "$runs" -gt 0 ] && args+=(-runs="$runs")
+	[ -f "tests/fuzz/$name.dict" ] && args+=(-dict="tests/fuzz/$name.dict")
 	local start rc execs took
 	start=$(date +%s)
 	"$exe" "${args[@]}" "$dir/corpus" "$seeds" >"$dir/log" 2>&1

@@ -314,6 +314,19 @@ static bool agg_one(void *arg, const kin_kpl_rec_t *k)
 	return true;
 }
 
+/* A record's ApproximateArrivalTimestamp (seconds, a JSON number) in ms; 0 (unknown, as
+ * when absent) for one that is not a time (negative, past the year 9999, not finite):
+ * converting it would overflow, and one bad field must not refuse the shard's reply. */
+static int64_t arrival_ms(const json_t *ts)
+{
+	if (!ts)
+		return 0;
+	double v = json_number_value(ts);
+	if (!(v >= 0.0 && v <= 253402300799.0))
+		return 0;
+	return (int64_t)(v * 1000.0 + 0.5);
+}
+
 int kin_parse_records(const char *body, size_t len, kin_records_t *out, char *why, size_t size)
 {
 	memset(out, 0, sizeof(*out));
@@ -381,7 +394,7 @@ int kin_parse_records(const char *body, size_t len, kin_records_t *out, char *wh
 		off += (size_t)dl;
 		out->data_bytes += (size_t)dl;
 		json_t *ts = json_object_get(rec, "ApproximateArrivalTimestamp");
-		int64_t ts_ms = ts ? (int64_t)(json_number_value(ts) * 1000.0 + 0.5) : 0;
+		int64_t ts_ms = arrival_ms(ts);
 		int cnt = (size_t)dl >= KIN_KPL_MAGIC_LEN && !memcmp(data, KIN_KPL_MAGIC, KIN_KPL_MAGIC_LEN)
 		              ? kin_kpl_count(data, (size_t)dl)
 		              : -1;

@@ -358,7 +358,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			                    .headers = &hd,
 			                    .header_cnt = 1,
 			                    .timestamp_ms = 1000,
-			                    .position = {{0, 0, 7}}};
+			                    .position = {.w = {0, 0, 7}}};
 			r.value = nul ? (const void *)(nul + 1) : values[i];
 			r.value_len = nul ? size - plen - 1 : strlen(values[i]);
 			int a = sp_filter_match(f, &r, scratch), b = sp_filter_match(f, &r, scratch),

@@ -360,3 +360,26 @@ Test(kinesis_parse, kpl_bad_protobuf_with_good_md5)
 	kin_md5(bad + 4, 2, bad + 6);
 	cr_assert_eq(kin_kpl_count(bad, 22), -1);
 }
+
+/* An ApproximateArrivalTimestamp that is no time (found by fuzz_kinesis_reply: 1.7e40 s
+ * overflowed the conversion to ms, undefined behaviour) counts as absent (0: the engine
+ * stamps the arrival), and the record is read. */
+Test(kinesis_parse, an_arrival_timestamp_out_of_range_is_absent)
+{
+	const char *const stamps[] = {"1.70003e+40", "-5", "253402300800", "1e308"};
+	for (size_t i = 0; i < sizeof(stamps) / sizeof(stamps[0]); i++) {
+		char body[512];
+		int n = snprintf(body, sizeof(body),
+		                 "{\"Records\":[{\"SequenceNumber\":\"49590338271490256608559692538361571095921575989136588898\","
+		                 "\"ApproximateArrivalTimestamp\":%s,\"Data\":\"aGVsbG8=\",\"PartitionKey\":\"k1\"}],"
+		                 "\"NextShardIterator\":\"AAAA\",\"MillisBehindLatest\":0}",
+		                 stamps[i]);
+		kin_records_t r;
+		char why[256];
+		cr_assert_eq(kin_parse_records(body, (size_t)n, &r, why, sizeof(why)), SPATE_OK, "%s: %s",
+		             stamps[i], why);
+		cr_assert_eq(r.n, 1);
+		cr_assert_eq(r.recs[0].ts_ms, 0, "%s", stamps[i]);
+		kin_records_free(&r);
+	}
+}
