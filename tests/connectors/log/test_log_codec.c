@@ -634,7 +634,63 @@ Test(log_codec, bomb_in_a_log_fail_and_skip)
 	free(root);
 }
 
+/* Read partition 0 of dir through a reader (decode_threads as log.decode.threads) to
+ * offset last, calling each(c, arg) on every chunk in order before it is released. */
+static void read_chunks(const char *dir, int decode_threads, uint64_t last,
+                        void (*each)(const sp_chunk_t *c, void *arg), void *arg)
+{
+	char err[1024];
+	sp_log_ropts_t ro;
+	lt_ropts(&ro);
+	ro.decode_threads = decode_threads;
+	sp_log_reader_t *rd;
+	cr_assert_eq(sp_log_reader_open(dir, &ro, &rd, err, sizeof(err)), SPATE_OK, "%s", err);
+	sp_part_t part;
+	memset(&part, 0, sizeof(part));
+	sp_log_reader_bind(rd, 0, &part);
+	sp_log_reader_set_end(rd, 0, true, last);
+	cr_assert_eq(sp_log_reader_seek(rd, 0, 0, err, sizeof(err)), SPATE_OK, "%s", err);
+	while (!sp_log_reader_ended(rd)) {
+		struct pollfd pf = {sp_log_reader_fd(rd), POLLIN, 0};
+		cr_assert_gt(poll(&pf, 1, LT_WAIT_MS), 0);
+		sp_chunk_t *out[4];
+		int n = sp_log_reader_poll(rd, out, 4, UINT64_MAX, err, sizeof(err));
+		cr_assert_geq(n, 0, "%s", err);
+		for (int i = 0; i < n; i++) {
+			each(out[i], arg);
+			out[i]->release(out[i], out[i]->release_opaque);
+			free(out[i]);
+		}
+	}
+	sp_log_reader_close(rd);
+}
+
 /* ---- the parse budget ------------------------------------------------------------------- */
+
+typedef struct budget {
+	size_t vbytes;
+	uint64_t next;
+	int chunks;
+} budget_t;
+
+static void budget_chunk(const sp_chunk_t *c, void *arg)
+{
+	budget_t *b = arg;
+	uint64_t dec = 0;
+	for (uint32_t k = 0; k < c->n; k++, b->next++) {
+		const spate_record_t *r = &c->recs[k];
+		cr_assert_eq(r->position.w[2], b->next);
+		cr_assert_eq(r->value_len, b->vbytes);
+		cr_assert_eq(((const uint8_t *)r->value)[0], 'a' + b->next);
+		cr_assert_eq(((const uint8_t *)r->value)[b->vbytes - 1], 'a' + b->next);
+		dec += r->value_len;
+	}
+	if (c->n) {
+		b->chunks++;
+		cr_assert_geq(c->bytes, dec, "the chunk counts its decompressed bytes");
+		cr_assert_leq(dec, SP_LOG_DEC_PARSE_BYTES + b->vbytes + 4096);
+	}
+}
 
 /* 24 zstd batches of one 4 MiB record each (96 MiB in all, a few KiB on disk, one read):
  * the parse stops once its arena holds SP_LOG_DEC_PARSE_BYTES, so they come in several
@@ -664,48 +720,12 @@ Test(log_codec, one_read_decompressing_past_the_budget_is_several_chunks)
 	}
 	free(v);
 	cr_assert_lt(seg.len, SP_LOG_READ_BYTES, "one read holds them all");
-	char *dir = lt_mkdtemp(), err[1024];
+	char *dir = lt_mkdtemp();
 	write_log(dir, &seg);
-	sp_log_ropts_t ro;
-	lt_ropts(&ro);
-	sp_log_reader_t *rd;
-	cr_assert_eq(sp_log_reader_open(dir, &ro, &rd, err, sizeof(err)), SPATE_OK, "%s", err);
-	sp_part_t part;
-	memset(&part, 0, sizeof(part));
-	sp_log_reader_bind(rd, 0, &part);
-	sp_log_reader_set_end(rd, 0, true, BATCHES - 1);
-	cr_assert_eq(sp_log_reader_seek(rd, 0, 0, err, sizeof(err)), SPATE_OK, "%s", err);
-	int chunks = 0;
-	uint64_t next = 0;
-	while (!sp_log_reader_ended(rd)) {
-		struct pollfd pf = {sp_log_reader_fd(rd), POLLIN, 0};
-		cr_assert_gt(poll(&pf, 1, LT_WAIT_MS), 0);
-		sp_chunk_t *out[4];
-		int n = sp_log_reader_poll(rd, out, 4, UINT64_MAX, err, sizeof(err));
-		cr_assert_geq(n, 0, "%s", err);
-		for (int i = 0; i < n; i++) {
-			sp_chunk_t *c = out[i];
-			uint64_t dec = 0;
-			for (uint32_t k = 0; k < c->n; k++, next++) {
-				const spate_record_t *r = &c->recs[k];
-				cr_assert_eq(r->position.w[2], next);
-				cr_assert_eq(r->value_len, vbytes);
-				cr_assert_eq(((const uint8_t *)r->value)[0], 'a' + next);
-				cr_assert_eq(((const uint8_t *)r->value)[vbytes - 1], 'a' + next);
-				dec += r->value_len;
-			}
-			if (c->n) {
-				chunks++;
-				cr_assert_geq(c->bytes, dec, "the chunk counts its decompressed bytes");
-				cr_assert_leq(dec, SP_LOG_DEC_PARSE_BYTES + vbytes + 4096);
-			}
-			c->release(c, c->release_opaque);
-			free(c);
-		}
-	}
-	cr_assert_eq(next, BATCHES);
-	cr_assert_geq(chunks, 2, "%d chunks", chunks);
-	sp_log_reader_close(rd);
+	budget_t b = {.vbytes = vbytes};
+	read_chunks(dir, 0, BATCHES - 1, budget_chunk, &b);
+	cr_assert_eq(b.next, BATCHES);
+	cr_assert_geq(b.chunks, 2, "%d chunks", b.chunks);
 	free(seg.p);
 	lt_rmrf(dir);
 	free(dir);
@@ -782,67 +802,53 @@ static void rs_random(uint64_t i, uint8_t *v)
 	}
 }
 
-static void rs_read(const char *dir, uint64_t total, int decode_threads)
+typedef struct rs {
+	uint8_t *want;
+	uint64_t next, most;
+	int chunks;
+} rs_t;
+
+static void rs_chunk(const sp_chunk_t *c, void *arg)
 {
-	char err[1024];
-	sp_log_ropts_t ro;
-	lt_ropts(&ro);
-	ro.decode_threads = decode_threads;
-	sp_log_reader_t *rd;
-	cr_assert_eq(sp_log_reader_open(dir, &ro, &rd, err, sizeof(err)), SPATE_OK, "%s", err);
-	sp_part_t part;
-	memset(&part, 0, sizeof(part));
-	sp_log_reader_bind(rd, 0, &part);
-	sp_log_reader_set_end(rd, 0, true, total - 1);
-	cr_assert_eq(sp_log_reader_seek(rd, 0, 0, err, sizeof(err)), SPATE_OK, "%s", err);
-	uint8_t *want = malloc(RS_BIG_BYTES);
-	uint64_t next = 0, most = 0;
-	int chunks = 0;
-	while (!sp_log_reader_ended(rd)) {
-		struct pollfd pf = {sp_log_reader_fd(rd), POLLIN, 0};
-		cr_assert_gt(poll(&pf, 1, LT_WAIT_MS), 0);
-		sp_chunk_t *out[4];
-		int n = sp_log_reader_poll(rd, out, 4, UINT64_MAX, err, sizeof(err));
-		cr_assert_geq(n, 0, "%s", err);
-		for (int i = 0; i < n; i++) {
-			sp_chunk_t *c = out[i];
-			uint64_t bytes = 0;
-			for (uint32_t k = 0; k < c->n; k++, next++) {
-				const spate_record_t *r = &c->recs[k];
-				cr_assert_eq(r->position.w[2], next, "record %u of chunk %d", k, chunks);
-				bytes += r->value_len + r->key_len;
-				if (next >= RS_TEXT && next < RS_TEXT + RS_BIG) {
-					rs_random(next, want);
-					cr_assert_eq(r->value_len, RS_BIG_BYTES);
-					cr_assert(!memcmp(r->value, want, RS_BIG_BYTES), "record %llu",
-					          (unsigned long long)next);
-				} else {
-					uint64_t t = next < RS_TEXT ? next : next - RS_BIG;
-					spate_push_record_t e;
-					lt_make_text(t, 0, &e);
-					cr_assert_eq(r->value_len, e.value_len, "record %llu", (unsigned long long)next);
-					cr_assert(!e.value_len || !memcmp(r->value, e.value, e.value_len));
-				}
-			}
-			/* the first reads of a partition (2 in flight, 3 more in the decode stage) are
-			 * sized before one says how the log expands */
-			if (c->n && chunks++ >= 5 && bytes > most)
-				most = bytes;
-			c->release(c, c->release_opaque);
-			free(c);
+	rs_t *x = arg;
+	uint64_t bytes = 0;
+	for (uint32_t k = 0; k < c->n; k++, x->next++) {
+		const spate_record_t *r = &c->recs[k];
+		uint64_t next = x->next;
+		cr_assert_eq(r->position.w[2], next, "record %u of chunk %d", k, x->chunks);
+		bytes += r->value_len + r->key_len;
+		if (next >= RS_TEXT && next < RS_TEXT + RS_BIG) {
+			rs_random(next, x->want);
+			cr_assert_eq(r->value_len, RS_BIG_BYTES);
+			cr_assert(!memcmp(r->value, x->want, RS_BIG_BYTES), "record %llu", (unsigned long long)next);
+		} else {
+			uint64_t t = next < RS_TEXT ? next : next - RS_BIG;
+			spate_push_record_t e;
+			lt_make_text(t, 0, &e);
+			cr_assert_eq(r->value_len, e.value_len, "record %llu", (unsigned long long)next);
+			cr_assert(!e.value_len || !memcmp(r->value, e.value, e.value_len));
 		}
 	}
-	cr_assert_eq(next, total, "records read with log.decode.threads=%d", decode_threads);
+	/* the first reads of a partition (2 in flight, 3 more in the decode stage) are sized
+	 * before one says how the log expands */
+	if (c->n && x->chunks++ >= 5 && bytes > x->most)
+		x->most = bytes;
+}
+
+static void rs_read(const char *dir, uint64_t total, int decode_threads)
+{
+	rs_t x = {.want = malloc(RS_BIG_BYTES)};
+	read_chunks(dir, decode_threads, total - 1, rs_chunk, &x);
+	cr_assert_eq(x.next, total, "records read with log.decode.threads=%d", decode_threads);
 	cr_log_info("log.decode.threads=%d: %d chunks, at most %llu bytes of records in one after the "
 	            "first 5",
-	            decode_threads, chunks, (unsigned long long)most);
+	            decode_threads, x.chunks, (unsigned long long)x.most);
 	/* a full read (1 MiB) of this log would be a chunk of about 10 MiB of records */
-	cr_assert_leq(most, 2 * SP_LOG_READ_BYTES,
+	cr_assert_leq(x.most, 2 * SP_LOG_READ_BYTES,
 	              "a chunk of %llu bytes of records: reads are not sized by what they decompress to",
-	              (unsigned long long)most);
-	cr_assert_gt(chunks, 10);
-	free(want);
-	sp_log_reader_close(rd);
+	              (unsigned long long)x.most);
+	cr_assert_gt(x.chunks, 10);
+	free(x.want);
 }
 
 /* A zstd log of about 10:1 with one batch in the middle that does not compress (bigger
