@@ -518,7 +518,9 @@ int kin_parse_put_records(const char *body, size_t len, size_t n, bool *failed, 
 		if (code) {
 			if (!cnt && first_err) {
 				const char *msg = opt_str(e, "ErrorMessage", &bad);
-				snprintf(first_err, errsize, "%s%s%s", code, msg ? ": " : "", msg ? msg : "");
+				/* an empty code still says the entry failed (found by fuzz_kinesis_reply) */
+				snprintf(first_err, errsize, "%s%s%s", code[0] ? code : "an empty ErrorCode",
+				         msg ? ": " : "", msg ? msg : "");
 			}
 			cnt++;
 		}

@@ -210,6 +210,12 @@ Test(kinesis_parse, put_records)
 	    "{\"FailedRecordCount\":0,\"Records\":[{\"SequenceNumber\":\"1\"},{\"ErrorCode\":\"X\"}]}";
 	cr_assert_eq(kin_parse_put_records(lie, strlen(lie), 2, f, first, sizeof(first), why, sizeof(why)),
 	             -1);
+	/* an empty ErrorCode fails its entry, and the error says so (fuzz_kinesis_reply) */
+	const char *empty = "{\"Records\":[{\"SequenceNumber\":\"99\"},{\"ErrorCode\":\"\"}]}";
+	cr_assert_eq(kin_parse_put_records(empty, strlen(empty), 2, f, first, sizeof(first), why, sizeof(why)),
+	             1);
+	cr_assert(!f[0] && f[1]);
+	cr_assert_str_eq(first, "an empty ErrorCode");
 	cuts_and_flips(r, p_put);
 }
 
