@@ -119,6 +119,13 @@ int sp_log_batch_header(const uint8_t *p, size_t avail, sp_log_batch_hdr_t *h, s
 			*why = "negative base offset or last offset delta";
 		return SP_LOG_HDR_BAD;
 	}
+	/* its last offset (sp_log_batch_last) must be an offset: fuzz_log_batch found
+	 * 9223372036853940234 + 2054847098 overflowing in every caller that adds them */
+	if (h->base_offset > INT64_MAX - h->last_offset_delta) {
+		if (why)
+			*why = "base offset plus last offset delta past the largest offset (2^63 - 1)";
+		return SP_LOG_HDR_BAD;
+	}
 	/* Compressed record bytes can be smaller than SP_LOG_MIN_RECORD_BYTES per record:
 	 * sp_log_dec_batch checks the count against them once decompressed. */
 	if (h->count < 0 || ((h->attributes & SP_LOG_ATTR_CODEC_MASK) == 0 &&

@@ -238,6 +238,19 @@ Test(log_format, bad_headers_are_refused)
 	memcpy(b, golden, sizeof(b));
 	b[60] = 50; /* 50 records cannot fit 26 bytes */
 	cr_assert_eq(sp_log_batch_header(b, sizeof(b), &h, &total, &why), SP_LOG_HDR_BAD);
+	/* a last offset past 2^63 - 1 (fuzz_log_batch: base + delta overflowed where they are
+	 * added); base 2^63 - 6 with delta 5 is the largest that is fine */
+	memcpy(b, golden, sizeof(b));
+	memset(b, 0xff, 8);
+	b[0] = 0x7f;
+	b[7] = 0xfe; /* base offset 2^63 - 2 */
+	memset(b + 23, 0, 4);
+	b[26] = 5; /* last offset delta 5 */
+	cr_assert_eq(sp_log_batch_header(b, sizeof(b), &h, &total, &why), SP_LOG_HDR_BAD);
+	cr_assert(strstr(why, "largest offset"), "%s", why);
+	b[7] = 0xfa; /* 2^63 - 6 */
+	cr_assert_eq(sp_log_batch_header(b, sizeof(b), &h, &total, &why), SP_LOG_HDR_OK);
+	cr_assert_eq(sp_log_batch_last(&h), INT64_MAX);
 	memcpy(b, golden, sizeof(b));
 	b[69] ^= 1; /* a flipped value byte: the header is fine, the CRC is not */
 	cr_assert_eq(sp_log_batch_header(b, sizeof(b), &h, &total, &why), SP_LOG_HDR_OK);
