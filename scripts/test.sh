@@ -36,13 +36,17 @@ build_dir() {
 	shift 2
 	echo "=== $name: building in $dir"
 	setup_dir "$dir" "$@" || { echo "meson setup of $dir failed"; fail=1; total_fail=$((total_fail + 1)); return 1; }
+	local t0=$SECONDS
 	ninja -C "$dir" >/dev/null || { ninja -C "$dir" | tail -40; fail=1; total_fail=$((total_fail + 1)); return 1; }
+	echo "=== $name: built in $((SECONDS - t0)) s"
 }
 run_suite() { # name, build dir, meson options...
 	local name=$1 dir=$2
 	build_dir "$@" || return
 	echo "=== $name: testing"
+	local t0=$SECONDS
 	meson test -C "$dir" --print-errorlogs --num-processes 2 || fail=1
+	echo "=== $name: tested in $((SECONDS - t0)) s"
 	local ok bad
 	ok=$(grep -c '"result": "OK"' "$dir/meson-logs/testlog.json" 2>/dev/null)
 	bad=$(grep -c -E '"result": "(FAIL|TIMEOUT|ERROR)"' "$dir/meson-logs/testlog.json" 2>/dev/null)
@@ -112,10 +116,12 @@ run_fuzz() {
 }
 run_fuzz
 # Compile only: the optimizer finds warnings (maybe-uninitialized) the plain build does not.
-# -Dtests=true -Dstress=true so the test and stress code is compiled too.
+# The library, the CLI, the benchmarks and the stress programs: what a user's release build
+# compiles. Not the Criterion tests: compiling them at -O3 cost 90 s of CI's 25 minutes,
+# and the plain build (-O2) already compiles them with warnings as errors.
 # (A separate debugoptimized compile is not needed: the plain build is one, stress
 # programs included.)
-build_dir "release (compile only)" build-release --buildtype=release -Dtests=true -Dstress=true
+build_dir "release (compile only)" build-release --buildtype=release -Dtests=false -Dstress=true
 echo "suite wall time: $(( $(date +%s) - start )) s"
 echo "tests: $total_ok passed, $total_fail failed"
 exit $fail

@@ -281,9 +281,14 @@ static void *dup_or_null(const void *p, size_t n)
 
 void lt_take(sp_chunk_t **c, int n, lt_recs_t *recs)
 {
+	lt_take_at_most(c, n, recs, SIZE_MAX);
+}
+
+void lt_take_at_most(sp_chunk_t **c, int n, lt_recs_t *recs, size_t max)
+{
 	for (int i = 0; i < n; i++) {
 		uint32_t hused = 0;
-		for (uint32_t k = 0; k < c[i]->n; k++) {
+		for (uint32_t k = 0; k < c[i]->n && recs->n < max; k++) {
 			const spate_record_t *s = &c[i]->recs[k];
 			if (recs->n == recs->cap) {
 				recs->cap = recs->cap ? recs->cap * 2 : 1024;

@@ -54,6 +54,9 @@ void lt_ropts(sp_log_ropts_t *o);
 /** Copy every record of the chunks into recs, release and free them. Checks with
  *  t_require (tests/common/engine.h), so it may run on a during thread. */
 void lt_take(sp_chunk_t **c, int n, lt_recs_t *recs);
+/** lt_take, copying records only while recs holds fewer than max; every chunk is still
+ *  checked, released and freed. */
+void lt_take_at_most(sp_chunk_t **c, int n, lt_recs_t *recs, size_t max);
 void lt_recs_free(lt_recs_t *recs);
 
 /**

@@ -281,13 +281,13 @@ static uint64_t random_seeks(const char *dir, int tries, uint64_t seed)
 		if (steps > max_steps)
 			max_steps = steps;
 		lt_recs_t recs = {0};
-		while (recs.n == 0) {
+		while (recs.n == 0) { /* the first record after the seek is all it checks */
 			struct pollfd pf = {sp_log_reader_fd(rd), POLLIN, 0};
 			cr_assert_gt(poll(&pf, 1, LT_WAIT_MS), 0);
 			sp_chunk_t *out[1];
 			int n = sp_log_reader_poll(rd, out, 1, UINT64_MAX, err, sizeof(err));
 			cr_assert_geq(n, 0, "%s", err);
-			lt_take(out, n, &recs);
+			lt_take_at_most(out, n, &recs, 1);
 		}
 		lt_check(&recs.v[0], off, off);
 		lt_recs_free(&recs);
