@@ -568,6 +568,12 @@ int sp_retry_exhausted(sp_engine_t *e, const spate_record_t *r, const sp_rstate_
  * head and leaves without another handler call (run_batch) instead of being handled once
  * more in the middle of a batch. A bisect in progress keeps the smaller limit. */
 void sp_retry_cut_before_spent(sp_worker_t *w, sp_lane_t *l, uint32_t s, uint32_t n);
+/* The spent run at w->refs[s] (s < n): how many records from s on, at most max, leave
+ * together under w->refs[s]'s condition (*cond; -1 and 0 when s may still retry). With
+ * only (w->failed), records not marked end the run too. Every DLQ hand-off of spent
+ * records takes its group from here, so one group never mixes conditions. */
+uint32_t sp_retry_spent_run(sp_worker_t *w, uint32_t s, uint32_t n, uint32_t max, const uint8_t *only,
+                            int *cond);
 
 /* The record and state of a batch entry: its arena copy for a copied one. */
 static inline sp_rstate_t *sp_bref_st(const sp_bref_t *r)

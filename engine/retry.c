@@ -74,6 +74,19 @@ void sp_retry_cut_before_spent(sp_worker_t *w, sp_lane_t *l, uint32_t s, uint32_
 	}
 }
 
+uint32_t sp_retry_spent_run(sp_worker_t *w, uint32_t s, uint32_t n, uint32_t max, const uint8_t *only,
+                            int *cond)
+{
+	*cond = sp_retry_exhausted(w->e, sp_bref_rec(&w->refs[s]), sp_bref_st(&w->refs[s]));
+	if (*cond < 0)
+		return 0;
+	uint32_t k = 1;
+	while (s + k < n && k < max && (!only || only[s + k]) &&
+	       sp_retry_exhausted(w->e, sp_bref_rec(&w->refs[s + k]), sp_bref_st(&w->refs[s + k])) == *cond)
+		k++;
+	return k;
+}
+
 static void charge(sp_rstate_t *st, int64_t wall)
 {
 	if (st->attempts < UINT16_MAX)
@@ -218,17 +231,15 @@ bool sp_retry_failed(sp_worker_t *w, sp_lane_t *l, const spate_batch_t *bp, int 
 				charge(sp_bref_st(&w->refs[i]), wall);
 		const char *msg = w->item_err[f] != UINT32_MAX ? w->errbuf + w->item_err[f] : "item failed";
 		snprintf(l->last_err, sizeof(l->last_err), "%s", msg);
-		int cond = exhausted(e, sp_bref_rec(&w->refs[f]), sp_bref_st(&w->refs[f]));
-		if (cond >= 0) {
-			/* the failed item and the exhausted failed items right behind it leave
-			 * together, each with its own message (at most SP_ITEM_DLQ_MAX at once) */
+		/* the failed item and the exhausted failed items right behind it leave together,
+		 * each with its own message (at most SP_ITEM_DLQ_MAX at once) */
+		int cond;
+		uint32_t k = sp_retry_spent_run(w, f, n, SP_ITEM_DLQ_MAX, w->failed, &cond);
+		if (k) {
 			const char *errs[SP_ITEM_DLQ_MAX];
-			uint32_t k = 0;
-			while (f + k < n && k < SP_ITEM_DLQ_MAX && w->failed[f + k] &&
-			       (k == 0 || exhausted(e, sp_bref_rec(&w->refs[f + k]), sp_bref_st(&w->refs[f + k])) == cond)) {
-				uint32_t o = w->item_err[f + k];
-				errs[k] = o != UINT32_MAX ? w->errbuf + o : "item failed";
-				k++;
+			for (uint32_t i = 0; i < k; i++) {
+				uint32_t o = w->item_err[f + i];
+				errs[i] = o != UINT32_MAX ? w->errbuf + o : "item failed";
 			}
 			if (!sp_lane_dead_letter(w, l, &w->refs[f], k, cond, errs))
 				return false;
@@ -253,24 +264,21 @@ bool sp_retry_failed(sp_worker_t *w, sp_lane_t *l, const spate_batch_t *bp, int 
 	}
 	for (uint32_t i = 0; i < n; i++)
 		charge(sp_bref_st(&w->refs[i]), wall);
-	/* attempts never grow along a lane, so exhausted records form a prefix */
-	uint32_t k = 0;
-	int cond = -1;
-	while (k < n) {
-		int c = exhausted(e, sp_bref_rec(&w->refs[k]), sp_bref_st(&w->refs[k]));
-		if (c < 0)
-			break;
-		if (cond < 0)
-			cond = c;
-		k++;
-	}
+	/* attempts never grow along a lane, so exhausted records form a prefix; those of
+	 * the head's condition leave now, any others of another condition behind them at the
+	 * head of the next batch (run_batch) */
+	int cond;
+	uint32_t k = sp_retry_spent_run(w, 0, n, n, NULL, &cond);
 	if (k) {
 		if (!sp_lane_dead_letter(w, l, w->refs, k, cond, NULL))
 			return false;
 		if (k == n)
 			sp_lane_bisect_next(l);
+		else
+			sp_retry_cut_before_spent(w, l, k, n);
 		return true;
 	}
+	sp_retry_cut_before_spent(w, l, 0, n); /* a spent one behind (its age) is not handled again */
 	sp_lane_park(w, l, sp_bref_st(&w->refs[0])->attempts);
 	return l->park_until_ms == 0;
 }

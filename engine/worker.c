@@ -422,11 +422,9 @@ static bool run_batch(sp_worker_t *w, sp_lane_t *l)
 	 * handler call (item failures send the first failed item and the spent ones right
 	 * behind it; a spent one further back reaches the head so: sp_retry_failed ends the
 	 * batch before it). One check per batch, none per record. */
-	int spent = sp_retry_exhausted(e, w->ptrs[0], sp_bref_st(&w->refs[0]));
-	if (spent >= 0) {
-		uint32_t k = 1;
-		while (k < n && sp_retry_exhausted(e, w->ptrs[k], sp_bref_st(&w->refs[k])) == spent)
-			k++;
+	int spent;
+	uint32_t k = sp_retry_spent_run(w, 0, n, n, NULL, &spent);
+	if (k) {
 		if (!sp_lane_dead_letter(w, l, w->refs, k, spent, NULL))
 			return false;
 		sp_retry_cut_before_spent(w, l, k, n);
@@ -523,10 +521,10 @@ static bool run_batch(sp_worker_t *w, sp_lane_t *l)
 		} else {
 			/* a whole failure holds the passing records before the first filtered one;
 			 * the rest stays at the lane's head and is built into the next batch */
-			uint32_t k = 1;
-			while (k < m && w->hmap[k] == k)
-				k++;
-			n = k;
+			uint32_t pass = 1;
+			while (pass < m && w->hmap[pass] == pass)
+				pass++;
+			n = pass;
 		}
 	}
 	return sp_retry_failed(w, l, &b, res, n, items);

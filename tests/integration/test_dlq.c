@@ -1,7 +1,8 @@
 /* test_dlq.c - failure semantics with a real DLQ (dlq=log:DIR) over the embedded log:
  * poison records land in the DLQ with the headers of the contract, bisect keeps healthy
  * records out of it, a DLQ outage loses nothing and holds the checkpoint before the
- * first undeliverable record, and record age is judged per record. */
+ * first undeliverable record, and record age is judged per record: each dead letter
+ * carries its own condition. */
 #include "connectors/log/log.h"
 #include "tests/common/engine.h"
 #include "tests/common/util.h"
@@ -24,8 +25,9 @@ static bool is_poison(unsigned id)
 	return id % POISON_EVERY == POISON_AT;
 }
 
-/* record i: key "k<i%97>", value "<i>", one header "h" = "<i>", timestamp given */
-static void produce(const char *dir, int64_t ts)
+/* record i: key "k<i%97>", value "<i>", one header "h" = "<i>", timestamp ts (even i:
+ * ts_even when not 0) */
+static void produce_ts(const char *dir, int64_t ts, int64_t ts_even)
 {
 	char err[1024];
 	sp_log_wopts_t o;
@@ -37,10 +39,16 @@ static void produce(const char *dir, int64_t ts)
 		int kl = snprintf(k, sizeof(k), "k%u", i % 97), vl = snprintf(v, sizeof(v), "%u", i);
 		spate_header_t h = {"h", 1, v, (size_t)vl};
 		spate_push_record_t r = {.key = k, .key_len = (size_t)kl, .value = v, .value_len = (size_t)vl,
-		                         .headers = &h, .header_cnt = 1, .timestamp_ms = ts};
+		                         .headers = &h, .header_cnt = 1,
+		                         .timestamp_ms = ts_even && i % 2 == 0 ? ts_even : ts};
 		cr_assert_eq(sp_log_producer_send(p, &r, 1, -1, err, sizeof(err)), SPATE_OK, "%s", err);
 	}
 	cr_assert_eq(sp_log_producer_close(p, err, sizeof(err)), SPATE_OK, "%s", err);
+}
+
+static void produce(const char *dir, int64_t ts)
+{
+	produce_ts(dir, ts, 0);
 }
 
 typedef struct st {
@@ -376,6 +384,46 @@ Test(dlq, record_age_sends_only_failed_old_records)
 		cr_assert_str_eq(cond, "RecordAgeExceeded");
 		free(cond);
 	}
+	lt_recs_free(&recs);
+	lt_rmrf(log), lt_rmrf(dlq);
+	free(log), free(dlq), free(s);
+}
+
+/* Bisect off, no retry (max.retry.attempts 0): a failing batch leaves whole, each record
+ * under its own condition, though the two alternate along a lane (keys i % 97: ids of one
+ * key alternate in parity): even ids are from 1970 (RecordAgeExceeded, judged first),
+ * odd ones are new (RetryAttemptsExhausted). A group handed to the DLQ at once used to
+ * take its head's condition for all of its records. */
+Test(dlq, each_dead_letter_of_a_failed_batch_carries_its_own_condition)
+{
+	char *log = lt_mkdtemp(), *dlq = lt_mkdtemp();
+	lt_rmrf(dlq);
+	produce_ts(log, sp_wall_ms(), 1000);
+	st_t *s = calloc(1, sizeof(*s));
+	const char *kv[] = {"bisect.on.error", "false", "max.retry.attempts", "0", "max.record.age.ms", "600000",
+	                    "batch.size", "100", NULL};
+	t_run_t ran = run(s, log, dlq, NULL, kv, (t_engine_opts_t){0});
+	cr_assert_eq(ran.rc, SPATE_OK, "%s", ran.err);
+	cr_assert_eq(ran.sum.records, N);
+	lt_recs_t recs;
+	read_dlq(dlq, &recs);
+	cr_assert_eq(recs.n, ran.sum.dlq);
+	cr_assert_gt(recs.n, N / POISON_EVERY, "whole batches left");
+	size_t age = 0, attempts = 0;
+	for (size_t i = 0; i < recs.n; i++) {
+		unsigned id = rec_id(&recs.v[i]);
+		cr_assert_eq(atomic_load(&s->ok[id]), 0, "record %u succeeded and is in the DLQ", id);
+		cr_assert_eq(atomic_load(&s->fails[id]), 1, "record %u handled %u times, not once", id,
+		             atomic_load(&s->fails[id]));
+		char *cond = hdr_str(&recs.v[i], "spate.condition");
+		const char *want = id % 2 == 0 ? "RecordAgeExceeded" : "RetryAttemptsExhausted";
+		cr_assert_str_eq(cond, want, "record %u (%s): %s", id, id % 2 ? "new" : "from 1970", cond);
+		free(cond);
+		age += id % 2 == 0;
+		attempts += id % 2;
+	}
+	cr_assert_gt(age, 0);
+	cr_assert_gt(attempts, 0);
 	lt_recs_free(&recs);
 	lt_rmrf(log), lt_rmrf(dlq);
 	free(log), free(dlq), free(s);
