@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -229,6 +230,23 @@ static void sleep_ms(int64_t ms)
 	nanosleep(&ts, NULL);
 }
 
+/* Sleep to the next whole millisecond of the wall clock. Records get a timestamp in whole
+ * ms (timestamp 0 = now, floored), and end-to-end latency is measured from it: sent at a
+ * random point of a millisecond, a record's latency reads up to 1 ms (0.5 ms on average)
+ * high; sent right after the millisecond begins, by the wake-up's delay only. A signal
+ * ends the sleep early (the caller checks). */
+static void sleep_to_next_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec = (ts.tv_nsec / 1000000 + 1) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &ts, NULL);
+}
+
 static int send_recs(bench_t *b, const spate_push_record_t *recs, size_t n)
 {
 	if (b->log)
@@ -275,6 +293,9 @@ static void *producer_main(void *arg)
 	const sp_gen_rec_t *g = sp_gen_pool_recs(b->pool);
 	uint32_t cnt = sp_gen_pool_count(b->pool);
 	size_t batch = b->log ? BENCH_SEND_BATCH : BENCH_KAFKA_SEND_BATCH;
+	/* this thread's sleeps end on time: the default 50 us of timer slack would be added
+	 * to every record's measured latency */
+	prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
 	spate_push_record_t *recs = calloc(batch, sizeof(*recs));
 	if (!recs) {
 		snprintf(b->perr, sizeof(b->perr), "out of memory");
@@ -289,6 +310,8 @@ static void *producer_main(void *arg)
 	}
 	/* the schedule starts now: with --rate, R records/s from here */
 	int64_t start = sp_now_ms(), end_ms = o->duration ? start + o->duration * 1000 : 0;
+	int64_t start_us = sp_wall_us(); /* the rate's schedule: on the wall clock, whose whole
+	                                    milliseconds the sends wait for (sleep_to_next_ms) */
 	b->p_start_ms = start;
 	uint64_t base = sent;
 	for (;;) {
@@ -302,7 +325,8 @@ static void *producer_main(void *arg)
 		uint64_t want = batch;
 		if (o->rate) {
 			/* open loop: the records due by now, whatever the consumer does */
-			uint64_t due = base + (uint64_t)((double)(now - start) * (double)o->rate / 1000.0);
+			int64_t into = sp_wall_us() - start_us;
+			uint64_t due = base + (uint64_t)((double)(into > 0 ? into : 0) * (double)o->rate / 1e6);
 			if (due <= sent) {
 				int e;
 				int64_t t =
@@ -312,7 +336,7 @@ static void *producer_main(void *arg)
 					break;
 				}
 				(void)t;
-				sleep_ms(1);
+				sleep_to_next_ms();
 				continue;
 			}
 			if (due - sent > atomic_load_explicit(&b->behind_max, memory_order_relaxed))

@@ -703,6 +703,10 @@ typedef struct sp_log_ropts {
 	/* log.decode.threads: threads that check CRCs, decompress and fill descriptors (the
 	 * decode stage, reader_decode.c); 0: the thread that polls does it; < 0: one per core */
 	int decode_threads;
+	/* log.decode.min.bytes: with the stage, a read of fewer bytes is parsed by the thread
+	 * that polls when none of its partition's reads is in the stage (a tailing reader's
+	 * small reads skip two thread hand-offs); 0: every read goes to the stage */
+	size_t decode_min_bytes;
 	sp_log_chunk_alloc_fn alloc;
 	sp_log_chunk_free_fn free;
 	/* may be NULL: then nothing moves a checkpoint over offsets that hold no record (a
@@ -775,6 +779,8 @@ typedef struct sp_log_reader_stats {
 	uint64_t fixed_reads; /* of them into registered buffers (READ_FIXED) */
 	uint64_t short_reads; /* short reads resubmitted for the rest */
 	uint64_t decoded;     /* chunks the decode threads decoded (log.decode.threads) */
+	uint64_t parsed_here; /* reads the polling thread parsed itself (no stage, or smaller
+	                       * than decode_min_bytes, the end of a file, a pre-scan refused) */
 	uint64_t decode_redo; /* of reads a decode thread found different from their pre-scan
 	                       * (corruption, ...): parsed again on the engine thread */
 	size_t registered;    /* registered buffers */

@@ -500,6 +500,7 @@ static void parse_req(sp_log_reader_t *r, rpart_t *p, req_t *q)
 	const uint8_t *data = q->buf + q->head - q->carry;
 	size_t len = q->carry + q->got;
 	uint64_t dpos = q->file_pos - q->carry;
+	r->stats.parsed_here++;
 	if (q->err) {
 		seg_name(p, p->seg->base, path, sizeof(path));
 		set_error(r, p, SPATE_ERR_IO, "log %s partition %d: %s: read at byte %" PRIu64 ": %s", r->dir,
@@ -839,7 +840,10 @@ static void service(sp_log_reader_t *r, rpart_t *p)
 			}
 			while (p->st == P_ACTIVE && p->q_head && p->q_head->done) {
 				req_t *q = p->q_head;
+				/* small reads (a reader at the tail) are parsed here, unless one
+				 * before them is in the stage */
 				if (r->dec && p->nready + p->ndec < READY_MAX + SP_LOG_DECODE_DEPTH &&
+				    (p->ndec || q->carry + q->got >= r->o.decode_min_bytes) &&
 				    dec_prescan(r, p, q)) {
 					progress = true;
 					continue;

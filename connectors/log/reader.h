@@ -249,7 +249,8 @@ int sp_log_rd_uring_open(sp_log_reader_t *r);
 /* With the decode stage: a read through the page cache is handed to io_uring's workers
  * (IOSQE_ASYNC, at most `workers` of them), so the copy from the page cache runs beside
  * the engine thread instead of inline in its submit. Direct reads are not: they copy
- * nothing. */
+ * nothing; nor are reads smaller than log.decode.min.bytes (a reader at the tail), which
+ * the engine thread parses itself. */
 void sp_log_rd_uring_offload(sp_log_reader_t *r, unsigned workers);
 
 /* ---- what the core lends the other reader files (reader.c) -------------------------- */

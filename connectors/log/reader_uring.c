@@ -74,8 +74,10 @@ static bool ur_start_read(sp_log_reader_t *r, req_t *q)
 		io_uring_prep_read_fixed(sqe, fd, dst, (unsigned)len, off, q->reg);
 	else
 		io_uring_prep_read(sqe, fd, dst, (unsigned)len, off);
-	if (u->offload && !q->direct)
-		io_uring_sqe_set_flags(sqe, IOSQE_ASYNC); /* the copy on io_uring's workers */
+	/* the copy on io_uring's workers; a small read (at the tail: log.decode.min.bytes)
+	 * completes in the submit instead, a thread hand-off sooner */
+	if (u->offload && !q->direct && len >= r->o.decode_min_bytes)
+		io_uring_sqe_set_flags(sqe, IOSQE_ASYNC);
 	io_uring_sqe_set_data(sqe, q);
 	q->inflight = true;
 	u->inflight++;

@@ -120,6 +120,7 @@ static int log_open(sp_source_t *s, char *errstr, size_t size)
 	o.redrive = sp_conf_bool(conf, "source.redrive");
 	o.direct = sp_conf_bool(conf, "log.read.direct");
 	o.decode_threads = (int)sp_conf_int(conf, "log.decode.threads");
+	o.decode_min_bytes = (size_t)sp_conf_int(conf, "log.decode.min.bytes");
 	o.alloc = chunk_alloc;
 	o.free = chunk_free;
 	o.skip = chunk_skip;
@@ -397,6 +398,10 @@ static const sp_opt_t log_reader_opts[] = {
     {"log.decode.threads", SP_OPT_INT, -1, 64, NULL, "-1",
      "log reader: threads that check CRCs, decompress and decode records (the decode stage); "
      "-1: one per core; 0: the engine thread does it"},
+    {"log.decode.min.bytes", SP_OPT_INT, 0, 64 << 20, NULL, "65536",
+     "log reader: a read of fewer bytes (a reader at the log's tail) is decoded on the engine "
+     "thread, skipping the decode stage's two thread hand-offs (lower latency); 0: every read "
+     "goes to the stage"},
     {"source.redrive", SP_OPT_BOOL, 0, 1, NULL, "false",
      "log source: read a DLQ back (spate dlq redrive): drop spate.* headers, timestamps = now"},
     {"log.push", SP_OPT_BOOL, 0, 1, NULL, "false",

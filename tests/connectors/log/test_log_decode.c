@@ -407,3 +407,73 @@ Test(log_decode, engine_two_workers_order_and_corruption)
 	lt_rmrf(dir);
 	free(dir);
 }
+
+/* Poll rd until recs holds want records (LT_WAIT_MS without progress fails). */
+static void poll_until(sp_log_reader_t *rd, lt_recs_t *recs, size_t want)
+{
+	char err[1024];
+	while (recs->n < want) {
+		struct pollfd pf = {sp_log_reader_fd(rd), POLLIN, 0};
+		cr_assert_gt(poll(&pf, 1, LT_WAIT_MS), 0, "no progress at %zu of %zu records", recs->n, want);
+		sp_chunk_t *out[8];
+		int n = sp_log_reader_poll(rd, out, 8, UINT64_MAX, err, sizeof(err));
+		cr_assert_geq(n, 0, "%s", err);
+		lt_take(out, n, recs);
+	}
+}
+
+/* log.decode.min.bytes (64 KiB, the default): a reader catching up reads about 1 MiB at a
+ * time and hands its reads to the decode threads; at the tail, each small append is read
+ * and parsed by the polling thread itself (no two hand-offs), in order after the decoded
+ * ones, and decoded is not counted for them. */
+Test(log_decode, small_reads_at_the_tail_are_parsed_by_the_polling_thread)
+{
+	char *dir = lt_mkdtemp(), err[1024];
+	write_part(dir, SP_LOG_CODEC_NONE, false);
+	sp_log_ropts_t o;
+	dec_opts(&o);
+	o.decode_min_bytes = 64 << 10;
+	sp_log_reader_t *rd;
+	cr_assert_eq(sp_log_reader_open(dir, &o, &rd, err, sizeof(err)), SPATE_OK, "%s", err);
+	sp_part_t p;
+	memset(&p, 0, sizeof(p));
+	sp_log_reader_bind(rd, 0, &p);
+	cr_assert_eq(sp_log_reader_seek(rd, 0, 0, err, sizeof(err)), SPATE_OK, "%s", err);
+	lt_recs_t recs = {0};
+	poll_until(rd, &recs, N);
+	sp_log_reader_stats_t caught_up;
+	sp_log_reader_stats(rd, &caught_up);
+	cr_assert_gt(caught_up.decoded, 3, "catching up, the reads went to the decode threads (%" PRIu64 ")",
+	             caught_up.decoded);
+
+	/* the tail: 20 appends of 10 records, each flushed and read before the next */
+	enum { APPENDS = 20, PER = 10 };
+	sp_log_wopts_t wo;
+	lt_wopts(&wo, 1ULL << 30, BATCH);
+	sp_log_producer_t *w;
+	cr_assert_eq(sp_log_producer_open(dir, 1, &wo, &w, err, sizeof(err)), SPATE_OK, "%s", err);
+	for (int a = 0; a < APPENDS; a++) {
+		for (int k = 0; k < PER; k++) {
+			spate_push_record_t r;
+			lt_make(recs.n + (size_t)k, 0, &r);
+			cr_assert_eq(sp_log_producer_send(w, &r, 1, 0, err, sizeof(err)), SPATE_OK, "%s", err);
+		}
+		cr_assert_eq(sp_log_producer_flush(w, err, sizeof(err)), SPATE_OK, "%s", err);
+		poll_until(rd, &recs, recs.n + PER);
+	}
+	cr_assert_eq(sp_log_producer_close(w, err, sizeof(err)), SPATE_OK, "%s", err);
+	cr_assert_eq(recs.n, (size_t)N + APPENDS * PER);
+	for (size_t i = 0; i < recs.n; i++)
+		lt_check(&recs.v[i], i, i);
+	sp_log_reader_stats_t tail;
+	sp_log_reader_stats(rd, &tail);
+	cr_assert_eq(tail.decoded, caught_up.decoded, "a small read at the tail went to a decode thread");
+	cr_assert_geq(tail.parsed_here - caught_up.parsed_here, APPENDS,
+	              "each append parsed by the polling thread (%" PRIu64 " reads for %d appends)",
+	              tail.parsed_here - caught_up.parsed_here, APPENDS);
+	cr_assert_eq(tail.decode_redo, 0);
+	sp_log_reader_close(rd);
+	lt_recs_free(&recs);
+	lt_rmrf(dir);
+	free(dir);
+}
