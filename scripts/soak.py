@@ -99,6 +99,7 @@ def producer():
     while not stop.is_set():
         p = subprocess.Popen([spate, "produce", LOG, "--key-separator", " ", "-X", "segment.bytes=65536",
                               "-X", "flush.ms=20"], stdin=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        children.add(p)
         fig["producer_runs"] += 1
         until = time.time() + rnd.uniform(1, 6)
         t0, sent = time.time(), 0
@@ -126,6 +127,7 @@ def producer():
             except BrokenPipeError:
                 pass
         rc = p.wait()
+        children.discard(p)
         if rc not in (0, -signal.SIGKILL):
             fail(f"spate produce exited {rc}")
 
@@ -221,6 +223,7 @@ def pipeline(name):
             fig["dlq_faults"] += 1
         with open(f"{D}/{name}.run{k}.err", "w") as err:
             p = subprocess.Popen([spate, *run_args(name, k)], stdout=subprocess.DEVNULL, stderr=err, env=env)
+        children.add(p)
         until = time.time() + rnd.uniform(0.3, 5)
         while time.time() < until and p.poll() is None and not stop.is_set():
             fig["rss_max_kb"] = max(fig["rss_max_kb"], rss_kb(p.pid))
@@ -228,6 +231,7 @@ def pipeline(name):
                 check_audit_store()
             time.sleep(0.25)
         if p.poll() is not None:
+            children.discard(p)
             # a failed save stops a run (ERR_STORE, naming the store): a supervisor restarts it
             text = open(f"{D}/{name}.run{k}.err", errors="replace").read()
             if "SPATE_FAULT_STORE" in env and p.returncode == 1 and "ck-audit" in text and "ERR_STORE" in text:
@@ -252,12 +256,26 @@ def pipeline(name):
             p.kill()
             p.wait()
             fig["kills"] += 1
+        children.discard(p)
         if name == "audit":
             check_audit_store()  # the dead run's last word: still at or behind what is journalled
 
 
+children = set()  # every spate process a fault thread started and has not reaped
+
+
+def guarded(f, *args):
+    # A thread that raises (a spawn that failed, ...) fails the soak and stops it at once,
+    # and no process it started outlives it (one left running would hold a store's lock).
+    try:
+        f(*args)
+    except Exception as e:
+        fail(f"the {f.__name__}{args} thread raised {e!r}")
+        stop.set()
+
+
 t0 = time.time()
-threads = [threading.Thread(target=f, args=args) for f, args in
+threads = [threading.Thread(target=guarded, args=(f, *args)) for f, args in
            ((producer, ()), (pipeline, ("audit",)), (pipeline, ("poison",)))]
 for t in threads:
     t.start()
@@ -266,6 +284,13 @@ while time.time() - t0 < a.seconds and not failures:
 stop.set()
 for t in threads:
     t.join()
+for c in list(children):
+    if c.poll() is None:
+        c.kill()
+        c.wait()
+if any(" thread raised " in f for f in failures):
+    say(f"{len(failures)} failed checks, the soak stopped early; kept {D}")
+    sys.exit(1)
 say(f"faults done after {time.time() - t0:.0f} s; final runs")
 
 # ---- the end: room in the DLQ, both pipelines to the end without faults ------------------------
