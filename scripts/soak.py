@@ -27,18 +27,12 @@ bytes) and exits 0, or 1 naming the first check that failed.
 import argparse, glob, os, random, re, shutil, signal, subprocess, sys, tempfile, threading, time
 
 P = 4                     # partitions
-# max.inflight.bytes of both pipelines: small, so catching up fills it, and each partition's
-# share (4 MiB) above one chunk. A chunk counts its pooled read buffer (1.25 MiB) and the
-# descriptors of its records; with a share below one chunk (6 MiB for 4 partitions, the
-# source's minimum counts buffers only), each partition may hold one chunk alone however
-# big (guarantee 7's first exception, tested in tests/engine/test_flow.c), and a 20-minute
-# soak with 6 MiB saw 7.5 MB held for 100 ms and 8.73 MB at a copy.
-INFLIGHT = 16 << 20
-# guarantee 7's second exception: while a retrying lane copies a chunk, both count. One
-# chunk here: the read buffer (1.25 MiB) and the descriptors of a 64 KiB segment's records
-# (each at least 12 bytes in the log, "k0 v0": at most 5,462 of them, about 1.1 MiB with
-# the body's size class).
-CHUNK_SLACK = 5 << 19
+INFLIGHT = 6 << 20        # max.inflight.bytes of both pipelines: small (the minimum for 4 partitions is 5M), so catching up fills it
+# What a chunk being copied may add on top (docs/semantics.md). Known to be passed: a
+# 20-minute soak saw 8.73 MB, and one at 16 MiB saw 17-23 MB held by the poison pipeline
+# (many lanes retrying at once, their copies counted beside the chunks they came from):
+# guarantee 7's open gap, docs/semantics.md.
+CHUNK_SLACK = 2 << 20
 POISON_EVERY = 97
 
 ap = argparse.ArgumentParser(description="a soak of spate with faults (docs/testing.md)")
@@ -352,8 +346,7 @@ for f in glob.glob(f"{D}/*.stats.*"):
         if m:
             peak = max(peak, int(m.group(1)))
 if peak > INFLIGHT + CHUNK_SLACK:
-    fail(f"in-flight bytes reached {peak}, over max.inflight.bytes {INFLIGHT} and one chunk's copy "
-         f"({CHUNK_SLACK})")
+    fail(f"in-flight bytes reached {peak}, over max.inflight.bytes {INFLIGHT} and a chunk ({CHUNK_SLACK})")
 
 # ---- corrupt and removed segments, on copies ---------------------------------------------------
 segs = sorted(glob.glob(f"{LOG}/0/*.log"))
