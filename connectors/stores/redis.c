@@ -44,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define RS_KEY_MAX 1024
 
@@ -168,15 +169,30 @@ static int rs_connect(rstore_t *r, char *errstr, size_t size)
 	return SPATE_OK;
 }
 
-/* Run a command; on a broken connection reconnect once and run it again. NULL with
- * errstr set when it could not be run (a transient SPATE_ERR_STORE). */
+/* Run a command; on a broken connection reconnect once and run it again; while the
+ * server answers LOADING (a restarted server reading its AOF or RDB) send it again every
+ * 10 ms for up to redis.timeout.ms. NULL with errstr set when it could not be run (a
+ * transient SPATE_ERR_STORE). */
 static redisReply *rs_cmd(rstore_t *r, int argc, const char **argv, const size_t *lens, char *errstr,
                           size_t size)
 {
+	int64_t loading_until = 0;
 	for (int attempt = 0; attempt < 2; attempt++) {
 		if (!r->c && rs_connect(r, errstr, size))
 			return NULL;
 		redisReply *rep = redisCommandArgv(r->c, argc, argv, lens);
+		if (rep && rep->type == REDIS_REPLY_ERROR && !strncmp(rep->str, "LOADING", 7)) {
+			int64_t now = sp_now_ms();
+			if (!loading_until)
+				loading_until = now + r->timeout_ms;
+			if (now < loading_until) {
+				freeReplyObject(rep);
+				struct timespec ts = {0, 10 * 1000000};
+				nanosleep(&ts, NULL);
+				attempt--; /* not a broken connection: the same attempt again */
+				continue;
+			}
+		}
 		if (rep) {
 			if (rep->type == REDIS_REPLY_ERROR) {
 				sp_err(errstr, size, SPATE_ERR_STORE, "redis store %s: %s: %s", r->name,

@@ -73,9 +73,10 @@ static const char *server_path(void)
 /* Start redis-server on r->port; false when it exited at start (the port was taken). */
 static bool spawn(t_redis_t *r)
 {
-	char port[16], logf[300];
+	char port[16], logf[300], delay[16];
 	snprintf(port, sizeof(port), "%d", r->port);
 	snprintf(logf, sizeof(logf), "%s/redis.log", r->dir);
+	snprintf(delay, sizeof(delay), "%d", r->key_load_delay_us);
 	char *argv[] = {(char *)server_path(),
 	                "--port",
 	                port,
@@ -93,6 +94,8 @@ static bool spawn(t_redis_t *r)
 	                "always",
 	                "--protected-mode",
 	                "no",
+	                r->key_load_delay_us ? "--key-load-delay" : NULL,
+	                delay,
 	                NULL};
 	r->pid = t_spawn(argv, logf, logf, 0);
 	cr_assert(r->pid > 0, "cannot start redis-server");

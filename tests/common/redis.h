@@ -11,6 +11,9 @@ typedef struct t_redis {
 	int port;
 	char dir[256];
 	char uri[64]; /* redis://127.0.0.1:PORT */
+	/* when set, the next (re)start passes --key-load-delay: microseconds per key it
+	 * loads, so a restarted server answers LOADING for that long times its keys */
+	int key_load_delay_us;
 } t_redis_t;
 
 /* Start redis-server (from PATH) and wait until it answers PING. Aborts the test when it
