@@ -30,19 +30,22 @@ static int free_port(void)
 	return ntohs(a.sin_port);
 }
 
-/* Does our redis-server answer on r->port? INFO's process_id must be our child's pid: a
- * test running alongside (Criterion --jobs) may have been handed the same free port, and
- * its server must never be taken for ours. */
+/* Does our redis-server answer on r->port, its data loaded? INFO's process_id must be our
+ * child's pid: a test running alongside (Criterion --jobs) may have been handed the same
+ * free port, and its server must never be taken for ours. INFO answers while a restarted
+ * server still loads its AOF, when every data command gets LOADING: ready means loading:0,
+ * except for a server slowed to load (key_load_delay_us), whose test wants to meet it. */
 static bool ping(const t_redis_t *r)
 {
 	struct timeval tv = {1, 0};
 	redisContext *c = redisConnectWithTimeout("127.0.0.1", r->port, tv);
 	bool ok = false;
 	if (c && !c->err) {
-		redisReply *rep = redisCommand(c, "INFO server");
+		redisReply *rep = redisCommand(c, "INFO");
 		if (rep && rep->type == REDIS_REPLY_STRING) {
 			const char *pid = strstr(rep->str, "process_id:");
-			ok = pid && atol(pid + strlen("process_id:")) == (long)r->pid;
+			ok = pid && atol(pid + strlen("process_id:")) == (long)r->pid &&
+			     (r->key_load_delay_us || strstr(rep->str, "\nloading:0"));
 		}
 		if (rep)
 			freeReplyObject(rep);

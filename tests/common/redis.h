@@ -20,7 +20,8 @@ typedef struct t_redis {
  * does not come up. */
 void t_redis_start(t_redis_t *r);
 /* SIGTERM (it writes its AOF and exits) and wait; then, when restart is set, start it
- * again on the same port and directory and wait for PING. */
+ * again on the same port and directory and wait until it has loaded its AOF (unless
+ * key_load_delay_us is set: then until it answers). */
 void t_redis_restart(t_redis_t *r, bool restart);
 /* Stop it (SIGKILL when SIGTERM is not enough) and remove its directory. */
 void t_redis_stop(t_redis_t *r);
