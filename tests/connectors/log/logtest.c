@@ -411,3 +411,29 @@ size_t lt_segments(const char *dir, int part)
 	sp_log_seglist_free(&l);
 	return n;
 }
+
+sp_log_reader_t *lt_open_at(const char *dir, const sp_log_ropts_t *o, sp_part_t *p, uint64_t from)
+{
+	char err[1024];
+	sp_log_reader_t *rd;
+	cr_assert_eq(sp_log_reader_open(dir, o, &rd, err, sizeof(err)), SPATE_OK, "%s", err);
+	memset(p, 0, sizeof(*p));
+	sp_log_reader_bind(rd, 0, p);
+	cr_assert_eq(sp_log_reader_seek(rd, 0, from, err, sizeof(err)), SPATE_OK, "%s", err);
+	return rd;
+}
+
+void lt_read_until(sp_log_reader_t *rd, lt_recs_t *recs, size_t until)
+{
+	char err[1024];
+	while (recs->n < until) {
+		struct pollfd pf = {sp_log_reader_fd(rd), POLLIN, 0};
+		cr_assert_gt(poll(&pf, 1, LT_WAIT_MS), 0, "no progress at %zu of %zu records", recs->n,
+		             until);
+		sp_chunk_t *out[8];
+		int n = sp_log_reader_poll(rd, out, 8, UINT64_MAX, err, sizeof(err));
+		cr_assert_geq(n, 0, "%s", err);
+		lt_take(out, n, recs);
+	}
+	cr_assert_eq(recs->n, until);
+}

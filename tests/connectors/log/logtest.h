@@ -57,6 +57,11 @@ void lt_take(sp_chunk_t **c, int n, lt_recs_t *recs);
 /** lt_take, copying records only while recs holds fewer than max; every chunk is still
  *  checked, released and freed. */
 void lt_take_at_most(sp_chunk_t **c, int n, lt_recs_t *recs, size_t max);
+/** Open dir for reading, bind partition 0 to p and seek it to `from` (Criterion asserts). */
+sp_log_reader_t *lt_open_at(const char *dir, const sp_log_ropts_t *o, sp_part_t *p, uint64_t from);
+/** Poll rd until recs holds exactly `until` records (fails after LT_WAIT_MS without
+ *  progress). */
+void lt_read_until(sp_log_reader_t *rd, lt_recs_t *recs, size_t until);
 void lt_recs_free(lt_recs_t *recs);
 
 /**

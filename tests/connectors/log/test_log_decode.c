@@ -408,20 +408,6 @@ Test(log_decode, engine_two_workers_order_and_corruption)
 	free(dir);
 }
 
-/* Poll rd until recs holds want records (LT_WAIT_MS without progress fails). */
-static void poll_until(sp_log_reader_t *rd, lt_recs_t *recs, size_t want)
-{
-	char err[1024];
-	while (recs->n < want) {
-		struct pollfd pf = {sp_log_reader_fd(rd), POLLIN, 0};
-		cr_assert_gt(poll(&pf, 1, LT_WAIT_MS), 0, "no progress at %zu of %zu records", recs->n, want);
-		sp_chunk_t *out[8];
-		int n = sp_log_reader_poll(rd, out, 8, UINT64_MAX, err, sizeof(err));
-		cr_assert_geq(n, 0, "%s", err);
-		lt_take(out, n, recs);
-	}
-}
-
 /* log.decode.min.bytes (64 KiB, the default): a reader catching up reads about 1 MiB at a
  * time and hands its reads to the decode threads; at the tail, each small append is read
  * and parsed by the polling thread itself (no two hand-offs), in order after the decoded
@@ -433,14 +419,10 @@ Test(log_decode, small_reads_at_the_tail_are_parsed_by_the_polling_thread)
 	sp_log_ropts_t o;
 	dec_opts(&o);
 	o.decode_min_bytes = 64 << 10;
-	sp_log_reader_t *rd;
-	cr_assert_eq(sp_log_reader_open(dir, &o, &rd, err, sizeof(err)), SPATE_OK, "%s", err);
 	sp_part_t p;
-	memset(&p, 0, sizeof(p));
-	sp_log_reader_bind(rd, 0, &p);
-	cr_assert_eq(sp_log_reader_seek(rd, 0, 0, err, sizeof(err)), SPATE_OK, "%s", err);
+	sp_log_reader_t *rd = lt_open_at(dir, &o, &p, 0);
 	lt_recs_t recs = {0};
-	poll_until(rd, &recs, N);
+	lt_read_until(rd, &recs, N);
 	sp_log_reader_stats_t caught_up;
 	sp_log_reader_stats(rd, &caught_up);
 	cr_assert_gt(caught_up.decoded, 3, "catching up, the reads went to the decode threads (%" PRIu64 ")",
@@ -459,7 +441,7 @@ Test(log_decode, small_reads_at_the_tail_are_parsed_by_the_polling_thread)
 			cr_assert_eq(sp_log_producer_send(w, &r, 1, 0, err, sizeof(err)), SPATE_OK, "%s", err);
 		}
 		cr_assert_eq(sp_log_producer_flush(w, err, sizeof(err)), SPATE_OK, "%s", err);
-		poll_until(rd, &recs, recs.n + PER);
+		lt_read_until(rd, &recs, recs.n + PER);
 	}
 	cr_assert_eq(sp_log_producer_close(w, err, sizeof(err)), SPATE_OK, "%s", err);
 	cr_assert_eq(recs.n, (size_t)N + APPENDS * PER);

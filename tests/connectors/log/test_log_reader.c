@@ -32,33 +32,6 @@ static void put_range(sp_log_writer_t *w, uint64_t from, uint64_t to)
 	}
 }
 
-static sp_log_reader_t *open_at(const char *dir, const sp_log_ropts_t *o, sp_part_t *p, uint64_t from)
-{
-	char err[1024];
-	sp_log_reader_t *rd;
-	cr_assert_eq(sp_log_reader_open(dir, o, &rd, err, sizeof(err)), SPATE_OK, "%s", err);
-	memset(p, 0, sizeof(*p));
-	sp_log_reader_bind(rd, 0, p);
-	cr_assert_eq(sp_log_reader_seek(rd, 0, from, err, sizeof(err)), SPATE_OK, "%s", err);
-	return rd;
-}
-
-/* Poll until recs holds `until` records (fails after LT_WAIT_MS without progress). */
-static void read_until(sp_log_reader_t *rd, lt_recs_t *recs, size_t until)
-{
-	char err[1024];
-	while (recs->n < until) {
-		struct pollfd pf = {sp_log_reader_fd(rd), POLLIN, 0};
-		cr_assert_gt(poll(&pf, 1, LT_WAIT_MS), 0, "no progress at %zu of %zu records", recs->n,
-		             until);
-		sp_chunk_t *out[8];
-		int n = sp_log_reader_poll(rd, out, 8, UINT64_MAX, err, sizeof(err));
-		cr_assert_geq(n, 0, "%s", err);
-		lt_take(out, n, recs);
-	}
-	cr_assert_eq(recs->n, until);
-}
-
 /* Poll a few times and expect nothing. */
 static void expect_idle(sp_log_reader_t *rd, lt_recs_t *recs)
 {
@@ -101,9 +74,9 @@ Test(log_reader, never_past_durable_and_never_changes_a_file)
 		lt_ropts(&ro);
 		ro.no_uring = mode;
 		sp_part_t part;
-		sp_log_reader_t *rd = open_at(dir, &ro, &part, 0);
+		sp_log_reader_t *rd = lt_open_at(dir, &ro, &part, 0);
 		lt_recs_t recs = {0};
-		read_until(rd, &recs, 100);
+		lt_read_until(rd, &recs, 100);
 		expect_idle(rd, &recs);
 		cr_assert_eq(sp_log_reader_lag(rd), 0);
 		cr_assert_eq(lt_hash_tree(dir), tree0, "the reader changed no file");
@@ -112,7 +85,7 @@ Test(log_reader, never_past_durable_and_never_changes_a_file)
 
 		/* the writer publishes: the tailing reader sees exactly the rest */
 		cr_assert_eq(sp_log_writer_flush(w, err, sizeof(err)), SPATE_OK);
-		read_until(rd, &recs, 150);
+		lt_read_until(rd, &recs, 150);
 		expect_idle(rd, &recs);
 		for (uint64_t i = 100; i < 150; i++)
 			lt_check(&recs.v[i], i, i);
@@ -156,7 +129,7 @@ Test(log_reader, concurrent_writer_process)
 	sp_log_ropts_t ro;
 	lt_ropts(&ro);
 	sp_part_t part;
-	sp_log_reader_t *rd = open_at(dir, &ro, &part, 0);
+	sp_log_reader_t *rd = lt_open_at(dir, &ro, &part, 0);
 	lt_recs_t recs = {0};
 	while (recs.n < total) {
 		struct pollfd pf = {sp_log_reader_fd(rd), POLLIN, 0};
@@ -203,9 +176,9 @@ Test(log_reader, tailing_sees_appends_of_another_process)
 		lt_ropts(&ro);
 		ro.no_uring = mode;
 		sp_part_t part;
-		sp_log_reader_t *rd = open_at(dir, &ro, &part, 0);
+		sp_log_reader_t *rd = lt_open_at(dir, &ro, &part, 0);
 		lt_recs_t recs = {0};
-		read_until(rd, &recs, 100);
+		lt_read_until(rd, &recs, 100);
 		expect_idle(rd, &recs); /* now it waits on inotify */
 		pid_t pid = fork();
 		cr_assert_geq(pid, 0);
@@ -225,7 +198,7 @@ Test(log_reader, tailing_sees_appends_of_another_process)
 			}
 			_exit(sp_log_writer_close(w, err, sizeof(err)) ? 5 : 0);
 		}
-		read_until(rd, &recs, 150);
+		lt_read_until(rd, &recs, 150);
 		int status;
 		cr_assert_eq(waitpid(pid, &status, 0), pid);
 		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
@@ -271,7 +244,7 @@ static uint64_t random_seeks(const char *dir, int tries, uint64_t seed)
 	sp_log_ropts_t ro;
 	lt_ropts(&ro);
 	sp_part_t part;
-	sp_log_reader_t *rd = open_at(dir, &ro, &part, 0);
+	sp_log_reader_t *rd = lt_open_at(dir, &ro, &part, 0);
 	uint64_t max_steps = 0;
 	for (int t = 0; t < tries; t++) {
 		seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
@@ -485,7 +458,7 @@ Test(log_reader, waits_for_the_first_writer)
 		lt_ropts(&ro);
 		ro.no_uring = mode;
 		sp_part_t part;
-		sp_log_reader_t *rd = open_at(dir, &ro, &part, 0);
+		sp_log_reader_t *rd = lt_open_at(dir, &ro, &part, 0);
 		lt_recs_t recs = {0};
 		expect_idle(rd, &recs);
 		sp_log_writer_t *w;
@@ -497,7 +470,7 @@ Test(log_reader, waits_for_the_first_writer)
 		cr_assert_eq(sp_log_writer_end_batch(w, err, sizeof(err)), SPATE_OK);
 		expect_idle(rd, &recs); /* in the file, not published */
 		cr_assert_eq(sp_log_writer_flush(w, err, sizeof(err)), SPATE_OK);
-		read_until(rd, &recs, 25);
+		lt_read_until(rd, &recs, 25);
 		for (uint64_t i = 0; i < 25; i++)
 			lt_check(&recs.v[i], i, i);
 		sp_log_reader_close(rd);
@@ -515,7 +488,7 @@ static void read_with_stats(const char *dir, sp_log_reader_stats_t *st)
 	sp_log_ropts_t ro;
 	lt_ropts(&ro);
 	sp_part_t part;
-	sp_log_reader_t *rd = open_at(dir, &ro, &part, 0);
+	sp_log_reader_t *rd = lt_open_at(dir, &ro, &part, 0);
 	cr_assert(sp_log_reader_uses_uring(rd));
 	sp_log_reader_set_end(rd, 0, true, SEEK_RECORDS - 1);
 	lt_recs_t recs = {0};
@@ -637,12 +610,12 @@ Test(log_reader, direct_reads_return_what_the_page_cache_path_does, .timeout = 1
 		ro.direct = true;
 		sp_part_t part;
 		uint64_t base = N + (uint64_t)mode * ROUNDS * 777;
-		sp_log_reader_t *rd = open_at(dir, &ro, &part, base);
+		sp_log_reader_t *rd = lt_open_at(dir, &ro, &part, base);
 		lt_recs_t recs = {0};
 		for (int k = 0; k < ROUNDS; k++) {
 			put_range(w, base + (uint64_t)k * 777, base + (uint64_t)(k + 1) * 777);
 			cr_assert_eq(sp_log_writer_flush(w, err, sizeof(err)), SPATE_OK, "%s", err);
-			read_until(rd, &recs, (size_t)(k + 1) * 777);
+			lt_read_until(rd, &recs, (size_t)(k + 1) * 777);
 		}
 		expect_idle(rd, &recs);
 		for (uint64_t i = 0; i < recs.n; i++)
