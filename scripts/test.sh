@@ -45,7 +45,7 @@ run_suite() { # name, build dir, meson options...
 	build_dir "$@" || return
 	echo "=== $name: testing"
 	local t0=$SECONDS
-	meson test -C "$dir" --print-errorlogs --num-processes 2 || fail=1
+	meson test -C "$dir" --print-errorlogs --num-processes 3 || fail=1
 	echo "=== $name: tested in $((SECONDS - t0)) s"
 	local ok bad
 	ok=$(grep -c '"result": "OK"' "$dir/meson-logs/testlog.json" 2>/dev/null)
