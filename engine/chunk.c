@@ -4,7 +4,9 @@
  * body: one allocation of the records' descriptors, their states, the order array and
  * the header storage. Freed headers and bodies are kept in per-engine caches for reuse
  * (a body is about 0.5 MiB, above glibc's mmap threshold: without reuse every chunk's
- * pages would fault in anew). Bodies are allocated in size classes (body_class), and one
+ * pages would fault in anew); the cached bodies hold at most a quarter of
+ * max.inflight.bytes (SP_CHUNK_CACHE_DIV), memory outside the bound that docs/semantics.md
+ * states. Bodies are allocated in size classes (body_class), and one
  * is reused only when it wastes at most 1/SP_CHUNK_SLACK_DIV of what is needed, since its
  * size counts in the in-flight bound.
  * @locality the engine thread (sources call sp_chunk_new from poll).
@@ -39,6 +41,7 @@ static void *body_get(spate_engine_t *e, size_t need, size_t *size)
 		if (e->chunk_cache[i].size >= need && e->chunk_cache[i].size - need <= need / SP_CHUNK_SLACK_DIV) {
 			void *m = e->chunk_cache[i].mem;
 			*size = e->chunk_cache[i].size;
+			e->chunk_cached_bytes -= *size;
 			e->chunk_cache[i] = e->chunk_cache[--e->chunk_cached];
 			return m;
 		}
@@ -51,7 +54,9 @@ void sp_chunk_body_put(spate_engine_t *e, void *body, size_t size)
 {
 	if (!body)
 		return;
-	if (e && e->chunk_cached < SP_CHUNK_CACHE) {
+	if (e && e->chunk_cached < SP_CHUNK_CACHE &&
+	    e->chunk_cached_bytes + size <= e->max_inflight_bytes / SP_CHUNK_CACHE_DIV) {
+		e->chunk_cached_bytes += size;
 		e->chunk_cache[e->chunk_cached].mem = body;
 		e->chunk_cache[e->chunk_cached].size = size;
 		e->chunk_cached++;
@@ -146,6 +151,7 @@ void sp_chunk_cache_clear(spate_engine_t *e)
 {
 	while (e->chunk_cached)
 		free(e->chunk_cache[--e->chunk_cached].mem);
+	e->chunk_cached_bytes = 0;
 	while (e->hdr_cached)
 		free(e->hdr_cache[--e->hdr_cached]);
 }

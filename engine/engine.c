@@ -522,8 +522,12 @@ static bool admit(spate_engine_t *e, sp_ck_t *c)
 		sp_tracker_add(e, c);
 		return true;
 	}
-	if (!sp_flow_fits(e, c) || !sp_dispatch(e, c))
+	if (!sp_flow_fits(e, c))
 		return false;
+	if (!sp_dispatch(e, c)) {
+		sp_flow_unfit(e, c);
+		return false;
+	}
 	/* what the metrics endpoint reports: PolledEventCount and the iterator age */
 	sp_hist_bump(&e->records_polled, c->pub.n);
 	int64_t ts = c->pub.recs[c->pub.n - 1].timestamp_ms;

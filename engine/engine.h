@@ -101,6 +101,10 @@ static inline sp_ck_t *sp_ck(sp_chunk_t *c)
 /* Freed chunk allocations kept for reuse: a chunk is one allocation of about 0.5 MiB,
  * above glibc's mmap threshold, so without reuse every chunk's pages fault in anew. */
 #define SP_CHUNK_CACHE 64
+/* The freed chunk bodies kept for reuse (chunk.c) hold at most this part of
+ * max.inflight.bytes: they are memory outside the bound, and a body of small records
+ * (8,192 descriptors, 1.4 MiB) times 64 was more than a small bound itself. */
+#define SP_CHUNK_CACHE_DIV 4
 
 /* A paused partition resumes once its held chunks are admitted and its in-flight bytes
  * and records are below (DIV-1)/DIV of its share, or the engine's total is below
@@ -207,6 +211,13 @@ struct sp_part_eng {
 	/* what this partition has in flight (see flow.c): bytes of chunks not yet released
 	 * plus its lanes' retry arenas; records not yet DONE */
 	uint64_t infl_bytes, infl_records;
+	/* the budget of a retrying lane's copies (sp_lane_migrate): a worker reserves what
+	 * it copies in mig_taken (bytes reserved since the start; a copy that fails gives
+	 * its reservation back) while that stays at or under mig_limit, which the tracker sets to mig_seen (the reserved bytes
+	 * it has counted in infl_bytes) plus what the partition's share leaves (flow.c). So
+	 * copies reserved and not yet counted never pass the share either. */
+	_Atomic uint64_t mig_taken, mig_limit;
+	uint64_t mig_seen;
 	/* chunks the source returned that may not enter yet (their partition is over its
 	 * share, or a lane ring is full), in delivery order; p->paused is set meanwhile */
 	sp_ck_t *held_head, *held_tail;
@@ -492,6 +503,7 @@ struct spate_engine_s {
 		size_t size;
 	} chunk_cache[SP_CHUNK_CACHE]; /* engine thread only */
 	int chunk_cached;
+	size_t chunk_cached_bytes; /* at most max_inflight_bytes / SP_CHUNK_CACHE_DIV */
 	sp_ck_t *hdr_cache[SP_CHUNK_CACHE]; /* freed chunk headers (engine thread only) */
 	int hdr_cached;
 	_Atomic uint64_t inflight_bytes, inflight_records; /* engine thread writes; stats read */
@@ -545,8 +557,9 @@ int sp_dlq_write(sp_engine_t *e, const spate_push_record_t *recs, size_t n, char
 uint32_t sp_lane_build_batch(sp_worker_t *w, sp_lane_t *l, uint32_t limit);
 /** refs[0..k) (the head of the lane) are DONE: move past them and report them. */
 void sp_lane_consume(sp_worker_t *w, sp_lane_t *l, const sp_bref_t *refs, uint32_t k);
-/** The lane parks: copy what its ring holds into its arena and retry queue. */
-void sp_lane_migrate(sp_worker_t *w, sp_lane_t *l);
+/** The lane parks: copy what its ring holds into its arena and retry queue, as many whole
+ * runs as its partition's share leaves room for. False when nothing could be copied. */
+bool sp_lane_migrate(sp_worker_t *w, sp_lane_t *l);
 
 /* retry.c (the worker that holds the lane) */
 /** Park the lane for the backoff of attempt n (1 = first retry); 0 ms: retry at once. */
@@ -679,8 +692,12 @@ void sp_autoscale_summary(sp_engine_t *e, spate_summary_t *s);
 /* flow.c: the in-flight bounds, per partition (tracker thread only) */
 /** Account delta bytes and records to partition p (and the engine's totals). */
 void sp_flow_add(sp_engine_t *e, sp_part_t *p, int64_t dbytes, int64_t drecords);
-/** Whether chunk c may enter p now without passing the bounds. */
+/** Whether chunk c may enter p now without passing the bounds. When it may, the room
+ * of p's copies (mig_limit) is lowered as if it entered: enter it (sp_tracker_add) or
+ * call sp_flow_unfit. */
 bool sp_flow_fits(sp_engine_t *e, const sp_ck_t *c);
+/** c fitted (sp_flow_fits) but did not enter: give its room back to p's copies. */
+void sp_flow_unfit(sp_engine_t *e, const sp_ck_t *c);
 /** p starts or stops taking part in the shares (started, released). */
 void sp_flow_count(sp_engine_t *e, sp_part_t *p, bool counted);
 /** Hold chunk c behind p's other held chunks; p is paused. */

@@ -45,6 +45,14 @@ static void total_add(_Atomic uint64_t *t, int64_t d)
 	atomic_store_explicit(t, v + (uint64_t)d, memory_order_relaxed);
 }
 
+/* What a retrying lane of p may copy now, p's use being use: what p's share leaves
+ * (copies never borrow from the other partitions' reserves, so no other partition's count
+ * can make it stale), on top of the copies already counted (see mig_limit in engine.h). */
+static void mig_publish(sp_engine_t *e, struct sp_part_eng *pe, uint64_t use)
+{
+	atomic_store_explicit(&pe->mig_limit, pe->mig_seen + unused(use, e->share_bytes), memory_order_seq_cst);
+}
+
 void sp_flow_add(sp_engine_t *e, sp_part_t *p, int64_t dbytes, int64_t drecords)
 {
 	struct sp_part_eng *pe = p->eng;
@@ -59,6 +67,7 @@ void sp_flow_add(sp_engine_t *e, sp_part_t *p, int64_t dbytes, int64_t drecords)
 		e->res_records += unused(pe->infl_records, e->share_records);
 	}
 	if (dbytes) {
+		mig_publish(e, pe, pe->infl_bytes);
 		total_add(&e->inflight_bytes, dbytes);
 		uint64_t t = atomic_load_explicit(&e->inflight_bytes, memory_order_relaxed);
 		if (t > e->peak_inflight_bytes)
@@ -77,6 +86,7 @@ static void reshare(sp_engine_t *e)
 	e->res_bytes = e->res_records = 0;
 	for (size_t i = 0; i < e->nparts; i++) {
 		struct sp_part_eng *pe = e->parts[i]->eng;
+		mig_publish(e, pe, pe->infl_bytes);
 		if (!pe->counted)
 			continue;
 		e->res_bytes += unused(pe->infl_bytes, e->share_bytes);
@@ -109,14 +119,30 @@ static bool dim_fits(uint64_t use, uint64_t x, uint64_t share, uint64_t total, u
 bool sp_flow_fits(sp_engine_t *e, const sp_ck_t *c)
 {
 	struct sp_part_eng *pe = c->pub.part->eng;
+	uint64_t x = c->pub.bytes + sizeof(*c) + c->body_size;
+	/* A retrying lane's copy and this chunk must not take the same room: lower the
+	 * copies' limit as if the chunk entered, then count what workers reserved and the
+	 * tracker has not counted yet. A worker looks at the limit again after it reserved
+	 * (sp_lane_migrate), and both sides are sequentially consistent, so one of the two
+	 * always sees the other. */
+	mig_publish(e, pe, pe->infl_bytes + x);
 	if (!pe->infl_records)
 		return true;
+	uint64_t out = atomic_load_explicit(&pe->mig_taken, memory_order_seq_cst) - pe->mig_seen;
 	uint64_t tb = atomic_load_explicit(&e->inflight_bytes, memory_order_relaxed);
 	uint64_t tr = atomic_load_explicit(&e->inflight_records, memory_order_relaxed);
-	return dim_fits(pe->infl_bytes, c->pub.bytes + sizeof(*c) + c->body_size, e->share_bytes, tb, e->res_bytes, e->max_inflight_bytes,
-	                pe->counted) &&
-	       dim_fits(pe->infl_records, c->pub.n, e->share_records, tr, e->res_records, e->max_inflight_records,
-	                pe->counted);
+	if (dim_fits(pe->infl_bytes, x + out, e->share_bytes, tb, e->res_bytes, e->max_inflight_bytes, pe->counted) &&
+	    dim_fits(pe->infl_records, c->pub.n, e->share_records, tr, e->res_records, e->max_inflight_records,
+	             pe->counted))
+		return true;
+	sp_flow_unfit(e, c);
+	return false;
+}
+
+void sp_flow_unfit(sp_engine_t *e, const sp_ck_t *c)
+{
+	struct sp_part_eng *pe = c->pub.part->eng;
+	mig_publish(e, pe, pe->infl_bytes);
 }
 
 void sp_flow_hold(sp_engine_t *e, sp_ck_t *c)

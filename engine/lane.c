@@ -143,72 +143,134 @@ static const void *copy_in(char **p, const void *src, size_t n)
 	return d;
 }
 
-/* The lane retries: copy every record queued in its ring (descriptor, state, key,
- * value, headers) into an arena block, queue the copies (freeing the ring slots) and
- * unpin the chunks, so one poison key holds neither read buffers nor ring slots, and
- * once a chunk's other records are DONE the tracker frees its body too (compact() in
- * tracker.c). What is copied counts in the partition's in-flight bytes (flow.c), so a
- * lane that retries forever pauses its own partition at its share and nothing else.
- * Only the worker that holds the lane calls it. On out-of-memory nothing changes. */
-void sp_lane_migrate(sp_worker_t *w, sp_lane_t *l)
+/* The copy of run r from its record from on: records k, headers nh, bytes (descriptors,
+ * headers, key, value and header bytes). */
+static size_t run_copy_bytes(const sp_run_t *r, uint32_t from, uint32_t *k, size_t *nh)
+{
+	size_t total = 0;
+	for (uint32_t j = from; j < r->len; j++) {
+		const spate_record_t *rec = &r->c->pub.recs[r->c->order[r->begin + j]];
+		total += sizeof(sp_mrec_t) + rec->header_cnt * sizeof(spate_header_t) + rec_bytes(rec);
+		*nh += rec->header_cnt;
+	}
+	*k += r->len - from;
+	return total;
+}
+
+/* The retry queue's capacity for n records. */
+static uint32_t mq_cap_for(uint32_t cap, uint32_t n)
+{
+	if (n <= cap)
+		return cap;
+	cap = cap ? cap : 64;
+	while (cap < n)
+		cap *= 2;
+	return cap;
+}
+
+/* The lane retries: copy the records queued in its ring (descriptor, state, key, value,
+ * headers) into an arena block, queue the copies (freeing the ring slots) and unpin the
+ * chunks, so one poison key holds neither read buffers nor ring slots, and once a
+ * chunk's other records are DONE the tracker frees its body too (compact() in
+ * tracker.c). What is copied counts in the partition's in-flight bytes (flow.c), and is
+ * reserved first against what the partition's share leaves (mig_limit): the copies
+ * count while the chunks they came from still do, and a copy is larger than what it
+ * replaces when records are small (a descriptor each), so copying without the
+ * reservation let many retrying lanes pass the bound. Whole runs are copied, oldest
+ * first, as many as the reservation allows; the rest stay in the ring (pinned, as if the
+ * lane did not retry) until a later copy finds room. Only the worker that holds the lane
+ * calls it. Returns false when it copied nothing that was there to copy (no room, or out
+ * of memory): nothing changed then. */
+bool sp_lane_migrate(sp_worker_t *w, sp_lane_t *l)
 {
 	uint32_t head = sp_ring_cons_end(&l->rq);
 	uint32_t tail = sp_ring_cons_next(&l->rq);
 	if (tail == head)
-		return;
-	size_t total = 0;
-	uint32_t k = 0;
-	for (uint32_t t = tail; t != head; t++) {
-		sp_run_t *r = &l->ring[t & (SP_LANE_RING - 1)];
-		for (uint32_t j = t == tail ? l->off : 0; j < r->len; j++, k++) {
-			const spate_record_t *rec = &r->c->pub.recs[r->c->order[r->begin + j]];
-			total += sizeof(sp_mrec_t) + rec->header_cnt * sizeof(spate_header_t) + rec_bytes(rec);
+		return true;
+	struct sp_part_eng *pe = l->part->eng;
+	uint32_t live = l->mq_len - l->mq_off; /* queued copies kept after the compaction below */
+	uint32_t k = 0, cap = l->mq_cap;
+	size_t total = 0, nh = 0;
+	uint64_t add = 0;
+	uint32_t end = tail; /* runs [tail, end) are copied */
+	uint64_t taken = atomic_load_explicit(&pe->mig_taken, memory_order_relaxed);
+	for (;;) {
+		uint64_t limit = atomic_load_explicit(&pe->mig_limit, memory_order_seq_cst);
+		/* the longest prefix of runs whose copy fits */
+		k = 0;
+		total = nh = 0;
+		add = 0;
+		end = tail;
+		cap = l->mq_cap;
+		for (uint32_t t = tail; t != head; t++) {
+			uint32_t k2 = k;
+			size_t nh2 = nh;
+			size_t tot2 = total + run_copy_bytes(&l->ring[t & (SP_LANE_RING - 1)], t == tail ? l->off : 0,
+			                                     &k2, &nh2);
+			uint32_t cap2 = mq_cap_for(l->mq_cap, live + k2);
+			uint64_t add2 = sizeof(sp_arena_t) + tot2 + (uint64_t)(cap2 - l->mq_cap) * sizeof(*l->mq);
+			if (taken + add2 > limit)
+				break;
+			k = k2;
+			nh = nh2;
+			total = tot2;
+			cap = cap2;
+			add = add2;
+			end = t + 1;
 		}
+		if (end == tail)
+			return false;
+		if (atomic_compare_exchange_weak_explicit(&pe->mig_taken, &taken, taken + add, memory_order_seq_cst,
+		                                          memory_order_relaxed))
+			break;
 	}
-	/* make room in the queue: drop what was consumed, then grow */
-	if (l->mq_off) {
-		memmove(l->mq, l->mq + l->mq_off, (size_t)(l->mq_len - l->mq_off) * sizeof(*l->mq));
-		l->mq_len -= l->mq_off;
+	/* the tracker may be admitting a chunk into the same room: it lowers the limit first,
+	 * then reads mig_taken (sp_flow_fits); seen from here after the reservation, one of
+	 * the two sees the other */
+	if (taken + add > atomic_load_explicit(&pe->mig_limit, memory_order_seq_cst)) {
+		atomic_fetch_sub_explicit(&pe->mig_taken, add, memory_order_relaxed);
+		return false;
+	}
+	/* reserved: from here on each part of add is counted (push_arena) or given back */
+	if (l->mq_off) { /* make room in the queue: drop what was consumed, then grow */
+		memmove(l->mq, l->mq + l->mq_off, (size_t)live * sizeof(*l->mq));
+		l->mq_len = live;
 		l->mq_off = 0;
 	}
-	uint32_t old_cap = l->mq_cap;
-	if (l->mq_len + k > l->mq_cap) {
-		uint32_t cap = l->mq_cap ? l->mq_cap : 64;
-		while (cap < l->mq_len + k)
-			cap *= 2;
+	if (cap != l->mq_cap) {
 		sp_mrec_t **nq = realloc(l->mq, (size_t)cap * sizeof(*nq));
 		if (!nq) {
 			sp_msg(w->e, SP_MSG_WARN, "retry queue: out of memory for %u records; the lane keeps its chunks", k);
-			return;
+			atomic_fetch_sub_explicit(&pe->mig_taken, add, memory_order_relaxed);
+			return false;
 		}
+		uint64_t grew = (uint64_t)(cap - l->mq_cap) * sizeof(*nq);
 		l->mq = nq;
 		l->mq_cap = cap;
+		l->arena_counted += grew;
+		push_arena(w, l->part, (int64_t)grew);
+		atomic_fetch_add_explicit(&w->st.arena_bytes, grew, memory_order_relaxed);
+		add -= grew;
 	}
 	sp_arena_t *a = malloc(sizeof(*a) + total);
 	if (!a) {
 		sp_msg(w->e, SP_MSG_WARN, "retry arena: out of memory for %zu bytes; the lane keeps its chunks",
 		       total);
-		return;
+		atomic_fetch_sub_explicit(&pe->mig_taken, add, memory_order_relaxed);
+		return false;
 	}
 	a->len = total;
 	a->next = l->arena;
 	l->arena = a;
 	/* the copies count before the chunks are unpinned, so the bound never sees a dip */
-	uint64_t add = sizeof(*a) + total + (uint64_t)(l->mq_cap - old_cap) * sizeof(*l->mq);
 	l->arena_counted += add;
 	push_arena(w, l->part, (int64_t)add);
 	atomic_fetch_add_explicit(&w->st.arena_bytes, add, memory_order_relaxed);
 	/* mrecs first (aligned: the block's bytes are max-aligned), then headers, then bytes */
 	sp_mrec_t *mr = (sp_mrec_t *)a->bytes;
-	size_t nh = 0;
-	for (uint32_t t = tail; t != head; t++) {
-		sp_run_t *r = &l->ring[t & (SP_LANE_RING - 1)];
-		for (uint32_t j = t == tail ? l->off : 0; j < r->len; j++)
-			nh += r->c->pub.recs[r->c->order[r->begin + j]].header_cnt;
-	}
 	spate_header_t *hp = (spate_header_t *)(mr + k);
 	char *p = (char *)(hp + nh);
-	for (uint32_t t = tail; t != head; t++) {
+	for (uint32_t t = tail; t != end; t++) {
 		sp_run_t *r = &l->ring[t & (SP_LANE_RING - 1)];
 		uint32_t moved = 0;
 		for (uint32_t j = t == tail ? l->off : 0; j < r->len; j++, moved++) {
@@ -237,8 +299,9 @@ void sp_lane_migrate(sp_worker_t *w, sp_lane_t *l)
 		unpin(w, r->c);
 	}
 	l->off = 0;
-	sp_ring_free_to(&l->rq, head); /* the ring slots are free */
+	sp_ring_free_to(&l->rq, end); /* the ring slots are free */
 	atomic_fetch_add_explicit(&w->st.migrated, 1, memory_order_relaxed);
+	return true;
 }
 
 /* Peek up to limit records (and batch.max.bytes) from the lane's head into w->ptrs and

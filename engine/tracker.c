@@ -240,6 +240,8 @@ size_t sp_tracker_drain(sp_engine_t *e)
 			sp_comp_t *cp = &w->ring[tail & (SP_COMP_RING - 1)];
 			entries++;
 			if (cp->kind == COMP_ARENA) {
+				if (cp->delta > 0) /* a copy reserved in mig_taken: counted now */
+					cp->part->eng->mig_seen += (uint64_t)cp->delta;
 				sp_flow_add(e, cp->part, cp->delta, 0);
 				e->arena_bytes += (uint64_t)cp->delta;
 				continue;

@@ -629,15 +629,18 @@ static void *worker_main(void *arg)
 			while (b++ < SP_LANE_BURST && may_run(e, l) && run_batch(w, l) &&
 			       !atomic_load_explicit(&e->quit, memory_order_relaxed))
 				;
+		bool copied = true;
 		if (l->park_until_ms && !l->window_wait)
-			sp_lane_migrate(w, l);
+			copied = sp_lane_migrate(w, l);
 		burst_done(w);
 
 		pthread_mutex_lock(&e->mu);
 		e->nrunning--;
 		/* runs the engine queued after the copy (it saw the lane running, so it asked
-		 * nobody to copy them): copy them next, or a full ring would wait forever */
-		l->mig_wanted = l->park_until_ms && !l->window_wait && sp_ring_nonempty(&l->rq);
+		 * nobody to copy them), or runs the copy left for want of room: copy them next,
+		 * or a full ring would wait forever. Not when nothing could be copied: the lane
+		 * tries again when runs come (sp_lanes_ready) or it parks again, not in a loop. */
+		l->mig_wanted = copied && l->park_until_ms && !l->window_wait && sp_ring_nonempty(&l->rq);
 		if (l->park_until_ms) {
 			l->state = LANE_PARKED;
 			l->next = e->parked;

@@ -264,6 +264,14 @@ case_items_dropped() {
 	expect r records eq 20000
 	expect r dropped eq 200
 	expect r dlq eq 0
+	# the smallest bound 4 partitions take: copies reserve room in a share the chunks
+	# fill, and a chunk is admitted while a worker reserves (sp_flow_fits, sp_lane_migrate)
+	run s "$spate" run -X source=log:"$work/log" -X stop.at.end=true -X store=none -X handler=fail-if:POISON \
+		-X report.item.failures=true -X parallelization.factor=4 -X max.retry.attempts=2 -X retry.backoff.ms=5 \
+		-X retry.backoff.max.ms=20 -X batch.size=20 -X max.concurrency=4 -X max.inflight.bytes=5M
+	expect_rc s 0
+	expect s records eq 20000
+	expect s dropped eq 200
 }
 
 # DLQ writes that fail (SPATE_FAULT_DLQ) park the lane and are retried: nothing is lost.
