@@ -218,6 +218,8 @@ struct sp_part_eng {
 	 * copies reserved and not yet counted never pass the share either. */
 	_Atomic uint64_t mig_taken, mig_limit;
 	uint64_t mig_seen;
+	/* a copy past the share is under way (sp_lane_migrate): one at a time */
+	atomic_bool mig_over;
 	/* chunks the source returned that may not enter yet (their partition is over its
 	 * share, or a lane ring is full), in delivery order; p->paused is set meanwhile */
 	sp_ck_t *held_head, *held_tail;
@@ -270,20 +272,22 @@ enum comp_kind {
 	COMP_UNPIN = 1,    /* no lane reads c's bytes any more: release them */
 	COMP_ARENA = 2,    /* a lane of part's retry arena grew (delta > 0) or was freed (< 0) */
 	COMP_MIGRATED = 3, /* len records of c were copied into a lane's arena */
-	COMP_DONE_IDX = 4  /* records with indices begin .. begin+len of c (copied ones) are DONE */
+	COMP_DONE_IDX = 4, /* records with indices begin .. begin+len of c (copied ones) are DONE */
+	COMP_ARENA_OVER = 5 /* COMP_ARENA of the copy that passed part's share (mig_over), sent
+	                     * after its UNPIN: part may make another such copy */
 };
 
 typedef struct sp_comp {
 	union {
 		sp_ck_t *c;
-		sp_part_t *part; /* COMP_ARENA */
+		sp_part_t *part; /* COMP_ARENA, COMP_ARENA_OVER */
 	};
 	union {
 		struct {
 			uint32_t begin; /* into c->order */
 			uint32_t len;
 		};
-		int64_t delta; /* COMP_ARENA: bytes */
+		int64_t delta; /* COMP_ARENA, COMP_ARENA_OVER: bytes */
 	};
 	uint32_t kind;
 } sp_comp_t;

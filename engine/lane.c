@@ -38,7 +38,7 @@ static void push_comp(sp_worker_t *w, sp_ck_t *c, uint32_t begin, uint32_t len, 
 
 /* The retry arena of a lane of p grew or shrank by delta bytes: they count toward p's
  * share of max.inflight.bytes (the tracker thread keeps the count). */
-static void push_arena(sp_worker_t *w, sp_part_t *p, int64_t delta)
+static void push_arena_kind(sp_worker_t *w, sp_part_t *p, int64_t delta, uint32_t kind)
 {
 	while (!sp_ring_room(&w->cq, SP_COMP_RING)) {
 		sp_engine_wake(w->e);
@@ -47,8 +47,13 @@ static void push_arena(sp_worker_t *w, sp_part_t *p, int64_t delta)
 	sp_comp_t *cp = &w->ring[sp_ring_prod_next(&w->cq) & (SP_COMP_RING - 1)];
 	cp->part = p;
 	cp->delta = delta;
-	cp->kind = COMP_ARENA;
+	cp->kind = kind;
 	sp_ring_publish(&w->cq, 1);
+}
+
+static void push_arena(sp_worker_t *w, sp_part_t *p, int64_t delta)
+{
+	push_arena_kind(w, p, delta, COMP_ARENA);
 }
 
 /* One lane no longer reads chunk c's bytes: the last one tells the tracker to release
@@ -219,15 +224,37 @@ bool sp_lane_migrate(sp_worker_t *w, sp_lane_t *l)
 			end = t + 1;
 		}
 		if (end == tail)
-			return false;
+			break;
 		if (atomic_compare_exchange_weak_explicit(&pe->mig_taken, &taken, taken + add, memory_order_seq_cst,
 		                                          memory_order_relaxed))
 			break;
 	}
-	/* the tracker may be admitting a chunk into the same room: it lowers the limit first,
-	 * then reads mig_taken (sp_flow_fits); seen from here after the reservation, one of
-	 * the two sees the other */
-	if (taken + add > atomic_load_explicit(&pe->mig_limit, memory_order_seq_cst)) {
+	bool over = false;
+	if (end == tail) {
+		/* No room. The oldest run may still be copied past the share when this lane is
+		 * the last to read its chunk and other lanes share the partition: the chunk's
+		 * other records are DONE, so the copy releases it (bytes and, compacted, its
+		 * descriptors), about what the copy takes; without it the lane would pin the
+		 * chunk, the partition would stay paused at its share, and the other lanes would
+		 * wait for the poison (guarantee 4). One such copy at a time per partition; its
+		 * count goes after the chunk's release (COMP_ARENA_OVER), and admission counts it
+		 * meanwhile as a reservation. */
+		sp_run_t *r = &l->ring[tail & (SP_LANE_RING - 1)];
+		bool no = false;
+		if (w->e->factor < 2 || atomic_load_explicit(&r->c->lane_refs, memory_order_acquire) != 1 ||
+		    !atomic_compare_exchange_strong_explicit(&pe->mig_over, &no, true, memory_order_acq_rel,
+		                                             memory_order_relaxed))
+			return false;
+		over = true;
+		total = run_copy_bytes(r, l->off, &k, &nh);
+		cap = mq_cap_for(l->mq_cap, live + k);
+		add = sizeof(sp_arena_t) + total + (uint64_t)(cap - l->mq_cap) * sizeof(*l->mq);
+		end = tail + 1;
+		taken = atomic_fetch_add_explicit(&pe->mig_taken, add, memory_order_seq_cst);
+	} else if (taken + add > atomic_load_explicit(&pe->mig_limit, memory_order_seq_cst)) {
+		/* the tracker may be admitting a chunk into the same room: it lowers the limit
+		 * first, then reads mig_taken (sp_flow_fits); seen from here after the
+		 * reservation, one of the two sees the other */
 		atomic_fetch_sub_explicit(&pe->mig_taken, add, memory_order_relaxed);
 		return false;
 	}
@@ -242,6 +269,8 @@ bool sp_lane_migrate(sp_worker_t *w, sp_lane_t *l)
 		if (!nq) {
 			sp_msg(w->e, SP_MSG_WARN, "retry queue: out of memory for %u records; the lane keeps its chunks", k);
 			atomic_fetch_sub_explicit(&pe->mig_taken, add, memory_order_relaxed);
+			if (over)
+				atomic_store_explicit(&pe->mig_over, false, memory_order_release);
 			return false;
 		}
 		uint64_t grew = (uint64_t)(cap - l->mq_cap) * sizeof(*nq);
@@ -257,14 +286,18 @@ bool sp_lane_migrate(sp_worker_t *w, sp_lane_t *l)
 		sp_msg(w->e, SP_MSG_WARN, "retry arena: out of memory for %zu bytes; the lane keeps its chunks",
 		       total);
 		atomic_fetch_sub_explicit(&pe->mig_taken, add, memory_order_relaxed);
+		if (over)
+			atomic_store_explicit(&pe->mig_over, false, memory_order_release);
 		return false;
 	}
 	a->len = total;
 	a->next = l->arena;
 	l->arena = a;
-	/* the copies count before the chunks are unpinned, so the bound never sees a dip */
+	/* the copies count before the chunks are unpinned, so the bound never sees a dip;
+	 * a copy past the share counts after (it is a reservation meanwhile) */
 	l->arena_counted += add;
-	push_arena(w, l->part, (int64_t)add);
+	if (!over)
+		push_arena(w, l->part, (int64_t)add);
 	atomic_fetch_add_explicit(&w->st.arena_bytes, add, memory_order_relaxed);
 	/* mrecs first (aligned: the block's bytes are max-aligned), then headers, then bytes */
 	sp_mrec_t *mr = (sp_mrec_t *)a->bytes;
@@ -300,6 +333,8 @@ bool sp_lane_migrate(sp_worker_t *w, sp_lane_t *l)
 	}
 	l->off = 0;
 	sp_ring_free_to(&l->rq, end); /* the ring slots are free */
+	if (over)
+		push_arena_kind(w, l->part, (int64_t)add, COMP_ARENA_OVER);
 	atomic_fetch_add_explicit(&w->st.migrated, 1, memory_order_relaxed);
 	return true;
 }

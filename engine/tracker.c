@@ -239,11 +239,13 @@ size_t sp_tracker_drain(sp_engine_t *e)
 		for (; tail != head; tail++) {
 			sp_comp_t *cp = &w->ring[tail & (SP_COMP_RING - 1)];
 			entries++;
-			if (cp->kind == COMP_ARENA) {
+			if (cp->kind == COMP_ARENA || cp->kind == COMP_ARENA_OVER) {
 				if (cp->delta > 0) /* a copy reserved in mig_taken: counted now */
 					cp->part->eng->mig_seen += (uint64_t)cp->delta;
 				sp_flow_add(e, cp->part, cp->delta, 0);
 				e->arena_bytes += (uint64_t)cp->delta;
+				if (cp->kind == COMP_ARENA_OVER) /* its chunk was released just before */
+					atomic_store_explicit(&cp->part->eng->mig_over, false, memory_order_release);
 				continue;
 			}
 			sp_ck_t *c = cp->c;

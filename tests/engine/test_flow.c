@@ -461,9 +461,10 @@ static void push_small_with_poison(t_during_t *d)
 /* What the live heap may grow by beside the bound: the freed chunk bodies the engine
  * keeps (a quarter of the bound, SP_CHUNK_CACHE_DIV), the push source's stage (a chunk
  * being filled per partition: 1 MiB of bytes and 8,192 descriptors, about 2.5 MiB), and
- * 4 MiB for the allocator and the engine's tables. Measured: 44-49 MiB of a 56 MiB limit;
+ * 4 MiB for the allocator and the engine's tables, and a copy past a share (MR_OVER).
+ * Measured: 43-49 MiB of a 57 MiB limit;
  * the engine before the fix grew 50-65 MB (its cache of bodies was not bounded). */
-#define MR_HEAP_SLACK (MR_BOUND / 4 + MR_PARTS * (5u << 19) + (4u << 20))
+#define MR_HEAP_SLACK (MR_BOUND / 4 + MR_PARTS * (5u << 19) + (4u << 20) + MR_OVER)
 
 /* Guarantee 7 with many lanes retrying at once (the soak found it broken): a lane that
  * parks copies its queued records into an arena, and with small records a copy costs
@@ -472,9 +473,14 @@ static void push_small_with_poison(t_during_t *d)
  * engine 2-6 MB over a 32 MiB bound here (peak 35.2-38.4 MB); now a copy reserves its
  * room in its partition's share first (sp_lane_migrate), and a chunk admitted meanwhile
  * sees the reservation (sp_flow_fits). The push chunks (at most 1.5 MiB) are smaller than
- * a partition's share (8 MiB), so nothing may pass the bound at any moment: the engine's
- * own peak (every change of the count, not samples) is checked, and, independently of
- * that counter, the allocator's live bytes. */
+ * a partition's share (8 MiB), so only one thing may pass the bound: per partition, one
+ * copy at a time past its share, of the oldest run of a chunk only the copying lane still
+ * reads (it releases that chunk; guarantee 4 needs it): a lane's records of one push
+ * chunk, about 1,000 of 8,192 here (50 keys, 8 lanes), 150 KB. So 1 MiB is the slack for
+ * 4 partitions; measured, the peak stayed under the bound itself. The engine's own peak
+ * (every change of the count, not samples) is checked, and, independently of that
+ * counter, the allocator's live bytes. */
+#define MR_OVER (1u << 20)
 Test(flow, many_retrying_lanes_stay_in_the_bound, .timeout = 120)
 {
 	const char *kv[] = {"source", "push", "push.partitions", "4", "max.inflight.bytes", "32M",
@@ -495,8 +501,10 @@ Test(flow, many_retrying_lanes_stay_in_the_bound, .timeout = 120)
 	cr_assert_gt(r.sum.failed, 100, "only %" PRIu64 " failures: the lanes did not retry", r.sum.failed);
 	cr_assert_gt(x.max_seen, MR_BOUND / 2, "the stats saw at most %" PRIu64 " bytes: the bound was not filled",
 	             x.max_seen);
-	cr_assert_leq(peak, MR_BOUND, "in flight reached %" PRIu64 " bytes, over the bound of %u (%" PRIu64
-	              " stats samples over it)", peak, MR_BOUND, x.samples_over);
+	cr_assert_leq(peak, MR_BOUND + MR_OVER,
+	              "in flight reached %" PRIu64 " bytes, over the bound of %u and one copy past a share per "
+	              "partition (%u; %" PRIu64 " stats samples over the bound)",
+	              peak, MR_BOUND, MR_OVER, x.samples_over);
 	cr_assert_gt(grew, MR_BOUND / 2, "the live heap grew by only %" PRId64 " bytes: is it measured?", grew);
 	cr_assert_leq(grew, (int64_t)MR_BOUND + MR_HEAP_SLACK, "the live heap grew by %" PRId64 " KiB, more than %u KiB",
 	              grew >> 10, (MR_BOUND + MR_HEAP_SLACK) >> 10);
