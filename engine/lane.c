@@ -173,6 +173,23 @@ static uint32_t mq_cap_for(uint32_t cap, uint32_t n)
 	return cap;
 }
 
+/* What a copy of k records of total bytes adds to the lane's count: the arena block and
+ * the retry queue's growth to hold them beside its live copies (*cap gets its capacity). */
+static uint64_t copy_add(const sp_lane_t *l, uint32_t live, uint32_t k, size_t total, uint32_t *cap)
+{
+	*cap = mq_cap_for(l->mq_cap, live + k);
+	return sizeof(sp_arena_t) + total + (uint64_t)(*cap - l->mq_cap) * sizeof(*l->mq);
+}
+
+/* A reserved copy that is not made: its reservation goes back, and a copy past the share
+ * lets the next one be tried. */
+static void give_back(struct sp_part_eng *pe, uint64_t add, bool over)
+{
+	atomic_fetch_sub_explicit(&pe->mig_taken, add, memory_order_relaxed);
+	if (over)
+		atomic_store_explicit(&pe->mig_over, false, memory_order_release);
+}
+
 /* The lane retries: copy the records queued in its ring (descriptor, state, key, value,
  * headers) into an arena block, queue the copies (freeing the ring slots) and unpin the
  * chunks, so one poison key holds neither read buffers nor ring slots, and once a
@@ -212,8 +229,8 @@ bool sp_lane_migrate(sp_worker_t *w, sp_lane_t *l)
 			size_t nh2 = nh;
 			size_t tot2 = total + run_copy_bytes(&l->ring[t & (SP_LANE_RING - 1)], t == tail ? l->off : 0,
 			                                     &k2, &nh2);
-			uint32_t cap2 = mq_cap_for(l->mq_cap, live + k2);
-			uint64_t add2 = sizeof(sp_arena_t) + tot2 + (uint64_t)(cap2 - l->mq_cap) * sizeof(*l->mq);
+			uint32_t cap2;
+			uint64_t add2 = copy_add(l, live, k2, tot2, &cap2);
 			if (taken + add2 > limit)
 				break;
 			k = k2;
@@ -247,15 +264,14 @@ bool sp_lane_migrate(sp_worker_t *w, sp_lane_t *l)
 			return false;
 		over = true;
 		total = run_copy_bytes(r, l->off, &k, &nh);
-		cap = mq_cap_for(l->mq_cap, live + k);
-		add = sizeof(sp_arena_t) + total + (uint64_t)(cap - l->mq_cap) * sizeof(*l->mq);
+		add = copy_add(l, live, k, total, &cap);
 		end = tail + 1;
 		taken = atomic_fetch_add_explicit(&pe->mig_taken, add, memory_order_seq_cst);
 	} else if (taken + add > atomic_load_explicit(&pe->mig_limit, memory_order_seq_cst)) {
 		/* the tracker may be admitting a chunk into the same room: it lowers the limit
 		 * first, then reads mig_taken (sp_flow_fits); seen from here after the
 		 * reservation, one of the two sees the other */
-		atomic_fetch_sub_explicit(&pe->mig_taken, add, memory_order_relaxed);
+		give_back(pe, add, false);
 		return false;
 	}
 	/* reserved: from here on each part of add is counted (push_arena) or given back */
@@ -268,9 +284,7 @@ bool sp_lane_migrate(sp_worker_t *w, sp_lane_t *l)
 		sp_mrec_t **nq = realloc(l->mq, (size_t)cap * sizeof(*nq));
 		if (!nq) {
 			sp_msg(w->e, SP_MSG_WARN, "retry queue: out of memory for %u records; the lane keeps its chunks", k);
-			atomic_fetch_sub_explicit(&pe->mig_taken, add, memory_order_relaxed);
-			if (over)
-				atomic_store_explicit(&pe->mig_over, false, memory_order_release);
+			give_back(pe, add, over);
 			return false;
 		}
 		uint64_t grew = (uint64_t)(cap - l->mq_cap) * sizeof(*nq);
@@ -285,9 +299,7 @@ bool sp_lane_migrate(sp_worker_t *w, sp_lane_t *l)
 	if (!a) {
 		sp_msg(w->e, SP_MSG_WARN, "retry arena: out of memory for %zu bytes; the lane keeps its chunks",
 		       total);
-		atomic_fetch_sub_explicit(&pe->mig_taken, add, memory_order_relaxed);
-		if (over)
-			atomic_store_explicit(&pe->mig_over, false, memory_order_release);
+		give_back(pe, add, over);
 		return false;
 	}
 	a->len = total;
