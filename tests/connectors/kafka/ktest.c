@@ -282,7 +282,9 @@ void kt_print_tail(const char *dir, const char *file)
 	snprintf(path, sizeof(path), "%s/%s", dir, file);
 	char *s = t_read_file(path, NULL);
 	size_t n = s ? strlen(s) : 0;
-	cr_log_info("%s (last part):\n%s", file, s ? s + (n > KT_TAIL_BYTES ? n - KT_TAIL_BYTES : 0) : "(none)");
+	/* on stderr, not cr_log_info: meson and CI show a failed test's stderr */
+	fprintf(stderr, "---- %s (last part):\n%s\n---- end of %s\n", file,
+	        s ? s + (n > KT_TAIL_BYTES ? n - KT_TAIL_BYTES : 0) : "(none)", file);
 	free(s);
 }
 

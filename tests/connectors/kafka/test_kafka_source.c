@@ -855,17 +855,22 @@ static void a_killed_member_s_partitions_are_taken_over_run(void)
 			break;
 		usleep(10 * 1000);
 	}
-	int st_b = -1;
-	if (!(ja > 0 && jb > 0) || waitpid(b, &st_b, WNOHANG) == b) {
+	int st_b = -1, st_a = -1;
+	bool b_over = waitpid(b, &st_b, WNOHANG) == b;
+	bool a_over = waitpid(a, &st_a, WNOHANG) == a;
+	if (!(ja > 0 && jb > 0) || b_over || a_over) {
 		kill(a, SIGKILL);
 		kill(b, SIGKILL);
-		waitpid(a, NULL, 0);
-		waitpid(b, NULL, 0);
+		if (!a_over)
+			waitpid(a, NULL, 0);
+		if (!b_over)
+			waitpid(b, NULL, 0);
 		kt_print_tail(dir, "a.err");
 		kt_print_tail(dir, "b.err");
-		cr_assert_fail(
-		    "both members did not handle records while both ran (journal bytes a %lld, b %lld)", ja,
-		    jb);
+		cr_assert_fail("both members did not handle records while both ran (journal bytes a %lld, "
+		               "b %lld; a %s %d, b %s %d)",
+		               ja, jb, a_over ? "exited with status" : "ran", a_over ? st_a : 0,
+		               b_over ? "exited with status" : "ran", b_over ? st_b : 0);
 	}
 	kill(b, SIGKILL);
 	st_b = kt_wait_exit(b, KILL_SURVIVOR_BOUND_MS);
