@@ -198,6 +198,24 @@ static int start_one(sp_engine_t *e, sp_part_t *p, bool *resolved_out, char *err
 	return SPATE_OK;
 }
 
+/* Save the starts just resolved (guarantee 6: at once, before the first record). A store
+ * that is busy (a Kafka group that rebalances again: a member joined while this one was
+ * being assigned) is no error: the starts stay dirty, the handlers hold until the store
+ * takes a checkpoint (sp_checkpoint_maybe_flush saves them and lets the handlers go), so
+ * no record is handled before its partition's start is saved. Before, the busy answer
+ * failed the partition's start, and with it the run. */
+static int save_resolved(sp_engine_t *e, char *err, size_t sz)
+{
+	int rc = save_dirty(e, err, sz);
+	if (rc != SPATE_ERR_BUSY)
+		return rc;
+	atomic_fetch_add_explicit(&e->store_busy, 1, memory_order_relaxed);
+	sp_msg(e, SP_MSG_INFO, "checkpoint store: %s; no new handler batches until it saves the resolved starts",
+	       err);
+	sp_workers_hold(e, true);
+	return SPATE_OK;
+}
+
 int sp_checkpoint_load_and_seek(sp_engine_t *e, char *err, size_t sz)
 {
 	bool any_resolved = false;
@@ -207,7 +225,7 @@ int sp_checkpoint_load_and_seek(sp_engine_t *e, char *err, size_t sz)
 			return rc;
 	}
 	if (any_resolved && e->store_open) {
-		int rc = save_dirty(e, err, sz);
+		int rc = save_resolved(e, err, sz);
 		if (rc)
 			return rc;
 	}
@@ -233,7 +251,7 @@ int sp_engine_partition_start(sp_engine_t *e, sp_part_t *p, char *err, size_t sz
 	bool resolved = false;
 	int rc = start_one(e, p, &resolved, err, sz);
 	if (!rc && resolved && e->store_open)
-		rc = save_dirty(e, err, sz);
+		rc = save_resolved(e, err, sz);
 	return rc;
 }
 

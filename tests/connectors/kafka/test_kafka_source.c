@@ -326,6 +326,38 @@ Test(kafka_source, every_record_handled_and_commits_reach_the_ends, .timeout = 3
 	t_kafka_stop(k);
 }
 
+/* A new member's partitions have no committed offset: their starts are resolved and
+ * saved at once (guarantee 6). When the group answers that save with
+ * REBALANCE_IN_PROGRESS (another member joined meanwhile: a member killed in CI this way,
+ * exit 1 naming the commit), the start stays to be saved, the handlers wait for it, and
+ * the run goes on: every record handled once, the commits at the ends. */
+Test(kafka_source, a_busy_group_at_the_first_commit_is_waited_for, .timeout = 300)
+{
+	const char *topics[] = {"tb:16", NULL};
+	t_kafka_t *k = t_kafka_start(1, topics);
+	const char *bs = t_kafka_bootstrap(k);
+	produce(bs, "tb", RECORDS, 0);
+	/* the next 3 OffsetCommit requests (the saves of the resolved starts) are refused */
+	t_kafka_ok(k, "error OffsetCommit REBALANCE_IN_PROGRESS 3");
+	counts_t *cnt = counts_new();
+	char err[1024] = "";
+	spate_conf_t *c = kafka_conf_store(bs, "tb", "gb", NULL);
+	int rc = run(c, cnt, err, sizeof(err));
+	cr_assert_eq(rc, SPATE_OK, "run: %s", err);
+	cr_assert_eq(atomic_load(&cnt->bad), 0, "records with a wrong key or position");
+	for (int p = 0; p < PARTS; p++)
+		for (int o = 0; o < RECORDS / PARTS; o++)
+			cr_assert_eq(atomic_load(&cnt->n[p][o]), 1, "kafka/tb/%d/%d handled %d times", p, o,
+			             atomic_load(&cnt->n[p][o]));
+	int64_t com[PARTS], hi[PARTS];
+	offsets(bs, "tb", "gb", PARTS, com, hi, NULL);
+	for (int p = 0; p < PARTS; p++)
+		cr_assert_eq(com[p], hi[p], "partition %d: committed %lld, end %lld", p, (long long)com[p],
+		             (long long)hi[p]);
+	free(cnt);
+	t_kafka_stop(k);
+}
+
 /* Transaction control markers, through the source (the tracker's side is in
  * test_tracker.c): a commit marker between two runs of records of every partition, and at
  * every partition's tail a commit marker, plus an abort marker in odd partitions (markers
