@@ -87,6 +87,11 @@ static inline sp_ck_t *sp_ck(sp_chunk_t *c)
 /* Batches a worker runs back to back on one lane before it requeues the lane behind
  * others, so one busy lane cannot starve the rest. */
 #define SP_LANE_BURST 8
+/* A retrying lane whose copy found no room in its partition's share (sp_lane_migrate)
+ * tries again this many ms later, while it stays parked: room comes when the tracker
+ * releases chunks, or when the lane becomes the last reader of its oldest chunk, and
+ * neither wakes a parked lane by itself. */
+#define SP_MIG_RETRY_MS 5
 /* Lanes one feed round collects before it makes them ready (one lock and one wakeup for
  * all of them); more flush early. */
 #define SP_READY_PEND 256
@@ -150,9 +155,10 @@ static inline sp_ck_t *sp_ck(sp_chunk_t *c)
  *                       copy to the arena: it is not retrying)
  *   PARKED    QUEUED    a window-parked lane got runs: it looks again      sp_lanes_ready
  *
- * mig_wanted is set by sp_lanes_ready on a parked lane that gets runs, and by
- * worker_main when runs came while the lane was being copied; cleared when a worker takes
- * the lane for the copy or when it leaves PARKED.
+ * mig_wanted is set by sp_lanes_ready on a parked lane that gets runs, by worker_main
+ * when runs came while the lane was being copied or runs were left for want of room, and
+ * by unpark_locked when mig_retry_ms (a copy that found no room at all) comes; cleared
+ * when a worker takes the lane for the copy or when it leaves PARKED.
  */
 enum lane_state { LANE_IDLE = 0, LANE_QUEUED, LANE_RUNNING, LANE_PARKED };
 
@@ -183,6 +189,7 @@ struct sp_lane {
 	struct sp_arena *arena; /* blocks of copied record bytes, freed when mq is passed */
 	uint64_t arena_counted; /* bytes of arena and mq counted in the in-flight bound */
 	bool mig_wanted;        /* under e->mu: a parked lane got new runs to copy */
+	int64_t mig_retry_ms;   /* under e->mu: its copy found no room; try again then (0: no) */
 	/* its partition was released (a Kafka revoke): whoever holds the lane drops its
 	 * records as DONE without the handler or the DLQ (set under e->mu) */
 	_Atomic bool released;
@@ -211,6 +218,10 @@ struct sp_part_eng {
 	/* what this partition has in flight (see flow.c): bytes of chunks not yet released
 	 * plus its lanes' retry arenas; records not yet DONE */
 	uint64_t infl_bytes, infl_records;
+	/* chunks in the tracker whose bytes lanes still read (not yet bytes_released): none,
+	 * with records in flight, means that only retrying lanes' copies and the chunks they
+	 * came from are (sp_flow_fits) */
+	uint32_t live_chunks;
 	/* the budget of a retrying lane's copies (sp_lane_migrate): a worker reserves what
 	 * it copies in mig_taken (bytes reserved since the start; a copy that fails gives
 	 * its reservation back) while that stays at or under mig_limit, which the tracker sets to mig_seen (the reserved bytes
@@ -459,6 +470,8 @@ struct spate_engine_s {
 	size_t npend;
 	bool pend_first; /* no lane of this round was made ready yet */
 	sp_lane_t *parked;
+	int nmig;            /* parked lanes with mig_wanted (workers take their copies first) */
+	int64_t park_due_ms; /* no parked lane is due before this, 0: none (may be early) */
 	int idle_workers;
 	int active;        /* workers allowed to claim lanes (the autoscaler sets it) */
 	int nready;        /* lanes in the ready queue */

@@ -116,6 +116,20 @@ static bool dim_fits(uint64_t use, uint64_t x, uint64_t share, uint64_t total, u
 	return total + x + others <= bound;
 }
 
+/* The reserves (unused shares) of the partitions other than self that hold something:
+ * records in flight or chunks held back. Called only for a partition that holds nothing
+ * but retrying lanes' copies (sp_flow_fits), so its loop over the partitions is rare. */
+static uint64_t busy_reserves(const sp_engine_t *e, const struct sp_part_eng *self)
+{
+	uint64_t r = 0;
+	for (size_t i = 0; i < e->nparts; i++) {
+		const struct sp_part_eng *q = e->parts[i]->eng;
+		if (q != self && q->counted && (q->infl_records || q->held_head))
+			r += unused(q->infl_bytes, e->share_bytes);
+	}
+	return r;
+}
+
 bool sp_flow_fits(sp_engine_t *e, const sp_ck_t *c)
 {
 	struct sp_part_eng *pe = c->pub.part->eng;
@@ -128,9 +142,20 @@ bool sp_flow_fits(sp_engine_t *e, const sp_ck_t *c)
 	mig_publish(e, pe, pe->infl_bytes + x);
 	if (!pe->infl_records)
 		return true;
+	/* No lane reads any chunk of p: what it holds are retrying lanes' copies and what
+	 * is left of the chunks they came from. Under its share, one chunk enters wherever
+	 * the engine's bound has room beside the reserves of the partitions that hold
+	 * something, the idle ones' reserves lent: else a chunk larger than the share's rest
+	 * (push chunks of small records are up to 1.5 MB) would wait for the poison records
+	 * while p's other lanes have nothing (guarantee 4), however empty the engine. The
+	 * total stays within the bound; an idle partition that then fills its own reserve may
+	 * pass it by that one chunk until it is handled. */
 	uint64_t out = atomic_load_explicit(&pe->mig_taken, memory_order_seq_cst) - pe->mig_seen;
 	uint64_t tb = atomic_load_explicit(&e->inflight_bytes, memory_order_relaxed);
 	uint64_t tr = atomic_load_explicit(&e->inflight_records, memory_order_relaxed);
+	if (!pe->live_chunks && pe->infl_bytes < e->share_bytes && tr + c->pub.n <= e->max_inflight_records &&
+	    tb + x + out + busy_reserves(e, pe) <= e->max_inflight_bytes)
+		return true;
 	if (dim_fits(pe->infl_bytes, x + out, e->share_bytes, tb, e->res_bytes, e->max_inflight_bytes, pe->counted) &&
 	    dim_fits(pe->infl_records, c->pub.n, e->share_records, tr, e->res_records, e->max_inflight_records,
 	             pe->counted))

@@ -50,6 +50,8 @@ static void unlink_chunk(struct sp_part_eng *pe, sp_ck_t *c)
 /* c leaves the tracker: its memory and unreleased bytes leave the bound. */
 static void release_chunk(sp_engine_t *e, sp_ck_t *c)
 {
+	if (!c->bytes_released)
+		c->pub.part->eng->live_chunks--;
 	sp_flow_add(e, c->pub.part, -(int64_t)(c->mem + (c->bytes_released ? 0 : c->pub.bytes)), 0);
 	sp_ck_free(c);
 }
@@ -130,6 +132,7 @@ void sp_tracker_add(sp_engine_t *e, sp_ck_t *c)
 	 * or its chunk is compacted */
 	c->mem = sizeof(*c) + c->body_size;
 	sp_flow_add(e, c->pub.part, (int64_t)(c->pub.bytes + c->mem), c->pub.n);
+	pe->live_chunks++;
 	if (c->pub.skip) {
 		if (pe->fifo_head == c) /* nothing before it: no completion will come */
 			advance(e, c->pub.part);
@@ -260,6 +263,7 @@ size_t sp_tracker_drain(sp_engine_t *e)
 					if (c->pub.release)
 						c->pub.release(&c->pub, c->pub.release_opaque);
 					c->bytes_released = true;
+					c->pub.part->eng->live_chunks--;
 					if (c->pub.bytes)
 						sp_flow_add(e, c->pub.part, -(int64_t)c->pub.bytes, 0);
 				}

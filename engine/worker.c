@@ -111,6 +111,7 @@ void sp_lanes_ready(sp_engine_t *e, sp_lane_t **lanes, size_t n)
 		} else if (lanes[i]->state == LANE_PARKED && !lanes[i]->mig_wanted) {
 			/* new runs behind a retrying lane: a worker copies them out */
 			lanes[i]->mig_wanted = true;
+			e->nmig++;
 			queued++;
 		}
 	}
@@ -165,14 +166,28 @@ static int64_t unpark_locked(sp_engine_t *e, int64_t now)
 			*pp = l->next;
 			l->park_until_ms = 0;
 			l->window_wait = false;
+			if (l->mig_wanted)
+				e->nmig--;
 			l->mig_wanted = false; /* it runs now; a new park copies what is queued */
+			l->mig_retry_ms = 0;
 			push_ready_locked(e, l);
 		} else {
 			if (!next || l->park_until_ms < next)
 				next = l->park_until_ms;
+			if (l->mig_retry_ms && l->mig_retry_ms <= now) {
+				/* its copy found no room: look again (take_migration_locked) */
+				l->mig_retry_ms = 0;
+				if (!l->mig_wanted) {
+					l->mig_wanted = true;
+					e->nmig++;
+				}
+			} else if (l->mig_retry_ms && l->mig_retry_ms < next) {
+				next = l->mig_retry_ms;
+			}
 			pp = &l->next;
 		}
 	}
+	e->park_due_ms = next;
 	return next;
 }
 
@@ -180,14 +195,24 @@ static int64_t unpark_locked(sp_engine_t *e, int64_t now)
  * its deadline and goes back after the copy), or NULL. */
 static sp_lane_t *take_migration_locked(sp_engine_t *e)
 {
+	if (!e->nmig)
+		return NULL;
 	for (sp_lane_t **pp = &e->parked; *pp; pp = &(*pp)->next) {
 		sp_lane_t *l = *pp;
 		if (l->mig_wanted) {
 			*pp = l->next;
+			l->mig_retry_ms = 0;
+			e->nmig--;
 			return l;
 		}
 	}
 	return NULL;
+}
+
+/* Whether a parked lane waits for a worker to copy its runs (a stopped pool wakes up). */
+static bool migration_wanted_locked(const sp_engine_t *e)
+{
+	return e->nmig > 0;
 }
 
 /* The next ready lane, or NULL; while the store holds the handlers (e->store_hold),
@@ -589,7 +614,7 @@ static void *worker_main(void *arg)
 				int64_t next = 0;
 				if (!e->active && e->parked) {
 					next = unpark_locked(e, sp_now_ms());
-					if (e->ready_head)
+					if (e->ready_head || migration_wanted_locked(e))
 						sp_autoscale_wake_locked(e);
 				}
 				settle(w);
@@ -604,6 +629,14 @@ static void *worker_main(void *arg)
 				e->idle_workers--;
 				continue;
 			}
+			/* parked lanes whose time came, even while lanes are ready: a retry, or a
+			 * copy's second look, must not wait until the ready queue runs dry */
+			if (e->park_due_ms && sp_now_ms() >= e->park_due_ms)
+				unpark_locked(e, sp_now_ms());
+			/* copies before batches: a retrying lane that pins its chunks holds its
+			 * partition's admission (and its other lanes), and a copy is short */
+			if ((l = take_migration_locked(e)))
+				break;
 			if ((l = take_ready_locked(e)))
 				break;
 			int64_t next = e->parked ? unpark_locked(e, sp_now_ms()) : 0;
@@ -638,13 +671,25 @@ static void *worker_main(void *arg)
 		e->nrunning--;
 		/* runs the engine queued after the copy (it saw the lane running, so it asked
 		 * nobody to copy them), or runs the copy left for want of room: copy them next,
-		 * or a full ring would wait forever. Not when nothing could be copied: the lane
-		 * tries again when runs come (sp_lanes_ready) or it parks again, not in a loop. */
-		l->mig_wanted = copied && l->park_until_ms && !l->window_wait && sp_ring_nonempty(&l->rq);
+		 * or a full ring would wait forever. Not at once when nothing could be copied
+		 * (no loop): then mig_retry_ms, or runs that come (sp_lanes_ready). */
+		bool left = l->park_until_ms && !l->window_wait && sp_ring_nonempty(&l->rq);
+		l->mig_wanted = copied && left;
+		/* nothing fitted: room may come without a wake (chunks released, or this lane
+		 * left as the last reader of its oldest chunk), so look again shortly; without
+		 * this, the lane would pin its chunks until its next attempt, its partition
+		 * would stay paused, and its other lanes would wait for the poison (guarantee 4) */
+		l->mig_retry_ms = !copied && left ? sp_now_ms() + SP_MIG_RETRY_MS : 0;
 		if (l->park_until_ms) {
 			l->state = LANE_PARKED;
 			l->next = e->parked;
 			e->parked = l;
+			if (l->mig_wanted)
+				e->nmig++;
+			int64_t due = l->mig_retry_ms && l->mig_retry_ms < l->park_until_ms ? l->mig_retry_ms
+			                                                                    : l->park_until_ms;
+			if (!e->park_due_ms || due < e->park_due_ms)
+				e->park_due_ms = due;
 			/* an idle worker must learn the new deadline (this one may be stopped) */
 			if (e->idle_workers)
 				pthread_cond_signal(&e->work_cv);
@@ -805,7 +850,10 @@ void sp_lanes_release(sp_engine_t *e, sp_part_t *p)
 				}
 			l->park_until_ms = 0;
 			l->window_wait = false;
+			if (l->mig_wanted)
+				e->nmig--;
 			l->mig_wanted = false;
+			l->mig_retry_ms = 0;
 			push_ready_locked(e, l);
 		} else if (l->state == LANE_IDLE && lane_has_work(l)) {
 			push_ready_locked(e, l);

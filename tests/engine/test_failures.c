@@ -32,6 +32,7 @@ typedef struct st {
 	uint32_t poison_lane;
 	_Atomic uint64_t batches_with_poison, records_in_poison_batches;
 	int64_t ts_old_ms;          /* records with id % 2 == 0 get this timestamp when non-zero */
+	int slow_healthy_us;        /* every batch without poison sleeps this long */
 } st_t;
 
 static int64_t now_ns(void)
@@ -72,6 +73,10 @@ static int handle(void *opaque, void *ctx, spate_batch_t *b)
 			if (s->items)
 				spate_batch_fail_item(b, i, "poison record");
 		}
+	}
+	if (!any && s->slow_healthy_us) {
+		struct timespec ts = {0, s->slow_healthy_us * 1000L};
+		nanosleep(&ts, NULL);
 	}
 	if (any) {
 		atomic_fetch_add(&s->batches_with_poison, 1);
@@ -266,24 +271,28 @@ Test(failures, item_failures_never_pass_max_retry_attempts)
 	free(s.fails);
 }
 
-static void poison_lane_case(const char *inflight)
+/* A poison key's lane retries for about 2 s (6 attempts, backoff 200..800 ms), or with
+ * one_long_retry_ms after one retry that long; healthy batches take slow_healthy_us. */
+static void poison_lane_case(const char *inflight, int slow_healthy_us, const char *one_long_retry_ms)
 {
 	st_t s;
 	init(&s, 40000);
+	s.slow_healthy_us = slow_healthy_us;
 	s.keys = 64;
 	s.poison_key = 5; /* record 5, key k5 */
 	s.poison_lane = lane_of(5, 8);
 	for (size_t i = 0; i < s.n; i++)
 		if (lane_of((unsigned)(i % 64), 8) != s.poison_lane)
 			s.other_left++;
-	/* 6 attempts with backoff 200..800 ms: the poison record retries for about 2 s */
-	const char *kv[] = {"parallelization.factor", "8", "max.retry.attempts", "5", "retry.backoff.ms", "200",
-	                    "retry.backoff.max.ms", "800", "batch.size", "20", "bisect.on.error", "true",
-	                    "max.inflight.bytes", inflight, NULL};
+	const char *r = one_long_retry_ms;
+	const char *kv[] = {"parallelization.factor", "8", "max.retry.attempts", r ? "1" : "5", "retry.backoff.ms",
+	                    r ? r : "200", "retry.backoff.max.ms", r ? r : "800", "batch.size", "20",
+	                    "bisect.on.error", "true", "max.inflight.bytes", inflight, NULL};
 	spate_summary_t sum = run(&s, kv);
 	cr_assert_eq(sum.records, s.n);
 	cr_assert_eq(sum.dropped, 1);
-	cr_assert_geq(atomic_load(&s.fails[5]), 6); /* bisect splits, then 6 counted attempts */
+	/* bisect splits, then the counted attempts */
+	cr_assert_geq(atomic_load(&s.fails[5]), r ? 2 : 6);
 	uint32_t poison_lane = s.poison_lane;
 	size_t other = 0;
 	for (size_t i = 0; i < s.n; i++) {
@@ -298,6 +307,9 @@ static void poison_lane_case(const char *inflight)
 	/* every record of the other lanes was handled before the poison record's last
 	 * attempt: s.last_healthy_ns is only written by batches without poison, and the
 	 * poison lane's later records wait behind it (per-key order) */
+	cr_log_info("max.inflight.bytes %s: the other lanes were done %.0f ms before the poison's last attempt",
+	            inflight,
+	            (double)(atomic_load(&s.last_poison_ns) - atomic_load(&s.first_other_done_ns)) / 1e6);
 	cr_assert_lt(atomic_load(&s.first_other_done_ns), atomic_load(&s.last_poison_ns));
 	free(s.ok);
 	free(s.fails);
@@ -305,7 +317,7 @@ static void poison_lane_case(const char *inflight)
 
 Test(failures, poison_key_does_not_stall_other_lanes)
 {
-	poison_lane_case("256M");
+	poison_lane_case("256M", 0, NULL);
 }
 
 /* The stream (40,000 records of about 12 bytes: about 7 MB as chunks, with the engine's
@@ -318,7 +330,21 @@ Test(failures, poison_key_does_not_stall_other_lanes)
  * and no other (test_flow.c). */
 Test(failures, retrying_lane_releases_chunks_under_a_small_inflight_bound)
 {
-	poison_lane_case("4M");
+	poison_lane_case("4M", 0, NULL);
+}
+
+/* The same at 3 MiB (1.5 MiB a partition), with healthy batches of 1 ms, so the lanes
+ * hold a backlog and the partition fills its share before the poison lane parks, and
+ * one retry 5 s later. The push source's chunks of small records reach 1.5 MB, about the
+ * share: once the lane has copied its records (about 0.5 MB with the chunks' remains),
+ * no such chunk fits the rest of the share, and the other partition's reserve is kept
+ * for it. Before, the partition waited for the poison record's retry with nothing left
+ * to handle (the other lanes done 0.4 s after it, in every run); now a chunk enters a
+ * partition where no lane reads any (sp_flow_fits), and a parked lane's copy that
+ * found no room looks again (SP_MIG_RETRY_MS) and goes before batches. */
+Test(failures, retrying_lane_does_not_stall_its_partition_when_chunks_are_large, .timeout = 120)
+{
+	poison_lane_case("3M", 1000, "5000");
 }
 
 Test(failures, record_age_only_for_records_that_failed)
