@@ -71,6 +71,13 @@ typedef struct counts {
 	size_t revoked_left;   /* revoked partitions still in the engine at the end */
 	int64_t lag_end;       /* the source's lag once the run returned */
 	uint64_t forgotten;    /* revoked partitions the engine freed */
+	/* a client of the group (NULL: none): the handler's first call reads the group's
+	 * committed offsets through it into first_committed (-1: none), first_err */
+	rd_kafka_t *first_check;
+	_Atomic bool first_done;
+	int64_t first_committed[PARTS];
+	rd_kafka_resp_err_t first_err;
+	const char *first_topic;
 } counts_t;
 
 static counts_t *g_counts;
@@ -79,10 +86,25 @@ static counts_t *g_counts;
  * its _with_kafka_log_level_3 twin (each test runs in its own process) */
 static const char *g_kafka_log_level;
 
+/* What the group has committed when the first batch is handled (no cr_assert: a worker
+ * thread; the test asserts on what it recorded). */
+static void first_check(counts_t *c)
+{
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(PARTS);
+	for (int i = 0; i < PARTS; i++)
+		rd_kafka_topic_partition_list_add(l, c->first_topic, i);
+	c->first_err = rd_kafka_committed(c->first_check, l, REQUEST_MS);
+	for (int i = 0; i < PARTS; i++)
+		c->first_committed[i] = l->elems[i].offset;
+	rd_kafka_topic_partition_list_destroy(l);
+}
+
 static int count_handle(void *opaque, void *wctx, spate_batch_t *b)
 {
 	(void)wctx;
 	counts_t *c = opaque;
+	if (c->first_check && !atomic_exchange(&c->first_done, true))
+		first_check(c);
 	size_t n = spate_batch_count(b);
 	const spate_record_t *const *r = spate_batch_records(b);
 	for (size_t i = 0; i < n; i++) {
@@ -330,20 +352,37 @@ Test(kafka_source, every_record_handled_and_commits_reach_the_ends, .timeout = 3
  * saved at once (guarantee 6). When the group answers that save with
  * REBALANCE_IN_PROGRESS (another member joined meanwhile: a member killed in CI this way,
  * exit 1 naming the commit), the start stays to be saved, the handlers wait for it, and
- * the run goes on: every record handled once, the commits at the ends. */
+ * the run goes on: every start is in the group when the first record is handled, every
+ * record is handled once, the commits reach the ends. */
 Test(kafka_source, a_busy_group_at_the_first_commit_is_waited_for, .timeout = 300)
 {
 	const char *topics[] = {"tb:16", NULL};
 	t_kafka_t *k = t_kafka_start(1, topics);
 	const char *bs = t_kafka_bootstrap(k);
 	produce(bs, "tb", RECORDS, 0);
-	/* the next 3 OffsetCommit requests (the saves of the resolved starts) are refused */
-	t_kafka_ok(k, "error OffsetCommit REBALANCE_IN_PROGRESS 3");
+	/* the next 18 OffsetCommit requests are refused: the saves of the 16 resolved starts,
+	 * one per partition as the assignment starts them, then two periodic saves (a second
+	 * apart) while the handlers hold; without the hold the first record was handled with
+	 * nothing committed (-1001) */
+	t_kafka_ok(k, "error OffsetCommit REBALANCE_IN_PROGRESS 18");
 	counts_t *cnt = counts_new();
+	cnt->first_check = client(RD_KAFKA_CONSUMER, bs, "gb");
+	cnt->first_topic = "tb";
 	char err[1024] = "";
 	spate_conf_t *c = kafka_conf_store(bs, "tb", "gb", NULL);
 	int rc = run(c, cnt, err, sizeof(err));
 	cr_assert_eq(rc, SPATE_OK, "run: %s", err);
+	/* guarantee 6: every start was in the group before the first record was handled */
+	cr_assert(atomic_load(&cnt->first_done));
+	cr_assert_eq(cnt->first_err, RD_KAFKA_RESP_ERR_NO_ERROR, "committed at the first call: %s",
+	             rd_kafka_err2str(cnt->first_err));
+	for (int p = 0; p < PARTS; p++)
+		cr_assert_eq(cnt->first_committed[p], 0,
+		             "partition %d: committed %lld when the first record was handled (0: its resolved "
+		             "start, the beginning)",
+		             p, (long long)cnt->first_committed[p]);
+	rd_kafka_destroy(cnt->first_check);
+	cr_assert_gt(cnt->store_busy, 0, "the refused commits were not seen as a busy group");
 	cr_assert_eq(atomic_load(&cnt->bad), 0, "records with a wrong key or position");
 	for (int p = 0; p < PARTS; p++)
 		for (int o = 0; o < RECORDS / PARTS; o++)
