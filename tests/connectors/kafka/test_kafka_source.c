@@ -216,6 +216,29 @@ static void offsets(const char *bs, const char *topic, const char *group, int np
 	rd_kafka_destroy(rk);
 }
 
+/* The group's commits reached every partition's end (each end is want when want >= 0). */
+static void assert_commits_at_ends(const char *bs, const char *topic, const char *group, int64_t want)
+{
+	int64_t com[PARTS], hi[PARTS];
+	offsets(bs, topic, group, PARTS, com, hi, NULL);
+	for (int p = 0; p < PARTS; p++) {
+		if (want >= 0)
+			cr_assert_eq(hi[p], want, "partition %d: end %lld, produced %lld", p, (long long)hi[p],
+			             (long long)want);
+		cr_assert_eq(com[p], hi[p], "partition %d: committed %lld, end %lld", p, (long long)com[p],
+		             (long long)hi[p]);
+	}
+}
+
+/* Every record of the topic's RECORDS was handled exactly once. */
+static void assert_each_once(counts_t *cnt, const char *topic)
+{
+	for (int p = 0; p < PARTS; p++)
+		for (int o = 0; o < RECORDS / PARTS; o++)
+			cr_assert_eq(atomic_load(&cnt->n[p][o]), 1, "kafka/%s/%d/%d handled %d times", topic, p, o,
+			             atomic_load(&cnt->n[p][o]));
+}
+
 /* ---- running the engine ------------------------------------------------------------ */
 
 typedef struct watchdog {
@@ -331,19 +354,10 @@ Test(kafka_source, every_record_handled_and_commits_reach_the_ends, .timeout = 3
 	int rc = run(c, cnt, err, sizeof(err));
 	cr_assert_eq(rc, SPATE_OK, "run: %s", err);
 	cr_assert_eq(atomic_load(&cnt->bad), 0, "records with a wrong key or position");
-	for (int p = 0; p < PARTS; p++)
-		for (int o = 0; o < RECORDS / PARTS; o++)
-			cr_assert_eq(atomic_load(&cnt->n[p][o]), 1, "kafka/t1/%d/%d handled %d times", p, o,
-			             atomic_load(&cnt->n[p][o]));
+	assert_each_once(cnt, "t1");
 	cr_assert_eq(atomic_load(&cnt->total), RECORDS);
 	cr_assert_eq(cnt->lag_end, 0, "lag %lld after everything was read", (long long)cnt->lag_end);
-	int64_t com[PARTS], hi[PARTS];
-	offsets(bs, "t1", "g1", PARTS, com, hi, NULL);
-	for (int p = 0; p < PARTS; p++) {
-		cr_assert_eq(hi[p], RECORDS / PARTS);
-		cr_assert_eq(com[p], hi[p], "partition %d: committed %lld, end %lld", p, (long long)com[p],
-		             (long long)hi[p]);
-	}
+	assert_commits_at_ends(bs, "t1", "g1", RECORDS / PARTS);
 	free(cnt);
 	t_kafka_stop(k);
 }
@@ -384,15 +398,8 @@ Test(kafka_source, a_busy_group_at_the_first_commit_is_waited_for, .timeout = 30
 	rd_kafka_destroy(cnt->first_check);
 	cr_assert_gt(cnt->store_busy, 0, "the refused commits were not seen as a busy group");
 	cr_assert_eq(atomic_load(&cnt->bad), 0, "records with a wrong key or position");
-	for (int p = 0; p < PARTS; p++)
-		for (int o = 0; o < RECORDS / PARTS; o++)
-			cr_assert_eq(atomic_load(&cnt->n[p][o]), 1, "kafka/tb/%d/%d handled %d times", p, o,
-			             atomic_load(&cnt->n[p][o]));
-	int64_t com[PARTS], hi[PARTS];
-	offsets(bs, "tb", "gb", PARTS, com, hi, NULL);
-	for (int p = 0; p < PARTS; p++)
-		cr_assert_eq(com[p], hi[p], "partition %d: committed %lld, end %lld", p, (long long)com[p],
-		             (long long)hi[p]);
+	assert_each_once(cnt, "tb");
+	assert_commits_at_ends(bs, "tb", "gb", RECORDS / PARTS);
 	free(cnt);
 	t_kafka_stop(k);
 }
@@ -550,11 +557,7 @@ Test(kafka_source, broker_outage_loses_nothing, .timeout = 300)
 	for (int p = 0; p < PARTS; p++)
 		for (int o = 0; o < RECORDS / PARTS; o++)
 			cr_assert(atomic_load(&cnt->n[p][o]) >= 1, "kafka/t3/%d/%d never handled", p, o);
-	int64_t com[PARTS], hi[PARTS];
-	offsets(bs, "t3", "g3", PARTS, com, hi, NULL);
-	for (int p = 0; p < PARTS; p++)
-		cr_assert_eq(com[p], hi[p], "partition %d: committed %lld, end %lld", p, (long long)com[p],
-		             (long long)hi[p]);
+	assert_commits_at_ends(bs, "t3", "g3", -1);
 	free(cnt);
 	t_kafka_stop(k);
 }
@@ -708,11 +711,7 @@ static void two_members_share_the_group_run(void)
 		cr_assert_eq(m[i].cnt->revoked_left, 0,
 		             "member %d: released partitions still in the engine (%zu)", i,
 		             m[i].cnt->revoked_left);
-	int64_t com[PARTS], hi[PARTS];
-	offsets(bs, "t5", "g5", PARTS, com, hi, NULL);
-	for (int p = 0; p < PARTS; p++)
-		cr_assert_eq(com[p], hi[p], "partition %d: committed %lld, end %lld", p, (long long)com[p],
-		             (long long)hi[p]);
+	assert_commits_at_ends(bs, "t5", "g5", -1);
 	free(m[0].cnt);
 	free(m[1].cnt);
 	t_kafka_stop(k);
@@ -967,13 +966,7 @@ static void a_killed_member_s_partitions_are_taken_over_run(void)
 		for (int o = 0; o < KILL_PER_PART; o++)
 			cr_assert(seen[p][o], "kafka/t6/%d/%d is in no journal", p, o);
 	/* and the survivor ended only once the group's commits reached every end */
-	int64_t com[PARTS], hi[PARTS];
-	offsets(bs, "t6", "g6", PARTS, com, hi, NULL);
-	for (int p = 0; p < PARTS; p++) {
-		cr_assert_eq(hi[p], KILL_PER_PART);
-		cr_assert_eq(com[p], hi[p], "partition %d: committed %lld, end %lld", p, (long long)com[p],
-		             (long long)hi[p]);
-	}
+	assert_commits_at_ends(bs, "t6", "g6", KILL_PER_PART);
 	free(seen);
 	t_rmrf(dir);
 	t_kafka_stop(k);
@@ -1054,11 +1047,7 @@ static void injected_fetch_and_commit_errors_lose_nothing_run(void)
 	for (int p = 0; p < PARTS; p++)
 		for (int o = 0; o < RECORDS / PARTS; o++)
 			cr_assert(atomic_load(&cnt->n[p][o]) >= 1, "kafka/t7/%d/%d never handled", p, o);
-	int64_t com[PARTS], hi[PARTS];
-	offsets(bs, "t7", "g7", PARTS, com, hi, NULL);
-	for (int p = 0; p < PARTS; p++)
-		cr_assert_eq(com[p], hi[p], "partition %d: committed %lld, end %lld", p, (long long)com[p],
-		             (long long)hi[p]);
+	assert_commits_at_ends(bs, "t7", "g7", -1);
 	free(cnt);
 	t_kafka_stop(k);
 }
