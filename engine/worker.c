@@ -89,6 +89,31 @@ static void push_ready_locked(sp_engine_t *e, sp_lane_t *l)
 	e->ready_tail = l;
 }
 
+/* The parked lane at *pp leaves PARKED for the ready queue: its deadlines and its wish
+ * for a copy go with it (nmig counts only parked lanes; a new park copies what is queued
+ * then). */
+static void leave_parked_locked(sp_engine_t *e, sp_lane_t **pp)
+{
+	sp_lane_t *l = *pp;
+	*pp = l->next;
+	l->park_until_ms = 0;
+	l->window_wait = false;
+	if (l->mig_wanted)
+		e->nmig--;
+	l->mig_wanted = false;
+	l->mig_retry_ms = 0;
+	push_ready_locked(e, l);
+}
+
+/* The link that points at parked lane l in e->parked. */
+static sp_lane_t **parked_link_locked(sp_engine_t *e, const sp_lane_t *l)
+{
+	sp_lane_t **pp = &e->parked;
+	while (*pp != l)
+		pp = &(*pp)->next;
+	return pp;
+}
+
 void sp_lanes_ready(sp_engine_t *e, sp_lane_t **lanes, size_t n)
 {
 	size_t queued = 0;
@@ -99,14 +124,7 @@ void sp_lanes_ready(sp_engine_t *e, sp_lane_t **lanes, size_t n)
 			queued++;
 		} else if (lanes[i]->state == LANE_PARKED && lanes[i]->window_wait) {
 			/* waiting to fill its batch (batch.window.ms): look again with the new runs */
-			for (sp_lane_t **pp = &e->parked; *pp; pp = &(*pp)->next)
-				if (*pp == lanes[i]) {
-					*pp = lanes[i]->next;
-					break;
-				}
-			lanes[i]->park_until_ms = 0;
-			lanes[i]->window_wait = false;
-			push_ready_locked(e, lanes[i]);
+			leave_parked_locked(e, parked_link_locked(e, lanes[i]));
 			queued++;
 		} else if (lanes[i]->state == LANE_PARKED && !lanes[i]->mig_wanted) {
 			/* new runs behind a retrying lane: a worker copies them out */
@@ -163,14 +181,7 @@ static int64_t unpark_locked(sp_engine_t *e, int64_t now)
 	while (*pp) {
 		sp_lane_t *l = *pp;
 		if (l->park_until_ms <= now) {
-			*pp = l->next;
-			l->park_until_ms = 0;
-			l->window_wait = false;
-			if (l->mig_wanted)
-				e->nmig--;
-			l->mig_wanted = false; /* it runs now; a new park copies what is queued */
-			l->mig_retry_ms = 0;
-			push_ready_locked(e, l);
+			leave_parked_locked(e, pp); /* it runs now */
 		} else {
 			if (!next || l->park_until_ms < next)
 				next = l->park_until_ms;
@@ -631,8 +642,11 @@ static void *worker_main(void *arg)
 			}
 			/* parked lanes whose time came, even while lanes are ready: a retry, or a
 			 * copy's second look, must not wait until the ready queue runs dry */
-			if (e->park_due_ms && sp_now_ms() >= e->park_due_ms)
-				unpark_locked(e, sp_now_ms());
+			if (e->park_due_ms) {
+				int64_t now = sp_now_ms();
+				if (now >= e->park_due_ms)
+					unpark_locked(e, now);
+			}
 			/* copies before batches: a retrying lane that pins its chunks holds its
 			 * partition's admission (and its other lanes), and a copy is short */
 			if ((l = take_migration_locked(e)))
@@ -843,18 +857,7 @@ void sp_lanes_release(sp_engine_t *e, sp_part_t *p)
 		sp_lane_t *l = p->eng->lanes[i];
 		atomic_store_explicit(&l->released, true, memory_order_release);
 		if (l->state == LANE_PARKED) {
-			for (sp_lane_t **pp = &e->parked; *pp; pp = &(*pp)->next)
-				if (*pp == l) {
-					*pp = l->next;
-					break;
-				}
-			l->park_until_ms = 0;
-			l->window_wait = false;
-			if (l->mig_wanted)
-				e->nmig--;
-			l->mig_wanted = false;
-			l->mig_retry_ms = 0;
-			push_ready_locked(e, l);
+			leave_parked_locked(e, parked_link_locked(e, l));
 		} else if (l->state == LANE_IDLE && lane_has_work(l)) {
 			push_ready_locked(e, l);
 		}
