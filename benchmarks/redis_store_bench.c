@@ -24,7 +24,7 @@ int main(int argc, char **argv)
 		return 2;
 	sp_store_t st;
 	char err[1400];
-	if (sp_store_open_uri_ns(argv[1], "bench", false, &st, err, sizeof(err))) {
+	if (sp_store_open_uri_ns(argv[1], "bench", NULL, false, &st, err, sizeof(err))) {
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}

@@ -15,6 +15,8 @@
 #include "cmds.h"
 #include "sp_registry.h"
 
+#include <spate/spate.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,8 +28,8 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: spate checkpoint show STORE [--pipeline NAME]\n"
-	           "       spate checkpoint reset STORE [--partition NAME] [--pipeline NAME]\n"
+	fprintf(f, "usage: spate checkpoint show STORE [--pipeline NAME] [-X key=value ...]\n"
+	           "       spate checkpoint reset STORE [--partition NAME] [--pipeline NAME] [-X key=value ...]\n"
 	           "\n"
 	           "  show    print `partition checkpoint` lines, sorted by partition; reads the\n"
 	           "          store without locking it, so it works while a pipeline runs\n"
@@ -38,6 +40,8 @@ static void usage(FILE *f)
 	           "STORE is a store URI as the \"store\" key takes it, e.g. file:/var/lib/spate/ckpt.\n"
 	           "--pipeline NAME: in a store shared by pipelines (redis://...), the checkpoints of\n"
 	           "pipeline NAME (its pipeline.name); default \"pipeline\".\n"
+	           "-X key=value: the store's keys, as `spate run` takes them (redis.tls.ca,\n"
+	           "redis.timeout.ms, dynamodb.region, ...).\n"
 	           "A checkpoint is \"beginning\" (nothing done yet) or the last position done.\n");
 }
 
@@ -136,7 +140,7 @@ static int reset(sp_store_t *st, const char *uri, const char *partition)
 	return EXIT_DONE;
 }
 
-int spate_cmd_checkpoint(int argc, char **argv)
+static int checkpoint(int argc, char **argv, spate_conf_t *conf)
 {
 	const char *sub = NULL, *uri = NULL, *partition = NULL, *pipeline = NULL;
 	for (int i = 1; i < argc; i++) {
@@ -144,6 +148,16 @@ int spate_cmd_checkpoint(int argc, char **argv)
 		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
 			usage(stdout);
 			return EXIT_DONE;
+		} else if (!strcmp(a, "-X")) {
+			if (i + 1 >= argc) {
+				fprintf(stderr, "spate: checkpoint: -X needs key=value\n");
+				return EXIT_USAGE;
+			}
+			if (spate_cli_set_x(conf, argv[++i]))
+				return EXIT_USAGE;
+		} else if (!strncmp(a, "-X", 2) && a[2]) {
+			if (spate_cli_set_x(conf, a + 2))
+				return EXIT_USAGE;
 		} else if (!strcmp(a, "--pipeline")) {
 			if (i + 1 >= argc) {
 				fprintf(stderr, "spate: checkpoint: %s needs a pipeline name\n", a);
@@ -193,7 +207,7 @@ int spate_cmd_checkpoint(int argc, char **argv)
 	char err[512];
 	/* show only looks, so it takes no lock a running pipeline holds or needs; reset
 	 * changes checkpoints and must hold the store as the engine does */
-	int r = sp_store_open_uri_ns(uri, pipeline, is_show, &st, err, sizeof err);
+	int r = sp_store_open_uri_ns(uri, pipeline, conf, is_show, &st, err, sizeof err);
 	if (r == SPATE_ERR_BUSY && is_reset) {
 		fprintf(stderr,
 		        "spate: checkpoint reset refused: %s; reset never changes checkpoints under a "
@@ -207,5 +221,17 @@ int spate_cmd_checkpoint(int argc, char **argv)
 	}
 	int rc = is_show ? show(&st, uri) : reset(&st, uri, partition);
 	st.ops->close(&st);
+	return rc;
+}
+
+int spate_cmd_checkpoint(int argc, char **argv)
+{
+	spate_conf_t *conf = spate_conf_new();
+	if (!conf) {
+		fprintf(stderr, "spate: checkpoint: out of memory\n");
+		return EXIT_FAILED;
+	}
+	int rc = checkpoint(argc, argv, conf);
+	spate_conf_destroy(conf);
 	return rc;
 }

@@ -185,7 +185,7 @@ static void run_usage(FILE *f)
 	print_keys(f);
 }
 
-static int set_x(spate_conf_t *conf, const char *kv)
+int spate_cli_set_x(spate_conf_t *conf, const char *kv)
 {
 	const char *eq = strchr(kv, '=');
 	if (!eq || eq == kv) {
@@ -295,17 +295,17 @@ int spate_cmd_run(int argc, char **argv)
 			spate_conf_destroy(conf);
 			return 0;
 		} else if (!strcmp(a, "--stats")) {
-			if (set_x(conf, "stats.interval.ms=1000"))
+			if (spate_cli_set_x(conf, "stats.interval.ms=1000"))
 				goto out;
 		} else if (!strcmp(a, "-X")) {
 			if (i + 1 >= argc) {
 				fprintf(stderr, "spate: -X needs key=value\n");
 				goto out;
 			}
-			if (set_x(conf, argv[++i]))
+			if (spate_cli_set_x(conf, argv[++i]))
 				goto out;
 		} else if (!strncmp(a, "-X", 2)) {
-			if (set_x(conf, a + 2))
+			if (spate_cli_set_x(conf, a + 2))
 				goto out;
 		} else if (a[0] == '-') {
 			fprintf(stderr, "spate: run: unknown option \"%s\" (see spate run --help)\n", a);
@@ -320,17 +320,17 @@ int spate_cmd_run(int argc, char **argv)
 			}
 			for (int j = 1; j < argc; j++) {
 				if (!strcmp(argv[j], "-X") && j + 1 < argc) {
-					if (set_x(fresh, argv[++j])) {
+					if (spate_cli_set_x(fresh, argv[++j])) {
 						spate_conf_destroy(fresh);
 						goto out;
 					}
 				} else if (!strcmp(argv[j], "--stats")) {
-					if (set_x(fresh, "stats.interval.ms=1000")) {
+					if (spate_cli_set_x(fresh, "stats.interval.ms=1000")) {
 						spate_conf_destroy(fresh);
 						goto out;
 					}
 				} else if (!strncmp(argv[j], "-X", 2) && argv[j][2]) {
-					if (set_x(fresh, argv[j] + 2)) {
+					if (spate_cli_set_x(fresh, argv[j] + 2)) {
 						spate_conf_destroy(fresh);
 						goto out;
 					}

@@ -28,6 +28,8 @@ int spate_cli_load_env(struct spate_conf_s *conf);
 /* True when key (with val) is a secret: its name holds password, secret, token or .pem,
  * or val is a URI with user:password@. */
 _Bool spate_cli_secret(const char *key, const char *val);
+/* -X key=value into conf: 0, or -1 after printing why (naming the key, never a secret). */
+int spate_cli_set_x(struct spate_conf_s *conf, const char *kv);
 /* Warn (stderr) when -X key=val puts a secret on the command line. */
 void spate_cli_warn_arg(const char *key, const char *val);
 

@@ -108,7 +108,8 @@ const char *sp_registry_kinds(const char *kind)
 
 /* Find the store uri names and open it: through open_readonly when readonly is set and
  * the store has one, else through open. */
-static int open_uri(const char *uri, const char *ns, sp_store_t *st, bool readonly, char *errstr, size_t size)
+static int open_uri(const char *uri, const char *ns, const spate_conf_t *conf, sp_store_t *st, bool readonly,
+                    char *errstr, size_t size)
 {
 	char name[64];
 	const char *arg = sp_split_uri(uri, name, sizeof(name));
@@ -120,6 +121,7 @@ static int open_uri(const char *uri, const char *ns, sp_store_t *st, bool readon
 	st->ops = ops;
 	st->arg = arg;
 	st->ns = ns;
+	st->conf = conf;
 	if (readonly && ops->version >= 2 && ops->open_readonly)
 		return ops->open_readonly(st, errstr, size);
 	return ops->open(st, errstr, size);
@@ -127,15 +129,16 @@ static int open_uri(const char *uri, const char *ns, sp_store_t *st, bool readon
 
 int sp_store_open_uri(const char *uri, sp_store_t *st, char *errstr, size_t size)
 {
-	return open_uri(uri, NULL, st, false, errstr, size);
+	return open_uri(uri, NULL, NULL, st, false, errstr, size);
 }
 
 int sp_store_open_uri_readonly(const char *uri, sp_store_t *st, char *errstr, size_t size)
 {
-	return open_uri(uri, NULL, st, true, errstr, size);
+	return open_uri(uri, NULL, NULL, st, true, errstr, size);
 }
 
-int sp_store_open_uri_ns(const char *uri, const char *ns, bool readonly, sp_store_t *st, char *errstr, size_t size)
+int sp_store_open_uri_ns(const char *uri, const char *ns, const spate_conf_t *conf, bool readonly, sp_store_t *st,
+                         char *errstr, size_t size)
 {
-	return open_uri(uri, ns, st, readonly, errstr, size);
+	return open_uri(uri, ns, conf, st, readonly, errstr, size);
 }

@@ -7,11 +7,11 @@ set -euo pipefail
 # interop tests' other RecordBatch implementation (tests/connectors/log/kafka_python.py);
 # libmicrohttpd-dev libjansson-dev: the example ingest service (examples/ingest); curl:
 # its test's client (tests/examples/test_ingest.c); libhiredis-dev: store=redis://;
-# redis-server redis-tools: the Redis store's tests
+# redis-server redis-tools: the Redis store's tests; openssl: the certificates of its TLS test
 # libmicrohttpd-dev is also the metrics endpoint's (metrics.listen); python3-prometheus-client:
 # the test that scrapes it (tests/engine/prom_scrape.py)
 # clang with libFuzzer and the sanitizer runtimes: the fuzz build (scripts/fuzz.sh)
-pkgs=(gcc meson ninja-build pkg-config libcriterion-dev libxxhash-dev liburing-dev
+pkgs=(gcc openssl meson ninja-build pkg-config libcriterion-dev libxxhash-dev liburing-dev
       librdkafka-dev libisal-dev libjansson-dev libcurl4-openssl-dev libssl-dev
       libmicrohttpd-dev curl python3-prometheus-client libhiredis-dev redis-server redis-tools
       zlib1g-dev libsnappy-dev liblz4-dev libzstd-dev

@@ -32,15 +32,17 @@
  * connection reconnects once and is sent again (every script is safe to repeat: a
  * repeated acquire answers 0, a repeated checkpoint writes the same value).
  *
- * rediss:// (TLS) is refused with a clear error: Debian 12's hiredis (0.14) has no TLS.
+ * rediss://... is the same over TLS (redis_conn.c: OpenSSL, since Debian 12's hiredis 0.14
+ * has no TLS), with redis.tls.ca, redis.tls.cert and redis.tls.key.
  * @locality one thread at a time (the engine thread, or the CLI)
  */
 #include "lease_store.h"
+#include "redis_conn.h"
 #include "sp_spi.h"
 
 #include <errno.h>
-#include <hiredis/hiredis.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,10 +56,12 @@ typedef struct rstore {
 	int db;
 	char user[128];
 	char pass[256];
-	char name[400]; /* redis://host:port/db, what errors say (never the password) */
+	char name[400]; /* redis[s]://host:port/db, what errors say (never the password) */
 	char ns[160];
 	int64_t timeout_ms;
-	redisContext *c;
+	bool tls;                                    /* rediss:// */
+	char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX]; /* redis.tls.*: "" when unset */
+	rconn_t *c;
 	char epoch[40]; /* the marker seen at open */
 } rstore_t;
 
@@ -116,54 +120,60 @@ static const char LUA_LIST[] =
 
 static void rs_close_conn(rstore_t *r)
 {
-	if (r->c)
-		redisFree(r->c);
+	rconn_close(r->c);
 	r->c = NULL;
+}
+
+/* AUTH or SELECT on a new connection; the server's words only in the error (they never
+ * hold the password). */
+static int rs_setup_cmd(rstore_t *r, rconn_t *c, int argc, const char **argv, const char *what, char *errstr,
+                        size_t size)
+{
+	size_t lens[3];
+	for (int i = 0; i < argc; i++)
+		lens[i] = strlen(argv[i]);
+	redisReply *rep = rconn_cmd(c, argc, argv, lens);
+	if (rep && rep->type != REDIS_REPLY_ERROR) {
+		freeReplyObject(rep);
+		return SPATE_OK;
+	}
+	int rc = sp_err(errstr, size, SPATE_ERR_STORE, "redis store %s: %s refused: %s", r->name, what,
+	                rep ? rep->str : rconn_errstr(c));
+	if (rep)
+		freeReplyObject(rep);
+	return rc;
 }
 
 static int rs_connect(rstore_t *r, char *errstr, size_t size)
 {
 	rs_close_conn(r);
-	struct timeval tv = {r->timeout_ms / 1000, (r->timeout_ms % 1000) * 1000};
-	redisContext *c = redisConnectWithTimeout(r->host, r->port, tv);
+	rconn_opts_t o = {.host = r->host,
+	                  .port = r->port,
+	                  .timeout_ms = r->timeout_ms,
+	                  .tls = r->tls,
+	                  .ca = r->ca,
+	                  .cert = r->cert,
+	                  .key = r->key};
+	char why[400];
+	rconn_t *c = rconn_open(&o, why, sizeof(why));
 	if (!c)
-		return sp_err(errstr, size, SPATE_ERR_NOMEM, "redis store %s: out of memory", r->name);
-	if (c->err) {
-		int rc = sp_err(errstr, size, SPATE_ERR_STORE, "redis store %s: cannot connect: %s", r->name,
-		                c->errstr);
-		redisFree(c);
-		return rc;
-	}
-	redisSetTimeout(c, tv);
-	redisReply *rep = NULL;
+		return sp_err(errstr, size, SPATE_ERR_STORE, "redis store %s: %s", r->name, why);
+	int rc = SPATE_OK;
 	if (r->pass[0]) {
-		if (r->user[0])
-			rep = redisCommand(c, "AUTH %s %s", r->user, r->pass);
-		else
-			rep = redisCommand(c, "AUTH %s", r->pass);
-		if (!rep || rep->type == REDIS_REPLY_ERROR) {
-			/* the server's words only: they never hold the password */
-			int rc = sp_err(errstr, size, SPATE_ERR_STORE, "redis store %s: AUTH refused: %s",
-			                r->name, rep ? rep->str : c->errstr);
-			if (rep)
-				freeReplyObject(rep);
-			redisFree(c);
-			return rc;
-		}
-		freeReplyObject(rep);
+		const char *a2[] = {"AUTH", r->pass}, *a3[] = {"AUTH", r->user, r->pass};
+		rc = r->user[0] ? rs_setup_cmd(r, c, 3, a3, "AUTH", errstr, size)
+		                : rs_setup_cmd(r, c, 2, a2, "AUTH", errstr, size);
 	}
-	if (r->db) {
-		rep = redisCommand(c, "SELECT %d", r->db);
-		if (!rep || rep->type == REDIS_REPLY_ERROR) {
-			int rc =
-			    sp_err(errstr, size, SPATE_ERR_STORE, "redis store %s: SELECT %d refused: %s",
-			           r->name, r->db, rep ? rep->str : c->errstr);
-			if (rep)
-				freeReplyObject(rep);
-			redisFree(c);
-			return rc;
-		}
-		freeReplyObject(rep);
+	if (!rc && r->db) {
+		char db[16], what[24];
+		snprintf(db, sizeof(db), "%d", r->db);
+		snprintf(what, sizeof(what), "SELECT %d", r->db);
+		const char *a[] = {"SELECT", db};
+		rc = rs_setup_cmd(r, c, 2, a, what, errstr, size);
+	}
+	if (rc) {
+		rconn_close(c);
+		return rc;
 	}
 	r->c = c;
 	return SPATE_OK;
@@ -180,7 +190,7 @@ static redisReply *rs_cmd(rstore_t *r, int argc, const char **argv, const size_t
 	for (int attempt = 0; attempt < 2; attempt++) {
 		if (!r->c && rs_connect(r, errstr, size))
 			return NULL;
-		redisReply *rep = redisCommandArgv(r->c, argc, argv, lens);
+		redisReply *rep = rconn_cmd(r->c, argc, argv, lens);
 		if (rep && rep->type == REDIS_REPLY_ERROR && !strncmp(rep->str, "LOADING", 7)) {
 			int64_t now = sp_now_ms();
 			if (!loading_until)
@@ -202,8 +212,7 @@ static redisReply *rs_cmd(rstore_t *r, int argc, const char **argv, const size_t
 			}
 			return rep;
 		}
-		sp_err(errstr, size, SPATE_ERR_STORE, "redis store %s: %s", r->name,
-		       r->c->errstr[0] ? r->c->errstr : "connection lost");
+		sp_err(errstr, size, SPATE_ERR_STORE, "redis store %s: %s", r->name, rconn_errstr(r->c));
 		rs_close_conn(r);
 	}
 	return NULL;
@@ -251,11 +260,14 @@ static int lost_err(rstore_t *r, char *errstr, size_t size, const char *what)
 
 static int parse_uri(rstore_t *r, const char *arg, char *errstr, size_t size)
 {
-	/* arg is the whole URI (sp_split_uri keeps "scheme://..."): redis://[user:password@]host:port[/db] */
-	if (strncmp(arg, "redis://", 8))
+	/* arg is the whole URI (sp_split_uri keeps "scheme://..."): redis[s]://[user:password@]host:port[/db] */
+	r->tls = !strncmp(arg, "rediss://", 9);
+	if (strncmp(arg, "redis://", 8) && !r->tls)
 		return sp_err(errstr, size, SPATE_ERR_INVALID,
-		              "store: redis needs a URI: store=redis://[user:password@]host:port[/db]");
-	const char *s = arg + 8;
+		              "store: redis needs a URI: store=redis://[user:password@]host:port[/db] (rediss:// "
+		              "for TLS)");
+	const char *scheme = r->tls ? "rediss" : "redis";
+	const char *s = arg + strlen(scheme) + 3;
 	const char *at = strrchr(s, '@');
 	if (at) {
 		const char *colon = memchr(s, ':', (size_t)(at - s));
@@ -271,7 +283,7 @@ static int parse_uri(rstore_t *r, const char *arg, char *errstr, size_t size)
 	size_t hl = slash ? (size_t)(slash - s) : strlen(s);
 	char hp[300];
 	if (hl == 0 || hl >= sizeof(hp))
-		return sp_err(errstr, size, SPATE_ERR_INVALID, "store: redis://: no host:port");
+		return sp_err(errstr, size, SPATE_ERR_INVALID, "store: %s://: no host:port", scheme);
 	memcpy(hp, s, hl);
 	hp[hl] = 0;
 	char *pc = strrchr(hp, ':');
@@ -282,8 +294,8 @@ static int parse_uri(rstore_t *r, const char *arg, char *errstr, size_t size)
 		errno = 0;
 		port = strtol(pc + 1, &end, 10);
 		if (errno || !*(pc + 1) || *end || port < 1 || port > 65535)
-			return sp_err(errstr, size, SPATE_ERR_INVALID, "store: redis://%s: bad port \"%s\"",
-			              hp, pc + 1);
+			return sp_err(errstr, size, SPATE_ERR_INVALID, "store: %s://%s: bad port \"%s\"",
+			              scheme, hp, pc + 1);
 	}
 	snprintf(r->host, sizeof(r->host), "%s", hp);
 	r->port = (int)port;
@@ -292,11 +304,11 @@ static int parse_uri(rstore_t *r, const char *arg, char *errstr, size_t size)
 		long db = strtol(slash + 1, &end, 10);
 		if (errno || *end || db < 0 || db > 65535)
 			return sp_err(errstr, size, SPATE_ERR_INVALID,
-			              "store: redis://%s:%d: bad database \"%s\"", r->host, r->port,
+			              "store: %s://%s:%d: bad database \"%s\"", scheme, r->host, r->port,
 			              slash + 1);
 		r->db = (int)db;
 	}
-	snprintf(r->name, sizeof(r->name), "redis://%s:%d/%d", r->host, r->port, r->db);
+	snprintf(r->name, sizeof(r->name), "%s://%s:%d/%d", scheme, r->host, r->port, r->db);
 	return SPATE_OK;
 }
 
@@ -314,6 +326,18 @@ static int rs_open_common(sp_store_t *s, bool readonly, char *errstr, size_t siz
 	r->timeout_ms = conf ? sp_conf_int(conf, "redis.timeout.ms") : 2000;
 	if (r->timeout_ms <= 0)
 		r->timeout_ms = 2000;
+	if (conf) {
+		snprintf(r->ca, sizeof(r->ca), "%s", sp_conf_str(conf, "redis.tls.ca"));
+		snprintf(r->cert, sizeof(r->cert), "%s", sp_conf_str(conf, "redis.tls.cert"));
+		snprintf(r->key, sizeof(r->key), "%s", sp_conf_str(conf, "redis.tls.key"));
+	}
+	if (!r->tls && (r->ca[0] || r->cert[0] || r->key[0])) {
+		rc = sp_err(errstr, size, SPATE_ERR_INVALID,
+		            "store %s: redis.tls.%s is set but the store is not TLS: name it rediss://", r->name,
+		            r->ca[0] ? "ca" : r->cert[0] ? "cert" : "key");
+		free(r);
+		return rc;
+	}
 	const char *ns = s->ns ? s->ns : s->eng ? sp_engine_pipeline_name(s->eng) : "pipeline";
 	snprintf(r->ns, sizeof(r->ns), "%s", ns);
 	if ((rc = rs_connect(r, errstr, size))) {
@@ -370,15 +394,6 @@ static void rs_close(sp_store_t *s)
 	memset(r->pass, 0, sizeof(r->pass));
 	free(r);
 	s->ctx = NULL;
-}
-
-static int rss_open(sp_store_t *s, char *errstr, size_t size)
-{
-	return sp_err(
-	    errstr, size, SPATE_ERR_UNSUPPORTED,
-	    "store: rediss:// (TLS) is not available: Debian 12's hiredis (0.14) has no TLS support; "
-	    "reach Redis through a TLS tunnel (stunnel, spiped) and name its local end with "
-	    "store=redis://host:port");
 }
 
 /* ---- checkpoints --------------------------------------------------------------------- */
@@ -698,6 +713,14 @@ static const sp_opt_t redis_opts[] = {
     {"redis.timeout.ms", SP_OPT_INT, 1, 600000, NULL, "2000",
      "Redis store: connect and command timeout (a command that times out is retried until the lease "
      "deadline)"},
+    {"redis.tls.ca", SP_OPT_STR, 0, 0, NULL, "",
+     "Redis store over TLS (rediss://): the CA certificates (a PEM file) the server's certificate must chain "
+     "to; unset: the system's"},
+    {"redis.tls.cert", SP_OPT_STR, 0, 0, NULL, "",
+     "Redis store over TLS: this client's certificate chain (a PEM file), for a server that asks for one "
+     "(tls-auth-clients)"},
+    {"redis.tls.key", SP_OPT_STR, 0, 0, NULL, "",
+     "Redis store over TLS: the private key (a PEM file) of redis.tls.cert"},
     {NULL, 0, 0, 0, NULL, NULL, NULL},
 };
 
@@ -726,9 +749,20 @@ const sp_store_ops_t sp_store_redis = {
 const sp_store_ops_t sp_store_rediss = {
     .version = SP_STORE_OPS_VERSION,
     .name = "rediss",
-    .desc = "rediss://... - Redis over TLS: refused (Debian 12's hiredis has no TLS); use a tunnel",
+    .desc = "rediss://[user:password@]host:port[/db] - the redis store over TLS (redis.tls.ca, redis.tls.cert, "
+            "redis.tls.key)",
     .syntax = "rediss://[user:password@]host:port[/db]",
-    .open = rss_open,
-    .open_readonly = rss_open,
+    .open = rs_open,
+    .load = rs_load,
+    .save = rs_save,
+    .list = rs_list,
+    .reset = rs_reset,
+    .close = rs_close,
+    .open_readonly = rs_open_readonly,
     .leases = true,
+    .epoch = rs_epoch,
+    .lease_list = rs_lease_list,
+    .lease_acquire = rs_acquire,
+    .lease_renew = rs_renew,
+    .lease_release = rs_release,
 };

@@ -29,8 +29,9 @@ int sp_store_open_uri(const char *uri, sp_store_t *st, char *errstr, size_t size
  *  written), else its open. */
 int sp_store_open_uri_readonly(const char *uri, sp_store_t *st, char *errstr, size_t size);
 /** Either of them for the checkpoints of pipeline ns in a shared store (redis: the keys
- *  spate:NS:...; NULL: "pipeline"). */
-int sp_store_open_uri_ns(const char *uri, const char *ns, bool readonly, sp_store_t *st, char *errstr,
-                         size_t size);
+ *  spate:NS:...; NULL: "pipeline"), with the store's keys from conf (redis.tls.ca, ...;
+ *  NULL: their defaults; it must outlive the store). */
+int sp_store_open_uri_ns(const char *uri, const char *ns, const spate_conf_t *conf, bool readonly, sp_store_t *st,
+                         char *errstr, size_t size);
 
 #endif /* SPATE_SP_REGISTRY_H */

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -80,7 +81,14 @@ static bool spawn(t_redis_t *r)
 	snprintf(port, sizeof(port), "%d", r->port);
 	snprintf(logf, sizeof(logf), "%s/redis.log", r->dir);
 	snprintf(delay, sizeof(delay), "%d", r->key_load_delay_us);
-	char *argv[] = {(char *)server_path(),
+	char tport[16], tcert[400], tkey[400], tca[400];
+	snprintf(tport, sizeof(tport), "%d", r->tls_port);
+	snprintf(tcert, sizeof(tcert), "%s/server.crt", r->tls_dir);
+	snprintf(tkey, sizeof(tkey), "%s/server.key", r->tls_dir);
+	snprintf(tca, sizeof(tca), "%s/ca.crt", r->tls_dir);
+	char *tls_args[] = {"--tls-port", tport, "--tls-cert-file", tcert, "--tls-key-file", tkey,
+	                    "--tls-ca-cert-file", tca, "--tls-auth-clients", r->tls_auth_clients ? "yes" : "no"};
+	char *argv[40] = {(char *)server_path(),
 	                "--port",
 	                port,
 	                "--bind",
@@ -100,6 +108,14 @@ static bool spawn(t_redis_t *r)
 	                r->key_load_delay_us ? "--key-load-delay" : NULL,
 	                delay,
 	                NULL};
+	if (r->tls_port) {
+		int n = 0;
+		while (argv[n])
+			n++;
+		for (size_t i = 0; i < sizeof(tls_args) / sizeof(tls_args[0]); i++)
+			argv[n++] = tls_args[i];
+		argv[n] = NULL;
+	}
 	r->pid = t_spawn(argv, logf, logf, 0);
 	cr_assert(r->pid > 0, "cannot start redis-server");
 	int64_t until = t_now_ms() + 20000;
@@ -116,18 +132,69 @@ static bool spawn(t_redis_t *r)
 	return true;
 }
 
-void t_redis_start(t_redis_t *r)
+static void start_in(t_redis_t *r)
 {
-	memset(r, 0, sizeof(*r));
-	t_mkdtemp(r->dir, sizeof(r->dir));
 	/* a free port may be taken by another test's server before ours binds it: try again */
 	for (int attempt = 0;; attempt++) {
 		r->port = free_port();
 		snprintf(r->uri, sizeof(r->uri), "redis://127.0.0.1:%d", r->port);
+		if (r->tls_port) {
+			do
+				r->tls_port = free_port();
+			while (r->tls_port == r->port);
+			snprintf(r->tls_uri, sizeof(r->tls_uri), "rediss://127.0.0.1:%d", r->tls_port);
+		}
 		if (spawn(r))
 			return;
 		cr_assert(attempt < 5, "redis-server exited at start 6 times (see %s/redis.log)", r->dir);
 	}
+}
+
+void t_redis_start(t_redis_t *r)
+{
+	memset(r, 0, sizeof(*r));
+	t_mkdtemp(r->dir, sizeof(r->dir));
+	start_in(r);
+}
+
+/* openssl with these arguments, in dir; asserts it succeeds. */
+static void openssl(const char *dir, const char *args)
+{
+	char cmd[1200];
+	snprintf(cmd, sizeof(cmd), "cd '%s' && openssl %s", dir, args);
+	char *argv[] = {"sh", "-c", cmd, NULL};
+	char *err = NULL;
+	int rc = t_run(argv, NULL, &err);
+	cr_assert_eq(rc, 0, "openssl %s: %s", args, err ? err : "");
+	free(err);
+}
+
+#define T_EC_KEY "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+
+void t_redis_start_tls(t_redis_t *r, bool auth_clients)
+{
+	memset(r, 0, sizeof(*r));
+	t_mkdtemp(r->dir, sizeof(r->dir));
+	snprintf(r->tls_dir, sizeof(r->tls_dir), "%s/tls", r->dir);
+	cr_assert(mkdir(r->tls_dir, 0700) == 0);
+	char ext[400];
+	snprintf(ext, sizeof(ext), "%s/server.ext", r->tls_dir);
+	FILE *f = fopen(ext, "w");
+	cr_assert(f);
+	fputs("subjectAltName=IP:127.0.0.1\n", f);
+	fclose(f);
+	openssl(r->tls_dir, "req -x509 " T_EC_KEY " -keyout ca.key -out ca.crt -days 2 -subj /CN=spate-test-ca");
+	openssl(r->tls_dir,
+	        "req -x509 " T_EC_KEY " -keyout other-ca.key -out other-ca.crt -days 2 -subj /CN=spate-other-ca");
+	openssl(r->tls_dir, "req " T_EC_KEY " -keyout server.key -out server.csr -subj /CN=127.0.0.1");
+	openssl(r->tls_dir, "x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt "
+	                    "-days 2 -extfile server.ext");
+	openssl(r->tls_dir, "req " T_EC_KEY " -keyout client.key -out client.csr -subj /CN=spate-client");
+	openssl(r->tls_dir,
+	        "x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out client.crt -days 2");
+	r->tls_port = 1;
+	r->tls_auth_clients = auth_clients;
+	start_in(r);
 }
 
 void t_redis_restart(t_redis_t *r, bool restart)

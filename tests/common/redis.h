@@ -14,11 +14,22 @@ typedef struct t_redis {
 	/* when set, the next (re)start passes --key-load-delay: microseconds per key it
 	 * loads, so a restarted server answers LOADING for that long times its keys */
 	int key_load_delay_us;
+	/* t_redis_start_tls: a TLS port beside the plain one (the tests look at the data
+	 * through the plain one), and the PEM files in tls_dir: ca.crt (the CA the server's
+	 * certificate, made for IP 127.0.0.1 only, chains to), client.crt and client.key
+	 * (signed by it), other-ca.crt (a CA that signed nothing here) */
+	int tls_port;
+	bool tls_auth_clients;
+	char tls_dir[300];
+	char tls_uri[64]; /* rediss://127.0.0.1:TLS_PORT */
 } t_redis_t;
 
 /* Start redis-server (from PATH) and wait until it answers PING. Aborts the test when it
  * does not come up. */
 void t_redis_start(t_redis_t *r);
+/* The same with a TLS port too; auth_clients: the server asks for a client certificate
+ * (Redis' default, tls-auth-clients yes). Certificates are made with the openssl command. */
+void t_redis_start_tls(t_redis_t *r, bool auth_clients);
 /* SIGTERM (it writes its AOF and exits) and wait; then, when restart is set, start it
  * again on the same port and directory and wait until it has loaded its AOF (unless
  * key_load_delay_us is set: then until it answers). */

@@ -9,12 +9,15 @@
 
 enum { STT_ERR = 1400, STT_MAX_RACERS = 64 };
 
+const spate_conf_t *stt_conf;
+
 void stt_open(sp_store_t *st, const sp_store_ops_t *ops, const char *arg, const char *ns)
 {
 	memset(st, 0, sizeof(*st));
 	st->ops = ops;
 	st->arg = arg;
 	st->ns = ns;
+	st->conf = stt_conf;
 	char err[STT_ERR] = "";
 	cr_assert_eq(st->ops->open(st, err, sizeof(err)), SPATE_OK, "open %s: %s", arg, err);
 }
@@ -141,7 +144,7 @@ struct racer {
 static void *race(void *p)
 {
 	struct racer *r = p;
-	sp_store_t st = {.ops = r->ops, .arg = r->arg, .ns = r->ns};
+	sp_store_t st = {.ops = r->ops, .arg = r->arg, .ns = r->ns, .conf = stt_conf};
 	char err[STT_ERR];
 	if (st.ops->open(&st, err, sizeof(err))) {
 		r->rc = -1000;

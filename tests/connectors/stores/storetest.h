@@ -10,6 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The configuration stt_open gives the stores it opens (their keys: redis.tls.ca, ...);
+ * NULL, the default, gives none. Criterion runs each test in its own process. */
+extern const spate_conf_t *stt_conf;
 /* Open st (zeroed first) as ops on arg in namespace ns; asserts it opens. */
 void stt_open(sp_store_t *st, const sp_store_ops_t *ops, const char *arg, const char *ns);
 /* A checkpoint after offset off. */
