@@ -724,45 +724,26 @@ static const sp_opt_t redis_opts[] = {
     {NULL, 0, 0, 0, NULL, NULL, NULL},
 };
 
+/* what redis:// and rediss:// share: everything but the scheme (the open reads it) */
+#define RS_OPS                                                                                               \
+	.version = SP_STORE_OPS_VERSION, .open = rs_open, .load = rs_load, .save = rs_save, .list = rs_list,    \
+	.reset = rs_reset, .close = rs_close, .open_readonly = rs_open_readonly, .leases = true,                \
+	.epoch = rs_epoch, .lease_list = rs_lease_list, .lease_acquire = rs_acquire, .lease_renew = rs_renew,  \
+	.lease_release = rs_release
+
 const sp_store_ops_t sp_store_redis = {
-    .version = SP_STORE_OPS_VERSION,
+    RS_OPS,
     .name = "redis",
     .desc =
         "redis://[user:password@]host:port[/db] - leases and checkpoints in Redis, shared by many processes",
-    .opts = redis_opts,
+    .opts = redis_opts, /* the redis.* keys of both */
     .syntax = "redis://[user:password@]host:port[/db]",
-    .open = rs_open,
-    .load = rs_load,
-    .save = rs_save,
-    .list = rs_list,
-    .reset = rs_reset,
-    .close = rs_close,
-    .open_readonly = rs_open_readonly,
-    .leases = true,
-    .epoch = rs_epoch,
-    .lease_list = rs_lease_list,
-    .lease_acquire = rs_acquire,
-    .lease_renew = rs_renew,
-    .lease_release = rs_release,
 };
 
 const sp_store_ops_t sp_store_rediss = {
-    .version = SP_STORE_OPS_VERSION,
+    RS_OPS,
     .name = "rediss",
     .desc = "rediss://[user:password@]host:port[/db] - the redis store over TLS (redis.tls.ca, redis.tls.cert, "
             "redis.tls.key)",
     .syntax = "rediss://[user:password@]host:port[/db]",
-    .open = rs_open,
-    .load = rs_load,
-    .save = rs_save,
-    .list = rs_list,
-    .reset = rs_reset,
-    .close = rs_close,
-    .open_readonly = rs_open_readonly,
-    .leases = true,
-    .epoch = rs_epoch,
-    .lease_list = rs_lease_list,
-    .lease_acquire = rs_acquire,
-    .lease_renew = rs_renew,
-    .lease_release = rs_release,
 };
