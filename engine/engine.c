@@ -189,6 +189,21 @@ static int compile_filter(spate_engine_t *e, char *err, size_t sz)
 	return SPATE_OK;
 }
 
+/* Does anything read the records' headers? Everything might, unless the handler is an
+ * operator that says it ignores them, no DLQ keeps them and no filter names them. */
+static bool wants_headers(const spate_engine_t *e)
+{
+	if (!e->op || e->op->version < 3 || !e->op->ignores_headers)
+		return true;
+	const char *dlq = sp_conf_str(e->conf, "dlq");
+	return (dlq && *dlq) || sp_filter_uses_headers(e->filter);
+}
+
+bool sp_engine_wants_headers(sp_engine_t *e)
+{
+	return !e || e->wants_headers;
+}
+
 spate_engine_t *spate_engine_new(spate_conf_t *conf, const spate_handler_t *handler, char *err,
                                  size_t sz)
 {
@@ -225,6 +240,7 @@ spate_engine_t *spate_engine_new(spate_conf_t *conf, const spate_handler_t *hand
 			goto fail;
 		e->handler_created = true;
 	}
+	e->wants_headers = wants_headers(e);
 	e->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (e->wakefd < 0) {
 		sp_err(err, sz, 0, "eventfd: %s", strerror(errno));

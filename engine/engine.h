@@ -406,6 +406,7 @@ struct spate_engine_s {
 	spate_handler_t h;
 	const sp_operator_ops_t *op; /* when the handler is built in */
 	bool handler_created;
+	bool wants_headers; /* sp_engine_wants_headers */
 	int log_level;
 
 	/* settings read once */

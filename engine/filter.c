@@ -226,6 +226,26 @@ void sp_filter_free(sp_filter_t *f)
 
 /* Case folding: the simple lower-case mapping of ASCII, Latin-1, Latin Extended-A, Greek
  * and Cyrillic (final sigma folds to sigma). Other scripts compare as they are. */
+static bool names_meta(const pobj_t *o, uint16_t meta)
+{
+	for (uint32_t i = 0; i < o->nfields; i++)
+		if (o->fields[i].key == meta)
+			return true;
+	for (uint32_t i = 0; i < o->nors; i++)
+		for (uint32_t j = 0; j < o->ors[i].n; j++)
+			if (names_meta(&o->ors[i].alt[j], meta))
+				return true;
+	return false;
+}
+
+bool sp_filter_uses_headers(const sp_filter_t *f)
+{
+	for (uint32_t i = 0; f && i < f->n; i++)
+		if (names_meta(&f->pat[i], M_HEADERS))
+			return true;
+	return false;
+}
+
 uint32_t sp_filter_fold(uint32_t c)
 {
 	if (c < 0x80)

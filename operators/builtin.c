@@ -85,6 +85,7 @@ const sp_operator_ops_t sp_op_noop = {
     .desc = "does nothing (measures the engine alone)",
     .syntax = "noop",
     .create = noop_create,
+    .ignores_headers = true,
 };
 
 /* ---- sleep:MS ------------------------------------------------------------------------- */
@@ -135,6 +136,7 @@ const sp_operator_ops_t sp_op_sleep = {
     .desc = "sleep:MS sleeps MS milliseconds per batch (an I/O-bound stand-in)",
     .syntax = "sleep:MS",
     .create = sleep_create,
+    .ignores_headers = true,
     .destroy = free_opaque,
     .report = sleep_report,
 };
@@ -192,6 +194,7 @@ const sp_operator_ops_t sp_op_spin = {
     .desc = "spin:US busy-loops US microseconds per record (a CPU-bound stand-in)",
     .syntax = "spin:US",
     .create = spin_create,
+    .ignores_headers = true,
     .destroy = free_opaque,
     .report = spin_report,
 };
@@ -268,6 +271,7 @@ const sp_operator_ops_t sp_op_fail_if = {
     .desc = "fail-if:SUBSTRING fails every record whose value contains SUBSTRING",
     .syntax = "fail-if:SUBSTRING",
     .create = fail_if_create,
+    .ignores_headers = true,
     .destroy = fail_if_destroy,
     .report = fail_if_report,
 };

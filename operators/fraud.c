@@ -827,6 +827,7 @@ const sp_operator_ops_t sp_op_fraud = {
     .opts = fraud_opts,
     .syntax = "fraud",
     .create = fraud_create,
+    .ignores_headers = true,
     .destroy = fraud_destroy,
     .report = fraud_report,
 };

@@ -197,5 +197,6 @@ const sp_operator_ops_t sp_op_journal = {
     .syntax = "journal:PATH_PREFIX",
     .opts = journal_opts,
     .create = journal_create,
+    .ignores_headers = true,
     .destroy = journal_destroy,
 };

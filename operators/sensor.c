@@ -471,6 +471,7 @@ const sp_operator_ops_t sp_op_sensor = {
     .opts = sensor_opts,
     .syntax = "sensor",
     .create = sensor_create,
+    .ignores_headers = true,
     .destroy = sensor_destroy,
     .report = sensor_report,
 };

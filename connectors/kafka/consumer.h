@@ -90,6 +90,10 @@ typedef struct kpart {
 
 typedef struct ksrc {
 	sp_engine_t *eng;
+	/* sp_engine_wants_headers: when false, librdkafka's per-message header parse (a
+	 * calloc, a parse and a free per message, even for a message with none) is skipped
+	 * and records go without headers */
+	bool want_hdrs;
 	rd_kafka_t *rk;
 	rd_kafka_queue_t *q;
 	int pipefd[2];

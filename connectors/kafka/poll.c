@@ -269,7 +269,7 @@ int sp_kafka_poll(sp_source_t *s, sp_chunk_t **out, int max, uint64_t budget_byt
 			groups[g] = (group_t){.k = k};
 		}
 		hdr[i] = NULL;
-		if (!rd_kafka_message_headers(m, &hdr[i]) && hdr[i])
+		if (x->want_hdrs && !rd_kafka_message_headers(m, &hdr[i]) && hdr[i])
 			groups[g].hdrs += (uint32_t)rd_kafka_header_cnt(hdr[i]);
 		groups[g].n++;
 		groups[g].bytes += b;

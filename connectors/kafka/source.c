@@ -415,6 +415,7 @@ static int ksrc_open(sp_source_t *s, char *errstr, size_t size)
 	if (!x)
 		return sp_err(errstr, size, SPATE_ERR_NOMEM, "out of memory");
 	x->eng = s->eng;
+	x->want_hdrs = sp_engine_wants_headers(s->eng);
 	x->pipefd[0] = x->pipefd[1] = -1;
 	x->group = group;
 	x->topics = topics;

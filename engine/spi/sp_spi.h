@@ -128,6 +128,12 @@ const spate_conf_t *sp_engine_conf(sp_engine_t *e);
 /** The pipeline's name: pipeline.name, else the handler key with ':' and '/' as '-'
  *  (for a handler given as a struct, its name). Only [A-Za-z0-9._-]. */
 const char *sp_engine_pipeline_name(sp_engine_t *e);
+/** Whether anything in the pipeline reads records' headers: false only when the handler
+ *  is a built-in operator that ignores them, no dlq is set (dead letters carry the
+ *  original headers) and no filter pattern names "headers". A source whose headers cost
+ *  work to decode (Kafka: librdkafka parses them per message) may then hand records
+ *  without them (header_cnt 0). */
+bool sp_engine_wants_headers(sp_engine_t *e);
 /** A partition added after spate_engine_start() (a Kafka assignment): load its checkpoint
  *  from the store and seek the source after it (or resolve starting.position and save it
  *  at once). */
@@ -432,7 +438,8 @@ typedef struct sp_sink_ops {
 
 /* ---- operators (built-in handlers) ------------------------------------------------- */
 
-#define SP_OPERATOR_OPS_VERSION 2
+/* 3: ignores_headers */
+#define SP_OPERATOR_OPS_VERSION 3
 
 typedef struct sp_operator_ops {
 	int version;
@@ -448,6 +455,10 @@ typedef struct sp_operator_ops {
 	void (*report)(spate_handler_t *h, FILE *fp);
 	/** How the "handler" key names it ("sleep:MS"), for help and errors. */
 	const char *syntax;
+	/** version 3: the handlers it makes never read a record's headers (nor emit records
+	 *  carrying them); then a source may leave them out when nothing else in the
+	 *  pipeline reads them either (sp_engine_wants_headers). */
+	bool ignores_headers;
 } sp_operator_ops_t;
 
 /* ---- messages from a plugin ---------------------------------------------------------- */

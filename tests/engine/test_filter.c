@@ -864,3 +864,26 @@ Test(filter, a_large_value_grows_the_scratch_then_small_ones_reuse_it)
 	sp_filter_scratch_free(s);
 	sp_filter_free(f);
 }
+
+/* sp_filter_uses_headers: the engine decodes Kafka headers only when something reads
+ * them; a filter reads them when a pattern names "headers" at its top level (or in a
+ * top-level $or), not when a field below the value is called so. */
+static bool uses_headers(const char *p)
+{
+	char err[512];
+	sp_filter_t *f = sp_filter_compile(&p, 1, err, sizeof(err));
+	cr_assert_not_null(f, "%s: %s", p, err);
+	bool u = sp_filter_uses_headers(f);
+	sp_filter_free(f);
+	return u;
+}
+
+Test(filter, which_patterns_read_headers)
+{
+	cr_assert(uses_headers("{\"headers\": {\"tier\": [\"gold\"]}}"));
+	cr_assert(uses_headers("{\"$or\": [{\"key\": [\"a\"]}, {\"headers\": {\"t\": [{\"exists\": true}]}}]}"));
+	cr_assert(!uses_headers("{\"value\": {\"headers\": [\"x\"]}}"), "a field of the value");
+	cr_assert(!uses_headers("{\"key\": [\"headers\"]}"), "a string");
+	cr_assert(!uses_headers("{\"value\": [{\"prefix\": \"ok\"}]}"));
+	cr_assert(!sp_filter_uses_headers(NULL), "no filter");
+}
