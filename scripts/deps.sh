@@ -22,7 +22,7 @@ pkgs=(gcc openssl meson ninja-build pkg-config libcriterion-dev libxxhash-dev li
 # kept
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)
-[ "${1:-}" = "--bench" ] && pkgs+=(gnuplot-nox linux-perf python3)
+[ "${1:-}" = "--bench" ] && pkgs+=(gnuplot-nox linux-perf python3 kcat)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
