@@ -578,6 +578,9 @@ typedef struct report {
 	double produce_rate, consume_rate, produce_mbs, consume_mbs, producer_s, elapsed_s;
 	double cpu_s, cpu_per_m, producer_cpu_s;
 	uint64_t behind_max;
+	/* the rates are of the steady state; false: the run was too short for one (under
+	 * about three samples) and they are of the whole run */
+	bool steady;
 	spate_summary_t sum;
 } report_t;
 
@@ -602,11 +605,11 @@ static void write_json(FILE *f, const bench_t *b, const report_t *r)
 	        ",\"produce_records_per_s\":%.0f,\"produce_mb_per_s\":%.2f,\"consume_records_per_s\":%.0f,"
 	        "\"consume_mb_per_s\":%.2f,\"producer_behind_max\":%" PRIu64 ",\"elapsed_s\":%.3f,"
 	        "\"workers_max\":%d,\"workers_mean\":%.2f,\"cpu_s\":%.3f,\"producer_cpu_s\":%.3f,"
-	        "\"cpu_s_per_million\":%.3f,",
+	        "\"cpu_s_per_million\":%.3f,\"steady\":%s,",
 	        o->handler, o->rate, o->bytes, o->keys, o->dir ? o->partitions : -1, r->produced, r->consumed,
 	        b->short_end ? "false" : "true", r->produced_bytes, r->produce_rate, r->produce_mbs,
 	        r->consume_rate, r->consume_mbs, r->behind_max, r->elapsed_s, r->sum.workers_max,
-	        r->sum.workers_mean, r->cpu_s, r->producer_cpu_s, r->cpu_per_m);
+	        r->sum.workers_mean, r->cpu_s, r->producer_cpu_s, r->cpu_per_m, r->steady ? "true" : "false");
 	lat_json(f, "latency_done", &r->sum.latency_done);
 	fputc(',', f);
 	lat_json(f, "latency_start", &r->sum.latency_start);
@@ -621,10 +624,11 @@ static void print_report(FILE *f, const bench_t *b, const report_t *r)
 	        (double)r->produced_bytes / 1e6, r->producer_s);
 	fprintf(f, "consumed %" PRIu64 " records%s\n", r->consumed,
 	        b->short_end ? " (NOT all: see the log)" : "");
-	fprintf(f, "produce  %.0f records/s  %.2f MB/s (steady)%s\n", r->produce_rate, r->produce_mbs,
+	const char *how = r->steady ? "steady" : "whole run: too short for a steady state";
+	fprintf(f, "produce  %.0f records/s  %.2f MB/s (%s)%s\n", r->produce_rate, r->produce_mbs, how,
 	        b->o.rate && r->behind_max > (uint64_t)b->o.rate / 10 ? "  (fell behind the target rate)"
 	                                                              : "");
-	fprintf(f, "consume  %.0f records/s  %.2f MB/s (steady)\n", r->consume_rate, r->consume_mbs);
+	fprintf(f, "consume  %.0f records/s  %.2f MB/s (%s)\n", r->consume_rate, r->consume_mbs, how);
 	const spate_latency_t *l = &r->sum.latency_done, *a = &r->sum.arrival_done;
 	fprintf(f, "latency  timestamp->done p50 %.3f p90 %.3f p99 %.3f p99.9 %.3f max %.3f ms\n", l->p50_ms,
 	        l->p90_ms, l->p99_ms, l->p999_ms, l->max_ms);
@@ -720,6 +724,11 @@ int spate_cmd_bench(int argc, char **argv)
 	double per_rec = r.produced ? (double)r.produced_bytes / (double)r.produced : 0;
 	r.produce_rate = steady_rate(b, false, r.produced);
 	r.consume_rate = steady_rate(b, true, r.consumed);
+	r.steady = r.produce_rate > 0 && r.consume_rate > 0;
+	if (!r.steady) { /* a run of a few samples: the whole run's rates rather than none */
+		r.produce_rate = r.producer_s > 0 ? (double)r.produced / r.producer_s : 0;
+		r.consume_rate = r.sum.records_per_s;
+	}
 	r.produce_mbs = r.produce_rate * per_rec / 1e6;
 	r.consume_mbs = r.consume_rate * per_rec / 1e6;
 	r.producer_cpu_s = b->producer_cpu_s;

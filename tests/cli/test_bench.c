@@ -89,3 +89,22 @@ Test(bench, a_warmup_not_handled_in_time_is_an_error_naming_it)
 	free(out), free(err);
 	t_rmrf(dir);
 }
+
+/* A run too short for a steady state (a few of the 100 ms samples) reports its whole
+ * run's rates, and says so, rather than 0 records/s (benchmarks/run --quick took its
+ * maximum from such a run and offered a load of 0). */
+Test(bench, a_short_run_reports_whole_run_rates)
+{
+	char dir[256], log[300], json[300];
+	t_mkdtemp(dir, sizeof(dir));
+	snprintf(log, sizeof(log), "%s/log", dir);
+	snprintf(json, sizeof(json), "%s/report.json", dir);
+	char *argv[] = {(char *)t_spate_cli(), "bench", "--log", log, "--records", "2000", "--json", json, NULL};
+	json_t *j = t_bench_run(argv, json, 2000);
+	/* (a machine loaded enough may stretch it to a steady state: then that is reported) */
+	cr_assert(json_is_boolean(json_object_get(j, "steady")));
+	cr_assert_gt(json_number_value(json_object_get(j, "consume_records_per_s")), 0);
+	cr_assert_gt(json_number_value(json_object_get(j, "produce_records_per_s")), 0);
+	json_decref(j);
+	t_rmrf(dir);
+}
