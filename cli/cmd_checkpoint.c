@@ -148,15 +148,8 @@ static int checkpoint(int argc, char **argv, spate_conf_t *conf)
 		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
 			usage(stdout);
 			return EXIT_DONE;
-		} else if (!strcmp(a, "-X")) {
-			if (i + 1 >= argc) {
-				fprintf(stderr, "spate: checkpoint: -X needs key=value\n");
-				return EXIT_USAGE;
-			}
-			if (spate_cli_set_x(conf, argv[++i]))
-				return EXIT_USAGE;
-		} else if (!strncmp(a, "-X", 2) && a[2]) {
-			if (spate_cli_set_x(conf, a + 2))
+		} else if (!strncmp(a, "-X", 2)) {
+			if (spate_cli_opt_x(conf, argc, argv, &i))
 				return EXIT_USAGE;
 		} else if (!strcmp(a, "--pipeline")) {
 			if (i + 1 >= argc) {

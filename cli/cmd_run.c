@@ -185,6 +185,20 @@ static void run_usage(FILE *f)
 	print_keys(f);
 }
 
+int spate_cli_opt_x(spate_conf_t *conf, int argc, char **argv, int *i)
+{
+	const char *a = argv[*i];
+	if (strncmp(a, "-X", 2))
+		return 1;
+	if (a[2])
+		return spate_cli_set_x(conf, a + 2);
+	if (*i + 1 >= argc) {
+		fprintf(stderr, "spate: -X needs key=value\n");
+		return -1;
+	}
+	return spate_cli_set_x(conf, argv[++*i]);
+}
+
 int spate_cli_set_x(spate_conf_t *conf, const char *kv)
 {
 	const char *eq = strchr(kv, '=');
@@ -297,15 +311,8 @@ int spate_cmd_run(int argc, char **argv)
 		} else if (!strcmp(a, "--stats")) {
 			if (spate_cli_set_x(conf, "stats.interval.ms=1000"))
 				goto out;
-		} else if (!strcmp(a, "-X")) {
-			if (i + 1 >= argc) {
-				fprintf(stderr, "spate: -X needs key=value\n");
-				goto out;
-			}
-			if (spate_cli_set_x(conf, argv[++i]))
-				goto out;
 		} else if (!strncmp(a, "-X", 2)) {
-			if (spate_cli_set_x(conf, a + 2))
+			if (spate_cli_opt_x(conf, argc, argv, &i))
 				goto out;
 		} else if (a[0] == '-') {
 			fprintf(stderr, "spate: run: unknown option \"%s\" (see spate run --help)\n", a);

@@ -30,6 +30,9 @@ int spate_cli_load_env(struct spate_conf_s *conf);
 _Bool spate_cli_secret(const char *key, const char *val);
 /* -X key=value into conf: 0, or -1 after printing why (naming the key, never a secret). */
 int spate_cli_set_x(struct spate_conf_s *conf, const char *kv);
+/* argv[*i] as a -X option ("-X key=value", moving *i past the value, or "-Xkey=value"):
+ * 0 taken into conf, -1 refused (printed, naming the key), 1 not a -X option. */
+int spate_cli_opt_x(struct spate_conf_s *conf, int argc, char **argv, int *i);
 /* Warn (stderr) when -X key=val puts a secret on the command line. */
 void spate_cli_warn_arg(const char *key, const char *val);
 
